@@ -1,0 +1,1 @@
+"""loopls.context: project understanding and prompt building. Never imports torch."""

@@ -1,0 +1,170 @@
+"""Tokenizers from a checkpoint folder: `tokenizer.json` (tokenizers) or `tokenizer.model`
+(SentencePiece), with special, FIM and EOS tokens read from the checkpoint's configs."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+# Spellings used by the common code-model families; the ids always come from the checkpoint.
+_FIM_SPELLINGS = {
+    "fim_prefix": ("<|fim_prefix|>", "<fim_prefix>", "<PRE>", "<｜fim▁begin｜>"),
+    "fim_suffix": ("<|fim_suffix|>", "<fim_suffix>", "<SUF>", "<｜fim▁hole｜>"),
+    "fim_middle": ("<|fim_middle|>", "<fim_middle>", "<MID>", "<｜fim▁end｜>"),
+    "fim_pad": ("<|fim_pad|>", "<fim_pad>"),
+    "file_sep": ("<|file_sep|>", "<file_sep>"),
+    "repo_name": ("<|repo_name|>", "<reponame>"),
+}
+
+
+class TokenizerError(ValueError):
+    """A tokenizer that cannot be loaded from a checkpoint folder."""
+
+
+@dataclass(frozen=True)
+class SpecialTokens:
+    bos: int | None = None
+    eos_ids: tuple[int, ...] = ()
+    fim_prefix: int | None = None
+    fim_suffix: int | None = None
+    fim_middle: int | None = None
+    fim_pad: int | None = None
+    file_sep: int | None = None
+    repo_name: int | None = None
+    all_ids: frozenset[int] = field(default_factory=frozenset)
+
+    @property
+    def has_fim(self) -> bool:
+        return None not in (self.fim_prefix, self.fim_suffix, self.fim_middle)
+
+
+def _content(token: Any) -> str | None:
+    if isinstance(token, dict):
+        return token.get("content")
+    return token if isinstance(token, str) else None
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise TokenizerError(f"{path}: cannot read: {exc}") from None
+    return data if isinstance(data, dict) else {}
+
+
+class Tokenizer:
+    """Text <-> token ids. `encode` never adds BOS/EOS; the caller lays out special ids."""
+
+    def __init__(self, backend: Any, kind: str, added: dict[str, int], special: SpecialTokens,
+                 chat_template: str | None = None) -> None:
+        self._backend = backend
+        self._kind = kind
+        self._added = added  # content -> id, for every added token
+        self._added_by_id = {i: c for c, i in added.items()}
+        self.special = special
+        self.chat_template = chat_template
+
+    @property
+    def vocab_size(self) -> int:
+        if self._kind == "tokenizers":
+            return self._backend.get_vocab_size(with_added_tokens=True)
+        return max(self._backend.get_piece_size(), max(self._added_by_id, default=-1) + 1)
+
+    def token_to_id(self, token: str) -> int | None:
+        if token in self._added:
+            return self._added[token]
+        if self._kind == "tokenizers":
+            return self._backend.token_to_id(token)
+        tid = self._backend.piece_to_id(token)
+        return None if tid == self._backend.unk_id() and token != self._backend.id_to_piece(tid) else tid
+
+    def encode(self, text: str) -> list[int]:
+        if not text:
+            return []
+        if self._kind == "tokenizers":
+            return self._backend.encode(text, add_special_tokens=False).ids
+        return self._backend.encode(text)
+
+    def count(self, text: str) -> int:
+        return len(self.encode(text))
+
+    def decode(self, ids: list[int], skip_special: bool = True) -> str:
+        if self._kind == "tokenizers":
+            return self._backend.decode(ids, skip_special_tokens=skip_special)
+        pieces: list[str] = []
+        run: list[int] = []
+        for tid in ids:
+            if tid in self._added_by_id:
+                if run:
+                    pieces.append(self._backend.decode(run))
+                    run = []
+                if not (skip_special and tid in self.special.all_ids):
+                    pieces.append(self._added_by_id[tid])
+            else:
+                run.append(tid)
+        if run:
+            pieces.append(self._backend.decode(run))
+        return "".join(pieces)
+
+    @classmethod
+    def from_folder(cls, folder: Path) -> Tokenizer:
+        config = _read_json(folder / "tokenizer_config.json")
+        added = {
+            _content(tok): int(tid)
+            for tid, tok in (config.get("added_tokens_decoder") or {}).items()
+            if _content(tok)
+        }
+        if (folder / "tokenizer.json").is_file():
+            from tokenizers import Tokenizer as HFTokenizer
+
+            try:
+                backend = HFTokenizer.from_file(str(folder / "tokenizer.json"))
+            except Exception as exc:  # tokenizers raises bare Exception subclasses
+                raise TokenizerError(f"{folder / 'tokenizer.json'}: cannot load: {exc}") from None
+            for tok in backend.get_added_tokens_decoder().values():
+                added.setdefault(tok.content, backend.token_to_id(tok.content))
+            kind = "tokenizers"
+        elif (folder / "tokenizer.model").is_file():
+            import sentencepiece as spm
+
+            try:
+                backend = spm.SentencePieceProcessor(model_file=str(folder / "tokenizer.model"))
+            except (OSError, RuntimeError) as exc:
+                raise TokenizerError(f"{folder / 'tokenizer.model'}: cannot load: {exc}") from None
+            kind = "sentencepiece"
+        else:
+            raise TokenizerError(f"{folder}: no tokenizer.json or tokenizer.model")
+        special = _special_tokens(folder, config, added)
+        return cls(backend, kind, added, special, config.get("chat_template"))
+
+
+def _special_tokens(folder: Path, config: dict[str, Any], added: dict[str, int]) -> SpecialTokens:
+    def lookup(name: str) -> int | None:
+        content = _content(config.get(name))
+        return added.get(content) if content else None
+
+    fim = {
+        key: next((added[s] for s in spellings if s in added), None)
+        for key, spellings in _FIM_SPELLINGS.items()
+    }
+    eos: list[int] = []
+    gen = _read_json(folder / "generation_config.json")
+    model_cfg = _read_json(folder / "config.json")
+    for source in (gen.get("eos_token_id"), model_cfg.get("eos_token_id"), lookup("eos_token")):
+        for tid in source if isinstance(source, list) else [source]:
+            if isinstance(tid, int) and tid not in eos:
+                eos.append(tid)
+    bos = gen.get("bos_token_id", model_cfg.get("bos_token_id"))
+    if bos is None:
+        bos = lookup("bos_token")
+    special_contents = {
+        _content(tok) for tok in (config.get("added_tokens_decoder") or {}).values()
+        if isinstance(tok, dict) and tok.get("special", True)
+    }
+    special_ids = {tid for content, tid in added.items() if content in special_contents}
+    special_ids |= {tid for tid in fim.values() if tid is not None} | set(eos)
+    return SpecialTokens(bos=bos, eos_ids=tuple(eos), all_ids=frozenset(special_ids), **fim)

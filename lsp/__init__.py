@@ -1,0 +1,1 @@
+"""loopls.lsp: the pygls language server, its options, conversions and the CLI."""

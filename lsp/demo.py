@@ -1,0 +1,146 @@
+"""`loopls demo`: the main job. Starts the real server over stdio, attaches a real LSP client
+to a sample project and prints what an editor would be shown."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+from importlib import resources
+from pathlib import Path
+
+from lsprotocol import types
+from pygls.lsp.client import LanguageClient
+
+from .completion import UNTRAINED_NOTICE
+
+# (file, 1-based line, 1-based column or 0 for the line end): places a user would pause at
+_SAMPLE_POSITIONS = (
+    ("inventory.py", 24, 0),
+    ("inventory.py", 35, 0),
+    ("inventory.py", 20, 0),
+    ("report.py", 7, 0),
+)
+
+EDITOR_HELP = """\
+Connect an editor:
+  Neovim 0.11+:  vim.lsp.config('loopls', { cmd = { 'loopls' }, filetypes = { 'python', 'lua', 'go' } })
+                 vim.lsp.enable('loopls')      -- or use editors/neovim (README.md)
+  VS Code:       build editors/vscode (npm install && npm run package), install the .vsix,
+                 and set "loopls.model.name" to a checkpoint folder.
+  Any client:    run `loopls` (stdio) or `loopls lsp --tcp 127.0.0.1:2087`.
+"""
+
+
+def _bundled_project() -> Path:
+    return Path(str(resources.files("loopls.lsp") / "demo_project"))
+
+
+def _positions(project: Path) -> list[tuple[Path, int, int]]:
+    if (project / "inventory.py").is_file() and (project / "report.py").is_file():
+        return [(project / f, line, col) for f, line, col in _SAMPLE_POSITIONS]
+    # Any other project: the end of the first lines of a few Python files.
+    files = sorted(p for p in project.rglob("*.py") if ".venv" not in p.parts)[:3]
+    return [(f, min(5, f.read_text(encoding="utf-8", errors="replace").count("\n") + 1), 0) for f in files]
+
+
+def plain(value):
+    """pygls hands results of custom requests back as namedtuples; turn them into dicts."""
+    if hasattr(value, "_asdict"):
+        return {k: plain(v) for k, v in value._asdict().items()}
+    if isinstance(value, list):
+        return [plain(v) for v in value]
+    return value
+
+
+async def _complete_once(client: LanguageClient, project: Path, path: Path, text: str, line: int, col: int) -> str:
+    """One inline completion request, formatted as the block the demo prints."""
+    lines = text.splitlines()
+    line_text = lines[line - 1] if line <= len(lines) else ""
+    character = len(line_text) if col == 0 else col - 1
+    where = f"{path.relative_to(project)}:{line}:{character + 1}"
+    t0 = time.perf_counter()
+    try:
+        result = await client.text_document_inline_completion_async(types.InlineCompletionParams(
+            text_document=types.TextDocumentIdentifier(uri=path.as_uri()),
+            position=types.Position(line=line - 1, character=character),
+            context=types.InlineCompletionContext(trigger_kind=types.InlineCompletionTriggerKind.Invoked),
+        ))
+    except Exception as exc:  # show any server error and go on, as an editor would
+        return f"{where}  error: {exc}\n"
+    elapsed = (time.perf_counter() - t0) * 1000
+    items = result.items if isinstance(result, types.InlineCompletionList) else result or []
+    texts = [i.insert_text if isinstance(i.insert_text, str) else i.insert_text.value for i in items]
+    out = [f"{where}  ({elapsed:.0f} ms)", f"  {line_text[:character]}\u2038{line_text[character:]}"]
+    out += ["  \u2192 " + t.replace("\n", "\n    ") for t in texts or ["(no completion)"]]
+    return "\n".join(out) + "\n"
+
+
+async def _demo(project: Path, model: str | None) -> int:
+    client = LanguageClient("loopls-demo", "1")
+    messages: list[str] = []
+    diagnostics: dict[str, list[types.Diagnostic]] = {}
+
+    @client.feature(types.WINDOW_SHOW_MESSAGE)
+    def show_message(params: types.ShowMessageParams) -> None:
+        messages.append(params.message)
+
+    @client.feature(types.WINDOW_LOG_MESSAGE)
+    def log_message(params: types.LogMessageParams) -> None:
+        messages.append(params.message)
+
+    @client.feature(types.TEXT_DOCUMENT_PUBLISH_DIAGNOSTICS)
+    def publish(params: types.PublishDiagnosticsParams) -> None:
+        diagnostics[params.uri] = params.diagnostics
+
+    command = [sys.executable, "-m", "loopls.lsp", "lsp"] + (["--model", model] if model else [])
+    started = time.perf_counter()
+    await client.start_io(*command)
+    result = await client.initialize_async(types.InitializeParams(
+        capabilities=types.ClientCapabilities(),
+        root_uri=project.as_uri(),
+        workspace_folders=[types.WorkspaceFolder(uri=project.as_uri(), name=project.name)],
+    ))
+    client.initialized(types.InitializedParams())
+    caps = result.capabilities
+    print(f"server: {result.server_info.name} {result.server_info.version} (started in {time.perf_counter() - started:.1f}s)")
+    print(f"  inline completion: {'yes' if caps.inline_completion_provider else 'no'}, "
+          f"completion: {'yes' if caps.completion_provider else 'no'}, "
+          f"code actions: {'yes' if caps.code_action_provider else 'not yet'}, "
+          f"diagnostics: {'yes' if caps.diagnostic_provider else 'not yet'}")
+    print(f"project: {project}\n")
+    opened: set[Path] = set()
+    shown: list[str] = []
+    for path, line, col in _positions(project):
+        text = path.read_text(encoding="utf-8")
+        if path not in opened:
+            client.text_document_did_open(types.DidOpenTextDocumentParams(text_document=types.TextDocumentItem(
+                uri=path.as_uri(), language_id="python", version=1, text=text)))
+            opened.add(path)
+        shown.append(await _complete_once(client, project, path, text, line, col))
+    status = await client.protocol.send_request_async("loopls/status", None)
+    model = plain(status)["model"]
+    print(f"model: {model.get('modelType', '?')} from {model.get('path', model['name'])} on {model.get('device', '?')}")
+    if model.get("untrained"):
+        print(f"NOTE: {UNTRAINED_NOTICE}")
+    print()
+    print("\n".join(shown))
+    await asyncio.sleep(0.1)
+    n_diag = sum(len(d) for d in diagnostics.values())
+    print(f"diagnostics: {n_diag} (code-smell checks are not implemented yet)")
+    for message in dict.fromkeys(messages):
+        if message != UNTRAINED_NOTICE:
+            print(f"server says: {message}")
+    await client.shutdown_async(None)
+    client.exit(None)
+    await client.stop()
+    print("\n" + EDITOR_HELP)
+    return 0
+
+
+def run_demo(project: Path | None, model: str | None) -> int:
+    project = (project or _bundled_project()).resolve()
+    if not project.is_dir():
+        print(f"loopls: {project}: not a folder", file=sys.stderr)
+        return 2
+    return asyncio.run(_demo(project, model))

@@ -1,0 +1,103 @@
+"""Server options: nested kw-only dataclasses parsed with cattrs from camelCase JSON.
+
+The same keys are used in `initializationOptions`, `workspace/configuration` (section
+"loopls"), VS Code's package.json and the Neovim setup table. Invalid options fall back to
+the defaults and the caller shows the returned warning.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+import cattrs
+from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
+from cattrs.v import format_exception
+
+
+@dataclass(kw_only=True)
+class ModelOptions:
+    # "tiny" (the untrained embedded default), a checkpoint folder, or a hub id in the local cache
+    name: str = "tiny"
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+
+    def __post_init__(self) -> None:
+        if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
+            raise ValueError(f"model.device must be auto, cpu, cuda or cuda:N, not {self.device!r}")
+
+
+@dataclass(kw_only=True)
+class CompletionOptions:
+    enabled: bool = True
+    max_tokens: int = 48
+    temperature: float = 0.0
+    context_tokens: int = 2048  # prompt budget, counted with the model's tokenizer
+    max_lines: int = 8
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.max_tokens <= 4096:
+            raise ValueError("completion.maxTokens must be between 1 and 4096")
+        if not 64 <= self.context_tokens <= 131072:
+            raise ValueError("completion.contextTokens must be between 64 and 131072")
+        if self.temperature < 0:
+            raise ValueError("completion.temperature must be >= 0")
+        if self.max_lines < 1:
+            raise ValueError("completion.maxLines must be >= 1")
+
+
+@dataclass(kw_only=True)
+class Options:
+    model: ModelOptions = field(default_factory=ModelOptions)
+    completion: CompletionOptions = field(default_factory=CompletionOptions)
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)
+
+
+def _make_converter() -> cattrs.Converter:
+    conv = cattrs.Converter(forbid_extra_keys=True)
+
+    def structure_hook(cls: type) -> Any:
+        renames = {f.name: override(rename=_camel(f.name)) for f in dataclasses.fields(cls)}
+        return make_dict_structure_fn(cls, conv, _cattrs_forbid_extra_keys=True, **renames)
+
+    def unstructure_hook(cls: type) -> Any:
+        renames = {f.name: override(rename=_camel(f.name)) for f in dataclasses.fields(cls)}
+        return make_dict_unstructure_fn(cls, conv, **renames)
+
+    conv.register_structure_hook_factory(dataclasses.is_dataclass, structure_hook)
+    conv.register_unstructure_hook_factory(dataclasses.is_dataclass, unstructure_hook)
+    return conv
+
+
+_CONVERTER = _make_converter()
+
+
+def _format_error(exc: BaseException, type_: type | None) -> str:
+    # Our own __post_init__ checks carry the useful message; keep cattrs' wording otherwise.
+    if type(exc) is ValueError:
+        return str(exc)
+    return format_exception(exc, type_)
+
+
+def parse_options(raw: Any, base: Options | None = None) -> tuple[Options, str | None]:
+    """Options from JSON-like `raw` (None means defaults); on error, (base or defaults, message)."""
+    fallback = base or Options()
+    if raw is None:
+        return fallback, None
+    try:
+        return _CONVERTER.structure(raw, Options), None
+    except (cattrs.BaseValidationError, ValueError, TypeError) as exc:
+        details = (
+            "; ".join(cattrs.transform_error(exc, format_exception=_format_error))
+            if isinstance(exc, cattrs.BaseValidationError)
+            else str(exc)
+        )
+        return fallback, f"invalid loopls options, using defaults: {details}"
+
+
+def options_to_json(options: Options) -> dict[str, Any]:
+    return _CONVERTER.unstructure(options)
