@@ -1,0 +1,38 @@
+"""Shared test set-up.
+
+Every test session gets its own loopls cache directory, so the untrained default model is
+created fresh (as on a new machine) and never touches the user's cache. Server processes
+started by the tests inherit it through the environment.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
+
+_SESSION_CACHE = Path(tempfile.mkdtemp(prefix="loopls-test-cache-"))
+os.environ["LOOPLS_CACHE_DIR"] = str(_SESSION_CACHE)
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    shutil.rmtree(_SESSION_CACHE, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint() -> Path:
+    """The embedded default model (created on first use, as a user would get it)."""
+    from loopls.engine.models import ensure_default_model
+
+    return ensure_default_model()
+
+
+@pytest.fixture(scope="session")
+def tiny_lm(tiny_checkpoint: Path):
+    from loopls.engine.loader import load_checkpoint
+
+    return load_checkpoint(tiny_checkpoint)

@@ -1,0 +1,161 @@
+"""End to end over stdio: the real server, driven by pytest-lsp's real client."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+
+import pytest
+import pytest_lsp
+from lsprotocol import types
+from pygls.exceptions import JsonRpcException
+from pytest_lsp import ClientServerConfig, LanguageClient
+
+SERVER = [sys.executable, "-m", "loopls.lsp", "lsp"]
+URI = "file:///tmp/loopls-e2e/example.py"
+TEXT = (
+    "import math\n"
+    "\n"
+    "def area(radius):\n"
+    "    return math.pi * radius ** 2\n"
+    "\n"
+    "def perimeter(radius):\n"
+    "    \n"
+)
+
+
+def _plain(value):
+    if hasattr(value, "_asdict"):
+        return {k: _plain(v) for k, v in value._asdict().items()}
+    return value
+
+
+@pytest_lsp.fixture(config=ClientServerConfig(server_command=SERVER))
+async def client(lsp_client: LanguageClient):
+    result = await lsp_client.initialize_session(types.InitializeParams(
+        capabilities=types.ClientCapabilities(),
+        root_uri="file:///tmp/loopls-e2e",
+        initialization_options={"completion": {"maxTokens": 16}},
+    ))
+    lsp_client.init_result = result
+    yield
+    await lsp_client.shutdown_session()
+
+
+def _open(client: LanguageClient, text: str = TEXT, uri: str = URI) -> None:
+    client.text_document_did_open(types.DidOpenTextDocumentParams(
+        text_document=types.TextDocumentItem(uri=uri, language_id="python", version=1, text=text)))
+
+
+def _inline(line: int, character: int, uri: str = URI) -> types.InlineCompletionParams:
+    return types.InlineCompletionParams(
+        text_document=types.TextDocumentIdentifier(uri=uri),
+        position=types.Position(line=line, character=character),
+        context=types.InlineCompletionContext(trigger_kind=types.InlineCompletionTriggerKind.Invoked),
+    )
+
+
+async def _status(client: LanguageClient) -> dict:
+    return _plain(await client.protocol.send_request_async("loopls/status", None))
+
+
+async def test_initialize_advertises_inline_completion(client: LanguageClient) -> None:
+    caps = client.init_result.capabilities
+    assert caps.inline_completion_provider is not None
+    assert caps.completion_provider is not None
+    assert caps.text_document_sync.change == types.TextDocumentSyncKind.Incremental
+    assert client.init_result.server_info.name == "loopls"
+
+
+async def test_did_open_then_inline_completion_returns_items(client: LanguageClient) -> None:
+    _open(client)
+    result = await client.text_document_inline_completion_async(_inline(6, 4))
+    assert isinstance(result, types.InlineCompletionList)
+    assert result.items and all(item.insert_text for item in result.items)
+    assert result.items[0].range == types.Range(start=types.Position(line=6, character=4),
+                                                end=types.Position(line=6, character=4))
+    status = await _status(client)
+    assert status["model"]["untrained"] is True  # the embedded default says what it is
+    assert any("untrained" in m.message for m in client.messages)
+
+
+async def test_did_change_then_completion_sees_the_new_text(client: LanguageClient) -> None:
+    _open(client)
+    # Incremental edit: type "return rad" on the last line, then add two more lines.
+    client.text_document_did_change(types.DidChangeTextDocumentParams(
+        text_document=types.VersionedTextDocumentIdentifier(uri=URI, version=2),
+        content_changes=[types.TextDocumentContentChangePartial(
+            range=types.Range(start=types.Position(line=6, character=4), end=types.Position(line=6, character=4)),
+            text="return rad\n\nvalue = perim",
+        )],
+    ))
+    # line 8 exists only in the new text; the word being typed there is "perim"
+    result = await client.text_document_completion_async(types.CompletionParams(
+        text_document=types.TextDocumentIdentifier(uri=URI), position=types.Position(line=8, character=13)))
+    assert result.items
+    item = result.items[0]
+    assert item.filter_text.startswith("perim")
+    assert item.text_edit.range.start == types.Position(line=8, character=8)
+    assert item.text_edit.range.end == types.Position(line=8, character=13)
+    assert "untrained" in item.detail
+
+
+async def test_cancelled_request_ends_without_result_and_server_keeps_serving(client: LanguageClient) -> None:
+    _open(client)
+    await client.text_document_inline_completion_async(_inline(6, 4))  # model loaded and warm
+    client.workspace_did_change_configuration(types.DidChangeConfigurationParams(
+        settings={"loopls": {"completion": {"maxTokens": 4000}}}))
+    request = client.protocol.send_request_async(
+        types.TEXT_DOCUMENT_INLINE_COMPLETION, _inline(6, 4), msg_id="slow-request")
+    await asyncio.sleep(0.3)
+    client.protocol.notify(types.CANCEL_REQUEST, types.CancelParams(id="slow-request"))
+    with pytest.raises(JsonRpcException) as info:
+        await asyncio.wait_for(request, timeout=30)
+    assert info.value.code == types.LSPErrorCodes.RequestCancelled
+    # generation stopped: the engine thread goes idle long before 4000 tokens
+    deadline = time.monotonic() + 10
+    while (await _status(client))["stats"]["active_generations"]:
+        assert time.monotonic() < deadline, "generation did not stop after cancel"
+        await asyncio.sleep(0.05)
+    status = await _status(client)
+    assert 0 < status["stats"]["last_generated_tokens"] < 4000
+    assert status["stats"]["cancelled"] >= 1
+    client.workspace_did_change_configuration(types.DidChangeConfigurationParams(
+        settings={"loopls": {"completion": {"maxTokens": 8}}}))
+    result = await client.text_document_inline_completion_async(_inline(6, 4))
+    assert result is not None and result.items
+
+
+@pytest.mark.parametrize(
+    ("method", "params", "fragment"),
+    [
+        (types.TEXT_DOCUMENT_INLINE_COMPLETION, _inline(500, 0), "outside the document"),
+        (types.TEXT_DOCUMENT_INLINE_COMPLETION, _inline(0, 0, uri="file:///tmp/never-opened.py"), "not open"),
+        (types.TEXT_DOCUMENT_COMPLETION, types.CompletionParams(
+            text_document=types.TextDocumentIdentifier(uri=URI), position=types.Position(line=99, character=0)),
+         "outside the document"),
+    ],
+)
+async def test_bad_positions_and_unknown_uris_get_errors(client: LanguageClient, method, params, fragment) -> None:
+    _open(client)
+    with pytest.raises(JsonRpcException) as info:
+        await client.protocol.send_request_async(method, params)
+    assert info.value.code == types.ErrorCodes.InvalidParams
+    assert fragment in info.value.message
+    assert (await _status(client))["version"]  # still serving
+
+
+async def test_malformed_params_get_an_error_not_a_crash(client: LanguageClient) -> None:
+    _open(client)
+    for bad in ({"textDocument": 42}, {"position": {"line": "x"}}, None):
+        with pytest.raises(JsonRpcException):
+            await client.protocol.send_request_async(types.TEXT_DOCUMENT_INLINE_COMPLETION, bad)
+    result = await client.text_document_inline_completion_async(_inline(6, 4))
+    assert result is not None and result.items
+
+
+async def test_character_past_line_end_means_line_end(client: LanguageClient) -> None:
+    _open(client)
+    result = await client.text_document_inline_completion_async(_inline(6, 400))
+    assert result is not None

