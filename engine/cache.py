@@ -8,9 +8,14 @@ caches.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 
 from .config import ModelConfig
+
+if TYPE_CHECKING:
+    from .model import CausalLM
 
 
 class KVCache:
@@ -34,6 +39,14 @@ class KVCache:
         self.windows: list[list[tuple[torch.Tensor, torch.Tensor, int] | None]] = [
             [None] * config.num_hidden_layers for _ in range(max(config.loop_num - 1, 0))
         ]
+
+    @classmethod
+    def for_model(
+        cls, model: CausalLM, batch: int, capacity: int, dtype: torch.dtype, device: torch.device | str = "cpu"
+    ) -> KVCache:
+        """A cache for `model` as built here: a tensor-parallel rank holds only its KV heads."""
+        kvh = model.model.layers[0].self_attn.num_kv_heads
+        return cls(model.config, batch, capacity, dtype, device, num_kv_heads=kvh)
 
     def append_global(
         self, layer: int, k: torch.Tensor, v: torch.Tensor

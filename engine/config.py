@@ -39,6 +39,11 @@ class ModelConfig:
     bos_token_id: int | None = None
     eos_token_id: tuple[int, ...] = ()
 
+    @property
+    def o_proj_bias(self) -> bool:
+        # Llama's attention_bias covers o_proj too; Qwen2 has q/k/v bias only.
+        return self.attention_bias and self.model_type != "qwen2"
+
     def __post_init__(self) -> None:
         if self.model_type not in SUPPORTED_MODEL_TYPES:
             raise ConfigError(
@@ -51,6 +56,11 @@ class ModelConfig:
             )
         if self.is_loop and (self.loop_num < 1 or self.loop_window_size < 1):
             raise ConfigError("iquestloopcoder needs loop_num >= 1 and loop_window_size >= 1")
+        if min(self.vocab_size, self.hidden_size, self.num_hidden_layers, self.head_dim,
+               self.num_key_value_heads, self.max_position_embeddings) < 1:
+            raise ConfigError("sizes in config.json must be positive")
+        if self.head_dim % 2:
+            raise ConfigError(f"head_dim {self.head_dim} must be even for rotary embeddings")
 
     @property
     def is_loop(self) -> bool:
@@ -72,17 +82,18 @@ class ModelConfig:
             )
         except KeyError as exc:
             raise ConfigError(f"config.json lacks required key {exc.args[0]!r}") from None
+        _check_unsupported(raw, model_type)
         eos = raw.get("eos_token_id")
         eos_ids = tuple(eos) if isinstance(eos, list) else (() if eos is None else (int(eos),))
         fields.update(
             num_key_value_heads=int(raw.get("num_key_value_heads") or heads),
             head_dim=int(raw.get("head_dim") or hidden // heads),
             max_position_embeddings=int(raw.get("max_position_embeddings", 4096)),
-            rope_theta=float(raw.get("rope_theta", 10000.0)),
+            rope_theta=float(raw.get("rope_theta") or _rope_params(raw).get("rope_theta") or 10000.0),
             rms_norm_eps=float(raw.get("rms_norm_eps", 1e-6)),
             tie_word_embeddings=bool(raw.get("tie_word_embeddings", False)),
             # qwen2 always has q/k/v bias; llama-style models say so with attention_bias.
-            attention_bias=bool(raw.get("attention_bias", model_type == "qwen2")),
+            attention_bias=model_type == "qwen2" or bool(raw.get("attention_bias", False)),
             torch_dtype=str(raw.get("torch_dtype") or raw.get("dtype") or "bfloat16"),
             loop_num=int(raw.get("loop_num", 1)),
             loop_window_size=int(raw.get("loop_window_size", 0)),
@@ -109,6 +120,27 @@ class ModelConfig:
         if not self.is_loop:
             del out["loop_num"], out["loop_window_size"]
         return out
+
+
+def _rope_params(raw: dict[str, Any]) -> dict[str, Any]:
+    """`rope_scaling` (transformers 4) or `rope_parameters` (transformers 5), or {}."""
+    params = raw.get("rope_scaling") or raw.get("rope_parameters") or {}
+    return params if isinstance(params, dict) else {}
+
+
+def _check_unsupported(raw: dict[str, Any], model_type: str) -> None:
+    """Refuse settings that would silently change the maths rather than run them wrongly."""
+    rope = _rope_params(raw)
+    rope_type = rope.get("rope_type", rope.get("type", "default"))
+    if rope_type not in (None, "default"):
+        raise ConfigError(f"rope scaling {rope_type!r} is not supported (only plain RoPE)")
+    act = raw.get("hidden_act", "silu")
+    if act != "silu":
+        raise ConfigError(f"hidden_act {act!r} is not supported (only silu)")
+    if raw.get("mlp_bias"):
+        raise ConfigError("mlp_bias is not supported")
+    if model_type == "qwen2" and raw.get("use_sliding_window"):
+        raise ConfigError("qwen2 use_sliding_window is not supported")
 
 
 ARCHITECTURES = {

@@ -32,6 +32,53 @@ def _cut_at_stop(text: str, stops: tuple[str, ...]) -> tuple[str, bool]:
     return (text[:cut], True) if cut >= 0 else (text, False)
 
 
+def _held_back(text: str, stops: tuple[str, ...]) -> int:
+    """How many trailing characters might still become a stop string (or a whole character)."""
+    if text.endswith("\ufffd"):
+        return len(text)  # half of a multi-byte character: wait for the rest
+    return max((k for s in stops for k in range(1, len(s)) if text.endswith(s[:k])), default=0)
+
+
+class _TextStream:
+    """Decoded text of the generated ids, cut at stop strings, streamed in safe pieces."""
+
+    def __init__(
+        self, lm: LoadedModel, context: int, stops: tuple[str, ...], on_text: Callable[[str], None] | None
+    ) -> None:
+        self._lm, self._context, self._stops, self._on_text = lm, context, stops, on_text
+        self.text = ""
+        self._emitted = 0
+
+    def update(self, ids: list[int]) -> bool:
+        """Decode `ids`; stream what can no longer change; True when a stop string appeared."""
+        decoded = self._lm.tokenizer.decode_continuation(self._context, ids)
+        self.text, stopped = _cut_at_stop(decoded, self._stops)
+        self._emit(len(self.text) if stopped else len(self.text) - _held_back(self.text, self._stops))
+        return stopped
+
+    def finish(self) -> None:
+        self._emit(len(self.text))
+
+    def _emit(self, upto: int) -> None:
+        if self._on_text and upto > self._emitted:
+            self._on_text(self.text[self._emitted : upto])
+            self._emitted = upto
+
+
+def _check_prompt(lm: LoadedModel, prompt_ids: list[int]) -> None:
+    limit = lm.config.max_position_embeddings
+    if not prompt_ids:
+        raise GenerationError("empty prompt: at least one token is needed")
+    if len(prompt_ids) >= limit:
+        raise GenerationError(
+            f"prompt of {len(prompt_ids)} tokens does not fit the model's {limit} positions "
+            "(max_position_embeddings) with room for one new token"
+        )
+    bad = next((t for t in prompt_ids if not 0 <= t < lm.config.vocab_size), None)
+    if bad is not None:
+        raise GenerationError(f"token id {bad} is outside the vocabulary (size {lm.config.vocab_size})")
+
+
 @torch.inference_mode()
 def generate(
     lm: LoadedModel,
@@ -42,50 +89,53 @@ def generate(
 ) -> Generation:
     """Generate after `prompt_ids`; `cancel` is checked before every forward pass.
 
-    `on_text` receives each new piece of decoded text as it is produced (streaming).
+    `on_text` receives each new piece of decoded text as soon as it can no longer change
+    (streaming); the pieces add up to the returned text.
     """
-    limit = lm.config.max_position_embeddings
-    if not prompt_ids:
-        raise GenerationError("empty prompt: at least one token is needed")
-    if len(prompt_ids) >= limit:
-        raise GenerationError(f"prompt of {len(prompt_ids)} tokens does not fit the model's {limit} positions")
-    max_tokens = min(params.max_tokens, limit - len(prompt_ids))
+    _check_prompt(lm, prompt_ids)
+    max_tokens = min(params.max_tokens, lm.config.max_position_embeddings - len(prompt_ids))
     stop_ids = set(params.stop_token_ids) | set(lm.tokenizer.special.eos_ids)
     generator = None
     if params.seed is not None:
         generator = torch.Generator(device=lm.device).manual_seed(params.seed)
-    cache = KVCache(lm.config, 1, len(prompt_ids) + max_tokens, lm.dtype, lm.device)
+    cache = KVCache.for_model(lm.model, 1, len(prompt_ids) + max_tokens, lm.dtype, lm.device)
     timings = {"start": time.perf_counter()}
     out: list[int] = []
-    text, emitted, reason = "", "", "length"
+    stream, reason = _TextStream(lm, prompt_ids[-1], params.stop, on_text), "length"
     tokens = torch.tensor([prompt_ids], device=lm.device)
     while len(out) < max_tokens:
         if cancel is not None and cancel.is_set():
             reason = "cancelled"
             break
-        logits = lm.model(tokens, cache)[:, -1]
-        if len(out) < params.min_tokens and stop_ids:
-            logits[:, sorted(stop_ids)] = float("-inf")
-        next_id = int(sample(logits, params, generator)[0])
+        next_id = _next_token(lm, lm.model(tokens, cache)[:, -1], params, generator,
+                              stop_ids if len(out) < params.min_tokens else set())
         timings.setdefault("first_token", time.perf_counter())
         if next_id in stop_ids:
             reason = "stop"
             break
         out.append(next_id)
-        new_text, stopped = _cut_at_stop(lm.tokenizer.decode(out), params.stop)
-        # Hold back a trailing replacement char: it is half of a multi-byte character.
-        if on_text and not new_text.endswith("\ufffd") and new_text.startswith(emitted):
-            on_text(new_text[len(emitted):])
-            emitted = new_text
-        text = new_text
-        if stopped:
+        if stream.update(out):
             reason = "stop"
             break
         tokens = torch.tensor([[next_id]], device=lm.device)
-    if on_text and len(text) > len(emitted) and text.startswith(emitted):
-        on_text(text[len(emitted):])
+    stream.finish()
     timings["end"] = time.perf_counter()
-    return Generation(text, out, reason, len(prompt_ids), _durations(timings))
+    return Generation(stream.text, out, reason, len(prompt_ids), _durations(timings))
+
+
+def _next_token(
+    lm: LoadedModel, logits: torch.Tensor, params: SamplingParams, generator: torch.Generator | None,
+    suppressed: set[int],
+) -> int:
+    """logits [1, vocab] -> the next id; `suppressed` ids (stops before min_tokens) never win."""
+    if suppressed:
+        logits[:, sorted(suppressed)] = float("-inf")
+    next_id = int(sample(logits, params, generator)[0])
+    if lm.tp_size > 1:
+        from .parallel import broadcast_token
+
+        next_id = broadcast_token(next_id, lm.device)
+    return next_id
 
 
 def _durations(t: dict[str, float]) -> dict[str, float]:

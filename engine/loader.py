@@ -1,22 +1,31 @@
 """Load a Hugging Face checkpoint folder (or a hub id from the local cache) into a model.
 
 The model is built on the meta device and its parameters are assigned straight from the
-safetensors files, so the weights are never held twice in memory.
+safetensors files, one tensor at a time, so the weights are never held twice in memory.
+Every failure is a `CheckpointError` whose one-line message names the file and the tensor.
 """
 
 from __future__ import annotations
 
 import json
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from .config import ConfigError, ModelConfig
+from .hub import HubError, resolve_hub_id
 from .model import CausalLM
 from .tokenizer import Tokenizer, TokenizerError
 
-DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+DTYPES = {
+    "float32": torch.float32, "fp32": torch.float32,
+    "float16": torch.float16, "fp16": torch.float16, "half": torch.float16,
+    "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
+}
+# Buffers that some exporters save but that the model recomputes.
+_IGNORED_SUFFIXES = ("rotary_emb.inv_freq",)
 
 
 class CheckpointError(ValueError):
@@ -32,6 +41,7 @@ class LoadedModel:
     dtype: torch.dtype
     device: torch.device
     untrained: bool  # a random-weight checkpoint made by `loopls model create-tiny`
+    tp_size: int = 1  # ranks the model is split over (parallel.py); 1 = whole model here
 
 
 def resolve_checkpoint(name: str | Path) -> Path:
@@ -43,16 +53,10 @@ def resolve_checkpoint(name: str | Path) -> Path:
         return path
     text = str(name)
     if text.count("/") == 1 and not text.startswith((".", "/", "~")):
-        from huggingface_hub import snapshot_download
-        from huggingface_hub.errors import LocalEntryNotFoundError
-
         try:
-            return Path(snapshot_download(text, local_files_only=True))
-        except (LocalEntryNotFoundError, OSError, ValueError):
-            raise CheckpointError(
-                f"{text}: not a folder and not in the local Hugging Face cache "
-                "(loopls never downloads; fetch it with `huggingface-cli download` first)"
-            ) from None
+            return resolve_hub_id(text)
+        except HubError as exc:
+            raise CheckpointError(str(exc)) from None
     raise CheckpointError(f"{path}: no such checkpoint folder")
 
 
@@ -61,9 +65,9 @@ def _weight_files(folder: Path) -> list[Path]:
     if index.is_file():
         try:
             weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
-        except (OSError, ValueError, KeyError) as exc:
+            files = sorted({folder / f for f in weight_map.values()})
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
             raise CheckpointError(f"{index}: unreadable index: {exc}") from None
-        files = sorted({folder / f for f in weight_map.values()})
         for f in files:
             if not f.is_file():
                 raise CheckpointError(f"{f}: shard named in {index.name} is missing")
@@ -74,18 +78,55 @@ def _weight_files(folder: Path) -> list[Path]:
     return files
 
 
-def _read_tensors(files: list[Path], device: torch.device, dtype: torch.dtype) -> dict[str, torch.Tensor]:
-    from safetensors import SafetensorError, safe_open
+def _header(path: Path) -> dict[str, dict]:
+    """The safetensors header of `path`, checked against the file's size tensor by tensor."""
+    try:
+        size = path.stat().st_size
+        with path.open("rb") as handle:
+            raw_len = handle.read(8)
+            if len(raw_len) < 8:
+                raise CheckpointError(f"{path}: truncated safetensors file (no header)")
+            (header_len,) = struct.unpack("<Q", raw_len)
+            if header_len > size - 8:
+                raise CheckpointError(f"{path}: truncated safetensors file (header of {header_len} bytes)")
+            header = json.loads(handle.read(header_len))
+    except (OSError, ValueError) as exc:
+        raise CheckpointError(f"{path}: unreadable safetensors header: {exc}") from None
+    header.pop("__metadata__", None)
+    data_size = size - 8 - header_len
+    for name, info in sorted(header.items(), key=lambda kv: kv[1].get("data_offsets", [0, 0])[1]):
+        end = info.get("data_offsets", [0, 0])[1]
+        if end > data_size:
+            raise CheckpointError(
+                f"{path}: truncated safetensors file: tensor {name} ends at byte {end} "
+                f"but the file holds {data_size} bytes of data"
+            )
+    return header
 
-    tensors: dict[str, torch.Tensor] = {}
+
+def _index_tensors(files: list[Path]) -> dict[str, tuple[Path, tuple[int, ...]]]:
+    """tensor name -> (file, shape), from the headers only (nothing is read yet)."""
+    where: dict[str, tuple[Path, tuple[int, ...]]] = {}
     for f in files:
-        try:
-            with safe_open(str(f), framework="pt", device=str(device)) as handle:
-                for name in handle.keys():
-                    tensors[name] = handle.get_tensor(name).to(dtype)
-        except (SafetensorError, OSError, RuntimeError) as exc:
-            raise CheckpointError(f"{f}: unreadable or truncated safetensors file: {exc}") from None
-    return tensors
+        for name, info in _header(f).items():
+            if name.endswith(_IGNORED_SUFFIXES):
+                continue
+            if name in where:
+                raise CheckpointError(f"{f}: tensor {name} also appears in {where[name][0].name}")
+            where[name] = (f, tuple(info.get("shape", ())))
+    return where
+
+
+def _resolve_dtype(dtype: str | torch.dtype | None, config: ModelConfig, device: torch.device) -> torch.dtype:
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype is None or dtype == "auto":
+        chosen = DTYPES.get(config.torch_dtype, torch.float32)
+        # Half-precision matmuls are slow or missing on CPUs.
+        return torch.float32 if device.type == "cpu" else chosen
+    if dtype not in DTYPES:
+        raise CheckpointError(f"unknown dtype {dtype!r}; choose one of {', '.join(sorted(DTYPES))}")
+    return DTYPES[dtype]
 
 
 def load_checkpoint(
@@ -97,40 +138,71 @@ def load_checkpoint(
         raise CheckpointError(f"{folder}: missing config.json")
     try:
         config = ModelConfig.from_file(config_path)
-    except ConfigError as exc:
+        raw_config = json.loads(config_path.read_text(encoding="utf-8"))
+    except (ConfigError, ValueError) as exc:
         raise CheckpointError(f"{config_path}: {exc}") from None
     try:
         tokenizer = Tokenizer.from_folder(folder)
     except TokenizerError as exc:
         raise CheckpointError(str(exc)) from None
     device = torch.device(device)
-    if dtype is None:
-        dtype = DTYPES.get(config.torch_dtype, torch.float32)
-        if device.type == "cpu" and dtype != torch.float32:
-            dtype = torch.float32  # half-precision matmuls are slow or missing on CPUs
-    elif isinstance(dtype, str):
-        dtype = DTYPES[dtype]
-    files = _weight_files(folder)
+    torch_dtype = _resolve_dtype(dtype, config, device)
+    where = _index_tensors(_weight_files(folder))
     with torch.device("meta"):
         model = CausalLM(config)
-    tensors = _read_tensors(files, device, dtype)
-    _check_names_and_shapes(model, tensors, folder)
-    model.load_state_dict(tensors, strict=True, assign=True)
+    _check_names_and_shapes(model, where, folder)
+    _assign_weights(model, where, device, torch_dtype)
     model.eval().requires_grad_(False)
-    marker = json.loads(config_path.read_text(encoding="utf-8")).get("loopls_untrained", False)
-    return LoadedModel(folder, config, model, tokenizer, dtype, device, bool(marker))
+    untrained = bool(raw_config.get("loopls_untrained", False))
+    return LoadedModel(folder, config, model, tokenizer, torch_dtype, device, untrained)
 
 
-def _check_names_and_shapes(model: CausalLM, tensors: dict[str, torch.Tensor], folder: Path) -> None:
+def _check_names_and_shapes(
+    model: CausalLM, where: dict[str, tuple[Path, tuple[int, ...]]], folder: Path
+) -> None:
     expected = model.state_dict()
-    missing = sorted(set(expected) - set(tensors))
-    unexpected = sorted(set(tensors) - set(expected))
+    if model.config.tie_word_embeddings:
+        # Some tied checkpoints also store the (identical) head; the model uses the embedding.
+        where.pop("lm_head.weight", None)
+    missing = sorted(set(expected) - set(where))
+    unexpected = sorted(set(where) - set(expected))
     if missing:
-        raise CheckpointError(f"{folder}: missing weight {missing[0]}" + (f" (+{len(missing) - 1} more)" if len(missing) > 1 else ""))
+        more = f" (+{len(missing) - 1} more)" if len(missing) > 1 else ""
+        raise CheckpointError(f"{folder}: missing weight {missing[0]}{more}: no weight file holds it")
     if unexpected:
-        raise CheckpointError(f"{folder}: unexpected weight {unexpected[0]}" + (f" (+{len(unexpected) - 1} more)" if len(unexpected) > 1 else ""))
+        f = where[unexpected[0]][0]
+        more = f" (+{len(unexpected) - 1} more)" if len(unexpected) > 1 else ""
+        raise CheckpointError(
+            f"{f}: unexpected weight {unexpected[0]}{more} for model_type {model.config.model_type!r}"
+        )
     for name, param in expected.items():
-        if tuple(tensors[name].shape) != tuple(param.shape):
+        f, shape = where[name]
+        if shape != tuple(param.shape):
             raise CheckpointError(
-                f"{folder}: weight {name} has shape {tuple(tensors[name].shape)}, config expects {tuple(param.shape)}"
+                f"{f}: weight {name} has shape {shape}, config.json implies {tuple(param.shape)}"
             )
+
+
+def _assign_weights(
+    model: CausalLM, where: dict[str, tuple[Path, tuple[int, ...]]], device: torch.device, dtype: torch.dtype
+) -> None:
+    from safetensors import SafetensorError, safe_open
+
+    by_file: dict[Path, list[str]] = {}
+    for name, (f, _) in where.items():
+        by_file.setdefault(f, []).append(name)
+    for f, names in sorted(by_file.items()):
+        name = "?"
+        try:
+            with safe_open(str(f), framework="pt", device=str(device)) as handle:
+                for name in names:
+                    # Converting tensor by tensor keeps at most one extra tensor alive.
+                    _set_tensor(model, name, handle.get_tensor(name).to(dtype))
+        except (SafetensorError, OSError, RuntimeError) as exc:
+            raise CheckpointError(f"{f}: cannot read tensor {name}: {exc}") from None
+
+
+def _set_tensor(model: CausalLM, name: str, value: torch.Tensor) -> None:
+    module_name, _, attr = name.rpartition(".")
+    module = model.get_submodule(module_name)
+    setattr(module, attr, torch.nn.Parameter(value, requires_grad=False))

@@ -82,7 +82,7 @@ class Attention(nn.Module):
         self.q_proj = nn.Linear(hidden, self.num_heads * d, bias=bias)
         self.k_proj = nn.Linear(hidden, self.num_kv_heads * d, bias=bias)
         self.v_proj = nn.Linear(hidden, self.num_kv_heads * d, bias=bias)
-        self.o_proj = nn.Linear(self.num_heads * d, hidden, bias=False)
+        self.o_proj = nn.Linear(self.num_heads * d, hidden, bias=config.o_proj_bias)
 
     def qkv(
         self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor
@@ -186,6 +186,13 @@ class CausalLM(nn.Module):
         cache.advance(t)
         h = self.model.norm(h)
         return F.linear(h, self.output_weight()).float()
+
+    def forward_paged(self, chunks: list, pool) -> list[torch.Tensor]:
+        """Packed multi-sequence forward over a paged KV pool (serving path); see
+        paged_attention.paged_forward for the chunk and pool layout."""
+        from .paged_attention import paged_forward  # it imports this module
+
+        return paged_forward(self, chunks, pool)
 
     def _loop_attention(
         self,

@@ -7,8 +7,10 @@ generator. Such a model is untrained: it exercises every code path but writes no
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -97,21 +99,34 @@ def _init_weights(model: CausalLM, seed: int) -> dict[str, torch.Tensor]:
     return state
 
 
-def create_tiny(folder: Path | str, arch: str = "iquestloopcoder", seed: int = 0, shards: int = 1) -> Path:
-    """Write a random checkpoint of architecture `arch` into `folder`; return the folder."""
+def create_tiny(
+    folder: Path | str,
+    arch: str = "iquestloopcoder",
+    seed: int = 0,
+    shards: int = 1,
+    overrides: dict[str, Any] | None = None,
+) -> Path:
+    """Write a random checkpoint of architecture `arch` into `folder`; return the folder.
+
+    `overrides` replaces ModelConfig fields (e.g. num_key_value_heads=1, loop_window_size=4,
+    torch_dtype="bfloat16": the weights are then stored in that dtype).
+    """
     from safetensors.torch import save_file
 
     if arch not in ARCHES:
         raise ValueError(f"unknown architecture {arch!r}; choose one of {', '.join(ARCHES)}")
+    if shards < 1:
+        raise ValueError("shards must be at least 1")
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     tok = _train_tokenizer(512)
     ids = {t: tok.token_to_id(t) for t in SPECIAL_TOKENS}
     eos = [ids["</s>"], ids["<|im_end|>"], ids["<|endoftext|>"]]
-    config = _tiny_config(arch, tok.get_vocab_size(), eos)
+    config = dataclasses.replace(_tiny_config(arch, tok.get_vocab_size(), eos), **(overrides or {}))
     with torch.device("meta"):
         model = CausalLM(config)
-    state = _init_weights(model, seed)
+    store_dtype = getattr(torch, config.torch_dtype)
+    state = {n: t.to(store_dtype) for n, t in _init_weights(model, seed).items()}
     names = sorted(state)
     if shards <= 1:
         save_file(state, str(folder / "model.safetensors"), metadata={"format": "pt"})
@@ -122,7 +137,7 @@ def create_tiny(folder: Path | str, arch: str = "iquestloopcoder", seed: int = 0
             part = {n: state[n] for n in names[s::shards]}
             save_file(part, str(folder / fname), metadata={"format": "pt"})
             weight_map.update({n: fname for n in part})
-        index = {"metadata": {"total_size": sum(t.numel() * 4 for t in state.values())}, "weight_map": weight_map}
+        index = {"metadata": {"total_size": sum(t.numel() * t.element_size() for t in state.values())}, "weight_map": weight_map}
         _write_json(folder / "model.safetensors.index.json", index)
     tok.save(str(folder / "tokenizer.json"))
     cfg = config.to_dict() | {"loopls_untrained": True}

@@ -100,15 +100,32 @@ class Tokenizer:
         for tid in ids:
             if tid in self._added_by_id:
                 if run:
-                    pieces.append(self._backend.decode(run))
+                    pieces.append(self._decode_run(run, first=not pieces))
                     run = []
                 if not (skip_special and tid in self.special.all_ids):
                     pieces.append(self._added_by_id[tid])
             else:
                 run.append(tid)
         if run:
-            pieces.append(self._backend.decode(run))
+            pieces.append(self._decode_run(run, first=not pieces))
         return "".join(pieces)
+
+    def _decode_run(self, run: list[int], first: bool) -> str:
+        text = self._backend.decode(run)
+        # SentencePiece drops the leading "▁" of a run as if it were the dummy prefix that
+        # encode adds; only at the very start of the text is it one.
+        if not first and self._backend.id_to_piece(run[0]).startswith("\u2581") and not text.startswith(" "):
+            text = " " + text
+        return text
+
+    def decode_continuation(self, context_id: int, ids: list[int]) -> str:
+        """Text of `ids` as it reads after token `context_id` (keeps a leading space that a
+        standalone decode would drop as SentencePiece's dummy prefix)."""
+        if not ids:
+            return ""
+        head = self.decode([context_id])
+        full = self.decode([context_id, *ids])
+        return full[len(head):] if full.startswith(head) else self.decode(ids)
 
     @classmethod
     def from_folder(cls, folder: Path) -> Tokenizer:
