@@ -1,0 +1,137 @@
+"""Tensor parallelism: 2 gloo ranks on CPU give the logits and greedy tokens of 1 rank."""
+
+from __future__ import annotations
+
+import json
+import socket
+from pathlib import Path
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+
+from loopls.engine.cache import KVCache
+from loopls.engine.config import ModelConfig
+from loopls.engine.generate import generate
+from loopls.engine.loader import load_checkpoint
+from loopls.engine.parallel import TensorParallelError, check_tp_size
+from loopls.engine.sampler import SamplingParams
+from loopls.engine.tiny import create_tiny
+
+CASES = {
+    "iquestcoder": ("iquestcoder", {}),
+    "qwen2": ("qwen2", {}),
+    "iquestloopcoder": ("iquestloopcoder", {"loop_window_size": 4}),
+    # one KV head for two ranks: the head is replicated
+    "iquestloopcoder-kv1": ("iquestloopcoder", {"loop_window_size": 4, "num_key_value_heads": 1}),
+}
+GREEDY = SamplingParams(max_tokens=12, min_tokens=12)
+SAMPLED = SamplingParams(max_tokens=12, min_tokens=12, temperature=1.0, top_k=50, seed=11)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _run(lm, ids: torch.Tensor) -> dict:
+    cache = KVCache.for_model(lm.model, 1, ids.shape[1], torch.float32)
+    logits = lm.model(ids, cache)
+    prompt = ids[0, :10].tolist()
+    return {
+        "logits": logits[0].tolist(),
+        "greedy": generate(lm, prompt, GREEDY).token_ids,
+        "sampled": generate(lm, prompt, SAMPLED).token_ids,
+        "kv_heads": cache.k.shape[2],
+    }
+
+
+def _ids(vocab: int) -> torch.Tensor:
+    return torch.randint(0, vocab, (1, 24), generator=torch.Generator().manual_seed(0))
+
+
+def _worker(rank: int, world: int, port: int, folders: dict[str, str], out: str) -> None:
+    import os
+
+    import torch.distributed as dist
+
+    from loopls.engine.parallel import Shard, load_tensor_parallel
+
+    torch.set_num_threads(1)
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    try:
+        results = {}
+        with torch.inference_mode():
+            for name, folder in folders.items():
+                lm = load_tensor_parallel(folder, Shard(rank, world), device=torch.device("cpu"))
+                if name == "iquestloopcoder":
+                    # Sampling without a seed must still agree: rank 0's token is broadcast.
+                    torch.manual_seed(rank)
+                    unseeded = SamplingParams(max_tokens=8, min_tokens=8, temperature=1.0)
+                    results["unseeded"] = generate(lm, lm.tokenizer.encode("x = 1\n"), unseeded).token_ids
+                results[name] = _run(lm, _ids(lm.config.vocab_size))
+        Path(out, f"rank{rank}.json").write_text(json.dumps(results))
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory) -> dict[str, str]:
+    root = tmp_path_factory.mktemp("tp")
+    return {name: str(create_tiny(root / name, arch=arch, seed=5, overrides=over))
+            for name, (arch, over) in CASES.items()}
+
+
+@pytest.fixture(scope="module")
+def two_ranks(folders, tmp_path_factory) -> list[dict]:
+    out = tmp_path_factory.mktemp("tp-out")
+    mp.start_processes(_worker, args=(2, _free_port(), folders, str(out)), nprocs=2, join=True,
+                       start_method="spawn")
+    return [json.loads((out / f"rank{r}.json").read_text()) for r in range(2)]
+
+
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize("name", sorted(CASES))
+@torch.inference_mode()
+def test_two_ranks_match_one_rank(folders, two_ranks, name: str) -> None:
+    lm = load_checkpoint(folders[name])
+    single = _run(lm, _ids(lm.config.vocab_size))
+    for rank in two_ranks:
+        got = rank[name]
+        diff = (torch.tensor(got["logits"]) - torch.tensor(single["logits"])).abs().max().item()
+        assert diff <= 1e-5
+        assert got["greedy"] == single["greedy"]
+        assert got["sampled"] == single["sampled"]
+    # each rank really holds half the heads (or one replicated KV head)
+    kv = lm.config.num_key_value_heads
+    assert two_ranks[0][name]["kv_heads"] == max(kv // 2, 1)
+
+
+def test_unseeded_sampling_agrees_across_ranks(two_ranks) -> None:
+    assert two_ranks[0]["unseeded"] == two_ranks[1]["unseeded"]
+
+
+def _config(heads: int, kv: int, ffn: int = 64) -> ModelConfig:
+    return ModelConfig(model_type="llama", vocab_size=32, hidden_size=heads * 8, intermediate_size=ffn,
+                       num_hidden_layers=1, num_attention_heads=heads, num_key_value_heads=kv,
+                       head_dim=8, max_position_embeddings=64)
+
+
+def test_valid_sizes_for_the_iquest_shape() -> None:
+    config = _config(40, 8, 27648)
+    for world in (1, 2, 4, 8):
+        check_tp_size(config, world)
+    with pytest.raises(TensorParallelError, match=r"does not divide num_attention_heads 40; valid sizes for this model: 1, 2, 4, 8$"):
+        check_tp_size(config, 3)
+    with pytest.raises(TensorParallelError, match="neither divides nor is a multiple of num_key_value_heads 8"):
+        check_tp_size(config, 20)
+
+
+def test_invalid_sizes_are_refused_with_a_clear_error() -> None:
+    with pytest.raises(TensorParallelError, match="does not divide intermediate_size 30"):
+        check_tp_size(_config(4, 2, ffn=30), 4)
+    with pytest.raises(TensorParallelError, match="must be >= 1"):
+        check_tp_size(_config(4, 2), 0)
+    check_tp_size(_config(4, 1), 4)  # 1 KV head replicated on 4 ranks is fine
