@@ -52,3 +52,49 @@ def read_history(root: Path, max_commits: int | None = None, rev: str = "HEAD") 
         files = tuple(f.strip("\n") for f in names.split("\0") if f.strip("\n"))
         commits.append(Commit(sha, int(timestamp), author, files))
     return commits
+
+
+LineRange = tuple[int, int]  # 0-based, inclusive
+WHOLE_FILE: LineRange = (0, 1 << 30)
+
+
+def uncommitted_changes(root: Path) -> dict[str, list[LineRange]]:
+    """Lines changed in the work tree and index against HEAD, per file (paths relative to the
+    repository's top folder; new-side line ranges). Untracked files count as wholly changed.
+    Empty outside git; before the first commit every file is untracked-like."""
+    import git
+
+    repo = open_repo(root)
+    if repo is None:
+        return {}
+    changes: dict[str, list[LineRange]] = {}
+    try:
+        diff = repo.git.diff("HEAD", "--unified=0", "--no-color", "--no-ext-diff", "--no-renames")
+    except git.GitCommandError:  # no HEAD yet
+        diff = ""
+        try:
+            tracked = repo.git.ls_files("-z").split("\0")
+        except git.GitCommandError:
+            tracked = []
+        changes.update({p: [WHOLE_FILE] for p in tracked if p})
+    _parse_unified_diff(diff, changes)
+    try:
+        untracked = repo.git.ls_files("-z", "--others", "--exclude-standard").split("\0")
+    except git.GitCommandError:
+        untracked = []
+    changes.update({p: [WHOLE_FILE] for p in untracked if p})
+    return changes
+
+
+def _parse_unified_diff(diff: str, changes: dict[str, list[LineRange]]) -> None:
+    path = None
+    for line in diff.splitlines():
+        if line.startswith("+++ "):
+            target = line[4:]
+            path = target[2:] if target.startswith("b/") else None  # /dev/null: deleted
+        elif line.startswith("@@") and path is not None:
+            new = line.split(" ")[2]  # "+c,d"
+            start, _, count = new[1:].partition(",")
+            first, n = int(start), int(count) if count else 1
+            row = max(first - 1, 0)
+            changes.setdefault(path, []).append((row, row + max(n, 1) - 1))

@@ -57,6 +57,7 @@ class Languages:
     def __init__(self) -> None:
         self._languages: dict[str, Language] = {}
         self._tags: dict[str, Query | None] = {}
+        self._context_tags: dict[str, Query | None] = {}
 
     def language(self, name: str) -> Language:
         if name not in self._languages:
@@ -76,3 +77,14 @@ class Languages:
             source = "\n".join(read_query_file(m, "tags.scm") for m in (spec.tags_from or (spec.module,)))
             self._tags[name] = Query(self.language(name), source) if source.strip() else None
         return self._tags[name]
+
+    def context_query(self, name: str) -> Query | None:
+        """The wheel's tags query plus loopls' own additions (`queries/<name>-tags.scm`), for
+        grammars whose tags.scm misses definitions the context engine needs."""
+        if name not in self._context_tags:
+            spec = _BY_NAME[name]
+            parts = [read_query_file(m, "tags.scm") for m in (spec.tags_from or (spec.module,))]
+            parts.append(read_query_file("loopls.context", f"{name}-tags.scm"))
+            source = "\n".join(parts)
+            self._context_tags[name] = Query(self.language(name), source) if source.strip() else None
+        return self._context_tags[name]

@@ -1,0 +1,90 @@
+"""The context engine: index + signals + packing, for one cursor at a time.
+
+`ContextEngine.assemble` is what runs on a keystroke: sync the derived structures with the
+index (only changed files), gather scored candidates, pack them with the FIM window.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from pathlib import Path
+
+from .cochange import CoChange
+from .history import read_history, uncommitted_changes
+from .index import WorkspaceIndex
+from .packing import PackedContext, Packer
+from .privacy import redact
+from .prompt import TokenCounter
+from .signals import Candidate, Cursor, Signals
+
+MAX_HISTORY_COMMITS = 5000
+
+
+class ContextEngine:
+    def __init__(self, index: WorkspaceIndex, counter: TokenCounter, special: object,
+                 history: bool = True, max_commits: int = MAX_HISTORY_COMMITS) -> None:
+        self.index = index
+        commits = read_history(index.root, max_commits) if history else []
+        self.cochange = CoChange(commits) if commits else None
+        self.signals = Signals(index, self.cochange)
+        self.packer = Packer(counter, special, repo_name=index.root.name)
+        self._lines: dict[str, tuple[int, list[str] | None]] = {}
+        self.recent: list[str] = []  # files edited in this session, most recent first
+        self.refresh_changes()
+        self.last_timings: dict[str, float] = {}
+
+    def refresh_changes(self) -> None:
+        """Re-read the uncommitted diff (after saves and file events)."""
+        prefix = self.index.git_prefix
+        changes = {}
+        for path, ranges in uncommitted_changes(self.index.root).items():
+            if not prefix or path.startswith(prefix):
+                changes[path[len(prefix):]] = ranges
+        self.signals.changes = changes
+
+    def touch(self, path: str) -> None:
+        """`path` was just edited: it joins the personalization of the graph ranking."""
+        self.recent = [path] + [p for p in self.recent if p != path][:9]
+
+    def read_lines(self, path: str) -> list[str] | None:
+        """Redacted lines of an indexed file, cached until the file changes."""
+        version = self.index.versions.get(path, -1)
+        cached = self._lines.get(path)
+        if cached is not None and cached[0] == version:
+            return cached[1]
+        text = self.index.text(path)
+        lines = redact(text).splitlines(keepends=True) if text is not None else None
+        self._lines[path] = (version, lines)
+        return lines
+
+    def candidates(self, path: str, text: str, offset: int) -> list[Candidate]:
+        symbols = self.index.files.get(path)
+        if symbols is None or (path not in self.index.overlay and self.index.text(path) != text):
+            symbols = self.index.parse(path, text.encode("utf-8"))
+        cursor = Cursor(path, text, text.count("\n", 0, offset), symbols)
+        recent = [*self.recent, *sorted(self.signals.changes)]
+        return self.signals.gather(cursor, recent)
+
+    def assemble(self, path: str, text: str, offset: int, budget: int) -> PackedContext:
+        """The packed prompt for the cursor at `offset` (a code-point index) of file `path`
+        (workspace-relative) whose current text is `text`."""
+        t0 = time.perf_counter()
+        cands = self.candidates(path, text, offset)
+        t1 = time.perf_counter()
+        packed = self.packer.pack(cands, path, text, offset, budget, self.read_lines)
+        t2 = time.perf_counter()
+        self.last_timings = {"signals_s": t1 - t0, "packing_s": t2 - t1}
+        return packed
+
+
+def open_engine(root: str | Path, counter: TokenCounter, special: object, cache_dir: Path | None,
+                history: bool = True, progress=None) -> tuple[ContextEngine, object]:
+    """Index `root` (reusing its persisted index) and return the engine and the build summary."""
+    index = WorkspaceIndex(root, cache_dir)
+    summary = index.build(progress)
+    return ContextEngine(index, counter, special, history), summary
+
+
+def relative_paths(paths: Iterable[str]) -> list[str]:
+    return sorted(paths)

@@ -1,0 +1,203 @@
+"""Packing: candidates and the cursor's file into one token sequence within a budget.
+
+Counts are exact because the prompt is the concatenation of separately encoded pieces: what
+is counted is what is sent. The layout is the repository-level FIM format of code models
+(`<|repo_name|>` name, then `<|file_sep|>` path + content per file, the current file last in
+prefix-suffix-middle form); without those tokens each file gets a path comment instead.
+Files are ordered most stable first (file-level signals, then definitions, then retrieval,
+then the user's uncommitted edits), then by path, so that the next keystroke, which mostly
+picks the same snippets, shares the longest possible prompt prefix with this one. A line is
+never shown twice: snippets are trimmed against what is already in the prompt, including
+the current file's FIM window.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import PurePosixPath
+
+from .privacy import redact
+from .prompt import FimPrompt, TokenCounter, build_fim_prompt, fim_token_ids
+from .signals import Candidate
+
+TIER = {"import": 0, "graph": 0, "cochange": 0, "history": 0, "definition": 1, "bm25": 2, "diff": 3}
+ELISION = "⋮\n"  # between non-adjacent pieces of one file
+MIN_PARTIAL_TOKENS = 48  # below this, a snippet cut to fit is not worth showing
+MAX_FIM_TOKENS = 16384
+_HASH_COMMENT = {".py", ".pyi", ".rb", ".sh", ".bash", ".yaml", ".yml", ".toml", ".cfg", ".ini", ".r", ".pl"}
+
+
+@dataclass(frozen=True)
+class Snippet:
+    path: str
+    start_line: int  # 0-based, inclusive
+    end_line: int  # 0-based, inclusive
+    source: str
+    score: float
+    tokens: int
+
+
+@dataclass
+class PackedContext:
+    token_ids: list[int]
+    snippets: list[Snippet]  # prompt order; the current file's FIM window is last ("current")
+    budget: int
+    fim: FimPrompt | None = None
+    header_tokens: int = 0  # repo name, file labels and elision marks
+
+    @property
+    def prompt_tokens(self) -> int:
+        return len(self.token_ids)
+
+
+def fim_budget(budget: int) -> int:
+    """The current file's share: all of a small budget's half, a quarter of larger ones."""
+    return min(budget, max(min(budget // 2, 1024), min(budget // 4, MAX_FIM_TOKENS)))
+
+
+def _comment(path: str) -> str:
+    suffix = PurePosixPath(path).suffix.lower()
+    return "#" if suffix in _HASH_COMMENT else "//"
+
+
+def subtract(start: int, end: int, covered: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """The parts of [start, end] not inside any covered range."""
+    pieces = [(start, end)]
+    for a, b in covered:
+        nxt = []
+        for s, e in pieces:
+            if b < s or a > e:
+                nxt.append((s, e))
+                continue
+            if s < a:
+                nxt.append((s, a - 1))
+            if e > b:
+                nxt.append((b + 1, e))
+        pieces = nxt
+    return pieces
+
+
+@dataclass
+class _Piece:
+    path: str
+    start: int
+    end: int
+    source: str
+    score: float
+    ids: list[int]
+
+
+@dataclass
+class Packer:
+    counter: TokenCounter
+    special: object  # tokenizer special ids: fim_*, file_sep, repo_name (any may be None)
+    repo_name: str | None = None
+    _headers: dict[str, list[int]] = field(default_factory=dict)
+
+    def header(self, path: str) -> list[int]:
+        if path not in self._headers:
+            sep = getattr(self.special, "file_sep", None)
+            if sep is not None:
+                self._headers[path] = [sep, *self.counter.encode(path + "\n")]
+            else:
+                self._headers[path] = self.counter.encode(f"{_comment(path)} {path}\n")
+        return self._headers[path]
+
+    def repo_header(self) -> list[int]:
+        token = getattr(self.special, "repo_name", None)
+        if token is None or not self.repo_name:
+            return []
+        return [token, *self.counter.encode(self.repo_name + "\n")]
+
+    def pack(self, candidates: list[Candidate], path: str, text: str, offset: int, budget: int,
+             read_lines: Callable[[str], list[str] | None]) -> PackedContext:
+        """The prompt for the cursor at `offset` of `text` (the file `path`) within `budget`.
+        `read_lines` gives another file's lines (keepends), or None when it cannot be shown."""
+        before, after = redact(text[:offset]), redact(text[offset:])
+        fim = build_fim_prompt(before + after, len(before), self.counter, fim_budget(budget) if candidates else budget)
+        fim_ids = fim_token_ids(fim, self.special)
+        own_header = self.header(path)
+        fixed = len(self.repo_header()) + len(own_header) + len(fim_ids)
+        if fixed > budget:  # the labels do not fit: the bare FIM prompt does (it was built to)
+            own_header, fixed = [], len(fim_ids)
+        first = before.count("\n", 0, len(before) - len(fim.prefix))
+        last = first + (fim.prefix + fim.suffix).count("\n")
+        pieces = self._select(candidates, {path: [(first, last)]}, budget - fixed, read_lines)
+        ids, snippets, headers = self._render(pieces, budget - fixed)
+        repo = self.repo_header() if own_header else []
+        current = Snippet(path, first, last, "current", 0.0, len(fim_ids))
+        token_ids = repo + ids + own_header + fim_ids
+        return PackedContext(token_ids, snippets + [current], budget, fim,
+                             headers + len(repo) + len(own_header))
+
+    def _select(self, candidates: list[Candidate], covered: dict[str, list[tuple[int, int]]], room: int,
+                read_lines: Callable[[str], list[str] | None]) -> list[_Piece]:
+        elision = len(self.counter.encode(ELISION))
+        lines_of: dict[str, list[str] | None] = {}
+        chosen: list[_Piece] = []
+        shown: set[str] = set()
+        for cand in candidates:
+            if room < MIN_PARTIAL_TOKENS:
+                break
+            if cand.path not in lines_of:
+                lines_of[cand.path] = read_lines(cand.path)
+            lines = lines_of[cand.path]
+            if not lines:
+                continue
+            for start, end in subtract(cand.start_line, min(cand.end_line, len(lines) - 1), covered.get(cand.path, [])):
+                overhead = elision + (0 if cand.path in shown else len(self.header(cand.path)))
+                piece_ids, end = self._fit(lines, start, end, room - overhead)
+                if not piece_ids:
+                    continue
+                chosen.append(_Piece(cand.path, start, end, cand.source, cand.score, piece_ids))
+                shown.add(cand.path)
+                covered.setdefault(cand.path, []).append((start, end))
+                room -= len(piece_ids) + overhead
+        return chosen
+
+    def _fit(self, lines: list[str], start: int, end: int, room: int) -> tuple[list[int], int]:
+        """Ids of lines start..end, or of the longest head of them within `room` tokens."""
+        text = "".join(lines[start:end + 1])
+        if not text.endswith("\n"):
+            text += "\n"
+        ids = self.counter.encode(text)
+        if len(ids) <= room:
+            return ids, end
+        if room < MIN_PARTIAL_TOKENS:
+            return [], end
+        used, last = 0, start - 1
+        for row in range(start, end + 1):
+            used += len(self.counter.encode(lines[row]))
+            if used > room:
+                break
+            last = row
+        while last >= start:
+            ids = self.counter.encode("".join(lines[start:last + 1]).rstrip("\n") + "\n")
+            if len(ids) <= room:
+                return ids, last
+            last -= 1
+        return [], end
+
+    def _render(self, pieces: list[_Piece], room: int) -> tuple[list[int], list[Snippet], int]:
+        by_file: dict[str, list[_Piece]] = {}
+        for piece in pieces:
+            by_file.setdefault(piece.path, []).append(piece)
+        order = sorted(by_file, key=lambda p: (min(TIER.get(x.source.split("+")[0], 2) for x in by_file[p]), p))
+        elision = self.counter.encode(ELISION)
+        ids: list[int] = []
+        snippets: list[Snippet] = []
+        headers = 0
+        for path in order:
+            ids.extend(self.header(path))
+            headers += len(self.header(path))
+            previous_end = None
+            for piece in sorted(by_file[path], key=lambda x: x.start):
+                if previous_end is not None and piece.start != previous_end + 1:
+                    ids.extend(elision)
+                    headers += len(elision)
+                ids.extend(piece.ids)
+                previous_end = piece.end
+                snippets.append(Snippet(path, piece.start, piece.end, piece.source, piece.score, len(piece.ids)))
+        assert len(ids) <= room, "packing accounted fewer tokens than it rendered"
+        return ids, snippets, headers

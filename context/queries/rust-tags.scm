@@ -1,0 +1,3 @@
+; loopls additions: constants and statics.
+(const_item name: (identifier) @name) @definition.constant
+(static_item name: (identifier) @name) @definition.constant

@@ -1,0 +1,154 @@
+"""Per-file symbols: definitions (from tree-sitter tags queries), references, chunks.
+
+References are every identifier in the file, found with one regular expression: the tags
+queries only know call sites, and a name used as a type, a value or an argument is just as
+much a reason to show its definition. Chunks are line ranges cut at definition boundaries;
+they are the unit of BM25 retrieval and of packing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+
+from tree_sitter import Node, QueryCursor, Tree
+
+from .languages import Languages
+
+IDENTIFIER = re.compile(r"[A-Za-z_$][A-Za-z0-9_$]*")
+_SUBWORD = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|[0-9]+")
+CHUNK_MAX_LINES = 40
+CHUNK_MIN_LINES = 6
+# Nodes that only name part of a definition (C declarators, Python decorators): climb past them
+# so that a definition's range covers the whole construct.
+_WRAPPERS = {"function_declarator", "pointer_declarator", "reference_declarator", "function_definition",
+             "decorated_definition", "template_declaration", "declaration", "field_declaration"}
+
+
+@dataclass(frozen=True)
+class Definition:
+    name: str
+    kind: str  # function, class, method, constant, type, ...
+    start_line: int  # 0-based, inclusive
+    end_line: int  # 0-based, inclusive
+
+
+@dataclass(frozen=True)
+class Chunk:
+    start_line: int  # 0-based, inclusive
+    end_line: int  # 0-based, inclusive
+    terms: dict[str, int]  # BM25 terms and their counts
+
+
+@dataclass
+class FileSymbols:
+    language: str | None
+    line_count: int
+    definitions: list[Definition] = field(default_factory=list)
+    references: dict[str, int] = field(default_factory=dict)  # identifier -> occurrences
+    chunks: list[Chunk] = field(default_factory=list)
+    imports: list[dict] = field(default_factory=list)  # imports.ImportRef fields, as written
+
+    def defined_names(self) -> set[str]:
+        return {d.name for d in self.definitions}
+
+    def to_json(self) -> dict:
+        return {
+            "language": self.language, "line_count": self.line_count,
+            "definitions": [[d.name, d.kind, d.start_line, d.end_line] for d in self.definitions],
+            "references": self.references,
+            "chunks": [[c.start_line, c.end_line, c.terms] for c in self.chunks],
+            "imports": self.imports,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict) -> FileSymbols:
+        return cls(
+            data["language"], data["line_count"],
+            [Definition(*d) for d in data["definitions"]],
+            data["references"],
+            [Chunk(s, e, t) for s, e, t in data["chunks"]],
+            data.get("imports", []),
+        )
+
+
+def terms_of(text: str) -> list[str]:
+    """BM25 terms: each identifier lower-cased, plus its camelCase/snake_case parts."""
+    out = []
+    for ident in IDENTIFIER.findall(text):
+        low = ident.lower()
+        out.append(low)
+        parts = _SUBWORD.findall(ident)
+        if len(parts) > 1:
+            out.extend(p.lower() for p in parts)
+    return out
+
+
+def references_of(text: str) -> dict[str, int]:
+    return dict(Counter(i for i in IDENTIFIER.findall(text) if len(i) > 1))
+
+
+def definitions_of(tree: Tree, language: str, languages: Languages) -> list[Definition]:
+    query = languages.context_query(language)
+    if query is None:
+        return []
+    seen: set[tuple[str, int]] = set()
+    out = []
+    for _, captures in QueryCursor(query).matches(tree.root_node):
+        names = captures.get("name")
+        kind = next((k for k in captures if k.startswith("definition.")), None)
+        if not names or kind is None:
+            continue
+        node = _whole(captures[kind][0])
+        name = names[0].text.decode("utf-8", "replace")
+        key = (name, node.start_point.row)
+        if key not in seen:
+            seen.add(key)
+            out.append(Definition(name, kind.split(".", 1)[1], node.start_point.row, node.end_point.row))
+    out.sort(key=lambda d: (d.start_line, d.end_line, d.name))
+    return out
+
+
+def _whole(node: Node) -> Node:
+    while node.parent is not None and node.parent.type in _WRAPPERS:
+        node = node.parent
+    return node
+
+
+def chunk_lines(lines: list[str], definitions: list[Definition]) -> list[Chunk]:
+    """Line ranges cut where definitions start, merged up to CHUNK_MIN_LINES and split at
+    CHUNK_MAX_LINES, covering every line once."""
+    n = len(lines)
+    cuts = sorted({0, *(d.start_line for d in definitions if 0 < d.start_line < n)})
+    spans: list[tuple[int, int]] = []
+    for i, start in enumerate(cuts):
+        end = cuts[i + 1] if i + 1 < len(cuts) else n
+        if spans and spans[-1][1] - spans[-1][0] < CHUNK_MIN_LINES:
+            start = spans.pop()[0]
+        for s in range(start, end, CHUNK_MAX_LINES):
+            spans.append((s, min(end, s + CHUNK_MAX_LINES)))
+    return [Chunk(s, e - 1, dict(Counter(terms_of("".join(lines[s:e]))))) for s, e in spans if e > s]
+
+
+def imports_of(tree: Tree, language: str, source: bytes) -> list[dict]:
+    from .imports import extract_imports
+
+    try:
+        refs = extract_imports(language, tree, source)
+    except (KeyError, ValueError):  # a language the import extractor does not cover
+        return []
+    return [dataclasses.asdict(r) for r in refs]
+
+
+def extract(text: str, language: str | None, tree: Tree | None, languages: Languages,
+            source: bytes | None = None) -> FileSymbols:
+    """Everything the index keeps about one file. `tree` is None for languages without a grammar."""
+    lines = text.splitlines(keepends=True)
+    if tree is None or not language:
+        return FileSymbols(language, len(lines), [], references_of(text), chunk_lines(lines, []))
+    definitions = definitions_of(tree, language, languages)
+    imports = imports_of(tree, language, source if source is not None else text.encode("utf-8"))
+    return FileSymbols(language, len(lines), definitions, references_of(text), chunk_lines(lines, definitions),
+                       imports)
