@@ -1,0 +1,171 @@
+"""Paged KV block pool: block tables, reference counts and automatic prefix caching.
+
+The pool owns `num_blocks` fixed-size blocks of `block_size` token slots; a sequence owns a
+block table (list of block ids) whose i-th block holds positions [i*bs, (i+1)*bs). This file
+does the bookkeeping only; the tensors live in `paged_attention.KVPool`.
+
+Prefix caching: once a block is full and its K/V are computed, it is registered under a
+chained hash h_i = blake2b(h_{i-1} || tokens of block i), so a hash names the whole prefix up
+to and including the block. A lookup walks a new prompt block by block and stops at the first
+miss; every hit is verified by token equality (and its parent's hash), so a hash collision can
+only cost a miss, never wrong K/V. Blocks whose reference count drops to zero keep their
+contents and hash and go to the back of an LRU free list; allocation takes from the front, so
+the least recently released cached block is evicted first.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+ROOT_HASH = b"loopls-prefix-root"
+
+
+class OutOfBlocks(RuntimeError):
+    """Raised when an allocation asks for more blocks than are free."""
+
+
+def chain_hash(parent: bytes, tokens: list[int] | tuple[int, ...]) -> bytes:
+    """Hash of a block given its parent's hash: it names the whole prefix."""
+    h = hashlib.blake2b(parent, digest_size=16)
+    h.update(b"".join(t.to_bytes(4, "little", signed=True) for t in tokens))
+    return h.digest()
+
+
+@dataclass
+class Block:
+    block_id: int
+    ref_count: int = 0
+    # Set only while the block is registered in the prefix cache.
+    hash: bytes | None = None
+    parent_hash: bytes | None = None
+    tokens: tuple[int, ...] = field(default_factory=tuple)
+
+
+class BlockPool:
+    """Free list, reference counts and the prefix-cache index over `num_blocks` blocks."""
+
+    def __init__(self, num_blocks: int, block_size: int) -> None:
+        if num_blocks < 1 or block_size < 1:
+            raise ValueError("num_blocks and block_size must be at least 1")
+        self.num_blocks = num_blocks
+        self.block_size = block_size
+        self.blocks = [Block(i) for i in range(num_blocks)]
+        # LRU order: front = evicted first. Holds every block with ref_count 0.
+        self._free: OrderedDict[int, None] = OrderedDict((i, None) for i in range(num_blocks))
+        self._cached: dict[bytes, int] = {}
+        self.hits = 0  # blocks served from the cache, for observability
+        self.evictions = 0
+
+    # -- queries -------------------------------------------------------------------------
+    @property
+    def num_free(self) -> int:
+        return len(self._free)
+
+    @property
+    def num_used(self) -> int:
+        return self.num_blocks - len(self._free)
+
+    @property
+    def num_cached(self) -> int:
+        return len(self._cached)
+
+    def blocks_for(self, num_tokens: int) -> int:
+        return -(-num_tokens // self.block_size)
+
+    def can_allocate(self, n: int) -> bool:
+        return n <= len(self._free)
+
+    # -- allocation ----------------------------------------------------------------------
+    def allocate(self, n: int) -> list[int]:
+        """n fresh blocks (ref_count 1), evicting least recently released cached blocks."""
+        if n > len(self._free):
+            raise OutOfBlocks(f"asked for {n} blocks, {len(self._free)} free")
+        out = []
+        for _ in range(n):
+            block_id, _ = self._free.popitem(last=False)
+            block = self.blocks[block_id]
+            if block.hash is not None:
+                self._uncache(block)
+                self.evictions += 1
+            block.ref_count = 1
+            out.append(block_id)
+        return out
+
+    def free(self, block_ids: list[int]) -> None:
+        """Drop one reference to each block; tail blocks first so they are evicted first."""
+        for block_id in reversed(block_ids):
+            block = self.blocks[block_id]
+            if block.ref_count <= 0:
+                raise RuntimeError(f"block {block_id} freed more often than referenced")
+            block.ref_count -= 1
+            if block.ref_count == 0:
+                self._free[block_id] = None
+
+    # -- prefix cache --------------------------------------------------------------------
+    def match_prefix(self, tokens: list[int], max_tokens: int) -> tuple[list[int], bytes]:
+        """Cached blocks covering the longest block-aligned prefix of tokens[:max_tokens].
+
+        Takes a reference on every returned block. Returns (block ids, hash of the last hit).
+        """
+        bs = self.block_size
+        parent, hit = ROOT_HASH, []
+        for i in range(max_tokens // bs):
+            chunk = tuple(tokens[i * bs : (i + 1) * bs])
+            h = chain_hash(parent, chunk)
+            block_id = self._cached.get(h)
+            if block_id is None:
+                break
+            block = self.blocks[block_id]
+            if block.tokens != chunk or block.parent_hash != parent:
+                break  # a hash collision: treat as a miss
+            hit.append(block_id)
+            parent = h
+        for block_id in hit:
+            self._ref(block_id)
+        self.hits += len(hit)
+        return hit, parent
+
+    def register(self, block_id: int, parent: bytes, tokens: list[int]) -> bytes:
+        """Publish a full, computed block under its chained hash; returns that hash.
+
+        If an identical block is already cached (two sequences computed the same prefix at
+        the same time) the existing entry stays and this block simply is not indexed.
+        """
+        chunk = tuple(tokens)
+        if len(chunk) != self.block_size:
+            raise ValueError(f"only full blocks can be cached ({len(chunk)} of {self.block_size} tokens)")
+        h = chain_hash(parent, chunk)
+        block = self.blocks[block_id]
+        if h not in self._cached and block.hash is None:
+            block.hash, block.parent_hash, block.tokens = h, parent, chunk
+            self._cached[h] = block_id
+        return h
+
+    def _ref(self, block_id: int) -> None:
+        block = self.blocks[block_id]
+        if block.ref_count == 0:
+            del self._free[block_id]
+        block.ref_count += 1
+
+    def _uncache(self, block: Block) -> None:
+        if block.hash is not None and self._cached.get(block.hash) == block.block_id:
+            del self._cached[block.hash]
+        block.hash, block.parent_hash, block.tokens = None, None, ()
+
+    def reset_cache(self) -> None:
+        """Forget every cached prefix (e.g. after a failed step left contents in doubt)."""
+        for block in self.blocks:
+            if block.ref_count == 0:
+                self._uncache(block)
+
+    def check_consistent(self) -> None:
+        """Raise if the free list and reference counts disagree (used by tests)."""
+        for block in self.blocks:
+            in_free = block.block_id in self._free
+            if (block.ref_count == 0) != in_free or block.ref_count < 0:
+                raise AssertionError(f"block {block.block_id}: ref_count {block.ref_count}, free={in_free}")
+        for h, block_id in self._cached.items():
+            if self.blocks[block_id].hash != h:
+                raise AssertionError(f"cache index points at block {block_id} with another hash")

@@ -1,0 +1,200 @@
+"""Engine core: the synchronous step loop (schedule -> run -> append, stop, publish blocks).
+
+`AsyncEngine` (async_engine.py) drives one of these from a worker thread; tests and
+benchmarks may drive it directly. Not thread-safe: one thread owns it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from .blocks import BlockPool
+from .paged_attention import tail_tokens
+from .runner import ModelRunner
+from .sampler import SamplingParams
+from .scheduler import AdmissionError, Scheduler, SchedulerConfig, StepPlan
+from .sequence import Priority, Sequence
+from .spec import PromptLookup
+
+log = logging.getLogger("loopls.engine")
+
+
+@dataclass
+class StepEvent:
+    """What one step did for one request: tokens appended, and whether it is over."""
+
+    seq: Sequence
+    new_tokens: list[int]
+    finished: bool
+
+
+class EngineCore:
+    def __init__(
+        self,
+        model,
+        config: SchedulerConfig | None = None,
+        eos_ids: tuple[int, ...] = (),
+        decode: Callable[[list[int]], str] | None = None,
+    ) -> None:
+        self.config = config or SchedulerConfig()
+        self.model_config = model.config
+        self.pool = BlockPool(self.config.num_blocks, self.config.block_size)
+        self.runner = ModelRunner(model, self.config.num_blocks, self.config.block_size, eos_ids)
+        propose = PromptLookup() if self.config.num_speculative_tokens else None
+        self.scheduler = Scheduler(
+            self.config, self.pool, model.config.max_position_embeddings, tail_tokens(model.config), propose
+        )
+        self.eos_ids = frozenset(eos_ids)
+        self.decode = decode  # token ids -> text, needed only for string stops
+        self.requests: dict[str, Sequence] = {}
+        self.steps = 0
+        self.failed_steps = 0
+
+    # -- requests ------------------------------------------------------------------------
+    def check(self, prompt_ids: list[int], params: SamplingParams) -> None:
+        """Raise AdmissionError if the request can never be served. Reads only constants,
+        so any thread may call it."""
+        vocab = self.model_config.vocab_size
+        bad = next((t for t in prompt_ids if not isinstance(t, int) or not 0 <= t < vocab), None)
+        if bad is not None:
+            raise AdmissionError(f"prompt token {bad!r} is not an id of this model's vocabulary (0..{vocab - 1})")
+        self.scheduler.check_admissible(len(prompt_ids), params.max_tokens)
+
+    def add(
+        self,
+        request_id: str,
+        prompt_ids: list[int],
+        params: SamplingParams,
+        priority: Priority = Priority.INLINE,
+        speculate: bool = True,
+    ) -> Sequence:
+        if request_id in self.requests:
+            raise AdmissionError(f"request id {request_id!r} is already live")
+        self.check(prompt_ids, params)
+        seq = Sequence(request_id, list(prompt_ids), params, Priority(priority), speculate)
+        self.scheduler.add(seq)
+        self.requests[request_id] = seq
+        return seq
+
+    def abort(self, request_id: str) -> Sequence | None:
+        """Cancel a live request; its blocks are released at once."""
+        seq = self.requests.pop(request_id, None)
+        if seq is not None:
+            self._finish(seq, "cancelled")
+        return seq
+
+    @property
+    def has_work(self) -> bool:
+        return self.scheduler.has_work
+
+    # -- one step ------------------------------------------------------------------------
+    def step(self) -> list[StepEvent]:
+        plan = self.scheduler.schedule()
+        if plan.empty:
+            return []
+        self.steps += 1
+        now = time.perf_counter()
+        for item in plan.items:
+            if item.seq.metrics.first_scheduled is None:
+                item.seq.metrics.first_scheduled = now
+        try:
+            produced = self.runner.run(plan)
+        except Exception as exc:  # noqa: BLE001 - engine boundary: any failure of a step
+            # (OOM, a kernel error, a bug) fails the requests in it; the engine goes on.
+            return self._fail(plan, exc)
+        events = []
+        for item in plan.items:
+            seq = item.seq
+            new, reason = self._append(seq, produced[id(seq)]) if id(seq) in produced else ([], None)
+            # Publish after appending (accepted draft tokens become known tokens) and before
+            # finishing, so that a finished request's blocks stay cached for the next one.
+            self._publish_blocks(seq)
+            if reason:
+                self.requests.pop(seq.request_id, None)
+                self._finish(seq, reason)
+            if id(seq) in produced:
+                events.append(StepEvent(seq, new, reason is not None))
+        return events
+
+    def _append(self, seq: Sequence, tokens: list[int]) -> tuple[list[int], str | None]:
+        """Append sampled tokens up to the first stop; returns (appended, finish reason)."""
+        now = time.perf_counter()
+        m, p = seq.metrics, seq.params
+        m.prefill_done = m.prefill_done or now
+        stop_ids = self.eos_ids | set(p.stop_token_ids)
+        new: list[int] = []
+        reason = None
+        for tok in tokens:
+            if tok in stop_ids and len(seq.output_ids) >= p.min_tokens:
+                reason = "stop"
+                break
+            seq.output_ids.append(tok)
+            new.append(tok)
+            m.first_token = m.first_token or now
+            if p.stop and self.decode is not None and any(s in self.decode(seq.output_ids) for s in p.stop if s):
+                reason = "stop"
+            elif len(seq.output_ids) >= p.max_tokens or seq.num_tokens >= self.scheduler.max_model_len:
+                reason = "length"
+            if reason:
+                break
+        return new, reason
+
+    def _publish_blocks(self, seq: Sequence) -> None:
+        """Register every newly completed block in the prefix cache."""
+        bs = self.pool.block_size
+        ids = seq.all_ids
+        # A stop inside an accepted draft leaves K/V computed for tokens never appended.
+        full = min(seq.num_computed, len(ids)) // bs
+        for i in range(seq.num_registered, full):
+            seq.last_hash = self.pool.register(seq.block_table[i], seq.last_hash, ids[i * bs : (i + 1) * bs])
+        seq.num_registered = max(seq.num_registered, full)
+
+    def _fail(self, plan: StepPlan, exc: Exception) -> list[StepEvent]:
+        self.failed_steps += 1
+        log.error("engine step failed for %d request(s): %s", len(plan.items), exc, exc_info=exc)
+        events = []
+        for item in plan.items:
+            seq = item.seq
+            self.requests.pop(seq.request_id, None)
+            seq.error = f"{type(exc).__name__}: {exc}"
+            self._finish(seq, "error")
+            events.append(StepEvent(seq, [], True))
+        return events
+
+    def fail_all(self, exc: Exception) -> list[Sequence]:
+        """Fail every live request (used when the step loop itself broke)."""
+        failed = list(self.requests.values())
+        for seq in failed:
+            seq.error = f"{type(exc).__name__}: {exc}"
+            self._finish(seq, "error")
+        self.requests.clear()
+        return failed
+
+    def _finish(self, seq: Sequence, reason: str) -> None:
+        self.scheduler.remove(seq)
+        seq.window = None
+        seq.finish_reason = reason
+        seq.metrics.finished = time.perf_counter()
+        log.debug("request %s finished (%s): %s", seq.request_id, reason, seq.metrics.as_dict())
+
+    # -- observability -------------------------------------------------------------------
+    def stats(self) -> dict[str, int]:
+        sched = self.scheduler
+        return {
+            "blocks_total": self.pool.num_blocks,
+            "blocks_used": self.pool.num_used,
+            "blocks_free": self.pool.num_free,
+            "blocks_cached": self.pool.num_cached,
+            "block_size": self.pool.block_size,
+            "cache_hit_blocks": self.pool.hits,
+            "evictions": self.pool.evictions,
+            "waiting": len(sched.waiting),
+            "running": len(sched.running),
+            "kv_pool_bytes": self.runner.kv.nbytes(),
+            "loop_window_bytes": self.runner.window_bytes(sched.running),
+            "steps": self.steps,
+            "failed_steps": self.failed_steps,
+        }

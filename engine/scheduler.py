@@ -1,0 +1,240 @@
+"""Continuous-batching scheduler: which sequences run in the next step, with how many tokens.
+
+Policy, in this order every step:
+1. Decode first: every running sequence that has all but its last token computed gets one
+   token (plus its speculative draft, if any), highest priority first.
+2. Chunked prefill: running sequences still prefilling get a chunk each from what is left of
+   the per-step token budget.
+3. Admission: waiting sequences, ordered by (priority, arrival), join while the budget, the
+   sequence limit and the free blocks allow. A new sequence first takes every block of its
+   prompt that the prefix cache holds.
+When blocks run out, the lowest-ranked running sequence not yet in this step is preempted:
+its blocks are released (their cached prefix usually survives in the LRU) and it goes back to
+waiting to be recomputed. An arriving request only preempts sequences of strictly lower
+priority, so equal-priority requests never thrash. A request that could not fit even in an
+empty cache is refused at submission (`AdmissionError`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from .blocks import BlockPool
+from .sequence import Sequence, Status
+
+
+class AdmissionError(ValueError):
+    """A request the engine can never serve (too long for the cache or the model)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class SchedulerConfig:
+    num_blocks: int = 256
+    block_size: int = 16
+    max_num_seqs: int = 16
+    max_step_tokens: int = 256  # per-step token budget shared by decodes and prefill chunks
+    num_speculative_tokens: int = 6  # prompt-lookup draft length for greedy requests; 0 = off
+
+    def __post_init__(self) -> None:
+        if min(self.num_blocks, self.block_size, self.max_num_seqs, self.max_step_tokens) < 1:
+            raise ValueError("num_blocks, block_size, max_num_seqs and max_step_tokens must be >= 1")
+        if self.num_speculative_tokens < 0:
+            raise ValueError("num_speculative_tokens must be >= 0")
+
+    @property
+    def capacity_tokens(self) -> int:
+        return self.num_blocks * self.block_size
+
+
+@dataclass
+class ScheduledSeq:
+    seq: Sequence
+    start: int  # first position fed this step
+    num_tokens: int  # tokens fed this step (a decode feeds 1 + len(draft))
+    draft: list[int] = field(default_factory=list)
+
+    @property
+    def samples(self) -> bool:
+        """Whether this chunk reaches the sequence's last known token, so it yields tokens."""
+        return self.start + self.num_tokens >= self.seq.num_tokens
+
+
+@dataclass
+class StepPlan:
+    items: list[ScheduledSeq] = field(default_factory=list)
+    preempted: list[Sequence] = field(default_factory=list)
+
+    @property
+    def empty(self) -> bool:
+        return not self.items
+
+
+class Scheduler:
+    def __init__(
+        self,
+        config: SchedulerConfig,
+        pool: BlockPool,
+        max_model_len: int,
+        replay_tokens: int = 0,
+        propose: Callable[[Sequence, int], list[int]] | None = None,
+    ) -> None:
+        self.config = config
+        self.pool = pool
+        self.max_model_len = max_model_len
+        self.replay_tokens = replay_tokens  # Loop models: tail replayed after a prefix hit
+        self.propose = propose
+        self.waiting: list[Sequence] = []
+        self.running: list[Sequence] = []
+        self._arrivals = 0
+
+    # -- requests ------------------------------------------------------------------------
+    def check_admissible(self, prompt_len: int, max_tokens: int) -> None:
+        need = prompt_len + max_tokens
+        if prompt_len < 1:
+            raise AdmissionError("empty prompt: at least one token is needed")
+        if need > self.config.capacity_tokens:
+            raise AdmissionError(
+                f"request needs {need} KV slots (prompt {prompt_len} + max_tokens {max_tokens}) but the "
+                f"whole cache holds {self.config.capacity_tokens} ({self.config.num_blocks} blocks of "
+                f"{self.config.block_size}); shorten the prompt or lower max_tokens"
+            )
+        if need > self.max_model_len:
+            raise AdmissionError(
+                f"request needs {need} positions (prompt {prompt_len} + max_tokens {max_tokens}) but the "
+                f"model allows {self.max_model_len}"
+            )
+
+    def add(self, seq: Sequence) -> None:
+        self.check_admissible(len(seq.prompt_ids), seq.params.max_tokens)
+        seq.arrival_index = self._arrivals
+        self._arrivals += 1
+        seq.status = Status.WAITING
+        self.waiting.append(seq)
+
+    def remove(self, seq: Sequence) -> None:
+        """Take a sequence out (finished, cancelled or failed) and release its blocks."""
+        if seq in self.running:
+            self.running.remove(seq)
+        elif seq in self.waiting:
+            self.waiting.remove(seq)
+        self._release(seq)
+        seq.status = Status.FINISHED
+
+    @property
+    def has_work(self) -> bool:
+        return bool(self.waiting or self.running)
+
+    # -- one step ------------------------------------------------------------------------
+    def schedule(self) -> StepPlan:
+        plan = StepPlan()
+        budget = self.config.max_step_tokens
+        scheduled: set[int] = set()
+        self.running.sort(key=Sequence.sort_key)
+        for seq in [s for s in self.running if not s.in_prefill]:
+            if seq.status is Status.RUNNING and budget > 0:
+                budget -= self._schedule_decode(seq, budget, plan, scheduled)
+        for seq in [s for s in self.running if s.in_prefill]:
+            if seq.status is Status.RUNNING and budget > 0:
+                budget -= self._schedule_chunk(seq, budget, plan, scheduled)
+        self._admit(budget, plan, scheduled)
+        return plan
+
+    def _schedule_decode(self, seq: Sequence, budget: int, plan: StepPlan, scheduled: set[int]) -> int:
+        draft: list[int] = []
+        if self.propose is not None and seq.speculate and seq.is_greedy:
+            room = min(self.config.num_speculative_tokens, seq.remaining_tokens - 1, budget - 1)
+            room = min(room, self.max_model_len - seq.num_tokens - 1)
+            draft = self.propose(seq, room) if room > 0 else []
+            # A draft is a bet: never preempt anyone to make room for it.
+            extra = self.pool.blocks_for(seq.num_computed + 1 + len(draft)) - len(seq.block_table)
+            if extra > 0 and not self.pool.can_allocate(extra):
+                draft = []
+        if not self._grow(seq, seq.num_computed + 1 + len(draft), plan, scheduled, strict=False):
+            return 0
+        plan.items.append(ScheduledSeq(seq, seq.num_computed, 1 + len(draft), draft))
+        scheduled.add(id(seq))
+        seq.metrics.draft_tokens += len(draft)
+        return 1 + len(draft)
+
+    def _schedule_chunk(self, seq: Sequence, budget: int, plan: StepPlan, scheduled: set[int]) -> int:
+        start = seq.replay_from if seq.replay_from is not None else seq.num_computed
+        n = min(seq.num_tokens - start, budget)
+        if not self._grow(seq, start + n, plan, scheduled, strict=False):
+            return 0
+        plan.items.append(ScheduledSeq(seq, start, n))
+        scheduled.add(id(seq))
+        return n
+
+    def _admit(self, budget: int, plan: StepPlan, scheduled: set[int]) -> None:
+        self.waiting.sort(key=Sequence.sort_key)
+        for seq in list(self.waiting):
+            if budget <= 0 or len(self.running) >= self.config.max_num_seqs:
+                return
+            if seq in plan.preempted:
+                continue
+            self._take_cached_prefix(seq)
+            start = seq.replay_from if seq.replay_from is not None else seq.num_computed
+            n = min(seq.num_tokens - start, budget)
+            if not self._grow(seq, start + n, plan, scheduled, strict=True):
+                self._release(seq)  # give the cached blocks back; try again next step
+                return  # keep priority order: nobody jumps the queue
+            self.waiting.remove(seq)
+            self.running.append(seq)
+            seq.status = Status.RUNNING
+            plan.items.append(ScheduledSeq(seq, start, n))
+            scheduled.add(id(seq))
+            budget -= n
+
+    def _take_cached_prefix(self, seq: Sequence) -> None:
+        bs = self.pool.block_size
+        # The last token is always computed: its logits give the next token.
+        hit, last_hash = self.pool.match_prefix(seq.all_ids, seq.num_tokens - 1)
+        seq.block_table = hit
+        seq.num_computed = len(hit) * bs
+        seq.num_registered = len(hit)
+        seq.last_hash = last_hash
+        seq.metrics.cached_tokens = min(seq.num_computed, len(seq.prompt_ids))
+        seq.replay_from = None
+        if hit and self.replay_tokens:
+            seq.replay_from = max(0, seq.num_computed - self.replay_tokens)
+            seq.metrics.recomputed_tail_tokens = seq.num_computed - seq.replay_from
+
+    # -- blocks --------------------------------------------------------------------------
+    def _grow(self, seq: Sequence, end: int, plan: StepPlan, scheduled: set[int], strict: bool) -> bool:
+        """Give `seq` blocks for positions [0, end), preempting lower-ranked sequences.
+
+        strict: only preempt sequences of strictly lower priority (used for arrivals).
+        """
+        need = self.pool.blocks_for(end) - len(seq.block_table)
+        while need > 0 and not self.pool.can_allocate(need):
+            victim = self._pick_victim(seq, scheduled, strict)
+            if victim is None:
+                return False
+            self._preempt(victim, plan)
+            if victim is seq:
+                return False
+        if need > 0:
+            seq.block_table.extend(self.pool.allocate(need))
+        seq.metrics.peak_blocks = max(seq.metrics.peak_blocks, len(seq.block_table))
+        return True
+
+    def _pick_victim(self, seq: Sequence, scheduled: set[int], strict: bool) -> Sequence | None:
+        candidates = [s for s in self.running if id(s) not in scheduled]
+        if strict:
+            candidates = [s for s in candidates if s.priority > seq.priority]
+        elif seq.status is Status.RUNNING and seq not in candidates:
+            candidates.append(seq)
+        return max(candidates, key=Sequence.sort_key, default=None)
+
+    def _preempt(self, seq: Sequence, plan: StepPlan) -> None:
+        self.running.remove(seq)
+        self._release(seq)
+        seq.reset_for_recompute()
+        self.waiting.append(seq)
+        plan.preempted.append(seq)
+
+    def _release(self, seq: Sequence) -> None:
+        if seq.block_table:
+            self.pool.free(seq.block_table)
+        seq.block_table = []

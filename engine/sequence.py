@@ -1,0 +1,125 @@
+"""One request as the engine sees it: tokens, progress, blocks, timings."""
+
+from __future__ import annotations
+
+import enum
+import time
+from dataclasses import dataclass, field
+
+import torch
+
+from .blocks import ROOT_HASH
+from .sampler import SamplingParams
+
+
+class Priority(enum.IntEnum):
+    """Lower value is served first: what the user is waiting on beats what they asked for
+    beats what runs in the background."""
+
+    INLINE = 0
+    CODE_ACTION = 1
+    BACKGROUND = 2
+
+
+class Status(enum.Enum):
+    WAITING = "waiting"
+    RUNNING = "running"
+    FINISHED = "finished"
+
+
+@dataclass
+class Metrics:
+    """Per-request observability; times are time.perf_counter() seconds."""
+
+    arrival: float = field(default_factory=time.perf_counter)
+    first_scheduled: float | None = None
+    prefill_done: float | None = None
+    first_token: float | None = None
+    finished: float | None = None
+    cached_tokens: int = 0  # prompt tokens whose loop-0 K/V came from the prefix cache
+    recomputed_tail_tokens: int = 0  # Loop models: tail replayed to rebuild the window
+    preemptions: int = 0
+    draft_tokens: int = 0
+    accepted_draft_tokens: int = 0
+    peak_blocks: int = 0
+
+    def as_dict(self) -> dict[str, float | int | None]:
+        """Durations in seconds (None when the phase did not happen) and counters."""
+        def span(a: float | None, b: float | None) -> float | None:
+            return None if a is None or b is None else b - a
+
+        return {
+            "queue_s": span(self.arrival, self.first_scheduled),
+            "prefill_s": span(self.first_scheduled, self.prefill_done),
+            "time_to_first_token_s": span(self.arrival, self.first_token),
+            "decode_s": span(self.first_token, self.finished),
+            "total_s": span(self.arrival, self.finished),
+            "cached_tokens": self.cached_tokens,
+            "recomputed_tail_tokens": self.recomputed_tail_tokens,
+            "preemptions": self.preemptions,
+            "draft_tokens": self.draft_tokens,
+            "accepted_draft_tokens": self.accepted_draft_tokens,
+            "peak_blocks": self.peak_blocks,
+        }
+
+
+@dataclass(eq=False)  # identity semantics: two requests are never "equal"
+class Sequence:
+    request_id: str
+    prompt_ids: list[int]
+    params: SamplingParams
+    priority: Priority = Priority.INLINE
+    speculate: bool = True
+    arrival_index: int = 0
+    status: Status = Status.WAITING
+    output_ids: list[int] = field(default_factory=list)
+    block_table: list[int] = field(default_factory=list)
+    # Positions whose loop-0 K/V are in the blocks, and the chained hash of the last
+    # registered block (how many blocks of block_table are published in the prefix cache).
+    num_computed: int = 0
+    num_registered: int = 0
+    last_hash: bytes = ROOT_HASH
+    # Loop models: positions [replay_from, num_computed) must run again (without writing
+    # K/V) to rebuild the later loops' window after a prefix-cache hit.
+    replay_from: int | None = None
+    window: object | None = None  # paged_attention.LoopWindow, owned by the runner
+    generator: torch.Generator | None = None
+    finish_reason: str | None = None  # "stop" | "length" | "cancelled" | "error"
+    error: str | None = None
+    metrics: Metrics = field(default_factory=Metrics)
+
+    @property
+    def all_ids(self) -> list[int]:
+        return self.prompt_ids + self.output_ids
+
+    @property
+    def num_tokens(self) -> int:
+        return len(self.prompt_ids) + len(self.output_ids)
+
+    @property
+    def in_prefill(self) -> bool:
+        """True until every known token but the last has its K/V (the last one is fed to
+        the model to produce the next token)."""
+        return self.num_computed < self.num_tokens - 1 or self.replay_from is not None
+
+    @property
+    def is_greedy(self) -> bool:
+        return self.params.temperature == 0
+
+    @property
+    def remaining_tokens(self) -> int:
+        return self.params.max_tokens - len(self.output_ids)
+
+    def sort_key(self) -> tuple[int, int]:
+        return (int(self.priority), self.arrival_index)
+
+    def reset_for_recompute(self) -> None:
+        """Preempted: forget all K/V; prompt and output so far are recomputed later."""
+        self.status = Status.WAITING
+        self.block_table = []
+        self.num_computed = 0
+        self.num_registered = 0
+        self.last_hash = ROOT_HASH
+        self.replay_from = None
+        self.window = None
+        self.metrics.preemptions += 1

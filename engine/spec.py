@@ -1,0 +1,61 @@
+"""Prompt-lookup speculative decoding for greedy requests.
+
+Edit-like completions mostly re-type text that is already in the prompt (the line being
+changed, the suffix after the cursor, a sibling function). So the draft is free: find the
+latest earlier occurrence of the sequence's last n tokens (longest n first) and propose the
+tokens that followed it. The runner feeds [last token, draft...] in one forward pass and keeps
+the longest prefix of the draft that equals the model's own argmax at every position, plus
+the model's token at the first mismatch. Every kept token is exactly what plain greedy
+decoding would have produced, so the output is unchanged; only the number of passes drops.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .sequence import Sequence
+
+
+def propose_draft(tokens: list[int] | np.ndarray, k: int, max_ngram: int = 3, min_ngram: int = 1) -> list[int]:
+    """Up to k tokens that followed the latest earlier occurrence of the trailing n-gram."""
+    arr = np.asarray(tokens, dtype=np.int64)
+    total = len(arr)
+    if k < 1:
+        return []
+    for n in range(min(max_ngram, total - 1), min_ngram - 1, -1):
+        # windows[i] = arr[i:i+n] for i < total - n, i.e. every earlier occurrence start
+        windows = np.lib.stride_tricks.sliding_window_view(arr[: total - 1], n)
+        hits = np.flatnonzero((windows == arr[total - n :]).all(axis=1))
+        if hits.size:
+            start = int(hits[-1]) + n
+            draft = arr[start : start + k].tolist()
+            if draft:
+                return draft
+    return []
+
+
+class PromptLookup:
+    """Scheduler hook: drafts for one sequence, remembering its token array between steps."""
+
+    def __init__(self, max_ngram: int = 3, min_ngram: int = 1) -> None:
+        self.max_ngram = max_ngram
+        self.min_ngram = min_ngram
+
+    def __call__(self, seq: Sequence, k: int) -> list[int]:
+        return propose_draft(seq.all_ids, k, self.max_ngram, self.min_ngram)
+
+
+def accept_greedy(draft: list[int], logits: torch.Tensor) -> list[int]:
+    """Tokens to append after verifying `draft` against logits [1 + len(draft), vocab].
+
+    Row j holds the model's prediction after the fed token j (j = 0 is the last real token).
+    """
+    targets = logits.argmax(dim=-1).tolist()
+    out = []
+    for j, tok in enumerate(draft):
+        if targets[j] != tok:
+            break
+        out.append(tok)
+    out.append(targets[len(out)])
+    return out
