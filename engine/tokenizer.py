@@ -60,9 +60,12 @@ class Tokenizer:
     """Text <-> token ids. `encode` never adds BOS/EOS; the caller lays out special ids."""
 
     def __init__(self, backend: Any, kind: str, added: dict[str, int], special: SpecialTokens,
-                 chat_template: str | None = None) -> None:
+                 chat_template: str | None = None, dummy_prefix: bool = True) -> None:
         self._backend = backend
         self._kind = kind
+        # SentencePiece only: does encode start the text with "▁" (Llama's legacy behaviour)?
+        self._dummy_prefix = dummy_prefix
+        self._unk = backend.id_to_piece(backend.unk_id()) if kind == "sentencepiece" else ""
         self._added = added  # content -> id, for every added token
         self._added_by_id = {i: c for c, i in added.items()}
         self.special = special
@@ -87,17 +90,26 @@ class Tokenizer:
             return []
         if self._kind == "tokenizers":
             return self._backend.encode(text, add_special_tokens=False).ids
-        return self._backend.encode(text)
+        if self._dummy_prefix:
+            return self._backend.encode(text)
+        # SentencePiece cannot switch its dummy prefix off at run time; as transformers does
+        # for legacy=False, encode behind the unk piece and drop that piece's tokens.
+        skip = len(self._backend.encode(self._unk))
+        return self._backend.encode(self._unk + text)[skip:]
 
     def count(self, text: str) -> int:
         return len(self.encode(text))
 
     def decode(self, ids: list[int], skip_special: bool = True) -> str:
         if self._kind == "tokenizers":
-            return self._backend.decode(ids, skip_special_tokens=skip_special)
+            # An id past the tokenizer (a padding row of the embedding) would blank the whole text.
+            known = self.vocab_size
+            return self._backend.decode([t for t in ids if 0 <= t < known], skip_special_tokens=skip_special)
         pieces: list[str] = []
         run: list[int] = []
         for tid in ids:
+            if tid not in self._added_by_id and not 0 <= tid < self._backend.get_piece_size():
+                continue  # a padding row of the model's embedding: no text
             if tid in self._added_by_id:
                 if run:
                     pieces.append(self._decode_run(run, first=not pieces))
@@ -113,8 +125,8 @@ class Tokenizer:
     def _decode_run(self, run: list[int], first: bool) -> str:
         text = self._backend.decode(run)
         # SentencePiece drops the leading "▁" of a run as if it were the dummy prefix that
-        # encode adds; only at the very start of the text is it one.
-        if not first and self._backend.id_to_piece(run[0]).startswith("\u2581") and not text.startswith(" "):
+        # encode adds; only at the very start of a legacy tokenizer's text is it one.
+        if not (first and self._dummy_prefix) and self._backend.id_to_piece(run[0]).startswith("\u2581") and not text.startswith(" "):
             text = " " + text
         return text
 
@@ -156,7 +168,9 @@ class Tokenizer:
         else:
             raise TokenizerError(f"{folder}: no tokenizer.json or tokenizer.model")
         special = _special_tokens(folder, config, added)
-        return cls(backend, kind, added, special, config.get("chat_template"))
+        # transformers' LlamaTokenizer: legacy (the default) keeps the dummy prefix.
+        dummy_prefix = config.get("legacy", True) is not False and config.get("add_prefix_space") is not False
+        return cls(backend, kind, added, special, config.get("chat_template"), dummy_prefix)
 
 
 def _special_tokens(folder: Path, config: dict[str, Any], added: dict[str, int]) -> SpecialTokens:
