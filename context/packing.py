@@ -159,6 +159,8 @@ class Packer:
     def _fit(self, lines: list[str], start: int, end: int, room: int) -> tuple[list[int], int]:
         """Ids of lines start..end, or of the longest head of them within `room` tokens."""
         text = "".join(lines[start:end + 1])
+        if not text.strip():
+            return [], end  # blank lines left between pieces carry nothing
         if not text.endswith("\n"):
             text += "\n"
         ids = self.counter.encode(text)

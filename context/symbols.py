@@ -117,9 +117,11 @@ def _whole(node: Node) -> Node:
     return node
 
 
-def chunk_lines(lines: list[str], definitions: list[Definition]) -> list[Chunk]:
+def chunk_lines(lines: list[str], definitions: list[Definition],
+                known: dict[str, dict[str, int]] | None = None) -> list[Chunk]:
     """Line ranges cut where definitions start, merged up to CHUNK_MIN_LINES and split at
-    CHUNK_MAX_LINES, covering every line once."""
+    CHUNK_MAX_LINES, covering every line once. `known` maps chunk texts to their terms from
+    the previous version of the file: after an edit only the touched chunk is re-counted."""
     n = len(lines)
     cuts = sorted({0, *(d.start_line for d in definitions if 0 < d.start_line < n)})
     spans: list[tuple[int, int]] = []
@@ -129,7 +131,13 @@ def chunk_lines(lines: list[str], definitions: list[Definition]) -> list[Chunk]:
             start = spans.pop()[0]
         for s in range(start, end, CHUNK_MAX_LINES):
             spans.append((s, min(end, s + CHUNK_MAX_LINES)))
-    return [Chunk(s, e - 1, dict(Counter(terms_of("".join(lines[s:e]))))) for s, e in spans if e > s]
+    out = []
+    for s, e in spans:
+        if e > s:
+            text = "".join(lines[s:e])
+            terms = known.get(text) if known is not None else None
+            out.append(Chunk(s, e - 1, terms if terms is not None else dict(Counter(terms_of(text)))))
+    return out
 
 
 def imports_of(tree: Tree, language: str, source: bytes) -> list[dict]:
@@ -143,12 +151,13 @@ def imports_of(tree: Tree, language: str, source: bytes) -> list[dict]:
 
 
 def extract(text: str, language: str | None, tree: Tree | None, languages: Languages,
-            source: bytes | None = None) -> FileSymbols:
-    """Everything the index keeps about one file. `tree` is None for languages without a grammar."""
+            source: bytes | None = None, known: dict[str, dict[str, int]] | None = None) -> FileSymbols:
+    """Everything the index keeps about one file. `tree` is None for languages without a grammar;
+    `known` is chunk text -> terms of the file's previous version (see chunk_lines)."""
     lines = text.splitlines(keepends=True)
     if tree is None or not language:
-        return FileSymbols(language, len(lines), [], references_of(text), chunk_lines(lines, []))
+        return FileSymbols(language, len(lines), [], references_of(text), chunk_lines(lines, [], known))
     definitions = definitions_of(tree, language, languages)
     imports = imports_of(tree, language, source if source is not None else text.encode("utf-8"))
-    return FileSymbols(language, len(lines), definitions, references_of(text), chunk_lines(lines, definitions),
-                       imports)
+    return FileSymbols(language, len(lines), definitions, references_of(text),
+                       chunk_lines(lines, definitions, known), imports)
