@@ -45,6 +45,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("doctor", help="what is installed, which device and model, what is missing")
 
+    from .cmd_context import add_parsers as add_context_parsers
+
+    add_context_parsers(sub)
+
     demo = sub.add_parser("demo", help="start the server, connect a real LSP client to a sample project, show completions")
     demo.add_argument("project", nargs="?", type=Path, help="a project folder (default: the bundled sample)")
     demo.add_argument("--model", default=None)
@@ -65,6 +69,10 @@ def main(argv: list[str] | None = None) -> int:
         from .commands import run_create_tiny
 
         return run_create_tiny(args)
+    if command in ("index", "context"):
+        from .cmd_context import run_context, run_index
+
+        return run_index(args) if command == "index" else run_context(args)
     if command == "doctor":
         from .doctor import run_doctor
 
