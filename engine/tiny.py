@@ -99,6 +99,18 @@ def _init_weights(model: CausalLM, seed: int) -> dict[str, torch.Tensor]:
     return state
 
 
+def _favour_printable_tokens(state: dict[str, torch.Tensor], tok, config: ModelConfig) -> None:
+    """Shrink the output rows of tokens that decode to nothing showable (lone UTF-8 bytes,
+    bare whitespace, special tokens). Random logits then rarely pick them, so the untrained
+    model's output is visible text and an editor gets an item to show, instead of noise
+    that cleans away to nothing."""
+    name = "model.embed_tokens.weight" if config.tie_word_embeddings else "lm_head.weight"
+    for tid in range(config.vocab_size):
+        text = tok.decode([tid], skip_special_tokens=False)
+        if tid in tok.get_added_tokens_decoder() or "\ufffd" in text or not text.strip():
+            state[name][tid] *= 0.1
+
+
 def create_tiny(
     folder: Path | str,
     arch: str = "iquestloopcoder",
@@ -126,7 +138,9 @@ def create_tiny(
     with torch.device("meta"):
         model = CausalLM(config)
     store_dtype = getattr(torch, config.torch_dtype)
-    state = {n: t.to(store_dtype) for n, t in _init_weights(model, seed).items()}
+    weights = _init_weights(model, seed)
+    _favour_printable_tokens(weights, tok, config)
+    state = {n: t.to(store_dtype) for n, t in weights.items()}
     names = sorted(state)
     if shards <= 1:
         save_file(state, str(folder / "model.safetensors"), metadata={"format": "pt"})

@@ -20,6 +20,7 @@ from .completion import UNTRAINED_NOTICE, Completer
 from .convert import PositionError, offset_at
 from .engine_host import load_completer
 from .options import Options, options_to_json, parse_options
+from .protocol import LooplsProtocol
 from .version import __version__
 
 log = logging.getLogger(__name__)
@@ -36,7 +37,12 @@ class Stats:
 
 class LooplsServer(LanguageServer):
     def __init__(self, model_override: str | None = None) -> None:
-        super().__init__("loopls", __version__, text_document_sync_kind=types.TextDocumentSyncKind.Incremental)
+        super().__init__(
+            "loopls",
+            __version__,
+            text_document_sync_kind=types.TextDocumentSyncKind.Incremental,
+            protocol_cls=LooplsProtocol,
+        )
         self.options = Options()
         self.model_override = model_override
         self.stats = Stats()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import sys
 import time
 
@@ -106,8 +107,9 @@ async def test_cancelled_request_ends_without_result_and_server_keeps_serving(cl
     await client.text_document_inline_completion_async(_inline(6, 4))  # model loaded and warm
     client.workspace_did_change_configuration(types.DidChangeConfigurationParams(
         settings={"loopls": {"completion": {"maxTokens": 4000}}}))
-    request = client.protocol.send_request_async(
-        types.TEXT_DOCUMENT_INLINE_COMPLETION, _inline(6, 4), msg_id="slow-request")
+    # pytest-lsp's send_request_async is a coroutine: schedule it so the request goes out now
+    request = asyncio.ensure_future(client.protocol.send_request_async(
+        types.TEXT_DOCUMENT_INLINE_COMPLETION, _inline(6, 4), msg_id="slow-request"))
     await asyncio.sleep(0.3)
     client.protocol.notify(types.CANCEL_REQUEST, types.CancelParams(id="slow-request"))
     with pytest.raises(JsonRpcException) as info:
@@ -146,13 +148,62 @@ async def test_bad_positions_and_unknown_uris_get_errors(client: LanguageClient,
     assert (await _status(client))["version"]  # still serving
 
 
-async def test_malformed_params_get_an_error_not_a_crash(client: LanguageClient) -> None:
-    _open(client)
-    for bad in ({"textDocument": 42}, {"position": {"line": "x"}}, None):
-        with pytest.raises(JsonRpcException):
-            await client.protocol.send_request_async(types.TEXT_DOCUMENT_INLINE_COMPLETION, bad)
-    result = await client.text_document_inline_completion_async(_inline(6, 4))
-    assert result is not None and result.items
+class RawConnection:
+    """JSON-RPC over the server's stdio, by hand: typed clients cannot send malformed params."""
+
+    def __init__(self, proc: asyncio.subprocess.Process) -> None:
+        self.proc = proc
+
+    async def send(self, message: dict) -> None:
+        body = json.dumps(message).encode()
+        self.proc.stdin.write(b"Content-Length: %d\r\n\r\n" % len(body) + body)
+        await self.proc.stdin.drain()
+
+    async def response(self, msg_id) -> dict:
+        while True:
+            headers = {}
+            while (line := await asyncio.wait_for(self.proc.stdout.readline(), 60)) not in (b"\r\n", b""):
+                key, _, value = line.decode().partition(":")
+                headers[key.strip().lower()] = value.strip()
+            body = json.loads(await self.proc.stdout.readexactly(int(headers["content-length"])))
+            if body.get("id") == msg_id and "method" not in body:
+                return body
+
+
+async def test_malformed_params_get_an_error_not_a_crash() -> None:
+    proc = await asyncio.create_subprocess_exec(
+        *SERVER, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL)
+    conn = RawConnection(proc)
+    try:
+        await conn.send({"jsonrpc": "2.0", "id": 1, "method": "initialize",
+                         "params": {"processId": None, "rootUri": None, "capabilities": {}}})
+        assert "capabilities" in (await conn.response(1))["result"]
+        await conn.send({"jsonrpc": "2.0", "method": "initialized", "params": {}})
+        await conn.send({"jsonrpc": "2.0", "method": "textDocument/didOpen", "params": {"textDocument": {
+            "uri": URI, "languageId": "python", "version": 1, "text": TEXT}}})
+        bad_params = [
+            {"textDocument": 42},
+            {"textDocument": {"uri": URI}, "position": {"line": "x", "character": 0}},
+            None,
+            [1, 2, 3],
+        ]
+        for i, params in enumerate(bad_params, start=10):
+            await conn.send({"jsonrpc": "2.0", "id": i, "method": "textDocument/inlineCompletion", "params": params})
+            reply = await conn.response(i)
+            assert "error" in reply and "result" not in reply, reply
+            assert reply["error"]["code"] in (-32602, -32603), reply
+        good = {"textDocument": {"uri": URI}, "position": {"line": 6, "character": 4}, "context": {"triggerKind": 1}}
+        await conn.send({"jsonrpc": "2.0", "id": 99, "method": "textDocument/inlineCompletion", "params": good})
+        reply = await conn.response(99)
+        assert reply["result"]["items"], reply
+        await conn.send({"jsonrpc": "2.0", "id": 100, "method": "shutdown", "params": None})
+        assert (await conn.response(100)).get("error") is None
+        await conn.send({"jsonrpc": "2.0", "method": "exit", "params": None})
+        assert await asyncio.wait_for(proc.wait(), 30) == 0
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
 
 
 async def test_character_past_line_end_means_line_end(client: LanguageClient) -> None:

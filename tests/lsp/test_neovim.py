@@ -67,7 +67,7 @@ def test_neovim_gets_completions_from_loopls(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
     assert out["inline"] and out["completion"], out
-    assert out["err"] is None and out["error"] is None, out
+    assert out.get("err") is None and out.get("error") is None, out
     items = out["result"]["items"]
     assert items, out
     # the word under the cursor ("sq") is what the item replaces, so Neovim filters it in

@@ -1,0 +1,50 @@
+"""The server's JSON-RPC protocol: pygls' LSP protocol plus replies to malformed requests.
+
+pygls logs a request whose params do not deserialize and sends nothing back, which leaves
+the client waiting forever. Here such a request gets an InvalidParams error naming the
+method and the offending field, and the server goes on.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import cattrs
+from pygls.exceptions import JsonRpcException, JsonRpcInvalidParams
+from pygls.protocol import LanguageServerProtocol
+
+log = logging.getLogger(__name__)
+
+
+class _Answered:
+    """Stands in for a message that has already been answered with an error."""
+
+    jsonrpc = None
+
+
+class LooplsProtocol(LanguageServerProtocol):
+    def structure_message(self, data: dict[str, Any]) -> Any:
+        try:
+            return super().structure_message(data)
+        except JsonRpcException as exc:
+            if "id" not in data or "method" not in data:
+                raise
+            detail = _describe(exc.__cause__) or exc.message
+            self._send_response(
+                data["id"],
+                None,
+                JsonRpcInvalidParams(f"invalid params for {data['method']}: {detail}").to_response_error(),
+            )
+            return _Answered()
+
+    def handle_message(self, message: Any) -> None:
+        if isinstance(message, _Answered):
+            return
+        super().handle_message(message)
+
+
+def _describe(exc: BaseException | None) -> str:
+    if isinstance(exc, cattrs.BaseValidationError):
+        return "; ".join(cattrs.transform_error(exc))[:500]
+    return str(exc)[:500] if exc else ""
