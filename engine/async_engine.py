@@ -1,0 +1,276 @@
+"""Async request API: the engine loop runs in a worker thread, off the caller's event loop.
+
+Usage from asyncio (e.g. the language server)::
+
+    engine = AsyncEngine.from_loaded(load_checkpoint(path), SchedulerConfig(num_blocks=512))
+    engine.start()
+    stream = engine.submit(prompt_ids, SamplingParams(max_tokens=64),
+                           priority=Priority.INLINE, supersede=f"inline:{uri}")
+    async for token_id in stream:          # token ids as they are produced
+        ...
+    out = await stream.result()            # RequestOutput: tokens, finish_reason, metrics
+    engine.cancel(stream.request_id)       # thread-safe; or stream.cancel()
+    engine.shutdown()
+
+- `submit` must be called with a running event loop in the calling thread; it validates the
+  request at once and raises `AdmissionError` (a ValueError) for one that can never fit.
+- `supersede=key`: submitting again with the same key cancels the previous request of that
+  key (typing: each keystroke's request replaces the last).
+- Cancelling frees the request's KV blocks before the next scheduler step; its stream ends
+  with finish_reason "cancelled".
+- If a step fails (out of memory, a kernel error), the requests in that step fail: their
+  stream raises `EngineError`, `result()` returns finish_reason "error" with the message,
+  and the engine keeps serving the others.
+- Observability: `RequestOutput.metrics` (queue, prefill, first-token and decode times, cache
+  hit tokens, draft acceptance, blocks) and `engine.stats()` (block usage, queue lengths);
+  every finished request is also logged at DEBUG on the "loopls.engine" logger.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import queue
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from .core import EngineCore, StepEvent
+from .sampler import SamplingParams
+from .scheduler import SchedulerConfig
+from .sequence import Priority, Sequence
+
+log = logging.getLogger("loopls.engine")
+
+
+class EngineError(RuntimeError):
+    """The engine failed while serving this request (the engine itself keeps running)."""
+
+
+@dataclass
+class RequestOutput:
+    request_id: str
+    prompt_tokens: int
+    token_ids: list[int]
+    finish_reason: str  # "stop" | "length" | "cancelled" | "error"
+    error: str | None = None
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+
+_END = object()
+
+
+class RequestStream:
+    """Async iterator over one request's token ids; `result()` gives the final output."""
+
+    def __init__(self, request_id: str, engine: AsyncEngine, loop: asyncio.AbstractEventLoop) -> None:
+        self.request_id = request_id
+        self._engine = engine
+        self._queue: asyncio.Queue[object] = asyncio.Queue()
+        self._done: asyncio.Future[RequestOutput] = loop.create_future()
+
+    def __aiter__(self) -> RequestStream:
+        return self
+
+    async def __anext__(self) -> int:
+        item = await self._queue.get()
+        if item is _END:
+            self._queue.put_nowait(_END)  # iterating again ends again
+            out = self._done.result()
+            if out.finish_reason == "error":
+                raise EngineError(out.error or "engine error")
+            raise StopAsyncIteration
+        return item  # type: ignore[return-value]
+
+    async def result(self) -> RequestOutput:
+        return await asyncio.shield(self._done)
+
+    def cancel(self) -> None:
+        self._engine.cancel(self.request_id)
+
+    @property
+    def done(self) -> bool:
+        return self._done.done()
+
+    # Called on the caller's loop via call_soon_threadsafe.
+    def _deliver(self, tokens: list[int], output: RequestOutput | None) -> None:
+        for tok in tokens:
+            self._queue.put_nowait(tok)
+        if output is not None and not self._done.done():
+            self._done.set_result(output)
+            self._queue.put_nowait(_END)
+
+
+class AsyncEngine:
+    def __init__(
+        self,
+        model,
+        config: SchedulerConfig | None = None,
+        *,
+        eos_ids: tuple[int, ...] = (),
+        decode: Callable[[list[int]], str] | None = None,
+    ) -> None:
+        self.core = EngineCore(model, config, eos_ids, decode)
+        self._inbox: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
+        self._streams: dict[str, tuple[RequestStream, asyncio.AbstractEventLoop]] = {}
+        self._lock = threading.Lock()  # guards _streams, _keys, _stats
+        self._keys: dict[str, str] = {}  # supersede key -> live request id
+        self._ids = itertools.count()
+        self._thread: threading.Thread | None = None
+        self._stats = self.core.stats()
+
+    @classmethod
+    def from_loaded(cls, lm, config: SchedulerConfig | None = None) -> AsyncEngine:
+        """From a `loader.LoadedModel`: EOS ids and string stops come from its tokenizer."""
+        return cls(lm.model, config, eos_ids=tuple(lm.tokenizer.special.eos_ids), decode=lm.tokenizer.decode)
+
+    # -- lifecycle -----------------------------------------------------------------------
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="loopls-engine", daemon=True)
+            self._thread.start()
+
+    def shutdown(self, timeout: float = 10.0) -> None:
+        """Stop the worker; live requests end as cancelled."""
+        if self._thread is not None:
+            self._inbox.put(("stop", None))
+            self._thread.join(timeout)
+            self._thread = None
+
+    async def __aenter__(self) -> AsyncEngine:
+        self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await asyncio.to_thread(self.shutdown)
+
+    # -- requests (any thread with a running loop) ---------------------------------------
+    def submit(
+        self,
+        prompt_ids: list[int],
+        params: SamplingParams | None = None,
+        *,
+        priority: Priority = Priority.INLINE,
+        request_id: str | None = None,
+        supersede: str | None = None,
+        speculate: bool = True,
+    ) -> RequestStream:
+        params = params or SamplingParams()
+        prompt_ids = list(prompt_ids)
+        self.core.check(prompt_ids, params)  # AdmissionError now, in the caller's thread
+        request_id = request_id or f"req-{next(self._ids)}"
+        loop = asyncio.get_running_loop()
+        stream = RequestStream(request_id, self, loop)
+        with self._lock:
+            if request_id in self._streams:
+                raise ValueError(f"request id {request_id!r} is already live")
+            self._streams[request_id] = (stream, loop)
+            previous = self._keys.get(supersede) if supersede else None
+            if supersede:
+                self._keys[supersede] = request_id
+        if previous is not None:
+            self.cancel(previous)
+        self._inbox.put(("add", (request_id, prompt_ids, params, priority, speculate)))
+        return stream
+
+    def cancel(self, request_id: str) -> None:
+        """Cancel a request (thread-safe; unknown or finished ids are ignored)."""
+        self._inbox.put(("cancel", request_id))
+
+    def stats(self) -> dict[str, int]:
+        """Block usage and queue lengths as of the last step (thread-safe snapshot)."""
+        with self._lock:
+            return dict(self._stats)
+
+    # -- worker thread -------------------------------------------------------------------
+    def _run(self) -> None:
+        while True:
+            # Block while idle; otherwise take whatever arrived since the last step.
+            if not self._handle(self._inbox.get() if not self.core.has_work else None):
+                break
+            try:
+                events = self.core.step()
+            except Exception as exc:  # noqa: BLE001 - the worker must survive a broken step
+                log.exception("engine loop failed; failing every live request")
+                events = [StepEvent(s, [], True) for s in self.core.fail_all(exc)]
+            with self._lock:
+                self._stats = self.core.stats()
+            self._dispatch(events)
+        self._cancel_everything()
+
+    def _cancel_everything(self) -> None:
+        """On shutdown: live requests and those still queued end as cancelled."""
+        for seq in list(self.core.requests.values()):
+            self.core.abort(seq.request_id)
+            self._dispatch([StepEvent(seq, [], True)])
+        while True:
+            try:
+                kind, arg = self._inbox.get_nowait()
+            except queue.Empty:
+                return
+            if kind == "add":
+                seq = Sequence(arg[0], arg[1], arg[2], arg[3], arg[4], finish_reason="cancelled")
+                self._dispatch([StepEvent(seq, [], True)])
+
+    def _handle(self, first: tuple[str, Any] | None) -> bool:
+        """Apply queued commands; False when asked to stop."""
+        commands = [first] if first is not None else []
+        while True:
+            try:
+                commands.append(self._inbox.get_nowait())
+            except queue.Empty:
+                break
+        for i, (kind, arg) in enumerate(commands):
+            if kind == "stop":
+                for later in commands[i + 1 :]:  # still answered, as cancelled, on the way out
+                    self._inbox.put(later)
+                return False
+            if kind == "add":
+                self._add(*arg)
+            elif kind == "cancel":
+                seq = self.core.abort(arg)
+                if seq is not None:
+                    with self._lock:
+                        self._stats = self.core.stats()
+                    self._dispatch([StepEvent(seq, [], True)])
+        return True
+
+    def _add(self, request_id: str, prompt_ids: list[int], params: SamplingParams, priority: Priority, speculate: bool) -> None:
+        try:
+            self.core.add(request_id, prompt_ids, params, priority, speculate)
+        except ValueError as exc:  # admission rules re-checked in the worker
+            seq = Sequence(request_id, prompt_ids, params, priority, speculate)
+            seq.finish_reason, seq.error = "error", str(exc)
+            self._dispatch([StepEvent(seq, [], True)])
+
+    def _dispatch(self, events: list[StepEvent]) -> None:
+        for ev in events:
+            seq = ev.seq
+            with self._lock:
+                entry = self._streams.get(seq.request_id)
+                if entry is not None and ev.finished:
+                    del self._streams[seq.request_id]
+                    for key, rid in list(self._keys.items()):
+                        if rid == seq.request_id:
+                            del self._keys[key]
+            if entry is None:
+                continue
+            stream, loop = entry
+            output = _output(seq) if ev.finished else None
+            try:
+                loop.call_soon_threadsafe(stream._deliver, ev.new_tokens, output)
+            except RuntimeError:  # the caller's loop is closed: nobody is listening
+                pass
+
+
+def _output(seq: Sequence) -> RequestOutput:
+    return RequestOutput(
+        request_id=seq.request_id,
+        prompt_tokens=len(seq.prompt_ids),
+        token_ids=list(seq.output_ids),
+        finish_reason=seq.finish_reason or "cancelled",
+        error=seq.error,
+        metrics=seq.metrics.as_dict(),
+    )

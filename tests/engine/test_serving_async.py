@@ -1,0 +1,142 @@
+"""The async request API: streaming, cancellation, superseding, admission, crash recovery."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import pytest
+import torch
+
+from loopls.engine.async_engine import AsyncEngine, EngineError
+from loopls.engine.generate import generate
+from loopls.engine.loader import load_checkpoint
+from loopls.engine.runner import ModelRunner
+from loopls.engine.sampler import SamplingParams
+from loopls.engine.scheduler import AdmissionError, SchedulerConfig
+from loopls.engine.sequence import Priority
+from loopls.engine.tiny import create_tiny
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    """Tiny models gain nothing from intra-op threads; on a shared 2-core runner a second
+    thread's spin-waits make these tests many times slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def lm(tmp_path_factory):
+    return load_checkpoint(create_tiny(tmp_path_factory.mktemp("loop"), "iquestloopcoder"))
+
+
+def _prompt(lm, n: int, seed: int = 0) -> list[int]:
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(20, lm.config.vocab_size, (n,), generator=g).tolist()
+
+
+CONFIG = SchedulerConfig(num_blocks=64, block_size=8, max_step_tokens=32)
+
+
+async def test_stream_yields_the_greedy_tokens_with_metrics(lm) -> None:
+    prompt = _prompt(lm, 40)
+    params = SamplingParams(max_tokens=12, min_tokens=12)
+    expected = generate(lm, prompt, params).token_ids
+    async with AsyncEngine.from_loaded(lm, CONFIG) as engine:
+        stream = engine.submit(prompt, params)
+        tokens = [t async for t in stream]
+        out = await stream.result()
+        assert tokens == out.token_ids == expected
+        assert out.finish_reason == "length" and out.prompt_tokens == 40
+        m = out.metrics
+        assert m["queue_s"] >= 0 and m["prefill_s"] > 0 and m["time_to_first_token_s"] >= m["prefill_s"]
+        assert m["decode_s"] > 0 and m["peak_blocks"] == 7 and m["cached_tokens"] == 0
+        again = engine.submit(prompt + [50], params)
+        await again.result()
+        assert (await again.result()).metrics["cached_tokens"] == 40
+        assert engine.stats()["blocks_used"] == 0
+
+
+async def test_concurrent_streams_match_single_runs(lm) -> None:
+    prompts = [_prompt(lm, n, seed=n) for n in (10, 33, 57)]
+    params = SamplingParams(max_tokens=10, min_tokens=10)
+    expected = [generate(lm, p, params).token_ids for p in prompts]
+    async with AsyncEngine.from_loaded(lm, CONFIG) as engine:
+        streams = [engine.submit(p, params, priority=Priority(i)) for i, p in enumerate(prompts)]
+
+        async def collect(s):
+            return [t async for t in s]
+
+        assert await asyncio.gather(*(collect(s) for s in streams)) == expected
+
+
+async def test_cancel_and_supersede_free_blocks(lm) -> None:
+    params = SamplingParams(max_tokens=200, min_tokens=200)
+    async with AsyncEngine.from_loaded(lm, CONFIG) as engine:
+        first = engine.submit(_prompt(lm, 50), params, supersede="doc")
+        async for _ in first:
+            break  # it is running
+        second = engine.submit(_prompt(lm, 51), SamplingParams(max_tokens=3, min_tokens=3), supersede="doc")
+        assert (await first.result()).finish_reason == "cancelled"
+        assert (await second.result()).finish_reason == "length"
+        third = engine.submit(_prompt(lm, 30), params)
+        async for _ in third:
+            break
+        # cancel from another thread, as a language server's handler might
+        threading.Thread(target=engine.cancel, args=(third.request_id,)).start()
+        out = await third.result()
+        assert out.finish_reason == "cancelled" and len(out.token_ids) < 200
+        assert engine.stats()["blocks_used"] == 0
+        engine.cancel("no-such-request")  # ignored
+
+
+async def test_oversized_request_is_refused_while_others_run(lm) -> None:
+    async with AsyncEngine.from_loaded(lm, CONFIG) as engine:
+        running = engine.submit(_prompt(lm, 20), SamplingParams(max_tokens=8, min_tokens=8))
+        with pytest.raises(AdmissionError, match="whole cache holds 512"):
+            engine.submit(_prompt(lm, 600), SamplingParams(max_tokens=8))
+        assert (await running.result()).finish_reason == "length"
+
+
+class _FailingRunner(ModelRunner):
+    """A runner whose forward raises once, as a CUDA out-of-memory error would."""
+
+    def __init__(self, *args, fail_at_step: int, **kw) -> None:
+        super().__init__(*args, **kw)
+        self.calls, self.fail_at_step = 0, fail_at_step
+
+    def run(self, plan):
+        self.calls += 1
+        if self.calls == self.fail_at_step:
+            raise torch.OutOfMemoryError("simulated: CUDA out of memory")
+        return super().run(plan)
+
+
+async def test_a_failed_step_fails_its_requests_and_the_engine_recovers(lm) -> None:
+    params = SamplingParams(max_tokens=6, min_tokens=6)
+    prompt = _prompt(lm, 25)
+    async with AsyncEngine.from_loaded(lm, CONFIG) as engine:
+        core = engine.core
+        core.runner = _FailingRunner(lm.model, CONFIG.num_blocks, CONFIG.block_size, fail_at_step=2)
+        doomed = engine.submit(prompt, params)
+        with pytest.raises(EngineError, match="out of memory"):
+            async for _ in doomed:
+                pass
+        out = await doomed.result()
+        assert out.finish_reason == "error" and "OutOfMemoryError" in out.error
+        assert engine.stats()["failed_steps"] == 1 and engine.stats()["blocks_used"] == 0
+        fine = engine.submit(prompt, params)
+        assert [t async for t in fine] == generate(lm, prompt, params).token_ids
+
+
+async def test_shutdown_cancels_live_requests(lm) -> None:
+    engine = AsyncEngine.from_loaded(lm, CONFIG)
+    engine.start()
+    stream = engine.submit(_prompt(lm, 20), SamplingParams(max_tokens=400, min_tokens=400))
+    async for _ in stream:
+        break
+    await asyncio.to_thread(engine.shutdown)
+    assert (await asyncio.wait_for(stream.result(), 5)).finish_reason == "cancelled"
