@@ -17,6 +17,7 @@ import torch
 from .config import ConfigError, ModelConfig
 from .hub import HubError, resolve_hub_id
 from .model import CausalLM
+from .parallel import Shard, apply_tensor_parallel, set_parameter, shard_rule
 from .tokenizer import Tokenizer, TokenizerError
 
 DTYPES = {
@@ -130,8 +131,12 @@ def _resolve_dtype(dtype: str | torch.dtype | None, config: ModelConfig, device:
 
 
 def load_checkpoint(
-    name: str | Path, device: str | torch.device = "cpu", dtype: str | torch.dtype | None = None
+    name: str | Path,
+    device: str | torch.device = "cpu",
+    dtype: str | torch.dtype | None = None,
+    shard: Shard | None = None,
 ) -> LoadedModel:
+    """Load a checkpoint; with `shard`, only that tensor-parallel rank's slice of each weight."""
     folder = resolve_checkpoint(name)
     config_path = folder / "config.json"
     if not config_path.is_file():
@@ -151,10 +156,13 @@ def load_checkpoint(
     with torch.device("meta"):
         model = CausalLM(config)
     _check_names_and_shapes(model, where, folder)
-    _assign_weights(model, where, device, torch_dtype)
+    if shard is not None:
+        apply_tensor_parallel(model, shard)  # still on meta: only the slices get memory
+    _assign_weights(model, where, device, torch_dtype, shard)
     model.eval().requires_grad_(False)
     untrained = bool(raw_config.get("loopls_untrained", False))
-    return LoadedModel(folder, config, model, tokenizer, torch_dtype, device, untrained)
+    tp_size = shard.world if shard is not None else 1
+    return LoadedModel(folder, config, model, tokenizer, torch_dtype, device, untrained, tp_size)
 
 
 def _check_names_and_shapes(
@@ -184,7 +192,11 @@ def _check_names_and_shapes(
 
 
 def _assign_weights(
-    model: CausalLM, where: dict[str, tuple[Path, tuple[int, ...]]], device: torch.device, dtype: torch.dtype
+    model: CausalLM,
+    where: dict[str, tuple[Path, tuple[int, ...]]],
+    device: torch.device,
+    dtype: torch.dtype,
+    shard: Shard | None,
 ) -> None:
     from safetensors import SafetensorError, safe_open
 
@@ -196,13 +208,16 @@ def _assign_weights(
         try:
             with safe_open(str(f), framework="pt", device=str(device)) as handle:
                 for name in names:
+                    rule = shard_rule(name, model.config, shard) if shard is not None else None
                     # Converting tensor by tensor keeps at most one extra tensor alive.
-                    _set_tensor(model, name, handle.get_tensor(name).to(dtype))
+                    set_parameter(model, name, _read(handle, name, rule).to(dtype))
         except (SafetensorError, OSError, RuntimeError) as exc:
             raise CheckpointError(f"{f}: cannot read tensor {name}: {exc}") from None
 
 
-def _set_tensor(model: CausalLM, name: str, value: torch.Tensor) -> None:
-    module_name, _, attr = name.rpartition(".")
-    module = model.get_submodule(module_name)
-    setattr(module, attr, torch.nn.Parameter(value, requires_grad=False))
+def _read(handle, name: str, rule: tuple[int, slice] | None) -> torch.Tensor:
+    if rule is None:
+        return handle.get_tensor(name)
+    dim, part = rule
+    view = handle.get_slice(name)
+    return view[part] if dim == 0 else view[:, part]

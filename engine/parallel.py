@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 import torch.distributed as dist
@@ -27,8 +28,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import ModelConfig
-from .loader import LoadedModel, load_checkpoint
 from .model import CausalLM
+
+if TYPE_CHECKING:
+    from .loader import LoadedModel
 
 
 class TensorParallelError(ValueError):
@@ -89,19 +92,6 @@ class RowParallelLinear(nn.Module):
         return out if self.bias is None else out + self.bias
 
 
-def _keep_rows(linear: nn.Linear, rows: slice) -> None:
-    # clone() so that the full tensor's storage is freed instead of kept alive by a view.
-    linear.weight = nn.Parameter(linear.weight[rows].clone(), requires_grad=False)
-    if linear.bias is not None:
-        linear.bias = nn.Parameter(linear.bias[rows].clone(), requires_grad=False)
-    linear.out_features = linear.weight.shape[0]
-
-
-def _row_parallel(linear: nn.Linear, cols: slice, group: dist.ProcessGroup | None) -> RowParallelLinear:
-    bias = None if linear.bias is None else linear.bias.detach()
-    return RowParallelLinear(linear.weight[:, cols].clone(), bias, group)
-
-
 def _part(total: int, shard: Shard) -> slice:
     size = total // shard.world
     return slice(shard.rank * size, (shard.rank + 1) * size)
@@ -110,7 +100,8 @@ def _part(total: int, shard: Shard) -> slice:
 def _kv_part(kv_heads: int, shard: Shard) -> slice:
     if kv_heads >= shard.world:
         return _part(kv_heads, shard)
-    # Fewer KV heads than ranks: ranks rank*KVH/world share one replicated head.
+    # Fewer KV heads than ranks: world/KVH consecutive ranks share one replicated head,
+    # the head their query heads use.
     head = shard.rank // (shard.world // kv_heads)
     return slice(head, head + 1)
 
@@ -119,31 +110,64 @@ def _scaled(part: slice, factor: int) -> slice:
     return slice(part.start * factor, part.stop * factor)
 
 
-def apply_tensor_parallel(model: CausalLM, shard: Shard) -> CausalLM:
-    """Split `model` in place for `shard.rank` of `shard.world`; returns it."""
-    config = model.config
-    check_tp_size(config, shard.world)
-    if shard.world == 1:
-        return model
+def shard_rule(name: str, config: ModelConfig, shard: Shard) -> tuple[int, slice] | None:
+    """(dim, slice) of the full checkpoint tensor `name` that `shard` keeps; None: all of it.
+
+    The one place that decides the split: the in-memory transform and the loader's sliced
+    reads both use it.
+    """
     d = config.head_dim
     heads = _part(config.num_attention_heads, shard)
     kv = _kv_part(config.num_key_value_heads, shard)
     ffn = _part(config.intermediate_size, shard)
+    rules = (
+        (("self_attn.q_proj.weight", "self_attn.q_proj.bias"), (0, _scaled(heads, d))),
+        (("self_attn.k_proj.weight", "self_attn.k_proj.bias",
+          "self_attn.v_proj.weight", "self_attn.v_proj.bias"), (0, _scaled(kv, d))),
+        (("self_attn.o_proj.weight",), (1, _scaled(heads, d))),
+        (("mlp.gate_proj.weight", "mlp.up_proj.weight"), (0, ffn)),
+        (("mlp.down_proj.weight",), (1, ffn)),
+    )
+    if shard.world == 1:
+        return None
+    for suffixes, rule in rules:
+        if name.endswith(suffixes):
+            return rule
+    if name.startswith("model.gate_projections."):
+        return 0, heads
+    return None
+
+
+def apply_tensor_parallel(model: CausalLM, shard: Shard) -> CausalLM:
+    """Split `model` in place for `shard.rank` of `shard.world`; returns it.
+
+    Works on a model with real weights and on a meta-device model (the loader then fills
+    the slices straight from the checkpoint).
+    """
+    config = model.config
+    check_tp_size(config, shard.world)
+    if shard.world == 1:
+        return model
+    if isinstance(model.model.layers[0].self_attn.o_proj, RowParallelLinear):
+        raise TensorParallelError("the model is already split for tensor parallelism")
     for layer in model.model.layers:
         attn = layer.self_attn
-        _keep_rows(attn.q_proj, _scaled(heads, d))
-        _keep_rows(attn.k_proj, _scaled(kv, d))
-        _keep_rows(attn.v_proj, _scaled(kv, d))
-        attn.o_proj = _row_parallel(attn.o_proj, _scaled(heads, d), shard.group)
-        attn.num_heads = heads.stop - heads.start
-        attn.num_kv_heads = kv.stop - kv.start
-        _keep_rows(layer.mlp.gate_proj, ffn)
-        _keep_rows(layer.mlp.up_proj, ffn)
-        layer.mlp.down_proj = _row_parallel(layer.mlp.down_proj, ffn, shard.group)
-    for gate in getattr(model.model, "gate_projections", ()):
-        gate.weight = nn.Parameter(gate.weight[heads].clone(), requires_grad=False)
-        gate.bias = nn.Parameter(gate.bias[heads].clone(), requires_grad=False)
+        attn.o_proj = RowParallelLinear(attn.o_proj.weight, attn.o_proj.bias, shard.group)
+        layer.mlp.down_proj = RowParallelLinear(layer.mlp.down_proj.weight, None, shard.group)
+        attn.num_heads = config.num_attention_heads // shard.world
+        attn.num_kv_heads = max(config.num_key_value_heads // shard.world, 1)
+    for name, param in list(model.named_parameters()):
+        rule = shard_rule(name, config, shard)
+        if rule is not None:
+            dim, part = rule
+            # clone() so that the full tensor's storage is freed instead of kept by a view.
+            set_parameter(model, name, param.narrow(dim, part.start, part.stop - part.start).clone())
     return model
+
+
+def set_parameter(model: nn.Module, name: str, value: torch.Tensor) -> None:
+    module_name, _, attr = name.rpartition(".")
+    setattr(model.get_submodule(module_name), attr, nn.Parameter(value, requires_grad=False))
 
 
 def init_distributed(backend: str | None = None) -> Shard:
@@ -172,9 +196,8 @@ def broadcast_token(token: int, device: torch.device, group: dist.ProcessGroup |
 def load_tensor_parallel(
     name: str, shard: Shard, device: torch.device | None = None, dtype: str | torch.dtype | None = None
 ) -> LoadedModel:
-    """Load a checkpoint and keep this rank's slice. Every rank reads the whole checkpoint
-    first, so each device needs room for the full model while loading."""
-    lm = load_checkpoint(name, device=device or local_device(shard), dtype=dtype)
-    apply_tensor_parallel(lm.model, shard)
-    lm.tp_size = shard.world
-    return lm
+    """Load this rank's slice of a checkpoint: the model is split on the meta device and each
+    weight is read as its slice, so a rank never holds more than its share."""
+    from .loader import load_checkpoint
+
+    return load_checkpoint(name, device=device or local_device(shard), dtype=dtype, shard=shard)

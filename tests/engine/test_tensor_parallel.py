@@ -56,7 +56,7 @@ def _worker(rank: int, world: int, port: int, folders: dict[str, str], out: str)
 
     import torch.distributed as dist
 
-    from loopls.engine.parallel import Shard, load_tensor_parallel
+    from loopls.engine.parallel import Shard, apply_tensor_parallel, load_tensor_parallel
 
     torch.set_num_threads(1)
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
@@ -72,6 +72,12 @@ def _worker(rank: int, world: int, port: int, folders: dict[str, str], out: str)
                     unseeded = SamplingParams(max_tokens=8, min_tokens=8, temperature=1.0)
                     results["unseeded"] = generate(lm, lm.tokenizer.encode("x = 1\n"), unseeded).token_ids
                 results[name] = _run(lm, _ids(lm.config.vocab_size))
+                # the in-memory transform of a whole model keeps exactly the slices read from disk
+                whole = load_checkpoint(folder).model
+                split = apply_tensor_parallel(whole, Shard(rank, world)).state_dict()
+                results[name]["same_as_transform"] = all(
+                    torch.equal(t, split[k]) for k, t in lm.model.state_dict().items())
+                results[name]["numel"] = sum(t.numel() for t in split.values())
         Path(out, f"rank{rank}.json").write_text(json.dumps(results))
     finally:
         dist.destroy_process_group()
@@ -104,9 +110,11 @@ def test_two_ranks_match_one_rank(folders, two_ranks, name: str) -> None:
         assert diff <= 1e-5
         assert got["greedy"] == single["greedy"]
         assert got["sampled"] == single["sampled"]
-    # each rank really holds half the heads (or one replicated KV head)
+    # each rank really holds half the heads (or one replicated KV head) and less than the whole
     kv = lm.config.num_key_value_heads
     assert two_ranks[0][name]["kv_heads"] == max(kv // 2, 1)
+    whole = sum(t.numel() for t in lm.model.state_dict().values())
+    assert all(r[name]["same_as_transform"] and r[name]["numel"] < whole for r in two_ranks)
 
 
 def test_unseeded_sampling_agrees_across_ranks(two_ranks) -> None:
@@ -135,3 +143,20 @@ def test_invalid_sizes_are_refused_with_a_clear_error() -> None:
     with pytest.raises(TensorParallelError, match="must be >= 1"):
         check_tp_size(_config(4, 2), 0)
     check_tp_size(_config(4, 1), 4)  # 1 KV head replicated on 4 ranks is fine
+
+
+def test_transform_shapes_and_refuses_a_second_split(folders) -> None:
+    from loopls.engine.parallel import Shard, apply_tensor_parallel
+
+    model = load_checkpoint(folders["iquestloopcoder-kv1"]).model
+    apply_tensor_parallel(model, Shard(1, 2))
+    attn = model.model.layers[0].self_attn
+    assert (attn.num_heads, attn.num_kv_heads) == (2, 1)
+    assert attn.q_proj.weight.shape == (2 * 16, 64) and attn.k_proj.weight.shape == (16, 64)
+    assert attn.o_proj.weight.shape == (64, 2 * 16)
+    assert model.model.layers[0].mlp.down_proj.weight.shape == (64, 88)
+    assert model.model.gate_projections[0].weight.shape == (2, 16)
+    with pytest.raises(TensorParallelError, match="already split"):
+        apply_tensor_parallel(model, Shard(1, 2))
+    with pytest.raises(TensorParallelError, match="does not divide num_attention_heads 4"):
+        apply_tensor_parallel(load_checkpoint(folders["qwen2"]).model, Shard(0, 3))
