@@ -1,0 +1,116 @@
+"""The command line, run as a user runs it: the installed `loopls` entry point."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from loopls.lsp.version import __version__
+
+LOOPLS = [sys.executable, "-m", "loopls.lsp"]
+
+
+def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([*LOOPLS, *args], capture_output=True, text=True, timeout=300, cwd=cwd)
+
+
+@pytest.fixture()
+def source(tmp_path: Path) -> Path:
+    path = tmp_path / "calc.py"
+    path.write_text("def add(a, b):\n    return a + b\n\ndef mul(a, b):\n    \n", encoding="utf-8")
+    return path
+
+
+def test_version() -> None:
+    out = run("--version")
+    assert out.returncode == 0
+    assert out.stdout.strip() == f"loopls {__version__}"
+
+
+def test_complete_json_reports_items_and_untrained_model(source: Path) -> None:
+    out = run("complete", f"{source}:5:5", "--json", "--max-tokens", "8")
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    assert data["items"] and all(isinstance(i["insertText"], str) and i["insertText"] for i in data["items"])
+    assert data["model"]["untrained"] is True
+    assert "untrained" in data["notice"]
+    assert 0 < data["generatedTokens"] <= 8
+    assert data["promptTokens"] > 10
+
+
+def test_complete_text_output_says_untrained_on_stderr(source: Path) -> None:
+    out = run("complete", f"{source}:2:5", "--max-tokens", "4")
+    assert out.returncode == 0, out.stderr
+    assert "untrained" in out.stderr
+
+
+@pytest.mark.parametrize(("location", "fragment"), [("9:1", "outside the file"), ("2:99", "past the end of line 2")])
+def test_complete_rejects_positions_outside_the_file(source: Path, location: str, fragment: str) -> None:
+    out = run("complete", f"{source}:{location}")
+    assert out.returncode == 2
+    assert fragment in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_complete_rejects_binary_and_non_utf8_files(tmp_path: Path) -> None:
+    binary = tmp_path / "blob.bin"
+    binary.write_bytes(b"\x00\x01\x02" * 10)
+    latin = tmp_path / "latin.py"
+    latin.write_bytes("caf\xe9 = 1\n".encode("latin-1"))
+    for path, fragment in ((binary, "binary file"), (latin, "not UTF-8")):
+        out = run("complete", f"{path}:1:1")
+        assert out.returncode == 2 and fragment in out.stderr, out.stderr
+
+
+def test_bad_checkpoint_path_is_one_line_naming_path_and_what_is_missing(source: Path, tmp_path: Path) -> None:
+    empty = tmp_path / "empty-model"
+    empty.mkdir()
+    out = run("complete", f"{source}:1:1", "--model", str(empty))
+    assert out.returncode == 2
+    lines = out.stderr.strip().splitlines()
+    assert lines == [f"loopls: {empty}: missing config.json"]
+    out = run("complete", f"{source}:1:1", "--model", str(tmp_path / "absent"))
+    assert out.returncode == 2 and "no such checkpoint folder" in out.stderr
+    out = run("complete", f"{source}:1:1", "--model", "nobody/no-such-model")
+    assert out.returncode == 2 and "local Hugging Face cache" in out.stderr
+
+
+def test_create_tiny_then_complete_with_it(tmp_path: Path, source: Path) -> None:
+    folder = tmp_path / "qwen"
+    out = run("model", "create-tiny", str(folder), "--arch", "qwen2")
+    assert out.returncode == 0, out.stderr
+    assert json.loads((folder / "config.json").read_text())["model_type"] == "qwen2"
+    out = run("complete", f"{source}:5:5", "--model", str(folder), "--json", "--max-tokens", "4")
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["model"]["modelType"] == "qwen2"
+
+
+def test_doctor_reports_packages_device_and_model() -> None:
+    out = run("doctor")
+    assert out.returncode == 0, out.stdout + out.stderr
+    for fragment in ("torch", "pygls", "device:", "untrained tiny iquestloopcoder", "all required packages present"):
+        assert fragment in out.stdout
+
+
+def test_wheel_installs_only_the_loopls_namespace(tmp_path: Path) -> None:
+    root = Path(__file__).resolve().parents[2]
+    build = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), str(root)],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert build.returncode == 0, build.stderr
+    wheel = next(tmp_path.glob("loopls-*.whl"))
+    names = zipfile.ZipFile(wheel).namelist()
+    top = {n.split("/")[0] for n in names if not n.split("/")[0].endswith(".dist-info")}
+    assert top == {"loopls"}, top
+    for sub in ("lsp", "context", "engine", "kernels"):
+        assert f"loopls/{sub}/__init__.py" in names
+    assert not any(n.startswith("loopls/__init__.py") for n in names)  # implicit namespace
+    assert "loopls/lsp/demo_project/inventory.py" in names
+    entry = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith("entry_points.txt"))).decode()
+    assert "loopls = loopls.lsp.cli:main" in entry
