@@ -1,0 +1,181 @@
+"""Token-level clones across files, like PMD's CPD: equal runs of at least `min_tokens` tokens.
+
+Files are lexed into tokens (comments and whitespace dropped; identifiers and literals kept
+as written, CPD's default). Every window of `min_tokens` tokens gets a polynomial hash,
+computed for all windows at once with numpy (wrapping uint64 arithmetic); windows with equal
+hashes are chained to their previous occurrence, and consecutive windows with the same offset
+to their partner merge into one maximal clone. Reported clones are verified token by token.
+A `CloneIndex` keeps the hashes sorted so that one edited file is checked against the rest
+without rehashing the project.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import numpy as np
+
+_BASE = np.uint64(1_000_003)
+_INV_BASE = np.uint64(pow(1_000_003, -1, 2**64))
+# Group 1 is a comment (dropped); anything else is a token. Strings are single tokens.
+_C_LIKE = re.compile(
+    rb"(//[^\n]*|/\*.*?\*/)|\"(?:\\.|[^\"\\\n])*\"|'(?:\\.|[^'\\\n])*'|`(?:\\.|[^`\\])*`"
+    rb"|[A-Za-z_$][\w$]*|\d[\w.]*|[^\s\w]", re.S)
+_PYTHON = re.compile(
+    rb"(#[^\n]*)|[rRbBuUfF]{0,2}(?:\"\"\"(?:\\.|.)*?\"\"\"|'''(?:\\.|.)*?'''|\"(?:\\.|[^\"\\\n])*\""
+    rb"|'(?:\\.|[^'\\\n])*')|[A-Za-z_]\w*|\d[\w.]*|[^\s\w]", re.S)
+
+
+@dataclass(frozen=True)
+class Clone:
+    path: str
+    lines: tuple[int, int]  # 0-based first and last row
+    other_path: str
+    other_lines: tuple[int, int]
+    tokens: int
+
+
+def tokenize(source: bytes, lang: str) -> tuple[list[bytes], np.ndarray]:
+    """Tokens of a file and the 0-based row of each."""
+    pattern = _PYTHON if lang == "python" else _C_LIKE
+    tokens, starts = [], []
+    for m in pattern.finditer(source):
+        if m.group(1) is not None:
+            continue  # a comment
+        tokens.append(m.group(0))
+        starts.append(m.start())
+    newlines = np.flatnonzero(np.frombuffer(source, dtype=np.uint8) == 10)
+    rows = np.searchsorted(newlines, np.asarray(starts, dtype=np.int64), side="left")
+    return tokens, rows
+
+
+def _window_hashes(ids: np.ndarray, n: int) -> np.ndarray:
+    """Hash of every window of `n` ids: sum ids[i+k] * B^k, normalised by B^-i."""
+    count = len(ids) - n + 1
+    if count <= 0:
+        return np.empty(0, dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        powers = np.empty(len(ids), dtype=np.uint64)
+        powers[0] = 1
+        powers[1:] = _BASE
+        powers = np.cumprod(powers, dtype=np.uint64)
+        inverse = np.empty(count, dtype=np.uint64)
+        inverse[0] = 1
+        inverse[1:] = _INV_BASE
+        inverse = np.cumprod(inverse, dtype=np.uint64)
+        prefix = np.zeros(len(ids) + 1, dtype=np.uint64)
+        np.cumsum(ids.astype(np.uint64) * powers, dtype=np.uint64, out=prefix[1:])
+        return (prefix[n:] - prefix[:count]) * inverse
+
+
+@dataclass
+class _Lexed:
+    path: str
+    ids: np.ndarray
+    rows: np.ndarray
+
+
+class CloneIndex:
+    """Window hashes of a set of files, for whole-project and one-file clone detection."""
+
+    def __init__(self, min_tokens: int = 100) -> None:
+        self.min_tokens = min_tokens
+        self._vocab: dict[bytes, int] = {}
+        self._files: dict[str, _Lexed] = {}
+        self._sorted: np.ndarray | None = None  # window hashes, sorted
+        self._where: np.ndarray | None = None  # (file number, token offset) of each sorted hash
+        self._order: list[str] = []
+        self._number: dict[str, int] = {}
+
+    def _lex(self, path: str, source: bytes, lang: str) -> _Lexed:
+        tokens, rows = tokenize(source, lang)
+        vocab = self._vocab
+        ids = np.fromiter((vocab.setdefault(t, len(vocab) + 1) for t in tokens), dtype=np.int64, count=len(tokens))
+        return _Lexed(path, ids, rows)
+
+    def add(self, path: str, source: bytes, lang: str) -> None:
+        self._files[path] = self._lex(path, source, lang)
+        self._sorted = None
+
+    def build(self) -> None:
+        """Sort all window hashes (call after the last `add`)."""
+        self._order = list(self._files)
+        self._number = {p: i for i, p in enumerate(self._order)}
+        hashes, files, offsets = [], [], []
+        for number, path in enumerate(self._order):
+            h = _window_hashes(self._files[path].ids, self.min_tokens)
+            hashes.append(h)
+            files.append(np.full(len(h), number, dtype=np.int64))
+            offsets.append(np.arange(len(h), dtype=np.int64))
+        all_hashes = np.concatenate(hashes) if hashes else np.empty(0, dtype=np.uint64)
+        order = np.argsort(all_hashes, kind="stable")
+        self._sorted = all_hashes[order]
+        self._where = np.stack([np.concatenate(files)[order], np.concatenate(offsets)[order]], axis=1) \
+            if hashes else np.empty((0, 2), dtype=np.int64)
+
+    def all_clones(self) -> list[Clone]:
+        """Every clone pair in the indexed files (each later occurrence against an earlier one)."""
+        if self._sorted is None:
+            self.build()
+        found: list[Clone] = []
+        for path in self._order:
+            found.extend(self._clones_of(path, self._files[path], earlier_only=True))
+        return found
+
+    def clones_for(self, path: str, source: bytes, lang: str) -> list[Clone]:
+        """Clones of one (possibly edited) file against the indexed files and itself."""
+        if self._sorted is None:
+            self.build()
+        lexed = self._lex(path, source, lang)
+        own = CloneIndex(self.min_tokens)
+        own._vocab = self._vocab  # same token ids, so the two indexes agree
+        own._files[path] = lexed
+        own.build()
+        return self._clones_of(path, lexed, earlier_only=False) + own._clones_of(path, lexed, earlier_only=True)
+
+    def _partners(self, lexed: _Lexed, me: int) -> tuple[np.ndarray, np.ndarray]:
+        """For each window of `lexed`, the earliest other window with the same hash, as (file, offset).
+
+        `me >= 0`: `lexed` is indexed file number `me`; partners are earlier files or earlier,
+        non-overlapping windows of the same file. `me < 0`: an edited file checked against the
+        other indexed files (its own stale entry, if any, is skipped by the caller's `skip`).
+        """
+        n = self.min_tokens
+        h = _window_hashes(lexed.ids, n)
+        lo = np.searchsorted(self._sorted, h, side="left")
+        hi = np.searchsorted(self._sorted, h, side="right")
+        pfile = np.full(len(h), -1, dtype=np.int64)
+        poff = np.full(len(h), -1, dtype=np.int64)
+        skip = self._number.get(lexed.path, -1)
+        for i in np.flatnonzero(hi > lo):
+            for f, off in self._where[lo[i]:hi[i]].tolist():
+                if me >= 0 and (f > me or (f == me and off + n > i)):
+                    break  # entries are in (file, offset) order: nothing earlier remains
+                if me < 0 and f == skip:
+                    continue
+                pfile[i], poff[i] = f, off
+                break
+        return pfile, poff
+
+    def _clones_of(self, path: str, lexed: _Lexed, earlier_only: bool) -> list[Clone]:
+        n = self.min_tokens
+        pfile, poff = self._partners(lexed, self._number[path] if earlier_only else -1)
+        found = []
+        i = 0
+        while i < len(pfile):
+            if pfile[i] < 0:
+                i += 1
+                continue
+            j = i
+            while j + 1 < len(pfile) and pfile[j + 1] == pfile[i] and poff[j + 1] == poff[j] + 1:
+                j += 1
+            length = j - i + n
+            other = self._files[self._order[pfile[i]]]
+            start = int(poff[i])
+            if np.array_equal(lexed.ids[i:i + length], other.ids[start:start + length]):
+                found.append(Clone(path, (int(lexed.rows[i]), int(lexed.rows[i + length - 1])),
+                                   other.path, (int(other.rows[start]), int(other.rows[start + length - 1])),
+                                   length))
+            i = j + 1
+        return found
