@@ -45,6 +45,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("doctor", help="what is installed, which device and model, what is missing")
 
+    from .cmd_check import add_check_parser
+
+    add_check_parser(sub)
+
     from .cmd_context import add_parsers as add_context_parsers
 
     add_context_parsers(sub)
@@ -73,6 +77,10 @@ def main(argv: list[str] | None = None) -> int:
         from .cmd_context import run_context, run_index
 
         return run_index(args) if command == "index" else run_context(args)
+    if command == "check":
+        from .cmd_check import run_check
+
+        return run_check(args)
     if command == "doctor":
         from .doctor import run_doctor
 

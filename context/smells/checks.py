@@ -7,7 +7,9 @@ taken from the tool people already use for it (see docs/smells.md for the source
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 DOCS_URL = "https://github.com/loopls/loopls/blob/main/docs/smells.md"
 
@@ -87,7 +89,7 @@ class SmellConfig:
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
-            if f.name != "disabled" and (not isinstance(value, (int, float)) or value < 0):
+            if f.name != "disabled" and (isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0):
                 raise ValueError(f"smells.{f.name} must be a number >= 0, not {value!r}")
         object.__setattr__(self, "disabled", frozenset(check_for(c).code for c in self.disabled))
         if self.min_clone_tokens < 10:
@@ -95,6 +97,27 @@ class SmellConfig:
 
     def enabled(self, code: str) -> bool:
         return code not in self.disabled
+
+    @classmethod
+    def from_settings(cls, thresholds: Mapping[str, Any] | None = None,
+                      disabled: Iterable[str] = ()) -> SmellConfig:
+        """From editor/pyproject settings: camelCase threshold names (`maxCyclomatic`) and codes
+        or slugs to disable. Unknown names raise ValueError naming the known ones."""
+        known = {_camel(f.name): f.name for f in dataclasses.fields(cls) if f.name != "disabled"}
+        values = {}
+        for key, value in (thresholds or {}).items():
+            if key not in known:
+                raise ValueError(f"unknown smells threshold {key!r}; known: {', '.join(sorted(known))}")
+            values[known[key]] = value
+        try:
+            return cls(**values, disabled=frozenset(disabled))
+        except KeyError as exc:
+            raise ValueError(str(exc.args[0])) from None
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)
 
 
 @dataclass(frozen=True)
