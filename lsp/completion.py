@@ -7,7 +7,9 @@ gets. Runs synchronously: the server calls it from its engine thread.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from loopls.context.prompt import build_fim_prompt, fim_token_ids
 from loopls.engine.generate import Generation, generate
@@ -35,6 +37,9 @@ class Completer:
     def __init__(self, lm: LoadedModel) -> None:
         self.lm = lm
         self._lock = threading.Lock()  # one generation at a time on this model
+        # Set by the server's context engine (context_features.py) once a workspace is indexed:
+        # (tokenizer, text, offset, budget) -> (prompt ids, truncated), or None for buffer-only.
+        self.context: Callable[[Any, str, int, int], tuple[list[int], bool] | None] | None = None
 
     @property
     def untrained(self) -> bool:
@@ -45,9 +50,14 @@ class Completer:
     ) -> Completion:
         lm = self.lm
         budget = min(options.context_tokens, lm.config.max_position_embeddings - options.max_tokens - 1)
-        prompt = build_fim_prompt(text, offset, lm.tokenizer, budget)
         special = lm.tokenizer.special
-        ids = fim_token_ids(prompt, special) or ([special.bos] if special.bos is not None else [])
+        packed = self.context(lm.tokenizer, text, offset, budget) if self.context is not None else None
+        if packed is not None:
+            ids, truncated = packed
+        else:
+            prompt = build_fim_prompt(text, offset, lm.tokenizer, budget)
+            ids = fim_token_ids(prompt, special) or ([special.bos] if special.bos is not None else [])
+            truncated = prompt.truncated
         rest_of_line = text[offset:].split("\n", 1)[0]
         params = SamplingParams(
             max_tokens=options.max_tokens,
@@ -60,4 +70,4 @@ class Completer:
         with self._lock:
             gen = generate(lm, ids, params, cancel)
         cleaned = clean_completion(gen.text, text[offset:], options.max_lines)
-        return Completion([cleaned] if cleaned else [], gen, len(ids), prompt.truncated)
+        return Completion([cleaned] if cleaned else [], gen, len(ids), truncated)

@@ -6,6 +6,7 @@ import re
 
 from lsprotocol import types
 
+from .context_features import register_context_features
 from .convert import lsp_range, offset_at
 from .server import LooplsServer
 
@@ -47,6 +48,8 @@ def create_server(model_override: str | None = None) -> LooplsServer:
     async def completion(ls: LooplsServer, params: types.CompletionParams) -> types.CompletionList:
         texts = await ls.complete_at(params.text_document.uri, params.position)
         return types.CompletionList(is_incomplete=True, items=completion_items(ls, params, texts))
+
+    register_context_features(server)
 
     @server.feature("loopls/status")
     def status(ls: LooplsServer, params: object) -> dict:
