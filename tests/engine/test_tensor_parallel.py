@@ -36,8 +36,8 @@ def _free_port() -> int:
 
 
 def _run(lm, ids: torch.Tensor) -> dict:
-    cache = KVCache.for_model(lm.model, 1, ids.shape[1], torch.float32)
-    logits = lm.model(ids, cache)
+    cache = KVCache.for_model(lm.model, 1, ids.shape[1], torch.float32, lm.device)
+    logits = lm.model(ids.to(lm.device), cache).cpu()
     prompt = ids[0, :10].tolist()
     return {
         "logits": logits[0].tolist(),
@@ -51,7 +51,7 @@ def _ids(vocab: int) -> torch.Tensor:
     return torch.randint(0, vocab, (1, 24), generator=torch.Generator().manual_seed(0))
 
 
-def _worker(rank: int, world: int, port: int, folders: dict[str, str], out: str) -> None:
+def _worker(rank: int, world: int, port: int, folders: dict[str, str], out: str, backend: str) -> None:
     import os
 
     import torch.distributed as dist
@@ -60,12 +60,15 @@ def _worker(rank: int, world: int, port: int, folders: dict[str, str], out: str)
 
     torch.set_num_threads(1)
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    dist.init_process_group("gloo", rank=rank, world_size=world)
+    device = torch.device("cuda", rank) if backend == "nccl" else torch.device("cpu")
+    if backend == "nccl":
+        torch.cuda.set_device(device)
+    dist.init_process_group(backend, rank=rank, world_size=world)
     try:
         results = {}
         with torch.inference_mode():
             for name, folder in folders.items():
-                lm = load_tensor_parallel(folder, Shard(rank, world), device=torch.device("cpu"))
+                lm = load_tensor_parallel(folder, Shard(rank, world), device=device)
                 if name == "iquestloopcoder":
                     # Sampling without a seed must still agree: rank 0's token is broadcast.
                     torch.manual_seed(rank)
@@ -73,7 +76,7 @@ def _worker(rank: int, world: int, port: int, folders: dict[str, str], out: str)
                     results["unseeded"] = generate(lm, lm.tokenizer.encode("x = 1\n"), unseeded).token_ids
                 results[name] = _run(lm, _ids(lm.config.vocab_size))
                 # the in-memory transform of a whole model keeps exactly the slices read from disk
-                whole = load_checkpoint(folder).model
+                whole = load_checkpoint(folder, device=device).model
                 split = apply_tensor_parallel(whole, Shard(rank, world)).state_dict()
                 results[name]["same_as_transform"] = all(
                     torch.equal(t, split[k]) for k, t in lm.model.state_dict().items())
@@ -93,7 +96,11 @@ def folders(tmp_path_factory) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def two_ranks(folders, tmp_path_factory) -> list[dict]:
     out = tmp_path_factory.mktemp("tp-out")
-    mp.start_processes(_worker, args=(2, _free_port(), folders, str(out)), nprocs=2, join=True,
+    return _spawn(folders, out, "gloo")
+
+
+def _spawn(folders: dict[str, str], out: Path, backend: str) -> list[dict]:
+    mp.start_processes(_worker, args=(2, _free_port(), folders, str(out), backend), nprocs=2, join=True,
                        start_method="spawn")
     return [json.loads((out / f"rank{r}.json").read_text()) for r in range(2)]
 
@@ -102,7 +109,11 @@ def two_ranks(folders, tmp_path_factory) -> list[dict]:
 @pytest.mark.parametrize("name", sorted(CASES))
 @torch.inference_mode()
 def test_two_ranks_match_one_rank(folders, two_ranks, name: str) -> None:
-    lm = load_checkpoint(folders[name])
+    _check_against_one_rank(folders, two_ranks, name, "cpu")
+
+
+def _check_against_one_rank(folders, two_ranks: list[dict], name: str, device: str) -> None:
+    lm = load_checkpoint(folders[name], device=device)
     single = _run(lm, _ids(lm.config.vocab_size))
     for rank in two_ranks:
         got = rank[name]
@@ -115,6 +126,15 @@ def test_two_ranks_match_one_rank(folders, two_ranks, name: str) -> None:
     assert two_ranks[0][name]["kv_heads"] == max(kv // 2, 1)
     whole = sum(t.numel() for t in lm.model.state_dict().values())
     assert all(r[name]["same_as_transform"] and r[name]["numel"] < whole for r in two_ranks)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs 2 CUDA devices")
+@torch.inference_mode()
+def test_two_nccl_ranks_match_one_gpu(folders, tmp_path: Path) -> None:
+    ranks = _spawn(folders, tmp_path, "nccl")
+    for name in sorted(CASES):
+        _check_against_one_rank(folders, ranks, name, "cuda:0")
 
 
 def test_unseeded_sampling_agrees_across_ranks(two_ranks) -> None:
