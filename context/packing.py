@@ -145,7 +145,11 @@ class Packer:
             lines = lines_of[cand.path]
             if not lines:
                 continue
-            for start, end in subtract(cand.start_line, min(cand.end_line, len(lines) - 1), covered.get(cand.path, [])):
+            last = min(cand.end_line, len(lines) - 1)
+            rest = subtract(cand.start_line, last, covered.get(cand.path, []))
+            if not rest:
+                _credit(chosen, cand, last)
+            for start, end in rest:
                 overhead = elision + (0 if cand.path in shown else len(self.header(cand.path)))
                 piece_ids, end = self._fit(lines, start, end, room - overhead)
                 if not piece_ids:
@@ -203,3 +207,12 @@ class Packer:
                 snippets.append(Snippet(path, piece.start, piece.end, piece.source, piece.score, len(piece.ids)))
         assert len(ids) <= room, "packing accounted fewer tokens than it rendered"
         return ids, snippets, headers
+
+
+def _credit(chosen: list[_Piece], cand: Candidate, last: int) -> None:
+    """A candidate already shown by earlier pieces: name its signals on them too, so that
+    the explanation says every reason a line is in the prompt."""
+    for piece in chosen:
+        if piece.path == cand.path and piece.start <= last and cand.start_line <= piece.end:
+            have = piece.source.split("+")
+            piece.source = "+".join(have + [s for s in cand.source.split("+") if s not in have])
