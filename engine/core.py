@@ -42,7 +42,9 @@ class EngineCore:
         self.config = config or SchedulerConfig()
         self.model_config = model.config
         self.pool = BlockPool(self.config.num_blocks, self.config.block_size)
-        self.runner = ModelRunner(model, self.config.num_blocks, self.config.block_size, eos_ids)
+        self.runner = ModelRunner(
+            model, self.config.num_blocks, self.config.block_size, eos_ids, self.config.num_speculative_tokens
+        )
         propose = PromptLookup() if self.config.num_speculative_tokens else None
         self.scheduler = Scheduler(
             self.config, self.pool, model.config.max_position_embeddings, tail_tokens(model.config), propose

@@ -15,17 +15,20 @@ from .paged_attention import KVPool, LoopWindow, SeqChunk
 from .sampler import sample
 from .scheduler import ScheduledSeq, StepPlan
 from .sequence import Sequence
-from .spec import accept_greedy
+from .spec import accept_greedy, update_draft_limit
 
 
 class ModelRunner:
-    def __init__(self, model, num_blocks: int, block_size: int, stop_ids: tuple[int, ...] = ()) -> None:
+    def __init__(
+        self, model, num_blocks: int, block_size: int, stop_ids: tuple[int, ...] = (), draft_ceiling: int = 8
+    ) -> None:
         self.model = model
         self.config: ModelConfig = model.config
         param = next(model.parameters())
         self.device, self.dtype = param.device, param.dtype
         self.kv = KVPool(self.config, num_blocks, block_size, self.dtype, self.device)
         self.stop_ids = tuple(stop_ids)
+        self.draft_ceiling = draft_ceiling
 
     @torch.inference_mode()
     def run(self, plan: StepPlan) -> dict[int, list[int]]:
@@ -55,6 +58,7 @@ class ModelRunner:
         if item.draft:
             out = accept_greedy(item.draft, rows)
             seq.metrics.accepted_draft_tokens += len(out) - 1
+            update_draft_limit(seq, len(item.draft), len(out) - 1, self.draft_ceiling)
             return out
         if seq.is_greedy:
             return [int(rows[-1].argmax())]

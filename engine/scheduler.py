@@ -34,7 +34,8 @@ class SchedulerConfig:
     block_size: int = 16
     max_num_seqs: int = 16
     max_step_tokens: int = 256  # per-step token budget shared by decodes and prefill chunks
-    num_speculative_tokens: int = 6  # prompt-lookup draft length for greedy requests; 0 = off
+    num_speculative_tokens: int = 8  # most prompt-lookup draft tokens for greedy requests; 0 = off
+    enable_prefix_caching: bool = True  # off only to measure cold prefill
 
     def __post_init__(self) -> None:
         if min(self.num_blocks, self.block_size, self.max_num_seqs, self.max_step_tokens) < 1:
@@ -189,7 +190,8 @@ class Scheduler:
     def _take_cached_prefix(self, seq: Sequence) -> None:
         bs = self.pool.block_size
         # The last token is always computed: its logits give the next token.
-        hit, last_hash = self.pool.match_prefix(seq.all_ids, seq.num_tokens - 1)
+        usable = seq.num_tokens - 1 if self.config.enable_prefix_caching else 0
+        hit, last_hash = self.pool.match_prefix(seq.all_ids, usable)
         seq.block_table = hit
         seq.num_computed = len(hit) * bs
         seq.num_registered = len(hit)

@@ -84,6 +84,7 @@ class Sequence:
     replay_from: int | None = None
     window: object | None = None  # paged_attention.LoopWindow, owned by the runner
     generator: torch.Generator | None = None
+    draft_limit: int = 4  # adaptive prompt-lookup draft length (spec.update_draft_limit)
     finish_reason: str | None = None  # "stop" | "length" | "cancelled" | "error"
     error: str | None = None
     metrics: Metrics = field(default_factory=Metrics)

@@ -36,14 +36,24 @@ def propose_draft(tokens: list[int] | np.ndarray, k: int, max_ngram: int = 3, mi
 
 
 class PromptLookup:
-    """Scheduler hook: drafts for one sequence, remembering its token array between steps."""
+    """Scheduler hook: a draft of at most `k` tokens (and the sequence's adaptive limit)."""
 
-    def __init__(self, max_ngram: int = 3, min_ngram: int = 1) -> None:
+    def __init__(self, max_ngram: int = 3, min_ngram: int = 2) -> None:
+        # A single-token match predicts little; two tokens of context already do in code.
         self.max_ngram = max_ngram
         self.min_ngram = min_ngram
 
     def __call__(self, seq: Sequence, k: int) -> list[int]:
-        return propose_draft(seq.all_ids, k, self.max_ngram, self.min_ngram)
+        return propose_draft(seq.all_ids, min(k, seq.draft_limit), self.max_ngram, self.min_ngram)
+
+
+def update_draft_limit(seq: Sequence, drafted: int, accepted: int, ceiling: int) -> None:
+    """Grow the draft while drafts are taken whole, shrink it when they are rejected, so a
+    model that does not copy pays for short drafts only (a wide verify pass is not free)."""
+    if drafted and accepted == drafted:
+        seq.draft_limit = min(ceiling, seq.draft_limit * 2)
+    elif accepted < drafted // 2:
+        seq.draft_limit = max(1, seq.draft_limit // 2)
 
 
 def accept_greedy(draft: list[int], logits: torch.Tensor) -> list[int]:
