@@ -17,6 +17,7 @@ from loopls.engine.generate import GenerationError
 from loopls.engine.loader import CheckpointError
 
 from .completion import UNTRAINED_NOTICE, Completer
+from .completion_cache import CompletionCache
 from .convert import PositionError, offset_at
 from .engine_host import load_completer
 from .options import Options, options_to_json, parse_options
@@ -33,6 +34,7 @@ class Stats:
     cancelled: int = 0
     generated_tokens: int = 0
     last_generated_tokens: int = 0
+    cache_hits: int = 0
 
 
 class LooplsServer(LanguageServer):
@@ -50,6 +52,7 @@ class LooplsServer(LanguageServer):
         self.engine_thread = ThreadPoolExecutor(1, thread_name_prefix="loopls-engine")
         self._completer: asyncio.Future[Completer] | None = None
         self._pending: dict[str, threading.Event] = {}
+        self.completion_cache = CompletionCache()
 
     @property
     def model_name(self) -> str:
@@ -63,6 +66,7 @@ class LooplsServer(LanguageServer):
             self.window_show_message(types.ShowMessageParams(type=types.MessageType.Warning, message=warning))
         if reload:
             self._completer = None
+        self.completion_cache = CompletionCache()  # items made under other options are stale
 
     def completer(self) -> asyncio.Future[Completer]:
         """The loaded model, loading it on first use; a failed load is retried next time."""
@@ -107,6 +111,10 @@ class LooplsServer(LanguageServer):
         previous = self._pending.pop(uri, None)
         if previous is not None:
             previous.set()
+        cached = self.completion_cache.lookup(uri, text, offset)
+        if cached is not None:
+            self.stats.cache_hits += 1
+            return cached
         cancel = self._pending[uri] = threading.Event()
         try:
             completer = await self._loaded_completer()
@@ -121,6 +129,8 @@ class LooplsServer(LanguageServer):
         finally:
             if self._pending.get(uri) is cancel:
                 del self._pending[uri]
+        if not cancel.is_set():
+            self.completion_cache.store(uri, text, offset, items)
         return items
 
     async def _loaded_completer(self) -> Completer:

@@ -210,3 +210,23 @@ async def test_character_past_line_end_means_line_end(client: LanguageClient) ->
     _open(client)
     result = await client.text_document_inline_completion_async(_inline(6, 400))
     assert result is not None
+
+
+async def test_typing_through_a_suggestion_is_answered_from_the_cache(client: LanguageClient) -> None:
+    _open(client)
+    first = await client.text_document_inline_completion_async(_inline(6, 4))
+    suggestion = first.items[0].insert_text
+    assert len(suggestion) >= 3
+    before = (await _status(client))["stats"]
+    typed = suggestion[:2]
+    client.text_document_did_change(types.DidChangeTextDocumentParams(
+        text_document=types.VersionedTextDocumentIdentifier(uri=URI, version=2),
+        content_changes=[types.TextDocumentContentChangePartial(
+            range=types.Range(start=types.Position(line=6, character=4), end=types.Position(line=6, character=4)),
+            text=typed)],
+    ))
+    second = await client.text_document_inline_completion_async(_inline(6, 4 + len(typed)))
+    assert second.items[0].insert_text == suggestion[2:]
+    after = (await _status(client))["stats"]
+    assert after["cache_hits"] == before["cache_hits"] + 1
+    assert after["completed"] == before["completed"]  # no new generation
