@@ -141,6 +141,9 @@ def _check_unsupported(raw: dict[str, Any], model_type: str) -> None:
         raise ConfigError("mlp_bias is not supported")
     if model_type == "qwen2" and raw.get("use_sliding_window"):
         raise ConfigError("qwen2 use_sliding_window is not supported")
+    layer_types = set(raw.get("layer_types") or ()) - {"full_attention"}
+    if layer_types:
+        raise ConfigError(f"layer_types {sorted(layer_types)} are not supported (only full_attention)")
 
 
 ARCHITECTURES = {

@@ -6,6 +6,8 @@ config.json and weight names are checked as much as the maths.
 
 from __future__ import annotations
 
+import inspect
+import shutil
 from pathlib import Path
 
 import pytest
@@ -58,11 +60,13 @@ def test_token_by_token_decode_matches_transformers(pair) -> None:
     ids = _ids(lm.config.vocab_size, 1, 30, seed=1)
     cache = KVCache(lm.config, 1, 30, torch.float32)
     ours = [lm.model(ids[:, :6], cache)] + [lm.model(ids[:, i : i + 1], cache) for i in range(6, 30)]
+    # transformers 5.2x renamed past_key_values to cache; accept either.
+    key = "cache" if "cache" in inspect.signature(hf.forward).parameters else "past_key_values"
     out = hf(ids[:, :6], use_cache=True)
-    past, ref = out.past_key_values, [out.logits]
+    past, ref = out[key], [out.logits]
     for i in range(6, 30):
-        out = hf(ids[:, i : i + 1], past_key_values=past, use_cache=True)
-        past = out.past_key_values
+        out = hf(ids[:, i : i + 1], use_cache=True, **{key: past})
+        past = out[key]
         ref.append(out.logits)
     assert (torch.cat(ours, 1) - torch.cat(ref, 1)).abs().max().item() <= ATOL
 
@@ -88,3 +92,19 @@ def test_weights_loaded_by_both_are_the_same(pair) -> None:
     theirs = hf.state_dict()
     for name, tensor in ours.items():
         assert torch.equal(tensor, theirs[name]), name
+
+
+@torch.inference_mode()
+def test_config_as_transformers_writes_it(pair, tmp_path: Path) -> None:
+    """A folder saved by transformers itself (its own config.json keys, e.g. rope_parameters
+    and dtype in transformers 5) loads and gives the same logits."""
+    lm, hf = pair
+    hf.save_pretrained(tmp_path)
+    for name in ("tokenizer.json", "tokenizer_config.json", "generation_config.json"):
+        shutil.copy(lm.path / name, tmp_path / name)
+    again = load_checkpoint(tmp_path)
+    assert again.config.rope_theta == lm.config.rope_theta
+    assert again.config.tie_word_embeddings == lm.config.tie_word_embeddings
+    ids = _ids(lm.config.vocab_size, 1, 12, seed=3)
+    ours = again.model(ids, KVCache(again.config, 1, 12, torch.float32))
+    assert (ours - hf(ids).logits).abs().max().item() <= ATOL

@@ -160,6 +160,8 @@ def test_tensor_in_two_shards(tmp_path: Path) -> None:
         ({"model_type": "mistral"}, "unknown model_type 'mistral'"),
         ({"rope_scaling": {"rope_type": "yarn", "factor": 4.0}}, "rope scaling 'yarn' is not supported"),
         ({"hidden_act": "gelu"}, "hidden_act 'gelu' is not supported"),
+        ({"mlp_bias": True}, "mlp_bias is not supported"),
+        ({"layer_types": ["full_attention", "sliding_attention"]}, r"layer_types \['sliding_attention'\] are not supported"),
         ({"num_key_value_heads": 3}, "not a multiple of num_key_value_heads"),
     ],
 )
