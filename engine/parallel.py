@@ -44,6 +44,10 @@ class Shard:
     world: int
     group: dist.ProcessGroup | None = None  # None: the default group
 
+    def __post_init__(self) -> None:
+        if not 0 <= self.rank < self.world:
+            raise TensorParallelError(f"rank {self.rank} is outside a world of {self.world}")
+
 
 def check_tp_size(config: ModelConfig, world: int) -> None:
     """Raise TensorParallelError unless `world` ranks split heads, KV heads and the MLP evenly."""
@@ -116,6 +120,8 @@ def shard_rule(name: str, config: ModelConfig, shard: Shard) -> tuple[int, slice
     The one place that decides the split: the in-memory transform and the loader's sliced
     reads both use it.
     """
+    if shard.world == 1:
+        return None
     d = config.head_dim
     heads = _part(config.num_attention_heads, shard)
     kv = _kv_part(config.num_key_value_heads, shard)
@@ -128,8 +134,6 @@ def shard_rule(name: str, config: ModelConfig, shard: Shard) -> tuple[int, slice
         (("mlp.gate_proj.weight", "mlp.up_proj.weight"), (0, ffn)),
         (("mlp.down_proj.weight",), (1, ffn)),
     )
-    if shard.world == 1:
-        return None
     for suffixes, rule in rules:
         if name.endswith(suffixes):
             return rule

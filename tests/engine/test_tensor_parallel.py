@@ -21,6 +21,8 @@ from loopls.engine.tiny import create_tiny
 CASES = {
     "iquestcoder": ("iquestcoder", {}),
     "qwen2": ("qwen2", {}),
+    # biases on q, k, v (split) and o (added once, after the all-reduce)
+    "llama-bias": ("llama", {"attention_bias": True, "num_key_value_heads": 4}),
     "iquestloopcoder": ("iquestloopcoder", {"loop_window_size": 4}),
     # one KV head for two ranks: the head is replicated
     "iquestloopcoder-kv1": ("iquestloopcoder", {"loop_window_size": 4, "num_key_value_heads": 1}),
@@ -162,6 +164,10 @@ def test_invalid_sizes_are_refused_with_a_clear_error() -> None:
         check_tp_size(_config(4, 2, ffn=30), 4)
     with pytest.raises(TensorParallelError, match="must be >= 1"):
         check_tp_size(_config(4, 2), 0)
+    from loopls.engine.parallel import Shard
+
+    with pytest.raises(TensorParallelError, match="rank 2 is outside a world of 2"):
+        Shard(2, 2)
     check_tp_size(_config(4, 1), 4)  # 1 KV head replicated on 4 ranks is fine
 
 
