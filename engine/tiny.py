@@ -123,8 +123,6 @@ def create_tiny(
     `overrides` replaces ModelConfig fields (e.g. num_key_value_heads=1, loop_window_size=4,
     torch_dtype="bfloat16": the weights are then stored in that dtype).
     """
-    from safetensors.torch import save_file
-
     if arch not in ARCHES:
         raise ValueError(f"unknown architecture {arch!r}; choose one of {', '.join(ARCHES)}")
     if shards < 1:
@@ -140,24 +138,35 @@ def create_tiny(
     store_dtype = getattr(torch, config.torch_dtype)
     weights = _init_weights(model, seed)
     _favour_printable_tokens(weights, tok, config)
-    state = {n: t.to(store_dtype) for n, t in weights.items()}
-    names = sorted(state)
-    if shards <= 1:
-        save_file(state, str(folder / "model.safetensors"), metadata={"format": "pt"})
-    else:
-        weight_map = {}
-        for s in range(shards):
-            fname = f"model-{s + 1:05d}-of-{shards:05d}.safetensors"
-            part = {n: state[n] for n in names[s::shards]}
-            save_file(part, str(folder / fname), metadata={"format": "pt"})
-            weight_map.update({n: fname for n in part})
-        index = {"metadata": {"total_size": sum(t.numel() * t.element_size() for t in state.values())}, "weight_map": weight_map}
-        _write_json(folder / "model.safetensors.index.json", index)
+    _save_weights(folder, {n: t.to(store_dtype) for n, t in weights.items()}, shards)
     tok.save(str(folder / "tokenizer.json"))
     cfg = config.to_dict() | {"loopls_untrained": True}
     _write_json(folder / "config.json", cfg)
     _write_json(folder / "generation_config.json", {"bos_token_id": ids["<s>"], "eos_token_id": eos})
-    _write_json(folder / "tokenizer_config.json", {
+    _write_json(folder / "tokenizer_config.json", _tokenizer_config(ids, config))
+    return folder
+
+
+def _save_weights(folder: Path, state: dict[str, torch.Tensor], shards: int) -> None:
+    """One model.safetensors, or `shards` files plus the index transformers writes."""
+    from safetensors.torch import save_file
+
+    if shards <= 1:
+        save_file(state, str(folder / "model.safetensors"), metadata={"format": "pt"})
+        return
+    names = sorted(state)
+    weight_map = {}
+    for s in range(shards):
+        fname = f"model-{s + 1:05d}-of-{shards:05d}.safetensors"
+        part = {n: state[n] for n in names[s::shards]}
+        save_file(part, str(folder / fname), metadata={"format": "pt"})
+        weight_map.update({n: fname for n in part})
+    total = sum(t.numel() * t.element_size() for t in state.values())
+    _write_json(folder / "model.safetensors.index.json", {"metadata": {"total_size": total}, "weight_map": weight_map})
+
+
+def _tokenizer_config(ids: dict[str, int], config: ModelConfig) -> dict[str, Any]:
+    return {
         "added_tokens_decoder": {
             str(ids[t]): {"content": t, "special": True, "lstrip": False, "rstrip": False,
                           "normalized": False, "single_word": False}
@@ -170,8 +179,7 @@ def create_tiny(
         "model_max_length": config.max_position_embeddings,
         "tokenizer_class": "PreTrainedTokenizerFast",
         "chat_template": CHAT_TEMPLATE,
-    })
-    return folder
+    }
 
 
 def _write_json(path: Path, data: dict) -> None:
