@@ -7,6 +7,7 @@ import re
 from lsprotocol import types
 
 from .context_features import register_context_features
+from .diagnostics import register_smell_features
 from .convert import lsp_range, offset_at
 from .server import LooplsServer
 
@@ -50,6 +51,7 @@ def create_server(model_override: str | None = None) -> LooplsServer:
         return types.CompletionList(is_incomplete=True, items=completion_items(ls, params, texts))
 
     register_context_features(server)
+    register_smell_features(server)
 
     @server.feature("loopls/status")
     def status(ls: LooplsServer, params: object) -> dict:

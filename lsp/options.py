@@ -15,6 +15,8 @@ import cattrs
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 from cattrs.v import format_exception
 
+from loopls.context.smells.checks import SmellConfig
+
 
 @dataclass(kw_only=True)
 class ModelOptions:
@@ -47,9 +49,23 @@ class CompletionOptions:
 
 
 @dataclass(kw_only=True)
+class SmellOptions:
+    enabled: bool = True  # code-smell diagnostics (docs/smells.md)
+    disabled: list[str] = field(default_factory=list)  # check codes (LS301) or names (duplicated-code)
+    thresholds: dict[str, float] = field(default_factory=dict)  # e.g. {"maxCyclomatic": 15}
+
+    def __post_init__(self) -> None:
+        self.config()  # unknown names and bad values fail here, with the valid names listed
+
+    def config(self) -> SmellConfig:
+        return SmellConfig.from_settings(self.thresholds, self.disabled)
+
+
+@dataclass(kw_only=True)
 class Options:
     model: ModelOptions = field(default_factory=ModelOptions)
     completion: CompletionOptions = field(default_factory=CompletionOptions)
+    smells: SmellOptions = field(default_factory=SmellOptions)
 
 
 def _camel(name: str) -> str:

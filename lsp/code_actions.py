@@ -1,0 +1,181 @@
+"""Quick fixes for code smells: hand the finding to the model-driven refactor.
+
+`textDocument/codeAction` offers one `quickfix` per loopls diagnostic, cheaply (no model call).
+`codeAction/resolve` then builds a prompt that describes the finding and quotes the code
+(the whole function or class it is about, else the lines it covers), asks the loaded model,
+and returns a WorkspaceEdit only if the document with the replacement parses without ERROR
+nodes and the document has not changed since the action was offered. Otherwise the action
+comes back without an edit, disabled, with the reason (the untrained tiny default model
+writes random text, so this is what it gets).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from typing import Any
+
+from lsprotocol import types
+
+from loopls.context.languages import Languages, language_for_path
+from loopls.context.smells import analyze_tree
+from loopls.context.smells.checks import BY_CODE
+from loopls.engine.generate import GenerationError, generate
+from loopls.engine.loader import CheckpointError
+from loopls.engine.sampler import SamplingParams
+
+from .server import LooplsServer
+
+log = logging.getLogger(__name__)
+MAX_NEW_TOKENS = 512
+_FENCE = re.compile(r"```[\w+-]*\n(.*?)(?:```|$)", re.S)
+
+
+def quick_fixes(uri: str, version: int | None, diagnostics: list[types.Diagnostic]) -> list[types.CodeAction]:
+    actions = []
+    for d in diagnostics:
+        if d.source != "loopls" or not isinstance(d.data, dict) or "code" not in d.data:
+            continue
+        check = BY_CODE.get(d.data["code"])
+        slug = check.slug if check is not None else d.data["code"]
+        actions.append(types.CodeAction(
+            title=f"Refactor with the model: {slug} ({d.data['code']})",
+            kind=types.CodeActionKind.QuickFix,
+            diagnostics=[d],
+            data={"uri": uri, "version": version, "code": d.data["code"], "symbol": d.data.get("symbol", ""),
+                  "message": d.message, "start": [d.range.start.line, d.range.start.character],
+                  "end": [d.range.end.line, d.range.end.character]},
+        ))
+    return actions
+
+
+def _line_offsets(text: str) -> list[int]:
+    starts = [0]
+    for i, ch in enumerate(text):
+        if ch == "\n":
+            starts.append(i + 1)
+    return starts
+
+
+def target_span(text: str, path: str, symbol: str, start_row: int, end_row: int) -> tuple[int, int]:
+    """Code-point offsets of what to rewrite: the function or class named `symbol`, else whole lines."""
+    lang = language_for_path(path)
+    starts = _line_offsets(text)
+    if lang and symbol:
+        source = text.encode("utf-8")
+        analysis = analyze_tree(path, lang, Languages().parser(lang).parse(source))
+        units = [(f.qualname, f.start, f.end) for f in analysis.functions] + \
+                [(c.name, c.start, c.end) for c in analysis.classes]
+        for name, (srow, _), (erow, ecol) in units:
+            if name == symbol:
+                end_line = source.split(b"\n")[erow][:ecol].decode("utf-8", "replace")
+                return starts[srow], starts[erow] + len(end_line)
+    start_row = min(start_row, len(starts) - 1)
+    end_row = min(max(end_row, start_row + 1), len(starts))
+    end = starts[end_row] if end_row < len(starts) else len(text)
+    return starts[start_row], end
+
+
+def build_prompt(lang: str, message: str, code: str, check: str) -> str:
+    return (
+        f"### Refactoring request ({lang})\n"
+        f"Problem found by loopls ({check}): {message}\n"
+        "Rewrite the code below so that this problem goes away, keeping its behaviour and its "
+        "public names. Answer with the complete replacement code only, in one fenced block.\n\n"
+        f"```{lang}\n{code}\n```\n\n### Refactored code\n```{lang}\n"
+    )
+
+
+def extract_code(output: str) -> str:
+    fenced = _FENCE.search(output)
+    text = fenced.group(1) if fenced else output.split("```", 1)[0]
+    return text.rstrip() + ("\n" if text.strip() else "")
+
+
+def parses_cleanly(path: str, text: str) -> bool:
+    lang = language_for_path(path)
+    if lang is None:
+        return True
+    return not Languages().parser(lang).parse(text.encode("utf-8")).root_node.has_error
+
+
+def _disable(action: types.CodeAction, reason: str) -> types.CodeAction:
+    action.edit = None
+    action.disabled = types.CodeActionDisabled(reason=reason)
+    return action
+
+
+async def resolve_quick_fix(ls: LooplsServer, host: Any, action: types.CodeAction) -> types.CodeAction:
+    data = action.data if isinstance(action.data, dict) else {}
+    uri = data.get("uri", "")
+    doc = ls.workspace.text_documents.get(uri)
+    path = host.path_of(uri) if uri else None
+    if doc is None or path is None:
+        return _disable(action, "the document is not open in this workspace")
+    if data.get("version") is not None and doc.version != data["version"]:
+        return _disable(action, "the document changed since this fix was offered; ask again")
+    text = doc.source
+    lang = language_for_path(path) or "text"
+    start, end = target_span(text, path, data.get("symbol", ""), data["start"][0], data["end"][0])
+    prompt = build_prompt(lang, data.get("message", ""), text[start:end], data.get("code", ""))
+    try:
+        completer = await ls.completer()
+        loop = asyncio.get_running_loop()
+        output = await loop.run_in_executor(ls.engine_thread, _generate, completer.lm, prompt)
+    except (CheckpointError, GenerationError, OSError, ValueError, RuntimeError) as exc:
+        return _disable(action, f"the model could not refactor this: {exc}")
+    replacement = extract_code(output)
+    new_text = text[:start] + replacement + text[end:]
+    if not replacement.strip() or not parses_cleanly(path, new_text):
+        reason = ("the model's rewrite did not parse (ERROR nodes), so no edit is offered"
+                  + (" — the untrained tiny default model writes random text; set model.name to a real "
+                     "checkpoint" if completer.untrained else ""))
+        ls.window_show_message(types.ShowMessageParams(type=types.MessageType.Warning, message=f"loopls: {reason}"))
+        return _disable(action, reason)
+    from .convert import position_at
+
+    edit = types.TextEdit(range=types.Range(start=position_at(text, start), end=position_at(text, end)),
+                          new_text=replacement)
+    action.edit = types.WorkspaceEdit(document_changes=[types.TextDocumentEdit(
+        text_document=types.OptionalVersionedTextDocumentIdentifier(uri=uri, version=doc.version),
+        edits=[edit])])
+    return action
+
+
+def _generate(lm: Any, prompt: str) -> str:
+    """One greedy generation for the refactor prompt, cut to what fits the model's context."""
+    ids = lm.tokenizer.encode(prompt)
+    bos = lm.tokenizer.special.bos
+    if bos is not None and (not ids or ids[0] != bos):
+        ids = [bos] + ids
+    room = lm.config.max_position_embeddings - MAX_NEW_TOKENS - 1
+    if len(ids) > room:
+        ids = ids[:1] + ids[len(ids) - room + 1:]  # keep the instruction's tail and the code's end
+    params = SamplingParams(max_tokens=MAX_NEW_TOKENS, temperature=0.0, stop=("\n```",))
+    return generate(lm, ids, params).text
+
+
+def register_smell_code_actions(server: LooplsServer, host: Any) -> None:
+    features = server.protocol.fm.features
+    if types.TEXT_DOCUMENT_CODE_ACTION in features or types.CODE_ACTION_RESOLVE in features:
+        # Another feature owns code actions: it can offer `quick_fixes` and `resolve_quick_fix` itself.
+        log.warning("code actions already registered; smell quick fixes not registered separately")
+        return
+
+    @server.feature(types.TEXT_DOCUMENT_CODE_ACTION, types.CodeActionOptions(
+        code_action_kinds=[types.CodeActionKind.QuickFix], resolve_provider=True))
+    async def code_action(ls: LooplsServer, params: types.CodeActionParams) -> list[types.CodeAction] | None:
+        if params.context.only and types.CodeActionKind.QuickFix not in params.context.only:
+            return None
+        uri = params.text_document.uri
+        diagnostics = [d for d in params.context.diagnostics if d.source == "loopls"]
+        if not diagnostics:
+            diagnostics = [d for d in await host.document_diagnostics(uri)
+                           if d.range.start.line <= params.range.end.line and d.range.end.line >= params.range.start.line]
+        doc = ls.workspace.text_documents.get(uri)
+        return quick_fixes(uri, doc.version if doc is not None else None, diagnostics) or None
+
+    @server.feature(types.CODE_ACTION_RESOLVE)
+    async def code_action_resolve(ls: LooplsServer, action: types.CodeAction) -> types.CodeAction:
+        return await resolve_quick_fix(ls, host, action)
