@@ -40,19 +40,29 @@ def _held_back(text: str, stops: tuple[str, ...]) -> int:
 
 
 class _TextStream:
-    """Decoded text of the generated ids, cut at stop strings, streamed in safe pieces."""
+    """Decoded text of the generated ids, cut at stop strings, streamed in safe pieces.
+
+    Each step decodes only the ids since the last clean character boundary, as a
+    continuation of the token before them, so a long generation costs O(1) decoding per
+    token instead of re-decoding everything.
+    """
 
     def __init__(
         self, lm: LoadedModel, context: int, stops: tuple[str, ...], on_text: Callable[[str], None] | None
     ) -> None:
         self._lm, self._context, self._stops, self._on_text = lm, context, stops, on_text
+        self._stable = ""  # text of the ids before `_pending`, ending on a whole character
+        self._pending: list[int] = []
         self.text = ""
         self._emitted = 0
 
-    def update(self, ids: list[int]) -> bool:
-        """Decode `ids`; stream what can no longer change; True when a stop string appeared."""
-        decoded = self._lm.tokenizer.decode_continuation(self._context, ids)
-        self.text, stopped = _cut_at_stop(decoded, self._stops)
+    def update(self, new_id: int) -> bool:
+        """Add one id; stream what can no longer change; True when a stop string appeared."""
+        self._pending.append(new_id)
+        full = self._stable + self._lm.tokenizer.decode_continuation(self._context, self._pending)
+        if not full.endswith("\ufffd"):
+            self._stable, self._context, self._pending = full, new_id, []
+        self.text, stopped = _cut_at_stop(full, self._stops)
         self._emit(len(self.text) if stopped else len(self.text) - _held_back(self.text, self._stops))
         return stopped
 
@@ -114,7 +124,7 @@ def generate(
             reason = "stop"
             break
         out.append(next_id)
-        if stream.update(out):
+        if stream.update(next_id):
             reason = "stop"
             break
         tokens = torch.tensor([[next_id]], device=lm.device)

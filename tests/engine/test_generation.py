@@ -145,3 +145,26 @@ def test_cli_create_tiny_for_every_arch(tmp_path: Path, arch: str) -> None:
     lm = load_checkpoint(tmp_path / arch)
     assert lm.config.model_type == arch
     assert generate(lm, lm.tokenizer.encode("x"), SamplingParams(max_tokens=3, min_tokens=3)).token_ids
+
+
+@pytest.mark.parametrize("stops", [(), ("中文",), ("x\n",)])
+def test_incremental_text_equals_a_whole_decode(lm, stops: tuple[str, ...]) -> None:
+    from loopls.engine.generate import _TextStream
+
+    text = "café = '中文'  # ünïcode\n    return x\n"
+    ids = lm.tokenizer.encode(text)
+    context = lm.tokenizer.encode("y = ")[-1]
+    assert len(ids) > len(text) // 2  # multi-byte characters span several byte-level tokens
+    pieces: list[str] = []
+    stream = _TextStream(lm, context, stops, pieces.append)
+    stopped = False
+    for tid in ids:
+        if stream.update(tid):
+            stopped = True
+            break
+    stream.finish()
+    expected = text[: text.find(stops[0])] if stops else text
+    assert stopped == bool(stops)
+    assert stream.text == expected
+    assert "".join(pieces) == expected
+    assert not any("\ufffd" in p for p in pieces)
