@@ -214,3 +214,14 @@ def test_hub_cache_from_hf_home(reference: Path, tmp_path: Path, monkeypatch) ->
     monkeypatch.setenv("HF_HOME", str(tmp_path / "home"))
     monkeypatch.chdir(tmp_path)
     assert load_checkpoint("owner/model").path.name == commit
+
+
+def test_hub_cache_with_a_partial_download(reference: Path, tmp_path: Path, monkeypatch) -> None:
+    snapshot = _fake_hub_cache(tmp_path / "hub", reference, "owner/partial", "a" * 40)
+    (snapshot / "config.json").unlink()
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(CheckpointError, match=rf"owner/partial: snapshot {snapshot} is missing or has no config.json"):
+        load_checkpoint("owner/partial")
+    with pytest.raises(CheckpointError, match="not a hub id of the form owner/name"):
+        load_checkpoint("owner/bad name")
