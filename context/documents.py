@@ -1,12 +1,30 @@
-"""Open documents parsed incrementally: each edit is applied to the tree (`tree.edit`) and
-the next parse reuses the unchanged parts of the old tree."""
+"""Open documents parsed incrementally: each edit is applied to the tree (`tree.edit`), the
+next parse reuses the unchanged parts of the old tree, and the symbols are updated only where
+the edit and the parser say something changed.
+
+After one edit, with R the rows touched by the edit or by the parser's changed ranges:
+definitions outside R keep their entries (shifted by the lines the edit added or removed),
+and the definitions query runs on R alone (it also yields definitions enclosing R);
+references are re-counted on the edited lines only; chunk terms are reused for unchanged
+chunk texts; imports are re-read only when the edit touches an import. Anything else (several
+edits at once, a parse that changed beyond the edit) takes the full path. Either way the
+result equals a cold parse of the same text (tests/context/test_context_index.py).
+"""
 
 from __future__ import annotations
 
-from tree_sitter import Point, Tree
+from collections import Counter
+from dataclasses import dataclass
+
+from tree_sitter import Node, Point, Tree
 
 from .languages import Languages, language_for_path
-from .symbols import FileSymbols, extract
+from .symbols import (IDENTIFIER, Definition, FileSymbols, chunk_lines, definitions_of, extract, imports_of,
+                      unique_definitions)
+
+_IMPORTISH = ("import", "include", "use_declaration", "extern_crate", "require")
+_JS_FAMILY = {"javascript", "typescript", "tsx"}
+_IMPORT_WORDS = ("import", "require", "include", "use", "from", "extern", "mod")
 
 
 def _point(text: str, offset: int) -> tuple[int, Point]:
@@ -15,6 +33,22 @@ def _point(text: str, offset: int) -> tuple[int, Point]:
     line_start = text.rfind("\n", 0, offset) + 1
     column = len(text[line_start:offset].encode("utf-8"))
     return len(text[:offset].encode("utf-8")), Point(row, column)
+
+
+def _full_lines(text: str, start: int, end: int) -> str:
+    """The whole lines of `text` holding offsets start..end."""
+    first = text.rfind("\n", 0, start) + 1
+    last = text.find("\n", end)
+    return text[first:len(text) if last < 0 else last]
+
+
+@dataclass
+class _Edit:
+    start_row: int
+    old_end_row: int
+    new_end_row: int
+    old_lines: str
+    new_lines: str
 
 
 class ParsedDocument:
@@ -27,20 +61,24 @@ class ParsedDocument:
         self.tree: Tree | None = self._parser.parse(text.encode("utf-8")) if self._parser else None
         self._stale = False
         self._chunk_terms: dict[str, dict[str, int]] = {}
+        self._symbols: FileSymbols | None = None
+        self._edits: list[_Edit] = []
+        self._changed_rows: list[tuple[int, int]] | None = []
 
     def edit(self, start: int, end: int, new_text: str) -> None:
         """Replace text[start:end] (code-point offsets) with `new_text`; reparsed lazily."""
         if not 0 <= start <= end <= len(self.text):
             raise ValueError(f"edit {start}..{end} is outside the document (0..{len(self.text)})")
+        old = self.text
+        self.text = old[:start] + new_text + old[end:]
+        start_byte, start_point = _point(old, start)
+        old_end_byte, old_end_point = _point(old, end)
+        new_end_byte, new_end_point = _point(self.text, start + len(new_text))
+        self._edits.append(_Edit(start_point.row, old_end_point.row, new_end_point.row,
+                                 _full_lines(old, start, end), _full_lines(self.text, start, start + len(new_text))))
         if self.tree is not None:
-            start_byte, start_point = _point(self.text, start)
-            old_end_byte, old_end_point = _point(self.text, end)
-            self.text = self.text[:start] + new_text + self.text[end:]
-            new_end_byte, new_end_point = _point(self.text, start + len(new_text))
             self.tree.edit(start_byte, old_end_byte, new_end_byte, start_point, old_end_point, new_end_point)
             self._stale = True
-        else:
-            self.text = self.text[:start] + new_text + self.text[end:]
 
     def replace(self, text: str) -> None:
         """A full-text change: parse from scratch."""
@@ -48,17 +86,84 @@ class ParsedDocument:
         if self._parser is not None:
             self.tree = self._parser.parse(text.encode("utf-8"))
         self._stale = False
+        self._symbols = None
+        self._edits = []
 
     def reparse(self) -> Tree | None:
         if self._stale and self._parser is not None:
-            self.tree = self._parser.parse(self.text.encode("utf-8"), self.tree)
+            old = self.tree
+            self.tree = self._parser.parse(self.text.encode("utf-8"), old)
+            ranges = old.changed_ranges(self.tree)
+            self._changed_rows = [(r.start_point.row, r.end_point.row) for r in ranges]
             self._stale = False
         return self.tree
 
     def symbols(self) -> FileSymbols:
-        """The document's symbols; chunks whose text did not change keep their counted terms."""
+        """The document's symbols, updated incrementally after a single edit."""
         tree = self.reparse()
-        result = extract(self.text, self.language, tree, self.languages, known=self._chunk_terms)
+        previous, edits = self._symbols, self._edits
+        self._edits = []
+        if previous is not None and len(edits) == 1 and tree is not None:
+            result = self._incremental(previous, edits[0], tree)
+        elif previous is not None and not edits:
+            result = previous
+        else:
+            result = extract(self.text, self.language, tree, self.languages, known=self._chunk_terms)
         lines = self.text.splitlines(keepends=True)
-        self._chunk_terms = {"".join(lines[c.start_line:c.end_line + 1]): c.terms for c in result.chunks}
+        if result is not previous:
+            self._chunk_terms = {"".join(lines[c.start_line:c.end_line + 1]): c.terms for c in result.chunks}
+        self._symbols = result
         return result
+
+    def _incremental(self, old: FileSymbols, e: _Edit, tree: Tree) -> FileSymbols:
+        delta = e.new_end_row - e.old_end_row
+        rows = [(e.start_row, e.new_end_row), *self._changed_rows]
+        lo, hi = min(r[0] for r in rows), max(r[1] for r in rows)
+        kept = []
+        for d in old.definitions:
+            if d.end_line < e.start_row:
+                moved = d
+            elif d.start_line > e.old_end_row:
+                moved = Definition(d.name, d.kind, d.start_line + delta, d.end_line + delta)
+            else:
+                continue  # touched by the edit: the query below finds it again if it still exists
+            if moved.end_line < lo or moved.start_line > hi:
+                kept.append(moved)
+        definitions = unique_definitions(kept + definitions_of(tree, self.language, self.languages, (lo, hi)))
+        references = Counter(old.references)
+        references.subtract(i for i in IDENTIFIER.findall(e.old_lines) if len(i) > 1)
+        references.update(i for i in IDENTIFIER.findall(e.new_lines) if len(i) > 1)
+        lines = self.text.splitlines(keepends=True)
+        chunks = chunk_lines(lines, definitions, self._chunk_terms)
+        return FileSymbols(self.language, len(lines), definitions, {k: v for k, v in references.items() if v > 0},
+                           chunks, self._imports(old, e, tree, lo, hi, delta))
+
+    def _imports(self, old: FileSymbols, e: _Edit, tree: Tree, lo: int, hi: int, delta: int) -> list[dict]:
+        beyond_edit = lo < e.start_row or hi > e.new_end_row
+        touched = any(e.start_row <= imp.get("line", -1) <= e.old_end_row for imp in old.imports)
+        mentions = any(word in e.old_lines or word in e.new_lines for word in _IMPORT_WORDS)
+        if beyond_edit or touched or mentions or self._inside_import(tree, e):
+            return imports_of(tree, self.language, self.text.encode("utf-8"))
+        return [replace_line(imp, delta) if imp.get("line", -1) > e.old_end_row else imp for imp in old.imports]
+
+    def _inside_import(self, tree: Tree, e: _Edit) -> bool:
+        """Whether the edited rows sit in (or form) an import: the smallest node covering them
+        is the root, or it or an ancestor is an import-like node or a parse error (inside
+        which the import extractor may still see one)."""
+        node: Node | None = tree.root_node.named_descendant_for_point_range(
+            Point(e.start_row, 0), Point(e.new_end_row, 1 << 20))
+        if node is None or node == tree.root_node or node.parent is None:
+            return True
+        while node is not None:
+            if node.type == "ERROR" or any(word in node.type for word in _IMPORTISH):
+                return True
+            if self.language in _JS_FAMILY and node.type == "call_expression":
+                callee = node.child_by_field_name("function")
+                if callee is not None and callee.text in (b"require", b"import"):
+                    return True
+            node = node.parent
+        return False
+
+
+def replace_line(imp: dict, delta: int) -> dict:
+    return {**imp, "line": imp["line"] + delta}

@@ -87,7 +87,11 @@ class FileGraph:
 
     def _drop_imports(self, path: str) -> None:
         for target in self._imports_of.pop(path, ()):
-            self.importers.get(target, set()).discard(path)
+            users = self.importers.get(target)
+            if users is not None:
+                users.discard(path)
+                if not users:
+                    del self.importers[target]
 
     def remove(self, path: str) -> None:
         self._drop_imports(path)

@@ -52,6 +52,10 @@ class WorkspaceIndex:
         self.versions: dict[str, int] = {}  # path -> generation of its last change
         self._stat: dict[str, tuple[int, int, str]] = {}
         self._defs: dict[str, set[str]] = {}
+        self._users: dict[str, set[str]] = {}  # name -> files referencing it
+        # (generation, names whose defining files changed then): lets the graph update only
+        # the files that use those names instead of rebuilding every edge.
+        self.name_log: list[tuple[int, frozenset[str]]] = []
 
     # -- building -------------------------------------------------------------------------
 
@@ -124,8 +128,12 @@ class WorkspaceIndex:
 
     def _set(self, path: str, symbols: FileSymbols) -> None:
         old = self.files.get(path)
-        if old is None or old.defined_names() != symbols.defined_names():
+        old_names = old.defined_names() if old is not None else set()
+        changed = old_names ^ symbols.defined_names()
+        if changed:
             self.defs_generation += 1
+            self.name_log.append((self.generation + 1, frozenset(changed)))
+        self._track_users(path, old.references if old is not None else {}, symbols.references)
         if old is not None:
             for name in old.defined_names():
                 paths = self._defs.get(name)
@@ -140,6 +148,25 @@ class WorkspaceIndex:
             self._defs.setdefault(name, set()).add(path)
         self.generation += 1
         self.versions[path] = self.generation
+
+    def _track_users(self, path: str, old: dict[str, int], new: dict[str, int]) -> None:
+        if old.keys() == new.keys():
+            return
+        for name in old.keys() - new.keys():
+            users = self._users.get(name)
+            if users is not None:
+                users.discard(path)
+                if not users:
+                    del self._users[name]
+        for name in new.keys() - old.keys():
+            self._users.setdefault(name, set()).add(path)
+
+    def users_of(self, names: Iterable[str]) -> set[str]:
+        """Files that reference any of `names`."""
+        out: set[str] = set()
+        for name in names:
+            out |= self._users.get(name, set())
+        return out
 
     def remove(self, path: str) -> None:
         if path in self.files:

@@ -25,6 +25,7 @@ TIER = {"import": 0, "graph": 0, "cochange": 0, "history": 0, "definition": 1, "
 ELISION = "⋮\n"  # between non-adjacent pieces of one file
 MIN_PARTIAL_TOKENS = 48  # below this, a snippet cut to fit is not worth showing
 MAX_FIM_TOKENS = 16384
+CHARS_PER_TOKEN_BOUND = 32
 _HASH_COMMENT = {".py", ".pyi", ".rb", ".sh", ".bash", ".yaml", ".yml", ".toml", ".cfg", ".ini", ".r", ".pl"}
 
 
@@ -114,14 +115,19 @@ class Packer:
              read_lines: Callable[[str], list[str] | None]) -> PackedContext:
         """The prompt for the cursor at `offset` of `text` (the file `path`) within `budget`.
         `read_lines` gives another file's lines (keepends), or None when it cannot be shown."""
-        before, after = redact(text[:offset]), redact(text[offset:])
-        fim = build_fim_prompt(before + after, len(before), self.counter, fim_budget(budget) if candidates else budget)
+        share = fim_budget(budget) if candidates else budget
+        # Only text near the cursor can fit: cut it first so that huge files cost no more than
+        # small ones (no token is anywhere near this many characters long).
+        reach = share * CHARS_PER_TOKEN_BOUND
+        cut = max(0, offset - reach)
+        before, after = redact(text[cut:offset]), redact(text[offset:offset + reach])
+        fim = build_fim_prompt(before + after, len(before), self.counter, share)
         fim_ids = fim_token_ids(fim, self.special)
         own_header = self.header(path)
         fixed = len(self.repo_header()) + len(own_header) + len(fim_ids)
         if fixed > budget:  # the labels do not fit: the bare FIM prompt does (it was built to)
             own_header, fixed = [], len(fim_ids)
-        first = before.count("\n", 0, len(before) - len(fim.prefix))
+        first = text.count("\n", 0, cut) + before.count("\n", 0, len(before) - len(fim.prefix))
         last = first + (fim.prefix + fim.suffix).count("\n")
         pieces = self._select(candidates, {path: [(first, last)]}, budget - fixed, read_lines)
         ids, snippets, headers = self._render(pieces, budget - fixed)

@@ -55,31 +55,43 @@ class Signals:
         self.bm25 = BM25()
         self.graph = FileGraph()
         self._seen: dict[str, int] = {}
-        self._defs_generation = -1
+        self._synced_generation = -1
         self._paths: PathIndex | None = None
         self._paths_generation = -1
 
     def sync(self) -> None:
-        """Bring BM25 and the graph up to date with the index."""
+        """Bring BM25 and the graph up to date with the index: the changed files, plus the
+        files using a name whose definitions moved."""
         index = self.index
-        if self._paths is None or self._paths_generation != index.file_set_generation:
+        # A file appearing or leaving can change how any import resolves: redo every edge.
+        first = self._paths is None or self._paths_generation != index.file_set_generation
+        if first:
             self._paths = PathIndex(index.files)
             self._paths_generation = index.file_set_generation
-        full_graph = self._defs_generation != index.defs_generation
-        self._defs_generation = index.defs_generation
+        moved: set[str] = set()
+        for generation, names in reversed(index.name_log):
+            if generation <= self._synced_generation:
+                break
+            moved |= names
         for path in [p for p in self._seen if p not in index.files]:
             self.bm25.remove_file(path)
             self.graph.remove(path)
             del self._seen[path]
+        stale = index.users_of(moved) if moved else set()
         for path, version in index.versions.items():
-            changed = self._seen.get(path) != version
-            if changed:
+            if self._seen.get(path) != version:
                 self.bm25.set_file(path, [c.terms for c in index.files[path].chunks])
                 self._seen[path] = version
-            if changed or full_graph:
-                symbols = index.files[path]
-                self.graph.set_edges(path, out_edges(path, symbols, index.defining, self._paths),
-                                     import_neighbours(path, symbols, self._paths))
+                stale.add(path)
+            elif first:
+                stale.add(path)
+        for path in stale & index.files.keys():
+            symbols = index.files[path]
+            self.graph.set_edges(path, out_edges(path, symbols, index.defining, self._paths),
+                                 import_neighbours(path, symbols, self._paths))
+        self._synced_generation = index.generation
+        if len(index.name_log) > 10_000:  # everything in it has been applied
+            del index.name_log[:-1]
 
     def gather(self, cursor: Cursor, recent: list[str] = ()) -> list[Candidate]:
         self.sync()

@@ -13,7 +13,7 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 
-from tree_sitter import Node, QueryCursor, Tree
+from tree_sitter import Node, Point, QueryCursor, Tree
 
 from .languages import Languages
 
@@ -90,24 +90,40 @@ def references_of(text: str) -> dict[str, int]:
     return dict(Counter(i for i in IDENTIFIER.findall(text) if len(i) > 1))
 
 
-def definitions_of(tree: Tree, language: str, languages: Languages) -> list[Definition]:
+def definitions_of(tree: Tree, language: str, languages: Languages,
+                   rows: tuple[int, int] | None = None) -> list[Definition]:
+    """Definitions in the tree, or only those whose node touches `rows` (inclusive): the
+    query then skips the rest of the tree, which is what makes a keystroke cheap."""
     query = languages.context_query(language)
     if query is None:
         return []
-    seen: set[tuple[str, int]] = set()
+    cursor = QueryCursor(query)
+    if rows is not None:
+        cursor.set_point_range(Point(rows[0], 0), Point(rows[1] + 1, 0))
     out = []
-    for _, captures in QueryCursor(query).matches(tree.root_node):
+    for _, captures in cursor.matches(tree.root_node):
         names = captures.get("name")
         kind = next((k for k in captures if k.startswith("definition.")), None)
         if not names or kind is None:
             continue
         node = _whole(captures[kind][0])
         name = names[0].text.decode("utf-8", "replace")
-        key = (name, node.start_point.row)
-        if key not in seen:
-            seen.add(key)
-            out.append(Definition(name, kind.split(".", 1)[1], node.start_point.row, node.end_point.row))
-    out.sort(key=lambda d: (d.start_line, d.end_line, d.name))
+        out.append(Definition(name, kind.split(".", 1)[1], node.start_point.row, node.end_point.row))
+    return unique_definitions(out)
+
+
+# When two patterns claim one node (Rust's method is also a function), the specific kind wins.
+_KIND_RANK = {"method": 0, "class": 1, "interface": 1, "type": 2, "macro": 3, "function": 4}
+
+
+def unique_definitions(found: list[Definition]) -> list[Definition]:
+    """Sorted, one definition per (name, first line): the same order however they were found."""
+    seen: set[tuple[str, int]] = set()
+    out = []
+    for d in sorted(found, key=lambda d: (d.start_line, d.end_line, d.name, _KIND_RANK.get(d.kind, 9), d.kind)):
+        if (d.name, d.start_line) not in seen:
+            seen.add((d.name, d.start_line))
+            out.append(d)
     return out
 
 

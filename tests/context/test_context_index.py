@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import random
 
+import pytest
+
 from context_helpers import make_repo, write
 
 from loopls.context.documents import ParsedDocument
@@ -80,30 +82,46 @@ def test_refresh_on_disk_events(tmp_path):
     assert not index.definitions("clampValue") and "js/util.js" not in index.files
 
 
-BASE = (
-    "import os\n\n"
-    "class Engine:\n    def start(self, speed):\n        return speed * 2\n\n"
-    "def helper(x):\n    value = x + 1\n    return value\n\n"
-    "RATE = 3\n"
-)
-SNIPPETS = ["def added(y):\n    return y\n", "class Other:\n    pass\n", "x", "\n", "(", "])", "é", "    ", "RATE = 4\n"]
+BASES = {
+    "mod.py": (
+        "import os\nfrom pkg import thing\n\n"
+        "class Engine:\n    def start(self, speed):\n        return speed * 2\n\n"
+        "def helper(x):\n    import json\n    value = x + 1\n    return value\n\n"
+        "RATE = 3\n"
+    ),
+    "main.go": (
+        "package main\n\nimport (\n\t\"fmt\"\n\t\"example.com/x/lib\"\n)\n\n"
+        "type Server struct{ port int }\n\nfunc (s *Server) Run() error {\n\tfmt.Println(lib.Name)\n"
+        "\treturn nil\n}\n\nconst Limit = 3\n"
+    ),
+    "app.ts": (
+        "import { a } from './a';\nconst b = require('./b');\n\nexport class Widget {\n"
+        "  render(): string {\n    return a + b;\n  }\n}\n\nexport function make(): Widget {\n"
+        "  return new Widget();\n}\n"
+    ),
+}
+SNIPPETS = ["def added(y):\n    return y\n", "class Other:\n    pass\n", "x", "\n", "(", "])", "{", "}", "é",
+            "    ", "import re\n", "\"os\"\n", "func F() {}\n", "function g() {}\n", "require('./c')", "'", "#"]
 
 
-def test_incremental_equals_cold_reindex_after_random_edits(tmp_path):
-    rng = random.Random(5)
+@pytest.mark.parametrize("path", sorted(BASES))
+def test_incremental_equals_cold_reindex_after_random_edits(tmp_path, path):
+    rng = random.Random(hash(path) % 1000)
     languages = Languages()
-    doc = ParsedDocument("mod.py", BASE, languages)
+    doc = ParsedDocument(path, BASES[path], languages)
     index = WorkspaceIndex(tmp_path)
-    for step in range(150):
+    doc.symbols()
+    for step in range(300):
         text = doc.text
         start = rng.randrange(len(text) + 1)
         end = min(len(text), start + rng.choice([0, 0, 1, 3, 12]))
         doc.edit(start, end, rng.choice(SNIPPETS) if rng.random() < 0.8 else "")
-        if step % 7 == 0 or step > 140:
-            incremental = doc.symbols()
-            cold = index.parse("mod.py", doc.text.encode("utf-8"))
-            assert incremental == cold, step
-            assert str(doc.tree.root_node) == str(languages.parser("python").parse(doc.text.encode()).root_node)
+        if rng.random() < 0.1:  # now and then two edits before the next update
+            doc.edit(0, 0, rng.choice(SNIPPETS))
+        incremental = doc.symbols()
+        cold = index.parse(path, doc.text.encode("utf-8"))
+        assert incremental == cold, (step, doc.text)
+    assert str(doc.tree.root_node) == str(languages.parser(doc.language).parse(doc.text.encode()).root_node)
 
 
 def test_open_document_overlay(tmp_path):

@@ -124,3 +124,25 @@ def test_current_file_definitions_outside_the_window(tmp_path, tok):
     snippet = next(s for s in packed.snippets if s.source.startswith("definition"))
     assert (snippet.path, snippet.start_line) == ("big.py", 0)
     write(tmp_path, {"other.py": "z = 2\n"})
+
+
+def test_graph_updates_match_a_rebuild(tmp_path, tok):
+    from loopls.context.signals import Signals
+
+    make_repo(tmp_path, [FILES])
+    engine = engine_for(tmp_path, tok)
+    index = engine.index
+    engine.signals.sync()
+    edits = [
+        ("pkg/geometry.py", "class Shape:\n    pass\n"),  # Polygon disappears, Shape appears
+        ("pkg/lib.py", LIB + "def Polygon():\n    pass\n"),  # Polygon defined elsewhere now
+        ("pkg/main.py", "from pkg.lib import helper_1\nhelper_1(Shape())\n"),
+        ("web/api.ts", "export function other(): number { return 1; }\n"),
+    ]
+    for path, text in edits:
+        index.update_document(path, text)
+        engine.signals.sync()
+        fresh = Signals(index)
+        fresh.sync()
+        assert engine.signals.graph.edges == fresh.graph.edges, path
+        assert engine.signals.graph.importers == fresh.graph.importers
