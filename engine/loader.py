@@ -151,6 +151,11 @@ def load_checkpoint(
     except TokenizerError as exc:
         raise CheckpointError(str(exc)) from None
     device = torch.device(device)
+    if device.type == "cuda":
+        # cuDNN's SDPA builds an execution plan for every new key length, so each decode step
+        # paid for one (decode ran 10x under the bandwidth roofline on an H100); flash and
+        # memory-efficient kernels have no such cost.
+        torch.backends.cuda.enable_cudnn_sdp(False)
     torch_dtype = _resolve_dtype(dtype, config, device)
     where = _index_tensors(_weight_files(folder))
     with torch.device("meta"):

@@ -63,13 +63,17 @@ def window_mask(q_pos: torch.Tensor, k_pos: torch.Tensor, window: int | None) ->
     return allowed
 
 
-def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """q [B, H, T, D], k/v [B, KVH, S, D], mask [T, S] -> [B, H, T, D]."""
-    groups = q.shape[1] // k.shape[1]
-    if groups > 1:
-        k = k.repeat_interleave(groups, dim=1)
-        v = v.repeat_interleave(groups, dim=1)
-    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+def attend(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None, causal: bool = False
+) -> torch.Tensor:
+    """q [B, H, T, D], k/v [B, KVH, S, D], mask [T, S] -> [B, H, T, D].
+
+    `mask=None` means every key is visible (one new token: decode), `causal=True` the plain
+    lower triangle with T == S (prefill from position 0): both let SDPA pick a flash kernel
+    instead of the masked one. GQA heads are grouped inside SDPA rather than copied."""
+    return F.scaled_dot_product_attention(
+        q, k, v, attn_mask=mask, is_causal=causal and mask is None, enable_gqa=q.shape[1] != k.shape[1]
+    )
 
 
 class Attention(nn.Module):
@@ -170,15 +174,17 @@ class CausalLM(nn.Module):
         h = self.model.embed_tokens(input_ids)
         positions = torch.arange(start, start + t, device=input_ids.device)
         cos, sin = rope_cos_sin(positions, cfg.head_dim, cfg.rope_theta, h.dtype)
-        all_pos = torch.arange(start + t, device=input_ids.device)
-        causal = window_mask(positions, all_pos, None)  # [T, start+T]
+        # decode (t == 1) sees every cached key; a fresh prefill is the plain triangle
+        mask = None if t == 1 or start == 0 else window_mask(
+            positions, torch.arange(start + t, device=input_ids.device), None
+        )  # [T, start+T]
         for loop in range(cfg.loop_num):
             for i, layer in enumerate(self.model.layers):
                 x = layer.input_layernorm(h)
                 q, k, v = layer.self_attn.qkv(x, cos, sin)
                 if loop == 0:
                     k_all, v_all = cache.append_global(i, k, v)
-                    o = attend(q, k_all, v_all, causal)
+                    o = attend(q, k_all, v_all, mask, causal=start == 0)
                 else:
                     o = self._loop_attention(cache, loop, i, q, k, v, positions, start)
                 h = h + layer.self_attn.project_out(o)
@@ -207,9 +213,15 @@ class CausalLM(nn.Module):
     ) -> torch.Tensor:
         cfg = self.config
         k_glob, v_glob = cache.global_kv(layer, start + q.shape[2])
-        glob = attend(q, k_glob, v_glob, window_mask(positions, torch.arange(k_glob.shape[2], device=q.device), None))
+        t = q.shape[2]
+        glob_mask = None if t == 1 or start == 0 else window_mask(
+            positions, torch.arange(k_glob.shape[2], device=q.device), None
+        )
+        glob = attend(q, k_glob, v_glob, glob_mask, causal=start == 0)
         k_loc, v_loc, first = cache.append_window(loop, layer, k, v)
         k_pos = torch.arange(first, first + k_loc.shape[2], device=q.device)
-        local = attend(q, k_loc, v_loc, window_mask(positions, k_pos, cfg.loop_window_size))
+        # a decode step's window holds at most W keys, all visible
+        local_mask = None if t == 1 else window_mask(positions, k_pos, cfg.loop_window_size)
+        local = attend(q, k_loc, v_loc, local_mask)
         g = self.model.gate_projections[layer](q)
         return g * glob + (1 - g) * local
