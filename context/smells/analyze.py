@@ -8,10 +8,12 @@ receiver (`func (t *T) M()`, `impl T { fn m() }`) with the fields of the struct 
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from tree_sitter import Node, Tree
+from tree_sitter import Language, Node, Query, QueryCursor, Tree
 
 from .classes import ClassMetrics, class_metrics, declared_fields
 from .metrics import FunctionMetrics, function_metrics
@@ -51,8 +53,46 @@ def _descendants(node: Node):
         stack.extend(reversed(cur.children))
 
 
-def analyze_tree(path: str, lang: str, tree: Tree) -> FileAnalysis:
-    """Metrics of every function and class in a parsed file (unknown languages: empty)."""
+@functools.cache
+def _units_query(lang: str, rules: LangRules, language: Language) -> Query:
+    # compiled once per grammar: a query is immutable
+    kinds = rules.functions | rules.lambdas | rules.classes | {"type_spec", "struct_item"}
+    present = sorted(k for k in kinds if language.id_for_node_kind(k, True))
+    return Query(language, "[" + " ".join(f"({k})" for k in present) + "] @unit")
+
+
+def _context(node: Node, rules: LangRules) -> tuple[Node | None, bool]:
+    """(nearest enclosing class, whether the nearest function-or-class around it is a function)."""
+    owner, in_function, decided = None, False, False
+    parent = node.parent
+    while parent is not None:
+        kind = parent.type
+        if kind in rules.classes:
+            owner = owner or parent
+            decided = True
+        elif not decided and (kind in rules.functions or kind in rules.lambdas):
+            in_function, decided = True, True
+        if owner is not None:
+            break
+        parent = parent.parent
+    return owner, in_function
+
+
+def _rebased(metrics: FunctionMetrics, node: Node) -> FunctionMetrics:
+    shift = node.start_point[0] - metrics.start[0]
+    if shift == 0:
+        return metrics
+    move = (lambda p: (p[0] + shift, p[1]))
+    return dataclasses.replace(metrics, start=move(metrics.start), end=move(metrics.end),
+                               name_start=move(metrics.name_start), name_end=move(metrics.name_end))
+
+
+def analyze_tree(path: str, lang: str, tree: Tree, cache: dict | None = None) -> FileAnalysis:
+    """Metrics of every function and class in a parsed file (unknown languages: empty).
+
+    `cache` (any dict the caller keeps) maps a function's text to its metrics, so that
+    re-analysing an edited file only walks the functions whose text changed.
+    """
     result = FileAnalysis(path, lang)
     rules = RULES.get(lang)
     if rules is None:
@@ -61,36 +101,42 @@ def analyze_tree(path: str, lang: str, tree: Tree) -> FileAnalysis:
     class_nodes: dict[int, Node] = {}
     by_receiver: dict[str, list[tuple[Node, FunctionMetrics]]] = defaultdict(list)
     structs: dict[str, tuple[Node, Node, Node | None]] = {}
-    # (node, enclosing class node or None, inside a function)
-    stack: list[tuple[Node, Node | None, bool]] = [(tree.root_node, None, False)]
-    while stack:
-        node, owner, in_function = stack.pop()
+    query = _units_query(lang, rules, tree.language)
+    nodes = sorted(QueryCursor(query).captures(tree.root_node).get("unit", []), key=lambda n: n.start_byte)
+    for node in nodes:
         kind = node.type
         if kind in rules.classes:
             class_nodes[node.id] = node
-            owner, in_function = node, False
-        elif _is_unit(node, rules, in_function):
-            prefix = _prefix(node, owner, lang)
-            metrics = function_metrics(node, lang, rules, prefix)
-            result.functions.append(metrics)
-            receiver = _receiver(node, lang)
-            if receiver:
-                by_receiver[receiver].append((node, metrics))
-            elif owner is not None and not in_function:
-                members[owner.id].append((node, metrics))
-            in_function = True
-        elif kind in ("type_spec", "struct_item") and lang in ("go", "rust"):
+            continue
+        if kind in ("type_spec", "struct_item") and lang in ("go", "rust"):
             _remember_struct(node, structs)
-        stack.extend((c, owner, in_function) for c in reversed(node.children))
+            continue
+        owner, in_function = _context(node, rules)
+        if not _is_unit(node, rules, in_function):
+            continue
+        prefix = _prefix(node, owner, lang)
+        key = (node.text, prefix, node.start_point[1])
+        metrics = cache.get(key) if cache is not None else None
+        if metrics is None:
+            metrics = function_metrics(node, lang, rules, prefix)
+            if cache is not None:
+                cache[key] = metrics
+        metrics = _rebased(metrics, node)
+        result.functions.append(metrics)
+        receiver = _receiver(node, lang)
+        if receiver:
+            by_receiver[receiver].append((node, metrics))
+        elif owner is not None and not in_function:
+            members[owner.id].append((node, metrics))
     for key, node in class_nodes.items():
         body = _class_body(node)
         fields = declared_fields(body, lang) if lang != "python" else set()
         result.classes.append(class_metrics(node.child_by_field_name("name"), node, lang, rules,
-                                            members.get(key, []), fields))
+                                            members.get(key, []), fields, cache))
     for name, methods in by_receiver.items():
         struct_node, name_node, body = structs.get(name, (methods[0][0], None, None))
         result.classes.append(class_metrics(name_node, struct_node, lang, rules, methods,
-                                            declared_fields(body, lang)))
+                                            declared_fields(body, lang), cache))
     result.functions.sort(key=lambda m: m.start)
     result.classes.sort(key=lambda c: c.start)
     return result

@@ -32,6 +32,25 @@ from .suppress import parse_suppressions
 MAX_FILE_BYTES = 1_000_000  # larger files are generated or vendored more often than written
 
 
+def _common_prefix(a: bytes, b: bytes) -> int:
+    """Length of the common prefix, compared in blocks (bytes equality runs in C)."""
+    n, lo = min(len(a), len(b)), 0
+    step = 4096
+    while lo < n:
+        hi = min(n, lo + step)
+        if a[lo:hi] != b[lo:hi]:
+            while a[lo] == b[lo]:
+                lo += 1
+            return lo
+        lo = hi
+    return n
+
+
+def _point(source: bytes, offset: int) -> tuple[int, int]:
+    row = source.count(b"\n", 0, offset)
+    return row, offset - (source.rfind(b"\n", 0, offset) + 1)
+
+
 @dataclass
 class FileState:
     path: str
@@ -85,6 +104,8 @@ class ProjectChecker:
         self.changes: dict[str, list[SignatureChange]] = {}
         self._parsers: dict = {}
         self._head_signatures: dict[str, dict | None] = {}
+        self._metrics_cache: dict = {}  # function text -> metrics, see analyze_tree
+        self._trees: dict[str, tuple[bytes, Tree]] = {}  # last tree per edited file, for incremental parses
 
     # -- reading and parsing -------------------------------------------------------------
     def _parse(self, lang: str, source: bytes) -> Tree:
@@ -92,6 +113,27 @@ class ProjectChecker:
         if parser is None:
             parser = self._parsers[lang] = self.languages.parser(lang)
         return parser.parse(source)
+
+    def _reparse(self, path: str, lang: str, source: bytes) -> Tree:
+        """Parse, reusing the file's previous tree when there is one (an editor's edit is small)."""
+        previous = self._trees.get(path)
+        if previous is None:
+            tree = self._parse(lang, source)
+        else:
+            tree = self._parse_edit(lang, previous[0], previous[1], source)
+        if path in self._trees or path in self.files:
+            self._trees[path] = (source, tree)
+        return tree
+
+    def _parse_edit(self, lang: str, old: bytes, old_tree: Tree, new: bytes) -> Tree:
+        prefix = _common_prefix(old, new)
+        suffix = _common_prefix(old[prefix:][::-1], new[prefix:][::-1])
+        old_end, new_end = len(old) - suffix, len(new) - suffix
+        old_tree.edit(start_byte=prefix, old_end_byte=old_end, new_end_byte=new_end,
+                      start_point=_point(old, prefix), old_end_point=_point(old, old_end),
+                      new_end_point=_point(new, new_end))
+        parser = self._parsers.get(lang) or self._parsers.setdefault(lang, self.languages.parser(lang))
+        return parser.parse(new, old_tree)
 
     def _read(self, path: str) -> bytes | None:
         full = self.root / path
@@ -105,12 +147,14 @@ class ProjectChecker:
 
     def _state(self, path: str, source: bytes) -> tuple[FileState, Tree]:
         lang = language_for_path(path)
-        tree = self._parse(lang, source)
+        tree = self._reparse(path, lang, source)
         edges: dict[str, int] = {}
         for ref in extract_imports(lang, tree, source):
             for target in resolve_import_all(path, ref, self.index):
                 edges.setdefault(target, ref.line)
-        return FileState(path, lang, source, analyze_tree(path, lang, tree), edges), tree
+        if len(self._metrics_cache) > 100_000:  # bound the memory of a long editing session
+            self._metrics_cache.clear()
+        return FileState(path, lang, source, analyze_tree(path, lang, tree, self._metrics_cache), edges), tree
 
     # -- whole project -------------------------------------------------------------------
     def check(self) -> Report:
@@ -244,7 +288,7 @@ class ProjectChecker:
             if path in self.files:
                 self.update_signatures(path, self.files[path].source)
 
-    def update_signatures(self, path: str, source: bytes) -> list[SignatureChange]:
+    def update_signatures(self, path: str, source: bytes, tree: Tree | None = None) -> list[SignatureChange]:
         """Compare one file's signatures with HEAD; remember what changed (for impact findings)."""
         lang = language_for_path(path)
         if lang is None:
@@ -256,7 +300,7 @@ class ProjectChecker:
         if old is None:
             self.changes.pop(path, None)
             return []
-        new = signatures(lang, self._parse(lang, source))
+        new = signatures(lang, tree or self._parse(lang, source))
         changes = changed_signatures(path, old, new)
         if changes:
             self.changes[path] = changes
@@ -312,6 +356,6 @@ class ProjectChecker:
         items += self._context_findings(path, state)
         if self.config.enabled("LS501"):
             if previous is not None and previous.source != source:
-                self.update_signatures(path, source)
+                self.update_signatures(path, source, tree)
             items += self.impact_findings_in(path, state, tree)
         return sorted(set(self._unsuppressed(state, items)), key=lambda f: (f.start, f.code, f.message))

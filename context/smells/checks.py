@@ -103,12 +103,17 @@ class SmellConfig:
                       disabled: Iterable[str] = ()) -> SmellConfig:
         """From editor/pyproject settings: camelCase threshold names (`maxCyclomatic`) and codes
         or slugs to disable. Unknown names raise ValueError naming the known ones."""
-        known = {_camel(f.name): f.name for f in dataclasses.fields(cls) if f.name != "disabled"}
+        known = {_camel(f.name): f for f in dataclasses.fields(cls) if f.name != "disabled"}
         values = {}
         for key, value in (thresholds or {}).items():
             if key not in known:
                 raise ValueError(f"unknown smells threshold {key!r}; known: {', '.join(sorted(known))}")
-            values[known[key]] = value
+            f = known[key]
+            if f.type in ("int", int) and isinstance(value, float):
+                if value != int(value):
+                    raise ValueError(f"smells threshold {key} must be a whole number, not {value}")
+                value = int(value)  # JSON and cattrs may hand integers over as floats
+            values[f.name] = value
         try:
             return cls(**values, disabled=frozenset(disabled))
         except KeyError as exc:

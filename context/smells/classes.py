@@ -102,12 +102,21 @@ def _is_public(name: str, fn: Node, lang: str) -> bool:
 
 
 def class_metrics(name_node: Node | None, node: Node, lang: str, rules: LangRules,
-                  methods: list[tuple[Node, FunctionMetrics]], fields: set[str]) -> ClassMetrics:
-    """Metrics of one class from its method nodes (with their metrics) and declared fields."""
+                  methods: list[tuple[Node, FunctionMetrics]], fields: set[str],
+                  cache: dict | None = None) -> ClassMetrics:
+    """Metrics of one class from its method nodes (with their metrics) and declared fields.
+    `cache` maps (method text, fields) to its attribute usage, as in `analyze_tree`."""
     usages, foreign, attributes = [], set(), set(fields)
     public = 0
+    frozen_fields = frozenset(fields)
     for fn, metrics in methods:
-        own, assigned, other = method_usage(fn, rules, fields)
+        key = ("usage", fn.text, frozen_fields)
+        usage = cache.get(key) if cache is not None else None
+        if usage is None:
+            usage = method_usage(fn, rules, fields)
+            if cache is not None:
+                cache[key] = usage
+        own, assigned, other = usage
         attributes |= assigned
         foreign |= other
         public += _is_public(metrics.name, fn, lang)

@@ -135,11 +135,12 @@ class CloneIndex:
         return self._clones_of(path, lexed, earlier_only=False) + own._clones_of(path, lexed, earlier_only=True)
 
     def _partners(self, lexed: _Lexed, me: int) -> tuple[np.ndarray, np.ndarray]:
-        """For each window of `lexed`, the earliest other window with the same hash, as (file, offset).
+        """For each window of `lexed`, an earlier or other window with the same hash, as (file, offset).
 
-        `me >= 0`: `lexed` is indexed file number `me`; partners are earlier files or earlier,
-        non-overlapping windows of the same file. `me < 0`: an edited file checked against the
-        other indexed files (its own stale entry, if any, is skipped by the caller's `skip`).
+        `me >= 0`: `lexed` is indexed file number `me`; the partner is the earliest occurrence,
+        if it is in an earlier file or an earlier, non-overlapping window of the same file
+        (entries are in (file, offset) order, so the first entry decides). `me < 0`: an edited
+        file checked against the other files; its own stale entries are skipped.
         """
         n = self.min_tokens
         h = _window_hashes(lexed.ids, n)
@@ -147,29 +148,38 @@ class CloneIndex:
         hi = np.searchsorted(self._sorted, h, side="right")
         pfile = np.full(len(h), -1, dtype=np.int64)
         poff = np.full(len(h), -1, dtype=np.int64)
+        pending = np.flatnonzero(hi > lo)
+        if me >= 0:
+            f, off = self._where[lo[pending], 0], self._where[lo[pending], 1]
+            ok = (f < me) | ((f == me) & (off + n <= pending))
+            pfile[pending[ok]], poff[pending[ok]] = f[ok], off[ok]
+            return pfile, poff
         skip = self._number.get(lexed.path, -1)
-        for i in np.flatnonzero(hi > lo):
-            for f, off in self._where[lo[i]:hi[i]].tolist():
-                if me >= 0 and (f > me or (f == me and off + n > i)):
-                    break  # entries are in (file, offset) order: nothing earlier remains
-                if me < 0 and f == skip:
-                    continue
-                pfile[i], poff[i] = f, off
-                break
+        step = 0
+        while len(pending):  # the k-th entry of each group, until one is not the stale self
+            pos = lo[pending] + step
+            inside = pos < hi[pending]
+            pending, pos = pending[inside], pos[inside]
+            f, off = self._where[pos, 0], self._where[pos, 1]
+            ok = f != skip
+            pfile[pending[ok]], poff[pending[ok]] = f[ok], off[ok]
+            pending = pending[~ok]
+            step += 1
         return pfile, poff
 
     def _clones_of(self, path: str, lexed: _Lexed, earlier_only: bool) -> list[Clone]:
         n = self.min_tokens
         pfile, poff = self._partners(lexed, self._number[path] if earlier_only else -1)
+        matched = pfile >= 0
+        if not matched.any():
+            return []
+        # a run continues while the partner window moves along with this one
+        cont = np.zeros(len(pfile), dtype=bool)
+        cont[1:] = matched[1:] & matched[:-1] & (pfile[1:] == pfile[:-1]) & (poff[1:] == poff[:-1] + 1)
+        starts = np.flatnonzero(matched & ~cont)
+        ends = np.flatnonzero(matched & ~np.append(cont[1:], False))
         found = []
-        i = 0
-        while i < len(pfile):
-            if pfile[i] < 0:
-                i += 1
-                continue
-            j = i
-            while j + 1 < len(pfile) and pfile[j + 1] == pfile[i] and poff[j + 1] == poff[j] + 1:
-                j += 1
+        for i, j in zip(starts.tolist(), ends.tolist()):
             length = j - i + n
             other = self._files[self._order[pfile[i]]]
             start = int(poff[i])
@@ -177,5 +187,4 @@ class CloneIndex:
                 found.append(Clone(path, (int(lexed.rows[i]), int(lexed.rows[i + length - 1])),
                                    other.path, (int(other.rows[start]), int(other.rows[start + length - 1])),
                                    length))
-            i = j + 1
         return found

@@ -48,6 +48,12 @@ class CallSite:
     bound: bool  # called through an object (`x.m()`): a method's receiver is implicit
 
 
+_NO_DEFINITIONS = frozenset({
+    "expression_statement", "assignment", "call", "call_expression", "dictionary", "list", "tuple", "set",
+    "string", "binary_expression", "object", "array", "return_statement", "argument_list", "arguments",
+    "lexical_declaration", "variable_declaration", "import_statement", "import_from_statement", "comment",
+    "preproc_include", "use_declaration", "import_declaration", "initializer_list", "concatenated_string",
+})
 _PY_SKIP = frozenset({"keyword_separator", "positional_separator", "(", ")", ",", "comment"})
 
 
@@ -108,6 +114,8 @@ def signatures(lang: str, tree: Tree) -> dict[str, list[Signature]]:
             if sig is not None:
                 found.setdefault(sig.qualname, []).append(sig)
             continue  # nested functions are not callable from elsewhere
+        elif node.type in _NO_DEFINITIONS:
+            continue  # data and expressions: no named function can hide there
         stack.extend((c, owner) for c in node.children)
     return found
 
