@@ -31,6 +31,46 @@ def _edit(text: str, rng: random.Random) -> str:
     return "\n".join(lines[: at + 1] + [f"{indent}x_{rng.randrange(1000)} = 1"] + lines[at + 1:])
 
 
+def radon_agreement(checker: ProjectChecker) -> tuple[int, int, float, float] | None:
+    """(functions, exact McCabe agreements, radon seconds, loopls seconds) on the Python files."""
+    try:
+        from radon.complexity import cc_visit
+    except ImportError:
+        return None
+    from loopls.context.smells import analyze_tree
+
+    def flatten(blocks, out):
+        for b in blocks:
+            if hasattr(b, "methods"):
+                flatten(b.methods, out)
+                flatten(b.inner_classes, out)
+            else:
+                out[(b.lineno, b.name)] = b.complexity
+                flatten(b.closures, out)
+        return out
+
+    total = agree = 0
+    radon_s = ours_s = 0.0
+    parser = checker.languages.parser("python")
+    for path, state in checker.files.items():
+        if state.lang != "python":
+            continue
+        text = state.source.decode("utf-8", "replace")
+        t = time.perf_counter()
+        try:
+            expected = flatten(cc_visit(text), {})
+        except (SyntaxError, ValueError):
+            continue
+        radon_s += time.perf_counter() - t
+        t = time.perf_counter()
+        ours = {(f.start[0] + 1, f.name): f.cyclomatic
+                for f in analyze_tree(path, "python", parser.parse(state.source)).functions}
+        ours_s += time.perf_counter() - t
+        total += len(expected)
+        agree += sum(ours.get(k) == v for k, v in expected.items())
+    return total, agree, radon_s, ours_s
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("repo", type=Path, help="a repository to check (outside the loopls checkout)")
@@ -79,6 +119,12 @@ def main() -> int:
     print(f"| incremental re-check of one edited file, {len(times)} edits: P50 | {statistics.median(times):.1f} ms |")
     print(f"| incremental re-check: P95 | {p95:.1f} ms |")
     print(f"| incremental re-check: max | {times[-1]:.1f} ms |")
+    radon = radon_agreement(checker)
+    if radon:
+        total, agree, radon_s, ours_s = radon
+        print(f"| Python McCabe per function, exact agreement with radon | {agree}/{total} "
+              f"({100 * agree / max(total, 1):.2f}%) |")
+        print(f"| radon cc_visit on the Python files / loopls parse + metrics | {radon_s:.2f} s / {ours_s:.2f} s |")
     return 0
 
 
