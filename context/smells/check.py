@@ -71,6 +71,8 @@ class Report:
 
 def list_source_files(root: Path) -> list[str]:
     """Repository-relative paths of files in a supported language (tracked files under git)."""
+    import git
+
     repo = open_repo(root)
     paths: list[str] = []
     if repo is not None:
@@ -81,7 +83,7 @@ def list_source_files(root: Path) -> list[str]:
             for rel in out.split("\0"):
                 if rel and (prefix in ("", ".") or rel.startswith(prefix + "/")):
                     paths.append(rel if prefix in ("", ".") else rel[len(prefix) + 1:])
-        except Exception:  # noqa: BLE001 - git failing here means: fall back to a walk
+        except (git.GitCommandError, ValueError, OSError):  # git failing here means: fall back to a walk
             paths = []
     if not paths:
         for folder, dirs, names in os.walk(root):
@@ -265,7 +267,7 @@ class ProjectChecker:
         prefix = self._repo_prefix()
         try:
             text = repo.git.show(f"HEAD:{prefix + '/' if prefix else ''}{path}", strip_newline_in_stdout=False)
-        except git.GitCommandError:
+        except (git.GitCommandError, UnicodeDecodeError):  # new in the working tree, or not text
             return None
         return text.encode("utf-8")
 
@@ -278,11 +280,11 @@ class ProjectChecker:
         repo = open_repo(self.root)
         if repo is None:
             return
+        prefix = self._repo_prefix()
+        relative = [f"--relative={prefix}"] if prefix else []  # paths relative to the checked root
         try:
-            names = repo.git.diff("HEAD", "--name-only", "--relative", "--", ".").splitlines() \
-                if self.root.resolve() == Path(repo.working_tree_dir).resolve() else \
-                repo.git.diff("HEAD", "--name-only", "--relative", "--", str(self.root.resolve())).splitlines()
-        except git.GitCommandError:
+            names = repo.git.diff("HEAD", "--name-only", *relative).splitlines()
+        except git.GitCommandError:  # no commits yet
             return
         for path in names:
             if path in self.files:

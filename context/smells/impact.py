@@ -198,10 +198,10 @@ def accepts(sig: Signature, call: CallSite) -> str | None:
     for key in call.keywords:
         if key not in names and not sig.varkw:
             return f"no parameter named {key!r}"
-    covered = {n for n, _ in sig.positional[:call.positional]} | set(call.keywords)
-    missing = [n or f"#{i + 1}" for i, (n, default) in enumerate(sig.positional) if not default
-               and n not in covered and i >= call.positional]
-    missing += [n for n, default in sig.keyword_only if not default and n not in covered]
+    given = set(call.keywords)  # positions are covered by index, names by keyword
+    missing = [n or f"#{i + 1}" for i, (n, default) in enumerate(sig.positional)
+               if i >= call.positional and not default and not (n and n in given)]
+    missing += [n for n, default in sig.keyword_only if not default and n not in given]
     if missing:
         return f"missing {', '.join(missing)}"
     return None

@@ -160,3 +160,18 @@ def test_cli_exit_codes_and_sarif(tmp_path, capsys):
     assert cli_main(["check", str(tmp_path / "missing")]) == 2
     (tmp_path / "pyproject.toml").write_text("[tool.loopls.smells]\ndisabled = ['too-many-arguments']\n")
     assert cli_main(["check", str(tmp_path)]) == 0
+
+
+def test_change_impact_in_a_subfolder_and_in_typescript(repo):
+    root = Path(repo.working_tree_dir)
+    commit(repo, {
+        "web/src/math.ts": "export function scale(v: number, by: number): number {\n  return v * by;\n}\n",
+        "web/src/main.ts": "import { scale } from './math';\n\nconsole.log(scale(2, 3));\nconsole.log(scale(1, 2));\n",
+        "README.md": "top-level file outside the checked folder\n",
+    })
+    (root / "web/src/math.ts").write_text(
+        "export function scale(v: number, by: number, unit: string): number {\n  return v * by;\n}\n")
+    report = ProjectChecker(root / "web", SmellConfig(disabled=frozenset({"LS301"}))).check()
+    impacts = [(f.path, f.start[0]) for f in report.findings if f.code == "LS501"]
+    assert impacts == [("src/main.ts", 2), ("src/main.ts", 3)]
+    assert all("missing #3" in f.message for f in report.findings if f.code == "LS501")
