@@ -84,7 +84,8 @@ async def run_trace(args, tok, warm: AsyncEngine, cold: AsyncEngine, text: str, 
     warm_ttft, cold_ttft = [], []
     stream = None
     for i in range(1, args.chars + 1):
-        ids = fim_prompt(tok, text[:start + i], suffix)
+        # The prefix window starts at a fixed place, as a packer with a stable order keeps it.
+        ids = fim_prompt(tok, text[max(0, start - args.prefix_chars) : start + i], suffix)
         stream = warm.submit(ids, params, supersede="file")  # cancels the previous keystroke
         async for _ in stream:
             break
@@ -147,7 +148,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("file", type=Path, help="a source file to type through (from any repository)")
     ap.add_argument("--line", type=int, default=0, help="1-based line where typing starts (default: middle)")
     ap.add_argument("--chars", type=int, default=120, help="keystrokes in the trace")
-    ap.add_argument("--suffix-chars", type=int, default=600)
+    ap.add_argument("--prefix-chars", type=int, default=3000, help="text before the cursor in the prompt")
+    ap.add_argument("--suffix-chars", type=int, default=600, help="text after the typed span in the prompt")
     ap.add_argument("--cold-every", type=int, default=10, help="also time a cold request every N keystrokes")
     ap.add_argument("--max-tokens", type=int, default=16)
     ap.add_argument("--arch", default="iquestcoder", choices=("iquestcoder", "qwen2", "iquestloopcoder"))
@@ -157,6 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--block-size", type=int, default=16)
     ap.add_argument("--edit-chars", type=int, default=400)
     ap.add_argument("--spec-tokens", type=int, default=64)
+    ap.add_argument("--checkpoint", type=Path, help="a checkpoint folder to use instead of random weights")
     ap.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch default)")
     args = ap.parse_args(argv)
     if args.threads:
@@ -168,9 +171,13 @@ def main(argv: list[str] | None = None) -> int:
     if start + args.chars > len(text):
         print(f"{args.file}: not enough text after line {line} for {args.chars} keystrokes", file=sys.stderr)
         return 2
-    with tempfile.TemporaryDirectory() as tmp:
-        tok = load_checkpoint(create_tiny(Path(tmp) / "tok", "iquestcoder")).tokenizer
-    model = make_bench_model(args.arch, tok.vocab_size, args.hidden, args.layers, args.window, seed=0)
+    if args.checkpoint:
+        lm = load_checkpoint(args.checkpoint)  # e.g. one made by bench/train_bench_model.py
+        tok, model = lm.tokenizer, lm.model
+    else:
+        with tempfile.TemporaryDirectory() as tmp:
+            tok = load_checkpoint(create_tiny(Path(tmp) / "tok", "iquestcoder")).tokenizer
+        model = make_bench_model(args.arch, tok.vocab_size, args.hidden, args.layers, args.window, seed=0)
     base = dict(num_blocks=2048, block_size=args.block_size, max_step_tokens=512, max_num_seqs=8)
     warm = AsyncEngine(model, SchedulerConfig(**base), eos_ids=tuple(tok.special.eos_ids))
     cold = AsyncEngine(model, SchedulerConfig(**base, enable_prefix_caching=False), eos_ids=tuple(tok.special.eos_ids))
@@ -189,7 +196,8 @@ def main(argv: list[str] | None = None) -> int:
 def print_table(args, model: CausalLM, trace: dict, spec: dict, line: int) -> None:
     cfg = model.config
     params = sum(p.numel() for p in model.parameters()) / 1e6
-    print(f"model: random {cfg.model_type}, hidden {cfg.hidden_size}, {cfg.num_hidden_layers} layers"
+    kind = f"checkpoint {args.checkpoint}" if args.checkpoint else "random"
+    print(f"model: {kind} {cfg.model_type}, hidden {cfg.hidden_size}, {cfg.num_hidden_layers} layers"
           f"{f' x{cfg.loop_num} loops, W={cfg.loop_window_size}' if cfg.is_loop else ''}, {params:.1f}M params, "
           f"fp32, {torch.get_num_threads()} threads; block size {args.block_size}")
     print(f"trace: {args.file} from line {line}, {trace['requests']} keystrokes, each cancelling the last; "

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from .config import ModelConfig
-from .model import attend, rope_cos_sin, window_mask
+from .model import rope_cos_sin, window_mask
 
 
 class KVPool:
@@ -190,6 +190,21 @@ def _write(pool: KVPool, layer: int, k: torch.Tensor, v: torch.Tensor, plan: lis
         pool.v[layer].index_copy_(0, slots, v[0, :, rows].transpose(0, 1))
 
 
+def _attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """q [1, H, T, D], k/v [1, KVH, S, D], mask [T, S] -> [1, H, T, D].
+
+    Grouped-query attention without copying K/V per head: the G query heads sharing a KV
+    head are folded into the query length ([1, KVH, G*T, D]) and the mask repeated G times.
+    """
+    _, h, t, d = q.shape
+    kvh = k.shape[1]
+    groups = h // kvh
+    if groups == 1:
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    o = F.scaled_dot_product_attention(q.reshape(1, kvh, groups * t, d), k, v, attn_mask=mask.repeat(groups, 1))
+    return o.view(1, h, t, d)
+
+
 def _attend_seq(model, pool: KVPool, loop: int, layer: int, q, k, v, c: SeqChunk, p: _SeqPlan) -> torch.Tensor:
     """Attention output [1, H, n, D] of one sequence's chunk."""
     q_s = q[:, :, p.lo : p.hi]
@@ -197,11 +212,11 @@ def _attend_seq(model, pool: KVPool, loop: int, layer: int, q, k, v, c: SeqChunk
     k_glob = pool.k[layer].index_select(0, p.read_slots).transpose(0, 1)[None]
     v_glob = pool.v[layer].index_select(0, p.read_slots).transpose(0, 1)[None]
     k_pos = torch.arange(k_glob.shape[2], device=q.device)
-    glob = attend(q_s, k_glob, v_glob, window_mask(p.positions, k_pos, None))
+    glob = _attend(q_s, k_glob, v_glob, window_mask(p.positions, k_pos, None))
     if loop == 0:
         return glob
     k_loc, v_loc, first = c.window.extend(loop, layer, k[:, :, p.lo : p.hi], v[:, :, p.lo : p.hi], c.start)
     loc_pos = torch.arange(first, first + k_loc.shape[2], device=q.device)
-    local = attend(q_s, k_loc, v_loc, window_mask(p.positions, loc_pos, model.config.loop_window_size))
+    local = _attend(q_s, k_loc, v_loc, window_mask(p.positions, loc_pos, model.config.loop_window_size))
     g = model.model.gate_projections[layer](q_s)
     return g * glob + (1 - g) * local
