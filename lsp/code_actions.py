@@ -25,6 +25,7 @@ from loopls.engine.generate import GenerationError, generate
 from loopls.engine.loader import CheckpointError
 from loopls.engine.sampler import SamplingParams
 
+from .convert import position_at
 from .server import LooplsServer
 
 log = logging.getLogger(__name__)
@@ -88,9 +89,11 @@ def build_prompt(lang: str, message: str, code: str, check: str) -> str:
 
 
 def extract_code(output: str) -> str:
-    fenced = _FENCE.search(output)
+    """The code in the model's answer: the prompt opened a fence, so up to the closing one
+    (or the block of a fence the model opened again itself)."""
+    fenced = _FENCE.search(output) if output.lstrip().startswith("```") else None
     text = fenced.group(1) if fenced else output.split("```", 1)[0]
-    return text.rstrip() + ("\n" if text.strip() else "")
+    return text.rstrip()  # the span it replaces ends where the function's last line ends
 
 
 def parses_cleanly(path: str, text: str) -> bool:
@@ -125,22 +128,28 @@ async def resolve_quick_fix(ls: LooplsServer, host: Any, action: types.CodeActio
         output = await loop.run_in_executor(ls.engine_thread, _generate, completer.lm, prompt)
     except (CheckpointError, GenerationError, OSError, ValueError, RuntimeError) as exc:
         return _disable(action, f"the model could not refactor this: {exc}")
-    replacement = extract_code(output)
-    new_text = text[:start] + replacement + text[end:]
-    if not replacement.strip() or not parses_cleanly(path, new_text):
+    edit = verified_edit(uri, doc.version, path, text, (start, end), extract_code(output))
+    if edit is None:
         reason = ("the model's rewrite did not parse (ERROR nodes), so no edit is offered"
                   + (" — the untrained tiny default model writes random text; set model.name to a real "
                      "checkpoint" if completer.untrained else ""))
         ls.window_show_message(types.ShowMessageParams(type=types.MessageType.Warning, message=f"loopls: {reason}"))
         return _disable(action, reason)
-    from .convert import position_at
+    action.edit = edit
+    return action
 
+
+def verified_edit(uri: str, version: int | None, path: str, text: str, span: tuple[int, int],
+                  replacement: str) -> types.WorkspaceEdit | None:
+    """The edit replacing `span` (code-point offsets) of `text`, or None when the result would
+    not parse without ERROR nodes (or the replacement is empty)."""
+    start, end = span
+    if not replacement.strip() or not parses_cleanly(path, text[:start] + replacement + text[end:]):
+        return None
     edit = types.TextEdit(range=types.Range(start=position_at(text, start), end=position_at(text, end)),
                           new_text=replacement)
-    action.edit = types.WorkspaceEdit(document_changes=[types.TextDocumentEdit(
-        text_document=types.OptionalVersionedTextDocumentIdentifier(uri=uri, version=doc.version),
-        edits=[edit])])
-    return action
+    return types.WorkspaceEdit(document_changes=[types.TextDocumentEdit(
+        text_document=types.OptionalVersionedTextDocumentIdentifier(uri=uri, version=version), edits=[edit])])
 
 
 def _generate(lm: Any, prompt: str) -> str:
