@@ -98,7 +98,7 @@ def history_findings(couplings: list[Coupling], spots: list[Hotspot], shotgun: d
     for c in couplings:
         for path, other, revs in ((c.path, c.other, c.revisions), (c.other, c.path, c.other_revisions)):
             found.append(Finding("LS403", f"changes together with {other} in {c.shared} commits: coupling "
-                                 f"{c.degree:.0f}% (threshold {config.coupling_min_degree}%, at least "
+                                 f"{int(c.degree)}% (threshold {config.coupling_min_degree}%, at least "
                                  f"{config.coupling_min_shared} shared of {revs} revisions)", path, (0, 0), (1, 0),
                                  round(c.degree, 1), config.coupling_min_degree, related=((other, 0),)))
     for h in spots:

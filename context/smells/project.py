@@ -97,7 +97,7 @@ class Coupling:
     path: str
     other: str
     shared: int
-    degree: float  # percent
+    degree: float  # percent (code-maat prints it truncated to an integer; messages do too)
     revisions: int
     other_revisions: int
 
