@@ -39,6 +39,7 @@ class ImportRef:
     column: int = 0  # 0-based byte column
     system: bool = False  # C/C++ `#include <...>`
     wildcard: bool = False  # `from m import *`, `import a.b.*`, `use a::*`
+    type_only: bool = False  # under `if TYPE_CHECKING:` (Python) or `import type` (TypeScript)
 
 
 _QUERIES = {
@@ -80,12 +81,25 @@ def extract_imports(lang: str, tree: Tree, source: bytes) -> list[ImportRef]:
     return [r for _, r in found]
 
 
+def _type_checking_only(node: Node, source: bytes) -> bool:
+    """Inside `if TYPE_CHECKING:` (or `typing.TYPE_CHECKING`): imported for annotations only."""
+    parent = node.parent
+    while parent is not None:
+        if parent.type == "if_statement":
+            condition = _text(parent.child_by_field_name("condition"), source)
+            if condition in ("TYPE_CHECKING", "typing.TYPE_CHECKING", "t.TYPE_CHECKING"):
+                return True
+        parent = parent.parent
+    return False
+
+
 def _python(capture: str, node: Node, source: bytes) -> list[ImportRef]:
+    type_only = _type_checking_only(node, source)
     if node.type == "import_statement":
         refs = []
         for name in node.children_by_field_name("name"):
             dotted = name.child_by_field_name("name") if name.type == "aliased_import" else name
-            refs.append(_ref(node, _text(dotted, source)))
+            refs.append(_ref(node, _text(dotted, source), type_only=type_only))
         return refs
     module = node.child_by_field_name("module_name")
     level, dotted = 0, module
@@ -98,7 +112,8 @@ def _python(capture: str, node: Node, source: bytes) -> list[ImportRef]:
         target = name.child_by_field_name("name") if name.type == "aliased_import" else name
         names.append(_text(target, source))
     wildcard = any(c.type == "wildcard_import" for c in node.children)
-    return [_ref(node, _text(dotted, source), names=tuple(names), level=level, wildcard=wildcard)]
+    return [_ref(node, _text(dotted, source), names=tuple(names), level=level, wildcard=wildcard,
+                 type_only=type_only)]
 
 
 def _string_value(node: Node, source: bytes) -> str:
@@ -119,7 +134,8 @@ def _javascript(capture: str, node: Node, source: bytes) -> list[ImportRef]:
     if src is None:  # TypeScript `import x = require("./r")` keeps its source one level down
         clause = next((c for c in node.named_children if c.type == "import_require_clause"), None)
         src = clause.child_by_field_name("source") if clause is not None else None
-    return [_ref(node, _string_value(src, source))] if src is not None else []
+    type_only = any(c.type == "type" for c in node.children)  # `import type {T} from "./t"`
+    return [_ref(node, _string_value(src, source), type_only=type_only)] if src is not None else []
 
 
 def _go(capture: str, node: Node, source: bytes) -> list[ImportRef]:
@@ -375,8 +391,10 @@ def resolve_import(importer: str, ref: ImportRef, paths: set[str] | frozenset[st
     return hits[0] if hits else None
 
 
-def import_graph(files: Mapping[str, str | bytes], languages: Languages | None = None) -> dict[str, set[str]]:
-    """Each file's imported repository files (every file in `files` is a key)."""
+def import_graph(files: Mapping[str, str | bytes], languages: Languages | None = None,
+                 include_type_only: bool = True) -> dict[str, set[str]]:
+    """Each file's imported repository files (every file in `files` is a key); with
+    `include_type_only=False`, imports made only for type annotations are left out."""
     languages = languages or Languages()
     index = PathIndex(files)
     parsers = {}
@@ -390,5 +408,6 @@ def import_graph(files: Mapping[str, str | bytes], languages: Languages | None =
         parser = parsers.get(lang) or parsers.setdefault(lang, languages.parser(lang))
         tree = parser.parse(source)
         for ref in extract_imports(lang, tree, source):
-            graph[path].update(resolve_import_all(path, ref, index))
+            if include_type_only or not ref.type_only:
+                graph[path].update(resolve_import_all(path, ref, index))
     return graph

@@ -152,6 +152,8 @@ class ProjectChecker:
         tree = self._reparse(path, lang, source)
         edges: dict[str, int] = {}
         for ref in extract_imports(lang, tree, source):
+            if ref.type_only:
+                continue  # annotations only: no cycle at run time, no calls to check
             for target in resolve_import_all(path, ref, self.index):
                 edges.setdefault(target, ref.line)
         if len(self._metrics_cache) > 100_000:  # bound the memory of a long editing session

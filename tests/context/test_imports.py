@@ -132,3 +132,14 @@ def test_unknown_language_and_broken_source(languages):
     assert resolve_import("notes.txt", ImportRef("x"), {"x.txt"}) is None
     # a syntax error elsewhere in the file does not hide the good imports
     assert [r.module for r in refs(languages, "python", "import a\ndef (:\nimport b\n")][:1] == ["a"]
+
+
+def test_type_only_imports_are_marked_and_can_be_left_out(languages):
+    py = refs(languages, "python", "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from .b import B\nimport os\n")
+    assert [(r.module, r.type_only) for r in py] == [("typing", False), ("b", True), ("os", False)]
+    ts = refs(languages, "typescript", "import type {T} from './t';\nimport {u} from './u';\n")
+    assert [(r.module, r.type_only) for r in ts] == [("./t", True), ("./u", False)]
+    files = {"p/__init__.py": "", "p/a.py": "from p import b\n",
+             "p/b.py": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from p import a\n"}
+    assert import_graph(files)["p/b.py"] == {"p/a.py"}
+    assert import_graph(files, include_type_only=False)["p/b.py"] == set()
