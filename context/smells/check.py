@@ -69,27 +69,35 @@ class Report:
     timings: dict[str, float] = field(default_factory=dict)
 
 
-def list_source_files(root: Path) -> list[str]:
-    """Repository-relative paths of files in a supported language (tracked files under git)."""
+def _git_files(root: Path) -> list[str]:
+    """Tracked and untracked-but-not-ignored files under `root`, relative to it ([] outside git)."""
     import git
 
     repo = open_repo(root)
-    paths: list[str] = []
-    if repo is not None:
-        try:
-            out = repo.git.ls_files("-z", "--cached", "--others", "--exclude-standard", str(root))
-            top = Path(repo.working_tree_dir).resolve()
-            prefix = root.resolve().relative_to(top).as_posix()
-            for rel in out.split("\0"):
-                if rel and (prefix in ("", ".") or rel.startswith(prefix + "/")):
-                    paths.append(rel if prefix in ("", ".") else rel[len(prefix) + 1:])
-        except (git.GitCommandError, ValueError, OSError):  # git failing here means: fall back to a walk
-            paths = []
-    if not paths:
-        for folder, dirs, names in os.walk(root):
-            dirs[:] = [d for d in dirs if not d.startswith(".") and d not in ("node_modules", "__pycache__")]
-            rel = Path(folder).relative_to(root).as_posix()
-            paths.extend(n if rel == "." else f"{rel}/{n}" for n in names)
+    if repo is None:
+        return []
+    try:
+        out = repo.git.ls_files("-z", "--cached", "--others", "--exclude-standard", str(root))
+        prefix = root.resolve().relative_to(Path(repo.working_tree_dir).resolve()).as_posix()
+    except (git.GitCommandError, ValueError, OSError):  # git failing here means: fall back to a walk
+        return []
+    if prefix in ("", "."):
+        return [rel for rel in out.split("\0") if rel]
+    return [rel[len(prefix) + 1:] for rel in out.split("\0") if rel.startswith(prefix + "/")]
+
+
+def _walked_files(root: Path) -> list[str]:
+    paths = []
+    for folder, dirs, names in os.walk(root):
+        dirs[:] = [d for d in dirs if not d.startswith(".") and d not in ("node_modules", "__pycache__")]
+        rel = Path(folder).relative_to(root).as_posix()
+        paths.extend(n if rel == "." else f"{rel}/{n}" for n in names)
+    return paths
+
+
+def list_source_files(root: Path) -> list[str]:
+    """Root-relative paths of files in a supported language (git's view when in a repository)."""
+    paths = _git_files(root) or _walked_files(root)
     return sorted(p for p in set(paths) if language_for_path(p) is not None)
 
 

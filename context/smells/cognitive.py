@@ -11,6 +11,8 @@ Conditions and loop headers sit at the structure's own level; only bodies nest d
 
 from __future__ import annotations
 
+import functools
+
 from tree_sitter import Node
 
 from .rules import PYTHON, LangRules
@@ -103,27 +105,46 @@ def _push_structure(node: Node, nesting: int, stack: list, rules: LangRules) -> 
             stack.append((child, nesting + 1))
 
 
+def _score_else(node: Node, nesting: int, rules: LangRules, stack: list) -> int:
+    """`elif` (+1, with its own condition and body), `else` (+1) and `else if` wrappers (0: the
+    inner `if` scores itself); a loop's or `try`'s `else` scores nothing and nests no deeper."""
+    if rules is PYTHON and node.type == "elif_clause":
+        _push_structure(node, nesting, stack, rules)
+        return 1
+    is_if_branch = node.parent is not None and node.parent.type in rules.ifs
+    deeper = 1 if is_if_branch else 0
+    inner_if = False
+    for child in node.children:
+        if child.type in rules.ifs:
+            inner_if = True
+            stack.append((child, nesting))
+        else:
+            stack.append((child, nesting + deeper))
+    return 1 if is_if_branch and not inner_if else 0
+
+
+@functools.cache
+def _nesting_structures(rules: LangRules) -> frozenset[str]:
+    return rules.loops | rules.switches | rules.catches | rules.ternaries
+
+
+@functools.cache
+def _scopes(rules: LangRules) -> frozenset[str]:
+    return rules.functions | rules.lambdas | rules.classes
+
+
 def _score(node: Node, nesting: int, rules: LangRules, stack: list) -> int:
     """The increment for `node`; pushes its children with their nesting level."""
     kind = node.type
     if kind in rules.ifs:
-        else_if = _is_else_if(node, rules)
         _push_structure(node, nesting, stack, rules)
-        return 1 if else_if else 1 + nesting
+        return 1 if _is_else_if(node, rules) else 1 + nesting
     if kind in rules.else_clauses:
-        inner_if = any(c.type in rules.ifs for c in node.named_children)
-        is_if_branch = node.parent is not None and node.parent.type in rules.ifs
-        if rules is PYTHON and kind == "elif_clause":
-            _push_structure(node, nesting, stack, rules)
-            return 1
-        deeper = 1 if is_if_branch else 0  # a loop's or try's `else` is already inside it
-        for child in node.children:
-            stack.append((child, nesting if child.type in rules.ifs else nesting + deeper))
-        return 1 if is_if_branch and not inner_if else 0
-    if kind in rules.loops or kind in rules.switches or kind in rules.catches or kind in rules.ternaries:
+        return _score_else(node, nesting, rules, stack)
+    if kind in _nesting_structures(rules):
         _push_structure(node, nesting, stack, rules)
         return 1 + nesting
-    if kind in rules.functions or kind in rules.lambdas or kind in rules.classes:
+    if kind in _scopes(rules):
         stack.extend((c, nesting + 1) for c in node.children)
         return 0
     stack.extend((c, nesting) for c in node.children)

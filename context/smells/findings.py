@@ -39,34 +39,36 @@ def code_points(source: bytes, point: tuple[int, int], lines: list[bytes] | None
     return row, len(line[:col].decode("utf-8", "replace"))
 
 
+def _span(state: FileState, unit, lines: list[bytes]) -> tuple[tuple[int, int], tuple[int, int]]:
+    return code_points(state.source, unit.name_start, lines), code_points(state.source, unit.name_end, lines)
+
+
+def _god_class(cls, config: SmellConfig) -> bool:
+    return cls.tcc is not None and cls.wmc >= config.god_class_wmc and cls.atfd > config.god_class_atfd \
+        and cls.tcc < config.god_class_tcc
+
+
 def metric_findings(state: FileState, config: SmellConfig) -> list[Finding]:
+    """Per-function and per-class findings of one file."""
+    lines = state.source.split(b"\n")
     found: list[Finding] = []
-    lines: list[bytes] | None = None
     for fn in state.analysis.functions:
         for code, attr, limit_attr, words in _FUNCTION_CHECKS:
             value, limit = getattr(fn, attr), getattr(config, limit_attr)
             if value > limit and config.enabled(code):
-                lines = lines or state.source.split(b"\n")
                 found.append(Finding(code, f"`{fn.qualname}` has {words} {value} (threshold {limit})", state.path,
-                                     code_points(state.source, fn.name_start, lines),
-                                     code_points(state.source, fn.name_end, lines), value, limit, symbol=fn.qualname))
+                                     *_span(state, fn, lines), value, limit, symbol=fn.qualname))
     for cls in state.analysis.classes:
-        checks = [(code, getattr(cls, attr), getattr(config, limit_attr), words)
-                  for code, attr, limit_attr, words in _CLASS_CHECKS]
-        for code, value, limit, words in checks:
+        for code, attr, limit_attr, words in _CLASS_CHECKS:
+            value, limit = getattr(cls, attr), getattr(config, limit_attr)
             if value > limit and config.enabled(code):
-                lines = lines or state.source.split(b"\n")
                 found.append(Finding(code, f"class `{cls.name}` has {value} {words} (threshold {limit})", state.path,
-                                     code_points(state.source, cls.name_start, lines),
-                                     code_points(state.source, cls.name_end, lines), value, limit, symbol=cls.name))
-        if config.enabled("LS203") and cls.tcc is not None and cls.wmc >= config.god_class_wmc \
-                and cls.atfd > config.god_class_atfd and cls.tcc < config.god_class_tcc:
-            lines = lines or state.source.split(b"\n")
+                                     *_span(state, cls, lines), value, limit, symbol=cls.name))
+        if config.enabled("LS203") and _god_class(cls, config):
             found.append(Finding(
                 "LS203", f"class `{cls.name}` is a god class: WMC {cls.wmc} (threshold >= {config.god_class_wmc}), "
                 f"ATFD {cls.atfd} (threshold > {config.god_class_atfd}), TCC {cls.tcc:.2f} "
-                f"(threshold < {config.god_class_tcc:.2f})", state.path,
-                code_points(state.source, cls.name_start, lines), code_points(state.source, cls.name_end, lines),
+                f"(threshold < {config.god_class_tcc:.2f})", state.path, *_span(state, cls, lines),
                 cls.wmc, config.god_class_wmc, symbol=cls.name))
     return found
 
