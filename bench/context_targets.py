@@ -1,7 +1,8 @@
 """Cross-file completion targets and the baseline retrievers of the context benchmark.
 
 Targets are mined as CrossCodeEval does it, model-free: a line of a source file that uses an
-identifier defined in another file of the repository (and not in its own file). The cursor is
+identifier defined in another file that it imports (or, for package-scoped languages, in its
+own folder), and not in its own file. The cursor is
 put where that line starts (after its indentation) and the rest of the line is removed, so
 the name is not visible on the line the model has to write. A retriever scores a hit when the
 first line of a gold definition is inside the packed prompt.
@@ -9,6 +10,7 @@ first line of a gold definition is inside the packed prompt.
 
 from __future__ import annotations
 
+import posixpath
 import random
 import re
 from dataclasses import dataclass
@@ -20,6 +22,7 @@ from loopls.context.symbols import IDENTIFIER
 
 _SKIP_LINE = re.compile(r"^\s*(import|from|#include|package|use|export \* from|require|//|#|/\*|\*)")
 MAX_GOLD_FILES = 3  # a name defined in more files than this has no single answer
+_PACKAGE_SCOPED = {"go", "java", "c", "cpp", "rust"}
 
 
 @dataclass(frozen=True)
@@ -32,7 +35,23 @@ class Target:
     gold: tuple[tuple[str, int], ...]  # (path, 0-based first line) of each definition
 
 
+def reachable_files(index: WorkspaceIndex, path: str, imports: dict[str, set[str]]) -> set[str]:
+    """The files whose names `path` can use without a qualifier it defines itself: the files it
+    imports, and for languages with package scope (Go, Java, C/C++, Rust) its folder's files.
+    This is CrossCodeEval's "undefined once the imports are stubbed"."""
+    out = set(imports.get(path, ()))
+    if index.files[path].language in _PACKAGE_SCOPED:
+        folder = posixpath.dirname(path)
+        out |= {p for p in index.files if posixpath.dirname(p) == folder and index.files[p].language}
+    return out - {path}
+
+
 def mine_targets(index: WorkspaceIndex, count: int, seed: int = 0) -> list[Target]:
+    from loopls.context.graph import import_neighbours
+    from loopls.context.imports import PathIndex
+
+    paths = PathIndex(index.files)
+    imports = {p: import_neighbours(p, s, paths) for p, s in index.files.items()}
     rng = random.Random(seed)
     found: list[Target] = []
     for path in sorted(index.files):
@@ -43,6 +62,7 @@ def mine_targets(index: WorkspaceIndex, count: int, seed: int = 0) -> list[Targe
         if not text:
             continue
         own = symbols.defined_names()
+        reachable = reachable_files(index, path, imports)
         lines = text.splitlines(keepends=True)
         starts = [0]
         for line in lines:
@@ -53,7 +73,7 @@ def mine_targets(index: WorkspaceIndex, count: int, seed: int = 0) -> list[Targe
             for name in IDENTIFIER.findall(line):
                 if len(name) < 3 or name in own:
                     continue
-                gold = tuple((p, d.start_line) for p, d in index.definitions(name) if p != path)
+                gold = tuple((p, d.start_line) for p, d in index.definitions(name) if p != path and p in reachable)
                 if not gold or len({p for p, _ in gold}) > MAX_GOLD_FILES:
                     continue
                 indent = len(line) - len(line.lstrip())

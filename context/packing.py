@@ -25,7 +25,8 @@ TIER = {"import": 0, "graph": 0, "cochange": 0, "history": 0, "definition": 1, "
 ELISION = "⋮\n"  # between non-adjacent pieces of one file
 MIN_PARTIAL_TOKENS = 48  # below this, a snippet cut to fit is not worth showing
 MAX_FIM_TOKENS = 16384
-CHARS_PER_TOKEN_BOUND = 32
+CHARS_PER_TOKEN_GUESS = 8  # a first slice; _fim widens it when a token budget outlasts it
+ID_CACHE_ENTRIES = 50_000
 _HASH_COMMENT = {".py", ".pyi", ".rb", ".sh", ".bash", ".yaml", ".yml", ".toml", ".cfg", ".ini", ".r", ".pl"}
 
 
@@ -79,6 +80,14 @@ def subtract(start: int, end: int, covered: list[tuple[int, int]]) -> list[tuple
     return pieces
 
 
+class _Remembering:
+    """The packer's remembered encodings as a token counter, for the FIM window: its lines are
+    encoded one by one, and from one keystroke to the next almost all of them are the same."""
+
+    def __init__(self, packer: Packer) -> None:
+        self.encode = packer.encode
+
+
 @dataclass
 class _Piece:
     path: str
@@ -95,6 +104,7 @@ class Packer:
     special: object  # tokenizer special ids: fim_*, file_sep, repo_name (any may be None)
     repo_name: str | None = None
     _headers: dict[str, list[int]] = field(default_factory=dict)
+    _ids: dict[str, list[int]] = field(default_factory=dict)
 
     def header(self, path: str) -> list[int]:
         if path not in self._headers:
@@ -116,12 +126,7 @@ class Packer:
         """The prompt for the cursor at `offset` of `text` (the file `path`) within `budget`.
         `read_lines` gives another file's lines (keepends), or None when it cannot be shown."""
         share = fim_budget(budget) if candidates else budget
-        # Only text near the cursor can fit: cut it first so that huge files cost no more than
-        # small ones (no token is anywhere near this many characters long).
-        reach = share * CHARS_PER_TOKEN_BOUND
-        cut = max(0, offset - reach)
-        before, after = redact(text[cut:offset]), redact(text[offset:offset + reach])
-        fim = build_fim_prompt(before + after, len(before), self.counter, share)
+        cut, before, fim = self._fim(text, offset, share)
         fim_ids = fim_token_ids(fim, self.special)
         own_header = self.header(path)
         fixed = len(self.repo_header()) + len(own_header) + len(fim_ids)
@@ -136,6 +141,30 @@ class Packer:
         token_ids = repo + ids + own_header + fim_ids
         return PackedContext(token_ids, snippets + [current], budget, fim,
                              headers + len(repo) + len(own_header))
+
+    def _fim(self, text: str, offset: int, share: int) -> tuple[int, str, FimPrompt]:
+        """The FIM window, built from a slice of the text around the cursor so that huge files
+        cost no more than small ones. The slice grows until the window is cut by the budget
+        rather than by the slice, so the result is the same as from the whole text."""
+        reach = share * CHARS_PER_TOKEN_GUESS
+        while True:
+            cut, stop = max(0, offset - reach), min(len(text), offset + reach)
+            before, after = redact(text[cut:offset]), redact(text[offset:stop])
+            fim = build_fim_prompt(before + after, len(before), _Remembering(self), share)
+            short_before = cut > 0 and len(fim.prefix) == len(before)
+            short_after = stop < len(text) and len(fim.suffix) == len(after)
+            if not (short_before or short_after):
+                return cut, before, fim
+            reach *= 4
+
+    def encode(self, text: str) -> list[int]:
+        """Token ids of a snippet, remembered: the next keystroke packs mostly the same ones."""
+        ids = self._ids.get(text)
+        if ids is None:
+            if len(self._ids) >= ID_CACHE_ENTRIES:
+                self._ids.clear()
+            ids = self._ids[text] = self.counter.encode(text)
+        return ids
 
     def _select(self, candidates: list[Candidate], covered: dict[str, list[tuple[int, int]]], room: int,
                 read_lines: Callable[[str], list[str] | None]) -> list[_Piece]:
@@ -173,7 +202,7 @@ class Packer:
             return [], end  # blank lines left between pieces carry nothing
         if not text.endswith("\n"):
             text += "\n"
-        ids = self.counter.encode(text)
+        ids = self.encode(text)
         if len(ids) <= room:
             return ids, end
         if room < MIN_PARTIAL_TOKENS:

@@ -58,10 +58,21 @@ def is_secret_path(rel_path: str) -> bool:
     return any(fnmatch.fnmatchcase(name, pattern) for pattern in SECRET_FILE_PATTERNS)
 
 
+# Literal pieces each pattern needs: a text without them skips that (slow) regular expression.
+_VALUE_MARKERS = ("-----BEGIN", "AKIA", "ASIA", "ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_", "xox", "sk-",
+                  "AIza", "eyJ")
+_ASSIGNMENT_MARKERS = ("pass", "secret", "key", "token")
+
+
 def redact(text: str) -> str:
     """`text` with secret-looking strings replaced by a marker; line breaks are preserved."""
     if not text:
         return text
-    text = _SECRET_VALUE.sub(REDACTED, text)
-    text = _SECRET_ASSIGNMENT.sub(lambda m: f"{m.group(1)}{m.group(2)}{REDACTED}{m.group(2)}", text)
-    return _URL_CREDENTIALS.sub(lambda m: f"{m.group(1)}{REDACTED}{m.group(3)}", text)
+    if any(m in text for m in _VALUE_MARKERS):
+        text = _SECRET_VALUE.sub(REDACTED, text)
+    lower = text.lower()
+    if any(m in lower for m in _ASSIGNMENT_MARKERS):
+        text = _SECRET_ASSIGNMENT.sub(lambda m: f"{m.group(1)}{m.group(2)}{REDACTED}{m.group(2)}", text)
+    if "://" in text and "@" in text:
+        text = _URL_CREDENTIALS.sub(lambda m: f"{m.group(1)}{REDACTED}{m.group(3)}", text)
+    return text

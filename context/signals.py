@@ -9,6 +9,7 @@ updates only the edited file's share of them.
 from __future__ import annotations
 
 import math
+import posixpath
 from collections import defaultdict
 from dataclasses import dataclass
 
@@ -21,12 +22,17 @@ from .symbols import IDENTIFIER, FileSymbols, terms_of
 
 WEIGHTS = {"definition": 10.0, "diff": 4.0, "bm25": 3.0, "import": 2.0, "graph": 2.0, "cochange": 2.0,
            "history": 1.0}
-NEAR_BEFORE, NEAR_AFTER = 40, 10  # lines around the cursor whose names are looked up
+NEAR_LINES = 8  # a name this many lines from the cursor weighs half as much as one on its line
 QUERY_BEFORE, QUERY_AFTER = 15, 5  # lines around the cursor forming the BM25 query
-MAX_DEFINITION_LINES = 80
+MAX_DEFINITION_LINES = 40
+MAX_CONTAINER_LINES = 20
+CONTAINER_KINDS = {"class", "interface", "module", "type"}
 MAX_DEFINING_FILES = 20
 DIFF_CONTEXT_LINES = 3
 FILE_SIGNAL_TOP = 30  # files taken from each file-level signal
+IN_SCOPE_BOOST = 2.0
+SIZE_SCALE_LINES = 30
+PACKAGE_SCOPED = {"go", "java", "c", "cpp", "rust"}
 
 
 @dataclass(frozen=True)
@@ -116,38 +122,58 @@ class Signals:
         out = []
         for (path, start, end), by_source in scores.items():
             ranked = sorted(by_source.items(), key=lambda kv: (-kv[1], kv[0]))
-            out.append(Candidate(path, start, end, "+".join(s for s, _ in ranked), sum(by_source.values())))
+            # Value per token: a short snippet as relevant as a long one leaves room for more.
+            density = 1.0 / math.sqrt(1.0 + (end - start + 1) / SIZE_SCALE_LINES)
+            out.append(Candidate(path, start, end, "+".join(s for s, _ in ranked), sum(by_source.values()) * density))
         out.sort(key=lambda c: (-c.score, c.path, c.start_line))
         return out
 
     # -- signals -----------------------------------------------------------------------------
 
     def _definitions(self, cursor: Cursor, add) -> None:
-        """Definitions of names used near the cursor (closer weighs more), then of every name
-        the file uses; in-file definitions outside the FIM window are left to the packer."""
+        """Definitions of the names the file uses (those it does not define itself included:
+        a long file's own definitions may lie outside the FIM window), the nearer the cursor
+        the higher, then the more often used."""
         lines = cursor.text.split("\n")
         nearest: dict[str, int] = {}
-        for row in range(max(0, cursor.line - NEAR_BEFORE), min(len(lines), cursor.line + NEAR_AFTER + 1)):
+        order = sorted(range(len(lines)), key=lambda row: abs(row - cursor.line))
+        for row in order:  # nearest rows first: the first sighting of a name is its distance
             for name in IDENTIFIER.findall(lines[row]):
-                dist = abs(row - cursor.line)
-                if dist < nearest.get(name, 1 << 30):
-                    nearest[name] = dist
+                if name not in nearest:
+                    nearest[name] = abs(row - cursor.line)
         weight = WEIGHTS["definition"]
-        for name, count in cursor.symbols.references.items():
-            near = nearest.get(name)
-            score = weight / (1 + near / 8) if near is not None else weight * 0.15 * math.sqrt(count) / 4
-            self._add_definitions(name, score, add)
-        for name, near in nearest.items():
-            if name not in cursor.symbols.references:  # typed since the last index update
-                self._add_definitions(name, weight / (1 + near / 8), add)
+        scope = self._scope(cursor)
+        refs = cursor.symbols.references
+        for name, dist in nearest.items():
+            if len(name) < 2:
+                continue
+            frequency = 0.02 * min(refs.get(name, 1), 5)
+            score = weight * (0.3 + frequency + 0.7 / (1 + dist / NEAR_LINES))
+            self._add_definitions(name, score, scope, add)
 
-    def _add_definitions(self, name: str, score: float, add) -> None:
+    def _scope(self, cursor: Cursor) -> set[str]:
+        """Files whose names the cursor's file sees: those it imports and, in package-scoped
+        languages, the other files of its folder. A name defined there is most likely the one
+        meant, as a compiler would resolve it."""
+        scope = set(self.graph.imports_of(cursor.path))
+        if cursor.symbols.language in PACKAGE_SCOPED:
+            folder = posixpath.dirname(cursor.path)
+            scope |= {p for p in self._paths.in_dir(folder) if p != cursor.path}
+        return scope
+
+    def _add_definitions(self, name: str, score: float, scope: set[str], add) -> None:
         found = self.index.definitions(name)
         if not found or len({p for p, _ in found}) > MAX_DEFINING_FILES:
             return
-        for path, d in found:
-            end = min(d.end_line, d.start_line + MAX_DEFINITION_LINES - 1)
-            add(path, d.start_line, end, "definition", score / len(found))
+        in_scope = [(p, d) for p, d in found if p in scope]
+        chosen = in_scope or found
+        # Ambiguity is between files; overloads in one file are one answer.
+        share = (IN_SCOPE_BOOST if in_scope else 1.0) * score / len({p for p, _ in chosen})
+        for path, d in chosen:
+            # A container's head says what it is; its members are definitions of their own.
+            cap = MAX_CONTAINER_LINES if d.kind in CONTAINER_KINDS else MAX_DEFINITION_LINES
+            end = min(d.end_line, d.start_line + cap - 1)
+            add(path, d.start_line, end, "definition", share)
 
     def _bm25(self, cursor: Cursor, add) -> dict[tuple[str, int], float]:
         lines = cursor.text.split("\n")
