@@ -71,8 +71,16 @@ def attend(
     `mask=None` means every key is visible (one new token: decode), `causal=True` the plain
     lower triangle with T == S (prefill from position 0): both let SDPA pick a flash kernel
     instead of the masked one. GQA heads are grouped inside SDPA rather than copied."""
+    groups = q.shape[1] // k.shape[1]
+    if mask is not None and groups > 1:
+        # SDPA's memory-efficient kernel takes a mask but not grouped heads; with
+        # enable_gqa a masked call falls back to the math kernel, which materialises the
+        # whole [B, H, T, S] score matrix (20 GiB for 32 x 2K-token prompts).
+        k = k.repeat_interleave(groups, dim=1)
+        v = v.repeat_interleave(groups, dim=1)
+        groups = 1
     return F.scaled_dot_product_attention(
-        q, k, v, attn_mask=mask, is_causal=causal and mask is None, enable_gqa=q.shape[1] != k.shape[1]
+        q, k, v, attn_mask=mask, is_causal=causal and mask is None, enable_gqa=groups > 1
     )
 
 
