@@ -11,6 +11,7 @@ diagnostics with source `loopls`, the check code and a `codeDescription` link to
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -26,6 +27,14 @@ from .server import LooplsServer
 log = logging.getLogger(__name__)
 SOURCE = "loopls"
 PUSH_DELAY_S = 0.3  # push after typing pauses, not on every keystroke
+LONG_POLL_S = 20.0  # a workspace pull with nothing new waits this long for an edit
+
+
+def result_id(diagnostics: list[types.Diagnostic]) -> str:
+    """A stable id of a document's diagnostics, so clients can be told "unchanged"."""
+    key = [(d.range.start.line, d.range.start.character, d.range.end.line, d.range.end.character, d.code, d.message)
+           for d in diagnostics]
+    return hashlib.sha1(repr(key).encode("utf-8")).hexdigest()[:16]
 
 
 def utf16_column(line: str, column: int) -> int:
@@ -70,6 +79,8 @@ class SmellHost:
         self._config: SmellConfig | None = None
         self._push_tasks: dict[str, asyncio.Task] = {}
         self.project_findings: list[Finding] = []
+        self.edited = asyncio.Event()  # set on every document event; wakes a waiting workspace pull
+        self._synced: dict[str, int | None] = {}  # open document -> version last checked
 
     @property
     def enabled(self) -> bool:
@@ -95,6 +106,7 @@ class SmellHost:
         if self._checker is None or config != self._config or (
                 self._checker.done() and self._checker.exception() is not None):
             self._config = config
+            self._synced.clear()  # a new checker has seen no buffer yet
             root = self.root()
             loop = asyncio.get_running_loop()
             self._checker = loop.run_in_executor(self.thread, self._check_project, root, config)
@@ -124,12 +136,39 @@ class SmellHost:
         text = doc.source if doc is not None else None
         loop = asyncio.get_running_loop()
         before = _signature_state(checker)
+        await self._sync_buffers(checker, skip=uri)
         findings = await loop.run_in_executor(self.thread, self._check_file, checker, path, text)
+        if doc is not None:
+            self._synced[uri] = doc.version
         if _signature_state(checker) != before:
             self._signatures_changed(uri)
         if text is None:
             text = (checker.root / path).read_text(encoding="utf-8", errors="replace")
         return [to_diagnostic(f, text, checker.root) for f in findings]
+
+    def forget(self, uri: str) -> None:
+        """A closed document counts from the disk again (its unsaved signature changes are gone)."""
+        task = self._push_tasks.pop(uri, None)
+        if task is not None:
+            task.cancel()
+        self._synced.pop(uri, None)
+        path = self.path_of(uri)
+        checker = self._checker
+        if path is None or checker is None or not checker.done() or checker.exception() is not None:
+            return
+        if checker.result() is not None:
+            self.thread.submit(self._check_file, checker.result(), path, None)
+
+    async def _sync_buffers(self, checker: ProjectChecker, skip: str) -> None:
+        """Re-check open documents edited since their last check, so that a signature changed in
+        one unsaved buffer is known before call sites in another are judged."""
+        loop = asyncio.get_running_loop()
+        for uri, doc in list(self.server.workspace.text_documents.items()):
+            path = self.path_of(uri)
+            if uri == skip or path is None or self._synced.get(uri) == doc.version:
+                continue
+            await loop.run_in_executor(self.thread, self._check_file, checker, path, doc.source)
+            self._synced[uri] = doc.version
 
     def _check_file(self, checker: ProjectChecker, path: str, text: str | None) -> list[Finding]:
         try:
@@ -138,17 +177,13 @@ class SmellHost:
             log.warning("smells: cannot check %s: %s", path, exc)
             return []
 
-    async def workspace_report(self) -> types.WorkspaceDiagnosticReport:
-        items: list[types.WorkspaceFullDocumentDiagnosticReport] = []
-        if not self.enabled:
-            return types.WorkspaceDiagnosticReport(items=items)
-        checker = await self.checker()
-        if checker is None:
-            return types.WorkspaceDiagnosticReport(items=items)
+    async def _workspace_items(self, checker: ProjectChecker) -> list[tuple[str, list[types.Diagnostic], int | None]]:
+        """(uri, diagnostics, version) for every file with findings and every open document."""
         by_path: dict[str, list[Finding]] = {}
         for finding in self.project_findings:
             by_path.setdefault(finding.path, []).append(finding)
         open_docs = {self.path_of(uri): uri for uri in self.server.workspace.text_documents}
+        items = []
         for path in sorted(set(by_path) | {p for p in open_docs if p}):
             uri = open_docs.get(path) or (checker.root / path).as_uri()
             if path in open_docs:
@@ -158,9 +193,37 @@ class SmellHost:
                 text = state.source.decode("utf-8", "replace") if state else ""
                 diagnostics = [to_diagnostic(f, text, checker.root) for f in by_path[path]]
             doc = self.server.workspace.text_documents.get(uri)
-            items.append(types.WorkspaceFullDocumentDiagnosticReport(
-                uri=uri, items=diagnostics, version=doc.version if doc is not None else None))
-        return types.WorkspaceDiagnosticReport(items=items)
+            items.append((uri, diagnostics, doc.version if doc is not None else None))
+        return items
+
+    async def workspace_report(self, previous: dict[str, str] | None = None,
+                               wait_s: float = LONG_POLL_S) -> types.WorkspaceDiagnosticReport:
+        """Every file's diagnostics; files whose result id the client already has come back as
+        unchanged. When nothing changed at all, wait (up to `wait_s`) for an edit first, so that
+        a client re-asking right away does not spin."""
+        previous = previous or {}
+        if not self.enabled:
+            return types.WorkspaceDiagnosticReport(items=[])
+        checker = await self.checker()
+        if checker is None:
+            return types.WorkspaceDiagnosticReport(items=[])
+        items = await self._workspace_items(checker)
+        if previous and wait_s > 0 and all(previous.get(uri) == result_id(d) for uri, d, _ in items):
+            self.edited.clear()
+            try:
+                await asyncio.wait_for(self.edited.wait(), wait_s)
+                items = await self._workspace_items(checker)
+            except asyncio.TimeoutError:
+                pass
+        reports: list = []
+        for uri, diagnostics, version in items:
+            rid = result_id(diagnostics)
+            if previous.get(uri) == rid:
+                reports.append(types.WorkspaceUnchangedDocumentDiagnosticReport(uri=uri, result_id=rid, version=version))
+            else:
+                reports.append(types.WorkspaceFullDocumentDiagnosticReport(
+                    uri=uri, items=diagnostics, version=version, result_id=rid))
+        return types.WorkspaceDiagnosticReport(items=reports)
 
     def _signatures_changed(self, changed_uri: str) -> None:
         """A signature changed in `changed_uri`: call sites in other documents need a fresh look."""
@@ -179,6 +242,7 @@ class SmellHost:
         return bool(caps and caps.text_document and caps.text_document.diagnostic is not None)
 
     def schedule_push(self, uri: str, delay: float = PUSH_DELAY_S) -> None:
+        self.edited.set()  # every document event comes through here
         if self.client_pulls():
             return
         previous = self._push_tasks.pop(uri, None)
@@ -210,12 +274,16 @@ def register_smell_features(server: LooplsServer) -> SmellHost:
 
     @server.feature(types.TEXT_DOCUMENT_DIAGNOSTIC, types.DiagnosticOptions(
         identifier=SOURCE, inter_file_dependencies=True, workspace_diagnostics=True))
-    async def document_diagnostic(ls: LooplsServer, params: types.DocumentDiagnosticParams) -> types.RelatedFullDocumentDiagnosticReport:
-        return types.RelatedFullDocumentDiagnosticReport(items=await host.document_diagnostics(params.text_document.uri))
+    async def document_diagnostic(ls: LooplsServer, params: types.DocumentDiagnosticParams):
+        items = await host.document_diagnostics(params.text_document.uri)
+        rid = result_id(items)
+        if params.previous_result_id == rid:
+            return types.RelatedUnchangedDocumentDiagnosticReport(result_id=rid)
+        return types.RelatedFullDocumentDiagnosticReport(items=items, result_id=rid)
 
     @server.feature(types.WORKSPACE_DIAGNOSTIC)
     async def workspace_diagnostic(ls: LooplsServer, params: types.WorkspaceDiagnosticParams) -> types.WorkspaceDiagnosticReport:
-        return await host.workspace_report()
+        return await host.workspace_report({p.uri: p.value for p in params.previous_result_ids or []})
 
     @server.feature(types.TEXT_DOCUMENT_DID_OPEN)
     def did_open(ls: LooplsServer, params: types.DidOpenTextDocumentParams) -> None:
@@ -231,9 +299,7 @@ def register_smell_features(server: LooplsServer) -> SmellHost:
 
     @server.feature(types.TEXT_DOCUMENT_DID_CLOSE)
     def did_close(ls: LooplsServer, params: types.DidCloseTextDocumentParams) -> None:
-        task = host._push_tasks.pop(params.text_document.uri, None)
-        if task is not None:
-            task.cancel()
+        host.forget(params.text_document.uri)
         if not host.client_pulls():  # closed files keep no diagnostics in push mode
             ls.text_document_publish_diagnostics(types.PublishDiagnosticsParams(
                 uri=params.text_document.uri, diagnostics=[]))

@@ -98,6 +98,13 @@ async def test_unsaved_signature_change_flags_call_sites_and_workspace_report(cl
     by_uri = {item.uri: [d.code for d in item.items] for item in report.items}
     assert by_uri[(workspace / "wide.py").as_uri()] == ["LS104"]  # a file that is not open
     assert "LS501" in by_uri[app]
+    # asked again with the ids it got, after an edit elsewhere: only what changed comes in full
+    ids = [types.PreviousResultId(uri=item.uri, value=item.result_id) for item in report.items]
+    _change_all(client, lib, "def area(w, h, depth=1):\n    return w * h * depth\n", 3)
+    again = await client.workspace_diagnostic_async(types.WorkspaceDiagnosticParams(previous_result_ids=ids))
+    kinds = {item.uri: item.kind for item in again.items}
+    assert kinds[(workspace / "wide.py").as_uri()] == "unchanged"
+    assert kinds[app] == "full" and [d.code for d in next(i for i in again.items if i.uri == app).items] == []
 
 
 async def test_quick_fix_with_tiny_model_returns_no_edit_and_a_reason(client: LanguageClient, workspace: Path):
