@@ -52,7 +52,7 @@ class WorkspaceIndex:
         self.versions: dict[str, int] = {}  # path -> generation of its last change
         self._stat: dict[str, tuple[int, int, str]] = {}
         self._defs: dict[str, set[str]] = {}
-        self._users: dict[str, set[str]] = {}  # name -> files referencing it
+        self._users: dict[str, set[str]] | None = None  # name -> files referencing it; built lazily
         # (generation, names whose defining files changed then): lets the graph update only
         # the files that use those names instead of rebuilding every edge.
         self.name_log: list[tuple[int, frozenset[str]]] = []
@@ -65,12 +65,26 @@ class WorkspaceIndex:
         summary = IndexSummary(persistent=self.store.persistent)
         known = self.store.paths()
         paths = self.workspace.candidate_paths()
-        new_rows: dict[str, dict] = {}
         stats: dict[str, tuple[int, int, str]] = {}
-        for done, path in enumerate(paths, 1):
-            result = self._load_one(path, known.get(path), new_rows, summary)
+        pending: list[tuple[str, bytes, str, tuple[int, int]]] = []
+        done = 0
+        for path in paths:
+            result = self._load_one(path, known.get(path), summary, pending)
             if result is not None:
                 stats[path] = result
+            if result is not None or not pending or pending[-1][0] != path:
+                done += 1
+                if progress is not None:
+                    progress(done, len(paths), path)
+        new_rows: dict[str, dict] = {}
+        by_path = {p: (data, digest, st) for p, data, digest, st in pending}
+        for path, (data, digest, st) in by_path.items():
+            symbols = self.parse(path, data)
+            new_rows[digest] = symbols.to_json()
+            self._set(path, symbols)
+            self._count(path, summary, len(data), cached=False)
+            stats[path] = (*st, digest)
+            done += 1
             if progress is not None:
                 progress(done, len(paths), path)
         self.store.save(new_rows, stats)
@@ -82,8 +96,9 @@ class WorkspaceIndex:
         summary.seconds = time.perf_counter() - start
         return summary
 
-    def _load_one(self, path: str, known: tuple[int, int, str] | None, new_rows: dict[str, dict],
-                  summary: IndexSummary) -> tuple[int, int, str] | None:
+    def _load_one(self, path: str, known: tuple[int, int, str] | None, summary: IndexSummary,
+                  pending: list[tuple[str, bytes, str, tuple[int, int]]]) -> tuple[int, int, str] | None:
+        """Load `path` from the cache when possible; otherwise queue it for parsing (None)."""
         try:
             st = (self.root / path).stat()
         except OSError:
@@ -101,11 +116,11 @@ class WorkspaceIndex:
             return None
         digest = digest_of(data, language_for_path(path))
         cached = self.store.get(digest)
-        symbols = FileSymbols.from_json(cached) if cached is not None else self.parse(path, data)
         if cached is None:
-            new_rows[digest] = symbols.to_json()
-        self._set(path, symbols)
-        self._count(path, summary, len(data), cached=cached is not None)
+            pending.append((path, data, digest, (st.st_size, st.st_mtime_ns)))
+            return None
+        self._set(path, FileSymbols.from_json(cached))
+        self._count(path, summary, len(data), cached=True)
         return (st.st_size, st.st_mtime_ns, digest)
 
     def _count(self, path: str, summary: IndexSummary, size: int, cached: bool) -> None:
@@ -117,12 +132,9 @@ class WorkspaceIndex:
         lang = self.files[path].language or "text"
         summary.languages[lang] = summary.languages.get(lang, 0) + 1
 
-    def parse(self, path: str, data: bytes, tree=None) -> FileSymbols:
-        """Symbols of `data`, parsing it unless a current `tree` is given."""
-        lang = language_for_path(path)
-        if lang is not None and tree is None:
-            tree = self.languages.parser(lang).parse(data)
-        return extract(decode(data), lang, tree, self.languages, data)
+    def parse(self, path: str, data: bytes) -> FileSymbols:
+        """Symbols of `data` as the file `path`."""
+        return parse_file(path, data, self.languages)
 
     # -- changes ---------------------------------------------------------------------------
 
@@ -150,8 +162,8 @@ class WorkspaceIndex:
         self.versions[path] = self.generation
 
     def _track_users(self, path: str, old: dict[str, int], new: dict[str, int]) -> None:
-        if old.keys() == new.keys():
-            return
+        if self._users is None or old.keys() == new.keys():
+            return  # not built yet (users_of builds it on first use), or nothing to do
         for name in old.keys() - new.keys():
             users = self._users.get(name)
             if users is not None:
@@ -163,6 +175,11 @@ class WorkspaceIndex:
 
     def users_of(self, names: Iterable[str]) -> set[str]:
         """Files that reference any of `names`."""
+        if self._users is None:
+            self._users = {}
+            for path, symbols in self.files.items():
+                for name in symbols.references:
+                    self._users.setdefault(name, set()).add(path)
         out: set[str] = set()
         for name in names:
             out |= self._users.get(name, set())
@@ -228,3 +245,9 @@ class WorkspaceIndex:
 
     def close(self) -> None:
         self.store.close()
+
+
+def parse_file(path: str, data: bytes, languages: Languages) -> FileSymbols:
+    lang = language_for_path(path)
+    tree = languages.parser(lang).parse(data) if lang is not None else None
+    return extract(decode(data), lang, tree, languages, data)

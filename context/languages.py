@@ -79,12 +79,56 @@ class Languages:
         return self._tags[name]
 
     def context_query(self, name: str) -> Query | None:
-        """The wheel's tags query plus loopls' own additions (`queries/<name>-tags.scm`), for
-        grammars whose tags.scm misses definitions the context engine needs."""
+        """The definition patterns of the wheel's tags query plus loopls' own additions
+        (`queries/<name>-tags.scm`), for grammars whose tags.scm misses definitions."""
         if name not in self._context_tags:
             spec = _BY_NAME[name]
             parts = [read_query_file(m, "tags.scm") for m in (spec.tags_from or (spec.module,))]
             parts.append(read_query_file("loopls.context", f"{name}-tags.scm"))
-            source = "\n".join(parts)
+            # Only definitions: the reference patterns match nearly every node and cost most.
+            source = "\n".join(p for part in parts for p in top_level_patterns(part) if "@definition." in p)
             self._context_tags[name] = Query(self.language(name), source) if source.strip() else None
         return self._context_tags[name]
+
+
+def top_level_patterns(source: str) -> list[str]:
+    """A query file split into its top-level patterns, each with the captures and quantifiers
+    that follow its closing bracket (`(node) @definition.function`)."""
+    patterns: list[str] = []
+    depth, start, i, n = 0, None, 0, len(source)
+    while i < n:
+        ch = source[i]
+        if ch == ";":  # comment to the end of the line
+            i = source.find("\n", i)
+            i = n if i < 0 else i
+            continue
+        if ch == '"':  # string literal, with escapes
+            i += 1
+            while i < n and source[i] != '"':
+                i += 2 if source[i] == "\\" else 1
+        elif ch in "([":
+            if depth == 0:
+                start = i
+            depth += 1
+        elif ch in ")]":
+            depth -= 1
+            if depth == 0 and start is not None:
+                end = i + 1
+                while True:  # trailing quantifiers and @captures belong to the pattern
+                    j = end
+                    while j < n and source[j] in " \t":
+                        j += 1
+                    if j < n and source[j] in "*+?":
+                        end = j + 1
+                    elif j < n and source[j] == "@":
+                        end = j + 1
+                        while end < n and (source[end].isalnum() or source[end] in "._-"):
+                            end += 1
+                    else:
+                        break
+                patterns.append(source[start:end])
+                start = None
+                i = end
+                continue
+        i += 1
+    return patterns

@@ -9,6 +9,7 @@ they are the unit of BM25 retrieval and of packing.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
 from collections import Counter
 from dataclasses import dataclass, field
@@ -76,18 +77,34 @@ class FileSymbols:
 
 def terms_of(text: str) -> list[str]:
     """BM25 terms: each identifier lower-cased, plus its camelCase/snake_case parts."""
-    out = []
+    out: list[str] = []
     for ident in IDENTIFIER.findall(text):
-        low = ident.lower()
-        out.append(low)
-        parts = _SUBWORD.findall(ident)
-        if len(parts) > 1:
-            out.extend(p.lower() for p in parts)
+        out.extend(_identifier_terms(ident))
     return out
 
 
+def term_counts(text: str) -> dict[str, int]:
+    """Counts of `terms_of(text)`, splitting each distinct identifier once."""
+    counts: dict[str, int] = {}
+    get, split = counts.get, _identifier_terms
+    for ident, n in Counter(IDENTIFIER.findall(text)).items():
+        for term in split(ident):
+            counts[term] = get(term, 0) + n
+    return counts
+
+
+@functools.lru_cache(maxsize=1 << 16)  # a pure function of the identifier: names repeat everywhere
+def _identifier_terms(ident: str) -> tuple[str, ...]:
+    parts = _SUBWORD.findall(ident)
+    low = ident.lower()
+    return (low, *(p.lower() for p in parts)) if len(parts) > 1 else (low,)
+
+
 def references_of(text: str) -> dict[str, int]:
-    return dict(Counter(i for i in IDENTIFIER.findall(text) if len(i) > 1))
+    counts = Counter(IDENTIFIER.findall(text))
+    for short in [name for name in counts if len(name) < 2]:
+        del counts[short]
+    return dict(counts)
 
 
 def definitions_of(tree: Tree, language: str, languages: Languages,
@@ -152,7 +169,7 @@ def chunk_lines(lines: list[str], definitions: list[Definition],
         if e > s:
             text = "".join(lines[s:e])
             terms = known.get(text) if known is not None else None
-            out.append(Chunk(s, e - 1, terms if terms is not None else dict(Counter(terms_of(text)))))
+            out.append(Chunk(s, e - 1, terms if terms is not None else term_counts(text)))
     return out
 
 
@@ -163,7 +180,8 @@ def imports_of(tree: Tree, language: str, source: bytes) -> list[dict]:
         refs = extract_imports(language, tree, source)
     except (KeyError, ValueError):  # a language the import extractor does not cover
         return []
-    return [dataclasses.asdict(r) for r in refs]
+    fields = [f.name for f in dataclasses.fields(refs[0])] if refs else []
+    return [{name: getattr(r, name) for name in fields} for r in refs]  # asdict's deep copies cost
 
 
 def extract(text: str, language: str | None, tree: Tree | None, languages: Languages,
