@@ -155,3 +155,20 @@ def test_seeded_sampling_is_reproducible_in_a_batch(lm) -> None:
     runs = [_run(_core(lm), prompts, params, f"x{i}") for i in range(2)]
     assert runs[0] == runs[1]
     assert runs[0][0] != _run(_core(lm), prompts[:1], SamplingParams(max_tokens=12, temperature=0.8, seed=6))[0]
+
+
+def test_stop_strings_and_stop_ids_end_a_request(lm) -> None:
+    (p,) = _prompts(lm, (30,), seed=21)
+    full = _run(_core(lm), [p], GREEDY, "full")[0]
+    k = max(i for i in range(len(full)) if full[i] not in full[:i])  # a first occurrence
+    # min_tokens=k keeps EOS out of the way before position k, as it was for `full`.
+    by_id = SamplingParams(max_tokens=16, min_tokens=k, stop_token_ids=(full[k],))
+    assert _run(_core(lm), [p], by_id, "id")[0] == full[:k]
+    decode = lm.tokenizer.decode
+    stop = decode(full[: k + 1])[-3:]
+    core = EngineCore(lm.model, SchedulerConfig(num_blocks=96, block_size=8), decode=decode)
+    seq = core.add("str", p, SamplingParams(max_tokens=16, min_tokens=16, stop=(stop,)))
+    while core.has_work:
+        core.step()
+    assert seq.finish_reason == "stop" and stop in decode(seq.output_ids)
+    assert stop not in decode(seq.output_ids[:-1]) and seq.output_ids == full[: len(seq.output_ids)]
