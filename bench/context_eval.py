@@ -38,6 +38,7 @@ from loopls.context.history import read_history  # noqa: E402
 from loopls.context.index import WorkspaceIndex  # noqa: E402
 
 BUDGETS = (2048, 8192, 32768, 131072)
+GRAPH_WEIGHT = 0.1  # PageRank (normalised to the best file) added to co-change confidence
 
 
 def load_tokenizer(folder: str | None):
@@ -111,7 +112,7 @@ def history_eval(index: WorkspaceIndex, engine: ContextEngine, held_out: int = 1
         rankings = {
             "recency": pool,
             "cochange": sorted(pool, key=lambda p: score(p, 0.0)),
-            "cochange+graph": sorted(pool, key=lambda p: score(p, 0.3)),
+            "cochange+graph": sorted(pool, key=lambda p: score(p, GRAPH_WEIGHT)),
         }
         for method, ranking in rankings.items():
             first = next((r for r, p in enumerate(ranking, 1) if p in gold), None)
@@ -151,7 +152,9 @@ def speed(root: Path) -> dict:
             "update_ms": (pct(update, 0.5) * 1e3, pct(update, 0.95) * 1e3)}
 
 
-def evaluate(root: Path, tokenizer, count: int, budgets, seed: int) -> dict:
+def evaluate(root: Path, tokenizer, count: int, budgets, seed: int, speed_only: bool = False) -> dict:
+    if speed_only:
+        return {"repo": root.name, "speed": speed(root)}
     index = WorkspaceIndex(root)
     index.build()
     engine = ContextEngine(index, tokenizer, tokenizer.special)
@@ -163,6 +166,8 @@ def evaluate(root: Path, tokenizer, count: int, budgets, seed: int) -> dict:
 
 
 def report(r: dict) -> str:
+    if "recall" not in r:
+        return f"### {r['repo']} (speed only)\n\n" + "\n".join(speed_rows(r["speed"]))
     budgets = list(next(iter(r["recall"].values())))
     rows = [f"### {r['repo']} ({r['targets']} targets, {r['commits']} commits)", "",
             "| retriever | " + " | ".join(f"{b // 1024}K" for b in budgets) + " |",
@@ -172,15 +177,18 @@ def report(r: dict) -> str:
     rows += ["", "| history ranking | MRR | top-3 | commits |", "|---|---:|---:|---:|"]
     for method, h in r["history"].items():
         rows.append(f"| {method} | {h['mrr']:.3f} | {100 * h['top3']:.1f}% | {h['n']} |")
-    s = r["speed"]
-    rows += ["", f"- cold index: {s['files']} files, {s['mb']:.2f} MB in {s['cold_s']:.2f} s = "
-                 f"**{s['cold_mb_s']:.1f} MB/s**; re-open from cache {s['warm_s'] * 1e3:.0f} ms",
-             f"- keystroke in {s['keystroke_file']} ({s['keystroke_file_kb']:.0f} KB): tree.edit + reparse "
-             f"P50 {s['reparse_ms'][0]:.2f} / P95 {s['reparse_ms'][1]:.2f} ms; with symbols + index update "
-             f"P50 {s['update_ms'][0]:.2f} / P95 {s['update_ms'][1]:.2f} ms"]
+    rows += [""] + speed_rows(r["speed"])
     rows.append("- context assembly P50 / P95: " + ", ".join(
         f"{b // 1024}K {t[0] * 1e3:.0f} / {t[1] * 1e3:.0f} ms" for b, t in r["assembly_s"].items()))
     return "\n".join(rows)
+
+
+def speed_rows(s: dict) -> list[str]:
+    return [f"- cold index: {s['files']} files, {s['mb']:.2f} MB in {s['cold_s']:.2f} s = "
+            f"**{s['cold_mb_s']:.1f} MB/s**; re-open from cache {s['warm_s'] * 1e3:.0f} ms",
+            f"- keystroke in {s['keystroke_file']} ({s['keystroke_file_kb']:.0f} KB): tree.edit + reparse "
+            f"P50 {s['reparse_ms'][0]:.2f} / P95 {s['reparse_ms'][1]:.2f} ms; with symbols + index update "
+            f"P50 {s['update_ms'][0]:.2f} / P95 {s['update_ms'][1]:.2f} ms"]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -191,12 +199,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tokenizer", default=None, help="checkpoint folder whose tokenizer counts tokens")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--speed-only", action="store_true", help="only the speed measurements")
     args = parser.parse_args(argv)
     tokenizer = load_tokenizer(args.tokenizer)
     budgets = tuple(int(b) for b in args.budgets.split(","))
     results = []
     for repo in args.repos:
-        result = evaluate(repo.resolve(), tokenizer, args.targets, budgets, args.seed)
+        result = evaluate(repo.resolve(), tokenizer, args.targets, budgets, args.seed, args.speed_only)
         results.append(result)
         print(report(result) + "\n", flush=True)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
