@@ -136,13 +136,21 @@ class EngineCore:
             seq.output_ids.append(tok)
             new.append(tok)
             m.first_token = m.first_token or now
-            if p.stop and self.decode is not None and any(s in self.decode(seq.output_ids) for s in p.stop if s):
-                reason = "stop"
-            elif len(seq.output_ids) >= p.max_tokens or seq.num_tokens >= self.scheduler.max_model_len:
-                reason = "length"
+            reason = self._end_reason(seq)
             if reason:
                 break
         return new, reason
+
+    def _end_reason(self, seq: Sequence) -> str | None:
+        """After appending a token: "stop" for a stop string, "length" at a limit."""
+        p = seq.params
+        if p.stop and self.decode is not None:
+            text = self.decode(seq.output_ids)
+            if any(s in text for s in p.stop if s):
+                return "stop"
+        if len(seq.output_ids) >= p.max_tokens or seq.num_tokens >= self.scheduler.max_model_len:
+            return "length"
+        return None
 
     def _publish_blocks(self, seq: Sequence) -> None:
         """Register every newly completed block in the prefix cache."""

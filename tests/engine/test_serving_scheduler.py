@@ -206,3 +206,20 @@ def test_cancel_frees_blocks_immediately(coder_lm) -> None:
     assert core.pool.num_used == 0 and seq.finish_reason == "cancelled"
     assert core.pool.num_cached > 0  # its computed prefix stays reusable
     _assert_idle(core)
+
+
+def test_loop_memory_is_one_paged_cache_plus_a_window(loop_lm) -> None:
+    cfg = loop_lm.config
+    core = _core(loop_lm, num_blocks=16, block_size=8)
+    core.add("w", list(range(30, 70)), SamplingParams(max_tokens=4, min_tokens=4))
+    core.step()
+    core.step()
+    stats = core.stats()
+    per_slot = cfg.num_key_value_heads * cfg.head_dim * 4  # fp32 bytes of K (or V) per token
+    # The pool holds loop 0 only: K and V per layer, not per loop.
+    assert stats["kv_pool_bytes"] == 2 * cfg.num_hidden_layers * 16 * 8 * per_slot
+    # Later loops keep W-1 keys and values per layer for the one live sequence.
+    w = cfg.loop_window_size - 1
+    assert stats["loop_window_bytes"] == (cfg.loop_num - 1) * cfg.num_hidden_layers * 2 * w * per_slot
+    _drain(core)
+    assert core.stats()["loop_window_bytes"] == 0
