@@ -140,3 +140,33 @@ async def test_shutdown_cancels_live_requests(lm) -> None:
         break
     await asyncio.to_thread(engine.shutdown)
     assert (await asyncio.wait_for(stream.result(), 5)).finish_reason == "cancelled"
+
+
+async def test_random_churn_through_the_async_api_leaves_nothing_behind(lm) -> None:
+    import random
+
+    rng = random.Random(7)
+    base = _prompt(lm, 60, seed=3)
+    config = SchedulerConfig(num_blocks=24, block_size=4, max_step_tokens=24, max_num_seqs=4)
+    async with AsyncEngine.from_loaded(lm, config) as engine:
+        streams, asked = [], []
+        for i in range(200):
+            m, n = rng.randint(1, 6), rng.randint(17, 60)
+            s = engine.submit(base[:n], SamplingParams(max_tokens=m, min_tokens=m),
+                              priority=Priority(rng.randrange(3)), supersede=f"doc{rng.randrange(3)}")
+            streams.append(s)
+            asked.append(n)
+            if rng.random() < 0.3:
+                rng.choice(streams).cancel()
+            if rng.random() < 0.3:
+                await asyncio.sleep(0.002)
+        outs = [await asyncio.wait_for(s.result(), 60) for s in streams]
+        assert {o.finish_reason for o in outs} <= {"length", "cancelled"}
+        assert sum(o.finish_reason == "length" for o in outs) > 0
+        ref = {n: generate(lm, base[:n], SamplingParams(max_tokens=6, min_tokens=6)).token_ids for n in set(asked)}
+        for out, n in zip(outs, asked):
+            if out.finish_reason == "length":
+                assert out.token_ids == ref[n][: len(out.token_ids)]
+        stats = engine.stats()
+        assert stats["blocks_used"] == 0 and stats["running"] == 0 and stats["waiting"] == 0
+        assert stats["failed_steps"] == 0
