@@ -18,13 +18,16 @@ import numpy as np
 
 _BASE = np.uint64(1_000_003)
 _INV_BASE = np.uint64(pow(1_000_003, -1, 2**64))
-# Group 1 is a comment (dropped); anything else is a token. Strings are single tokens.
+# Group 1 is a comment (dropped); anything else is a token. Strings are single tokens. Every
+# string and comment alternative ends at its terminator, else at the line end (one-line strings)
+# or the end of the file, and never fails: so a token depends only on the text up to its own end
+# (plus one character), which is what lets `relex` redo only the tokens around an edit.
 _C_LIKE = re.compile(
-    rb"(//[^\n]*|/\*.*?\*/)|\"(?:\\.|[^\"\\\n])*\"|'(?:\\.|[^'\\\n])*'|`(?:\\.|[^`\\])*`"
-    rb"|[A-Za-z_$][\w$]*|\d[\w.]*|[^\s\w]", re.S)
+    rb"(//[^\n]*|/\*.*?(?:\*/|\Z))|\"(?:\\.|[^\"\\\n])*(?:\"|(?=\n)|\Z)|'(?:\\.|[^'\\\n])*(?:'|(?=\n)|\Z)"
+    rb"|`(?:\\.|[^`\\])*(?:`|\Z)|[A-Za-z_$][\w$]*|\d[\w.]*|[^\s\w]", re.S)
 _PYTHON = re.compile(
-    rb"(#[^\n]*)|[rRbBuUfF]{0,2}(?:\"\"\"(?:\\.|.)*?\"\"\"|'''(?:\\.|.)*?'''|\"(?:\\.|[^\"\\\n])*\""
-    rb"|'(?:\\.|[^'\\\n])*')|[A-Za-z_]\w*|\d[\w.]*|[^\s\w]", re.S)
+    rb"(#[^\n]*)|[rRbBuUfF]{0,2}(?:\"\"\"(?:\\.|.)*?(?:\"\"\"|\Z)|'''(?:\\.|.)*?(?:'''|\Z)"
+    rb"|\"(?:\\.|[^\"\\\n])*(?:\"|(?=\n)|\Z)|'(?:\\.|[^'\\\n])*(?:'|(?=\n)|\Z))|[A-Za-z_]\w*|\d[\w.]*|[^\s\w]", re.S)
 
 
 @dataclass(frozen=True)
@@ -36,18 +39,68 @@ class Clone:
     tokens: int
 
 
+def _lex_from(source: bytes, lang: str, pos: int = 0):
+    """(start, token) pairs from byte `pos` on, comments dropped."""
+    pattern = _PYTHON if lang == "python" else _C_LIKE
+    for m in pattern.finditer(source, pos):
+        if m.group(1) is None:  # group 1 is a comment
+            yield m.start(), m.group(0)
+
+
+def rows_of(source: bytes, starts: np.ndarray) -> np.ndarray:
+    newlines = np.flatnonzero(np.frombuffer(source, dtype=np.uint8) == 10)
+    return np.searchsorted(newlines, starts, side="left")
+
+
 def tokenize(source: bytes, lang: str) -> tuple[list[bytes], np.ndarray]:
     """Tokens of a file and the 0-based row of each."""
-    pattern = _PYTHON if lang == "python" else _C_LIKE
-    tokens, starts = [], []
-    for m in pattern.finditer(source):
-        if m.group(1) is not None:
-            continue  # a comment
-        tokens.append(m.group(0))
-        starts.append(m.start())
-    newlines = np.flatnonzero(np.frombuffer(source, dtype=np.uint8) == 10)
-    rows = np.searchsorted(newlines, np.asarray(starts, dtype=np.int64), side="left")
-    return tokens, rows
+    pairs = list(_lex_from(source, lang))
+    starts = np.fromiter((s for s, _ in pairs), dtype=np.int64, count=len(pairs))
+    return [t for _, t in pairs], rows_of(source, starts)
+
+
+def _common_prefix(a: bytes, b: bytes) -> int:
+    n, lo = min(len(a), len(b)), 0
+    while lo < n:  # compare in blocks: bytes equality runs in C
+        hi = min(n, lo + 4096)
+        if a[lo:hi] != b[lo:hi]:
+            while a[lo] == b[lo]:
+                lo += 1
+            return lo
+        lo = hi
+    return n
+
+
+def relex(old: bytes, old_starts: np.ndarray, old_ids: np.ndarray, new: bytes, lang: str,
+          vocab: dict[bytes, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Token starts and ids of `new`, lexing only around the edit that turned `old` into it.
+
+    Lexing restarts two tokens before the first changed byte and stops as soon as a token
+    starts, in the unchanged tail, where an old token started (shifted by the edit): from there
+    on the text and therefore the tokens are the same, so the old tail is reused.
+    """
+    prefix = _common_prefix(old, new)
+    limit = min(len(old), len(new)) - prefix
+    suffix = min(_common_prefix(old[::-1], new[::-1]), limit)
+    delta, new_end = len(new) - len(old), len(new) - suffix
+    k = int(np.searchsorted(old_starts, prefix, side="left")) - 2
+    if k <= 0:  # nothing safe to keep before the edit (a comment there holds no token start)
+        k, pos = 0, 0
+    else:
+        pos = int(old_starts[k])
+    head_starts: list[int] = []
+    head_ids: list[int] = []
+    for start, token in _lex_from(new, lang, pos):
+        if start >= new_end:
+            j = int(np.searchsorted(old_starts, start - delta))
+            if j < len(old_starts) and old_starts[j] == start - delta:
+                tail_starts = old_starts[j:] + delta
+                return (np.concatenate([old_starts[:k], np.asarray(head_starts, dtype=np.int64), tail_starts]),
+                        np.concatenate([old_ids[:k], np.asarray(head_ids, dtype=np.int64), old_ids[j:]]))
+        head_starts.append(start)
+        head_ids.append(vocab.setdefault(token, len(vocab) + 1))
+    return (np.concatenate([old_starts[:k], np.asarray(head_starts, dtype=np.int64)]),
+            np.concatenate([old_ids[:k], np.asarray(head_ids, dtype=np.int64)]))
 
 
 def _window_hashes(ids: np.ndarray, n: int) -> np.ndarray:
@@ -87,6 +140,7 @@ class CloneIndex:
         self._where: np.ndarray | None = None  # (file number, token offset) of each sorted hash
         self._order: list[str] = []
         self._number: dict[str, int] = {}
+        self._buffers: dict[str, tuple[bytes, np.ndarray, np.ndarray]] = {}  # edited file -> text, starts, ids
 
     def _lex(self, path: str, source: bytes, lang: str) -> _Lexed:
         tokens, rows = tokenize(source, lang)
@@ -123,11 +177,25 @@ class CloneIndex:
             found.extend(self._clones_of(path, self._files[path], earlier_only=True))
         return found
 
+    def _lex_buffer(self, path: str, source: bytes, lang: str) -> _Lexed:
+        """A buffer's tokens, re-lexed around the edit when its previous text is known."""
+        previous = self._buffers.get(path)
+        if previous is None:
+            pairs = list(_lex_from(source, lang))
+            vocab = self._vocab
+            ids = np.fromiter((vocab.setdefault(t, len(vocab) + 1) for _, t in pairs), dtype=np.int64,
+                              count=len(pairs))
+            starts = np.fromiter((s for s, _ in pairs), dtype=np.int64, count=len(pairs))
+        else:
+            starts, ids = relex(previous[0], previous[1], previous[2], source, lang, self._vocab)
+        self._buffers[path] = (source, starts, ids)
+        return _Lexed(path, ids, rows_of(source, starts))
+
     def clones_for(self, path: str, source: bytes, lang: str) -> list[Clone]:
         """Clones of one (possibly edited) file against the indexed files and itself."""
         if self._sorted is None:
             self.build()
-        lexed = self._lex(path, source, lang)
+        lexed = self._lex_buffer(path, source, lang)
         own = CloneIndex(self.min_tokens)
         own._vocab = self._vocab  # same token ids, so the two indexes agree
         own._files[path] = lexed

@@ -90,3 +90,31 @@ def test_binary_and_huge_files_are_skipped_with_a_note(tmp_path: Path):
     (tmp_path / "blob.py").write_bytes(b"\0\1\2" * 100)
     report = ProjectChecker(tmp_path).check()
     assert report.files == 1 and any("blob.py" in e for e in report.errors)
+
+
+def test_relex_around_random_edits_equals_lexing_from_scratch():
+    """Random edits, many of them opening or closing strings and comments far from the edit."""
+    import numpy as np
+
+    from loopls.context.smells.clones import _lex_from, relex
+
+    rng = random.Random(11)
+    pieces = [b'"', b"'", b"#", b"/*", b"*/", b"//", b"\n", b" ", b"x", b"1", b"(", b'"""', b"'''", b"\\", b"ab", b"`"]
+    samples = {
+        "python": ("def f(a, b='x#y'):\n    \"\"\"doc\"\"\"\n    return a + b  # sum\n" * 40).encode(),
+        "c": b'int f(void) { /* c */ char *s = "a\\"b"; // x\n return s[0] + 1.5e3; }\n' * 40,
+    }
+    for lang, text in samples.items():
+        vocab: dict[bytes, int] = {}
+        pairs = list(_lex_from(text, lang))
+        starts = np.array([s for s, _ in pairs], dtype=np.int64)
+        ids = np.array([vocab.setdefault(t, len(vocab) + 1) for _, t in pairs], dtype=np.int64)
+        for _ in range(200):
+            at = rng.randrange(len(text) + 1)
+            new = text[:at] + b"".join(rng.choice(pieces) for _ in range(rng.randrange(4))) + \
+                text[at + rng.randrange(6):]
+            starts, ids = relex(text, starts, ids, new, lang, vocab)
+            expected = list(_lex_from(new, lang))
+            assert starts.tolist() == [s for s, _ in expected]
+            assert ids.tolist() == [vocab.setdefault(t, len(vocab) + 1) for _, t in expected]
+            text = new
