@@ -77,6 +77,10 @@ def method_usage(fn: Node, rules: LangRules, fields: set[str]) -> tuple[set[str]
                         assigned.add(name)
             elif not called or _GETTER.match(name):
                 foreign.add(name)
+        elif node.type == "method_invocation":  # Java: obj.getX() is a call node, not a field access
+            obj, name_node = node.child_by_field_name("object"), node.child_by_field_name("name")
+            if obj is not None and obj.type != "this" and _GETTER.match(_text(name_node)):
+                foreign.add(_text(name_node))
         elif fields and node.type in ("identifier", "field_identifier") and _text(node) in fields:
             own.add(_text(node))  # Java/C++ fields used without `this.`
     return own, assigned, foreign
@@ -89,11 +93,24 @@ def _tcc(usages: list[set[str]]) -> float | None:
     return sum(1 for a, b in pairs if a & b) / len(pairs)
 
 
+def _cpp_access(fn: Node) -> bool:
+    """C++: the last access label before the member, else the class (private) or struct default."""
+    sibling = fn.prev_named_sibling
+    while sibling is not None:
+        if sibling.type == "access_specifier":
+            return sibling.text.strip() == b"public"
+        sibling = sibling.prev_named_sibling
+    owner = fn.parent.parent if fn.parent is not None else None
+    return owner is None or owner.type != "class_specifier"
+
+
 def _is_public(name: str, fn: Node, lang: str) -> bool:
     if lang == "python":
         return not name.startswith("_")
     if lang == "go":
         return name[:1].isupper()
+    if lang == "cpp":
+        return _cpp_access(fn)
     head = fn.text[: max(0, fn.child_by_field_name("name").start_byte - fn.start_byte)] \
         if fn.child_by_field_name("name") is not None else b""
     if lang == "rust":

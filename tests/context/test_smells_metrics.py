@@ -180,3 +180,21 @@ def test_deep_expression_does_not_hit_recursion_limit():
     (fn,) = analyze("python", source).functions
     assert fn.cyclomatic == 1
     assert os.getpid() > 0
+
+
+def test_java_and_cpp_class_metrics():
+    java = """class Account {
+  private int balance;
+  private String owner;
+  public Account(String o) { owner = o; }
+  public int getBalance() { return balance; }
+  public void deposit(int v) { if (v > 0) { balance += v; } }
+  private void log(Logger l) { l.write(owner + other.name + other.getId()); }
+}"""
+    (cls,) = analyze("java", java).classes
+    assert (cls.methods, cls.public_methods, cls.attributes, cls.wmc) == (4, 3, 2, 5)
+    assert cls.atfd == 2  # other.name and other.getId(); l.write() is a call, not data
+    assert cls.tcc == pytest.approx(1 / 3)  # getBalance and deposit share `balance`; log uses `owner`
+    cpp = "class W { int z; public: int x; int get() { return x; } private: void put(int v) { z = v; } };\n" \
+          "struct V { int f() { return 1; } };"
+    assert [(c.name, c.public_methods, c.attributes) for c in analyze("cpp", cpp).classes] == [("W", 1, 2), ("V", 1, 0)]
