@@ -7,8 +7,6 @@ index (only changed files), gather scored candidates, pack them with the FIM win
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
-from pathlib import Path
 
 from .cochange import CoChange
 from .history import read_history, uncommitted_changes
@@ -76,15 +74,3 @@ class ContextEngine:
         t2 = time.perf_counter()
         self.last_timings = {"signals_s": t1 - t0, "packing_s": t2 - t1}
         return packed
-
-
-def open_engine(root: str | Path, counter: TokenCounter, special: object, cache_dir: Path | None,
-                history: bool = True, progress=None) -> tuple[ContextEngine, object]:
-    """Index `root` (reusing its persisted index) and return the engine and the build summary."""
-    index = WorkspaceIndex(root, cache_dir)
-    summary = index.build(progress)
-    return ContextEngine(index, counter, special, history), summary
-
-
-def relative_paths(paths: Iterable[str]) -> list[str]:
-    return sorted(paths)

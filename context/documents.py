@@ -13,6 +13,7 @@ result equals a cold parse of the same text (tests/context/test_context_index.py
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from dataclasses import dataclass
 
@@ -24,7 +25,7 @@ from .symbols import (IDENTIFIER, Definition, FileSymbols, chunk_lines, definiti
 
 _IMPORTISH = ("import", "include", "use_declaration", "extern_crate", "require")
 _JS_FAMILY = {"javascript", "typescript", "tsx"}
-_IMPORT_WORDS = ("import", "require", "include", "use", "from", "extern", "mod")
+_IMPORT_WORD = re.compile(r"\b(?:import|require|include|use|from|extern|mod)\b")
 
 
 def _point(text: str, offset: int) -> tuple[int, Point]:
@@ -141,7 +142,7 @@ class ParsedDocument:
     def _imports(self, old: FileSymbols, e: _Edit, tree: Tree, lo: int, hi: int, delta: int) -> list[dict]:
         beyond_edit = lo < e.start_row or hi > e.new_end_row
         touched = any(e.start_row <= imp.get("line", -1) <= e.old_end_row for imp in old.imports)
-        mentions = any(word in e.old_lines or word in e.new_lines for word in _IMPORT_WORDS)
+        mentions = _IMPORT_WORD.search(e.old_lines) or _IMPORT_WORD.search(e.new_lines)
         if beyond_edit or touched or mentions or self._inside_import(tree, e):
             return imports_of(tree, self.language, self.text.encode("utf-8"))
         return [replace_line(imp, delta) if imp.get("line", -1) > e.old_end_row else imp for imp in old.imports]

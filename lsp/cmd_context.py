@@ -104,8 +104,8 @@ def run_context(args: argparse.Namespace) -> int:
         tokenizer = load_tokenizer(args.model)
     except (OSError, ValueError) as exc:  # PositionError and WorkspaceError are ValueErrors
         return _fail(str(exc))
-    if args.budget < 16:
-        return _fail(f"--budget {args.budget} is too small (at least 16 tokens)")
+    if not 64 <= args.budget <= 131072:
+        return _fail(f"--budget {args.budget} is out of range: too small or too large (64 to 131072 tokens)")
     index.build()
     engine = ContextEngine(index, tokenizer, tokenizer.special, history=not args.no_history)
     try:
