@@ -175,3 +175,26 @@ def test_change_impact_in_a_subfolder_and_in_typescript(repo):
     impacts = [(f.path, f.start[0]) for f in report.findings if f.code == "LS501"]
     assert impacts == [("src/main.ts", 2), ("src/main.ts", 3)]
     assert all("missing #3" in f.message for f in report.findings if f.code == "LS501")
+
+
+def test_change_impact_in_go_java_and_rust(repo):
+    root = Path(repo.working_tree_dir)
+    commit(repo, {
+        "go.mod": "module example.com/m\n",
+        "geo/geo.go": "package geo\n\nfunc Area(w, h int) int {\n\treturn w * h\n}\n",
+        "main.go": "package main\n\nimport \"example.com/m/geo\"\n\nfunc main() {\n\tprintln(geo.Area(2, 3))\n}\n",
+        "src/main/java/a/Util.java": "package a;\npublic class Util {\n  public static int add(int x, int y) { return x + y; }\n}\n",
+        "src/main/java/a/App.java": "package a;\nclass App {\n  int run() { return Util.add(1, 2); }\n}\n",
+        "src/lib.rs": "mod util;\nfn main() { util::scale(1, 2); }\n",
+        "src/util.rs": "pub fn scale(a: i32, b: i32) -> i32 { a * b }\n",
+    })
+    (root / "geo/geo.go").write_text("package geo\n\nfunc Area(w, h, d int) int {\n\treturn w * h * d\n}\n")
+    (root / "src/main/java/a/Util.java").write_text(
+        "package a;\npublic class Util {\n  public static int add(int x, int y, int z) { return x + y; }\n}\n")
+    (root / "src/util.rs").write_text("pub fn scale(a: i32) -> i32 { a }\n")
+    report = ProjectChecker(root, SmellConfig(disabled=frozenset({"LS301"}))).check()
+    impacts = {f.path: (f.start[0], f.message) for f in report.findings if f.code == "LS501"}
+    assert set(impacts) == {"main.go", "src/main/java/a/App.java", "src/lib.rs"}
+    assert impacts["main.go"][0] == 5 and "missing #3" in impacts["main.go"][1]
+    assert "missing #3" in impacts["src/main/java/a/App.java"][1]
+    assert "2 positional arguments given, at most 1 accepted" in impacts["src/lib.rs"][1]
