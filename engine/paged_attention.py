@@ -202,7 +202,7 @@ def _attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tenso
     if groups == 1:
         return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
     o = F.scaled_dot_product_attention(q.reshape(1, kvh, groups * t, d), k, v, attn_mask=mask.repeat(groups, 1))
-    return o.view(1, h, t, d)
+    return o.reshape(1, h, t, d)  # CUDA kernels may return strides a view cannot follow
 
 
 def _attend_seq(model, pool: KVPool, loop: int, layer: int, q, k, v, c: SeqChunk, p: _SeqPlan) -> torch.Tensor:

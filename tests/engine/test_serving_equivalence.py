@@ -172,3 +172,15 @@ def test_stop_strings_and_stop_ids_end_a_request(lm) -> None:
         core.step()
     assert seq.finish_reason == "stop" and stop in decode(seq.output_ids)
     assert stop not in decode(seq.output_ids[:-1]) and seq.output_ids == full[: len(seq.output_ids)]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_serving_on_cuda_equals_generate(tmp_path, dtype: str) -> None:
+    lm = load_checkpoint(create_tiny(tmp_path / "m", "iquestloopcoder"), device="cuda", dtype=dtype)
+    prompts = _prompts(lm, (5, 40, 77))
+    expected = [generate(lm, p, GREEDY).token_ids for p in prompts]
+    core = _core(lm)
+    assert _run(core, prompts, GREEDY, "cold") == expected
+    assert _run(core, prompts, GREEDY, "warm") == expected
+    assert core.failed_steps == 0 and core.pool.num_used == 0
