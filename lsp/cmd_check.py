@@ -84,7 +84,10 @@ def run_check(args: argparse.Namespace) -> int:
         config = _config(args, root)
     except (ValueError, OSError) as exc:  # tomllib.TOMLDecodeError is a ValueError
         return _fail(str(exc))
-    report = ProjectChecker(root, config).check()
+    try:
+        report = ProjectChecker(root, config).check()
+    except Exception as exc:  # noqa: BLE001 - the linter boundary: a crash must exit 2, never 1 ("findings")
+        return _fail(f"internal error while checking {root}: {type(exc).__name__}: {exc}")
     findings = report.findings
     if path.resolve() != root:
         prefix = path.resolve().relative_to(root).as_posix()
