@@ -7,6 +7,7 @@ benchmarks may drive it directly. Not thread-safe: one thread owns it.
 from __future__ import annotations
 
 import logging
+import numbers
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -60,7 +61,7 @@ class EngineCore:
         """Raise AdmissionError if the request can never be served. Reads only constants,
         so any thread may call it."""
         vocab = self.model_config.vocab_size
-        bad = next((t for t in prompt_ids if not isinstance(t, int) or not 0 <= t < vocab), None)
+        bad = next((t for t in prompt_ids if not isinstance(t, numbers.Integral) or not 0 <= t < vocab), None)
         if bad is not None:
             raise AdmissionError(f"prompt token {bad!r} is not an id of this model's vocabulary (0..{vocab - 1})")
         self.scheduler.check_admissible(len(prompt_ids), params.max_tokens)
@@ -76,7 +77,7 @@ class EngineCore:
         if request_id in self.requests:
             raise AdmissionError(f"request id {request_id!r} is already live")
         self.check(prompt_ids, params)
-        seq = Sequence(request_id, list(prompt_ids), params, Priority(priority), speculate)
+        seq = Sequence(request_id, [int(t) for t in prompt_ids], params, Priority(priority), speculate)
         self.scheduler.add(seq)
         self.requests[request_id] = seq
         return seq
