@@ -151,8 +151,11 @@ class ParsedDocument:
         """Whether the edited rows sit in (or form) an import: the smallest node covering them
         is the root, or it or an ancestor is an import-like node or a parse error (inside
         which the import extractor may still see one)."""
+        first, last = e.new_lines.split("\n")[0], e.new_lines.split("\n")[-1]
+        indent = len(first.encode("utf-8")) - len(first.lstrip().encode("utf-8"))
+        end_column = len(last.rstrip().encode("utf-8"))
         node: Node | None = tree.root_node.named_descendant_for_point_range(
-            Point(e.start_row, 0), Point(e.new_end_row, 1 << 20))
+            Point(e.start_row, indent), Point(e.new_end_row, max(end_column, 0)))
         if node is None or node == tree.root_node or node.parent is None:
             return True
         while node is not None:
