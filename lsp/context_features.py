@@ -35,6 +35,7 @@ from .server import LooplsServer
 
 log = logging.getLogger(__name__)
 EXPLAIN_CONTEXT = "loopls/explainContext"
+CONTEXT_STATUS = "loopls/contextStatus"
 CHANGES_REFRESH_S = 2.0  # how stale the uncommitted-diff signal may get between saves
 
 
@@ -58,6 +59,8 @@ class ContextHost:
         self.summary: IndexSummary | None = None
         self._changes_read = 0.0
         self._hooked: asyncio.Future | None = None
+        self.provided = 0  # completion prompts packed with workspace context
+        self.last_prompt_tokens = 0
 
     # -- indexing -------------------------------------------------------------------------
 
@@ -232,7 +235,23 @@ class ContextHost:
             except (ValueError, OSError) as exc:  # e.g. a budget too small for labels: buffer only
                 log.warning("context assembly failed: %s", exc)
                 return None
+        self.provided += 1
+        self.last_prompt_tokens = packed.prompt_tokens
         return packed.token_ids, bool(packed.fim and packed.fim.truncated)
+
+    def status(self) -> dict:
+        """For `loopls/contextStatus`: whether the index is ready and what it holds."""
+        summary = self.summary
+        return {
+            "root": str(self.index.root) if self.index else self.server.workspace.root_path,
+            "indexed": self.index is not None,
+            "files": len(self.index.files) if self.index else 0,
+            "definitions": summary.definitions if summary else 0,
+            "persistent": bool(summary and summary.persistent),
+            "openDocuments": sorted(self.docs),
+            "completionPrompts": self.provided,
+            "lastPromptTokens": self.last_prompt_tokens,
+        }
 
     async def explain(self, uri: str, position: types.Position, budget: int) -> dict:
         text = self.server.document_text(uri)
@@ -302,6 +321,10 @@ def register_context_features(server: LooplsServer) -> None:
     @server.feature(types.WORKSPACE_DID_CHANGE_WATCHED_FILES)
     def files_changed(ls: LooplsServer, params: types.DidChangeWatchedFilesParams) -> None:
         host.files_changed(params)
+
+    @server.feature(CONTEXT_STATUS)
+    def context_status(ls: LooplsServer, params: Any) -> dict:
+        return host.status()
 
     @server.feature(EXPLAIN_CONTEXT)
     async def explain_context(ls: LooplsServer, params: Any) -> dict:

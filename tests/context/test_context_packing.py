@@ -54,7 +54,7 @@ def test_cross_file_definitions_are_packed(tmp_path, tok):
     assert any(s.path == "web/api.ts" and "definition" in s.source for s in packed.snippets)
 
 
-@pytest.mark.parametrize("budget", [64, 100, 257, 512, 1000, 2048, 4096, 8192])
+@pytest.mark.parametrize("budget", [64, 100, 257, 512, 1000, 2048, 4096, 8192, 32768, 131072])
 def test_budget_is_never_exceeded(tmp_path, tok, budget):
     make_repo(tmp_path, [FILES])
     engine = engine_for(tmp_path, tok)

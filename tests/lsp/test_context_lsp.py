@@ -115,8 +115,10 @@ async def test_completion_uses_packed_context(client: LanguageClient, workspace:
         text_document=types.TextDocumentIdentifier(uri=uri), position=types.Position(line=5, character=14),
         context=types.InlineCompletionContext(trigger_kind=types.InlineCompletionTriggerKind.Invoked)))
     assert result is None or isinstance(result, types.InlineCompletionList)
-    status = _plain(await client.protocol.send_request_async("loopls/status", {}))
-    assert status["stats"]["completed"] + status["stats"]["cancelled"] >= 1
+    status = _plain(await client.protocol.send_request_async("loopls/contextStatus", {}))
+    assert status["indexed"] and status["files"] == 3 and status["openDocuments"] == ["main.py"]
+    assert status["completionPrompts"] == 1
+    assert 0 < status["lastPromptTokens"] <= 2048  # completion.contextTokens, the default budget
 
 
 async def test_bad_explain_params(client: LanguageClient, workspace: Path):
