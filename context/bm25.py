@@ -6,10 +6,12 @@ as a whole when it changes, so a keystroke re-scores only the file being edited.
 
 from __future__ import annotations
 
+import heapq
 import math
 from collections import defaultdict
 
 DocKey = tuple[str, int]  # path, chunk index
+COMMON_MIN_DOCS = 200  # small corpora keep every term
 
 
 class BM25:
@@ -58,13 +60,14 @@ class BM25:
         weights: dict[str, int] = defaultdict(int)
         for term in query:
             weights[term] += 1
+        common = max(COMMON_MIN_DOCS, n // 4)
         for term, qtf in weights.items():
             posting = self._postings.get(term)
-            if not posting:
-                continue
+            if not posting or len(posting) > common:
+                continue  # in a quarter of all chunks: says little, costs most (a stop word)
             idf = math.log(1 + (n - len(posting) + 0.5) / (len(posting) + 0.5))
             for key, tf in posting.items():
                 norm = tf + self.k1 * (1 - self.b + self.b * self._lengths[key] / avg)
                 scores[key] += qtf * idf * tf * (self.k1 + 1) / norm
-        ranked = sorted(((k, s) for k, s in scores.items() if k[0] != exclude), key=lambda ks: (-ks[1], ks[0]))
-        return ranked[:top_k]
+        return heapq.nsmallest(top_k, ((k, s) for k, s in scores.items() if k[0] != exclude),
+                               key=lambda ks: (-ks[1], ks[0]))

@@ -30,8 +30,8 @@ def _name_weight(name: str) -> float:
     return 1.0
 
 
-def out_edges(path: str, symbols: FileSymbols, defining: Mapping[str, set[str]], paths: PathIndex) -> dict[str, float]:
-    """Weighted edges from `path` to the files it uses."""
+def out_edges(path: str, symbols: FileSymbols, defining: Mapping[str, set[str]], imported: set[str]) -> dict[str, float]:
+    """Weighted edges from `path` to the files it uses (`imported`: its resolved imports)."""
     own = symbols.defined_names()
     edges: dict[str, float] = {}
     for name, count in symbols.references.items():
@@ -42,25 +42,20 @@ def out_edges(path: str, symbols: FileSymbols, defining: Mapping[str, set[str]],
         for target in targets:
             if target != path:
                 edges[target] = edges.get(target, 0.0) + w
-    for raw in symbols.imports:
-        try:
-            ref = ImportRef(**raw)
-        except TypeError:  # a row written by another version of the import extractor
-            continue
-        for target in resolve_import_all(path, ref, paths):
-            if target in paths.paths:
-                edges[target] = edges.get(target, 0.0) + IMPORT_WEIGHT
+    for target in imported:
+        edges[target] = edges.get(target, 0.0) + IMPORT_WEIGHT
     return edges
 
 
 def import_neighbours(path: str, symbols: FileSymbols, paths: PathIndex) -> set[str]:
+    """The workspace files `path` imports."""
     found: set[str] = set()
     for raw in symbols.imports:
         try:
             found.update(resolve_import_all(path, ImportRef(**raw), paths))
-        except TypeError:
+        except TypeError:  # a row written by another version of the import extractor
             continue
-    return found & paths.paths
+    return (found & paths.paths) - {path}
 
 
 class FileGraph:

@@ -52,6 +52,7 @@ class WorkspaceIndex:
         self.versions: dict[str, int] = {}  # path -> generation of its last change
         self._stat: dict[str, tuple[int, int, str]] = {}
         self._defs: dict[str, set[str]] = {}
+        self._by_name: dict[str, dict[str, list[Definition]]] = {}  # per file, built on first lookup
         self._users: dict[str, set[str]] | None = None  # name -> files referencing it; built lazily
         # (generation, names whose defining files changed then): lets the graph update only
         # the files that use those names instead of rebuilding every edge.
@@ -156,6 +157,7 @@ class WorkspaceIndex:
         else:
             self.file_set_generation += 1
         self.files[path] = symbols
+        self._by_name.pop(path, None)
         for name in symbols.defined_names():
             self._defs.setdefault(name, set()).add(path)
         self.generation += 1
@@ -232,7 +234,12 @@ class WorkspaceIndex:
         """Every definition of `name` in the workspace, sorted by path and line."""
         out = []
         for path in sorted(self._defs.get(name, ())):
-            out.extend((path, d) for d in self.files[path].definitions if d.name == name)
+            by_name = self._by_name.get(path)
+            if by_name is None:
+                by_name = self._by_name[path] = {}
+                for d in self.files[path].definitions:
+                    by_name.setdefault(d.name, []).append(d)
+            out.extend((path, d) for d in by_name.get(name, ()))
         return out
 
     def defining_files(self, name: str) -> set[str]:

@@ -62,6 +62,7 @@ class Signals:
         self.graph = FileGraph()
         self._seen: dict[str, int] = {}
         self._synced_generation = -1
+        self._resolved: dict[str, tuple[list, set[str]]] = {}
         self._paths: PathIndex | None = None
         self._paths_generation = -1
 
@@ -93,11 +94,18 @@ class Signals:
                 stale.add(path)
         for path in stale & index.files.keys():
             symbols = index.files[path]
-            self.graph.set_edges(path, out_edges(path, symbols, index.defining, self._paths),
-                                 import_neighbours(path, symbols, self._paths))
+            imported = self._imports(path, symbols, first)
+            self.graph.set_edges(path, out_edges(path, symbols, index.defining, imported), imported)
         self._synced_generation = index.generation
         if len(index.name_log) > 10_000:  # everything in it has been applied
             del index.name_log[:-1]
+
+    def _imports(self, path: str, symbols: FileSymbols, fresh: bool) -> set[str]:
+        """Resolved imports of a file, re-resolved only when its imports or the file set change."""
+        cached = self._resolved.get(path)
+        if fresh or cached is None or cached[0] is not symbols.imports:
+            cached = self._resolved[path] = (symbols.imports, import_neighbours(path, symbols, self._paths))
+        return cached[1]
 
     def gather(self, cursor: Cursor, recent: list[str] = ()) -> list[Candidate]:
         self.sync()
@@ -136,11 +144,12 @@ class Signals:
         the higher, then the more often used."""
         lines = cursor.text.split("\n")
         nearest: dict[str, int] = {}
-        order = sorted(range(len(lines)), key=lambda row: abs(row - cursor.line))
-        for row in order:  # nearest rows first: the first sighting of a name is its distance
-            for name in IDENTIFIER.findall(lines[row]):
-                if name not in nearest:
-                    nearest[name] = abs(row - cursor.line)
+        for dist in range(max(cursor.line + 1, len(lines) - cursor.line)):
+            # outwards from the cursor: the first sighting of a name is its distance
+            for row in {cursor.line - dist, cursor.line + dist}:
+                if 0 <= row < len(lines):
+                    for name in IDENTIFIER.findall(lines[row]):
+                        nearest.setdefault(name, dist)
         weight = WEIGHTS["definition"]
         scope = self._scope(cursor)
         refs = cursor.symbols.references
