@@ -16,7 +16,6 @@ cannot install, a namespace folder with links (see docs/benchmarks.md for the ex
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import gc
 import time
 

@@ -11,19 +11,19 @@ writes random text, so this is what it gets).
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
 from typing import Any
 
 from lsprotocol import types
+from pygls.exceptions import JsonRpcException
 
 from loopls.context.languages import Languages, language_for_path
 from loopls.context.smells import analyze_tree
 from loopls.context.smells.checks import BY_CODE
-from loopls.engine.generate import GenerationError, generate
 from loopls.engine.loader import CheckpointError
 from loopls.engine.sampler import SamplingParams
+from loopls.engine.sequence import Priority
 
 from .convert import position_at
 from .server import LooplsServer
@@ -124,9 +124,9 @@ async def resolve_quick_fix(ls: LooplsServer, host: Any, action: types.CodeActio
     prompt = build_prompt(lang, data.get("message", ""), text[start:end], data.get("code", ""))
     try:
         completer = await ls.completer()
-        loop = asyncio.get_running_loop()
-        output = await loop.run_in_executor(ls.engine_thread, _generate, completer.lm, prompt)
-    except (CheckpointError, GenerationError, OSError, ValueError, RuntimeError) as exc:
+        ids, params = _request(completer.lm, prompt)
+        output = await ls.generate_text(ids, params, Priority.CODE_ACTION)
+    except (CheckpointError, JsonRpcException, OSError, ValueError, RuntimeError) as exc:
         return _disable(action, f"the model could not refactor this: {exc}")
     edit = verified_edit(uri, doc.version, path, text, (start, end), extract_code(output))
     if edit is None:
@@ -152,8 +152,8 @@ def verified_edit(uri: str, version: int | None, path: str, text: str, span: tup
         text_document=types.OptionalVersionedTextDocumentIdentifier(uri=uri, version=version), edits=[edit])])
 
 
-def _generate(lm: Any, prompt: str) -> str:
-    """One greedy generation for the refactor prompt, cut to what fits the model's context."""
+def _request(lm: Any, prompt: str) -> tuple[list[int], SamplingParams]:
+    """Prompt ids and greedy sampling for the refactor prompt, cut to fit the model's context."""
     ids = lm.tokenizer.encode(prompt)
     bos = lm.tokenizer.special.bos
     if bos is not None and (not ids or ids[0] != bos):
@@ -161,8 +161,7 @@ def _generate(lm: Any, prompt: str) -> str:
     room = lm.config.max_position_embeddings - MAX_NEW_TOKENS - 1
     if len(ids) > room:
         ids = ids[:1] + ids[len(ids) - room + 1:]  # keep the instruction's tail and the code's end
-    params = SamplingParams(max_tokens=MAX_NEW_TOKENS, temperature=0.0, stop=("\n```",))
-    return generate(lm, ids, params).text
+    return ids, SamplingParams(max_tokens=MAX_NEW_TOKENS, temperature=0.0, stop=("\n```",))
 
 
 def register_smell_code_actions(server: LooplsServer, host: Any) -> None:

@@ -1,7 +1,8 @@
 """One completion, from document text and cursor offset to cleaned items.
 
 Shared by the language server and `loopls complete`, so the CLI shows exactly what an editor
-gets. Runs synchronously: the server calls it from its engine thread.
+gets. `prepare` builds the prompt, `finish` turns generated ids into items; between them the
+server runs the serving engine (continuous batching, prefix cache) and the CLI `generate`.
 """
 
 from __future__ import annotations
@@ -25,6 +26,19 @@ UNTRAINED_NOTICE = (
 )
 
 
+def cut_at_stop(text: str, stops: tuple[str, ...]) -> str:
+    """`text` up to the first stop string (the engine stops after the token that completes one)."""
+    cuts = [i for i in (text.find(s) for s in stops if s) if i >= 0]
+    return text[: min(cuts)] if cuts else text
+
+
+@dataclass(frozen=True)
+class PreparedCompletion:
+    ids: list[int]
+    params: SamplingParams
+    truncated: bool
+
+
 @dataclass
 class Completion:
     items: list[str]
@@ -45,9 +59,8 @@ class Completer:
     def untrained(self) -> bool:
         return self.lm.untrained
 
-    def complete(
-        self, text: str, offset: int, options: CompletionOptions, cancel: threading.Event | None = None
-    ) -> Completion:
+    def prepare(self, text: str, offset: int, options: CompletionOptions) -> PreparedCompletion:
+        """Prompt ids and sampling parameters for a completion at `offset` (no model call)."""
         lm = self.lm
         budget = min(options.context_tokens, lm.config.max_position_embeddings - options.max_tokens - 1)
         special = lm.tokenizer.special
@@ -67,7 +80,22 @@ class Completer:
             stop=("\n",) if rest_of_line.strip() else (),
             stop_token_ids=tuple(sorted(special.all_ids)),
         )
+        return PreparedCompletion(ids, params, truncated)
+
+    def finish(self, token_ids: list[int], params: SamplingParams, text: str, offset: int,
+               options: CompletionOptions) -> list[str]:
+        """Generated ids -> the items an editor shows."""
+        generated = cut_at_stop(self.lm.tokenizer.decode(token_ids), params.stop)
+        cleaned = clean_completion(generated, text[offset:], options.max_lines)
+        return [cleaned] if cleaned else []
+
+    def complete(
+        self, text: str, offset: int, options: CompletionOptions, cancel: threading.Event | None = None
+    ) -> Completion:
+        """One completion on the calling thread (the CLI's path; the server batches through
+        the serving engine instead)."""
+        prepared = self.prepare(text, offset, options)
         with self._lock:
-            gen = generate(lm, ids, params, cancel)
-        cleaned = clean_completion(gen.text, text[offset:], options.max_lines)
-        return Completion([cleaned] if cleaned else [], gen, len(ids), truncated)
+            gen = generate(self.lm, prepared.ids, prepared.params, cancel)
+        items = self.finish(gen.token_ids, prepared.params, text, offset, options)
+        return Completion(items, gen, len(prepared.ids), prepared.truncated)

@@ -25,6 +25,10 @@ def create_server(model_override: str | None = None) -> LooplsServer:
     def initialized(ls: LooplsServer, params: types.InitializedParams) -> None:
         ls.completer()  # start loading the model now, not on the first keystroke
 
+    @server.feature(types.SHUTDOWN)
+    def shutdown(ls: LooplsServer, params: None) -> None:
+        ls.shutdown_engine()
+
     @server.feature(types.WORKSPACE_DID_CHANGE_CONFIGURATION)
     def did_change_configuration(ls: LooplsServer, params: types.DidChangeConfigurationParams) -> None:
         settings = params.settings

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -13,13 +12,15 @@ from lsprotocol import types
 from pygls.exceptions import JsonRpcInternalError, JsonRpcInvalidParams
 from pygls.lsp.server import LanguageServer
 
-from loopls.engine.generate import GenerationError
+from loopls.engine.async_engine import RequestOutput, RequestStream
 from loopls.engine.loader import CheckpointError
+from loopls.engine.sampler import SamplingParams
+from loopls.engine.sequence import Priority
 
-from .completion import UNTRAINED_NOTICE, Completer
+from .completion import UNTRAINED_NOTICE, Completer, cut_at_stop
 from .completion_cache import CompletionCache
 from .convert import PositionError, offset_at
-from .engine_host import load_completer
+from .engine_host import EngineHost, load_engine
 from .options import Options, options_to_json, parse_options
 from .protocol import LooplsProtocol
 from .version import __version__
@@ -48,10 +49,11 @@ class LooplsServer(LanguageServer):
         self.options = Options()
         self.model_override = model_override
         self.stats = Stats()
-        # One engine thread: generation never blocks the event loop that reads messages.
-        self.engine_thread = ThreadPoolExecutor(1, thread_name_prefix="loopls-engine")
+        # Loading and prompt packing run here, the serving engine on its own worker thread:
+        # neither blocks the event loop that reads messages (and cancellations).
+        self.engine_thread = ThreadPoolExecutor(1, thread_name_prefix="loopls-prepare")
         self._completer: asyncio.Future[Completer] | None = None
-        self._pending: dict[str, threading.Event] = {}
+        self._host: EngineHost | None = None
         self.completion_cache = CompletionCache()
 
     @property
@@ -71,12 +73,24 @@ class LooplsServer(LanguageServer):
     def completer(self) -> asyncio.Future[Completer]:
         """The loaded model, loading it on first use; a failed load is retried next time."""
         if self._completer is None or (self._completer.done() and self._completer.exception()):
-            loop = asyncio.get_running_loop()
-            self._completer = asyncio.ensure_future(
-                loop.run_in_executor(self.engine_thread, load_completer, self.model_name, self.options.model.device)
-            )
+            self._completer = asyncio.ensure_future(self._load())
             self._completer.add_done_callback(self._announce_model)
         return self._completer
+
+    async def _load(self) -> Completer:
+        loop = asyncio.get_running_loop()
+        host = await loop.run_in_executor(
+            self.engine_thread, load_engine, self.model_name, self.options.model.device,
+            self.options.completion.context_tokens,
+        )
+        self.shutdown_engine()  # the previous model's engine, after a model change
+        self._host = host
+        return host.completer
+
+    def shutdown_engine(self) -> None:
+        if self._host is not None:
+            self._host.shutdown()
+            self._host = None
 
     def _announce_model(self, fut: asyncio.Future[Completer]) -> None:
         if fut.cancelled():
@@ -108,58 +122,71 @@ class LooplsServer(LanguageServer):
             raise JsonRpcInvalidParams(str(exc)) from None
         if not self.options.completion.enabled:
             return []
-        previous = self._pending.pop(uri, None)
-        if previous is not None:
-            previous.set()
         cached = self.completion_cache.lookup(uri, text, offset)
         if cached is not None:
             self.stats.cache_hits += 1
             return cached
-        cancel = self._pending[uri] = threading.Event()
+        completer = await self._loaded_completer()
+        options = self.options.completion
+        loop = asyncio.get_running_loop()
         try:
-            completer = await self._loaded_completer()
-            loop = asyncio.get_running_loop()
-            items = await loop.run_in_executor(
-                self.engine_thread, self._generate, completer, text, offset, cancel
-            )
+            prepared = await loop.run_in_executor(self.engine_thread, completer.prepare, text, offset, options)
+            # supersede: this document's previous inline request is cancelled by the engine
+            stream = self._host.engine.submit(
+                prepared.ids, prepared.params, priority=Priority.INLINE, supersede=f"inline:{uri}")
+        except ValueError as exc:  # includes the engine's AdmissionError
+            raise JsonRpcInvalidParams(str(exc)) from None
+        accounting = asyncio.ensure_future(self._account(stream))
+        try:
+            out = await asyncio.shield(accounting)
         except asyncio.CancelledError:
-            cancel.set()  # the engine thread sees it before its next forward pass
+            stream.cancel()  # the engine frees its blocks before its next step
             self.stats.cancelled += 1
             raise
-        finally:
-            if self._pending.get(uri) is cancel:
-                del self._pending[uri]
-        if not cancel.is_set():
-            self.completion_cache.store(uri, text, offset, items)
+        if out.finish_reason == "error":
+            raise JsonRpcInternalError(f"engine failed: {out.error}")
+        if out.finish_reason == "cancelled":
+            return []
+        items = completer.finish(out.token_ids, prepared.params, text, offset, options)
+        self.completion_cache.store(uri, text, offset, items)
         return items
+
+    async def generate_text(self, prompt_ids: list[int], params: SamplingParams, priority: Priority) -> str:
+        """Run one request through the serving engine; the decoded text, cut at a stop string."""
+        completer = await self._loaded_completer()
+        try:
+            stream = self._host.engine.submit(prompt_ids, params, priority=priority)
+        except ValueError as exc:
+            raise JsonRpcInvalidParams(str(exc)) from None
+        try:
+            out = await asyncio.shield(asyncio.ensure_future(self._account(stream)))
+        except asyncio.CancelledError:
+            stream.cancel()
+            raise
+        if out.finish_reason == "error":
+            raise RuntimeError(f"engine failed: {out.error}")
+        return cut_at_stop(completer.lm.tokenizer.decode(out.token_ids), params.stop)
 
     async def _loaded_completer(self) -> Completer:
         try:
             return await self.completer()
-        except (CheckpointError, OSError, ValueError) as exc:
+        except (CheckpointError, OSError, ValueError, RuntimeError) as exc:
             raise JsonRpcInternalError(f"model not available: {exc}") from None
 
-    def _generate(self, completer: Completer, text: str, offset: int, cancel: threading.Event) -> list[str]:
-        if cancel.is_set():
-            return []
+    async def _account(self, stream: RequestStream) -> RequestOutput:
+        """Wait for a request to end, however it ends, and count what it generated."""
         self.stats.active_generations += 1
         try:
-            result = completer.complete(text, offset, self.options.completion, cancel)
-        except (GenerationError, ValueError) as exc:
-            raise JsonRpcInvalidParams(str(exc)) from None
-        except RuntimeError as exc:  # includes torch.OutOfMemoryError; the server stays up
-            log.exception("engine failure")
-            _free_device_memory()
-            raise JsonRpcInternalError(f"engine failed: {exc}") from None
+            out = await stream.result()
         finally:
             self.stats.active_generations -= 1
-        gen = result.generation
-        self.stats.generated_tokens += len(gen.token_ids)
-        self.stats.last_generated_tokens = len(gen.token_ids)
-        if gen.finish_reason == "cancelled":
-            return []
-        self.stats.completed += 1
-        return result.items
+        self.stats.generated_tokens += len(out.token_ids)
+        self.stats.last_generated_tokens = len(out.token_ids)
+        if out.finish_reason in ("stop", "length"):
+            self.stats.completed += 1
+        elif out.finish_reason == "error":
+            log.error("engine failed on %s: %s", stream.request_id, out.error)
+        return out
 
     def status(self) -> dict[str, Any]:
         model: dict[str, Any] = {"name": self.model_name, "loaded": False}
@@ -168,12 +195,8 @@ class LooplsServer(LanguageServer):
             lm = fut.result().lm
             model.update(loaded=True, path=str(lm.path), modelType=lm.config.model_type,
                          untrained=lm.untrained, device=str(lm.device))
+        engine = self._host.engine.stats() if self._host is not None else {}
         return {"version": __version__, "model": model, "options": options_to_json(self.options),
-                "stats": asdict(self.stats)}
+                "stats": asdict(self.stats), "engine": engine}
 
 
-def _free_device_memory() -> None:
-    import torch
-
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
