@@ -76,10 +76,35 @@ async def _complete_once(client: LanguageClient, project: Path, path: Path, text
     return "\n".join(out) + "\n"
 
 
+async def _show_smells(client: LanguageClient, project: Path) -> None:
+    """Pull code-smell diagnostics for the project's Python files and list the quick fixes."""
+    print("code-smell diagnostics (pulled with textDocument/diagnostic):")
+    found = 0
+    for path in sorted(project.glob("*.py"))[:10]:
+        text = path.read_text(encoding="utf-8")
+        client.text_document_did_open(types.DidOpenTextDocumentParams(text_document=types.TextDocumentItem(
+            uri=path.as_uri(), language_id="python", version=1, text=text)))
+        report = await client.text_document_diagnostic_async(types.DocumentDiagnosticParams(
+            text_document=types.TextDocumentIdentifier(uri=path.as_uri())))
+        for diag in getattr(report, "items", []) or []:
+            found += 1
+            where = f"{path.relative_to(project)}:{diag.range.start.line + 1}:{diag.range.start.character + 1}"
+            print(f"  {where}  {diag.code}  {diag.message}")
+            if found == 1:
+                first = (path, diag)
+    if not found:
+        print("  (none)")
+        return
+    path, diag = first
+    actions = await client.text_document_code_action_async(types.CodeActionParams(
+        text_document=types.TextDocumentIdentifier(uri=path.as_uri()), range=diag.range,
+        context=types.CodeActionContext(diagnostics=[diag])))
+    print(f"quick fixes offered for the first one: {', '.join(a.title for a in actions or []) or '(none)'}")
+
+
 async def _demo(project: Path, model: str | None) -> int:
     client = LanguageClient("loopls-demo", "1")
     messages: list[str] = []
-    diagnostics: dict[str, list[types.Diagnostic]] = {}
 
     @client.feature(types.WINDOW_SHOW_MESSAGE)
     def show_message(params: types.ShowMessageParams) -> None:
@@ -91,7 +116,7 @@ async def _demo(project: Path, model: str | None) -> int:
 
     @client.feature(types.TEXT_DOCUMENT_PUBLISH_DIAGNOSTICS)
     def publish(params: types.PublishDiagnosticsParams) -> None:
-        diagnostics[params.uri] = params.diagnostics
+        """Pushed diagnostics; the demo pulls them instead, as current editors do."""
 
     command = [sys.executable, "-m", "loopls.lsp", "lsp"] + (["--model", model] if model else [])
     started = time.perf_counter()
@@ -126,8 +151,7 @@ async def _demo(project: Path, model: str | None) -> int:
     print()
     print("\n".join(shown))
     await asyncio.sleep(0.1)
-    n_diag = sum(len(d) for d in diagnostics.values())
-    print(f"diagnostics: {n_diag} (code-smell checks are not implemented yet)")
+    await _show_smells(client, project)
     for message in dict.fromkeys(messages):
         if message != UNTRAINED_NOTICE:
             print(f"server says: {message}")

@@ -114,3 +114,15 @@ def test_wheel_installs_only_the_loopls_namespace(tmp_path: Path) -> None:
     assert "loopls/lsp/demo_project/inventory.py" in names
     entry = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith("entry_points.txt"))).decode()
     assert "loopls = loopls.lsp.cli:main" in entry
+
+
+def test_demo_runs_the_main_job_end_to_end() -> None:
+    out = run("demo")
+    assert out.returncode == 0, out.stdout + out.stderr
+    text = out.stdout
+    assert "inline completion: yes" in text
+    assert "NOTE: loopls is using its untrained tiny default model" in text
+    assert text.count("\u2192 ") >= 3 and "(no completion)" not in text and "error:" not in text
+    assert "pricing.py:6:5  LS102" in text  # a pulled code-smell diagnostic
+    assert "quick fixes offered for the first one: Refactor with the model" in text
+    assert "Connect an editor" in text
