@@ -35,50 +35,31 @@ def _lines_keepends(text: str) -> list[str]:
     return text.splitlines(keepends=True)
 
 
-def _take_tail(text: str, counter: TokenCounter, budget: int) -> str:
-    """The longest suffix of `text` (whole lines first, then characters) within `budget` tokens."""
+def _take(text: str, counter: TokenCounter, budget: int, from_end: bool) -> str:
+    """The longest run of `text` touching its end (`from_end`) or its start, within `budget`
+    tokens: whole lines first, then characters of the one line that does not fit."""
     if budget <= 0 or not text:
         return ""
     if len(counter.encode(text)) <= budget:
         return text
     lines = _lines_keepends(text)
+    ordered = reversed(lines) if from_end else lines
     kept: list[str] = []
     used = 0
-    for line in reversed(lines):
+    for line in ordered:
         cost = len(counter.encode(line))
         if used + cost > budget:
             break
         kept.append(line)
         used += cost
     if not kept:  # a single line longer than the budget: cut by characters
-        return _fit_chars(lines[-1], counter, budget, keep_end=True)
-    out = "".join(reversed(kept))
-    while out and len(counter.encode(out)) > budget:  # merges across lines can differ by a token
-        out = out.split("\n", 1)[1] if "\n" in out[:-1] else ""
-    return out
-
-
-def _take_head(text: str, counter: TokenCounter, budget: int) -> str:
-    """The longest prefix of `text` (whole lines first, then characters) within `budget` tokens."""
-    if budget <= 0 or not text:
-        return ""
-    if len(counter.encode(text)) <= budget:
-        return text
-    lines = _lines_keepends(text)
-    kept: list[str] = []
-    used = 0
-    for line in lines:
-        cost = len(counter.encode(line))
-        if used + cost > budget:
-            break
-        kept.append(line)
-        used += cost
-    if not kept:
-        return _fit_chars(lines[0], counter, budget, keep_end=False)
-    out = "".join(kept)
-    while out and len(counter.encode(out)) > budget:
-        out = out[: out.rstrip("\n").rfind("\n") + 1]
-    return out
+        return _fit_chars(lines[-1] if from_end else lines[0], counter, budget, keep_end=from_end)
+    if from_end:
+        kept.reverse()
+    # BPE merges across line boundaries can make the whole cost a token more than the parts
+    while kept and len(counter.encode("".join(kept))) > budget:
+        kept.pop(0 if from_end else -1)
+    return "".join(kept)
 
 
 def _fit_chars(line: str, counter: TokenCounter, budget: int, keep_end: bool) -> str:
@@ -112,13 +93,13 @@ def build_fim_prompt(
     if available <= 0:
         raise ValueError(f"token budget {budget} is too small for a FIM prompt")
     prefix_all, suffix_all = text[:offset], text[offset:]
-    suffix = _take_head(suffix_all, counter, int(available * suffix_share))
+    suffix = _take(suffix_all, counter, int(available * suffix_share), from_end=False)
     suffix_ids = counter.encode(suffix)
-    prefix = _take_tail(prefix_all, counter, available - len(suffix_ids))
+    prefix = _take(prefix_all, counter, available - len(suffix_ids), from_end=True)
     prefix_ids = counter.encode(prefix)
     if len(prefix) == len(prefix_all) and len(suffix) < len(suffix_all):
         # the prefix left budget over: give it back to the suffix
-        suffix = _take_head(suffix_all, counter, available - len(prefix_ids))
+        suffix = _take(suffix_all, counter, available - len(prefix_ids), from_end=False)
         suffix_ids = counter.encode(suffix)
     truncated = len(prefix) < len(prefix_all) or len(suffix) < len(suffix_all)
     return FimPrompt(prefix, suffix, prefix_ids, suffix_ids, truncated)
