@@ -101,6 +101,39 @@ def ours(model: CausalLM, batch: int, prompt: int, new: int) -> tuple[float, flo
 
 
 @torch.inference_mode()
+def serving(model: CausalLM, batch: int, prompt: int, new: int) -> tuple[float, float]:
+    """The language server's path: the serving core (paged KV, continuous batching), plain
+    greedy without speculation. (prefill seconds for all, decode tokens/s per sequence)"""
+    from loopls.engine.core import EngineCore
+    from loopls.engine.sampler import SamplingParams
+    from loopls.engine.scheduler import SchedulerConfig
+
+    block = 16
+    blocks = batch * (-(-(prompt + new + 8) // block)) + 64
+    core = EngineCore(model, SchedulerConfig(num_blocks=blocks, block_size=block, max_num_seqs=batch,
+                                             max_step_tokens=8192, num_speculative_tokens=0))
+    gen = torch.Generator().manual_seed(7)
+    for i in range(batch):
+        ids = torch.randint(0, model.config.vocab_size, (prompt,), generator=gen).tolist()
+        core.add(f"r{i}", ids, SamplingParams(max_tokens=new + 1, min_tokens=new + 1))
+    started, first = {}, None
+    t0 = time.perf_counter()
+    decoded = 0
+    while core.has_work:
+        events = core.step()
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        for ev in events:
+            if first is not None:
+                decoded += len(ev.new_tokens)
+            started.setdefault(ev.seq.request_id, time.perf_counter())
+        if first is None and len(started) == batch:
+            first = time.perf_counter()
+    end = time.perf_counter()
+    return first - t0, decoded / batch / (end - first)
+
+
+@torch.inference_mode()
 def hf_peer(model: CausalLM, prompt: int, new: int) -> tuple[float, float, float]:
     """transformers LlamaForCausalLM on the same weights: (prefill s, decode tok/s, max |Δlogit|)."""
     from transformers import LlamaConfig, LlamaForCausalLM
@@ -193,7 +226,10 @@ def main() -> None:
         for batch in (1, args.batch):
             prefill, tps = ours(model, batch, args.prompt, args.new)
             floor = (wb * passes + kv_bytes_per_step(config, args.prompt, batch)) / bw
-            rows.append((arch, "loopls", batch, prefill, tps, tps * batch, 1 / floor))
+            rows.append((arch, "loopls (contiguous cache)", batch, prefill, tps, tps * batch, 1 / floor))
+            torch.cuda.empty_cache()
+            prefill, tps = serving(model, batch, args.prompt, args.new)
+            rows.append((arch, "loopls serving core (paged)", batch, prefill, tps, tps * batch, 1 / floor))
             torch.cuda.empty_cache()
         if arch == "iquestcoder" and not args.no_hf:
             prefill, tps, diff = hf_peer(model, args.prompt, args.new)
