@@ -22,9 +22,10 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from torch.nn.utils.rnn import pad_sequence
 
 from .config import ModelConfig
-from .model import rope_cos_sin, window_mask
+from .model import rope_cos_sin
 
 
 class KVPool:
@@ -138,12 +139,13 @@ def paged_forward(model, chunks: list[SeqChunk], pool: KVPool) -> list[torch.Ten
     h = model.model.embed_tokens(ids)  # [1, N, hidden]
     cos, sin = rope_cos_sin(positions, cfg.head_dim, cfg.rope_theta, h.dtype)
     plan = _plan(chunks, pool, device)
+    batch = _batch(plan, device)
     for loop in range(cfg.loop_num):
         for i, layer in enumerate(model.model.layers):
             q, k, v = layer.self_attn.qkv(layer.input_layernorm(h), cos, sin)
             if loop == 0:
                 _write(pool, i, k, v, plan)
-            o = torch.cat([_attend_seq(model, pool, loop, i, q, k, v, c, p) for c, p in zip(chunks, plan)], dim=2)
+            o = _attend_all(model, pool, loop, i, q, k, v, chunks, plan, batch)
             h = h + layer.self_attn.project_out(o)
             h = h + layer.mlp(layer.post_attention_layernorm(h))
     rows = torch.cat([p.logit_rows for p in plan])
@@ -190,33 +192,77 @@ def _write(pool: KVPool, layer: int, k: torch.Tensor, v: torch.Tensor, plan: lis
         pool.v[layer].index_copy_(0, slots, v[0, :, rows].transpose(0, 1))
 
 
-def _attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """q [1, H, T, D], k/v [1, KVH, S, D], mask [T, S] -> [1, H, T, D].
+@dataclass
+class _Batch:
+    """The step's sequences padded to one batch, shared by every layer and loop."""
+
+    rows: torch.Tensor  # [B, T] packed row of each (sequence, query); padding -> row 0
+    unpad: torch.Tensor  # [N] index into the flattened [B * T] queries, in packed order
+    positions: torch.Tensor  # [B, T] query positions; padding -> 0
+    slots: torch.Tensor  # [B, S] block slot of each key position; padding -> slot 0
+    global_mask: torch.Tensor  # [B, T, S] causal and within the sequence
+
+
+def _batch(plan: list[_SeqPlan], device: torch.device) -> _Batch:
+    lengths = [p.hi - p.lo for p in plan]
+    t = max(lengths)
+    rows = pad_sequence([torch.arange(p.lo, p.hi, device=device) for p in plan], batch_first=True)
+    positions = pad_sequence([p.positions for p in plan], batch_first=True)
+    slots = pad_sequence([p.read_slots for p in plan], batch_first=True)
+    ends = torch.tensor([len(p.read_slots) for p in plan], device=device)
+    k_pos = torch.arange(slots.shape[1], device=device)
+    # A padding query sits at position 0 and so sees key 0: no row is fully masked (NaN).
+    mask = (k_pos[None, None, :] <= positions[:, :, None]) & (k_pos[None, None, :] < ends[:, None, None])
+    unpad = torch.cat([torch.arange(n, device=device) + b * t for b, n in enumerate(lengths)])
+    return _Batch(rows, unpad, positions, slots, mask)
+
+
+def _attend_padded(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """q [B, H, T, D], k/v [B, KVH, S, D], mask [B, T, S] -> [B, H, T, D].
 
     Grouped-query attention without copying K/V per head: the G query heads sharing a KV
-    head are folded into the query length ([1, KVH, G*T, D]) and the mask repeated G times.
+    head are folded into the query length ([B, KVH, G*T, D]) and the mask repeated G times.
     """
-    _, h, t, d = q.shape
+    b, h, t, d = q.shape
     kvh = k.shape[1]
     groups = h // kvh
-    if groups == 1:
-        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
-    o = F.scaled_dot_product_attention(q.reshape(1, kvh, groups * t, d), k, v, attn_mask=mask.repeat(groups, 1))
-    return o.reshape(1, h, t, d)  # CUDA kernels may return strides a view cannot follow
+    folded = q.reshape(b, kvh, groups * t, d)
+    o = F.scaled_dot_product_attention(folded, k, v, attn_mask=mask[:, None].repeat(1, 1, groups, 1))
+    return o.reshape(b, h, t, d)  # CUDA kernels may return strides a view cannot follow
 
 
-def _attend_seq(model, pool: KVPool, loop: int, layer: int, q, k, v, c: SeqChunk, p: _SeqPlan) -> torch.Tensor:
-    """Attention output [1, H, n, D] of one sequence's chunk."""
-    q_s = q[:, :, p.lo : p.hi]
-    # [S, KVH, D] -> [1, KVH, S, D]: every position so far, read back from the blocks.
-    k_glob = pool.k[layer].index_select(0, p.read_slots).transpose(0, 1)[None]
-    v_glob = pool.v[layer].index_select(0, p.read_slots).transpose(0, 1)[None]
-    k_pos = torch.arange(k_glob.shape[2], device=q.device)
-    glob = _attend(q_s, k_glob, v_glob, window_mask(p.positions, k_pos, None))
+def _pack(o: torch.Tensor, batch: _Batch) -> torch.Tensor:
+    """[B, H, T, D] padded outputs -> [1, H, N, D] in the packed token order."""
+    b, h, t, d = o.shape
+    return o.transpose(0, 1).reshape(h, b * t, d)[:, batch.unpad][None]
+
+
+def _attend_all(model, pool: KVPool, loop: int, layer: int, q, k, v, chunks: list[SeqChunk],
+                plan: list[_SeqPlan], batch: _Batch) -> torch.Tensor:
+    """Attention output [1, H, N, D] for every sequence of the step in one batched call per
+    kind (global over the blocks; for later loops also local over each sequence's window)."""
+    b, t = batch.rows.shape
+    q_pad = q[0][:, batch.rows.reshape(-1)].reshape(q.shape[1], b, t, -1).transpose(0, 1)  # [B, H, T, D]
+    # [B, S, KVH, D] -> [B, KVH, S, D]: every position so far, read back from the blocks.
+    k_glob = pool.k[layer][batch.slots].transpose(1, 2)
+    v_glob = pool.v[layer][batch.slots].transpose(1, 2)
+    glob = _pack(_attend_padded(q_pad, k_glob, v_glob, batch.global_mask), batch)
     if loop == 0:
         return glob
-    k_loc, v_loc, first = c.window.extend(loop, layer, k[:, :, p.lo : p.hi], v[:, :, p.lo : p.hi], c.start)
-    loc_pos = torch.arange(first, first + k_loc.shape[2], device=q.device)
-    local = _attend(q_s, k_loc, v_loc, window_mask(p.positions, loc_pos, model.config.loop_window_size))
-    g = model.model.gate_projections[layer](q_s)
+    k_loc, v_loc, first = [], [], []
+    for c, p in zip(chunks, plan):
+        kw, vw, f = c.window.extend(loop, layer, k[:, :, p.lo : p.hi], v[:, :, p.lo : p.hi], c.start)
+        k_loc.append(kw[0].transpose(0, 1))  # [L, KVH, D]
+        v_loc.append(vw[0].transpose(0, 1))
+        first.append(f)
+    k_loc = pad_sequence(k_loc, batch_first=True).transpose(1, 2)  # [B, KVH, Lmax, D]
+    v_loc = pad_sequence(v_loc, batch_first=True).transpose(1, 2)
+    loc_pos = torch.tensor(first, device=q.device)[:, None] + torch.arange(k_loc.shape[2], device=q.device)[None]
+    held = torch.tensor([p.hi - p.lo + c.start - f for c, p, f in zip(chunks, plan, first)], device=q.device)
+    diff = batch.positions[:, :, None] - loc_pos[:, None, :]  # [B, T, Lmax]
+    in_seq = torch.arange(k_loc.shape[2], device=q.device)[None, None, :] < held[:, None, None]
+    local_mask = (diff >= 0) & (diff < model.config.loop_window_size) & in_seq
+    local_mask |= ~local_mask.any(-1, keepdim=True) & (torch.arange(k_loc.shape[2], device=q.device) == 0)
+    local = _pack(_attend_padded(q_pad, k_loc, v_loc, local_mask), batch)
+    g = model.model.gate_projections[layer](q)
     return g * glob + (1 - g) * local
