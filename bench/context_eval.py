@@ -38,7 +38,8 @@ from loopls.context.history import read_history  # noqa: E402
 from loopls.context.index import WorkspaceIndex  # noqa: E402
 
 BUDGETS = (2048, 8192, 32768, 131072)
-GRAPH_WEIGHT = 0.1  # PageRank (normalised to the best file) added to co-change confidence
+GRAPH_WEIGHT = 0.1
+TYPED_LINE = "result = compute(value, 2)"  # valid in every language here, or one error away  # PageRank (normalised to the best file) added to co-change confidence
 
 
 def load_tokenizer(folder: str | None):
@@ -134,11 +135,18 @@ def speed(root: Path) -> dict:
     text = cold.text(path)
     doc = ParsedDocument(path, text, cold.languages)
     cold.update_document(path, text, doc.symbols())
-    at = text.find("\n", len(text) // 2) + 1
+    # Type as a user does: after a non-blank line in the middle of the file, a new line at
+    # the same indentation, then a statement character by character, line after line.
+    at = text.find("\n", len(text) // 2)
+    while at > 0 and not text[text.rfind("\n", 0, at) + 1:at].strip():
+        at = text.find("\n", at + 1)
+    line = text[text.rfind("\n", 0, at) + 1:at]
+    indent = line[: len(line) - len(line.lstrip())]
+    typed = ("\n" + indent + TYPED_LINE) * 10
     reparse, update = [], []
     for i in range(200):
         t0 = time.perf_counter()
-        doc.edit(at + i, at + i, "x")
+        doc.edit(at + i, at + i, typed[i])
         doc.reparse()
         t1 = time.perf_counter()
         cold.update_document(path, doc.text, doc.symbols())

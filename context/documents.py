@@ -26,6 +26,7 @@ from .symbols import (IDENTIFIER, Definition, FileSymbols, chunk_lines, definiti
 _IMPORTISH = ("import", "include", "use_declaration", "extern_crate", "require")
 _JS_FAMILY = {"javascript", "typescript", "tsx"}
 _IMPORT_WORD = re.compile(r"\b(?:import|require|include|use|from|extern|mod)\b")
+_IMPORT_WORD_BYTES = re.compile(_IMPORT_WORD.pattern.encode())
 
 
 def _point(text: str, offset: int) -> tuple[int, Point]:
@@ -45,6 +46,7 @@ def _full_lines(text: str, start: int, end: int) -> str:
 
 @dataclass
 class _Edit:
+    start: Point
     start_row: int
     old_end_row: int
     new_end_row: int
@@ -75,7 +77,7 @@ class ParsedDocument:
         start_byte, start_point = _point(old, start)
         old_end_byte, old_end_point = _point(old, end)
         new_end_byte, new_end_point = _point(self.text, start + len(new_text))
-        self._edits.append(_Edit(start_point.row, old_end_point.row, new_end_point.row,
+        self._edits.append(_Edit(start_point, start_point.row, old_end_point.row, new_end_point.row,
                                  _full_lines(old, start, end), _full_lines(self.text, start, start + len(new_text))))
         if self.tree is not None:
             self.tree.edit(start_byte, old_end_byte, new_end_byte, start_point, old_end_point, new_end_point)
@@ -158,13 +160,17 @@ class ParsedDocument:
             Point(e.start_row, indent), Point(e.new_end_row, max(end_column, 0)))
         if node is None or node == tree.root_node or node.parent is None:
             return True
+        at_edit = tree.root_node.named_descendant_for_point_range(e.start, e.start)
+        return self._import_ancestor(node) or (at_edit is not None and self._import_ancestor(at_edit))
+
+    def _import_ancestor(self, node: Node | None) -> bool:
         while node is not None:
-            if node.type == "ERROR" or any(word in node.type for word in _IMPORTISH):
+            if any(word in node.type for word in _IMPORTISH):
                 return True
-            if self.language in _JS_FAMILY and node.type == "call_expression":
-                callee = node.child_by_field_name("function")
-                if callee is not None and callee.text in (b"require", b"import"):
-                    return True
+            if node.type == "ERROR" and _IMPORT_WORD_BYTES.search(node.text or b""):
+                return True  # the import extractor may still see an import inside a parse error
+            if self.language in _JS_FAMILY and node.type in ("call_expression", "string"):
+                return True  # a call with a string argument may be a require() in the extractor's eyes
             node = node.parent
         return False
 
