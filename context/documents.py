@@ -169,8 +169,10 @@ class ParsedDocument:
                 return True
             if node.type == "ERROR" and _IMPORT_WORD_BYTES.search(node.text or b""):
                 return True  # the import extractor may still see an import inside a parse error
-            if self.language in _JS_FAMILY and node.type in ("call_expression", "string"):
-                return True  # a call with a string argument may be a require() in the extractor's eyes
+            if self.language in _JS_FAMILY and node.type == "call_expression":
+                callee = node.child_by_field_name("function")
+                if callee is not None and callee.text in (b"require", b"import"):
+                    return True  # require("./x") and import("./x") are imports too
             node = node.parent
         return False
 
