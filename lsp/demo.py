@@ -76,6 +76,37 @@ async def _complete_once(client: LanguageClient, project: Path, path: Path, text
     return "\n".join(out) + "\n"
 
 
+async def _wait_for_index(client: LanguageClient, timeout: float = 30.0) -> dict:
+    """The server indexes the workspace in the background; completions use it once ready."""
+    deadline = time.perf_counter() + timeout
+    while True:
+        status = plain(await client.protocol.send_request_async("loopls/contextStatus", None))
+        if status.get("indexed") or time.perf_counter() > deadline:
+            return status
+        await asyncio.sleep(0.1)
+
+
+async def _show_context(client: LanguageClient, project: Path) -> None:
+    """What went into the prompt of the last sample position, and why (loopls/explainContext)."""
+    path, line, col = _positions(project)[-1]
+    text = path.read_text(encoding="utf-8")
+    lines = text.splitlines()
+    character = len(lines[line - 1]) if col == 0 else col - 1
+    try:
+        result = plain(await client.protocol.send_request_async("loopls/explainContext", {
+            "textDocument": {"uri": path.as_uri()}, "position": {"line": line - 1, "character": character}}))
+    except Exception as exc:  # an editor would show the error and go on
+        print(f"context: error: {exc}\n")
+        return
+    snippets = result.get("snippets", [])
+    print(f"context packed for {path.relative_to(project)}:{line}:{character + 1} "
+          f"({result.get('prompt_tokens', '?')} tokens, loopls/explainContext):")
+    for snip in snippets[:8]:
+        print(f"  {snip['path']}:{snip['start_line']}-{snip['end_line']}  {snip['source']}  "
+              f"{snip['tokens']} tokens")
+    print()
+
+
 async def _show_smells(client: LanguageClient, project: Path) -> None:
     """Pull code-smell diagnostics for the project's Python files and list the quick fixes."""
     print("code-smell diagnostics (pulled with textDocument/diagnostic):")
@@ -134,6 +165,7 @@ async def _demo(project: Path, model: str | None) -> int:
           f"code actions: {'yes' if caps.code_action_provider else 'not yet'}, "
           f"diagnostics: {'yes' if caps.diagnostic_provider else 'not yet'}")
     print(f"project: {project}\n")
+    index = await _wait_for_index(client)
     opened: set[Path] = set()
     shown: list[str] = []
     for path, line, col in _positions(project):
@@ -149,7 +181,11 @@ async def _demo(project: Path, model: str | None) -> int:
     if model.get("untrained"):
         print(f"NOTE: {UNTRAINED_NOTICE}")
     print()
+    print(f"project index: {index.get('files', 0)} files, {index.get('definitions', 0)} definitions"
+          if index.get("indexed") else "project index: not ready (completions used the open buffer only)")
+    print()
     print("\n".join(shown))
+    await _show_context(client, project)
     await asyncio.sleep(0.1)
     await _show_smells(client, project)
     for message in dict.fromkeys(messages):

@@ -123,6 +123,8 @@ def test_demo_runs_the_main_job_end_to_end() -> None:
     assert "inline completion: yes" in text
     assert "NOTE: loopls is using its untrained tiny default model" in text
     assert text.count("\u2192 ") >= 3 and "(no completion)" not in text and "error:" not in text
+    assert "project index: 3 files" in text
+    assert "context packed for report.py:7:79" in text and "inventory.py:" in text  # cross-file
     assert "pricing.py:6:5  LS102" in text  # a pulled code-smell diagnostic
     assert "quick fixes offered for the first one: Refactor with the model" in text
     assert "Connect an editor" in text
