@@ -24,26 +24,12 @@ from ..languages import Languages, language_for_path
 from . import findings as make
 from .analyze import FileAnalysis, analyze_tree
 from .checks import Finding, SmellConfig
-from .clones import CloneIndex
+from .clones import CloneIndex, common_prefix
 from .impact import SignatureChange, callers, changed_signatures, impacted_calls, signatures
 from .project import change_coupling, hotspots, import_cycles, shotgun_surgery
 from .suppress import parse_suppressions
 
 MAX_FILE_BYTES = 1_000_000  # larger files are generated or vendored more often than written
-
-
-def _common_prefix(a: bytes, b: bytes) -> int:
-    """Length of the common prefix, compared in blocks (bytes equality runs in C)."""
-    n, lo = min(len(a), len(b)), 0
-    step = 4096
-    while lo < n:
-        hi = min(n, lo + step)
-        if a[lo:hi] != b[lo:hi]:
-            while a[lo] == b[lo]:
-                lo += 1
-            return lo
-        lo = hi
-    return n
 
 
 def _point(source: bytes, offset: int) -> tuple[int, int]:
@@ -136,8 +122,8 @@ class ProjectChecker:
         return tree
 
     def _parse_edit(self, lang: str, old: bytes, old_tree: Tree, new: bytes) -> Tree:
-        prefix = _common_prefix(old, new)
-        suffix = _common_prefix(old[prefix:][::-1], new[prefix:][::-1])
+        prefix = common_prefix(old, new)
+        suffix = common_prefix(old[prefix:][::-1], new[prefix:][::-1])
         old_end, new_end = len(old) - suffix, len(new) - suffix
         old_tree.edit(start_byte=prefix, old_end_byte=old_end, new_end_byte=new_end,
                       start_point=_point(old, prefix), old_end_point=_point(old, old_end),

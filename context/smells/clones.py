@@ -59,7 +59,8 @@ def tokenize(source: bytes, lang: str) -> tuple[list[bytes], np.ndarray]:
     return [t for _, t in pairs], rows_of(source, starts)
 
 
-def _common_prefix(a: bytes, b: bytes) -> int:
+def common_prefix(a: bytes, b: bytes) -> int:
+    """Length of the common prefix of two byte strings (also used by check.py's re-check)."""
     n, lo = min(len(a), len(b)), 0
     while lo < n:  # compare in blocks: bytes equality runs in C
         hi = min(n, lo + 4096)
@@ -79,9 +80,9 @@ def relex(old: bytes, old_starts: np.ndarray, old_ids: np.ndarray, new: bytes, l
     starts, in the unchanged tail, where an old token started (shifted by the edit): from there
     on the text and therefore the tokens are the same, so the old tail is reused.
     """
-    prefix = _common_prefix(old, new)
+    prefix = common_prefix(old, new)
     limit = min(len(old), len(new)) - prefix
-    suffix = min(_common_prefix(old[::-1], new[::-1]), limit)
+    suffix = min(common_prefix(old[::-1], new[::-1]), limit)
     delta, new_end = len(new) - len(old), len(new) - suffix
     k = int(np.searchsorted(old_starts, prefix, side="left")) - 2
     if k <= 0:  # nothing safe to keep before the edit (a comment there holds no token start)

@@ -18,14 +18,6 @@ from loopls.engine.sequence import Priority
 from loopls.engine.tiny import create_tiny
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Tiny models gain nothing from intra-op threads; on a shared 2-core runner a second
-    thread's spin-waits make these tests many times slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

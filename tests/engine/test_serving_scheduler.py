@@ -18,14 +18,6 @@ from loopls.engine.tiny import create_tiny
 
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Tiny models gain nothing from intra-op threads, and on a shared 2-core runner the
-    OpenMP spin-waits of a second thread make these tests 10-20x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 @pytest.fixture(scope="module")
 def loop_lm(tmp_path_factory):
