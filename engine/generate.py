@@ -27,7 +27,8 @@ class Generation:
     timings: dict[str, float] = field(default_factory=dict)
 
 
-def _cut_at_stop(text: str, stops: tuple[str, ...]) -> tuple[str, bool]:
+def cut_at_stop(text: str, stops: tuple[str, ...]) -> tuple[str, bool]:
+    """`text` up to the first stop string, and whether one was found."""
     cut = min((i for i in (text.find(s) for s in stops if s) if i >= 0), default=-1)
     return (text[:cut], True) if cut >= 0 else (text, False)
 
@@ -62,7 +63,7 @@ class _TextStream:
         full = self._stable + self._lm.tokenizer.decode_continuation(self._context, self._pending)
         if not full.endswith("\ufffd"):
             self._stable, self._context, self._pending = full, new_id, []
-        self.text, stopped = _cut_at_stop(full, self._stops)
+        self.text, stopped = cut_at_stop(full, self._stops)
         self._emit(len(self.text) if stopped else len(self.text) - _held_back(self.text, self._stops))
         return stopped
 

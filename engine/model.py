@@ -66,22 +66,27 @@ def window_mask(q_pos: torch.Tensor, k_pos: torch.Tensor, window: int | None) ->
 def attend(
     q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None, causal: bool = False
 ) -> torch.Tensor:
-    """q [B, H, T, D], k/v [B, KVH, S, D], mask [T, S] -> [B, H, T, D].
+    """q [B, H, T, D], k/v [B, KVH, S, D], mask [T, S] or [B, T, S] -> [B, H, T, D].
 
     `mask=None` means every key is visible (one new token: decode), `causal=True` the plain
     lower triangle with T == S (prefill from position 0): both let SDPA pick a flash kernel
     instead of the masked one. GQA heads are grouped inside SDPA rather than copied."""
-    groups = q.shape[1] // k.shape[1]
-    if mask is not None and groups > 1:
-        # SDPA's memory-efficient kernel takes a mask but not grouped heads; with
-        # enable_gqa a masked call falls back to the math kernel, which materialises the
-        # whole [B, H, T, S] score matrix (20 GiB for 32 x 2K-token prompts).
-        k = k.repeat_interleave(groups, dim=1)
-        v = v.repeat_interleave(groups, dim=1)
-        groups = 1
-    return F.scaled_dot_product_attention(
-        q, k, v, attn_mask=mask, is_causal=causal and mask is None, enable_gqa=groups > 1
-    )
+    if mask is not None:
+        return attend_masked(q, k, v, mask)
+    return F.scaled_dot_product_attention(q, k, v, is_causal=causal, enable_gqa=q.shape[1] != k.shape[1])
+
+
+def attend_masked(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Masked grouped-query attention without copying K/V per head: the G query heads that
+    share a KV head are folded into the query length ([B, KVH, G*T, D]) and the mask repeated
+    G times. (With enable_gqa a masked call falls back to SDPA's math kernel, which
+    materialises the whole score matrix: 20 GiB for 32 x 2K-token prompts.)"""
+    b, h, t, d = q.shape
+    groups = h // k.shape[1]
+    mask = mask if mask.dim() == 3 else mask[None]  # [B or 1, T, S]
+    folded = q.reshape(b, k.shape[1], groups * t, d)
+    o = F.scaled_dot_product_attention(folded, k, v, attn_mask=mask[:, None].repeat(1, 1, groups, 1))
+    return o.reshape(b, h, t, d)  # CUDA kernels may return strides a view cannot follow
 
 
 class Attention(nn.Module):

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch.nn.utils.rnn import pad_sequence
 
 from .config import ModelConfig
-from .model import rope_cos_sin
+from .model import attend_masked, rope_cos_sin
 
 
 class KVPool:
@@ -217,20 +217,6 @@ def _batch(plan: list[_SeqPlan], device: torch.device) -> _Batch:
     return _Batch(rows, unpad, positions, slots, mask)
 
 
-def _attend_padded(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """q [B, H, T, D], k/v [B, KVH, S, D], mask [B, T, S] -> [B, H, T, D].
-
-    Grouped-query attention without copying K/V per head: the G query heads sharing a KV
-    head are folded into the query length ([B, KVH, G*T, D]) and the mask repeated G times.
-    """
-    b, h, t, d = q.shape
-    kvh = k.shape[1]
-    groups = h // kvh
-    folded = q.reshape(b, kvh, groups * t, d)
-    o = F.scaled_dot_product_attention(folded, k, v, attn_mask=mask[:, None].repeat(1, 1, groups, 1))
-    return o.reshape(b, h, t, d)  # CUDA kernels may return strides a view cannot follow
-
-
 def _pack(o: torch.Tensor, batch: _Batch) -> torch.Tensor:
     """[B, H, T, D] padded outputs -> [1, H, N, D] in the packed token order."""
     b, h, t, d = o.shape
@@ -246,7 +232,7 @@ def _attend_all(model, pool: KVPool, loop: int, layer: int, q, k, v, chunks: lis
     # [B, S, KVH, D] -> [B, KVH, S, D]: every position so far, read back from the blocks.
     k_glob = pool.k[layer][batch.slots].transpose(1, 2)
     v_glob = pool.v[layer][batch.slots].transpose(1, 2)
-    glob = _pack(_attend_padded(q_pad, k_glob, v_glob, batch.global_mask), batch)
+    glob = _pack(attend_masked(q_pad, k_glob, v_glob, batch.global_mask), batch)
     if loop == 0:
         return glob
     k_loc, v_loc, first = [], [], []
@@ -263,6 +249,6 @@ def _attend_all(model, pool: KVPool, loop: int, layer: int, q, k, v, chunks: lis
     in_seq = torch.arange(k_loc.shape[2], device=q.device)[None, None, :] < held[:, None, None]
     local_mask = (diff >= 0) & (diff < model.config.loop_window_size) & in_seq
     local_mask |= ~local_mask.any(-1, keepdim=True) & (torch.arange(k_loc.shape[2], device=q.device) == 0)
-    local = _pack(_attend_padded(q_pad, k_loc, v_loc, local_mask), batch)
+    local = _pack(attend_masked(q_pad, k_loc, v_loc, local_mask), batch)
     g = model.model.gate_projections[layer](q)
     return g * glob + (1 - g) * local

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from loopls.context.prompt import build_fim_prompt, fim_token_ids
-from loopls.engine.generate import Generation, generate
+from loopls.engine.generate import Generation, cut_at_stop, generate
 from loopls.engine.loader import LoadedModel
 from loopls.engine.sampler import SamplingParams
 
@@ -24,12 +24,6 @@ UNTRAINED_NOTICE = (
     "loopls is using its untrained tiny default model: completions are random text that "
     "only proves the pipeline works. Set `model.name` to a real checkpoint for useful output."
 )
-
-
-def cut_at_stop(text: str, stops: tuple[str, ...]) -> str:
-    """`text` up to the first stop string (the engine stops after the token that completes one)."""
-    cuts = [i for i in (text.find(s) for s in stops if s) if i >= 0]
-    return text[: min(cuts)] if cuts else text
 
 
 @dataclass(frozen=True)
@@ -85,7 +79,7 @@ class Completer:
     def finish(self, token_ids: list[int], params: SamplingParams, text: str, offset: int,
                options: CompletionOptions) -> list[str]:
         """Generated ids -> the items an editor shows."""
-        generated = cut_at_stop(self.lm.tokenizer.decode(token_ids), params.stop)
+        generated, _ = cut_at_stop(self.lm.tokenizer.decode(token_ids), params.stop)
         cleaned = clean_completion(generated, text[offset:], options.max_lines)
         return [cleaned] if cleaned else []
 

@@ -13,11 +13,12 @@ from pygls.exceptions import JsonRpcInternalError, JsonRpcInvalidParams
 from pygls.lsp.server import LanguageServer
 
 from loopls.engine.async_engine import RequestOutput, RequestStream
+from loopls.engine.generate import cut_at_stop
 from loopls.engine.loader import CheckpointError
 from loopls.engine.sampler import SamplingParams
 from loopls.engine.sequence import Priority
 
-from .completion import UNTRAINED_NOTICE, Completer, cut_at_stop
+from .completion import UNTRAINED_NOTICE, Completer
 from .completion_cache import CompletionCache
 from .convert import PositionError, offset_at
 from .engine_host import EngineHost, load_engine
@@ -131,20 +132,10 @@ class LooplsServer(LanguageServer):
         loop = asyncio.get_running_loop()
         try:
             prepared = await loop.run_in_executor(self.engine_thread, completer.prepare, text, offset, options)
-            # supersede: this document's previous inline request is cancelled by the engine
-            stream = self._host.engine.submit(
-                prepared.ids, prepared.params, priority=Priority.INLINE, supersede=f"inline:{uri}")
-        except ValueError as exc:  # includes the engine's AdmissionError
+        except ValueError as exc:
             raise JsonRpcInvalidParams(str(exc)) from None
-        accounting = asyncio.ensure_future(self._account(stream))
-        try:
-            out = await asyncio.shield(accounting)
-        except asyncio.CancelledError:
-            stream.cancel()  # the engine frees its blocks before its next step
-            self.stats.cancelled += 1
-            raise
-        if out.finish_reason == "error":
-            raise JsonRpcInternalError(f"engine failed: {out.error}")
+        # supersede: this document's previous inline request is cancelled by the engine
+        out = await self._run(prepared.ids, prepared.params, Priority.INLINE, supersede=f"inline:{uri}")
         if out.finish_reason == "cancelled":
             return []
         items = completer.finish(out.token_ids, prepared.params, text, offset, options)
@@ -154,18 +145,28 @@ class LooplsServer(LanguageServer):
     async def generate_text(self, prompt_ids: list[int], params: SamplingParams, priority: Priority) -> str:
         """Run one request through the serving engine; the decoded text, cut at a stop string."""
         completer = await self._loaded_completer()
+        out = await self._run(prompt_ids, params, priority)
+        return cut_at_stop(completer.lm.tokenizer.decode(out.token_ids), params.stop)[0]
+
+    async def _run(
+        self, prompt_ids: list[int], params: SamplingParams, priority: Priority, supersede: str | None = None
+    ) -> RequestOutput:
+        """Submit to the serving engine and wait for the end; cancelling the caller cancels
+        the engine request (its blocks are freed before the next step)."""
         try:
-            stream = self._host.engine.submit(prompt_ids, params, priority=priority)
-        except ValueError as exc:
+            stream = self._host.engine.submit(prompt_ids, params, priority=priority, supersede=supersede)
+        except ValueError as exc:  # includes the engine's AdmissionError
             raise JsonRpcInvalidParams(str(exc)) from None
         try:
+            # shielded: the accounting must see the request end even when the caller is cancelled
             out = await asyncio.shield(asyncio.ensure_future(self._account(stream)))
         except asyncio.CancelledError:
             stream.cancel()
+            self.stats.cancelled += 1
             raise
         if out.finish_reason == "error":
-            raise RuntimeError(f"engine failed: {out.error}")
-        return cut_at_stop(completer.lm.tokenizer.decode(out.token_ids), params.stop)
+            raise JsonRpcInternalError(f"engine failed: {out.error}")
+        return out
 
     async def _loaded_completer(self) -> Completer:
         try:
