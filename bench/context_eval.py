@@ -43,7 +43,7 @@ TYPED_LINE = "result = compute(value, 2)"  # valid in every language here, or on
 
 
 def load_tokenizer(folder: str | None):
-    from loopls.engine.tokenizer import Tokenizer
+    from loopls.engine.model.tokenizer import Tokenizer
 
     if folder is None:  # made in a child process so that this one never imports torch
         folder = tempfile.mkdtemp(prefix="loopls-bench-tok-")

@@ -21,9 +21,8 @@ from pygls.exceptions import JsonRpcException
 from loopls.context.languages import Languages, language_for_path
 from loopls.context.smells import analyze_tree
 from loopls.context.smells.checks import BY_CODE
-from loopls.engine.loader import CheckpointError
-from loopls.engine.sampler import SamplingParams
-from loopls.engine.sequence import Priority
+from loopls.engine.backends import Backend, BackendError
+from loopls.engine.backends.base import Priority, SamplingParams
 
 from .convert import position_at
 from .server import LooplsServer
@@ -124,9 +123,9 @@ async def resolve_quick_fix(ls: LooplsServer, host: Any, action: types.CodeActio
     prompt = build_prompt(lang, data.get("message", ""), text[start:end], data.get("code", ""))
     try:
         completer = await ls.completer()
-        ids, params = _request(completer.lm, prompt)
+        ids, params = _request(completer.backend, prompt)
         output = await ls.generate_text(ids, params, Priority.CODE_ACTION)
-    except (CheckpointError, JsonRpcException, OSError, ValueError, RuntimeError) as exc:
+    except (BackendError, JsonRpcException, OSError, ValueError, RuntimeError) as exc:
         return _disable(action, f"the model could not refactor this: {exc}")
     edit = verified_edit(uri, doc.version, path, text, (start, end), extract_code(output))
     if edit is None:
@@ -152,13 +151,13 @@ def verified_edit(uri: str, version: int | None, path: str, text: str, span: tup
         text_document=types.OptionalVersionedTextDocumentIdentifier(uri=uri, version=version), edits=[edit])])
 
 
-def _request(lm: Any, prompt: str) -> tuple[list[int], SamplingParams]:
+def _request(backend: Backend, prompt: str) -> tuple[list[int], SamplingParams]:
     """Prompt ids and greedy sampling for the refactor prompt, cut to fit the model's context."""
-    ids = lm.tokenizer.encode(prompt)
-    bos = lm.tokenizer.special.bos
+    ids = backend.tokenizer.encode(prompt)
+    bos = backend.tokenizer.special.bos
     if bos is not None and (not ids or ids[0] != bos):
         ids = [bos] + ids
-    room = lm.config.max_position_embeddings - MAX_NEW_TOKENS - 1
+    room = backend.context_limit - MAX_NEW_TOKENS - 1
     if len(ids) > room:
         ids = ids[:1] + ids[len(ids) - room + 1:]  # keep the instruction's tail and the code's end
     return ids, SamplingParams(max_tokens=MAX_NEW_TOKENS, temperature=0.0, stop=("\n```",))

@@ -40,7 +40,7 @@ CHANGES_REFRESH_S = 2.0  # how stale the uncommitted-diff signal may get between
 
 
 def _cache_dir() -> Path:
-    from loopls.engine.models import cache_dir
+    from loopls.engine.model.models import cache_dir
 
     return cache_dir()
 
@@ -264,7 +264,7 @@ class ContextHost:
             raise JsonRpcInvalidParams(f"{uri} is outside the workspace")
         await self.start()
         completer = await self.server._loaded_completer()
-        tokenizer = completer.lm.tokenizer
+        tokenizer = completer.backend.tokenizer
 
         def run() -> dict:
             with self.lock:

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import dataclasses
 import json
 import sys
 
-from loopls.engine.loader import CheckpointError
+from loopls.engine.backends import Backend, BackendError, load_backend
+from loopls.engine.backends.base import RequestOutput, SamplingParams
 
-from .completion import UNTRAINED_NOTICE
-from .convert import offset_from_cli
-from .options import CompletionOptions
+from ..completion import UNTRAINED_NOTICE, Completer
+from ..convert import offset_from_cli
+from ..options import CompletionOptions
 
 
 def _fail(message: str) -> int:
@@ -31,48 +33,58 @@ def read_source(path) -> str:
 
 
 def run_complete(args: argparse.Namespace) -> int:
-    from .engine_host import load_completer
-
     path, line, col = args.location
     try:
         text = read_source(path)
         offset = offset_from_cli(text, line, col)
     except (OSError, ValueError) as exc:  # PositionError is a ValueError
         return _fail(str(exc))
-    try:
-        completer = load_completer(args.model, args.device)
-    except (CheckpointError, OSError) as exc:
-        return _fail(str(exc))
     options = CompletionOptions()
     if args.max_tokens is not None:
         options = dataclasses.replace(options, max_tokens=args.max_tokens)
     try:
-        result = completer.complete(text, offset, options)
+        backend = load_backend("native", args.model, args.device, options.context_tokens)
+    except BackendError as exc:
+        return _fail(str(exc))
+    try:
+        completer = Completer(backend)
+        prepared = completer.prepare(text, offset, options)
+        out = asyncio.run(_generate(backend, prepared.ids, prepared.params))
     except (ValueError, RuntimeError) as exc:
         return _fail(f"completion failed: {exc}")
-    lm = completer.lm
+    finally:
+        backend.shutdown()
+    if out.finish_reason == "error":
+        return _fail(f"completion failed: {out.error}")
+    items = completer.finish(out.token_ids, prepared.params, text, offset, options)
+    info = backend.info
     if args.json:
         print(json.dumps({
-            "items": [{"insertText": t} for t in result.items],
-            "model": {"path": str(lm.path), "modelType": lm.config.model_type, "untrained": lm.untrained},
-            "promptTokens": result.prompt_tokens,
-            "generatedTokens": len(result.generation.token_ids),
-            "finishReason": result.generation.finish_reason,
-            "timings": result.generation.timings,
-            **({"notice": UNTRAINED_NOTICE} if lm.untrained else {}),
+            "items": [{"insertText": t} for t in items],
+            "model": {"path": info.path, "modelType": info.model_type, "untrained": info.untrained,
+                      "backend": info.backend},
+            "promptTokens": len(prepared.ids),
+            "generatedTokens": len(out.token_ids),
+            "finishReason": out.finish_reason,
+            "timings": out.metrics,
+            **({"notice": UNTRAINED_NOTICE} if info.untrained else {}),
         }, indent=2))
     else:
-        if lm.untrained:
+        if info.untrained:
             print(f"note: {UNTRAINED_NOTICE}", file=sys.stderr)
-        if not result.items:
+        if not items:
             print("(no completion)", file=sys.stderr)
-        for item in result.items:
+        for item in items:
             print(item)
     return 0
 
 
+async def _generate(backend: Backend, prompt_ids: list[int], params: SamplingParams) -> RequestOutput:
+    return await backend.submit(prompt_ids, params).result()
+
+
 def run_create_tiny(args: argparse.Namespace) -> int:
-    from loopls.engine.tiny import create_tiny
+    from loopls.engine.model.tiny import create_tiny
 
     if args.model_command != "create-tiny":
         raise AssertionError(args.model_command)

@@ -15,7 +15,7 @@ import torch
 from .config import ModelConfig
 
 if TYPE_CHECKING:
-    from .model import CausalLM
+    from .transformer import CausalLM
 
 
 class KVCache:

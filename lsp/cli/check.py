@@ -17,7 +17,7 @@ from typing import Any
 from loopls.context.history import open_repo
 from loopls.context.smells import ProjectChecker, SmellConfig, to_sarif
 
-from .version import __version__
+from ..version import __version__
 
 
 def add_check_parser(sub: Any) -> None:

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import ModelConfig
-from .model import CausalLM
+from .transformer import CausalLM
 
 if TYPE_CHECKING:
     from .loader import LoadedModel

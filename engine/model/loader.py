@@ -16,7 +16,7 @@ import torch
 
 from .config import ConfigError, ModelConfig
 from .hub import HubError, resolve_hub_id
-from .model import CausalLM
+from .transformer import CausalLM
 from .parallel import Shard, apply_tensor_parallel, set_parameter, shard_rule
 from .tokenizer import Tokenizer, TokenizerError
 
