@@ -281,27 +281,36 @@ class ProjectChecker:
             self.project.close_document(path)
         return self.findings_for(path)
 
-    def findings_for(self, path: str) -> list[Finding]:
-        """Findings for one file as the project holds it now, against the project state."""
-        if language_for_path(path) is None:
-            return []
+    def refresh(self, path: str) -> tuple[FileState | None, Tree | None]:
+        """Bring one file's state up to the project's version: metrics, import cycles through
+        it, and its signature changes against HEAD (which judge call sites elsewhere)."""
         if path in self.project.oversize:  # a buffer too large for the project to parse
             self.files.pop(path, None)
             self.not_checked[path] = self.project.oversize[path]
-            return self._not_checked_findings([path])
+            return None, None
         previous = self.files.get(path)
         old_edges = set(previous.edges) if previous is not None else None
         state, tree = self._current(path)
         if state is None:
-            return self._not_checked_findings([path])
+            return None, None
         if old_edges is None or old_edges != set(state.edges):
             self.cycles = import_cycles(self._graph())
+        if self.config.enabled("LS501") and tree is not None and previous is not None \
+                and previous.source != state.source:
+            self.update_signatures(path, tree)
+        return state, tree
+
+    def findings_for(self, path: str) -> list[Finding]:
+        """Findings for one file as the project holds it now, against the project state."""
+        if language_for_path(path) is None:
+            return []
+        state, tree = self.refresh(path)
+        if state is None:
+            return self._not_checked_findings([path])
         items = make.metric_findings(state, self.config)
         if self.config.enabled("LS301"):
             items += [make.clone_finding(c, self.config) for c in self.clones.clones_for(path, state.source, state.lang)]
         items += self._context_findings(path, state)
         if self.config.enabled("LS501"):
-            if tree is not None and previous is not None and previous.source != state.source:
-                self.update_signatures(path, tree)
             items += self.impact_findings_in(path, state, tree)
         return self._reported(path, self._unsuppressed(state, items))
