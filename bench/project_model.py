@@ -5,8 +5,9 @@ this checkout and, in the same run, an older one ("before").
 
 Each variant is the real language server over stdio, started cold (an empty loopls cache:
 no persisted index), with a real LSP client: `initialize` on the repository, one file opened,
-its smell diagnostics pulled (that waits for the whole-project check) and `loopls/contextStatus`
-polled until the index is ready. Reported per variant: wall time from `initialized` until both
+its smell diagnostics pulled (that waits for the whole-project check), `loopls/contextStatus`
+polled until the index is ready, and `loopls/explainContext` asked once (the context engine a
+completion uses, with its history signals, comes up). Reported per variant: wall time from `initialized` until both
 are done, the server's RSS then and its peak, how many times tree-sitter parsed a file (and
 per indexed source file) and how many `git log` passes ran. The counts come from a
 `sitecustomize` put on the server's PYTHONPATH that wraps `tree_sitter.Parser` and GitPython's
@@ -103,6 +104,10 @@ async def measure(repo: Path, file: Path, pythonpath: list[str], label: str) -> 
             break
         await asyncio.sleep(0.1)
     both_s = time.perf_counter() - start
+    # a completion prompt's context: retrieval's engine (and its history signals) comes up too
+    await client.protocol.send_request_async("loopls/explainContext", {
+        "textDocument": {"uri": uri}, "position": {"line": 0, "character": 0}, "budget": 2048})
+    explain_s = time.perf_counter() - start
     rss, peak = _rss_mb(pid)
     files = getattr(status, "files", 0)
     await client.shutdown_async(None)
@@ -110,7 +115,7 @@ async def measure(repo: Path, file: Path, pythonpath: list[str], label: str) -> 
     await asyncio.sleep(1.0)
     await client.stop()
     got = json.loads(counts.read_text()) if counts.exists() else {"parses": -1, "git_log": -1}
-    return {"label": label, "cold_s": both_s, "smells_s": smells_s, "rss": rss, "peak": peak, "files": files,
+    return {"label": label, "cold_s": both_s, "explain_s": explain_s, "smells_s": smells_s, "rss": rss, "peak": peak, "files": files,
             "diagnostics": len(getattr(report, "items", []) or []), **got}
 
 
@@ -142,12 +147,12 @@ def main() -> int:
     rows = [asyncio.run(measure(repo, file, path, label)) for label, path in variants]
     print(f"repository: {repo} ({len(listed)} files, {source_lines:,} source lines), opened {file.relative_to(repo)}")
     print(f"machine: {os.cpu_count()} CPUs, Python {sys.version.split()[0]}")
-    print("| variant | initialized -> index and smells ready | -> first diagnostics | RSS | peak RSS | "
-          "tree-sitter parses | files indexed | `git log` passes |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| variant | initialized -> first diagnostics | -> index ready | -> first explainContext | RSS | "
+          "peak RSS | tree-sitter parses | files indexed | `git log` passes |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['label']} | {r['cold_s']:.1f} s | {r['smells_s']:.1f} s | {r['rss']:.0f} MB | {r['peak']:.0f} MB | "
-              f"{r['parses']} | {r['files']} | {r['git_log']} |")
+        print(f"| {r['label']} | {r['smells_s']:.1f} s | {r['cold_s']:.1f} s | {r['explain_s']:.1f} s | {r['rss']:.0f} MB | "
+              f"{r['peak']:.0f} MB | {r['parses']} | {r['files']} | {r['git_log']} |")
     return 0
 
 
