@@ -1,0 +1,259 @@
+"""Verification of every edit before it is offered, deterministic or model-made.
+
+An edit passes when all of these hold for the file it would produce:
+1. only the target range changed (the text before and after it is untouched);
+2. it parses without error nodes (and the file did before: no refactor on broken code);
+3. no definition outside the target appeared or vanished, and nothing inside it re-declares
+   a definition outside it;
+4. every name the rest of the file reads still resolves, to the same scope, and the new code
+   reads no name that nothing defines (Python, JavaScript, TypeScript);
+5. the edited lines hold no more secret-looking text than before (the same detector that
+   redacts prompts);
+6. a model rewrite kept its promise: adding a docstring changes nothing but docstrings and
+   comments, adding type hints nothing but annotations.
+The first rule that fails is the reason the action is offered without an edit.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from tree_sitter import Node
+
+from ..documents import common_affixes
+from ..languages import Languages
+from ..privacy import REDACTED, redact
+from ..symbols import Definition, definitions_of
+from .edits import Refactoring, apply_edits
+from .jsscope import JsScopes
+from .pyscope import PyScopes
+from .source import JS_FAMILY, Source
+
+_DOCSTRING_PARENTS = frozenset({"module", "block"})
+
+
+def verify(src: Source, refactoring: Refactoring, languages: Languages) -> Refactoring:
+    """`refactoring` unchanged when its edits pass every rule, else refused with the reason."""
+    if not refactoring.offered:
+        return refactoring
+    reason = problem(src, refactoring, languages)
+    return refactoring if reason is None else refactoring.refused(reason)
+
+
+def problem(src: Source, refactoring: Refactoring, languages: Languages) -> str | None:
+    old = src.text
+    try:
+        new_text = apply_edits(old, refactoring.edits)
+    except ValueError as exc:
+        return str(exc)
+    if new_text == old:
+        return "the edit changes nothing"
+    t0, t1 = refactoring.target
+    prefix, suffix = common_affixes(old, new_text)
+    if prefix < t0 or len(old) - suffix > t1:
+        first = min(prefix, len(old) - 1)
+        return f"the edit changes text outside its target (line {old.count(chr(10), 0, max(first, 0)) + 1})"
+    if src.root.has_error:
+        return f"the file has a syntax error (line {_first_error(src.root).start_point.row + 1}); fix it first"
+    new = Source(new_text, src.language, languages)
+    if new.root.has_error:
+        return f"the result would not parse (syntax error at line {_first_error(new.root).start_point.row + 1})"
+    span = _Span(src, new, t0, t1)
+    return (_definitions_problem(src, new, span, languages) or _names_problem(src, new, span)
+            or _secrets_problem(old, refactoring) or _promise_problem(src, new, span, refactoring.preserve))
+
+
+class _Span:
+    """The target in both texts, in rows and bytes; a new offset maps back to the old one."""
+
+    def __init__(self, old: Source, new: Source, t0: int, t1: int) -> None:
+        delta = len(new.text) - len(old.text)
+        self.old_rows = (old.text.count("\n", 0, t0), old.text.count("\n", 0, t1))
+        self.new_rows = (new.text.count("\n", 0, t0), new.text.count("\n", 0, t1 + delta))
+        self.old_bytes = (old.byte(t0), old.byte(t1))
+        self.new_bytes = (new.byte(t0), new.byte(t1 + delta))
+        self.byte_delta = len(new.data) - len(old.data)
+        self.row_delta = self.new_rows[1] - self.old_rows[1]
+
+    def old_byte(self, new_byte: int) -> int | None:
+        """The old offset of a new byte outside the target, None inside it."""
+        if new_byte < self.new_bytes[0]:
+            return new_byte
+        if new_byte >= self.new_bytes[1]:
+            return new_byte - self.byte_delta
+        return None
+
+
+def _first_error(node: Node) -> Node:
+    stack = [node]
+    while stack:
+        current = stack.pop()
+        if current.type == "ERROR" or current.is_missing:
+            return current
+        stack.extend(reversed([c for c in current.children if c.has_error or c.is_missing or c.type == "ERROR"]))
+    return node
+
+
+# -- rule 3: definitions ---------------------------------------------------------------------
+
+def _qualified(definitions: list[Definition]) -> list[tuple[str, str, Definition]]:
+    """(qualified name, kind, definition): names of the definitions enclosing each one."""
+    out = []
+    for d in definitions:
+        outer = [o.name for o in definitions if o is not d and o.start_line <= d.start_line and d.end_line <= o.end_line
+                 and (o.start_line, -o.end_line) < (d.start_line, -d.end_line)]
+        out.append((".".join([*outer, d.name]), d.kind, d))
+    return out
+
+
+def _definitions_problem(old: Source, new: Source, span: _Span, languages: Languages) -> str | None:
+    before = _qualified(definitions_of(old.tree, old.language, languages))
+    after = _qualified(definitions_of(new.tree, new.language, languages))
+
+    def inside(d: Definition, rows: tuple[int, int]) -> bool:
+        return rows[0] <= d.start_line and d.end_line <= rows[1]
+
+    old_outside = Counter((q, k) for q, k, d in before if not inside(d, span.old_rows))
+    new_outside = Counter((q, k) for q, k, d in after if not inside(d, span.new_rows))
+    if old_outside != new_outside:
+        gone = sorted(old_outside - new_outside)
+        added = sorted(new_outside - old_outside)
+        if gone:
+            return f"the edit removes or renames `{gone[0][0]}`, defined outside the edited range"
+        return f"the edit adds a definition of `{added[0][0]}` outside the edited range"
+    outside_names = {q for q, _ in new_outside}
+    old_inside = Counter(q for q, _, d in before if inside(d, span.old_rows))
+    for q, _, d in after:
+        if inside(d, span.new_rows) and q in outside_names and old_inside[q] == 0:
+            return f"the edit re-declares `{q}` (line {d.start_line + 1}), which is defined elsewhere in the file"
+    return None
+
+
+# -- rule 4: names -----------------------------------------------------------------------------
+
+def _reads(src: Source) -> list[tuple[int, str, tuple | str | None]]:
+    """(byte offset, name, what it resolves to) of every read: a scope as (kind, end byte) —
+    its end, because a scope that holds the edit starts where it did but may start inside
+    the target (an extracted function goes in front of it) — or "<builtins>", "<star import>",
+    None."""
+    if src.language == "python":
+        scopes = PyScopes(src.root)
+        out = []
+        for use in scopes.reads:
+            found = scopes.resolve(use.name, use.scope)
+            out.append((use.start, use.name, found if found is None or isinstance(found, str)
+                        else (found.kind, found.node.end_byte)))
+        return out
+    scopes_js = JsScopes(src.root)
+    out = []
+    for use in scopes_js.reads:
+        found = scopes_js.resolve(use.name, use.scope)
+        out.append((use.start, use.name, None if found is None else (found.kind, found.node.end_byte)))
+    return out
+
+
+def _names_problem(old: Source, new: Source, span: _Span) -> str | None:
+    if old.language != "python" and old.language not in JS_FAMILY:
+        return None
+    old_reads = _reads(old)
+    old_at = {(offset, name): found for offset, name, found in old_reads}
+    known_inside = {name for offset, name, found in old_reads
+                    if span.old_bytes[0] <= offset < span.old_bytes[1] and found is not None}
+    unresolved_before = {name for _, name, found in old_reads if found is None}
+    for offset, name, found in _reads(new):
+        mapped = span.old_byte(offset)
+        line = new.text.count("\n", 0, new.char(offset)) + 1
+        if mapped is None:  # the new code
+            if found is None and (name in known_inside or (new.language == "python" and name not in unresolved_before)):
+                return f"the new code reads `{name}` (line {line}), which nothing defines there"
+            continue
+        key = (mapped, name)
+        if key not in old_at:
+            continue
+        before = old_at[key]
+        if before is None:
+            continue
+        if found is None:
+            return f"`{name}` at line {line} would no longer be defined"
+        if _mapped_scope(found, span) != before:
+            return f"`{name}` at line {line} would refer to something else"
+    return None
+
+
+def _mapped_scope(found: tuple | str, span: _Span) -> tuple | str | None:
+    if isinstance(found, str):
+        return found
+    kind, end = found
+    old = span.old_byte(end)
+    return (kind, old) if old is not None else (kind, "new")
+
+
+# -- rule 5: secrets ----------------------------------------------------------------------------
+
+def _secrets_problem(old: str, refactoring: Refactoring) -> str | None:
+    for edit in refactoring.edits:
+        first = old.rfind("\n", 0, edit.start) + 1
+        last = old.find("\n", edit.end)
+        last = len(old) if last < 0 else last
+        before = old[first:last]
+        after = old[first:edit.start] + edit.text + old[edit.end:last]
+        if redact(after).count(REDACTED) > redact(before).count(REDACTED):
+            return "the edit would write secret-looking text (a key, token or password)"
+    return None
+
+
+# -- rule 6: a model rewrite's promise -------------------------------------------------------
+
+def _promise_problem(old: Source, new: Source, span: _Span, preserve: str | None) -> str | None:
+    if preserve is None:
+        return None
+    before = _tokens(old, span.old_bytes, preserve)
+    after = _tokens(new, span.new_bytes, preserve)
+    if before == after:
+        return None
+    what = "docstrings and comments" if preserve == "docstring" else "type annotations"
+    return f"the rewrite changes more than {what}"
+
+
+def _tokens(src: Source, window: tuple[int, int], preserve: str) -> list[str]:
+    """The leaf tokens inside `window`, without comments and without what may change."""
+    out: list[str] = []
+    stack = [src.root]
+    while stack:
+        node = stack.pop()
+        if node.end_byte <= window[0] or node.start_byte >= window[1] or node.type == "comment":
+            continue
+        if preserve == "docstring" and _is_docstring(node):
+            continue
+        if preserve == "annotations" and _is_annotation(node):
+            continue
+        if node.child_count == 0:
+            out.append(src.node_text(node))
+            continue
+        stack.extend(reversed(node.children))
+    return out
+
+
+def _is_docstring(node: Node) -> bool:
+    if node.type != "expression_statement" or node.named_child_count != 1 or node.named_children[0].type != "string":
+        return False
+    parent = node.parent
+    if parent is None or parent.type not in _DOCSTRING_PARENTS:
+        return False
+    first = next((c for c in parent.named_children if c.type != "comment"), None)
+    return first is not None and first.id == node.id
+
+
+def _is_annotation(node: Node) -> bool:
+    parent = node.parent
+    if node.type == "type_annotation":
+        return True  # TypeScript, with its colon
+    if parent is None:
+        return False
+    if node.type == "type" and parent.type in ("typed_parameter", "typed_default_parameter", "function_definition",
+                                               "assignment"):
+        return True
+    if not node.is_named and node.type in (":", "->") and parent.type in ("typed_parameter",
+                                                                          "typed_default_parameter", "assignment"):
+        return True
+    return not node.is_named and node.type == "->" and parent.type == "function_definition"
