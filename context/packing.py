@@ -47,6 +47,7 @@ class PackedContext:
     budget: int
     fim: FimPrompt | None = None
     header_tokens: int = 0  # repo name, file labels and elision marks
+    context_tokens: int = 0  # the leading ids that are other files (repo name and snippets), before the current file
 
     @property
     def prompt_tokens(self) -> int:
@@ -140,7 +141,7 @@ class Packer:
         current = Snippet(path, first, last, "current", 0.0, len(fim_ids))
         token_ids = repo + ids + own_header + fim_ids
         return PackedContext(token_ids, snippets + [current], budget, fim,
-                             headers + len(repo) + len(own_header))
+                             headers + len(repo) + len(own_header), len(repo) + len(ids))
 
     def _fim(self, text: str, offset: int, share: int) -> tuple[int, str, FimPrompt]:
         """The FIM window, built from a slice of the text around the cursor so that huge files

@@ -1,188 +1,231 @@
-"""Quick fixes for code smells: hand the finding to the model-driven refactor.
+"""Code actions: the deterministic refactors, the model-driven rewrites and the smell quick fixes.
 
-`textDocument/codeAction` offers one `quickfix` per loopls diagnostic, cheaply (no model call).
-`codeAction/resolve` then builds a prompt that describes the finding and quotes the code
-(the whole function or class it is about, else the lines it covers), asks the loaded model,
-and returns a WorkspaceEdit only if the document with the replacement parses without ERROR
-nodes and the document has not changed since the action was offered. Otherwise the action
-comes back without an edit, disabled, with the reason (the untrained tiny default model
-writes random text, so this is what it gets).
+`textDocument/codeAction` lists what applies at the selection. Deterministic refactors are
+computed and verified there (on the refactor thread, never on the event loop), so an action
+that cannot be done safely is listed disabled with the reason; clients that resolve lazily
+get the edit from `codeAction/resolve`, others with the action. Model-driven rewrites and
+smell quick fixes cost nothing to list: the model runs on resolve, and its answer is
+verified before it becomes an edit. A resolve for a document that changed since the action
+was listed answers ContentModified (-32801): the client asks again.
 """
 
 from __future__ import annotations
 
-import logging
-import re
-from typing import Any
+import asyncio
+from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from lsprotocol import types
-from pygls.exceptions import JsonRpcException
-from pygls.lsp.server import LanguageServer
+from pygls.exceptions import JsonRpcContentModified, JsonRpcInvalidParams
+from pygls.uris import to_fs_path
 
 from loopls.context.languages import Languages, language_for_path
-from loopls.context.smells import analyze_tree
+from loopls.context.refactor import (Refactoring, RewriteOffer, Source, finish_rewrite, first_party_modules,
+                                     kind_matches, refactorings, rewrite_offers, smell_offer)
 from loopls.context.smells.checks import BY_CODE
-from loopls.engine.backends import Backend, BackendError
-from loopls.engine.backends.base import Priority, SamplingParams
 
-from .convert import position_at
+from .convert import PositionError, offset_at
+from .refactor_edits import ClientSupport, action_data, checked_data, data_range, workspace_edit
+from .rewrites import UNTRAINED_HINT, model_answer
 
-log = logging.getLogger(__name__)
-MAX_NEW_TOKENS = 512
-_FENCE = re.compile(r"```[\w+-]*\n(.*?)(?:```|$)", re.S)
+if TYPE_CHECKING:
+    from .context_features import ContextHost
+    from .diagnostics import SmellHost
 
-
-def quick_fixes(uri: str, version: int | None, diagnostics: list[types.Diagnostic]) -> list[types.CodeAction]:
-    actions = []
-    for d in diagnostics:
-        if d.source != "loopls" or not isinstance(d.data, dict) or "code" not in d.data:
-            continue
-        check = BY_CODE.get(d.data["code"])
-        slug = check.slug if check is not None else d.data["code"]
-        actions.append(types.CodeAction(
-            title=f"Refactor with the model: {slug} ({d.data['code']})",
-            kind=types.CodeActionKind.QuickFix,
-            diagnostics=[d],
-            data={"uri": uri, "version": version, "code": d.data["code"], "symbol": d.data.get("symbol", ""),
-                  "message": d.message, "start": [d.range.start.line, d.range.start.character],
-                  "end": [d.range.end.line, d.range.end.character]},
-        ))
-    return actions
+MODEL_KINDS = frozenset({"refactor.rewrite.docstring", "refactor.rewrite.typeHints", "refactor.rewrite.simplify",
+                         "quickfix"})
+OFFERED_KINDS = [types.CodeActionKind.QuickFix, types.CodeActionKind.Refactor, types.CodeActionKind.RefactorExtract,
+                 types.CodeActionKind.RefactorInline, types.CodeActionKind.RefactorRewrite,
+                 types.CodeActionKind.SourceOrganizeImports]
+REMEMBERED = 64  # listed refactors kept for their resolve
 
 
-def _line_offsets(text: str) -> list[int]:
-    starts = [0]
-    for i, ch in enumerate(text):
-        if ch == "\n":
-            starts.append(i + 1)
-    return starts
+class RefactorHost:
+    """The server's code actions: a thread for the syntax work and the refactors last listed."""
 
+    def __init__(self, server: Any, context: ContextHost, smells: SmellHost) -> None:
+        self.server = server
+        self.context = context
+        self.smells = smells
+        self.languages = Languages()
+        self.thread = ThreadPoolExecutor(1, thread_name_prefix="loopls-refactor")
+        self._listed: OrderedDict[tuple, Refactoring] = OrderedDict()
+        self._first_party: dict[Path, frozenset[str]] = {}
 
-def target_span(text: str, path: str, symbol: str, start_row: int, end_row: int) -> tuple[int, int]:
-    """Code-point offsets of what to rewrite: the function or class named `symbol`, else whole lines."""
-    lang = language_for_path(path)
-    starts = _line_offsets(text)
-    if lang and symbol:
-        source = text.encode("utf-8")
-        analysis = analyze_tree(path, lang, Languages().parser(lang).parse(source))
-        units = [(f.qualname, f.start, f.end) for f in analysis.functions] + \
-                [(c.name, c.start, c.end) for c in analysis.classes]
-        for name, (srow, _), (erow, ecol) in units:
-            if name == symbol:
-                end_line = source.split(b"\n")[erow][:ecol].decode("utf-8", "replace")
-                return starts[srow], starts[erow] + len(end_line)
-    start_row = min(start_row, len(starts) - 1)
-    end_row = min(max(end_row, start_row + 1), len(starts))
-    end = starts[end_row] if end_row < len(starts) else len(text)
-    return starts[start_row], end
+    def shutdown(self) -> None:
+        self.thread.shutdown(wait=False, cancel_futures=True)
 
+    # -- listing --------------------------------------------------------------------------------
 
-def build_prompt(lang: str, message: str, code: str, check: str) -> str:
-    return (
-        f"### Refactoring request ({lang})\n"
-        f"Problem found by loopls ({check}): {message}\n"
-        "Rewrite the code below so that this problem goes away, keeping its behaviour and its "
-        "public names. Answer with the complete replacement code only, in one fenced block.\n\n"
-        f"```{lang}\n{code}\n```\n\n### Refactored code\n```{lang}\n"
-    )
-
-
-def extract_code(output: str) -> str:
-    """The code in the model's answer: the prompt opened a fence, so up to the closing one
-    (or the block of a fence the model opened again itself)."""
-    fenced = _FENCE.search(output) if output.lstrip().startswith("```") else None
-    text = fenced.group(1) if fenced else output.split("```", 1)[0]
-    return text.rstrip()  # the span it replaces ends where the function's last line ends
-
-
-def parses_cleanly(path: str, text: str) -> bool:
-    lang = language_for_path(path)
-    if lang is None:
-        return True
-    return not Languages().parser(lang).parse(text.encode("utf-8")).root_node.has_error
-
-
-def _disable(action: types.CodeAction, reason: str) -> types.CodeAction:
-    action.edit = None
-    action.disabled = types.CodeActionDisabled(reason=reason)
-    return action
-
-
-async def resolve_quick_fix(ls: LanguageServer, host: Any, action: types.CodeAction) -> types.CodeAction:
-    data = action.data if isinstance(action.data, dict) else {}
-    uri = data.get("uri", "")
-    doc = ls.workspace.text_documents.get(uri)
-    path = host.path_of(uri) if uri else None
-    if doc is None or path is None:
-        return _disable(action, "the document is not open in this workspace")
-    if data.get("version") is not None and doc.version != data["version"]:
-        return _disable(action, "the document changed since this fix was offered; ask again")
-    text = doc.source
-    lang = language_for_path(path) or "text"
-    start, end = target_span(text, path, data.get("symbol", ""), data["start"][0], data["end"][0])
-    prompt = build_prompt(lang, data.get("message", ""), text[start:end], data.get("code", ""))
-    try:
-        completer = await ls.completer()
-        ids, params = _request(completer.backend, prompt)
-        output = await ls.generate_text(ids, params, Priority.CODE_ACTION)
-    except (BackendError, JsonRpcException, OSError, ValueError, RuntimeError) as exc:
-        return _disable(action, f"the model could not refactor this: {exc}")
-    edit = verified_edit(uri, doc.version, path, text, (start, end), extract_code(output))
-    if edit is None:
-        reason = ("the model's rewrite did not parse (ERROR nodes), so no edit is offered"
-                  + (" — the untrained tiny default model writes random text; set model.name to a real "
-                     "checkpoint" if completer.untrained else ""))
-        ls.window_show_message(types.ShowMessageParams(type=types.MessageType.Warning, message=f"loopls: {reason}"))
-        return _disable(action, reason)
-    action.edit = edit
-    return action
-
-
-def verified_edit(uri: str, version: int | None, path: str, text: str, span: tuple[int, int],
-                  replacement: str) -> types.WorkspaceEdit | None:
-    """The edit replacing `span` (code-point offsets) of `text`, or None when the result would
-    not parse without ERROR nodes (or the replacement is empty)."""
-    start, end = span
-    if not replacement.strip() or not parses_cleanly(path, text[:start] + replacement + text[end:]):
-        return None
-    edit = types.TextEdit(range=types.Range(start=position_at(text, start), end=position_at(text, end)),
-                          new_text=replacement)
-    return types.WorkspaceEdit(document_changes=[types.TextDocumentEdit(
-        text_document=types.OptionalVersionedTextDocumentIdentifier(uri=uri, version=version), edits=[edit])])
-
-
-def _request(backend: Backend, prompt: str) -> tuple[list[int], SamplingParams]:
-    """Prompt ids and greedy sampling for the refactor prompt, cut to fit the model's context."""
-    ids = backend.tokenizer.encode(prompt)
-    bos = backend.tokenizer.special.bos
-    if bos is not None and (not ids or ids[0] != bos):
-        ids = [bos] + ids
-    room = backend.context_limit - MAX_NEW_TOKENS - 1
-    if len(ids) > room:
-        ids = ids[:1] + ids[len(ids) - room + 1:]  # keep the instruction's tail and the code's end
-    return ids, SamplingParams(max_tokens=MAX_NEW_TOKENS, temperature=0.0, stop=("\n```",))
-
-
-def register_smell_code_actions(server: LanguageServer, host: Any) -> None:
-    features = server.protocol.fm.features
-    if types.TEXT_DOCUMENT_CODE_ACTION in features or types.CODE_ACTION_RESOLVE in features:
-        # Another feature owns code actions: it can offer `quick_fixes` and `resolve_quick_fix` itself.
-        log.warning("code actions already registered; smell quick fixes not registered separately")
-        return
-
-    @server.feature(types.TEXT_DOCUMENT_CODE_ACTION, types.CodeActionOptions(
-        code_action_kinds=[types.CodeActionKind.QuickFix], resolve_provider=True))
-    async def code_action(ls: LanguageServer, params: types.CodeActionParams) -> list[types.CodeAction] | None:
-        if params.context.only and types.CodeActionKind.QuickFix not in params.context.only:
-            return None
+    async def actions(self, params: types.CodeActionParams) -> list[types.CodeAction]:
         uri = params.text_document.uri
+        doc = self.server.workspace.text_documents.get(uri)
+        if doc is None:
+            raise JsonRpcInvalidParams(f"document is not open: {uri}")
+        text, version, path = doc.source, doc.version, self._path(uri)
+        start, end = self._offsets(text, params.range)
+        only = list(params.context.only) if params.context.only else None
+        automatic = params.context.trigger_kind == types.CodeActionTriggerKind.Automatic
+        if automatic and only is None:
+            only = ["refactor", "quickfix"]  # the light bulb: source actions have their own menu
+        support = ClientSupport(self.server.client_capabilities)
+        found, offers = await asyncio.get_running_loop().run_in_executor(
+            self.thread, self._compute, text, path, start, end, only, self._first_party_of(uri),
+            not automatic and support.lazy_edits)
+        actions = []
+        for r in found:
+            if r.reason is not None and not support.disabled:
+                continue
+            self._remember((uri, version, r.kind, r.title, start, end), r)
+            action = types.CodeAction(title=r.title, kind=r.kind, data=action_data(uri, version, r.kind, r.title,
+                                                                                    params.range))
+            if r.reason is not None:
+                action.disabled = types.CodeActionDisabled(reason=r.reason)
+            elif not support.lazy_edits:
+                action.edit = workspace_edit(uri, version, text, r, support)
+            actions.append(action)
+        actions.extend(types.CodeAction(title=o.title, kind=o.kind, data=action_data(
+            uri, version, o.kind, o.title, params.range)) for o in offers)
+        if kind_matches("quickfix", only) and support.lazy_edits:
+            actions.extend(await self._quick_fixes(uri, version, params))
+        return actions
+
+    def _compute(self, text: str, path: str, start: int, end: int, only: list[str] | None,
+                 first_party: frozenset[str], rewrites: bool) -> tuple[list[Refactoring], list[RewriteOffer]]:
+        """On the refactor thread: the verified deterministic refactors and the rewrite offers."""
+        found = refactorings(text, path, start, end, self.languages, only, first_party)
+        language = language_for_path(path)
+        offers: list[RewriteOffer] = []
+        if rewrites and language is not None and any(kind_matches(k, only) for k in MODEL_KINDS - {"quickfix"}):
+            src = Source(text, language, self.languages)
+            offers = [o for o in rewrite_offers(src, start, end) if kind_matches(o.kind, only)]
+        return found, offers
+
+    async def _quick_fixes(self, uri: str, version: int | None, params: types.CodeActionParams) -> list[types.CodeAction]:
         diagnostics = [d for d in params.context.diagnostics if d.source == "loopls"]
         if not diagnostics:
-            diagnostics = [d for d in await host.document_diagnostics(uri)
+            diagnostics = [d for d in await self.smells.document_diagnostics(uri)
                            if d.range.start.line <= params.range.end.line and d.range.end.line >= params.range.start.line]
-        doc = ls.workspace.text_documents.get(uri)
-        return quick_fixes(uri, doc.version if doc is not None else None, diagnostics) or None
+        actions = []
+        for d in diagnostics:
+            if not isinstance(d.data, dict) or not isinstance(d.data.get("code"), str):
+                continue
+            code = d.data["code"]
+            check = BY_CODE.get(code)
+            slug = check.slug if check is not None else code
+            title = f"Refactor with the model: {slug} ({code})"
+            actions.append(types.CodeAction(
+                title=title, kind=types.CodeActionKind.QuickFix, diagnostics=[d],
+                data=action_data(uri, version, "quickfix", title, d.range, code=code, slug=slug,
+                                 symbol=str(d.data.get("symbol", "")), message=d.message,
+                                 startRow=d.range.start.line, endRow=d.range.end.line)))
+        return actions
+
+    # -- resolving ------------------------------------------------------------------------------
+
+    async def resolve(self, action: types.CodeAction) -> types.CodeAction:
+        data = checked_data(action.data)
+        uri = data["uri"]
+        doc = self.server.workspace.text_documents.get(uri)
+        if doc is None:
+            raise JsonRpcInvalidParams(f"document is not open: {uri}")
+        if data["version"] is not None and doc.version != data["version"]:
+            raise JsonRpcContentModified("the document changed since this action was offered; ask again")
+        text, path = doc.source, self._path(uri)
+        start, end = self._offsets(text, data_range(data))
+        model = data["kind"] in MODEL_KINDS
+        if model:
+            result = await self._resolve_rewrite(uri, text, path, start, end, data)
+        else:
+            result = self._listed.get((uri, data["version"], data["kind"], data["title"], start, end))
+            if result is None:
+                found = await asyncio.get_running_loop().run_in_executor(
+                    self.thread, refactorings, text, path, start, end, self.languages, [data["kind"]],
+                    self._first_party_of(uri))
+                result = next((r for r in found if r.title == data["title"]), None)
+        if result is None:
+            action.edit, action.disabled = None, types.CodeActionDisabled(reason="this refactor no longer applies here")
+        elif result.offered:
+            support = ClientSupport(self.server.client_capabilities)
+            action.edit = workspace_edit(uri, doc.version, text, result, support, needs_confirmation=model)
+            action.disabled = None
+        else:
+            action.edit, action.disabled = None, types.CodeActionDisabled(reason=result.reason or "no edit")
+            if model:
+                self.server.window_show_message(types.ShowMessageParams(
+                    type=types.MessageType.Warning, message=f"loopls: {action.title}: {result.reason}"))
+        return action
+
+    async def _resolve_rewrite(self, uri: str, text: str, path: str, start: int, end: int,
+                               data: dict) -> Refactoring | None:
+        language = language_for_path(path)
+        if language is None:
+            return None
+        loop = asyncio.get_running_loop()
+        src = await loop.run_in_executor(self.thread, Source, text, language, self.languages)
+        if data["kind"] == "quickfix":
+            offer = await loop.run_in_executor(
+                self.thread, smell_offer, src, self._relative(uri, path), data.get("code", ""), data.get("slug", ""),
+                data.get("symbol", ""), data.get("message", ""), data.get("startRow", 0), data.get("endRow", 0))
+        else:
+            offers = await loop.run_in_executor(self.thread, rewrite_offers, src, start, end)
+            offer = next((o for o in offers if o.kind == data["kind"] and o.title == data["title"]), None)
+        if offer is None:
+            return None
+        answer = await model_answer(self.server, self.context, uri, src, offer)
+        if answer.text is None:
+            return Refactoring(offer.kind, offer.title, target=offer.target, reason=answer.error)
+        result = await loop.run_in_executor(self.thread, finish_rewrite, src, offer, answer.text, self.languages)
+        if result.reason is not None and answer.untrained:
+            result = result.refused(result.reason + UNTRAINED_HINT)
+        return result
+
+    # -- helpers -------------------------------------------------------------------------------
+
+    def _remember(self, key: tuple, refactoring: Refactoring) -> None:
+        self._listed[key] = refactoring
+        self._listed.move_to_end(key)
+        while len(self._listed) > REMEMBERED:
+            self._listed.popitem(last=False)
+
+    @staticmethod
+    def _offsets(text: str, rng: types.Range) -> tuple[int, int]:
+        try:
+            start, end = offset_at(text, rng.start), offset_at(text, rng.end)
+        except PositionError as exc:
+            raise JsonRpcInvalidParams(str(exc)) from None
+        if end < start:
+            raise JsonRpcInvalidParams("the range ends before it starts")
+        return start, end
+
+    @staticmethod
+    def _path(uri: str) -> str:
+        """A path for the document's language (its own file name; `untitled:` has none)."""
+        return (to_fs_path(uri) if uri.startswith("file:") else None) or uri
+
+    def _relative(self, uri: str, path: str) -> str:
+        where = self.context.locate(uri)
+        return where[1] if where is not None else Path(path).name
+
+    def _first_party_of(self, uri: str) -> frozenset[str]:
+        where = self.context.locate(uri)
+        if where is None:
+            return frozenset()
+        root = where[0]
+        if root not in self._first_party:
+            self._first_party[root] = first_party_modules(root)
+        return self._first_party[root]
+
+
+def register_code_actions(server: Any, host: RefactorHost) -> None:
+    @server.feature(types.TEXT_DOCUMENT_CODE_ACTION,
+                    types.CodeActionOptions(code_action_kinds=OFFERED_KINDS, resolve_provider=True))
+    async def code_action(ls: Any, params: types.CodeActionParams) -> list[types.CodeAction] | None:
+        return await host.actions(params) or None
 
     @server.feature(types.CODE_ACTION_RESOLVE)
-    async def code_action_resolve(ls: LanguageServer, action: types.CodeAction) -> types.CodeAction:
-        return await resolve_quick_fix(ls, host, action)
+    async def code_action_resolve(ls: Any, action: types.CodeAction) -> types.CodeAction:
+        return await host.resolve(action)
+

@@ -293,6 +293,27 @@ class ContextHost:
                 return None
         return None
 
+    async def context_ids(self, uri: str, text: str, offset: int, budget: int, tokenizer) -> list[int]:
+        """The packed context of other files for a position of an open document (the repository
+        header and snippets, without the document's own window), for prompts other than
+        completions; empty outside the workspace folders or while a project is being built."""
+        where = self.locate(uri)
+        if where is None or self.long_work:
+            return []
+
+        def run() -> list[int]:
+            engine = self._engine_for(where[0], tokenizer)
+            if engine is None:
+                return []
+            try:
+                packed = engine.assemble(where[1], text, offset, budget)
+            except (ValueError, OSError) as exc:
+                log.warning("context assembly failed: %s", exc)
+                return []
+            return packed.token_ids[:packed.context_tokens]
+
+        return await self.run(run)
+
     def status(self) -> dict:
         """For `loopls/contextStatus`: whether the projects are ready and what they hold."""
         projects = dict(self.projects)

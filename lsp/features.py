@@ -6,7 +6,7 @@ import re
 
 from lsprotocol import types
 
-from .code_actions import register_smell_code_actions
+from .code_actions import register_code_actions
 from .context_features import register_context_features
 from .convert import lsp_range, offset_at
 from .diagnostics import register_smell_features
@@ -36,6 +36,7 @@ def create_server(model_override: str | None = None) -> LooplsServer:
     def shutdown(ls: LooplsServer, params: None) -> None:
         ls.shutdown_engine()
         ls.context.shutdown()
+        ls.refactors.shutdown()
 
     for method in DOCUMENT_EVENTS:  # one handler each, all through the server's one fan-out
         server.feature(method)(lambda ls, params, method=method: ls.document_event(method, params))
@@ -67,7 +68,7 @@ def create_server(model_override: str | None = None) -> LooplsServer:
 
     register_context_features(server, server.context)
     register_smell_features(server, server.smells)
-    register_smell_code_actions(server, server.smells)
+    register_code_actions(server, server.refactors)
 
     @server.feature("loopls/status")
     def status(ls: LooplsServer, params: object) -> dict:

@@ -16,6 +16,7 @@ from loopls.engine.backends import Backend, BackendError, load_backend
 from loopls.engine.backends.base import Priority, RequestOutput, SamplingParams, Stream
 from loopls.engine.model.generate import cut_at_stop
 
+from .code_actions import RefactorHost
 from .completion import UNTRAINED_NOTICE, Completer
 from .completion_cache import CompletionCache
 from .context_features import ContextHost
@@ -46,15 +47,17 @@ class LooplsServer(LanguageServer):
             text_document_sync_kind=types.TextDocumentSyncKind.Incremental,
             protocol_cls=LooplsProtocol,
         )
-        # The server's whole state, declared here. Three threads do the long work, so the event
+        # The server's whole state, declared here. Four threads do the long work, so the event
         # loop that reads messages (and cancellations) never waits on it: the project thread
-        # (context host: project models, prompt context, smell checks), the prepare thread
-        # (model loading, prompt building) and the serving engine's own worker.
+        # (context host: project models, prompt context, smell checks), the refactor thread
+        # (code actions: refactors and their verification), the prepare thread (model loading,
+        # prompt building) and the serving engine's own worker.
         self.options = Options()
         self.model_override = model_override
         self.stats = Stats()
         self.context = ContextHost(self)  # one project model per workspace folder, on its thread
         self.smells = SmellHost(self, self.context)  # code-smell diagnostics, read from those models
+        self.refactors = RefactorHost(self, self.context, self.smells)  # code actions
         self.engine_thread = ThreadPoolExecutor(1, thread_name_prefix="loopls-prepare")
         self._completer: asyncio.Future[Completer] | None = None  # the loaded model, through...
         self._backend: Backend | None = None  # ...the engine backend, the only way to the engine

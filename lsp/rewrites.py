@@ -1,0 +1,64 @@
+"""Model-driven refactors on the engine backend: the prompt (the project context packed for
+the target, then the instruction quoting the target code, both redacted) and one greedy
+request at code-action priority. The answer is verified by the caller
+(`loopls.context.refactor.finish_rewrite`): whatever the model writes becomes either a
+verified edit or a refusal with the reason."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from pygls.exceptions import JsonRpcException
+
+from loopls.context.privacy import redact
+from loopls.context.refactor import RewriteOffer, Source, build_prompt
+from loopls.engine.backends import Backend, BackendError
+from loopls.engine.backends.base import Priority, SamplingParams
+
+from .context_features import ContextHost
+
+MAX_NEW_TOKENS = 512
+MIN_CONTEXT_TOKENS = 64  # below this, packed context is not worth its labels
+UNTRAINED_HINT = " — the untrained tiny default model writes random text; set model.name to a real checkpoint"
+
+
+@dataclass(frozen=True)
+class ModelAnswer:
+    text: str | None  # None when there is no answer
+    error: str | None = None  # why there is none
+    untrained: bool = False
+
+
+async def model_answer(server: Any, context: ContextHost, uri: str, src: Source, offer: RewriteOffer) -> ModelAnswer:
+    """Ask the loaded model for `offer` on the document `src`."""
+    try:
+        completer = await server.completer()
+    except (BackendError, OSError, ValueError, RuntimeError) as exc:
+        return ModelAnswer(None, f"the model is not available: {exc}")
+    backend = completer.backend
+    instruction = build_prompt(src.language, offer, redact(src.text[offer.target[0]:offer.target[1]]))
+    try:
+        ids, params = await _prompt(server, context, uri, src, offer, backend, instruction)
+        text = await server.generate_text(ids, params, Priority.CODE_ACTION)
+    except (BackendError, JsonRpcException, OSError, ValueError, RuntimeError) as exc:
+        return ModelAnswer(None, f"the model could not refactor this: {exc}", completer.untrained)
+    return ModelAnswer(text, None, completer.untrained)
+
+
+async def _prompt(server: Any, context: ContextHost, uri: str, src: Source, offer: RewriteOffer, backend: Backend,
+                  instruction: str) -> tuple[list[int], SamplingParams]:
+    """Prompt ids: BOS, the packed project context (other files), the instruction; cut to
+    leave room for the answer."""
+    tokenizer = backend.tokenizer
+    own = tokenizer.encode(instruction)
+    bos = [tokenizer.special.bos] if tokenizer.special.bos is not None else []
+    room = backend.context_limit - MAX_NEW_TOKENS - len(bos)
+    budget = min(server.options.completion.context_tokens, room - len(own))
+    packed: list[int] = []
+    if budget >= MIN_CONTEXT_TOKENS:
+        packed = await context.context_ids(uri, src.text, offer.target[0], budget, tokenizer)
+    ids = packed + own
+    if len(ids) > room:
+        ids = ids[len(ids) - room:]  # keep the instruction's end: the code and where the answer starts
+    return bos + ids, SamplingParams(max_tokens=MAX_NEW_TOKENS, temperature=0.0, stop=("\n```",))
