@@ -52,7 +52,6 @@ JS_RESERVED = frozenset("""break case catch class const continue debugger defaul
 false finally for function if import in instanceof new null return super switch this throw true try typeof var
 void while with yield let static implements interface package private protected public await async of undefined
 NaN Infinity arguments eval""".split())
-_IDENT = re.compile(rb"[A-Za-z_$][A-Za-z0-9_$]*")
 
 
 def is_python(src: Source) -> bool:
@@ -110,7 +109,16 @@ def parenthesized(src: Source, node: Node) -> str:
 
 
 def names_in_file(src: Source) -> set[str]:
-    return {m.group(0).decode("utf-8") for m in _IDENT.finditer(src.data)}
+    """Every name the file uses or binds (attribute and property names are not names)."""
+    names = set()
+    for node in src.walk():
+        if node.type in ("identifier", "shorthand_property_identifier", "type_identifier",
+                         "shorthand_property_identifier_pattern"):
+            parent = node.parent
+            if parent is not None and parent.type == "attribute" and parent.child_by_field_name("attribute") == node:
+                continue
+            names.add(src.node_text(node))
+    return names
 
 
 def fresh_name(src: Source, base: str) -> str:

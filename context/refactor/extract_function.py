@@ -228,6 +228,8 @@ def _statement_names(src: Source, scopes: PyScopes, sel: _Selection,
     returns = [name for name in bound_here if _read_later(src, scopes, sel, name)]
     for name in returns:
         if not any(binds_on_every_path(s, name, bindings) for s in sel.nodes) and name not in params:
+            if scope.kind != "module" and not _bound_before(scope, name, first):
+                raise _Refused(f"`{name}` is assigned only on some paths of the selection and has no value before it")
             params.append(name)  # the paths that do not assign it must return what it held
     for name in params:
         if scope.kind != "module" and scopes.resolve(name, scope) is scope and not _bound_before(scope, name, first):

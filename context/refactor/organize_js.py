@@ -18,7 +18,7 @@ from tree_sitter import Node
 
 from .edits import Edit, Refactoring
 from .jsscope import JsScopes
-from .source import Source
+from .source import Source, swallow_blank_lines as _swallow_blank_lines
 
 KIND = "source.organizeImports"
 TITLE = "Organize imports"
@@ -43,6 +43,8 @@ def organize_js(src: Source) -> list[Refactoring]:
         imports = [_parse(src, node) for node in group]
         new = _render(src, imports, used)
         start, end = src.span(group[0])[0], src.span(group[-1])[1]
+        if not new:
+            end = _swallow_blank_lines(src, end)
         if src.text[start:end] != new:
             edits.append(Edit(start, end, new))
     if not edits:

@@ -22,7 +22,7 @@ from tree_sitter import Node
 
 from .edits import Edit, Refactoring
 from .pyscope import PyScopes
-from .source import Source
+from .source import Source, swallow_blank_lines as _swallow_blank_lines
 
 KIND = "source.organizeImports"
 TITLE = "Organize imports"
@@ -55,6 +55,8 @@ def organize_python(src: Source, path: str, first_party: frozenset[str] = frozen
         new = _render(statements, used, keep_all, first_party, src)
         start = src.line_start(src.span(run[0][0])[0])
         end = src.line_end(src.span(_last_node(src, run[-1][0]))[1])
+        if not new:
+            end = _swallow_blank_lines(src, end)
         if src.text[start:end] != new:
             edits.append(Edit(start, end, new))
     if not edits:

@@ -109,6 +109,15 @@ class Source:
             stack.extend(reversed(current.children))
 
 
+def swallow_blank_lines(src: Source, end: int) -> int:
+    """The end of what is removed when a removal ending at `end` leaves its lines empty: the
+    line break after it and the blank lines that follow."""
+    end = src.next_line(end)
+    while end < len(src.text) and not src.text[end:src.next_line(end)].strip():
+        end = src.next_line(end)
+    return end
+
+
 def ancestors(node: Node) -> Iterator[Node]:
     node = node.parent
     while node is not None:

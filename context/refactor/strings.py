@@ -91,7 +91,7 @@ def _to_format(src: Source, string: Node) -> Edit:
         if any(not c.is_named and c.type == "=" for c in child.children):
             raise _Refused("a self-documenting field (`{x=}`) has no str.format form")
         spec = child.child_by_field_name("format_specifier")
-        if spec is not None and any(c.type == "interpolation" for c in src.walk(spec)):
+        if spec is not None and any(c.type in ("interpolation", "format_expression") for c in src.walk(spec)):
             raise _Refused("a format spec with nested fields")
         text = src.node_text(expr)
         if "\n" in text:

@@ -20,7 +20,6 @@ from collections import Counter
 
 from tree_sitter import Node
 
-from ..documents import common_affixes
 from ..languages import Languages
 from ..privacy import REDACTED, redact
 from ..symbols import Definition, definitions_of
@@ -49,10 +48,10 @@ def problem(src: Source, refactoring: Refactoring, languages: Languages) -> str 
     if new_text == old:
         return "the edit changes nothing"
     t0, t1 = refactoring.target
-    prefix, suffix = common_affixes(old, new_text)
-    if prefix < t0 or len(old) - suffix > t1:
-        first = min(prefix, len(old) - 1)
-        return f"the edit changes text outside its target (line {old.count(chr(10), 0, max(first, 0)) + 1})"
+    kept = len(old) - t1
+    if new_text[:t0] != old[:t0] or new_text[len(new_text) - kept:] != old[t1:] or len(new_text) < t0 + kept:
+        changed = next((i for i in range(min(t0, len(new_text))) if new_text[i] != old[i]), t1)
+        return f"the edit changes text outside its target (line {old.count(chr(10), 0, changed) + 1})"
     if src.root.has_error:
         return f"the file has a syntax error (line {_first_error(src.root).start_point.row + 1}); fix it first"
     new = Source(new_text, src.language, languages)
@@ -132,24 +131,30 @@ def _definitions_problem(old: Source, new: Source, span: _Span, languages: Langu
 # -- rule 4: names -----------------------------------------------------------------------------
 
 def _reads(src: Source) -> list[tuple[int, str, tuple | str | None]]:
-    """(byte offset, name, what it resolves to) of every read: a scope as (kind, end byte) —
-    its end, because a scope that holds the edit starts where it did but may start inside
-    the target (an extracted function goes in front of it) — or "<builtins>", "<star import>",
-    None."""
-    if src.language == "python":
-        scopes = PyScopes(src.root)
-        out = []
-        for use in scopes.reads:
-            found = scopes.resolve(use.name, use.scope)
-            out.append((use.start, use.name, found if found is None or isinstance(found, str)
-                        else (found.kind, found.node.end_byte)))
-        return out
-    scopes_js = JsScopes(src.root)
-    out = []
-    for use in scopes_js.reads:
-        found = scopes_js.resolve(use.name, use.scope)
-        out.append((use.start, use.name, None if found is None else (found.kind, found.node.end_byte)))
+    """(byte offset, name, what it resolves to) of every read: a scope as (kind, start byte,
+    end byte), or "<builtins>", "<star import>", None."""
+    out: list[tuple[int, str, tuple | str | None]] = []
+    scopes: PyScopes | JsScopes = PyScopes(src.root) if src.language == "python" else JsScopes(src.root)
+    for use in scopes.reads:
+        found = scopes.resolve(use.name, use.scope)
+        if found is not None and not isinstance(found, str):
+            found = (found.kind, found.node.start_byte, found.node.end_byte)
+        out.append((use.start, use.name, found))
     return out
+
+
+def _identity(found: tuple | str, bounds: tuple[int, int], shift: int) -> tuple | str:
+    """A resolved scope as the same key in the old and the new text: by its start when it
+    starts before the target, else by its end when it ends after it (shifted back to the old
+    text), else it lies inside the target."""
+    if isinstance(found, str):
+        return found
+    kind, start, end = found
+    if start < bounds[0]:
+        return kind, "start", start
+    if end >= bounds[1]:
+        return kind, "end", end - shift
+    return kind, "inside"
 
 
 def _names_problem(old: Source, new: Source, span: _Span) -> str | None:
@@ -167,25 +172,14 @@ def _names_problem(old: Source, new: Source, span: _Span) -> str | None:
             if found is None and (name in known_inside or (new.language == "python" and name not in unresolved_before)):
                 return f"the new code reads `{name}` (line {line}), which nothing defines there"
             continue
-        key = (mapped, name)
-        if key not in old_at:
-            continue
-        before = old_at[key]
+        before = old_at.get((mapped, name))
         if before is None:
             continue
         if found is None:
             return f"`{name}` at line {line} would no longer be defined"
-        if _mapped_scope(found, span) != before:
+        if _identity(found, span.new_bytes, span.byte_delta) != _identity(before, span.old_bytes, 0):
             return f"`{name}` at line {line} would refer to something else"
     return None
-
-
-def _mapped_scope(found: tuple | str, span: _Span) -> tuple | str | None:
-    if isinstance(found, str):
-        return found
-    kind, end = found
-    old = span.old_byte(end)
-    return (kind, old) if old is not None else (kind, "new")
 
 
 # -- rule 5: secrets ----------------------------------------------------------------------------
