@@ -48,17 +48,25 @@ async def model_answer(server: Any, context: ContextHost, uri: str, src: Source,
 
 async def _prompt(server: Any, context: ContextHost, uri: str, src: Source, offer: RewriteOffer, backend: Backend,
                   instruction: str) -> tuple[list[int], SamplingParams]:
-    """Prompt ids: BOS, the packed project context (other files), the instruction; cut to
-    leave room for the answer."""
-    tokenizer = backend.tokenizer
-    own = tokenizer.encode(instruction)
-    bos = [tokenizer.special.bos] if tokenizer.special.bos is not None else []
-    room = backend.context_limit - MAX_NEW_TOKENS - len(bos)
-    budget = min(server.options.completion.context_tokens, room - len(own))
+    budget = min(server.options.completion.context_tokens, context_budget(backend, instruction))
     packed: list[int] = []
     if budget >= MIN_CONTEXT_TOKENS:
-        packed = await context.context_ids(uri, src.text, offer.target[0], budget, tokenizer)
-    ids = packed + own
+        packed = await context.context_ids(uri, src.text, offer.target[0], budget, backend.tokenizer)
+    return rewrite_request(backend, instruction, packed)
+
+
+def context_budget(backend: Backend, instruction: str) -> int:
+    """Tokens left for packed context once the instruction and the answer have their room."""
+    return backend.context_limit - MAX_NEW_TOKENS - 1 - len(backend.tokenizer.encode(instruction))
+
+
+def rewrite_request(backend: Backend, instruction: str, context: list[int]) -> tuple[list[int], SamplingParams]:
+    """Prompt ids (BOS, the packed context of other files, the instruction) and greedy
+    sampling, cut to leave room for the answer; shared by the server and `loopls refactor`."""
+    tokenizer = backend.tokenizer
+    bos = [tokenizer.special.bos] if tokenizer.special.bos is not None else []
+    room = backend.context_limit - MAX_NEW_TOKENS - len(bos)
+    ids = context + tokenizer.encode(instruction)
     if len(ids) > room:
         ids = ids[len(ids) - room:]  # keep the instruction's end: the code and where the answer starts
     return bos + ids, SamplingParams(max_tokens=MAX_NEW_TOKENS, temperature=0.0, stop=("\n```",))

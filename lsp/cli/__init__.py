@@ -46,6 +46,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_context_parsers(sub)
 
+    from .refactor import add_refactor_parser
+
+    add_refactor_parser(sub)
+
     demo = sub.add_parser("demo", help="start the server, connect a real LSP client to a sample project, show completions")
     demo.add_argument("project", nargs="?", type=Path, help="a project folder (default: the bundled sample)")
     demo.add_argument("--model", default=None)
@@ -74,6 +78,10 @@ def main(argv: list[str] | None = None) -> int:
         from .check import run_check
 
         return run_check(args)
+    if command == "refactor":
+        from .refactor import run_refactor
+
+        return run_refactor(args)
     if command == "doctor":
         from .doctor import run_doctor
 

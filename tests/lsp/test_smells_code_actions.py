@@ -1,26 +1,35 @@
 """The parts of the smell quick fix that do not need a trained model: what is quoted to the
-model, how its answer is read, and that only a rewrite that parses becomes an edit."""
+model, how its answer is read, and that only a rewrite that passes verification becomes an
+edit."""
 
 from __future__ import annotations
 
-from lsprotocol import types
-
-from loopls.lsp.code_actions import build_prompt, extract_code, quick_fixes, target_span, verified_edit
+from loopls.context.languages import Languages
+from loopls.context.refactor import Source, build_prompt, extract_code, finish_rewrite, smell_offer
 
 SOURCE = ("import os\n\n\nclass Box:\n    def wide(self, a, b, c, d, e, f):\n        return a\n\n\n"
           "def other():\n    return 2\n")
+LANGUAGES = Languages()
 
 
-def test_target_span_is_the_function_named_by_the_finding():
-    start, end = target_span(SOURCE, "box.py", "Box.wide", 4, 5)
+def _offer(symbol: str, start_row: int, end_row: int):
+    src = Source(SOURCE, "python", LANGUAGES)
+    return src, smell_offer(src, "box.py", "LS104", "too-many-arguments", symbol,
+                            "`Box.wide` has parameters 7 (threshold 5)", start_row, end_row)
+
+
+def test_target_is_the_function_named_by_the_finding():
+    _, offer = _offer("Box.wide", 4, 5)
     # whole lines: a method keeps its indentation in the quote and in the rewrite
-    assert SOURCE[start:end] == "    def wide(self, a, b, c, d, e, f):\n        return a"
-    start, end = target_span(SOURCE, "box.py", "", 8, 9)  # no symbol: the lines it covers
-    assert SOURCE[start:end] == "def other():\n"
+    assert SOURCE[offer.target[0]:offer.target[1]] == "    def wide(self, a, b, c, d, e, f):\n        return a"
+    _, offer = _offer("", 8, 9)  # no symbol: the lines it covers
+    assert SOURCE[offer.target[0]:offer.target[1]] == "def other():\n    return 2"
+    assert offer.kind == "quickfix" and offer.title == "Refactor with the model: too-many-arguments (LS104)"
 
 
 def test_prompt_states_the_finding_and_quotes_the_code():
-    prompt = build_prompt("python", "`Box.wide` has parameters 7 (threshold 5)", "def wide(...): ...", "LS104")
+    _, offer = _offer("Box.wide", 4, 5)
+    prompt = build_prompt("python", offer, "def wide(...): ...")
     assert "parameters 7 (threshold 5)" in prompt and "LS104" in prompt and "def wide(...)" in prompt
     assert prompt.endswith("```python\n")
 
@@ -31,26 +40,15 @@ def test_model_answer_is_read_from_its_fenced_block():
     assert extract_code("   \n") == ""
 
 
-def test_only_a_rewrite_that_parses_becomes_an_edit():
-    start, end = target_span(SOURCE, "box.py", "Box.wide", 4, 5)
+def test_only_a_verified_rewrite_becomes_an_edit():
+    src, offer = _offer("Box.wide", 4, 5)
     good = "    def wide(self, options):\n        return options.a"
-    edit = verified_edit("file:///box.py", 3, "box.py", SOURCE, (start, end), good)
-    (doc_edit,) = edit.document_changes
-    assert doc_edit.text_document.version == 3
-    (text_edit,) = doc_edit.edits
-    assert text_edit.range.start == types.Position(line=4, character=0)
-    assert text_edit.range.end == types.Position(line=5, character=16)
-    assert text_edit.new_text == good
-    assert verified_edit("file:///box.py", 3, "box.py", SOURCE, (start, end), "def wide(self, (:\n") is None
-    assert verified_edit("file:///box.py", 3, "box.py", SOURCE, (start, end), "  ") is None
-
-
-def test_quick_fixes_only_for_loopls_diagnostics():
-    rng = types.Range(start=types.Position(line=4, character=8), end=types.Position(line=4, character=12))
-    ours = types.Diagnostic(range=rng, message="m", source="loopls", code="LS104",
-                            data={"code": "LS104", "symbol": "Box.wide", "path": "box.py"})
-    theirs = types.Diagnostic(range=rng, message="m", source="pyright")
-    (action,) = quick_fixes("file:///box.py", 7, [ours, theirs])
-    assert action.kind == types.CodeActionKind.QuickFix and action.edit is None
-    assert action.data["version"] == 7 and action.data["symbol"] == "Box.wide"
-    assert "too-many-arguments" in action.title
+    result = finish_rewrite(src, offer, good + "\n```\n", LANGUAGES)
+    assert result.reason is None and result.edits[0].text == good
+    assert "would not parse" in finish_rewrite(src, offer, "def wide(self, (:\n", LANGUAGES).reason
+    assert "holds no code" in finish_rewrite(src, offer, "  ", LANGUAGES).reason
+    # the bug this guards against: a rewrite that also re-declares another function of the file
+    redeclares = good + "\n\n\ndef other():\n    return 3"
+    src2 = Source(SOURCE, "python", LANGUAGES)
+    offer2 = smell_offer(src2, "box.py", "LS104", "too-many-arguments", "", "m", 4, 5)
+    assert "re-declares `other`" in finish_rewrite(src2, offer2, redeclares.replace("    def", "def", 1), LANGUAGES).reason
