@@ -129,7 +129,7 @@ async def _show_smells(client: LanguageClient, project: Path) -> None:
     path, diag = first
     actions = await client.text_document_code_action_async(types.CodeActionParams(
         text_document=types.TextDocumentIdentifier(uri=path.as_uri()), range=diag.range,
-        context=types.CodeActionContext(diagnostics=[diag])))
+        context=types.CodeActionContext(diagnostics=[diag], only=[types.CodeActionKind.QuickFix])))
     print(f"quick fixes offered for the first one: {', '.join(a.title for a in actions or []) or '(none)'}")
 
 
@@ -153,7 +153,10 @@ async def _demo(project: Path, model: str | None) -> int:
     started = time.perf_counter()
     await client.start_io(*command)
     result = await client.initialize_async(types.InitializeParams(
-        capabilities=types.ClientCapabilities(),
+        # as editors do: code actions are resolved lazily (the model runs on resolve)
+        capabilities=types.ClientCapabilities(text_document=types.TextDocumentClientCapabilities(
+            code_action=types.CodeActionClientCapabilities(
+                resolve_support=types.ClientCodeActionResolveOptions(properties=["edit"]), disabled_support=True))),
         root_uri=project.as_uri(),
         workspace_folders=[types.WorkspaceFolder(uri=project.as_uri(), name=project.name)],
     ))
