@@ -71,14 +71,19 @@ class RefactorHost:
         if automatic and only is None:
             only = ["refactor", "quickfix"]  # the light bulb: source actions have their own menu
         support = ClientSupport(self.server.client_capabilities)
+        # The light bulb asks on every cursor move and shows no disabled actions: there the
+        # edits are verified when one is resolved; a menu (and any eager client) gets them
+        # verified now, so that refused ones are listed with their reason.
+        verify_now = not (automatic and support.lazy_edits)
         found, offers = await asyncio.get_running_loop().run_in_executor(
             self.thread, self._compute, text, path, start, end, only, self._first_party_of(uri),
-            not automatic and support.lazy_edits)
+            not automatic and support.lazy_edits, verify_now)
         actions = []
         for r in found:
             if r.reason is not None and not support.disabled:
                 continue
-            self._remember((uri, version, r.kind, r.title, start, end), r)
+            if verify_now:
+                self._remember((uri, version, r.kind, r.title, start, end), r)
             action = types.CodeAction(title=r.title, kind=r.kind, data=action_data(uri, version, r.kind, r.title,
                                                                                     params.range))
             if r.reason is not None:
@@ -93,9 +98,10 @@ class RefactorHost:
         return actions
 
     def _compute(self, text: str, path: str, start: int, end: int, only: list[str] | None,
-                 first_party: frozenset[str], rewrites: bool) -> tuple[list[Refactoring], list[RewriteOffer]]:
-        """On the refactor thread: the verified deterministic refactors and the rewrite offers."""
-        found = refactorings(text, path, start, end, self.languages, only, first_party)
+                 first_party: frozenset[str], rewrites: bool,
+                 verified: bool) -> tuple[list[Refactoring], list[RewriteOffer]]:
+        """On the refactor thread: the deterministic refactors and the rewrite offers."""
+        found = refactorings(text, path, start, end, self.languages, only, first_party, verified)
         language = language_for_path(path)
         offers: list[RewriteOffer] = []
         if rewrites and language is not None and any(kind_matches(k, only) for k in MODEL_KINDS - {"quickfix"}):

@@ -52,9 +52,11 @@ def _family_wanted(family_kind: str, only: Iterable[str] | None) -> bool:
 
 
 def refactorings(text: str, path: str, start: int, end: int, languages: Languages,
-                 only: Iterable[str] | None = None, first_party: frozenset[str] = frozenset()) -> list[Refactoring]:
+                 only: Iterable[str] | None = None, first_party: frozenset[str] = frozenset(),
+                 verified: bool = True) -> list[Refactoring]:
     """Every deterministic refactor at the selection `start..end` (code points; equal for a
-    cursor), each verified: offered with its edits, or with the reason it is not."""
+    cursor), each verified: offered with its edits, or with the reason it is not.
+    `verified=False` skips verification, for a listing whose edits are verified when resolved."""
     language = language_for_path(path)
     if language not in SUPPORTED:
         return []
@@ -64,7 +66,7 @@ def refactorings(text: str, path: str, start: int, end: int, languages: Language
     for family_kind, family in _FAMILIES.values():
         if _family_wanted(family_kind, only):
             found.extend(r for r in family(src, path, start, end, first_party) if kind_matches(r.kind, only))
-    return [verify(src, r, languages) for r in found]
+    return [verify(src, r, languages) for r in found] if verified else found
 
 
 __all__ = ["ALL_KINDS", "Edit", "Refactoring", "RewriteOffer", "SUPPORTED", "Source", "apply_edits", "build_prompt",

@@ -110,6 +110,10 @@ def parenthesized(src: Source, node: Node) -> str:
 
 def names_in_file(src: Source) -> set[str]:
     """Every name the file uses or binds (attribute and property names are not names)."""
+    return src.memo("names", _names)
+
+
+def _names(src: Source) -> set[str]:
     names = set()
     for node in src.walk():
         if node.type in ("identifier", "shorthand_property_identifier", "type_identifier",

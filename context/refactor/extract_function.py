@@ -25,7 +25,7 @@ from tree_sitter import Node
 from .edits import Edit, Refactoring
 from .exprs import contains, fresh_name
 from .pyflow import binds_on_every_path, is_covered
-from .pyscope import PyScopes, Scope, Use
+from .pyscope import PyScopes, Scope, Use, python_scopes
 from .source import Source, ancestors
 
 KIND = "refactor.extract.function"
@@ -47,7 +47,7 @@ def extract_function(src: Source, start: int, end: int) -> list[Refactoring]:
     start, end = src.trim(start, end)
     if start >= end:
         return []
-    scopes = PyScopes(src.root)
+    scopes = python_scopes(src)
     selection, problem = _select(src, scopes, start, end)
     if selection is None:
         return [] if problem is None else [Refactoring(KIND, TITLE, reason=problem)]

@@ -20,9 +20,9 @@ from tree_sitter import Node
 from .edits import Edit, Refactoring
 from .evaluation import evaluated_before, evaluation_problem, statement_parents
 from .exprs import contains, effects, is_python, parenthesized
-from .jsscope import JsScopes
+from .jsscope import js_scopes
 from .pyflow import is_covered
-from .pyscope import PyScopes, Scope
+from .pyscope import PyScopes, Scope, python_scopes
 from .source import Source, ancestors, field_of
 
 KIND = "refactor.inline.variable"
@@ -71,7 +71,7 @@ class _Refused(Exception):
 # -- Python -----------------------------------------------------------------------------------
 
 def _python_variable(src: Source, node: Node) -> _Variable | None:
-    scopes = PyScopes(src.root)
+    scopes = python_scopes(src)
     use = next((u for u in scopes.uses if u.node.id == node.id), None)
     if use is None:
         return None
@@ -84,6 +84,8 @@ def _python_variable(src: Source, node: Node) -> _Variable | None:
     if owner.kind == "class":
         raise _Refused("a class attribute is read through the class")
     binds = [u for u in scopes.uses if u.bind and u.name == name and _owner(scopes, u) is owner]
+    if not any(b.node.parent is not None and b.node.parent.type == "assignment" for b in binds):
+        return None  # a parameter, an import, a loop variable: not a variable with a value to inline
     if len(binds) != 1:
         raise _Refused(f"`{name}` is assigned {len(binds)} times; only a variable assigned once can be inlined")
     target = binds[0].node
@@ -127,7 +129,7 @@ def _owner(scopes: PyScopes, use) -> object:
 # -- JavaScript / TypeScript ------------------------------------------------------------------
 
 def _js_variable(src: Source, node: Node) -> _Variable | None:
-    scopes = JsScopes(src.root)
+    scopes = js_scopes(src)
     use = next((u for u in scopes.uses if u.node.id == node.id), None)
     if use is None:
         return None
@@ -136,6 +138,8 @@ def _js_variable(src: Source, node: Node) -> _Variable | None:
     if owner is None:
         return None
     binds = [u for u in scopes.uses if u.bind and u.name == name and u.scope is owner]
+    if not any(b.node.parent is not None and b.node.parent.type == "variable_declarator" for b in binds):
+        return None  # a parameter, an import, a function: nothing to inline
     declarator = binds[0].node.parent if len(binds) == 1 else None
     if len(binds) != 1 or declarator is None or declarator.type != "variable_declarator" or \
             declarator.child_by_field_name("name") != binds[0].node:

@@ -233,3 +233,8 @@ class JsScopes:
                     local = spec.child_by_field_name("alias") or spec.child_by_field_name("name")
                     if local is not None and local.type == "identifier":
                         self._use(local, self.module, bind=True)
+
+
+def js_scopes(src) -> JsScopes:
+    """The scopes of a `Source`, analysed once per text."""
+    return src.memo("jsscopes", lambda s: JsScopes(s.root))

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from tree_sitter import Node
 
 from .edits import Edit, Refactoring
-from .jsscope import JsScopes
+from .jsscope import js_scopes
 from .source import Source, swallow_blank_lines as _swallow_blank_lines
 
 KIND = "source.organizeImports"
@@ -99,7 +99,7 @@ def _parse(src: Source, node: Node) -> _Import:
 
 
 def _used_names(src: Source) -> set[str]:
-    scopes = JsScopes(src.root)
+    scopes = js_scopes(src)
     used = {u.name for u in scopes.uses if not u.bind and scopes.resolve(u.name, u.scope) is scopes.module}
     if any(n.type in ("jsx_element", "jsx_self_closing_element", "jsx_fragment") for n in src.walk()):
         used.add("React")

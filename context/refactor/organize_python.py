@@ -21,7 +21,7 @@ from pathlib import Path, PurePosixPath
 from tree_sitter import Node
 
 from .edits import Edit, Refactoring
-from .pyscope import PyScopes
+from .pyscope import python_scopes
 from .source import Source, swallow_blank_lines as _swallow_blank_lines
 
 KIND = "source.organizeImports"
@@ -124,7 +124,7 @@ def _parse(src: Source, node: Node, above: list[str]) -> _Statement:
 def _used_names(src: Source) -> set[str]:
     """Names read at module level or below that an import could bind, plus the names that
     `__all__`, string annotations and type comments mention."""
-    scopes = PyScopes(src.root)
+    scopes = python_scopes(src)
     used = {u.name for u in scopes.uses if not u.bind and scopes.resolve(u.name, u.scope) is scopes.module}
     for node in src.walk():
         if node.type == "comment":

@@ -79,6 +79,7 @@ class PyScopes:
     def __init__(self, root: Node) -> None:
         self.module = Scope("module", root, None, "<module>")
         self.uses: list[Use] = []
+        self._resolved: dict[tuple[str, int], Scope | str | None] = {}
         self._visit_block(root, self.module)
 
     # -- queries ----------------------------------------------------------------------------
@@ -89,6 +90,12 @@ class PyScopes:
 
     def resolve(self, name: str, scope: Scope) -> Scope | str | None:
         """The scope binding `name` as read from `scope`, BUILTINS, STAR, or None."""
+        key = (name, id(scope))
+        if key not in self._resolved:
+            self._resolved[key] = self._resolve(name, scope)
+        return self._resolved[key]
+
+    def _resolve(self, name: str, scope: Scope) -> Scope | str | None:
         current, first = scope, True
         while current is not None:
             if name in current.globals:
@@ -330,3 +337,8 @@ def _scope_body(node: Node) -> Node:
     if node.type in COMPREHENSIONS:
         return node
     return node.child_by_field_name("body") or node
+
+
+def python_scopes(src) -> PyScopes:
+    """The scopes of a `Source`, analysed once per text."""
+    return src.memo("pyscopes", lambda s: PyScopes(s.root))

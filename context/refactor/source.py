@@ -22,6 +22,14 @@ class Source:
         self.root = self.tree.root_node
         self._ascii = len(self.data) == len(text)
         self._char_starts: list[int] | None = None  # byte offset of every character, when not ASCII
+        self._memo: dict[str, object] = {}
+
+    def memo(self, key: str, make):
+        """What `make(self)` derives from this text (scopes, reads, definitions), made once:
+        one code-action request runs several refactors and verifications on the same text."""
+        if key not in self._memo:
+            self._memo[key] = make(self)
+        return self._memo[key]
 
     # -- offsets ----------------------------------------------------------------------------
 

@@ -24,8 +24,8 @@ from ..languages import Languages
 from ..privacy import REDACTED, redact
 from ..symbols import Definition, definitions_of
 from .edits import Refactoring, apply_edits
-from .jsscope import JsScopes
-from .pyscope import PyScopes
+from .jsscope import JsScopes, js_scopes
+from .pyscope import PyScopes, python_scopes
 from .source import JS_FAMILY, Source
 
 _DOCSTRING_PARENTS = frozenset({"module", "block"})
@@ -106,7 +106,7 @@ def _qualified(definitions: list[Definition]) -> list[tuple[str, str, Definition
 
 
 def _definitions_problem(old: Source, new: Source, span: _Span, languages: Languages) -> str | None:
-    before = _qualified(definitions_of(old.tree, old.language, languages))
+    before = old.memo("definitions", lambda s: _qualified(definitions_of(s.tree, s.language, languages)))
     after = _qualified(definitions_of(new.tree, new.language, languages))
 
     def inside(d: Definition, rows: tuple[int, int]) -> bool:
@@ -133,8 +133,12 @@ def _definitions_problem(old: Source, new: Source, span: _Span, languages: Langu
 def _reads(src: Source) -> list[tuple[int, str, tuple | str | None]]:
     """(byte offset, name, what it resolves to) of every read: a scope as (kind, start byte,
     end byte), or "<builtins>", "<star import>", None."""
+    return src.memo("reads", _resolve_reads)
+
+
+def _resolve_reads(src: Source) -> list[tuple[int, str, tuple | str | None]]:
     out: list[tuple[int, str, tuple | str | None]] = []
-    scopes: PyScopes | JsScopes = PyScopes(src.root) if src.language == "python" else JsScopes(src.root)
+    scopes: PyScopes | JsScopes = python_scopes(src) if src.language == "python" else js_scopes(src)
     for use in scopes.reads:
         found = scopes.resolve(use.name, use.scope)
         if found is not None and not isinstance(found, str):
@@ -161,25 +165,28 @@ def _names_problem(old: Source, new: Source, span: _Span) -> str | None:
     if old.language != "python" and old.language not in JS_FAMILY:
         return None
     old_reads = _reads(old)
-    old_at = {(offset, name): found for offset, name, found in old_reads}
+    old_at = old.memo("reads_at", lambda s: {(offset, name): found for offset, name, found in old_reads})
     known_inside = {name for offset, name, found in old_reads
                     if span.old_bytes[0] <= offset < span.old_bytes[1] and found is not None}
-    unresolved_before = {name for _, name, found in old_reads if found is None}
+    unresolved_before = old.memo("unresolved", lambda s: {name for _, name, found in old_reads if found is None})
     for offset, name, found in _reads(new):
         mapped = span.old_byte(offset)
-        line = new.text.count("\n", 0, new.char(offset)) + 1
         if mapped is None:  # the new code
             if found is None and (name in known_inside or (new.language == "python" and name not in unresolved_before)):
-                return f"the new code reads `{name}` (line {line}), which nothing defines there"
+                return f"the new code reads `{name}` (line {_line(new, offset)}), which nothing defines there"
             continue
         before = old_at.get((mapped, name))
         if before is None:
             continue
         if found is None:
-            return f"`{name}` at line {line} would no longer be defined"
+            return f"`{name}` at line {_line(new, offset)} would no longer be defined"
         if _identity(found, span.new_bytes, span.byte_delta) != _identity(before, span.old_bytes, 0):
-            return f"`{name}` at line {line} would refer to something else"
+            return f"`{name}` at line {_line(new, offset)} would refer to something else"
     return None
+
+
+def _line(src: Source, byte: int) -> int:
+    return src.data.count(b"\n", 0, byte) + 1
 
 
 # -- rule 5: secrets ----------------------------------------------------------------------------
