@@ -9,6 +9,7 @@ verified. The language server and `loopls refactor` both call it.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable
 
 from ..languages import Languages, language_for_path
@@ -33,6 +34,8 @@ _FAMILIES: dict[str, tuple[str, Family]] = {
     "strings": ("refactor.rewrite", lambda s, p, a, b, f: convert_strings(s, a, b)),
 }
 SUPPORTED = frozenset({"python", "javascript", "typescript", "tsx"})
+MAX_LINES = 20_000  # larger files get no refactors: each request would parse and analyse it again
+log = logging.getLogger(__name__)
 ALL_KINDS = ("refactor.extract.variable", "refactor.extract.function", "refactor.inline.variable",
              "source.organizeImports", "refactor.rewrite.format", "refactor.rewrite.fstring",
              "refactor.rewrite.docstring", "refactor.rewrite.typeHints", "refactor.rewrite.simplify", "quickfix")
@@ -58,14 +61,18 @@ def refactorings(text: str, path: str, start: int, end: int, languages: Language
     cursor), each verified: offered with its edits, or with the reason it is not.
     `verified=False` skips verification, for a listing whose edits are verified when resolved."""
     language = language_for_path(path)
-    if language not in SUPPORTED:
+    if language not in SUPPORTED or text.count("\n") > MAX_LINES:
         return []
     only = list(only) if only is not None else None
     src = Source(text, language, languages)
     found: list[Refactoring] = []
-    for family_kind, family in _FAMILIES.values():
-        if _family_wanted(family_kind, only):
+    for name, (family_kind, family) in _FAMILIES.items():
+        if not _family_wanted(family_kind, only):
+            continue
+        try:
             found.extend(r for r in family(src, path, start, end, first_party) if kind_matches(r.kind, only))
+        except RecursionError:  # a tree nested deeper than Python's stack: this family offers nothing
+            log.warning("%s: %s skipped: the code is nested too deeply", path, name)
     return [verify(src, r, languages) for r in found] if verified else found
 
 

@@ -35,7 +35,10 @@ def verify(src: Source, refactoring: Refactoring, languages: Languages) -> Refac
     """`refactoring` unchanged when its edits pass every rule, else refused with the reason."""
     if not refactoring.offered:
         return refactoring
-    reason = problem(src, refactoring, languages)
+    try:
+        reason = problem(src, refactoring, languages)
+    except RecursionError:
+        reason = "the code is nested too deeply to verify the edit"
     return refactoring if reason is None else refactoring.refused(reason)
 
 

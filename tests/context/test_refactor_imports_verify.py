@@ -187,3 +187,12 @@ def test_javascript_names_and_definitions():
     assert gone.edits == () and "helper" in gone.reason
     fine = _edit(js, "return x + 1;", "return 1 + x;", language="javascript")
     assert fine.reason is None
+
+
+def test_code_nested_deeper_than_the_stack_is_refused_not_crashed():
+    from loopls.context.refactor import refactorings
+
+    text = "def f(a):\n    return " + " + ".join(["a"] * 3000) + "\n"
+    start = text.index("a + a")
+    (extract,) = refactorings(text, "deep.py", start, start + 5, LANGUAGES)
+    assert extract.edits == () and "nested too deeply" in extract.reason

@@ -253,6 +253,9 @@ async def test_only_filters_and_the_light_bulb(client: LanguageClient, workspace
     assert [a.kind for a in await doc.actions("a + 1", only=["source"])] == ["source.organizeImports"]
     bulb = await code_actions(client, doc.uri, selection(doc.text, "a + 1"), trigger=types.CodeActionTriggerKind.Automatic)
     assert bulb and not any(a.kind.startswith("source") or "(model)" in a.title for a in bulb)
+    (extract,) = [a for a in bulb if a.kind == "refactor.extract.variable"]
+    resolved = await client.code_action_resolve_async(extract)  # verified now, on resolve
+    assert resolved.disabled is None and "value = a + 1" in apply_workspace_edit(doc.text, resolved.edit)
 
 
 async def test_model_driven_rewrites_are_verified_or_refused(client: LanguageClient, workspace: Path):
