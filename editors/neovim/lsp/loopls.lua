@@ -11,6 +11,9 @@ return {
   -- workspace/didChangeConfiguration {settings = {loopls = ...}}: the same table for all three
   init_options = defaults.settings,
   settings = { loopls = defaults.settings },
+  -- UTF-16 is every server's encoding; servers that predate position-encoding negotiation
+  -- accept Neovim's first offer (utf-8) and still count UTF-16 (issue with non-ASCII lines)
+  capabilities = { general = { positionEncodings = { 'utf-16' } } },
   handlers = {
     ['window/showMessage'] = function(_, params, ctx)
       require('loopls.messages').show(params, ctx)

@@ -17,8 +17,10 @@ M.events = {} -- the last few { kind = 'shown'|'cleared'|'accepted'|..., ... } f
 -- per buffer: { client_id, items, index, row, col, text (what is left to show), tick, timer, request, cycled }
 local buffers = {}
 
+local seq = 0
 local function record(kind, data)
-  table.insert(M.events, vim.tbl_extend('force', { kind = kind }, data or {}))
+  seq = seq + 1
+  table.insert(M.events, vim.tbl_extend('force', { kind = kind, seq = seq }, data or {}))
   if #M.events > 50 then
     table.remove(M.events, 1)
   end

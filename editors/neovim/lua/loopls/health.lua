@@ -26,7 +26,8 @@ function M.check()
   local opts = loopls.options
   health.start('loopls: editor')
   if vim.fn.has('nvim-0.11') == 1 then
-    health.ok(string.format('Neovim %s; ghost text %s', tostring(vim.version()),
+    local v = vim.version()
+    health.ok(string.format('Neovim %d.%d.%d; ghost text %s', v.major, v.minor, v.patch,
       vim.lsp.inline_completion and 'through vim.lsp.inline_completion' or 'drawn with extmarks'))
   else
     health.error('Neovim 0.11 or newer is needed')

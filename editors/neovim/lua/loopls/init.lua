@@ -56,11 +56,16 @@ local function attach_completion_menu(client, bufnr)
       return { word = vim.split(text, '\n', { plain = true })[1] }
     end,
   })
-  -- never insert a random suggestion by itself: the menu opens with nothing selected
-  local cot = vim.bo[bufnr].completeopt ~= '' and vim.bo[bufnr].completeopt or vim.o.completeopt
-  if not cot:find('noselect') and not cot:find('noinsert') then
-    vim.bo[bufnr].completeopt = cot .. ',noselect'
+  -- never insert a suggestion by itself (the menu opens with nothing selected), and show the
+  -- menu for our single item too ('menu' alone waits for two)
+  local cot = vim.split(vim.bo[bufnr].completeopt ~= '' and vim.bo[bufnr].completeopt or vim.o.completeopt, ',')
+  if not vim.list_contains(cot, 'noselect') and not vim.list_contains(cot, 'noinsert') then
+    table.insert(cot, 'noselect')
   end
+  if not vim.list_contains(cot, 'menuone') then
+    table.insert(cot, 'menuone')
+  end
+  vim.bo[bufnr].completeopt = table.concat(cot, ',')
   vim.api.nvim_create_autocmd('CompleteDone', {
     group = vim.api.nvim_create_augroup('loopls.menu.' .. bufnr, { clear = true }),
     buffer = bufnr,
