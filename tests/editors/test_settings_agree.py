@@ -74,6 +74,9 @@ def test_vscode_declares_every_server_option_with_its_type_and_default() -> None
             f"loopls.{key}: default {prop['default']!r} != {defaults[key]!r}"
     for key, prop in props.items():
         assert prop.get("markdownDescription") or prop.get("description"), f"loopls.{key} has no description"
+    # an untrusted workspace must not choose the program VS Code runs
+    untrusted = package["capabilities"]["untrustedWorkspaces"]
+    assert untrusted["supported"] == "limited" and "loopls.server.command" in untrusted["restrictedConfigurations"]
 
 
 NVIM_DUMP = """
