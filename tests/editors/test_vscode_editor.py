@@ -23,6 +23,8 @@ import editor_install
 from sample_project import make_sample_project
 
 HERE = Path(__file__).resolve().parent
+# the first test here installs the editors on a new machine (minutes: see editor_install.py)
+pytestmark = pytest.mark.timeout(1800)
 
 
 def _npm(tools: editor_install.Tools, *args: str) -> subprocess.CompletedProcess:
@@ -71,13 +73,18 @@ def _wait_http(url: str, timeout: float, proc: subprocess.Popen) -> None:
 
 
 @pytest.fixture
-def code_server(editor_tools: editor_install.Tools, tmp_path: Path):
+def server_command() -> list[str]:
+    return [sys.executable, "-m", "loopls.lsp", "lsp"]
+
+
+@pytest.fixture
+def code_server(editor_tools: editor_install.Tools, tmp_path: Path, server_command: list[str]):
     """code-server with the extension installed and the sample project open; yields (url, project)."""
     project = make_sample_project(tmp_path / "project")
     data, extensions = tmp_path / "vscode-data", tmp_path / "vscode-extensions"
     (data / "User").mkdir(parents=True)
     (data / "User" / "settings.json").write_text(json.dumps({
-        "loopls.server.command": [sys.executable, "-m", "loopls.lsp", "lsp"],
+        "loopls.server.command": server_command,
         "loopls.completion.maxTokens": 16,
         "editor.inlineSuggest.enabled": True,
         "editor.quickSuggestions": {"other": False, "comments": False, "strings": False},
@@ -111,19 +118,22 @@ def code_server(editor_tools: editor_install.Tools, tmp_path: Path):
         log.close()
 
 
-@pytest.mark.timeout(1200)
-def test_vscode_ghost_text_accept_trigger_problems_quick_fix_status(
-    editor_tools: editor_install.Tools, code_server: tuple[str, Path], artifacts: Path
-) -> None:
-    url, project = code_server
-    config = {"playwrightDir": str(editor_tools.playwright_dir), "chromium": str(editor_tools.chromium), "url": url,
-              "shots": str(artifacts), "file": "pricing.py"}
-    proc = subprocess.run([str(editor_tools.node), str(HERE / "vscode_drive.cjs"), json.dumps(config)],
+def drive(tools: editor_install.Tools, url: str, artifacts: Path, scenario: str) -> dict[str, dict]:
+    """Run the playwright driver; what it saw, by step."""
+    config = {"playwrightDir": str(tools.playwright_dir), "chromium": str(tools.chromium), "url": url,
+              "shots": str(artifacts), "file": "pricing.py", "scenario": scenario}
+    proc = subprocess.run([str(tools.node), str(HERE / "vscode_drive.cjs"), json.dumps(config)],
                           capture_output=True, text=True, timeout=900)
     (artifacts / "driver.log").write_text(proc.stderr, encoding="utf-8")
     seen = json.loads(proc.stdout or "{}")
-    steps = {s["step"]: s for s in seen.get("steps", [])}
     assert not seen.get("errors"), (seen.get("errors"), proc.stderr[-3000:])
+    return {s["step"]: s for s in seen.get("steps", [])}
+
+
+def test_vscode_ghost_text_accept_trigger_problems_quick_fix_status(
+    editor_tools: editor_install.Tools, code_server: tuple[str, Path], artifacts: Path
+) -> None:
+    steps = drive(editor_tools, code_server[0], artifacts, "completions")
 
     assert "loopls: tiny" in steps["status"]["text"], steps["status"]
     ghost = steps["ghost"]
@@ -136,3 +146,16 @@ def test_vscode_ghost_text_accept_trigger_problems_quick_fix_status(
     assert any("loopls" in row for row in steps["problems"]["rows"]), steps["problems"]
     assert any("Refactor with the model" in a for a in steps["quickfix"]["actions"]), steps["quickfix"]
     assert any("Untitled" in t or "context" in t.lower() for t in steps["context"]["tabs"]), steps["context"]
+
+
+@pytest.mark.parametrize("server_command", [["/nonexistent/loopls", "lsp"]])
+def test_vscode_says_why_the_server_cannot_start_and_opens_the_setting(
+    editor_tools: editor_install.Tools, code_server: tuple[str, Path], artifacts: Path
+) -> None:
+    steps = drive(editor_tools, code_server[0], artifacts, "missing-server")
+    message = steps["message"]
+    assert "cannot start the language server" in message["message"], message
+    assert "/nonexistent/loopls does not exist" in message["message"], message
+    assert "Open Settings" in message["message"], message
+    assert "error" in message["status"], message
+    assert any("Server: Command" in label or "Command" in label for label in steps["settings"]["labels"]), steps

@@ -100,6 +100,36 @@ async function main() {
     await page.keyboard.press("Enter");
     await page.locator(".tabs-container .tab", { hasText: cfg.file }).first().waitFor({ timeout: 60000 });
     await page.waitForSelector(`${EDITOR} .view-lines`, { timeout: 60000 });
+    if (cfg.scenario === "missing-server") {
+      await missingServer(page);
+    } else {
+      await completions(page);
+    }
+  } catch (error) {
+    seen.errors.push(String(error && error.stack || error));
+    await screenshot(page, "failure").catch(() => undefined);
+  } finally {
+    await browser.close();
+  }
+  process.stdout.write(JSON.stringify(seen));
+}
+
+// The server command points nowhere: the user is told why and can open the setting.
+async function missingServer(page) {
+  const toast = page.locator(".notification-toast", { hasText: "loopls" }).first();
+  await toast.waitFor({ timeout: 60000 });
+  const message = norm(await toast.textContent());
+  const status = norm(await page.locator(".statusbar-item", { hasText: "loopls" }).first().textContent());
+  log("message", { message, status, shot: await screenshot(page, "cannot-start") });
+  await toast.locator(".monaco-button", { hasText: "Open Settings" }).first().click();
+  await page.waitForSelector(".settings-editor", { timeout: 30000 });
+  await page.waitForTimeout(1500);
+  const shown = await page.locator(".settings-editor .setting-item-label").allTextContents();
+  log("settings", { labels: shown.map(norm), shot: await screenshot(page, "open-settings") });
+}
+
+async function completions(page) {
+  {
 
     // the status bar item shows the model once the server has loaded it
     const status = page.locator(".statusbar-item", { hasText: "loopls" }).first();
@@ -181,13 +211,7 @@ async function main() {
     await page.waitForTimeout(3000);
     const tabs = await page.locator(".tabs-container .tab").allTextContents();
     log("context", { tabs: tabs.map(norm), shot: await screenshot(page, "context") });
-  } catch (error) {
-    seen.errors.push(String(error && error.stack || error));
-    await screenshot(page, "failure").catch(() => undefined);
-  } finally {
-    await browser.close();
   }
-  process.stdout.write(JSON.stringify(seen));
 }
 
 main().catch((error) => {

@@ -68,7 +68,7 @@ export function formatStatus(status: Status, clientLatencyMs?: number, languageD
   const device = status.model?.device;
   const latency = status.lastLatencyMs ?? clientLatencyMs;
   const indexing = status.index?.state === "indexing" ? indexLine(status.index) : undefined;
-  const parts = [`${ICONS[state]} loopls: ${model}`];
+  const parts = [status.model?.name ? `${ICONS[state]} loopls: ${model}` : `${ICONS[state]} loopls`];
   if (device) {
     parts.push(device);
   }

@@ -29,6 +29,7 @@ test("errors, indexing progress and a language switched off are visible in the t
   assert.equal(error.severity, "error");
   assert.match(error.text, /error/);
   assert.match(error.tooltip, /model missing/);
+  assert.equal(formatStatus({ state: "error", message: "loopls was not found on PATH" }).text, "$(error) loopls · error");
   const indexing = formatStatus({ state: "loading", model: { name: "tiny" }, index: { state: "indexing", done: 3, total: 10 } });
   assert.match(indexing.text, /indexing 3\/10 files/);
   assert.match(formatStatus({ state: "ready", model: { name: "tiny" } }, undefined, true).text, /off here/);
