@@ -145,7 +145,9 @@ def test_vscode_ghost_text_accept_trigger_problems_quick_fix_status(
     assert not explicit["dismissed"].strip() and explicit["triggered"].strip(), explicit
     assert any("loopls" in row for row in steps["problems"]["rows"]), steps["problems"]
     assert any("Refactor with the model" in a for a in steps["quickfix"]["actions"]), steps["quickfix"]
-    assert any("Untitled" in t or "context" in t.lower() for t in steps["context"]["tabs"]), steps["context"]
+    # the packed context opens once, as a Markdown document titled by its first line
+    assert [t for t in steps["context"]["tabs"] if t.startswith("# Context packed for pricing.py:")] \
+        and len(steps["context"]["tabs"]) == 2, steps["context"]
 
 
 @pytest.mark.parametrize("server_command", [["/nonexistent/loopls", "lsp"]])

@@ -114,7 +114,7 @@ class Loopls implements vscode.Disposable {
     const where = { file: vscode.workspace.asRelativePath(editor.document.uri), line: position.line, character: position.character };
     const content = renderContext(explained ?? {}, where, readLines);
     const doc = await vscode.workspace.openTextDocument({ language: "markdown", content });
-    await vscode.window.showTextDocument(doc, { viewColumn: vscode.ViewColumn.Beside, preview: true });
+    await vscode.window.showTextDocument(doc, { preview: true });
   }
 
   async showStatus(): Promise<void> {
