@@ -21,9 +21,9 @@ import time
 
 import torch
 
-from loopls.engine.cache import KVCache
-from loopls.engine.config import ModelConfig
-from loopls.engine.model import CausalLM
+from loopls.engine.model.cache import KVCache
+from loopls.engine.model.config import ModelConfig
+from loopls.engine.model.transformer import CausalLM
 
 SHAPES = {  # layers; everything else as IQuest-Coder-V1 (REFERENCE.md)
     "7b": 14, "14b": 28, "40b": 80, "small": 4,
@@ -104,9 +104,9 @@ def ours(model: CausalLM, batch: int, prompt: int, new: int) -> tuple[float, flo
 def serving(model: CausalLM, batch: int, prompt: int, new: int) -> tuple[float, float]:
     """The language server's path: the serving core (paged KV, continuous batching), plain
     greedy without speculation. (prefill seconds for all, decode tokens/s per sequence)"""
-    from loopls.engine.core import EngineCore
-    from loopls.engine.sampler import SamplingParams
-    from loopls.engine.scheduler import SchedulerConfig
+    from loopls.engine.serving.core import EngineCore
+    from loopls.engine.model.sampler import SamplingParams
+    from loopls.engine.serving.scheduler import SchedulerConfig
 
     block = 16
     blocks = batch * (-(-(prompt + new + 8) // block)) + 64

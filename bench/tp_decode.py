@@ -27,10 +27,10 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from loopls.engine.cache import KVCache
-from loopls.engine.config import ModelConfig
-from loopls.engine.model import CausalLM
-from loopls.engine.parallel import apply_tensor_parallel, init_distributed, local_device, shard_rule
+from loopls.engine.model.cache import KVCache
+from loopls.engine.model.config import ModelConfig
+from loopls.engine.model.transformer import CausalLM
+from loopls.engine.model.parallel import apply_tensor_parallel, init_distributed, local_device, shard_rule
 
 SHAPES = {
     # name: (layers, hidden, ffn, heads, kv heads, head_dim, vocab)

@@ -26,9 +26,9 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from typing_trace import make_bench_model  # noqa: E402
 
-from loopls.engine.model import CausalLM, apply_rope, rope_cos_sin  # noqa: E402
-from loopls.engine.tiny import create_tiny  # noqa: E402
-from loopls.engine.tokenizer import Tokenizer  # noqa: E402
+from loopls.engine.model.transformer import CausalLM, apply_rope, rope_cos_sin  # noqa: E402
+from loopls.engine.model.tiny import create_tiny  # noqa: E402
+from loopls.engine.model.tokenizer import Tokenizer  # noqa: E402
 
 
 def corpus_tokens(source: Path, tok: Tokenizer, max_chars: int) -> torch.Tensor:

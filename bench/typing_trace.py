@@ -30,13 +30,13 @@ from pathlib import Path
 
 import torch
 
-from loopls.engine.async_engine import AsyncEngine
-from loopls.engine.config import ModelConfig
-from loopls.engine.loader import load_checkpoint
-from loopls.engine.model import CausalLM
-from loopls.engine.sampler import SamplingParams
-from loopls.engine.scheduler import SchedulerConfig
-from loopls.engine.tiny import create_tiny
+from loopls.engine.serving.async_engine import AsyncEngine
+from loopls.engine.model.config import ModelConfig
+from loopls.engine.model.loader import load_checkpoint
+from loopls.engine.model.transformer import CausalLM
+from loopls.engine.model.sampler import SamplingParams
+from loopls.engine.serving.scheduler import SchedulerConfig
+from loopls.engine.model.tiny import create_tiny
 
 
 def make_bench_model(arch: str, vocab: int, hidden: int, layers: int, window: int, seed: int) -> CausalLM:

@@ -17,16 +17,15 @@ from typing import Any
 
 from lsprotocol import types
 from pygls.exceptions import JsonRpcException
+from pygls.lsp.server import LanguageServer
 
 from loopls.context.languages import Languages, language_for_path
 from loopls.context.smells import analyze_tree
 from loopls.context.smells.checks import BY_CODE
-from loopls.engine.loader import CheckpointError
-from loopls.engine.sampler import SamplingParams
-from loopls.engine.sequence import Priority
+from loopls.engine.backends import Backend, BackendError
+from loopls.engine.backends.base import Priority, SamplingParams
 
 from .convert import position_at
-from .server import LooplsServer
 
 log = logging.getLogger(__name__)
 MAX_NEW_TOKENS = 512
@@ -109,7 +108,7 @@ def _disable(action: types.CodeAction, reason: str) -> types.CodeAction:
     return action
 
 
-async def resolve_quick_fix(ls: LooplsServer, host: Any, action: types.CodeAction) -> types.CodeAction:
+async def resolve_quick_fix(ls: LanguageServer, host: Any, action: types.CodeAction) -> types.CodeAction:
     data = action.data if isinstance(action.data, dict) else {}
     uri = data.get("uri", "")
     doc = ls.workspace.text_documents.get(uri)
@@ -124,9 +123,9 @@ async def resolve_quick_fix(ls: LooplsServer, host: Any, action: types.CodeActio
     prompt = build_prompt(lang, data.get("message", ""), text[start:end], data.get("code", ""))
     try:
         completer = await ls.completer()
-        ids, params = _request(completer.lm, prompt)
+        ids, params = _request(completer.backend, prompt)
         output = await ls.generate_text(ids, params, Priority.CODE_ACTION)
-    except (CheckpointError, JsonRpcException, OSError, ValueError, RuntimeError) as exc:
+    except (BackendError, JsonRpcException, OSError, ValueError, RuntimeError) as exc:
         return _disable(action, f"the model could not refactor this: {exc}")
     edit = verified_edit(uri, doc.version, path, text, (start, end), extract_code(output))
     if edit is None:
@@ -152,19 +151,19 @@ def verified_edit(uri: str, version: int | None, path: str, text: str, span: tup
         text_document=types.OptionalVersionedTextDocumentIdentifier(uri=uri, version=version), edits=[edit])])
 
 
-def _request(lm: Any, prompt: str) -> tuple[list[int], SamplingParams]:
+def _request(backend: Backend, prompt: str) -> tuple[list[int], SamplingParams]:
     """Prompt ids and greedy sampling for the refactor prompt, cut to fit the model's context."""
-    ids = lm.tokenizer.encode(prompt)
-    bos = lm.tokenizer.special.bos
+    ids = backend.tokenizer.encode(prompt)
+    bos = backend.tokenizer.special.bos
     if bos is not None and (not ids or ids[0] != bos):
         ids = [bos] + ids
-    room = lm.config.max_position_embeddings - MAX_NEW_TOKENS - 1
+    room = backend.context_limit - MAX_NEW_TOKENS - 1
     if len(ids) > room:
         ids = ids[:1] + ids[len(ids) - room + 1:]  # keep the instruction's tail and the code's end
     return ids, SamplingParams(max_tokens=MAX_NEW_TOKENS, temperature=0.0, stop=("\n```",))
 
 
-def register_smell_code_actions(server: LooplsServer, host: Any) -> None:
+def register_smell_code_actions(server: LanguageServer, host: Any) -> None:
     features = server.protocol.fm.features
     if types.TEXT_DOCUMENT_CODE_ACTION in features or types.CODE_ACTION_RESOLVE in features:
         # Another feature owns code actions: it can offer `quick_fixes` and `resolve_quick_fix` itself.
@@ -173,7 +172,7 @@ def register_smell_code_actions(server: LooplsServer, host: Any) -> None:
 
     @server.feature(types.TEXT_DOCUMENT_CODE_ACTION, types.CodeActionOptions(
         code_action_kinds=[types.CodeActionKind.QuickFix], resolve_provider=True))
-    async def code_action(ls: LooplsServer, params: types.CodeActionParams) -> list[types.CodeAction] | None:
+    async def code_action(ls: LanguageServer, params: types.CodeActionParams) -> list[types.CodeAction] | None:
         if params.context.only and types.CodeActionKind.QuickFix not in params.context.only:
             return None
         uri = params.text_document.uri
@@ -185,5 +184,5 @@ def register_smell_code_actions(server: LooplsServer, host: Any) -> None:
         return quick_fixes(uri, doc.version if doc is not None else None, diagnostics) or None
 
     @server.feature(types.CODE_ACTION_RESOLVE)
-    async def code_action_resolve(ls: LooplsServer, action: types.CodeAction) -> types.CodeAction:
+    async def code_action_resolve(ls: LanguageServer, action: types.CodeAction) -> types.CodeAction:
         return await resolve_quick_fix(ls, host, action)

@@ -2,20 +2,19 @@
 
 Shared by the language server and `loopls complete`, so the CLI shows exactly what an editor
 gets. `prepare` builds the prompt, `finish` turns generated ids into items; between them the
-server runs the serving engine (continuous batching, prefix cache) and the CLI `generate`.
+request runs on the engine backend.
 """
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from loopls.context.prompt import build_fim_prompt, fim_token_ids
-from loopls.engine.generate import Generation, cut_at_stop, generate
-from loopls.engine.loader import LoadedModel
-from loopls.engine.sampler import SamplingParams
+from loopls.engine.backends import Backend
+from loopls.engine.model.generate import cut_at_stop
+from loopls.engine.model.sampler import SamplingParams
 
 from .options import CompletionOptions
 from .postprocess import clean_completion
@@ -33,36 +32,27 @@ class PreparedCompletion:
     truncated: bool
 
 
-@dataclass
-class Completion:
-    items: list[str]
-    generation: Generation
-    prompt_tokens: int
-    truncated_context: bool
-
-
 class Completer:
-    def __init__(self, lm: LoadedModel) -> None:
-        self.lm = lm
-        self._lock = threading.Lock()  # one generation at a time on this model
+    def __init__(self, backend: Backend) -> None:
+        self.backend = backend
         # Set by the server's context engine (context_features.py) once a workspace is indexed:
         # (tokenizer, text, offset, budget) -> (prompt ids, truncated), or None for buffer-only.
         self.context: Callable[[Any, str, int, int], tuple[list[int], bool] | None] | None = None
 
     @property
     def untrained(self) -> bool:
-        return self.lm.untrained
+        return self.backend.info.untrained
 
     def prepare(self, text: str, offset: int, options: CompletionOptions) -> PreparedCompletion:
         """Prompt ids and sampling parameters for a completion at `offset` (no model call)."""
-        lm = self.lm
-        budget = min(options.context_tokens, lm.config.max_position_embeddings - options.max_tokens - 1)
-        special = lm.tokenizer.special
-        packed = self.context(lm.tokenizer, text, offset, budget) if self.context is not None else None
+        tokenizer = self.backend.tokenizer
+        budget = min(options.context_tokens, self.backend.context_limit - options.max_tokens - 1)
+        special = tokenizer.special
+        packed = self.context(tokenizer, text, offset, budget) if self.context is not None else None
         if packed is not None:
             ids, truncated = packed
         else:
-            prompt = build_fim_prompt(text, offset, lm.tokenizer, budget)
+            prompt = build_fim_prompt(text, offset, tokenizer, budget)
             ids = fim_token_ids(prompt, special) or ([special.bos] if special.bos is not None else [])
             truncated = prompt.truncated
         rest_of_line = text[offset:].split("\n", 1)[0]
@@ -79,17 +69,6 @@ class Completer:
     def finish(self, token_ids: list[int], params: SamplingParams, text: str, offset: int,
                options: CompletionOptions) -> list[str]:
         """Generated ids -> the items an editor shows."""
-        generated, _ = cut_at_stop(self.lm.tokenizer.decode(token_ids), params.stop)
+        generated, _ = cut_at_stop(self.backend.tokenizer.decode(token_ids), params.stop)
         cleaned = clean_completion(generated, text[offset:], options.max_lines)
         return [cleaned] if cleaned else []
-
-    def complete(
-        self, text: str, offset: int, options: CompletionOptions, cancel: threading.Event | None = None
-    ) -> Completion:
-        """One completion on the calling thread (the CLI's path; the server batches through
-        the serving engine instead)."""
-        prepared = self.prepare(text, offset, options)
-        with self._lock:
-            gen = generate(self.lm, prepared.ids, prepared.params, cancel)
-        items = self.finish(gen.token_ids, prepared.params, text, offset, options)
-        return Completion(items, gen, len(prepared.ids), prepared.truncated)

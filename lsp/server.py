@@ -12,16 +12,15 @@ from lsprotocol import types
 from pygls.exceptions import JsonRpcInternalError, JsonRpcInvalidParams
 from pygls.lsp.server import LanguageServer
 
-from loopls.engine.async_engine import RequestOutput, RequestStream
-from loopls.engine.generate import cut_at_stop
-from loopls.engine.loader import CheckpointError
-from loopls.engine.sampler import SamplingParams
-from loopls.engine.sequence import Priority
+from loopls.engine.backends import Backend, BackendError, load_backend
+from loopls.engine.backends.base import Priority, RequestOutput, SamplingParams, Stream
+from loopls.engine.model.generate import cut_at_stop
 
 from .completion import UNTRAINED_NOTICE, Completer
 from .completion_cache import CompletionCache
+from .context_features import ContextHost
 from .convert import PositionError, offset_at
-from .engine_host import EngineHost, load_engine
+from .diagnostics import SmellHost
 from .options import Options, options_to_json, parse_options
 from .protocol import LooplsProtocol
 from .version import __version__
@@ -47,15 +46,28 @@ class LooplsServer(LanguageServer):
             text_document_sync_kind=types.TextDocumentSyncKind.Incremental,
             protocol_cls=LooplsProtocol,
         )
+        # The server's whole state, declared here. Three threads do the long work, so the event
+        # loop that reads messages (and cancellations) never waits on it: the project thread
+        # (context host: project models, prompt context, smell checks), the prepare thread
+        # (model loading, prompt building) and the serving engine's own worker.
         self.options = Options()
         self.model_override = model_override
         self.stats = Stats()
-        # Loading and prompt packing run here, the serving engine on its own worker thread:
-        # neither blocks the event loop that reads messages (and cancellations).
+        self.context = ContextHost(self)  # one project model per workspace folder, on its thread
+        self.smells = SmellHost(self, self.context)  # code-smell diagnostics, read from those models
         self.engine_thread = ThreadPoolExecutor(1, thread_name_prefix="loopls-prepare")
-        self._completer: asyncio.Future[Completer] | None = None
-        self._host: EngineHost | None = None
+        self._completer: asyncio.Future[Completer] | None = None  # the loaded model, through...
+        self._backend: Backend | None = None  # ...the engine backend, the only way to the engine
         self.completion_cache = CompletionCache()
+
+    def document_event(self, method: str, params: Any) -> None:
+        """The one fan-out of document and workspace events (after pygls has updated its own
+        copy of the documents): the project models first, then the diagnostics."""
+        for consumer in (self.context, self.smells):
+            try:
+                consumer.document_event(method, params)
+            except Exception:  # noqa: BLE001 - a consumer failing must never break document sync
+                log.exception("%s: %s failed", type(consumer).__name__, method)
 
     @property
     def model_name(self) -> str:
@@ -80,18 +92,18 @@ class LooplsServer(LanguageServer):
 
     async def _load(self) -> Completer:
         loop = asyncio.get_running_loop()
-        host = await loop.run_in_executor(
-            self.engine_thread, load_engine, self.model_name, self.options.model.device,
+        backend = await loop.run_in_executor(
+            self.engine_thread, load_backend, "native", self.model_name, self.options.model.device,
             self.options.completion.context_tokens,
         )
         self.shutdown_engine()  # the previous model's engine, after a model change
-        self._host = host
-        return host.completer
+        self._backend = backend
+        return Completer(backend)
 
     def shutdown_engine(self) -> None:
-        if self._host is not None:
-            self._host.shutdown()
-            self._host = None
+        if self._backend is not None:
+            self._backend.shutdown()
+            self._backend = None
 
     def _announce_model(self, fut: asyncio.Future[Completer]) -> None:
         if fut.cancelled():
@@ -100,12 +112,12 @@ class LooplsServer(LanguageServer):
             message = f"loopls: cannot load model: {fut.exception()}"
             self.window_show_message(types.ShowMessageParams(type=types.MessageType.Error, message=message))
             return
-        lm = fut.result().lm
+        info = fut.result().backend.info
         self.window_log_message(types.LogMessageParams(
             type=types.MessageType.Info,
-            message=f"loopls: loaded {lm.config.model_type} model from {lm.path} on {lm.device}",
+            message=f"loopls: loaded {info.model_type} model from {info.path} on {info.device} ({info.backend})",
         ))
-        if lm.untrained:
+        if info.untrained:
             self.window_show_message(types.ShowMessageParams(type=types.MessageType.Warning, message=UNTRAINED_NOTICE))
 
     def document_text(self, uri: str) -> str:
@@ -146,7 +158,7 @@ class LooplsServer(LanguageServer):
         """Run one request through the serving engine; the decoded text, cut at a stop string."""
         completer = await self._loaded_completer()
         out = await self._run(prompt_ids, params, priority)
-        return cut_at_stop(completer.lm.tokenizer.decode(out.token_ids), params.stop)[0]
+        return cut_at_stop(completer.backend.tokenizer.decode(out.token_ids), params.stop)[0]
 
     async def _run(
         self, prompt_ids: list[int], params: SamplingParams, priority: Priority, supersede: str | None = None
@@ -154,7 +166,7 @@ class LooplsServer(LanguageServer):
         """Submit to the serving engine and wait for the end; cancelling the caller cancels
         the engine request (its blocks are freed before the next step)."""
         try:
-            stream = self._host.engine.submit(prompt_ids, params, priority=priority, supersede=supersede)
+            stream = self._backend.submit(prompt_ids, params, priority=priority, supersede=supersede)
         except ValueError as exc:  # includes the engine's AdmissionError
             raise JsonRpcInvalidParams(str(exc)) from None
         try:
@@ -171,10 +183,10 @@ class LooplsServer(LanguageServer):
     async def _loaded_completer(self) -> Completer:
         try:
             return await self.completer()
-        except (CheckpointError, OSError, ValueError, RuntimeError) as exc:
+        except (BackendError, OSError, ValueError, RuntimeError) as exc:
             raise JsonRpcInternalError(f"model not available: {exc}") from None
 
-    async def _account(self, stream: RequestStream) -> RequestOutput:
+    async def _account(self, stream: Stream) -> RequestOutput:
         """Wait for a request to end, however it ends, and count what it generated."""
         self.stats.active_generations += 1
         try:
@@ -193,10 +205,10 @@ class LooplsServer(LanguageServer):
         model: dict[str, Any] = {"name": self.model_name, "loaded": False}
         fut = self._completer
         if fut is not None and fut.done() and not fut.cancelled() and fut.exception() is None:
-            lm = fut.result().lm
-            model.update(loaded=True, path=str(lm.path), modelType=lm.config.model_type,
-                         untrained=lm.untrained, device=str(lm.device))
-        engine = self._host.engine.stats() if self._host is not None else {}
+            info = fut.result().backend.info
+            model.update(loaded=True, path=info.path, modelType=info.model_type,
+                         untrained=info.untrained, device=info.device, backend=info.backend)
+        engine = self._backend.stats() if self._backend is not None else {}
         return {"version": __version__, "model": model, "options": options_to_json(self.options),
                 "stats": asdict(self.stats), "engine": engine}
 

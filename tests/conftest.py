@@ -26,13 +26,13 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 @pytest.fixture(scope="session")
 def tiny_checkpoint() -> Path:
     """The embedded default model (created on first use, as a user would get it)."""
-    from loopls.engine.models import ensure_default_model
+    from loopls.engine.model.models import ensure_default_model
 
     return ensure_default_model()
 
 
 @pytest.fixture(scope="session")
 def tiny_lm(tiny_checkpoint: Path):
-    from loopls.engine.loader import load_checkpoint
+    from loopls.engine.model.loader import load_checkpoint
 
     return load_checkpoint(tiny_checkpoint)

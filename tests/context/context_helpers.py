@@ -30,7 +30,7 @@ def make_repo(root: Path, commits: list[dict[str, str]], start: int = 1_700_000_
 
 
 def tokenizer(checkpoint: Path):
-    from loopls.engine.tokenizer import Tokenizer
+    from loopls.engine.model.tokenizer import Tokenizer
 
     return Tokenizer.from_folder(checkpoint)
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import git
 
-SAMPLE = Path(__file__).resolve().parents[2] / "lsp" / "demo_project"
+SAMPLE = Path(__file__).resolve().parents[2] / "lsp" / "cli" / "demo_project"
 
 
 def make_sample_project(root: Path) -> Path:

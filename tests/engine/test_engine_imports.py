@@ -6,8 +6,12 @@ import ast
 import subprocess
 import sys
 
-ENGINE_MODULES = ("cache", "config", "generate", "hub", "loader", "model", "parallel", "sampler",
-                  "tiny", "tokenizer")
+ENGINE_MODULES = (
+    "model.cache", "model.config", "model.generate", "model.hub", "model.loader", "model.models",
+    "model.parallel", "model.sampler", "model.tiny", "model.tokenizer", "model.transformer",
+    "serving.async_engine", "serving.blocks", "serving.core", "serving.paged_attention",
+    "serving.runner", "serving.scheduler", "serving.sequence", "serving.spec",
+)
 
 
 def test_engine_imports_no_editor_libraries() -> None:

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from loopls.engine.generate import GenerationError, generate
-from loopls.engine.loader import load_checkpoint
-from loopls.engine.sampler import SamplingParams, sample
-from loopls.engine.tiny import create_tiny
+from loopls.engine.model.generate import GenerationError, generate
+from loopls.engine.model.loader import load_checkpoint
+from loopls.engine.model.sampler import SamplingParams, sample
+from loopls.engine.model.tiny import create_tiny
 
 
 @pytest.fixture(scope="module")
@@ -149,7 +149,7 @@ def test_cli_create_tiny_for_every_arch(tmp_path: Path, arch: str) -> None:
 
 @pytest.mark.parametrize("stops", [(), ("中文",), ("x\n",)])
 def test_incremental_text_equals_a_whole_decode(lm, stops: tuple[str, ...]) -> None:
-    from loopls.engine.generate import _TextStream
+    from loopls.engine.model.generate import _TextStream
 
     text = "café = '中文'  # ünïcode\n    return x\n"
     ids = lm.tokenizer.encode(text)

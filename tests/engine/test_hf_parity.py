@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from loopls.engine.cache import KVCache
-from loopls.engine.loader import load_checkpoint
-from loopls.engine.tiny import create_tiny
+from loopls.engine.model.cache import KVCache
+from loopls.engine.model.loader import load_checkpoint
+from loopls.engine.model.tiny import create_tiny
 
 transformers = pytest.importorskip("transformers")
 
@@ -73,8 +73,8 @@ def test_token_by_token_decode_matches_transformers(pair) -> None:
 
 @torch.inference_mode()
 def test_greedy_tokens_match_transformers_generate(pair) -> None:
-    from loopls.engine.generate import generate
-    from loopls.engine.sampler import SamplingParams
+    from loopls.engine.model.generate import generate
+    from loopls.engine.model.sampler import SamplingParams
 
     lm, hf = pair
     prompt = lm.tokenizer.encode("def add(a, b):\n    return")

@@ -12,9 +12,9 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from loopls.engine.cache import KVCache
-from loopls.engine.loader import CheckpointError, load_checkpoint
-from loopls.engine.tiny import create_tiny
+from loopls.engine.model.cache import KVCache
+from loopls.engine.model.loader import CheckpointError, load_checkpoint
+from loopls.engine.model.tiny import create_tiny
 
 
 @pytest.fixture(scope="module")

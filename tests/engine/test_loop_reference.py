@@ -5,7 +5,7 @@ layers run loop_num times; loop 0 is causal attention; a later loop attends glob
 loop 0's K/V and locally over its own K/V in a window of W keys including the current token,
 mixed per head by sigmoid(w_h . q_h + b_h) on the post-RoPE query; final norm once. It uses
 dense masks, explicit softmax, per-head loops and no cache, and reads the weights straight
-from the safetensors file — nothing from loopls.engine.model.
+from the safetensors file — nothing from loopls.engine.model.transformer.
 """
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from loopls.engine.cache import KVCache
-from loopls.engine.loader import load_checkpoint
-from loopls.engine.model import CausalLM
-from loopls.engine.tiny import create_tiny
+from loopls.engine.model.cache import KVCache
+from loopls.engine.model.loader import load_checkpoint
+from loopls.engine.model.transformer import CausalLM
+from loopls.engine.model.tiny import create_tiny
 
 ATOL = 1e-4
 

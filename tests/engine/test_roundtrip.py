@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from loopls.engine.generate import GenerationError, generate
-from loopls.engine.loader import CheckpointError, load_checkpoint
-from loopls.engine.sampler import SamplingParams
-from loopls.engine.tiny import create_tiny
+from loopls.engine.model.generate import GenerationError, generate
+from loopls.engine.model.loader import CheckpointError, load_checkpoint
+from loopls.engine.model.sampler import SamplingParams
+from loopls.engine.model.tiny import create_tiny
 
 
 def _digest(folder: Path) -> dict[str, str]:
@@ -67,7 +67,7 @@ def test_seeded_sampling_repeats_and_differs_by_seed(tiny_lm) -> None:
 
 
 def test_incremental_decode_matches_full_forward(tiny_lm) -> None:
-    from loopls.engine.cache import KVCache
+    from loopls.engine.model.cache import KVCache
 
     cfg = tiny_lm.config
     n = 3 * cfg.loop_window_size + 5  # well past the Loop window

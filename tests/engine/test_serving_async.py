@@ -8,14 +8,14 @@ import threading
 import pytest
 import torch
 
-from loopls.engine.async_engine import AsyncEngine, EngineError
-from loopls.engine.generate import generate
-from loopls.engine.loader import load_checkpoint
-from loopls.engine.runner import ModelRunner
-from loopls.engine.sampler import SamplingParams
-from loopls.engine.scheduler import AdmissionError, SchedulerConfig
-from loopls.engine.sequence import Priority
-from loopls.engine.tiny import create_tiny
+from loopls.engine.serving.async_engine import AsyncEngine, EngineError
+from loopls.engine.model.generate import generate
+from loopls.engine.model.loader import load_checkpoint
+from loopls.engine.serving.runner import ModelRunner
+from loopls.engine.model.sampler import SamplingParams
+from loopls.engine.serving.scheduler import AdmissionError, SchedulerConfig
+from loopls.engine.serving.sequence import Priority
+from loopls.engine.model.tiny import create_tiny
 
 
 

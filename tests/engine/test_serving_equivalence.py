@@ -10,14 +10,14 @@ from __future__ import annotations
 import pytest
 import torch
 
-from loopls.engine.cache import KVCache
-from loopls.engine.core import EngineCore
-from loopls.engine.generate import generate
-from loopls.engine.loader import load_checkpoint
-from loopls.engine.paged_attention import KVPool, LoopWindow, SeqChunk, tail_tokens
-from loopls.engine.sampler import SamplingParams
-from loopls.engine.scheduler import SchedulerConfig
-from loopls.engine.tiny import create_tiny
+from loopls.engine.model.cache import KVCache
+from loopls.engine.serving.core import EngineCore
+from loopls.engine.model.generate import generate
+from loopls.engine.model.loader import load_checkpoint
+from loopls.engine.serving.paged_attention import KVPool, LoopWindow, SeqChunk, paged_forward, tail_tokens
+from loopls.engine.model.sampler import SamplingParams
+from loopls.engine.serving.scheduler import SchedulerConfig
+from loopls.engine.model.tiny import create_tiny
 
 ARCHES = ("iquestcoder", "qwen2", "iquestloopcoder")
 
@@ -60,7 +60,7 @@ def test_paged_forward_matches_contiguous_forward_for_any_chunking(lm) -> None:
     window = LoopWindow(cfg) if cfg.is_loop else None
     pieces, pos = [], 0
     for n in (5, 20, 1, 30, 14):
-        (logits,) = lm.model.forward_paged([SeqChunk(ids[pos : pos + n], pos, pos, table, window, 0)], pool)
+        (logits,) = paged_forward(lm.model, [SeqChunk(ids[pos : pos + n], pos, pos, table, window, 0)], pool)
         if window is not None:
             window.commit(pos + n, pos + n)
         pieces.append(logits)
@@ -115,11 +115,11 @@ def test_loop_tail_must_cover_every_layers_window(loop_lm) -> None:
     (ids,) = _prompts(lm, (72,), seed=5)
     ref = lm.model(torch.tensor([ids]), KVCache(cfg, 1, 80, torch.float32))[0]
     pool, table = KVPool(cfg, 16, 8, torch.float32), list(range(9))
-    lm.model.forward_paged([SeqChunk(ids[:48], 0, 0, table, LoopWindow(cfg), 0)], pool)
+    paged_forward(lm.model, [SeqChunk(ids[:48], 0, 0, table, LoopWindow(cfg), 0)], pool)
     errors = {}
     for tail in (cfg.loop_window_size - 1, tail_tokens(cfg)):
         chunk = SeqChunk(ids[48 - tail :], 48 - tail, 48, table, LoopWindow(cfg), tail)
-        (logits,) = lm.model.forward_paged([chunk], pool)
+        (logits,) = paged_forward(lm.model, [chunk], pool)
         errors[tail] = (logits - ref[48:]).abs().max().item()
     assert errors[tail_tokens(cfg)] < 1e-4
     assert errors[cfg.loop_window_size - 1] > 1e-3

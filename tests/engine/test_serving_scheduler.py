@@ -7,14 +7,14 @@ import random
 import pytest
 import torch
 
-from loopls.engine.blocks import BlockPool, OutOfBlocks, chain_hash, ROOT_HASH
-from loopls.engine.core import EngineCore
-from loopls.engine.generate import generate
-from loopls.engine.loader import load_checkpoint
-from loopls.engine.sampler import SamplingParams
-from loopls.engine.scheduler import AdmissionError, SchedulerConfig
-from loopls.engine.sequence import Priority
-from loopls.engine.tiny import create_tiny
+from loopls.engine.serving.blocks import BlockPool, OutOfBlocks, chain_hash, ROOT_HASH
+from loopls.engine.serving.core import EngineCore
+from loopls.engine.model.generate import generate
+from loopls.engine.model.loader import load_checkpoint
+from loopls.engine.model.sampler import SamplingParams
+from loopls.engine.serving.scheduler import AdmissionError, SchedulerConfig
+from loopls.engine.serving.sequence import Priority
+from loopls.engine.model.tiny import create_tiny
 
 
 

@@ -10,13 +10,13 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from loopls.engine.cache import KVCache
-from loopls.engine.config import ModelConfig
-from loopls.engine.generate import generate
-from loopls.engine.loader import load_checkpoint
-from loopls.engine.parallel import TensorParallelError, check_tp_size
-from loopls.engine.sampler import SamplingParams
-from loopls.engine.tiny import create_tiny
+from loopls.engine.model.cache import KVCache
+from loopls.engine.model.config import ModelConfig
+from loopls.engine.model.generate import generate
+from loopls.engine.model.loader import load_checkpoint
+from loopls.engine.model.parallel import TensorParallelError, check_tp_size
+from loopls.engine.model.sampler import SamplingParams
+from loopls.engine.model.tiny import create_tiny
 
 CASES = {
     "iquestcoder": ("iquestcoder", {}),
@@ -58,7 +58,7 @@ def _worker(rank: int, world: int, port: int, folders: dict[str, str], out: str,
 
     import torch.distributed as dist
 
-    from loopls.engine.parallel import Shard, apply_tensor_parallel, load_tensor_parallel
+    from loopls.engine.model.parallel import Shard, apply_tensor_parallel, load_tensor_parallel
 
     torch.set_num_threads(1)
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
@@ -164,7 +164,7 @@ def test_invalid_sizes_are_refused_with_a_clear_error() -> None:
         check_tp_size(_config(4, 2, ffn=30), 4)
     with pytest.raises(TensorParallelError, match="must be >= 1"):
         check_tp_size(_config(4, 2), 0)
-    from loopls.engine.parallel import Shard
+    from loopls.engine.model.parallel import Shard
 
     with pytest.raises(TensorParallelError, match="rank 2 is outside a world of 2"):
         Shard(2, 2)
@@ -172,7 +172,7 @@ def test_invalid_sizes_are_refused_with_a_clear_error() -> None:
 
 
 def test_transform_shapes_and_refuses_a_second_split(folders) -> None:
-    from loopls.engine.parallel import Shard, apply_tensor_parallel
+    from loopls.engine.model.parallel import Shard, apply_tensor_parallel
 
     model = load_checkpoint(folders["iquestloopcoder-kv1"]).model
     apply_tensor_parallel(model, Shard(1, 2))

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 import sentencepiece as spm
 
-from loopls.engine.generate import generate
-from loopls.engine.loader import CheckpointError, load_checkpoint
-from loopls.engine.sampler import SamplingParams
-from loopls.engine.tiny import CHAT_TEMPLATE, SPECIAL_TOKENS, create_tiny
+from loopls.engine.model.generate import generate
+from loopls.engine.model.loader import CheckpointError, load_checkpoint
+from loopls.engine.model.sampler import SamplingParams
+from loopls.engine.model.tiny import CHAT_TEMPLATE, SPECIAL_TOKENS, create_tiny
 
 CODE = [
     "def main(argv):\n    parser = make_parser()\n    return parser.parse(argv)\n",

@@ -111,7 +111,7 @@ def test_wheel_installs_only_the_loopls_namespace(tmp_path: Path) -> None:
     for sub in ("lsp", "context", "engine", "kernels"):
         assert f"loopls/{sub}/__init__.py" in names
     assert not any(n.startswith("loopls/__init__.py") for n in names)  # implicit namespace
-    assert "loopls/lsp/demo_project/inventory.py" in names
+    assert "loopls/lsp/cli/demo_project/inventory.py" in names
     entry = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith("entry_points.txt"))).decode()
     assert "loopls = loopls.lsp.cli:main" in entry
 

@@ -24,8 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch.nn.utils.rnn import pad_sequence
 
-from .config import ModelConfig
-from .model import attend_masked, rope_cos_sin
+from ..model.config import ModelConfig
+from ..model.transformer import attend_masked, rope_cos_sin
 
 
 class KVPool:

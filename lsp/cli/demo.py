@@ -12,7 +12,7 @@ from pathlib import Path
 from lsprotocol import types
 from pygls.lsp.client import LanguageClient
 
-from .completion import UNTRAINED_NOTICE
+from ..completion import UNTRAINED_NOTICE
 
 # (file, 1-based line, 1-based column or 0 for the line end): places a user would pause at
 _SAMPLE_POSITIONS = (
@@ -33,7 +33,7 @@ Connect an editor:
 
 
 def _bundled_project() -> Path:
-    return Path(str(resources.files("loopls.lsp") / "demo_project"))
+    return Path(str(resources.files("loopls.lsp.cli") / "demo_project"))
 
 
 def _positions(project: Path) -> list[tuple[Path, int, int]]:

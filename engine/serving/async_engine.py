@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .core import EngineCore, StepEvent
-from .sampler import SamplingParams
+from ..model.sampler import SamplingParams
 from .scheduler import SchedulerConfig
 from .sequence import Priority, Sequence
 

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from .config import ModelConfig
-from .model import CausalLM
+from .transformer import CausalLM
 
 ARCHES = ("iquestloopcoder", "iquestcoder", "qwen2", "llama")
 

@@ -7,7 +7,7 @@ import platform
 import shutil
 import sys
 
-from .version import __version__
+from ..version import __version__
 
 _PACKAGES = (
     "torch", "tokenizers", "sentencepiece", "safetensors", "huggingface_hub", "pygls",
@@ -46,7 +46,7 @@ def run_doctor() -> int:
     except ImportError:
         print("  torch is not importable")
     print("\nmodel:")
-    from loopls.engine.models import cache_dir, default_model_dir
+    from loopls.engine.model.models import cache_dir, default_model_dir
 
     default = default_model_dir()
     state = "present" if (default / "config.json").is_file() else "created on first use"

@@ -206,13 +206,6 @@ class CausalLM(nn.Module):
         h = self.model.norm(h)
         return F.linear(h, self.output_weight()).float()
 
-    def forward_paged(self, chunks: list, pool) -> list[torch.Tensor]:
-        """Packed multi-sequence forward over a paged KV pool (serving path); see
-        paged_attention.paged_forward for the chunk and pool layout."""
-        from .paged_attention import paged_forward  # it imports this module
-
-        return paged_forward(self, chunks, pool)
-
     def _loop_attention(
         self,
         cache: KVCache,

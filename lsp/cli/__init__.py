@@ -7,15 +7,8 @@ import logging
 import sys
 from pathlib import Path
 
-from .version import __version__
-
-
-def _parse_location(spec: str) -> tuple[Path, int, int]:
-    try:
-        path, line, col = spec.rsplit(":", 2)
-        return Path(path), int(line), int(col)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected FILE:LINE:COL (1-based), got {spec!r}") from None
+from ..version import __version__
+from .args import parse_location
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,7 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
     lsp.add_argument("--model", help="checkpoint folder, cached hub id, or 'tiny' (overrides editor settings)")
 
     complete = sub.add_parser("complete", help="one completion at FILE:LINE:COL, as an editor gets it")
-    complete.add_argument("location", type=_parse_location, metavar="FILE:LINE:COL")
+    complete.add_argument("location", type=parse_location, metavar="FILE:LINE:COL")
     complete.add_argument("--model", default=None, help="checkpoint folder, cached hub id, or 'tiny'")
     complete.add_argument("--max-tokens", type=int, default=None)
     complete.add_argument("--device", default="auto")
@@ -45,11 +38,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("doctor", help="what is installed, which device and model, what is missing")
 
-    from .cmd_check import add_check_parser
+    from .check import add_check_parser
 
     add_check_parser(sub)
 
-    from .cmd_context import add_parsers as add_context_parsers
+    from .context import add_parsers as add_context_parsers
 
     add_context_parsers(sub)
 
@@ -74,11 +67,11 @@ def main(argv: list[str] | None = None) -> int:
 
         return run_create_tiny(args)
     if command in ("index", "context"):
-        from .cmd_context import run_context, run_index
+        from .context import run_context, run_index
 
         return run_index(args) if command == "index" else run_context(args)
     if command == "check":
-        from .cmd_check import run_check
+        from .check import run_check
 
         return run_check(args)
     if command == "doctor":
@@ -93,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run_lsp(tcp: str | None, model: str | None) -> int:
-    from .features import create_server
+    from ..features import create_server
 
     server = create_server(model)
     if tcp:

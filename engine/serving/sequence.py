@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import torch
 
 from .blocks import ROOT_HASH
-from .sampler import SamplingParams
+from ..model.sampler import SamplingParams
 
 
 class Priority(enum.IntEnum):

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import torch
 
-from .config import ModelConfig
-from .paged_attention import KVPool, LoopWindow, SeqChunk
-from .sampler import sample
+from ..model.config import ModelConfig
+from .paged_attention import KVPool, LoopWindow, SeqChunk, paged_forward
+from ..model.sampler import sample
 from .scheduler import ScheduledSeq, StepPlan
 from .sequence import Sequence
 from .spec import accept_greedy, update_draft_limit
@@ -34,7 +34,7 @@ class ModelRunner:
     def run(self, plan: StepPlan) -> dict[int, list[int]]:
         """One forward for the whole plan -> {id(seq): new tokens} for sampling sequences."""
         chunks = [self._chunk(item) for item in plan.items]
-        logits = self.model.forward_paged(chunks, self.kv)
+        logits = paged_forward(self.model, chunks, self.kv)
         produced: dict[int, list[int]] = {}
         for item, rows in zip(plan.items, logits):
             new = self._tokens(item, rows) if item.samples else []

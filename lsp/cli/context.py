@@ -12,11 +12,12 @@ from pathlib import Path
 
 from loopls.context.assemble import ContextEngine
 from loopls.context.explain import explain, explain_text
-from loopls.context.index import IndexSummary, WorkspaceIndex
+from loopls.context.project import IndexSummary, Project
 from loopls.context.workspace import WorkspaceError
 
+from ..convert import offset_from_cli
+from .args import parse_location
 from .commands import read_source
-from .convert import offset_from_cli
 
 
 def _fail(message: str) -> int:
@@ -57,7 +58,7 @@ class _ProgressBar:
 
 
 def _cache_dir() -> Path:
-    from loopls.engine.models import cache_dir
+    from loopls.engine.model.models import cache_dir
 
     return cache_dir()
 
@@ -73,7 +74,7 @@ def format_summary(root: Path, s: IndexSummary) -> str:
 
 def run_index(args: argparse.Namespace) -> int:
     try:
-        index = WorkspaceIndex(args.path, _cache_dir())
+        index = Project(args.path, _cache_dir())
     except WorkspaceError as exc:
         return _fail(str(exc))
     summary = index.build(None if args.quiet else _ProgressBar())
@@ -83,9 +84,9 @@ def run_index(args: argparse.Namespace) -> int:
 
 
 def load_tokenizer(model: str | None):
-    from loopls.engine.loader import CheckpointError, resolve_checkpoint
-    from loopls.engine.models import resolve_model_name
-    from loopls.engine.tokenizer import Tokenizer, TokenizerError
+    from loopls.engine.model.loader import CheckpointError, resolve_checkpoint
+    from loopls.engine.model.models import resolve_model_name
+    from loopls.engine.model.tokenizer import Tokenizer, TokenizerError
 
     try:
         return Tokenizer.from_folder(resolve_checkpoint(resolve_model_name(model)))
@@ -99,7 +100,7 @@ def run_context(args: argparse.Namespace) -> int:
         text = read_source(path)
         offset = offset_from_cli(text, line, col)
         root = Path(args.root) if args.root else workspace_root_for(path)
-        index = WorkspaceIndex(root, _cache_dir())
+        index = Project(root, _cache_dir())
         rel = index.workspace.relative(path)
         tokenizer = load_tokenizer(args.model)
     except (OSError, ValueError) as exc:  # PositionError and WorkspaceError are ValueErrors
@@ -119,15 +120,13 @@ def run_context(args: argparse.Namespace) -> int:
 
 
 def add_parsers(sub) -> None:
-    """The `index` and `context` subcommands (called from cli.build_parser)."""
-    from .cli import _parse_location
-
+    """The `index` and `context` subcommands (called from the CLI's build_parser)."""
     index = sub.add_parser("index", help="build or refresh the project index (progress bar, summary)")
     index.add_argument("path", type=Path, nargs="?", default=Path("."))
     index.add_argument("--quiet", action="store_true", help="no progress bar")
 
     context = sub.add_parser("context", help="the packed context for FILE:LINE:COL and why each snippet is in it")
-    context.add_argument("location", type=_parse_location, metavar="FILE:LINE:COL")
+    context.add_argument("location", type=parse_location, metavar="FILE:LINE:COL")
     context.add_argument("--budget", type=int, default=2048, help="prompt budget in model tokens (default 2048)")
     context.add_argument("--json", action="store_true", help="print JSON")
     context.add_argument("--model", default=None, help="whose tokenizer counts tokens (default: tiny)")

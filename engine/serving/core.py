@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from .blocks import BlockPool
 from .paged_attention import tail_tokens
 from .runner import ModelRunner
-from .sampler import SamplingParams
+from ..model.sampler import SamplingParams
 from .scheduler import AdmissionError, Scheduler, SchedulerConfig, StepPlan
 from .sequence import Priority, Sequence
 from .spec import PromptLookup

@@ -1,0 +1,67 @@
+"""The backend interface. The language server depends on this and nothing else of the engine.
+
+A backend owns one model. It exposes the model's tokenizer (prompts are built and budgeted
+client-side, FIM included, for every backend), the context limit (prompt plus generated
+tokens), and an asynchronous request API: `submit` returns a `Stream` of token ids whose
+`result()` is a `RequestOutput`; cancelling the stream aborts the request and frees what it
+held. `submit` must be called from a thread with a running event loop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from ..model.sampler import SamplingParams
+from ..model.tokenizer import Tokenizer
+from ..serving.async_engine import RequestOutput
+from ..serving.sequence import Priority
+
+
+class BackendError(RuntimeError):
+    """The backend cannot be loaded or reached; the message says why, in one line."""
+
+
+@dataclass(frozen=True)
+class BackendInfo:
+    backend: str  # "native" | "openai" | "vllm"
+    model: str  # the model as named in the options
+    path: str | None  # checkpoint folder, or the server's URL
+    model_type: str | None
+    device: str | None
+    untrained: bool  # random weights: output is noise, and the user is told so
+
+
+class Stream(Protocol):
+    request_id: str
+
+    def __aiter__(self) -> AsyncIterator[int]: ...
+
+    async def result(self) -> RequestOutput: ...
+
+    def cancel(self) -> None: ...
+
+
+class Backend(Protocol):
+    info: BackendInfo
+    tokenizer: Tokenizer
+    context_limit: int  # prompt + generated tokens
+
+    def submit(
+        self,
+        prompt_ids: list[int],
+        params: SamplingParams,
+        *,
+        priority: Priority = Priority.INLINE,
+        supersede: str | None = None,
+    ) -> Stream:
+        """Start a request; raises ValueError for one that can never be served (too long)."""
+        ...
+
+    def stats(self) -> dict[str, Any]: ...
+
+    def shutdown(self) -> None: ...
+
+
+__all__ = ["Backend", "BackendError", "BackendInfo", "Priority", "RequestOutput", "SamplingParams", "Stream"]

@@ -1,0 +1,123 @@
+"""Plain-torch references of the kernels: the CPU path of the engine and the tests' oracle.
+
+Layout shared by every paged kernel (the vLLM / flash-attention paged layout):
+
+- A K or V cache of one layer is `[num_blocks, block_size, KVH, D]`. Position p of sequence b
+  lives in block `block_tables[b, p // block_size]` at row `p % block_size`.
+- Queries of all sequences of a step are packed: `q` is `[N, H, D]`, sequence b owns rows
+  `cu_seqlens_q[b] : cu_seqlens_q[b + 1]`, which are its *last* positions: with
+  `seq_lens[b]` keys in the cache (the new tokens' K/V already written), its T queries sit at
+  positions `seq_lens[b] - T ... seq_lens[b] - 1`. Decode is T == 1.
+- A query at position p sees keys at positions <= p (causal); with `window = W > 0` only the
+  W keys p - W + 1 ... p. Block-table entries of blocks wholly before every query's window
+  are never read (a sliding-window cache may have freed them: -1 there is allowed).
+- Grouped-query heads: query head h reads KV head h // (H // KVH); K/V are never copied.
+
+The Loop model's later loops keep their own K/V in a window cache of the same layout (own
+block tables) and mix global attention over loop 0's cache with local sliding-window
+attention over that window cache through a per-head gate (see `loop_attention`).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def write_kv(
+    k_cache: torch.Tensor,  # [num_blocks, block_size, KVH, D]
+    v_cache: torch.Tensor,  # [num_blocks, block_size, KVH, D]
+    k: torch.Tensor,  # [N, KVH, D] new tokens' keys
+    v: torch.Tensor,  # [N, KVH, D]
+    slots: torch.Tensor,  # [N] int: block * block_size + row of each new token
+) -> None:
+    """Scatter new K/V into their cache slots (in place)."""
+    kvh, d = k_cache.shape[2], k_cache.shape[3]
+    k_cache.view(-1, kvh, d).index_copy_(0, slots.long(), k.to(k_cache.dtype))
+    v_cache.view(-1, kvh, d).index_copy_(0, slots.long(), v.to(v_cache.dtype))
+
+
+def paged_attention(
+    q: torch.Tensor,  # [N, H, D] packed queries
+    k_cache: torch.Tensor,  # [num_blocks, block_size, KVH, D]
+    v_cache: torch.Tensor,  # [num_blocks, block_size, KVH, D]
+    block_tables: torch.Tensor,  # [B, max_blocks] int
+    cu_seqlens_q: torch.Tensor,  # [B + 1] int
+    seq_lens: torch.Tensor,  # [B] int, keys per sequence including the new tokens
+    scale: float,
+    window: int = 0,  # 0: full causal; W > 0: each query sees its last W keys
+) -> torch.Tensor:  # [N, H, D]
+    """Causal (optionally sliding-window) attention over a paged K/V cache."""
+    out = torch.empty_like(q)
+    cu = cu_seqlens_q.tolist()
+    lens = seq_lens.tolist()
+    for b in range(len(lens)):
+        lo_q, hi_q = cu[b], cu[b + 1]
+        if hi_q == lo_q:
+            continue
+        out[lo_q:hi_q] = _attend_one(
+            q[lo_q:hi_q], k_cache, v_cache, block_tables[b], lens[b], scale, window
+        )
+    return out
+
+
+def loop_attention(
+    q: torch.Tensor,  # [N, H, D] post-RoPE queries of a loop >= 1
+    k_cache: torch.Tensor,  # loop 0's cache of this layer [num_blocks, block_size, KVH, D]
+    v_cache: torch.Tensor,
+    block_tables: torch.Tensor,  # [B, max_blocks] into k_cache / v_cache
+    wk_cache: torch.Tensor,  # this loop's window cache of this layer, same layout
+    wv_cache: torch.Tensor,
+    window_block_tables: torch.Tensor,  # [B, max_blocks] into wk_cache / wv_cache
+    cu_seqlens_q: torch.Tensor,  # [B + 1]
+    seq_lens: torch.Tensor,  # [B]
+    scale: float,
+    window: int,  # the Loop model's loop_window_size W (> 0)
+    gate_weight: torch.Tensor,  # [H, D]
+    gate_bias: torch.Tensor,  # [H]
+) -> torch.Tensor:  # [N, H, D]
+    """LoopAttention: g * global + (1 - g) * local, g = sigmoid(w_h . q_h + b_h) per head.
+
+    Global: causal attention of q over loop 0's K/V (every earlier position). Local: causal
+    attention over this loop's own K/V within the last W keys (the current token included).
+    """
+    glob = paged_attention(q, k_cache, v_cache, block_tables, cu_seqlens_q, seq_lens, scale)
+    local = paged_attention(q, wk_cache, wv_cache, window_block_tables, cu_seqlens_q, seq_lens, scale, window)
+    g = loop_gate(q, gate_weight, gate_bias)
+    return g * glob + (1 - g) * local
+
+
+def loop_gate(q: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """q [N, H, D] -> g [N, H, 1] = sigmoid(w_h . q_h + b_h), in q's dtype."""
+    return torch.sigmoid(torch.einsum("nhd,hd->nh", q, weight) + bias).unsqueeze(-1)
+
+
+def _attend_one(
+    q: torch.Tensor,  # [T, H, D]
+    k_cache: torch.Tensor,
+    v_cache: torch.Tensor,
+    table: torch.Tensor,  # [max_blocks]
+    seq_len: int,
+    scale: float,
+    window: int,
+) -> torch.Tensor:  # [T, H, D]
+    t, h, d = q.shape
+    bs, kvh = k_cache.shape[1], k_cache.shape[2]
+    first_q = seq_len - t
+    lo = max(0, first_q - window + 1) if window else 0  # earliest key any query sees
+    pos = torch.arange(lo, seq_len, device=q.device)
+    slots = table.to(q.device).long()[pos // bs] * bs + pos % bs
+    k = k_cache.view(-1, kvh, d)[slots].transpose(0, 1)  # [KVH, S, D]
+    v = v_cache.view(-1, kvh, d)[slots].transpose(0, 1)
+    q_pos = torch.arange(first_q, seq_len, device=q.device)
+    diff = q_pos[:, None] - pos[None, :]  # [T, S]
+    mask = diff >= 0
+    if window:
+        mask &= diff < window
+    groups = h // kvh
+    # Fold the query heads that share a KV head into the query length: [KVH, G*T, D].
+    folded = q.transpose(0, 1).reshape(kvh, groups * t, d)
+    o = F.scaled_dot_product_attention(
+        folded, k, v, attn_mask=mask.repeat(groups, 1)[None], scale=scale
+    )  # [KVH, G*T, D]
+    return o.reshape(h, t, d).transpose(0, 1)
