@@ -20,7 +20,7 @@ CASES = {
     "window-crossing-blocks": ([75, 40], [30, 1], 20, 16, 4, 4, 64, None),
     "window-decode-split": ([200, 37], [1, 1], 24, 16, 10, 2, 64, 3),
     "chunk-longer-than-window": ([90], [50], 7, 16, 16, 2, 64, None),
-    "prefill-split": ([60, 33], [25, 33], 0, 16, 10, 2, 64, 2),
+    "prefill-split": ([40, 13], [5, 3], 0, 16, 10, 2, 64, 2),
     "empty-sequence-in-batch": ([30, 12, 50], [4, 0, 3], 0, 16, 10, 2, 64, None),
     "block-larger-than-tile": ([300, 129], [1, 2], 0, 128, 8, 1, 64, None),
     "long-decode": ([LONG, 3], [1, 1], 0, 16, 10, 2, 128, None),
