@@ -30,8 +30,9 @@ def find_sequence(
     BLOCK_Q: tl.constexpr,  # query tokens per program
 ):
     """The largest b with cu_seqlens_q[b] // BLOCK_Q + b <= q_block."""
-    lo = 0
-    hi = num_seqs
+    # annotated: loop-carried values keep one type even when num_seqs is specialised to 1
+    lo: tl.int32 = 0
+    hi: tl.int32 = num_seqs
     while lo < hi:
         mid = (lo + hi) // 2
         start = tl.load(cu_seqlens_q_ptr + mid) // BLOCK_Q + mid
@@ -51,7 +52,7 @@ def attend_tiles(
     q_pos,  # [BLOCK_M] int: position of each row's query
     kv_lo,  # first key position to visit (inclusive)
     kv_hi,  # last key position to visit (exclusive)
-    window,  # 0: causal; W > 0: a query at p sees keys p - W + 1 ... p
+    window,  # with HAS_WINDOW: a query at p sees keys p - W + 1 ... p
     scale_log2,  # softmax scale * log2(e)
     table_ptr,  # this sequence's row of the block table
     k_ptr,  # K cache, already offset to this program's KV head
@@ -64,6 +65,7 @@ def attend_tiles(
     BLOCK_D: tl.constexpr,  # HEAD_DIM rounded up to a power of two
     BLOCK_SIZE: tl.constexpr,  # rows per cache block
     TILE_N: tl.constexpr,  # keys per tile
+    HAS_WINDOW: tl.constexpr,  # False: plain causal
 ):
     """Online-softmax attention of one query tile over keys [kv_lo, kv_hi) of a paged cache."""
     offs_d = tl.arange(0, BLOCK_D)
@@ -82,7 +84,9 @@ def attend_tiles(
         )  # [TILE_N, BLOCK_D]
         s = tl.dot(q, tl.trans(k)) * scale_log2  # [BLOCK_M, TILE_N]
         diff = q_pos[:, None] - pos[None, :]
-        visible = key_ok[None, :] & (diff >= 0) & ((window == 0) | (diff < window))
+        visible = key_ok[None, :] & (diff >= 0)
+        if HAS_WINDOW:
+            visible = visible & (diff < window)
         s = tl.where(visible, s, float("-inf"))
         m_new = tl.maximum(m_i, tl.max(s, 1))
         # A row with no visible key yet keeps m = -inf; shift by 0 so exp2 gives 0, not NaN.

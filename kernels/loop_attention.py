@@ -121,7 +121,7 @@ def _loop_attention_kernel(
         block_tables_ptr + seq.to(tl.int64) * stride_bt,
         k_ptr + kv_head * stride_kh, v_ptr + kv_head * stride_vh,
         stride_kb, stride_ks, stride_vb, stride_vs,
-        HEAD_DIM, BLOCK_D, BLOCK_SIZE, TILE_N,
+        HEAD_DIM, BLOCK_D, BLOCK_SIZE, TILE_N, False,
     )
     # Local: the last W keys of this loop's own K/V.
     wlo, whi = split_range(wkv_lo, kv_hi, split, NUM_SPLITS, TILE_N)
@@ -133,7 +133,7 @@ def _loop_attention_kernel(
         wblock_tables_ptr + seq.to(tl.int64) * stride_wbt,
         wk_ptr + kv_head * stride_wkh, wv_ptr + kv_head * stride_wvh,
         stride_wkb, stride_wks, stride_wvb, stride_wvs,
-        HEAD_DIM, BLOCK_D, WBLOCK_SIZE, TILE_N,
+        HEAD_DIM, BLOCK_D, WBLOCK_SIZE, TILE_N, True,
     )
     if NUM_SPLITS == 1:
         g = _gate(q, head, gate_w_ptr, gate_b_ptr, stride_gw, HEAD_DIM, BLOCK_D)
@@ -178,7 +178,7 @@ def _loop_merge_kernel(
 ):
     token = tl.program_id(0)
     head = tl.program_id(1)
-    if token < tl.load(cu_seqlens_q_ptr) or token >= tl.load(cu_seqlens_q_ptr + num_seqs):
+    if (token < tl.load(cu_seqlens_q_ptr)) | (token >= tl.load(cu_seqlens_q_ptr + num_seqs)):
         return
     glob = merge_splits(part_o_ptr, part_ml_ptr, token, head, num_heads, HEAD_DIM, BLOCK_D, NUM_SPLITS, BLOCK_S)
     local = merge_splits(wpart_o_ptr, wpart_ml_ptr, token, head, num_heads, HEAD_DIM, BLOCK_D, NUM_SPLITS, BLOCK_S)

@@ -29,7 +29,7 @@ def _paged_attention_kernel(
     cu_seqlens_q_ptr,  # [B + 1] int
     seq_lens_ptr,  # [B] int: keys per sequence, the new tokens included
     scale_log2,  # softmax scale * log2(e)
-    window,  # 0: causal; W > 0: sliding window of W keys
+    window,  # W > 0 with HAS_WINDOW: sliding window of W keys
     num_seqs,
     num_heads,
     stride_qn, stride_qh,
@@ -45,6 +45,7 @@ def _paged_attention_kernel(
     BLOCK_M: tl.constexpr,  # tile rows >= BLOCK_Q * GROUP
     TILE_N: tl.constexpr,  # keys per tile
     NUM_SPLITS: tl.constexpr,  # key splits per query block (grid axis 2)
+    HAS_WINDOW: tl.constexpr,
 ):
     q_block = tl.program_id(0)
     kv_head = tl.program_id(1)
@@ -74,7 +75,10 @@ def _paged_attention_kernel(
     # Keys this block needs: up to its last query; with a window, from its first query's start.
     first_pos = seq_len - q_len + local_block * BLOCK_Q
     kv_hi = seq_len - q_len + tl.minimum((local_block + 1) * BLOCK_Q, q_len)
-    kv_lo = tl.where(window > 0, tl.maximum(first_pos - window + 1, 0), 0)
+    if HAS_WINDOW:
+        kv_lo = tl.maximum(first_pos - window + 1, 0)
+    else:
+        kv_lo = 0
     lo, hi = split_range(kv_lo, kv_hi, split, NUM_SPLITS, TILE_N)
 
     acc = tl.zeros([BLOCK_M, BLOCK_D], dtype=tl.float32)
@@ -85,7 +89,7 @@ def _paged_attention_kernel(
         block_tables_ptr + seq.to(tl.int64) * stride_bt,
         k_ptr + kv_head * stride_kh, v_ptr + kv_head * stride_vh,
         stride_kb, stride_ks, stride_vb, stride_vs,
-        HEAD_DIM, BLOCK_D, BLOCK_SIZE, TILE_N,
+        HEAD_DIM, BLOCK_D, BLOCK_SIZE, TILE_N, HAS_WINDOW,
     )
     if NUM_SPLITS == 1:
         # Rows that hold no query have l = 0; they are masked out of the store.
@@ -118,7 +122,7 @@ def _merge_kernel(
 ):
     token = tl.program_id(0)
     head = tl.program_id(1)
-    if token < tl.load(cu_seqlens_q_ptr) or token >= tl.load(cu_seqlens_q_ptr + num_seqs):
+    if (token < tl.load(cu_seqlens_q_ptr)) | (token >= tl.load(cu_seqlens_q_ptr + num_seqs)):
         return
     o = merge_splits(part_o_ptr, part_ml_ptr, token, head, num_heads, HEAD_DIM, BLOCK_D, NUM_SPLITS, BLOCK_S)
     offs_d = tl.arange(0, BLOCK_D)
@@ -175,7 +179,7 @@ def _launch(
         block_tables.stride(0),
         GROUP=h // k_cache.shape[2], HEAD_DIM=d, BLOCK_D=plan.block_d, BLOCK_SIZE=k_cache.shape[1],
         BLOCK_Q=plan.block_q, BLOCK_M=plan.block_m, TILE_N=plan.tile_n, NUM_SPLITS=plan.num_splits,
-        num_warps=plan.num_warps, num_stages=plan.num_stages,
+        HAS_WINDOW=window > 0, num_warps=plan.num_warps, num_stages=plan.num_stages,
     )
     if plan.num_splits > 1:
         _merge_kernel[(n, h)](
