@@ -94,6 +94,26 @@ def bench_decode(table: Table, shapes, gen) -> None:
         del k, v, kc, vc
 
 
+def bench_decode_variants(table: Table, batch: int, ctx: int, gen) -> None:
+    """Tile shapes of the decode kernel at one size (the plan picks tile 64, 4 warps)."""
+    import dataclasses
+
+    from loopls.kernels import paged_attention as pa
+    from loopls.kernels.launch import plan_attention
+
+    k, v, tables = paged_cache(batch, ctx, gen)
+    q = torch.randn(batch, H, D, device=DEV, dtype=DT, generator=gen)
+    cu = torch.arange(batch + 1, device=DEV, dtype=torch.int32)
+    lens = torch.full((batch,), ctx, device=DEV, dtype=torch.int32)
+    out = torch.empty_like(q)
+    base = plan_attention(q, k, tables, ctx, None, None)
+    for tile_n, warps, stages in [(32, 4, 2), (64, 4, 3), (64, 8, 2), (128, 4, 2), (128, 8, 2)]:
+        plan = dataclasses.replace(base, tile_n=tile_n, num_warps=warps, num_stages=stages)
+        ms = timed(lambda: pa._launch(plan, out, q, k, v, tables, cu, lens, D**-0.5, 0))
+        table.add(f"  variant tile {tile_n} warps {warps} st {stages}", f"B={batch} ctx={ctx}", ms,
+                  2 * batch * ctx * KVH * D * 2)
+
+
 def bench_loop_decode(table: Table, shapes, gen) -> None:
     for batch, ctx in shapes:
         k, v, tables = paged_cache(batch, ctx, gen)
@@ -185,6 +205,8 @@ def main() -> None:
     bench_loop_decode(table, [(1, 32768)] if quick else [(1, 32768), (1, 2048), (8, 32768), (32, 8192)], gen)
     bench_decode(table, [(1, 32768), (32, 8192)] if quick else
                  [(1, 2048), (1, 32768), (1, 131072), (8, 32768), (32, 2048), (32, 32768)], gen)
+    if not quick:
+        bench_decode_variants(table, 1, 32768, gen)
     bench_prefill(table, [4096] if quick else [2048, 8192, 16384], gen, loop=False)
     bench_prefill(table, [4096] if quick else [2048, 16384], gen, loop=True)
     bench_rows(table, [1, 32] if quick else [1, 32, 8192], gen)

@@ -44,6 +44,17 @@ def find_sequence(
 
 
 @triton.jit
+def rows_mask(rows_ok, HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr):
+    """Mask of a [rows, BLOCK_D] tile: the head-dim test only where D is padded, since Triton
+    cannot prove arange(D) < D and would split every row load into 2-byte loads."""
+    if BLOCK_D == HEAD_DIM:
+        mask = rows_ok[:, None]
+    else:
+        mask = rows_ok[:, None] & (tl.arange(0, BLOCK_D)[None, :] < HEAD_DIM)
+    return mask
+
+
+@triton.jit
 def attend_tiles(
     acc,  # [BLOCK_M, BLOCK_D] fp32 running sum of p @ V
     m_i,  # [BLOCK_M] fp32 running max of the scores (log2 domain)
@@ -69,14 +80,13 @@ def attend_tiles(
 ):
     """Online-softmax attention of one query tile over keys [kv_lo, kv_hi) of a paged cache."""
     offs_d = tl.arange(0, BLOCK_D)
-    mask_d = offs_d < HEAD_DIM
     for start in range(kv_lo, kv_hi, TILE_N):
         pos = start + tl.arange(0, TILE_N)
         key_ok = pos < kv_hi
         # Entries before kv_lo (a sliding window's freed blocks, -1) are never loaded.
         blk = tl.load(table_ptr + pos // BLOCK_SIZE, mask=key_ok, other=0).to(tl.int64)
         row = (pos % BLOCK_SIZE).to(tl.int64)
-        kv_mask = key_ok[:, None] & mask_d[None, :]
+        kv_mask = rows_mask(key_ok, HEAD_DIM, BLOCK_D)
         k = tl.load(
             k_ptr + blk[:, None] * stride_kb + row[:, None] * stride_ks + offs_d[None, :],
             mask=kv_mask,
@@ -105,13 +115,13 @@ def attend_tiles(
 
 
 @triton.jit
-def split_range(kv_lo, kv_hi, split, NUM_SPLITS: tl.constexpr, TILE_N: tl.constexpr):
+def split_range(kv_lo, kv_hi, split, num_splits, SPLIT: tl.constexpr, TILE_N: tl.constexpr):
     """Split `split`'s share [lo, hi) of the keys [kv_lo, kv_hi), in whole tiles."""
-    if NUM_SPLITS == 1:
+    if not SPLIT:
         lo = kv_lo
         hi = kv_hi
     else:
-        per_split = tl.cdiv(tl.cdiv(kv_hi - kv_lo, NUM_SPLITS), TILE_N) * TILE_N
+        per_split = tl.cdiv(tl.cdiv(kv_hi - kv_lo, num_splits), TILE_N) * TILE_N
         lo = kv_lo + split * per_split
         hi = tl.minimum(lo + per_split, kv_hi)
     return lo, hi
@@ -119,8 +129,8 @@ def split_range(kv_lo, kv_hi, split, NUM_SPLITS: tl.constexpr, TILE_N: tl.conste
 
 @triton.jit
 def store_partial(
-    part_o_ptr,  # [N, NUM_SPLITS, H, D] fp32: unnormalised sums of p @ V
-    part_ml_ptr,  # [N, NUM_SPLITS, H, 2] fp32: running max (log2 domain) and sum
+    part_o_ptr,  # [N, num_splits, H, D] fp32: unnormalised sums of p @ V
+    part_ml_ptr,  # [N, num_splits, H, 2] fp32: running max (log2 domain) and sum
     acc,
     m_i,
     l_i,
@@ -128,18 +138,18 @@ def store_partial(
     head,  # [BLOCK_M] query head of each tile row
     row_ok,  # [BLOCK_M] rows that hold a query
     split,
+    num_splits,
     num_heads,
     HEAD_DIM: tl.constexpr,
     BLOCK_D: tl.constexpr,
-    NUM_SPLITS: tl.constexpr,
 ):
     """Write one split's partial softmax state for the reduce kernel."""
     offs_d = tl.arange(0, BLOCK_D)
-    base = (token.to(tl.int64) * NUM_SPLITS + split) * num_heads + head  # [BLOCK_M]
+    base = (token.to(tl.int64) * num_splits + split) * num_heads + head  # [BLOCK_M]
     tl.store(
         part_o_ptr + base[:, None] * HEAD_DIM + offs_d[None, :],
         acc,
-        mask=row_ok[:, None] & (offs_d[None, :] < HEAD_DIM),
+        mask=rows_mask(row_ok, HEAD_DIM, BLOCK_D),
     )
     tl.store(part_ml_ptr + base * 2, m_i, mask=row_ok)
     tl.store(part_ml_ptr + base * 2 + 1, l_i, mask=row_ok)
@@ -147,21 +157,21 @@ def store_partial(
 
 @triton.jit
 def merge_splits(
-    part_o_ptr,  # [N, NUM_SPLITS, H, D] fp32
-    part_ml_ptr,  # [N, NUM_SPLITS, H, 2] fp32
+    part_o_ptr,  # [N, num_splits, H, D] fp32
+    part_ml_ptr,  # [N, num_splits, H, 2] fp32
     token,  # scalar packed query row
     head,  # scalar query head
     num_heads,
+    num_splits,
     HEAD_DIM: tl.constexpr,
     BLOCK_D: tl.constexpr,
-    NUM_SPLITS: tl.constexpr,
-    BLOCK_S: tl.constexpr,  # NUM_SPLITS rounded up to a power of two
+    BLOCK_S: tl.constexpr,  # num_splits rounded up to a power of two
 ):
     """Softmax-weighted merge of the splits of one (query, head): the normalised output [BLOCK_D]."""
     offs_s = tl.arange(0, BLOCK_S)
     offs_d = tl.arange(0, BLOCK_D)
-    mask_s = offs_s < NUM_SPLITS
-    base = (token.to(tl.int64) * NUM_SPLITS + offs_s) * num_heads + head  # [BLOCK_S]
+    mask_s = offs_s < num_splits
+    base = (token.to(tl.int64) * num_splits + offs_s) * num_heads + head  # [BLOCK_S]
     m = tl.load(part_ml_ptr + base * 2, mask=mask_s, other=float("-inf"))
     l = tl.load(part_ml_ptr + base * 2 + 1, mask=mask_s, other=0.0)
     m_max = tl.max(m, 0)
@@ -169,7 +179,7 @@ def merge_splits(
     w = tl.where(m == float("-inf"), 0.0, tl.exp2(m - m_max))
     o = tl.load(
         part_o_ptr + base[:, None] * HEAD_DIM + offs_d[None, :],
-        mask=mask_s[:, None] & (offs_d[None, :] < HEAD_DIM),
+        mask=rows_mask(mask_s, HEAD_DIM, BLOCK_D),
         other=0.0,
     )  # [BLOCK_S, BLOCK_D]
     return tl.sum(o * w[:, None], 0) / tl.sum(l * w, 0)

@@ -16,8 +16,10 @@ import torch
 # more than the parallelism buys.
 MIN_KEYS_PER_SPLIT = 256
 MAX_SPLITS = 64
-# Tile rows of a prefill program: 128 query rows (tokens x grouped heads) per K/V tile read.
+# Tile rows of a prefill program: 128 query rows (tokens x grouped heads) per K/V tile read;
+# 64 for LoopAttention, which holds two accumulators (at 128 it spills registers on sm_90).
 PREFILL_BLOCK_M = 128
+LOOP_PREFILL_BLOCK_M = 64
 TILE_N = 64
 
 
@@ -68,12 +70,13 @@ def _multiprocessors(device: torch.device) -> int:
 
 
 def decode_splits(num_seqs: int, num_kv_heads: int, max_seq_len: int, device: torch.device) -> int:
-    """Split count for a decode step: about two programs per multiprocessor, each with at least
+    """Split count for a decode step: up to two programs per multiprocessor, each with at least
     MIN_KEYS_PER_SPLIT keys of the longest sequence."""
     programs = max(1, num_seqs * num_kv_heads)
     want = -(-2 * _multiprocessors(torch.device(device)) // programs)
     most = max(1, max_seq_len // MIN_KEYS_PER_SPLIT)
-    return max(1, min(want, most, MAX_SPLITS))
+    # a power of two: few distinct merge kernels to compile, and graphs of one batch size share it
+    return 1 << (max(1, min(want, most, MAX_SPLITS)).bit_length() - 1)
 
 
 def plan_attention(
@@ -95,7 +98,7 @@ def plan_attention(
         block_m = max(16, triton_next_pow2(group))
         block_q = 1
     else:
-        block_m = max(PREFILL_BLOCK_M, triton_next_pow2(group))
+        block_m = max(PREFILL_BLOCK_M if sets == 1 else LOOP_PREFILL_BLOCK_M, triton_next_pow2(group))
         block_q = block_m // group
     if num_splits is None:
         longest = max_seq_len if max_seq_len is not None else block_tables.shape[1] * k_cache.shape[1]
@@ -118,7 +121,7 @@ def plan_attention(
         block_d=triton_next_pow2(d),
         tile_n=TILE_N,
         num_splits=num_splits,
-        num_warps=8 if block_m >= 128 else 4,
+        num_warps=4 if decode else 8,
         num_stages=2,
         workspace=workspace if num_splits > 1 else q,
     )

@@ -6,7 +6,7 @@ computes g = sigmoid(w_h . q_h + b_h) from the same tile and writes g * global +
 local. The unfused reference makes two attention passes that each write a full [N, H, D]
 result, a gate einsum and three element-wise passes.
 
-With `NUM_SPLITS > 1` (decode at long context) split s takes share s of the global keys and
+With more than one split (decode at long context) split s takes share s of the global keys and
 share s of the window keys and writes both partial states; the merge kernel combines each set
 and applies the gate.
 """
@@ -17,7 +17,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .attention_tiles import LOG2E, attend_tiles, find_sequence, merge_splits, split_range, store_partial
+from .attention_tiles import LOG2E, attend_tiles, find_sequence, merge_splits, rows_mask, split_range, store_partial
 from .launch import AttentionLaunch, plan_attention
 
 
@@ -44,9 +44,9 @@ def _gate(
 
 @triton.jit
 def _loop_attention_kernel(
-    out_ptr,  # [N, H, D] result (NUM_SPLITS == 1)
-    part_o_ptr,  # global partials [N, NUM_SPLITS, H, D] fp32 (NUM_SPLITS > 1)
-    part_ml_ptr,  # [N, NUM_SPLITS, H, 2]
+    out_ptr,  # [N, H, D] result (not SPLIT)
+    part_o_ptr,  # global partials [N, num_splits, H, D] fp32 (SPLIT)
+    part_ml_ptr,  # [N, num_splits, H, 2]
     wpart_o_ptr,  # window partials, same layout
     wpart_ml_ptr,
     q_ptr,  # [N, H, D] post-RoPE queries of a loop >= 1
@@ -64,6 +64,7 @@ def _loop_attention_kernel(
     window,  # W > 0
     num_seqs,
     num_heads,
+    num_splits,
     stride_qn, stride_qh,
     stride_on, stride_oh,
     stride_kb, stride_ks, stride_kh,
@@ -80,7 +81,7 @@ def _loop_attention_kernel(
     BLOCK_Q: tl.constexpr,
     BLOCK_M: tl.constexpr,
     TILE_N: tl.constexpr,
-    NUM_SPLITS: tl.constexpr,
+    SPLIT: tl.constexpr,  # num_splits > 1: write partials for the merge kernel
 ):
     q_block = tl.program_id(0)
     kv_head = tl.program_id(1)
@@ -100,7 +101,7 @@ def _loop_attention_kernel(
     q_pos = seq_len - q_len + tok
     token = q_start + tok
     offs_d = tl.arange(0, BLOCK_D)
-    q_mask = row_ok[:, None] & (offs_d[None, :] < HEAD_DIM)
+    q_mask = rows_mask(row_ok, HEAD_DIM, BLOCK_D)
     q = tl.load(
         q_ptr + token.to(tl.int64)[:, None] * stride_qn + head[:, None] * stride_qh + offs_d[None, :],
         mask=q_mask,
@@ -112,7 +113,7 @@ def _loop_attention_kernel(
     wkv_lo = tl.maximum(first_pos - window + 1, 0)
 
     # Global: causal over loop 0's keys.
-    lo, hi = split_range(0, kv_hi, split, NUM_SPLITS, TILE_N)
+    lo, hi = split_range(0, kv_hi, split, num_splits, SPLIT, TILE_N)
     acc = tl.zeros([BLOCK_M, BLOCK_D], dtype=tl.float32)
     m_i = tl.full([BLOCK_M], float("-inf"), dtype=tl.float32)
     l_i = tl.zeros([BLOCK_M], dtype=tl.float32)
@@ -124,7 +125,7 @@ def _loop_attention_kernel(
         HEAD_DIM, BLOCK_D, BLOCK_SIZE, TILE_N, False,
     )
     # Local: the last W keys of this loop's own K/V.
-    wlo, whi = split_range(wkv_lo, kv_hi, split, NUM_SPLITS, TILE_N)
+    wlo, whi = split_range(wkv_lo, kv_hi, split, num_splits, SPLIT, TILE_N)
     wacc = tl.zeros([BLOCK_M, BLOCK_D], dtype=tl.float32)
     wm_i = tl.full([BLOCK_M], float("-inf"), dtype=tl.float32)
     wl_i = tl.zeros([BLOCK_M], dtype=tl.float32)
@@ -135,7 +136,7 @@ def _loop_attention_kernel(
         stride_wkb, stride_wks, stride_wvb, stride_wvs,
         HEAD_DIM, BLOCK_D, WBLOCK_SIZE, TILE_N, True,
     )
-    if NUM_SPLITS == 1:
+    if not SPLIT:
         g = _gate(q, head, gate_w_ptr, gate_b_ptr, stride_gw, HEAD_DIM, BLOCK_D)
         # Rows that hold no query have l = 0; they are masked out of the store.
         o = (g / tl.where(l_i > 0, l_i, 1.0))[:, None] * acc + ((1.0 - g) / tl.where(wl_i > 0, wl_i, 1.0))[:, None] * wacc
@@ -146,19 +147,19 @@ def _loop_attention_kernel(
         )
     else:
         store_partial(
-            part_o_ptr, part_ml_ptr, acc, m_i, l_i, token, head, row_ok, split, num_heads,
-            HEAD_DIM, BLOCK_D, NUM_SPLITS,
+            part_o_ptr, part_ml_ptr, acc, m_i, l_i, token, head, row_ok, split, num_splits, num_heads,
+            HEAD_DIM, BLOCK_D,
         )
         store_partial(
-            wpart_o_ptr, wpart_ml_ptr, wacc, wm_i, wl_i, token, head, row_ok, split, num_heads,
-            HEAD_DIM, BLOCK_D, NUM_SPLITS,
+            wpart_o_ptr, wpart_ml_ptr, wacc, wm_i, wl_i, token, head, row_ok, split, num_splits, num_heads,
+            HEAD_DIM, BLOCK_D,
         )
 
 
 @triton.jit
 def _loop_merge_kernel(
     out_ptr,  # [N, H, D]
-    part_o_ptr,  # global partials [N, NUM_SPLITS, H, D]
+    part_o_ptr,  # global partials [N, num_splits, H, D]
     part_ml_ptr,
     wpart_o_ptr,  # window partials
     wpart_ml_ptr,
@@ -168,20 +169,20 @@ def _loop_merge_kernel(
     cu_seqlens_q_ptr,
     num_seqs,
     num_heads,
+    num_splits,
     stride_qn, stride_qh,
     stride_on, stride_oh,
     stride_gw,
     HEAD_DIM: tl.constexpr,
     BLOCK_D: tl.constexpr,
-    NUM_SPLITS: tl.constexpr,
     BLOCK_S: tl.constexpr,
 ):
     token = tl.program_id(0)
     head = tl.program_id(1)
     if (token < tl.load(cu_seqlens_q_ptr)) | (token >= tl.load(cu_seqlens_q_ptr + num_seqs)):
         return
-    glob = merge_splits(part_o_ptr, part_ml_ptr, token, head, num_heads, HEAD_DIM, BLOCK_D, NUM_SPLITS, BLOCK_S)
-    local = merge_splits(wpart_o_ptr, wpart_ml_ptr, token, head, num_heads, HEAD_DIM, BLOCK_D, NUM_SPLITS, BLOCK_S)
+    glob = merge_splits(part_o_ptr, part_ml_ptr, token, head, num_heads, num_splits, HEAD_DIM, BLOCK_D, BLOCK_S)
+    local = merge_splits(wpart_o_ptr, wpart_ml_ptr, token, head, num_heads, num_splits, HEAD_DIM, BLOCK_D, BLOCK_S)
     offs_d = tl.arange(0, BLOCK_D)
     mask_d = offs_d < HEAD_DIM
     q = tl.load(q_ptr + token.to(tl.int64) * stride_qn + head * stride_qh + offs_d, mask=mask_d, other=0.0)
@@ -220,7 +221,7 @@ def loop_attention(
     _loop_attention_kernel[plan.grid(n, b, k_cache.shape[2])](
         out, part_o, part_ml, wpart_o, wpart_ml, q, k_cache, v_cache, wk_cache, wv_cache,
         block_tables, window_block_tables, cu_seqlens_q, seq_lens, gate_weight, gate_bias,
-        scale * LOG2E, window, b, h,
+        scale * LOG2E, window, b, h, plan.num_splits,
         q.stride(0), q.stride(1), out.stride(0), out.stride(1),
         k_cache.stride(0), k_cache.stride(1), k_cache.stride(2),
         v_cache.stride(0), v_cache.stride(1), v_cache.stride(2),
@@ -229,14 +230,14 @@ def loop_attention(
         block_tables.stride(0), window_block_tables.stride(0), gate_weight.stride(0),
         GROUP=h // k_cache.shape[2], HEAD_DIM=d, BLOCK_D=plan.block_d,
         BLOCK_SIZE=k_cache.shape[1], WBLOCK_SIZE=wk_cache.shape[1],
-        BLOCK_Q=plan.block_q, BLOCK_M=plan.block_m, TILE_N=plan.tile_n, NUM_SPLITS=plan.num_splits,
+        BLOCK_Q=plan.block_q, BLOCK_M=plan.block_m, TILE_N=plan.tile_n, SPLIT=plan.num_splits > 1,
         num_warps=plan.num_warps, num_stages=plan.num_stages,
     )
     if plan.num_splits > 1:
         _loop_merge_kernel[(n, h)](
-            out, part_o, part_ml, wpart_o, wpart_ml, q, gate_weight, gate_bias, cu_seqlens_q, b, h,
+            out, part_o, part_ml, wpart_o, wpart_ml, q, gate_weight, gate_bias, cu_seqlens_q, b, h, plan.num_splits,
             q.stride(0), q.stride(1), out.stride(0), out.stride(1), gate_weight.stride(0),
-            HEAD_DIM=d, BLOCK_D=plan.block_d, NUM_SPLITS=plan.num_splits,
+            HEAD_DIM=d, BLOCK_D=plan.block_d,
             BLOCK_S=triton.next_power_of_2(plan.num_splits), num_warps=4,
         )
     return out

@@ -1,7 +1,7 @@
 """Triton paged attention: causal or sliding-window, prefill and decode, grouped-query heads.
 
 One kernel serves prefill chunks (many queries per sequence) and decode (one): see
-attention_tiles.py for the program layout. With `NUM_SPLITS > 1` (flash decoding) each
+attention_tiles.py for the program layout. With more than one split (flash decoding) each
 program also takes only its share of the keys and writes a partial softmax state; a second
 kernel merges the shares. Launch grids depend only on tensor shapes and the split count, so a
 decode step can be captured in a CUDA graph.
@@ -13,15 +13,15 @@ import torch
 import triton
 import triton.language as tl
 
-from .attention_tiles import LOG2E, attend_tiles, find_sequence, merge_splits, split_range, store_partial
+from .attention_tiles import LOG2E, attend_tiles, find_sequence, merge_splits, rows_mask, split_range, store_partial
 from .launch import AttentionLaunch, plan_attention
 
 
 @triton.jit
 def _paged_attention_kernel(
-    out_ptr,  # [N, H, D] result (NUM_SPLITS == 1)
-    part_o_ptr,  # [N, NUM_SPLITS, H, D] fp32 partials (NUM_SPLITS > 1)
-    part_ml_ptr,  # [N, NUM_SPLITS, H, 2] fp32 partial max and sum
+    out_ptr,  # [N, H, D] result (not SPLIT)
+    part_o_ptr,  # [N, num_splits, H, D] fp32 partials (SPLIT)
+    part_ml_ptr,  # [N, num_splits, H, 2] fp32 partial max and sum
     q_ptr,  # [N, H, D] packed queries
     k_ptr,  # [num_blocks, BLOCK_SIZE, KVH, D]
     v_ptr,  # [num_blocks, BLOCK_SIZE, KVH, D]
@@ -32,6 +32,7 @@ def _paged_attention_kernel(
     window,  # W > 0 with HAS_WINDOW: sliding window of W keys
     num_seqs,
     num_heads,
+    num_splits,
     stride_qn, stride_qh,
     stride_on, stride_oh,
     stride_kb, stride_ks, stride_kh,
@@ -44,7 +45,7 @@ def _paged_attention_kernel(
     BLOCK_Q: tl.constexpr,  # query tokens per program
     BLOCK_M: tl.constexpr,  # tile rows >= BLOCK_Q * GROUP
     TILE_N: tl.constexpr,  # keys per tile
-    NUM_SPLITS: tl.constexpr,  # key splits per query block (grid axis 2)
+    SPLIT: tl.constexpr,  # num_splits > 1: write partials for the merge kernel
     HAS_WINDOW: tl.constexpr,
 ):
     q_block = tl.program_id(0)
@@ -65,7 +66,7 @@ def _paged_attention_kernel(
     q_pos = seq_len - q_len + tok
     token = q_start + tok  # packed row
     offs_d = tl.arange(0, BLOCK_D)
-    q_mask = row_ok[:, None] & (offs_d[None, :] < HEAD_DIM)
+    q_mask = rows_mask(row_ok, HEAD_DIM, BLOCK_D)
     q = tl.load(
         q_ptr + token.to(tl.int64)[:, None] * stride_qn + head[:, None] * stride_qh + offs_d[None, :],
         mask=q_mask,
@@ -79,7 +80,7 @@ def _paged_attention_kernel(
         kv_lo = tl.maximum(first_pos - window + 1, 0)
     else:
         kv_lo = 0
-    lo, hi = split_range(kv_lo, kv_hi, split, NUM_SPLITS, TILE_N)
+    lo, hi = split_range(kv_lo, kv_hi, split, num_splits, SPLIT, TILE_N)
 
     acc = tl.zeros([BLOCK_M, BLOCK_D], dtype=tl.float32)
     m_i = tl.full([BLOCK_M], float("-inf"), dtype=tl.float32)
@@ -91,7 +92,7 @@ def _paged_attention_kernel(
         stride_kb, stride_ks, stride_vb, stride_vs,
         HEAD_DIM, BLOCK_D, BLOCK_SIZE, TILE_N, HAS_WINDOW,
     )
-    if NUM_SPLITS == 1:
+    if not SPLIT:
         # Rows that hold no query have l = 0; they are masked out of the store.
         o = acc / tl.where(l_i > 0, l_i, 1.0)[:, None]
         tl.store(
@@ -101,30 +102,30 @@ def _paged_attention_kernel(
         )
     else:
         store_partial(
-            part_o_ptr, part_ml_ptr, acc, m_i, l_i, token, head, row_ok, split, num_heads,
-            HEAD_DIM, BLOCK_D, NUM_SPLITS,
+            part_o_ptr, part_ml_ptr, acc, m_i, l_i, token, head, row_ok, split, num_splits, num_heads,
+            HEAD_DIM, BLOCK_D,
         )
 
 
 @triton.jit
 def _merge_kernel(
     out_ptr,  # [N, H, D]
-    part_o_ptr,  # [N, NUM_SPLITS, H, D] fp32
-    part_ml_ptr,  # [N, NUM_SPLITS, H, 2] fp32
+    part_o_ptr,  # [N, num_splits, H, D] fp32
+    part_ml_ptr,  # [N, num_splits, H, 2] fp32
     cu_seqlens_q_ptr,  # [B + 1]: rows outside cu[0]:cu[B] belong to no sequence
     num_seqs,
     num_heads,
+    num_splits,
     stride_on, stride_oh,
     HEAD_DIM: tl.constexpr,
     BLOCK_D: tl.constexpr,
-    NUM_SPLITS: tl.constexpr,
     BLOCK_S: tl.constexpr,
 ):
     token = tl.program_id(0)
     head = tl.program_id(1)
     if (token < tl.load(cu_seqlens_q_ptr)) | (token >= tl.load(cu_seqlens_q_ptr + num_seqs)):
         return
-    o = merge_splits(part_o_ptr, part_ml_ptr, token, head, num_heads, HEAD_DIM, BLOCK_D, NUM_SPLITS, BLOCK_S)
+    o = merge_splits(part_o_ptr, part_ml_ptr, token, head, num_heads, num_splits, HEAD_DIM, BLOCK_D, BLOCK_S)
     offs_d = tl.arange(0, BLOCK_D)
     tl.store(
         out_ptr + token.to(tl.int64) * stride_on + head * stride_oh + offs_d,
@@ -172,18 +173,18 @@ def _launch(
     part_o, part_ml = plan.partials(n, h, d)
     _paged_attention_kernel[plan.grid(n, b, k_cache.shape[2])](
         out, part_o, part_ml, q, k_cache, v_cache, block_tables, cu_seqlens_q, seq_lens,
-        scale * LOG2E, window, b, h,
+        scale * LOG2E, window, b, h, plan.num_splits,
         q.stride(0), q.stride(1), out.stride(0), out.stride(1),
         k_cache.stride(0), k_cache.stride(1), k_cache.stride(2),
         v_cache.stride(0), v_cache.stride(1), v_cache.stride(2),
         block_tables.stride(0),
         GROUP=h // k_cache.shape[2], HEAD_DIM=d, BLOCK_D=plan.block_d, BLOCK_SIZE=k_cache.shape[1],
-        BLOCK_Q=plan.block_q, BLOCK_M=plan.block_m, TILE_N=plan.tile_n, NUM_SPLITS=plan.num_splits,
+        BLOCK_Q=plan.block_q, BLOCK_M=plan.block_m, TILE_N=plan.tile_n, SPLIT=plan.num_splits > 1,
         HAS_WINDOW=window > 0, num_warps=plan.num_warps, num_stages=plan.num_stages,
     )
     if plan.num_splits > 1:
         _merge_kernel[(n, h)](
-            out, part_o, part_ml, cu_seqlens_q, b, h, out.stride(0), out.stride(1),
-            HEAD_DIM=d, BLOCK_D=plan.block_d, NUM_SPLITS=plan.num_splits,
+            out, part_o, part_ml, cu_seqlens_q, b, h, plan.num_splits, out.stride(0), out.stride(1),
+            HEAD_DIM=d, BLOCK_D=plan.block_d,
             BLOCK_S=triton.next_power_of_2(plan.num_splits), num_warps=4,
         )
