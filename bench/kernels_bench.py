@@ -1,5 +1,5 @@
 """Kernel benchmark: each Triton kernel against its plain-torch reference and, for attention,
-against PyTorch SDPA (flash) on contiguous K/V, on IQuest-Coder-V1 shapes (40 query heads,
+against PyTorch SDPA on contiguous K/V, on IQuest-Coder-V1 shapes (40 query heads,
 8 KV heads, head_dim 128, cache blocks of 16; hidden 5120).
 
 Per row: median time (triton.testing.do_bench, L2 flushed between runs), the bytes the kernel
@@ -82,7 +82,7 @@ def bench_decode(table: Table, shapes, gen) -> None:
         out = torch.empty_like(q)
         ms = timed(lambda: ops.paged_attention(*args, out=out, num_splits=splits, workspace=ws))
         ref_ms = timed(lambda: reference.paged_attention(*args)) if batch * ctx <= 64 * 1024 else None
-        # peer: SDPA flash on contiguous K/V, the G heads of a KV head folded into the query length
+        # peer: SDPA on contiguous K/V, the G heads of a KV head folded into the query length
         kc = k[tables.long()].reshape(batch, -1, KVH, D)[:, :ctx].transpose(1, 2).contiguous()
         vc = v[tables.long()].reshape(batch, -1, KVH, D)[:, :ctx].transpose(1, 2).contiguous()
         qf = q.view(batch, KVH, H // KVH, D)
@@ -91,7 +91,6 @@ def bench_decode(table: Table, shapes, gen) -> None:
         nbytes = 2 * batch * ctx * KVH * D * 2
         table.add(f"paged decode (splits {splits})", f"B={batch} ctx={ctx}", ms, nbytes, ref_ms,
                   peer="sdpa", peer_ms=peer_ms)
-        del k, v, kc, vc
 
 
 def bench_decode_variants(table: Table, batch: int, ctx: int, gen) -> None:
@@ -131,7 +130,6 @@ def bench_loop_decode(table: Table, shapes, gen) -> None:
         ref_ms = timed(lambda: reference.loop_attention(*args))
         nbytes = 2 * batch * (ctx + W) * KVH * D * 2
         table.add(f"fused loop decode (splits {splits})", f"B={batch} ctx={ctx} W={W}", ms, nbytes, ref_ms)
-        del k, v, wk, wv
 
 
 def bench_prefill(table: Table, lengths, gen, loop: bool) -> None:
@@ -154,7 +152,7 @@ def bench_prefill(table: Table, lengths, gen, loop: bool) -> None:
         args = (q, k, v, tables, cu, lens, D**-0.5)
         ms = timed(lambda: ops.paged_attention(*args))
         ref_ms = timed(lambda: reference.paged_attention(*args)) if t <= 8192 else None
-        # peer: SDPA causal flash on contiguous K/V expanded to all heads (outside the timing)
+        # peer: SDPA, causal, on contiguous K/V expanded to all heads (outside the timing)
         kc = k[tables.long()].reshape(1, -1, KVH, D)[:, :t].transpose(1, 2).repeat_interleave(H // KVH, 1)
         vc = v[tables.long()].reshape(1, -1, KVH, D)[:, :t].transpose(1, 2).repeat_interleave(H // KVH, 1)
         qc = q.transpose(0, 1)[None]
@@ -162,7 +160,6 @@ def bench_prefill(table: Table, lengths, gen, loop: bool) -> None:
         peer_ms = timed(lambda: sdpa(qc, kc, vc, is_causal=True, scale=D**-0.5))
         table.add("paged prefill", f"T={t}", ms, 2 * t * (H + KVH) * D * 2, ref_ms, flops,
                   peer="sdpa", peer_ms=peer_ms)
-        del k, v, kc, vc
 
 
 def bench_rows(table: Table, rows, gen) -> None:

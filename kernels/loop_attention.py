@@ -18,7 +18,7 @@ import triton
 import triton.language as tl
 
 from .attention_tiles import LOG2E, attend_tiles, find_sequence, merge_splits, rows_mask, split_range, store_partial
-from .launch import AttentionLaunch, plan_attention
+from .launch import plan_attention
 
 
 @triton.jit

@@ -7,6 +7,7 @@ import torch
 from kernel_cases import ATTENTION_DTYPES, BOUNDS, ON_GPU, make_paged_case, poisoned_like, rel_err
 
 from loopls.kernels import reference
+from loopls.kernels.ops import attention_workspace_numel
 
 LONG = 16_384 if ON_GPU else 700  # a long context the interpreter still runs in seconds
 
@@ -69,8 +70,6 @@ def test_rows_of_no_sequence_are_left_alone(kernels, device, generator) -> None:
 
 
 def test_caller_workspace_is_used_and_checked(kernels, device, generator) -> None:
-    from loopls.kernels.ops import attention_workspace_numel
-
     c = make_paged_case(
         [100, 64], [1, 1], heads=10, kv_heads=2, head_dim=64, block_size=16,
         dtype=ATTENTION_DTYPES[0], device=device, generator=generator,
