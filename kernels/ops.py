@@ -20,7 +20,6 @@ and passes `out` and `workspace`: launch grids depend on shapes and these number
 from __future__ import annotations
 
 import functools
-import importlib
 from types import ModuleType
 
 import torch
@@ -38,11 +37,15 @@ def _triton_kernels() -> dict[str, ModuleType] | None:
     language server's default) should not pay, and the modules must only be compiled where a
     GPU is there to run them."""
     try:
-        importlib.import_module("triton")
+        import triton  # noqa: F401  (only whether it imports)
     except ImportError:
         return None
-    names = ("kv_write", "paged_attention", "loop_attention", "norms", "rope")
-    return {name: importlib.import_module(f"{__package__}.{name}") for name in names}
+    from . import kv_write, loop_attention, norms, paged_attention, rope
+
+    return {
+        "kv_write": kv_write, "paged_attention": paged_attention, "loop_attention": loop_attention,
+        "norms": norms, "rope": rope,
+    }
 
 
 def triton_available() -> bool:
