@@ -68,7 +68,7 @@ def test_add_rms_norm_matches_reference(kernels, device, generator, dtype) -> No
 @pytest.mark.parametrize("dtype", ROW_DTYPES, ids=str)
 @pytest.mark.parametrize("tokens,heads,head_dim", [(1, 40, 128), (9, 8, 128), (17, 10, 64)])
 def test_rope_matches_reference(kernels, device, generator, dtype, tokens, heads, head_dim) -> None:
-    from loopls.engine.model import rope_cos_sin
+    from loopls.engine.model.transformer import rope_cos_sin
 
     positions = torch.randint(0, 131_072, (tokens,), generator=generator)
     cos, sin = rope_cos_sin(positions, head_dim, 500_000.0, dtype)
@@ -81,7 +81,7 @@ def test_rope_matches_reference(kernels, device, generator, dtype, tokens, heads
 
 
 def test_references_are_the_engine_math_bit_for_bit(generator) -> None:
-    from loopls.engine.model import RMSNorm, apply_rope, rope_cos_sin
+    from loopls.engine.model.transformer import RMSNorm, apply_rope, rope_cos_sin
 
     x = torch.randn(3, 7, 256, generator=generator) * 2
     norm = RMSNorm(256, 1e-5)
