@@ -134,13 +134,16 @@ def test_vscode_ghost_text_accept_trigger_problems_quick_fix_status(
     editor_tools: editor_install.Tools, code_server: tuple[str, Path], artifacts: Path
 ) -> None:
     steps = drive(editor_tools, code_server[0], artifacts, "completions")
+    project = code_server[1]
 
     assert "loopls: tiny" in steps["status"]["text"], steps["status"]
     ghost = steps["ghost"]
     assert ghost["ghost"].strip(), ghost
     assert ghost["line"] == "    tot", "the suggestion must not be in the document before it is accepted"
-    # Tab put the suggestion's (first) line into the document
-    assert steps["accepted"]["line"] == "    tot" + ghost["ghost"].split("\n")[0], steps["accepted"]
+    # Tab put the suggestion into the document: its first line where the cursor was (line 11)
+    saved = (project / "pricing.py").read_text(encoding="utf-8").split("\n")
+    assert saved[10] == "    tot" + ghost["inline"], (saved[9:14], ghost)
+    assert saved[10] != "    tot" or len(saved) > 33, "nothing was inserted"
     explicit = steps["explicit"]
     assert not explicit["dismissed"].strip() and explicit["triggered"].strip(), explicit
     assert any("loopls" in row for row in steps["problems"]["rows"]), steps["problems"]

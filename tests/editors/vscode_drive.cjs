@@ -25,6 +25,12 @@ async function screenshot(page, name) {
 const EDITOR = ".part.editor .monaco-editor";
 const norm = (s) => (s || "").replace(/\u00a0/g, " ");
 
+// Only the part of the suggestion drawn inside the cursor's line.
+async function ghostInline(page) {
+  return norm(await page.evaluate(() =>
+    [...document.querySelectorAll(".part.editor .monaco-editor .view-lines .ghost-text-decoration")].map((p) => p.textContent).join("")));
+}
+
 async function ghostText(page) {
   return page.evaluate(() => {
     const parts = [...document.querySelectorAll(".part.editor .monaco-editor .ghost-text-decoration, .part.editor .monaco-editor .ghost-text")];
@@ -151,14 +157,17 @@ async function completions(page) {
     await page.keyboard.press("Enter");
     await page.keyboard.type("tot", { delay: 80 });
     const ghost = await waitGhost(page, 90000);
+    const inline = await ghostInline(page);
     const before = await cursorLine(page);
-    log("ghost", { ghost, line: before, shot: await screenshot(page, "ghost-text") });
+    log("ghost", { ghost, inline, line: before, shot: await screenshot(page, "ghost-text") });
 
-    // Tab accepts it into the line
+    // Tab accepts it into the document (saved, so that the test reads the file)
     await page.keyboard.press("Tab");
     await page.waitForTimeout(700);
     const after = await cursorLine(page);
-    log("accepted", { line: after, ghostAfter: norm(await ghostText(page)), shot: await screenshot(page, "accepted") });
+    await page.keyboard.press("Control+S");
+    await page.waitForTimeout(1000);
+    log("accepted", { line: after, shot: await screenshot(page, "accepted") });
 
     // the explicit trigger (Alt+\) brings a suggestion back without typing
     await page.keyboard.press("End");
