@@ -78,7 +78,9 @@ class RefactorHost:
         found, offers = await asyncio.get_running_loop().run_in_executor(
             self.thread, self._compute, text, path, start, end, only, self._first_party_of(uri),
             not automatic and support.lazy_edits, verify_now)
-        actions = []
+        actions = []  # quick fixes of the diagnostics here first, as editors list them
+        if kind_matches("quickfix", only) and support.lazy_edits:
+            actions.extend(await self._quick_fixes(uri, version, params))
         for r in found:
             if r.reason is not None and not support.disabled:
                 continue
@@ -93,8 +95,6 @@ class RefactorHost:
             actions.append(action)
         actions.extend(types.CodeAction(title=o.title, kind=o.kind, data=action_data(
             uri, version, o.kind, o.title, params.range)) for o in offers)
-        if kind_matches("quickfix", only) and support.lazy_edits:
-            actions.extend(await self._quick_fixes(uri, version, params))
         return actions
 
     def _compute(self, text: str, path: str, start: int, end: int, only: list[str] | None,

@@ -66,6 +66,8 @@ def _select(src: Source, scopes: PyScopes, start: int, end: int) -> tuple[_Selec
     whole_statement = node is not None and node.parent is not None and \
         node.parent.type == "expression_statement" and src.span(node.parent) == (start, end)
     if node is not None and node.type in _EXTRACTABLE_EXPRESSIONS and not whole_statement and not _is_target(node):
+        if any(a.type in ("type", "decorator") for a in ancestors(node)):
+            return None, None  # an annotation or decorator is not a value computed in a body
         return _Selection([node], True, scopes.scope_of(node)), None
     block = src.covering(start, end)
     while block is not None and block.type not in ("block", "module"):

@@ -37,6 +37,9 @@ def extract_variable(src: Source, start: int, end: int) -> list[Refactoring]:
         return []
     if node.parent is not None and (node.parent.type, field_of(node)) in _NOT_VALUES:
         return []
+    if node.parent is not None and node.parent.type == "expression_statement" and \
+            src.span(node.parent)[0] == src.span(node)[0] and len(node.parent.named_children) == 1:
+        return []  # the whole statement: a variable nothing reads
     if any(a.type == "delete_statement" for a in ancestors(node)) or \
             (node.parent is not None and src.node_text(node.parent).startswith("delete ")):
         return []  # `del x.y` / `delete o.p` need the reference itself

@@ -78,10 +78,12 @@ def test_extract_variable_first_iterable_of_a_comprehension_runs_once():
         "def f(x):\n    items_result = x.items()\n    return [i for i in items_result]\n"
 
 
-def test_extract_variable_not_offered_for_targets_and_names():
-    text = "def f(x):\n    x.y = 1\n    return x\n"
+def test_extract_variable_not_offered_for_targets_names_and_whole_statements():
+    text = "def f(x):\n    x.y = 1\n    x.run()\n    return x\n"
     assert run(extract_variable, "python", text, "x.y") == []
     assert run(extract_variable, "python", text, "x", occurrence=2) == []
+    assert run(extract_variable, "python", text, "x.run()") == []
+    assert run(extract_variable, "javascript", "f(a);\n", "f(a)") == []
 
 
 def test_extract_variable_javascript_and_typescript():
@@ -163,5 +165,7 @@ def test_extract_function_refusals(text, needle, reason):
         assert result.edits == () and reason in result.reason, result.reason
 
 
-def test_extract_function_not_offered_for_part_of_a_statement():
+def test_extract_function_not_offered_for_part_of_a_statement_or_an_annotation():
     assert run(extract_function, "python", STATS, "count = 0\n    for v") == []
+    text = "def f(x: str | None) -> int:\n    return 1\n"
+    assert run(extract_function, "python", text, "str | None") == []

@@ -238,6 +238,30 @@ def test_code_action_is_listed_and_selecting_it_resolves(nvim: NeovimInTmux, art
     assert "Press ENTER" not in nvim.screen()
 
 
+def test_refactor_from_a_visual_selection(nvim: NeovimInTmux, artifacts: Path) -> None:
+    """`gra` (Neovim's code-action mapping) on a selected expression lists loopls' refactors;
+    choosing Extract variable resolves it and edits the buffer."""
+    nvim.keys("Escape")
+    expr = "inventory.items.get(name)"
+    row = nvim.lua(f"(function() for i, l in ipairs(vim.api.nvim_buf_get_lines(0, 0, -1, false)) do "
+                   f"if l:find('{expr}', 1, true) then return i end end return false end)()")
+    assert row, "the sample's `item = inventory.items.get(name)` line is gone"
+    col = nvim.lua(f"vim.api.nvim_buf_get_lines(0, {row - 1}, {row}, false)[1]:find('{expr}', 1, true) - 1")
+    nvim.lua(f"vim.api.nvim_win_set_cursor(0, {{{row}, {col}}})")
+    nvim.keys("v")
+    nvim.lua(f"vim.api.nvim_win_set_cursor(0, {{{row}, {col + len(expr) - 1}}})")
+    nvim.keys("g", "r", "a")
+    screen = nvim.wait(lambda: (s := nvim.screen()) and "Extract variable" in s and s, 60, "no refactor listed")
+    nvim.save_screen(artifacts, "13-refactors")
+    number = next(line.split(":")[0].strip() for line in screen.splitlines() if "Extract variable `get_result`" in line)
+    nvim.keys(number, "Enter")
+    got = nvim.wait(lambda: nvim.lua(f"vim.api.nvim_buf_get_lines(0, {row - 1}, {row + 1}, false)")
+                    if "get_result" in nvim.lua(f"vim.api.nvim_buf_get_lines(0, {row - 1}, {row}, false)[1]") else False,
+                    60, "choosing Extract variable did not edit the buffer")
+    nvim.save_screen(artifacts, "14-extracted")
+    assert got == [f"    get_result = {expr}", "    item = get_result"], got
+
+
 def test_checkhealth_reports_ok(nvim: NeovimInTmux, artifacts: Path) -> None:
     nvim.keys("Escape")
     nvim.keys(":checkhealth loopls", "Enter")

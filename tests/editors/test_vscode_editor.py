@@ -130,7 +130,7 @@ def drive(tools: editor_install.Tools, url: str, artifacts: Path, scenario: str)
     return {s["step"]: s for s in seen.get("steps", [])}
 
 
-def test_vscode_ghost_text_accept_trigger_problems_quick_fix_status(
+def test_vscode_ghost_text_accept_trigger_problems_quick_fix_refactor_status(
     editor_tools: editor_install.Tools, code_server: tuple[str, Path], artifacts: Path
 ) -> None:
     steps = drive(editor_tools, code_server[0], artifacts, "completions")
@@ -148,6 +148,12 @@ def test_vscode_ghost_text_accept_trigger_problems_quick_fix_status(
     assert not explicit["dismissed"].strip() and explicit["triggered"].strip(), explicit
     assert any("loopls" in row for row in steps["problems"]["rows"]), steps["problems"]
     assert any("Refactor with the model" in a for a in steps["quickfix"]["actions"]), steps["quickfix"]
+    # the Refactor... menu lists loopls' refactors for the selection; choosing one applies its edit
+    refactors = steps["refactor"]["actions"]
+    assert any("Extract variable `get_result`" in a for a in refactors), refactors
+    assert any("Extract function `extracted`" in a for a in refactors), refactors
+    assert "    get_result = inventory.items.get(name)\n    item = get_result\n" in \
+        (project / "pricing.py").read_text(encoding="utf-8"), steps["refactor"]
     # the packed context opens once, as a Markdown document titled by its first line
     assert [t for t in steps["context"]["tabs"] if t.startswith("# Context packed for pricing.py:")] \
         and len(steps["context"]["tabs"]) == 2, steps["context"]

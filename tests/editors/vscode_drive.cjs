@@ -213,6 +213,31 @@ async function completions(page) {
     log("quickfix", { actions: actions.map(norm), shot: await screenshot(page, "quick-fix") });
     await page.keyboard.press("Escape");
 
+    // Refactor...: select `inventory.items.get(name)` (line 7) and extract it into a variable
+    await page.locator(`${EDITOR} .view-lines`).first().click();
+    await gotoLine(page, 7);
+    await page.keyboard.press("Home");
+    for (let i = 0; i < "item = ".length; i += 1) {
+      await page.keyboard.press("ArrowRight");
+    }
+    await page.keyboard.press("Shift+End");
+    await command(page, "Refactor...");
+    let refactors = [];
+    const rUntil = Date.now() + 60000;
+    while (Date.now() < rUntil) {
+      refactors = await page.locator(".action-widget .monaco-list-row").allTextContents().catch(() => []);
+      if (refactors.some((r) => /Extract variable/.test(r))) {
+        break;
+      }
+      await page.waitForTimeout(300);
+    }
+    const menuShot = await screenshot(page, "refactor-menu");
+    await page.locator(".action-widget .monaco-list-row", { hasText: "Extract variable" }).first().click();
+    await page.waitForTimeout(3000);
+    await page.keyboard.press("Control+S");
+    await page.waitForTimeout(1000);
+    log("refactor", { actions: refactors.map(norm), shot: menuShot, applied: await screenshot(page, "refactor-applied") });
+
     // the status bar item after a completion shows the latency too
     log("status-after", { text: norm(await status.textContent().catch(() => "")), shot: await screenshot(page, "status-after") });
 
