@@ -6,6 +6,7 @@ line of pricing.py. Screen dumps of each step go to the test's folder (printed).
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
@@ -242,14 +243,19 @@ def test_refactor_from_a_visual_selection(nvim: NeovimInTmux, artifacts: Path) -
     """`gra` (Neovim's code-action mapping) on a selected expression lists loopls' refactors;
     choosing Extract variable resolves it and edits the buffer."""
     nvim.keys("Escape")
+    # earlier tests left random model text in the buffer: start again from the sample as committed
+    committed = (nvim.workdir / "pricing.py").read_text(encoding="utf-8").rstrip("\n").split("\n")
+    nvim.lua(f"(function() vim.api.nvim_buf_set_lines(0, 0, -1, false, vim.json.decode([=[{json.dumps(committed)}]=])) "
+             "return true end)()")
     expr = "inventory.items.get(name)"
     row = nvim.lua(f"(function() for i, l in ipairs(vim.api.nvim_buf_get_lines(0, 0, -1, false)) do "
                    f"if l:find('{expr}', 1, true) then return i end end return false end)()")
     assert row, "the sample's `item = inventory.items.get(name)` line is gone"
     col = nvim.lua(f"vim.api.nvim_buf_get_lines(0, {row - 1}, {row}, false)[1]:find('{expr}', 1, true) - 1")
-    nvim.lua(f"vim.api.nvim_win_set_cursor(0, {{{row}, {col}}})")
+    move = "(function() vim.api.nvim_win_set_cursor(0, {{{}, {}}}) return true end)()"
+    nvim.lua(move.format(row, col))
     nvim.keys("v")
-    nvim.lua(f"vim.api.nvim_win_set_cursor(0, {{{row}, {col + len(expr) - 1}}})")
+    nvim.lua(move.format(row, col + len(expr) - 1))
     nvim.keys("g", "r", "a")
     screen = nvim.wait(lambda: (s := nvim.screen()) and "Extract variable" in s and s, 60, "no refactor listed")
     nvim.save_screen(artifacts, "13-refactors")
