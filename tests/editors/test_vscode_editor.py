@@ -152,8 +152,9 @@ def test_vscode_ghost_text_accept_trigger_problems_quick_fix_refactor_status(
     refactors = steps["refactor"]["actions"]
     assert any("Extract variable `get_result`" in a for a in refactors), refactors
     assert any("Extract function `extracted`" in a for a in refactors), refactors
-    assert "    get_result = inventory.items.get(name)\n    item = get_result\n" in \
-        (project / "pricing.py").read_text(encoding="utf-8"), steps["refactor"]
+    lines = steps["refactor"]["lines"]
+    assert "    get_result = inventory.items.get(name)" in lines, steps["refactor"]
+    assert lines[lines.index("    get_result = inventory.items.get(name)") + 1] == "    item = get_result", lines
     # the packed context opens once, as a Markdown document titled by its first line
     assert [t for t in steps["context"]["tabs"] if t.startswith("# Context packed for pricing.py:")] \
         and len(steps["context"]["tabs"]) == 2, steps["context"]

@@ -69,6 +69,18 @@ async function cursorLine(page) {
   }));
 }
 
+// The lines Monaco draws, top to bottom (without ghost text).
+async function visibleLines(page) {
+  return (await page.evaluate(() =>
+    [...document.querySelectorAll(".part.editor .monaco-editor .view-lines .view-line")]
+      .sort((a, b) => parseFloat(a.style.top) - parseFloat(b.style.top))
+      .map((line) => {
+        const copy = line.cloneNode(true);
+        copy.querySelectorAll("[class*='ghost-text']").forEach((n) => n.remove());
+        return copy.textContent;
+      }))).map(norm);
+}
+
 async function command(page, name) {
   await page.keyboard.press("F1");
   await page.waitForSelector(".quick-input-widget input", { state: "visible" });
@@ -213,8 +225,13 @@ async function completions(page) {
     log("quickfix", { actions: actions.map(norm), shot: await screenshot(page, "quick-fix") });
     await page.keyboard.press("Escape");
 
-    // Refactor...: select `inventory.items.get(name)` (line 7) and extract it into a variable
+    // Refactor...: select `inventory.items.get(name)` (line 7) and extract it into a variable.
+    // Undo first: the random text accepted above does not parse, and loopls refactors only
+    // code that does (the menu would show them disabled, with that reason).
     await page.locator(`${EDITOR} .view-lines`).first().click();
+    for (let i = 0; i < 40; i += 1) {
+      await page.keyboard.press("Control+Z");
+    }
     await gotoLine(page, 7);
     await page.keyboard.press("Home");
     for (let i = 0; i < "item = ".length; i += 1) {
@@ -234,9 +251,8 @@ async function completions(page) {
     const menuShot = await screenshot(page, "refactor-menu");
     await page.locator(".action-widget .monaco-list-row", { hasText: "Extract variable" }).first().click();
     await page.waitForTimeout(3000);
-    await page.keyboard.press("Control+S");
-    await page.waitForTimeout(1000);
-    log("refactor", { actions: refactors.map(norm), shot: menuShot, applied: await screenshot(page, "refactor-applied") });
+    log("refactor", { actions: refactors.map(norm), lines: await visibleLines(page), shot: menuShot,
+      applied: await screenshot(page, "refactor-applied") });
 
     // the status bar item after a completion shows the latency too
     log("status-after", { text: norm(await status.textContent().catch(() => "")), shot: await screenshot(page, "status-after") });
