@@ -129,7 +129,7 @@ def test_incremental_decode_equals_full_forward(loop_lm, chunks: list[int]) -> N
         at += size
     assert (torch.cat(steps, 1) - _full(lm, ids)).abs().max().item() <= ATOL
     # The later loops keep a window of W-1 tokens per layer, never the whole sequence.
-    assert all(w[0].shape[2] == lm.config.loop_window_size - 1 for loop in cache.windows for w in loop)
+    assert all(w[0].shape[1] == lm.config.loop_window_size - 1 for loop in cache.windows for w in loop)  # [B, T, KVH, D]
 
 
 @torch.inference_mode()
