@@ -275,6 +275,9 @@ def main() -> None:
         args.levels, args.waves, args.repeats = "8", 1, 3
     args.levels = [int(x) for x in args.levels.split(",") if x]
     skip = set(args.skip.split(","))
+    # As gpu_decode.py and the engine's loader do: cuDNN's SDPA re-plans for every new key
+    # length, which would slow transformers' decode several times over.
+    torch.backends.cuda.enable_cudnn_sdp(False)
     t0 = time.perf_counter()
     spin_up()
     bw, mm = copy_bandwidth(), matmul_tflops()

@@ -77,12 +77,11 @@ class BlockTables:
         bs = self.pool.block_size
         tokens = seq.ids(0, max_tokens)
         hit, hashes = self.pool.match_prefix(tokens, max_tokens)
-        k, windows = len(hit), []
+        k, windows, held = len(hit), [], []
         if self.loops:
-            k, windows = self._window_hit(tokens, hashes)
+            k, windows, held = self._window_hit(tokens, hashes)
         self.pool.take(hit[:k])
-        for table in windows:
-            self.pool.take([b for b in table if b >= 0], count_hits=False)
+        self.pool.take(held, count_hits=False)
         seq.block_table = hit[:k]
         seq.window_tables = windows
         seq.window_start = max(k * bs - self.keep, 0) // bs if windows else 0
@@ -90,15 +89,15 @@ class BlockTables:
         seq.num_registered = k
         seq.last_hash = hashes[k - 1] if k else ROOT_HASH
 
-    def _window_hit(self, tokens: list[int], hashes: list[bytes]) -> tuple[int, list[list[int]]]:
+    def _window_hit(self, tokens: list[int], hashes: list[bytes]) -> tuple[int, list[list[int]], list[int]]:
         """The longest hit length k (blocks) whose window blocks are all cached, with the
-        window tables (-1 before the window) of that hit."""
+        window tables (-1 before the window) of that hit and the window blocks in them."""
         bs = self.pool.block_size
         k = len(hashes)
         while k > 0:
             lo = max(k * bs - self.keep, 0) // bs
             tables = [[-1] * k for _ in range(self.loops)]
-            missing = None
+            held, missing = [], None
             for i in range(k - 1, lo - 1, -1):
                 parent = hashes[i - 1] if i else ROOT_HASH
                 chunk = tuple(tokens[i * bs : (i + 1) * bs])
@@ -108,12 +107,13 @@ class BlockTables:
                         missing = i
                         break
                     tables[loop - 1][i] = block_id
+                    held.append(block_id)
                 if missing is not None:
                     break
             if missing is None:
-                return k, tables
+                return k, tables, held
             k = missing  # every longer hit needs the missing block's window K/V
-        return 0, [[] for _ in range(self.loops)]
+        return 0, [[] for _ in range(self.loops)], []
 
     def publish(self, seq: Sequence) -> None:
         """Register every newly completed block (and its window blocks) in the prefix cache."""

@@ -20,6 +20,7 @@ block and their loop (`window_hash`): a prefix hit needs the window blocks just 
 from __future__ import annotations
 
 import hashlib
+import struct
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
@@ -32,9 +33,8 @@ class OutOfBlocks(RuntimeError):
 
 def chain_hash(parent: bytes, tokens: list[int] | tuple[int, ...]) -> bytes:
     """Hash of a block given its parent's hash: it names the whole prefix."""
-    h = hashlib.blake2b(parent, digest_size=16)
-    h.update(b"".join(t.to_bytes(4, "little", signed=True) for t in tokens))
-    return h.digest()
+    # struct packs a block in one call: a 32K-token prompt is 2K blocks to hash per request.
+    return hashlib.blake2b(parent + struct.pack(f"<{len(tokens)}i", *tokens), digest_size=16).digest()
 
 
 def window_hash(prefix_hash: bytes, loop: int) -> bytes:
