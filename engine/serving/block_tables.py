@@ -60,12 +60,14 @@ class BlockTables:
         if not self.loops:
             return
         upto = max(seq.num_computed - self.keep, 0) // self.pool.block_size
+        if upto <= seq.window_start:
+            return
         for table in seq.window_tables:
             dead = [b for b in table[seq.window_start : upto] if b >= 0]
             if dead:
                 self.pool.free(dead)
-            table[seq.window_start : upto] = [-1] * max(upto - seq.window_start, 0)
-        seq.window_start = max(seq.window_start, upto)
+            table[seq.window_start : upto] = [-1] * (upto - seq.window_start)
+        seq.window_start = upto
 
     def window_blocks(self, seq: Sequence) -> int:
         """Window blocks the sequence holds now."""
