@@ -63,15 +63,19 @@ def kv_token_bytes(config) -> int:
 
 
 def model_flops(config, params: int, tokens: int, context: int = 0) -> float:
-    """Forward FLOPs of `tokens` new tokens after `context` cached ones, every loop counted:
-    2 per weight per token (the embedding is a lookup) plus causal attention (QK and PV)."""
-    linear = 2 * (params - config.vocab_size * config.hidden_size) * tokens
+    """Forward FLOPs of one prompt of `tokens` new tokens after `context` cached ones, every
+    loop counted: 2 per weight per token for the decoder layers, the LM head for the last
+    token only (a prefill computes no other logits; the embedding is a lookup), and causal
+    attention (QK and PV)."""
+    head = config.vocab_size * config.hidden_size
+    layers = params - head * (1 if config.tie_word_embeddings else 2)
+    linear = 2 * layers * tokens
     keys = tokens * context + tokens * (tokens + 1) / 2
     attn = 4 * config.num_hidden_layers * config.num_attention_heads * config.head_dim * keys
     if config.is_loop:  # later loops: global attention as loop 0, plus the W-key window
         window = config.num_hidden_layers * config.num_attention_heads * config.head_dim * 4 * tokens
         attn += (config.loop_num - 1) * (attn + window * config.loop_window_size)
-    return config.loop_num * linear + attn
+    return config.loop_num * linear + 2 * head + attn
 
 
 def engine(model, args, **overrides) -> EngineCore:
