@@ -204,6 +204,33 @@ def test_cancel_frees_blocks_immediately(coder_lm) -> None:
     _assert_idle(core)
 
 
+def test_cancel_and_preemption_release_loop_window_blocks(loop_lm) -> None:
+    params = SamplingParams(max_tokens=30, min_tokens=30)
+    # 56 blocks of 4: each request fits alone (with the window of a 64-token chunk); while the
+    # background one decodes (23 blocks + its window), the inline one's first chunk does not fit.
+    core = _core(loop_lm, num_blocks=56, block_size=4, max_step_tokens=64, num_speculative_tokens=0)
+    seq = core.add("c", list(range(30, 80)), params)
+    for _ in range(6):
+        core.step()
+    assert core.tables.window_blocks(seq) > 0
+    core.abort("c")
+    assert core.pool.num_used == 0 and seq.window_tables == []
+    # An inline request preempts a background one holding window blocks.
+    bg = core.add("bg", list(range(30, 90)), params, Priority.BACKGROUND)
+    for _ in range(6):
+        core.step()
+    held = len(bg.block_table) + core.tables.window_blocks(bg)
+    core.add("inl", list(range(100, 190)), params, Priority.INLINE)
+    for _ in range(200):
+        core.step()
+        if bg.metrics.preemptions:
+            break
+    assert bg.metrics.preemptions == 1 and held > 0
+    assert bg.window_tables == [] and bg.block_table == []  # everything it held went back
+    _drain(core)
+    _assert_idle(core)
+
+
 def test_loop_memory_is_one_paged_cache_plus_a_window(loop_lm) -> None:
     cfg = loop_lm.config
     bs, keep, loops = 8, cfg.loop_window_size - 1, cfg.loop_num - 1
