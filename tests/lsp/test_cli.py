@@ -110,6 +110,8 @@ def test_wheel_installs_only_the_loopls_namespace(tmp_path: Path) -> None:
     assert top == {"loopls"}, top
     for sub in ("lsp", "context", "engine", "kernels"):
         assert f"loopls/{sub}/__init__.py" in names
+        for init in (root / sub).rglob("__init__.py"):  # every subpackage is listed in pyproject.toml
+            assert f"loopls/{init.relative_to(root).as_posix()}" in names, init
     assert not any(n.startswith("loopls/__init__.py") for n in names)  # implicit namespace
     assert "loopls/lsp/cli/demo_project/inventory.py" in names
     entry = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith("entry_points.txt"))).decode()
