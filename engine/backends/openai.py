@@ -74,7 +74,7 @@ class OpenAIBackend:
         # by priority); the server serves requests in arrival order.
         task = loop.create_task(self._generate(stream, self._body(prompt_ids, params), len(prompt_ids)))
         self._live[request_id] = (stream, task)
-        task.add_done_callback(lambda _: self._forget(request_id))
+        task.add_done_callback(lambda _: self._forget(stream, task, len(prompt_ids)))
         if supersede:
             previous = self._keys.get(supersede)
             self._keys[supersede] = request_id
@@ -222,11 +222,18 @@ class OpenAIBackend:
             self._client = (loop, httpx.AsyncClient(timeout=timeout, headers=headers))
         return self._client[1]
 
-    def _forget(self, request_id: str) -> None:
-        self._live.pop(request_id, None)
+    def _forget(self, stream: RequestStream, task: asyncio.Task, prompt_tokens: int) -> None:
+        self._live.pop(stream.request_id, None)
         for key, rid in list(self._keys.items()):
-            if rid == request_id:
+            if rid == stream.request_id:
                 del self._keys[key]
+        if task.cancelled():  # cancelled before it started (superseded at once): it never answered
+            self._counts["cancelled"] += 1
+            stream._deliver([], RequestOutput(stream.request_id, prompt_tokens, [], "cancelled"))
+
+
+class ServerUnreachable(BackendError):
+    """No answer at all (connection refused, timeout), as opposed to an answer refusing us."""
 
 
 def _reason(exc: BaseException) -> str:
@@ -240,7 +247,7 @@ def list_models(url: str, api_key: str | None, timeout_s: float) -> list[dict[st
     try:
         response = httpx.get(f"{url.rstrip('/')}/models", headers=headers, timeout=timeout_s)
     except httpx.HTTPError as exc:
-        raise BackendError(f"cannot reach the model server at {url}: {_reason(exc)}") from None
+        raise ServerUnreachable(f"cannot reach the model server at {url}: {_reason(exc)}") from None
     if response.status_code != 200:
         raise BackendError(f"{url}/models answered {response.status_code}: {response.text[:200]}")
     try:
@@ -260,7 +267,7 @@ def load_openai(config: BackendConfig) -> OpenAIBackend:
         raise BackendError(f"the openai backend needs model.url, an http(s) URL such as http://127.0.0.1:8000/v1 (got {config.url!r})")
     try:
         models = list_models(config.url, config.api_key, min(config.timeout_s, 5.0))
-    except BackendError as exc:
+    except ServerUnreachable as exc:  # down for now; a server that answers "no" is an error
         log.warning("%s; requests will fail until it answers", exc)
         models = None
     served = {m["id"]: m for m in models or []}
