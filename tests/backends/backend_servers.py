@@ -13,6 +13,9 @@ from pathlib import Path
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
+# The architectures checked against vLLM, as `create-tiny --size small` checkpoints.
+SMALL_ARCHES = ("iquestcoder", "iquestloopcoder", "qwen2")
+
 
 def free_port() -> int:
     with socket.socket() as s:

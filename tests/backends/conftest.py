@@ -12,10 +12,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from backend_servers import ServerProcess, free_port, loopls_serve, vllm_server
+from backend_servers import SMALL_ARCHES, ServerProcess, free_port, loopls_serve, vllm_server
 from vllm_env import ensure_vllm_python, loopls_path, vllm_env
-
-ARCHES = ("iquestcoder", "iquestloopcoder", "qwen2")
 
 
 @pytest.fixture(scope="package", autouse=True)
@@ -33,7 +31,7 @@ def small_checkpoints(tmp_path_factory) -> dict[str, Path]:
     from loopls.engine.model.tiny import create_tiny
 
     root = tmp_path_factory.mktemp("small")
-    return {arch: create_tiny(root / arch, arch=arch, size="small", seed=3) for arch in ARCHES}
+    return {arch: create_tiny(root / arch, arch=arch, size="small", seed=3) for arch in SMALL_ARCHES}
 
 
 @pytest.fixture(scope="package")
