@@ -81,7 +81,7 @@ def loopls_serve(port: int, log: Path, *args: str) -> ServerProcess:
     return ServerProcess(command, port, log)
 
 
-def vllm_server(python: Path, checkpoint: Path, port: int, log: Path, env: dict[str, str]) -> ServerProcess:
+def vllm_openai_server(python: Path, checkpoint: Path, port: int, log: Path, env: dict[str, str]) -> ServerProcess:
     command = [
         str(python), "-m", "vllm.entrypoints.openai.api_server", "--model", str(checkpoint),
         "--host", "127.0.0.1", "--port", str(port), "--trust-remote-code", "--dtype", "float32",

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from backend_servers import SMALL_ARCHES, ServerProcess, free_port, loopls_serve, vllm_server
+from backend_servers import SMALL_ARCHES, ServerProcess, free_port, loopls_serve, vllm_openai_server
 from vllm_env import ensure_vllm_python, loopls_path, vllm_env
 
 
@@ -56,6 +56,6 @@ def vllm_pythonpath(tmp_path_factory) -> Path:
 def vllm_server(vllm_python, small_checkpoints, tmp_path_factory) -> ServerProcess:
     """vLLM's OpenAI server with the small iquestloopcoder checkpoint (served by its path)."""
     log = tmp_path_factory.mktemp("vllm") / "vllm.log"
-    server = vllm_server(vllm_python, small_checkpoints["iquestloopcoder"], free_port(), log, vllm_env()).start()
+    server = vllm_openai_server(vllm_python, small_checkpoints["iquestloopcoder"], free_port(), log, vllm_env()).start()
     yield server
     server.stop()
