@@ -242,3 +242,16 @@ def test_metrics_count_requests_tokens_and_prefix_cache_hits(loopls_server: Serv
     assert after["loopls_prefix_cache_hit_blocks_total"] > before["loopls_prefix_cache_hit_blocks_total"]
     assert after["loopls_kv_blocks_total"] > 0 and after["loopls_kv_cache_usage_ratio"] == 0
     assert after['loopls_request_duration_seconds_count{endpoint="/v1/completions"}'] >= 2
+
+
+def test_doctor_shows_the_backends_and_checks_a_server(loopls_server: ServerProcess) -> None:
+    def doctor(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "loopls.lsp", "doctor", *args], capture_output=True,
+                              text=True, timeout=120, env=_without_key())
+
+    ok = doctor("--url", loopls_server.url)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert "backends (model.backend):" in ok.stdout and "openai" in ok.stdout and "vllm" in ok.stdout
+    assert "ok  model tiny (context 4096)" in ok.stdout
+    dead = doctor("--url", f"http://127.0.0.1:{free_port()}/v1")
+    assert dead.returncode == 1 and "cannot reach the model server" in dead.stdout
