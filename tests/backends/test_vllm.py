@@ -102,3 +102,31 @@ async def test_cancel_aborts_the_request_inside_vllm(vllm_server: ServerProcess,
     after = vllm_server.metrics()
     assert after["vllm:generation_tokens_total"] == generated  # nothing generates any more
     assert after["vllm:kv_cache_usage_perc"] == 0
+
+
+_PP_CHECK = """
+import json, sys
+from vllm import AsyncEngineArgs
+result = {}
+for arch, folder in json.loads(sys.argv[1]).items():
+    try:
+        AsyncEngineArgs(model=folder, trust_remote_code=True, dtype="float32", enforce_eager=True,
+                        pipeline_parallel_size=2, distributed_executor_backend="mp",
+                        kv_cache_memory_bytes=1 << 28).create_engine_config()
+        result[arch] = "accepted"
+    except NotImplementedError as exc:
+        result[arch] = str(exc)
+print(json.dumps(result))
+"""
+
+
+def test_pipeline_parallelism_is_as_docs_deploy_says(vllm_python, small_checkpoints) -> None:
+    """docs/deploy.md: vLLM runs the Loop model with tensor parallelism only, the non-Loop
+    IQuest model (vLLM's Llama code) with pipeline parallelism too."""
+    folders = {a: str(small_checkpoints[a]) for a in ("iquestcoder", "iquestloopcoder")}
+    done = subprocess.run([str(vllm_python), "-c", _PP_CHECK, json.dumps(folders)], capture_output=True, text=True,
+                          timeout=600, env=vllm_env(), stdin=subprocess.DEVNULL)
+    assert done.returncode == 0, done.stderr[-4000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["iquestcoder"] == "accepted"
+    assert "Pipeline parallelism is not supported for this model" in result["iquestloopcoder"]
