@@ -128,7 +128,8 @@ class OpenAIBackend:
         started = time.perf_counter()
         first: float | None = None
         tokens: list[int] = []
-        reason, error = "error", None
+        reason: str | None = None
+        error = None
         self._counts["requests"] += 1
         try:
             async for new, finish in self._events(body):
@@ -136,16 +137,17 @@ class OpenAIBackend:
                     first = first or time.perf_counter()
                     tokens.extend(new)
                     stream._deliver(new, None)
-                if finish:
-                    reason = finish
-            if reason == "error":  # the stream ended without a finish reason
-                reason = "length" if len(tokens) >= body["max_tokens"] else "stop"
+                reason = finish or reason
+            # Some servers end the stream without a finish reason.
+            reason = reason or ("length" if len(tokens) >= body["max_tokens"] else "stop")
+            if reason == "error":
+                error = f"the model server at {self.base_url} ended the request with an error"
         except asyncio.CancelledError:
-            # Our own cancel(): leaving the `async with` above closed the HTTP request.
+            # Our own cancel(): leaving the `async with` in _events closed the HTTP request.
             reason = "cancelled"
             self._counts["cancelled"] += 1
         except BackendError as exc:
-            error = str(exc)
+            reason, error = "error", str(exc)
             self._counts["failed"] += 1
         self._counts["generated_tokens"] += len(tokens)
         now = time.perf_counter()

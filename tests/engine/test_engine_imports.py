@@ -11,6 +11,9 @@ ENGINE_MODULES = (
     "model.parallel", "model.sampler", "model.tiny", "model.tokenizer", "model.transformer",
     "serving.async_engine", "serving.blocks", "serving.core", "serving.paged_attention",
     "serving.runner", "serving.scheduler", "serving.sequence", "serving.spec",
+    "backends", "backends.base", "backends.checkpoint_info", "backends.native", "backends.openai",
+    "backends.sse", "backends.vllm", "server", "server.app", "server.chat", "server.metrics",
+    "server.protocol", "server.run",
 )
 
 
