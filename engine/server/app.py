@@ -15,7 +15,7 @@ import asyncio
 import hmac
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -102,8 +102,9 @@ class EngineServer:
         self.metrics.in_flight.set(self.in_flight)
         rid = new_id(kind)
         if req.stream:
-            return StreamingResponse(self._events(req, stream, rid, endpoint), media_type="text/event-stream",
-                                     headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+            progress = _Progress()
+            return _SseResponse(self._events(req, stream, rid, progress),
+                                lambda: self._stream_closed(stream, endpoint, progress))
         try:
             out = await _until_done_or_gone(request, stream)
         finally:
@@ -114,38 +115,40 @@ class EngineServer:
         text = self._text(req, out.token_ids)
         return JSONResponse(response_body(req, rid, self.served_name, text, out.token_ids, out.finish_reason))
 
-    async def _events(self, req: EngineRequest, stream: Stream, rid: str, endpoint: str) -> AsyncIterator[str]:
-        """SSE events; if the client goes away Starlette cancels this generator, which cancels
-        the engine request."""
+    async def _events(self, req: EngineRequest, stream: Stream, rid: str, progress: _Progress) -> AsyncIterator[str]:
+        """SSE events of one request; `progress.out` is its output once it has ended."""
         pieces: list[str] = []
         text = TextStream(self.backend.tokenizer, req.prompt_ids[-1], req.params.stop, pieces.append)
-        out: RequestOutput | None = None
         first = True
+        if req.kind == "chat":  # the first chat chunk announces the role
+            yield _sse(chunk_body(req, rid, self.served_name, "", [], None, first=True))
+            first = False
         try:
-            if req.kind == "chat":  # the first chat chunk announces the role
-                yield _sse(chunk_body(req, rid, self.served_name, "", [], None, first=True))
-                first = False
             async for token in stream:
                 text.update(token)  # past a stop string nothing more is emitted (the engine ends too)
                 if pieces or req.return_token_ids:
                     yield _sse(chunk_body(req, rid, self.served_name, "".join(pieces), [token], None, first))
                     pieces.clear()
                     first = False
-            out = await stream.result()
+        except EngineError as exc:
+            progress.out = await stream.result()
+            yield _sse(error_body(f"generation failed: {exc}", 500, "server_error"))
+        else:
+            progress.out = out = await stream.result()
             text.finish()
             yield _sse(chunk_body(req, rid, self.served_name, "".join(pieces), [], out.finish_reason, first))
             if req.include_usage:
                 yield _sse({"id": rid, "object": "text_completion", "model": self.served_name, "choices": [],
                             "usage": usage(len(req.prompt_ids), len(out.token_ids))})
-        except EngineError as exc:
-            out = await stream.result()
-            yield _sse(error_body(f"generation failed: {exc}", 500, "server_error"))
-        finally:
-            if out is None:  # the client disconnected (this generator was cancelled)
-                stream.cancel()
-            self._done()
-            self.metrics.finished(endpoint, out.finish_reason if out else "cancelled", out)
         yield "data: [DONE]\n\n"
+
+    def _stream_closed(self, stream: Stream, endpoint: str, progress: _Progress) -> None:
+        """However the response ended (finished, client gone, never started), the request ends
+        and is counted once."""
+        if progress.out is None:
+            stream.cancel()  # the client went away: free the request's KV blocks now
+        self._done()
+        self.metrics.finished(endpoint, progress.out.finish_reason if progress.out else "cancelled", progress.out)
 
     # -- helpers ---------------------------------------------------------------------------
     def _authorize(self, request: Request) -> None:
@@ -190,6 +193,28 @@ class EngineServer:
     def _done(self) -> None:
         self.in_flight -= 1
         self.metrics.in_flight.set(self.in_flight)
+
+
+@dataclass
+class _Progress:
+    out: RequestOutput | None = None  # set when the request has ended
+
+
+class _SseResponse(StreamingResponse):
+    """An event stream that calls `on_close` once the response is over, whatever ended it:
+    the last event, a client that disconnected (Starlette then cancels the events
+    generator), or a connection lost before the first event was sent."""
+
+    def __init__(self, events: AsyncIterator[str], on_close: Callable[[], None]) -> None:
+        super().__init__(events, media_type="text/event-stream",
+                         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        self._on_close = on_close
+
+    async def __call__(self, scope, receive, send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self._on_close()
 
 
 async def _until_done_or_gone(request: Request, stream: Stream) -> RequestOutput:
