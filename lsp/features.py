@@ -6,12 +6,18 @@ import re
 
 from lsprotocol import types
 
+from .code_actions import register_smell_code_actions
 from .context_features import register_context_features
-from .diagnostics import register_smell_features
 from .convert import lsp_range, offset_at
+from .diagnostics import register_smell_features
 from .server import LooplsServer
 
 _WORD_TAIL = re.compile(r"[A-Za-z0-9_$]*$")
+DOCUMENT_EVENTS = (
+    types.TEXT_DOCUMENT_DID_OPEN, types.TEXT_DOCUMENT_DID_CHANGE, types.TEXT_DOCUMENT_DID_SAVE,
+    types.TEXT_DOCUMENT_DID_CLOSE, types.WORKSPACE_DID_CHANGE_WATCHED_FILES,
+    types.WORKSPACE_DID_CHANGE_WORKSPACE_FOLDERS,
+)
 
 
 def create_server(model_override: str | None = None) -> LooplsServer:
@@ -24,10 +30,15 @@ def create_server(model_override: str | None = None) -> LooplsServer:
     @server.feature(types.INITIALIZED)
     def initialized(ls: LooplsServer, params: types.InitializedParams) -> None:
         ls.completer()  # start loading the model now, not on the first keystroke
+        ls.document_event(types.INITIALIZED, params)  # and indexing the workspace folders
 
     @server.feature(types.SHUTDOWN)
     def shutdown(ls: LooplsServer, params: None) -> None:
         ls.shutdown_engine()
+        ls.context.shutdown()
+
+    for method in DOCUMENT_EVENTS:  # one handler each, all through the server's one fan-out
+        server.feature(method)(lambda ls, params, method=method: ls.document_event(method, params))
 
     @server.feature(types.WORKSPACE_DID_CHANGE_CONFIGURATION)
     def did_change_configuration(ls: LooplsServer, params: types.DidChangeConfigurationParams) -> None:
@@ -54,8 +65,9 @@ def create_server(model_override: str | None = None) -> LooplsServer:
         texts = await ls.complete_at(params.text_document.uri, params.position)
         return types.CompletionList(is_incomplete=True, items=completion_items(ls, params, texts))
 
-    register_context_features(server)
-    register_smell_features(server)
+    register_context_features(server, server.context)
+    register_smell_features(server, server.smells)
+    register_smell_code_actions(server, server.smells)
 
     @server.feature("loopls/status")
     def status(ls: LooplsServer, params: object) -> dict:

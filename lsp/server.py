@@ -18,7 +18,9 @@ from loopls.engine.model.generate import cut_at_stop
 
 from .completion import UNTRAINED_NOTICE, Completer
 from .completion_cache import CompletionCache
+from .context_features import ContextHost
 from .convert import PositionError, offset_at
+from .diagnostics import SmellHost
 from .options import Options, backend_config, options_to_json, parse_options
 from .protocol import LooplsProtocol
 from .version import __version__
@@ -44,16 +46,29 @@ class LooplsServer(LanguageServer):
             text_document_sync_kind=types.TextDocumentSyncKind.Incremental,
             protocol_cls=LooplsProtocol,
         )
+        # The server's whole state, declared here. Three threads do the long work, so the event
+        # loop that reads messages (and cancellations) never waits on it: the project thread
+        # (context host: project models, prompt context, smell checks), the prepare thread
+        # (model loading, prompt building) and the serving engine's own worker.
         self.options = Options()
         self.model_override = model_override
         self.stats = Stats()
-        # Loading and prompt packing run here, the serving engine on its own worker thread:
-        # neither blocks the event loop that reads messages (and cancellations).
+        self.context = ContextHost(self)  # one project model per workspace folder, on its thread
+        self.smells = SmellHost(self, self.context)  # code-smell diagnostics, read from those models
         self.engine_thread = ThreadPoolExecutor(1, thread_name_prefix="loopls-prepare")
-        self._completer: asyncio.Future[Completer] | None = None
-        self._backend: Backend | None = None
+        self._completer: asyncio.Future[Completer] | None = None  # the loaded model, through...
+        self._backend: Backend | None = None  # ...the engine backend, the only way to the engine
         self._engine_down = False  # the last request failed; the user has been told
         self.completion_cache = CompletionCache()
+
+    def document_event(self, method: str, params: Any) -> None:
+        """The one fan-out of document and workspace events (after pygls has updated its own
+        copy of the documents): the project models first, then the diagnostics."""
+        for consumer in (self.context, self.smells):
+            try:
+                consumer.document_event(method, params)
+            except Exception:  # noqa: BLE001 - a consumer failing must never break document sync
+                log.exception("%s: %s failed", type(consumer).__name__, method)
 
     @property
     def model_name(self) -> str:

@@ -8,6 +8,7 @@ import dataclasses
 import json
 import sys
 
+from loopls.context.files import is_regular_file
 from loopls.engine.backends import Backend, BackendConfig, BackendError, load_backend
 from loopls.engine.backends.base import RequestOutput, SamplingParams
 
@@ -23,6 +24,8 @@ def _fail(message: str) -> int:
 
 def read_source(path) -> str:
     """A source file as text; binary and non-UTF-8 files are refused with a clear error."""
+    if path.exists() and not is_regular_file(path):  # a FIFO would block the read forever
+        raise ValueError(f"{path}: not a regular file (a pipe, socket, device or folder)")
     data = path.read_bytes()
     if b"\0" in data[:8192]:
         raise ValueError(f"{path}: binary file")
