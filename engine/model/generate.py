@@ -11,6 +11,7 @@ import torch
 
 from .cache import KVCache
 from .loader import LoadedModel
+from .parallel import broadcast_token
 from .sampler import SamplingParams, sample
 from .tokenizer import Tokenizer
 
@@ -144,8 +145,6 @@ def _next_token(
         logits[:, sorted(suppressed)] = float("-inf")
     next_id = int(sample(logits, params, generator)[0])
     if lm.tp_size > 1:
-        from .parallel import broadcast_token
-
         next_id = broadcast_token(next_id, lm.device)
     return next_id
 
