@@ -15,7 +15,7 @@ from loopls.context.languages import Languages, language_for_path
 from loopls.context.privacy import redact
 from loopls.context.refactor import (Refactoring, Source, apply_edits, build_prompt, finish_rewrite,
                                      first_party_modules, refactorings, rewrite_offers)
-from loopls.engine.backends import BackendError, load_backend
+from loopls.engine.backends import BackendConfig, BackendError, load_backend
 from loopls.engine.backends.base import Priority
 from loopls.engine.model.generate import cut_at_stop
 
@@ -106,7 +106,7 @@ def _model_refactor(args: argparse.Namespace, text: str, language: str, language
     if offer is None:
         return None
     try:
-        backend = load_backend("native", args.model, args.device, 4096)
+        backend = load_backend(BackendConfig(model=args.model, device=args.device, context_tokens=4096))
     except BackendError as exc:
         return _fail(str(exc))
     try:
