@@ -11,7 +11,6 @@ from typing import Any
 
 from pygls.exceptions import JsonRpcException
 
-from loopls.context.privacy import redact
 from loopls.context.refactor import RewriteOffer, Source, build_prompt
 from loopls.engine.backends import Backend, BackendError
 from loopls.engine.backends.base import Priority, SamplingParams
@@ -37,7 +36,7 @@ async def model_answer(server: Any, context: ContextHost, uri: str, src: Source,
     except (BackendError, OSError, ValueError, RuntimeError) as exc:
         return ModelAnswer(None, f"the model is not available: {exc}")
     backend = completer.backend
-    instruction = build_prompt(src.language, offer, redact(src.text[offer.target[0]:offer.target[1]]))
+    instruction = build_prompt(src, offer)
     try:
         ids, params = await _prompt(server, context, uri, src, offer, backend, instruction)
         text = await server.generate_text(ids, params, Priority.CODE_ACTION)

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from tree_sitter import Node
 
 from ..languages import Languages
+from ..privacy import redact
 from ..smells import analyze_tree
 from ..smells.rules import RULES
 from .edits import Edit, Refactoring
@@ -83,8 +84,11 @@ def smell_offer(src: Source, path: str, code: str, slug: str, symbol: str, messa
     return RewriteOffer(FIX_SMELL, f"Refactor with the model: {slug} ({code})", target, instruction, unit=symbol)
 
 
-def build_prompt(language: str, offer: RewriteOffer, code: str) -> str:
-    """The instruction and the quoted code (already redacted); the answer starts after it."""
+def build_prompt(src: Source, offer: RewriteOffer) -> str:
+    """The instruction and the offer's target code, redacted like every prompt (the one place a
+    rewrite's prompt is redacted); the answer starts after it."""
+    language = src.language
+    code = redact(src.text[offer.target[0]:offer.target[1]])
     return (f"### Refactoring request ({language})\n{offer.instruction}\n"
             "Answer with the complete replacement code only, in one fenced block.\n\n"
             f"```{language}\n{code}\n```\n\n### Refactored code\n```{language}\n")

@@ -195,15 +195,20 @@ def _line(src: Source, byte: int) -> int:
 # -- rule 5: secrets ----------------------------------------------------------------------------
 
 def _secrets_problem(old: str, refactoring: Refactoring) -> str | None:
-    for edit in refactoring.edits:
-        first = old.rfind("\n", 0, edit.start) + 1
-        last = old.find("\n", edit.end)
-        last = len(old) if last < 0 else last
-        before = old[first:last]
-        after = old[first:edit.start] + edit.text + old[edit.end:last]
-        if redact(after).count(REDACTED) > redact(before).count(REDACTED):
-            return "the edit would write secret-looking text (a key, token or password)"
+    if any(_writes_secret(old, edit.start, edit.end, edit.text) for edit in refactoring.edits):
+        return "the edit would write secret-looking text (a key, token or password)"
     return None
+
+
+def _writes_secret(text: str, start: int, end: int, inserted: str) -> bool:
+    """Whether replacing text[start:end] with `inserted` puts more secret-looking text on its
+    lines than they held: the one place verification asks the prompt redactor's detector."""
+    first = text.rfind("\n", 0, start) + 1
+    last = text.find("\n", end)
+    last = len(text) if last < 0 else last
+    before = text[first:last]
+    after = text[first:start] + inserted + text[end:last]
+    return redact(after).count(REDACTED) > redact(before).count(REDACTED)
 
 
 # -- rule 6: a model rewrite's promise -------------------------------------------------------

@@ -12,7 +12,6 @@ import sys
 from pathlib import Path
 
 from loopls.context.languages import Languages, language_for_path
-from loopls.context.privacy import redact
 from loopls.context.refactor import (Refactoring, Source, apply_edits, build_prompt, finish_rewrite,
                                      first_party_modules, refactorings, rewrite_offers)
 from loopls.engine.backends import BackendConfig, BackendError, load_backend
@@ -110,7 +109,7 @@ def _model_refactor(args: argparse.Namespace, text: str, language: str, language
     except BackendError as exc:
         return _fail(str(exc))
     try:
-        instruction = build_prompt(language, offer, redact(text[offer.target[0]:offer.target[1]]))
+        instruction = build_prompt(src, offer)
         ids, params = rewrite_request(backend, instruction, [])
         out = asyncio.run(_generate(backend, ids, params))
     except (ValueError, RuntimeError) as exc:

@@ -28,10 +28,19 @@ def test_target_is_the_function_named_by_the_finding():
 
 
 def test_prompt_states_the_finding_and_quotes_the_code():
-    _, offer = _offer("Box.wide", 4, 5)
-    prompt = build_prompt("python", offer, "def wide(...): ...")
-    assert "parameters 7 (threshold 5)" in prompt and "LS104" in prompt and "def wide(...)" in prompt
+    src, offer = _offer("Box.wide", 4, 5)
+    prompt = build_prompt(src, offer)
+    assert "parameters 7 (threshold 5)" in prompt and "LS104" in prompt
+    assert "    def wide(self, a, b, c, d, e, f):\n        return a\n```" in prompt
     assert prompt.endswith("```python\n")
+
+
+def test_the_quoted_code_is_redacted():
+    text = SOURCE.replace("return a\n", 'token = "ghp_' + "x" * 36 + '"\n        return a\n')
+    src = Source(text, "python", LANGUAGES)
+    offer = smell_offer(src, "box.py", "LS104", "too-many-arguments", "Box.wide", "too many", 4, 6)
+    prompt = build_prompt(src, offer)
+    assert "ghp_" not in prompt and 'token = "<redacted>"' in prompt
 
 
 def test_model_answer_is_read_from_its_fenced_block():
