@@ -24,6 +24,7 @@ from tree_sitter import Node
 
 from .edits import Edit, Refactoring
 from .exprs import contains, fresh_name
+from .new_function import definition, placement
 from .pyflow import binds_on_every_path, is_covered
 from .pyscope import PyScopes, Scope, Use, python_scopes
 from .source import Source, ancestors
@@ -120,8 +121,9 @@ def _extract(src: Source, scopes: PyScopes, sel: _Selection) -> Refactoring:
         raise _Refused("the code uses `super()` or a private `__name`, which only work inside its class")
     name = fresh_name(src, "extracted")
     call = _call_text(name, params, returns, is_async, sel.expression, self_name, method)
-    insert_at, base, lead, trail = _placement(src, sel, method)
-    def_text = lead + _definition(src, sel, name, params, returns, is_async, self_name, flavour, base) + trail
+    insert_at, base, lead, trail = placement(src, sel.nodes[0], method.node if method is not None else None)
+    def_text = lead + definition(src, sel.nodes, sel.expression, name, params, returns, is_async, self_name, flavour,
+                                 base) + trail
     sel_start, sel_end = src.span(first)[0], src.span(last)[1]
     edits = (Edit(insert_at, insert_at, def_text), Edit(sel_start, sel_end, call))
     target = (min(insert_at, sel_start), max(insert_at, sel_end))
@@ -332,92 +334,3 @@ def _call_text(name: str, params: list[str], returns: list[str], is_async: bool,
     if expression or not returns:
         return call
     return f"{', '.join(returns)} = {call}"
-
-
-def _definition(src: Source, sel: _Selection, name: str, params: list[str], returns: list[str], is_async: bool,
-                self_name: str | None, flavour: str | None, base: str) -> str:
-    """The new `def`, indented to `base`, each line ending in a line break."""
-    unit = _indent_unit(src)
-    all_params = ([self_name] if flavour in ("instance", "class") and self_name else []) + params
-    lines = []
-    if flavour in ("static", "static-via-first"):
-        lines.append(base + "@staticmethod")
-    elif flavour == "class":
-        lines.append(base + "@classmethod")
-    lines.append(f"{base}{'async ' if is_async else ''}def {name}({', '.join(all_params)}):")
-    if sel.expression:
-        lines.append(base + unit + "return " + src.node_text(sel.nodes[0]))
-    else:
-        for line in _dedented_lines(src, sel.nodes):
-            lines.append(line if isinstance(line, _Frozen) else base + unit + line if line.strip() else "")
-        if returns:
-            lines.append(base + unit + "return " + ", ".join(returns))
-    return "\n".join(lines) + "\n"
-
-
-def _indent_unit(src: Source) -> str:
-    """The file's indentation step: that of the first indented block, else four spaces."""
-    match = re.search(r"^[^\s#][^\n]*:[ \t]*(?:#[^\n]*)?\n(?:[ \t]*\n)*([ \t]+)\S", src.text, re.M)
-    return match.group(1) if match else "    "
-
-
-def _dedented_lines(src: Source, nodes: list[Node]) -> list[str]:
-    """The statements' lines without the indentation of their block; lines that continue a
-    multi-line string are left exactly as they are."""
-    start = src.line_start(src.span(nodes[0])[0])
-    end = src.span(nodes[-1])[1]
-    lines = src.text[start:end].split("\n")
-    indent = src.indentation(src.span(nodes[0])[0])
-    first_row = nodes[0].start_point.row
-    frozen = _rows_inside_strings(src, nodes)
-    out = []
-    for i, line in enumerate(lines):
-        if first_row + i in frozen:
-            out.append(_Frozen(line))
-        elif line.startswith(indent):
-            out.append(line[len(indent):])
-        else:
-            out.append(line.lstrip(" \t"))
-    return out
-
-
-class _Frozen(str):
-    """A line inside a multi-line string: it takes no indentation."""
-
-
-def _rows_inside_strings(src: Source, nodes: list[Node]) -> set[int]:
-    rows: set[int] = set()
-    for top in nodes:
-        for node in src.walk(top):
-            if node.type == "string" and node.end_point.row > node.start_point.row:
-                rows.update(range(node.start_point.row + 1, node.end_point.row + 1))
-    return rows
-
-
-def _placement(src: Source, sel: _Selection, method: Scope | None) -> tuple[int, str, str, str]:
-    """(where the new definition goes, its base indentation, and the text before and after it)."""
-    if method is not None:
-        function = method.node
-        outer = function.parent if function.parent is not None and function.parent.type == "decorated_definition" \
-            else function
-        at = src.next_line(src.span(function)[1])
-        lead = "\n" if at == len(src.text) and not src.text.endswith("\n") else ""
-        return at, src.indentation(src.span(outer)[0]), lead + "\n", ""
-    top = sel.nodes[0]
-    while top.parent is not None and top.parent.type != "module":
-        top = top.parent
-    at = src.line_start(src.span(top)[0])
-    while at > 0:  # keep comments right above the statement with it
-        previous = src.line_start(at - 1)
-        if not src.text[previous:at].lstrip().startswith("#"):
-            break
-        at = previous
-    blank_before, probe = 0, at
-    while probe > 0 and not src.text[src.line_start(probe - 1):probe].strip():
-        blank_before += 1
-        probe = src.line_start(probe - 1)
-    return at, "", "" if probe == 0 else "\n" * max(0, 2 - blank_before), "\n\n"
-
-
-def _indent(text: str, indent: str) -> str:
-    return "".join(indent + line if line.strip() else line for line in text.splitlines(keepends=True))
