@@ -151,12 +151,15 @@ class PrefillLaunch:
 # (block_m, tile_n, num_warps, num_stages) of the prefill kernels, by padded head_dim: for long
 # chunks, for short ones (fewer query rows per sequence than a long tile holds: a 128-row tile
 # would be mostly padding), and for LoopAttention (two online softmaxes: more live registers).
-# Three pipeline stages keep two K/V tiles in flight while one is computed; every config fits
-# sm_90's 227 KiB of shared memory and compiles without register spills (docs/kernels.md).
+# Pipeline depth: Triton splits num_stages - 1 evenly between the block-table load and the K/V
+# loads it addresses (one level of indirection), so 5 stages keep two K/V tiles in flight
+# while one is computed (3 would leave one, issued right before it is needed). Every config
+# compiles for sm_90 without register spills and fits its 227 KiB of shared memory
+# (docs/kernels.md has the compiler's report).
 PREFILL_CONFIGS = {
-    64: {"long": (128, 64, 4, 5), "short": (64, 64, 4, 5), "loop": (128, 64, 4, 5)},
+    64: {"long": (128, 64, 8, 5), "short": (64, 64, 4, 5), "loop": (128, 64, 8, 5)},
     128: {"long": (128, 64, 8, 5), "short": (64, 64, 4, 5), "loop": (128, 64, 8, 5)},
-    256: {"long": (64, 32, 4, 2), "short": (64, 32, 4, 2), "loop": (64, 32, 4, 2)},
+    256: {"long": (64, 32, 8, 5), "short": (64, 32, 8, 5), "loop": (64, 16, 8, 5)},
 }
 
 
