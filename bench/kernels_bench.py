@@ -1,24 +1,24 @@
 """Kernel benchmark: each Triton kernel against its plain-torch reference and, for attention,
-against PyTorch SDPA on contiguous K/V, on IQuest-Coder-V1 shapes (40 query heads,
-8 KV heads, head_dim 128, cache blocks of 16; hidden 5120).
+against PyTorch SDPA, on IQuest-Coder-V1 shapes (40 query heads, 8 KV heads, head_dim 128,
+cache blocks of 16; hidden 5120).
 
-Per row of the first table: median time (triton.testing.do_bench, L2 flushed between runs),
-the bytes the kernel must move at least (each input read once, each output written once) over
-that time, that rate as a share of the measured device copy bandwidth, and the speedup over
-the reference. The prefill table compares, per shape, the split-capable kernel that served
-prefill before the prefill kernels existed ("old", `legacy_prefill=True`), the prefill kernel
-("new") and SDPA, in TFLOP/s of the attention a causal (or windowed) prefill must compute.
+Per row of the first table: median time, the bytes the kernel must move at least (each input
+read once, each output written once) over that time, that rate as a share of the measured
+device copy bandwidth, and the speedup over the reference. The prefill tables follow
+(prefill_bench.py): prefill kernel vs the kernel that served prefill before it vs SDPA, in
+TFLOP/s, and the prefill kernels' error against the fp32 reference.
 
     python bench/kernels_bench.py                     # every row
     python bench/kernels_bench.py --quick             # fewer shapes
-    python bench/kernels_bench.py --prefill-only      # the prefill table alone (< 1 min)
-    python bench/kernels_bench.py --prefill-variants  # ... plus a sweep of prefill tile configs
+    python bench/kernels_bench.py --prefill-only      # the prefill tables alone (T = 4K..128K)
+    python bench/kernels_bench.py --prefill-only --prefill-variants  # ... plus tile configs
     TRITON_INTERPRET=1 python bench/kernels_bench.py --smoke   # tiny shapes, any machine
 
-`--smoke` runs every section on tiny shapes with one untimed-quality call each (on the CPU
-through Triton's interpreter when there is no GPU): a check that the script itself runs, not
-a measurement. loopls must be importable: `pip install -e .`, or a namespace folder with links
-(see docs/benchmarks.md).
+`--smoke` runs every section on tiny shapes with one call each (on the CPU through Triton's
+interpreter when there is no GPU): a check that the script itself runs, not a measurement.
+The script exits with status 1 when a prefill kernel's output is out of its error bound.
+loopls must be importable: `pip install -e .`, or a namespace folder with links (see
+docs/benchmarks.md); only loopls.kernels is imported.
 """
 
 from __future__ import annotations
@@ -27,69 +27,27 @@ import argparse
 import dataclasses
 import os
 import sys
-import time
-from collections.abc import Callable
 
 import torch
+from kernel_env import IQUEST, Env, copy_bandwidth, matmul_rate
+from kernel_env import paged_cache as _paged_cache
+from prefill_bench import run_prefill
 
 from loopls.kernels import ops, reference
 
-H, KVH, D, BS, HIDDEN = 40, 8, 128, 16, 5120
-
-
-@dataclasses.dataclass(frozen=True)
-class Env:
-    device: str
-    dtype: torch.dtype
-    smoke: bool  # tiny shapes, one call per timing
-
-    def timed(self, fn: Callable[[], object]) -> float:
-        """Median milliseconds of fn (smoke: one call, host clock)."""
-        if self.smoke:
-            start = time.perf_counter()
-            fn()
-            if self.device == "cuda":
-                torch.cuda.synchronize()
-            return (time.perf_counter() - start) * 1e3
-        import triton.testing
-
-        return triton.testing.do_bench(fn, warmup=10, rep=40, return_mode="median")
-
-    def randn(self, *shape: int, gen: torch.Generator) -> torch.Tensor:
-        return torch.randn(*shape, device=self.device, dtype=self.dtype, generator=gen)
+H, KVH, D, BS, HIDDEN = IQUEST.heads, IQUEST.kv_heads, IQUEST.head_dim, IQUEST.block_size, 5120
 
 
 def kernel_modules():
     """The Triton kernel modules, called directly so that CPU tensors run them too (smoke)."""
-    from loopls.kernels import loop_attention, paged_attention, prefill
-    from loopls.kernels.launch import plan_attention, plan_prefill
+    from loopls.kernels import paged_attention
+    from loopls.kernels.launch import plan_attention
 
-    return paged_attention, loop_attention, prefill, plan_attention, plan_prefill
-
-
-def copy_bandwidth(env: Env) -> float:
-    """Device-to-device copy of 2 GiB, bytes read + written per second."""
-    src = torch.empty(2**30 if not env.smoke else 2**16, dtype=torch.float16, device=env.device).normal_()
-    dst = torch.empty_like(src)
-    ms = env.timed(lambda: dst.copy_(src))
-    return 2 * src.numel() * 2 / (ms * 1e-3)
-
-
-def matmul_rate(env: Env, gen: torch.Generator) -> float:
-    """bf16 (smoke: the run's dtype) matrix product on random data, FLOP per second."""
-    n = 8192 if not env.smoke else 64
-    a, b = env.randn(n, n, gen=gen), env.randn(n, n, gen=gen)
-    return 2 * n**3 / (env.timed(lambda: a @ b) * 1e-3)
+    return paged_attention, plan_attention
 
 
 def paged_cache(env: Env, batch: int, ctx: int, gen: torch.Generator):
-    """A paged cache holding `batch` sequences of `ctx` keys in shuffled blocks."""
-    per_seq = -(-ctx // BS)
-    nblocks = batch * per_seq
-    k = env.randn(nblocks, BS, KVH, D, gen=gen)
-    v = env.randn(nblocks, BS, KVH, D, gen=gen)
-    tables = torch.randperm(nblocks, device=env.device, generator=gen).view(batch, per_seq).int()
-    return k, v, tables
+    return _paged_cache(env, IQUEST, batch, ctx, gen)
 
 
 class Table:
@@ -105,29 +63,6 @@ class Table:
             f"{flops / (ms * 1e-3) / 1e12:>9.1f}" if flops else f"{'':>9}",
             f"{ref_ms:>9.3f}{ref_ms / ms:>6.1f}x" if ref_ms else f"{'':>16}",
             f"{peer:>7}{peer_ms:>9.4f}{peer_ms / ms:>7.2f}x" if peer_ms else "",
-        ]
-        print("".join(cells), flush=True)
-
-
-class PrefillTable:
-    """Old kernel vs new kernel vs SDPA, per prefill shape, in TFLOP/s."""
-
-    def __init__(self, title: str) -> None:
-        print(f"\n{title}", flush=True)
-        print(f"{'kernel':<30}{'shape':<26}{'old ms':>10}{'old TF/s':>9}{'new ms':>10}{'new TF/s':>9}"
-              f"{'new/old':>8}{'SDPA ms':>10}{'SDPA TF/s':>10}{'new/SDPA':>9}", flush=True)
-
-    def add(self, kernel: str, shape: str, flops: float, old_ms: float | None, new_ms: float,
-            sdpa_ms: float | None = None) -> None:
-        def rate(ms: float) -> float:
-            return flops / (ms * 1e-3) / 1e12
-
-        cells = [
-            f"{kernel:<30}{shape:<26}",
-            f"{old_ms:>10.3f}{rate(old_ms):>9.1f}" if old_ms else f"{'':>19}",
-            f"{new_ms:>10.3f}{rate(new_ms):>9.1f}",
-            f"{old_ms / new_ms:>7.2f}x" if old_ms else f"{'':>8}",
-            f"{sdpa_ms:>10.3f}{rate(sdpa_ms):>10.1f}{sdpa_ms / new_ms:>8.2f}x" if sdpa_ms else "",
         ]
         print("".join(cells), flush=True)
 
@@ -157,14 +92,15 @@ def bench_decode(env: Env, table: Table, shapes, gen) -> None:
 
 def bench_decode_variants(env: Env, table: Table, batch: int, ctx: int, gen) -> None:
     """Tile shapes of the decode kernel at one size (the plan picks tile 64, 4 warps)."""
-    pa, _, _, plan_attention, _ = kernel_modules()
+    pa, plan_attention = kernel_modules()
     k, v, tables = paged_cache(env, batch, ctx, gen)
     q = env.randn(batch, H, D, gen=gen)
     cu = torch.arange(batch + 1, device=env.device, dtype=torch.int32)
     lens = torch.full((batch,), ctx, device=env.device, dtype=torch.int32)
     out = torch.empty_like(q)
     base = plan_attention(q, k, tables, ctx, None, None)
-    for tile_n, warps, stages in [(32, 4, 2), (64, 4, 3), (64, 8, 2), (128, 4, 2), (128, 8, 2)]:
+    variants = [(32, 4, 2), (64, 4, 3), (64, 8, 2), (128, 4, 2), (128, 8, 2)]
+    for tile_n, warps, stages in variants[1:2] if env.smoke else variants:
         plan = dataclasses.replace(base, tile_n=tile_n, num_warps=warps, num_stages=stages)
         ms = env.timed(lambda: pa._launch(plan, out, q, k, v, tables, cu, lens, D**-0.5, 0))
         table.add(f"  variant tile {tile_n} warps {warps} st {stages}", f"B={batch} ctx={ctx}", ms,
@@ -188,97 +124,6 @@ def bench_loop_decode(env: Env, table: Table, shapes, window: int, gen) -> None:
         ref_ms = env.timed(lambda: reference.loop_attention(*args))
         nbytes = 2 * batch * (ctx + window) * KVH * D * 2
         table.add(f"fused loop decode (splits {splits})", f"B={batch} ctx={ctx} W={window}", ms, nbytes, ref_ms)
-
-
-def attention_flops(first: int, last: int, window: int = 0) -> float:
-    """FLOPs of QK^T and PV for queries at positions first..last-1 (causal, or W keys each)."""
-    keys = sum(min(p + 1, window) if window else p + 1 for p in range(first, last))
-    return 4 * H * D * keys
-
-
-def bench_prefill(env: Env, ptable: PrefillTable, lengths, gen, window: int = 0) -> None:
-    """One sequence of T new tokens from position 0: causal (SDPA beside it) or windowed."""
-    pa = kernel_modules()[0]
-    sdpa = torch.nn.functional.scaled_dot_product_attention
-    for t in lengths:
-        k, v, tables = paged_cache(env, 1, t, gen)
-        q = env.randn(t, H, D, gen=gen)
-        cu = torch.tensor([0, t], device=env.device, dtype=torch.int32)
-        lens = torch.tensor([t], device=env.device, dtype=torch.int32)
-        args = (q, k, v, tables, cu, lens, D**-0.5, window)
-        new_ms = env.timed(lambda: pa.paged_attention(*args))
-        old_ms = env.timed(lambda: pa.paged_attention(*args, legacy_prefill=True))
-        sdpa_ms = None
-        if not window:
-            # SDPA, causal, on contiguous K/V expanded to all heads (outside the timing)
-            kc = k[tables.long()].reshape(1, -1, KVH, D)[:, :t].transpose(1, 2).repeat_interleave(H // KVH, 1)
-            vc = v[tables.long()].reshape(1, -1, KVH, D)[:, :t].transpose(1, 2).repeat_interleave(H // KVH, 1)
-            qc = q.transpose(0, 1)[None]
-            sdpa_ms = env.timed(lambda: sdpa(qc, kc, vc, is_causal=True, scale=D**-0.5))
-        name = "paged prefill" if not window else "paged prefill, window"
-        shape = f"T={t}" if not window else f"T={t} W={window}"
-        ptable.add(name, shape, attention_flops(0, t, window), old_ms, new_ms, sdpa_ms)
-
-
-def bench_prefill_chunks(env: Env, ptable: PrefillTable, batch: int, chunk: int, prefix: int, gen) -> None:
-    """`batch` sequences each adding `chunk` tokens to `prefix` cached ones (chunked prefill)."""
-    pa = kernel_modules()[0]
-    ctx = prefix + chunk
-    k, v, tables = paged_cache(env, batch, ctx, gen)
-    q = env.randn(batch * chunk, H, D, gen=gen)
-    cu = torch.arange(0, batch * chunk + 1, chunk, device=env.device, dtype=torch.int32)
-    lens = torch.full((batch,), ctx, device=env.device, dtype=torch.int32)
-    args = (q, k, v, tables, cu, lens, D**-0.5)
-    new_ms = env.timed(lambda: pa.paged_attention(*args))
-    old_ms = env.timed(lambda: pa.paged_attention(*args, legacy_prefill=True))
-    ptable.add("paged prefill, cached prefix", f"B={batch} T={chunk} +{prefix}",
-               batch * attention_flops(prefix, ctx), old_ms, new_ms)
-
-
-def loop_inputs(env: Env, t: int, window: int, gen):
-    k, v, tables = paged_cache(env, 1, t, gen)
-    wk, wv, wtables = paged_cache(env, 1, t, gen)
-    q = env.randn(t, H, D, gen=gen)
-    gw = env.randn(H, D, gen=gen) * 0.05
-    gb = env.randn(H, gen=gen)
-    cu = torch.tensor([0, t], device=env.device, dtype=torch.int32)
-    lens = torch.tensor([t], device=env.device, dtype=torch.int32)
-    return (q, k, v, tables, wk, wv, wtables, cu, lens, D**-0.5, window, gw, gb)
-
-
-def bench_loop_prefill(env: Env, ptable: PrefillTable, lengths, window: int, gen) -> None:
-    la = kernel_modules()[1]
-    for t in lengths:
-        args = loop_inputs(env, t, window, gen)
-        new_ms = env.timed(lambda: la.loop_attention(*args))
-        old_ms = env.timed(lambda: la.loop_attention(*args, legacy_prefill=True))
-        flops = attention_flops(0, t) + attention_flops(0, t, window)
-        ptable.add("fused loop prefill", f"T={t} W={window}", flops, old_ms, new_ms)
-
-
-def bench_prefill_variants(env: Env, ptable: PrefillTable, t: int, window: int, gen) -> None:
-    """Tile configs (block_m, tile_n, warps, stages) of the prefill kernels at one length."""
-    _, _, prefill, _, plan_prefill = kernel_modules()
-    k, v, tables = paged_cache(env, 1, t, gen)
-    q = env.randn(t, H, D, gen=gen)
-    out = torch.empty_like(q)
-    cu = torch.tensor([0, t], device=env.device, dtype=torch.int32)
-    lens = torch.tensor([t], device=env.device, dtype=torch.int32)
-    base = plan_prefill(q, k, tables, None)
-    configs = [(128, 64, 8, 5), (128, 64, 8, 3), (128, 64, 8, 7), (64, 64, 4, 5), (64, 64, 4, 3), (64, 64, 8, 5)]
-    for bm, tn, warps, stages in configs:
-        plan = dataclasses.replace(base, block_m=bm, block_q=bm // (H // KVH), tile_n=tn,
-                                   num_warps=warps, num_stages=stages)
-        ms = env.timed(lambda: prefill.paged_prefill(plan, out, q, k, v, tables, cu, lens, D**-0.5, 0))
-        ptable.add(f"  paged {bm}x{tn} w{warps} s{stages}", f"T={t}", attention_flops(0, t), None, ms)
-    args = loop_inputs(env, t, window, gen)
-    base = plan_prefill(q, k, tables, None, loop=True, window_block_size=BS)
-    for bm, tn, warps, stages in [(128, 64, 8, 5), (128, 64, 8, 3), (64, 64, 8, 5)]:
-        plan = dataclasses.replace(base, block_m=bm, block_q=bm // (H // KVH), tile_n=tn,
-                                   num_warps=warps, num_stages=stages)
-        ms = env.timed(lambda: prefill.loop_prefill(plan, out, *args))
-        ptable.add(f"  loop {bm}x{tn} w{warps} s{stages}", f"T={t} W={window}",
-                   attention_flops(0, t) + attention_flops(0, t, window), None, ms)
 
 
 def bench_rows(env: Env, table: Table, rows, gen) -> None:
@@ -305,25 +150,10 @@ def bench_rows(env: Env, table: Table, rows, gen) -> None:
                   4 * kn.numel() * 2, env.timed(lambda: reference.write_kv(kc, vc, kn, vn, slots)))
 
 
-def run_prefill(env: Env, gen, quick: bool, variants: bool) -> None:
-    smoke = env.smoke
-    window = 64 if not smoke else 16
-    ptable = PrefillTable(f"Prefill attention, {H}/{KVH} heads, D {D}, {str(env.dtype).split('.')[-1]}, "
-                          f"block {BS}: old = split-capable kernel (legacy_prefill), new = prefill kernel")
-    lengths = [40, 70] if smoke else ([4096] if quick else [2048, 8192, 16384])
-    bench_prefill(env, ptable, lengths, gen)
-    bench_prefill(env, ptable, [lengths[-1]], gen, window=4096 if not smoke else 24)
-    bench_prefill_chunks(env, ptable, *((2, 30, 40) if smoke else (1, 2048, 14336)), gen)
-    bench_prefill_chunks(env, ptable, *((3, 4, 30) if smoke else (32, 16, 4096)), gen)
-    bench_loop_prefill(env, ptable, lengths, window, gen)
-    if variants:
-        bench_prefill_variants(env, ptable, lengths[0] if smoke else lengths[-1], window, gen)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer shapes")
-    parser.add_argument("--prefill-only", action="store_true", help="only the prefill table (old vs new vs SDPA)")
+    parser.add_argument("--prefill-only", action="store_true", help="only the prefill tables")
     parser.add_argument("--prefill-variants", action="store_true", help="add a sweep of prefill tile configs")
     parser.add_argument("--smoke", action="store_true", help="tiny shapes, one call each: checks the script runs")
     args = parser.parse_args()
@@ -336,31 +166,33 @@ def main() -> None:
     env = Env("cuda" if on_gpu else "cpu", torch.bfloat16 if on_gpu else torch.float32, args.smoke)
     gen = torch.Generator(device=env.device).manual_seed(0)
     if on_gpu:
+        import triton
+
         props = torch.cuda.get_device_properties(0)
-        print(f"{props.name}, {props.multi_processor_count} SMs; torch {torch.__version__}", flush=True)
-    if args.prefill_only or args.prefill_variants:
-        print(f"bf16 matmul {matmul_rate(env, gen) / 1e12:.0f} TFLOP/s (8192^3, random data)", flush=True)
-        run_prefill(env, gen, args.quick, args.prefill_variants)
-        return
-    copy_bw = copy_bandwidth(env)
-    print(f"copy bandwidth {copy_bw / 1e12:.2f} TB/s (read + write); "
-          f"bf16 matmul {matmul_rate(env, gen) / 1e12:.0f} TFLOP/s", flush=True)
-    table = Table(copy_bw)
-    quick, smoke = args.quick, args.smoke
-    if smoke:
-        bench_loop_decode(env, table, [(2, 40)], 16, gen)
-        bench_decode(env, table, [(2, 40)], gen)
-        bench_decode_variants(env, table, 1, 40, gen)
-        bench_rows(env, table, [3], gen)
-    else:
-        bench_loop_decode(env, table, [(1, 32768)] if quick else [(1, 32768), (1, 2048), (8, 32768), (32, 8192)],
-                          64, gen)
-        bench_decode(env, table, [(1, 32768), (32, 8192)] if quick else
-                     [(1, 2048), (1, 32768), (1, 131072), (8, 32768), (32, 2048), (32, 32768)], gen)
-        if not quick:
-            bench_decode_variants(env, table, 1, 32768, gen)
-        bench_rows(env, table, [1, 32] if quick else [1, 32, 8192], gen)
-    run_prefill(env, gen, quick, variants=not quick)
+        print(f"{props.name}, {props.multi_processor_count} SMs; torch {torch.__version__}, "
+              f"triton {triton.__version__}", flush=True)
+    if not args.prefill_only:
+        copy_bw = copy_bandwidth(env)
+        print(f"copy bandwidth {copy_bw / 1e12:.2f} TB/s (read + write); "
+              f"bf16 matmul {matmul_rate(env, gen) / 1e12:.0f} TFLOP/s", flush=True)
+        table = Table(copy_bw)
+        if args.smoke:
+            bench_loop_decode(env, table, [(2, 40)], 16, gen)
+            bench_decode(env, table, [(2, 40)], gen)
+            bench_decode_variants(env, table, 1, 40, gen)
+            bench_rows(env, table, [3], gen)
+        else:
+            quick = args.quick
+            bench_loop_decode(env, table, [(1, 32768)] if quick else [(1, 32768), (1, 2048), (8, 32768), (32, 8192)],
+                              64, gen)
+            bench_decode(env, table, [(1, 32768), (32, 8192)] if quick else
+                         [(1, 2048), (1, 32768), (1, 131072), (8, 32768), (32, 2048), (32, 32768)], gen)
+            if not quick:
+                bench_decode_variants(env, table, 1, 32768, gen)
+            bench_rows(env, table, [1, 32] if quick else [1, 32, 8192], gen)
+    ok = run_prefill(env, gen, args.quick, args.prefill_variants or args.smoke)
+    if not ok:
+        sys.exit("a prefill kernel is out of its error bound (see the correctness table)")
 
 
 if __name__ == "__main__":
