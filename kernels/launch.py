@@ -151,11 +151,12 @@ class PrefillLaunch:
 # (block_m, tile_n, num_warps, num_stages) of the prefill kernels, by padded head_dim: for long
 # chunks, for short ones (fewer query rows per sequence than a long tile holds: a 128-row tile
 # would be mostly padding), and for LoopAttention (two online softmaxes: more live registers).
-# Pipeline depth: Triton splits num_stages - 1 evenly between the block-table load and the K/V
-# loads it addresses (one level of indirection), so 5 stages keep two K/V tiles in flight
-# while one is computed (3 would leave one, issued right before it is needed). Every config
-# compiles for sm_90 without register spills and fits its 227 KiB of shared memory
-# (docs/kernels.md has the compiler's report).
+# Pipeline depth 5 is meant to keep two K/V tiles in flight behind the block-table load that
+# addresses them. Not yet measured on a GPU. Compiled offline for sm_90a (Triton 3.9, ptxas -v)
+# the 128x64, 8-warp tiles spill registers (264 bytes a thread in the paged kernel, about 1 KB
+# in the Loop kernel) where 128x32 and 64x64 at 8 warps do not, and 3 and 5 stages take the
+# same shared memory (48 KiB): the pipelining may not happen. `bench/kernels_bench.py
+# --prefill-variants` times these alternatives; this table should follow its numbers.
 PREFILL_CONFIGS = {
     64: {"long": (128, 64, 8, 5), "short": (64, 64, 4, 5), "loop": (128, 64, 8, 5)},
     128: {"long": (128, 64, 8, 5), "short": (64, 64, 4, 5), "loop": (128, 64, 8, 5)},
