@@ -70,14 +70,50 @@ def _multiprocessors(device: torch.device) -> int:
     return torch.cuda.get_device_properties(device).multi_processor_count
 
 
-def decode_splits(num_seqs: int, num_kv_heads: int, max_seq_len: int, device: torch.device) -> int:
+def decode_splits(
+    num_seqs: int, num_kv_heads: int, max_seq_len: int, device: torch.device, multiprocessors: int | None = None
+) -> int:
     """Split count for a decode step: up to two programs per multiprocessor, each with at least
-    MIN_KEYS_PER_SPLIT keys of the longest sequence."""
+    MIN_KEYS_PER_SPLIT keys of the longest sequence. `multiprocessors` defaults to the device's."""
+    sms = multiprocessors or _multiprocessors(torch.device(device))
     programs = max(1, num_seqs * num_kv_heads)
-    want = -(-2 * _multiprocessors(torch.device(device)) // programs)
+    want = -(-2 * sms // programs)
     most = max(1, max_seq_len // MIN_KEYS_PER_SPLIT)
     # a power of two: few distinct merge kernels to compile, and graphs of one batch size share it
     return 1 << (max(1, min(want, most, MAX_SPLITS)).bit_length() - 1)
+
+
+def default_splits(
+    q: torch.Tensor,  # [N, H, D]
+    k_cache: torch.Tensor,  # [num_blocks, block_size, KVH, D]
+    block_tables: torch.Tensor,  # [B, max_blocks]
+    max_seq_len: int | None,
+    *,
+    window: int = 0,
+    sets: int = 1,
+    multiprocessors: int | None = None,
+) -> int:
+    """Key splits of a call whose caller fixed none.
+
+    A decode step splits to fill the GPU (`decode_splits`). So does a short chunk over a long
+    cached prefix (a prompt that hit the prefix cache, a few tokens typed after 32K of
+    context): its query tiles alone are a few programs per KV head, each streaming every key
+    of the sequence, which leaves most multiprocessors idle. A chunk with enough query tiles
+    to fill the GPU (a cold prefill) is not split."""
+    n, h, _ = q.shape
+    b, kv_heads = block_tables.shape[0], k_cache.shape[2]
+    longest = max_seq_len if max_seq_len is not None else block_tables.shape[1] * k_cache.shape[1]
+    if window and sets == 1:
+        longest = min(longest, window)  # a windowed query reads at most W keys
+    sms = multiprocessors or _multiprocessors(torch.device(q.device))
+    if n <= b:
+        return decode_splits(b, kv_heads, longest, q.device, sms)
+    group = h // kv_heads
+    block_m = max(PREFILL_BLOCK_M if sets == 1 else LOOP_PREFILL_BLOCK_M, triton_next_pow2(group))
+    query_tiles = n // max(1, block_m // group) + b  # the grid's first axis (launch.grid)
+    if query_tiles * kv_heads >= sms:
+        return 1
+    return decode_splits(query_tiles, kv_heads, longest, q.device, sms)
 
 
 def plan_attention(
@@ -102,10 +138,7 @@ def plan_attention(
         block_m = max(PREFILL_BLOCK_M if sets == 1 else LOOP_PREFILL_BLOCK_M, triton_next_pow2(group))
         block_q = block_m // group
     if num_splits is None:
-        longest = max_seq_len if max_seq_len is not None else block_tables.shape[1] * k_cache.shape[1]
-        if window and sets == 1:
-            longest = min(longest, window)  # a windowed query reads at most W keys
-        num_splits = decode_splits(b, k_cache.shape[2], longest, q.device) if decode else 1
+        num_splits = default_splits(q, k_cache, block_tables, max_seq_len, window=window, sets=sets)
     num_splits = max(1, int(num_splits))
     need = workspace_numel(n, h, d, num_splits, sets)
     if num_splits > 1:

@@ -21,7 +21,7 @@ import triton.language as tl
 from .attention_tiles import (
     LOG2E, attend_tiles, find_sequence, loop_gate, merge_splits, rows_mask, split_range, store_partial,
 )
-from .launch import plan_attention, plan_prefill
+from .launch import default_splits, plan_attention, plan_prefill
 from .prefill import loop_prefill
 
 
@@ -198,6 +198,8 @@ def loop_attention(
 ) -> torch.Tensor:
     """Launch the fused LoopAttention kernel (inputs already checked by ops.py)."""
     out = torch.empty_like(q) if out is None else out
+    if num_splits is None:
+        num_splits = default_splits(q, k_cache, block_tables, max_seq_len, sets=2)
     prefill = None if legacy_prefill else plan_prefill(
         q, k_cache, block_tables, num_splits, loop=True, window_block_size=wk_cache.shape[1]
     )

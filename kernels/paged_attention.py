@@ -16,7 +16,7 @@ import triton
 import triton.language as tl
 
 from .attention_tiles import LOG2E, attend_tiles, find_sequence, merge_splits, rows_mask, split_range, store_partial
-from .launch import AttentionLaunch, plan_attention, plan_prefill
+from .launch import AttentionLaunch, default_splits, plan_attention, plan_prefill
 from .prefill import paged_prefill
 
 
@@ -155,6 +155,8 @@ def paged_attention(
 ) -> torch.Tensor:
     """Launch the paged attention kernel (inputs already checked by ops.py)."""
     out = torch.empty_like(q) if out is None else out
+    if num_splits is None:
+        num_splits = default_splits(q, k_cache, block_tables, max_seq_len, window=window)
     prefill = None if legacy_prefill else plan_prefill(q, k_cache, block_tables, num_splits)
     if prefill is not None:
         paged_prefill(prefill, out, q, k_cache, v_cache, block_tables, cu_seqlens_q, seq_lens, scale, window)
