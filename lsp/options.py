@@ -23,10 +23,13 @@ class ModelOptions:
     # "tiny" (the untrained embedded default), a checkpoint folder, or a hub id in the local cache
     name: str = "tiny"
     device: str = "auto"  # auto | cpu | cuda | cuda:N
+    tensor_parallel_size: int = 1  # GPUs the model is split over (from `device`'s GPU on), one process each
 
     def __post_init__(self) -> None:
         if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
             raise ValueError(f"model.device must be auto, cpu, cuda or cuda:N, not {self.device!r}")
+        if self.tensor_parallel_size < 1:
+            raise ValueError(f"model.tensorParallelSize must be >= 1, not {self.tensor_parallel_size}")
 
 
 @dataclass(kw_only=True)

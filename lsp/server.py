@@ -94,7 +94,7 @@ class LooplsServer(LanguageServer):
         loop = asyncio.get_running_loop()
         backend = await loop.run_in_executor(
             self.engine_thread, load_backend, "native", self.model_name, self.options.model.device,
-            self.options.completion.context_tokens,
+            self.options.completion.context_tokens, self.options.model.tensor_parallel_size,
         )
         self.shutdown_engine()  # the previous model's engine, after a model change
         self._backend = backend

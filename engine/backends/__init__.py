@@ -12,10 +12,12 @@ from .native import load_native
 BACKENDS = ("native",)
 
 
-def load_backend(kind: str, model: str | None, device: str = "auto", context_tokens: int = 2048) -> Backend:
+def load_backend(
+    kind: str, model: str | None, device: str = "auto", context_tokens: int = 2048, tensor_parallel_size: int = 1
+) -> Backend:
     """Load the backend `kind` for `model`; raises BackendError with a one-line reason."""
     if kind == "native":
-        return load_native(model, device, context_tokens)
+        return load_native(model, device, context_tokens, tensor_parallel_size)
     raise BackendError(f"unknown backend {kind!r} (expected one of: {', '.join(BACKENDS)})")
 
 

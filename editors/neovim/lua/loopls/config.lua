@@ -10,7 +10,7 @@ M.defaults = {
   },
   root_markers = { '.git', 'pyproject.toml', 'package.json', 'go.mod', 'Cargo.toml', 'pom.xml' },
   settings = {
-    model = { name = 'tiny', device = 'auto' },
+    model = { name = 'tiny', device = 'auto', tensorParallelSize = 1 },
     completion = { enabled = true, maxTokens = 48, temperature = 0.0, contextTokens = 2048, maxLines = 8 },
     smells = { enabled = true, disabled = {}, thresholds = vim.empty_dict() },
   },
