@@ -48,8 +48,7 @@ class Shard:
 def check_tp_size(config: ModelConfig, world: int) -> None:
     """Raise TensorParallelError unless `world` ranks split heads, KV heads and the MLP evenly."""
     heads, kv_heads = config.num_attention_heads, config.num_key_value_heads
-    valid = [n for n in range(1, heads + 1) if _splits(config, n)]
-    hint = f"valid sizes for this model: {', '.join(map(str, valid))}"
+    hint = f"valid sizes for this model: {', '.join(map(str, valid_tp_sizes(config)))}"
     if world < 1:
         raise TensorParallelError(f"tensor-parallel size must be >= 1, got {world}; {hint}")
     if heads % world:
@@ -65,6 +64,11 @@ def check_tp_size(config: ModelConfig, world: int) -> None:
         raise TensorParallelError(
             f"tensor-parallel size {world} does not divide intermediate_size {config.intermediate_size}; {hint}"
         )
+
+
+def valid_tp_sizes(config: ModelConfig) -> list[int]:
+    """Every tensor-parallel size the model splits into evenly."""
+    return [n for n in range(1, config.num_attention_heads + 1) if _splits(config, n)]
 
 
 def _splits(config: ModelConfig, n: int) -> bool:

@@ -117,8 +117,8 @@ class ParallelEngine(RequestFrontend):
                 return
             try:
                 self._group.send(command)
-            except WorkerDied:  # the reader thread sees the death and fails this request
-                pass
+            except WorkerDied:  # rank 0 never got it: it waits for the next group
+                self._pending.append(command)
 
     # -- the reader thread ---------------------------------------------------------------
     def _launch(self) -> WorkerGroup:
@@ -144,6 +144,8 @@ class ParallelEngine(RequestFrontend):
         last = time.monotonic()
         while True:
             group = self._group
+            if group is None:  # stopped while restarting, or gave up
+                break
             try:
                 message = group.recv(1.0)
             except WorkerDied as exc:
@@ -151,8 +153,6 @@ class ParallelEngine(RequestFrontend):
                     break
                 self._recover(str(exc))
                 last = time.monotonic()
-                if self.broken:
-                    break
                 continue
             if message is not None:
                 last = time.monotonic()
@@ -160,8 +160,6 @@ class ParallelEngine(RequestFrontend):
             elif self._live_requests() and time.monotonic() - last > self.stall_timeout_s:
                 self._recover(f"tensor-parallel rank 0 sent nothing for {self.stall_timeout_s:.0f} s")
                 last = time.monotonic()
-                if self.broken:
-                    break
         if self.broken:
             self._end_all("error", self.broken)
         else:
@@ -184,8 +182,10 @@ class ParallelEngine(RequestFrontend):
         """Fail what the dead group held, then start a new group (holding new commands meanwhile)."""
         with self._send_lock:
             group, self._group = self._group, None
-            held = self._live_requests()  # requests after this point wait for the new group
-            self._pending.clear()  # commands of the held requests
+            # Requests rank 0 never got wait for the new group, as do those submitted from now on.
+            waiting = {arg[0] for kind, arg in self._pending if kind == "add"}
+            held = [rid for rid in self._live_requests() if rid not in waiting]
+            self._pending = [(kind, arg) for kind, arg in self._pending if (arg[0] if kind == "add" else arg) in waiting]
         log.error("%s; failing %d request(s) and restarting the workers", reason, len(held))
         if group is not None:
             group.kill()

@@ -11,7 +11,9 @@ run a named `RankState` method on every rank at once (`RankGroup.call`): buildin
 executor (its graph capture runs collectives, so all ranks must capture together), choosing
 the all-reduce variant, memory reports, profiling.
 
-Messages travel over one duplex pipe per rank > 0. Any failure inside a step or a call is
+Messages travel over one duplex pipe per rank > 0, pickled by value (`post`/`take`: the
+multiprocessing pickler would pass tensors as shared-memory handles, which die with their
+sender). Any failure inside a step or a call is
 fatal to the process (the ranks would be out of step); the main process sees the exit and
 restarts the whole group (worker_group.py).
 """
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import pickle
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
@@ -36,6 +39,16 @@ from .scheduler import SchedulerConfig
 log = logging.getLogger("loopls.engine")
 
 STEP, CALL, STOP = "step", "call", "stop"
+
+
+def post(conn: Connection, message: Any) -> None:
+    """Send `message` by value (tensors included) over a pipe."""
+    conn.send_bytes(pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL))
+
+
+def take(conn: Connection) -> Any:
+    """The next message `post` sent (EOFError when the other end is closed)."""
+    return pickle.loads(conn.recv_bytes())
 
 
 class RankError(RuntimeError):
@@ -134,12 +147,12 @@ class RankGroup:
         The others start first, then rank 0 runs its own part, so calls that run
         collectives (graph capture, symmetric-memory set-up) meet on every rank."""
         for conn in self.conns:
-            conn.send((CALL, (name, args)))
+            post(conn, (CALL, (name, args)))
         # A failure here leaves the others inside the call: it propagates and ends this
         # process, and the main process restarts the group.
         results = [getattr(self.state, name)(*args)]
         for rank, conn in enumerate(self.conns, start=1):
-            status, value = conn.recv()
+            status, value = take(conn)
             if status != "ok":
                 raise RankError(f"tensor-parallel rank {rank}: {name} failed: {value}")
             results.append(value)
@@ -159,12 +172,12 @@ class RankGroup:
         fields = (step.packed, step.num_tokens, step.num_seqs, step.num_logits, step.graph_batch,
                   step.rows, step.width, step.writes)
         for conn in self.conns:
-            conn.send((STEP, fields))
+            post(conn, (STEP, fields))
 
     def stop(self) -> None:
         for conn in self.conns:
             try:
-                conn.send((STOP, None))
+                post(conn, (STOP, None))
             except (BrokenPipeError, OSError):  # that rank is gone already
                 pass
 
@@ -173,7 +186,7 @@ def follow(state: RankState, conn: Connection) -> None:
     """Rank > 0: run what rank 0 sends until it says stop (or its pipe closes)."""
     while True:
         try:
-            kind, payload = conn.recv()
+            kind, payload = take(conn)
         except EOFError:  # rank 0 is gone; the main process restarts the group
             return
         if kind == STEP:
@@ -183,8 +196,8 @@ def follow(state: RankState, conn: Connection) -> None:
             try:
                 result = getattr(state, name)(*args)
             except Exception as exc:
-                conn.send(("error", f"{type(exc).__name__}: {exc}"))
+                post(conn, ("error", f"{type(exc).__name__}: {exc}"))
                 raise
-            conn.send(("ok", result))
+            post(conn, ("ok", result))
         else:
             return

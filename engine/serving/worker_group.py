@@ -17,6 +17,7 @@ from typing import Any
 
 import torch.multiprocessing as mp
 
+from .ranks import post, take
 from .workers import WorkerSpec, worker_main
 
 
@@ -58,9 +59,9 @@ class WorkerGroup:
     def send(self, message: tuple) -> None:
         """A message to rank 0 (raises WorkerDied if it is gone)."""
         try:
-            self.conn.send(message)
+            post(self.conn, message)
         except (BrokenPipeError, OSError, AttributeError) as exc:
-            raise WorkerDied(self.describe_death() or f"tensor-parallel rank 0 is gone ({exc})") from None
+            raise WorkerDied(f"tensor-parallel rank 0 is gone ({exc})") from None
 
     def recv(self, timeout: float | None = None) -> tuple | None:
         """The next message from rank 0; None after `timeout` seconds without one. Raises
@@ -68,30 +69,39 @@ class WorkerGroup:
         ready = wait([self.conn, *self._reports, *(p.sentinel for p in self.procs)], timeout)
         if not ready:
             return None
+        reported = ""
         if self.conn in ready:
             try:
-                message = self.conn.recv()
+                message = take(self.conn)
             except (EOFError, OSError):
                 message = None
             if message is not None and message[0] != "error":
                 return message
             if message is not None:
-                raise WorkerDied(_error_text(message))
-        raise WorkerDied(self.describe_death() or "a tensor-parallel worker exited")
+                reported = _error_text(message)
+        raise WorkerDied(self.describe_death(reported))
 
-    def describe_death(self) -> str:
-        """What went wrong: a worker's reported error, else which rank exited with what code."""
-        deadline = time.monotonic() + 2.0  # give a dying rank a moment to finish its report
-        for rank, report in enumerate(self._reports, start=1):
-            if report.poll(max(deadline - time.monotonic(), 0)):
+    def describe_death(self, reported: str = "") -> str:
+        """What went wrong. A rank killed by a signal is named first: the errors the others
+        report then (a collective whose peer vanished) are its consequence."""
+        deadline = time.monotonic() + 1.0  # let the others notice, report and exit
+        while time.monotonic() < deadline and all(p.exitcode is None for p in self.procs):
+            time.sleep(0.05)
+        for rank, proc in enumerate(self.procs):
+            if proc.exitcode is not None and proc.exitcode < 0:
+                return f"tensor-parallel rank {rank} (pid {proc.pid}) was killed by signal {-proc.exitcode}"
+        if reported:
+            return reported
+        for report in self._reports:
+            if report.poll(0.2):
                 try:
-                    return _error_text(report.recv())
+                    return _error_text(take(report))
                 except (EOFError, OSError):
                     continue
         for rank, proc in enumerate(self.procs):
             if proc.exitcode is not None:
                 return f"tensor-parallel rank {rank} (pid {proc.pid}) exited with code {proc.exitcode}"
-        return ""
+        return "a tensor-parallel worker stopped answering"
 
     def alive(self) -> bool:
         return bool(self.procs) and all(p.is_alive() for p in self.procs)
@@ -100,7 +110,7 @@ class WorkerGroup:
         """Ask rank 0 to stop (it stops the others), wait, then kill what is left."""
         if self.conn is not None and self.procs and self.procs[0].is_alive():
             try:
-                self.conn.send(("stop", None))
+                post(self.conn, ("stop", None))
             except (BrokenPipeError, OSError):
                 pass
         deadline = time.monotonic() + timeout

@@ -29,7 +29,7 @@ from ..model.parallel import Shard
 from .async_engine import request_output
 from .core import EngineCore, StepEvent
 from .memory import UTILIZATION, plan_pool
-from .ranks import RankGroup, RankState, follow
+from .ranks import RankGroup, RankState, follow, post, take
 from .scheduler import AdmissionError, SchedulerConfig
 from .sequence import Sequence
 
@@ -103,7 +103,7 @@ def worker_main(rank: int, spec: WorkerSpec, port: int, peers: list[Connection],
             follow(state, peers[0])
     except BaseException as exc:
         try:
-            to_main.send(("error", rank, f"{type(exc).__name__}: {exc}", traceback.format_exc()))
+            post(to_main, ("error", rank, f"{type(exc).__name__}: {exc}", traceback.format_exc()))
         except (BrokenPipeError, OSError):
             pass
         raise
@@ -147,9 +147,9 @@ def lead(state: RankState, group: RankGroup, spec: WorkerSpec, to_main: Connecti
         if spec.driver is not None:
             session = LeaderSession(core, group, spec, info, eos_ids)
             del core  # the session owns it (and may replace it)
-            to_main.send(("result", spec.driver(session, **spec.driver_args)))
+            post(to_main, ("result", spec.driver(session, **spec.driver_args)))
         else:
-            to_main.send(("ready", info))
+            post(to_main, ("ready", info))
             serve(core, to_main)
     finally:
         group.stop()
@@ -161,7 +161,7 @@ def serve(core: EngineCore, conn: Connection) -> None:
         wait = 0.0 if core.has_work else None  # block while idle
         while conn.poll(wait):
             wait = 0.0
-            kind, arg = conn.recv()  # EOFError: the main process is gone
+            kind, arg = take(conn)  # EOFError: the main process is gone
             if kind == "stop":
                 _send_updates(conn, core, [StepEvent(seq, [], True) for seq in _cancel_all(core)])
                 return
@@ -194,4 +194,4 @@ def _send_updates(conn: Connection, core: EngineCore, events: list[StepEvent], a
     if not events and not always:
         return
     updates = [(ev.seq.request_id, ev.new_tokens, request_output(ev.seq) if ev.finished else None) for ev in events]
-    conn.send(("updates", updates, core.stats()))
+    post(conn, ("updates", updates, core.stats()))
