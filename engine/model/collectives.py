@@ -90,6 +90,17 @@ class AllReduce:
         torch.mm(x, weight.t(), out=part)
         return self.reduce_buffer(part)
 
+    def all_reduce(self, t: torch.Tensor) -> torch.Tensor:
+        """The sum of `t` over the ranks (a new tensor through symmetric memory, else `t` summed
+        in place); the projections use `linear`, which saves the copy into the buffer."""
+        buf = self._buffer
+        if buf is None or t.dtype != buf.dtype or t.numel() > buf.numel():
+            dist.all_reduce(t, group=self.group)
+            return t
+        part = buf.narrow(0, 0, t.numel()).view(t.shape)
+        part.copy_(t)
+        return self.reduce_buffer(part)
+
     def reduce_buffer(self, part: torch.Tensor) -> torch.Tensor:
         """Sum `part`, a view at the start of the symmetric buffer, into a new tensor."""
         out = torch.empty_like(part)

@@ -106,6 +106,11 @@ class RankState:
         set_all_reduce(self.model, reduce)
         return running, ""
 
+    def run(self, fn, *args: Any) -> Any:
+        """fn(this state, *args) on every rank: measurements that run collectives (benchmarks).
+        `fn` must be picklable (a module-level function)."""
+        return fn(self, *args)
+
     def profile_start(self) -> None:
         self.profiler = StepProfiler(self.device)
         self.profiler.start()

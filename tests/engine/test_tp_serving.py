@@ -29,72 +29,16 @@ from loopls.engine.serving.scheduler import AdmissionError, SchedulerConfig
 from loopls.engine.serving.worker_group import WorkerDied, run_driver
 from loopls.engine.serving.workers import WorkerSpec
 
+from tp_scenario import GREEDY, drive_scenario, scenario
+
 ARCHES = ("iquestcoder", "iquestloopcoder", "qwen2")
 CONFIG = SchedulerConfig(num_blocks=160, block_size=8, max_step_tokens=48, max_num_seqs=8)
-GREEDY = SamplingParams(max_tokens=12, min_tokens=12)
 
 
 @pytest.fixture(scope="module")
 def folders(tmp_path_factory) -> dict[str, str]:
     root = tmp_path_factory.mktemp("tp-serving")
     return {arch: str(create_tiny(root / arch, arch, seed=3)) for arch in ARCHES}
-
-
-def scenario(core: EngineCore) -> dict:
-    """Ragged batches, a prefix hit, a speculative draft, seeded sampling, a cancellation;
-    records every sampled row's logits."""
-    logits: dict[str, list[torch.Tensor]] = {}
-    sample = core.runner._sample
-
-    def recording(plan, step, out):
-        for item, (first, count) in zip(plan.items, step.item_rows):
-            if count:
-                logits.setdefault(item.seq.request_id, []).append(out[first : first + count].float().cpu().clone())
-        return sample(plan, step, out)
-
-    core.runner._sample = recording
-    g = torch.Generator().manual_seed(7)
-    vocab = core.model_config.vocab_size
-    prompts = [torch.randint(20, vocab, (n,), generator=g).tolist() for n in (5, 40, 77, 23, 18)]
-    seqs = {}
-
-    def add(rid: str, prompt: list[int], params: SamplingParams = GREEDY) -> None:
-        seqs[rid] = core.add(rid, prompt, params)
-
-    def drain() -> None:
-        while core.has_work:
-            core.step()
-
-    add("a0", prompts[0])
-    add("a1", prompts[1])
-    core.step()
-    core.step()
-    add("a2", prompts[2])  # joins while the others decode: ragged steps
-    add("a3", prompts[3])
-    drain()
-    add("hit", prompts[2] + prompts[4])  # its first 72 tokens are cached blocks
-    add("spec", prompts[4][:6] * 8, SamplingParams(max_tokens=16, min_tokens=16))  # drafts from repetition
-    add("sampled", prompts[3], SamplingParams(max_tokens=10, min_tokens=10, temperature=1.0, top_k=20, seed=5))
-    drain()
-    add("cancel", prompts[1] + prompts[0], SamplingParams(max_tokens=30, min_tokens=30))
-    while len(seqs["cancel"].output_ids) < 3:
-        core.step()
-    core.abort("cancel")
-    add("after", prompts[1] + prompts[0] + [33])  # finds the cancelled request's blocks
-    drain()
-    return {
-        "tokens": {rid: s.output_ids for rid, s in seqs.items()},
-        "finish": {rid: s.finish_reason for rid, s in seqs.items()},
-        "cached": {rid: s.metrics.cached_tokens for rid, s in seqs.items()},
-        "drafts": [(s.metrics.draft_tokens, s.metrics.accepted_draft_tokens) for s in seqs.values()],
-        "logits": {rid: torch.cat(rows) for rid, rows in logits.items()},
-        "blocks_used": core.pool.num_used,
-        "kv_pool_bytes": core.stats()["kv_pool_bytes"],
-    }
-
-
-def _drive(session) -> dict:
-    return scenario(session.core) | {"info": {k: str(v) for k, v in session.info.items()}}
 
 
 def _spec(folder: str, **kw) -> WorkerSpec:
@@ -107,7 +51,7 @@ def _spec(folder: str, **kw) -> WorkerSpec:
 def test_two_ranks_serve_what_one_rank_serves(folders, arch: str) -> None:
     lm = load_checkpoint(folders[arch])
     one = scenario(EngineCore(lm.model, CONFIG, eos_ids=tuple(lm.tokenizer.special.eos_ids)))
-    two = run_driver(_spec(folders[arch], driver=_drive), timeout=200)
+    two = run_driver(_spec(folders[arch], driver=drive_scenario), timeout=200)
     assert two["info"]["world"] == "2" and two["info"]["all_reduce"] == "nccl"  # gloo on CPUs
     assert two["tokens"] == one["tokens"] and two["finish"] == one["finish"]
     assert all(len(t) == n for t, n in zip(two["tokens"].values(), (12, 12, 12, 12, 12, 16, 10, 3, 12)))
@@ -154,7 +98,7 @@ def test_table_mirror_follows_the_builder_through_row_growth(folders) -> None:
 
 def test_a_failing_rank_ends_the_group_with_its_error(folders) -> None:
     with pytest.raises(WorkerDied, match="rank [01] failed: CheckpointError: .*-missing: no such checkpoint folder"):
-        run_driver(_spec(folders["qwen2"] + "-missing", driver=_drive), timeout=120)
+        run_driver(_spec(folders["qwen2"] + "-missing", driver=drive_scenario), timeout=120)
 
 
 def _prompt(n: int, seed: int) -> list[int]:
