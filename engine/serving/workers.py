@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import sys
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -93,6 +94,13 @@ class LeaderSession:
 
 def worker_main(rank: int, spec: WorkerSpec, port: int, peers: list[Connection], to_main: Connection) -> None:
     """Process entry. `peers`: rank 0 holds one pipe per other rank, rank r > 0 its pipe to rank 0."""
+    # The language server speaks LSP on its stdout, which a spawned process inherits: anything
+    # a library prints (NCCL's debug log goes to stdout) must land on stderr instead.
+    try:
+        sys.stdout.flush()
+        os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # no real stdio (stdout or stderr closed)
+        pass
     for key, value in MULTICAST_OFF.items():
         os.environ.setdefault(key, value)
     try:
