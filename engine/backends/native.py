@@ -22,7 +22,7 @@ from ..serving.parallel_engine import ParallelEngine
 from ..serving.scheduler import SchedulerConfig
 from ..serving.sequence import Priority
 from ..serving.workers import WorkerSpec
-from .base import BackendError, BackendInfo
+from .base import BackendConfig, BackendError, BackendInfo
 
 BLOCK_SIZE = 16
 # CPU: room for this many full-budget prompts at once (the prefix cache keeps the rest).
@@ -65,13 +65,12 @@ def cpu_pool_blocks(config: ModelConfig, context_tokens: int) -> int:
     return -(-tokens // BLOCK_SIZE)
 
 
-def load_native(
-    model_name: str | None, device: str = "auto", context_tokens: int = 2048, tensor_parallel_size: int = 1
-) -> NativeBackend:
-    """Load the checkpoint and start its serving engine (split over `tensor_parallel_size`
+def load_native(config: BackendConfig) -> NativeBackend:
+    """Load the checkpoint and start its serving engine (split over `config.tensor_parallel_size`
     GPUs, or CPU ranks with device "cpu", when that is more than 1)."""
-    if tensor_parallel_size > 1:
-        return _load_parallel(model_name, device, context_tokens, tensor_parallel_size)
+    model_name, device, context_tokens = config.model, config.device, config.context_tokens
+    if config.tensor_parallel_size > 1:
+        return _load_parallel(model_name, device, context_tokens, config.tensor_parallel_size)
     try:
         lm = load_checkpoint(resolve_model_name(model_name), device=pick_device(device))
     except (CheckpointError, OSError, ValueError, RuntimeError) as exc:  # RuntimeError: e.g. an unusable device

@@ -17,7 +17,7 @@ import signal
 import pytest
 import torch
 
-from loopls.engine.backends import BackendError, load_backend
+from loopls.engine.backends import BackendConfig, BackendError, load_backend
 from loopls.engine.model.loader import load_checkpoint, load_tensor_parallel
 from loopls.engine.model.sampler import SamplingParams
 from loopls.engine.model.tiny import create_tiny
@@ -149,14 +149,14 @@ async def test_a_killed_worker_fails_its_requests_and_the_engine_comes_back(fold
 
 def test_native_backend_splits_over_cpu_ranks(folders) -> None:
     with pytest.raises(BackendError, match="does not divide num_attention_heads 4; valid sizes for this model: 1, 2, 4"):
-        load_backend("native", folders["qwen2"], "cpu", 256, tensor_parallel_size=3)
-    backend = load_backend("native", folders["qwen2"], "cpu", 256, tensor_parallel_size=2)
+        load_backend(BackendConfig(model=str(folders["qwen2"]), device="cpu", context_tokens=256, tensor_parallel_size=3))
+    backend = load_backend(BackendConfig(model=str(folders["qwen2"]), device="cpu", context_tokens=256, tensor_parallel_size=2))
     try:
         assert backend.info.device == "2 CPU ranks" and backend.stats()["tensor_parallel_size"] == 2
         got = asyncio.run(_complete(backend))
     finally:
         backend.shutdown()
-    single = load_backend("native", folders["qwen2"], "cpu", 256)
+    single = load_backend(BackendConfig(model=str(folders["qwen2"]), device="cpu", context_tokens=256))
     try:
         assert asyncio.run(_complete(single)) == got and len(got) == 12
     finally:

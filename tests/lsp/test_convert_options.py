@@ -40,12 +40,10 @@ def test_cli_positions_are_one_based_code_points() -> None:
 
 
 def test_options_parse_camel_case_and_round_trip() -> None:
-    raw = {"model": {"name": "/models/x", "device": "cpu", "tensorParallelSize": 2},
-           "completion": {"maxTokens": 12, "contextTokens": 4096}}
+    raw = {"model": {"name": "/models/x", "device": "cpu"}, "completion": {"maxTokens": 12, "contextTokens": 4096}}
     options, warning = parse_options(raw)
     assert warning is None
     assert options.model.name == "/models/x" and options.completion.max_tokens == 12
-    assert options.model.tensor_parallel_size == 2
     assert parse_options(options_to_json(options)) == (options, None)
 
 
@@ -55,7 +53,6 @@ def test_options_parse_camel_case_and_round_trip() -> None:
         ({"completion": {"maxTokenz": 3}}, "maxTokenz"),
         ({"completion": {"maxTokens": 0}}, "maxTokens must be between"),
         ({"model": {"device": "tpu"}}, "model.device"),
-        ({"model": {"tensorParallelSize": 0}}, "model.tensorParallelSize must be >= 1"),
         ({"completion": "fast"}, "completion"),
     ],
 )
