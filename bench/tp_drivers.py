@@ -139,14 +139,23 @@ def greedy_check(core, prompts: list[list[int]], new: int) -> dict:
 
 
 def drive_decode(session, variants: list[str | None], batches: list[int], context: int, steps: int,
-                 profile_steps: int, check_prompts: list[list[int]], check_new: int, ar_rows: list[int]) -> dict:
+                 profile_steps: int, check_prompts: list[list[int]], check_new: int, ar_rows: list[int],
+                 deadline: float = float("inf")) -> dict:
     """Per all-reduce variant (None: as set up): all-reduce latency, decode speed at each
-    batch with a profile, and the greedy check."""
+    batch with a profile, and the greedy check. A variant is skipped when less time is left
+    before `deadline` (time.monotonic, shared by the processes of a host) than the previous
+    one took, so the section returns what it measured instead of running out of time."""
     device = session.group.state.device
     out = {"bandwidth": copy_bandwidth(device), "world": session.group.world, "pool": session.info["pool"],
            "blocks": session.info["config"].num_blocks, "variants": {}}
+    took = 0.0
     for variant in variants:
         res: dict = {}
+        started = time.monotonic()
+        if deadline - started < took:
+            out["variants"][variant or "default"] = {"skipped": f"out of time ({deadline - started:.0f} s left, "
+                                                                f"the previous variant took {took:.0f} s)"}
+            continue
         try:
             info = session.rebuild(all_reduce=variant) if variant is not None else session.info
             res.update(running=info["all_reduce"], error=info["all_reduce_error"], graphs=info["graphs"])
@@ -163,6 +172,7 @@ def drive_decode(session, variants: list[str | None], batches: list[int], contex
             if "RankError" in res["error"] or "Worker" in res["error"]:
                 raise
         out["variants"][variant or "default"] = res
+        took = time.monotonic() - started
     return out
 
 
@@ -174,10 +184,12 @@ def _lengths(count: int, lo: int, hi: int, mean: int, seed: int) -> list[int]:
 
 
 def drive_loop(session, context: int, steps: int, profile_steps: int, levels: list[int], lengths: tuple[int, int, int],
-               decode_steps: int, cold_level: int, outputs: int, cold_seconds: float) -> dict:
+               decode_steps: int, cold_level: int, outputs: int, cold_seconds: float,
+               deadline: float = float("inf")) -> dict:
     """The Loop model: batch-1 decode with a profile; decode at each concurrency level over
     contexts drawn from the load's input lengths (their K/V shared through one cached prompt,
-    so a level costs its decode steps, not its prefills); and the cold load at one level."""
+    so a level costs its decode steps, not its prefills); and the cold load at one level, for
+    at most `cold_seconds` and never past `deadline` (time.monotonic)."""
     core = session.core
     out = {"bandwidth": copy_bandwidth(session.group.state.device), "pool": session.info["pool"],
            "blocks": session.info["config"].num_blocks, "block_size": session.info["config"].block_size,
@@ -194,8 +206,12 @@ def drive_loop(session, context: int, steps: int, profile_steps: int, levels: li
     out["base_tokens"] = len(base)
     out["levels"] = {}
     for level in levels:
+        if time.monotonic() > deadline - 5:
+            out["levels"][level] = {"skipped": "out of time"}
+            continue
         out["levels"][level] = _decode_level(core, base, lens[:level], decode_steps, outputs, seed.request_id)
-    if cold_level:
+    cold_seconds = min(cold_seconds, deadline - 5 - time.monotonic())
+    if cold_level and cold_seconds > 5:
         out["cold"] = _cold_load(core, cold_level, lo, hi, mean, outputs, cold_seconds)
     return out
 

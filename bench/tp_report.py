@@ -123,6 +123,9 @@ class Report:
         print(f"   {self.loop_rows[-1]}; shared prompt of {res['base_tokens']} tokens prefilled in "
               f"{res['base_prefill_s']:.1f} s", flush=True)
         for level, d in res["levels"].items():
+            if "skipped" in d:
+                self.loop_rows.append((f"decode, {level} concurrent", d["skipped"], "", ""))
+                continue
             self.loop_rows.append((f"decode, {level} concurrent, mean context {d['mean_context'] / 1024:.1f}K",
                                    f"{d['tok_s']:.0f} tok/s", f"P50 {d['p50_ms']:.1f} / P95 {d['p95_ms']:.1f} ms per output token",
                                    REPORT_4XA100))

@@ -139,11 +139,14 @@ def run_driver(spec: WorkerSpec, timeout: float) -> Any:
     group.start()
     try:
         message = group.recv(timeout)
-        if message is None:
-            raise WorkerDied(f"no result from the tensor-parallel workers within {timeout:.0f} s")
-        return message[1]
-    finally:
-        group.stop(timeout=60.0)
+    except BaseException:
+        group.kill()
+        raise
+    if message is None:
+        group.kill()  # stuck or still busy: asking it to stop would only wait longer
+        raise WorkerDied(f"no result from the tensor-parallel workers within {timeout:.0f} s")
+    group.stop(timeout=30.0)
+    return message[1]
 
 
 def _error_text(message: tuple) -> str:
