@@ -201,10 +201,17 @@ def drive_loop(session, context: int, steps: int, profile_steps: int, levels: li
     base = prompt(vocab, max(lens), 4242)
     started = time.perf_counter()
     seed = core.add("base", base, SamplingParams(max_tokens=1))  # fills the prefix cache once
-    drain(core)
+    while core.has_work and time.monotonic() < deadline - 5:
+        core.step()
     out["base_prefill_s"] = time.perf_counter() - started
     out["base_tokens"] = len(base)
+    out["base_done"] = seed.finish_reason is not None
     out["levels"] = {}
+    if not out["base_done"]:  # the prefill did not finish in time: no level can run
+        core.abort(seed.request_id)
+        out["levels"] = {level: {"skipped": f"out of time: the {len(base)}-token shared prompt was still in prefill "
+                                            f"after {out['base_prefill_s']:.0f} s"} for level in levels}
+        return out
     for level in levels:
         if time.monotonic() > deadline - 5:
             out["levels"][level] = {"skipped": "out of time"}

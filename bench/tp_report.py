@@ -122,6 +122,10 @@ class Report:
         self._profile_rows("40B-Loop TP=2", 1, b1["profile"])
         print(f"   {self.loop_rows[-1]}; shared prompt of {res['base_tokens']} tokens prefilled in "
               f"{res['base_prefill_s']:.1f} s", flush=True)
+        if res.get("base_done"):
+            self.loop_rows.append((f"prefill of the shared {res['base_tokens']}-token prompt (cold, one request)",
+                                   f"{res['base_tokens'] / res['base_prefill_s']:.0f} prompt tok/s",
+                                   f"{res['base_prefill_s']:.1f} s", ""))
         for level, d in res["levels"].items():
             if "skipped" in d:
                 self.loop_rows.append((f"decode, {level} concurrent", d["skipped"], "", ""))
