@@ -13,7 +13,7 @@ from .history import read_history, uncommitted_changes
 from .index import WorkspaceIndex
 from .packing import PackedContext, Packer
 from .privacy import redact
-from .prompt import TokenCounter
+from .prompt import TokenCounter, lines_keepends
 from .signals import Candidate, Cursor, Signals
 
 MAX_HISTORY_COMMITS = 5000
@@ -52,7 +52,7 @@ class ContextEngine:
         if cached is not None and cached[0] == version:
             return cached[1]
         text = self.index.text(path)
-        lines = redact(text).splitlines(keepends=True) if text is not None else None
+        lines = lines_keepends(redact(text, path)) if text is not None else None
         self._lines[path] = (version, lines)
         return lines
 

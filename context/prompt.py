@@ -6,8 +6,11 @@ with `encode(text) -> list[int]` (this package never imports the engine or torch
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Protocol
+
+_LINE = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+$")
 
 
 class TokenCounter(Protocol):
@@ -31,8 +34,10 @@ class FimPrompt:
         return len(self.prefix_tokens) + len(self.suffix_tokens) + FIM_OVERHEAD_TOKENS
 
 
-def _lines_keepends(text: str) -> list[str]:
-    return text.splitlines(keepends=True)
+def lines_keepends(text: str) -> list[str]:
+    """Lines with their breaks, split where LSP splits them: at \\n, \\r\\n and \\r only (not
+    at form feeds, U+0085 or U+2028, which `str.splitlines` also takes for line breaks)."""
+    return _LINE.findall(text)
 
 
 def _take(text: str, counter: TokenCounter, budget: int, from_end: bool) -> str:
@@ -42,7 +47,7 @@ def _take(text: str, counter: TokenCounter, budget: int, from_end: bool) -> str:
         return ""
     if len(counter.encode(text)) <= budget:
         return text
-    lines = _lines_keepends(text)
+    lines = lines_keepends(text)
     ordered = reversed(lines) if from_end else lines
     kept: list[str] = []
     used = 0

@@ -220,7 +220,7 @@ _IDENT_CHARS = _WORD | {".", "-"}
 _IDENT_RUN_RIGHT = re.compile(r"[A-Za-z0-9_.\-]*")
 _COMPONENT = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|[0-9]+")
 # Keys whose values people choose (any value counts) and keys whose values machines make
-# (the value must look like one: eight or more characters, letters and digits).
+# (the value must look like one: 16 or more characters, or 8 with letters and digits).
 PASSWORD_COMPONENTS = frozenset({"password", "passwd", "passphrase", "pwd", "pass", "secret", "secrets", "credential",
                                  "credentials"})
 TOKEN_COMPONENTS = frozenset({"token", "apikey", "bearer", "auth", "pat"})
@@ -300,9 +300,9 @@ def is_placeholder(value: str) -> bool:
 def _secret_value(value: str, quoted: bool, config_like: bool, strength: str) -> bool:
     if not value or not any(c.isalnum() for c in value) or is_placeholder(value) or value.lower() in _KEYWORDS:
         return False
-    if strength == "token" and not (len(value) >= 8 and any(c.isdigit() for c in value)
-                                    and any(c.isalpha() for c in value)):
-        return False  # machine-made credentials mix letters and digits
+    if strength == "token" and not (any(c.isalpha() for c in value) and (
+            len(value) >= 16 or (len(value) >= 8 and any(c.isdigit() for c in value)))):
+        return False  # machine-made credentials are long, or mix letters and digits
     if quoted:
         return not any(c.isspace() for c in value)
     if value[:1] in "|>&*!":

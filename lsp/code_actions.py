@@ -24,7 +24,7 @@ from loopls.context.smells.checks import BY_CODE
 from loopls.engine.backends import Backend, BackendError
 from loopls.engine.backends.base import Priority, SamplingParams
 
-from .convert import position_at
+from .positions import position_at
 from .server import LooplsServer
 
 log = logging.getLogger(__name__)

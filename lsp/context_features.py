@@ -30,7 +30,7 @@ from loopls.context.explain import explain
 from loopls.context.index import IndexSummary, WorkspaceIndex
 from loopls.context.workspace import WorkspaceError
 
-from .convert import PositionError, offset_at
+from .positions import PositionError, offset_at
 from .server import LooplsServer
 
 log = logging.getLogger(__name__)

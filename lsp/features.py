@@ -8,7 +8,7 @@ from lsprotocol import types
 
 from .context_features import register_context_features
 from .diagnostics import register_smell_features
-from .convert import lsp_range, offset_at
+from .positions import lsp_range, offset_at
 from .server import LooplsServer
 
 _WORD_TAIL = re.compile(r"[A-Za-z0-9_$]*$")

@@ -18,7 +18,7 @@ from loopls.engine.model.generate import cut_at_stop
 
 from .completion import UNTRAINED_NOTICE, Completer
 from .completion_cache import CompletionCache
-from .convert import PositionError, offset_at
+from .positions import PositionError, offset_at
 from .options import Options, options_to_json, parse_options
 from .protocol import LooplsProtocol
 from .version import __version__

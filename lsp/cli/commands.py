@@ -12,7 +12,7 @@ from loopls.engine.backends import Backend, BackendError, load_backend
 from loopls.engine.backends.base import RequestOutput, SamplingParams
 
 from ..completion import UNTRAINED_NOTICE, Completer
-from ..convert import offset_from_cli
+from ..positions import offset_from_cli
 from ..options import CompletionOptions
 
 

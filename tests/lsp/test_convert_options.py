@@ -1,33 +1,14 @@
-"""Position conversions (UTF-16 vs code points vs 1-based CLI) and option parsing."""
+"""Option parsing (and the CLI's 1-based positions; LSP positions: test_positions.py)."""
 
 from __future__ import annotations
 
 import pytest
 from lsprotocol import types
 
-from loopls.lsp.convert import PositionError, offset_at, offset_from_cli, position_at
+from loopls.lsp.positions import PositionError, offset_from_cli
 from loopls.lsp.options import Options, options_to_json, parse_options
 
 TEXT = "a = '😀x'\r\nb = 2\rc\n"
-
-
-def test_utf16_positions_map_to_code_points() -> None:
-    # the emoji is two UTF-16 units and one code point
-    x = TEXT.index("x")
-    assert offset_at(TEXT, types.Position(line=0, character=7)) == x
-    assert position_at(TEXT, x) == types.Position(line=0, character=7)
-
-
-def test_all_three_line_endings_count() -> None:
-    assert offset_at(TEXT, types.Position(line=1, character=0)) == TEXT.index("b")
-    assert offset_at(TEXT, types.Position(line=2, character=0)) == TEXT.index("c")
-    assert offset_at(TEXT, types.Position(line=3, character=0)) == len(TEXT)
-
-
-def test_character_past_line_end_clamps_but_line_past_end_raises() -> None:
-    assert offset_at(TEXT, types.Position(line=1, character=99)) == TEXT.index("\rc")
-    with pytest.raises(PositionError):
-        offset_at(TEXT, types.Position(line=4, character=0))
 
 
 def test_cli_positions_are_one_based_code_points() -> None:
