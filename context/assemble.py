@@ -19,6 +19,13 @@ from .signals import Candidate, Cursor, Signals
 MAX_HISTORY_COMMITS = 5000
 
 
+def buffer_prompt(packer: Packer, path: str | None, text: str, offset: int, budget: int) -> PackedContext:
+    """The prompt without a project index (no workspace, a file outside it, an untitled
+    buffer): the buffer's own FIM window, redacted, labelled with `path` when there is one.
+    Only the window the budget needs is read, however large the buffer."""
+    return packer.pack([], path, text, offset, budget, lambda _path: None)
+
+
 class ContextEngine:
     def __init__(self, index: WorkspaceIndex, counter: TokenCounter, special: object,
                  history: bool = True, max_commits: int = MAX_HISTORY_COMMITS) -> None:

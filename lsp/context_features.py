@@ -28,9 +28,10 @@ from loopls.context.assemble import ContextEngine
 from loopls.context.documents import ParsedDocument
 from loopls.context.explain import explain
 from loopls.context.index import IndexSummary, WorkspaceIndex
+from loopls.context.packing import PackedContext
 from loopls.context.workspace import WorkspaceError
 
-from .positions import PositionError, offset_at
+from .positions import LineIndex, PositionError, check_position, scrub_surrogates
 from .server import LooplsServer
 
 log = logging.getLogger(__name__)
@@ -58,7 +59,7 @@ class ContextHost:
         self.ready: asyncio.Future | None = None
         self.summary: IndexSummary | None = None
         self._changes_read = 0.0
-        self._hooked: asyncio.Future | None = None
+        self.progress = (0, 0)  # files indexed, files to index
         self.provided = 0  # completion prompts packed with workspace context
         self.last_prompt_tokens = 0
 
@@ -77,6 +78,9 @@ class ContextHost:
         token = await self._begin_progress()
 
         def progress(done: int, total: int, path: str) -> None:
+            self.progress = (done, total)
+            if done % 50 == 0 or done == total:
+                loop.call_soon_threadsafe(self.server.status.changed)
             if token is not None and (done % 50 == 0 or done == total):
                 report = types.WorkDoneProgressReport(message=f"{done}/{total} {path}", percentage=100 * done // max(total, 1))
                 loop.call_soon_threadsafe(self.server.work_done_progress.report, token, report)
@@ -95,6 +99,7 @@ class ContextHost:
             return summary
 
         self.summary = await loop.run_in_executor(self.thread, build)
+        self.server.status.changed()
         if token is not None:
             message = f"{self.summary.files} files indexed" if self.summary else "no index"
             self.server.work_done_progress.end(token, types.WorkDoneProgressEnd(message=message))
@@ -128,7 +133,6 @@ class ContextHost:
 
     def did_open(self, params: types.DidOpenTextDocumentParams) -> None:
         self.start()
-        self.hook_completer()
         path = self.path_of(params.text_document.uri)
         if path is not None:
             self.thread.submit(self._open, path, params.text_document.text)
@@ -140,12 +144,11 @@ class ContextHost:
                 self.index.update_document(path, text, doc.symbols())
 
     def did_change(self, params: types.DidChangeTextDocumentParams) -> None:
-        self.hook_completer()
         path = self.path_of(params.text_document.uri)
         if path is not None:
-            self.thread.submit(self._change, path, list(params.content_changes))
+            self.thread.submit(self._change, path, list(params.content_changes), self.server.encoding)
 
-    def _change(self, path: str, changes: list[Any]) -> None:
+    def _change(self, path: str, changes: list[Any], encoding: str) -> None:
         with self.lock:
             doc = self.docs.get(path)
             if doc is None:
@@ -153,9 +156,8 @@ class ContextHost:
             try:
                 for change in changes:
                     if isinstance(change, types.TextDocumentContentChangePartial):
-                        start = offset_at(doc.text, change.range.start)
-                        end = offset_at(doc.text, change.range.end)
-                        doc.edit(start, end, change.text)
+                        start, end = LineIndex(doc.text).span(change.range, encoding)
+                        doc.edit(start, end, scrub_surrogates(change.text))
                     else:
                         doc.replace(change.text)
             except (PositionError, ValueError) as exc:  # a client out of sync: start over from its text
@@ -207,27 +209,16 @@ class ContextHost:
             self._changes_read = time.monotonic()
         return self.engine
 
-    def hook_completer(self) -> None:
-        """Give the loaded completer our packed context once its model is loaded. Peeks at the
-        server's model future instead of calling `completer()`, which would retry a failed load
-        on every keystroke."""
-        fut = getattr(self.server, "_completer", None)
-        if fut is None or fut is self._hooked:
-            return
-        self._hooked = fut
-
-        def hook(done: asyncio.Future) -> None:
-            if not done.cancelled() and done.exception() is None and done.result().context is None:
-                done.result().context = self.provide
-
-        fut.add_done_callback(hook)
-
-    def provide(self, tokenizer, text: str, offset: int, budget: int) -> tuple[list[int], bool] | None:
-        """Packed prompt ids for a completion in the open document whose text is `text`
-        (the completer only has the text), or None to fall back to the buffer alone."""
+    def provide(self, tokenizer, uri: str, version: int | None, text: str, offset: int,
+                budget: int) -> PackedContext | None:
+        """The packed prompt for a completion at `offset` of document `uri` whose text at
+        `version` is `text`, or None when the document is outside the indexed workspace (or
+        the index is not ready): the caller then uses the buffer alone."""
+        path = self.path_of(uri)
+        if path is None:
+            return None
         with self.lock:
-            path = next((p for p, d in self.docs.items() if d.text == text), None)
-            engine = self._engine_for(tokenizer) if path is not None else None
+            engine = self._engine_for(tokenizer)
             if engine is None:
                 return None
             try:
@@ -237,7 +228,16 @@ class ContextHost:
                 return None
         self.provided += 1
         self.last_prompt_tokens = packed.prompt_tokens
-        return packed.token_ids, bool(packed.fim and packed.fim.truncated)
+        return packed
+
+    def index_status(self) -> dict:
+        """For `loopls/status`: none | indexing | ready, with progress."""
+        if self.index is not None and self.ready is not None and self.ready.done():
+            return {"state": "ready", "files": len(self.index.files)}
+        if self.ready is not None and not self.ready.done():
+            done, total = self.progress
+            return {"state": "indexing", "done": done, "total": total}
+        return {"state": "none"}
 
     def status(self) -> dict:
         """For `loopls/contextStatus`: whether the index is ready and what it holds."""
@@ -254,17 +254,20 @@ class ContextHost:
         }
 
     async def explain(self, uri: str, position: types.Position, budget: int) -> dict:
-        text = self.server.document_text(uri)
+        doc = self.server.document(uri)
+        text = doc.source
         try:
-            offset = offset_at(text, position)
+            offset = doc.line_index.offset(position, self.server.encoding)
         except PositionError as exc:
             raise JsonRpcInvalidParams(str(exc)) from None
         path = self.path_of(uri)
         if path is None:
             raise JsonRpcInvalidParams(f"{uri} is outside the workspace")
         await self.start()
-        completer = await self.server._loaded_completer()
-        tokenizer = completer.backend.tokenizer
+        backend = await self.server.models.ready()
+        if backend is None:
+            raise JsonRpcInternalError(f"model not available: {self.server.models.error}")
+        tokenizer = backend.tokenizer
 
         def run() -> dict:
             with self.lock:
@@ -303,10 +306,13 @@ def _parse_explain(params: Any) -> tuple[str, types.Position, int | None]:
         doc, pos, budget = get("textDocument"), get("position"), get("budget")
         uri = doc["uri"] if isinstance(doc, dict) else doc.uri
         line, char = (pos["line"], pos["character"]) if isinstance(pos, dict) else (pos.line, pos.character)
-        position = types.Position(line=int(line), character=int(char))
+        position = types.Position(line=line, character=char)
+        check_position(position)
+    except PositionError as exc:
+        raise JsonRpcInvalidParams(f"loopls/explainContext: {exc}") from None
     except (AttributeError, KeyError, TypeError, ValueError):
         raise JsonRpcInvalidParams("loopls/explainContext expects {textDocument: {uri}, position, budget?}") from None
-    if budget is not None and (not isinstance(budget, int) or not 64 <= budget <= 131072):
+    if budget is not None and (type(budget) is not int or not 64 <= budget <= 131072):
         raise JsonRpcInvalidParams("budget must be an integer between 64 and 131072")
     return uri, position, budget
 

@@ -22,6 +22,7 @@ from lsprotocol import types
 
 from loopls.context.smells import Finding, ProjectChecker, SmellConfig
 
+from .positions import UTF16, units_of
 from .server import LooplsServer
 
 log = logging.getLogger(__name__)
@@ -37,18 +38,15 @@ def result_id(diagnostics: list[types.Diagnostic]) -> str:
     return hashlib.sha1(repr(key).encode("utf-8")).hexdigest()[:16]
 
 
-def utf16_column(line: str, column: int) -> int:
-    return len(line[:column].encode("utf-16-le")) // 2
-
-
-def to_diagnostic(finding: Finding, text: str, root: Path) -> types.Diagnostic:
-    """A finding as an LSP diagnostic; `text` is the document it points into."""
+def to_diagnostic(finding: Finding, text: str, root: Path, encoding: str = UTF16) -> types.Diagnostic:
+    """A finding as an LSP diagnostic; `text` is the document it points into; columns are
+    counted in the negotiated position `encoding`."""
     lines = text.splitlines() or [""]
 
     def position(row: int, column: int) -> types.Position:
         row = min(row, len(lines))
         line = lines[row] if row < len(lines) else ""
-        return types.Position(line=row, character=utf16_column(line, column))
+        return types.Position(line=row, character=units_of(line[:column], encoding))
 
     check = finding.check
     related = [types.DiagnosticRelatedInformation(
@@ -144,7 +142,7 @@ class SmellHost:
             self._signatures_changed(uri)
         if text is None:
             text = (checker.root / path).read_text(encoding="utf-8", errors="replace")
-        return [to_diagnostic(f, text, checker.root) for f in findings]
+        return [to_diagnostic(f, text, checker.root, self.server.encoding) for f in findings]
 
     def forget(self, uri: str) -> None:
         """A closed document counts from the disk again (its unsaved signature changes are gone)."""
@@ -191,7 +189,7 @@ class SmellHost:
             else:
                 state = checker.files.get(path)
                 text = state.source.decode("utf-8", "replace") if state else ""
-                diagnostics = [to_diagnostic(f, text, checker.root) for f in by_path[path]]
+                diagnostics = [to_diagnostic(f, text, checker.root, self.server.encoding) for f in by_path[path]]
             doc = self.server.workspace.text_documents.get(uri)
             items.append((uri, diagnostics, doc.version if doc is not None else None))
         return items
