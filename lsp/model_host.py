@@ -128,7 +128,7 @@ class ModelHost:
         if message != self._reported:  # once, not on every keystroke
             self._reported = message
             self._report("error", message)
-        log.error("%s", message)
+        log.info("%s", message)
         self._changed()
 
     def _replace(self, backend: Backend) -> None:
