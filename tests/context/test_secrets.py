@@ -116,3 +116,62 @@ def test_no_findings_in_loopls_and_the_standard_library() -> None:
             if (path.name, text[f.start:f.end]) not in _TRUE_FINDINGS:
                 unexpected.append(f"{path}: {f.rule}: {text[f.start:f.end]!r}")
     assert unexpected == []
+
+
+def _cursors(case) -> list[int]:
+    """Inside every secret (start, middle, end) and at the end of the text."""
+    spots = [len(case.text)]
+    for secret in case.secrets:
+        at = case.text.index(secret)
+        spots += [at + 1, at + len(secret) // 2, at + len(secret) - 1]
+    return spots
+
+
+def test_buffer_only_prompts_never_carry_a_secret(tiny_checkpoint) -> None:
+    """No index (untitled buffers, files outside the workspace, `loopls complete` outside git):
+    the buffer's own FIM window, whatever the cursor splits."""
+    from context_helpers import tokenizer
+
+    from loopls.context.assemble import buffer_prompt
+    from loopls.context.packing import Packer
+
+    tok = tokenizer(tiny_checkpoint)
+    packer = Packer(tok, tok.special)
+    for case in CASES:
+        for path in (case.path, None if not is_config_path(case.path) else case.path):
+            for cursor in _cursors(case):
+                for budget in (64, 2048):
+                    prompt = tok.decode(buffer_prompt(packer, path, case.text, cursor, budget).token_ids)
+                    for secret in case.secrets:
+                        assert leaked(secret, prompt) is None, (case.path, cursor, budget, prompt)
+
+
+def test_packed_prompts_never_carry_a_secret(tmp_path, tiny_checkpoint) -> None:
+    """The corpus as a project: snippets of other files and the cursor's own file, every
+    secret of every file, the cursor inside each."""
+    from context_helpers import make_repo, tokenizer
+
+    from loopls.context.assemble import ContextEngine
+    from loopls.context.index import WorkspaceIndex
+
+    files = {case.path: case.text for case in CASES}
+    files["main.py"] = "from settings.base import password\nfrom llm.client import client\n\nresult = client\n"
+    make_repo(tmp_path, [files])
+    index = WorkspaceIndex(tmp_path)
+    index.build()
+    tok = tokenizer(tiny_checkpoint)
+    engine = ContextEngine(index, tok, tok.special)
+    every = [s for case in CASES for s in case.secrets]
+    main = files["main.py"]
+    prompt = tok.decode(engine.assemble("main.py", main, len(main), 8192).token_ids)
+    assert "settings/base.py" in prompt or "llm/client.py" in prompt  # other files are in it
+    for secret in every:
+        assert leaked(secret, prompt) is None, secret
+    assert {case.path for case in CASES} <= set(index.files)
+    for case in CASES:
+        for cursor in _cursors(case):
+            packed = engine.assemble(case.path, case.text, cursor, 2048)
+            prompt = tok.decode(packed.token_ids)
+            for secret in every:
+                assert leaked(secret, prompt) is None, (case.path, cursor, secret)
+            assert packed.redactions > 0
