@@ -19,7 +19,7 @@ import logging
 import time
 from collections.abc import Callable
 from concurrent.futures import Executor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from loopls.context.privacy import check_prompt
@@ -46,7 +46,7 @@ class PromptRefused(ValueError):
 class ModelSpec:
     name: str
     device: str
-    context_tokens: int
+    context_tokens: int = field(compare=False)  # sizes the KV pool; a new budget needs no reload
     backend: str = "native"
 
 
@@ -98,6 +98,7 @@ class ModelHost:
     def _start(self) -> None:
         self.state, self.error = "loading", None
         self._load = asyncio.ensure_future(self._load_backend(self.spec))
+        self._load.add_done_callback(_collect)  # a load nobody awaits any more still ends quietly
         self._changed()
 
     async def _load_backend(self, spec: ModelSpec) -> Backend:
@@ -232,3 +233,8 @@ class ModelHost:
 
     def stats_json(self) -> dict[str, Any]:
         return asdict(self.stats)
+
+
+def _collect(future: asyncio.Future) -> None:
+    if not future.cancelled():
+        future.exception()
