@@ -90,6 +90,14 @@ def build_prompt(lang: str, message: str, code: str, check: str) -> str:
     )
 
 
+def quick_fix_prompt(text: str, path: str, data: dict) -> tuple[str, tuple[int, int]]:
+    """The refactoring prompt for a quick fix's `data` and the span of `text` it rewrites.
+    The quoted code is redacted, like every prompt."""
+    start, end = target_span(text, path, data.get("symbol", ""), data["start"][0], data["end"][0])
+    lang = language_for_path(path) or "text"
+    return build_prompt(lang, data.get("message", ""), redact(text[start:end], path), data.get("code", "")), (start, end)
+
+
 def extract_code(output: str) -> str:
     """The code in the model's answer: the prompt opened a fence, so up to the closing one
     (or the block of a fence the model opened again itself)."""
@@ -121,10 +129,7 @@ async def resolve_quick_fix(ls: LooplsServer, host: Any, action: types.CodeActio
     if data.get("version") is not None and doc.version != data["version"]:
         return _disable(action, "the document changed since this fix was offered; ask again")
     text = doc.source
-    lang = language_for_path(path) or "text"
-    start, end = target_span(text, path, data.get("symbol", ""), data["start"][0], data["end"][0])
-    # the code goes to the model redacted, like every prompt
-    prompt = build_prompt(lang, data.get("message", ""), redact(text[start:end], path), data.get("code", ""))
+    prompt, (start, end) = quick_fix_prompt(text, path, data)
     backend = await ls.models.ready()
     if backend is None:
         return _disable(action, f"the model is not available: {ls.models.error or 'not loaded'}")

@@ -24,13 +24,16 @@ from loopls.engine.model.tiny import create_tiny
 GAIN = 20.0  # logit of the scripted next token; everything else is about 0
 
 
-def create_scripted(folder: Path, script: str, cycle: bool = False, seed: int = 0) -> Path:
+def create_scripted(folder: Path, script: str, cycle: bool = False, seed: int = 0,
+                    after: str = "<|fim_middle|>") -> Path:
+    """`after`: the text of the prompt's last token, where the script starts."""
     create_tiny(folder, arch="llama", seed=seed)
     tok = Tokenizer.from_file(str(folder / "tokenizer.json"))
     ids = tok.encode(script).ids
     assert len(set(ids)) == len(ids), f"the script's tokens repeat: {[tok.id_to_token(i) for i in ids]}"
     assert tok.decode(ids) == script, "the script does not survive tokenization"
-    start, end = tok.token_to_id("<|fim_middle|>"), tok.token_to_id("</s>")
+    start, end = tok.encode(after).ids[-1], tok.token_to_id("</s>")
+    assert start not in ids, "the script must not contain its start token"
     chain = [start, *ids, ids[0] if cycle else end]
     weights = load_file(str(folder / "model.safetensors"))
     hidden = weights["model.embed_tokens.weight"].shape[1]

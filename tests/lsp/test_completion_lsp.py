@@ -76,29 +76,36 @@ async def test_typing_then_pausing_shows_a_suggestion_and_superseded_keys_genera
         assert after["lastLatencyMs"] > 0
 
 
-async def test_a_utf8_client_accepting_on_a_non_ascii_line_keeps_the_line(tmp_path, scripted) -> None:
+def _units(text: str, encoding: str) -> int:
+    if encoding == "utf-8":
+        return len(text.encode("utf-8"))
+    return len(text.encode("utf-16-le")) // 2 if encoding == "utf-16" else len(text)
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", "utf-16", "utf-32"])
+async def test_accepting_on_a_non_ascii_line_keeps_the_line_in_every_encoding(tmp_path, scripted, encoding) -> None:
     source = tmp_path / "shapes.py"
     line = 's = "é中😀"; y = area()'
     source.write_text(line + "\n", encoding="utf-8")
-    caps = types.ClientCapabilities(general=types.GeneralClientCapabilities(position_encodings=["utf-8"]))
+    caps = types.ClientCapabilities(general=types.GeneralClientCapabilities(position_encodings=[encoding]))
     async with session(tmp_path, {"model": {"name": scripted["radius"]}}, caps) as client:
-        assert client.init_result.capabilities.position_encoding == "utf-8"
+        assert client.init_result.capabilities.position_encoding == encoding
         await wait_for_state(client, "ready")
         uri = source.as_uri()
         open_document(client, uri, line + "\n")
-        cursor = len(line[:-1].encode("utf-8"))  # between ( and ), in bytes
+        cursor = _units(line[:-1], encoding)  # between ( and )
         result = await client.text_document_inline_completion_async(inline_params(uri, 0, cursor, invoked=True))
         item = result.items[0]
-        accepted = _apply(line, item.range, item.insert_text, "utf-8")
+        accepted = _apply(line, item.range, item.insert_text, encoding)
         assert accepted == 's = "é中😀"; y = area(radius)'  # the auto-closed ) is replaced, not doubled
-        # the editor applies it and tells the server in UTF-8 units; the server's buffer follows
+        # the editor applies it and tells the server in its units; the server's buffer follows
         client.text_document_did_change(types.DidChangeTextDocumentParams(
             text_document=types.VersionedTextDocumentIdentifier(uri=uri, version=2),
             content_changes=[types.TextDocumentContentChangePartial(range=item.range, text=item.insert_text)]))
-        inside = len('s = "é中😀"; y = area(rad'.encode("utf-8"))
+        inside = _units('s = "é中😀"; y = area(rad', encoding)
         menu = await client.text_document_completion_async(types.CompletionParams(
             text_document=types.TextDocumentIdentifier(uri=uri), position=types.Position(line=0, character=inside)))
-        word_start = len('s = "é中😀"; y = area('.encode("utf-8"))
+        word_start = _units('s = "é中😀"; y = area(', encoding)
         assert menu.items and menu.items[0].text_edit.range.start == types.Position(line=0, character=word_start)
         assert menu.items[0].filter_text.startswith("rad")
 
