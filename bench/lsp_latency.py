@@ -17,7 +17,8 @@ times in five.
 
 Reported per server:
 - shown: the share of pauses whose last request got a suggestion before the pause ended;
-- P50/P95: from the last keystroke of a pause to that suggestion;
+- P50/P95: from the last keystroke of a pause to that suggestion (also for the suggestions
+  that were generated, leaving out cache hits);
 - cache hits: type-through answers that needed no generation (the server's counter);
 - wasted: tokens generated for requests that did not deliver a suggestion (superseded or
   cancelled) as a share of all tokens generated. Measured the same way for both servers:
@@ -110,6 +111,7 @@ class Result:
     pauses: int = 0
     shown: int = 0
     latencies: list[float] = field(default_factory=list)
+    generated: list[float] = field(default_factory=list)  # the latencies of suggestions not from the cache
     useful_tokens: int = 0
     status: dict = field(default_factory=dict)
     load: tuple[float, float] = (0.0, 0.0)
@@ -195,6 +197,7 @@ class Editor:
         stats = (await self.conn.call("loopls/status"))["stats"]
         if stats["cache_hits"] == before:  # generated for this pause: its tokens were useful
             self.result.useful_tokens += stats["last_generated_tokens"]
+            self.result.generated.append((arrived - last_key) * 1000)
         self.result.status = stats
         await asyncio.sleep(max(0.0, last_key + pause - time.perf_counter()))
         item = items[0]
@@ -299,17 +302,20 @@ def source_tree(spec: str, work: Path) -> tuple[Path, str]:
 
 
 def report(results: list[Result]) -> None:
-    header = ("server", "pauses", "shown", "P50 ms", "P95 ms", "cache hits", "tokens", "wasted", "wasted (server)",
-              "load avg")
+    header = ("server", "pauses", "shown", "P50 ms", "P95 ms", "generated P50/P95", "cache hits", "tokens", "wasted",
+              "wasted (server)", "load avg")
     rows = []
     for r in results:
-        lat = sorted(r.latencies)
-        p = (lambda q: f"{lat[min(len(lat) - 1, int(round(q * (len(lat) - 1))))]:.0f}" if lat else "-")
+        def p(q: float, values: list[float]) -> str:
+            ordered = sorted(values)
+            return f"{ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]:.0f}" if ordered else "-"
         total = r.status.get("generated_tokens", 0)
         wasted = total - r.useful_tokens
         own = r.status.get("wasted_tokens")
         rows.append((r.name, str(r.pauses), f"{r.shown}/{r.pauses} ({100 * r.shown / max(r.pauses, 1):.0f}%)",
-                     p(0.5), p(0.95), str(r.status.get("cache_hits", 0)), str(total),
+                     p(0.5, r.latencies), p(0.95, r.latencies),
+                     f"{p(0.5, r.generated)}/{p(0.95, r.generated)} ({len(r.generated)})",
+                     str(r.status.get("cache_hits", 0)), str(total),
                      f"{wasted} ({100 * wasted / max(total, 1):.0f}%)",
                      f"{own} ({100 * own / max(total, 1):.0f}%)" if own is not None else "-",
                      f"{r.load[0]:.1f} -> {r.load[1]:.1f}"))

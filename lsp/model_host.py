@@ -58,6 +58,8 @@ class Stats:
     generated_tokens: int = 0
     wasted_tokens: int = 0  # generated for requests that ended cancelled (superseded, $/cancelRequest)
     last_generated_tokens: int = 0
+    warmups: int = 0  # prefix-cache warm-ups
+    warmup_tokens: int = 0  # what they generated (one token each at most; also counted as wasted)
     refused_prompts: int = 0
 
 
@@ -195,6 +197,29 @@ class ModelHost:
         if early:  # what the caller read is the answer (the engine may have run a step further)
             out = dataclasses.replace(out, token_ids=tokens, finish_reason="stop")
         return out
+
+    def warm(self, ids: list[int]):
+        """Prefill `ids` into the engine's prefix cache at background priority, so that the
+        request that follows (sharing this prefix) only computes its tail. It generates one
+        token at most, counted as wasted; returns the stream (cancel it when it is no longer
+        needed), or None when there is no model."""
+        backend = self.backend
+        if backend is None:
+            return None
+        params = SamplingParams(max_tokens=1, temperature=0.0)
+        try:
+            stream = backend.submit(ids, params, priority=Priority.BACKGROUND)
+        except ValueError:  # too long for the engine: the real request will say why
+            return None
+        self.stats.warmups += 1
+        asyncio.ensure_future(self._count_warmup(stream))
+        return stream
+
+    async def _count_warmup(self, stream) -> None:
+        n = len((await stream.result()).token_ids)
+        self.stats.warmup_tokens += n
+        self.stats.generated_tokens += n
+        self.stats.wasted_tokens += n
 
     async def _count_waste(self, stream) -> None:
         out = await stream.result()

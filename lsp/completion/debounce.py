@@ -2,8 +2,8 @@
 
 Every automatic completion request is a keystroke. The interval since the document's last
 request updates an exponentially weighted mean and mean deviation (the estimator TCP uses for
-round-trip times); intervals longer than `PAUSE_S` are pauses, not typing, and leave the
-estimate alone. A request waits `mean + DEVIATIONS * deviation` before it may start a
+round-trip times); an interval longer than `PAUSE_FACTOR` times the mean (or than `PAUSE_S`)
+is a pause, not typing, and leaves the estimate alone. A request waits `mean + DEVIATIONS * deviation` before it may start a
 generation, clamped to [100, 1000] ms (Tabby's range): a fast typist gets suggestions sooner,
 and a keystroke that comes inside the usual rhythm supersedes the previous request before that
 request has cost anything.
@@ -17,6 +17,7 @@ from dataclasses import dataclass
 MIN_DELAY_S = 0.1
 MAX_DELAY_S = 1.0
 PAUSE_S = 1.0  # a longer gap between two requests is a pause, not a typing interval
+PAUSE_FACTOR = 3.0  # ... and so is one three times the usual interval
 GAIN = 0.25  # weight of a new interval in the mean
 DEVIATIONS = 1.5
 INITIAL_MEAN_S = 0.15  # before this document has taught us anything
@@ -45,7 +46,7 @@ class TypingDebounce:
         else:
             interval = now - rhythm.last
             rhythm.last = now
-            if 0 < interval <= PAUSE_S:
+            if 0 < interval <= min(PAUSE_S, PAUSE_FACTOR * rhythm.mean):
                 error = interval - rhythm.mean
                 rhythm.mean += GAIN * error
                 rhythm.deviation += GAIN * (abs(error) - rhythm.deviation)

@@ -43,6 +43,7 @@ from .site import SiteReader
 
 log = logging.getLogger(__name__)
 MIN_PROMPT_BUDGET = 32
+MIN_WARM_TOKENS = 64  # a shorter shared prefix is not worth a warm-up
 SAMPLED_TEMPERATURE = 0.8  # the extra candidates of an explicit request
 
 # (tokenizer, uri, version, text, offset, budget) -> the packed prompt, or None for buffer-only
@@ -73,6 +74,7 @@ class _Prepared:
     ids: list[int]
     site: Site
     context_files: int
+    stable: int  # how many leading ids stay the same while the user types on this line
 
 
 @dataclass
@@ -100,6 +102,7 @@ class CompletionService:
         self._latest: dict[str, object] = {}  # uri -> ticket of its newest request
         self._running: dict[str, set[asyncio.Future]] = {}  # uri -> its generations in flight
         self._superseded: set[asyncio.Future] = set()
+        self._warm: dict[str, tuple[int, Any]] = {}  # uri -> (hash of the warmed prefix, its stream)
 
     async def complete(self, req: CompletionRequest) -> Completions | None:
         options = self.options()
@@ -119,6 +122,7 @@ class CompletionService:
         loop = asyncio.get_running_loop()
         prepared = loop.run_in_executor(self.thread, self._prepare, req, ticket, backend, options)
         prepared.add_done_callback(_retrieve)
+        prepared.add_done_callback(lambda f: self._warm_up(req.uri, f))
         if delay:
             await asyncio.sleep(delay)
         if self._latest.get(req.uri) is not ticket:
@@ -127,6 +131,7 @@ class CompletionService:
         prep = await prepared
         if prep is None or self._latest.get(req.uri) is not ticket:
             return None
+        self._stop_warming(req.uri)
         generation = asyncio.ensure_future(self._generate(req, prep, backend, options))
         running = self._running.setdefault(req.uri, set())
         running.add(generation)
@@ -148,6 +153,31 @@ class CompletionService:
         for generation in list(self._running.get(uri, ())):
             self._superseded.add(generation)
             generation.cancel()
+
+    def _warm_up(self, uri: str, prepared: asyncio.Future) -> None:
+        """While the user types on a line, everything before the line is the same from one
+        keystroke to the next: have the engine prefill it (in the background) during the
+        debounce, so the request after the pause only computes the line and what follows.
+        Once per line, not per keystroke."""
+        if prepared.cancelled() or prepared.exception() is not None:
+            return
+        prep = prepared.result()
+        if prep is None or prep.stable < MIN_WARM_TOKENS:
+            return
+        key = hash(tuple(prep.ids[:prep.stable]))
+        if self._warm.get(uri, (None, None))[0] == key:
+            return
+        self._stop_warming(uri)
+        stream = self.models.warm(prep.ids[:prep.stable])
+        if stream is not None:
+            self._warm[uri] = (key, stream)
+
+    def _stop_warming(self, uri: str) -> None:
+        """The real request is about to run: it reuses what the warm-up has published so far."""
+        key, stream = self._warm.get(uri, (None, None))
+        if stream is not None:
+            stream.cancel()
+            self._warm[uri] = (key, None)
 
     def forget(self, uri: str) -> None:
         """The document closed."""
@@ -186,7 +216,7 @@ class CompletionService:
             log.error("%s: %s", req.uri, exc)
             return None
         files = len({s.path for s in packed.snippets if s.source != "current"})
-        return _Prepared(ids, site, files)
+        return _Prepared(ids, site, files, _stable_prefix(ids, tokenizer))
 
     def _packer(self, tokenizer) -> Packer:
         packer = self._packers.get(id(tokenizer))
@@ -244,6 +274,19 @@ class CompletionService:
             log.warning("%s: dropped a suggestion that writes a secret-looking string (%s)", req.uri, secret.rule)
             return None
         return suggestion
+
+
+def _stable_prefix(ids: list[int], tokenizer) -> int:
+    """Ids before the cursor's line: up to the last line break in the FIM prefix (0 when the
+    prompt has no FIM layout)."""
+    special = tokenizer.special
+    if special.fim_prefix is None or special.fim_suffix not in ids:
+        return 0
+    start, end = ids.index(special.fim_prefix), ids.index(special.fim_suffix)
+    for i in range(end - 1, start, -1):
+        if "\n" in tokenizer.decode([ids[i]]):
+            return i + 1
+    return start + 1
 
 
 def _retrieve(future: asyncio.Future) -> None:

@@ -30,3 +30,10 @@ def test_pauses_do_not_count_as_typing_and_documents_are_separate() -> None:
     assert abs(after - before) < 0.02
     assert _type(debounce, "other", [0.6] * 30) > before
     assert _type(debounce, "u", [], start=2000.0) == before  # "other" did not change "u"
+
+
+def test_pauses_between_bursts_leave_the_rhythm_alone() -> None:
+    debounce = TypingDebounce()
+    steady = _type(debounce, "u", [0.1] * 30)
+    bursts = [0.1] * 10 + [0.6] + [0.1] * 10 + [0.45] + [0.1] * 10
+    assert abs(_type(debounce, "u", bursts, start=500.0) - steady) < 0.01
