@@ -10,7 +10,8 @@ cursor, and returns suggestions or None:
 3. The prompt is built on the prepare thread while the debounce runs: the context engine's
    packed prompt when the project is indexed, else the buffer's own FIM window
    (`context.assemble.buffer_prompt`); redacted either way and checked once more, decoded,
-   before it is sent.
+   before it is sent. The part before the cursor's line is prefilled into the engine's
+   prefix cache once per line (a warm-up), so the request after the pause computes little.
 4. The engine generates (several sampled candidates when the user asked explicitly), stopping
    as soon as post-processing says more text cannot be shown.
 5. Post-processing (`postprocess.finish`) cleans each candidate for its site; a candidate
