@@ -39,7 +39,7 @@ def inline_items(index: LineIndex, offset: int, encoding: str, suggestions: list
             insert_text=text,
             filter_text=text,
             range=index.range(offset - len(word), offset + s.replace, encoding),
-            command=_command(acceptance.issue(s.text)),
+            command=_command(acceptance.issue(text)),
         ))
     return types.InlineCompletionList(items=items)
 
@@ -60,6 +60,6 @@ def completion_items(index: LineIndex, offset: int, encoding: str, suggestions: 
             text_edit=types.TextEdit(range=index.range(offset - len(word), offset + s.replace, encoding),
                                      new_text=text),
             insert_text_format=types.InsertTextFormat.PlainText,
-            command=_command(acceptance.issue(s.text)),
+            command=_command(acceptance.issue(text)),
         ))
     return items

@@ -6,7 +6,7 @@ import pytest
 from lsprotocol import types
 
 from loopls.lsp.positions import PositionError, offset_from_cli
-from loopls.lsp.options import Options, options_to_json, parse_options
+from loopls.lsp.options import Options, merge_options, options_to_json, parse_options
 
 TEXT = "a = '😀x'\r\nb = 2\rc\n"
 
@@ -41,3 +41,32 @@ def test_invalid_options_fall_back_to_defaults_with_a_warning(raw, fragment: str
     options, warning = parse_options(raw)
     assert options == Options()
     assert warning and fragment in warning
+
+
+def test_a_partial_section_merges_into_the_current_options() -> None:
+    current, _ = parse_options({"model": {"name": "/models/x"}, "completion": {"maxTokens": 12}})
+    merged, warning = merge_options({"completion": {"temperature": 0.2}}, current)
+    assert warning is None
+    assert merged.model.name == "/models/x" and merged.completion.max_tokens == 12
+    assert merged.completion.temperature == 0.2
+
+
+def test_an_invalid_value_falls_back_to_that_keys_default_with_one_warning() -> None:
+    current, _ = parse_options({"completion": {"maxTokens": 12, "maxLines": 3}})
+    merged, warning = merge_options({"completion": {"maxTokens": 0, "maxTokenz": 5}, "model": {"device": "tpu"}}, current)
+    assert merged.completion.max_tokens == Options().completion.max_tokens  # the key's default
+    assert merged.completion.max_lines == 3  # untouched
+    assert merged.model.device == "auto"
+    assert warning.count("invalid loopls options") == 1
+    for fragment in ("completion.maxTokens", "maxTokenz", "model.device", "tpu"):
+        assert fragment in warning
+
+
+def test_null_means_default_and_a_non_object_changes_nothing() -> None:
+    current, _ = parse_options({"completion": {"maxTokens": 12}})
+    merged, warning = merge_options({"completion": {"maxTokens": None}}, current)
+    assert merged.completion.max_tokens == 48 and warning is None
+    same, warning = merge_options("fast", current)
+    assert same == current and "must be an object" in warning
+    same, warning = merge_options({"completion": "fast"}, current)
+    assert same.completion == Options().completion and "completion must be an object" in warning
