@@ -35,7 +35,7 @@ from loopls.context.assemble import ContextEngine  # noqa: E402
 from loopls.context.cochange import CoChange  # noqa: E402
 from loopls.context.documents import ParsedDocument  # noqa: E402
 from loopls.context.history import read_history  # noqa: E402
-from loopls.context.index import WorkspaceIndex  # noqa: E402
+from loopls.context.project import Project  # noqa: E402
 
 BUDGETS = (2048, 8192, 32768, 131072)
 GRAPH_WEIGHT = 0.1
@@ -59,7 +59,7 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
-def recall(index: WorkspaceIndex, engine: ContextEngine, targets, budgets, seed: int) -> tuple[dict, dict]:
+def recall(index: Project, engine: ContextEngine, targets, budgets, seed: int) -> tuple[dict, dict]:
     methods = ("loopls", "bm25-10-line", "random", "current-only")
     hits = {m: {b: 0 for b in budgets} for m in methods}
     times: dict[int, list[float]] = {b: [] for b in budgets}
@@ -82,7 +82,7 @@ def recall(index: WorkspaceIndex, engine: ContextEngine, targets, budgets, seed:
             {b: (pct(t, 0.5), pct(t, 0.95)) for b, t in times.items()})
 
 
-def history_eval(index: WorkspaceIndex, engine: ContextEngine, held_out: int = 100) -> dict:
+def history_eval(index: Project, engine: ContextEngine, held_out: int = 100) -> dict:
     commits = read_history(index.root, 5000)
     prefix = index.git_prefix
     results = {"cochange+graph": [], "cochange": [], "recency": []}
@@ -124,12 +124,12 @@ def history_eval(index: WorkspaceIndex, engine: ContextEngine, held_out: int = 1
 
 
 def speed(root: Path) -> dict:
-    cold = WorkspaceIndex(root)  # no cache: every file read and parsed
+    cold = Project(root)  # no cache: every file read and parsed
     summary = cold.build()
     with tempfile.TemporaryDirectory() as cache:
-        WorkspaceIndex(root, Path(cache)).build()
+        Project(root, Path(cache)).build()
         t0 = time.perf_counter()
-        warm = WorkspaceIndex(root, Path(cache)).build()
+        warm = Project(root, Path(cache)).build()
         warm_s = time.perf_counter() - t0
     path = max((p for p, s in cold.files.items() if s.language), key=lambda p: len(cold.text(p) or ""))
     text = cold.text(path)
@@ -163,7 +163,7 @@ def speed(root: Path) -> dict:
 def evaluate(root: Path, tokenizer, count: int, budgets, seed: int, speed_only: bool = False) -> dict:
     if speed_only:
         return {"repo": root.name, "speed": speed(root)}
-    index = WorkspaceIndex(root)
+    index = Project(root)
     index.build()
     engine = ContextEngine(index, tokenizer, tokenizer.special)
     targets = mine_targets(index, count, seed)

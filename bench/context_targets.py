@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass
 
 from loopls.context.bm25 import BM25
-from loopls.context.index import WorkspaceIndex
+from loopls.context.project import Project
 from loopls.context.signals import Candidate
 from loopls.context.symbols import IDENTIFIER
 
@@ -35,7 +35,7 @@ class Target:
     gold: tuple[tuple[str, int], ...]  # (path, 0-based first line) of each definition
 
 
-def reachable_files(index: WorkspaceIndex, path: str, imports: dict[str, set[str]]) -> set[str]:
+def reachable_files(index: Project, path: str, imports: dict[str, set[str]]) -> set[str]:
     """The files whose names `path` can use without a qualifier it defines itself: the files it
     imports, and for languages with package scope (Go, Java, C/C++, Rust) its folder's files.
     This is CrossCodeEval's "undefined once the imports are stubbed"."""
@@ -46,12 +46,8 @@ def reachable_files(index: WorkspaceIndex, path: str, imports: dict[str, set[str
     return out - {path}
 
 
-def mine_targets(index: WorkspaceIndex, count: int, seed: int = 0) -> list[Target]:
-    from loopls.context.graph import import_neighbours
-    from loopls.context.imports import PathIndex
-
-    paths = PathIndex(index.files)
-    imports = {p: import_neighbours(p, s, paths) for p, s in index.files.items()}
+def mine_targets(index: Project, count: int, seed: int = 0) -> list[Target]:
+    imports = {p: index.imports.imports_of(p) for p in index.files}
     rng = random.Random(seed)
     found: list[Target] = []
     for path in sorted(index.files):
@@ -93,7 +89,7 @@ def hit(snippets, target: Target) -> bool:
 class WindowBM25:
     """The CrossCodeEval retriever: BM25 over 10-line windows, query = the last 10 lines."""
 
-    def __init__(self, index: WorkspaceIndex, window: int = 10) -> None:
+    def __init__(self, index: Project, window: int = 10) -> None:
         self.bm25 = BM25()
         self.window = window
         self.spans: dict[tuple[str, int], tuple[int, int]] = {}
@@ -120,7 +116,7 @@ class WindowBM25:
         return out
 
 
-def random_candidates(index: WorkspaceIndex, target: Target, seed: int) -> list[Candidate]:
+def random_candidates(index: Project, target: Target, seed: int) -> list[Candidate]:
     """Whole other files in a random order, each as its chunks from the top."""
     paths = sorted(p for p in index.files if p != target.path)
     random.Random(seed).shuffle(paths)

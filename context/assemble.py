@@ -1,7 +1,7 @@
 """The context engine: index + signals + packing, for one cursor at a time.
 
 `ContextEngine.assemble` is what runs on a keystroke: sync the derived structures with the
-index (only changed files), gather scored candidates, pack them with the FIM window.
+project model (only changed files), gather scored candidates, pack them with the FIM window.
 """
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from __future__ import annotations
 import time
 
 from .cochange import CoChange
-from .history import read_history, uncommitted_changes
-from .index import WorkspaceIndex
+from .history import uncommitted_changes
+from .project import Project
 from .packing import PackedContext, Packer
 from .privacy import redact
 from .prompt import TokenCounter, lines_keepends
@@ -27,10 +27,10 @@ def buffer_prompt(packer: Packer, path: str | None, text: str, offset: int, budg
 
 
 class ContextEngine:
-    def __init__(self, index: WorkspaceIndex, counter: TokenCounter, special: object,
+    def __init__(self, index: Project, counter: TokenCounter, special: object,
                  history: bool = True, max_commits: int = MAX_HISTORY_COMMITS) -> None:
         self.index = index
-        commits = read_history(index.root, max_commits) if history else []
+        commits = index.history(max_commits) if history else []
         self.cochange = CoChange(commits) if commits else None
         self.signals = Signals(index, self.cochange)
         self.packer = Packer(counter, special, repo_name=index.root.name)
@@ -65,7 +65,7 @@ class ContextEngine:
 
     def candidates(self, path: str, text: str, offset: int) -> list[Candidate]:
         symbols = self.index.files.get(path)
-        if symbols is None or (path not in self.index.overlay and self.index.text(path) != text):
+        if symbols is None or (path not in self.index.documents and self.index.text(path) != text):
             symbols = self.index.parse(path, text.encode("utf-8"))
         cursor = Cursor(path, text, text.count("\n", 0, offset), symbols)
         recent = [*self.recent, *sorted(self.signals.changes)]

@@ -54,15 +54,40 @@ class _Edit:
     new_lines: str
 
 
+def common_affixes(old: str, new: str) -> tuple[int, int]:
+    """Lengths of the longest common prefix and (not overlapping it) suffix of two texts."""
+    n = min(len(old), len(new))
+    lo, hi = 0, n
+    while lo < hi:  # binary search on slice equality: the comparisons run in C
+        mid = (lo + hi + 1) // 2
+        if old[:mid] == new[:mid]:
+            lo = mid
+        else:
+            hi = mid - 1
+    prefix, lo, hi = lo, 0, n - lo
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if old[len(old) - mid:] == new[len(new) - mid:]:
+            lo = mid
+        else:
+            hi = mid - 1
+    return prefix, lo
+
+
 class ParsedDocument:
-    def __init__(self, path: str, text: str, languages: Languages) -> None:
+    def __init__(self, path: str, text: str, languages: Languages, parse: bool = True) -> None:
+        """`parse=False` defers the first parse to the first use of the tree (a buffer too
+        large to parse is never parsed)."""
         self.path = path
         self.text = text
         self.language = language_for_path(path)
         self.languages = languages
         self._parser = languages.parser(self.language) if self.language else None
-        self.tree: Tree | None = self._parser.parse(text.encode("utf-8")) if self._parser else None
-        self._stale = False
+        self.tree: Tree | None = None
+        self._stale = self._parser is not None  # no tree yet: the next reparse makes one
+        self._source: bytes | None = None
+        if parse:
+            self.reparse()
         self._chunk_terms: dict[str, dict[str, int]] = {}
         self._symbols: FileSymbols | None = None
         self._edits: list[_Edit] = []
@@ -74,30 +99,58 @@ class ParsedDocument:
             raise ValueError(f"edit {start}..{end} is outside the document (0..{len(self.text)})")
         old = self.text
         self.text = old[:start] + new_text + old[end:]
+        self._source = None
         start_byte, start_point = _point(old, start)
         old_end_byte, old_end_point = _point(old, end)
         new_end_byte, new_end_point = _point(self.text, start + len(new_text))
         self._edits.append(_Edit(start_point, start_point.row, old_end_point.row, new_end_point.row,
                                  _full_lines(old, start, end), _full_lines(self.text, start, start + len(new_text))))
-        if self.tree is not None:
+        if self.tree is not None:  # else not parsed yet (or no grammar): the next reparse parses it all
             self.tree.edit(start_byte, old_end_byte, new_end_byte, start_point, old_end_point, new_end_point)
             self._stale = True
+
+    def set_text(self, text: str) -> None:
+        """The whole new text, applied as one edit where it differs from the current one (so
+        the tree is reparsed incrementally, as after an editor's edit)."""
+        prefix, suffix = common_affixes(self.text, text)
+        if prefix == len(self.text) == len(text):
+            return
+        self.edit(prefix, len(self.text) - suffix, text[prefix:len(text) - suffix])
 
     def replace(self, text: str) -> None:
         """A full-text change: parse from scratch."""
         self.text = text
-        if self._parser is not None:
-            self.tree = self._parser.parse(text.encode("utf-8"))
-        self._stale = False
+        self._source = None
+        self.tree = None
+        self._stale = self._parser is not None
         self._symbols = None
         self._edits = []
+        self.reparse()
+
+    @property
+    def source(self) -> bytes:
+        """The text as UTF-8 (what the tree's byte offsets refer to)."""
+        if self._source is None:
+            self._source = self.text.encode("utf-8")
+        return self._source
+
+    def too_large(self, max_bytes: int) -> str:
+        """Why the buffer is too large to parse and index, or "" when it is not."""
+        size = len(self.text) if len(self.text) * 4 <= max_bytes else len(self.source)
+        return f"{size:,} bytes exceed the {max_bytes:,}-byte limit" if size > max_bytes else ""
+
+    def drop_tree(self) -> None:
+        """Forget the tree and symbols (a buffer grown too large); the next use parses afresh."""
+        self.tree, self._symbols, self._edits = None, None, []
+        self._stale = self._parser is not None
 
     def reparse(self) -> Tree | None:
         if self._stale and self._parser is not None:
             old = self.tree
-            self.tree = self._parser.parse(self.text.encode("utf-8"), old)
-            ranges = old.changed_ranges(self.tree)
-            self._changed_rows = [(r.start_point.row, r.end_point.row) for r in ranges]
+            self.tree = self._parser.parse(self.source, old) if old is not None else self._parser.parse(self.source)
+            if old is not None:
+                ranges = old.changed_ranges(self.tree)
+                self._changed_rows = [(r.start_point.row, r.end_point.row) for r in ranges]
             self._stale = False
         return self.tree
 
@@ -106,7 +159,7 @@ class ParsedDocument:
         tree = self.reparse()
         previous, edits = self._symbols, self._edits
         self._edits = []
-        if previous is not None and len(edits) == 1 and tree is not None:
+        if previous is not None and len(edits) == 1 and tree is not None and self._changed_rows is not None:
             result = self._incremental(previous, edits[0], tree)
         elif previous is not None and not edits:
             result = previous

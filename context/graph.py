@@ -15,7 +15,6 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from .imports import ImportRef, PathIndex, resolve_import_all
 from .symbols import FileSymbols
 
 IMPORT_WEIGHT = 2.0
@@ -47,49 +46,20 @@ def out_edges(path: str, symbols: FileSymbols, defining: Mapping[str, set[str]],
     return edges
 
 
-def import_neighbours(path: str, symbols: FileSymbols, paths: PathIndex) -> set[str]:
-    """The workspace files `path` imports."""
-    found: set[str] = set()
-    for raw in symbols.imports:
-        try:
-            found.update(resolve_import_all(path, ImportRef(**raw), paths))
-        except TypeError:  # a row written by another version of the import extractor
-            continue
-    return (found & paths.paths) - {path}
-
-
 class FileGraph:
-    """Edges per file, with personalized PageRank computed on demand."""
+    """Weighted edges per file, with personalized PageRank computed on demand."""
 
     def __init__(self) -> None:
         self.edges: dict[str, dict[str, float]] = {}
-        self.importers: dict[str, set[str]] = {}  # import edges reversed: who imports a file
-        self._imports_of: dict[str, set[str]] = {}
         self._matrix: tuple | None = None
 
-    def set_edges(self, path: str, edges: dict[str, float], imports: set[str]) -> None:
-        if self.edges.get(path) == edges and self._imports_of.get(path) == imports:
+    def set_edges(self, path: str, edges: dict[str, float]) -> None:
+        if self.edges.get(path) == edges:
             return
-        self._drop_imports(path)
         self.edges[path] = edges
-        self._imports_of[path] = imports
-        for target in imports:
-            self.importers.setdefault(target, set()).add(path)
         self._matrix = None
 
-    def imports_of(self, path: str) -> set[str]:
-        return self._imports_of.get(path, set())
-
-    def _drop_imports(self, path: str) -> None:
-        for target in self._imports_of.pop(path, ()):
-            users = self.importers.get(target)
-            if users is not None:
-                users.discard(path)
-                if not users:
-                    del self.importers[target]
-
     def remove(self, path: str) -> None:
-        self._drop_imports(path)
         self.edges.pop(path, None)
         self._matrix = None
 

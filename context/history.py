@@ -9,7 +9,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import git
+
 _RECORD, _FIELD = "\x1e", "\x1f"
+GIT_TIMEOUT_S = 60.0  # a git call taking longer than this is killed (a hung file system, a lock)
+# What a git call may raise: git failed or was killed, or could not be started.
+GIT_ERRORS = (git.GitCommandError, OSError, ValueError)
+
+
+def run_git(repo, command: str, *args: str, **kwargs) -> str:
+    """`git <command> <args>` in `repo` (GitPython spelling: `ls_files` runs `git ls-files`),
+    killed after GIT_TIMEOUT_S; a kill or a failure raises one of GIT_ERRORS."""
+    return getattr(repo.git, command)(*args, kill_after_timeout=GIT_TIMEOUT_S, **kwargs)
 
 
 @dataclass(frozen=True)
@@ -22,8 +33,6 @@ class Commit:
 
 def open_repo(root: Path):
     """The git.Repo containing `root`, or None when it is not in a git work tree."""
-    import git
-
     try:
         return git.Repo(root, search_parent_directories=True)
     except (git.InvalidGitRepositoryError, git.NoSuchPathError):
@@ -33,8 +42,6 @@ def open_repo(root: Path):
 def read_history(root: Path, max_commits: int | None = None, rev: str = "HEAD") -> list[Commit]:
     """Commits reachable from `rev` with the files each touched (merges skipped: their file
     lists repeat their parents'). An empty list outside git or in a repo without commits."""
-    import git
-
     repo = open_repo(root)
     if repo is None:
         return []
@@ -42,8 +49,8 @@ def read_history(root: Path, max_commits: int | None = None, rev: str = "HEAD") 
     if max_commits:
         args.append(f"--max-count={max_commits}")
     try:
-        out = repo.git.log(rev, *args)
-    except git.GitCommandError:  # no commits yet, or an unknown rev
+        out = run_git(repo, "log", rev, *args)
+    except GIT_ERRORS:  # no commits yet, or an unknown rev
         return []
     commits = []
     for record in out.split(_RECORD)[1:]:
@@ -62,25 +69,23 @@ def uncommitted_changes(root: Path) -> dict[str, list[LineRange]]:
     """Lines changed in the work tree and index against HEAD, per file (paths relative to the
     repository's top folder; new-side line ranges). Untracked files count as wholly changed.
     Empty outside git; before the first commit every file is untracked-like."""
-    import git
-
     repo = open_repo(root)
     if repo is None:
         return {}
     changes: dict[str, list[LineRange]] = {}
     try:
-        diff = repo.git.diff("HEAD", "--unified=0", "--no-color", "--no-ext-diff", "--no-renames")
-    except git.GitCommandError:  # no HEAD yet
+        diff = run_git(repo, "diff", "HEAD", "--unified=0", "--no-color", "--no-ext-diff", "--no-renames")
+    except GIT_ERRORS:  # no HEAD yet
         diff = ""
         try:
-            tracked = repo.git.ls_files("-z").split("\0")
-        except git.GitCommandError:
+            tracked = run_git(repo, "ls_files", "-z").split("\0")
+        except GIT_ERRORS:
             tracked = []
         changes.update({p: [WHOLE_FILE] for p in tracked if p})
     _parse_unified_diff(diff, changes)
     try:
-        untracked = repo.git.ls_files("-z", "--others", "--exclude-standard").split("\0")
-    except git.GitCommandError:
+        untracked = run_git(repo, "ls_files", "-z", "--others", "--exclude-standard").split("\0")
+    except GIT_ERRORS:
         untracked = []
     changes.update({p: [WHOLE_FILE] for p in untracked if p})
     return changes

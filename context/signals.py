@@ -15,9 +15,8 @@ from dataclasses import dataclass
 
 from .bm25 import BM25
 from .cochange import CoChange
-from .graph import FileGraph, import_neighbours, out_edges
-from .imports import PathIndex
-from .index import WorkspaceIndex
+from .graph import FileGraph, out_edges
+from .project import Project
 from .symbols import IDENTIFIER, FileSymbols, terms_of
 
 WEIGHTS = {"definition": 10.0, "diff": 4.0, "bm25": 3.0, "import": 2.0, "graph": 2.0, "cochange": 2.0,
@@ -53,7 +52,7 @@ class Cursor:
 
 
 class Signals:
-    def __init__(self, index: WorkspaceIndex, history: CoChange | None = None,
+    def __init__(self, index: Project, history: CoChange | None = None,
                  changes: dict[str, list[tuple[int, int]]] | None = None) -> None:
         self.index = index
         self.history = history
@@ -62,21 +61,17 @@ class Signals:
         self.graph = FileGraph()
         self._seen: dict[str, int] = {}
         self._synced_generation = -1
-        self._resolved: dict[str, tuple[list, set[str]]] = {}
-        self._paths: PathIndex | None = None
-        self._paths_generation = -1
+        self._file_set_generation = -1
 
     def sync(self) -> None:
-        """Bring BM25 and the graph up to date with the index: the changed files, plus the
+        """Bring BM25 and the graph up to date with the project: the changed files, plus the
         files using a name whose definitions moved."""
         index = self.index
         # A file appearing or leaving can change how any import resolves: redo every edge.
-        first = self._paths is None or self._paths_generation != index.file_set_generation
-        if first:
-            self._paths = PathIndex(index.files)
-            self._paths_generation = index.file_set_generation
+        first = self._file_set_generation != index.file_set_generation
+        self._file_set_generation = index.file_set_generation
         moved: set[str] = set()
-        for generation, names in reversed(index.name_log):
+        for generation, names in reversed(index.names.log):
             if generation <= self._synced_generation:
                 break
             moved |= names
@@ -93,19 +88,10 @@ class Signals:
             elif first:
                 stale.add(path)
         for path in stale & index.files.keys():
-            symbols = index.files[path]
-            imported = self._imports(path, symbols, first)
-            self.graph.set_edges(path, out_edges(path, symbols, index.defining, imported), imported)
+            imported = index.imports.imports_of(path)
+            self.graph.set_edges(path, out_edges(path, index.files[path], index.names.defining, imported))
         self._synced_generation = index.generation
-        if len(index.name_log) > 10_000:  # everything in it has been applied
-            del index.name_log[:-1]
-
-    def _imports(self, path: str, symbols: FileSymbols, fresh: bool) -> set[str]:
-        """Resolved imports of a file, re-resolved only when its imports or the file set change."""
-        cached = self._resolved.get(path)
-        if fresh or cached is None or cached[0] is not symbols.imports:
-            cached = self._resolved[path] = (symbols.imports, import_neighbours(path, symbols, self._paths))
-        return cached[1]
+        index.names.trim_log()
 
     def gather(self, cursor: Cursor, recent: list[str] = ()) -> list[Candidate]:
         self.sync()
@@ -164,10 +150,10 @@ class Signals:
         """Files whose names the cursor's file sees: those it imports and, in package-scoped
         languages, the other files of its folder. A name defined there is most likely the one
         meant, as a compiler would resolve it."""
-        scope = set(self.graph.imports_of(cursor.path))
+        scope = self.index.imports.imports_of(cursor.path)
         if cursor.symbols.language in PACKAGE_SCOPED:
             folder = posixpath.dirname(cursor.path)
-            scope |= {p for p in self._paths.in_dir(folder) if p != cursor.path}
+            scope |= {p for p in self.index.imports.paths.in_dir(folder) if p != cursor.path}
         return scope
 
     def _add_definitions(self, name: str, score: float, scope: set[str], add) -> None:
@@ -198,8 +184,8 @@ class Signals:
         return relevance
 
     def _import_files(self, cursor: Cursor) -> dict[str, float]:
-        mine = self.graph.imports_of(cursor.path)
-        importers = self.graph.importers.get(cursor.path, set())
+        mine = self.index.imports.imports_of(cursor.path)
+        importers = self.index.imports.importers.get(cursor.path, set())
         return {p: 1.0 if p in mine else 0.5 for p in sorted(mine | importers) if p != cursor.path}
 
     def _graph_files(self, cursor: Cursor, recent: list[str]) -> dict[str, float]:

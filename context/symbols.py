@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 from tree_sitter import Node, Point, QueryCursor, Tree
 
+from .imports.extract import extract_imports
 from .languages import Languages
 
 IDENTIFIER = re.compile(r"[A-Za-z_$][A-Za-z0-9_$]*")
@@ -174,8 +175,6 @@ def chunk_lines(lines: list[str], definitions: list[Definition],
 
 
 def imports_of(tree: Tree, language: str, source: bytes) -> list[dict]:
-    from .imports import extract_imports
-
     try:
         refs = extract_imports(language, tree, source)
     except (KeyError, ValueError):  # a language the import extractor does not cover

@@ -13,6 +13,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
+from .files import is_regular_file, read_regular, read_text
+from .history import GIT_ERRORS, open_repo, run_git
 from .privacy import is_secret_path
 
 MAX_FILE_BYTES = 1_000_000
@@ -99,8 +101,6 @@ class Workspace:
 
     def _git_prefix(self) -> str:
         """The root's path inside its git work tree ("" at the top, else "sub/dir/")."""
-        from .history import open_repo
-
         repo = open_repo(self.root)
         if repo is None or repo.working_tree_dir is None:
             return ""
@@ -108,11 +108,7 @@ class Workspace:
         return "" if rel == "." else rel + "/"
 
     def _read_rules(self, name: str) -> IgnoreRules:
-        path = self.root / name
-        try:
-            return IgnoreRules.from_text(path.read_text(encoding="utf-8", errors="replace"))
-        except OSError:
-            return IgnoreRules()
+        return IgnoreRules.from_text(read_text(self.root / name) or "")
 
     def relative(self, path: str | Path) -> str:
         """The workspace-relative POSIX path of `path`; refuses anything outside the root."""
@@ -137,16 +133,12 @@ class Workspace:
         return sorted(p for p in set(paths) if self.allowed(p))
 
     def _git_paths(self) -> list[str] | None:
-        from .history import open_repo
-
         repo = open_repo(self.root)
         if repo is None or repo.working_tree_dir is None:
             return None
-        import git
-
         try:
-            out = repo.git.ls_files("-z", "--cached", "--others", "--exclude-standard", "--", str(self.root))
-        except git.GitCommandError:
+            out = run_git(repo, "ls_files", "-z", "--cached", "--others", "--exclude-standard", "--", str(self.root))
+        except GIT_ERRORS:
             return None
         top = Path(repo.working_tree_dir).resolve()
         prefix = self.root.relative_to(top).as_posix() if self.root != top else ""
@@ -164,23 +156,33 @@ class Workspace:
             rel_folder = "" if rel_folder == "." else rel_folder + "/"
             dirs[:] = sorted(d for d in dirs if d not in _ALWAYS_SKIPPED_DIRS
                              and not gitignore.ignored(rel_folder + d, is_dir=True))
-            found.extend(rel_folder + f for f in files if not gitignore.ignored(rel_folder + f))
+            # FIFOs, sockets and devices are not source files (and reading a FIFO blocks forever)
+            found.extend(rel_folder + f for f in files
+                         if not gitignore.ignored(rel_folder + f) and is_regular_file(os.path.join(folder, f)))
         return found
 
     def read(self, rel_path: str) -> bytes | None:
         """The bytes of an indexable file, or None when a rule excludes it (size, binary,
-        generated, secret, ignored, outside the root, unreadable)."""
+        generated, secret, ignored, outside the root, not a regular file, unreadable)."""
+        return self.load(rel_path)[0]
+
+    def load(self, rel_path: str) -> tuple[bytes | None, str]:
+        """(bytes, "") of an indexable file, or (None, why it is not read)."""
         if not self.allowed(rel_path):
-            return None
+            return None, "ignored or secret-bearing"
         path = self.root / rel_path
         try:
             if path.is_symlink() and not path.resolve().is_relative_to(self.root):
-                return None
-            if path.stat().st_size > self.max_file_bytes:
-                return None
-            data = path.read_bytes()
-        except OSError:
-            return None
-        if is_binary(data) or looks_generated(rel_path, data[:20000]):
-            return None
-        return data
+                return None, "a link leading outside the workspace"
+        except (OSError, RuntimeError):  # a symlink loop
+            return None, "unreadable"
+        if not is_regular_file(path):
+            return None, "not a regular file"
+        data = read_regular(path, self.max_file_bytes)
+        if data is None:
+            return None, f"unreadable or larger than {self.max_file_bytes:,} bytes"
+        if is_binary(data):
+            return None, "binary"
+        if looks_generated(rel_path, data[:20000]):
+            return None, "generated or minified"
+        return data, ""

@@ -16,6 +16,12 @@ Layout shared by every paged kernel (the vLLM / flash-attention paged layout):
 The Loop model's later loops keep their own K/V in a window cache of the same layout (own
 block tables) and mix global attention over loop 0's cache with local sliding-window
 attention over that window cache through a per-head gate (see `loop_attention`).
+
+Extensions the kernels need and the references accept too (all optional, keyword-only):
+`out` (a preallocated result), and the kernels' launch hints `max_seq_len`, `num_splits` and
+`workspace`, which change nothing here. `write_kv` skips negative slots (padding rows of a
+CUDA-graph batch). The row-wise references (`rms_norm`, `add_rms_norm`, `apply_rope`) are
+the engine's layer math, bit for bit in fp32.
 """
 
 from __future__ import annotations
@@ -29,12 +35,16 @@ def write_kv(
     v_cache: torch.Tensor,  # [num_blocks, block_size, KVH, D]
     k: torch.Tensor,  # [N, KVH, D] new tokens' keys
     v: torch.Tensor,  # [N, KVH, D]
-    slots: torch.Tensor,  # [N] int: block * block_size + row of each new token
+    slots: torch.Tensor,  # [N] int: block * block_size + row of each new token; < 0: skip
 ) -> None:
     """Scatter new K/V into their cache slots (in place)."""
     kvh, d = k_cache.shape[2], k_cache.shape[3]
-    k_cache.view(-1, kvh, d).index_copy_(0, slots.long(), k.to(k_cache.dtype))
-    v_cache.view(-1, kvh, d).index_copy_(0, slots.long(), v.to(v_cache.dtype))
+    slots = slots.long()
+    keep = slots >= 0
+    if not bool(keep.all()):
+        slots, k, v = slots[keep], k[keep], v[keep]
+    k_cache.view(-1, kvh, d).index_copy_(0, slots, k.to(k_cache.dtype))
+    v_cache.view(-1, kvh, d).index_copy_(0, slots, v.to(v_cache.dtype))
 
 
 def paged_attention(
@@ -46,9 +56,14 @@ def paged_attention(
     seq_lens: torch.Tensor,  # [B] int, keys per sequence including the new tokens
     scale: float,
     window: int = 0,  # 0: full causal; W > 0: each query sees its last W keys
+    *,
+    out: torch.Tensor | None = None,  # [N, H, D]; rows of no sequence are left as they are
+    max_seq_len: int | None = None,  # launch hints of the kernels (ops.py); unused here
+    num_splits: int | None = None,
+    workspace: torch.Tensor | None = None,
 ) -> torch.Tensor:  # [N, H, D]
     """Causal (optionally sliding-window) attention over a paged K/V cache."""
-    out = torch.empty_like(q)
+    out = torch.empty_like(q) if out is None else out
     cu = cu_seqlens_q.tolist()
     lens = seq_lens.tolist()
     for b in range(len(lens)):
@@ -75,6 +90,11 @@ def loop_attention(
     window: int,  # the Loop model's loop_window_size W (> 0)
     gate_weight: torch.Tensor,  # [H, D]
     gate_bias: torch.Tensor,  # [H]
+    *,
+    out: torch.Tensor | None = None,
+    max_seq_len: int | None = None,  # launch hints of the kernels (ops.py); unused here
+    num_splits: int | None = None,
+    workspace: torch.Tensor | None = None,
 ) -> torch.Tensor:  # [N, H, D]
     """LoopAttention: g * global + (1 - g) * local, g = sigmoid(w_h . q_h + b_h) per head.
 
@@ -84,12 +104,39 @@ def loop_attention(
     glob = paged_attention(q, k_cache, v_cache, block_tables, cu_seqlens_q, seq_lens, scale)
     local = paged_attention(q, wk_cache, wv_cache, window_block_tables, cu_seqlens_q, seq_lens, scale, window)
     g = loop_gate(q, gate_weight, gate_bias)
-    return g * glob + (1 - g) * local
+    mixed = g * glob + (1 - g) * local
+    if out is None:
+        return mixed
+    lo, hi = int(cu_seqlens_q[0]), int(cu_seqlens_q[-1])
+    out[lo:hi] = mixed[lo:hi]
+    return out
 
 
 def loop_gate(q: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
     """q [N, H, D] -> g [N, H, 1] = sigmoid(w_h . q_h + b_h), in q's dtype."""
     return torch.sigmoid(torch.einsum("nhd,hd->nh", q, weight) + bias).unsqueeze(-1)
+
+
+def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+    """RMSNorm over the last dim: normalise in fp32, cast back, then scale in the model dtype."""
+    xf = x.float()
+    xf = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + eps)
+    return weight * xf.to(x.dtype)
+
+
+def add_rms_norm(
+    x: torch.Tensor, residual: torch.Tensor, weight: torch.Tensor, eps: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The residual update and the next norm: h = residual + x -> (rms_norm(h), h)."""
+    h = residual + x
+    return rms_norm(h, weight, eps), h
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate-half RoPE of packed heads: x [N, H, D], cos/sin [N, D] (model dtype) -> [N, H, D]."""
+    half = x.shape[-1] // 2
+    rotated = torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+    return x * cos[:, None] + rotated * sin[:, None]
 
 
 def _attend_one(

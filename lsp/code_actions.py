@@ -17,18 +17,18 @@ from typing import Any
 
 from lsprotocol import types
 from pygls.exceptions import JsonRpcException
+from pygls.lsp.server import LanguageServer
 
 from loopls.context.languages import Languages, language_for_path
+from loopls.context.privacy import inserted_secret, redact
 from loopls.context.smells import analyze_tree
 from loopls.context.smells.checks import BY_CODE
-from loopls.context.privacy import inserted_secret, redact
 from loopls.engine.backends import Backend, BackendError
 from loopls.engine.backends.base import Priority, SamplingParams
 from loopls.engine.model.generate import cut_at_stop
 
 from .model_host import ModelUnavailable, guard_prompt
 from .positions import UTF16, LineIndex
-from .server import LooplsServer
 
 log = logging.getLogger(__name__)
 MAX_NEW_TOKENS = 512
@@ -119,7 +119,7 @@ def _disable(action: types.CodeAction, reason: str) -> types.CodeAction:
     return action
 
 
-async def resolve_quick_fix(ls: LooplsServer, host: Any, action: types.CodeAction) -> types.CodeAction:
+async def resolve_quick_fix(ls: LanguageServer, host: Any, action: types.CodeAction) -> types.CodeAction:
     data = action.data if isinstance(action.data, dict) else {}
     uri = data.get("uri", "")
     doc = ls.workspace.text_documents.get(uri)
@@ -180,7 +180,7 @@ def _request(backend: Backend, prompt: str) -> tuple[list[int], SamplingParams]:
     return ids, SamplingParams(max_tokens=MAX_NEW_TOKENS, temperature=0.0, stop=("\n```",))
 
 
-def register_smell_code_actions(server: LooplsServer, host: Any) -> None:
+def register_smell_code_actions(server: LanguageServer, host: Any) -> None:
     features = server.protocol.fm.features
     if types.TEXT_DOCUMENT_CODE_ACTION in features or types.CODE_ACTION_RESOLVE in features:
         # Another feature owns code actions: it can offer `quick_fixes` and `resolve_quick_fix` itself.
@@ -189,7 +189,7 @@ def register_smell_code_actions(server: LooplsServer, host: Any) -> None:
 
     @server.feature(types.TEXT_DOCUMENT_CODE_ACTION, types.CodeActionOptions(
         code_action_kinds=[types.CodeActionKind.QuickFix], resolve_provider=True))
-    async def code_action(ls: LooplsServer, params: types.CodeActionParams) -> list[types.CodeAction] | None:
+    async def code_action(ls: LanguageServer, params: types.CodeActionParams) -> list[types.CodeAction] | None:
         if params.context.only and types.CodeActionKind.QuickFix not in params.context.only:
             return None
         uri = params.text_document.uri
@@ -201,5 +201,5 @@ def register_smell_code_actions(server: LooplsServer, host: Any) -> None:
         return quick_fixes(uri, doc.version if doc is not None else None, diagnostics) or None
 
     @server.feature(types.CODE_ACTION_RESOLVE)
-    async def code_action_resolve(ls: LooplsServer, action: types.CodeAction) -> types.CodeAction:
+    async def code_action_resolve(ls: LanguageServer, action: types.CodeAction) -> types.CodeAction:
         return await resolve_quick_fix(ls, host, action)

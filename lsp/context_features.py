@@ -1,43 +1,43 @@
-"""The context engine inside the server: background indexing with `$/progress`, incremental
-updates from the editor and the disk, `loopls/explainContext`, and packed cross-file context
-for completions.
+"""The project models inside the server: one `Project` per workspace folder, built in the
+background with `$/progress`, kept current from the editor and the disk, and read by the
+completion prompts (`provide`), `loopls/explainContext` and the smell diagnostics.
 
-Index work runs on one thread of its own, in arrival order, so that edits apply to the tree
-in the order the editor made them; a lock guards the index against the engine thread, which
-assembles prompts for completions. Document events are observed by wrapping pygls' built-in
-text-synchronisation handlers rather than registering user features, so that other features
-(diagnostics) keep the one user-handler slot each notification has.
+Everything that touches a project runs on one thread of its own, in arrival order, so edits
+apply to the trees in the order the editor made them and no reader ever sees a half-applied
+change; nothing of it runs on the event loop. Documents outside every workspace folder and
+`untitled:` documents belong to no project: they get buffer-only completions and no
+cross-file work.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import threading
 import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from lsprotocol import types
 from pygls.exceptions import JsonRpcInternalError, JsonRpcInvalidParams
+from pygls.lsp.server import LanguageServer
 from pygls.uris import to_fs_path
 
 from loopls.context.assemble import ContextEngine
-from loopls.context.documents import ParsedDocument
 from loopls.context.explain import explain
-from loopls.context.index import IndexSummary, WorkspaceIndex
 from loopls.context.packing import PackedContext
+from loopls.context.project import IndexSummary, Project
 from loopls.context.workspace import WorkspaceError
 
 from .positions import LineIndex, PositionError, check_position, scrub_surrogates
-from .server import LooplsServer
 
 log = logging.getLogger(__name__)
 EXPLAIN_CONTEXT = "loopls/explainContext"
 CONTEXT_STATUS = "loopls/contextStatus"
 CHANGES_REFRESH_S = 2.0  # how stale the uncommitted-diff signal may get between saves
+T = TypeVar("T")
 
 
 def _cache_dir() -> Path:
@@ -47,62 +47,95 @@ def _cache_dir() -> Path:
 
 
 class ContextHost:
-    """The server's context state: index, open documents, engine (made per tokenizer)."""
+    """The server's project models (one per workspace folder), their thread and the context
+    engines made from them (per tokenizer)."""
 
-    def __init__(self, server: LooplsServer) -> None:
+    def __init__(self, server: LanguageServer) -> None:
         self.server = server
-        self.lock = threading.Lock()
-        self.thread = ThreadPoolExecutor(1, thread_name_prefix="loopls-context")
-        self.index: WorkspaceIndex | None = None
-        self.engine: ContextEngine | None = None
-        self.docs: dict[str, ParsedDocument] = {}
-        self.ready: asyncio.Future | None = None
-        self.summary: IndexSummary | None = None
-        self._changes_read = 0.0
-        self.progress = (0, 0)  # files indexed, files to index
+        self.thread = ThreadPoolExecutor(1, thread_name_prefix="loopls-project")
+        self.projects: dict[Path, Project] = {}  # built, by root
+        self.builds: dict[Path, asyncio.Future] = {}
+        self.summaries: dict[Path, IndexSummary | None] = {}
+        self.engines: dict[Path, ContextEngine] = {}
+        self.long_work = 0  # builds and whole-project checks running on the thread
+        self.on_built: list[Callable[[Project], None]] = []  # called on the thread after a build
+        self.tree_consumers: list[Callable[[Project], Any]] = []  # -> a TreeConsumer or None
+        self._changes_read: dict[Path, float] = {}
+        self.progress: dict[Path, tuple[int, int]] = {}  # files indexed and to index, per folder
+        self.changed: Callable[[], None] = lambda: None  # what the index status shows changed
         self.provided = 0  # completion prompts packed with workspace context
         self.last_prompt_tokens = 0
 
-    # -- indexing -------------------------------------------------------------------------
+    # -- the thread -------------------------------------------------------------------------
+
+    def run(self, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
+        """Run `fn(*args)` on the project thread, after everything submitted before it."""
+        return asyncio.get_running_loop().run_in_executor(self.thread, fn, *args)
+
+    # -- folders ----------------------------------------------------------------------------
+
+    def roots(self) -> list[Path]:
+        """The workspace folders (the root folder when the client named no folders)."""
+        ws = self.server.workspace
+        uris = list(ws.folders) or ([ws.root_uri] if ws.root_uri else [])
+        out = []
+        for uri in uris:
+            path = to_fs_path(uri) if uri.startswith("file:") else None
+            if path:
+                out.append(Path(path).resolve())
+        return sorted(set(out))
 
     def start(self) -> asyncio.Future:
-        if self.ready is None:
-            self.ready = asyncio.ensure_future(self._build())
-        return self.ready
-
-    async def _build(self) -> None:
-        root = self.server.workspace.root_path
-        if not root:
-            return
+        """Build every folder not built yet; a future that is done when all are. The build is
+        queued on the project thread right away, so document events that follow apply to
+        the built project."""
         loop = asyncio.get_running_loop()
-        token = await self._begin_progress()
+        for root in self.roots():
+            if root not in self.builds:
+                token: dict[str, str] = {}  # the progress token, once the client accepted one
+                job = asyncio.wrap_future(self.thread.submit(self._build, root, token, loop))
+                self.builds[root] = asyncio.ensure_future(self._report(root, job, token))
+        return asyncio.gather(*self.builds.values())
 
+    @property
+    def ready(self) -> bool:
+        return bool(self.builds) and all(f.done() for f in self.builds.values())
+
+    async def _report(self, root: Path, job: asyncio.Future, token: dict[str, str]) -> None:
+        """`$/progress` around a build running on the project thread."""
+        begun = await self._begin_progress()
+        if begun is not None:
+            token["value"] = begun
+        summary = self.summaries[root] = await job
+        self.changed()
+        if begun is not None:
+            message = f"{summary.files} files indexed" if summary else "no index"
+            self.server.work_done_progress.end(begun, types.WorkDoneProgressEnd(message=message))
+
+    def _build(self, root: Path, token: dict[str, str], loop: asyncio.AbstractEventLoop) -> IndexSummary | None:
         def progress(done: int, total: int, path: str) -> None:
-            self.progress = (done, total)
+            self.progress[root] = (done, total)
             if done % 50 == 0 or done == total:
-                loop.call_soon_threadsafe(self.server.status.changed)
-            if token is not None and (done % 50 == 0 or done == total):
+                loop.call_soon_threadsafe(self.changed)
+            if "value" in token and (done % 50 == 0 or done == total):
                 report = types.WorkDoneProgressReport(message=f"{done}/{total} {path}", percentage=100 * done // max(total, 1))
-                loop.call_soon_threadsafe(self.server.work_done_progress.report, token, report)
+                loop.call_soon_threadsafe(self.server.work_done_progress.report, token["value"], report)
 
-        def build() -> IndexSummary | None:
-            try:
-                index = WorkspaceIndex(root, _cache_dir())
-            except WorkspaceError as exc:
-                log.warning("no context index: %s", exc)
-                return None
-            summary = index.build(progress)
-            with self.lock:
-                self.index = index
-                for path, doc in self.docs.items():  # documents opened while indexing
-                    index.update_document(path, doc.text, doc.symbols())
-            return summary
-
-        self.summary = await loop.run_in_executor(self.thread, build)
-        self.server.status.changed()
-        if token is not None:
-            message = f"{self.summary.files} files indexed" if self.summary else "no index"
-            self.server.work_done_progress.end(token, types.WorkDoneProgressEnd(message=message))
+        try:
+            project = Project(root, _cache_dir())
+        except WorkspaceError as exc:
+            log.warning("no project model for %s: %s", root, exc)
+            return None
+        consumers = [c for c in (make(project) for make in self.tree_consumers) if c is not None]
+        self.long_work += 1
+        try:
+            summary = project.build(progress, consumer=_fan_out(consumers))
+            self.projects[root] = project
+            for callback in self.on_built:
+                callback(project)
+        finally:
+            self.long_work -= 1
+        return summary
 
     async def _begin_progress(self) -> str | None:
         caps = self.server.client_capabilities
@@ -117,152 +150,179 @@ class ContextHost:
         self.server.work_done_progress.begin(token, types.WorkDoneProgressBegin(title="loopls: indexing", percentage=0))
         return token
 
-    # -- document events (run on the context thread, in order) ----------------------------
-
-    def path_of(self, uri: str) -> str | None:
-        if self.index is None and self.server.workspace.root_path is None:
+    def locate(self, uri: str) -> tuple[Path, str] | None:
+        """(folder root, workspace-relative path) of a document, or None outside every folder
+        (and for `untitled:` and other non-file documents)."""
+        fs_path = to_fs_path(uri) if uri.startswith("file:") else None
+        if not fs_path:
             return None
-        root = Path(self.index.root if self.index else self.server.workspace.root_path).resolve()
-        fs_path = to_fs_path(uri)
-        if fs_path is None:
-            return None
-        try:
-            return Path(fs_path).resolve().relative_to(root).as_posix()
-        except ValueError:
-            return None  # outside the workspace: never indexed
+        path = Path(fs_path).resolve()
+        for root in sorted(self.roots(), key=lambda r: len(r.parts), reverse=True):  # innermost first
+            if path.is_relative_to(root):
+                return root, path.relative_to(root).as_posix()
+        return None
 
-    def did_open(self, params: types.DidOpenTextDocumentParams) -> None:
-        self.start()
-        path = self.path_of(params.text_document.uri)
-        if path is not None:
-            self.thread.submit(self._open, path, params.text_document.text)
+    # -- events (the server's fan-out calls these on the event loop) --------------------------
 
-    def _open(self, path: str, text: str) -> None:
-        with self.lock:
-            doc = self.docs[path] = ParsedDocument(path, text, self.index.languages if self.index else _languages())
-            if self.index is not None:
-                self.index.update_document(path, text, doc.symbols())
-
-    def did_change(self, params: types.DidChangeTextDocumentParams) -> None:
-        path = self.path_of(params.text_document.uri)
-        if path is not None:
-            self.thread.submit(self._change, path, list(params.content_changes), self.server.encoding)
-
-    def _change(self, path: str, changes: list[Any], encoding: str) -> None:
-        with self.lock:
-            doc = self.docs.get(path)
-            if doc is None:
+    def document_event(self, method: str, params: Any) -> None:
+        if method == types.INITIALIZED:
+            self.start()
+        elif method == types.WORKSPACE_DID_CHANGE_WORKSPACE_FOLDERS:
+            self._folders_changed(params)
+        elif method == types.WORKSPACE_DID_CHANGE_WATCHED_FILES:
+            by_root: dict[Path, list[str]] = {}
+            for change in params.changes:
+                where = self.locate(change.uri)
+                if where is not None:
+                    by_root.setdefault(where[0], []).append(where[1])
+            for root, paths in by_root.items():
+                self.thread.submit(self._refresh, root, paths)
+        elif method in (types.TEXT_DOCUMENT_DID_OPEN, types.TEXT_DOCUMENT_DID_CHANGE, types.TEXT_DOCUMENT_DID_CLOSE):
+            self.start()
+            where = self.locate(params.text_document.uri)
+            if where is None:
                 return
-            try:
-                for change in changes:
-                    if isinstance(change, types.TextDocumentContentChangePartial):
-                        start, end = LineIndex(doc.text).span(change.range, encoding)
-                        doc.edit(start, end, scrub_surrogates(change.text))
-                    else:
-                        doc.replace(change.text)
-            except (PositionError, ValueError) as exc:  # a client out of sync: start over from its text
-                log.warning("%s: edit out of range (%s); re-reading the buffer", path, exc)
-                doc.replace(self._buffer_text(path) or doc.text)
-            if self.index is not None:
-                self.index.update_document(path, doc.text, doc.symbols())
-            if self.engine is not None:
-                self.engine.touch(path)
+            if method == types.TEXT_DOCUMENT_DID_OPEN:
+                self.thread.submit(self._open, *where, params.text_document.text)
+            elif method == types.TEXT_DOCUMENT_DID_CHANGE:
+                encoding = self.server.workspace.position_encoding  # as negotiated: the client's units
+                self.thread.submit(self._change, *where, params.text_document.uri, list(params.content_changes),
+                                   encoding)
+            else:
+                self.thread.submit(self._close, *where)
 
-    def _buffer_text(self, path: str) -> str | None:
-        uri = (Path(self.index.root) / path).as_uri() if self.index else None
-        doc = self.server.workspace.text_documents.get(uri) if uri else None
-        return doc.source if doc is not None else None
+    def _folders_changed(self, params: types.DidChangeWorkspaceFoldersParams) -> None:
+        for folder in params.event.removed or []:
+            fs_path = to_fs_path(folder.uri)
+            root = Path(fs_path).resolve() if fs_path else None
+            if root is not None and self.builds.pop(root, None) is not None:
+                self.summaries.pop(root, None)
+                self.thread.submit(self._drop, root)
+        self.start()
 
-    def did_close(self, params: types.DidCloseTextDocumentParams) -> None:
-        path = self.path_of(params.text_document.uri)
-        if path is not None:
-            self.thread.submit(self._close, path)
+    def _drop(self, root: Path) -> None:
+        project = self.projects.pop(root, None)
+        self.engines.pop(root, None)
+        if project is not None:
+            project.close()
 
-    def _close(self, path: str) -> None:
-        with self.lock:
-            self.docs.pop(path, None)
-            if self.index is not None:
-                self.index.close_document(path)
+    def _open(self, root: Path, path: str, text: str) -> None:
+        project = self.projects.get(root)
+        if project is not None:
+            project.update_document(path, text)
 
-    def files_changed(self, params: types.DidChangeWatchedFilesParams) -> None:
-        paths = [p for p in (self.path_of(c.uri) for c in params.changes) if p is not None]
-        if paths:
-            self.thread.submit(self._refresh, paths)
+    def _change(self, root: Path, path: str, uri: str, changes: list[Any], encoding: str | None) -> None:
+        project = self.projects.get(root)
+        doc = project.documents.get(path) if project is not None else None
+        if doc is None:
+            return
+        try:
+            for change in changes:
+                if isinstance(change, types.TextDocumentContentChangePartial):
+                    start, end = LineIndex(doc.text).span(change.range, encoding or "utf-16")
+                    project.edit_document(path, start, end, scrub_surrogates(change.text))
+                else:
+                    project.update_document(path, change.text)
+        except (PositionError, ValueError) as exc:  # a client out of sync: start over from its text
+            log.warning("%s: edit out of range (%s); re-reading the buffer", path, exc)
+            current = self.server.workspace.text_documents.get(uri)
+            project.update_document(path, current.source if current is not None else doc.text)
+        engine = self.engines.get(root)
+        if engine is not None:
+            engine.touch(path)
 
-    def _refresh(self, paths: list[str]) -> None:
-        with self.lock:
-            if self.index is not None:
-                self.index.refresh(paths)
-            self._changes_read = 0.0  # re-read the diff at the next assembly
+    def _close(self, root: Path, path: str) -> None:
+        project = self.projects.get(root)
+        if project is not None:
+            project.close_document(path)
+
+    def _refresh(self, root: Path, paths: list[str]) -> None:
+        project = self.projects.get(root)
+        if project is not None:
+            project.refresh(paths)
+            self._changes_read.pop(root, None)  # re-read the diff at the next assembly
 
     # -- assembly -------------------------------------------------------------------------
 
-    def _engine_for(self, tokenizer) -> ContextEngine | None:
-        """The engine for this tokenizer (caller holds the lock)."""
-        if self.index is None:
+    def _engine_for(self, root: Path, tokenizer) -> ContextEngine | None:
+        """The context engine of one folder for this tokenizer (on the project thread)."""
+        project = self.projects.get(root)
+        if project is None:
             return None
-        if self.engine is None or self.engine.packer.counter is not tokenizer:
-            self.engine = ContextEngine(self.index, tokenizer, tokenizer.special)
-            self._changes_read = time.monotonic()
-        elif time.monotonic() - self._changes_read > CHANGES_REFRESH_S:
-            self.engine.refresh_changes()
-            self._changes_read = time.monotonic()
-        return self.engine
+        engine = self.engines.get(root)
+        if engine is None or engine.packer.counter is not tokenizer:
+            engine = self.engines[root] = ContextEngine(project, tokenizer, tokenizer.special)
+            self._changes_read[root] = time.monotonic()
+        elif time.monotonic() - self._changes_read.get(root, 0.0) > CHANGES_REFRESH_S:
+            engine.refresh_changes()
+            self._changes_read[root] = time.monotonic()
+        return engine
 
     def provide(self, tokenizer, uri: str, version: int | None, text: str, offset: int,
                 budget: int) -> PackedContext | None:
-        """The packed prompt for a completion at `offset` of document `uri` whose text at
-        `version` is `text`, or None when the document is outside the indexed workspace (or
-        the index is not ready): the caller then uses the buffer alone."""
-        path = self.path_of(uri)
-        if path is None:
+        """The packed prompt for a completion at `offset` of document `uri`, whose text at
+        `version` is `text`; None for a document outside every folder (or `untitled:`) and
+        while a project is being built, when the caller uses the buffer alone. Called off the
+        event loop; the assembly runs on the project thread, after the edits queued before it."""
+        where = self.locate(uri)
+        if where is None or self.long_work:
             return None
-        with self.lock:
-            engine = self._engine_for(tokenizer)
-            if engine is None:
-                return None
-            try:
-                packed = engine.assemble(path, text, offset, budget)
-            except (ValueError, OSError) as exc:  # e.g. a budget too small for labels: buffer only
-                log.warning("context assembly failed: %s", exc)
-                return None
+        packed = self.thread.submit(self._provide, tokenizer, *where, text, offset, budget).result()
+        if packed is None:
+            return None
         self.provided += 1
         self.last_prompt_tokens = packed.prompt_tokens
         return packed
 
+    def _provide(self, tokenizer, root: Path, path: str, text: str, offset: int, budget: int) -> PackedContext | None:
+        engine = self._engine_for(root, tokenizer)
+        if engine is None:
+            return None
+        try:
+            return engine.assemble(path, text, offset, budget)
+        except (ValueError, OSError) as exc:  # e.g. a budget too small for labels: buffer only
+            log.warning("context assembly failed: %s", exc)
+            return None
+
     def index_status(self) -> dict:
-        """For `loopls/status`: none | indexing | ready, with progress."""
-        if self.index is not None and self.ready is not None and self.ready.done():
-            return {"state": "ready", "files": len(self.index.files)}
-        if self.ready is not None and not self.ready.done():
-            done, total = self.progress
+        """For `loopls/status`: none | indexing (with progress) | ready (with the file count)."""
+        if not self.builds:
+            return {"state": "none"}
+        if not self.ready:
+            done = sum(d for d, _ in self.progress.values())
+            total = sum(t for _, t in self.progress.values())
             return {"state": "indexing", "done": done, "total": total}
-        return {"state": "none"}
+        return {"state": "ready", "files": sum(len(p.files) for p in dict(self.projects).values())}
 
     def status(self) -> dict:
-        """For `loopls/contextStatus`: whether the index is ready and what it holds."""
-        summary = self.summary
+        """For `loopls/contextStatus`: whether the projects are ready and what they hold."""
+        projects = dict(self.projects)
+        summaries = [s for s in self.summaries.values() if s is not None]
+        roots = [str(r) for r in self.roots()]
         return {
-            "root": str(self.index.root) if self.index else self.server.workspace.root_path,
-            "indexed": self.index is not None,
-            "files": len(self.index.files) if self.index else 0,
-            "definitions": summary.definitions if summary else 0,
-            "persistent": bool(summary and summary.persistent),
-            "openDocuments": sorted(self.docs),
+            "root": roots[0] if roots else None,
+            "roots": roots,
+            "indexed": bool(projects) and self.ready,
+            "files": sum(len(p.files) for p in projects.values()),
+            "definitions": sum(s.definitions for s in summaries),
+            "persistent": bool(summaries) and all(s.persistent for s in summaries),
+            "openDocuments": sorted(p for project in projects.values() for p in list(project.documents)),
             "completionPrompts": self.provided,
             "lastPromptTokens": self.last_prompt_tokens,
         }
 
     async def explain(self, uri: str, position: types.Position, budget: int) -> dict:
-        doc = self.server.document(uri)
+        doc = self.server.workspace.text_documents.get(uri)
+        if doc is None:
+            raise JsonRpcInvalidParams(f"document is not open: {uri}")
         text = doc.source
         try:
-            offset = doc.line_index.offset(position, self.server.encoding)
+            offset = LineIndex(text).offset(position, self.server.workspace.position_encoding or "utf-16")
         except PositionError as exc:
             raise JsonRpcInvalidParams(str(exc)) from None
-        path = self.path_of(uri)
-        if path is None:
-            raise JsonRpcInvalidParams(f"{uri} is outside the workspace")
+        where = self.locate(uri)
+        if where is None:
+            raise JsonRpcInvalidParams(f"{uri} is outside the workspace folders")
         await self.start()
         backend = await self.server.models.ready()
         if backend is None:
@@ -270,34 +330,26 @@ class ContextHost:
         tokenizer = backend.tokenizer
 
         def run() -> dict:
-            with self.lock:
-                engine = self._engine_for(tokenizer)
-                if engine is None:
-                    raise JsonRpcInternalError("the workspace could not be indexed")
-                return explain(engine.assemble(path, text, offset, budget))
+            engine = self._engine_for(where[0], tokenizer)
+            if engine is None:
+                raise JsonRpcInternalError("the workspace could not be indexed")
+            return explain(engine.assemble(where[1], text, offset, budget))
 
-        return await asyncio.get_running_loop().run_in_executor(self.thread, run)
+        return await self.run(run)
 
-
-def _languages():
-    from loopls.context.languages import Languages
-
-    return Languages()
+    def shutdown(self) -> None:
+        self.thread.shutdown(wait=False, cancel_futures=True)
 
 
-def _observe(server: LooplsServer, method: str, listener) -> None:
-    """Run `listener(params)` before pygls' built-in handler for a text-sync notification."""
-    fm = server.protocol.fm
-    builtin = fm.builtin_features[method]
+def _fan_out(consumers: list) -> Callable | None:
+    if not consumers:
+        return None
 
-    def observed(params):
-        try:
-            listener(params)
-        except Exception:  # noqa: BLE001 - the context engine must never break document sync
-            log.exception("context engine: %s failed", method)
-        return (yield from builtin(params))
+    def consume(path: str, source: bytes, tree) -> None:
+        for consumer in consumers:
+            consumer(path, source, tree)
 
-    fm.builtin_features[method] = observed
+    return consume
 
 
 def _parse_explain(params: Any) -> tuple[str, types.Position, int | None]:
@@ -317,22 +369,12 @@ def _parse_explain(params: Any) -> tuple[str, types.Position, int | None]:
     return uri, position, budget
 
 
-def register_context_features(server: LooplsServer) -> None:
-    host = server.context = ContextHost(server)
-    _observe(server, types.INITIALIZED, lambda params: host.start())
-    _observe(server, types.TEXT_DOCUMENT_DID_OPEN, host.did_open)
-    _observe(server, types.TEXT_DOCUMENT_DID_CHANGE, host.did_change)
-    _observe(server, types.TEXT_DOCUMENT_DID_CLOSE, host.did_close)
-
-    @server.feature(types.WORKSPACE_DID_CHANGE_WATCHED_FILES)
-    def files_changed(ls: LooplsServer, params: types.DidChangeWatchedFilesParams) -> None:
-        host.files_changed(params)
-
+def register_context_features(server: LanguageServer, host: ContextHost) -> None:
     @server.feature(CONTEXT_STATUS)
-    def context_status(ls: LooplsServer, params: Any) -> dict:
+    def context_status(ls: LanguageServer, params: Any) -> dict:
         return host.status()
 
     @server.feature(EXPLAIN_CONTEXT)
-    async def explain_context(ls: LooplsServer, params: Any) -> dict:
+    async def explain_context(ls: LanguageServer, params: Any) -> dict:
         uri, position, budget = _parse_explain(params)
         return await host.explain(uri, position, budget or ls.options.completion.context_tokens)

@@ -1,11 +1,14 @@
 """Code-smell diagnostics over LSP: pull (`textDocument/diagnostic`, `workspace/diagnostic`)
 and push (`textDocument/publishDiagnostics`) for clients that cannot pull.
 
-The whole-project check (metrics, clones, import graph, git history, change impact) runs once
-on a thread of its own when the first diagnostics are needed; after that each open document is
-re-checked from its buffer (`ProjectChecker.check_file`), so unsaved edits count, including a
-changed signature whose call sites in other files no longer match. Findings convert to
-diagnostics with source `loopls`, the check code and a `codeDescription` link to docs/smells.md.
+The smell checker of each workspace folder reads that folder's project model. On a cold
+start it analyses every file from the same parse the symbol index makes (`ContextHost`'s
+build calls `tree_consumer`), then finishes the whole-project checks (clones, import cycles,
+history, change impact); after that each open document is re-checked from its buffer, so
+unsaved edits count, including a changed signature whose call sites in other files no longer
+match. All of it, conversion to diagnostics included, runs on the project thread: the event
+loop only awaits results. Each file reports at most `maxFindingsPerFile` findings, and a file
+over the size or line limit one note saying it was not checked.
 """
 
 from __future__ import annotations
@@ -13,17 +16,16 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-import threading
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from urllib.parse import unquote, urlparse
 
 from lsprotocol import types
+from pygls.lsp.server import LanguageServer
 
+from loopls.context.project import Project
 from loopls.context.smells import Finding, ProjectChecker, SmellConfig
 
+from .context_features import ContextHost
 from .positions import UTF16, units_of
-from .server import LooplsServer
 
 log = logging.getLogger(__name__)
 SOURCE = "loopls"
@@ -38,10 +40,15 @@ def result_id(diagnostics: list[types.Diagnostic]) -> str:
     return hashlib.sha1(repr(key).encode("utf-8")).hexdigest()[:16]
 
 
-def to_diagnostic(finding: Finding, text: str, root: Path, encoding: str = UTF16) -> types.Diagnostic:
-    """A finding as an LSP diagnostic; `text` is the document it points into; columns are
-    counted in the negotiated position `encoding`."""
-    lines = text.splitlines() or [""]
+def to_diagnostics(findings: list[Finding], text: str, root: Path, encoding: str = UTF16) -> list[types.Diagnostic]:
+    """Findings of one document as LSP diagnostics; the text is split into lines once (rows
+    count `\\n` as tree-sitter does); columns in the negotiated position `encoding`."""
+    lines = text.split("\n")
+    return [to_diagnostic(f, lines, root, encoding) for f in findings]
+
+
+def to_diagnostic(finding: Finding, lines: list[str], root: Path, encoding: str = UTF16) -> types.Diagnostic:
+    """A finding as an LSP diagnostic; `lines` are the lines of the document it points into."""
 
     def position(row: int, column: int) -> types.Position:
         row = min(row, len(lines))
@@ -67,132 +74,120 @@ def to_diagnostic(finding: Finding, text: str, root: Path, encoding: str = UTF16
 
 
 class SmellHost:
-    """The project checker of one server, its thread and the documents' latest findings."""
+    """The smell checkers of one server (one per project), and the documents' latest findings."""
 
-    def __init__(self, server: LooplsServer) -> None:
+    def __init__(self, server: LanguageServer, context: ContextHost) -> None:
         self.server = server
-        self.thread = ThreadPoolExecutor(1, thread_name_prefix="loopls-smells")
-        self._lock = threading.Lock()
-        self._checker: asyncio.Future[ProjectChecker | None] | None = None
-        self._config: SmellConfig | None = None
+        self.context = context
+        self.checkers: dict[Path, ProjectChecker] = {}  # on the project thread only
+        self.project_findings: dict[Path, list[Finding]] = {}
         self._push_tasks: dict[str, asyncio.Task] = {}
-        self.project_findings: list[Finding] = []
         self.edited = asyncio.Event()  # set on every document event; wakes a waiting workspace pull
-        self._synced: dict[str, int | None] = {}  # open document -> version last checked
+        context.tree_consumers.append(self.tree_consumer)
+        context.on_built.append(self._finish)
 
     @property
     def enabled(self) -> bool:
         return self.server.options.smells.enabled
 
-    def root(self) -> Path | None:
-        root = self.server.workspace.root_path
-        return Path(root).resolve() if root else None
+    def _config(self) -> SmellConfig:
+        return self.server.options.smells.config()
+
+    def _encoding(self) -> str:
+        return self.server.workspace.position_encoding or UTF16  # negotiated at initialize
 
     def path_of(self, uri: str) -> str | None:
-        root = self.root()
-        parsed = urlparse(uri)
-        if root is None or parsed.scheme != "file":
+        where = self.context.locate(uri)
+        return where[1] if where is not None else None
+
+    # -- on the project thread ----------------------------------------------------------------
+    def tree_consumer(self, project: Project):
+        """The new checker's per-file analysis, fed by the project's cold build."""
+        if not self.enabled:
             return None
+        checker = self.checkers[project.root] = ProjectChecker(project, self._config())
+        return checker.analyse
+
+    def _finish(self, project: Project) -> None:
+        if project.root in self.checkers:
+            self._check_project(project)
+
+    def _checker(self, root: Path) -> ProjectChecker | None:
+        """The folder's checker, made anew (a whole-project check) when the options changed."""
+        project = self.context.projects.get(root)
+        if project is None:
+            return None
+        checker = self.checkers.get(root)
+        if checker is None or checker.project is not project or checker.config != self._config():
+            self.checkers[root] = ProjectChecker(project, self._config())
+            self._check_project(project)
+        return self.checkers[root]
+
+    def _check_project(self, project: Project) -> None:
+        self.context.long_work += 1
         try:
-            return Path(unquote(parsed.path)).resolve().relative_to(root).as_posix()
-        except ValueError:
-            return None  # outside the workspace
-
-    def checker(self) -> asyncio.Future[ProjectChecker | None]:
-        """The checked project, started on first use and again after the options change."""
-        config = self.server.options.smells.config()
-        if self._checker is None or config != self._config or (
-                self._checker.done() and self._checker.exception() is not None):
-            self._config = config
-            self._synced.clear()  # a new checker has seen no buffer yet
-            root = self.root()
-            loop = asyncio.get_running_loop()
-            self._checker = loop.run_in_executor(self.thread, self._check_project, root, config)
-        return self._checker
-
-    def _check_project(self, root: Path | None, config: SmellConfig) -> ProjectChecker | None:
-        if root is None:
-            return None
-        checker = ProjectChecker(root, config)
-        report = checker.check()
-        log.info("smells: %d findings in %d files (%.2f s)", len(report.findings), report.files,
+            report = self.checkers[project.root].check()
+        finally:
+            self.context.long_work -= 1
+        log.info("smells: %d findings in %d files of %s (%.2f s)", len(report.findings), report.files, project.root,
                  report.timings.get("total", 0.0))
-        with self._lock:
-            self.project_findings = report.findings
-        return checker
+        self.project_findings[project.root] = report.findings
+
+    def _document_findings(self, root: Path, path: str) -> tuple[list[Finding], bool]:
+        """(findings of one file, whether a signature changed in an open buffer meanwhile)."""
+        checker = self._checker(root)
+        if checker is None:
+            return [], False
+        before = _signature_state(checker)
+        for other in list(checker.project.documents):  # a signature changed in another unsaved buffer
+            if other != path:
+                checker.refresh(other)
+        findings = checker.findings_for(path)
+        return findings, _signature_state(checker) != before
+
+    def _diagnostics(self, root: Path, path: str) -> tuple[list[types.Diagnostic], bool]:
+        findings, changed = self._document_findings(root, path)
+        text = self.context.projects[root].text(path) if root in self.context.projects else None
+        return to_diagnostics(findings, text or "", root, self._encoding()), changed
+
+    def _workspace_items(self) -> list[tuple[str, list[types.Diagnostic], str | None]]:
+        """(uri, diagnostics, path of an open document or None) for every file with findings
+        and every open document, in every folder."""
+        items = []
+        for root in list(self.context.projects):
+            checker = self._checker(root)
+            if checker is None:
+                continue
+            by_path: dict[str, list[Finding]] = {}
+            for finding in self.project_findings.get(root, []):
+                by_path.setdefault(finding.path, []).append(finding)
+            open_docs = set(checker.project.documents)
+            for path in sorted(set(by_path) | open_docs):
+                if path in open_docs:
+                    diagnostics, _ = self._diagnostics(root, path)
+                else:
+                    state = checker.files.get(path)
+                    text = state.source.decode("utf-8", "replace") if state else ""
+                    diagnostics = to_diagnostics(by_path[path], text, root, self._encoding())
+                items.append(((root / path).as_uri(), diagnostics, path if path in open_docs else None))
+        return items
+
+    # -- on the event loop ---------------------------------------------------------------------
+    async def _ready(self, uri: str) -> tuple[Path, str] | None:
+        where = self.context.locate(uri)
+        if where is None or not self.enabled:
+            return None
+        await self.context.start()
+        return where
 
     async def document_diagnostics(self, uri: str) -> list[types.Diagnostic]:
-        if not self.enabled:
+        where = await self._ready(uri)
+        if where is None:
             return []
-        path = self.path_of(uri)
-        doc = self.server.workspace.text_documents.get(uri)
-        if path is None:
-            return []
-        checker = await self.checker()
-        if checker is None:
-            return []
-        text = doc.source if doc is not None else None
-        loop = asyncio.get_running_loop()
-        before = _signature_state(checker)
-        await self._sync_buffers(checker, skip=uri)
-        findings = await loop.run_in_executor(self.thread, self._check_file, checker, path, text)
-        if doc is not None:
-            self._synced[uri] = doc.version
-        if _signature_state(checker) != before:
+        diagnostics, signatures_changed = await self.context.run(self._diagnostics, *where)
+        if signatures_changed:
             self._signatures_changed(uri)
-        if text is None:
-            text = (checker.root / path).read_text(encoding="utf-8", errors="replace")
-        return [to_diagnostic(f, text, checker.root, self.server.encoding) for f in findings]
-
-    def forget(self, uri: str) -> None:
-        """A closed document counts from the disk again (its unsaved signature changes are gone)."""
-        task = self._push_tasks.pop(uri, None)
-        if task is not None:
-            task.cancel()
-        self._synced.pop(uri, None)
-        path = self.path_of(uri)
-        checker = self._checker
-        if path is None or checker is None or not checker.done() or checker.exception() is not None:
-            return
-        if checker.result() is not None:
-            self.thread.submit(self._check_file, checker.result(), path, None)
-
-    async def _sync_buffers(self, checker: ProjectChecker, skip: str) -> None:
-        """Re-check open documents edited since their last check, so that a signature changed in
-        one unsaved buffer is known before call sites in another are judged."""
-        loop = asyncio.get_running_loop()
-        for uri, doc in list(self.server.workspace.text_documents.items()):
-            path = self.path_of(uri)
-            if uri == skip or path is None or self._synced.get(uri) == doc.version:
-                continue
-            await loop.run_in_executor(self.thread, self._check_file, checker, path, doc.source)
-            self._synced[uri] = doc.version
-
-    def _check_file(self, checker: ProjectChecker, path: str, text: str | None) -> list[Finding]:
-        try:
-            return checker.check_file(path, text)
-        except (OSError, ValueError, UnicodeError) as exc:  # a bad file must not break the server
-            log.warning("smells: cannot check %s: %s", path, exc)
-            return []
-
-    async def _workspace_items(self, checker: ProjectChecker) -> list[tuple[str, list[types.Diagnostic], int | None]]:
-        """(uri, diagnostics, version) for every file with findings and every open document."""
-        by_path: dict[str, list[Finding]] = {}
-        for finding in self.project_findings:
-            by_path.setdefault(finding.path, []).append(finding)
-        open_docs = {self.path_of(uri): uri for uri in self.server.workspace.text_documents}
-        items = []
-        for path in sorted(set(by_path) | {p for p in open_docs if p}):
-            uri = open_docs.get(path) or (checker.root / path).as_uri()
-            if path in open_docs:
-                diagnostics = await self.document_diagnostics(uri)
-            else:
-                state = checker.files.get(path)
-                text = state.source.decode("utf-8", "replace") if state else ""
-                diagnostics = [to_diagnostic(f, text, checker.root, self.server.encoding) for f in by_path[path]]
-            doc = self.server.workspace.text_documents.get(uri)
-            items.append((uri, diagnostics, doc.version if doc is not None else None))
-        return items
+        return diagnostics
 
     async def workspace_report(self, previous: dict[str, str] | None = None,
                                wait_s: float = LONG_POLL_S) -> types.WorkspaceDiagnosticReport:
@@ -202,19 +197,19 @@ class SmellHost:
         previous = previous or {}
         if not self.enabled:
             return types.WorkspaceDiagnosticReport(items=[])
-        checker = await self.checker()
-        if checker is None:
-            return types.WorkspaceDiagnosticReport(items=[])
-        items = await self._workspace_items(checker)
+        await self.context.start()
+        items = await self.context.run(self._workspace_items)
         if previous and wait_s > 0 and all(previous.get(uri) == result_id(d) for uri, d, _ in items):
             self.edited.clear()
             try:
                 await asyncio.wait_for(self.edited.wait(), wait_s)
-                items = await self._workspace_items(checker)
+                items = await self.context.run(self._workspace_items)
             except asyncio.TimeoutError:
                 pass
         reports: list = []
-        for uri, diagnostics, version in items:
+        for uri, diagnostics, _ in items:
+            doc = self.server.workspace.text_documents.get(uri)
+            version = doc.version if doc is not None else None
             rid = result_id(diagnostics)
             if previous.get(uri) == rid:
                 reports.append(types.WorkspaceUnchangedDocumentDiagnosticReport(uri=uri, result_id=rid, version=version))
@@ -233,6 +228,26 @@ class SmellHost:
         for uri in list(self.server.workspace.text_documents):
             if uri != changed_uri:
                 self.schedule_push(uri)
+
+    def document_event(self, method: str, params) -> None:
+        """The server's fan-out: documents opened, changed, saved or closed."""
+        if method == types.TEXT_DOCUMENT_DID_CLOSE:
+            self.forget(params.text_document.uri)
+        elif method in (types.TEXT_DOCUMENT_DID_OPEN, types.TEXT_DOCUMENT_DID_SAVE):
+            self.schedule_push(params.text_document.uri, delay=0.0)
+        elif method == types.TEXT_DOCUMENT_DID_CHANGE:
+            self.schedule_push(params.text_document.uri)
+        elif method in (types.WORKSPACE_DID_CHANGE_WATCHED_FILES, types.WORKSPACE_DID_CHANGE_WORKSPACE_FOLDERS):
+            self.edited.set()
+
+    def forget(self, uri: str) -> None:
+        """A closed document counts from the disk again (the project closed its buffer)."""
+        self.edited.set()
+        task = self._push_tasks.pop(uri, None)
+        if task is not None:
+            task.cancel()
+        if not self.client_pulls():  # closed files keep no diagnostics in push mode
+            self.server.text_document_publish_diagnostics(types.PublishDiagnosticsParams(uri=uri, diagnostics=[]))
 
     # -- push, for clients without pull diagnostics ------------------------------------------
     def client_pulls(self) -> bool:
@@ -264,15 +279,12 @@ def _signature_state(checker: ProjectChecker) -> dict:
     return {path: [(c.new.qualname, c.new.text) for c in changes] for path, changes in checker.changes.items()}
 
 
-def register_smell_features(server: LooplsServer) -> SmellHost:
-    """Diagnostics (pull and push) and quick-fix code actions for code smells."""
-    from .code_actions import register_smell_code_actions
-
-    host = SmellHost(server)
+def register_smell_features(server: LanguageServer, host: SmellHost) -> None:
+    """Pull diagnostics for code smells (push follows the server's document events)."""
 
     @server.feature(types.TEXT_DOCUMENT_DIAGNOSTIC, types.DiagnosticOptions(
         identifier=SOURCE, inter_file_dependencies=True, workspace_diagnostics=True))
-    async def document_diagnostic(ls: LooplsServer, params: types.DocumentDiagnosticParams):
+    async def document_diagnostic(ls: LanguageServer, params: types.DocumentDiagnosticParams):
         items = await host.document_diagnostics(params.text_document.uri)
         rid = result_id(items)
         if params.previous_result_id == rid:
@@ -280,27 +292,5 @@ def register_smell_features(server: LooplsServer) -> SmellHost:
         return types.RelatedFullDocumentDiagnosticReport(items=items, result_id=rid)
 
     @server.feature(types.WORKSPACE_DIAGNOSTIC)
-    async def workspace_diagnostic(ls: LooplsServer, params: types.WorkspaceDiagnosticParams) -> types.WorkspaceDiagnosticReport:
+    async def workspace_diagnostic(ls: LanguageServer, params: types.WorkspaceDiagnosticParams) -> types.WorkspaceDiagnosticReport:
         return await host.workspace_report({p.uri: p.value for p in params.previous_result_ids or []})
-
-    @server.feature(types.TEXT_DOCUMENT_DID_OPEN)
-    def did_open(ls: LooplsServer, params: types.DidOpenTextDocumentParams) -> None:
-        host.schedule_push(params.text_document.uri, delay=0.0)
-
-    @server.feature(types.TEXT_DOCUMENT_DID_CHANGE)
-    def did_change(ls: LooplsServer, params: types.DidChangeTextDocumentParams) -> None:
-        host.schedule_push(params.text_document.uri)
-
-    @server.feature(types.TEXT_DOCUMENT_DID_SAVE)
-    def did_save(ls: LooplsServer, params: types.DidSaveTextDocumentParams) -> None:
-        host.schedule_push(params.text_document.uri, delay=0.0)
-
-    @server.feature(types.TEXT_DOCUMENT_DID_CLOSE)
-    def did_close(ls: LooplsServer, params: types.DidCloseTextDocumentParams) -> None:
-        host.forget(params.text_document.uri)
-        if not host.client_pulls():  # closed files keep no diagnostics in push mode
-            ls.text_document_publish_diagnostics(types.PublishDiagnosticsParams(
-                uri=params.text_document.uri, diagnostics=[]))
-
-    register_smell_code_actions(server, host)
-    return host

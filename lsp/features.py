@@ -7,12 +7,19 @@ from typing import Any
 
 from lsprotocol import types
 
+from .code_actions import register_smell_code_actions
 from .completion.acceptance import ACCEPT_COMMAND, DID_PARTIALLY_ACCEPT, DID_SHOW
 from .completion.items import completion_items, inline_items
 from .context_features import register_context_features
 from .diagnostics import register_smell_features
 from .server import LooplsServer
 from .status import STATUS
+
+DOCUMENT_EVENTS = (
+    types.TEXT_DOCUMENT_DID_OPEN, types.TEXT_DOCUMENT_DID_CHANGE, types.TEXT_DOCUMENT_DID_SAVE,
+    types.TEXT_DOCUMENT_DID_CLOSE, types.WORKSPACE_DID_CHANGE_WATCHED_FILES,
+    types.WORKSPACE_DID_CHANGE_WORKSPACE_FOLDERS,
+)
 
 
 def create_server(model_override: str | None = None) -> LooplsServer:
@@ -26,11 +33,15 @@ def create_server(model_override: str | None = None) -> LooplsServer:
     @server.feature(types.INITIALIZED)
     async def initialized(ls: LooplsServer, params: types.InitializedParams) -> None:
         ls.start_model()  # load now, not on the first keystroke
+        ls.document_event(types.INITIALIZED, params)  # and index the workspace folders
         await ls.pull_configuration()
 
     @server.feature(types.SHUTDOWN)
     def shutdown(ls: LooplsServer, params: None) -> None:
         ls.shutdown_engine()
+
+    for method in DOCUMENT_EVENTS:  # one handler each, all through the server's one fan-out
+        server.feature(method)(lambda ls, params, method=method: ls.document_event(method, params))
 
     @server.feature(types.WORKSPACE_DID_CHANGE_CONFIGURATION)
     async def did_change_configuration(ls: LooplsServer, params: types.DidChangeConfigurationParams) -> None:
@@ -76,8 +87,9 @@ def create_server(model_override: str | None = None) -> LooplsServer:
     def did_partially_accept_completion(ls: LooplsServer, params: Any) -> None:
         ls.acceptance.did_partially_accept(_field(params, "id"), _field(params, "acceptedLength"))
 
-    register_context_features(server)
-    register_smell_features(server)
+    register_context_features(server, server.context)
+    register_smell_features(server, server.smells)
+    register_smell_code_actions(server, server.smells)
 
     @server.feature(STATUS)
     def status(ls: LooplsServer, params: Any = None) -> dict:

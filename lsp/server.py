@@ -1,8 +1,8 @@
 """The loopls language server: its state in one place, and its lifecycle.
 
-State: the options, the model host (`model_host.py`), the completion service
-(`completion/service.py`), the status reporter, the acceptance counters, and the context and
-smell hosts that `features.py` attaches. Handlers (features.py and the feature modules) stay
+State: the options, the context host (project models, `context_features.py`), the smell host
+(`diagnostics.py`), the model host (`model_host.py`), the completion service
+(`completion/service.py`), the status reporter and the acceptance counters. Handlers (features.py and the feature modules) stay
 thin: they read the document, call one of these, convert the result.
 """
 
@@ -22,10 +22,11 @@ from pygls.lsp.server import LanguageServer
 from pygls.uris import to_fs_path
 
 from loopls.context.languages import language_for_path
-from loopls.context.packing import PackedContext
 
 from .completion.acceptance import AcceptanceCounter
 from .completion.service import CompletionRequest, CompletionService
+from .context_features import ContextHost
+from .diagnostics import SmellHost
 from .model_host import ModelHost, ModelSpec
 from .options import Options, merge_options, options_to_json
 from .positions import UTF16, LineIndex, LspTextDocument, LspWorkspace, PositionError, strict_converter
@@ -49,20 +50,34 @@ class LooplsServer(LanguageServer):
             protocol_cls=LooplsProtocol,
             converter_factory=strict_converter,
         )
+        # The server's whole state, declared here. Three threads do the long work, so the event
+        # loop that reads messages (and cancellations) never waits on it: the project thread
+        # (context host: project models, prompt context, smell checks), the prepare thread
+        # (model loading, prompt building) and the serving engine's own worker.
         self.options = Options()
         self.model_override = model_override
-        # Model loading and prompt building run here, the serving engine on its own thread:
-        # neither blocks the event loop that reads messages (and cancellations).
-        self.prepare_thread = ThreadPoolExecutor(1, thread_name_prefix="loopls-prepare")
         self.status = StatusReporter(self.status_json, lambda status: self.protocol.notify(STATUS, status))
+        self.context = ContextHost(self)  # one project model per workspace folder, on its thread
+        self.context.changed = self.status.changed
+        self.smells = SmellHost(self, self.context)  # code-smell diagnostics, read from those models
+        self.prepare_thread = ThreadPoolExecutor(1, thread_name_prefix="loopls-prepare")
         self.models = ModelHost(self.prepare_thread, report=self._report, changed=self.status.changed,
-                                progress=self._progress)
+                                progress=self._progress)  # the model, through the engine backend only
         self.acceptance = AcceptanceCounter()
         self.completions = CompletionService(self.models, self.prepare_thread, lambda: self.options.completion,
-                                             context=self._context_prompt, label=_label)
-        self.context: Any = None  # the context host (context_features.py)
-        self.smells: Any = None  # the smell host (diagnostics.py)
+                                             context=self.context.provide, label=_label)
         self.last_latency_ms: float | None = None
+
+    def document_event(self, method: str, params: Any) -> None:
+        """The one fan-out of document and workspace events (after pygls has updated its own
+        copy of the documents): the project models first, then the diagnostics."""
+        for consumer in (self.context, self.smells):
+            try:
+                consumer.document_event(method, params)
+            except Exception:  # noqa: BLE001 - a consumer failing must never break document sync
+                log.exception("%s: %s failed", type(consumer).__name__, method)
+        if method == types.TEXT_DOCUMENT_DID_CLOSE:
+            self.completions.forget(params.text_document.uri)
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -83,6 +98,7 @@ class LooplsServer(LanguageServer):
 
     def shutdown_engine(self) -> None:
         self.models.shutdown()
+        self.context.shutdown()
 
     # -- options ----------------------------------------------------------------------------
 
@@ -140,10 +156,6 @@ class LooplsServer(LanguageServer):
         language = language_for_path(path) if path else _LANGUAGE_IDS.get(doc.language_id or "")
         return CompletionRequest(uri, doc.version, path, language, index.text, offset, invoked), index
 
-    def _context_prompt(self, tokenizer, uri: str, version: int | None, text: str, offset: int,
-                        budget: int) -> PackedContext | None:
-        return self.context.provide(tokenizer, uri, version, text, offset, budget) if self.context else None
-
     def note_latency(self, started: float) -> None:
         self.last_latency_ms = round((time.perf_counter() - started) * 1000, 1)
         self.status.changed()
@@ -196,7 +208,7 @@ class LooplsServer(LanguageServer):
             "state": state,
             "message": message,
             "model": models.model_json(),
-            "index": self.context.index_status() if self.context is not None else {"state": "none"},
+            "index": self.context.index_status(),
             "acceptance": self.acceptance.as_json(),
             "version": __version__,
             "options": options_to_json(self.options),

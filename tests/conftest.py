@@ -7,16 +7,23 @@ started by the tests inherit it through the environment.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import tempfile
 from pathlib import Path
 
 import pytest
+import torch
 
 _SESSION_CACHE = Path(tempfile.mkdtemp(prefix="loopls-test-cache-"))
 os.environ["LOOPLS_CACHE_DIR"] = str(_SESSION_CACHE)
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# Without a GPU the Triton kernels are tested in Triton's interpreter. The interpreter is
+# chosen when triton is first imported, and other tests import it too (transformers does),
+# so it is chosen here, for the whole session; nothing else runs Triton on such a machine.
+if importlib.util.find_spec("triton") is not None and not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

@@ -31,6 +31,18 @@ class FileAnalysis:
     classes: list[ClassMetrics] = field(default_factory=list)
 
 
+@dataclass
+class FileState:
+    """What the checks keep of one file: its source, metrics and run-time imports."""
+
+    path: str
+    lang: str
+    source: bytes
+    analysis: FileAnalysis
+    edges: dict[str, int]  # imported repository file -> 0-based row of the import
+    version: int = -1  # the project's version of the file this was computed from
+
+
 def _class_body(node: Node) -> Node | None:
     return node.child_by_field_name("body")
 

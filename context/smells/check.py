@@ -1,16 +1,20 @@
-"""Whole-project checks and incremental re-checks of one file.
+"""Whole-project checks and incremental re-checks of one file, over the project model.
 
-`ProjectChecker(root, config).check()` reads every source file once (git ls-files, else a
-walk), computes per-function and per-class metrics, token clones, the import graph with its
-cycles, history-based smells (one `git log` pass) and change impact against HEAD.
-`check_file(path, text)` then re-checks one edited file (for example an open buffer) against
-that state: its metrics, its clones against the other files, cycles through it, its history
-findings and calls in it that a changed signature left behind.
+`ProjectChecker(project, config).check()` analyses every source file of a `Project` (so the
+file set, `.looplsignore`, the privacy rules and the size/binary/generated filters are the
+ones retrieval uses): per-function and per-class metrics from the tree the project parsed
+(one parse per file, shared with the symbol index on a cold build), token clones, import
+cycles over the project's resolved import graph, history smells from the project's one
+`git log` pass, and change impact against HEAD. Given a folder instead of a project, the
+checker makes one of its own.
+
+`findings_for(path)` then re-checks one file as the project holds it now (an open buffer's
+incremental tree, else the disk); `check_file(path, text)` first puts `text` in the project
+as the file's buffer (None: back to the disk).
 """
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -18,32 +22,18 @@ from pathlib import Path
 
 from tree_sitter import Tree
 
-from ..history import open_repo, read_history
-from ..imports import PathIndex, extract_imports, resolve_import_all
-from ..languages import Languages, language_for_path
+from ..history import GIT_ERRORS, open_repo, run_git
+from ..languages import language_for_path
+from ..project import Project
 from . import findings as make
-from .analyze import FileAnalysis, analyze_tree
+from .analyze import FileState, analyze_tree
 from .checks import Finding, SmellConfig
-from .clones import CloneIndex, common_prefix
+from .clones import CloneIndex
 from .impact import SignatureChange, callers, changed_signatures, impacted_calls, signatures
 from .project import change_coupling, hotspots, import_cycles, shotgun_surgery
 from .suppress import parse_suppressions
 
-MAX_FILE_BYTES = 1_000_000  # larger files are generated or vendored more often than written
-
-
-def _point(source: bytes, offset: int) -> tuple[int, int]:
-    row = source.count(b"\n", 0, offset)
-    return row, offset - (source.rfind(b"\n", 0, offset) + 1)
-
-
-@dataclass
-class FileState:
-    path: str
-    lang: str
-    source: bytes
-    analysis: FileAnalysis
-    edges: dict[str, int]  # imported repository file -> 0-based row of the import
+METRICS_CACHE_ENTRIES = 100_000  # bounds the memory of a long editing session
 
 
 @dataclass
@@ -55,123 +45,68 @@ class Report:
     timings: dict[str, float] = field(default_factory=dict)
 
 
-def _git_files(root: Path) -> list[str]:
-    """Tracked and untracked-but-not-ignored files under `root`, relative to it ([] outside git)."""
-    import git
-
-    repo = open_repo(root)
-    if repo is None:
-        return []
-    try:
-        out = repo.git.ls_files("-z", "--cached", "--others", "--exclude-standard", str(root))
-        prefix = root.resolve().relative_to(Path(repo.working_tree_dir).resolve()).as_posix()
-    except (git.GitCommandError, ValueError, OSError):  # git failing here means: fall back to a walk
-        return []
-    if prefix in ("", "."):
-        return [rel for rel in out.split("\0") if rel]
-    return [rel[len(prefix) + 1:] for rel in out.split("\0") if rel.startswith(prefix + "/")]
-
-
-def _walked_files(root: Path) -> list[str]:
-    paths = []
-    for folder, dirs, names in os.walk(root):
-        dirs[:] = [d for d in dirs if not d.startswith(".") and d not in ("node_modules", "__pycache__")]
-        rel = Path(folder).relative_to(root).as_posix()
-        paths.extend(n if rel == "." else f"{rel}/{n}" for n in names)
-    return paths
-
-
-def list_source_files(root: Path) -> list[str]:
-    """Root-relative paths of files in a supported language (git's view when in a repository)."""
-    paths = _git_files(root) or _walked_files(root)
-    return sorted(p for p in set(paths) if language_for_path(p) is not None)
-
-
 class ProjectChecker:
-    def __init__(self, root: Path, config: SmellConfig | None = None, languages: Languages | None = None) -> None:
-        self.root = Path(root)
+    def __init__(self, project: Project | str | Path, config: SmellConfig | None = None) -> None:
+        self.project = project if isinstance(project, Project) else Project(Path(project))
+        self.root = self.project.root
         self.config = config or SmellConfig()
-        self.languages = languages or Languages()
         self.files: dict[str, FileState] = {}
+        self.not_checked: dict[str, str] = {}  # source files over the limits -> why
+        self._unchecked_at: dict[str, int] = {}  # ... and the project version that was
         self.clones = CloneIndex(self.config.min_clone_tokens)
-        self.index = PathIndex(())
         self.cycles: list[list[str]] = []
         self.history_findings: dict[str, list[Finding]] = {}
         self.changes: dict[str, list[SignatureChange]] = {}
-        self._parsers: dict = {}
         self._head_signatures: dict[str, dict | None] = {}
+        self._new_signatures: dict[str, dict] = {}
         self._metrics_cache: dict = {}  # function text -> metrics, see analyze_tree
-        self._trees: dict[str, tuple[bytes, Tree]] = {}  # last tree per edited file, for incremental parses
 
-    # -- reading and parsing -------------------------------------------------------------
-    def _parse(self, lang: str, source: bytes) -> Tree:
-        parser = self._parsers.get(lang)
-        if parser is None:
-            parser = self._parsers[lang] = self.languages.parser(lang)
-        return parser.parse(source)
-
-    def _reparse(self, path: str, lang: str, source: bytes) -> Tree:
-        """Parse, reusing the file's previous tree when there is one (an editor's edit is small)."""
-        previous = self._trees.get(path)
-        if previous is None:
-            tree = self._parse(lang, source)
-        else:
-            tree = self._parse_edit(lang, previous[0], previous[1], source)
-        if path in self._trees or path in self.files:
-            self._trees[path] = (source, tree)
-        return tree
-
-    def _parse_edit(self, lang: str, old: bytes, old_tree: Tree, new: bytes) -> Tree:
-        prefix = common_prefix(old, new)
-        suffix = common_prefix(old[prefix:][::-1], new[prefix:][::-1])
-        old_end, new_end = len(old) - suffix, len(new) - suffix
-        old_tree.edit(start_byte=prefix, old_end_byte=old_end, new_end_byte=new_end,
-                      start_point=_point(old, prefix), old_end_point=_point(old, old_end),
-                      new_end_point=_point(new, new_end))
-        parser = self._parsers.get(lang) or self._parsers.setdefault(lang, self.languages.parser(lang))
-        return parser.parse(new, old_tree)
-
-    def _read(self, path: str) -> bytes | None:
-        full = self.root / path
-        try:
-            if full.stat().st_size > MAX_FILE_BYTES:
-                return None
-            data = full.read_bytes()
-        except OSError:
-            return None
-        return None if b"\0" in data[:8192] else data
-
-    def _state(self, path: str, source: bytes) -> tuple[FileState, Tree]:
+    # -- per file --------------------------------------------------------------------------
+    def analyse(self, path: str, source: bytes, tree: Tree) -> FileState | None:
+        """Metrics of one parsed file (the project's tree consumer on a cold build)."""
         lang = language_for_path(path)
-        tree = self._reparse(path, lang, source)
-        edges: dict[str, int] = {}
-        for ref in extract_imports(lang, tree, source):
-            if ref.type_only:
-                continue  # annotations only: no cycle at run time, no calls to check
-            for target in resolve_import_all(path, ref, self.index):
-                edges.setdefault(target, ref.line)
-        if len(self._metrics_cache) > 100_000:  # bound the memory of a long editing session
+        lines = source.count(b"\n") + 1
+        if lang is None or lines > self.config.max_file_lines:
+            self.files.pop(path, None)
+            if lang is not None:
+                self.not_checked[path] = f"{lines:,} lines exceed the {self.config.max_file_lines:,}-line limit"
+                self._unchecked_at[path] = self.project.versions.get(path, -1)
+            return None
+        self.not_checked.pop(path, None)
+        self._unchecked_at.pop(path, None)
+        if len(self._metrics_cache) > METRICS_CACHE_ENTRIES:
             self._metrics_cache.clear()
-        return FileState(path, lang, source, analyze_tree(path, lang, tree, self._metrics_cache), edges), tree
+        state = FileState(path, lang, source, analyze_tree(path, lang, tree, self._metrics_cache),
+                          self.project.imports.import_rows(path), self.project.versions.get(path, -1))
+        self.files[path] = state
+        return state
+
+    def _current(self, path: str) -> tuple[FileState | None, Tree | None]:
+        """The file's state as the project holds it now, re-analysed only when it changed."""
+        state = self.files.get(path)
+        version = self.project.versions.get(path, -2)
+        if state is not None and state.version == version:
+            return state, None
+        if self._unchecked_at.get(path) == version:
+            return None, None  # over the line limit, and unchanged since
+        got = self.project.tree(path)
+        if got is None:
+            self.files.pop(path, None)
+            return None, None
+        return self.analyse(path, *got), got[1]
 
     # -- whole project -------------------------------------------------------------------
     def check(self) -> Report:
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
-        paths = list_source_files(self.root)
-        self.index = PathIndex(paths)
-        errors, sources = [], {}
-        for path in paths:
-            data = self._read(path)
-            if data is None:
-                errors.append(f"{path}: skipped (unreadable, binary or larger than {MAX_FILE_BYTES} bytes)")
-            else:
-                sources[path] = data
-        timings["read"] = time.perf_counter() - t0
-        t = time.perf_counter()
-        for path, data in sources.items():
-            self.files[path], _ = self._state(path, data)
-        timings["parse+metrics"] = time.perf_counter() - t
+        if not self.project.built:
+            self.project.build(consumer=self.analyse)
+        else:
+            for path in sorted(self.project.files):
+                self._current(path)
+        for path, state in self.files.items():  # imports resolve once the whole file set is known
+            state.edges = self.project.imports.import_rows(path)
+        timings["read+parse+metrics"] = time.perf_counter() - t0
         t = time.perf_counter()
         if self.config.enabled("LS301"):
             for path, state in self.files.items():
@@ -192,6 +127,8 @@ class ProjectChecker:
         timings["report"] = time.perf_counter() - t
         timings["total"] = time.perf_counter() - t0
         lines = sum(s.source.count(b"\n") for s in self.files.values())
+        errors = [f"{p}: skipped ({why})" for p, why in sorted(self.project.skipped.items()) if language_for_path(p)]
+        errors += [f"{p}: not checked ({why})" for p, why in sorted(self.not_checked.items())]
         return Report(found, len(self.files), lines, errors, timings)
 
     def _graph(self) -> dict[str, set[str]]:
@@ -208,9 +145,19 @@ class ProjectChecker:
             items = make.metric_findings(state, self.config)
             items += [make.clone_finding(c, self.config) for c in clones_by_file.get(path, [])]
             items += self._context_findings(path, state)
-            found.extend(self._unsuppressed(state, items))
+            found.extend(self._reported(path, self._unsuppressed(state, items)))
         found.extend(self._impact_findings_elsewhere())
+        found.extend(self._not_checked_findings(self.not_checked))
         return sorted(set(found), key=lambda f: (f.path, f.start, f.code, f.message))
+
+    def _not_checked_findings(self, paths: Iterable[str]) -> list[Finding]:
+        if not self.config.enabled("LS001"):
+            return []
+        return [make.not_checked(p, self.not_checked[p]) for p in paths if p in self.not_checked]
+
+    def _reported(self, path: str, items: Iterable[Finding]) -> list[Finding]:
+        ordered = sorted(set(items), key=lambda f: (f.start, f.code, f.message))
+        return make.capped(path, ordered, self.config)
 
     def _context_findings(self, path: str, state: FileState) -> list[Finding]:
         """Findings about one file that come from the project: cycles and history."""
@@ -227,16 +174,15 @@ class ProjectChecker:
     # -- history ---------------------------------------------------------------------------
     def _history(self) -> None:
         self.history_findings = {}
-        codes = ("LS402", "LS403", "LS404")
-        if not any(self.config.enabled(c) for c in codes):
+        if not any(self.config.enabled(c) for c in ("LS402", "LS403", "LS404")):
             return
-        commits = read_history(self.root, self.config.history_max_commits)
+        commits = self.project.history(self.config.history_max_commits)
         if not commits:
             return
-        prefix = self._repo_prefix()
+        prefix = self.project.git_prefix
         if prefix:
             commits = [c.__class__(c.sha, c.timestamp, c.author, tuple(
-                f[len(prefix) + 1:] for f in c.files if f.startswith(prefix + "/"))) for c in commits]
+                f[len(prefix):] for f in c.files if f.startswith(prefix))) for c in commits]
         cfg = self.config
         existing = set(self.files)
         couplings = change_coupling(commits, cfg.coupling_min_revs, cfg.coupling_min_shared,
@@ -246,24 +192,14 @@ class ProjectChecker:
         for item in make.history_findings(couplings, spots, shotgun_surgery(couplings, cfg.shotgun_min_partners), cfg):
             self.history_findings.setdefault(item.path, []).append(item)
 
-    def _repo_prefix(self) -> str:
-        repo = open_repo(self.root)
-        if repo is None:
-            return ""
-        rel = self.root.resolve().relative_to(Path(repo.working_tree_dir).resolve()).as_posix()
-        return "" if rel == "." else rel
-
     # -- change impact ------------------------------------------------------------------------
     def _head_source(self, path: str) -> bytes | None:
-        import git
-
         repo = open_repo(self.root)
         if repo is None:
             return None
-        prefix = self._repo_prefix()
         try:
-            text = repo.git.show(f"HEAD:{prefix + '/' if prefix else ''}{path}", strip_newline_in_stdout=False)
-        except (git.GitCommandError, UnicodeDecodeError):  # new in the working tree, or not text
+            text = run_git(repo, "show", f"HEAD:{self.project.git_prefix}{path}", strip_newline_in_stdout=False)
+        except (*GIT_ERRORS, UnicodeDecodeError):  # new in the working tree, or not text
             return None
         return text.encode("utf-8")
 
@@ -271,34 +207,35 @@ class ProjectChecker:
         self.changes = {}
         if not self.config.enabled("LS501"):
             return
-        import git
-
         repo = open_repo(self.root)
         if repo is None:
             return
-        prefix = self._repo_prefix()
+        prefix = self.project.git_prefix
         relative = [f"--relative={prefix}"] if prefix else []  # paths relative to the checked root
         try:
-            names = repo.git.diff("HEAD", "--name-only", *relative).splitlines()
-        except git.GitCommandError:  # no commits yet
+            names = run_git(repo, "diff", "HEAD", "--name-only", *relative).splitlines()
+        except GIT_ERRORS:  # no commits yet
             return
         for path in names:
-            if path in self.files:
-                self.update_signatures(path, self.files[path].source)
+            got = self.project.tree(path) if path in self.files else None
+            if got is not None:
+                self.update_signatures(path, got[1])
 
-    def update_signatures(self, path: str, source: bytes, tree: Tree | None = None) -> list[SignatureChange]:
-        """Compare one file's signatures with HEAD; remember what changed (for impact findings)."""
+    def update_signatures(self, path: str, tree: Tree) -> list[SignatureChange]:
+        """Compare one file's signatures (its current `tree`) with HEAD; remember what changed
+        (for impact findings)."""
         lang = language_for_path(path)
         if lang is None:
             return []
         if path not in self._head_signatures:  # HEAD does not move under an editing session
             old_source = self._head_source(path)
-            self._head_signatures[path] = None if old_source is None else signatures(lang, self._parse(lang, old_source))
+            self._head_signatures[path] = None if old_source is None else signatures(
+                lang, self.project.languages.parser(lang).parse(old_source))
         old = self._head_signatures[path]
         if old is None:
             self.changes.pop(path, None)
             return []
-        new = signatures(lang, tree or self._parse(lang, source))
+        new = self._new_signatures[path] = signatures(lang, tree)
         changes = changed_signatures(path, old, new)
         if changes:
             self.changes[path] = changes
@@ -312,9 +249,12 @@ class ProjectChecker:
         for changed, changes in self.changes.items():
             if changed == path or path not in callers(changed, {path: state.edges}, [path]):
                 continue
-            tree = tree or self._parse(state.lang, state.source)
-            new_sigs = signatures(language_for_path(changed), self._parse(
-                language_for_path(changed), self.files[changed].source)) if changed in self.files else {}
+            if tree is None:
+                got = self.project.tree(path)
+                if got is None:
+                    return found
+                tree = got[1]
+            new_sigs = self._new_signatures.get(changed, {})
             for change in changes:
                 for call, reason in impacted_calls(change, state.lang, tree, new_sigs.get(change.new.qualname, [])):
                     found.append(make.impact_finding(path, state, call, change, reason))
@@ -333,27 +273,44 @@ class ProjectChecker:
 
     # -- one file ----------------------------------------------------------------------------------
     def check_file(self, path: str, text: str | bytes | None = None) -> list[Finding]:
-        """Findings for one file, re-analysed from `text` (or disk) against the project state."""
-        source = text.encode("utf-8") if isinstance(text, str) else text
-        if source is None:
-            source = self._read(path)
-            if source is None:
-                return []
+        """Findings for one file re-analysed from `text`, which becomes the file's buffer in the
+        project (None: the file on disk again)."""
+        if text is not None:
+            self.project.update_document(path, text.decode("utf-8", "replace") if isinstance(text, bytes) else text)
+        else:
+            self.project.close_document(path)
+        return self.findings_for(path)
+
+    def refresh(self, path: str) -> tuple[FileState | None, Tree | None]:
+        """Bring one file's state up to the project's version: metrics, import cycles through
+        it, and its signature changes against HEAD (which judge call sites elsewhere)."""
+        if path in self.project.oversize:  # a buffer too large for the project to parse
+            self.files.pop(path, None)
+            self.not_checked[path] = self.project.oversize[path]
+            return None, None
+        previous = self.files.get(path)
+        old_edges = set(previous.edges) if previous is not None else None
+        state, tree = self._current(path)
+        if state is None:
+            return None, None
+        if old_edges is None or old_edges != set(state.edges):
+            self.cycles = import_cycles(self._graph())
+        if self.config.enabled("LS501") and tree is not None and previous is not None \
+                and previous.source != state.source:
+            self.update_signatures(path, tree)
+        return state, tree
+
+    def findings_for(self, path: str) -> list[Finding]:
+        """Findings for one file as the project holds it now, against the project state."""
         if language_for_path(path) is None:
             return []
-        if path not in self.index.paths:
-            self.index = PathIndex(set(self.index.paths) | {path})
-        previous = self.files.get(path)
-        state, tree = self._state(path, source)
-        self.files[path] = state
-        if previous is None or set(previous.edges) != set(state.edges):
-            self.cycles = import_cycles(self._graph())
+        state, tree = self.refresh(path)
+        if state is None:
+            return self._not_checked_findings([path])
         items = make.metric_findings(state, self.config)
         if self.config.enabled("LS301"):
-            items += [make.clone_finding(c, self.config) for c in self.clones.clones_for(path, source, state.lang)]
+            items += [make.clone_finding(c, self.config) for c in self.clones.clones_for(path, state.source, state.lang)]
         items += self._context_findings(path, state)
         if self.config.enabled("LS501"):
-            if previous is not None and previous.source != source:
-                self.update_signatures(path, source, tree)
             items += self.impact_findings_in(path, state, tree)
-        return sorted(set(self._unsuppressed(state, items)), key=lambda f: (f.start, f.code, f.message))
+        return self._reported(path, self._unsuppressed(state, items))

@@ -27,6 +27,7 @@ class Check:
 
 
 CHECKS: tuple[Check, ...] = (
+    Check("LS001", "file-not-checked", "File too large to check, or more findings than are reported", "file"),
     Check("LS101", "cyclomatic-complexity", "Function with high McCabe cyclomatic complexity", "function"),
     Check("LS102", "cognitive-complexity", "Function with high cognitive complexity", "function"),
     Check("LS103", "too-many-statements", "Function with too many statements", "function"),
@@ -84,6 +85,8 @@ class SmellConfig:
     hotspot_top: int = 10  # at most this many hotspot findings, highest score first
     shotgun_min_partners: int = 6  # Lanza & Marinescu's ShotgunSurgery "CC > 5", over history
     history_max_commits: int = 5000
+    max_file_lines: int = 50_000  # longer files are not checked (one LS001 note says so)
+    max_findings_per_file: int = 200  # the rest are summed up in one LS001 note
     disabled: frozenset[str] = field(default_factory=frozenset)  # codes
 
     def __post_init__(self) -> None:

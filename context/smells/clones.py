@@ -139,6 +139,7 @@ class CloneIndex:
         self._files: dict[str, _Lexed] = {}
         self._sorted: np.ndarray | None = None  # window hashes, sorted
         self._where: np.ndarray | None = None  # (file number, token offset) of each sorted hash
+        self._run_end: np.ndarray | None = None  # end of the run of equal (hash, file) at each entry
         self._order: list[str] = []
         self._number: dict[str, int] = {}
         self._buffers: dict[str, tuple[bytes, np.ndarray, np.ndarray]] = {}  # edited file -> text, starts, ids
@@ -168,6 +169,12 @@ class CloneIndex:
         self._sorted = all_hashes[order]
         self._where = np.stack([np.concatenate(files)[order], np.concatenate(offsets)[order]], axis=1) \
             if hashes else np.empty((0, 2), dtype=np.int64)
+        # Within a group of equal hashes the entries are in file order (stable sort), so one
+        # file's entries are one run: skipping a file's own stale entries is one jump.
+        file_of = self._where[:, 0]
+        boundary = np.flatnonzero((self._sorted[1:] != self._sorted[:-1]) | (file_of[1:] != file_of[:-1])) + 1
+        ends = np.append(boundary, len(self._sorted))
+        self._run_end = ends[np.searchsorted(ends, np.arange(len(self._sorted)), side="right")]
 
     def all_clones(self) -> list[Clone]:
         """Every clone pair in the indexed files (each later occurrence against an earlier one)."""
@@ -224,16 +231,12 @@ class CloneIndex:
             pfile[pending[ok]], poff[pending[ok]] = f[ok], off[ok]
             return pfile, poff
         skip = self._number.get(lexed.path, -1)
-        step = 0
-        while len(pending):  # the k-th entry of each group, until one is not the stale self
-            pos = lo[pending] + step
-            inside = pos < hi[pending]
-            pending, pos = pending[inside], pos[inside]
-            f, off = self._where[pos, 0], self._where[pos, 1]
-            ok = f != skip
-            pfile[pending[ok]], poff[pending[ok]] = f[ok], off[ok]
-            pending = pending[~ok]
-            step += 1
+        first = lo[pending]
+        own = self._where[first, 0] == skip
+        first[own] = self._run_end[first[own]]  # past the edited file's own (stale) entries
+        inside = first < hi[pending]
+        pending, first = pending[inside], first[inside]
+        pfile[pending], poff[pending] = self._where[first, 0], self._where[first, 1]
         return pfile, poff
 
     def _clones_of(self, path: str, lexed: _Lexed, earlier_only: bool) -> list[Clone]:

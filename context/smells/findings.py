@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
+from .analyze import FileState
 from .checks import Finding, SmellConfig
 from .clones import Clone
 from .impact import CallSite, SignatureChange
 from .project import Coupling, Hotspot
-
-if TYPE_CHECKING:
-    from .check import FileState
 
 # (code, metric attribute, config limit attribute, wording)
 _FUNCTION_CHECKS = (
@@ -123,3 +119,18 @@ def impact_finding(path: str, state: FileState, call: CallSite, change: Signatur
     return Finding("LS501", f"call to `{change.new.qualname}` no longer matches its signature "
                    f"{change.new.text} (was {change.old.text} in HEAD): {reason}", path, start, end,
                    related=((change.path, 0),), symbol=change.new.qualname)
+
+
+def not_checked(path: str, why: str) -> Finding:
+    return Finding("LS001", f"not checked for code smells: {why}", path, (0, 0), (1, 0))
+
+
+def capped(path: str, found: list[Finding], config: SmellConfig) -> list[Finding]:
+    """At most `max_findings_per_file` findings of one file (in position order), and one
+    note saying how many more there are."""
+    limit = config.max_findings_per_file
+    if len(found) <= limit or not config.enabled("LS001"):
+        return found
+    note = Finding("LS001", f"{len(found) - limit:,} more findings in this file are not reported "
+                   f"(threshold {limit} per file)", path, (0, 0), (1, 0), len(found), limit)
+    return [*found[:limit], note]

@@ -8,14 +8,9 @@ caches.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import torch
 
 from .config import ModelConfig
-
-if TYPE_CHECKING:
-    from .transformer import CausalLM
 
 
 class KVCache:
@@ -42,9 +37,10 @@ class KVCache:
 
     @classmethod
     def for_model(
-        cls, model: CausalLM, batch: int, capacity: int, dtype: torch.dtype, device: torch.device | str = "cpu"
+        cls, model: torch.nn.Module, batch: int, capacity: int, dtype: torch.dtype, device: torch.device | str = "cpu"
     ) -> KVCache:
-        """A cache for `model` as built here: a tensor-parallel rank holds only its KV heads."""
+        """A cache for `model` (a `CausalLM`) as built here: a tensor-parallel rank holds only its KV
+        heads. Typed loosely: the model module imports this one."""
         kvh = model.model.layers[0].self_attn.num_kv_heads
         return cls(model.config, batch, capacity, dtype, device, num_kv_heads=kvh)
 

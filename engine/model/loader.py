@@ -17,7 +17,7 @@ import torch
 from .config import ConfigError, ModelConfig
 from .hub import HubError, resolve_hub_id
 from .transformer import CausalLM
-from .parallel import Shard, apply_tensor_parallel, set_parameter, shard_rule
+from .parallel import Shard, apply_tensor_parallel, local_device, set_parameter, shard_rule
 from .tokenizer import Tokenizer, TokenizerError
 
 DTYPES = {
@@ -226,3 +226,11 @@ def _read(handle, name: str, rule: tuple[int, slice] | None) -> torch.Tensor:
     dim, part = rule
     view = handle.get_slice(name)
     return view[part] if dim == 0 else view[:, part]
+
+
+def load_tensor_parallel(
+    name: str, shard: Shard, device: torch.device | None = None, dtype: str | torch.dtype | None = None
+) -> LoadedModel:
+    """Load this rank's slice of a checkpoint: the model is split on the meta device and each
+    weight is read as its slice, so a rank never holds more than its share."""
+    return load_checkpoint(name, device=device or local_device(shard), dtype=dtype, shard=shard)

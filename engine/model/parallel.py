@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import torch
 import torch.distributed as dist
@@ -29,9 +28,6 @@ from torch import nn
 
 from .config import ModelConfig
 from .transformer import CausalLM
-
-if TYPE_CHECKING:
-    from .loader import LoadedModel
 
 
 class TensorParallelError(ValueError):
@@ -195,13 +191,3 @@ def broadcast_token(token: int, device: torch.device, group: dist.ProcessGroup |
     buf = torch.tensor([token], dtype=torch.long, device=device)
     dist.broadcast(buf, src=0, group=group)
     return int(buf.item())
-
-
-def load_tensor_parallel(
-    name: str, shard: Shard, device: torch.device | None = None, dtype: str | torch.dtype | None = None
-) -> LoadedModel:
-    """Load this rank's slice of a checkpoint: the model is split on the meta device and each
-    weight is read as its slice, so a rank never holds more than its share."""
-    from .loader import load_checkpoint
-
-    return load_checkpoint(name, device=device or local_device(shard), dtype=dtype, shard=shard)

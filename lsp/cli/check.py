@@ -14,7 +14,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from loopls.context.files import read_text
 from loopls.context.history import open_repo
+from loopls.context.workspace import WorkspaceError
 from loopls.context.smells import ProjectChecker, SmellConfig, to_sarif
 
 from ..version import __version__
@@ -49,11 +51,10 @@ def _pyproject_settings(root: Path) -> dict[str, Any]:
         import tomllib
     except ModuleNotFoundError:  # Python 3.10: no pyproject configuration, flags still work
         return {}
-    file = root / "pyproject.toml"
-    if not file.is_file():
+    text = read_text(root / "pyproject.toml")
+    if text is None:
         return {}
-    with file.open("rb") as fh:
-        data = tomllib.load(fh)
+    data = tomllib.loads(text)
     return data.get("tool", {}).get("loopls", {}).get("smells", {})
 
 
@@ -86,6 +87,8 @@ def run_check(args: argparse.Namespace) -> int:
         return _fail(str(exc))
     try:
         report = ProjectChecker(root, config).check()
+    except WorkspaceError as exc:
+        return _fail(str(exc))
     except Exception as exc:  # noqa: BLE001 - the linter boundary: a crash must exit 2, never 1 ("findings")
         return _fail(f"internal error while checking {root}: {type(exc).__name__}: {exc}")
     findings = report.findings

@@ -11,8 +11,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from loopls.context.assemble import ContextEngine
+from loopls.context.files import is_regular_file
 from loopls.context.history import open_repo
-from loopls.context.index import WorkspaceIndex
+from loopls.context.project import Project
 from loopls.context.languages import language_for_path
 from loopls.engine.model.models import cache_dir
 
@@ -29,6 +30,8 @@ def _fail(message: str) -> int:
 
 def read_source(path) -> str:
     """A source file as text; binary and non-UTF-8 files are refused with a clear error."""
+    if path.exists() and not is_regular_file(path):  # a FIFO would block the read forever
+        raise ValueError(f"{path}: not a regular file (a pipe, socket, device or folder)")
     data = path.read_bytes()
     if b"\0" in data[:8192]:
         raise ValueError(f"{path}: binary file")
@@ -105,12 +108,12 @@ class ProjectContext:
         if repo is None or not repo.working_tree_dir:
             return None
         try:
-            index = WorkspaceIndex(Path(repo.working_tree_dir), cache_dir())
-            rel = index.workspace.relative(path)
-            index.build()
+            project = Project(Path(repo.working_tree_dir), cache_dir())
+            rel = project.workspace.relative(path)
+            project.build()
         except (OSError, ValueError):  # WorkspaceError is a ValueError: an ignored file, say
             return None
-        return cls(ContextEngine(index, tokenizer, tokenizer.special), rel)
+        return cls(ContextEngine(project, tokenizer, tokenizer.special), rel)
 
     def provide(self, tokenizer, uri: str, version: int | None, text: str, offset: int, budget: int):
         return self.engine.assemble(self.rel, text, offset, budget)

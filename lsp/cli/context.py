@@ -12,7 +12,7 @@ from pathlib import Path
 
 from loopls.context.assemble import ContextEngine
 from loopls.context.explain import explain, explain_text
-from loopls.context.index import IndexSummary, WorkspaceIndex
+from loopls.context.project import IndexSummary, Project
 from loopls.context.workspace import WorkspaceError
 
 from ..positions import offset_from_cli
@@ -74,7 +74,7 @@ def format_summary(root: Path, s: IndexSummary) -> str:
 
 def run_index(args: argparse.Namespace) -> int:
     try:
-        index = WorkspaceIndex(args.path, _cache_dir())
+        index = Project(args.path, _cache_dir())
     except WorkspaceError as exc:
         return _fail(str(exc))
     summary = index.build(None if args.quiet else _ProgressBar())
@@ -100,7 +100,7 @@ def run_context(args: argparse.Namespace) -> int:
         text = read_source(path)
         offset = offset_from_cli(text, line, col)
         root = Path(args.root) if args.root else workspace_root_for(path)
-        index = WorkspaceIndex(root, _cache_dir())
+        index = Project(root, _cache_dir())
         rel = index.workspace.relative(path)
         tokenizer = load_tokenizer(args.model)
     except (OSError, ValueError) as exc:  # PositionError and WorkspaceError are ValueErrors

@@ -8,7 +8,7 @@ from context_helpers import make_repo, tokenizer, write
 from loopls.context.assemble import ContextEngine
 from loopls.context.cochange import CoChange
 from loopls.context.history import read_history, uncommitted_changes
-from loopls.context.index import WorkspaceIndex
+from loopls.context.project import Project
 
 
 def _history_commits():
@@ -41,7 +41,7 @@ def test_large_commits_do_not_count_as_coupling(tmp_path):
 def test_cochanged_file_reaches_the_prompt(tmp_path, tiny_checkpoint):
     make_repo(tmp_path, _history_commits())
     tok = tokenizer(tiny_checkpoint)
-    index = WorkspaceIndex(tmp_path)
+    index = Project(tmp_path)
     index.build()
     engine = ContextEngine(index, tok, tok.special)
     text = index.text("a.py")
@@ -60,7 +60,7 @@ def test_uncommitted_diff_is_found_and_packed(tmp_path, tiny_checkpoint):
     assert changes["data.py"] == [(30, 30)]
     assert "fresh.py" in changes  # untracked files count as changed
     tok = tokenizer(tiny_checkpoint)
-    index = WorkspaceIndex(tmp_path)
+    index = Project(tmp_path)
     index.build()
     engine = ContextEngine(index, tok, tok.special)
     packed = engine.assemble("main.py", "print('hi')\n", 5, 512)

@@ -9,7 +9,7 @@ import pytest
 from context_helpers import make_repo, write
 
 from loopls.context.documents import ParsedDocument
-from loopls.context.index import WorkspaceIndex
+from loopls.context.project import Project
 from loopls.context.languages import Languages
 
 SOURCES = {
@@ -43,7 +43,7 @@ EXPECTED = {
 
 def test_definitions_in_every_language(tmp_path):
     make_repo(tmp_path, [SOURCES])
-    index = WorkspaceIndex(tmp_path)
+    index = Project(tmp_path)
     summary = index.build()
     assert summary.files == len(SOURCES)
     for name, (path, kind, line) in EXPECTED.items():
@@ -58,14 +58,14 @@ def test_definitions_in_every_language(tmp_path):
 def test_persisted_index_is_reused_and_refreshed(tmp_path):
     root, cache = tmp_path / "ws", tmp_path / "cache"
     make_repo(root, [SOURCES])
-    first = WorkspaceIndex(root, cache).build()
+    first = Project(root, cache).build()
     assert first.persistent and first.parsed == len(SOURCES)
-    again = WorkspaceIndex(root, cache)
+    again = Project(root, cache)
     second = again.build()
     assert second.parsed == 0 and second.from_cache == len(SOURCES)
     assert again.definitions("OpenStore")
     write(root, {"go/store.go": "package store\n\nfunc Renamed() {}\n"})
-    third_index = WorkspaceIndex(root, cache)
+    third_index = Project(root, cache)
     third = third_index.build()
     assert third.parsed == 1
     assert not third_index.definitions("OpenStore") and third_index.definitions("Renamed")
@@ -73,7 +73,7 @@ def test_persisted_index_is_reused_and_refreshed(tmp_path):
 
 def test_refresh_on_disk_events(tmp_path):
     make_repo(tmp_path, [SOURCES])
-    index = WorkspaceIndex(tmp_path)
+    index = Project(tmp_path)
     index.build()
     write(tmp_path, {"py/new_mod.py": "def brand_new():\n    pass\n"})
     (tmp_path / "js/util.js").unlink()
@@ -121,7 +121,7 @@ def test_incremental_equals_cold_reindex_after_random_edits(tmp_path, path, seed
     rng = random.Random(f"{path}:{seed}")
     languages = Languages()
     doc = ParsedDocument(path, BASES[path], languages)
-    index = WorkspaceIndex(tmp_path)
+    index = Project(tmp_path)
     doc.symbols()
     diverged = 0
     for step in range(300):
@@ -142,7 +142,7 @@ def test_incremental_equals_cold_reindex_after_random_edits(tmp_path, path, seed
 
 def test_open_document_overlay(tmp_path):
     make_repo(tmp_path, [SOURCES])
-    index = WorkspaceIndex(tmp_path)
+    index = Project(tmp_path)
     index.build()
     index.update_document("py/shapes.py", "def only_in_buffer():\n    pass\n")
     assert index.definitions("only_in_buffer") and not index.definitions("Circle")

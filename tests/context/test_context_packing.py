@@ -6,7 +6,7 @@ import pytest
 from context_helpers import make_repo, tokenizer, write
 
 from loopls.context.assemble import ContextEngine
-from loopls.context.index import WorkspaceIndex
+from loopls.context.project import Project
 from loopls.context.packing import subtract
 
 LIB = "".join(f"def helper_{i}(value):\n    total = value * {i}\n    return total + {i}\n\n" for i in range(60))
@@ -28,7 +28,7 @@ def tok(tiny_checkpoint):
 
 
 def engine_for(root, tok, history=True):
-    index = WorkspaceIndex(root)
+    index = Project(root)
     index.build()
     return ContextEngine(index, tok, tok.special, history=history)
 
@@ -127,6 +127,7 @@ def test_current_file_definitions_outside_the_window(tmp_path, tok):
 
 
 def test_graph_updates_match_a_rebuild(tmp_path, tok):
+    from loopls.context.imports import ImportGraph
     from loopls.context.signals import Signals
 
     make_repo(tmp_path, [FILES])
@@ -145,4 +146,7 @@ def test_graph_updates_match_a_rebuild(tmp_path, tok):
         fresh = Signals(index)
         fresh.sync()
         assert engine.signals.graph.edges == fresh.graph.edges, path
-        assert engine.signals.graph.importers == fresh.graph.importers
+        fresh_imports = ImportGraph(index.files)  # the project's import graph, rebuilt
+        for other, symbols in index.files.items():
+            fresh_imports.set_imports(other, symbols.imports)
+        assert index.imports.importers == fresh_imports.importers

@@ -8,7 +8,7 @@ import pytest
 from context_helpers import make_repo, tokenizer, write
 
 from loopls.context.assemble import ContextEngine
-from loopls.context.index import WorkspaceIndex
+from loopls.context.project import Project
 from loopls.context.privacy import REDACTED, is_secret_path, redact
 from loopls.context.workspace import IgnoreRules, Workspace, WorkspaceError
 
@@ -68,7 +68,7 @@ def test_ignored_and_secret_files_never_reach_a_prompt(tmp_path, tiny_checkpoint
     outside = tmp_path / "outside.py"
     outside.write_text(f"def {MARK}_name():\n    pass\n")
     os.symlink(outside, root / "link.py")
-    index = WorkspaceIndex(root)
+    index = Project(root)
     index.build()
     assert set(index.files) <= {"app.py", "config.py", ".gitignore", ".looplsignore", ".env.example", "README.md"}
     tok = tokenizer(tiny_checkpoint)

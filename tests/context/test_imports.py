@@ -143,3 +143,31 @@ def test_type_only_imports_are_marked_and_can_be_left_out(languages):
              "p/b.py": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from p import a\n"}
     assert import_graph(files)["p/b.py"] == {"p/a.py"}
     assert import_graph(files, include_type_only=False)["p/b.py"] == set()
+
+
+def test_axios_style_commonjs_resolves_like_es_modules():
+    """CommonJS as axios writes it: a root index re-exporting with `module.exports = require`,
+    a factory's instance as the default export, `require("./dir")` meaning `dir/index.js`,
+    destructured requires, and the same modules imported the ES way."""
+    files = {
+        "index.js": "module.exports = require('./lib/axios');\n",
+        "lib/axios.js": ("'use strict';\nvar utils = require('./utils');\nvar bind = require('./helpers/bind');\n"
+                         "var Axios = require('./core/Axios');\nvar defaults = require('./defaults');\n"
+                         "function createInstance(defaultConfig) {\n  var context = new Axios(defaultConfig);\n"
+                         "  return bind(Axios.prototype.request, context);\n}\n"
+                         "var axios = createInstance(defaults);\nmodule.exports = axios;\n"
+                         "module.exports.default = axios;\n"),
+        "lib/utils.js": "module.exports = { forEach: function forEach() {} };\n",
+        "lib/helpers/bind.js": "module.exports = function bind(fn, thisArg) {\n  return fn;\n};\n",
+        "lib/core/Axios.js": "const { forEach } = require('../utils');\nconst build = require('../helpers/bind.js');\n"
+                             "function Axios(config) {}\nmodule.exports = Axios;\n",
+        "lib/defaults/index.js": "var utils = require('../utils');\nmodule.exports = {};\n",
+        "esm/client.mjs": "import axios from '../lib/axios.js';\nimport defaults from '../lib/defaults';\n",
+    }
+    graph = import_graph(files)
+    assert graph["index.js"] == {"lib/axios.js"}
+    assert graph["lib/axios.js"] == {"lib/utils.js", "lib/helpers/bind.js", "lib/core/Axios.js",
+                                     "lib/defaults/index.js"}
+    assert graph["lib/core/Axios.js"] == {"lib/utils.js", "lib/helpers/bind.js"}
+    assert graph["lib/defaults/index.js"] == {"lib/utils.js"}
+    assert graph["esm/client.mjs"] == {"lib/axios.js", "lib/defaults/index.js"}

@@ -58,7 +58,8 @@ def _worker(rank: int, world: int, port: int, folders: dict[str, str], out: str,
 
     import torch.distributed as dist
 
-    from loopls.engine.model.parallel import Shard, apply_tensor_parallel, load_tensor_parallel
+    from loopls.engine.model.loader import load_tensor_parallel
+    from loopls.engine.model.parallel import Shard, apply_tensor_parallel
 
     torch.set_num_threads(1)
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
