@@ -10,9 +10,9 @@ import time
 
 from .cochange import CoChange
 from .history import uncommitted_changes
-from .project import Project
 from .packing import PackedContext, Packer
 from .privacy import redact
+from .project import Project
 from .prompt import TokenCounter, lines_keepends
 from .signals import Candidate, Cursor, Signals
 

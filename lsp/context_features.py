@@ -183,7 +183,7 @@ class ContextHost:
             if where is None:
                 return
             if method == types.TEXT_DOCUMENT_DID_OPEN:
-                self.thread.submit(self._open, *where, params.text_document.text)
+                self.thread.submit(self._open, *where, scrub_surrogates(params.text_document.text))
             elif method == types.TEXT_DOCUMENT_DID_CHANGE:
                 encoding = self.server.workspace.position_encoding  # as negotiated: the client's units
                 self.thread.submit(self._change, *where, params.text_document.uri, list(params.content_changes),
@@ -222,7 +222,7 @@ class ContextHost:
                     start, end = LineIndex(doc.text).span(change.range, encoding or "utf-16")
                     project.edit_document(path, start, end, scrub_surrogates(change.text))
                 else:
-                    project.update_document(path, change.text)
+                    project.update_document(path, scrub_surrogates(change.text))
         except (PositionError, ValueError) as exc:  # a client out of sync: start over from its text
             log.warning("%s: edit out of range (%s); re-reading the buffer", path, exc)
             current = self.server.workspace.text_documents.get(uri)

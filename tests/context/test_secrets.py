@@ -152,12 +152,12 @@ def test_packed_prompts_never_carry_a_secret(tmp_path, tiny_checkpoint) -> None:
     from context_helpers import make_repo, tokenizer
 
     from loopls.context.assemble import ContextEngine
-    from loopls.context.index import WorkspaceIndex
+    from loopls.context.project import Project
 
     files = {case.path: case.text for case in CASES}
     files["main.py"] = "from settings.base import password\nfrom llm.client import client\n\nresult = client\n"
     make_repo(tmp_path, [files])
-    index = WorkspaceIndex(tmp_path)
+    index = Project(tmp_path)
     index.build()
     tok = tokenizer(tiny_checkpoint)
     engine = ContextEngine(index, tok, tok.special)
