@@ -6,9 +6,10 @@ round-trip times); an interval longer than `PAUSE_FACTOR` times the mean (or tha
 is a pause, not typing, and leaves the estimate alone. A request waits
 `mean + DEVIATIONS * deviation` before it may start a generation, clamped to [100, 1000] ms
 (Tabby's range): a fast typist gets suggestions sooner, and a keystroke that comes inside the
-usual rhythm supersedes the previous request before that request has cost anything. Two
-deviations let about one keystroke in ten through (with keys 60-200 ms apart), whose short
-generation the next key cancels.
+usual rhythm supersedes the previous request before that request has cost anything. With
+keys 60-200 ms apart, 1.5 deviations let about one keystroke in seven through; the next key
+cancels that generation, usually while it is still computing the prompt's tail, before it
+has produced many tokens.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ MAX_DELAY_S = 1.0
 PAUSE_S = 1.0  # a longer gap between two requests is a pause, not a typing interval
 PAUSE_FACTOR = 3.0  # ... and so is one three times the usual interval
 GAIN = 0.25  # weight of a new interval in the mean
-DEVIATIONS = 2.0
+DEVIATIONS = 1.5
 INITIAL_MEAN_S = 0.15  # before this document has taught us anything
 INITIAL_DEVIATION_S = 0.05
 

@@ -29,6 +29,8 @@ _OPENERS = {"(": ")", "[": "]", "{": "}"}
 _CLOSERS = {v: k for k, v in _OPENERS.items()}
 _QUOTES = set("\"'`")
 _TOKEN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*|\d+(?:\.\d+)?|\S")
+# a short unit four times in a row, or a longer one three times
+_LOOPED_CHARS = re.compile(r"(\S{2,3}?)\1{3,}|(\S{4,24}?)\2{2,}")
 _TRIVIAL_LINE = re.compile(r"^[\s)\]};,]*$|^(?:end|pass|break|continue|fi|done|esac|else:?|\*/)$")
 BLOCK_OPENER = re.compile(r"(?::|\{|\(|\[|=>|->|\bdo|\bthen|\bbegin)\s*(?:#.*|//.*)?$")
 _DEFINITION = re.compile(
@@ -144,14 +146,20 @@ def stop_on_repetition(lines: list[str]) -> list[str]:
 
 def _repeated_phrase(line: str) -> int | None:
     """Where the second copy of a phrase (1 to 4 tokens, one a name) starts, when the phrase
-    comes four or more times in a row; None otherwise. `0, 0, 0, 0` is data, not a loop."""
+    comes four or more times in a row, or of a run of characters with a letter in it
+    (`VeVeVeVe`, `abcdabcdabcd`); None otherwise. `0, 0, 0, 0` and `=====` are data, not a loop."""
+    looped = _LOOPED_CHARS.search(line)
+    if looped is not None:
+        unit = looped.group(1) or looped.group(2)
+        if len({c for c in unit if c.isalpha()}) >= 2:  # not hex runs, `\\d\\d\\d`, `%02d%02d`
+            return looped.start() + len(unit)
     tokens = [(m.group(0), m.start()) for m in _TOKEN.finditer(line)]
     words = [t for t, _ in tokens]
     for n in (1, 2, 3, 4):
         for start in range(0, len(words) - 4 * n + 1):
             unit = words[start:start + n]
-            if not any(w[0].isalpha() or w[0] == "_" for w in unit):
-                continue
+            if not any(len(w) > 1 and (w[0].isalpha() or w[0] == "_") for w in unit):
+                continue  # `_, _, _, _` and `v   v   v` are not loops
             if all(words[start + k * n:start + (k + 1) * n] == unit for k in range(1, 4)):
                 return tokens[start + n][1]
     return None

@@ -58,6 +58,10 @@ def test_repeated_lines_blocks_and_phrases_stop() -> None:
     assert stop_on_repetition(["a()", "b()", "a()", "b()", "c()"]) == ["a()", "b()"]
     assert stop_on_repetition(["return foo(foo(foo(foo(foo(x)))))"]) == ["return foo("]
     assert stop_on_repetition(["v = [0, 0, 0, 0, 0, 0]"]) == ["v = [0, 0, 0, 0, 0, 0]"]  # data, not a loop
+    assert stop_on_repetition(["x = VeVeVeVeVeVeypin"]) == ["x = Ve"]  # a loop inside one word
+    assert stop_on_repetition(["serypinCserypinCserypinC"]) == ["serypinC"]
+    for data in ("mask = 0x00000000", "# ==========", "s = 'ab' + 'cd'", "abcabc = 1"):
+        assert stop_on_repetition([data]) == [data]
     assert stop_on_repetition(["}", "}", "end"]) == ["}", "}", "end"]  # closing lines repeat legitimately
 
 
