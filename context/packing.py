@@ -26,6 +26,12 @@ ELISION = "⋮\n"  # between non-adjacent pieces of one file
 MIN_PARTIAL_TOKENS = 48  # below this, a snippet cut to fit is not worth showing
 MAX_FIM_TOKENS = 16384
 CHARS_PER_TOKEN_GUESS = 8  # a first slice; _fim widens it when a token budget outlasts it
+# Stability from one keystroke to the next, so the engine's prefix cache keeps hitting: the
+# FIM window starts at a line number that is a multiple of this, and the room left for
+# snippets is rounded down to a multiple of ROOM_STEP tokens (it would otherwise shrink by a
+# token per keystroke and move the last snippet's cut).
+ANCHOR_LINES = 8
+ROOM_STEP = 64
 ID_CACHE_ENTRIES = 50_000
 _HASH_COMMENT = {".py", ".pyi", ".rb", ".sh", ".bash", ".yaml", ".yml", ".toml", ".cfg", ".ini", ".r", ".pl"}
 
@@ -137,8 +143,11 @@ class Packer:
             own_header, fixed = [], len(fim_ids)
         first = text.count("\n", 0, cut) + before.count("\n", 0, len(before) - len(fim.prefix))
         last = first + (fim.prefix + fim.suffix).count("\n")
-        pieces = self._select(candidates, {path: [(first, last)]}, budget - fixed, read_lines)
-        ids, snippets, headers = self._render(pieces, budget - fixed)
+        room = budget - fixed
+        if room >= 2 * ROOM_STEP:
+            room -= room % ROOM_STEP
+        pieces = self._select(candidates, {path: [(first, last)]}, room, read_lines)
+        ids, snippets, headers = self._render(pieces, room)
         repo = self.repo_header() if own_header else []
         current = Snippet(path or "", first, last, "current", 0.0, len(fim_ids))
         token_ids = repo + ids + own_header + fim_ids
@@ -155,7 +164,8 @@ class Packer:
         while True:
             cut, stop = max(0, offset - reach), min(len(text), offset + reach)
             before, after = redact_pieces(text, [(cut, offset), (offset, stop)], path)
-            fim = build_fim_prompt(before + after, len(before), _Remembering(self), share)
+            fim = build_fim_prompt(before + after, len(before), _Remembering(self), share,
+                                   anchor_lines=ANCHOR_LINES, line_base=text.count("\n", 0, cut))
             short_before = cut > 0 and len(fim.prefix) == len(before)
             short_after = stop < len(text) and len(fim.suffix) == len(after)
             if not (short_before or short_after):

@@ -25,7 +25,7 @@ import logging
 import time
 from collections.abc import Callable
 from concurrent.futures import Executor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from loopls.context.assemble import buffer_prompt
@@ -84,6 +84,7 @@ class ServiceStats:
     cache_hits: int = 0
     debounced: int = 0  # superseded while waiting: no generation started
     secrets_dropped: int = 0
+    last_timings_ms: dict = field(default_factory=dict)  # of the last generated suggestion, by phase
 
 
 class CompletionService:
@@ -124,14 +125,17 @@ class CompletionService:
         prepared = loop.run_in_executor(self.thread, self._prepare, req, ticket, backend, options)
         prepared.add_done_callback(_retrieve)
         prepared.add_done_callback(lambda f: self._warm_up(req.uri, f))
+        started = time.perf_counter()
         if delay:
             await asyncio.sleep(delay)
         if self._latest.get(req.uri) is not ticket:
             self.stats.debounced += 1
             return None
+        waited = time.perf_counter()
         prep = await prepared
         if prep is None or self._latest.get(req.uri) is not ticket:
             return None
+        prepared_at = time.perf_counter()
         self._stop_warming(req.uri)
         generation = asyncio.ensure_future(self._generate(req, prep, backend, options))
         running = self._running.setdefault(req.uri, set())
@@ -145,6 +149,10 @@ class CompletionService:
         finally:
             running.discard(generation)
             self._superseded.discard(generation)
+        done = time.perf_counter()
+        self.stats.last_timings_ms = {"debounce": round(1000 * (waited - started)),
+                                      "prepare_wait": round(1000 * (prepared_at - waited)),
+                                      "generate": round(1000 * (done - prepared_at))}
         if not suggestions:
             return None
         self.cache.store(req.uri, req.text, req.offset, [(s.text, s.replace) for s in suggestions])
