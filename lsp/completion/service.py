@@ -85,6 +85,7 @@ class ServiceStats:
     debounced: int = 0  # superseded while waiting: no generation started
     secrets_dropped: int = 0
     last_timings_ms: dict = field(default_factory=dict)  # of the last generated suggestion, by phase
+    last_engine: dict = field(default_factory=dict)  # its prompt, cache hit and engine times
 
 
 class CompletionService:
@@ -271,6 +272,11 @@ class CompletionService:
             return None
         if out.finish_reason not in ("stop", "length"):
             return None
+        if index == 0:
+            m = out.metrics
+            self.stats.last_engine = {"prompt_tokens": len(prep.ids), "cached_tokens": m.get("cached_tokens"),
+                                      "ttft_ms": round(1000 * m.get("time_to_first_token_s", 0.0)),
+                                      "decode_ms": round(1000 * m.get("decode_s", 0.0)), "tokens": len(out.token_ids)}
         raw = tokenizer.decode(out.token_ids)
         if not prep.site.multiline:
             raw = raw.split("\n", 1)[0]
