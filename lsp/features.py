@@ -56,7 +56,7 @@ def create_server(model_override: str | None = None) -> LooplsServer:
         started = time.perf_counter()
         invoked = params.context.trigger_kind == types.InlineCompletionTriggerKind.Invoked
         request, index = ls.completion_request(params.text_document.uri, params.position, invoked)
-        result = await ls.completions.complete(request)
+        result = await ls.complete(request)
         if result is None:
             return None
         items = inline_items(index, request.offset, ls.encoding, result.suggestions, ls.acceptance)
@@ -67,7 +67,7 @@ def create_server(model_override: str | None = None) -> LooplsServer:
     async def completion(ls: LooplsServer, params: types.CompletionParams) -> types.CompletionList:
         invoked = params.context is None or params.context.trigger_kind == types.CompletionTriggerKind.Invoked
         request, index = ls.completion_request(params.text_document.uri, params.position, invoked)
-        result = await ls.completions.complete(request)
+        result = await ls.complete(request)
         untrained = ls.models.model_json().get("untrained", False)
         items = completion_items(index, request.offset, ls.encoding, result.suggestions, ls.acceptance,
                                  untrained) if result else []

@@ -8,7 +8,8 @@ until the options name another model or `RETRY_S` has passed (a retry that fails
 way says nothing new). `generate` submits one request through the backend interface and waits
 for it, counting what it generated and which tokens were wasted (generated for a request
 that was cancelled or superseded); a caller may stop a request early once it has what it
-needs, which does not count as waste.
+needs, which does not count as waste. A request the backend fails (a model server gone away)
+raises `EngineFailed`; the first failure of a run is reported, the recovery logged.
 """
 
 from __future__ import annotations
@@ -19,11 +20,11 @@ import logging
 import time
 from collections.abc import Callable
 from concurrent.futures import Executor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from loopls.context.privacy import check_prompt
-from loopls.engine.backends import Backend, BackendError, load_backend
+from loopls.engine.backends import Backend, BackendConfig, BackendError, load_backend
 from loopls.engine.backends.base import Priority, RequestOutput, SamplingParams
 
 log = logging.getLogger(__name__)
@@ -42,12 +43,16 @@ class PromptRefused(ValueError):
     """A finished prompt still held a secret-looking string: it is not sent."""
 
 
-@dataclass(frozen=True)
-class ModelSpec:
-    name: str
-    device: str
-    context_tokens: int = field(compare=False)  # sizes the KV pool; a new budget needs no reload
-    backend: str = "native"
+class EngineFailed(RuntimeError):
+    """The backend answered a request with an error (e.g. the model server went away)."""
+
+
+def _same_model(a: BackendConfig | None, b: BackendConfig | None) -> bool:
+    """Whether `a` and `b` load the same model: the prompt budget (which sizes the native
+    K/V pool) may differ, a new budget needs no reload."""
+    if a is None or b is None:
+        return a is b
+    return dataclasses.replace(a, context_tokens=0) == dataclasses.replace(b, context_tokens=0)
 
 
 @dataclass
@@ -80,22 +85,41 @@ class ModelHost:
         self._changed = changed
         self._progress = progress  # an async context manager factory, around a load
         self.stats = Stats()
-        self.spec: ModelSpec | None = None
+        self.spec: BackendConfig | None = None
         self.backend: Backend | None = None
         self.state = "idle"  # idle | loading | ready | error
         self.error: str | None = None
         self._load: asyncio.Future[Backend] | None = None
         self._failed_at = 0.0
         self._reported: str | None = None
+        self._engine_down = False  # the last request failed and the user has been told
+        self._name = "tiny"  # shown while no backend is configured
 
     # -- loading ----------------------------------------------------------------------------
 
-    def configure(self, spec: ModelSpec) -> None:
+    def configure(self, spec: BackendConfig) -> None:
         """Use the model `spec` names; a change loads it (and retries a failed one)."""
-        if spec != self.spec:
+        if not _same_model(spec, self.spec):
             self.spec = spec
             self._reported = None
             self._start()
+        else:
+            self.spec = spec
+
+    def unavailable(self, name: str, error: str) -> None:
+        """The options name no loadable backend (e.g. its API key is not set): reported once,
+        completions answer nothing until the options change."""
+        if self._load is not None and not self._load.done():
+            self._load.cancel()
+        self._load, self.spec, self._name = None, None, name
+        self._fail(error)
+
+    @property
+    def name(self) -> str:
+        """The model's name as the options give it."""
+        if self.spec is None:
+            return self._name
+        return self.spec.model or ("tiny" if self.spec.kind == "native" else "(the server's model)")
 
     def _start(self) -> None:
         self.state, self.error = "loading", None
@@ -103,31 +127,31 @@ class ModelHost:
         self._load.add_done_callback(_collect)  # a load nobody awaits any more still ends quietly
         self._changed()
 
-    async def _load_backend(self, spec: ModelSpec) -> Backend:
+    async def _load_backend(self, spec: BackendConfig) -> Backend:
         loop = asyncio.get_running_loop()
         try:
             if self._progress is not None:
-                async with self._progress(f"{spec.name} on {spec.device}"):
+                async with self._progress(_describe(spec)):
                     backend = await loop.run_in_executor(self.thread, self._open, spec)
             else:
                 backend = await loop.run_in_executor(self.thread, self._open, spec)
         except (BackendError, OSError, ValueError, RuntimeError) as exc:
-            if spec == self.spec:
+            if _same_model(spec, self.spec):
                 self._fail(str(exc))
             raise
-        if spec != self.spec:  # the options changed while it loaded
+        if not _same_model(spec, self.spec):  # the options changed while it loaded
             backend.shutdown()
             raise ModelUnavailable("superseded by another model")
         self._replace(backend)
         return backend
 
     @staticmethod
-    def _open(spec: ModelSpec) -> Backend:
-        return load_backend(spec.backend, spec.name, spec.device, spec.context_tokens)
+    def _open(spec: BackendConfig) -> Backend:
+        return load_backend(spec)
 
     def _fail(self, error: str) -> None:
         self.state, self.error, self._failed_at = "error", error, time.monotonic()
-        message = f"loopls: cannot load model {self.spec.name!r}: {error}"
+        message = f"loopls: cannot load model {self.name!r}: {error}"
         if message != self._reported:  # once, not on every keystroke
             self._reported = message
             self._report("error", message)
@@ -149,7 +173,7 @@ class ModelHost:
     async def ready(self) -> Backend | None:
         """The loaded backend, waiting for a load in progress; None while the model cannot be
         loaded (already reported)."""
-        if self.state == "error" and time.monotonic() - self._failed_at > RETRY_S:
+        if self.state == "error" and self.spec is not None and time.monotonic() - self._failed_at > RETRY_S:
             self._start()
         if self._load is None:
             return None
@@ -194,9 +218,27 @@ class ModelHost:
             if self.stats.active_generations == 0:
                 self._changed()
         self._count(out, wasted=out.finish_reason == "cancelled" and not early)
+        if out.finish_reason == "error":
+            self._engine_failed(out.error or "unknown error")
+            raise EngineFailed(out.error or "unknown error")
+        if out.finish_reason != "cancelled":
+            self._engine_answered()
         if early:  # what the caller read is the answer (the engine may have run a step further)
             out = dataclasses.replace(out, token_ids=tokens, finish_reason="stop")
         return out
+
+    def _engine_failed(self, error: str) -> None:
+        """Show the first failure of a run of failures (a dead model server fails every
+        keystroke's request: the user is told once, not per keystroke)."""
+        if not self._engine_down:
+            self._engine_down = True
+            self._report("error", f"loopls: completions are failing: {error}. "
+                                  "They resume when the model answers again.")
+
+    def _engine_answered(self) -> None:
+        if self._engine_down:
+            self._engine_down = False
+            self._report("info", "loopls: the model answers again; completions resumed")
 
     def warm(self, ids: list[int]):
         """Prefill `ids` into the engine's prefix cache at background priority, so that the
@@ -246,7 +288,7 @@ class ModelHost:
 
     def model_json(self) -> dict[str, Any]:
         spec = self.spec
-        model: dict[str, Any] = {"name": spec.name if spec else "tiny", "backend": spec.backend if spec else "native",
+        model: dict[str, Any] = {"name": self.name, "backend": spec.kind if spec else "native",
                                  "loaded": self.state == "ready" and self.backend is not None}
         if model["loaded"]:
             info = self.backend.info
@@ -258,6 +300,12 @@ class ModelHost:
 
     def stats_json(self) -> dict[str, Any]:
         return asdict(self.stats)
+
+
+def _describe(spec: BackendConfig) -> str:
+    if spec.kind == "openai":
+        return f"{spec.model or 'the served model'} at {spec.url}"
+    return f"{spec.model or 'tiny'} on {spec.device}" + (" (vllm)" if spec.kind == "vllm" else "")
 
 
 def _collect(future: asyncio.Future) -> None:

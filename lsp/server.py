@@ -17,18 +17,19 @@ from pathlib import PurePath
 from typing import Any
 
 from lsprotocol import types
-from pygls.exceptions import JsonRpcInvalidParams
+from pygls.exceptions import JsonRpcInternalError, JsonRpcInvalidParams
 from pygls.lsp.server import LanguageServer
 from pygls.uris import to_fs_path
 
 from loopls.context.languages import language_for_path
+from loopls.engine.backends import BackendError
 
 from .completion.acceptance import AcceptanceCounter
-from .completion.service import CompletionRequest, CompletionService
+from .completion.service import CompletionRequest, Completions, CompletionService
 from .context_features import ContextHost
 from .diagnostics import SmellHost
-from .model_host import ModelHost, ModelSpec
-from .options import Options, merge_options, options_to_json
+from .model_host import EngineFailed, ModelHost
+from .options import Options, backend_config, merge_options, options_to_json
 from .positions import UTF16, LineIndex, LspTextDocument, LspWorkspace, PositionError, strict_converter
 from .protocol import LooplsProtocol
 from .status import STATUS, StatusReporter
@@ -88,13 +89,16 @@ class LooplsServer(LanguageServer):
 
     def start_model(self) -> None:
         self.status.enabled = True
-        self.models.configure(self.model_spec())
+        self.configure_model()
 
-    def model_spec(self) -> ModelSpec:
-        model = self.options.model
-        return ModelSpec(name=self.model_override or model.name, device=model.device,
-                         context_tokens=self.options.completion.context_tokens,
-                         backend=getattr(model, "backend", "native"))
+    def configure_model(self) -> None:
+        """Load the model the options name (a change reloads it; a new budget does not)."""
+        try:
+            config = backend_config(self.options, self.model_override)
+        except BackendError as exc:
+            self.models.unavailable(self.model_override or self.options.model.name, str(exc))
+            return
+        self.models.configure(config)
 
     def shutdown_engine(self) -> None:
         self.models.shutdown()
@@ -113,7 +117,7 @@ class LooplsServer(LanguageServer):
         if changed:
             self.completions.cache.clear()  # suggestions made under other options are stale
             if self.status.enabled:
-                self.models.configure(self.model_spec())
+                self.configure_model()
             self.status.changed()
 
     def client_pulls_configuration(self) -> bool:
@@ -156,6 +160,14 @@ class LooplsServer(LanguageServer):
         language = language_for_path(path) if path else _LANGUAGE_IDS.get(doc.language_id or "")
         return CompletionRequest(uri, doc.version, path, language, index.text, offset, invoked), index
 
+    async def complete(self, request: CompletionRequest) -> Completions | None:
+        """The completion service's answer; a backend failing the request is an LSP error
+        (the user was told once, by the model host)."""
+        try:
+            return await self.completions.complete(request)
+        except EngineFailed as exc:
+            raise JsonRpcInternalError(f"engine failed: {exc}") from None
+
     def note_latency(self, started: float) -> None:
         self.last_latency_ms = round((time.perf_counter() - started) * 1000, 1)
         self.status.changed()
@@ -196,10 +208,10 @@ class LooplsServer(LanguageServer):
         if not self.options.completion.enabled:
             state, message = "disabled", "completions are off (completion.enabled is false)"
         elif models.state == "error":
-            state, message = "error", (f"cannot load model {models.spec.name!r}: {models.error}. Set model.name to "
+            state, message = "error", (f"cannot load model {models.name!r}: {models.error}. Set model.name to "
                                        "a checkpoint folder, a cached hub id, or 'tiny'.")
         elif models.state in ("idle", "loading"):
-            state, message = "loading", f"loading model {models.spec.name if models.spec else ''}".strip()
+            state, message = "loading", f"loading model {models.name}".strip()
         elif models.stats.active_generations:
             state, message = "busy", "generating"
         else:

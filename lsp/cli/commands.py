@@ -15,10 +15,11 @@ from loopls.context.files import is_regular_file
 from loopls.context.history import open_repo
 from loopls.context.project import Project
 from loopls.context.languages import language_for_path
+from loopls.engine.backends import BackendConfig
 from loopls.engine.model.models import cache_dir
 
 from ..completion.service import CompletionRequest, CompletionService
-from ..model_host import UNTRAINED_NOTICE, ModelHost, ModelSpec
+from ..model_host import UNTRAINED_NOTICE, EngineFailed, ModelHost
 from ..options import CompletionOptions
 from ..positions import offset_from_cli
 
@@ -59,7 +60,8 @@ async def _complete(args: argparse.Namespace, path: Path, text: str, offset: int
     when the file is in a git work tree), the same post-processing and secret filter."""
     with ThreadPoolExecutor(1, thread_name_prefix="loopls-prepare") as thread:
         models = ModelHost(thread)
-        models.configure(ModelSpec(args.model or "tiny", args.device, options.context_tokens))
+        models.configure(BackendConfig(model=args.model or "tiny", device=args.device,
+                                       context_tokens=options.context_tokens))
         backend = await models.ready()
         if backend is None:
             return _fail(str(models.error))
@@ -70,6 +72,8 @@ async def _complete(args: argparse.Namespace, path: Path, text: str, offset: int
             request = CompletionRequest(path.resolve().as_uri(), None, str(path), language_for_path(path), text,
                                         offset, invoked=False)
             result = await service.complete(request)
+        except EngineFailed as exc:
+            return _fail(f"completion failed: {exc}")
         finally:
             models.shutdown()
     items = result.suggestions if result else []
@@ -125,8 +129,8 @@ def run_create_tiny(args: argparse.Namespace) -> int:
     if args.model_command != "create-tiny":
         raise AssertionError(args.model_command)
     try:
-        folder = create_tiny(args.dir, arch=args.arch, seed=args.seed, shards=args.shards)
+        folder = create_tiny(args.dir, arch=args.arch, seed=args.seed, shards=args.shards, size=args.size)
     except (OSError, ValueError) as exc:
         return _fail(str(exc))
-    print(f"wrote an untrained {args.arch} checkpoint to {folder}")
+    print(f"wrote an untrained {args.size} {args.arch} checkpoint to {folder}")
     return 0

@@ -26,6 +26,7 @@ class _Entry:
     length: int  # of the whole document then: what was typed since is the difference
     tail: int  # characters after the cursor then
     items: tuple[tuple[str, int], ...]  # (suggestion, auto-closed characters it replaces)
+    alternatives: bool  # made for an explicit request (several candidates were asked for)
 
 
 class SuggestionCache:
@@ -34,27 +35,29 @@ class SuggestionCache:
         self._per_document = per_document
         self._max_documents = max_documents
 
-    def store(self, uri: str, text: str, offset: int, items: list[tuple[str, int]]) -> None:
+    def store(self, uri: str, text: str, offset: int, items: list[tuple[str, int]], alternatives: bool = False) -> None:
         if not items:
             return
         entry = _Entry(text[max(0, offset - CONTEXT_CHARS):offset], text[offset:offset + CONTEXT_CHARS], len(text),
-                       len(text) - offset, tuple(items))
+                       len(text) - offset, tuple(items), alternatives)
         entries = [e for e in self._docs.get(uri, []) if (e.before, e.after) != (entry.before, entry.after)]
         self._docs[uri] = [entry, *entries][:self._per_document]
         self._docs.move_to_end(uri)
         while len(self._docs) > self._max_documents:
             self._docs.popitem(last=False)
 
-    def lookup(self, uri: str, text: str, offset: int) -> list[tuple[str, int]] | None:
+    def lookup(self, uri: str, text: str, offset: int, alternatives: bool = False) -> list[tuple[str, int]] | None:
         """The remaining parts of cached suggestions the user is typing through (most recent
-        entry first), or None."""
+        entry first), or None. `alternatives`: only entries made for an explicit request (an
+        automatic request's one suggestion does not answer a request for more)."""
         entries = self._docs.get(uri)
         if not entries:
             return None
         after = text[offset:offset + CONTEXT_CHARS]
         for entry in entries:
             typed_len = len(text) - entry.length
-            if typed_len < 0 or len(text) - offset != entry.tail or after != entry.after:
+            if (alternatives and not entry.alternatives) or typed_len < 0 or len(text) - offset != entry.tail \
+                    or after != entry.after:
                 continue
             start = offset - typed_len
             if text[start - len(entry.before):start] != entry.before:

@@ -115,7 +115,7 @@ class CompletionService:
         self._cancel_running(req.uri)  # the document moved on: an older generation is stale
         delay = 0.0 if req.invoked or self.debounce is None else self.debounce.keystroke(req.uri, time.monotonic())
         ticket = self._latest[req.uri] = object()
-        cached = self.cache.lookup(req.uri, req.text, req.offset)
+        cached = self.cache.lookup(req.uri, req.text, req.offset, alternatives=req.invoked and options.candidates > 1)
         if cached is not None:
             self.stats.cache_hits += 1
             return Completions([Suggestion(text, replace) for text, replace in cached], cached=True)
@@ -156,7 +156,8 @@ class CompletionService:
                                       "generate": round(1000 * (done - prepared_at))}
         if not suggestions:
             return None
-        self.cache.store(req.uri, req.text, req.offset, [(s.text, s.replace) for s in suggestions])
+        self.cache.store(req.uri, req.text, req.offset, [(s.text, s.replace) for s in suggestions],
+                         alternatives=req.invoked)
         return Completions(suggestions, False, len(prep.ids), prep.context_files)
 
     def _cancel_running(self, uri: str) -> None:

@@ -53,3 +53,12 @@ def test_entries_per_document_and_documents_are_bounded() -> None:
         cache.store(uri, TEXT, CURSOR, [("pass", 0)])
     assert cache.lookup("u", *_typed("c")) is None
     assert cache.lookup("y", TEXT, CURSOR) == [("pass", 0)]
+
+
+def test_a_request_for_alternatives_is_not_answered_by_an_automatic_suggestion() -> None:
+    cache = SuggestionCache()
+    cache.store("u", TEXT, CURSOR, [("return x + 1", 0)])  # an automatic request's one suggestion
+    assert cache.lookup("u", TEXT, CURSOR, alternatives=True) is None  # M-] / Invoked: generate more
+    cache.store("u", TEXT, CURSOR, [("return x + 1", 0), ("pass", 0)], alternatives=True)
+    assert cache.lookup("u", *_typed("re"), alternatives=True) == [("turn x + 1", 0)]
+    assert cache.lookup("u", TEXT, CURSOR) == [("return x + 1", 0), ("pass", 0)]

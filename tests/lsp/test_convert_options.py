@@ -70,3 +70,12 @@ def test_null_means_default_and_a_non_object_changes_nothing() -> None:
     assert same == current and "must be an object" in warning
     same, warning = merge_options({"completion": "fast"}, current)
     assert same.completion == Options().completion and "completion must be an object" in warning
+
+
+def test_keys_valid_only_together_merge_together() -> None:
+    """model.backend "openai" needs model.url: a section naming both is accepted as a whole,
+    and switching back to native keeps the url harmlessly."""
+    merged, warning = merge_options({"model": {"backend": "openai", "url": "http://127.0.0.1:8000/v1"}}, Options())
+    assert warning is None and (merged.model.backend, merged.model.url) == ("openai", "http://127.0.0.1:8000/v1")
+    alone, warning = merge_options({"model": {"backend": "openai"}}, Options())
+    assert alone.model.backend == "native" and "model.url must be an http(s) URL" in warning

@@ -82,7 +82,7 @@ vim.cmd('filetype on')
 require('loopls').setup({
   cmd = { python, '-m', 'loopls.lsp', 'lsp' },
   root_markers = { 'marker.txt' },
-  init_options = { completion = { maxTokens = 12 } },
+  settings = { completion = { maxTokens = 12 } },
 })
 vim.cmd.edit(file)
 local buf = vim.api.nvim_get_current_buf()
