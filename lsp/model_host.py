@@ -59,7 +59,7 @@ def _same_model(a: BackendConfig | None, b: BackendConfig | None) -> bool:
 class Stats:
     active_generations: int = 0
     completed: int = 0
-    cancelled: int = 0
+    cancelled_generations: int = 0  # engine requests cancelled (an explicit request runs several)
     generated_tokens: int = 0
     wasted_tokens: int = 0  # generated for requests that ended cancelled (superseded, $/cancelRequest)
     last_generated_tokens: int = 0
@@ -201,16 +201,19 @@ class ModelHost:
         tokens: list[int] = []
         try:
             if enough is not None:
-                async for token in stream:
-                    tokens.append(token)
-                    if enough(tokens):
-                        early = True
-                        stream.cancel()
-                        break
+                try:
+                    async for token in stream:
+                        tokens.append(token)
+                        if enough(tokens):
+                            early = True
+                            stream.cancel()
+                            break
+                except RuntimeError:  # a failed request's stream raises; its result says why
+                    pass
             out = await asyncio.shield(stream.result())
         except asyncio.CancelledError:
             stream.cancel()
-            self.stats.cancelled += 1
+            self.stats.cancelled_generations += 1
             asyncio.ensure_future(self._count_waste(stream))
             raise
         finally:
