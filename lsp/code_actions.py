@@ -26,7 +26,7 @@ from loopls.context.refactor import (Refactoring, RewriteOffer, Source, finish_r
                                      kind_matches, refactorings, rewrite_offers, smell_offer)
 from loopls.context.smells.checks import BY_CODE
 
-from .convert import PositionError, offset_at
+from .positions import LineIndex, PositionError
 from .refactor_edits import ClientSupport, action_data, checked_data, data_range, workspace_edit
 from .rewrites import UNTRAINED_HINT, model_answer
 
@@ -91,7 +91,7 @@ class RefactorHost:
             if r.reason is not None:
                 action.disabled = types.CodeActionDisabled(reason=r.reason)
             elif not support.lazy_edits:
-                action.edit = workspace_edit(uri, version, text, r, support)
+                action.edit = workspace_edit(uri, version, text, r, support, self.server.encoding)
             actions.append(action)
         actions.extend(types.CodeAction(title=o.title, kind=o.kind, data=action_data(
             uri, version, o.kind, o.title, params.range)) for o in offers)
@@ -155,7 +155,8 @@ class RefactorHost:
             action.edit, action.disabled = None, types.CodeActionDisabled(reason="this refactor no longer applies here")
         elif result.offered:
             support = ClientSupport(self.server.client_capabilities)
-            action.edit = workspace_edit(uri, doc.version, text, result, support, needs_confirmation=model)
+            action.edit = workspace_edit(uri, doc.version, text, result, support, self.server.encoding,
+                                         needs_confirmation=model)
             action.disabled = None
         else:
             action.edit, action.disabled = None, types.CodeActionDisabled(reason=result.reason or "no edit")
@@ -196,15 +197,11 @@ class RefactorHost:
         while len(self._listed) > REMEMBERED:
             self._listed.popitem(last=False)
 
-    @staticmethod
-    def _offsets(text: str, rng: types.Range) -> tuple[int, int]:
+    def _offsets(self, text: str, rng: types.Range) -> tuple[int, int]:
         try:
-            start, end = offset_at(text, rng.start), offset_at(text, rng.end)
+            return LineIndex(text).span(rng, self.server.encoding)
         except PositionError as exc:
             raise JsonRpcInvalidParams(str(exc)) from None
-        if end < start:
-            raise JsonRpcInvalidParams("the range ends before it starts")
-        return start, end
 
     @staticmethod
     def _path(uri: str) -> str:

@@ -11,8 +11,11 @@ import logging
 from typing import Any
 
 import cattrs
+from cattrs.v import format_exception
 from pygls.exceptions import JsonRpcException, JsonRpcInvalidParams
 from pygls.protocol import LanguageServerProtocol
+
+from .positions import PositionError
 
 log = logging.getLogger(__name__)
 
@@ -46,5 +49,10 @@ class LooplsProtocol(LanguageServerProtocol):
 
 def _describe(exc: BaseException | None) -> str:
     if isinstance(exc, cattrs.BaseValidationError):
-        return "; ".join(cattrs.transform_error(exc))[:500]
+        return "; ".join(cattrs.transform_error(exc, format_exception=_format))[:500]
     return str(exc)[:500] if exc else ""
+
+
+def _format(exc: BaseException, type_: type | None) -> str:
+    # a position's own check says exactly what is wrong with it
+    return str(exc) if isinstance(exc, PositionError) else format_exception(exc, type_)

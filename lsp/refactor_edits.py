@@ -11,7 +11,7 @@ from pygls.exceptions import JsonRpcInvalidParams
 
 from loopls.context.refactor import Refactoring
 
-from .convert import position_at
+from .positions import UTF16, LineIndex
 
 ANNOTATION = "loopls.refactor"
 
@@ -31,13 +31,15 @@ class ClientSupport:
         self.annotations = bool(edit and edit.change_annotation_support is not None and self.document_changes)
 
 
-def workspace_edit(uri: str, version: int | None, text: str, refactoring: Refactoring,
-                   support: ClientSupport, needs_confirmation: bool = False) -> types.WorkspaceEdit:
-    """The edits of `refactoring` on the document `text` (its version `version`)."""
+def workspace_edit(uri: str, version: int | None, text: str, refactoring: Refactoring, support: ClientSupport,
+                   encoding: str = UTF16, needs_confirmation: bool = False) -> types.WorkspaceEdit:
+    """The edits of `refactoring` on the document `text` (its version `version`), in the
+    position encoding negotiated with the client."""
     annotated = support.annotations
+    index = LineIndex(text)
     edits: list[types.TextEdit | types.AnnotatedTextEdit] = []
     for e in refactoring.edits:
-        rng = types.Range(start=position_at(text, e.start), end=position_at(text, e.end))
+        rng = index.range(e.start, e.end, encoding)
         edits.append(types.AnnotatedTextEdit(range=rng, new_text=e.text, annotation_id=ANNOTATION) if annotated
                      else types.TextEdit(range=rng, new_text=e.text))
     if not support.document_changes:

@@ -1,6 +1,7 @@
 """Model-driven refactors on the engine backend: the prompt (the project context packed for
 the target, then the instruction quoting the target code, both redacted) and one greedy
-request at code-action priority. The answer is verified by the caller
+request at code-action priority, through the server's model host (the prompt is checked for
+secrets before it is sent, like every prompt). The answer is verified by the caller
 (`loopls.context.refactor.finish_rewrite`): whatever the model writes becomes either a
 verified edit or a refusal with the reason."""
 
@@ -14,8 +15,10 @@ from pygls.exceptions import JsonRpcException
 from loopls.context.refactor import RewriteOffer, Source, build_prompt
 from loopls.engine.backends import Backend, BackendError
 from loopls.engine.backends.base import Priority, SamplingParams
+from loopls.engine.model.generate import cut_at_stop
 
 from .context_features import ContextHost
+from .model_host import ModelUnavailable, guard_prompt
 
 MAX_NEW_TOKENS = 512
 MIN_CONTEXT_TOKENS = 64  # below this, packed context is not worth its labels
@@ -31,18 +34,21 @@ class ModelAnswer:
 
 async def model_answer(server: Any, context: ContextHost, uri: str, src: Source, offer: RewriteOffer) -> ModelAnswer:
     """Ask the loaded model for `offer` on the document `src`."""
-    try:
-        completer = await server.completer()
-    except (BackendError, OSError, ValueError, RuntimeError) as exc:
-        return ModelAnswer(None, f"the model is not available: {exc}")
-    backend = completer.backend
+    models = server.models
+    backend = await models.ready()
+    if backend is None:
+        return ModelAnswer(None, f"the model is not available: {models.error or 'not loaded'}")
+    untrained = backend.info.untrained
     instruction = build_prompt(src, offer)
     try:
         ids, params = await _prompt(server, context, uri, src, offer, backend, instruction)
-        text = await server.generate_text(ids, params, Priority.CODE_ACTION)
-    except (BackendError, JsonRpcException, OSError, ValueError, RuntimeError) as exc:
-        return ModelAnswer(None, f"the model could not refactor this: {exc}", completer.untrained)
-    return ModelAnswer(text, None, completer.untrained)
+        guard_prompt(backend, ids)
+        out = await models.generate(ids, params, Priority.CODE_ACTION)
+    except (BackendError, JsonRpcException, ModelUnavailable, OSError, ValueError, RuntimeError) as exc:
+        return ModelAnswer(None, f"the model could not refactor this: {exc}", untrained)
+    if out.finish_reason == "cancelled":
+        return ModelAnswer(None, "the model's request was cancelled", untrained)
+    return ModelAnswer(cut_at_stop(backend.tokenizer.decode(out.token_ids), params.stop)[0], None, untrained)
 
 
 async def _prompt(server: Any, context: ContextHost, uri: str, src: Source, offer: RewriteOffer, backend: Backend,

@@ -7,8 +7,8 @@ An edit passes when all of these hold for the file it would produce:
    a definition outside it;
 4. every name the rest of the file reads still resolves, to the same scope, and the new code
    reads no name that nothing defines (Python, JavaScript, TypeScript);
-5. the edited lines hold no more secret-looking text than before (the same detector that
-   redacts prompts);
+5. the inserted text writes no secret-looking string (a key, token or password, counting the
+   text around it; the same detector that redacts prompts);
 6. a model rewrite kept its promise: adding a docstring changes nothing but docstrings and
    comments, adding type hints nothing but annotations.
 The first rule that fails is the reason the action is offered without an edit.
@@ -21,7 +21,7 @@ from collections import Counter
 from tree_sitter import Node
 
 from ..languages import Languages
-from ..privacy import REDACTED, redact
+from ..privacy import inserted_secret
 from ..symbols import Definition, definitions_of
 from .edits import Refactoring, apply_edits
 from .jsscope import JsScopes, js_scopes
@@ -201,14 +201,9 @@ def _secrets_problem(old: str, refactoring: Refactoring) -> str | None:
 
 
 def _writes_secret(text: str, start: int, end: int, inserted: str) -> bool:
-    """Whether replacing text[start:end] with `inserted` puts more secret-looking text on its
-    lines than they held: the one place verification asks the prompt redactor's detector."""
-    first = text.rfind("\n", 0, start) + 1
-    last = text.find("\n", end)
-    last = len(text) if last < 0 else last
-    before = text[first:last]
-    after = text[first:start] + inserted + text[end:last]
-    return redact(after).count(REDACTED) > redact(before).count(REDACTED)
+    """Whether replacing text[start:end] with `inserted` writes secret-looking text: the one
+    place verification asks the detector that redacts prompts."""
+    return inserted_secret(text, start, end, inserted) is not None
 
 
 # -- rule 6: a model rewrite's promise -------------------------------------------------------

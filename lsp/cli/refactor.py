@@ -9,16 +9,18 @@ import argparse
 import asyncio
 import difflib
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from loopls.context.languages import Languages, language_for_path
 from loopls.context.refactor import (Refactoring, Source, apply_edits, build_prompt, finish_rewrite,
                                      first_party_modules, refactorings, rewrite_offers)
-from loopls.engine.backends import BackendConfig, BackendError, load_backend
+from loopls.engine.backends import BackendConfig
 from loopls.engine.backends.base import Priority
 from loopls.engine.model.generate import cut_at_stop
 
-from ..convert import offset_from_cli
+from ..positions import offset_from_cli
+from ..model_host import ModelHost, guard_prompt
 from ..rewrites import UNTRAINED_HINT, rewrite_request
 from .args import parse_location
 from .commands import read_source
@@ -104,26 +106,31 @@ def _model_refactor(args: argparse.Namespace, text: str, language: str, language
     offer = next((o for o in rewrite_offers(src, start, end) if o.kind == kind), None)
     if offer is None:
         return None
-    try:
-        backend = load_backend(BackendConfig(model=args.model, device=args.device, context_tokens=4096))
-    except BackendError as exc:
-        return _fail(str(exc))
-    try:
-        instruction = build_prompt(src, offer)
-        ids, params = rewrite_request(backend, instruction, [])
-        out = asyncio.run(_generate(backend, ids, params))
-    except (ValueError, RuntimeError) as exc:
-        return _fail(f"the model could not refactor this: {exc}")
-    finally:
-        backend.shutdown()
-    if out.finish_reason == "error":
-        return _fail(f"the model could not refactor this: {out.error}")
-    answer = cut_at_stop(backend.tokenizer.decode(out.token_ids), params.stop)[0]
-    result = finish_rewrite(src, offer, answer, languages)
-    if result.reason is not None and backend.info.untrained:
+    answer = asyncio.run(_answer(args, build_prompt(src, offer)))
+    if isinstance(answer, int):
+        return answer
+    text_out, untrained = answer
+    result = finish_rewrite(src, offer, text_out, languages)
+    if result.reason is not None and untrained:
         result = result.refused(result.reason + UNTRAINED_HINT)
     return result
 
 
-async def _generate(backend, ids, params):
-    return await backend.submit(ids, params, priority=Priority.CODE_ACTION).result()
+async def _answer(args: argparse.Namespace, instruction: str) -> tuple[str, bool] | int:
+    """The model's answer to `instruction` (and whether the model is untrained), through the
+    server's model host: the same prompt check and accounting; an exit status on failure."""
+    with ThreadPoolExecutor(1, thread_name_prefix="loopls-prepare") as thread:
+        models = ModelHost(thread)
+        models.configure(BackendConfig(model=args.model, device=args.device, context_tokens=4096))
+        backend = await models.ready()
+        if backend is None:
+            return _fail(str(models.error))
+        try:
+            ids, params = rewrite_request(backend, instruction, [])
+            guard_prompt(backend, ids)
+            out = await models.generate(ids, params, Priority.CODE_ACTION)
+        except (ValueError, RuntimeError) as exc:  # PromptRefused, EngineFailed, an oversized prompt
+            return _fail(f"the model could not refactor this: {exc}")
+        finally:
+            models.shutdown()
+    return cut_at_stop(backend.tokenizer.decode(out.token_ids), params.stop)[0], backend.info.untrained

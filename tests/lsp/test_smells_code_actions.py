@@ -1,8 +1,13 @@
-"""The parts of the smell quick fix that do not need a trained model: what is quoted to the
-model, how its answer is read, and that only a rewrite that passes verification becomes an
-edit."""
+"""The smell quick fix: what is quoted to the model (redacted), how its answer is read, that
+only a rewrite that passes verification becomes an edit, and that one holding a secret never
+does (over LSP, with a model scripted to write one)."""
 
 from __future__ import annotations
+
+from lsp_session import open_document, session, wait_for_state
+from lsprotocol import types
+from refactor_session import EDITOR_CAPABILITIES
+from scripted_model import create_scripted
 
 from loopls.context.languages import Languages
 from loopls.context.refactor import Source, build_prompt, extract_code, finish_rewrite, smell_offer
@@ -61,3 +66,28 @@ def test_only_a_verified_rewrite_becomes_an_edit():
     src2 = Source(SOURCE, "python", LANGUAGES)
     offer2 = smell_offer(src2, "box.py", "LS104", "too-many-arguments", "", "m", 4, 5)
     assert "re-declares `other`" in finish_rewrite(src2, offer2, redeclares.replace("    def", "def", 1), LANGUAGES).reason
+
+
+async def test_a_rewrite_holding_a_secret_is_not_offered(tmp_path):
+    """Resolved over LSP with a model scripted to answer with a token (in a comment that would
+    otherwise parse and pass): the action comes back disabled, with the reason, and without
+    an edit."""
+    text = "def wide(a, b, c, d, e, f):\n    return a\n\n\ndef other():\n    return 2\n"
+    source = tmp_path / "box.py"
+    source.write_text(text, encoding="utf-8")
+    model = create_scripted(tmp_path / "model", "# ghp_Kq7ZxW2mPv9RtY4bN8cJ3LsD6fFa1TzQw5EA", after="```python\n")
+    async with session(tmp_path, {"model": {"name": str(model)}}, capabilities=EDITOR_CAPABILITIES) as client:
+        await wait_for_state(client, "ready")
+        open_document(client, source.as_uri(), text)
+        report = await client.text_document_diagnostic_async(types.DocumentDiagnosticParams(
+            text_document=types.TextDocumentIdentifier(uri=source.as_uri())))
+        smell = next(d for d in report.items if d.data and d.data.get("symbol") == "wide")
+        actions = await client.text_document_code_action_async(types.CodeActionParams(
+            text_document=types.TextDocumentIdentifier(uri=source.as_uri()), range=smell.range,
+            context=types.CodeActionContext(diagnostics=[smell], only=["quickfix"])))
+        (fix,) = actions
+        resolved = await client.code_action_resolve_async(fix)
+        assert resolved.edit is None
+        assert resolved.disabled and "secret-looking" in resolved.disabled.reason
+        status = await client.protocol.send_request_async("loopls/status", None)
+        assert status.stats.generated_tokens > 0  # the model wrote the answer that was refused
