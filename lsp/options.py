@@ -20,8 +20,9 @@ from loopls.context.smells.checks import SmellConfig
 
 @dataclass(kw_only=True)
 class ModelOptions:
-    # "tiny" (the untrained embedded default), a checkpoint folder, or a hub id in the local cache
-    name: str = "tiny"
+    # "loopls-coder-small" (the trained embedded default), "tiny-random" (untrained, for tests),
+    # a checkpoint folder, or a hub id in the local cache
+    name: str = "loopls-coder-small"
     device: str = "auto"  # auto | cpu | cuda | cuda:N
 
     def __post_init__(self) -> None:

@@ -91,7 +91,7 @@ def load_tokenizer(model: str | None):
     try:
         return Tokenizer.from_folder(resolve_checkpoint(resolve_model_name(model)))
     except (CheckpointError, TokenizerError, OSError) as exc:
-        raise ValueError(f"cannot load the tokenizer of model {model or 'tiny'}: {exc}") from None
+        raise ValueError(f"cannot load the tokenizer of model {model or 'loopls-coder-small'}: {exc}") from None
 
 
 def run_context(args: argparse.Namespace) -> int:
