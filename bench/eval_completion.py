@@ -1,7 +1,10 @@
 """Completion quality and CPU latency of a model on repositories it was not trained on.
 
-    python bench/eval_completion.py REPO [REPO ...] [--model M ...] [--lines 120] [--blocks 60]
-        [--budgets 2048,8192] [--latency 30] [--json OUT]
+    python bench/eval_completion.py REPO [REPO ...] [--model M ...] [--lines 25] [--blocks 10]
+        [--budgets 2048,8192] [--latency 5] [--out DIR]
+
+Results go to DIR/<model>.jsonl, one line per target and setting, and a rerun resumes there;
+the tables count only targets that have every setting, so settings are compared pairwise.
 
 Targets, per repository (Python files; the same targets for every model and setting):
 - line: CrossCodeEval's rule (bench/context_targets.py): a line that uses a name defined in
@@ -178,21 +181,74 @@ class Prompter:
         self.index.close_document(case.path)
 
 
-def run_settings(completer: Completer, index: WorkspaceIndex, cases: list[Case], budgets: list[int],
-                 max_tokens: dict[str, int]) -> dict[str, list[tuple[bool, float]]]:
-    prompter = Prompter(completer, index)
+def settings(budgets: list[int]) -> list[tuple[str, int, str]]:
+    """(name, budget, prompt mode), most telling first: an interrupted run has those."""
     first = f"{budgets[0] // 1024}K"
-    settings = [(f"bare FIM {first}", budgets[0], "bare"), (f"file only {first}", budgets[0], "file")]
-    settings += [(f"loopls {b // 1024}K", b, "loopls") for b in budgets]
-    results: dict[str, list[tuple[bool, float]]] = {name: [] for name, _, _ in settings}
-    for case in cases:
-        for name, budget, mode in settings:
-            prompter.with_context(case, mode)
-            options = CompletionOptions(max_tokens=max_tokens[case.kind], context_tokens=budget)
-            out = completer.complete(case.text, case.offset, options)
-            prompter.done(case)
-            results[name].append(score(case, out.items[0] if out.items else ""))
-    return results
+    out = [(f"loopls {first}", budgets[0], "loopls"), (f"file only {first}", budgets[0], "file")]
+    out += [(f"loopls {b // 1024}K", b, "loopls") for b in budgets[1:]]
+    return out + [(f"bare FIM {first}", budgets[0], "bare")]
+
+
+def case_id(repo: Path, case: Case) -> str:
+    return f"{repo.name}:{case.kind}:{case.path}:{case.offset}"
+
+
+def evaluate(completer: Completer, work: list[tuple[Path, Prompter, Case]], budgets: list[int],
+             results: Path) -> None:
+    """Append one JSON line per (case, setting) to `results`, skipping those already there, so
+    that an interrupted run resumes where it stopped."""
+    done = set()
+    if results.is_file():
+        done = {(r["case"], r["setting"]) for r in map(json.loads, results.read_text().splitlines())}
+    max_tokens = {"line": 48, "block": 128}
+    with results.open("a", encoding="utf-8") as sink:
+        for repo, prompter, case in work:
+            for name, budget, mode in settings(budgets):
+                key = (case_id(repo, case), name)
+                if key in done:
+                    continue
+                prompter.with_context(case, mode)
+                options = CompletionOptions(max_tokens=max_tokens[case.kind], context_tokens=budget)
+                t0 = time.perf_counter()
+                out = completer.complete(case.text, case.offset, options)
+                prompter.done(case)
+                prediction = out.items[0] if out.items else ""
+                em, es = score(case, prediction)
+                sink.write(json.dumps({"case": key[0], "setting": name, "kind": case.kind, "em": em, "es": es,
+                                       "prediction": prediction, "gold": case.gold, "prompt_tokens": out.prompt_tokens,
+                                       "seconds": round(time.perf_counter() - t0, 2)}) + "\n")
+                sink.flush()
+
+
+def interleave(per_repo: list[tuple[Path, Prompter, list[Case]]]) -> list[tuple[Path, Prompter, Case]]:
+    """Cases round-robin over repositories and kinds, so that a partial run covers them all."""
+    queues = [[(repo, prompter, c) for c in cases if c.kind == kind]
+              for repo, prompter, cases in per_repo for kind in ("line", "block")]
+    out = []
+    while any(queues):
+        for q in queues:
+            if q:
+                out.append(q.pop(0))
+    return out
+
+
+def table(results: Path, cases: dict[str, Case], budgets: list[int]) -> list[str]:
+    """Markdown rows per kind over the cases that have every setting (paired), with the
+    baseline on the same cases."""
+    names = [n for n, _, _ in settings(budgets)]
+    by_case: dict[str, dict[str, dict]] = {}
+    for r in map(json.loads, results.read_text().splitlines()):
+        by_case.setdefault(r["case"], {})[r["setting"]] = r
+    lines = []
+    for kind in ("line", "block"):
+        full = [c for c, got in by_case.items() if c in cases and cases[c].kind == kind and all(n in got for n in names)]
+        lines += [f"\n{kind} completion ({len(full)} targets with every setting)\n",
+                  "| setting | exact match | edit similarity |", "|---|---|---|"]
+        for n in names:
+            rows = [by_case[c][n] for c in full]
+            lines.append(_row(n, [(r["em"], r["es"]) for r in rows]))
+        lines.append(_row("baseline (similar earlier line)", [score(cases[c], cases[c].baseline) for c in full]))
+    return lines
 
 
 async def _latency(completer: Completer, index: WorkspaceIndex, cases: list[Case], n: int) -> list[float]:
@@ -233,67 +289,48 @@ def held_out_check(model_dir: Path, repo: Path) -> str:
 def _row(name: str, scores: list[tuple[bool, float]]) -> str:
     em = 100 * sum(e for e, _ in scores) / max(len(scores), 1)
     es = statistics.fmean(s for _, s in scores) if scores else 0.0
-    return f"| {name} | {len(scores)} | {em:.1f}% | {es:.3f} |"
+    return f"| {name} | {em:.1f}% | {es:.3f} |"
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("repos", nargs="+", type=Path)
     ap.add_argument("--model", action="append", help="default: the shipped default model")
-    ap.add_argument("--lines", type=int, default=120)
-    ap.add_argument("--blocks", type=int, default=60)
+    ap.add_argument("--lines", type=int, default=25, help="line targets per repository")
+    ap.add_argument("--blocks", type=int, default=10, help="block targets per repository")
     ap.add_argument("--budgets", default="2048,8192")
-    ap.add_argument("--latency", type=int, default=30, help="timed keystrokes (0: skip)")
+    ap.add_argument("--latency", type=int, default=0, help="timed keystrokes per repository (0: skip)")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--json", type=Path)
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (1 on a shared machine)")
+    ap.add_argument("--out", type=Path, default=Path("eval-completion"), help="results folder (resumable)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     budgets = [int(b) for b in args.budgets.split(",")]
+    args.out.mkdir(parents=True, exist_ok=True)
     cache = Path(tempfile.mkdtemp(prefix="loopls-eval-"))
-    cases: dict[str, list[Case]] = {"line": [], "block": []}
     indexes = []
     for repo in args.repos:
         index = WorkspaceIndex(repo, cache)
         index.build()
-        mine = line_cases(index, args.lines, args.seed), block_cases(index, args.blocks, args.seed)
-        indexes.append((repo, index, mine))
-        cases["line"] += mine[0]
-        cases["block"] += mine[1]
-    report = {"repos": [str(r) for r in args.repos], "models": {}}
+        indexes.append((repo, index, line_cases(index, args.lines, args.seed) + block_cases(index, args.blocks, args.seed)))
+    cases = {case_id(repo, c): c for repo, _, own in indexes for c in own}
     for name in args.model or [None]:
         folder = Path(resolve_model_name(name))
         for repo, _, _ in indexes:
             print(f"{repo}: {held_out_check(folder, repo)}", file=sys.stderr)
         completer = Completer(load_checkpoint(folder))
-        per_kind: dict[str, dict[str, list]] = {}
-        for kind, max_tokens in (("line", 48), ("block", 128)):
-            merged: dict[str, list] = {}
-            for repo, index, mine in indexes:
-                own = mine[0] if kind == "line" else mine[1]
-                t0 = time.perf_counter()
-                for setting, s in run_settings(completer, index, own, budgets, {kind: max_tokens}).items():
-                    merged.setdefault(setting, []).extend(s)
-                print(f"{folder.name} {repo.name} {kind}: {len(own)} targets, {time.perf_counter() - t0:.0f} s",
-                      file=sys.stderr, flush=True)
-            merged["baseline (similar earlier line)"] = [score(c, c.baseline) for c in cases[kind]]
-            per_kind[kind] = merged
-        latency = []
+        results = args.out / f"{folder.name}.jsonl"
+        evaluate(completer, interleave([(r, Prompter(completer, i), own) for r, i, own in indexes]), budgets, results)
+        print(f"\nmodel {folder.name} ({folder}), {args.threads} torch thread(s)")
+        print("\n".join(table(results, cases, budgets)))
         if args.latency:
-            for repo, index, mine in indexes:
-                latency += asyncio.run(_latency(completer, index, mine[0], max(1, args.latency // len(indexes))))
-        report["models"][folder.name] = {"scores": per_kind, "latency_s": latency}
-        print(f"\nmodel {folder.name} ({folder})")
-        for kind, merged in per_kind.items():
-            print(f"\n{kind} completion\n\n| setting | targets | exact match | edit similarity |\n|---|---|---|---|")
-            for setting, s in merged.items():
-                print(_row(setting, s))
-        if latency:
+            latency = []
+            for repo, index, own in indexes:
+                latency += asyncio.run(_latency(completer, index, [c for c in own if c.kind == "line"], args.latency))
+            (args.out / f"{folder.name}-latency.json").write_text(json.dumps(latency))
             p95 = statistics.quantiles(latency, n=20)[18] if len(latency) > 1 else latency[0]
-            print(f"\nlatency to an inline result, 1K-token prompt, warm prefix cache, {args.threads} threads: "
+            print(f"\nlatency to an inline result, 1K-token prompt, warm prefix cache, {args.threads} thread(s): "
                   f"P50 {statistics.median(latency) * 1000:.0f} ms, P95 {p95 * 1000:.0f} ms ({len(latency)} keystrokes)")
-    if args.json:
-        args.json.write_text(json.dumps(report, indent=1))
     return 0
 
 
