@@ -54,14 +54,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from context_targets import mine_targets  # noqa: E402
 
 from loopls.context.assemble import ContextEngine  # noqa: E402
-from loopls.context.index import WorkspaceIndex  # noqa: E402
-from loopls.context.prompt import build_fim_prompt, fim_token_ids  # noqa: E402
-from loopls.engine.async_engine import AsyncEngine  # noqa: E402
-from loopls.engine.loader import load_checkpoint  # noqa: E402
-from loopls.engine.models import resolve_model_name  # noqa: E402
-from loopls.engine.scheduler import SchedulerConfig  # noqa: E402
+from loopls.context.project import Project  # noqa: E402
+from loopls.engine.backends.native import BLOCK_SIZE, NativeBackend, pool_blocks  # noqa: E402
+from loopls.engine.model.generate import generate  # noqa: E402
+from loopls.engine.model.loader import load_checkpoint  # noqa: E402
+from loopls.engine.model.models import resolve_model_name  # noqa: E402
+from loopls.engine.serving.async_engine import AsyncEngine  # noqa: E402
+from loopls.engine.serving.scheduler import SchedulerConfig  # noqa: E402
 from loopls.lsp.completion import Completer  # noqa: E402
-from loopls.lsp.engine_host import BLOCK_SIZE, pool_blocks  # noqa: E402
 from loopls.lsp.options import CompletionOptions  # noqa: E402
 
 
@@ -110,7 +110,7 @@ def _block_body(lines: list[str], head: int) -> list[str]:
     return body
 
 
-def line_cases(index: WorkspaceIndex, count: int, seed: int) -> list[Case]:
+def line_cases(index: Project, count: int, seed: int) -> list[Case]:
     out = []
     for t in mine_targets(index, count, seed):
         lines = (index.text(t.path) or "").split("\n")
@@ -121,7 +121,7 @@ def line_cases(index: WorkspaceIndex, count: int, seed: int) -> list[Case]:
     return out
 
 
-def block_cases(index: WorkspaceIndex, count: int, seed: int) -> list[Case]:
+def block_cases(index: Project, count: int, seed: int) -> list[Case]:
     found = []
     for path in sorted(p for p in index.files if p.endswith(".py")):
         text = index.text(path) or ""
@@ -158,9 +158,9 @@ def score(case: Case, prediction: str) -> tuple[bool, float]:
 class Prompter:
     """Prompts exactly as the server builds them, with or without its context engine."""
 
-    def __init__(self, completer: Completer, index: WorkspaceIndex) -> None:
+    def __init__(self, completer: Completer, index: Project) -> None:
         self.completer, self.index = completer, index
-        tok = completer.lm.tokenizer
+        tok = completer.backend.tokenizer
         self.engine = ContextEngine(index, tok, tok.special, history=False)
 
     def with_context(self, case: Case, mode: str) -> None:
@@ -210,12 +210,15 @@ def evaluate(completer: Completer, work: list[tuple[Path, Prompter, Case]], budg
                 prompter.with_context(case, mode)
                 options = CompletionOptions(max_tokens=max_tokens[case.kind], context_tokens=budget)
                 t0 = time.perf_counter()
-                out = completer.complete(case.text, case.offset, options)
+                prepared = completer.prepare(case.text, case.offset, options)
+                # the single-sequence path: the same model and maths as the serving engine, cheaper alone
+                gen = generate(completer.backend.lm, prepared.ids, prepared.params)
+                items = completer.finish(gen.token_ids, prepared.params, case.text, case.offset, options)
                 prompter.done(case)
-                prediction = out.items[0] if out.items else ""
+                prediction = items[0] if items else ""
                 em, es = score(case, prediction)
                 sink.write(json.dumps({"case": key[0], "setting": name, "kind": case.kind, "em": em, "es": es,
-                                       "prediction": prediction, "gold": case.gold, "prompt_tokens": out.prompt_tokens,
+                                       "prediction": prediction, "gold": case.gold, "prompt_tokens": len(prepared.ids),
                                        "seconds": round(time.perf_counter() - t0, 2)}) + "\n")
                 sink.flush()
 
@@ -251,25 +254,23 @@ def table(results: Path, cases: dict[str, Case], budgets: list[int]) -> list[str
     return lines
 
 
-async def _latency(completer: Completer, index: WorkspaceIndex, cases: list[Case], n: int) -> list[float]:
-    lm = completer.lm
+async def _latency(completer: Completer, index: Project, cases: list[Case], n: int) -> list[float]:
+    """Seconds from submit to the cleaned item, per keystroke timed (the backend's engine runs)."""
     prompter = Prompter(completer, index)
     options = CompletionOptions(context_tokens=1024)
-    engine = AsyncEngine.from_loaded(lm, SchedulerConfig(num_blocks=pool_blocks(lm, 1024), block_size=BLOCK_SIZE))
     times = []
-    async with engine:
-        for case in cases[:n]:
-            for typed in (0, 1):  # the keystroke before warms the cache; this one is timed
-                text = case.text[:case.offset] + case.gold[:typed] + case.text[case.offset:]
-                offset = case.offset + typed
-                t0 = time.perf_counter()
-                prompter.with_context(Case(case.kind, case.path, text, offset, case.gold, ""), "loopls")
-                prepared = completer.prepare(text, offset, options)
-                out = await engine.submit(prepared.ids, prepared.params, supersede="inline").result()
-                completer.finish(out.token_ids, prepared.params, text, offset, options)
-                elapsed = time.perf_counter() - t0
-                prompter.done(case)
-            times.append(elapsed)
+    for case in cases[:n]:
+        for typed in (0, 1):  # the keystroke before warms the cache; this one is timed
+            text = case.text[:case.offset] + case.gold[:typed] + case.text[case.offset:]
+            offset = case.offset + typed
+            t0 = time.perf_counter()
+            prompter.with_context(Case(case.kind, case.path, text, offset, case.gold, ""), "loopls")
+            prepared = completer.prepare(text, offset, options)
+            out = await completer.backend.submit(prepared.ids, prepared.params, supersede="inline").result()
+            completer.finish(out.token_ids, prepared.params, text, offset, options)
+            elapsed = time.perf_counter() - t0
+            prompter.done(case)
+        times.append(elapsed)
     return times
 
 
@@ -310,7 +311,7 @@ def main(argv: list[str] | None = None) -> int:
     cache = Path(tempfile.mkdtemp(prefix="loopls-eval-"))
     indexes = []
     for repo in args.repos:
-        index = WorkspaceIndex(repo, cache)
+        index = Project(repo, cache)
         index.build()
         indexes.append((repo, index, line_cases(index, args.lines, args.seed) + block_cases(index, args.blocks, args.seed)))
     cases = {case_id(repo, c): c for repo, _, own in indexes for c in own}
@@ -318,15 +319,19 @@ def main(argv: list[str] | None = None) -> int:
         folder = Path(resolve_model_name(name))
         for repo, _, _ in indexes:
             print(f"{repo}: {held_out_check(folder, repo)}", file=sys.stderr)
-        completer = Completer(load_checkpoint(folder))
+        lm = load_checkpoint(folder)
+        engine = AsyncEngine.from_loaded(lm, SchedulerConfig(num_blocks=pool_blocks(lm, 1024), block_size=BLOCK_SIZE))
+        completer = Completer(NativeBackend(lm, engine, folder.name))
         results = args.out / f"{folder.name}.jsonl"
         evaluate(completer, interleave([(r, Prompter(completer, i), own) for r, i, own in indexes]), budgets, results)
         print(f"\nmodel {folder.name} ({folder}), {args.threads} torch thread(s)")
         print("\n".join(table(results, cases, budgets)))
         if args.latency:
             latency = []
+            engine.start()
             for repo, index, own in indexes:
                 latency += asyncio.run(_latency(completer, index, [c for c in own if c.kind == "line"], args.latency))
+            engine.shutdown()
             (args.out / f"{folder.name}-latency.json").write_text(json.dumps(latency))
             p95 = statistics.quantiles(latency, n=20)[18] if len(latency) > 1 else latency[0]
             print(f"\nlatency to an inline result, 1K-token prompt, warm prefix cache, {args.threads} thread(s): "

@@ -5,7 +5,7 @@
 (the whole function or class it is about, else the lines it covers), asks the loaded model,
 and returns a WorkspaceEdit only if the document with the replacement parses without ERROR
 nodes and the document has not changed since the action was offered. Otherwise the action
-comes back without an edit, disabled, with the reason (the untrained tiny default model
+comes back without an edit, disabled, with the reason (the untrained tiny-random model
 writes random text, so this is what it gets).
 """
 
@@ -130,7 +130,7 @@ async def resolve_quick_fix(ls: LanguageServer, host: Any, action: types.CodeAct
     edit = verified_edit(uri, doc.version, path, text, (start, end), extract_code(output))
     if edit is None:
         reason = ("the model's rewrite did not parse (ERROR nodes), so no edit is offered"
-                  + (" — the untrained tiny default model writes random text; set model.name to a real "
+                  + (" — the untrained tiny-random model writes random text; set model.name to a real "
                      "checkpoint" if completer.untrained else ""))
         ls.window_show_message(types.ShowMessageParams(type=types.MessageType.Warning, message=f"loopls: {reason}"))
         return _disable(action, reason)

@@ -20,8 +20,9 @@ from .options import CompletionOptions
 from .postprocess import clean_completion
 
 UNTRAINED_NOTICE = (
-    "loopls is using its untrained tiny default model: completions are random text that "
-    "only proves the pipeline works. Set `model.name` to a real checkpoint for useful output."
+    "loopls is using the untrained tiny-random model: completions are random text that only "
+    "proves the pipeline works. Leave `model.name` at loopls-coder-small (the default) or set it "
+    "to a real checkpoint for useful output."
 )
 
 

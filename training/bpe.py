@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
-from loopls.engine.config import ModelConfig
-from loopls.engine.tiny import SPECIAL_TOKENS, tokenizer_config
+from loopls.engine.model.config import ModelConfig
+from loopls.engine.model.tiny import SPECIAL_TOKENS, tokenizer_config
 
 from .export import write_json
 

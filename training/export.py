@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from loopls.engine.model import CausalLM
+from loopls.engine.model.transformer import CausalLM
 
 SHARD_BYTES = 15 << 20  # below 16 MiB: the most a file may weigh to travel back from the GPU machine
 

@@ -17,7 +17,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from loopls.engine.model import CausalLM, rope_cos_sin
+from loopls.engine.model.layers import rope_cos_sin
+from loopls.engine.model.transformer import CausalLM
 
 
 def _grouped(k: torch.Tensor, heads: int) -> torch.Tensor:
@@ -57,14 +58,20 @@ def hidden_states(model: CausalLM, ids: torch.Tensor, rope_dtype: torch.dtype | 
     and k stay bf16 (as in the engine's bf16 inference) and SDPA can use the flash kernel."""
     cfg = model.config
     backbone = model.model
-    h = backbone.embed_tokens(ids)
-    positions = torch.arange(ids.shape[1], device=ids.device)
+    b, t = ids.shape
+    # The engine's modules work on packed tokens [N, ...]: the batch's rows one after another.
+    h = backbone.embed_tokens(ids.reshape(-1))  # [B*T, hidden]
+    positions = torch.arange(t, device=ids.device).repeat(b)
     cos, sin = rope_cos_sin(positions, cfg.head_dim, cfg.rope_theta, rope_dtype or h.dtype)
     heads = cfg.num_attention_heads
+
+    def rows(x: torch.Tensor) -> torch.Tensor:  # [B*T, heads, D] -> [B, heads, T, D]
+        return x.view(b, t, x.shape[1], x.shape[2]).transpose(1, 2)
+
     loop0: list[tuple[torch.Tensor, torch.Tensor]] = []
     for loop in range(cfg.loop_num):
         for i, layer in enumerate(backbone.layers):
-            q, k, v = layer.self_attn.qkv(layer.input_layernorm(h), cos, sin)
+            q, k, v = (rows(x) for x in layer.self_attn.qkv(layer.input_layernorm(h), cos, sin))
             if loop == 0:
                 loop0.append((k, v))
                 o = F.scaled_dot_product_attention(q, _grouped(k, heads), _grouped(v, heads), is_causal=True)
@@ -72,11 +79,12 @@ def hidden_states(model: CausalLM, ids: torch.Tensor, rope_dtype: torch.dtype | 
                 k0, v0 = loop0[i]
                 glob = F.scaled_dot_product_attention(q, _grouped(k0, heads), _grouped(v0, heads), is_causal=True)
                 local = window_attention(q, k, v, cfg.loop_window_size)
-                g = backbone.gate_projections[i](q)
-                o = g * glob + (1 - g) * local
-            h = h + layer.self_attn.project_out(o)
+                gate = backbone.gate_projections[i]
+                g = torch.sigmoid(torch.einsum("bhtd,hd->bht", q, gate.weight) + gate.bias[None, :, None])
+                o = g.unsqueeze(-1) * glob + (1 - g.unsqueeze(-1)) * local
+            h = h + layer.self_attn.o_proj(o.transpose(1, 2).reshape(b * t, -1))
             h = h + layer.mlp(layer.post_attention_layernorm(h))
-    return backbone.norm(h)
+    return backbone.norm(h).view(b, t, -1)
 
 
 def logits(model: CausalLM, ids: torch.Tensor) -> torch.Tensor:

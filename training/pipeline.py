@@ -14,9 +14,9 @@ from pathlib import Path
 
 import torch
 
-from loopls.engine.loader import load_checkpoint
-from loopls.engine.model import CausalLM
-from loopls.engine.tokenizer import Tokenizer
+from loopls.engine.model.loader import load_checkpoint
+from loopls.engine.model.transformer import CausalLM
+from loopls.engine.model.tokenizer import Tokenizer
 
 from . import manifest as manifest_mod
 from .bpe import eos_ids, special_ids, train_tokenizer, write_tokenizer

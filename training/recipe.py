@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from loopls.engine.config import ModelConfig
+from loopls.engine.model.config import ModelConfig
 
 MODEL_NAME = "loopls-coder-small"
 

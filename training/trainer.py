@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import torch
 
-from loopls.engine.model import CausalLM
+from loopls.engine.model.transformer import CausalLM
 
 from .loop_forward import loss as loss_fn
 from .recipe import Recipe

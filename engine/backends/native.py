@@ -8,7 +8,7 @@ from typing import Any
 import torch
 
 from ..model.loader import CheckpointError, LoadedModel, load_checkpoint
-from ..model.models import resolve_model_name
+from ..model.models import DEFAULT_MODEL, resolve_model_name
 from ..model.sampler import SamplingParams
 from ..serving.async_engine import AsyncEngine, RequestStream
 from ..serving.memory import plan_pool
@@ -73,4 +73,4 @@ def load_native(model_name: str | None, device: str = "auto", context_tokens: in
     config = SchedulerConfig(num_blocks=pool_blocks(lm, context_tokens), block_size=BLOCK_SIZE)
     engine = AsyncEngine.from_loaded(lm, config)
     engine.start()
-    return NativeBackend(lm, engine, str(model_name or "tiny"))
+    return NativeBackend(lm, engine, str(model_name or DEFAULT_MODEL))

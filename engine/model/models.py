@@ -1,7 +1,7 @@
 """Which checkpoint a model name means, and the embedded models.
 
 The default, `loopls-coder-small`, is a small trained code model shipped inside the package
-(engine/checkpoints/; how it was made: docs/default-model.md). `tiny-random` is an untrained
+(engine/model/checkpoints/; how it was made: docs/default-model.md). `tiny-random` is an untrained
 tiny checkpoint created on first use in the user cache directory: it exercises every code
 path quickly and writes noise, so tests use it and everything that shows its output says it
 is untrained. `tiny`, its name before a trained default existed, still means it.

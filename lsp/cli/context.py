@@ -129,6 +129,6 @@ def add_parsers(sub) -> None:
     context.add_argument("location", type=parse_location, metavar="FILE:LINE:COL")
     context.add_argument("--budget", type=int, default=2048, help="prompt budget in model tokens (default 2048)")
     context.add_argument("--json", action="store_true", help="print JSON")
-    context.add_argument("--model", default=None, help="whose tokenizer counts tokens (default: tiny)")
+    context.add_argument("--model", default=None, help="whose tokenizer counts tokens (default: loopls-coder-small)")
     context.add_argument("--root", default=None, help="workspace root (default: the file's git work tree)")
     context.add_argument("--no-history", action="store_true", help="leave git history out")

@@ -5,12 +5,13 @@ fixed snippet that is in no training corpus is deterministic and valid Python.""
 from __future__ import annotations
 
 import ast
+import asyncio
 import json
 
 import pytest
 
-from loopls.engine.loader import load_checkpoint
-from loopls.engine.models import DEFAULT_MODEL, default_model_dir, resolve_model_name
+from loopls.engine.backends.native import load_native
+from loopls.engine.model.models import DEFAULT_MODEL, default_model_dir
 from loopls.lsp.completion import Completer
 from loopls.lsp.options import CompletionOptions
 from training.corpus import HELD_OUT
@@ -39,12 +40,25 @@ AFTER = "\n\n    def save(self):\n        with open(self.path, \"w\", encoding=\
 
 
 @pytest.fixture(scope="module")
-def completer() -> Completer:
-    return Completer(load_checkpoint(resolve_model_name(None)))
+def completer():
+    backend = load_native(None, "cpu")  # what the server and `loopls complete` load by default
+    yield Completer(backend)
+    backend.shutdown()
+
+
+def _complete(completer: Completer, text: str, offset: int, options: CompletionOptions) -> tuple[list[int], list[str]]:
+    prepared = completer.prepare(text, offset, options)
+
+    async def run():
+        return await completer.backend.submit(prepared.ids, prepared.params).result()
+
+    out = asyncio.run(run())
+    return out.token_ids, completer.finish(out.token_ids, prepared.params, text, offset, options)
 
 
 def test_the_default_is_the_shipped_trained_model(completer: Completer) -> None:
-    lm = completer.lm
+    lm = completer.backend.lm
+    assert completer.backend.info.model == DEFAULT_MODEL
     assert lm.path == default_model_dir() and lm.path.name == DEFAULT_MODEL
     assert not lm.untrained and not completer.untrained  # so no untrained-model notice is shown
     assert lm.device.type == "cpu" and str(lm.dtype) == "torch.float32"  # bf16 on disk, fp32 on CPU
@@ -55,13 +69,13 @@ def test_greedy_completion_is_deterministic_and_parses(completer: Completer) -> 
     text = SNIPPET + AFTER
     offset = len(SNIPPET)
     options = CompletionOptions(max_tokens=32)
-    first = completer.complete(text, offset, options)
-    second = completer.complete(text, offset, options)
-    assert first.generation.token_ids == second.generation.token_ids and first.items == second.items
-    assert first.items and first.items[0].strip()
-    completed = text[:offset] + first.items[0] + text[offset:]
+    first_ids, first = _complete(completer, text, offset, options)
+    second_ids, second = _complete(completer, text, offset, options)
+    assert first_ids == second_ids and first == second
+    assert first and first[0].strip()
+    completed = text[:offset] + first[0] + text[offset:]
     ast.parse(completed)  # the completion fits the cursor as Python
-    assert "self." in first.items[0]  # it uses the object's own state, as a coder would
+    assert "self." in first[0]  # it uses the object's own state, as a coder would
 
 
 def test_shipped_files_are_small_and_complete() -> None:

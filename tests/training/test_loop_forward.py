@@ -9,9 +9,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from loopls.engine.cache import KVCache
-from loopls.engine.loader import load_checkpoint
-from loopls.engine.tiny import create_tiny
+from loopls.engine.model.cache import KVCache
+from loopls.engine.model.loader import load_checkpoint
+from loopls.engine.model.tiny import create_tiny
 from training.loop_forward import logits, loss, window_attention
 
 ATOL = 2e-5

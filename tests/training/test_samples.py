@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from loopls.context.assemble import ContextEngine
-from loopls.context.index import WorkspaceIndex
-from loopls.engine.models import default_model_dir
-from loopls.engine.tokenizer import Tokenizer
+from loopls.context.project import Project
+from loopls.engine.model.models import default_model_dir
+from loopls.engine.model.tokenizer import Tokenizer
 from training import corpus
 from training.samples import PAD_LABEL, SampleBuilder
 
@@ -61,7 +61,7 @@ def test_fim_sample_prompt_is_the_servers_prompt(workspace: Path, tokenizer: Tok
     a = text.index(middle)
     b = a + len(middle)
     edited = text[:a] + text[b:]
-    index = WorkspaceIndex(workspace, tmp_path / "cache")
+    index = Project(workspace, tmp_path / "cache")
     index.build()
     index.update_document(path, edited)
     engine = ContextEngine(index, tokenizer, tokenizer.special, history=False)
