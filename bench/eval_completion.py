@@ -1,7 +1,7 @@
 """Completion quality and CPU latency of a model on repositories it was not trained on.
 
     python bench/eval_completion.py REPO [REPO ...] [--model M ...] [--lines 25] [--blocks 10]
-        [--budgets 2048,8192] [--latency 5] [--out DIR]
+        [--budgets 2048,8192] [--every 3] [--latency 5] [--out DIR]
 
 Results go to DIR/<model>.jsonl, one line per target and setting, and a rerun resumes there;
 the tables count only targets that have every setting, so settings are compared pairwise.
@@ -182,11 +182,15 @@ class Prompter:
 
 
 def settings(budgets: list[int]) -> list[tuple[str, int, str]]:
-    """(name, budget, prompt mode), most telling first: an interrupted run has those."""
+    """(name, budget, prompt mode) on every target, most telling first: an interrupted run has
+    those. Larger budgets (`larger`) run on a subset."""
     first = f"{budgets[0] // 1024}K"
-    out = [(f"loopls {first}", budgets[0], "loopls"), (f"file only {first}", budgets[0], "file")]
-    out += [(f"loopls {b // 1024}K", b, "loopls") for b in budgets[1:]]
-    return out + [(f"bare FIM {first}", budgets[0], "bare")]
+    return [(f"loopls {first}", budgets[0], "loopls"), (f"file only {first}", budgets[0], "file"),
+            (f"bare FIM {first}", budgets[0], "bare")]
+
+
+def larger(budgets: list[int]) -> list[tuple[str, int, str]]:
+    return [(f"loopls {b // 1024}K", b, "loopls") for b in budgets[1:]]
 
 
 def case_id(repo: Path, case: Case) -> str:
@@ -194,16 +198,17 @@ def case_id(repo: Path, case: Case) -> str:
 
 
 def evaluate(completer: Completer, work: list[tuple[Path, Prompter, Case]], budgets: list[int],
-             results: Path) -> None:
+             results: Path, every: int) -> None:
     """Append one JSON line per (case, setting) to `results`, skipping those already there, so
-    that an interrupted run resumes where it stopped."""
+    that an interrupted run resumes where it stopped. The larger budgets run on every
+    `every`-th target (their prompts cost several times more on a CPU)."""
     done = set()
     if results.is_file():
         done = {(r["case"], r["setting"]) for r in map(json.loads, results.read_text().splitlines())}
     max_tokens = {"line": 48, "block": 128}
     with results.open("a", encoding="utf-8") as sink:
-        for repo, prompter, case in work:
-            for name, budget, mode in settings(budgets):
+        for i, (repo, prompter, case) in enumerate(work):
+            for name, budget, mode in settings(budgets) + (larger(budgets) if i % every == 0 else []):
                 key = (case_id(repo, case), name)
                 if key in done:
                     continue
@@ -236,21 +241,24 @@ def interleave(per_repo: list[tuple[Path, Prompter, list[Case]]]) -> list[tuple[
 
 
 def table(results: Path, cases: dict[str, Case], budgets: list[int]) -> list[str]:
-    """Markdown rows per kind over the cases that have every setting (paired), with the
-    baseline on the same cases."""
-    names = [n for n, _, _ in settings(budgets)]
+    """Markdown rows per kind over the targets that have every setting of a group (paired),
+    with the baseline on the same targets: first the 2K settings on all targets, then the
+    larger budgets beside 2K on their subset."""
     by_case: dict[str, dict[str, dict]] = {}
     for r in map(json.loads, results.read_text().splitlines()):
         by_case.setdefault(r["case"], {})[r["setting"]] = r
     lines = []
+    base = [n for n, _, _ in settings(budgets)]
+    groups = [("", base)] + [(f", subset with {n}", [n, *base[:2]]) for n, _, _ in larger(budgets)]
     for kind in ("line", "block"):
-        full = [c for c, got in by_case.items() if c in cases and cases[c].kind == kind and all(n in got for n in names)]
-        lines += [f"\n{kind} completion ({len(full)} targets with every setting)\n",
-                  "| setting | exact match | edit similarity |", "|---|---|---|"]
-        for n in names:
-            rows = [by_case[c][n] for c in full]
-            lines.append(_row(n, [(r["em"], r["es"]) for r in rows]))
-        lines.append(_row("baseline (similar earlier line)", [score(cases[c], cases[c].baseline) for c in full]))
+        for label, names in groups:
+            full = [c for c, got in by_case.items()
+                    if c in cases and cases[c].kind == kind and all(n in got for n in names)]
+            lines += [f"\n{kind} completion{label} ({len(full)} targets)\n",
+                      "| setting | exact match | edit similarity |", "|---|---|---|"]
+            for n in names:
+                lines.append(_row(n, [(by_case[c][n]["em"], by_case[c][n]["es"]) for c in full]))
+            lines.append(_row("baseline (similar earlier line)", [score(cases[c], cases[c].baseline) for c in full]))
     return lines
 
 
@@ -299,7 +307,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", action="append", help="default: the shipped default model")
     ap.add_argument("--lines", type=int, default=25, help="line targets per repository")
     ap.add_argument("--blocks", type=int, default=10, help="block targets per repository")
-    ap.add_argument("--budgets", default="2048,8192")
+    ap.add_argument("--budgets", default="2048,8192", help="the first on every target, the others on a subset")
+    ap.add_argument("--every", type=int, default=3, help="larger budgets on every N-th target")
     ap.add_argument("--latency", type=int, default=0, help="timed keystrokes per repository (0: skip)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1, help="torch threads (1 on a shared machine)")
@@ -323,7 +332,8 @@ def main(argv: list[str] | None = None) -> int:
         engine = AsyncEngine.from_loaded(lm, SchedulerConfig(num_blocks=pool_blocks(lm, 1024), block_size=BLOCK_SIZE))
         completer = Completer(NativeBackend(lm, engine, folder.name))
         results = args.out / f"{folder.name}.jsonl"
-        evaluate(completer, interleave([(r, Prompter(completer, i), own) for r, i, own in indexes]), budgets, results)
+        evaluate(completer, interleave([(r, Prompter(completer, i), own) for r, i, own in indexes]), budgets, results,
+                 args.every)
         print(f"\nmodel {folder.name} ({folder}), {args.threads} torch thread(s)")
         print("\n".join(table(results, cases, budgets)))
         if args.latency:
