@@ -18,7 +18,7 @@ DEFAULT_MODEL = "loopls-coder-small"
 TINY_RANDOM = "tiny-random"
 _TINY_ALIASES = (TINY_RANDOM, "tiny")
 # Bump when create_tiny's output changes so that caches are rebuilt.
-_TINY_VERSION = "v1"
+_TINY_VERSION = "v2"
 
 
 def cache_dir() -> Path:

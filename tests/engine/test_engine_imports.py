@@ -12,6 +12,9 @@ ENGINE_MODULES = (
     "model.transformer", "serving.async_engine", "serving.batch", "serving.block_tables",
     "serving.blocks", "serving.core", "serving.graphs", "serving.runner", "serving.scheduler",
     "serving.sequence", "serving.spec",
+    "backends", "backends.base", "backends.checkpoint_info", "backends.native", "backends.openai",
+    "backends.sse", "backends.vllm", "server", "server.app", "server.chat", "server.metrics",
+    "server.protocol", "server.run",
 )
 
 

@@ -167,14 +167,14 @@ def test_cli_create_tiny_for_every_arch(tmp_path: Path, arch: str) -> None:
 
 @pytest.mark.parametrize("stops", [(), ("中文",), ("x\n",)])
 def test_incremental_text_equals_a_whole_decode(lm, stops: tuple[str, ...]) -> None:
-    from loopls.engine.model.generate import _TextStream
+    from loopls.engine.model.generate import TextStream
 
     text = "café = '中文'  # ünïcode\n    return x\n"
     ids = lm.tokenizer.encode(text)
     context = lm.tokenizer.encode("y = ")[-1]
     assert len(ids) > len(text) // 2  # multi-byte characters span several byte-level tokens
     pieces: list[str] = []
-    stream = _TextStream(lm, context, stops, pieces.append)
+    stream = TextStream(lm.tokenizer, context, stops, pieces.append)
     stopped = False
     for tid in ids:
         if stream.update(tid):
