@@ -138,12 +138,16 @@ def block_cases(index: Project, count: int, seed: int) -> list[Case]:
             first = h + 1
             cut = starts[first] + len(body[0]) - len(body[0].lstrip())
             end = starts[first + len(body) - 1] + len(body[-1])
-            gold = text[cut:end]
-            j = _best_earlier(lines, h, ln, lambda s: s.rstrip().endswith(":"))
-            guess = "\n".join(_block_body(lines, j)).strip() if j is not None else ""
-            found.append(Case("block", path, text[:cut] + text[end:], cut, gold, guess))
+            found.append((path, h, cut, end))
     random.Random(seed).shuffle(found)
-    return found[:count]
+    out = []
+    for path, h, cut, end in found[:count]:  # the baseline only for the chosen (it is quadratic)
+        text = index.text(path) or ""
+        lines = text.split("\n")
+        j = _best_earlier(lines, h, lines[h], lambda s: s.rstrip().endswith(":"))
+        guess = "\n".join(_block_body(lines, j)).strip() if j is not None else ""
+        out.append(Case("block", path, text[:cut] + text[end:], cut, text[cut:end], guess))
+    return out
 
 
 def score(case: Case, prediction: str) -> tuple[bool, float]:
