@@ -7,12 +7,16 @@ from __future__ import annotations
 import ast
 import asyncio
 import json
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
+import torch
 
-from loopls.engine.backends.native import load_native
+from loopls.engine.backends import Backend, BackendConfig
 from loopls.engine.model.models import DEFAULT_MODEL, default_model_dir
-from loopls.lsp.completion import Completer
+from loopls.lsp.completion.service import CompletionRequest, Completions, CompletionService
+from loopls.lsp.model_host import ModelHost
 from loopls.lsp.options import CompletionOptions
 from training.corpus import HELD_OUT
 
@@ -39,43 +43,54 @@ class Settings:
 AFTER = "\n\n    def save(self):\n        with open(self.path, \"w\", encoding=\"utf-8\") as f:\n            json.dump(self.values, f)\n"
 
 
+def _complete_twice(text: str, offset: int, options: CompletionOptions) -> tuple[Backend, list[Completions | None]]:
+    """What the server and `loopls complete` load by default, asked twice at the same cursor
+    through the completion service (a fresh service each time, so no cached answer)."""
+
+    async def run() -> tuple[Backend, list[Completions | None]]:
+        with ThreadPoolExecutor(1) as thread:
+            models = ModelHost(thread)
+            models.configure(BackendConfig(model=None, device="cpu", context_tokens=options.context_tokens))
+            backend = await models.ready()
+            assert backend is not None, models.error
+            try:
+                results = []
+                for _ in range(2):
+                    service = CompletionService(models, thread, lambda: options, debounce=False)
+                    request = CompletionRequest("untitled:settings.py", None, None, "python", text, offset, invoked=False)
+                    results.append(await service.complete(request))
+                return backend, results
+            finally:
+                models.shutdown()
+
+    return asyncio.run(run())
+
+
 @pytest.fixture(scope="module")
-def completer():
-    backend = load_native(None, "cpu")  # what the server and `loopls complete` load by default
-    yield Completer(backend)
-    backend.shutdown()
+def completed() -> tuple[Backend, list[Completions | None]]:
+    return _complete_twice(SNIPPET + AFTER, len(SNIPPET), CompletionOptions(max_tokens=32))
 
 
-def _complete(completer: Completer, text: str, offset: int, options: CompletionOptions) -> tuple[list[int], list[str]]:
-    prepared = completer.prepare(text, offset, options)
-
-    async def run():
-        return await completer.backend.submit(prepared.ids, prepared.params).result()
-
-    out = asyncio.run(run())
-    return out.token_ids, completer.finish(out.token_ids, prepared.params, text, offset, options)
-
-
-def test_the_default_is_the_shipped_trained_model(completer: Completer) -> None:
-    lm = completer.backend.lm
-    assert completer.backend.info.model == DEFAULT_MODEL
-    assert lm.path == default_model_dir() and lm.path.name == DEFAULT_MODEL
-    assert not lm.untrained and not completer.untrained  # so no untrained-model notice is shown
-    assert lm.device.type == "cpu" and str(lm.dtype) == "torch.float32"  # bf16 on disk, fp32 on CPU
-    assert lm.config.model_type == "iquestloopcoder" and lm.config.loop_num == 2
+def test_the_default_is_the_shipped_trained_model(completed) -> None:
+    backend, _ = completed
+    info = backend.info
+    assert info.model == DEFAULT_MODEL and info.backend == "native"
+    assert Path(info.path) == default_model_dir() and Path(info.path).name == DEFAULT_MODEL
+    assert not info.untrained  # so no untrained-model notice is shown
+    model = backend.engine.core.runner.model
+    assert info.device == "cpu" and next(model.parameters()).dtype == torch.float32  # bf16 on disk, fp32 on CPU
+    assert model.config.model_type == "iquestloopcoder" and model.config.loop_num == 2
 
 
-def test_greedy_completion_is_deterministic_and_parses(completer: Completer) -> None:
-    text = SNIPPET + AFTER
-    offset = len(SNIPPET)
-    options = CompletionOptions(max_tokens=32)
-    first_ids, first = _complete(completer, text, offset, options)
-    second_ids, second = _complete(completer, text, offset, options)
-    assert first_ids == second_ids and first == second
-    assert first and first[0].strip()
-    completed = text[:offset] + first[0] + text[offset:]
-    ast.parse(completed)  # the completion fits the cursor as Python
-    assert "self." in first[0]  # it uses the object's own state, as a coder would
+def test_greedy_completion_is_deterministic_and_parses(completed) -> None:
+    _, (first, second) = completed
+    assert first is not None and second is not None and not second.cached
+    texts = [[s.text for s in r.suggestions] for r in (first, second)]
+    assert texts[0] == texts[1]
+    assert texts[0] and texts[0][0].strip()
+    text, offset = SNIPPET + AFTER, len(SNIPPET)
+    ast.parse(text[:offset] + texts[0][0] + text[offset:])  # the completion fits the cursor as Python
+    assert "self." in texts[0][0]  # it uses the object's own state, as a coder would
 
 
 def test_shipped_files_are_small_and_complete() -> None:
