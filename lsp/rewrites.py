@@ -22,7 +22,8 @@ from .model_host import ModelUnavailable, guard_prompt
 
 MAX_NEW_TOKENS = 512
 MIN_CONTEXT_TOKENS = 64  # below this, packed context is not worth its labels
-UNTRAINED_HINT = " — the untrained tiny default model writes random text; set model.name to a real checkpoint"
+UNTRAINED_HINT = (" — the untrained tiny-random model writes random text; set model.name to loopls-coder-small"
+                  " (the default) or a real checkpoint")
 
 
 @dataclass(frozen=True)

@@ -67,7 +67,8 @@ async def client(lsp_client: LanguageClient, workspace: Path):
             code_action=types.CodeActionClientCapabilities(
                 resolve_support=types.ClientCodeActionResolveOptions(properties=["edit"]), disabled_support=True))),
         root_uri=workspace.as_uri(),
-        initialization_options={"completion": {"maxTokens": 4}, "smells": {"thresholds": {"maxCognitive": 5}}},
+        initialization_options={"model": {"name": "tiny-random"}, "completion": {"maxTokens": 4},
+                                "smells": {"thresholds": {"maxCognitive": 5}}},
     ))
     yield
     await lsp_client.shutdown_session()
