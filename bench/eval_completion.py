@@ -17,18 +17,27 @@ Scores: exact match (after stripping surrounding whitespace) and edit similarity
 (1 - Levenshtein distance / longer length).
 
 Settings: "bare FIM" is the prompt without a workspace index (`loopls complete`, a file
-outside any workspace): the buffer's FIM window alone; "file only" is the server's layout
-(repository and path labels, FIM window) with no cross-file snippets; "loopls NK" is the
-prompt the server sends with its context engine at that budget (index, signals, packer; the
-edited file is an open document). "file only" against "loopls" isolates what the cross-file
-snippets bring. Every completion goes
-through the server's `Completer` (prompt layout, stop rules, post-processing). The baseline
+outside any workspace): the buffer's FIM window alone, labelled with the file name; "file only"
+is the server's layout (repository and path labels, FIM window) with no cross-file snippets;
+"loopls NK" is the prompt the server sends with its context engine at that budget (index,
+signals, packer; the edited file is an open document). "file only" against "loopls" isolates
+what the cross-file snippets bring. Every completion is asked of the server's completion
+service (`lsp/completion/service.py`, the model loaded by `lsp/model_host.py`), as an automatic
+(not invoked) request without the typing debounce: the same prompt layout, context packing,
+secret redaction and prompt check, the same serving engine (paged KV, prefix cache), greedy
+decoding (`completion.temperature` 0, the default), stop rules, early stop, post-processing
+with the syntax tree and secret filter on the output. The modes differ only in the context
+provider the service is given (none, the packer without snippets, the context engine). Each
+target is a fresh document state: the service's suggestion cache is emptied after every
+request. `seconds` in the results is the service's time for the request (the engine's prefix
+cache stays warm across the settings of one target, as it would in the server). The baseline
 copies, for a line, the line after the earlier line most similar to the one above the cursor,
 and for a block the body under the most similar earlier line ending in ":".
 
-Latency: a 1K-token prompt (loopls at budget 1024) at a line target is served once by the
-serving engine the language server uses (paged KV, prefix cache) to warm it, then the next
-keystroke (one more character typed) is timed from submit to the finished, cleaned item.
+Latency: a 1K-token prompt (loopls at budget 1024) at a line target is asked of the service
+once to warm the engine's prefix cache, then the next keystroke (one more character typed) is
+timed from the request to the finished, cleaned suggestion (the suggestion cache is emptied
+first, so that the keystroke generates rather than being answered from it).
 
 If the model folder has a manifest.json (the shipped default does), each repository's package
 is checked against it: trained-on packages are refused.
@@ -44,6 +53,7 @@ import statistics
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,14 +64,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from context_targets import mine_targets  # noqa: E402
 
 from loopls.context.assemble import ContextEngine  # noqa: E402
+from loopls.context.languages import language_for_path  # noqa: E402
+from loopls.context.packing import PackedContext  # noqa: E402
 from loopls.context.project import Project  # noqa: E402
-from loopls.engine.backends.native import BLOCK_SIZE, NativeBackend, pool_blocks  # noqa: E402
-from loopls.engine.model.generate import generate  # noqa: E402
-from loopls.engine.model.loader import load_checkpoint  # noqa: E402
+from loopls.engine.backends import BackendConfig  # noqa: E402
 from loopls.engine.model.models import resolve_model_name  # noqa: E402
-from loopls.engine.serving.async_engine import AsyncEngine  # noqa: E402
-from loopls.engine.serving.scheduler import SchedulerConfig  # noqa: E402
-from loopls.lsp.completion import Completer  # noqa: E402
+from loopls.lsp.completion.service import CompletionRequest, CompletionService  # noqa: E402
+from loopls.lsp.model_host import ModelHost  # noqa: E402
 from loopls.lsp.options import CompletionOptions  # noqa: E402
 
 
@@ -159,30 +168,55 @@ def score(case: Case, prediction: str) -> tuple[bool, float]:
     return pred == gold, similarity(pred, gold)
 
 
-class Prompter:
-    """Prompts exactly as the server builds them, with or without its context engine."""
+class Service:
+    """The server's completion service over one loaded model, once per prompt mode: "bare" (no
+    context provider: the buffer alone), "file" (the server's layout without snippets) and
+    "loopls" (the context engine, as the server's provider). The repositories' indexes are
+    shared; documents are named by their file URI, as the server names them."""
 
-    def __init__(self, completer: Completer, index: Project) -> None:
-        self.completer, self.index = completer, index
-        tok = completer.backend.tokenizer
-        self.engine = ContextEngine(index, tok, tok.special, history=False)
+    def __init__(self, models: ModelHost, thread: ThreadPoolExecutor, tokenizer,
+                 indexes: list[tuple[Path, Project]]) -> None:
+        self.options = CompletionOptions()
+        self.engines = {repo: ContextEngine(index, tokenizer, tokenizer.special) for repo, index in indexes}
+        self.documents: dict[str, tuple[ContextEngine, str]] = {}  # uri -> engine, workspace-relative path
+        providers = {"bare": None, "file": self._file_only, "loopls": self._loopls}
+        self.services = {mode: CompletionService(models, thread, lambda: self.options, context=provide,
+                                                 label=lambda p: Path(p).name if p else None, debounce=False)
+                         for mode, provide in providers.items()}
 
-    def with_context(self, case: Case, mode: str) -> None:
-        """mode: "bare" (no index), "file" (the server's layout, no snippets) or "loopls"."""
-        def provide(tokenizer, text, offset, budget):
-            if mode == "file":
-                packed = self.engine.packer.pack([], case.path, text, offset, budget, self.engine.read_lines)
-            else:
-                packed = self.engine.assemble(case.path, text, offset, budget)
-            return packed.token_ids, bool(packed.fim and packed.fim.truncated)
+    async def complete(self, repo: Path, case: Case, mode: str, options: CompletionOptions) -> tuple[str, int]:
+        """The first suggestion's text ("" for none) and the prompt's length in tokens."""
+        self.options = options
+        path = repo / case.path
+        uri = path.resolve().as_uri()
+        self.documents[uri] = (self.engines[repo], case.path)
+        service = self.services[mode]
+        service.stats.last_engine = {}
+        request = CompletionRequest(uri, None, str(path), language_for_path(path), case.text, case.offset,
+                                    invoked=False)
+        try:
+            result = await service.complete(request)
+        finally:
+            service.forget(uri)  # the next request is another target: not answered from this one's cache
+        if result is None:  # nothing to show (or the prompt was refused): the prompt's length if one ran
+            return "", service.stats.last_engine.get("prompt_tokens", 0)
+        return result.suggestions[0].text, result.prompt_tokens
 
-        self.completer.context = None if mode == "bare" else provide
-        if mode == "loopls":  # the edited file is an open document: the index sees its buffer, not the disk
-            self.index.update_document(case.path, case.text)
+    def _file_only(self, tokenizer, uri: str, version: int | None, text: str, offset: int,
+                   budget: int) -> PackedContext:
+        engine, path = self.documents[uri]
+        return engine.packer.pack([], path, text, offset, budget, engine.read_lines)
 
-    def done(self, case: Case) -> None:
-        self.completer.context = None
-        self.index.close_document(case.path)
+    def _loopls(self, tokenizer, uri: str, version: int | None, text: str, offset: int,
+                budget: int) -> PackedContext | None:
+        engine, path = self.documents[uri]
+        engine.index.update_document(path, text)  # an open document: the index sees its buffer, not the disk
+        try:
+            return engine.assemble(path, text, offset, budget)
+        except (ValueError, OSError):  # as the server: a budget too small for labels, the buffer alone
+            return None
+        finally:
+            engine.index.close_document(path)
 
 
 def settings(budgets: list[int]) -> list[tuple[str, int, str]]:
@@ -201,8 +235,8 @@ def case_id(repo: Path, case: Case) -> str:
     return f"{repo.name}:{case.kind}:{case.path}:{case.offset}"
 
 
-def evaluate(completer: Completer, work: list[tuple[Path, Prompter, Case]], budgets: list[int],
-             results: Path, every: int) -> None:
+async def evaluate(service: Service, work: list[tuple[Path, Case]], budgets: list[int], results: Path,
+                   every: int) -> None:
     """Append one JSON line per (case, setting) to `results`, skipping those already there, so
     that an interrupted run resumes where it stopped. The larger budgets run on every
     `every`-th target (their prompts cost several times more on a CPU)."""
@@ -211,31 +245,25 @@ def evaluate(completer: Completer, work: list[tuple[Path, Prompter, Case]], budg
         done = {(r["case"], r["setting"]) for r in map(json.loads, results.read_text().splitlines())}
     max_tokens = {"line": 48, "block": 128}
     with results.open("a", encoding="utf-8") as sink:
-        for i, (repo, prompter, case) in enumerate(work):
+        for i, (repo, case) in enumerate(work):
             for name, budget, mode in settings(budgets) + (larger(budgets) if i % every == 0 else []):
                 key = (case_id(repo, case), name)
                 if key in done:
                     continue
-                prompter.with_context(case, mode)
-                options = CompletionOptions(max_tokens=max_tokens[case.kind], context_tokens=budget)
+                options = CompletionOptions(max_tokens=max_tokens[case.kind], context_tokens=budget, temperature=0.0)
                 t0 = time.perf_counter()
-                prepared = completer.prepare(case.text, case.offset, options)
-                # the single-sequence path: the same model and maths as the serving engine, cheaper alone
-                gen = generate(completer.backend.lm, prepared.ids, prepared.params)
-                items = completer.finish(gen.token_ids, prepared.params, case.text, case.offset, options)
-                prompter.done(case)
-                prediction = items[0] if items else ""
+                prediction, prompt_tokens = await service.complete(repo, case, mode, options)
                 em, es = score(case, prediction)
                 sink.write(json.dumps({"case": key[0], "setting": name, "kind": case.kind, "em": em, "es": es,
-                                       "prediction": prediction, "gold": case.gold, "prompt_tokens": len(prepared.ids),
+                                       "prediction": prediction, "gold": case.gold, "prompt_tokens": prompt_tokens,
                                        "seconds": round(time.perf_counter() - t0, 2)}) + "\n")
                 sink.flush()
 
 
-def interleave(per_repo: list[tuple[Path, Prompter, list[Case]]]) -> list[tuple[Path, Prompter, Case]]:
+def interleave(per_repo: list[tuple[Path, list[Case]]]) -> list[tuple[Path, Case]]:
     """Cases round-robin over repositories and kinds, so that a partial run covers them all."""
-    queues = [[(repo, prompter, c) for c in cases if c.kind == kind]
-              for repo, prompter, cases in per_repo for kind in ("line", "block")]
+    queues = [[(repo, c) for c in cases if c.kind == kind]
+              for repo, cases in per_repo for kind in ("line", "block")]
     out = []
     while any(queues):
         for q in queues:
@@ -266,22 +294,17 @@ def table(results: Path, cases: dict[str, Case], budgets: list[int]) -> list[str
     return lines
 
 
-async def _latency(completer: Completer, index: Project, cases: list[Case], n: int) -> list[float]:
-    """Seconds from submit to the cleaned item, per keystroke timed (the backend's engine runs)."""
-    prompter = Prompter(completer, index)
-    options = CompletionOptions(context_tokens=1024)
+async def _latency(service: Service, repo: Path, cases: list[Case], n: int) -> list[float]:
+    """Seconds from the request to the cleaned suggestion, per keystroke timed."""
+    options = CompletionOptions(context_tokens=1024, temperature=0.0)
     times = []
     for case in cases[:n]:
-        for typed in (0, 1):  # the keystroke before warms the cache; this one is timed
+        for typed in (0, 1):  # the keystroke before warms the engine's prefix cache; this one is timed
             text = case.text[:case.offset] + case.gold[:typed] + case.text[case.offset:]
-            offset = case.offset + typed
             t0 = time.perf_counter()
-            prompter.with_context(Case(case.kind, case.path, text, offset, case.gold, ""), "loopls")
-            prepared = completer.prepare(text, offset, options)
-            out = await completer.backend.submit(prepared.ids, prepared.params, supersede="inline").result()
-            completer.finish(out.token_ids, prepared.params, text, offset, options)
+            await service.complete(repo, Case(case.kind, case.path, text, case.offset + typed, case.gold, ""),
+                                   "loopls", options)
             elapsed = time.perf_counter() - t0
-            prompter.done(case)
         times.append(elapsed)
     return times
 
@@ -332,25 +355,38 @@ def main(argv: list[str] | None = None) -> int:
         folder = Path(resolve_model_name(name))
         for repo, _, _ in indexes:
             print(f"{repo}: {held_out_check(folder, repo)}", file=sys.stderr)
-        lm = load_checkpoint(folder)
-        engine = AsyncEngine.from_loaded(lm, SchedulerConfig(num_blocks=pool_blocks(lm, 1024), block_size=BLOCK_SIZE))
-        completer = Completer(NativeBackend(lm, engine, folder.name))
-        results = args.out / f"{folder.name}.jsonl"
-        evaluate(completer, interleave([(r, Prompter(completer, i), own) for r, i, own in indexes]), budgets, results,
-                 args.every)
-        print(f"\nmodel {folder.name} ({folder}), {args.threads} torch thread(s)")
-        print("\n".join(table(results, cases, budgets)))
-        if args.latency:
-            latency = []
-            engine.start()
-            for repo, index, own in indexes:
-                latency += asyncio.run(_latency(completer, index, [c for c in own if c.kind == "line"], args.latency))
-            engine.shutdown()
-            (args.out / f"{folder.name}-latency.json").write_text(json.dumps(latency))
-            p95 = statistics.quantiles(latency, n=20)[18] if len(latency) > 1 else latency[0]
-            print(f"\nlatency to an inline result, 1K-token prompt, warm prefix cache, {args.threads} thread(s): "
-                  f"P50 {statistics.median(latency) * 1000:.0f} ms, P95 {p95 * 1000:.0f} ms ({len(latency)} keystrokes)")
+        asyncio.run(_run_model(name, folder, indexes, cases, budgets, args))
     return 0
+
+
+async def _run_model(name: str | None, folder: Path, indexes: list[tuple[Path, Project, list[Case]]],
+                     cases: dict[str, Case], budgets: list[int], args: argparse.Namespace) -> None:
+    """Load the model as the server does (on the CPU, its K/V pool sized for the largest
+    budget), evaluate it, print its tables and, when asked, its latency."""
+    with ThreadPoolExecutor(1, thread_name_prefix="loopls-prepare") as thread:
+        models = ModelHost(thread)
+        models.configure(BackendConfig(model=name, device="cpu", context_tokens=max(budgets)))
+        backend = await models.ready()
+        if backend is None:
+            raise SystemExit(f"cannot load model {name or folder.name!r}: {models.error}")
+        try:
+            service = Service(models, thread, backend.tokenizer, [(repo, index) for repo, index, _ in indexes])
+            results = args.out / f"{folder.name}.jsonl"
+            await evaluate(service, interleave([(repo, own) for repo, _, own in indexes]), budgets, results,
+                           args.every)
+            print(f"\nmodel {folder.name} ({folder}), {args.threads} torch thread(s)")
+            print("\n".join(table(results, cases, budgets)))
+            if args.latency:
+                latency = []
+                for repo, _, own in indexes:
+                    latency += await _latency(service, repo, [c for c in own if c.kind == "line"], args.latency)
+                (args.out / f"{folder.name}-latency.json").write_text(json.dumps(latency))
+                p95 = statistics.quantiles(latency, n=20)[18] if len(latency) > 1 else latency[0]
+                print(f"\nlatency to an inline result, 1K-token prompt, warm prefix cache, {args.threads} thread(s): "
+                      f"P50 {statistics.median(latency) * 1000:.0f} ms, P95 {p95 * 1000:.0f} ms "
+                      f"({len(latency)} keystrokes)")
+        finally:
+            models.shutdown()
 
 
 if __name__ == "__main__":
