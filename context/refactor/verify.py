@@ -21,7 +21,7 @@ from collections import Counter
 from tree_sitter import Node
 
 from ..languages import Languages
-from ..privacy import inserted_secret
+from ..privacy import REDACTED, inserted_secret
 from ..symbols import Definition, definitions_of
 from .edits import Refactoring, apply_edits
 from .jsscope import JsScopes, js_scopes
@@ -197,6 +197,10 @@ def _line(src: Source, byte: int) -> int:
 def _secrets_problem(old: str, refactoring: Refactoring) -> str | None:
     if any(_writes_secret(old, edit.start, edit.end, edit.text) for edit in refactoring.edits):
         return "the edit would write secret-looking text (a key, token or password)"
+    # The model saw the code with its secrets redacted; copying the marker back would replace a
+    # real value in the file with the placeholder.
+    if any(REDACTED in edit.text and REDACTED not in old[edit.start:edit.end] for edit in refactoring.edits):
+        return f"the edit would write the redaction marker {REDACTED} in place of a value the model never saw"
     return None
 
 

@@ -151,6 +151,7 @@ def test_a_good_edit_passes():
     ("for item in items:", "for it in items:", None, "`item` at line 11 would no longer be defined"),
     # rule 5: secrets
     ("return x + 1", 'return x + len("AKIAABCDEFGHIJKLMNOP")', None, "secret-looking"),
+    ("return x + 1", 'return x + len("<redacted>")', None, "redaction marker"),
 ])
 def test_each_rule_refuses_what_breaks_it(old, new, target, reason):
     result = _edit(MODULE, old, new, target)
