@@ -16,7 +16,8 @@ PROMPT = [5, 6, 7, 8, 9, 10, 11, 12]
 
 
 def test_two_cpu_ranks_serve_the_tokens_of_one_process(tmp_path, tiny_checkpoint, tiny_lm) -> None:
-    server = loopls_serve(free_port(), tmp_path / "serve.log", "--device", "cpu", "--tensor-parallel-size", "2").start()
+    server = loopls_serve(free_port(), tmp_path / "serve.log", "--model", "tiny", "--device", "cpu",
+                          "--tensor-parallel-size", "2").start()
     try:
         body = {"model": "tiny", "prompt": PROMPT, "max_tokens": 12, "temperature": 0, "return_token_ids": True}
         choice = httpx.post(f"{server.url}/completions", json=body, timeout=120).json()["choices"][0]
@@ -26,7 +27,7 @@ def test_two_cpu_ranks_serve_the_tokens_of_one_process(tmp_path, tiny_checkpoint
 
 
 def test_a_size_that_does_not_divide_the_heads_is_refused(tiny_checkpoint) -> None:
-    done = subprocess.run([sys.executable, "-m", "loopls.lsp", "serve", "--device", "cpu", "--port", str(free_port()),
+    done = subprocess.run([sys.executable, "-m", "loopls.lsp", "serve", "--model", "tiny", "--device", "cpu", "--port", str(free_port()),
                            "--tensor-parallel-size", "3"], capture_output=True, text=True, timeout=120)
     assert done.returncode == 2
     assert "loopls serve: tensor-parallel size 3 does not divide num_attention_heads 4; valid sizes for this model: 1, 2, 4" in done.stderr, done.stderr
