@@ -11,6 +11,7 @@ writes random text, so this is what it gets).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from typing import Any
@@ -32,6 +33,7 @@ from .positions import UTF16, LineIndex
 
 log = logging.getLogger(__name__)
 MAX_NEW_TOKENS = 512
+_NEWLINE = re.compile("\n")
 _FENCE = re.compile(r"```[\w+-]*\n(.*?)(?:```|$)", re.S)
 
 
@@ -53,18 +55,10 @@ def quick_fixes(uri: str, version: int | None, diagnostics: list[types.Diagnosti
     return actions
 
 
-def _line_offsets(text: str) -> list[int]:
-    starts = [0]
-    for i, ch in enumerate(text):
-        if ch == "\n":
-            starts.append(i + 1)
-    return starts
-
-
 def target_span(text: str, path: str, symbol: str, start_row: int, end_row: int) -> tuple[int, int]:
     """Code-point offsets of what to rewrite: the function or class named `symbol`, else whole lines."""
     lang = language_for_path(path)
-    starts = _line_offsets(text)
+    starts = [0, *(m.end() for m in _NEWLINE.finditer(text))]  # tree-sitter's rows: \n only
     if lang and symbol:
         source = text.encode("utf-8")
         analysis = analyze_tree(path, lang, Languages().parser(lang).parse(source))
@@ -129,7 +123,9 @@ async def resolve_quick_fix(ls: LanguageServer, host: Any, action: types.CodeAct
     if data.get("version") is not None and doc.version != data["version"]:
         return _disable(action, "the document changed since this fix was offered; ask again")
     text = doc.source
-    prompt, (start, end) = quick_fix_prompt(text, path, data)
+    loop = asyncio.get_running_loop()
+    # parsing the document and quoting it grow with its size: off the event loop
+    prompt, (start, end) = await loop.run_in_executor(ls.prepare_thread, quick_fix_prompt, text, path, data)
     backend = await ls.models.ready()
     if backend is None:
         return _disable(action, f"the model is not available: {ls.models.error or 'not loaded'}")
@@ -145,7 +141,8 @@ async def resolve_quick_fix(ls: LanguageServer, host: Any, action: types.CodeAct
     if secret is not None:
         log.warning("%s: dropped a rewrite that writes a secret-looking string (%s)", uri, secret.rule)
         return _disable(action, "the model's rewrite contained secret-looking text, so no edit is offered")
-    edit = verified_edit(uri, doc.version, path, text, (start, end), replacement, ls.encoding)
+    edit = await loop.run_in_executor(ls.prepare_thread, verified_edit, uri, doc.version, path, text, (start, end),
+                                      replacement, ls.encoding)
     if edit is None:
         reason = ("the model's rewrite did not parse (ERROR nodes), so no edit is offered"
                   + (" — the untrained tiny default model writes random text; set model.name to a real "
