@@ -172,6 +172,10 @@ class Packer:
                 return cut, before, fim
             reach *= 4
 
+    def __len__(self) -> int:
+        """How many texts' encodings are remembered."""
+        return len(self._ids)
+
     def encode(self, text: str) -> list[int]:
         """Token ids of a snippet, remembered: the next keystroke packs mostly the same ones."""
         ids = self._ids.get(text)

@@ -297,6 +297,11 @@ class ContextHost:
             return {"state": "indexing", "done": done, "total": total}
         return {"state": "ready", "files": sum(len(p.files) for p in dict(self.projects).values())}
 
+    def tracked(self) -> dict[str, int]:
+        """Work queued on the project thread, and the open buffers the projects hold."""
+        return {"project_queue": self.thread._work_queue.qsize(),
+                "project_documents": sum(len(p.documents) for p in dict(self.projects).values())}
+
     def status(self) -> dict:
         """For `loopls/contextStatus`: whether the projects are ready and what they hold."""
         projects = dict(self.projects)
