@@ -109,7 +109,8 @@ class Bench:
             reply = await self.timed(f"{kind} (generated)", method, params)
             result = reply.get("result") or {}
             items = result.get("items") if isinstance(result, dict) else result
-            text = (items or [{}])[0].get("insertText") if items else None
+            item = items[0] if items else {}
+            text = item.get("insertText") or (item.get("textEdit") or {}).get("newText")
             if isinstance(text, dict):
                 text = text.get("value")
             if not text or not text.strip():

@@ -11,12 +11,15 @@ encoding, must leave
 
 from __future__ import annotations
 
+from unittest.mock import patch
+
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from lsprotocol import types
 
 from loopls.context.documents import ParsedDocument
 from loopls.context.languages import Languages
+from loopls.lsp import positions
 from loopls.lsp.positions import UTF8, UTF16, UTF32, LineIndex, LspTextDocument, line_starts
 
 FUZZ = settings(derandomize=True, deadline=None, database=None, max_examples=150,
@@ -38,9 +41,11 @@ def reference_starts(text: str) -> list[int]:
 
 
 @FUZZ
-@given(TEXT)
-def test_line_starts_split_where_lsp_does(text: str) -> None:
+@given(TEXT, st.integers(1, 8))
+def test_line_starts_split_where_lsp_does(text: str, chunk: int) -> None:
     assert line_starts(text).tolist() == reference_starts(text)
+    with patch.object(positions, "_CHUNK", chunk):  # a \r\n across the scan's chunks
+        assert line_starts(text).tolist() == reference_starts(text)
 
 
 @FUZZ
