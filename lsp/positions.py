@@ -18,6 +18,7 @@ means the line end, as the specification says.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from typing import Any
 
 import cattrs
@@ -72,10 +73,14 @@ def _column_to_codepoints(line: str, column: int, encoding: str, where: str) -> 
 
 
 def line_starts(text: str) -> np.ndarray:
-    """Code-point offsets where the lines of `text` start (0 first), found at C speed and a
-    megabyte at a time (one byte per character of ASCII text, four otherwise), never a
-    Python object per line nor a copy of the whole text."""
-    found = [np.zeros(1, dtype=np.int64)]
+    """Code-point offsets where the lines of `text` start (0 first), found at C speed, never a
+    Python object per line."""
+    return np.concatenate([np.zeros(1, dtype=np.int64), *_later_starts(text)])
+
+
+def _later_starts(text: str) -> Iterator[np.ndarray]:
+    """The line starts after 0, a megabyte of text at a time (one byte per character of ASCII
+    text, four otherwise), so that no pass holds a copy of the whole text."""
     for at in range(0, len(text), _CHUNK):
         piece = text[at:at + _CHUNK + 1]  # one character more: a \r at the end needs the next
         if piece.isascii():
@@ -89,8 +94,7 @@ def line_starts(text: str) -> np.ndarray:
             following = returns + 1
             alone = returns[(following >= len(chars)) | (chars[np.minimum(following, len(chars) - 1)] != 10)]
             breaks = np.union1d(breaks, alone)
-        found.append(breaks.astype(np.int64) + (at + 1))
-    return np.concatenate(found)
+        yield breaks.astype(np.int64) + (at + 1)
 
 
 class LineIndex:
@@ -204,14 +208,20 @@ def lsp_range(start: types.Position, end: types.Position | None = None) -> types
 
 
 def offset_from_cli(text: str, line: int, column: int) -> int:
-    """Offset of a 1-based line and 1-based code-point column (CLI convention)."""
-    index = LineIndex(text)
-    if line < 1 or line > index.line_count or column < 1:
-        raise PositionError(f"{line}:{column} is outside the file ({index.line_count} lines)")
-    content = index.line_text(line - 1)
+    """Offset of a 1-based line and 1-based code-point column (CLI convention). Only the
+    line's start is kept while the text is scanned: a file of any size costs no index."""
+    count, start = 1, 0 if line == 1 else None
+    for starts in _later_starts(text):
+        if start is None and 0 < line - count <= len(starts):
+            start = int(starts[line - count - 1])
+        count += len(starts)
+    if start is None or column < 1:
+        raise PositionError(f"{line}:{column} is outside the file ({count} lines)")
+    end = _EOL.search(text, start)
+    content = text[start:end.start() if end else len(text)]
     if column - 1 > len(content):
         raise PositionError(f"column {column} is past the end of line {line} ({len(content)} characters)")
-    return index.line_start(line - 1) + column - 1
+    return start + column - 1
 
 
 def scrub_surrogates(text: str) -> str:

@@ -20,7 +20,8 @@ from lsprotocol import types
 from loopls.context.documents import ParsedDocument
 from loopls.context.languages import Languages
 from loopls.lsp import positions
-from loopls.lsp.positions import UTF8, UTF16, UTF32, LineIndex, LspTextDocument, line_starts
+from loopls.lsp.positions import (UTF8, UTF16, UTF32, LineIndex, LspTextDocument, PositionError, line_starts,
+                                    offset_from_cli)
 
 FUZZ = settings(derandomize=True, deadline=None, database=None, max_examples=150,
                 suppress_health_check=[HealthCheck.too_slow])
@@ -85,3 +86,19 @@ def test_pending_edits_stay_bounded_when_nobody_takes_them() -> None:
     for start, end, new in edits:
         text = new if start is None else text[:start] + new + text[end:]
     assert text == doc.source
+
+
+@FUZZ
+@given(TEXT, st.integers(-1, 12), st.integers(-1, 6), st.integers(1, 8))
+def test_cli_positions_agree_with_the_line_index(text: str, line: int, column: int, chunk: int) -> None:
+    index = LineIndex(text)
+    if 1 <= line <= index.line_count and 1 <= column <= len(index.line_text(line - 1)) + 1:
+        expected: int | str = index.line_start(line - 1) + column - 1
+    else:
+        expected = "error"
+    with patch.object(positions, "_CHUNK", chunk):
+        try:
+            got: int | str = offset_from_cli(text, line, column)
+        except PositionError:
+            got = "error"
+    assert got == expected
