@@ -300,7 +300,8 @@ class ContextHost:
     def tracked(self) -> dict[str, int]:
         """Work queued on the project thread, and the open buffers the projects hold."""
         return {"project_queue": self.thread._work_queue.qsize(),
-                "project_documents": sum(len(p.documents) for p in dict(self.projects).values())}
+                "project_documents": sum(len(p.documents) for p in dict(self.projects).values()),
+                "project_packed_chars": sum(e.packer.remembered_chars for e in dict(self.engines).values())}
 
     def status(self) -> dict:
         """For `loopls/contextStatus`: whether the projects are ready and what they hold."""

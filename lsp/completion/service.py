@@ -208,7 +208,7 @@ class CompletionService:
         return {"latest": len(self._latest), "running": sum(map(len, self._running.values())),
                 "superseded": len(self._superseded), "warming": len(self._warm), "cached_documents": len(self.cache),
                 "debounced_documents": len(self.debounce) if self.debounce is not None else 0,
-                "packed_texts": sum(len(p) for p in self._packers.values())}
+                "packed_chars": sum(p.remembered_chars for p in self._packers.values())}
 
     # -- prompt (prepare thread) ---------------------------------------------------------------
 

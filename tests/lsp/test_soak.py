@@ -3,8 +3,8 @@
 completions, cancellations, pulled diagnostics and status requests). Fails on a leak:
 
 - a structure the server keeps per document or per request (`loopls/status` stats.tracked:
-  requests in flight, per-document completion state, queued project work, open buffers)
-  growing with the number of requests;
+  requests in flight, per-document completion state, queued project work, open buffers,
+  remembered token encodings) growing with the number of requests;
 - the server's RSS growing over the second half of the run by more than a margin no honest
   run comes near (Python's allocator moves by a few MB; a leaked copy of the 60 KB document
   per keystroke would add 25 MB).
@@ -21,6 +21,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 from soak import run_soak  # noqa: E402
+
+from loopls.context.packing import ID_CACHE_CHARS  # noqa: E402
 from worst_latency import make_project  # noqa: E402
 
 REQUESTS = 1000
@@ -42,6 +44,7 @@ def test_a_thousand_requests_leave_nothing_behind(tmp_path: Path, tiny_checkpoin
         assert tracked["requests"] <= 1, tracked  # the status request reading these counts
         assert tracked["running"] == tracked["superseded"] == tracked["project_queue"] == 0, tracked
         assert tracked["result_types"] == 0, tracked
+        assert tracked["packed_chars"] + tracked["project_packed_chars"] <= 2 * ID_CACHE_CHARS, tracked
     half = windows[len(windows) // 2]
     growth = windows[-1].rss_mb - half.rss_mb
     assert growth < RSS_MARGIN_MB, [(w.requests, w.rss_mb) for w in windows]
