@@ -113,7 +113,10 @@ def _private_keys(text: str) -> list[Finding]:
         if end.start() not in ends_used and not any(f.start <= end.start() < f.end for f in found):
             found.append(Finding(_body_run_before(text, end.start()), end.end(), "private-key"))
     for line in _BASE64_LINE.finditer(text):
-        found.append(Finding(line.start(1), line.end(1), "private-key-body"))
+        # a lone key line is random bytes in base64 (about 5 bits per character); a long run
+        # of letters (a model stuck repeating a word) is not one
+        if looks_random(line.group(1)) and entropy(line.group(1)) >= 4.0:
+            found.append(Finding(line.start(1), line.end(1), "private-key-body"))
     return found
 
 

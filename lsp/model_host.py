@@ -26,12 +26,14 @@ from typing import Any
 from loopls.context.privacy import check_prompt
 from loopls.engine.backends import Backend, BackendConfig, BackendError, load_backend
 from loopls.engine.backends.base import Priority, RequestOutput, SamplingParams
+from loopls.engine.model.models import DEFAULT_MODEL
 
 log = logging.getLogger(__name__)
 RETRY_S = 30.0
 UNTRAINED_NOTICE = (
-    "loopls is using its untrained tiny default model: completions are random text that "
-    "only proves the pipeline works. Set `model.name` to a real checkpoint for useful output."
+    "loopls is using the untrained tiny-random model: completions are random text that only "
+    "proves the pipeline works. Leave `model.name` at loopls-coder-small (the default) or set it "
+    "to a real checkpoint for useful output."
 )
 
 
@@ -59,7 +61,7 @@ def _same_model(a: BackendConfig | None, b: BackendConfig | None) -> bool:
 class Stats:
     active_generations: int = 0
     completed: int = 0
-    cancelled: int = 0
+    cancelled_generations: int = 0  # engine requests cancelled (an explicit request runs several)
     generated_tokens: int = 0
     wasted_tokens: int = 0  # generated for requests that ended cancelled (superseded, $/cancelRequest)
     last_generated_tokens: int = 0
@@ -93,7 +95,7 @@ class ModelHost:
         self._failed_at = 0.0
         self._reported: str | None = None
         self._engine_down = False  # the last request failed and the user has been told
-        self._name = "tiny"  # shown while no backend is configured
+        self._name = DEFAULT_MODEL  # shown while no backend is configured
 
     # -- loading ----------------------------------------------------------------------------
 
@@ -119,7 +121,7 @@ class ModelHost:
         """The model's name as the options give it."""
         if self.spec is None:
             return self._name
-        return self.spec.model or ("tiny" if self.spec.kind == "native" else "(the server's model)")
+        return self.spec.model or (DEFAULT_MODEL if self.spec.kind == "native" else "(the server's model)")
 
     def _start(self) -> None:
         self.state, self.error = "loading", None
@@ -201,16 +203,19 @@ class ModelHost:
         tokens: list[int] = []
         try:
             if enough is not None:
-                async for token in stream:
-                    tokens.append(token)
-                    if enough(tokens):
-                        early = True
-                        stream.cancel()
-                        break
+                try:
+                    async for token in stream:
+                        tokens.append(token)
+                        if enough(tokens):
+                            early = True
+                            stream.cancel()
+                            break
+                except RuntimeError:  # a failed request's stream raises; its result says why
+                    pass
             out = await asyncio.shield(stream.result())
         except asyncio.CancelledError:
             stream.cancel()
-            self.stats.cancelled += 1
+            self.stats.cancelled_generations += 1
             asyncio.ensure_future(self._count_waste(stream))
             raise
         finally:

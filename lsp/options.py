@@ -24,9 +24,10 @@ from loopls.engine.backends import BACKENDS, BackendConfig, BackendError
 
 @dataclass(kw_only=True)
 class ModelOptions:
-    # "tiny" (the untrained embedded default), a checkpoint folder, or a hub id in the local
-    # cache; with the openai backend, the name the server serves the model under
-    name: str = "tiny"
+    # "loopls-coder-small" (the trained embedded default), "tiny-random" (untrained, for tests),
+    # a checkpoint folder, or a hub id in the local cache; with the openai backend, the name the
+    # server serves the model under
+    name: str = "loopls-coder-small"
     device: str = "auto"  # auto | cpu | cuda | cuda:N (native backend)
     backend: str = "native"  # native (in process) | openai (an OpenAI-compatible server) | vllm (in process)
     url: str = ""  # openai: the server's API base, e.g. http://127.0.0.1:8000/v1
@@ -34,7 +35,7 @@ class ModelOptions:
     tokenizer: str = ""  # openai: checkpoint folder or cached hub id with the tokenizer (default: name)
     context_limit: int = 0  # prompt + output tokens; 0: what the server or checkpoint says
     timeout: float = 30.0  # openai: seconds to connect and between streamed tokens
-    tensor_parallel_size: int = 1  # vllm: GPUs the model is split over
+    tensor_parallel_size: int = 1  # native, vllm: GPUs the model is split over (native: one process each)
 
     def __post_init__(self) -> None:
         if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):

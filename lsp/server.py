@@ -208,8 +208,9 @@ class LooplsServer(LanguageServer):
         if not self.options.completion.enabled:
             state, message = "disabled", "completions are off (completion.enabled is false)"
         elif models.state == "error":
-            state, message = "error", (f"cannot load model {models.name!r}: {models.error}. Set model.name to "
-                                       "a checkpoint folder, a cached hub id, or 'tiny'.")
+            fix = ("Set model.name to a checkpoint folder, a cached hub id, or 'tiny'."
+                   if self.options.model.backend == "native" else "Check the model.* options (docs/deploy.md).")
+            state, message = "error", f"cannot load model {models.name!r}: {models.error}. {fix}"
         elif models.state in ("idle", "loading"):
             state, message = "loading", f"loading model {models.name}".strip()
         elif models.stats.active_generations:

@@ -11,11 +11,13 @@ def add_serve_parser(sub) -> None:
     p = sub.add_parser("serve", help="serve the model over an OpenAI-compatible HTTP API")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (anything but loopback needs --api-key)")
     p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--model", default=None, help="checkpoint folder, cached hub id, or 'tiny' (default)")
+    p.add_argument("--model", default=None, help="checkpoint folder, cached hub id, 'tiny-random', or 'loopls-coder-small' (default)")
     p.add_argument("--served-model-name", default=None, help="the model id clients send (default: --model)")
     p.add_argument("--api-key", default=os.environ.get("LOOPLS_API_KEY"),
                    help="require 'Authorization: Bearer KEY' on /v1 (default: $LOOPLS_API_KEY)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--tensor-parallel-size", type=int, default=1,
+                   help="GPUs the model is split over, from --device's GPU on (one worker process each)")
     p.add_argument("--context-tokens", type=int, default=8192,
                    help="typical prompt length; sizes the KV cache on CPU")
     p.add_argument("--max-body-bytes", type=int, default=4 << 20, help="larger request bodies are answered 413")
@@ -34,6 +36,7 @@ def run_serve(args: argparse.Namespace) -> int:
         options = ServeOptions(
             host=args.host, port=args.port, model=args.model, served_name=args.served_model_name,
             api_key=args.api_key or None, device=args.device, context_tokens=args.context_tokens,
+            tensor_parallel_size=args.tensor_parallel_size,
             limits=ServerLimits(max_body_bytes=args.max_body_bytes, max_prompt_tokens=args.max_prompt_tokens,
                                 max_concurrent=args.max_concurrent),
             log_level=args.log_level.lower(),

