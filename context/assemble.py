@@ -17,6 +17,25 @@ from .prompt import TokenCounter, lines_keepends
 from .signals import Candidate, Cursor, Signals
 
 MAX_HISTORY_COMMITS = 5000
+CURSOR_WINDOW_LINES = 2000  # of a buffer the index does not hold, each side of the cursor
+
+
+def cursor_window(text: str, offset: int, lines: int) -> tuple[str, int]:
+    """Up to `lines` whole lines of `text` before the cursor's line and after it, and the
+    cursor's line number in that window."""
+    start = offset
+    for _ in range(lines + 1):
+        start = text.rfind("\n", 0, start)
+        if start < 0:
+            break
+    start += 1
+    end = text.find("\n", offset)
+    for _ in range(lines):
+        if end < 0:
+            break
+        end = text.find("\n", end + 1)
+    end = len(text) if end < 0 else end
+    return text[start:end], text.count("\n", start, offset)
 
 
 def buffer_prompt(packer: Packer, path: str | None, text: str, offset: int, budget: int) -> PackedContext:
@@ -65,9 +84,13 @@ class ContextEngine:
 
     def candidates(self, path: str, text: str, offset: int) -> list[Candidate]:
         symbols = self.index.files.get(path)
+        line = text.count("\n", 0, offset)
         if symbols is None or (path not in self.index.documents and self.index.text(path) != text):
+            # not indexed (too large, say) or not what the index holds: parse the lines around
+            # the cursor, so that a keystroke in a huge buffer costs what one in a small one does
+            text, line = cursor_window(text, offset, CURSOR_WINDOW_LINES)
             symbols = self.index.parse(path, text.encode("utf-8"))
-        cursor = Cursor(path, text, text.count("\n", 0, offset), symbols)
+        cursor = Cursor(path, text, line, symbols)
         recent = [*self.recent, *sorted(self.signals.changes)]
         return self.signals.gather(cursor, recent)
 

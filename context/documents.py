@@ -93,29 +93,36 @@ class ParsedDocument:
         self._edits: list[_Edit] = []
         self._changed_rows: list[tuple[int, int]] | None = []
 
-    def edit(self, start: int, end: int, new_text: str) -> None:
-        """Replace text[start:end] (code-point offsets) with `new_text`; reparsed lazily."""
+    def edit(self, start: int, end: int, new_text: str, result: str | None = None) -> None:
+        """Replace text[start:end] (code-point offsets) with `new_text`; reparsed lazily.
+        `result`, when given, is the edited text already made (the editor's copy of the
+        buffer, so that the two share one string)."""
         if not 0 <= start <= end <= len(self.text):
             raise ValueError(f"edit {start}..{end} is outside the document (0..{len(self.text)})")
         old = self.text
-        self.text = old[:start] + new_text + old[end:]
+        if result is not None and len(result) != len(old) - (end - start) + len(new_text):
+            raise ValueError("the edited text does not match the edit")
+        self.text = result if result is not None else old[:start] + new_text + old[end:]
         self._source = None
+        if self.tree is None:  # not parsed (yet, or too large): the next use parses it all
+            self._symbols, self._edits = None, []
+            return
         start_byte, start_point = _point(old, start)
         old_end_byte, old_end_point = _point(old, end)
         new_end_byte, new_end_point = _point(self.text, start + len(new_text))
         self._edits.append(_Edit(start_point, start_point.row, old_end_point.row, new_end_point.row,
                                  _full_lines(old, start, end), _full_lines(self.text, start, start + len(new_text))))
-        if self.tree is not None:  # else not parsed yet (or no grammar): the next reparse parses it all
-            self.tree.edit(start_byte, old_end_byte, new_end_byte, start_point, old_end_point, new_end_point)
-            self._stale = True
+        self.tree.edit(start_byte, old_end_byte, new_end_byte, start_point, old_end_point, new_end_point)
+        self._stale = True
 
     def set_text(self, text: str) -> None:
         """The whole new text, applied as one edit where it differs from the current one (so
         the tree is reparsed incrementally, as after an editor's edit)."""
         prefix, suffix = common_affixes(self.text, text)
         if prefix == len(self.text) == len(text):
+            self.text = text  # the same text: keep one copy of it
             return
-        self.edit(prefix, len(self.text) - suffix, text[prefix:len(text) - suffix])
+        self.edit(prefix, len(self.text) - suffix, text[prefix:len(text) - suffix], text)
 
     def replace(self, text: str) -> None:
         """A full-text change: parse from scratch."""
@@ -136,12 +143,14 @@ class ParsedDocument:
 
     def too_large(self, max_bytes: int) -> str:
         """Why the buffer is too large to parse and index, or "" when it is not."""
-        size = len(self.text) if len(self.text) * 4 <= max_bytes else len(self.source)
+        if len(self.text) > max_bytes:  # too large however it is encoded: do not encode it
+            return f"{len(self.text):,} characters exceed the {max_bytes:,}-byte limit"
+        size = len(self.text) if self.text.isascii() or len(self.text) * 4 <= max_bytes else len(self.source)
         return f"{size:,} bytes exceed the {max_bytes:,}-byte limit" if size > max_bytes else ""
 
     def drop_tree(self) -> None:
         """Forget the tree and symbols (a buffer grown too large); the next use parses afresh."""
-        self.tree, self._symbols, self._edits = None, None, []
+        self.tree, self._symbols, self._edits, self._source = None, None, [], None
         self._stale = self._parser is not None
 
     def reparse(self) -> Tree | None:

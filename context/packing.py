@@ -31,7 +31,7 @@ CHARS_PER_TOKEN_GUESS = 8  # a first slice; _fim widens it when a token budget o
 # token per keystroke and move the last snippet's cut).
 ANCHOR_LINES = 8
 ROOM_STEP = 64
-ID_CACHE_ENTRIES = 50_000
+ID_CACHE_CHARS = 2_000_000  # remembered texts' characters (with their ids, about 20 MB)
 _HASH_COMMENT = {".py", ".pyi", ".rb", ".sh", ".bash", ".yaml", ".yml", ".toml", ".cfg", ".ini", ".r", ".pl"}
 
 
@@ -101,10 +101,17 @@ def subtract(start: int, end: int, covered: list[tuple[int, int]]) -> list[tuple
 
 class _Remembering:
     """The packer's remembered encodings as a token counter, for the FIM window: its lines are
-    encoded one by one, and from one keystroke to the next almost all of them are the same."""
+    encoded one by one, and from one keystroke to the next almost all of them are the same.
+    Longer texts (a whole half of the window) are new at every keystroke: remembering them
+    would only fill the memory."""
 
     def __init__(self, packer: Packer) -> None:
-        self.encode = packer.encode
+        self.packer = packer
+
+    def encode(self, text: str) -> list[int]:
+        if text.find("\n") in (-1, len(text) - 1):  # at most one line
+            return self.packer.encode(text)
+        return self.packer.counter.encode(text)
 
 
 @dataclass
@@ -125,6 +132,7 @@ class Packer:
     repo_name: str | None = None
     _headers: dict[str, list[int]] = field(default_factory=dict)
     _ids: dict[str, list[int]] = field(default_factory=dict)
+    _id_chars: int = 0  # characters of the texts in _ids
 
     def header(self, path: str) -> list[int]:
         if path not in self._headers:
@@ -184,13 +192,20 @@ class Packer:
                 return cut, before, fim
             reach *= 4
 
+    @property
+    def remembered_chars(self) -> int:
+        """Characters of the texts whose encodings are remembered."""
+        return self._id_chars
+
     def encode(self, text: str) -> list[int]:
         """Token ids of a snippet, remembered: the next keystroke packs mostly the same ones."""
         ids = self._ids.get(text)
         if ids is None:
-            if len(self._ids) >= ID_CACHE_ENTRIES:
+            if self._id_chars + len(text) > ID_CACHE_CHARS:  # bounded by size, not by count
                 self._ids.clear()
+                self._id_chars = 0
             ids = self._ids[text] = self.counter.encode(text)
+            self._id_chars += len(text)
         return ids
 
     def _select(self, candidates: list[Candidate], covered: dict[str, list[tuple[int, int]]], room: int,

@@ -207,12 +207,13 @@ class Project:
             doc.set_text(text)
         self._document_changed(path)
 
-    def edit_document(self, path: str, start: int, end: int, new_text: str) -> None:
-        """One edit of an open document: text[start:end] (code-point offsets) becomes `new_text`."""
+    def edit_document(self, path: str, start: int, end: int, new_text: str, result: str | None = None) -> None:
+        """One edit of an open document: text[start:end] (code-point offsets) becomes `new_text`
+        (`result`, when given, is the whole edited text: the document keeps that string)."""
         doc = self.documents.get(path)
         if doc is None:
             raise KeyError(f"{path} is not open")
-        doc.edit(start, end, new_text)
+        doc.edit(start, end, new_text, result)
         self._document_changed(path)
 
     def _document_changed(self, path: str) -> None:

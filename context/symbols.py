@@ -125,6 +125,8 @@ def definitions_of(tree: Tree, language: str, languages: Languages,
         if not names or kind is None:
             continue
         node = _whole(captures[kind][0])
+        if rows is not None and (node.start_point.row > rows[1] or node.end_point.row < rows[0]):
+            continue  # matched through a pattern rooted above the rows (a module-level name)
         name = names[0].text.decode("utf-8", "replace")
         out.append(Definition(name, kind.split(".", 1)[1], node.start_point.row, node.end_point.row))
     return unique_definitions(out)

@@ -31,7 +31,7 @@ from loopls.context.packing import PackedContext
 from loopls.context.project import IndexSummary, Project
 from loopls.context.workspace import WorkspaceError
 
-from .positions import LineIndex, PositionError, check_position, scrub_surrogates
+from .positions import LineIndex, LspTextDocument, PositionError, check_position, scrub_surrogates
 
 log = logging.getLogger(__name__)
 EXPLAIN_CONTEXT = "loopls/explainContext"
@@ -179,16 +179,19 @@ class ContextHost:
                 self.thread.submit(self._refresh, root, paths)
         elif method in (types.TEXT_DOCUMENT_DID_OPEN, types.TEXT_DOCUMENT_DID_CHANGE, types.TEXT_DOCUMENT_DID_CLOSE):
             self.start()
+            # The server's document has applied the event already: the project replays its
+            # edits (offsets checked there) and keeps the same string, not a copy of its own.
+            doc = self.server.workspace.text_documents.get(params.text_document.uri)
+            edits = doc.take_edits() if isinstance(doc, LspTextDocument) else []
             where = self.locate(params.text_document.uri)
             if where is None:
                 return
             if method == types.TEXT_DOCUMENT_DID_OPEN:
-                self.thread.submit(self._open, *where, scrub_surrogates(params.text_document.text))
-            elif method == types.TEXT_DOCUMENT_DID_CHANGE:
-                encoding = self.server.workspace.position_encoding  # as negotiated: the client's units
-                self.thread.submit(self._change, *where, params.text_document.uri, list(params.content_changes),
-                                   encoding)
-            else:
+                text = doc.source if doc is not None else scrub_surrogates(params.text_document.text)
+                self.thread.submit(self._open, *where, text)
+            elif method == types.TEXT_DOCUMENT_DID_CHANGE and doc is not None:
+                self.thread.submit(self._change, *where, edits, doc.source)
+            elif method == types.TEXT_DOCUMENT_DID_CLOSE:
                 self.thread.submit(self._close, *where)
 
     def _folders_changed(self, params: types.DidChangeWorkspaceFoldersParams) -> None:
@@ -211,22 +214,22 @@ class ContextHost:
         if project is not None:
             project.update_document(path, text)
 
-    def _change(self, root: Path, path: str, uri: str, changes: list[Any], encoding: str | None) -> None:
+    def _change(self, root: Path, path: str, edits: list[tuple[int | None, int | None, str]], text: str) -> None:
+        """Replay the server document's edits (code-point offsets; None: a whole new text),
+        the last one sharing `text`, the document's string after them."""
         project = self.projects.get(root)
         doc = project.documents.get(path) if project is not None else None
         if doc is None:
             return
         try:
-            for change in changes:
-                if isinstance(change, types.TextDocumentContentChangePartial):
-                    start, end = LineIndex(doc.text).span(change.range, encoding or "utf-16")
-                    project.edit_document(path, start, end, scrub_surrogates(change.text))
+            for i, (start, end, new) in enumerate(edits):
+                if start is None or end is None:
+                    project.update_document(path, new)
                 else:
-                    project.update_document(path, scrub_surrogates(change.text))
-        except (PositionError, ValueError) as exc:  # a client out of sync: start over from its text
+                    project.edit_document(path, start, end, new, text if i == len(edits) - 1 else None)
+        except ValueError as exc:  # cannot happen unless the two copies diverged: start over
             log.warning("%s: edit out of range (%s); re-reading the buffer", path, exc)
-            current = self.server.workspace.text_documents.get(uri)
-            project.update_document(path, current.source if current is not None else doc.text)
+            project.update_document(path, text)
         engine = self.engines.get(root)
         if engine is not None:
             engine.touch(path)
@@ -314,6 +317,12 @@ class ContextHost:
             return packed.token_ids[:packed.context_tokens]
 
         return await self.run(run)
+
+    def tracked(self) -> dict[str, int]:
+        """Work queued on the project thread, and the open buffers the projects hold."""
+        return {"project_queue": self.thread._work_queue.qsize(),
+                "project_documents": sum(len(p.documents) for p in dict(self.projects).values()),
+                "project_packed_chars": sum(e.packer.remembered_chars for e in dict(self.engines).values())}
 
     def status(self) -> dict:
         """For `loopls/contextStatus`: whether the projects are ready and what they hold."""

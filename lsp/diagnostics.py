@@ -249,6 +249,9 @@ class SmellHost:
         if not self.client_pulls():  # closed files keep no diagnostics in push mode
             self.server.text_document_publish_diagnostics(types.PublishDiagnosticsParams(uri=uri, diagnostics=[]))
 
+    def tracked(self) -> dict[str, int]:
+        return {"push_tasks": len(self._push_tasks)}
+
     # -- push, for clients without pull diagnostics ------------------------------------------
     def client_pulls(self) -> bool:
         caps = self.server.client_capabilities

@@ -17,11 +17,12 @@ means the line end, as the specification says.
 
 from __future__ import annotations
 
-import bisect
 import re
+from collections.abc import Iterator
 from typing import Any
 
 import cattrs
+import numpy as np
 from lsprotocol import types
 from pygls.protocol import default_converter
 from pygls.workspace import TextDocument, Workspace
@@ -30,6 +31,8 @@ UTF8 = types.PositionEncodingKind.Utf8
 UTF16 = types.PositionEncodingKind.Utf16
 UTF32 = types.PositionEncodingKind.Utf32
 MAX_UINTEGER = 2**31 - 1  # LSP's uinteger
+MAX_PENDING_EDITS = 64
+_CHUNK = 1 << 20  # characters scanned for line breaks at a time
 _EOL = re.compile(r"\r\n|\r|\n")
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
@@ -69,27 +72,80 @@ def _column_to_codepoints(line: str, column: int, encoding: str, where: str) -> 
     return len(line)
 
 
-class LineIndex:
-    """Where each line starts in one text, for repeated conversions on the same text."""
+def line_starts(text: str) -> np.ndarray:
+    """Code-point offsets where the lines of `text` start (0 first), found at C speed, never a
+    Python object per line."""
+    return np.concatenate([np.zeros(1, dtype=np.int64), *_later_starts(text)])
 
-    def __init__(self, text: str) -> None:
+
+def _later_starts(text: str) -> Iterator[np.ndarray]:
+    """The line starts after 0, a megabyte of text at a time (one byte per character of ASCII
+    text, four otherwise), so that no pass holds a copy of the whole text."""
+    for at in range(0, len(text), _CHUNK):
+        piece = text[at:at + _CHUNK + 1]  # one character more: a \r at the end needs the next
+        if piece.isascii():
+            chars = np.frombuffer(piece.encode("ascii"), dtype=np.uint8)
+        else:
+            chars = np.frombuffer(piece.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+        own = chars[:_CHUNK]
+        breaks = np.flatnonzero(own == 10)
+        returns = np.flatnonzero(own == 13)
+        if len(returns):  # a \r ends a line unless a \n follows it (then the \n does)
+            following = returns + 1
+            alone = returns[(following >= len(chars)) | (chars[np.minimum(following, len(chars) - 1)] != 10)]
+            breaks = np.union1d(breaks, alone)
+        yield breaks.astype(np.int64) + (at + 1)
+
+
+class LineIndex:
+    """Where each line starts in one text, for repeated conversions on the same text.
+
+    An edit makes the next index from this one (`edited`) without reading the whole text
+    again: the lines around the edit are split anew and the starts after it shift, a
+    vectorised add. Typing in a buffer of millions of lines costs milliseconds a keystroke."""
+
+    def __init__(self, text: str, starts: np.ndarray | None = None) -> None:
         self.text = text
-        self.starts = [0] + [m.end() for m in _EOL.finditer(text)]
+        self.starts = line_starts(text) if starts is None else starts
 
     @property
     def line_count(self) -> int:
         return len(self.starts)
 
+    def line_start(self, line: int) -> int:
+        return int(self.starts[line])
+
     def line_text(self, line: int) -> str:
         """Line `line` without its line break."""
-        end = self.starts[line + 1] if line + 1 < len(self.starts) else len(self.text)
-        return _EOL.sub("", self.text[self.starts[line]:end])
+        end = int(self.starts[line + 1]) if line + 1 < len(self.starts) else len(self.text)
+        return _EOL.sub("", self.text[int(self.starts[line]):end])
 
     def lines(self) -> list[str]:
         """All lines with their line breaks (the last may have none)."""
-        bounds = self.starts + [len(self.text)]
+        bounds = [*self.starts.tolist(), len(self.text)]
         lines = [self.text[bounds[i]:bounds[i + 1]] for i in range(len(self.starts))]
         return lines if lines[-1] else lines[:-1]
+
+    def edited(self, start: int, end: int, new: str, text: str | None = None) -> LineIndex:
+        """The index of this text with text[start:end] (code-point offsets) replaced by `new`;
+        `text`, when given, is that result already made."""
+        old = self.text
+        if text is None:
+            text = old[:start] + new + old[end:]
+        delta = len(new) - (end - start)
+        # Re-split from the start of the line before the edit (a \r there may now meet a \n)
+        # to the end of the line after it; every line start outside that span stays one.
+        first = max(self.line_of(start) - 1, 0)
+        after = self.line_of(end) + 2
+        lo = int(self.starts[first])
+        hi = int(self.starts[after]) if after < len(self.starts) else len(old)
+        local = line_starts(text[lo:hi + delta])[1:] + lo
+        if after < len(self.starts):
+            local = local[local < hi + delta]  # the span ends with a break: its end is the next start
+            tail = self.starts[after:] + delta
+        else:
+            tail = self.starts[:0]
+        return LineIndex(text, np.concatenate((self.starts[:first + 1], local, tail)))
 
     def offset(self, position: types.Position, encoding: str = UTF16) -> int:
         """Code-point offset of an LSP position. The position just after the last line
@@ -100,7 +156,7 @@ class LineIndex:
             return len(self.text)
         if line >= len(self.starts):
             raise PositionError(f"{where} is outside the document ({len(self.starts)} lines)")
-        return self.starts[line] + _column_to_codepoints(self.line_text(line), character, encoding, where)
+        return int(self.starts[line]) + _column_to_codepoints(self.line_text(line), character, encoding, where)
 
     def span(self, range_: types.Range, encoding: str = UTF16) -> tuple[int, int]:
         """Code-point offsets of an LSP range; an end before the start is an error."""
@@ -112,13 +168,13 @@ class LineIndex:
         return start, end
 
     def line_of(self, offset: int) -> int:
-        return bisect.bisect_right(self.starts, offset) - 1
+        return int(np.searchsorted(self.starts, offset, side="right")) - 1
 
     def position(self, offset: int, encoding: str = UTF16) -> types.Position:
         """The LSP position of a code-point offset (clamped to the text)."""
         offset = max(0, min(offset, len(self.text)))
         line = self.line_of(offset)
-        before = self.text[self.starts[line]:offset]
+        before = self.text[int(self.starts[line]):offset]
         if before.endswith("\r") and offset < len(self.text) and self.text[offset] == "\n":
             before = before[:-1]  # between \r and \n: the position is the line end
         return types.Position(line=line, character=units_of(before, encoding))
@@ -152,14 +208,20 @@ def lsp_range(start: types.Position, end: types.Position | None = None) -> types
 
 
 def offset_from_cli(text: str, line: int, column: int) -> int:
-    """Offset of a 1-based line and 1-based code-point column (CLI convention)."""
-    index = LineIndex(text)
-    if line < 1 or line > index.line_count or column < 1:
-        raise PositionError(f"{line}:{column} is outside the file ({index.line_count} lines)")
-    content = index.line_text(line - 1)
+    """Offset of a 1-based line and 1-based code-point column (CLI convention). Only the
+    line's start is kept while the text is scanned: a file of any size costs no index."""
+    count, start = 1, 0 if line == 1 else None
+    for starts in _later_starts(text):
+        if start is None and 0 < line - count <= len(starts):
+            start = int(starts[line - count - 1])
+        count += len(starts)
+    if start is None or column < 1:
+        raise PositionError(f"{line}:{column} is outside the file ({count} lines)")
+    end = _EOL.search(text, start)
+    content = text[start:end.start() if end else len(text)]
     if column - 1 > len(content):
         raise PositionError(f"column {column} is past the end of line {line} ({len(content)} characters)")
-    return index.starts[line - 1] + column - 1
+    return start + column - 1
 
 
 def scrub_surrogates(text: str) -> str:
@@ -196,6 +258,9 @@ class LspTextDocument(TextDocument):
             self._source = scrub_surrogates(self._source)
         self.encoding = encoding
         self._index: LineIndex | None = None
+        # The edits applied since the last `take_edits`, as (start, end, text) code-point
+        # offsets, None for the start of a whole new text: what the project model replays.
+        self._edits: list[tuple[int | None, int | None, str]] = []
 
     @property
     def line_index(self) -> LineIndex:
@@ -203,6 +268,10 @@ class LspTextDocument(TextDocument):
         if self._index is None or self._index.text is not source:
             self._index = LineIndex(source)
         return self._index
+
+    def take_edits(self) -> list[tuple[int | None, int | None, str]]:
+        edits, self._edits = self._edits, []
+        return edits
 
     @property
     def lines(self) -> list[str]:
@@ -215,12 +284,22 @@ class LspTextDocument(TextDocument):
         return self.line_index.position(offset, self.encoding)
 
     def _apply_incremental_change(self, change: types.TextDocumentContentChangePartial) -> None:
-        start, end = self.line_index.span(change.range, self.encoding)
+        index = self.line_index
+        start, end = index.span(change.range, self.encoding)
+        new = scrub_surrogates(change.text)
         source = self.source
-        self._source = source[:start] + scrub_surrogates(change.text) + source[end:]
+        self._source = source[:start] + new + source[end:]
+        self._index = index.edited(start, end, new, self._source)
+        self._note_edit(start, end, new)
 
     def _apply_full_change(self, change: types.TextDocumentContentChangeEvent) -> None:
         self._source = scrub_surrogates(change.text)
+        self._note_edit(None, None, self._source)
+
+    def _note_edit(self, start: int | None, end: int | None, new: str) -> None:
+        self._edits.append((start, end, new))
+        if len(self._edits) > MAX_PENDING_EDITS:  # nobody took them: the whole text says the same
+            self._edits = [(None, None, self._source)]
 
 
 class LspWorkspace(Workspace):

@@ -46,6 +46,20 @@ class LooplsProtocol(LanguageServerProtocol):
             return
         super().handle_message(message)
 
+    def _execute_handler(self, msg_id: Any, handler: Any, callback: Any, args: Any = None, kwargs: Any = None) -> None:
+        super()._execute_handler(msg_id, handler, callback, args, kwargs)
+        # pygls files the future of a notification's handler (didOpen, didChange, ... run as
+        # generators) under a made-up id and never removes it: one entry more per keystroke,
+        # for the life of the server. Requests remove theirs when they answer.
+        future = self._request_futures.get(msg_id)
+        if future is not None and callback == self._check_handler_result:
+            future.add_done_callback(lambda _done: self._request_futures.pop(msg_id, None))
+
+    def in_flight(self) -> dict[str, int]:
+        """Requests being answered and requests to the client awaiting an answer (for the
+        status' `tracked` counts: both must drain, whatever the traffic)."""
+        return {"requests": len(self._request_futures), "result_types": len(self._result_types)}
+
 
 def _describe(exc: BaseException | None) -> str:
     if isinstance(exc, cattrs.BaseValidationError):

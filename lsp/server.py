@@ -229,12 +229,19 @@ class LooplsServer(LanguageServer):
             "acceptance": self.acceptance.as_json(),
             "version": __version__,
             "options": options_to_json(self.options),
-            "stats": {**models.stats_json(), **vars(self.completions.stats)},
+            "stats": {**models.stats_json(), **vars(self.completions.stats), "tracked": self.tracked()},
             "engine": models.backend.stats() if models.backend is not None else {},
         }
         if self.last_latency_ms is not None:
             status["lastLatencyMs"] = self.last_latency_ms
         return status
+
+    def tracked(self) -> dict[str, int]:
+        """Sizes of what the server keeps per document and per request: none may grow with
+        the number of requests (the soak test reads them)."""
+        return {"documents": len(self.workspace.text_documents) if self.protocol._workspace is not None else 0,
+                **self.protocol.in_flight(), **self.completions.tracked(), **self.smells.tracked(),
+                **self.context.tracked()}
 
 
 def _label(path: str | None) -> str | None:

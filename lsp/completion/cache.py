@@ -70,6 +70,9 @@ class SuggestionCache:
                 return rest
         return None
 
+    def __len__(self) -> int:
+        return len(self._docs)
+
     def forget(self, uri: str) -> None:
         self._docs.pop(uri, None)
 

@@ -62,6 +62,9 @@ class TypingDebounce:
             return clamp(INITIAL_MEAN_S + DEVIATIONS * INITIAL_DEVIATION_S)
         return clamp(rhythm.mean + DEVIATIONS * rhythm.deviation)
 
+    def __len__(self) -> int:
+        return len(self._docs)
+
     def forget(self, uri: str) -> None:
         self._docs.pop(uri, None)
 

@@ -21,7 +21,7 @@ _WORD_TAIL = re.compile(r"[A-Za-z0-9_$]*$")
 
 
 def _word_before(index: LineIndex, offset: int) -> str:
-    line_start = index.starts[index.line_of(offset)]
+    line_start = index.line_start(index.line_of(offset))
     return _WORD_TAIL.search(index.text[line_start:offset]).group(0)
 
 

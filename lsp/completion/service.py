@@ -151,6 +151,8 @@ class CompletionService:
             raise
         finally:
             running.discard(generation)
+            if not running and self._running.get(req.uri) is running:
+                del self._running[req.uri]
             self._superseded.discard(generation)
         done = time.perf_counter()
         self.stats.last_timings_ms = {"debounce": round(1000 * (waited - started)),
@@ -193,11 +195,22 @@ class CompletionService:
             self._warm[uri] = (key, None)
 
     def forget(self, uri: str) -> None:
-        """The document closed."""
+        """The document closed: nothing of it stays behind."""
         self.cache.forget(uri)
         self._latest.pop(uri, None)
+        self._stop_warming(uri)
+        self._warm.pop(uri, None)
+        if not self._running.get(uri):
+            self._running.pop(uri, None)
         if self.debounce is not None:
             self.debounce.forget(uri)
+
+    def tracked(self) -> dict[str, int]:
+        """Sizes of the per-document state (bounded by the open documents, whatever the traffic)."""
+        return {"latest": len(self._latest), "running": sum(map(len, self._running.values())),
+                "superseded": len(self._superseded), "warming": len(self._warm), "cached_documents": len(self.cache),
+                "debounced_documents": len(self.debounce) if self.debounce is not None else 0,
+                "packed_chars": sum(p.remembered_chars for p in self._packers.values())}
 
     # -- prompt (prepare thread) ---------------------------------------------------------------
 
