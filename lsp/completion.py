@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from loopls.context.prompt import build_fim_prompt, fim_token_ids
+from loopls.context.prompt import FIM_OVERHEAD_TOKENS, build_fim_prompt, fim_token_ids
 from loopls.engine.backends import Backend
 from loopls.engine.model.generate import cut_at_stop
 from loopls.engine.model.sampler import SamplingParams
@@ -46,7 +46,12 @@ class Completer:
     def prepare(self, text: str, offset: int, options: CompletionOptions) -> PreparedCompletion:
         """Prompt ids and sampling parameters for a completion at `offset` (no model call)."""
         tokenizer = self.backend.tokenizer
-        budget = min(options.context_tokens, self.backend.context_limit - options.max_tokens - 1)
+        limit = self.backend.context_limit
+        budget = min(options.context_tokens, limit - options.max_tokens - 1)
+        if budget <= FIM_OVERHEAD_TOKENS:
+            # the model's context, not the document, is what is too small: say so
+            raise ValueError(f"the model's context of {limit} tokens (max_position_embeddings) leaves no room "
+                             f"for a prompt next to {options.max_tokens} generated tokens (completion.maxTokens)")
         special = tokenizer.special
         packed = self.context(tokenizer, text, offset, budget) if self.context is not None else None
         if packed is not None:

@@ -1,18 +1,32 @@
-"""The server's JSON-RPC protocol: pygls' LSP protocol plus replies to malformed requests.
+"""The server's JSON-RPC protocol: pygls' LSP protocol plus the LSP lifecycle and an answer
+to every request, including malformed ones.
 
-pygls logs a request whose params do not deserialize and sends nothing back, which leaves
-the client waiting forever. Here such a request gets an InvalidParams error naming the
-method and the offending field, and the server goes on.
+- A request whose params do not deserialize gets InvalidParams naming the method and the
+  offending field (pygls would log it and send nothing, leaving the client waiting).
+- Before `initialize`, requests get ServerNotInitialized (-32002) and notifications other
+  than `exit` are dropped; a second `initialize` is refused with InvalidRequest and changes
+  nothing; after `shutdown`, requests get InvalidRequest.
+- `exit` ends the message loop with exit code 0 after `shutdown`, else 1; the transport
+  (`lsp/transport.py`) returns that code.
+- A handler that fails on the file system (a file deleted or unreadable meanwhile) answers
+  RequestFailed with the reason; other handler failures answer InternalError with a one-line
+  message, the traceback going to the server's log only.
 """
 
 from __future__ import annotations
 
 import logging
+from concurrent.futures import Future
 from typing import Any
 
 import cattrs
-from pygls.exceptions import JsonRpcException, JsonRpcInvalidParams
+from lsprotocol import types
+from pygls.exceptions import FeatureRequestError, JsonRpcException, JsonRpcInvalidParams
 from pygls.protocol import LanguageServerProtocol
+from pygls.protocol.language_server import lsp_method
+
+from .framing import INVALID_REQUEST
+from .jsonrpc import error_reply
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +38,14 @@ class _Answered:
 
 
 class LooplsProtocol(LanguageServerProtocol):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.initialized = False  # an `initialize` request was accepted
+        self.exit_code: int | None = None  # set by `exit`: the message loop ends
+
+    def reply_error(self, msg_id: int | str | None, code: int, message: str) -> None:
+        self._send_data(error_reply(msg_id, code, message))
+
     def structure_message(self, data: dict[str, Any]) -> Any:
         try:
             return super().structure_message(data)
@@ -31,20 +53,62 @@ class LooplsProtocol(LanguageServerProtocol):
             if "id" not in data or "method" not in data:
                 raise
             detail = _describe(exc.__cause__) or exc.message
-            self._send_response(
-                data["id"],
-                None,
-                JsonRpcInvalidParams(f"invalid params for {data['method']}: {detail}").to_response_error(),
-            )
+            self.reply_error(data["id"], JsonRpcInvalidParams.CODE, f"invalid params for {data['method']}: {detail}")
             return _Answered()
 
     def handle_message(self, message: Any) -> None:
         if isinstance(message, _Answered):
             return
-        super().handle_message(message)
+        method = getattr(message, "method", None)
+        is_request = method is not None and hasattr(message, "id")
+        refusal = self._refusal(method)
+        if refusal is None:
+            if method == types.INITIALIZE:
+                self.initialized = True
+            super().handle_message(message)
+        elif is_request:
+            log.warning("%s: %s", method, refusal[1])
+            self.reply_error(message.id, *refusal)
+        else:
+            log.info("notification %s dropped: %s", method, refusal[1])
+
+    def _refusal(self, method: str | None) -> tuple[int, str] | None:
+        """Why the lifecycle refuses `method` now (error code and message), or None."""
+        if method is None or method == types.EXIT:
+            return None
+        if self._shutdown:
+            return INVALID_REQUEST, "the server is shutting down: only exit is accepted after shutdown"
+        if not self.initialized and method != types.INITIALIZE:
+            return types.ErrorCodes.ServerNotInitialized.value, "the server is not initialized: send initialize first"
+        if self.initialized and method == types.INITIALIZE:
+            return INVALID_REQUEST, "the server is already initialized; initialize may be sent only once"
+        return None
+
+    @lsp_method(types.EXIT)
+    def lsp_exit(self, *args: Any) -> None:
+        """LSP: exit code 0 after shutdown, 1 without it. The transport ends the process."""
+        self.exit_code = 0 if self._shutdown else 1
+
+    def _send_handler_result(self, future: Future[Any], *, msg_id: Any) -> None:
+        if future.cancelled() or future.exception() is None:
+            return super()._send_handler_result(future, msg_id=msg_id)
+        self._request_futures.pop(msg_id, None)
+        exc = future.exception()
+        if isinstance(exc, JsonRpcException):  # the handler's own answer, e.g. InvalidParams
+            log.warning("request %s: %s", msg_id, exc.message)
+            self._send_response(msg_id, None, exc.to_response_error())
+        elif isinstance(exc, OSError):  # the file system changed under the request
+            message = f"request failed: {exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else "")
+            log.warning("request %s: %s", msg_id, message)
+            self.reply_error(msg_id, types.LSPErrorCodes.RequestFailed.value, message)
+        else:
+            log.error("request %s failed", msg_id, exc_info=(type(exc), exc, exc.__traceback__))
+            self.reply_error(msg_id, types.ErrorCodes.InternalError.value, f"internal error: {type(exc).__name__}: {exc}"[:500])
+            self._server._report_server_error(exc, FeatureRequestError)
 
 
 def _describe(exc: BaseException | None) -> str:
     if isinstance(exc, cattrs.BaseValidationError):
         return "; ".join(cattrs.transform_error(exc))[:500]
     return str(exc)[:500] if exc else ""
+

@@ -7,6 +7,7 @@ import asyncio
 import dataclasses
 import json
 import sys
+from pathlib import Path
 
 from loopls.context.files import is_regular_file
 from loopls.engine.backends import Backend, BackendError, load_backend
@@ -15,18 +16,18 @@ from loopls.engine.backends.base import RequestOutput, SamplingParams
 from ..completion import UNTRAINED_NOTICE, Completer
 from ..convert import offset_from_cli
 from ..options import CompletionOptions
+from .args import fail, os_error
 
 
-def _fail(message: str) -> int:
-    print(f"loopls: {message}", file=sys.stderr)
-    return 2
-
-
-def read_source(path) -> str:
-    """A source file as text; binary and non-UTF-8 files are refused with a clear error."""
-    if path.exists() and not is_regular_file(path):  # a FIFO would block the read forever
-        raise ValueError(f"{path}: not a regular file (a pipe, socket, device or folder)")
-    data = path.read_bytes()
+def read_source(path: Path) -> str:
+    """A source file as text. Missing, unreadable, non-regular (folders, FIFOs, devices),
+    binary and non-UTF-8 files are refused with a one-line ValueError naming the file."""
+    try:
+        if not is_regular_file(path) and path.exists():  # a FIFO would block the read forever
+            raise ValueError(f"{path}: {'a folder' if path.is_dir() else 'not a regular file'}, expected a source file")
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ValueError(os_error(exc)) from None
     if b"\0" in data[:8192]:
         raise ValueError(f"{path}: binary file")
     try:
@@ -41,24 +42,24 @@ def run_complete(args: argparse.Namespace) -> int:
         text = read_source(path)
         offset = offset_from_cli(text, line, col)
     except (OSError, ValueError) as exc:  # PositionError is a ValueError
-        return _fail(str(exc))
+        return fail(str(exc))
     options = CompletionOptions()
     if args.max_tokens is not None:
         options = dataclasses.replace(options, max_tokens=args.max_tokens)
     try:
         backend = load_backend("native", args.model, args.device, options.context_tokens)
     except BackendError as exc:
-        return _fail(str(exc))
+        return fail(str(exc))
     try:
         completer = Completer(backend)
         prepared = completer.prepare(text, offset, options)
         out = asyncio.run(_generate(backend, prepared.ids, prepared.params))
     except (ValueError, RuntimeError) as exc:
-        return _fail(f"completion failed: {exc}")
+        return fail(f"completion failed: {exc}")
     finally:
         backend.shutdown()
     if out.finish_reason == "error":
-        return _fail(f"completion failed: {out.error}")
+        return fail(f"completion failed: {out.error}")
     items = completer.finish(out.token_ids, prepared.params, text, offset, options)
     info = backend.info
     if args.json:
@@ -93,7 +94,9 @@ def run_create_tiny(args: argparse.Namespace) -> int:
         raise AssertionError(args.model_command)
     try:
         folder = create_tiny(args.dir, arch=args.arch, seed=args.seed, shards=args.shards)
-    except (OSError, ValueError) as exc:
-        return _fail(str(exc))
+    except OSError as exc:
+        return fail(os_error(exc))
+    except ValueError as exc:
+        return fail(str(exc))
     print(f"wrote an untrained {args.arch} checkpoint to {folder}")
     return 0
