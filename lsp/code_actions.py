@@ -16,7 +16,7 @@ import re
 from typing import Any
 
 from lsprotocol import types
-from pygls.exceptions import JsonRpcException
+from pygls.exceptions import JsonRpcException, JsonRpcInvalidParams
 from pygls.lsp.server import LanguageServer
 
 from loopls.context.languages import Languages, language_for_path
@@ -108,9 +108,21 @@ def _disable(action: types.CodeAction, reason: str) -> types.CodeAction:
     return action
 
 
+def _offered_data(data: Any) -> dict:
+    """The `data` that `quick_fixes` put on an action, checked: a client may send anything."""
+    ok = (isinstance(data, dict) and isinstance(data.get("uri"), str)
+          and all(isinstance(data.get(k, ""), str) for k in ("symbol", "message", "code"))
+          and all(isinstance(data.get(k), list) and len(data[k]) == 2
+                  and all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in data[k])
+                  for k in ("start", "end")))
+    if not ok:
+        raise JsonRpcInvalidParams("codeAction/resolve: data is not that of an action loopls offered")
+    return data
+
+
 async def resolve_quick_fix(ls: LanguageServer, host: Any, action: types.CodeAction) -> types.CodeAction:
-    data = action.data if isinstance(action.data, dict) else {}
-    uri = data.get("uri", "")
+    data = _offered_data(action.data)
+    uri = data["uri"]
     doc = ls.workspace.text_documents.get(uri)
     path = host.path_of(uri) if uri else None
     if doc is None or path is None:

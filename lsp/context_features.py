@@ -354,6 +354,8 @@ def _parse_explain(params: Any) -> tuple[str, types.Position, int | None]:
         get = params.get if isinstance(params, dict) else lambda k: getattr(params, k, None)
         doc, pos, budget = get("textDocument"), get("position"), get("budget")
         uri = doc["uri"] if isinstance(doc, dict) else doc.uri
+        if not isinstance(uri, str):
+            raise TypeError("uri")
         line, char = (pos["line"], pos["character"]) if isinstance(pos, dict) else (pos.line, pos.character)
         position = types.Position(line=int(line), character=int(char))
     except (AttributeError, KeyError, TypeError, ValueError):

@@ -88,7 +88,7 @@ class FrameParser:
         """Nothing more arrived for a while: end the partial message, so that a client that
         sent too little gets an answer instead of waiting on the server forever."""
         if self._in_body:
-            event = self._broken(f"message body incomplete ({self._got()} arrived, then nothing)")
+            event = self._broken(self._reason or f"message body incomplete ({self._got()} arrived, then nothing)")
             self._end_body()
             return [event]
         rest = bytes(self._buf.strip(_WHITESPACE))

@@ -21,8 +21,10 @@ from typing import Any
 
 import cattrs
 from lsprotocol import types
+from lsprotocol.types import ResponseErrorMessage
 from pygls.exceptions import FeatureRequestError, JsonRpcException, JsonRpcInvalidParams
 from pygls.protocol import LanguageServerProtocol
+from pygls.protocol.json_rpc import JsonRPCNotification, JsonRPCRequestMessage, JsonRPCResponseMessage
 from pygls.protocol.language_server import lsp_method
 
 from .framing import INVALID_REQUEST
@@ -47,13 +49,23 @@ class LooplsProtocol(LanguageServerProtocol):
         self._send_data(error_reply(msg_id, code, message))
 
     def structure_message(self, data: dict[str, Any]) -> Any:
+        """The typed message for a checked JSON-RPC dict (`jsonrpc.decode`). pygls' own logs a
+        traceback per malformed message and leaves a request without params unanswered."""
+        method = data.get("method")
+        if method is not None:
+            fallback = JsonRPCRequestMessage if "id" in data else JsonRPCNotification
+            message_type = self.get_message_type(method) or fallback
+        elif "error" in data:
+            message_type = ResponseErrorMessage
+        else:
+            message_type = self._result_types.pop(data.get("id"), None) or JsonRPCResponseMessage
         try:
-            return super().structure_message(data)
-        except JsonRpcException as exc:
-            if "id" not in data or "method" not in data:
-                raise
-            detail = _describe(exc.__cause__) or exc.message
-            self.reply_error(data["id"], JsonRpcInvalidParams.CODE, f"invalid params for {data['method']}: {detail}")
+            return self._converter.structure(data, message_type)
+        except (cattrs.BaseValidationError, TypeError, ValueError, AttributeError, KeyError) as exc:
+            detail = _describe(exc)
+            if method is None or "id" not in data:
+                raise JsonRpcInvalidParams(f"invalid params for {method or 'a response'}: {detail}") from None
+            self.reply_error(data["id"], JsonRpcInvalidParams.CODE, f"invalid params for {method}: {detail}")
             return _Answered()
 
     def handle_message(self, message: Any) -> None:
@@ -83,6 +95,12 @@ class LooplsProtocol(LanguageServerProtocol):
         if self.initialized and method == types.INITIALIZE:
             return INVALID_REQUEST, "the server is already initialized; initialize may be sent only once"
         return None
+
+    def _handle_cancel_notification(self, msg_id: Any) -> None:
+        if isinstance(msg_id, (int, str)) and not isinstance(msg_id, bool):
+            super()._handle_cancel_notification(msg_id)
+        else:
+            log.warning("$/cancelRequest with an id that is no integer or string: %r", msg_id)
 
     @lsp_method(types.EXIT)
     def lsp_exit(self, *args: Any) -> None:

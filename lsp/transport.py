@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sys
 import threading
 from collections.abc import Awaitable, Callable
@@ -90,7 +91,10 @@ def dispatch(protocol: LooplsProtocol, event: Message | BrokenMessage) -> None:
         protocol.handle_message(message)
     except (BrokenPipeError, ConnectionError):
         raise
-    except Exception:  # noqa: BLE001 - the loop boundary: one message must not end the server
+    # The loop boundary: one message must not end the server. handle_message is synchronous,
+    # so a CancelledError out of it is a handler's (a cancelled future it asked), never this
+    # loop being cancelled.
+    except (Exception, asyncio.CancelledError):  # noqa: BLE001
         log.exception("cannot handle %s", data.get("method", "a response"))
 
 
@@ -103,20 +107,21 @@ def _result(read: asyncio.Future[bytes]) -> bytes:
 
 
 class _ThreadReader:
-    """Reads a blocking binary stream (stdin) on a daemon thread, a bounded queue ahead of
-    the loop, so that a pending read never keeps the process alive after `exit`."""
+    """Reads a blocking stream (stdin) on a daemon thread, a bounded queue ahead of the loop,
+    so that a pending read never keeps the process alive after `exit`. It reads the file
+    descriptor itself: a daemon thread blocked inside a buffered reader holds that reader's
+    lock, and the interpreter aborts when it finds it held at shutdown."""
 
     def __init__(self, stream: BinaryIO) -> None:
-        self._stream = stream
+        self._fd = stream.fileno()
         self._loop = asyncio.get_running_loop()
         self._queue: asyncio.Queue[bytes] = asyncio.Queue(maxsize=16)
         threading.Thread(target=self._run, name="loopls-stdin", daemon=True).start()
 
     def _run(self) -> None:
-        read = getattr(self._stream, "read1", self._stream.read)
         while True:
             try:
-                chunk = read(_CHUNK)
+                chunk = os.read(self._fd, _CHUNK)
             except (OSError, ValueError):
                 chunk = b""
             try:
