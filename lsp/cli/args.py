@@ -1,6 +1,6 @@
-"""The argument parser, the argument types shared by the subcommands and the one-line error
-report. Positions on the
-command line are 1-based lines and columns, like compiler messages.
+"""The argument parser, the argument types and the source-file reader shared by the
+subcommands, and the one-line error report. Positions on the command line are 1-based lines
+and columns, like compiler messages.
 
 Every user error is one line on stderr and exit code 2, argparse's own errors included.
 """
@@ -12,6 +12,8 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import NoReturn
+
+from loopls.context.files import is_regular_file
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
@@ -76,3 +78,20 @@ def device(text: str) -> str:
     if text in ("auto", "cpu", "cuda") or (kind == "cuda" and index.isdecimal()):
         return text
     raise argparse.ArgumentTypeError(f"expected auto, cpu, cuda or cuda:N, got {text!r}")
+
+
+def read_source(path: Path) -> str:
+    """A source file as text. Missing, unreadable, non-regular (folders, FIFOs, devices),
+    binary and non-UTF-8 files are refused with a one-line ValueError naming the file."""
+    try:
+        if not is_regular_file(path) and path.exists():  # a FIFO would block the read forever
+            raise ValueError(f"{path}: {'a folder' if path.is_dir() else 'not a regular file'}, expected a source file")
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ValueError(os_error(exc)) from None
+    if b"\0" in data[:8192]:
+        raise ValueError(f"{path}: binary file")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None

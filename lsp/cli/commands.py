@@ -7,33 +7,14 @@ import asyncio
 import dataclasses
 import json
 import sys
-from pathlib import Path
 
-from loopls.context.files import is_regular_file
 from loopls.engine.backends import Backend, BackendError, load_backend
 from loopls.engine.backends.base import RequestOutput, SamplingParams
 
 from ..completion import UNTRAINED_NOTICE, Completer
 from ..convert import offset_from_cli
 from ..options import CompletionOptions
-from .args import fail, os_error
-
-
-def read_source(path: Path) -> str:
-    """A source file as text. Missing, unreadable, non-regular (folders, FIFOs, devices),
-    binary and non-UTF-8 files are refused with a one-line ValueError naming the file."""
-    try:
-        if not is_regular_file(path) and path.exists():  # a FIFO would block the read forever
-            raise ValueError(f"{path}: {'a folder' if path.is_dir() else 'not a regular file'}, expected a source file")
-        data = path.read_bytes()
-    except OSError as exc:
-        raise ValueError(os_error(exc)) from None
-    if b"\0" in data[:8192]:
-        raise ValueError(f"{path}: binary file")
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise ValueError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+from .args import fail, os_error, read_source
 
 
 def run_complete(args: argparse.Namespace) -> int:

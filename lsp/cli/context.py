@@ -16,8 +16,7 @@ from loopls.context.project import IndexSummary, Project
 from loopls.context.workspace import WorkspaceError
 
 from ..convert import offset_from_cli
-from .args import fail, parse_location
-from .commands import read_source
+from .args import fail, parse_location, read_source
 
 
 def workspace_root_for(path: Path) -> Path:
