@@ -217,6 +217,6 @@ def hostile_argv(rng: random.Random, files: dict[str, Path]) -> list[str]:
         ["lsp", "--tcp", rng.choice(["nope", "127.0.0.1:99999", ":", "host:", "[::1]:x"])],
         ["--log-level", rng.choice(["bogus", "", "12"]), "doctor"],
         [rng.choice(["bogus", "", "--nope", "-x", "complete", "context", "model"])],
-        ["demo", any_path(), "--model", rng.choice(["", "x/y", any_path()])],
+        ["demo", str(rng.choice([files["missing"], files["source"]])), "--model", rng.choice(["", "x/y"])],
     ]
     return rng.choice(commands)

@@ -30,11 +30,12 @@ def frame(message: Any) -> bytes:
 
 
 class RawServer:
-    def __init__(self, args: tuple[str, ...] = (), cwd: Path | None = None) -> None:
+    def __init__(self, args: tuple[str, ...] = (), cwd: Path | None = None, command: list[str] | None = None,
+                 env: dict[str, str] | None = None) -> None:
         self._stderr = tempfile.TemporaryFile()
         self._final_stderr = ""
-        self.proc = subprocess.Popen([*SERVER, *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=self._stderr, cwd=cwd)
+        self.proc = subprocess.Popen([*(command or SERVER), *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=self._stderr, cwd=cwd, env=env)
         self._messages: queue.Queue[dict | None] = queue.Queue()
         self._replies: dict[Any, list[dict]] = {}
         self.notifications: list[dict] = []
