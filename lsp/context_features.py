@@ -104,7 +104,12 @@ class ContextHost:
         begun = await self._begin_progress()
         if begun is not None:
             token["value"] = begun
-        summary = self.summaries[root] = await job
+        try:
+            summary = self.summaries[root] = await job
+        except asyncio.CancelledError:
+            if job.cancelled():  # the build was dropped at shutdown: nothing to report
+                return
+            raise
         if begun is not None:
             message = f"{summary.files} files indexed" if summary else "no index"
             self.server.work_done_progress.end(begun, types.WorkDoneProgressEnd(message=message))
