@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from lsprotocol import types
-from pygls.exceptions import JsonRpcInternalError, JsonRpcInvalidParams
+from pygls.exceptions import JsonRpcException, JsonRpcInternalError, JsonRpcInvalidParams
 from pygls.lsp.server import LanguageServer
 
 from loopls.engine.backends import Backend, BackendError, load_backend
@@ -59,6 +59,7 @@ class LooplsServer(LanguageServer):
         self._completer: asyncio.Future[Completer] | None = None  # the loaded model, through...
         self._backend: Backend | None = None  # ...the engine backend, the only way to the engine
         self.completion_cache = CompletionCache()
+        self._load_error_shown: str | None = None  # the model-load error last shown to the user
 
     def document_event(self, method: str, params: Any) -> None:
         """The one fan-out of document and workspace events (after pygls has updated its own
@@ -110,8 +111,11 @@ class LooplsServer(LanguageServer):
             return
         if fut.exception() is not None:
             message = f"loopls: cannot load model: {fut.exception()}"
-            self.window_show_message(types.ShowMessageParams(type=types.MessageType.Error, message=message))
+            if message != self._load_error_shown:  # each request retries the load: show a failure once
+                self._load_error_shown = message
+                self.window_show_message(types.ShowMessageParams(type=types.MessageType.Error, message=message))
             return
+        self._load_error_shown = None
         info = fut.result().backend.info
         self.window_log_message(types.LogMessageParams(
             type=types.MessageType.Info,
@@ -184,7 +188,8 @@ class LooplsServer(LanguageServer):
         try:
             return await self.completer()
         except (BackendError, OSError, ValueError, RuntimeError) as exc:
-            raise JsonRpcInternalError(f"model not available: {exc}") from None
+            # the model's problem, not the request's nor a bug: RequestFailed with the reason
+            raise JsonRpcException(f"cannot load model: {exc}", types.LSPErrorCodes.RequestFailed.value) from None
 
     async def _account(self, stream: Stream) -> RequestOutput:
         """Wait for a request to end, however it ends, and count what it generated."""

@@ -105,3 +105,31 @@ def test_invalid_params_are_named_without_a_traceback(server: RawServer, project
     error = reply["error"]
     assert error["code"] == -32602 and "textDocument/inlineCompletion" in error["message"]
     assert "Traceback" not in server.stderr()
+
+
+def test_a_broken_model_config_is_reported_as_such_once(tmp_path: Path, project: Path) -> None:
+    import json
+    import subprocess
+    import sys
+
+    folder = tmp_path / "model"
+    out = subprocess.run([sys.executable, "-m", "loopls.lsp", "model", "create-tiny", str(folder)],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    config = folder / "config.json"
+    config.write_text(json.dumps(json.loads(config.read_text()) | {"max_position_embeddings": 32}))
+    srv = RawServer(args=("--model", str(folder)))
+    try:
+        srv.initialize(project)
+        uri = (project / "shapes.py").as_uri()
+        _open(srv, uri)
+        for _ in range(2):  # each request retries the load (the file may have been fixed)
+            error = _inline(srv, uri)["error"]
+            assert error["code"] == -32803, error  # RequestFailed: the model's problem, not the request's
+            assert error["message"].startswith(f"cannot load model: {config}: max_position_embeddings"), error
+        shown = [n for n in srv.notifications if n["method"] == "window/showMessage"
+                 and "max_position_embeddings" in n["params"]["message"]]
+        assert len(shown) == 1, shown
+    finally:
+        assert srv.close() == 0
+    assert "Traceback" not in srv.stderr()
