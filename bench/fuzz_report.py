@@ -139,6 +139,10 @@ def lifecycle_row(project: Path, env: dict[str, str], timeout: float) -> Row:
         srv = RawServer(cwd=project, env=env)
         try:
             ok = rule(srv)
+        except subprocess.TimeoutExpired:  # the process outlived `exit`
+            row.hangs += 1
+            srv.close(5)
+            return
         except (BrokenPipeError, OSError, AssertionError, KeyError, TypeError):
             ok = False
         if srv.proc.poll() is not None and srv.proc.returncode not in (0, 1):
