@@ -22,6 +22,7 @@ class Parser(argparse.ArgumentParser):
     """argparse, with errors on one line (argparse prints the usage first, over many)."""
 
     def error(self, message: str) -> NoReturn:
+        message = " ".join(message.split())  # argv may hold line breaks
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
