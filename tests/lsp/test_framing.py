@@ -101,7 +101,7 @@ def test_an_endless_header_line_does_not_grow_memory() -> None:
     assert parser.feed(frame())[-1] == Message(BODY)
 
 
-@settings(max_examples=200, derandomize=True, deadline=None)
+@settings(max_examples=200, derandomize=True, deadline=None, database=None)
 @given(st.lists(st.binary(min_size=1, max_size=20), min_size=1, max_size=10), st.randoms(use_true_random=False))
 def test_any_chunking_gives_the_same_messages(bodies: list[bytes], rng: random.Random) -> None:
     stream = b"".join(frame(b) for b in bodies)
@@ -113,7 +113,7 @@ def test_any_chunking_gives_the_same_messages(bodies: list[bytes], rng: random.R
     assert [e for e in events if isinstance(e, Message)] == [Message(b) for b in bodies]
 
 
-@settings(max_examples=300, derandomize=True, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=300, derandomize=True, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.binary(max_size=300), st.randoms(use_true_random=False))
 def test_after_any_garbage_the_next_message_is_read(garbage: bytes, rng: random.Random) -> None:
     """Whatever came before, a message sent after a complete header line of another is read."""
