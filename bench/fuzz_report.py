@@ -231,7 +231,8 @@ def main() -> int:
             row = run()
             row.seconds = time.perf_counter() - started
             rows.append(row)
-            print(f"  {row.category}: done in {row.seconds:.0f} s", file=sys.stderr)
+            print(f"  {row.category}: {row.tried} tried, {row.crashes} crashes, {row.hangs} hangs, "
+                  f"{row.wrong} wrong ({row.seconds:.0f} s)", file=sys.stderr, flush=True)
         if session.server is not None:
             session.server.close(5)
     print(f"machine: {platform.node()} {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
