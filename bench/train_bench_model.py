@@ -26,7 +26,8 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from typing_trace import make_bench_model  # noqa: E402
 
-from loopls.engine.model.transformer import CausalLM, apply_rope, rope_cos_sin  # noqa: E402
+from loopls.engine.model.layers import rope_cos_sin  # noqa: E402
+from loopls.engine.model.transformer import CausalLM  # noqa: E402
 from loopls.engine.model.tiny import create_tiny  # noqa: E402
 from loopls.engine.model.tokenizer import Tokenizer  # noqa: E402
 
@@ -55,14 +56,16 @@ def corpus_tokens(source: Path, tok: Tokenizer, max_chars: int) -> torch.Tensor:
 def train_forward(model: CausalLM, ids: torch.Tensor) -> torch.Tensor:
     """Full-sequence causal forward for training (non-Loop models): logits [B, T, V]."""
     cfg = model.config
-    h = model.model.embed_tokens(ids)
-    cos, sin = rope_cos_sin(torch.arange(ids.shape[1], device=ids.device), cfg.head_dim, cfg.rope_theta, h.dtype)
+    b, t = ids.shape
+    h = model.model.embed_tokens(ids).reshape(b * t, -1)  # packed [B*T, hidden], as the engine's layers take
+    cos, sin = rope_cos_sin(torch.arange(t, device=ids.device).repeat(b), cfg.head_dim, cfg.rope_theta, h.dtype)
     for layer in model.model.layers:
-        q, k, v = layer.self_attn.qkv(layer.input_layernorm(h), cos, sin)
+        q, k, v = layer.self_attn.qkv(layer.input_layernorm(h), cos, sin)  # [B*T, heads, D]
+        q, k, v = (x.view(b, t, -1, cfg.head_dim).transpose(1, 2) for x in (q, k, v))
         o = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True)
-        h = h + layer.self_attn.project_out(o)
+        h = h + layer.self_attn.o_proj(o.transpose(1, 2).reshape(b * t, -1))
         h = h + layer.mlp(layer.post_attention_layernorm(h))
-    return F.linear(model.model.norm(h), model.output_weight())
+    return F.linear(model.model.norm(h), model.output_weight()).view(b, t, -1)
 
 
 def main(argv: list[str] | None = None) -> int:

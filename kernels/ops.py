@@ -53,8 +53,12 @@ def triton_available() -> bool:
     return torch.cuda.is_available() and _triton_kernels() is not None
 
 
-def _kernel(t: torch.Tensor, name: str) -> ModuleType | None:
-    if not t.is_cuda:
+def _kernel(name: str, *tensors: torch.Tensor) -> ModuleType | None:
+    """The Triton module for `name`, or None for the reference: off CUDA, and under autograd
+    (the kernels are inference-only; the training forward runs the same modules with grads)."""
+    if not tensors[0].is_cuda:
+        return None
+    if torch.is_grad_enabled() and any(t.requires_grad for t in tensors):
         return None
     kernels = _triton_kernels()
     return None if kernels is None else kernels[name]
@@ -69,7 +73,7 @@ def write_kv(
 ) -> None:
     """Write the new tokens' K/V into their cache slots (in place)."""
     check_write_kv(k_cache, v_cache, k, v, slots)
-    impl = _kernel(k, "kv_write") or reference
+    impl = _kernel("kv_write", k, v) or reference
     impl.write_kv(k_cache, v_cache, k, v, slots)
 
 
@@ -90,7 +94,7 @@ def paged_attention(
 ) -> torch.Tensor:  # [N, H, D]
     """Causal (optionally sliding-window) attention over a paged K/V cache (see reference.py)."""
     check_attention(q, k_cache, v_cache, block_tables, cu_seqlens_q, seq_lens, window, out)
-    impl = _kernel(q, "paged_attention") or reference
+    impl = _kernel("paged_attention", q, k_cache, v_cache) or reference
     return impl.paged_attention(
         q, k_cache, v_cache, block_tables, cu_seqlens_q, seq_lens, scale, window,
         out=out, max_seq_len=max_seq_len, num_splits=num_splits, workspace=workspace,
@@ -123,7 +127,7 @@ def loop_attention(
     if window < 1:
         raise ValueError(f"LoopAttention needs a window W >= 1, got {window}")
     check_gate(gate_weight, gate_bias, q)
-    impl = _kernel(q, "loop_attention") or reference
+    impl = _kernel("loop_attention", q, k_cache, v_cache, wk_cache, wv_cache, gate_weight, gate_bias) or reference
     return impl.loop_attention(
         q, k_cache, v_cache, block_tables, wk_cache, wv_cache, window_block_tables,
         cu_seqlens_q, seq_lens, scale, window, gate_weight, gate_bias,
@@ -134,7 +138,7 @@ def loop_attention(
 def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
     """RMSNorm over the last dim (normalise in fp32, cast, scale in the model dtype)."""
     check_norm(x, weight)
-    impl = _kernel(x, "norms") or reference
+    impl = _kernel("norms", x, weight) or reference
     return impl.rms_norm(x, weight, eps)
 
 
@@ -143,14 +147,14 @@ def add_rms_norm(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """h = residual + x -> (rms_norm(h), h), in one launch on the GPU."""
     check_norm(x, weight, residual)
-    impl = _kernel(x, "norms") or reference
+    impl = _kernel("norms", x, residual, weight) or reference
     return impl.add_rms_norm(x, residual, weight, eps)
 
 
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
     """Rotate-half RoPE: x [N, H, D], cos/sin [N, D] -> [N, H, D]."""
     check_rope(x, cos, sin)
-    impl = _kernel(x, "rope") or reference
+    impl = _kernel("rope", x, cos, sin) or reference
     return impl.apply_rope(x, cos, sin)
 
 

@@ -164,7 +164,8 @@ def _attend_one(
     groups = h // kvh
     # Fold the query heads that share a KV head into the query length: [KVH, G*T, D].
     folded = q.transpose(0, 1).reshape(kvh, groups * t, d)
+    # 4-D inputs: with 3-D ones PyTorch's CPU backend falls back to its slow math kernel.
     o = F.scaled_dot_product_attention(
-        folded, k, v, attn_mask=mask.repeat(groups, 1)[None], scale=scale
-    )  # [KVH, G*T, D]
+        folded[None], k[None], v[None], attn_mask=mask.repeat(groups, 1)[None, None], scale=scale
+    )[0]  # [KVH, G*T, D]
     return o.reshape(h, t, d).transpose(0, 1)

@@ -8,6 +8,7 @@ the defaults and the caller shows the returned warning.
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,17 +17,32 @@ from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, overrid
 from cattrs.v import format_exception
 
 from loopls.context.smells.checks import SmellConfig
+from loopls.engine.backends import BACKENDS, BackendConfig, BackendError
 
 
 @dataclass(kw_only=True)
 class ModelOptions:
-    # "tiny" (the untrained embedded default), a checkpoint folder, or a hub id in the local cache
+    # "tiny" (the untrained embedded default), a checkpoint folder, or a hub id in the local
+    # cache; with the openai backend, the name the server serves the model under
     name: str = "tiny"
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    device: str = "auto"  # auto | cpu | cuda | cuda:N (native backend)
+    backend: str = "native"  # native (in process) | openai (an OpenAI-compatible server) | vllm (in process)
+    url: str = ""  # openai: the server's API base, e.g. http://127.0.0.1:8000/v1
+    api_key_env: str = ""  # openai: environment variable holding the bearer key (never the key itself)
+    tokenizer: str = ""  # openai: checkpoint folder or cached hub id with the tokenizer (default: name)
+    context_limit: int = 0  # prompt + output tokens; 0: what the server or checkpoint says
+    timeout: float = 30.0  # openai: seconds to connect and between streamed tokens
+    tensor_parallel_size: int = 1  # vllm: GPUs the model is split over
 
     def __post_init__(self) -> None:
         if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
             raise ValueError(f"model.device must be auto, cpu, cuda or cuda:N, not {self.device!r}")
+        if self.backend not in BACKENDS:
+            raise ValueError(f"model.backend must be one of {', '.join(BACKENDS)}, not {self.backend!r}")
+        if self.backend == "openai" and not self.url.startswith(("http://", "https://")):
+            raise ValueError("model.url must be an http(s) URL such as http://127.0.0.1:8000/v1 when model.backend is openai")
+        if self.context_limit < 0 or self.timeout <= 0 or self.tensor_parallel_size < 1:
+            raise ValueError("model.contextLimit must be >= 0, model.timeout > 0 and model.tensorParallelSize >= 1")
 
 
 MAX_COMPLETION_TOKENS = 4096
@@ -120,3 +136,19 @@ def parse_options(raw: Any, base: Options | None = None) -> tuple[Options, str |
 
 def options_to_json(options: Options) -> dict[str, Any]:
     return _CONVERTER.unstructure(options)
+
+
+def backend_config(options: Options, model_override: str | None = None) -> BackendConfig:
+    """What `load_backend` needs from the options; BackendError if the API key is missing."""
+    m = options.model
+    api_key = None
+    if m.api_key_env:
+        api_key = os.environ.get(m.api_key_env)
+        if not api_key:
+            raise BackendError(f"model.apiKeyEnv names {m.api_key_env}, which is not set in the server's environment")
+    return BackendConfig(
+        kind=m.backend, model=model_override or m.name, device=m.device,
+        context_tokens=options.completion.context_tokens, url=m.url or None, api_key=api_key,
+        tokenizer=m.tokenizer or None, context_limit=m.context_limit or None, timeout_s=m.timeout,
+        tensor_parallel_size=m.tensor_parallel_size,
+    )

@@ -21,7 +21,7 @@ from .completion_cache import CompletionCache
 from .context_features import ContextHost
 from .convert import PositionError, offset_at
 from .diagnostics import SmellHost
-from .options import Options, options_to_json, parse_options
+from .options import Options, backend_config, options_to_json, parse_options
 from .protocol import LooplsProtocol
 from .version import __version__
 
@@ -58,6 +58,7 @@ class LooplsServer(LanguageServer):
         self.engine_thread = ThreadPoolExecutor(1, thread_name_prefix="loopls-prepare")
         self._completer: asyncio.Future[Completer] | None = None  # the loaded model, through...
         self._backend: Backend | None = None  # ...the engine backend, the only way to the engine
+        self._engine_down = False  # the last request failed; the user has been told
         self.completion_cache = CompletionCache()
         self._load_error_shown: str | None = None  # the model-load error last shown to the user
 
@@ -93,10 +94,8 @@ class LooplsServer(LanguageServer):
 
     async def _load(self) -> Completer:
         loop = asyncio.get_running_loop()
-        backend = await loop.run_in_executor(
-            self.engine_thread, load_backend, "native", self.model_name, self.options.model.device,
-            self.options.completion.context_tokens,
-        )
+        config = backend_config(self.options, self.model_override)
+        backend = await loop.run_in_executor(self.engine_thread, load_backend, config)
         self.shutdown_engine()  # the previous model's engine, after a model change
         self._backend = backend
         return Completer(backend)
@@ -181,8 +180,27 @@ class LooplsServer(LanguageServer):
             self.stats.cancelled += 1
             raise
         if out.finish_reason == "error":
+            self._engine_failed(out.error or "unknown error")
             raise JsonRpcInternalError(f"engine failed: {out.error}")
+        if out.finish_reason != "cancelled":
+            self._engine_answered()
         return out
+
+    def _engine_failed(self, error: str) -> None:
+        """Show the first failure of a run of failures (a dead model server fails every
+        keystroke's request: the user is told once, not per keystroke)."""
+        if not self._engine_down:
+            self._engine_down = True
+            self.window_show_message(types.ShowMessageParams(
+                type=types.MessageType.Error,
+                message=f"loopls: completions are failing: {error}. They resume when the model answers again.",
+            ))
+
+    def _engine_answered(self) -> None:
+        if self._engine_down:
+            self._engine_down = False
+            self.window_log_message(types.LogMessageParams(
+                type=types.MessageType.Info, message="loopls: the model answers again; completions resumed"))
 
     async def _loaded_completer(self) -> Completer:
         try:

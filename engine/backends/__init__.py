@@ -1,22 +1,30 @@
 """Backends: what the language server, the CLI and the demo use of an inference engine.
 
 `base.Backend` is the interface (tokenizer, context limit, submit/stream/cancel, info);
-`native` runs loopls's own serving engine in process. `load_backend` picks one by name.
+`native` runs loopls's own serving engine in process, `openai` talks to any OpenAI-compatible
+server (vLLM, SGLang, llama.cpp's server, `loopls serve`) over HTTP, and `vllm` runs vLLM's
+async engine in process (the optional extra `loopls[vllm]`). `load_backend` picks one.
 """
 
 from __future__ import annotations
 
-from .base import Backend, BackendError, BackendInfo, Stream
-from .native import load_native
-
-BACKENDS = ("native",)
+from .base import BACKENDS, Backend, BackendConfig, BackendError, BackendInfo, Stream
 
 
-def load_backend(kind: str, model: str | None, device: str = "auto", context_tokens: int = 2048) -> Backend:
-    """Load the backend `kind` for `model`; raises BackendError with a one-line reason."""
-    if kind == "native":
-        return load_native(model, device, context_tokens)
-    raise BackendError(f"unknown backend {kind!r} (expected one of: {', '.join(BACKENDS)})")
+def load_backend(config: BackendConfig) -> Backend:
+    """Load the backend `config.kind`; raises BackendError with a one-line reason."""
+    # Imported on demand: each backend pulls in its own stack (torch engine, HTTP client, vLLM).
+    if config.kind == "openai":
+        from .openai import load_openai
+
+        return load_openai(config)
+    if config.kind == "vllm":
+        from .vllm import load_vllm
+
+        return load_vllm(config)
+    from .native import load_native
+
+    return load_native(config.model, config.device, config.context_tokens)
 
 
-__all__ = ["BACKENDS", "Backend", "BackendError", "BackendInfo", "Stream", "load_backend"]
+__all__ = ["BACKENDS", "Backend", "BackendConfig", "BackendError", "BackendInfo", "Stream", "load_backend"]

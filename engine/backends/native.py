@@ -11,6 +11,7 @@ from ..model.loader import CheckpointError, LoadedModel, load_checkpoint
 from ..model.models import resolve_model_name
 from ..model.sampler import SamplingParams
 from ..serving.async_engine import AsyncEngine, RequestStream
+from ..serving.memory import plan_pool
 from ..serving.scheduler import SchedulerConfig
 from ..serving.sequence import Priority
 from .base import BackendError, BackendInfo
@@ -18,8 +19,6 @@ from .base import BackendError, BackendInfo
 BLOCK_SIZE = 16
 # CPU: room for this many full-budget prompts at once (the prefix cache keeps the rest).
 _CPU_PROMPTS = 4
-# GPU: share of the memory left after the weights that the KV pool may take.
-_GPU_POOL_SHARE = 0.8
 
 
 class NativeBackend:
@@ -69,16 +68,11 @@ def pick_device(device: str) -> str:
     return device
 
 
-def kv_bytes_per_token(lm: LoadedModel) -> int:
-    c = lm.config
-    return c.num_hidden_layers * c.num_key_value_heads * c.head_dim * 2 * lm.dtype.itemsize
-
-
 def pool_blocks(lm: LoadedModel, context_tokens: int) -> int:
-    """KV blocks for the serving pool: most of the free GPU memory, or a few prompts on CPU."""
+    """KV blocks for the serving pool: on a GPU what is left beside a measured worst-case
+    step (serving/memory.py), on a CPU room for a few prompts."""
     if lm.device.type == "cuda":
-        free, _ = torch.cuda.mem_get_info(lm.device)
-        return max(int(free * _GPU_POOL_SHARE) // (kv_bytes_per_token(lm) * BLOCK_SIZE), 1)
+        return max(plan_pool(lm.model, SchedulerConfig(block_size=BLOCK_SIZE)).num_blocks, 1)
     tokens = min(lm.config.max_position_embeddings, context_tokens + 4096) * _CPU_PROMPTS
     return -(-tokens // BLOCK_SIZE)
 

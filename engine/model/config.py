@@ -112,7 +112,8 @@ class ModelConfig:
             # qwen2 always has q/k/v bias; llama-style models say so with attention_bias.
             attention_bias=model_type == "qwen2" or bool(raw.get("attention_bias", False)),
             torch_dtype=str(raw.get("torch_dtype") or raw.get("dtype") or "bfloat16"),
-            loop_num=_int(raw, "loop_num", 1),
+            # vLLM and the published configuration code default a Loop model to two loops.
+            loop_num=_int(raw, "loop_num", 2 if model_type == "iquestloopcoder" else 1),
             loop_window_size=_int(raw, "loop_window_size", 0),
             bos_token_id=None if raw.get("bos_token_id") is None else _int(raw, "bos_token_id"),
             eos_token_id=tuple(_int({"eos_token_id": e}, "eos_token_id") for e in eos_list),

@@ -11,7 +11,9 @@ import torch
 
 from .cache import KVCache
 from .loader import LoadedModel
+from .parallel import broadcast_token
 from .sampler import SamplingParams, sample
+from .tokenizer import Tokenizer
 
 
 class GenerationError(ValueError):
@@ -40,18 +42,18 @@ def _held_back(text: str, stops: tuple[str, ...]) -> int:
     return max((k for s in stops for k in range(1, len(s)) if text.endswith(s[:k])), default=0)
 
 
-class _TextStream:
+class TextStream:
     """Decoded text of the generated ids, cut at stop strings, streamed in safe pieces.
 
     Each step decodes only the ids since the last clean character boundary, as a
-    continuation of the token before them, so a long generation costs O(1) decoding per
-    token instead of re-decoding everything.
+    continuation of the token before them (`context`, usually the prompt's last id), so a
+    long generation costs O(1) decoding per token instead of re-decoding everything.
     """
 
     def __init__(
-        self, lm: LoadedModel, context: int, stops: tuple[str, ...], on_text: Callable[[str], None] | None
+        self, tokenizer: Tokenizer, context: int, stops: tuple[str, ...], on_text: Callable[[str], None] | None
     ) -> None:
-        self._lm, self._context, self._stops, self._on_text = lm, context, stops, on_text
+        self._tokenizer, self._context, self._stops, self._on_text = tokenizer, context, stops, on_text
         self._stable = ""  # text of the ids before `_pending`, ending on a whole character
         self._pending: list[int] = []
         self.text = ""
@@ -60,7 +62,7 @@ class _TextStream:
     def update(self, new_id: int) -> bool:
         """Add one id; stream what can no longer change; True when a stop string appeared."""
         self._pending.append(new_id)
-        full = self._stable + self._lm.tokenizer.decode_continuation(self._context, self._pending)
+        full = self._stable + self._tokenizer.decode_continuation(self._context, self._pending)
         if not full.endswith("\ufffd"):
             self._stable, self._context, self._pending = full, new_id, []
         self.text, stopped = cut_at_stop(full, self._stops)
@@ -112,7 +114,7 @@ def generate(
     cache = KVCache.for_model(lm.model, 1, len(prompt_ids) + max_tokens, lm.dtype, lm.device)
     timings = {"start": time.perf_counter()}
     out: list[int] = []
-    stream, reason = _TextStream(lm, prompt_ids[-1], params.stop, on_text), "length"
+    stream, reason = TextStream(lm.tokenizer, prompt_ids[-1], params.stop, on_text), "length"
     tokens = torch.tensor([prompt_ids], device=lm.device)
     while len(out) < max_tokens:
         if cancel is not None and cancel.is_set():
@@ -143,8 +145,6 @@ def _next_token(
         logits[:, sorted(suppressed)] = float("-inf")
     next_id = int(sample(logits, params, generator)[0])
     if lm.tp_size > 1:
-        from .parallel import broadcast_token
-
         next_id = broadcast_token(next_id, lm.device)
     return next_id
 

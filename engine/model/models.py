@@ -14,7 +14,7 @@ from pathlib import Path
 
 DEFAULT_MODEL = "tiny"
 # Bump when create_tiny's output changes so that caches are rebuilt.
-_TINY_VERSION = "v1"
+_TINY_VERSION = "v2"
 
 
 def cache_dir() -> Path:

@@ -30,19 +30,49 @@ class SamplingParams:
 
 
 def sample(logits: torch.Tensor, params: SamplingParams, generator: torch.Generator | None) -> torch.Tensor:
-    """logits [B, vocab] (fp32) -> token ids [B]."""
-    if params.temperature == 0:
-        return logits.argmax(dim=-1)
-    logits = logits / params.temperature
-    if params.top_k:
-        kth = torch.topk(logits, min(params.top_k, logits.shape[-1]), dim=-1).values[..., -1:]
-        logits = logits.masked_fill(logits < kth, float("-inf"))
-    if params.top_p < 1:
-        sorted_logits, order = logits.sort(dim=-1, descending=True)
-        cum = sorted_logits.softmax(-1).cumsum(-1)
-        # drop a token when the mass before it already reaches top_p; the best token always stays
-        drop = (cum - sorted_logits.softmax(-1)) >= params.top_p
-        sorted_logits = sorted_logits.masked_fill(drop, float("-inf"))
-        logits = torch.full_like(logits, float("-inf")).scatter(-1, order, sorted_logits)
-    probs = logits.softmax(dim=-1)
-    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+    """logits [B, vocab] (fp32) -> token ids [B], every row with the same parameters."""
+    rows = logits.shape[0]
+    return sample_rows(logits, [params] * rows, [generator] * rows)
+
+
+def sample_rows(
+    logits: torch.Tensor, params: list[SamplingParams], generators: list[torch.Generator | None]
+) -> torch.Tensor:
+    """logits [R, vocab] (fp32) -> token ids [R], row r drawn with params[r] and generators[r].
+
+    The whole batch is sampled on the logits' device with no host sync: per-row temperature,
+    top-k, then top-p masks, then an exponential race, argmax(p / E) with E ~ Exp(1) drawn
+    per row, which picks token i with probability p_i (as torch.multinomial would). Rows
+    sharing a generator draw their noise together; a seeded row draws from its own, so the
+    same seed gives the same tokens whatever else is in the batch."""
+    dev, vocab = logits.device, logits.shape[-1]
+    greedy = logits.argmax(dim=-1)
+    if all(p.temperature == 0 for p in params):
+        return greedy
+    temps = torch.tensor([p.temperature or 1.0 for p in params], device=dev)
+    scaled = logits / temps[:, None]
+    if any(p.top_k for p in params):
+        ks = [min(p.top_k, vocab) or vocab for p in params]
+        top = torch.topk(scaled, max(ks), dim=-1).values  # [R, kmax] descending
+        kth = top.gather(-1, torch.tensor(ks, device=dev)[:, None] - 1)
+        scaled = scaled.masked_fill(scaled < kth, float("-inf"))
+    if any(p.top_p < 1 for p in params):
+        top_p = torch.tensor([p.top_p for p in params], device=dev)[:, None]
+        ordered, order = scaled.sort(dim=-1, descending=True)
+        probs = ordered.softmax(-1)
+        # Drop a token when the mass before it already reaches top_p; the best token stays.
+        drop = ((probs.cumsum(-1) - probs) >= top_p) & (top_p < 1)
+        scaled = scaled.scatter(-1, order, ordered.masked_fill(drop, float("-inf")))
+    noise = torch.empty_like(scaled)
+    by_generator: dict[int, list[int]] = {}
+    for row, gen in enumerate(generators):
+        by_generator.setdefault(id(gen), []).append(row)
+    for rows in by_generator.values():
+        gen = generators[rows[0]]
+        if len(rows) == len(generators):
+            noise.exponential_(generator=gen)
+        else:
+            noise[rows] = torch.empty(len(rows), vocab, device=dev).exponential_(generator=gen)
+    drawn = (scaled.softmax(-1) / noise).argmax(dim=-1)
+    is_greedy = torch.tensor([p.temperature == 0 for p in params], device=dev)
+    return torch.where(is_greedy, greedy, drawn)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,20 @@ from .config import ModelConfig
 from .transformer import CausalLM
 
 ARCHES = ("iquestloopcoder", "iquestcoder", "qwen2", "llama")
+# "tiny": fastest, for the engine's own tests. "small": head_dim 64, the smallest shape vLLM's
+# CPU attention runs (it refuses head_dim 16), for tests against vLLM.
+SIZES = {
+    "tiny": dict(hidden_size=64, intermediate_size=176, num_hidden_layers=2, num_attention_heads=4,
+                 num_key_value_heads=2, head_dim=16),
+    "small": dict(hidden_size=256, intermediate_size=688, num_hidden_layers=3, num_attention_heads=4,
+                  num_key_value_heads=2, head_dim=64),
+}
+# transformers does not know these model types: like the published IQuest checkpoints, ours
+# ship their configuration code and name it in config.json's auto_map.
+_REMOTE_CONFIG = {
+    "iquestcoder": "configuration_iquestcoder.IQuestCoderConfig",
+    "iquestloopcoder": "configuration_iquestloopcoder.IQuestLoopCoderConfig",
+}
 
 SPECIAL_TOKENS = (
     "<|endoftext|>", "<s>", "</s>", "<|im_start|>", "<|im_end|>", "<|fim_prefix|>",
@@ -47,16 +62,11 @@ _CORPUS = [
 ]
 
 
-def _tiny_config(arch: str, vocab_size: int, eos: list[int]) -> ModelConfig:
+def _tiny_config(arch: str, size: str, vocab_size: int, eos: list[int]) -> ModelConfig:
     return ModelConfig(
         model_type=arch,
         vocab_size=vocab_size,
-        hidden_size=64,
-        intermediate_size=176,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        head_dim=16,
+        **SIZES[size],
         max_position_embeddings=4096,
         rope_theta=500000.0,
         rms_norm_eps=1e-5,
@@ -117,14 +127,18 @@ def create_tiny(
     seed: int = 0,
     shards: int = 1,
     overrides: dict[str, Any] | None = None,
+    size: str = "tiny",
 ) -> Path:
-    """Write a random checkpoint of architecture `arch` into `folder`; return the folder.
+    """Write a random checkpoint of architecture `arch` and `size` (SIZES) into `folder`;
+    return the folder.
 
     `overrides` replaces ModelConfig fields (e.g. num_key_value_heads=1, loop_window_size=4,
     torch_dtype="bfloat16": the weights are then stored in that dtype).
     """
     if arch not in ARCHES:
         raise ValueError(f"unknown architecture {arch!r}; choose one of {', '.join(ARCHES)}")
+    if size not in SIZES:
+        raise ValueError(f"unknown size {size!r}; choose one of {', '.join(SIZES)}")
     if shards < 1:
         raise ValueError("shards must be at least 1")
     folder = Path(folder)
@@ -132,7 +146,7 @@ def create_tiny(
     tok = _train_tokenizer(512)
     ids = {t: tok.token_to_id(t) for t in SPECIAL_TOKENS}
     eos = [ids["</s>"], ids["<|im_end|>"], ids["<|endoftext|>"]]
-    config = dataclasses.replace(_tiny_config(arch, tok.get_vocab_size(), eos), **(overrides or {}))
+    config = dataclasses.replace(_tiny_config(arch, size, tok.get_vocab_size(), eos), **(overrides or {}))
     with torch.device("meta"):
         model = CausalLM(config)
     store_dtype = getattr(torch, config.torch_dtype)
@@ -140,7 +154,11 @@ def create_tiny(
     _favour_printable_tokens(weights, tok, config)
     _save_weights(folder, {n: t.to(store_dtype) for n, t in weights.items()}, shards)
     tok.save(str(folder / "tokenizer.json"))
-    cfg = config.to_dict() | {"loopls_untrained": True}
+    cfg = config.to_dict() | {"loopls_untrained": True, "hidden_act": "silu"}
+    if arch in _REMOTE_CONFIG:
+        module = _REMOTE_CONFIG[arch].split(".")[0]
+        shutil.copyfile(Path(__file__).parent / "remote_code" / f"{module}.py", folder / f"{module}.py")
+        cfg["auto_map"] = {"AutoConfig": _REMOTE_CONFIG[arch]}
     _write_json(folder / "config.json", cfg)
     _write_json(folder / "generation_config.json", {"bos_token_id": ids["<s>"], "eos_token_id": eos})
     _write_json(folder / "tokenizer_config.json", _tokenizer_config(ids, config))

@@ -2,7 +2,8 @@
 
 The pool owns `num_blocks` fixed-size blocks of `block_size` token slots; a sequence owns a
 block table (list of block ids) whose i-th block holds positions [i*bs, (i+1)*bs). This file
-does the bookkeeping only; the tensors live in `paged_attention.KVPool`.
+does the bookkeeping only; the tensors live in `model.attention.PagedKV`. A Loop model's
+later loops keep their sliding-window K/V in blocks of the same pool (see block_tables.py).
 
 Prefix caching: once a block is full and its K/V are computed, it is registered under a
 chained hash h_i = blake2b(h_{i-1} || tokens of block i), so a hash names the whole prefix up
@@ -11,11 +12,15 @@ miss; every hit is verified by token equality (and its parent's hash), so a hash
 only cost a miss, never wrong K/V. Blocks whose reference count drops to zero keep their
 contents and hash and go to the back of an LRU free list; allocation takes from the front, so
 the least recently released cached block is evicted first.
+
+Window blocks of a Loop model are cached too, keyed by the hash of the prefix up to their
+block and their loop (`window_hash`): a prefix hit needs the window blocks just before it.
 """
 
 from __future__ import annotations
 
 import hashlib
+import struct
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
@@ -28,9 +33,13 @@ class OutOfBlocks(RuntimeError):
 
 def chain_hash(parent: bytes, tokens: list[int] | tuple[int, ...]) -> bytes:
     """Hash of a block given its parent's hash: it names the whole prefix."""
-    h = hashlib.blake2b(parent, digest_size=16)
-    h.update(b"".join(t.to_bytes(4, "little", signed=True) for t in tokens))
-    return h.digest()
+    # struct packs a block in one call: a 32K-token prompt is 2K blocks to hash per request.
+    return hashlib.blake2b(parent + struct.pack(f"<{len(tokens)}i", *tokens), digest_size=16).digest()
+
+
+def window_hash(prefix_hash: bytes, loop: int) -> bytes:
+    """Key of loop `loop`'s window block whose prefix (up to and including it) has `prefix_hash`."""
+    return hashlib.blake2b(prefix_hash + b"loop" + loop.to_bytes(2, "little"), digest_size=16).digest()
 
 
 @dataclass
@@ -41,6 +50,7 @@ class Block:
     hash: bytes | None = None
     parent_hash: bytes | None = None
     tokens: tuple[int, ...] = field(default_factory=tuple)
+    loop: int = 0  # 0: loop-0 K/V; >= 1: that loop's window K/V
 
 
 class BlockPool:
@@ -55,7 +65,7 @@ class BlockPool:
         # LRU order: front = evicted first. Holds every block with ref_count 0.
         self._free: OrderedDict[int, None] = OrderedDict((i, None) for i in range(num_blocks))
         self._cached: dict[bytes, int] = {}
-        self.hits = 0  # blocks served from the cache, for observability
+        self.hits = 0  # loop-0 blocks served from the cache, for observability
         self.evictions = 0
 
     # -- queries -------------------------------------------------------------------------
@@ -104,31 +114,22 @@ class BlockPool:
                 self._free[block_id] = None
 
     # -- prefix cache --------------------------------------------------------------------
-    def match_prefix(self, tokens: list[int], max_tokens: int) -> tuple[list[int], bytes]:
-        """Cached blocks covering the longest block-aligned prefix of tokens[:max_tokens].
-
-        Takes a reference on every returned block. Returns (block ids, hash of the last hit).
-        """
+    def match_prefix(self, tokens: list[int], max_tokens: int) -> tuple[list[int], list[bytes]]:
+        """Cached blocks covering the longest block-aligned prefix of tokens[:max_tokens], and
+        the prefix hash of each. Takes no reference (see `take`)."""
         bs = self.block_size
-        parent, hit = ROOT_HASH, []
+        parent, hit, hashes = ROOT_HASH, [], []
         for i in range(max_tokens // bs):
-            chunk = tuple(tokens[i * bs : (i + 1) * bs])
-            h = chain_hash(parent, chunk)
-            block_id = self._cached.get(h)
+            block_id, parent = self.lookup(parent, tuple(tokens[i * bs : (i + 1) * bs]))
             if block_id is None:
                 break
-            block = self.blocks[block_id]
-            if block.tokens != chunk or block.parent_hash != parent:
-                break  # a hash collision: treat as a miss
             hit.append(block_id)
-            parent = h
-        for block_id in hit:
-            self._ref(block_id)
-        self.hits += len(hit)
-        return hit, parent
+            hashes.append(parent)
+        return hit, hashes
 
-    def register(self, block_id: int, parent: bytes, tokens: list[int]) -> bytes:
-        """Publish a full, computed block under its chained hash; returns that hash.
+    def register(self, block_id: int, parent: bytes, tokens: list[int], loop: int = 0) -> bytes:
+        """Publish a full, computed block under its chained hash; returns the prefix hash
+        (for loop >= 1, a window block, stored under `window_hash` of it).
 
         If an identical block is already cached (two sequences computed the same prefix at
         the same time) the existing entry stays and this block simply is not indexed.
@@ -137,11 +138,32 @@ class BlockPool:
         if len(chunk) != self.block_size:
             raise ValueError(f"only full blocks can be cached ({len(chunk)} of {self.block_size} tokens)")
         h = chain_hash(parent, chunk)
+        key = window_hash(h, loop) if loop else h
         block = self.blocks[block_id]
-        if h not in self._cached and block.hash is None:
-            block.hash, block.parent_hash, block.tokens = h, parent, chunk
-            self._cached[h] = block_id
+        if key not in self._cached and block.hash is None:
+            block.hash, block.parent_hash, block.tokens, block.loop = key, parent, chunk, loop
+            self._cached[key] = block_id
         return h
+
+    def lookup(self, parent: bytes, tokens: tuple[int, ...], loop: int = 0) -> tuple[int | None, bytes]:
+        """(cached block holding `tokens` after the prefix `parent`, or None; the prefix hash).
+        Takes no reference. Verified by tokens, parent and loop: a collision is a miss."""
+        h = chain_hash(parent, tokens)
+        block_id = self._cached.get(window_hash(h, loop) if loop else h)
+        if block_id is None:
+            return None, h
+        block = self.blocks[block_id]
+        if block.tokens != tokens or block.parent_hash != parent or block.loop != loop:
+            return None, h
+        return block_id, h
+
+    def take(self, block_ids: list[int], count_hits: bool = True) -> None:
+        """Take a reference on cached blocks found by `lookup` (a prefix hit); `hits` counts
+        the loop-0 blocks (the prompt tokens served), not the window blocks beside them."""
+        for block_id in block_ids:
+            self._ref(block_id)
+        if count_hits:
+            self.hits += len(block_ids)
 
     def _ref(self, block_id: int) -> None:
         block = self.blocks[block_id]
@@ -152,7 +174,7 @@ class BlockPool:
     def _uncache(self, block: Block) -> None:
         if block.hash is not None and self._cached.get(block.hash) == block.block_id:
             del self._cached[block.hash]
-        block.hash, block.parent_hash, block.tokens = None, None, ()
+        block.hash, block.parent_hash, block.tokens, block.loop = None, None, (), 0
 
     def reset_cache(self) -> None:
         """Forget every cached prefix (e.g. after a failed step left contents in doubt)."""

@@ -12,8 +12,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from .block_tables import BlockTables
 from .blocks import BlockPool
-from .paged_attention import tail_tokens
 from .runner import ModelRunner
 from ..model.sampler import SamplingParams
 from .scheduler import AdmissionError, Scheduler, SchedulerConfig, StepPlan
@@ -43,13 +43,10 @@ class EngineCore:
         self.config = config or SchedulerConfig()
         self.model_config = model.config
         self.pool = BlockPool(self.config.num_blocks, self.config.block_size)
-        self.runner = ModelRunner(
-            model, self.config.num_blocks, self.config.block_size, eos_ids, self.config.num_speculative_tokens
-        )
+        self.runner = ModelRunner(model, self.config, eos_ids)
+        self.tables = BlockTables(self.pool, self.runner.window_loops, model.config.loop_window_size)
         propose = PromptLookup() if self.config.num_speculative_tokens else None
-        self.scheduler = Scheduler(
-            self.config, self.pool, model.config.max_position_embeddings, tail_tokens(model.config), propose
-        )
+        self.scheduler = Scheduler(self.config, self.tables, model.config.max_position_embeddings, propose)
         self.eos_ids = frozenset(eos_ids)
         self.decode = decode  # token ids -> text, needed only for string stops
         self.requests: dict[str, Sequence] = {}
@@ -61,7 +58,11 @@ class EngineCore:
         """Raise AdmissionError if the request can never be served. Reads only constants,
         so any thread may call it."""
         vocab = self.model_config.vocab_size
-        bad = next((t for t in prompt_ids if not isinstance(t, numbers.Integral) or not 0 <= t < vocab), None)
+        bad = None
+        # Plain ints (the usual case) are checked by min/max; a 32K-token prompt costs
+        # milliseconds that way and tens of them with a per-token isinstance check.
+        if not all(type(t) is int for t in prompt_ids) or (prompt_ids and not 0 <= min(prompt_ids) <= max(prompt_ids) < vocab):
+            bad = next((t for t in prompt_ids if not isinstance(t, numbers.Integral) or not 0 <= t < vocab), None)
         if bad is not None:
             raise AdmissionError(f"prompt token {bad!r} is not an id of this model's vocabulary (0..{vocab - 1})")
         self.scheduler.check_admissible(len(prompt_ids), params.max_tokens)
@@ -113,8 +114,10 @@ class EngineCore:
             seq = item.seq
             new, reason = self._append(seq, produced[id(seq)]) if id(seq) in produced else ([], None)
             # Publish after appending (accepted draft tokens become known tokens) and before
-            # finishing, so that a finished request's blocks stay cached for the next one.
-            self._publish_blocks(seq)
+            # finishing, so that a finished request's blocks stay cached for the next one;
+            # then release the window blocks no future query of it can see.
+            self.tables.publish(seq)
+            self.tables.trim(seq)
             if reason:
                 self.requests.pop(seq.request_id, None)
                 self._finish(seq, reason)
@@ -153,16 +156,6 @@ class EngineCore:
             return "length"
         return None
 
-    def _publish_blocks(self, seq: Sequence) -> None:
-        """Register every newly completed block in the prefix cache."""
-        bs = self.pool.block_size
-        ids = seq.all_ids
-        # A stop inside an accepted draft leaves K/V computed for tokens never appended.
-        full = min(seq.num_computed, len(ids)) // bs
-        for i in range(seq.num_registered, full):
-            seq.last_hash = self.pool.register(seq.block_table[i], seq.last_hash, ids[i * bs : (i + 1) * bs])
-        seq.num_registered = max(seq.num_registered, full)
-
     def _fail(self, plan: StepPlan, exc: Exception) -> list[StepEvent]:
         self.failed_steps += 1
         log.error("engine step failed for %d request(s): %s", len(plan.items), exc, exc_info=exc)
@@ -186,12 +179,16 @@ class EngineCore:
 
     def _finish(self, seq: Sequence, reason: str) -> None:
         self.scheduler.remove(seq)
-        seq.window = None
+        self.runner.release(seq)
         seq.finish_reason = reason
         seq.metrics.finished = time.perf_counter()
         log.debug("request %s finished (%s): %s", seq.request_id, reason, seq.metrics.as_dict())
 
     # -- observability -------------------------------------------------------------------
+    @property
+    def block_bytes(self) -> int:
+        return self.runner.kv.nbytes() // self.pool.num_blocks
+
     def stats(self) -> dict[str, int]:
         sched = self.scheduler
         return {
@@ -205,7 +202,7 @@ class EngineCore:
             "waiting": len(sched.waiting),
             "running": len(sched.running),
             "kv_pool_bytes": self.runner.kv.nbytes(),
-            "loop_window_bytes": self.runner.window_bytes(sched.running),
+            "loop_window_bytes": sum(self.tables.window_blocks(s) for s in sched.running) * self.block_bytes,
             "steps": self.steps,
             "failed_steps": self.failed_steps,
         }

@@ -1,97 +1,129 @@
 """Model runner: turns a scheduler `StepPlan` into one packed forward and the sampled tokens.
 
-It owns the KV tensors (`KVPool`) and each Loop sequence's window; it never decides who
-runs. After a step it advances every sequence's progress (`num_computed`, replay) and returns
-the tokens each sampling sequence produced; appending them, stop rules and block
-registration are the engine core's job.
+It owns the K/V tensors (`PagedKV`: loop-0 and Loop window blocks alike), the step builder
+and, on CUDA, the decode graphs; it never decides who runs. A plain decode step (one token
+per sequence) replays a captured CUDA graph padded to the next captured batch size; any
+other step (prefill chunks, drafts, a CPU) runs eagerly. Sampling runs on the device for the
+whole batch and the step ends with one host sync, which reads every token at once. After a
+step it advances every sequence's progress (`num_computed`) and returns the tokens each
+sampling sequence produced; appending them, stop rules and block registration are the
+engine core's job.
 """
 
 from __future__ import annotations
 
 import torch
 
+from ..model.attention import PagedKV, PagedStore, graph_capturable
 from ..model.config import ModelConfig
-from .paged_attention import KVPool, LoopWindow, SeqChunk, paged_forward
-from ..model.sampler import sample
-from .scheduler import ScheduledSeq, StepPlan
+from ..model.sampler import sample_rows
+from .batch import HostStep, StepBuilder, is_plain_decode, unpack
+from .graphs import DecodeGraphs
+from .scheduler import ScheduledSeq, SchedulerConfig, StepPlan
 from .sequence import Sequence
 from .spec import accept_greedy, update_draft_limit
 
 
 class ModelRunner:
-    def __init__(
-        self, model, num_blocks: int, block_size: int, stop_ids: tuple[int, ...] = (), draft_ceiling: int = 8
-    ) -> None:
+    def __init__(self, model, config: SchedulerConfig, stop_ids: tuple[int, ...] = ()) -> None:
         self.model = model
         self.config: ModelConfig = model.config
         param = next(model.parameters())
         self.device, self.dtype = param.device, param.dtype
-        self.kv = KVPool(self.config, num_blocks, block_size, self.dtype, self.device)
+        attn = model.model.layers[0].self_attn  # a tensor-parallel rank holds only its KV heads
+        self.window_loops = self.config.loop_num - 1 if self.config.is_loop else 0
+        self.kv = PagedKV(
+            self.config.num_hidden_layers, config.num_blocks, config.block_size, attn.num_kv_heads,
+            attn.head_dim, self.dtype, self.device,
+        )
+        self.builder = StepBuilder(config.block_size, self.window_loops, self.config.max_position_embeddings)
         self.stop_ids = tuple(stop_ids)
-        self.draft_ceiling = draft_ceiling
+        self.draft_ceiling = config.num_speculative_tokens
+        self.graphs: DecodeGraphs | None = None
+        if config.cuda_graphs and graph_capturable(self.device):
+            self.graphs = DecodeGraphs(model, self.kv, self.builder, config.max_num_seqs)
+            if not self.graphs.capture():
+                self.graphs = None
+
+    def release(self, seq: Sequence) -> None:
+        """A finished sequence leaves the runner's tables."""
+        self.builder.release(seq)
 
     @torch.inference_mode()
     def run(self, plan: StepPlan) -> dict[int, list[int]]:
         """One forward for the whole plan -> {id(seq): new tokens} for sampling sequences."""
-        chunks = [self._chunk(item) for item in plan.items]
-        logits = paged_forward(self.model, chunks, self.kv)
+        for seq in plan.preempted:
+            self.builder.release(seq)
+        step, logits = self._forward(plan)
+        rows = self._sample(plan, step, logits)  # the step's one host sync
         produced: dict[int, list[int]] = {}
-        for item, rows in zip(plan.items, logits):
-            new = self._tokens(item, rows) if item.samples else []
+        for item, (first, count) in zip(plan.items, step.item_rows):
+            new = self._tokens(item, rows[first : first + count]) if count else []
             self._advance(item, len(new))
             if item.samples:
                 produced[id(item.seq)] = new
         return produced
 
-    def _chunk(self, item: ScheduledSeq) -> SeqChunk:
-        seq = item.seq
-        if self.config.is_loop and seq.window is None:
-            seq.window = LoopWindow(self.config)
-        ids = seq.all_ids[item.start : item.start + item.num_tokens - len(item.draft)] + item.draft
-        # Logits only where a token is sampled: the last position, or every draft position.
-        logits_from = len(ids) - 1 - len(item.draft) if item.samples else len(ids)
-        return SeqChunk(ids, item.start, seq.num_computed, seq.block_table, seq.window, logits_from)
+    def _forward(self, plan: StepPlan) -> tuple[HostStep, torch.Tensor]:
+        batch = self.graphs.batch_for(len(plan.items)) if self.graphs and is_plain_decode(plan) else 0
+        step = self.builder.build(plan, pad_to=batch)
+        if batch:
+            return step, self.graphs.replay(step)
+        packed = torch.from_numpy(step.packed).to(self.device)
+        tables = torch.from_numpy(step.tables).to(self.device)
+        ids, positions, meta, logit_rows = unpack(
+            packed, tables, step.num_tokens, step.num_seqs, step.num_logits, self.window_loops
+        )
+        store = PagedStore(self.kv, meta)
+        return step, self.model.forward_packed(ids, positions, store, logit_rows)
 
-    def _tokens(self, item: ScheduledSeq, rows: torch.Tensor) -> list[int]:
+    def _sample(self, plan: StepPlan, step: HostStep, logits: torch.Tensor) -> list[int]:
+        """Token of every logits row (argmax, or a draw for the last row of a sampled
+        sequence), for the whole batch on the device; returns them read back at once."""
+        self._mask_stops(plan, step, logits)
+        tokens = logits.argmax(dim=-1)
+        drawn = [
+            (first + count - 1, item.seq)
+            for item, (first, count) in zip(plan.items, step.item_rows)
+            if count and not item.seq.is_greedy
+        ]
+        if drawn:
+            for _, seq in drawn:
+                if seq.generator is None and seq.params.seed is not None:
+                    seq.generator = torch.Generator(device=self.device).manual_seed(seq.params.seed)
+            at = torch.tensor([r for r, _ in drawn], device=self.device)
+            tokens[at] = sample_rows(logits[at], [s.params for _, s in drawn], [s.generator for _, s in drawn])
+        return tokens.tolist()
+
+    def _mask_stops(self, plan: StepPlan, step: HostStep, logits: torch.Tensor) -> None:
+        """Suppress stop tokens at rows whose output length is still below min_tokens."""
+        rows: list[int] = []
+        cols: list[int] = []
+        for item, (first, count) in zip(plan.items, step.item_rows):
+            seq = item.seq
+            short = min(seq.params.min_tokens - len(seq.output_ids), count)
+            if short <= 0:
+                continue
+            stops = sorted(set(self.stop_ids) | set(seq.params.stop_token_ids))
+            for r in range(first, first + short):
+                rows.extend([r] * len(stops))
+                cols.extend(stops)
+        if rows:
+            index = torch.tensor([rows, cols], device=self.device)
+            logits[index[0], index[1]] = float("-inf")
+
+    def _tokens(self, item: ScheduledSeq, targets: list[int]) -> list[int]:
         seq = item.seq
-        rows = self._mask_stops(seq, rows)
         if item.draft:
-            out = accept_greedy(item.draft, rows)
+            out = accept_greedy(item.draft, targets)
             seq.metrics.accepted_draft_tokens += len(out) - 1
             update_draft_limit(seq, len(item.draft), len(out) - 1, self.draft_ceiling)
             return out
-        if seq.is_greedy:
-            return [int(rows[-1].argmax())]
-        if seq.generator is None and seq.params.seed is not None:
-            seq.generator = torch.Generator(device=self.device).manual_seed(seq.params.seed)
-        return [int(sample(rows[-1:], seq.params, seq.generator)[0])]
-
-    def _mask_stops(self, seq: Sequence, rows: torch.Tensor) -> torch.Tensor:
-        """Suppress stop tokens at rows whose output length is still below min_tokens."""
-        stops = sorted(set(self.stop_ids) | set(seq.params.stop_token_ids))
-        short = seq.params.min_tokens - len(seq.output_ids)
-        if not stops or short <= 0:
-            return rows
-        rows = rows.clone()
-        rows[:short, stops] = float("-inf")
-        return rows
+        return [targets[-1]]
 
     def _advance(self, item: ScheduledSeq, num_new: int) -> None:
-        """Record how far the sequence's K/V (and Loop window) really got."""
+        """Record how far the sequence's K/V really got: a draft's rejected tokens do not
+        count (their K/V are overwritten later; blocks are published up to here only)."""
         seq = item.seq
-        fed_end = item.start + item.num_tokens
-        if item.draft:
-            # Fed: last token + draft. Valid: last token + the accepted part of the draft.
-            end = item.start + num_new
-        else:
-            end = fed_end
-        if seq.replay_from is not None and end < seq.num_computed:
-            seq.replay_from = end
-        else:
-            seq.replay_from = None
-            seq.num_computed = max(seq.num_computed, end)
-        if seq.window is not None:
-            seq.window.commit(end, fed_end)
-
-    def window_bytes(self, seqs: list[Sequence]) -> int:
-        return sum(s.window.nbytes() for s in seqs if isinstance(s.window, LoopWindow))
+        end = item.start + num_new if item.draft else item.start + item.num_tokens
+        seq.num_computed = max(seq.num_computed, end)

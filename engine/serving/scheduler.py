@@ -8,6 +8,7 @@ Policy, in this order every step:
 3. Admission: waiting sequences, ordered by (priority, arrival), join while the budget, the
    sequence limit and the free blocks allow. A new sequence first takes every block of its
    prompt that the prefix cache holds.
+Blocks are counted loop-0 and Loop window blocks together (block_tables.py).
 When blocks run out, the lowest-ranked running sequence not yet in this step is preempted:
 its blocks are released (their cached prefix usually survives in the LRU) and it goes back to
 waiting to be recomputed. An arriving request only preempts sequences of strictly lower
@@ -20,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from .blocks import BlockPool
+from .block_tables import BlockTables
 from .sequence import Sequence, Status
 
 
@@ -36,6 +37,7 @@ class SchedulerConfig:
     max_step_tokens: int = 256  # per-step token budget shared by decodes and prefill chunks
     num_speculative_tokens: int = 8  # most prompt-lookup draft tokens for greedy requests; 0 = off
     enable_prefix_caching: bool = True  # off only to measure cold prefill
+    cuda_graphs: bool = True  # capture the decode step on CUDA (graphs.py); ignored on CPU
 
     def __post_init__(self) -> None:
         if min(self.num_blocks, self.block_size, self.max_num_seqs, self.max_step_tokens) < 1:
@@ -75,15 +77,14 @@ class Scheduler:
     def __init__(
         self,
         config: SchedulerConfig,
-        pool: BlockPool,
+        tables: BlockTables,
         max_model_len: int,
-        replay_tokens: int = 0,
         propose: Callable[[Sequence, int], list[int]] | None = None,
     ) -> None:
         self.config = config
-        self.pool = pool
+        self.tables = tables
+        self.pool = tables.pool
         self.max_model_len = max_model_len
-        self.replay_tokens = replay_tokens  # Loop models: tail replayed after a prefix hit
         self.propose = propose
         self.waiting: list[Sequence] = []
         self.running: list[Sequence] = []
@@ -94,17 +95,27 @@ class Scheduler:
         need = prompt_len + max_tokens
         if prompt_len < 1:
             raise AdmissionError("empty prompt: at least one token is needed")
-        if need > self.config.capacity_tokens:
+        blocks = self.blocks_alone(need)
+        if blocks > self.config.num_blocks:
+            window = " and its Loop window" if self.tables.loops else ""
             raise AdmissionError(
-                f"request needs {need} KV slots (prompt {prompt_len} + max_tokens {max_tokens}) but the "
-                f"whole cache holds {self.config.capacity_tokens} ({self.config.num_blocks} blocks of "
-                f"{self.config.block_size}); shorten the prompt or lower max_tokens"
+                f"request needs {blocks} KV blocks for {need} tokens (prompt {prompt_len} + max_tokens "
+                f"{max_tokens}){window} but the whole cache holds {self.config.capacity_tokens} "
+                f"({self.config.num_blocks} blocks of {self.config.block_size}); shorten the prompt "
+                "or lower max_tokens"
             )
         if need > self.max_model_len:
             raise AdmissionError(
                 f"request needs {need} positions (prompt {prompt_len} + max_tokens {max_tokens}) but the "
                 f"model allows {self.max_model_len}"
             )
+
+    def blocks_alone(self, tokens: int) -> int:
+        """Most blocks one sequence of `tokens` tokens can hold at once: its loop-0 blocks plus,
+        per later Loop loop, the window of a step's chunk and the W-1 keys before it."""
+        pool, t = self.pool, self.tables
+        window = pool.blocks_for(min(self.config.max_step_tokens, tokens) + t.keep) + 1
+        return pool.blocks_for(tokens) + t.loops * window
 
     def add(self, seq: Sequence) -> None:
         self.check_admissible(len(seq.prompt_ids), seq.params.max_tokens)
@@ -148,8 +159,7 @@ class Scheduler:
             room = min(room, self.max_model_len - seq.num_tokens - 1)
             draft = self.propose(seq, room) if room > 0 else []
             # A draft is a bet: never preempt anyone to make room for it.
-            extra = self.pool.blocks_for(seq.num_computed + 1 + len(draft)) - len(seq.block_table)
-            if extra > 0 and not self.pool.can_allocate(extra):
+            if not self.pool.can_allocate(self.tables.blocks_to_grow(seq, seq.num_computed + 1 + len(draft))):
                 draft = []
         if not self._grow(seq, seq.num_computed + 1 + len(draft), plan, scheduled, strict=False):
             return 0
@@ -159,7 +169,7 @@ class Scheduler:
         return 1 + len(draft)
 
     def _schedule_chunk(self, seq: Sequence, budget: int, plan: StepPlan, scheduled: set[int]) -> int:
-        start = seq.replay_from if seq.replay_from is not None else seq.num_computed
+        start = seq.num_computed
         n = min(seq.num_tokens - start, budget)
         if not self._grow(seq, start + n, plan, scheduled, strict=False):
             return 0
@@ -175,7 +185,7 @@ class Scheduler:
             if seq in plan.preempted:
                 continue
             self._take_cached_prefix(seq)
-            start = seq.replay_from if seq.replay_from is not None else seq.num_computed
+            start = seq.num_computed
             n = min(seq.num_tokens - start, budget)
             if not self._grow(seq, start + n, plan, scheduled, strict=True):
                 self._release(seq)  # give the cached blocks back; try again next step
@@ -188,19 +198,10 @@ class Scheduler:
             budget -= n
 
     def _take_cached_prefix(self, seq: Sequence) -> None:
-        bs = self.pool.block_size
         # The last token is always computed: its logits give the next token.
         usable = seq.num_tokens - 1 if self.config.enable_prefix_caching else 0
-        hit, last_hash = self.pool.match_prefix(seq.all_ids, usable)
-        seq.block_table = hit
-        seq.num_computed = len(hit) * bs
-        seq.num_registered = len(hit)
-        seq.last_hash = last_hash
+        self.tables.take_prefix(seq, usable)
         seq.metrics.cached_tokens = min(seq.num_computed, len(seq.prompt_ids))
-        seq.replay_from = None
-        if hit and self.replay_tokens:
-            seq.replay_from = max(0, seq.num_computed - self.replay_tokens)
-            seq.metrics.recomputed_tail_tokens = seq.num_computed - seq.replay_from
 
     # -- blocks --------------------------------------------------------------------------
     def _grow(self, seq: Sequence, end: int, plan: StepPlan, scheduled: set[int], strict: bool) -> bool:
@@ -208,16 +209,14 @@ class Scheduler:
 
         strict: only preempt sequences of strictly lower priority (used for arrivals).
         """
-        need = self.pool.blocks_for(end) - len(seq.block_table)
-        while need > 0 and not self.pool.can_allocate(need):
+        while not self.pool.can_allocate(self.tables.blocks_to_grow(seq, end)):
             victim = self._pick_victim(seq, scheduled, strict)
             if victim is None:
                 return False
             self._preempt(victim, plan)
             if victim is seq:
                 return False
-        if need > 0:
-            seq.block_table.extend(self.pool.allocate(need))
+        self.tables.grow(seq, end)
         seq.metrics.peak_blocks = max(seq.metrics.peak_blocks, len(seq.block_table))
         return True
 
@@ -237,6 +236,4 @@ class Scheduler:
         plan.preempted.append(seq)
 
     def _release(self, seq: Sequence) -> None:
-        if seq.block_table:
-            self.pool.free(seq.block_table)
-        seq.block_table = []
+        self.tables.release(seq)

@@ -36,8 +36,7 @@ class Metrics:
     prefill_done: float | None = None
     first_token: float | None = None
     finished: float | None = None
-    cached_tokens: int = 0  # prompt tokens whose loop-0 K/V came from the prefix cache
-    recomputed_tail_tokens: int = 0  # Loop models: tail replayed to rebuild the window
+    cached_tokens: int = 0  # prompt tokens whose K/V came from the prefix cache
     preemptions: int = 0
     draft_tokens: int = 0
     accepted_draft_tokens: int = 0
@@ -55,7 +54,6 @@ class Metrics:
             "decode_s": span(self.first_token, self.finished),
             "total_s": span(self.arrival, self.finished),
             "cached_tokens": self.cached_tokens,
-            "recomputed_tail_tokens": self.recomputed_tail_tokens,
             "preemptions": self.preemptions,
             "draft_tokens": self.draft_tokens,
             "accepted_draft_tokens": self.accepted_draft_tokens,
@@ -74,15 +72,15 @@ class Sequence:
     status: Status = Status.WAITING
     output_ids: list[int] = field(default_factory=list)
     block_table: list[int] = field(default_factory=list)
-    # Positions whose loop-0 K/V are in the blocks, and the chained hash of the last
-    # registered block (how many blocks of block_table are published in the prefix cache).
+    # Loop models: one block table per later loop for its sliding-window K/V; entries before
+    # window_start are -1 (released: no future query sees them). See block_tables.py.
+    window_tables: list[list[int]] = field(default_factory=list)
+    window_start: int = 0
+    # Positions whose K/V are in the blocks, and the chained hash of the last registered
+    # block (how many blocks of block_table are published in the prefix cache).
     num_computed: int = 0
     num_registered: int = 0
     last_hash: bytes = ROOT_HASH
-    # Loop models: positions [replay_from, num_computed) must run again (without writing
-    # K/V) to rebuild the later loops' window after a prefix-cache hit.
-    replay_from: int | None = None
-    window: object | None = None  # paged_attention.LoopWindow, owned by the runner
     generator: torch.Generator | None = None
     draft_limit: int = 4  # adaptive prompt-lookup draft length (spec.update_draft_limit)
     finish_reason: str | None = None  # "stop" | "length" | "cancelled" | "error"
@@ -97,11 +95,21 @@ class Sequence:
     def num_tokens(self) -> int:
         return len(self.prompt_ids) + len(self.output_ids)
 
+    def ids(self, start: int, end: int) -> list[int]:
+        """Tokens [start, end) of prompt + output, without copying the whole sequence (a
+        step reads a few tokens of sequences that may be 100K tokens long)."""
+        n = len(self.prompt_ids)
+        if end <= n:
+            return self.prompt_ids[start:end]
+        if start >= n:
+            return self.output_ids[start - n : end - n]
+        return self.prompt_ids[start:] + self.output_ids[: end - n]
+
     @property
     def in_prefill(self) -> bool:
         """True until every known token but the last has its K/V (the last one is fed to
         the model to produce the next token)."""
-        return self.num_computed < self.num_tokens - 1 or self.replay_from is not None
+        return self.num_computed < self.num_tokens - 1
 
     @property
     def is_greedy(self) -> bool:
@@ -118,9 +126,9 @@ class Sequence:
         """Preempted: forget all K/V; prompt and output so far are recomputed later."""
         self.status = Status.WAITING
         self.block_table = []
+        self.window_tables = []
+        self.window_start = 0
         self.num_computed = 0
         self.num_registered = 0
         self.last_hash = ROOT_HASH
-        self.replay_from = None
-        self.window = None
         self.metrics.preemptions += 1

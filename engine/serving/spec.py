@@ -12,7 +12,6 @@ decoding would have produced, so the output is unchanged; only the number of pas
 from __future__ import annotations
 
 import numpy as np
-import torch
 
 from .sequence import Sequence
 
@@ -56,12 +55,10 @@ def update_draft_limit(seq: Sequence, drafted: int, accepted: int, ceiling: int)
         seq.draft_limit = max(1, seq.draft_limit // 2)
 
 
-def accept_greedy(draft: list[int], logits: torch.Tensor) -> list[int]:
-    """Tokens to append after verifying `draft` against logits [1 + len(draft), vocab].
-
-    Row j holds the model's prediction after the fed token j (j = 0 is the last real token).
-    """
-    targets = logits.argmax(dim=-1).tolist()
+def accept_greedy(draft: list[int], targets: list[int]) -> list[int]:
+    """Tokens to append after verifying `draft` against the model's argmax `targets`
+    [1 + len(draft)]: targets[j] is its prediction after the fed token j (j = 0 is the last
+    real token)."""
     out = []
     for j, tok in enumerate(draft):
         if targets[j] != tok:

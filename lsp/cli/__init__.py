@@ -38,8 +38,15 @@ def build_parser() -> argparse.ArgumentParser:
     tiny.add_argument("--arch", default="iquestloopcoder", choices=("iquestloopcoder", "iquestcoder", "qwen2", "llama"))
     tiny.add_argument("--seed", type=bounded_int(0, 2**32 - 1), default=0)
     tiny.add_argument("--shards", type=bounded_int(1, 64), default=1, help="number of safetensors shards (with an index)")
+    tiny.add_argument("--size", default="tiny", choices=("tiny", "small"),
+                      help="tiny: head_dim 16, fastest; small: head_dim 64, a shape vLLM's CPU attention runs")
 
-    sub.add_parser("doctor", help="what is installed, which device and model, what is missing")
+    doctor = sub.add_parser("doctor", help="what is installed, which device and model, what is missing")
+    doctor.add_argument("--url", help="also check an OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1")
+
+    from .serve import add_serve_parser
+
+    add_serve_parser(sub)
 
     from .check import add_check_parser
 
@@ -90,7 +97,11 @@ def _run(args: argparse.Namespace) -> int:
     if command == "doctor":
         from .doctor import run_doctor
 
-        return run_doctor()
+        return run_doctor(args.url)
+    if command == "serve":
+        from .serve import run_serve
+
+        return run_serve(args)
     if command == "demo":
         from .demo import run_demo
 

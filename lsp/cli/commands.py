@@ -8,7 +8,7 @@ import dataclasses
 import json
 import sys
 
-from loopls.engine.backends import Backend, BackendError, load_backend
+from loopls.engine.backends import Backend, BackendConfig, BackendError, load_backend
 from loopls.engine.backends.base import RequestOutput, SamplingParams
 
 from ..completion import UNTRAINED_NOTICE, Completer
@@ -28,7 +28,7 @@ def run_complete(args: argparse.Namespace) -> int:
     if args.max_tokens is not None:
         options = dataclasses.replace(options, max_tokens=args.max_tokens)
     try:
-        backend = load_backend("native", args.model, args.device, options.context_tokens)
+        backend = load_backend(BackendConfig(model=args.model, device=args.device, context_tokens=options.context_tokens))
     except BackendError as exc:
         return fail(str(exc))
     try:
@@ -74,10 +74,10 @@ def run_create_tiny(args: argparse.Namespace) -> int:
     if args.model_command != "create-tiny":
         raise AssertionError(args.model_command)
     try:
-        folder = create_tiny(args.dir, arch=args.arch, seed=args.seed, shards=args.shards)
+        folder = create_tiny(args.dir, arch=args.arch, seed=args.seed, shards=args.shards, size=args.size)
     except OSError as exc:
         return fail(os_error(exc))
     except ValueError as exc:
         return fail(str(exc))
-    print(f"wrote an untrained {args.arch} checkpoint to {folder}")
+    print(f"wrote an untrained {args.size} {args.arch} checkpoint to {folder}")
     return 0

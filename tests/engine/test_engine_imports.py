@@ -7,10 +7,14 @@ import subprocess
 import sys
 
 ENGINE_MODULES = (
-    "model.cache", "model.config", "model.generate", "model.hub", "model.loader", "model.models",
-    "model.parallel", "model.sampler", "model.tiny", "model.tokenizer", "model.transformer",
-    "serving.async_engine", "serving.blocks", "serving.core", "serving.paged_attention",
-    "serving.runner", "serving.scheduler", "serving.sequence", "serving.spec",
+    "model.attention", "model.cache", "model.config", "model.generate", "model.hub", "model.layers",
+    "model.loader", "model.models", "model.parallel", "model.sampler", "model.tiny", "model.tokenizer",
+    "model.transformer", "serving.async_engine", "serving.batch", "serving.block_tables",
+    "serving.blocks", "serving.core", "serving.graphs", "serving.runner", "serving.scheduler",
+    "serving.sequence", "serving.spec",
+    "backends", "backends.base", "backends.checkpoint_info", "backends.native", "backends.openai",
+    "backends.sse", "backends.vllm", "server", "server.app", "server.chat", "server.metrics",
+    "server.protocol", "server.run",
 )
 
 

@@ -10,7 +10,7 @@ import torch
 
 from loopls.engine.model.generate import GenerationError, generate
 from loopls.engine.model.loader import load_checkpoint
-from loopls.engine.model.sampler import SamplingParams, sample
+from loopls.engine.model.sampler import SamplingParams, sample, sample_rows
 from loopls.engine.model.tiny import create_tiny
 
 
@@ -50,6 +50,24 @@ def test_top_p_keeps_the_smallest_nucleus() -> None:
     assert _draws(logits, SamplingParams(temperature=1.0, top_p=0.7)) == {0, 1}
     assert _draws(logits, SamplingParams(temperature=1.0, top_p=0.85)) == {0, 1, 2}
     assert _draws(logits, SamplingParams(temperature=1.0, top_p=0.2)) == {0}
+
+
+def test_one_batch_samples_every_row_with_its_own_parameters() -> None:
+    """The serving engine samples a whole step at once: greedy, top-k, top-p and seeded rows
+    side by side, each as if it were alone."""
+    logits = torch.tensor([[1.0, 1.2, 0.8, 1.1, 0.9]]).repeat(600, 1)
+    params = [SamplingParams(), SamplingParams(temperature=1.0, top_k=2),
+              SamplingParams(temperature=1.0, top_p=0.3), SamplingParams(temperature=1.0)] * 150
+    out = sample_rows(logits, params, [None] * 600).view(150, 4)
+    assert set(out[:, 0].tolist()) == {1}
+    assert set(out[:, 1].tolist()) == {1, 3}
+    assert set(out[:, 2].tolist()) <= {1, 3} and len(set(out[:, 2].tolist())) == 2
+    assert set(out[:, 3].tolist()) == {0, 1, 2, 3, 4}
+    seeded = SamplingParams(temperature=1.0, seed=3)
+    alone = [int(sample_rows(logits[:1], [seeded], [torch.Generator().manual_seed(3)])) for _ in range(2)]
+    gen = torch.Generator().manual_seed(3)
+    beside = sample_rows(logits[:3], [params[3], seeded, params[1]], [None, gen, None])
+    assert alone[0] == alone[1] == int(beside[1])
 
 
 def test_invalid_sampling_parameters_are_refused() -> None:
@@ -149,14 +167,14 @@ def test_cli_create_tiny_for_every_arch(tmp_path: Path, arch: str) -> None:
 
 @pytest.mark.parametrize("stops", [(), ("中文",), ("x\n",)])
 def test_incremental_text_equals_a_whole_decode(lm, stops: tuple[str, ...]) -> None:
-    from loopls.engine.model.generate import _TextStream
+    from loopls.engine.model.generate import TextStream
 
     text = "café = '中文'  # ünïcode\n    return x\n"
     ids = lm.tokenizer.encode(text)
     context = lm.tokenizer.encode("y = ")[-1]
     assert len(ids) > len(text) // 2  # multi-byte characters span several byte-level tokens
     pieces: list[str] = []
-    stream = _TextStream(lm, context, stops, pieces.append)
+    stream = TextStream(lm.tokenizer, context, stops, pieces.append)
     stopped = False
     for tid in ids:
         if stream.update(tid):

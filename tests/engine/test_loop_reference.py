@@ -129,7 +129,7 @@ def test_incremental_decode_equals_full_forward(loop_lm, chunks: list[int]) -> N
         at += size
     assert (torch.cat(steps, 1) - _full(lm, ids)).abs().max().item() <= ATOL
     # The later loops keep a window of W-1 tokens per layer, never the whole sequence.
-    assert all(w[0].shape[2] == lm.config.loop_window_size - 1 for loop in cache.windows for w in loop)
+    assert all(w[0].shape[1] == lm.config.loop_window_size - 1 for loop in cache.windows for w in loop)  # [B, T, KVH, D]
 
 
 @torch.inference_mode()
@@ -187,3 +187,15 @@ def test_reference_tells_a_window_of_w_from_w_plus_one(loop_lm) -> None:
     ids = _ids(lm, 2 * lm.config.loop_window_size + 3, seed=8)
     ref_wider = naive_forward(weights, wider, ids[0].tolist())
     assert (_full(lm, ids)[0] - ref_wider).abs().max().item() > 100 * ATOL
+
+
+def test_loop_config_without_loop_num_runs_two_loops(loop_lm) -> None:
+    """As vLLM and the published configuration code: a missing loop_num means 2."""
+    from loopls.engine.model.config import ModelConfig
+
+    raw = loop_lm[0].config.to_dict()
+    del raw["loop_num"]
+    assert ModelConfig.from_dict(raw).loop_num == 2
+    plain = dict(raw, model_type="llama")
+    del plain["loop_window_size"]
+    assert ModelConfig.from_dict(plain).loop_num == 1

@@ -112,7 +112,7 @@ async def test_a_failed_step_fails_its_requests_and_the_engine_recovers(lm) -> N
     prompt = _prompt(lm, 25)
     async with AsyncEngine.from_loaded(lm, CONFIG) as engine:
         core = engine.core
-        core.runner = _FailingRunner(lm.model, CONFIG.num_blocks, CONFIG.block_size, fail_at_step=2)
+        core.runner = _FailingRunner(lm.model, CONFIG, fail_at_step=2)
         doomed = engine.submit(prompt, params)
         with pytest.raises(EngineError, match="out of memory"):
             async for _ in doomed:
@@ -139,7 +139,9 @@ async def test_random_churn_through_the_async_api_leaves_nothing_behind(lm) -> N
 
     rng = random.Random(7)
     base = _prompt(lm, 60, seed=3)
-    config = SchedulerConfig(num_blocks=24, block_size=4, max_step_tokens=24, max_num_seqs=4)
+    # The longest request holds 17 loop-0 blocks plus up to 11 Loop window blocks (a 24-token
+    # chunk and the W-1 keys before it): it fits alone, a few of them do not fit together.
+    config = SchedulerConfig(num_blocks=32, block_size=4, max_step_tokens=24, max_num_seqs=4)
     async with AsyncEngine.from_loaded(lm, config) as engine:
         streams, asked = [], []
         for i in range(200):

@@ -1,8 +1,8 @@
 """The serving path computes what the single-sequence path computes.
 
-Reference: `generate.generate` over the contiguous `KVCache` (an independent code path).
-The serving engine (paged blocks, packed batches, chunked prefill, prefix-cache hits with the
-Loop tail replay, prompt-lookup speculation) must give the same greedy tokens.
+Reference: `generate.generate` over the contiguous `KVCache` (the single-sequence path).
+The serving engine (paged blocks, packed ragged batches, chunked prefill, prefix-cache hits,
+Loop window blocks, prompt-lookup speculation) must give the same greedy tokens.
 """
 
 from __future__ import annotations
@@ -10,18 +10,16 @@ from __future__ import annotations
 import pytest
 import torch
 
+from loopls.engine.model.attention import AttentionMetadata, PagedKV, PagedStore, graph_capturable
 from loopls.engine.model.cache import KVCache
-from loopls.engine.serving.core import EngineCore
 from loopls.engine.model.generate import generate
 from loopls.engine.model.loader import load_checkpoint
-from loopls.engine.serving.paged_attention import KVPool, LoopWindow, SeqChunk, paged_forward, tail_tokens
 from loopls.engine.model.sampler import SamplingParams
-from loopls.engine.serving.scheduler import SchedulerConfig
 from loopls.engine.model.tiny import create_tiny
+from loopls.engine.serving.core import EngineCore
+from loopls.engine.serving.scheduler import SchedulerConfig
 
 ARCHES = ("iquestcoder", "qwen2", "iquestloopcoder")
-
-
 
 
 @pytest.fixture(scope="module", params=ARCHES)
@@ -51,19 +49,34 @@ def _run(core: EngineCore, prompts, params, prefix: str = "r") -> list[list[int]
 GREEDY = SamplingParams(max_tokens=16, min_tokens=16)
 
 
+def _slots(table: list[int], start: int, end: int, bs: int) -> torch.Tensor:
+    pos = torch.arange(start, end)
+    return torch.tensor(table)[pos // bs] * bs + pos % bs
+
+
+@torch.inference_mode()
 def test_paged_forward_matches_contiguous_forward_for_any_chunking(lm) -> None:
+    """The model over scattered pool blocks (window blocks too, block size 5 so the Loop
+    window W=16 crosses block edges) equals the contiguous forward, chunk by chunk."""
     cfg = lm.config
     (ids,) = _prompts(lm, (70,))
     ref = lm.model(torch.tensor([ids]), KVCache(cfg, 1, 80, torch.float32))[0]
-    pool = KVPool(cfg, 16, 8, torch.float32)
-    table = [3, 5, 1, 7, 9, 11, 2, 4, 6]  # scattered on purpose
-    window = LoopWindow(cfg) if cfg.is_loop else None
+    bs = 5
+    kv = PagedKV(cfg.num_hidden_layers, 60, bs, cfg.num_key_value_heads, cfg.head_dim, torch.float32)
+    table = [3, 5, 1, 7, 9, 11, 2, 4, 6, 13, 15, 17, 19, 21]  # scattered on purpose
+    windows = [[40, 33, 30, 38, 31, 34, 37, 32, 39, 35, 36, 41, 42, 43]] * (cfg.loop_num - 1 if cfg.is_loop else 0)
     pieces, pos = [], 0
     for n in (5, 20, 1, 30, 14):
-        (logits,) = paged_forward(lm.model, [SeqChunk(ids[pos : pos + n], pos, pos, table, window, 0)], pool)
-        if window is not None:
-            window.commit(pos + n, pos + n)
-        pieces.append(logits)
+        meta = AttentionMetadata(
+            cu_seqlens_q=torch.tensor([0, n]),
+            seq_lens=torch.tensor([pos + n]),
+            block_tables=torch.tensor([table]),
+            slots=_slots(table, pos, pos + n, bs),
+            window_tables=tuple(torch.tensor([w]) for w in windows),
+            window_slots=tuple(_slots(w, pos, pos + n, bs) for w in windows),
+        )
+        positions = torch.arange(pos, pos + n)
+        pieces.append(lm.model.forward_packed(torch.tensor(ids[pos : pos + n]), positions, PagedStore(kv, meta)))
         pos += n
     torch.testing.assert_close(torch.cat(pieces), ref, rtol=1e-4, atol=1e-4)
 
@@ -74,6 +87,34 @@ def test_batched_greedy_equals_single_request(lm) -> None:
     batched = _run(_core(lm, num_speculative_tokens=0), prompts, GREEDY)
     assert batched == single
     assert all(len(t) == 16 for t in batched)
+
+
+def test_ragged_steps_equal_single_requests(lm) -> None:
+    """Requests arriving while others decode: steps mix decodes and prefill chunks of
+    different lengths at different positions, packed into one forward."""
+    prompts = _prompts(lm, (30, 9, 61, 17, 44), seed=4)
+    single = [generate(lm, p, GREEDY).token_ids for p in prompts]
+    core = _core(lm, num_speculative_tokens=0, max_step_tokens=80)
+    shapes = []
+    run = core.runner.run
+
+    def record(plan):
+        shapes.append([item.num_tokens for item in plan.items])
+        return run(plan)
+
+    core.runner.run = record
+    seqs = [core.add("g0", prompts[0], GREEDY)]
+    core.step()
+    core.step()
+    seqs.append(core.add("g1", prompts[1], GREEDY))
+    core.step()
+    core.step()
+    seqs += [core.add(f"g{i}", p, GREEDY) for i, p in enumerate(prompts[2:], start=2)]
+    while core.has_work:
+        core.step()
+    assert [s.output_ids for s in seqs] == single
+    # Really ragged: two decodes beside two prefill chunks of different lengths in one step.
+    assert [1, 1, 61, 17] in shapes
 
 
 def test_prefix_cache_hits_equal_cold_runs(lm) -> None:
@@ -89,40 +130,60 @@ def test_prefix_cache_hits_equal_cold_runs(lm) -> None:
     assert core.pool.hits == 7 + 9 + 5
 
 
-def test_prefix_hit_reports_cached_and_replayed_tokens(lm) -> None:
+def test_prefix_hit_recomputes_nothing(lm) -> None:
     (p,) = _prompts(lm, (64,), seed=3)
     core = _core(lm, num_speculative_tokens=0)
     _run(core, [p], GREEDY, "cold")
     seq = core.add("warm", p + [40], GREEDY)
+    core.step()
+    # The whole prompt but its last token came from the cache (Loop window blocks included):
+    # the first step fed one token and produced the first output.
+    assert seq.metrics.cached_tokens == 64 and seq.num_computed == 65 and len(seq.output_ids) == 1
     while core.has_work:
         core.step()
-    assert seq.metrics.cached_tokens == 64
-    expected_tail = min(64, tail_tokens(lm.config))
-    assert seq.metrics.recomputed_tail_tokens == expected_tail
     assert seq.output_ids == generate(lm, p + [40], GREEDY).token_ids
 
 
-@pytest.fixture(scope="module")
-def loop_lm(tmp_path_factory):
-    return load_checkpoint(create_tiny(tmp_path_factory.mktemp("loop"), "iquestloopcoder"))
+@pytest.mark.parametrize("loops", [2, 3])
+@pytest.mark.parametrize("block_size", [4, 5, 16])
+def test_loop_prefix_hits_equal_cold_runs(tmp_path_factory, loops: int, block_size: int) -> None:
+    folder = create_tiny(tmp_path_factory.mktemp(f"loop{loops}"), "iquestloopcoder", seed=2,
+                         overrides={"loop_num": loops, "loop_window_size": 6})
+    lm = load_checkpoint(folder)
+    (base,) = _prompts(lm, (80,), seed=9)
+    prompts = [base[:50], base[:63] + [21, 22, 23], base, base[:27] + [30], base[:71]]
+    cold = [generate(lm, p, GREEDY).token_ids for p in prompts]
+    core = _core(lm, num_speculative_tokens=0, block_size=block_size, num_blocks=160, max_step_tokens=24)
+    warm = [_run(core, [p], GREEDY, f"w{i}")[0] for i, p in enumerate(prompts)]
+    assert warm == cold
+    assert core.pool.hits > 0
+    core.pool.check_consistent()
+    assert core.pool.num_used == 0
 
 
-def test_loop_tail_must_cover_every_layers_window(loop_lm) -> None:
-    """Replaying only W-1 tokens would leave deeper layers' windows wrong; the engine replays
-    num_layers * (W-1) and matches the cold forward."""
-    lm = loop_lm
-    cfg = lm.config
-    (ids,) = _prompts(lm, (72,), seed=5)
-    ref = lm.model(torch.tensor([ids]), KVCache(cfg, 1, 80, torch.float32))[0]
-    pool, table = KVPool(cfg, 16, 8, torch.float32), list(range(9))
-    paged_forward(lm.model, [SeqChunk(ids[:48], 0, 0, table, LoopWindow(cfg), 0)], pool)
-    errors = {}
-    for tail in (cfg.loop_window_size - 1, tail_tokens(cfg)):
-        chunk = SeqChunk(ids[48 - tail :], 48 - tail, 48, table, LoopWindow(cfg), tail)
-        (logits,) = paged_forward(lm.model, [chunk], pool)
-        errors[tail] = (logits - ref[48:]).abs().max().item()
-    assert errors[tail_tokens(cfg)] < 1e-4
-    assert errors[cfg.loop_window_size - 1] > 1e-3
+def test_loop_hit_without_its_window_blocks_is_shortened() -> None:
+    """If a later loop's window blocks before the hit were evicted, the hit stops at the
+    last block whose window is complete; the output is still the cold one."""
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory() as tmp:
+        lm = load_checkpoint(create_tiny(Path(tmp), "iquestloopcoder"))
+    (p,) = _prompts(lm, (64,), seed=12)
+    core = _core(lm, num_speculative_tokens=0)
+    _run(core, [p], GREEDY, "cold")
+    bs = core.pool.block_size
+    gone = tuple(p[6 * bs : 7 * bs])  # block 6 of the prompt, as a loop-1 window block
+    for block in core.pool.blocks:
+        if block.loop == 1 and block.tokens == gone:
+            core.pool._uncache(block)
+    seq = core.add("warm", p + [40], GREEDY)
+    while core.has_work:
+        core.step()
+    # A hit of 8 blocks (64 tokens) needs window K/V from position 64 - 15 on, in blocks 6 and
+    # 7; so does one of 7. A hit of 6 blocks needs blocks 4 and 5 only.
+    assert seq.metrics.cached_tokens == 6 * bs
+    assert seq.output_ids == generate(lm, p + [40], GREEDY).token_ids
 
 
 @pytest.mark.parametrize("budget", [7, 64])
@@ -147,6 +208,8 @@ def test_seeded_sampling_is_reproducible_in_a_batch(lm) -> None:
     runs = [_run(_core(lm), prompts, params, f"x{i}") for i in range(2)]
     assert runs[0] == runs[1]
     assert runs[0][0] != _run(_core(lm), prompts[:1], SamplingParams(max_tokens=12, temperature=0.8, seed=6))[0]
+    # A seeded request draws the same tokens alone as beside others.
+    assert _run(_core(lm), prompts[1:], params, "alone")[0] == runs[0][1]
 
 
 def test_stop_strings_and_stop_ids_end_a_request(lm) -> None:
@@ -176,3 +239,28 @@ def test_serving_on_cuda_equals_generate(tmp_path, dtype: str) -> None:
     assert _run(core, prompts, GREEDY, "cold") == expected
     assert _run(core, prompts, GREEDY, "warm") == expected
     assert core.failed_steps == 0 and core.pool.num_used == 0
+
+
+@pytest.mark.skipif(
+    not torch.cuda.is_available() or not graph_capturable(torch.device("cuda")),
+    reason="needs CUDA and attention kernels that can be captured (the Triton kernels)",
+)
+@pytest.mark.parametrize("arch", ["iquestcoder", "iquestloopcoder"])
+def test_cuda_graph_decode_equals_eager_decode(tmp_path, arch: str) -> None:
+    lm = load_checkpoint(create_tiny(tmp_path / "m", arch), device="cuda", dtype="float32")
+    prompts = _prompts(lm, (5, 40, 77, 23, 9))  # 5 sequences: replayed in the graph of 8
+    params = SamplingParams(max_tokens=24, min_tokens=24)
+    eager = _core(lm, num_speculative_tokens=0, cuda_graphs=False)
+    graphed = _core(lm, num_speculative_tokens=0, max_num_seqs=8)
+    assert eager.runner.graphs is None and graphed.runner.graphs is not None
+    replays = 0
+    replay = graphed.runner.graphs.replay
+
+    def count(step):
+        nonlocal replays
+        replays += 1
+        return replay(step)
+
+    graphed.runner.graphs.replay = count
+    assert _run(graphed, prompts, params, "g") == _run(eager, prompts, params, "e")
+    assert replays > 10 and graphed.failed_steps == 0 and graphed.pool.num_used == 0

@@ -55,8 +55,9 @@ def test_pool_refcounts_lru_eviction_and_token_verified_hits() -> None:
     pool.register(b, h1, [3, 4])
     pool.free([a, b])  # tail first: b is evicted before a
     assert pool.num_free == 4 and pool.num_cached == 2
-    hit, last = pool.match_prefix([1, 2, 3, 4, 5], 5)
-    assert hit == [a, b] and last == chain_hash(h1, [3, 4])
+    hit, hashes = pool.match_prefix([1, 2, 3, 4, 5], 5)
+    assert hit == [a, b] and hashes == [h1, chain_hash(h1, [3, 4])]
+    pool.take(hit)
     assert pool.blocks[a].ref_count == 1
     pool.free(hit)
     # Same second block after a different first block: the chained hash makes it a miss.
@@ -68,6 +69,7 @@ def test_pool_refcounts_lru_eviction_and_token_verified_hits() -> None:
     fresh = pool.allocate(3)  # two never-cached blocks first, then the LRU cached one: b
     assert b in fresh and a not in fresh and pool.evictions == 1
     assert pool.match_prefix([1, 2, 3, 4], 4)[0] == [a]
+    pool.take([a])
     with pytest.raises(OutOfBlocks):
         pool.allocate(1)
     pool.free(fresh + [a])
@@ -84,7 +86,9 @@ def test_thousand_random_submits_cancels_and_steps_leave_nothing_behind(loop_lm)
     # Prompts share prefixes (as successive keystrokes do) and exceed the Loop window W=16.
     prompts = [base[: 20 + 4 * i] for i in range(10)]
     ref = {i: generate(loop_lm, p, SamplingParams(max_tokens=6, min_tokens=6)).token_ids for i, p in enumerate(prompts)}
-    core = _core(loop_lm, num_blocks=16, block_size=4, max_step_tokens=24, max_num_seqs=6, num_speculative_tokens=3)
+    # 28 blocks of 4: the longest request takes 16 loop-0 blocks and, while a 24-token chunk
+    # runs, 11 window blocks (24 + W-1 keys); several never fit together.
+    core = _core(loop_lm, num_blocks=28, block_size=4, max_step_tokens=24, max_num_seqs=6, num_speculative_tokens=3)
     live: dict[str, int] = {}
     finished, cancelled, n = [], 0, 0
     for _ in range(1000):
@@ -178,7 +182,7 @@ def test_decode_first_and_chunked_prefill_respect_the_token_budget(coder_lm) -> 
         for item in plan.items:
             if id(item.seq) in produced:
                 new, reason = core._append(item.seq, produced[id(item.seq)])
-                core._publish_blocks(item.seq)
+                core.tables.publish(item.seq)
                 if reason:
                     core.requests.pop(item.seq.request_id)
                     core._finish(item.seq, reason)
@@ -200,18 +204,56 @@ def test_cancel_frees_blocks_immediately(coder_lm) -> None:
     _assert_idle(core)
 
 
+def test_cancel_and_preemption_release_loop_window_blocks(loop_lm) -> None:
+    params = SamplingParams(max_tokens=30, min_tokens=30)
+    # 56 blocks of 4: each request fits alone (with the window of a 64-token chunk); while the
+    # background one decodes (23 blocks + its window), the inline one's first chunk does not fit.
+    core = _core(loop_lm, num_blocks=56, block_size=4, max_step_tokens=64, num_speculative_tokens=0)
+    seq = core.add("c", list(range(30, 80)), params)
+    for _ in range(6):
+        core.step()
+    assert core.tables.window_blocks(seq) > 0
+    core.abort("c")
+    assert core.pool.num_used == 0 and seq.window_tables == []
+    # An inline request preempts a background one holding window blocks.
+    bg = core.add("bg", list(range(30, 90)), params, Priority.BACKGROUND)
+    for _ in range(6):
+        core.step()
+    held = len(bg.block_table) + core.tables.window_blocks(bg)
+    core.add("inl", list(range(100, 190)), params, Priority.INLINE)
+    for _ in range(200):
+        core.step()
+        if bg.metrics.preemptions:
+            break
+    assert bg.metrics.preemptions == 1 and held > 0
+    assert bg.window_tables == [] and bg.block_table == []  # everything it held went back
+    _drain(core)
+    _assert_idle(core)
+
+
 def test_loop_memory_is_one_paged_cache_plus_a_window(loop_lm) -> None:
     cfg = loop_lm.config
-    core = _core(loop_lm, num_blocks=16, block_size=8)
-    core.add("w", list(range(30, 70)), SamplingParams(max_tokens=4, min_tokens=4))
-    core.step()
-    core.step()
-    stats = core.stats()
+    bs, keep, loops = 8, cfg.loop_window_size - 1, cfg.loop_num - 1
+    core = _core(loop_lm, num_blocks=32, block_size=bs, max_step_tokens=16, num_speculative_tokens=0)
+    seq = core.add("w", list(range(30, 70)), SamplingParams(max_tokens=60, min_tokens=60))
     per_slot = cfg.num_key_value_heads * cfg.head_dim * 4  # fp32 bytes of K (or V) per token
-    # The pool holds loop 0 only: K and V per layer, not per loop.
-    assert stats["kv_pool_bytes"] == 2 * cfg.num_hidden_layers * 16 * 8 * per_slot
-    # Later loops keep W-1 keys and values per layer for the one live sequence.
-    w = cfg.loop_window_size - 1
-    assert stats["loop_window_bytes"] == (cfg.loop_num - 1) * cfg.num_hidden_layers * 2 * w * per_slot
+    block_bytes = 2 * cfg.num_hidden_layers * bs * per_slot
+    # One pool: K and V per layer for every block, whether it holds loop 0 or a window.
+    assert core.stats()["kv_pool_bytes"] == 32 * block_bytes
+    decodes = 0
+    while seq.finish_reason is None:
+        core.step()
+        if seq.finish_reason is not None:
+            break
+        # Window blocks held: those a future query can still see, from position
+        # num_computed - (W-1) to the end of the table, rounded out to whole blocks.
+        live = len(seq.block_table) - (seq.num_computed - keep) // bs
+        assert core.tables.window_blocks(seq) == loops * live
+        assert core.pool.num_used == len(seq.block_table) + loops * live
+        assert core.stats()["loop_window_bytes"] == loops * live * block_bytes
+        if not seq.in_prefill:
+            decodes += 1
+            assert live <= -(-keep // bs) + 1  # about W tokens, whatever the length
+    assert decodes > 50 and seq.num_tokens > 6 * cfg.loop_window_size
     _drain(core)
-    assert core.stats()["loop_window_bytes"] == 0
+    assert core.stats()["loop_window_bytes"] == 0 and core.pool.num_used == 0

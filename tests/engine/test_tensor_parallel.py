@@ -45,7 +45,7 @@ def _run(lm, ids: torch.Tensor) -> dict:
         "logits": logits[0].tolist(),
         "greedy": generate(lm, prompt, GREEDY).token_ids,
         "sampled": generate(lm, prompt, SAMPLED).token_ids,
-        "kv_heads": cache.k.shape[2],
+        "kv_heads": cache.k.shape[3],  # [layers, blocks, block_size, KVH, D]
     }
 
 

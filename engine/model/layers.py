@@ -1,0 +1,119 @@
+"""The building blocks of the decoder: norm, rotary embedding, attention projections, MLP, the
+Loop gate, and the decoder layer whose forward is written once for every K/V store. Norms,
+RoPE and attention run through `loopls.kernels.ops` (Triton on a GPU, the plain-torch
+reference otherwise and under autograd).
+
+Tokens are packed: hidden states are `[N, hidden]` for the N new tokens of every sequence of
+a forward, so the projections and MLPs run once for the whole batch. Module and parameter
+names follow the Hugging Face checkpoints so that the loader maps weights by name.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from loopls.kernels import ops
+
+from .attention import KVStore, attend
+from .config import ModelConfig
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, dim: int, eps: float) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(dim))
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # Normalises in fp32 as the reference implementations do, then scales in the model dtype.
+        return ops.rms_norm(x, self.weight, self.eps)
+
+
+def rope_cos_sin(
+    positions: torch.Tensor, head_dim: int, theta: float, dtype: torch.dtype
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos/sin tables for `positions` [N] -> each [N, head_dim]."""
+    inv_freq = 1.0 / (
+        theta ** (torch.arange(0, head_dim, 2, device=positions.device, dtype=torch.float32) / head_dim)
+    )
+    freqs = positions.float()[:, None] * inv_freq[None, :]
+    emb = torch.cat((freqs, freqs), dim=-1)
+    return emb.cos().to(dtype), emb.sin().to(dtype)
+
+
+class Attention(nn.Module):
+    """q/k/v and output projections; the attention itself is `attention.attend`."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        # Read by tensor parallelism (parallel.py), which narrows them to a rank's heads.
+        self.num_heads = config.num_attention_heads
+        self.num_kv_heads = config.num_key_value_heads
+        self.head_dim = config.head_dim
+        hidden, d, bias = config.hidden_size, config.head_dim, config.attention_bias
+        self.q_proj = nn.Linear(hidden, self.num_heads * d, bias=bias)
+        self.k_proj = nn.Linear(hidden, self.num_kv_heads * d, bias=bias)
+        self.v_proj = nn.Linear(hidden, self.num_kv_heads * d, bias=bias)
+        self.o_proj = nn.Linear(self.num_heads * d, hidden, bias=config.o_proj_bias)
+
+    def qkv(
+        self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """x [N, hidden] -> post-RoPE q [N, H, D], k [N, KVH, D] and v [N, KVH, D]."""
+        n, d = x.shape[0], self.head_dim
+        q = self.q_proj(x).view(n, -1, d)
+        k = self.k_proj(x).view(n, -1, d)
+        v = self.v_proj(x).view(n, -1, d)
+        return ops.apply_rope(q, cos, sin), ops.apply_rope(k, cos, sin), v
+
+
+class MLP(nn.Module):
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.gate_proj = nn.Linear(config.hidden_size, config.intermediate_size, bias=False)
+        self.up_proj = nn.Linear(config.hidden_size, config.intermediate_size, bias=False)
+        self.down_proj = nn.Linear(config.intermediate_size, config.hidden_size, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+
+
+class LoopGate(nn.Module):
+    """Per-head gate of a Loop layer: g_h = sigmoid(w_h . q_h + b_h) (applied by the kernels)."""
+
+    def __init__(self, num_heads: int, head_dim: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.zeros(num_heads, head_dim))
+        self.bias = nn.Parameter(torch.zeros(num_heads))
+
+
+class DecoderLayer(nn.Module):
+    """Pre-norm layer: h += o_proj(attn(rms(h))); h += mlp(rms(h))."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.self_attn = Attention(config)
+        self.mlp = MLP(config)
+        self.input_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
+        self.post_attention_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
+        self.scale = config.head_dim ** -0.5
+        self.window = config.loop_window_size
+
+    def forward(
+        self,
+        h: torch.Tensor,  # [N, hidden]
+        cos: torch.Tensor,  # [N, D]
+        sin: torch.Tensor,
+        store: KVStore,
+        index: int,  # this layer's number (its caches in the store)
+        loop: int,
+        gate: LoopGate | None,  # loops >= 1 of a Loop model
+    ) -> torch.Tensor:
+        q, k, v = self.self_attn.qkv(self.input_layernorm(h), cos, sin)
+        o = attend(store, index, loop, q, k, v, self.scale, self.window, gate)
+        # The residual add and the second norm in one pass over h (one launch on the GPU).
+        post = self.post_attention_layernorm
+        x, h = ops.add_rms_norm(self.self_attn.o_proj(o.reshape(h.shape[0], -1)), h, post.weight, post.eps)
+        return h + self.mlp(x)

@@ -1,0 +1,169 @@
+"""The step's inputs: packed token ids, positions, K/V slots and block tables, built on the host.
+
+Per step the work is a few numpy operations per scheduled sequence, never per layer, and the
+device receives two copies (one packed integer vector, one block of block tables). Block
+tables are kept in persistent host arrays, one row per live sequence, and only the entries
+a sequence gained since the last step are written: a 128K-token sequence has 8K entries per
+table and rebuilding them every step would cost more than the decode itself.
+
+Layout of the packed vector (int64): ids [N] | positions [N] | slots [N] | window slots
+[(loops - 1) * N] | cu_seqlens_q [B + 1] | seq_lens [B] | logit rows [R]. A CUDA-graph decode
+step (`pad_to` > 0) pads every sequence-indexed field to the graph's batch size instead:
+padding rows read block 0 and write nowhere (slot -1).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ..model.attention import AttentionMetadata
+from .scheduler import ScheduledSeq, StepPlan
+from .sequence import Sequence
+
+
+@dataclass
+class HostStep:
+    """One step's inputs on the host, and how logits rows map back to the plan's items."""
+
+    packed: np.ndarray  # int64, layout in the module docstring
+    tables: np.ndarray  # int32 [kinds, B, width]: loop-0 tables, then one per later loop
+    num_tokens: int  # N (the padded batch for a graph step)
+    num_seqs: int  # B (likewise)
+    num_logits: int  # R
+    item_rows: list[tuple[int, int]]  # per plan item: (first logits row, rows)
+    graph_batch: int = 0  # > 0: a plain decode step padded for the graph of this batch size
+
+
+def is_plain_decode(plan: StepPlan) -> bool:
+    """Every item feeds one token and samples: the step a CUDA graph can replay."""
+    return all(item.num_tokens == 1 and not item.draft and item.samples for item in plan.items)
+
+
+class StepBuilder:
+    def __init__(self, block_size: int, window_loops: int, max_model_len: int) -> None:
+        self.block_size = block_size
+        self.kinds = 1 + window_loops
+        self.width = -(-max_model_len // block_size) + 1  # entries per table row
+        self._tables = np.zeros((self.kinds, 8, self.width), dtype=np.int32)
+        self._rows: dict[int, _Row] = {}
+        self._free_rows = list(range(7, -1, -1))
+
+    def release(self, seq: Sequence) -> None:
+        """Forget a finished (or preempted) sequence's row."""
+        row = self._rows.pop(id(seq), None)
+        if row is not None:
+            self._free_rows.append(row.index)
+
+    def build(self, plan: StepPlan, pad_to: int = 0) -> HostStep:
+        """The step's inputs; `pad_to` > 0 pads a plain decode step to that many sequences."""
+        rows = np.fromiter((self._sync(item.seq) for item in plan.items), dtype=np.int64, count=len(plan.items))
+        if is_plain_decode(plan):
+            step = self._decode(plan.items, rows, max(pad_to, len(rows)))
+        else:
+            step = self._mixed(plan.items, rows)
+        step.graph_batch = pad_to
+        width = max(len(item.seq.block_table) for item in plan.items)
+        step.tables = np.zeros((self.kinds, step.num_seqs, width), dtype=np.int32)
+        step.tables[:, : len(rows)] = self._tables[:, rows, :width]
+        return step
+
+    def _decode(self, items: list[ScheduledSeq], rows: np.ndarray, b: int) -> HostStep:
+        """One token per sequence, vectorised over the batch (the common step)."""
+        n, bs = len(items), self.block_size
+        starts = np.fromiter((item.start for item in items), dtype=np.int64, count=n)
+        ids = np.zeros(b, dtype=np.int64)
+        ids[:n] = [item.seq.ids(item.start, item.start + 1)[0] for item in items]
+        positions = np.zeros(b, dtype=np.int64)
+        positions[:n] = starts
+        slots = np.full((self.kinds, b), -1, dtype=np.int64)  # padding rows write nowhere
+        slots[:, :n] = self._tables[:, rows, starts // bs].astype(np.int64) * bs + starts % bs
+        seq_lens = np.ones(b, dtype=np.int64)  # a padding sequence sees one key of block 0
+        seq_lens[:n] = starts + 1
+        cu = np.arange(b + 1, dtype=np.int64)
+        packed = np.concatenate([ids, positions, slots.reshape(-1), cu, seq_lens, np.arange(b, dtype=np.int64)])
+        return HostStep(packed, np.empty(0), b, b, b, [(i, 1) for i in range(n)])
+
+    def _mixed(self, items: list[ScheduledSeq], rows: np.ndarray) -> HostStep:
+        """Prefill chunks, decodes and drafts of any lengths."""
+        counts = [item.num_tokens for item in items]
+        n, b, bs = sum(counts), len(items), self.block_size
+        ids = np.zeros(n, dtype=np.int64)
+        positions = np.zeros(n, dtype=np.int64)
+        slots = np.zeros((self.kinds, n), dtype=np.int64)  # loop 0, then each window
+        cu = np.zeros(b + 1, dtype=np.int64)
+        seq_lens = np.zeros(b, dtype=np.int64)
+        logit_rows, item_rows, at = [], [], 0
+        for i, (item, row, k) in enumerate(zip(items, rows, counts)):
+            ids[at : at + k] = _token_ids(item)
+            pos = np.arange(item.start, item.start + k)
+            positions[at : at + k] = pos
+            slots[:, at : at + k] = self._tables[:, row, pos // bs].astype(np.int64) * bs + pos % bs
+            seq_lens[i] = item.start + k
+            if item.samples:  # logits of the last token, or of every draft position
+                first = at + k - 1 - len(item.draft)
+                item_rows.append((len(logit_rows), at + k - first))
+                logit_rows.extend(range(first, at + k))
+            else:
+                item_rows.append((len(logit_rows), 0))
+            at += k
+            cu[i + 1] = at
+        packed = np.concatenate(
+            [ids, positions, slots.reshape(-1), cu, seq_lens, np.asarray(logit_rows, dtype=np.int64)]
+        )
+        return HostStep(packed, np.empty(0), n, b, len(logit_rows), item_rows)
+
+    def _sync(self, seq: Sequence) -> int:
+        """The sequence's row, with the table entries it gained written in."""
+        row = self._rows.get(id(seq))
+        if row is None or row.table is not seq.block_table:
+            index = row.index if row is not None else self._take_row()
+            row = self._rows[id(seq)] = _Row(index, seq.block_table)
+        lo, hi = row.synced, len(seq.block_table)
+        if hi > lo:
+            self._tables[0, row.index, lo:hi] = seq.block_table[lo:hi]
+            for kind, table in enumerate(seq.window_tables, start=1):
+                # -1 (a window block before every query's window) is never read; 0 keeps
+                # every entry a valid block id all the same.
+                self._tables[kind, row.index, lo:hi] = np.maximum(table[lo:hi], 0)
+            row.synced = hi
+        return row.index
+
+    def _take_row(self) -> int:
+        if not self._free_rows:
+            old = self._tables.shape[1]
+            self._tables = np.concatenate([self._tables, np.zeros_like(self._tables)], axis=1)
+            self._free_rows = list(range(2 * old - 1, old - 1, -1))
+        return self._free_rows.pop()
+
+
+@dataclass
+class _Row:
+    index: int
+    table: list[int]  # the block_table list this row mirrors (a new list after a reset)
+    synced: int = 0
+
+
+def _token_ids(item: ScheduledSeq) -> list[int]:
+    seq = item.seq
+    return seq.ids(item.start, item.start + item.num_tokens - len(item.draft)) + item.draft
+
+
+def unpack(
+    packed: torch.Tensor, tables: torch.Tensor, n: int, b: int, r: int, window_loops: int
+) -> tuple[torch.Tensor, torch.Tensor, AttentionMetadata, torch.Tensor]:
+    """Device views of a packed step: (ids, positions, metadata, logit rows)."""
+    kinds = 1 + window_loops
+    ids, positions, slots, cu, seq_lens, logit_rows = packed.split([n, n, kinds * n, b + 1, b, r])
+    slots = slots.view(kinds, n)
+    meta = AttentionMetadata(
+        cu_seqlens_q=cu,
+        seq_lens=seq_lens,
+        block_tables=tables[0],
+        slots=slots[0],
+        window_tables=tuple(tables[1:]),
+        window_slots=tuple(slots[1:]),
+    )
+    return ids, positions, meta, logit_rows
