@@ -217,6 +217,11 @@ def hostile_argv(rng: random.Random, files: dict[str, Path]) -> list[str]:
         ["lsp", "--tcp", rng.choice(["nope", "127.0.0.1:99999", ":", "host:", "[::1]:x"])],
         ["--log-level", rng.choice(["bogus", "", "12"]), "doctor"],
         [rng.choice(["bogus", "", "--nope", "-x", "complete", "context", "model"])],
+        # each with one bad value, so that none of them goes on to serve
+        ["serve", *rng.choice([["--port", rng.choice(["-1", "65536", "x"])], ["--device", rng.choice(["", "tpu"])],
+                               ["--max-body-bytes", number()], ["--max-concurrent", rng.choice(["0", "-5", "1e9"])],
+                               ["--host", "0.0.0.0"], ["--model", str(files["missing"])]])],
+        ["doctor", "--url", rng.choice(["", "nope", "http://127.0.0.1:1/v1", "http://[::1"])],
         ["demo", str(rng.choice([files["missing"], files["source"]])), "--model", rng.choice(["", "x/y"])],
     ]
     return rng.choice(commands)

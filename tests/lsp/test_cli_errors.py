@@ -88,6 +88,10 @@ def test_check_output_into_a_missing_folder_fails_before_checking(files: dict[st
     (["model", "create-tiny", "x", "--shards", "0"], "--shards: 0 is out of range"),
     (["no-such-command"], "invalid choice: 'no-such-command'"),
     (["complete"], "the following arguments are required"),
+    (["serve", "--port", "99999"], "--port: 99999 is out of range (0 to 65535)"),
+    (["serve", "--device", "bogus"], "--device: expected auto, cpu, cuda or cuda:N"),
+    (["serve", "--max-concurrent", "0"], "--max-concurrent: 0 is out of range"),
+    (["serve", "--context-tokens", "1e9"], "--context-tokens: expected a whole number"),
 ])
 def test_argument_errors_are_one_line(args: list[str], fragment: str) -> None:
     assert_one_line_error(run(*args), fragment)
