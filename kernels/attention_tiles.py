@@ -183,3 +183,24 @@ def merge_splits(
         other=0.0,
     )  # [BLOCK_S, BLOCK_D]
     return tl.sum(o * w[:, None], 0) / tl.sum(l * w, 0)
+
+
+@triton.jit
+def loop_gate(
+    q,  # [BLOCK_M, BLOCK_D] query tile (or one query row [BLOCK_D])
+    head,  # [BLOCK_M] query head of each row (or a scalar)
+    gate_w_ptr,  # [H, D]
+    gate_b_ptr,  # [H]
+    stride_gw,  # gate weight row stride
+    HEAD_DIM: tl.constexpr,
+    BLOCK_D: tl.constexpr,
+):
+    """sigmoid(w_h . q_h + b_h) in fp32, per row."""
+    offs_d = tl.arange(0, BLOCK_D)
+    w = tl.load(
+        gate_w_ptr + head[:, None] * stride_gw + offs_d[None, :],
+        mask=offs_d[None, :] < HEAD_DIM,
+        other=0.0,
+    ).to(tl.float32)
+    logit = tl.sum(q.to(tl.float32) * w, 1) + tl.load(gate_b_ptr + head).to(tl.float32)
+    return tl.sigmoid(logit)

@@ -16,8 +16,9 @@ import torch
 # more than the parallelism buys.
 MIN_KEYS_PER_SPLIT = 256
 MAX_SPLITS = 64
-# Tile rows of a prefill program: 128 query rows (tokens x grouped heads) per K/V tile read;
-# 64 for LoopAttention, which holds two accumulators (at 128 it spills registers on sm_90).
+# Tile rows of a prefill program on the split-capable kernel (chunks with num_splits > 1, and
+# the legacy path the benchmark compares against): 128 query rows (tokens x grouped heads) per
+# K/V tile read; 64 for LoopAttention, which holds two accumulators there.
 PREFILL_BLOCK_M = 128
 LOOP_PREFILL_BLOCK_M = 64
 TILE_N = 64
@@ -69,14 +70,50 @@ def _multiprocessors(device: torch.device) -> int:
     return torch.cuda.get_device_properties(device).multi_processor_count
 
 
-def decode_splits(num_seqs: int, num_kv_heads: int, max_seq_len: int, device: torch.device) -> int:
+def decode_splits(
+    num_seqs: int, num_kv_heads: int, max_seq_len: int, device: torch.device, multiprocessors: int | None = None
+) -> int:
     """Split count for a decode step: up to two programs per multiprocessor, each with at least
-    MIN_KEYS_PER_SPLIT keys of the longest sequence."""
+    MIN_KEYS_PER_SPLIT keys of the longest sequence. `multiprocessors` defaults to the device's."""
+    sms = multiprocessors or _multiprocessors(torch.device(device))
     programs = max(1, num_seqs * num_kv_heads)
-    want = -(-2 * _multiprocessors(torch.device(device)) // programs)
+    want = -(-2 * sms // programs)
     most = max(1, max_seq_len // MIN_KEYS_PER_SPLIT)
     # a power of two: few distinct merge kernels to compile, and graphs of one batch size share it
     return 1 << (max(1, min(want, most, MAX_SPLITS)).bit_length() - 1)
+
+
+def default_splits(
+    q: torch.Tensor,  # [N, H, D]
+    k_cache: torch.Tensor,  # [num_blocks, block_size, KVH, D]
+    block_tables: torch.Tensor,  # [B, max_blocks]
+    max_seq_len: int | None,
+    *,
+    window: int = 0,
+    sets: int = 1,
+    multiprocessors: int | None = None,
+) -> int:
+    """Key splits of a call whose caller fixed none.
+
+    A decode step splits to fill the GPU (`decode_splits`). So does a short chunk over a long
+    cached prefix (a prompt that hit the prefix cache, a few tokens typed after 32K of
+    context): its query tiles alone are a few programs per KV head, each streaming every key
+    of the sequence, which leaves most multiprocessors idle. A chunk with enough query tiles
+    to fill the GPU (a cold prefill) is not split."""
+    n, h, _ = q.shape
+    b, kv_heads = block_tables.shape[0], k_cache.shape[2]
+    longest = max_seq_len if max_seq_len is not None else block_tables.shape[1] * k_cache.shape[1]
+    if window and sets == 1:
+        longest = min(longest, window)  # a windowed query reads at most W keys
+    sms = multiprocessors or _multiprocessors(torch.device(q.device))
+    if n <= b:
+        return decode_splits(b, kv_heads, longest, q.device, sms)
+    group = h // kv_heads
+    block_m = max(PREFILL_BLOCK_M if sets == 1 else LOOP_PREFILL_BLOCK_M, triton_next_pow2(group))
+    query_tiles = n // max(1, block_m // group) + b  # the grid's first axis (launch.grid)
+    if query_tiles * kv_heads >= sms:
+        return 1
+    return decode_splits(query_tiles, kv_heads, longest, q.device, sms)
 
 
 def plan_attention(
@@ -101,10 +138,7 @@ def plan_attention(
         block_m = max(PREFILL_BLOCK_M if sets == 1 else LOOP_PREFILL_BLOCK_M, triton_next_pow2(group))
         block_q = block_m // group
     if num_splits is None:
-        longest = max_seq_len if max_seq_len is not None else block_tables.shape[1] * k_cache.shape[1]
-        if window and sets == 1:
-            longest = min(longest, window)  # a windowed query reads at most W keys
-        num_splits = decode_splits(b, k_cache.shape[2], longest, q.device) if decode else 1
+        num_splits = default_splits(q, k_cache, block_tables, max_seq_len, window=window, sets=sets)
     num_splits = max(1, int(num_splits))
     need = workspace_numel(n, h, d, num_splits, sets)
     if num_splits > 1:
@@ -129,3 +163,65 @@ def plan_attention(
 
 def triton_next_pow2(x: int) -> int:
     return 1 << max(0, int(x) - 1).bit_length()
+
+
+@dataclass(frozen=True)
+class PrefillLaunch:
+    """Launch of the prefill kernels (prefill.py): one program per query block and KV head."""
+
+    block_q: int  # query tokens per program
+    block_m: int  # tile rows: block_q x group heads, padded to a power of two
+    block_d: int  # head_dim padded to a power of two
+    tile_n: int  # keys per tile
+    num_warps: int
+    num_stages: int  # software-pipeline depth of the K/V tile loads
+
+    def grid(self, num_tokens: int, num_seqs: int, num_kv_heads: int) -> tuple[int, int]:
+        # Upper bound of the query blocks of all sequences (see attention_tiles.py).
+        return (num_tokens // self.block_q + num_seqs, num_kv_heads)
+
+
+# (block_m, tile_n, num_warps, num_stages) of the prefill kernels, by padded head_dim: for long
+# chunks, for short ones (fewer query rows per sequence than a long tile holds: a 128-row tile
+# would be mostly padding), and for LoopAttention (two online softmaxes: more live registers).
+# Pipeline depth 5 is meant to keep two K/V tiles in flight behind the block-table load that
+# addresses them. Not yet measured on a GPU. Compiled offline for sm_90a (Triton 3.9, ptxas -v)
+# the 128x64, 8-warp tiles spill registers (264 bytes a thread in the paged kernel, about 1 KB
+# in the Loop kernel) where 128x32 and 64x64 at 8 warps do not, and 3 and 5 stages take the
+# same shared memory (48 KiB): the pipelining may not happen. `bench/kernels_bench.py
+# --prefill-variants` times these alternatives; this table should follow its numbers.
+PREFILL_CONFIGS = {
+    64: {"long": (128, 64, 8, 5), "short": (64, 64, 4, 5), "loop": (128, 64, 8, 5)},
+    128: {"long": (128, 64, 8, 5), "short": (64, 64, 4, 5), "loop": (128, 64, 8, 5)},
+    256: {"long": (64, 32, 8, 5), "short": (64, 32, 8, 5), "loop": (64, 16, 8, 5)},
+}
+
+
+def plan_prefill(
+    q: torch.Tensor,  # [N, H, D]
+    k_cache: torch.Tensor,  # [num_blocks, block_size, KVH, D]
+    block_tables: torch.Tensor,  # [B, max_blocks]
+    num_splits: int | None,
+    *,
+    loop: bool = False,
+    window_block_size: int | None = None,
+) -> PrefillLaunch | None:
+    """The prefill kernels' launch, or None where the split-capable kernel runs instead: a
+    decode step (one query per sequence), a caller's split count > 1, or cache blocks that
+    are not a power of two (tiles are whole blocks)."""
+    n, h, d = q.shape
+    b = block_tables.shape[0]
+    sizes = (k_cache.shape[1],) if window_block_size is None else (k_cache.shape[1], window_block_size)
+    if n <= b or (num_splits is not None and num_splits > 1) or any(s & (s - 1) for s in sizes):
+        return None
+    group = h // k_cache.shape[2]
+    block_d = triton_next_pow2(d)
+    table = PREFILL_CONFIGS[min(max(block_d, 64), 256)]
+    # Chunk length from shapes alone (no host sync): the mean query rows per sequence.
+    kind = "loop" if loop else ("long" if n * group >= 128 * b else "short")
+    block_m, tile_n, warps, stages = table[kind]
+    block_m = max(block_m, triton_next_pow2(group))
+    return PrefillLaunch(
+        block_q=block_m // group, block_m=block_m, block_d=block_d, tile_n=tile_n,
+        num_warps=warps, num_stages=stages,
+    )

@@ -8,7 +8,8 @@ result, a gate einsum and three element-wise passes.
 
 With more than one split (decode at long context) split s takes share s of the global keys and
 share s of the window keys and writes both partial states; the merge kernel combines each set
-and applies the gate.
+and applies the gate. This kernel serves decode steps and split calls; other prefill calls go
+to the fused prefill kernel of prefill.py unless `legacy_prefill` asks for this one.
 """
 
 from __future__ import annotations
@@ -17,29 +18,11 @@ import torch
 import triton
 import triton.language as tl
 
-from .attention_tiles import LOG2E, attend_tiles, find_sequence, merge_splits, rows_mask, split_range, store_partial
-from .launch import plan_attention
-
-
-@triton.jit
-def _gate(
-    q,  # [BLOCK_M, BLOCK_D] query tile (or one query row [BLOCK_D])
-    head,  # [BLOCK_M] query head of each row (or a scalar)
-    gate_w_ptr,  # [H, D]
-    gate_b_ptr,  # [H]
-    stride_gw,  # gate weight row stride
-    HEAD_DIM: tl.constexpr,
-    BLOCK_D: tl.constexpr,
-):
-    """sigmoid(w_h . q_h + b_h) in fp32, per row."""
-    offs_d = tl.arange(0, BLOCK_D)
-    w = tl.load(
-        gate_w_ptr + head[:, None] * stride_gw + offs_d[None, :],
-        mask=offs_d[None, :] < HEAD_DIM,
-        other=0.0,
-    ).to(tl.float32)
-    logit = tl.sum(q.to(tl.float32) * w, 1) + tl.load(gate_b_ptr + head).to(tl.float32)
-    return tl.sigmoid(logit)
+from .attention_tiles import (
+    LOG2E, attend_tiles, find_sequence, loop_gate, merge_splits, rows_mask, split_range, store_partial,
+)
+from .launch import default_splits, plan_attention, plan_prefill
+from .prefill import loop_prefill
 
 
 @triton.jit
@@ -137,7 +120,7 @@ def _loop_attention_kernel(
         HEAD_DIM, BLOCK_D, WBLOCK_SIZE, TILE_N, True,
     )
     if not SPLIT:
-        g = _gate(q, head, gate_w_ptr, gate_b_ptr, stride_gw, HEAD_DIM, BLOCK_D)
+        g = loop_gate(q, head, gate_w_ptr, gate_b_ptr, stride_gw, HEAD_DIM, BLOCK_D)
         # Rows that hold no query have l = 0; they are masked out of the store.
         o = (g / tl.where(l_i > 0, l_i, 1.0))[:, None] * acc + ((1.0 - g) / tl.where(wl_i > 0, wl_i, 1.0))[:, None] * wacc
         tl.store(
@@ -211,9 +194,21 @@ def loop_attention(
     max_seq_len: int | None = None,
     num_splits: int | None = None,
     workspace: torch.Tensor | None = None,
+    legacy_prefill: bool = False,
 ) -> torch.Tensor:
     """Launch the fused LoopAttention kernel (inputs already checked by ops.py)."""
     out = torch.empty_like(q) if out is None else out
+    if num_splits is None:
+        num_splits = default_splits(q, k_cache, block_tables, max_seq_len, sets=2)
+    prefill = None if legacy_prefill else plan_prefill(
+        q, k_cache, block_tables, num_splits, loop=True, window_block_size=wk_cache.shape[1]
+    )
+    if prefill is not None:
+        loop_prefill(
+            prefill, out, q, k_cache, v_cache, block_tables, wk_cache, wv_cache, window_block_tables,
+            cu_seqlens_q, seq_lens, scale, window, gate_weight, gate_bias,
+        )
+        return out
     plan = plan_attention(q, k_cache, block_tables, max_seq_len, num_splits, workspace, sets=2)
     n, h, d = q.shape
     b = block_tables.shape[0]

@@ -1,10 +1,12 @@
 """Triton paged attention: causal or sliding-window, prefill and decode, grouped-query heads.
 
-One kernel serves prefill chunks (many queries per sequence) and decode (one): see
-attention_tiles.py for the program layout. With more than one split (flash decoding) each
-program also takes only its share of the keys and writes a partial softmax state; a second
-kernel merges the shares. Launch grids depend only on tensor shapes and the split count, so a
-decode step can be captured in a CUDA graph.
+The split-capable kernel here serves decode steps (one query per sequence) and calls with a
+split count > 1: see attention_tiles.py for the program layout. With more than one split
+(flash decoding) each program also takes only its share of the keys and writes a partial
+softmax state; a second kernel merges the shares. Launch grids depend only on tensor shapes
+and the split count, so a decode step can be captured in a CUDA graph. Other prefill calls go
+to the prefill kernel (prefill.py), unless `legacy_prefill` asks for this kernel (the
+benchmark's before/after comparison).
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ import triton
 import triton.language as tl
 
 from .attention_tiles import LOG2E, attend_tiles, find_sequence, merge_splits, rows_mask, split_range, store_partial
-from .launch import AttentionLaunch, plan_attention
+from .launch import AttentionLaunch, default_splits, plan_attention, plan_prefill
+from .prefill import paged_prefill
 
 
 @triton.jit
@@ -148,9 +151,16 @@ def paged_attention(
     max_seq_len: int | None = None,
     num_splits: int | None = None,
     workspace: torch.Tensor | None = None,
+    legacy_prefill: bool = False,
 ) -> torch.Tensor:
     """Launch the paged attention kernel (inputs already checked by ops.py)."""
     out = torch.empty_like(q) if out is None else out
+    if num_splits is None:
+        num_splits = default_splits(q, k_cache, block_tables, max_seq_len, window=window)
+    prefill = None if legacy_prefill else plan_prefill(q, k_cache, block_tables, num_splits)
+    if prefill is not None:
+        paged_prefill(prefill, out, q, k_cache, v_cache, block_tables, cu_seqlens_q, seq_lens, scale, window)
+        return out
     plan = plan_attention(q, k_cache, block_tables, max_seq_len, num_splits, workspace, window=window)
     _launch(plan, out, q, k_cache, v_cache, block_tables, cu_seqlens_q, seq_lens, scale, window)
     return out

@@ -32,7 +32,7 @@ class ModelOptions:
     tokenizer: str = ""  # openai: checkpoint folder or cached hub id with the tokenizer (default: name)
     context_limit: int = 0  # prompt + output tokens; 0: what the server or checkpoint says
     timeout: float = 30.0  # openai: seconds to connect and between streamed tokens
-    tensor_parallel_size: int = 1  # vllm: GPUs the model is split over
+    tensor_parallel_size: int = 1  # native, vllm: GPUs the model is split over (native: one process each)
 
     def __post_init__(self) -> None:
         if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):

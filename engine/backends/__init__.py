@@ -24,7 +24,7 @@ def load_backend(config: BackendConfig) -> Backend:
         return load_vllm(config)
     from .native import load_native
 
-    return load_native(config.model, config.device, config.context_tokens)
+    return load_native(config)
 
 
 __all__ = ["BACKENDS", "Backend", "BackendConfig", "BackendError", "BackendInfo", "Stream", "load_backend"]

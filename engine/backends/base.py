@@ -44,7 +44,7 @@ class BackendConfig:
     context_limit: int | None = None  # None: what the server or the checkpoint says
     timeout_s: float = 30.0  # openai: connect and between-tokens timeout
     retries: int = 3  # openai: attempts on connection errors, with exponential backoff
-    tensor_parallel_size: int = 1  # vllm: GPUs the model is split over
+    tensor_parallel_size: int = 1  # native, vllm: GPUs the model is split over
 
     def __post_init__(self) -> None:
         if self.kind not in BACKENDS:

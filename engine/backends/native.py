@@ -1,20 +1,28 @@
 """The `native` backend: loopls's own serving engine (paged KV, prefix cache, continuous
-batching) in this process, on its own worker thread."""
+batching). With one GPU (or the CPU) it runs in this process on its own worker thread; with
+`tensor_parallel_size` > 1 the model is split over that many GPUs, one worker process each
+(serving/parallel_engine.py), and this process keeps only the tokenizer."""
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import torch
 
-from ..model.loader import CheckpointError, LoadedModel, load_checkpoint
+from ..model.config import ModelConfig
+from ..model.loader import CheckpointError, load_checkpoint, load_tensor_parallel, read_checkpoint
 from ..model.models import resolve_model_name
+from ..model.parallel import TensorParallelError, check_tp_size
 from ..model.sampler import SamplingParams
-from ..serving.async_engine import AsyncEngine, RequestStream
+from ..model.tokenizer import Tokenizer
+from ..serving.async_engine import AsyncEngine, EngineError, RequestFrontend, RequestStream
 from ..serving.memory import plan_pool
+from ..serving.parallel_engine import ParallelEngine
 from ..serving.scheduler import SchedulerConfig
 from ..serving.sequence import Priority
-from .base import BackendError, BackendInfo
+from ..serving.workers import WorkerSpec
+from .base import BackendConfig, BackendError, BackendInfo
 
 BLOCK_SIZE = 16
 # CPU: room for this many full-budget prompts at once (the prefix cache keeps the rest).
@@ -22,15 +30,11 @@ _CPU_PROMPTS = 4
 
 
 class NativeBackend:
-    def __init__(self, lm: LoadedModel, engine: AsyncEngine, model_name: str) -> None:
-        self.lm = lm
+    def __init__(self, engine: RequestFrontend, tokenizer: Tokenizer, config: ModelConfig, info: BackendInfo) -> None:
         self.engine = engine
-        self.tokenizer = lm.tokenizer
-        self.context_limit = lm.config.max_position_embeddings
-        self.info = BackendInfo(
-            backend="native", model=model_name, path=str(lm.path), model_type=lm.config.model_type,
-            device=str(lm.device), untrained=lm.untrained,
-        )
+        self.tokenizer = tokenizer
+        self.context_limit = config.max_position_embeddings
+        self.info = info
 
     def submit(
         self,
@@ -68,23 +72,65 @@ def pick_device(device: str) -> str:
     return device
 
 
-def pool_blocks(lm: LoadedModel, context_tokens: int) -> int:
-    """KV blocks for the serving pool: on a GPU what is left beside a measured worst-case
-    step (serving/memory.py), on a CPU room for a few prompts."""
-    if lm.device.type == "cuda":
-        return max(plan_pool(lm.model, SchedulerConfig(block_size=BLOCK_SIZE)).num_blocks, 1)
-    tokens = min(lm.config.max_position_embeddings, context_tokens + 4096) * _CPU_PROMPTS
+def cpu_pool_blocks(config: ModelConfig, context_tokens: int) -> int:
+    """KV blocks on a CPU: room for a few prompts (the plain-torch attention gathers keys)."""
+    tokens = min(config.max_position_embeddings, context_tokens + 4096) * _CPU_PROMPTS
     return -(-tokens // BLOCK_SIZE)
 
 
-def load_native(model_name: str | None, device: str = "auto", context_tokens: int = 2048) -> NativeBackend:
-    """Load the checkpoint and start its serving engine."""
-    device = pick_device(device)
+def load_native(config: BackendConfig) -> NativeBackend:
+    """Load the checkpoint and start its serving engine (split over `config.tensor_parallel_size`
+    GPUs, or CPU ranks with device "cpu", when that is more than 1)."""
+    model_name, device, context_tokens = config.model, config.device, config.context_tokens
+    if config.tensor_parallel_size > 1:
+        return _load_parallel(model_name, device, context_tokens, config.tensor_parallel_size)
     try:
-        lm = load_checkpoint(resolve_model_name(model_name), device=device)
+        lm = load_checkpoint(resolve_model_name(model_name), device=pick_device(device))
     except (CheckpointError, OSError, ValueError, RuntimeError) as exc:  # RuntimeError: e.g. an unusable device
         raise BackendError(str(exc)) from None
-    config = SchedulerConfig(num_blocks=pool_blocks(lm, context_tokens), block_size=BLOCK_SIZE)
-    engine = AsyncEngine.from_loaded(lm, config)
+    if lm.device.type == "cuda":
+        blocks = max(plan_pool(lm.model, SchedulerConfig(block_size=BLOCK_SIZE)).num_blocks, 1)
+    else:
+        blocks = cpu_pool_blocks(lm.config, context_tokens)
+    engine = AsyncEngine.from_loaded(lm, SchedulerConfig(num_blocks=blocks, block_size=BLOCK_SIZE))
     engine.start()
-    return NativeBackend(lm, engine, str(model_name or "tiny"))
+    info = BackendInfo(backend="native", model=str(model_name or "tiny"), path=str(lm.path),
+                       model_type=lm.config.model_type, device=str(lm.device), untrained=lm.untrained)
+    return NativeBackend(engine, lm.tokenizer, lm.config, info)
+
+
+def _load_parallel(model_name: str | None, device: str, context_tokens: int, world: int) -> NativeBackend:
+    try:
+        meta = read_checkpoint(resolve_model_name(model_name))
+        check_tp_size(meta.config, world)
+    except (CheckpointError, TensorParallelError, OSError) as exc:
+        raise BackendError(str(exc)) from None
+    kind, first = _parallel_devices(pick_device(device), world)
+    scheduler = SchedulerConfig(num_blocks=cpu_pool_blocks(meta.config, context_tokens), block_size=BLOCK_SIZE)
+    spec = WorkerSpec(
+        factory=functools.partial(load_tensor_parallel, str(meta.path)), world=world, device=kind,
+        first_device=first, scheduler=scheduler, plan_memory=kind == "cuda",
+    )
+    engine = ParallelEngine(spec, meta.config)
+    try:
+        engine.start()
+    except EngineError as exc:
+        raise BackendError(str(exc)) from None
+    where = f"{world} GPUs (cuda:{first}..cuda:{first + world - 1})" if kind == "cuda" else f"{world} CPU ranks"
+    info = BackendInfo(backend="native", model=str(model_name or "tiny"), path=str(meta.path),
+                       model_type=meta.config.model_type, device=where, untrained=meta.untrained)
+    return NativeBackend(engine, meta.tokenizer, meta.config, info)
+
+
+def _parallel_devices(device: str, world: int) -> tuple[str, int]:
+    """("cuda", first GPU) or ("cpu", 0) for `world` ranks; BackendError if the GPUs are missing."""
+    if device == "cpu":
+        return "cpu", 0
+    first = int(device.split(":", 1)[1]) if ":" in device else 0
+    count = torch.cuda.device_count()
+    if first + world > count:
+        raise BackendError(
+            f"tensorParallelSize {world} needs CUDA devices {first}..{first + world - 1}, but {count} "
+            f"{'is' if count == 1 else 'are'} visible"
+        )
+    return "cuda", first

@@ -137,21 +137,8 @@ def load_checkpoint(
     shard: Shard | None = None,
 ) -> LoadedModel:
     """Load a checkpoint; with `shard`, only that tensor-parallel rank's slice of each weight."""
-    folder = resolve_checkpoint(name)
-    config_path = folder / "config.json"
-    if not config_path.is_file():
-        raise CheckpointError(f"{folder}: missing config.json")
-    try:
-        config = ModelConfig.from_file(config_path)  # its errors start with the path
-        raw_config = json.loads(config_path.read_text(encoding="utf-8"))
-    except ConfigError as exc:
-        raise CheckpointError(str(exc)) from None
-    except (OSError, ValueError) as exc:  # changed on disk since it was read
-        raise CheckpointError(f"{config_path}: {exc}") from None
-    try:
-        tokenizer = Tokenizer.from_folder(folder)
-    except TokenizerError as exc:
-        raise CheckpointError(str(exc)) from None
+    meta = read_checkpoint(name)
+    folder, config, tokenizer = meta.path, meta.config, meta.tokenizer
     device = torch.device(device)
     if device.type == "cuda":
         # cuDNN's SDPA builds an execution plan for every new key length, so each decode step
@@ -167,9 +154,38 @@ def load_checkpoint(
         apply_tensor_parallel(model, shard)  # still on meta: only the slices get memory
     _assign_weights(model, where, device, torch_dtype, shard)
     model.eval().requires_grad_(False)
-    untrained = bool(raw_config.get("loopls_untrained", False))
     tp_size = shard.world if shard is not None else 1
-    return LoadedModel(folder, config, model, tokenizer, torch_dtype, device, untrained, tp_size)
+    return LoadedModel(folder, config, model, tokenizer, torch_dtype, device, meta.untrained, tp_size)
+
+
+@dataclass
+class CheckpointInfo:
+    """A checkpoint's folder, configuration and tokenizer: everything but the weights."""
+
+    path: Path
+    config: ModelConfig
+    tokenizer: Tokenizer
+    untrained: bool  # a random-weight checkpoint made by `loopls model create-tiny`
+
+
+def read_checkpoint(name: str | Path) -> CheckpointInfo:
+    """Resolve `name` and read its config.json and tokenizer (no weights)."""
+    folder = resolve_checkpoint(name)
+    config_path = folder / "config.json"
+    if not config_path.is_file():
+        raise CheckpointError(f"{folder}: missing config.json")
+    try:
+        config = ModelConfig.from_file(config_path)  # its errors start with the path
+        raw_config = json.loads(config_path.read_text(encoding="utf-8"))
+    except ConfigError as exc:
+        raise CheckpointError(str(exc)) from None
+    except (OSError, ValueError) as exc:  # changed on disk since it was read
+        raise CheckpointError(f"{config_path}: {exc}") from None
+    try:
+        tokenizer = Tokenizer.from_folder(folder)
+    except TokenizerError as exc:
+        raise CheckpointError(str(exc)) from None
+    return CheckpointInfo(folder, config, tokenizer, bool(raw_config.get("loopls_untrained", False)))
 
 
 def _check_names_and_shapes(

@@ -23,9 +23,9 @@ from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 from torch import nn
 
+from .collectives import AllReduce
 from .config import ModelConfig
 from .transformer import CausalLM
 
@@ -48,8 +48,7 @@ class Shard:
 def check_tp_size(config: ModelConfig, world: int) -> None:
     """Raise TensorParallelError unless `world` ranks split heads, KV heads and the MLP evenly."""
     heads, kv_heads = config.num_attention_heads, config.num_key_value_heads
-    valid = [n for n in range(1, heads + 1) if _splits(config, n)]
-    hint = f"valid sizes for this model: {', '.join(map(str, valid))}"
+    hint = f"valid sizes for this model: {', '.join(map(str, valid_tp_sizes(config)))}"
     if world < 1:
         raise TensorParallelError(f"tensor-parallel size must be >= 1, got {world}; {hint}")
     if heads % world:
@@ -67,6 +66,11 @@ def check_tp_size(config: ModelConfig, world: int) -> None:
         )
 
 
+def valid_tp_sizes(config: ModelConfig) -> list[int]:
+    """Every tensor-parallel size the model splits into evenly."""
+    return [n for n in range(1, config.num_attention_heads + 1) if _splits(config, n)]
+
+
 def _splits(config: ModelConfig, n: int) -> bool:
     kvh = config.num_key_value_heads
     return (
@@ -77,17 +81,17 @@ def _splits(config: ModelConfig, n: int) -> bool:
 
 
 class RowParallelLinear(nn.Module):
-    """A linear layer holding some input columns; partial products are summed across ranks."""
+    """A linear layer holding some input columns; partial products are summed across ranks
+    by the model's shared `AllReduce` (collectives.py: NCCL or symmetric memory)."""
 
-    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None, group: dist.ProcessGroup | None) -> None:
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None, reduce: AllReduce) -> None:
         super().__init__()
         self.weight = nn.Parameter(weight, requires_grad=False)  # [out, in / world]
         self.bias = None if bias is None else nn.Parameter(bias, requires_grad=False)
-        self.group = group
+        self.reduce = reduce
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = F.linear(x, self.weight)
-        dist.all_reduce(out, group=self.group)
+        out = self.reduce.linear(x, self.weight)
         # The bias is whole on every rank: add it once, after the sum.
         return out if self.bias is None else out + self.bias
 
@@ -150,10 +154,11 @@ def apply_tensor_parallel(model: CausalLM, shard: Shard) -> CausalLM:
         return model
     if isinstance(model.model.layers[0].self_attn.o_proj, RowParallelLinear):
         raise TensorParallelError("the model is already split for tensor parallelism")
+    reduce = AllReduce(shard.group)  # NCCL (gloo on CPUs) until `AllReduce.setup` picks another
     for layer in model.model.layers:
         attn = layer.self_attn
-        attn.o_proj = RowParallelLinear(attn.o_proj.weight, attn.o_proj.bias, shard.group)
-        layer.mlp.down_proj = RowParallelLinear(layer.mlp.down_proj.weight, None, shard.group)
+        attn.o_proj = RowParallelLinear(attn.o_proj.weight, attn.o_proj.bias, reduce)
+        layer.mlp.down_proj = RowParallelLinear(layer.mlp.down_proj.weight, None, reduce)
         attn.num_heads = config.num_attention_heads // shard.world
         attn.num_kv_heads = max(config.num_key_value_heads // shard.world, 1)
     for name, param in list(model.named_parameters()):

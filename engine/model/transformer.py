@@ -22,6 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from loopls.kernels import ops
+
 from .attention import KVStore
 from .cache import KVCache
 from .config import ModelConfig
@@ -68,14 +70,20 @@ class CausalLM(nn.Module):
         positions: torch.Tensor,  # [N]
         store: KVStore,
         logit_rows: torch.Tensor | None = None,  # [R] rows that need logits (None: all)
-    ) -> torch.Tensor:  # [R, vocab] fp32
+        compute_logits: bool = True,  # False: run the layers only (a tensor-parallel rank > 0)
+    ) -> torch.Tensor | None:  # [R, vocab] fp32
         cfg = self.config
         h = self.model.embed_tokens(ids)  # [N, hidden]
         cos, sin = rope_cos_sin(positions, cfg.head_dim, cfg.rope_theta, h.dtype)
         gates = self.model.gate_projections if cfg.is_loop else None
+        residual = None
         for loop in range(cfg.loop_num):
             for i, layer in enumerate(self.model.layers):
-                h = layer(h, cos, sin, store, i, loop, gates[i] if loop else None)
+                h, residual = layer(h, residual, cos, sin, store, i, loop, gates[i] if loop else None)
+        if not compute_logits:
+            return None
         if logit_rows is not None:
-            h = h[logit_rows]
-        return F.linear(self.model.norm(h), self.output_weight()).float()
+            h, residual = h[logit_rows], residual[logit_rows]
+        norm = self.model.norm
+        x, _ = ops.add_rms_norm(h, residual, norm.weight, norm.eps)  # the last layer's residual add
+        return F.linear(x, self.output_weight()).float()

@@ -23,6 +23,7 @@ class ServeOptions:
     api_key: str | None = None
     device: str = "auto"
     context_tokens: int = 8192  # sizes the KV pool on CPU (prompts of about this length)
+    tensor_parallel_size: int = 1  # GPUs (CPU ranks with device cpu) the model is split over
     limits: ServerLimits = ServerLimits()
     log_level: str = "warning"
 
@@ -54,7 +55,8 @@ def serve(options: ServeOptions, announce: Callable[[str], None] | None = None) 
     if not 0 <= options.port < 65536:
         raise ServeError(f"port {options.port} is out of range")
     backend = load_backend(BackendConfig(kind="native", model=options.model, device=options.device,
-                                         context_tokens=options.context_tokens))
+                                         context_tokens=options.context_tokens,
+                                         tensor_parallel_size=options.tensor_parallel_size))
     name = options.served_name or options.model or "tiny"
     app = create_app(backend, name, api_key=options.api_key, limits=options.limits)
     info = backend.info

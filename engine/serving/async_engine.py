@@ -65,7 +65,7 @@ _END = object()
 class RequestStream:
     """Async iterator over one request's token ids; `result()` gives the final output."""
 
-    def __init__(self, request_id: str, engine: AsyncEngine, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, request_id: str, engine: RequestFrontend, loop: asyncio.AbstractEventLoop) -> None:
         self.request_id = request_id
         self._engine = engine
         self._queue: asyncio.Queue[object] = asyncio.Queue()
@@ -103,7 +103,89 @@ class RequestStream:
             self._queue.put_nowait(_END)
 
 
-class AsyncEngine:
+class RequestFrontend:
+    """The request API's caller side: streams, superseding keys and the admission check. The
+    engine core runs elsewhere (a worker thread here, worker processes in parallel_engine.py);
+    subclasses say how a command reaches it (`_send`) and hand back what it produced
+    (`_deliver`, from any thread)."""
+
+    def __init__(self) -> None:
+        self._streams: dict[str, tuple[RequestStream, asyncio.AbstractEventLoop]] = {}
+        self._lock = threading.Lock()  # guards _streams, _keys, _stats
+        self._keys: dict[str, str] = {}  # supersede key -> live request id
+        self._ids = itertools.count()
+        self._stats: dict[str, int] = {}
+
+    def _check(self, prompt_ids: list[int], params: SamplingParams) -> None:
+        """Raise AdmissionError for a request that can never be served."""
+        raise NotImplementedError
+
+    def _send(self, command: tuple[str, Any]) -> None:
+        """Pass ("add", args) / ("cancel", request_id) to the engine core."""
+        raise NotImplementedError
+
+    # -- requests (any thread with a running loop) ---------------------------------------
+    def submit(
+        self,
+        prompt_ids: list[int],
+        params: SamplingParams | None = None,
+        *,
+        priority: Priority = Priority.INLINE,
+        request_id: str | None = None,
+        supersede: str | None = None,
+        speculate: bool = True,
+    ) -> RequestStream:
+        params = params or SamplingParams()
+        prompt_ids = list(prompt_ids)
+        self._check(prompt_ids, params)  # AdmissionError now, in the caller's thread
+        request_id = request_id or f"req-{next(self._ids)}"
+        loop = asyncio.get_running_loop()
+        stream = RequestStream(request_id, self, loop)
+        with self._lock:
+            if request_id in self._streams:
+                raise ValueError(f"request id {request_id!r} is already live")
+            self._streams[request_id] = (stream, loop)
+            previous = self._keys.get(supersede) if supersede else None
+            if supersede:
+                self._keys[supersede] = request_id
+        if previous is not None:
+            self.cancel(previous)
+        self._send(("add", (request_id, prompt_ids, params, priority, speculate)))
+        return stream
+
+    def cancel(self, request_id: str) -> None:
+        """Cancel a request (thread-safe; unknown or finished ids are ignored)."""
+        self._send(("cancel", request_id))
+
+    def stats(self) -> dict[str, int]:
+        """Block usage and queue lengths as of the last step (thread-safe snapshot)."""
+        with self._lock:
+            return dict(self._stats)
+
+    # -- results (the engine side, any thread) -------------------------------------------
+    def _deliver(self, request_id: str, tokens: list[int], output: RequestOutput | None) -> None:
+        """New tokens of a request and, when it finished, its output."""
+        with self._lock:
+            entry = self._streams.get(request_id)
+            if entry is not None and output is not None:
+                del self._streams[request_id]
+                for key, rid in list(self._keys.items()):
+                    if rid == request_id:
+                        del self._keys[key]
+        if entry is None:
+            return
+        stream, loop = entry
+        try:
+            loop.call_soon_threadsafe(stream._deliver, tokens, output)
+        except RuntimeError:  # the caller's loop is closed: nobody is listening
+            pass
+
+    def _live_requests(self) -> list[str]:
+        with self._lock:
+            return list(self._streams)
+
+
+class AsyncEngine(RequestFrontend):
     def __init__(
         self,
         model,
@@ -112,12 +194,9 @@ class AsyncEngine:
         eos_ids: tuple[int, ...] = (),
         decode: Callable[[list[int]], str] | None = None,
     ) -> None:
+        super().__init__()
         self.core = EngineCore(model, config, eos_ids, decode)
         self._inbox: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
-        self._streams: dict[str, tuple[RequestStream, asyncio.AbstractEventLoop]] = {}
-        self._lock = threading.Lock()  # guards _streams, _keys, _stats
-        self._keys: dict[str, str] = {}  # supersede key -> live request id
-        self._ids = itertools.count()
         self._thread: threading.Thread | None = None
         self._stats = self.core.stats()
 
@@ -146,43 +225,11 @@ class AsyncEngine:
     async def __aexit__(self, *exc: object) -> None:
         await asyncio.to_thread(self.shutdown)
 
-    # -- requests (any thread with a running loop) ---------------------------------------
-    def submit(
-        self,
-        prompt_ids: list[int],
-        params: SamplingParams | None = None,
-        *,
-        priority: Priority = Priority.INLINE,
-        request_id: str | None = None,
-        supersede: str | None = None,
-        speculate: bool = True,
-    ) -> RequestStream:
-        params = params or SamplingParams()
-        prompt_ids = list(prompt_ids)
-        self.core.check(prompt_ids, params)  # AdmissionError now, in the caller's thread
-        request_id = request_id or f"req-{next(self._ids)}"
-        loop = asyncio.get_running_loop()
-        stream = RequestStream(request_id, self, loop)
-        with self._lock:
-            if request_id in self._streams:
-                raise ValueError(f"request id {request_id!r} is already live")
-            self._streams[request_id] = (stream, loop)
-            previous = self._keys.get(supersede) if supersede else None
-            if supersede:
-                self._keys[supersede] = request_id
-        if previous is not None:
-            self.cancel(previous)
-        self._inbox.put(("add", (request_id, prompt_ids, params, priority, speculate)))
-        return stream
+    def _check(self, prompt_ids: list[int], params: SamplingParams) -> None:
+        self.core.check(prompt_ids, params)
 
-    def cancel(self, request_id: str) -> None:
-        """Cancel a request (thread-safe; unknown or finished ids are ignored)."""
-        self._inbox.put(("cancel", request_id))
-
-    def stats(self) -> dict[str, int]:
-        """Block usage and queue lengths as of the last step (thread-safe snapshot)."""
-        with self._lock:
-            return dict(self._stats)
+    def _send(self, command: tuple[str, Any]) -> None:
+        self._inbox.put(command)
 
     # -- worker thread -------------------------------------------------------------------
     def _run(self) -> None:
@@ -247,25 +294,11 @@ class AsyncEngine:
 
     def _dispatch(self, events: list[StepEvent]) -> None:
         for ev in events:
-            seq = ev.seq
-            with self._lock:
-                entry = self._streams.get(seq.request_id)
-                if entry is not None and ev.finished:
-                    del self._streams[seq.request_id]
-                    for key, rid in list(self._keys.items()):
-                        if rid == seq.request_id:
-                            del self._keys[key]
-            if entry is None:
-                continue
-            stream, loop = entry
-            output = _output(seq) if ev.finished else None
-            try:
-                loop.call_soon_threadsafe(stream._deliver, ev.new_tokens, output)
-            except RuntimeError:  # the caller's loop is closed: nobody is listening
-                pass
+            self._deliver(ev.seq.request_id, ev.new_tokens, request_output(ev.seq) if ev.finished else None)
 
 
-def _output(seq: Sequence) -> RequestOutput:
+def request_output(seq: Sequence) -> RequestOutput:
+    """A finished (or failed, or cancelled) sequence as the caller sees it."""
     return RequestOutput(
         request_id=seq.request_id,
         prompt_tokens=len(seq.prompt_ids),

@@ -6,6 +6,11 @@ tables are kept in persistent host arrays, one row per live sequence, and only t
 a sequence gained since the last step are written: a 128K-token sequence has 8K entries per
 table and rebuilding them every step would cost more than the decode itself.
 
+Under tensor parallelism every rank needs the same step. Rank 0 builds it and sends the
+packed vector, the rows the step reads and the table entries written since the last step
+(`HostStep.writes`); the other ranks keep a `TableMirror` of the persistent rows, so a
+decode step at 64K context still sends a few hundred bytes per sequence, not its tables.
+
 Layout of the packed vector (int64): ids [N] | positions [N] | slots [N] | window slots
 [(loops - 1) * N] | cu_seqlens_q [B + 1] | seq_lens [B] | logit rows [R]. A CUDA-graph decode
 step (`pad_to` > 0) pads every sequence-indexed field to the graph's batch size instead:
@@ -35,6 +40,9 @@ class HostStep:
     num_logits: int  # R
     item_rows: list[tuple[int, int]]  # per plan item: (first logits row, rows)
     graph_batch: int = 0  # > 0: a plain decode step padded for the graph of this batch size
+    rows: np.ndarray | None = None  # int64 [n]: the persistent table rows of the step's sequences
+    width: int = 0  # table entries the step reads per row
+    writes: list[tuple[int, int, np.ndarray]] | None = None  # (row, first entry, int32 [kinds, k]) since the last step
 
 
 def is_plain_decode(plan: StepPlan) -> bool:
@@ -43,13 +51,15 @@ def is_plain_decode(plan: StepPlan) -> bool:
 
 
 class StepBuilder:
-    def __init__(self, block_size: int, window_loops: int, max_model_len: int) -> None:
+    def __init__(self, block_size: int, window_loops: int, max_model_len: int, journal: bool = False) -> None:
         self.block_size = block_size
         self.kinds = 1 + window_loops
-        self.width = -(-max_model_len // block_size) + 1  # entries per table row
+        self.width = table_width(block_size, max_model_len)
         self._tables = np.zeros((self.kinds, 8, self.width), dtype=np.int32)
         self._rows: dict[int, _Row] = {}
         self._free_rows = list(range(7, -1, -1))
+        # Table writes since the last step, for the other tensor-parallel ranks (None: not kept).
+        self._writes: list[tuple[int, int, np.ndarray]] | None = [] if journal else None
 
     def release(self, seq: Sequence) -> None:
         """Forget a finished (or preempted) sequence's row."""
@@ -65,9 +75,10 @@ class StepBuilder:
         else:
             step = self._mixed(plan.items, rows)
         step.graph_batch = pad_to
-        width = max(len(item.seq.block_table) for item in plan.items)
-        step.tables = np.zeros((self.kinds, step.num_seqs, width), dtype=np.int32)
-        step.tables[:, : len(rows)] = self._tables[:, rows, :width]
+        step.rows, step.width = rows, max(len(item.seq.block_table) for item in plan.items)
+        step.tables = gather_tables(self._tables, rows, step.width, step.num_seqs)
+        if self._writes is not None:
+            step.writes, self._writes = self._writes, []
         return step
 
     def _decode(self, items: list[ScheduledSeq], rows: np.ndarray, b: int) -> HostStep:
@@ -129,6 +140,8 @@ class StepBuilder:
                 # every entry a valid block id all the same.
                 self._tables[kind, row.index, lo:hi] = np.maximum(table[lo:hi], 0)
             row.synced = hi
+            if self._writes is not None:
+                self._writes.append((row.index, lo, self._tables[:, row.index, lo:hi].copy()))
         return row.index
 
     def _take_row(self) -> int:
@@ -137,6 +150,34 @@ class StepBuilder:
             self._tables = np.concatenate([self._tables, np.zeros_like(self._tables)], axis=1)
             self._free_rows = list(range(2 * old - 1, old - 1, -1))
         return self._free_rows.pop()
+
+
+def table_width(block_size: int, max_model_len: int) -> int:
+    """Entries per persistent table row: every block a sequence of the longest length can hold."""
+    return -(-max_model_len // block_size) + 1
+
+
+def gather_tables(tables: np.ndarray, rows: np.ndarray, width: int, num_seqs: int) -> np.ndarray:
+    """The step's tables [kinds, num_seqs, width] from persistent rows (padding rows: block 0)."""
+    out = np.zeros((tables.shape[0], num_seqs, width), dtype=np.int32)
+    out[:, : len(rows)] = tables[:, rows, :width]
+    return out
+
+
+class TableMirror:
+    """A tensor-parallel rank's copy of rank 0's persistent table rows (`StepBuilder`), kept
+    current by the writes each step carries."""
+
+    def __init__(self, kinds: int, width: int) -> None:
+        self._tables = np.zeros((kinds, 8, width), dtype=np.int32)
+
+    def tables(self, step: HostStep) -> np.ndarray:
+        """Apply the step's writes, then gather its tables."""
+        for row, lo, values in step.writes or ():
+            while row >= self._tables.shape[1]:  # rank 0 doubled its rows: so do we
+                self._tables = np.concatenate([self._tables, np.zeros_like(self._tables)], axis=1)
+            self._tables[:, row, lo : lo + values.shape[1]] = values
+        return gather_tables(self._tables, step.rows, step.width, step.num_seqs)
 
 
 @dataclass

@@ -32,6 +32,17 @@ class StepEvent:
     finished: bool
 
 
+def check_prompt_ids(prompt_ids: list[int], vocab: int) -> None:
+    """Raise AdmissionError unless every prompt token is an id of the vocabulary."""
+    bad = None
+    # Plain ints (the usual case) are checked by min/max; a 32K-token prompt costs
+    # milliseconds that way and tens of them with a per-token isinstance check.
+    if not all(type(t) is int for t in prompt_ids) or (prompt_ids and not 0 <= min(prompt_ids) <= max(prompt_ids) < vocab):
+        bad = next((t for t in prompt_ids if not isinstance(t, numbers.Integral) or not 0 <= t < vocab), None)
+    if bad is not None:
+        raise AdmissionError(f"prompt token {bad!r} is not an id of this model's vocabulary (0..{vocab - 1})")
+
+
 class EngineCore:
     def __init__(
         self,
@@ -39,11 +50,13 @@ class EngineCore:
         config: SchedulerConfig | None = None,
         eos_ids: tuple[int, ...] = (),
         decode: Callable[[list[int]], str] | None = None,
+        group=None,
     ) -> None:
         self.config = config or SchedulerConfig()
         self.model_config = model.config
         self.pool = BlockPool(self.config.num_blocks, self.config.block_size)
-        self.runner = ModelRunner(model, self.config, eos_ids)
+        # group (workers.RankGroup): on tensor-parallel rank 0, the other ranks that run every step
+        self.runner = ModelRunner(model, self.config, eos_ids, group)
         self.tables = BlockTables(self.pool, self.runner.window_loops, model.config.loop_window_size)
         propose = PromptLookup() if self.config.num_speculative_tokens else None
         self.scheduler = Scheduler(self.config, self.tables, model.config.max_position_embeddings, propose)
@@ -57,14 +70,7 @@ class EngineCore:
     def check(self, prompt_ids: list[int], params: SamplingParams) -> None:
         """Raise AdmissionError if the request can never be served. Reads only constants,
         so any thread may call it."""
-        vocab = self.model_config.vocab_size
-        bad = None
-        # Plain ints (the usual case) are checked by min/max; a 32K-token prompt costs
-        # milliseconds that way and tens of them with a per-token isinstance check.
-        if not all(type(t) is int for t in prompt_ids) or (prompt_ids and not 0 <= min(prompt_ids) <= max(prompt_ids) < vocab):
-            bad = next((t for t in prompt_ids if not isinstance(t, numbers.Integral) or not 0 <= t < vocab), None)
-        if bad is not None:
-            raise AdmissionError(f"prompt token {bad!r} is not an id of this model's vocabulary (0..{vocab - 1})")
+        check_prompt_ids(prompt_ids, self.model_config.vocab_size)
         self.scheduler.check_admissible(len(prompt_ids), params.max_tokens)
 
     def add(
@@ -107,7 +113,10 @@ class EngineCore:
         try:
             produced = self.runner.run(plan)
         except Exception as exc:  # noqa: BLE001 - engine boundary: any failure of a step
-            # (OOM, a kernel error, a bug) fails the requests in it; the engine goes on.
+            # (OOM, a kernel error, a bug) fails the requests in it; the engine goes on,
+            # unless other tensor-parallel ranks are left mid-step (the caller restarts them).
+            if not self.runner.recoverable:
+                raise
             return self._fail(plan, exc)
         events = []
         for item in plan.items:

@@ -11,6 +11,12 @@ packed vector of `batch.py` (one per size) and one block-table buffer shared by 
 Capture needs attention kernels that run without host syncs (the Triton kernels behind
 `loopls.kernels.ops`). With the plain-torch reference, which reads sequence lengths on the
 host, capture fails: the runner then logs why and runs every step eagerly.
+
+Under tensor parallelism the graphs hold the step's all-reduces too (NCCL kernels or the
+symmetric-memory ones), so a decode step is one launch per rank with no host work per
+layer. Every rank captures the same sizes in the same order, together (the warm-up and the
+capture run collectives). Capture is then confined to this thread: another thread's CUDA
+calls (NCCL's watchdog polls its events) must not invalidate it.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ import numpy as np
 import torch
 
 from ..model.attention import PagedKV, PagedStore
-from .batch import HostStep, StepBuilder, unpack
+from .batch import HostStep, unpack
 
 log = logging.getLogger("loopls.engine")
 
@@ -32,15 +38,20 @@ def batch_sizes(max_num_seqs: int) -> list[int]:
 
 
 class DecodeGraphs:
-    def __init__(self, model, kv: PagedKV, builder: StepBuilder, max_num_seqs: int) -> None:
+    def __init__(
+        self, model, kv: PagedKV, kinds: int, width: int, max_num_seqs: int,
+        compute_logits: bool = True, distributed: bool = False,
+    ) -> None:
         self.model = model
         self.kv = kv
-        self.builder = builder
         self.sizes = batch_sizes(max_num_seqs)
         device = kv.k.device
-        self.tables = torch.zeros(builder.kinds, self.sizes[-1], builder.width, dtype=torch.int32, device=device)
-        self.loops = builder.kinds - 1
-        self._graphs: dict[int, tuple[torch.cuda.CUDAGraph, torch.Tensor, torch.Tensor]] = {}
+        # kinds: the loop-0 table, then one per later loop; width: entries per table row
+        self.tables = torch.zeros(kinds, self.sizes[-1], width, dtype=torch.int32, device=device)
+        self.loops = kinds - 1
+        self.compute_logits = compute_logits  # False on tensor-parallel ranks > 0 (rank 0 samples)
+        self.capture_mode = "thread_local" if distributed else "global"
+        self._graphs: dict[int, tuple[torch.cuda.CUDAGraph, torch.Tensor, torch.Tensor | None]] = {}
         self._pool = None
 
     def batch_for(self, n: int) -> int:
@@ -59,7 +70,7 @@ class DecodeGraphs:
             return False
         return True
 
-    def _capture(self, size: int) -> tuple[torch.cuda.CUDAGraph, torch.Tensor, torch.Tensor]:
+    def _capture(self, size: int) -> tuple[torch.cuda.CUDAGraph, torch.Tensor, torch.Tensor | None]:
         device = self.tables.device
         # A valid decode step of `size` padding sequences: every row reads block 0, writes nowhere.
         n = size
@@ -70,9 +81,10 @@ class DecodeGraphs:
         static = torch.from_numpy(packed).to(device)
         self.tables.zero_()
 
-        def step() -> torch.Tensor:
+        def step() -> torch.Tensor | None:
             ids, positions, meta, _ = unpack(static, self.tables[:, :size], n, n, n, self.loops)
-            return self.model.forward_packed(ids, positions, PagedStore(self.kv, meta))
+            store = PagedStore(self.kv, meta)
+            return self.model.forward_packed(ids, positions, store, compute_logits=self.compute_logits)
 
         with torch.inference_mode():
             side = torch.cuda.Stream(device)
@@ -81,14 +93,15 @@ class DecodeGraphs:
                 step()
             torch.cuda.current_stream(device).wait_stream(side)
             graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph, pool=self._pool):
+            with torch.cuda.graph(graph, pool=self._pool, capture_error_mode=self.capture_mode):
                 out = step()
         self._pool = graph.pool()
         return graph, static, out
 
     @torch.inference_mode()
-    def replay(self, step: HostStep) -> torch.Tensor:
-        """Logits [graph batch, vocab] of a decode step built with `pad_to` = its graph batch."""
+    def replay(self, step: HostStep) -> torch.Tensor | None:
+        """Logits [graph batch, vocab] of a decode step built with `pad_to` = its graph batch
+        (None on a rank that does not compute logits)."""
         graph, static, out = self._graphs[step.graph_batch]
         static.copy_(torch.from_numpy(step.packed))
         width = step.tables.shape[2]

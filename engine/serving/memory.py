@@ -14,6 +14,10 @@ a dummy step does not produce, are added by count. The scheduler then keeps ever
 what was measured: at most `max_step_tokens` tokens and `max_num_seqs` sequences per step,
 and K/V only in the pool's blocks (admission and preemption, scheduler.py).
 
+Under tensor parallelism every rank measures its own peaks during the same probe steps
+(rank 0 drives them, the others run them as any step) and computes its own pool; all ranks
+then take the smallest, since they share one block table.
+
 The decode graphs' private memory is bounded by the decode step's peak, which is reserved
 for it. The plain-torch attention reference gathers every key of a sequence (its memory grows
 with the context); the Triton kernels read blocks in place, so with them the measured peak
@@ -56,18 +60,36 @@ class MemoryPlan:
         )
 
 
-def plan_pool(model, config: SchedulerConfig, utilization: float = UTILIZATION) -> MemoryPlan:
-    """How many blocks of `config.block_size` fit on `model`'s GPU beside a worst-case step."""
+def plan_pool(model, config: SchedulerConfig, utilization: float = UTILIZATION, group=None) -> MemoryPlan:
+    """How many blocks of `config.block_size` fit on `model`'s GPU beside a worst-case step;
+    with `group` (tensor-parallel rank 0, workers.RankGroup), on every rank's GPU."""
     device = next(model.parameters()).device
     if device.type != "cuda":
         raise ValueError("the K/V pool is sized from measured steps on a GPU only")
-    prefill, decode = _step_peaks(model, config)
+    if group is not None:
+        group.probing = True  # the other ranks record their peaks of the probe steps
+    try:
+        prefill, decode = _step_peaks(model, config, group)
+    finally:
+        if group is not None:
+            group.probing = False
+    if group is None:
+        gc.collect()
+        torch.cuda.empty_cache()
+        free, total = torch.cuda.mem_get_info(device)
+        return _plan(model, config, utilization, prefill, decode, free, total)
+    # Every rank drops its probe pool and reports (its probe peaks, free, total); rank 0's
+    # own entry comes first and carries no peaks (they were measured around whole steps).
+    reports = group.call("memory_report")
+    plans = [_plan(model, config, utilization, prefill, decode, *reports[0][1:])]
+    plans += [_plan(model, config, utilization, peaks[0], peaks[-1], free, total) for peaks, free, total in reports[1:]]
+    return min(plans, key=lambda p: p.num_blocks)
+
+
+def _plan(model, config: SchedulerConfig, utilization: float, prefill: int, decode: int, free: int, total: int) -> MemoryPlan:
     cfg = model.config
     draft_rows = config.max_num_seqs * config.num_speculative_tokens
     draft_logits = 2 * draft_rows * cfg.vocab_size * 4  # fp32 logits and their softmax
-    gc.collect()
-    torch.cuda.empty_cache()
-    free, total = torch.cuda.mem_get_info(device)
     attn = model.model.layers[0].self_attn
     block_bytes = PagedKV.block_bytes(
         cfg.num_hidden_layers, config.block_size, attn.num_kv_heads, attn.head_dim, next(model.parameters()).dtype
@@ -77,7 +99,7 @@ def plan_pool(model, config: SchedulerConfig, utilization: float = UTILIZATION) 
     return MemoryPlan(total, in_use, prefill, decode, draft_logits, block_bytes, max(budget // block_bytes, 0))
 
 
-def _step_peaks(model, config: SchedulerConfig) -> tuple[int, int]:
+def _step_peaks(model, config: SchedulerConfig, group=None) -> tuple[int, int]:
     """Peak bytes of a max_step_tokens prefill chunk and of a max_num_seqs decode step, each
     beyond what was allocated before it, on a throw-away engine with just enough blocks."""
     chunk, seqs = config.max_step_tokens, config.max_num_seqs
@@ -87,17 +109,17 @@ def _step_peaks(model, config: SchedulerConfig) -> tuple[int, int]:
     probe = dataclasses.replace(
         config, num_blocks=blocks, num_speculative_tokens=0, enable_prefix_caching=False, cuda_graphs=False
     )
-    core = EngineCore(model, probe)
+    core = EngineCore(model, probe, group=group)
     one = SamplingParams(max_tokens=1)
     vocab = model.config.vocab_size
     gen = torch.Generator().manual_seed(0)
     prompt = torch.randint(0, vocab, (chunk + 1,), generator=gen).tolist()
     core.add("prefill", prompt, SamplingParams(max_tokens=1))
-    prefill = _peak(core)  # the whole chunk in one step
+    prefill = _peak(core)  # the whole chunk in one step (the other ranks' first peak)
     core.abort("prefill")
     for i in range(seqs):
         core.add(f"decode{i}", [int(t) for t in torch.randint(0, vocab, (1,), generator=gen)], one)
-    decode = _peak(core)  # one token for each of max_num_seqs sequences
+    decode = _peak(core)  # one token for each of max_num_seqs sequences (their second)
     del core
     return prefill, decode
 

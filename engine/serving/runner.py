@@ -1,23 +1,30 @@
 """Model runner: turns a scheduler `StepPlan` into one packed forward and the sampled tokens.
 
-It owns the K/V tensors (`PagedKV`: loop-0 and Loop window blocks alike), the step builder
-and, on CUDA, the decode graphs; it never decides who runs. A plain decode step (one token
-per sequence) replays a captured CUDA graph padded to the next captured batch size; any
-other step (prefill chunks, drafts, a CPU) runs eagerly. Sampling runs on the device for the
-whole batch and the step ends with one host sync, which reads every token at once. After a
-step it advances every sequence's progress (`num_computed`) and returns the tokens each
-sampling sequence produced; appending them, stop rules and block registration are the
-engine core's job.
+It owns the step builder and a `StepExecutor` (executor.py: the K/V tensors, loop-0 and Loop
+window blocks alike, and on CUDA the decode graphs); it never decides who runs. A plain
+decode step (one token per sequence) replays a captured CUDA graph padded to the next
+captured batch size; any other step (prefill chunks, drafts, a CPU) runs eagerly. Sampling
+runs on the device for the whole batch and the step ends with one host sync, which reads
+every token at once. After a step it advances every sequence's progress (`num_computed`) and
+returns the tokens each sampling sequence produced; appending them, stop rules and block
+registration are the engine core's job.
+
+Tensor parallelism (`group`, workers.py): this runner lives on rank 0. Each step it sends the
+built step to the other ranks once, before running its own share; every rank's executor holds
+its heads' K/V under the same block ids, and only rank 0 computes logits and samples. A
+failed step then leaves the ranks out of step with each other, so it is not recoverable here:
+the engine core re-raises it and the worker group is restarted.
 """
 
 from __future__ import annotations
 
 import torch
 
-from ..model.attention import PagedKV, PagedStore, graph_capturable
+from ..model.attention import PagedKV
 from ..model.config import ModelConfig
 from ..model.sampler import sample_rows
-from .batch import HostStep, StepBuilder, is_plain_decode, unpack
+from .batch import HostStep, StepBuilder, is_plain_decode
+from .executor import StepExecutor
 from .graphs import DecodeGraphs
 from .scheduler import ScheduledSeq, SchedulerConfig, StepPlan
 from .sequence import Sequence
@@ -25,25 +32,32 @@ from .spec import accept_greedy, update_draft_limit
 
 
 class ModelRunner:
-    def __init__(self, model, config: SchedulerConfig, stop_ids: tuple[int, ...] = ()) -> None:
+    def __init__(self, model, config: SchedulerConfig, stop_ids: tuple[int, ...] = (), group=None) -> None:
         self.model = model
         self.config: ModelConfig = model.config
         param = next(model.parameters())
         self.device, self.dtype = param.device, param.dtype
-        attn = model.model.layers[0].self_attn  # a tensor-parallel rank holds only its KV heads
         self.window_loops = self.config.loop_num - 1 if self.config.is_loop else 0
-        self.kv = PagedKV(
-            self.config.num_hidden_layers, config.num_blocks, config.block_size, attn.num_kv_heads,
-            attn.head_dim, self.dtype, self.device,
+        self.group = group  # workers.RankGroup: the other tensor-parallel ranks (None: alone)
+        self.recoverable = group is None  # a failed step leaves other ranks waiting in a collective
+        self.builder = StepBuilder(
+            config.block_size, self.window_loops, self.config.max_position_embeddings, journal=group is not None
         )
-        self.builder = StepBuilder(config.block_size, self.window_loops, self.config.max_position_embeddings)
+        kinds, width = self.builder.kinds, self.builder.width
+        if group is None:
+            self.executor = StepExecutor(model, config, kinds, width)
+        else:
+            self.executor = group.build_executor(config, kinds, width)
         self.stop_ids = tuple(stop_ids)
         self.draft_ceiling = config.num_speculative_tokens
-        self.graphs: DecodeGraphs | None = None
-        if config.cuda_graphs and graph_capturable(self.device):
-            self.graphs = DecodeGraphs(model, self.kv, self.builder, config.max_num_seqs)
-            if not self.graphs.capture():
-                self.graphs = None
+
+    @property
+    def kv(self) -> PagedKV:
+        return self.executor.kv
+
+    @property
+    def graphs(self) -> DecodeGraphs | None:
+        return self.executor.graphs
 
     def release(self, seq: Sequence) -> None:
         """A finished sequence leaves the runner's tables."""
@@ -65,17 +79,11 @@ class ModelRunner:
         return produced
 
     def _forward(self, plan: StepPlan) -> tuple[HostStep, torch.Tensor]:
-        batch = self.graphs.batch_for(len(plan.items)) if self.graphs and is_plain_decode(plan) else 0
+        batch = self.executor.batch_for(len(plan.items)) if is_plain_decode(plan) else 0
         step = self.builder.build(plan, pad_to=batch)
-        if batch:
-            return step, self.graphs.replay(step)
-        packed = torch.from_numpy(step.packed).to(self.device)
-        tables = torch.from_numpy(step.tables).to(self.device)
-        ids, positions, meta, logit_rows = unpack(
-            packed, tables, step.num_tokens, step.num_seqs, step.num_logits, self.window_loops
-        )
-        store = PagedStore(self.kv, meta)
-        return step, self.model.forward_packed(ids, positions, store, logit_rows)
+        if self.group is not None:
+            self.group.send_step(step)  # the one message per step to the other ranks
+        return step, self.executor.forward(step)
 
     def _sample(self, plan: StepPlan, step: HostStep, logits: torch.Tensor) -> list[int]:
         """Token of every logits row (argmax, or a draw for the last row of a sampled

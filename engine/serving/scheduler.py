@@ -50,6 +50,43 @@ class SchedulerConfig:
         return self.num_blocks * self.block_size
 
 
+@dataclass(frozen=True)
+class Admission:
+    """Whether a request can ever be served: it must fit the whole cache alone and the model's
+    positions. Reads only constants, so any thread (or process) holding them may check."""
+
+    config: SchedulerConfig
+    loops: int  # later Loop loops keeping window blocks (0: not a Loop model)
+    keep: int  # keys before its own position that a later loop's query still sees (W - 1)
+    max_model_len: int
+
+    def check(self, prompt_len: int, max_tokens: int) -> None:
+        need = prompt_len + max_tokens
+        if prompt_len < 1:
+            raise AdmissionError("empty prompt: at least one token is needed")
+        blocks = self.blocks_alone(need)
+        if blocks > self.config.num_blocks:
+            window = " and its Loop window" if self.loops else ""
+            raise AdmissionError(
+                f"request needs {blocks} KV blocks for {need} tokens (prompt {prompt_len} + max_tokens "
+                f"{max_tokens}){window} but the whole cache holds {self.config.capacity_tokens} "
+                f"({self.config.num_blocks} blocks of {self.config.block_size}); shorten the prompt "
+                "or lower max_tokens"
+            )
+        if need > self.max_model_len:
+            raise AdmissionError(
+                f"request needs {need} positions (prompt {prompt_len} + max_tokens {max_tokens}) but the "
+                f"model allows {self.max_model_len}"
+            )
+
+    def blocks_alone(self, tokens: int) -> int:
+        """Most blocks one sequence of `tokens` tokens can hold at once: its loop-0 blocks plus,
+        per later Loop loop, the window of a step's chunk and the W-1 keys before it."""
+        bs = self.config.block_size
+        window = -(-(min(self.config.max_step_tokens, tokens) + self.keep) // bs) + 1
+        return -(-tokens // bs) + self.loops * window
+
+
 @dataclass
 class ScheduledSeq:
     seq: Sequence
@@ -86,36 +123,17 @@ class Scheduler:
         self.pool = tables.pool
         self.max_model_len = max_model_len
         self.propose = propose
+        self.admission = Admission(config, tables.loops, tables.keep, max_model_len)
         self.waiting: list[Sequence] = []
         self.running: list[Sequence] = []
         self._arrivals = 0
 
     # -- requests ------------------------------------------------------------------------
     def check_admissible(self, prompt_len: int, max_tokens: int) -> None:
-        need = prompt_len + max_tokens
-        if prompt_len < 1:
-            raise AdmissionError("empty prompt: at least one token is needed")
-        blocks = self.blocks_alone(need)
-        if blocks > self.config.num_blocks:
-            window = " and its Loop window" if self.tables.loops else ""
-            raise AdmissionError(
-                f"request needs {blocks} KV blocks for {need} tokens (prompt {prompt_len} + max_tokens "
-                f"{max_tokens}){window} but the whole cache holds {self.config.capacity_tokens} "
-                f"({self.config.num_blocks} blocks of {self.config.block_size}); shorten the prompt "
-                "or lower max_tokens"
-            )
-        if need > self.max_model_len:
-            raise AdmissionError(
-                f"request needs {need} positions (prompt {prompt_len} + max_tokens {max_tokens}) but the "
-                f"model allows {self.max_model_len}"
-            )
+        self.admission.check(prompt_len, max_tokens)
 
     def blocks_alone(self, tokens: int) -> int:
-        """Most blocks one sequence of `tokens` tokens can hold at once: its loop-0 blocks plus,
-        per later Loop loop, the window of a step's chunk and the W-1 keys before it."""
-        pool, t = self.pool, self.tables
-        window = pool.blocks_for(min(self.config.max_step_tokens, tokens) + t.keep) + 1
-        return pool.blocks_for(tokens) + t.loops * window
+        return self.admission.blocks_alone(tokens)
 
     def add(self, seq: Sequence) -> None:
         self.check_admissible(len(seq.prompt_ids), seq.params.max_tokens)

@@ -18,6 +18,8 @@ def add_serve_parser(sub) -> None:
     p.add_argument("--api-key", default=os.environ.get("LOOPLS_API_KEY"),
                    help="require 'Authorization: Bearer KEY' on /v1 (default: $LOOPLS_API_KEY)")
     p.add_argument("--device", type=device, default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--tensor-parallel-size", type=bounded_int(1, 64), default=1,
+                   help="GPUs the model is split over, from --device's GPU on (one worker process each)")
     p.add_argument("--context-tokens", type=bounded_int(64, 131072), default=8192,
                    help="typical prompt length; sizes the KV cache on CPU")
     p.add_argument("--max-body-bytes", type=bounded_int(1024, 1 << 30), default=4 << 20, help="larger request bodies are answered 413")
@@ -36,6 +38,7 @@ def run_serve(args: argparse.Namespace) -> int:
         options = ServeOptions(
             host=args.host, port=args.port, model=args.model, served_name=args.served_model_name,
             api_key=args.api_key or None, device=args.device, context_tokens=args.context_tokens,
+            tensor_parallel_size=args.tensor_parallel_size,
             limits=ServerLimits(max_body_bytes=args.max_body_bytes, max_prompt_tokens=args.max_prompt_tokens,
                                 max_concurrent=args.max_concurrent),
             log_level=args.log_level.lower(),

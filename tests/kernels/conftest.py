@@ -16,7 +16,10 @@ import pytest
 import torch
 from kernel_cases import ON_GPU
 
-KERNEL_MODULES = ("attention_tiles", "launch", "kv_write", "paged_attention", "loop_attention", "norms", "rope")
+KERNEL_MODULES = (
+    "attention_tiles", "prefill_tiles", "launch", "kv_write", "paged_attention", "loop_attention", "prefill",
+    "norms", "rope",
+)
 
 
 @pytest.fixture(scope="session")

@@ -21,6 +21,11 @@ CASES = {
     "prefill-split": ([40, 13], [5, 3], 12, 16, 16, 10, 2, 64, 2),
     "empty-sequence-in-batch": ([30, 12, 50], [4, 0, 3], 16, 16, 16, 10, 2, 64, None),
     "long-decode": ([LONG], [1], 64, 16, 16, 10, 2, 128, None),
+    # Prefill kernel: interior / edge tiles of both passes, prefixes, block sizes around the tile.
+    "prefill-interior-tiles-gqa5-d128": ([300], [300], 64, 16, 16, 10, 2, 128, None),
+    "chunk-on-prefix-window-crossing-tiles": ([520, 33], [140, 33], 100, 16, 32, 8, 2, 64, None),
+    "window-narrower-than-query-block": ([200], [200], 5, 16, 8, 10, 2, 64, None),
+    "window-tile-inside-a-block": ([300], [170], 70, 128, 128, 8, 2, 64, None),
 }
 
 
@@ -54,6 +59,16 @@ def test_matches_reference(kernels, device, generator, case, dtype) -> None:
     )
     ref = reference.loop_attention(*_args(glob, local, window, gate_w, gate_b, fp32=True))
     assert got is out
+    assert rel_err(out, ref) < BOUNDS[dtype]
+
+
+@pytest.mark.parametrize("case", ["prefill-longer-than-window", "chunk-on-prefix-window-crossing-tiles"])
+def test_legacy_prefill_path_matches_reference(kernels, device, generator, case) -> None:
+    dtype = ATTENTION_DTYPES[0]
+    glob, local, window, gate_w, gate_b, _ = _loop_case(case, dtype, device, generator)
+    out = poisoned_like(glob.q)
+    kernels.loop_attention.loop_attention(*_args(glob, local, window, gate_w, gate_b), out=out, legacy_prefill=True)
+    ref = reference.loop_attention(*_args(glob, local, window, gate_w, gate_b, fp32=True))
     assert rel_err(out, ref) < BOUNDS[dtype]
 
 

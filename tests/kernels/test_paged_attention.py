@@ -26,6 +26,17 @@ CASES = {
     "block-larger-than-tile": ([300, 129], [1, 2], 0, 128, 8, 1, 64, None),
     "long-decode": ([LONG, 3], [1, 1], 0, 16, 10, 2, 128, None),
     "long-prefill-chunk-window": ([LONG], [64], 48, 16, 10, 2, 64, None),
+    # Prefill kernel (prefill_tiles.py): interior tiles (unmasked) vs diagonal / window-edge
+    # tiles, chunks that are no multiple of the query block or the key tile, prefixes.
+    "interior-and-diagonal-tiles-gqa5-d128": ([300], [300], 0, 16, 10, 2, 128, None),
+    "chunks-not-multiple-of-tile": ([77, 150], [77, 150], 0, 16, 8, 2, 64, None),
+    "chunk-on-long-prefix": ([700, 90], [45, 90], 0, 16, 10, 2, 64, None),
+    "window-edges-and-interior": ([420, 371, 262], [150, 75, 100], 90, 16, 10, 2, 64, None),
+    "window-narrower-than-query-block": ([260, 61], [120, 61], 10, 8, 10, 2, 64, None),
+    "prefill-tile-inside-a-block": ([400, 129], [200, 129], 0, 128, 8, 1, 64, None),
+    "window-tile-inside-a-block": ([333], [140], 90, 128, 8, 2, 64, None),
+    "prefill-padded-head-dim": ([130, 20], [130, 20], 0, 16, 6, 2, 96, None),
+    "block-not-a-power-of-two": ([100, 50], [60, 50], 30, 24, 10, 2, 64, None),
 }
 
 
@@ -42,6 +53,22 @@ def test_matches_reference(kernels, device, generator, case, dtype) -> None:
     ref = reference.paged_attention(*c.fp32().args(), window)
     assert got is out
     assert rel_err(out, ref) < BOUNDS[dtype]
+
+
+@pytest.mark.parametrize(
+    "case", ["prefill-from-0", "chunk-on-long-prefix", "window-edges-and-interior", "chunk-longer-than-window"]
+)
+def test_legacy_prefill_path_matches_reference(kernels, device, generator, case) -> None:
+    # The split-capable kernel still serves prefill with splits, and the benchmark's "before".
+    seq_lens, q_lens, window, bs, h, kvh, d, _ = CASES[case]
+    dtype = ATTENTION_DTYPES[0]
+    c = make_paged_case(
+        seq_lens, q_lens, heads=h, kv_heads=kvh, head_dim=d, block_size=bs, dtype=dtype,
+        device=device, window=window, generator=generator,
+    )
+    out = poisoned_like(c.q)
+    kernels.paged_attention.paged_attention(*c.args(), window, out=out, legacy_prefill=True)
+    assert rel_err(out, reference.paged_attention(*c.fp32().args(), window)) < BOUNDS[dtype]
 
 
 @pytest.mark.parametrize("splits", [1, 2, 5])

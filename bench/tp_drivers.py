@@ -1,0 +1,282 @@
+"""What tp_serving_bench.py runs inside the engine's tensor-parallel rank 0 (driver functions,
+`WorkerSpec.driver`) and on every rank (`RankGroup.call("run", ...)`).
+
+Everything is measured on the serving path the language server uses: the engine core on
+rank 0 schedules, builds and sends each step; every rank replays its decode CUDA graph with
+the all-reduces inside; rank 0 samples. Nothing here prints: results go back as dicts.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+
+import numpy as np
+import torch
+
+from loopls.engine.model.collectives import model_all_reduce
+from loopls.engine.model.sampler import SamplingParams
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def copy_bandwidth(device: torch.device) -> float:
+    """Device-to-device copy, bytes read + written per second (nan on a CPU)."""
+    if device.type != "cuda":
+        return float("nan")
+    x = torch.empty(1 << 30, dtype=torch.uint8, device=device)
+    y = torch.empty_like(x)
+    for _ in range(3):
+        y.copy_(x)
+    sync(device)
+    t = time.perf_counter()
+    for _ in range(20):
+        y.copy_(x)
+    sync(device)
+    return 2 * x.numel() * 20 / (time.perf_counter() - t)
+
+
+def prompt(vocab: int, n: int, seed: int) -> list[int]:
+    return torch.randint(20, vocab, (n,), generator=torch.Generator().manual_seed(seed)).tolist()
+
+
+def drain(core) -> None:
+    while core.has_work:
+        core.step()
+
+
+# -- on every rank -------------------------------------------------------------------------
+def allreduce_latency(state, rows_list: list[int], calls: int, repeats: int) -> dict[int, float]:
+    """Microseconds per all-reduce of [rows, hidden] in the model's dtype with the variant the
+    model uses now: `calls` back to back, captured in one CUDA graph (eager on a CPU)."""
+    reduce = model_all_reduce(state.model)
+    if reduce is None:
+        return {}
+    param = next(state.model.parameters())
+    hidden = state.model.config.hidden_size
+    out = {}
+    for rows in rows_list:
+        x = torch.ones(rows, hidden, dtype=param.dtype, device=state.device)
+
+        def burst() -> None:
+            for _ in range(calls):
+                reduce.all_reduce(x.clone())
+
+        burst()  # warm-up (NCCL channels, buffers)
+        if state.device.type == "cuda":
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph, capture_error_mode="thread_local"):
+                burst()
+            run = graph.replay
+        else:
+            run = burst
+        run()
+        sync(state.device)
+        t = time.perf_counter()
+        for _ in range(repeats):
+            run()
+        sync(state.device)
+        out[rows] = (time.perf_counter() - t) / (repeats * calls) * 1e6
+    return out
+
+
+# -- on rank 0 -----------------------------------------------------------------------------
+def decode_speed(session, batch: int, context: int, steps: int, profile_steps: int) -> dict:
+    """Plain decode of `batch` sequences after `context`-token prompts: tokens/s over `steps`
+    timed steps (each ends with the host reading the sampled tokens), then a per-rank profile
+    of `profile_steps` more."""
+    core = session.core
+    vocab = core.model_config.vocab_size
+    total = steps + profile_steps + 8
+    seqs = [core.add(f"d{batch}-{i}-{time.monotonic_ns()}", prompt(vocab, context, 100 + i),
+                     SamplingParams(max_tokens=total, min_tokens=total)) for i in range(batch)]
+    while any(s.in_prefill or not s.output_ids for s in seqs):
+        core.step()
+    for _ in range(3):
+        core.step()
+    device = core.runner.device
+    sync(device)
+    t = time.perf_counter()
+    for _ in range(steps):
+        core.step()
+    sync(device)
+    elapsed = time.perf_counter() - t
+    profile = []
+    if profile_steps:
+        def run() -> int:
+            for _ in range(profile_steps):
+                core.step()
+            return profile_steps
+
+        profile = session.profile(run)
+    for s in seqs:
+        core.abort(s.request_id)
+    return {"tok_s": batch * steps / elapsed, "step_ms": 1e3 * elapsed / steps, "profile": profile}
+
+
+def greedy_check(core, prompts: list[list[int]], new: int) -> dict:
+    """Greedy tokens of `prompts` and the logits of their first sampled row (the prompt's end)."""
+    rows: dict[str, torch.Tensor] = {}
+    sample = core.runner._sample
+
+    def recording(plan, step, out):
+        for item, (first, count) in zip(plan.items, step.item_rows):
+            if count and item.seq.request_id not in rows:
+                rows[item.seq.request_id] = out[first].float().cpu()
+        return sample(plan, step, out)
+
+    core.runner._sample = recording
+    try:
+        stamp = time.monotonic_ns()
+        seqs = [core.add(f"c{i}-{stamp}", p, SamplingParams(max_tokens=new, min_tokens=new)) for i, p in enumerate(prompts)]
+        drain(core)
+    finally:
+        core.runner._sample = sample
+    return {"tokens": [s.output_ids for s in seqs], "logits": [rows[s.request_id] for s in seqs]}
+
+
+def drive_decode(session, variants: list[str | None], batches: list[int], context: int, steps: int,
+                 profile_steps: int, check_prompts: list[list[int]], check_new: int, ar_rows: list[int],
+                 deadline: float = float("inf")) -> dict:
+    """Per all-reduce variant (None: as set up): all-reduce latency, decode speed at each
+    batch with a profile, and the greedy check. A variant is skipped when less time is left
+    before `deadline` (time.monotonic, shared by the processes of a host) than the previous
+    one took, so the section returns what it measured instead of running out of time."""
+    device = session.group.state.device
+    out = {"bandwidth": copy_bandwidth(device), "world": session.group.world, "pool": session.info["pool"],
+           "blocks": session.info["config"].num_blocks, "variants": {}}
+    took = 0.0
+    for variant in variants:
+        res: dict = {}
+        started = time.monotonic()
+        if deadline - started < took:
+            out["variants"][variant or "default"] = {"skipped": f"out of time ({deadline - started:.0f} s left, "
+                                                                f"the previous variant took {took:.0f} s)"}
+            continue
+        try:
+            info = session.rebuild(all_reduce=variant) if variant is not None else session.info
+            res.update(running=info["all_reduce"], error=info["all_reduce_error"], graphs=info["graphs"])
+            if variant is not None and info["all_reduce"] != variant:
+                res["skipped"] = f"{variant} did not start: {info['all_reduce_error'] or 'fell back'}"
+                out["variants"][variant or "default"] = res
+                continue
+            if session.group.world > 1:
+                res["allreduce_us"] = session.group.call("run", allreduce_latency, ar_rows, 56, 20)[0]
+            res["decode"] = {b: decode_speed(session, b, context, steps, profile_steps) for b in batches}
+            res["check"] = greedy_check(session.core, check_prompts, check_new)
+        except Exception as exc:  # noqa: BLE001 - report the variant's failure, try the next
+            res["error"] = f"{type(exc).__name__}: {exc}"
+            if "RankError" in res["error"] or "Worker" in res["error"]:
+                raise
+        out["variants"][variant or "default"] = res
+        took = time.monotonic() - started
+    return out
+
+
+def _lengths(count: int, lo: int, hi: int, mean: int, seed: int) -> list[int]:
+    """Input lengths lo..hi with the given mean: a clipped log-normal (as serving_bench.py)."""
+    gen = torch.Generator().manual_seed(seed)
+    mu = float(np.log(mean)) - 0.55**2 / 2
+    return torch.empty(count).log_normal_(mean=mu, std=0.55, generator=gen).clamp(lo, hi).int().tolist()
+
+
+def drive_loop(session, context: int, steps: int, profile_steps: int, levels: list[int], lengths: tuple[int, int, int],
+               decode_steps: int, cold_level: int, outputs: int, cold_seconds: float,
+               deadline: float = float("inf")) -> dict:
+    """The Loop model: batch-1 decode with a profile; decode at each concurrency level over
+    contexts drawn from the load's input lengths (their K/V shared through one cached prompt,
+    so a level costs its decode steps, not its prefills); and the cold load at one level, for
+    at most `cold_seconds` and never past `deadline` (time.monotonic)."""
+    core = session.core
+    out = {"bandwidth": copy_bandwidth(session.group.state.device), "pool": session.info["pool"],
+           "blocks": session.info["config"].num_blocks, "block_size": session.info["config"].block_size,
+           "all_reduce": session.info["all_reduce"], "graphs": session.info["graphs"]}
+    out["batch1"] = decode_speed(session, 1, context, steps, profile_steps)
+    lo, hi, mean = lengths
+    vocab = core.model_config.vocab_size
+    lens = _lengths(max(levels), lo, hi, mean, seed=27)
+    base = prompt(vocab, max(lens), 4242)
+    started = time.perf_counter()
+    seed = core.add("base", base, SamplingParams(max_tokens=1))  # fills the prefix cache once
+    while core.has_work and time.monotonic() < deadline - 5:
+        core.step()
+    out["base_prefill_s"] = time.perf_counter() - started
+    out["base_tokens"] = len(base)
+    out["base_done"] = seed.finish_reason is not None
+    out["levels"] = {}
+    if not out["base_done"]:  # the prefill did not finish in time: no level can run
+        core.abort(seed.request_id)
+        out["levels"] = {level: {"skipped": f"out of time: the {len(base)}-token shared prompt was still in prefill "
+                                            f"after {out['base_prefill_s']:.0f} s"} for level in levels}
+        return out
+    for level in levels:
+        if time.monotonic() > deadline - 5:
+            out["levels"][level] = {"skipped": "out of time"}
+            continue
+        out["levels"][level] = _decode_level(core, base, lens[:level], decode_steps, outputs, seed.request_id)
+    cold_seconds = min(cold_seconds, deadline - 5 - time.monotonic())
+    if cold_level and cold_seconds > 5:
+        out["cold"] = _cold_load(core, cold_level, lo, hi, mean, outputs, cold_seconds)
+    return out
+
+
+def _decode_level(core, base: list[int], lens: list[int], steps: int, outputs: int, tag: str) -> dict:
+    """`len(lens)` sequences decoding at contexts `lens` (cached prefixes of `base` plus 16
+    tokens of their own): per-step time = ms per output token of each sequence."""
+    vocab = core.model_config.vocab_size
+    stamp = time.monotonic_ns()
+    seqs = [core.add(f"L{len(lens)}-{i}-{stamp}", base[:n] + prompt(vocab, 16, 7000 + i),
+                     SamplingParams(max_tokens=outputs, min_tokens=min(outputs, steps + 8)))
+            for i, n in enumerate(lens)]
+    while any(s.in_prefill or not s.output_ids for s in seqs if s.finish_reason is None):
+        core.step()
+    times = []
+    device = core.runner.device
+    for _ in range(steps):
+        sync(device)
+        t = time.perf_counter()
+        core.step()  # ends with the host read of the sampled tokens
+        times.append(1e3 * (time.perf_counter() - t))
+    produced = len(times) * len(seqs)
+    for s in seqs:
+        core.abort(s.request_id)
+    return {"p50_ms": float(np.percentile(times, 50)), "p95_ms": float(np.percentile(times, 95)),
+            "tok_s": produced / (sum(times) / 1e3), "mean_context": statistics.mean(lens),
+            "cached_tokens": statistics.mean(s.metrics.cached_tokens for s in seqs)}
+
+
+def _cold_load(core, level: int, lo: int, hi: int, mean: int, outputs: int, seconds: float) -> dict:
+    """The deployment report's load at one level, cold: `level` requests in flight (a finished
+    one is replaced), every prompt new, until `seconds` pass; per-request ms per output
+    token after the first, over requests that finished."""
+    vocab = core.model_config.vocab_size
+    lens = iter(_lengths(10_000, lo, hi, mean, seed=99))
+    params = SamplingParams(max_tokens=outputs, min_tokens=outputs)
+    live, done, index, started = [], [], 0, time.perf_counter()
+    stamp = time.monotonic_ns()
+    generated = 0
+    while time.perf_counter() - started < seconds:
+        while len(live) < level:
+            n = next(lens)
+            live.append(core.add(f"cold{index}-{stamp}", prompt(vocab, n, 50_000 + index), params))
+            index += 1
+        before = sum(len(s.output_ids) for s in live)
+        core.step()
+        generated += sum(len(s.output_ids) for s in live) - before
+        for s in [s for s in live if s.finish_reason is not None]:
+            live.remove(s)
+            done.append(s)
+    wall = time.perf_counter() - started
+    for s in live:
+        core.abort(s.request_id)
+    per_token = sorted(1e3 * (s.metrics.finished - s.metrics.first_token) / (len(s.output_ids) - 1)
+                       for s in done if s.finish_reason == "length" and len(s.output_ids) > 1)
+    ttft = [s.metrics.first_token - s.metrics.arrival for s in done if s.metrics.first_token]
+    return {"level": level, "seconds": wall, "finished": len(done), "started": index,
+            "failed": sum(s.finish_reason not in ("length", "stop") for s in done),
+            "p50_ms": float(np.percentile(per_token, 50)) if per_token else None,
+            "p95_ms": float(np.percentile(per_token, 95)) if per_token else None,
+            "tok_s": generated / wall, "ttft_p50_s": float(np.percentile(ttft, 50)) if ttft else None}

@@ -1,0 +1,69 @@
+"""The tensor-parallel serving scenario shared by the CPU and GPU tests: what rank 0 runs
+through the engine core (a driver function, workers.WorkerSpec.driver), and the same on one
+rank in process."""
+
+from __future__ import annotations
+
+import torch
+
+from loopls.engine.model.sampler import SamplingParams
+from loopls.engine.serving.core import EngineCore
+
+GREEDY = SamplingParams(max_tokens=12, min_tokens=12)
+
+
+def scenario(core: EngineCore) -> dict:
+    """Ragged batches, a prefix hit, a speculative draft, seeded sampling, a cancellation;
+    records every sampled row's logits."""
+    logits: dict[str, list[torch.Tensor]] = {}
+    sample = core.runner._sample
+
+    def recording(plan, step, out):
+        for item, (first, count) in zip(plan.items, step.item_rows):
+            if count:
+                logits.setdefault(item.seq.request_id, []).append(out[first : first + count].float().cpu().clone())
+        return sample(plan, step, out)
+
+    core.runner._sample = recording
+    g = torch.Generator().manual_seed(7)
+    vocab = core.model_config.vocab_size
+    prompts = [torch.randint(20, vocab, (n,), generator=g).tolist() for n in (5, 40, 77, 23, 18)]
+    seqs = {}
+
+    def add(rid: str, prompt: list[int], params: SamplingParams = GREEDY) -> None:
+        seqs[rid] = core.add(rid, prompt, params)
+
+    def drain() -> None:
+        while core.has_work:
+            core.step()
+
+    add("a0", prompts[0])
+    add("a1", prompts[1])
+    core.step()
+    core.step()
+    add("a2", prompts[2])  # joins while the others decode: ragged steps
+    add("a3", prompts[3])
+    drain()
+    add("hit", prompts[2] + prompts[4])  # its first 72 tokens are cached blocks
+    add("spec", prompts[4][:6] * 8, SamplingParams(max_tokens=16, min_tokens=16))  # drafts from repetition
+    add("sampled", prompts[3], SamplingParams(max_tokens=10, min_tokens=10, temperature=1.0, top_k=20, seed=5))
+    drain()
+    add("cancel", prompts[1] + prompts[0], SamplingParams(max_tokens=30, min_tokens=30))
+    while len(seqs["cancel"].output_ids) < 3:
+        core.step()
+    core.abort("cancel")
+    add("after", prompts[1] + prompts[0] + [33])  # finds the cancelled request's blocks
+    drain()
+    return {
+        "tokens": {rid: s.output_ids for rid, s in seqs.items()},
+        "finish": {rid: s.finish_reason for rid, s in seqs.items()},
+        "cached": {rid: s.metrics.cached_tokens for rid, s in seqs.items()},
+        "drafts": [(s.metrics.draft_tokens, s.metrics.accepted_draft_tokens) for s in seqs.values()],
+        "logits": {rid: torch.cat(rows) for rid, rows in logits.items()},
+        "blocks_used": core.pool.num_used,
+        "kv_pool_bytes": core.stats()["kv_pool_bytes"],
+    }
+
+
+def drive_scenario(session) -> dict:
+    return scenario(session.core) | {"info": {k: str(v) for k, v in session.info.items()}}

@@ -1,0 +1,34 @@
+"""Split decisions of the attention launches (shapes only: no kernel runs here)."""
+
+from __future__ import annotations
+
+import torch
+
+from loopls.kernels.launch import default_splits
+
+H200_SMS = 132
+
+
+def _splits(num_tokens: int, num_seqs: int, context: int, *, sets: int = 1, window: int = 0) -> int:
+    # IQuest-7B attention: 40 query heads over 8 KV heads of 128, blocks of 16 tokens.
+    q = torch.empty(num_tokens, 40, 128)
+    k_cache = torch.empty(1, 16, 8, 128)
+    tables = torch.empty(num_seqs, -(-context // 16), dtype=torch.int32)
+    return default_splits(q, k_cache, tables, None, window=window, sets=sets, multiprocessors=H200_SMS)
+
+
+def test_a_decode_step_splits_long_sequences_to_fill_the_gpu() -> None:
+    assert _splits(1, 1, 32768) == 32  # 8 programs -> 33 wanted -> the power of two below
+    assert _splits(32, 32, 2048) == 2  # 256 programs: two per multiprocessor wanted
+
+
+def test_a_short_chunk_over_a_long_cached_prefix_is_split() -> None:
+    # 64 new tokens after 32K cached: 3 query tiles x 8 KV heads = 24 programs unsplit.
+    assert _splits(64, 1, 32768 + 64) == 8
+    assert _splits(64, 1, 32768 + 64, sets=2) == 4  # Loop tiles hold 64 rows: 6 x 8 programs
+
+
+def test_a_cold_prefill_and_short_sequences_are_not_split() -> None:
+    assert _splits(16384, 1, 16384) == 1  # 656 query tiles per KV head fill the GPU
+    assert _splits(64, 1, 64) == 1  # too few keys to share out
+    assert _splits(64, 1, 32768 + 64, window=256) == 1  # a window reads at most W keys
