@@ -10,13 +10,20 @@ import time
 
 from .cochange import CoChange
 from .history import uncommitted_changes
-from .project import Project
 from .packing import PackedContext, Packer
 from .privacy import redact
-from .prompt import TokenCounter
+from .project import Project
+from .prompt import TokenCounter, lines_keepends
 from .signals import Candidate, Cursor, Signals
 
 MAX_HISTORY_COMMITS = 5000
+
+
+def buffer_prompt(packer: Packer, path: str | None, text: str, offset: int, budget: int) -> PackedContext:
+    """The prompt without a project index (no workspace, a file outside it, an untitled
+    buffer): the buffer's own FIM window, redacted, labelled with `path` when there is one.
+    Only the window the budget needs is read, however large the buffer."""
+    return packer.pack([], path, text, offset, budget, lambda _path: None)
 
 
 class ContextEngine:
@@ -52,7 +59,7 @@ class ContextEngine:
         if cached is not None and cached[0] == version:
             return cached[1]
         text = self.index.text(path)
-        lines = redact(text).splitlines(keepends=True) if text is not None else None
+        lines = lines_keepends(redact(text, path)) if text is not None else None
         self._lines[path] = (version, lines)
         return lines
 

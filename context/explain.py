@@ -11,6 +11,7 @@ def explain(packed: PackedContext) -> dict:
         "prompt_tokens": packed.prompt_tokens,
         "budget": packed.budget,
         "header_tokens": packed.header_tokens,
+        "redactions": packed.redactions,
         "snippets": [
             {"path": s.path, "start_line": s.start_line + 1, "end_line": s.end_line + 1,
              "source": s.source, "tokens": s.tokens, "score": round(s.score, 4)}
@@ -22,7 +23,8 @@ def explain(packed: PackedContext) -> dict:
 def explain_text(packed: PackedContext) -> str:
     """A table for people: one snippet a line."""
     rows = [f"prompt: {packed.prompt_tokens} tokens of {packed.budget} "
-            f"({len(packed.snippets)} snippets, {packed.header_tokens} in labels)"]
+            f"({len(packed.snippets)} snippets, {packed.header_tokens} in labels, "
+            f"{packed.redactions} secrets redacted)"]
     for s in packed.snippets:
         rows.append(f"{s.tokens:7d}  {s.score:8.3f}  {s.source:<28} {s.path}:{s.start_line + 1}-{s.end_line + 1}")
     return "\n".join(rows)

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
-from .privacy import redact
+from .privacy import REDACTED, redact_pieces
 from .prompt import FimPrompt, TokenCounter, build_fim_prompt, fim_token_ids
 from .signals import Candidate
 
@@ -26,6 +26,12 @@ ELISION = "⋮\n"  # between non-adjacent pieces of one file
 MIN_PARTIAL_TOKENS = 48  # below this, a snippet cut to fit is not worth showing
 MAX_FIM_TOKENS = 16384
 CHARS_PER_TOKEN_GUESS = 8  # a first slice; _fim widens it when a token budget outlasts it
+# Stability from one keystroke to the next, so the engine's prefix cache keeps hitting: the
+# FIM window starts at a line number that is a multiple of this, and the room left for
+# snippets is rounded down to a multiple of ROOM_STEP tokens (it would otherwise shrink by a
+# token per keystroke and move the last snippet's cut).
+ANCHOR_LINES = 8
+ROOM_STEP = 64
 ID_CACHE_ENTRIES = 50_000
 _HASH_COMMENT = {".py", ".pyi", ".rb", ".sh", ".bash", ".yaml", ".yml", ".toml", ".cfg", ".ini", ".r", ".pl"}
 
@@ -47,6 +53,7 @@ class PackedContext:
     budget: int
     fim: FimPrompt | None = None
     header_tokens: int = 0  # repo name, file labels and elision marks
+    redactions: int = 0  # secrets replaced by a marker in what the prompt shows
 
     @property
     def prompt_tokens(self) -> int:
@@ -96,6 +103,7 @@ class _Piece:
     source: str
     score: float
     ids: list[int]
+    redactions: int = 0
 
 
 @dataclass
@@ -121,36 +129,43 @@ class Packer:
             return []
         return [token, *self.counter.encode(self.repo_name + "\n")]
 
-    def pack(self, candidates: list[Candidate], path: str, text: str, offset: int, budget: int,
+    def pack(self, candidates: list[Candidate], path: str | None, text: str, offset: int, budget: int,
              read_lines: Callable[[str], list[str] | None]) -> PackedContext:
-        """The prompt for the cursor at `offset` of `text` (the file `path`) within `budget`.
-        `read_lines` gives another file's lines (keepends), or None when it cannot be shown."""
+        """The prompt for the cursor at `offset` of `text` (the file `path`, None for a buffer
+        without one) within `budget`. `read_lines` gives another file's lines (keepends,
+        redacted), or None when it cannot be shown."""
         share = fim_budget(budget) if candidates else budget
-        cut, before, fim = self._fim(text, offset, share)
+        cut, before, fim = self._fim(text, offset, share, path)
         fim_ids = fim_token_ids(fim, self.special)
-        own_header = self.header(path)
+        own_header = self.header(path) if path is not None else []
         fixed = len(self.repo_header()) + len(own_header) + len(fim_ids)
         if fixed > budget:  # the labels do not fit: the bare FIM prompt does (it was built to)
             own_header, fixed = [], len(fim_ids)
         first = text.count("\n", 0, cut) + before.count("\n", 0, len(before) - len(fim.prefix))
         last = first + (fim.prefix + fim.suffix).count("\n")
-        pieces = self._select(candidates, {path: [(first, last)]}, budget - fixed, read_lines)
-        ids, snippets, headers = self._render(pieces, budget - fixed)
+        room = budget - fixed
+        if room >= 2 * ROOM_STEP:
+            room -= room % ROOM_STEP
+        pieces = self._select(candidates, {path: [(first, last)]}, room, read_lines)
+        ids, snippets, headers = self._render(pieces, room)
         repo = self.repo_header() if own_header else []
-        current = Snippet(path, first, last, "current", 0.0, len(fim_ids))
+        current = Snippet(path or "", first, last, "current", 0.0, len(fim_ids))
         token_ids = repo + ids + own_header + fim_ids
+        redactions = (fim.prefix + fim.suffix).count(REDACTED) + sum(p.redactions for p in pieces)
         return PackedContext(token_ids, snippets + [current], budget, fim,
-                             headers + len(repo) + len(own_header))
+                             headers + len(repo) + len(own_header), redactions)
 
-    def _fim(self, text: str, offset: int, share: int) -> tuple[int, str, FimPrompt]:
+    def _fim(self, text: str, offset: int, share: int, path: str | None) -> tuple[int, str, FimPrompt]:
         """The FIM window, built from a slice of the text around the cursor so that huge files
         cost no more than small ones. The slice grows until the window is cut by the budget
-        rather than by the slice, so the result is the same as from the whole text."""
+        rather than by the slice, so the result is the same as from the whole text. Both
+        halves are redacted together: a secret the cursor splits is hidden on both sides."""
         reach = share * CHARS_PER_TOKEN_GUESS
         while True:
             cut, stop = max(0, offset - reach), min(len(text), offset + reach)
-            before, after = redact(text[cut:offset]), redact(text[offset:stop])
-            fim = build_fim_prompt(before + after, len(before), _Remembering(self), share)
+            before, after = redact_pieces(text, [(cut, offset), (offset, stop)], path)
+            fim = build_fim_prompt(before + after, len(before), _Remembering(self), share,
+                                   anchor_lines=ANCHOR_LINES, line_base=text.count("\n", 0, cut))
             short_before = cut > 0 and len(fim.prefix) == len(before)
             short_after = stop < len(text) and len(fim.suffix) == len(after)
             if not (short_before or short_after):
@@ -189,7 +204,8 @@ class Packer:
                 piece_ids, end = self._fit(lines, start, end, room - overhead)
                 if not piece_ids:
                     continue
-                chosen.append(_Piece(cand.path, start, end, cand.source, cand.score, piece_ids))
+                hidden = sum(line.count(REDACTED) for line in lines[start:end + 1])
+                chosen.append(_Piece(cand.path, start, end, cand.source, cand.score, piece_ids, hidden))
                 shown.add(cand.path)
                 covered.setdefault(cand.path, []).append((start, end))
                 room -= len(piece_ids) + overhead

@@ -1,8 +1,12 @@
 """Privacy rules: which files are secret-bearing, and redaction of secret-looking strings.
 
-Everything that leaves the index for a prompt passes through `redact`, so a key pasted into
-an ordinary source file never reaches a backend. Redaction keeps line structure intact (it
-only replaces characters inside a line) so line ranges stay valid.
+Every text that goes into a prompt passes through `redact` or `redact_pieces` (the detector is
+`secrets.find_secrets`), so a key pasted into an ordinary source file never reaches a
+backend; `check_prompt` runs the same detector over the finished prompt, and
+`inserted_secret` over what a model wants to insert. Redaction keeps line structure intact
+(a secret spanning lines becomes one marker and empty lines) so line ranges stay valid.
+Detection looks a margin beyond each piece, so a secret cut by a window edge or split by the
+cursor is still recognised, and both halves are hidden.
 """
 
 from __future__ import annotations
@@ -10,6 +14,8 @@ from __future__ import annotations
 import fnmatch
 import re
 from pathlib import PurePosixPath
+
+from .secrets import Finding, find_secrets
 
 REDACTED = "<redacted>"
 
@@ -23,28 +29,7 @@ SECRET_FILE_PATTERNS = (
 SECRET_DIRS = (".ssh", ".aws", ".gnupg", ".docker")
 # `.env.example` and friends are templates meant to be shared.
 _TEMPLATE_SUFFIXES = (".example", ".sample", ".template", ".dist")
-
-_SECRET_VALUE = re.compile(
-    "|".join((
-        r"-----BEGIN [A-Z ]*PRIVATE KEY-----",
-        r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b",  # AWS access key ids
-        r"\bgh[pousr]_[A-Za-z0-9]{36,}\b",  # GitHub tokens
-        r"\bgithub_pat_[A-Za-z0-9_]{22,}\b",
-        r"\bxox[abprs]-[A-Za-z0-9-]{10,}\b",  # Slack
-        r"\bsk-(?:proj-)?[A-Za-z0-9_-]{20,}\b",  # OpenAI-style keys
-        r"\bAIza[0-9A-Za-z_-]{35}\b",  # Google API keys
-        r"\beyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}\b",  # JWTs
-    ))
-)
-# name = "value" where the name says secret: keep the name, hide the value.
-_SECRET_ASSIGNMENT = re.compile(
-    r"""(?ix)
-    (\b[\w.-]*(?:password|passwd|secret|api[_-]?key|access[_-]?key|auth[_-]?token|private[_-]?key|token)[\w.-]*
-     ["']?\s*[:=]\s*)
-    (["'])([^"'\s]{8,})\2
-    """
-)
-_URL_CREDENTIALS = re.compile(r"(\b[a-z][a-z0-9+.-]*://[^/\s:@]+:)([^@\s/]{3,})(@)", re.I)
+_LINE_BREAK = re.compile(r"(\r\n|\r|\n)")
 
 
 def is_secret_path(rel_path: str) -> bool:
@@ -58,21 +43,60 @@ def is_secret_path(rel_path: str) -> bool:
     return any(fnmatch.fnmatchcase(name, pattern) for pattern in SECRET_FILE_PATTERNS)
 
 
-# Literal pieces each pattern needs: a text without them skips that (slow) regular expression.
-_VALUE_MARKERS = ("-----BEGIN", "AKIA", "ASIA", "ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_", "xox", "sk-",
-                  "AIza", "eyJ")
-_ASSIGNMENT_MARKERS = ("pass", "secret", "key", "token")
+MARGIN = 8192  # characters looked at beyond a piece: more than a private-key block
 
 
-def redact(text: str) -> str:
-    """`text` with secret-looking strings replaced by a marker; line breaks are preserved."""
+def _mask(piece: str, marker: bool) -> str:
+    """A secret's characters in one piece: a marker where it starts, nothing after; its line
+    breaks stay, so line numbers do not move."""
+    breaks = _LINE_BREAK.findall(piece)
+    return (REDACTED if marker else "") + "".join(breaks)
+
+
+def redact_pieces(text: str, bounds: list[tuple[int, int]], path: str | None = None) -> list[str]:
+    """text[a:b] for each (a, b) in `bounds` (sorted, not overlapping), redacted. Detection runs
+    once over the span of all pieces plus a margin, so a secret split between two pieces (by
+    the cursor) or cut by their edges is hidden in each."""
+    if not bounds:
+        return []
+    lo = max(0, bounds[0][0] - MARGIN)
+    hi = min(len(text), bounds[-1][1] + MARGIN)
+    findings = [Finding(f.start + lo, f.end + lo, f.rule) for f in find_secrets(text[lo:hi], path)]
+    pieces = []
+    for a, b in bounds:
+        out, pos = [], a
+        for f in findings:
+            if f.end <= a or f.start >= b:
+                continue
+            s, e = max(f.start, a), min(f.end, b)
+            out.append(text[pos:s])
+            out.append(_mask(text[s:e], marker=f.start >= a))
+            pos = e
+        out.append(text[pos:b])
+        pieces.append("".join(out))
+    return pieces
+
+
+def redact(text: str, path: str | None = None) -> str:
+    """`text` with secret-looking strings replaced by a marker; line breaks are preserved.
+    `path`, when known, lets configuration formats (YAML, INI, .env, shell) count their
+    unquoted values."""
     if not text:
         return text
-    if any(m in text for m in _VALUE_MARKERS):
-        text = _SECRET_VALUE.sub(REDACTED, text)
-    lower = text.lower()
-    if any(m in lower for m in _ASSIGNMENT_MARKERS):
-        text = _SECRET_ASSIGNMENT.sub(lambda m: f"{m.group(1)}{m.group(2)}{REDACTED}{m.group(2)}", text)
-    if "://" in text and "@" in text:
-        text = _URL_CREDENTIALS.sub(lambda m: f"{m.group(1)}{REDACTED}{m.group(3)}", text)
-    return text
+    return redact_pieces(text, [(0, len(text))], path)[0]
+
+
+def inserted_secret(text: str, start: int, end: int, inserted: str, path: str | None = None) -> Finding | None:
+    """The first secret that replacing text[start:end] with `inserted` would put into the
+    document, counting what surrounds it (a model completing `password = "` writes only the
+    value); None when there is none."""
+    lo, hi = max(0, start - MARGIN), min(len(text), end + MARGIN)
+    window = text[lo:start] + inserted + text[end:hi]
+    first, last = start - lo, start - lo + len(inserted)
+    return next((f for f in find_secrets(window, path) if f.start < last and f.end > first), None)
+
+
+def check_prompt(text: str) -> list[Finding]:
+    """Secrets left in a finished prompt (decoded): always empty unless a piece escaped
+    redaction, in which case the prompt must not be sent."""
+    return find_secrets(text)

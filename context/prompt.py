@@ -6,8 +6,11 @@ with `encode(text) -> list[int]` (this package never imports the engine or torch
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Protocol
+
+_LINE = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+$")
 
 
 class TokenCounter(Protocol):
@@ -31,8 +34,10 @@ class FimPrompt:
         return len(self.prefix_tokens) + len(self.suffix_tokens) + FIM_OVERHEAD_TOKENS
 
 
-def _lines_keepends(text: str) -> list[str]:
-    return text.splitlines(keepends=True)
+def lines_keepends(text: str) -> list[str]:
+    """Lines with their breaks, split where LSP splits them: at \\n, \\r\\n and \\r only (not
+    at form feeds, U+0085 or U+2028, which `str.splitlines` also takes for line breaks)."""
+    return _LINE.findall(text)
 
 
 def _take(text: str, counter: TokenCounter, budget: int, from_end: bool) -> str:
@@ -42,7 +47,7 @@ def _take(text: str, counter: TokenCounter, budget: int, from_end: bool) -> str:
         return ""
     if len(counter.encode(text)) <= budget:
         return text
-    lines = _lines_keepends(text)
+    lines = lines_keepends(text)
     ordered = reversed(lines) if from_end else lines
     kept: list[str] = []
     used = 0
@@ -81,11 +86,16 @@ def build_fim_prompt(
     counter: TokenCounter,
     budget: int,
     suffix_share: float = 0.25,
+    anchor_lines: int = 1,
+    line_base: int = 0,
 ) -> FimPrompt:
     """Prefix and suffix around `offset` (a code-point index into `text`) within `budget`.
 
     The text nearest the cursor is kept first. The suffix gets at most `suffix_share` of the
-    budget; whatever it leaves unused goes to the prefix.
+    budget; whatever it leaves unused goes to the prefix. A prefix cut by the budget starts
+    at a line whose number (`line_base` is the number of text[0]'s line) is a multiple of
+    `anchor_lines`: while the user types, the prompt then starts at the same place keystroke
+    after keystroke (an engine's prefix cache keeps hitting) instead of moving a line at a time.
     """
     if not 0 <= offset <= len(text):
         raise ValueError(f"offset {offset} is outside the text (0..{len(text)})")
@@ -96,6 +106,8 @@ def build_fim_prompt(
     suffix = _take(suffix_all, counter, int(available * suffix_share), from_end=False)
     suffix_ids = counter.encode(suffix)
     prefix = _take(prefix_all, counter, available - len(suffix_ids), from_end=True)
+    if anchor_lines > 1 and len(prefix) < len(prefix_all):
+        prefix = _anchor(prefix, line_base + prefix_all.count("\n", 0, len(prefix_all) - len(prefix)), anchor_lines)
     prefix_ids = counter.encode(prefix)
     if len(prefix) == len(prefix_all) and len(suffix) < len(suffix_all):
         # the prefix left budget over: give it back to the suffix
@@ -103,6 +115,17 @@ def build_fim_prompt(
         suffix_ids = counter.encode(suffix)
     truncated = len(prefix) < len(prefix_all) or len(suffix) < len(suffix_all)
     return FimPrompt(prefix, suffix, prefix_ids, suffix_ids, truncated)
+
+
+def _anchor(prefix: str, first_line: int, every: int) -> str:
+    """`prefix` (whole lines, the first numbered `first_line`) without its first lines up to
+    the next line number that is a multiple of `every`; unchanged when that would leave
+    nothing or when the prefix does not start at a line start."""
+    drop = -first_line % every
+    if not drop:
+        return prefix
+    lines = lines_keepends(prefix)
+    return "".join(lines[drop:]) if len(lines) > drop + 1 else prefix
 
 
 def fim_token_ids(prompt: FimPrompt, special) -> list[int]:

@@ -197,6 +197,31 @@ PREFILL_CONFIGS = {
 }
 
 
+# Shared memory a prefill program may plan for: the H100/H200 give a block 227 KiB; Triton's
+# own buffers (layout conversions, the softmax reductions) need some of it.
+PREFILL_SHARED_BYTES = 200 * 1024
+
+
+def fit_shared_memory(
+    block_m: int, tile_n: int, stages: int, block_d: int, elem_bytes: int, min_block_m: int
+) -> tuple[int, int, int]:
+    """Shrink a prefill config until its tiles fit PREFILL_SHARED_BYTES: the query tile plus
+    `stages` buffered K and V tiles. The tables are tuned for 2-byte dtypes; fp32 needs twice
+    the room (a 128x64 tile at 5 stages asked for 257 KiB of the 227 an H200 has).
+    Fewer stages first, then narrower key tiles, then fewer query rows."""
+
+    def need(m: int, n: int, s: int) -> int:
+        return (m + 2 * s * n) * block_d * elem_bytes
+
+    while need(block_m, tile_n, stages) > PREFILL_SHARED_BYTES and stages > 2:
+        stages -= 1
+    while need(block_m, tile_n, stages) > PREFILL_SHARED_BYTES and tile_n > 16:
+        tile_n //= 2
+    while need(block_m, tile_n, stages) > PREFILL_SHARED_BYTES and block_m // 2 >= max(16, min_block_m):
+        block_m //= 2
+    return block_m, tile_n, stages
+
+
 def plan_prefill(
     q: torch.Tensor,  # [N, H, D]
     k_cache: torch.Tensor,  # [num_blocks, block_size, KVH, D]
@@ -221,6 +246,7 @@ def plan_prefill(
     kind = "loop" if loop else ("long" if n * group >= 128 * b else "short")
     block_m, tile_n, warps, stages = table[kind]
     block_m = max(block_m, triton_next_pow2(group))
+    block_m, tile_n, stages = fit_shared_memory(block_m, tile_n, stages, block_d, q.element_size(), triton_next_pow2(group))
     return PrefillLaunch(
         block_q=block_m // group, block_m=block_m, block_d=block_d, tile_n=tile_n,
         num_warps=warps, num_stages=stages,

@@ -20,12 +20,15 @@ from pygls.exceptions import JsonRpcException, JsonRpcInvalidParams
 from pygls.lsp.server import LanguageServer
 
 from loopls.context.languages import Languages, language_for_path
+from loopls.context.privacy import inserted_secret, redact
 from loopls.context.smells import analyze_tree
 from loopls.context.smells.checks import BY_CODE
 from loopls.engine.backends import Backend, BackendError
 from loopls.engine.backends.base import Priority, SamplingParams
+from loopls.engine.model.generate import cut_at_stop
 
-from .convert import position_at
+from .model_host import ModelUnavailable, guard_prompt
+from .positions import UTF16, LineIndex
 
 log = logging.getLogger(__name__)
 MAX_NEW_TOKENS = 512
@@ -87,6 +90,14 @@ def build_prompt(lang: str, message: str, code: str, check: str) -> str:
     )
 
 
+def quick_fix_prompt(text: str, path: str, data: dict) -> tuple[str, tuple[int, int]]:
+    """The refactoring prompt for a quick fix's `data` and the span of `text` it rewrites.
+    The quoted code is redacted, like every prompt."""
+    start, end = target_span(text, path, data.get("symbol", ""), data["start"][0], data["end"][0])
+    lang = language_for_path(path) or "text"
+    return build_prompt(lang, data.get("message", ""), redact(text[start:end], path), data.get("code", "")), (start, end)
+
+
 def extract_code(output: str) -> str:
     """The code in the model's answer: the prompt opened a fence, so up to the closing one
     (or the block of a fence the model opened again itself)."""
@@ -130,20 +141,27 @@ async def resolve_quick_fix(ls: LanguageServer, host: Any, action: types.CodeAct
     if data.get("version") is not None and doc.version != data["version"]:
         return _disable(action, "the document changed since this fix was offered; ask again")
     text = doc.source
-    lang = language_for_path(path) or "text"
-    start, end = target_span(text, path, data.get("symbol", ""), data["start"][0], data["end"][0])
-    prompt = build_prompt(lang, data.get("message", ""), text[start:end], data.get("code", ""))
+    prompt, (start, end) = quick_fix_prompt(text, path, data)
+    backend = await ls.models.ready()
+    if backend is None:
+        return _disable(action, f"the model is not available: {ls.models.error or 'not loaded'}")
     try:
-        completer = await ls.completer()
-        ids, params = _request(completer.backend, prompt)
-        output = await ls.generate_text(ids, params, Priority.CODE_ACTION)
-    except (BackendError, JsonRpcException, OSError, ValueError, RuntimeError) as exc:
+        ids, params = _request(backend, prompt)
+        guard_prompt(backend, ids)
+        out = await ls.models.generate(ids, params, Priority.CODE_ACTION)
+    except (BackendError, JsonRpcException, ModelUnavailable, OSError, ValueError, RuntimeError) as exc:
         return _disable(action, f"the model could not refactor this: {exc}")
-    edit = verified_edit(uri, doc.version, path, text, (start, end), extract_code(output))
+    output = cut_at_stop(backend.tokenizer.decode(out.token_ids), params.stop)[0]
+    replacement = extract_code(output)
+    secret = inserted_secret(text, start, end, replacement, path)
+    if secret is not None:
+        log.warning("%s: dropped a rewrite that writes a secret-looking string (%s)", uri, secret.rule)
+        return _disable(action, "the model's rewrite contained secret-looking text, so no edit is offered")
+    edit = verified_edit(uri, doc.version, path, text, (start, end), replacement, ls.encoding)
     if edit is None:
         reason = ("the model's rewrite did not parse (ERROR nodes), so no edit is offered"
                   + (" — the untrained tiny default model writes random text; set model.name to a real "
-                     "checkpoint" if completer.untrained else ""))
+                     "checkpoint" if backend.info.untrained else ""))
         ls.window_show_message(types.ShowMessageParams(type=types.MessageType.Warning, message=f"loopls: {reason}"))
         return _disable(action, reason)
     action.edit = edit
@@ -151,14 +169,13 @@ async def resolve_quick_fix(ls: LanguageServer, host: Any, action: types.CodeAct
 
 
 def verified_edit(uri: str, version: int | None, path: str, text: str, span: tuple[int, int],
-                  replacement: str) -> types.WorkspaceEdit | None:
+                  replacement: str, encoding: str = UTF16) -> types.WorkspaceEdit | None:
     """The edit replacing `span` (code-point offsets) of `text`, or None when the result would
-    not parse without ERROR nodes (or the replacement is empty)."""
+    not parse without ERROR nodes (or the replacement is empty). The range is in `encoding`."""
     start, end = span
     if not replacement.strip() or not parses_cleanly(path, text[:start] + replacement + text[end:]):
         return None
-    edit = types.TextEdit(range=types.Range(start=position_at(text, start), end=position_at(text, end)),
-                          new_text=replacement)
+    edit = types.TextEdit(range=LineIndex(text).range(start, end, encoding), new_text=replacement)
     return types.WorkspaceEdit(document_changes=[types.TextDocumentEdit(
         text_document=types.OptionalVersionedTextDocumentIdentifier(uri=uri, version=version), edits=[edit])])
 

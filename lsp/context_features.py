@@ -27,10 +27,11 @@ from pygls.uris import to_fs_path
 
 from loopls.context.assemble import ContextEngine
 from loopls.context.explain import explain
+from loopls.context.packing import PackedContext
 from loopls.context.project import IndexSummary, Project
 from loopls.context.workspace import WorkspaceError
 
-from .convert import PositionError, offset_at
+from .positions import LineIndex, PositionError, check_position, scrub_surrogates
 
 log = logging.getLogger(__name__)
 EXPLAIN_CONTEXT = "loopls/explainContext"
@@ -60,7 +61,8 @@ class ContextHost:
         self.on_built: list[Callable[[Project], None]] = []  # called on the thread after a build
         self.tree_consumers: list[Callable[[Project], Any]] = []  # -> a TreeConsumer or None
         self._changes_read: dict[Path, float] = {}
-        self._hooked: asyncio.Future | None = None
+        self.progress: dict[Path, tuple[int, int]] = {}  # files indexed and to index, per folder
+        self.changed: Callable[[], None] = lambda: None  # what the index status shows changed
         self.provided = 0  # completion prompts packed with workspace context
         self.last_prompt_tokens = 0
 
@@ -110,12 +112,16 @@ class ContextHost:
             if job.cancelled():  # the build was dropped at shutdown: nothing to report
                 return
             raise
+        self.changed()
         if begun is not None:
             message = f"{summary.files} files indexed" if summary else "no index"
             self.server.work_done_progress.end(begun, types.WorkDoneProgressEnd(message=message))
 
     def _build(self, root: Path, token: dict[str, str], loop: asyncio.AbstractEventLoop) -> IndexSummary | None:
         def progress(done: int, total: int, path: str) -> None:
+            self.progress[root] = (done, total)
+            if done % 50 == 0 or done == total:
+                loop.call_soon_threadsafe(self.changed)
             if "value" in token and (done % 50 == 0 or done == total):
                 report = types.WorkDoneProgressReport(message=f"{done}/{total} {path}", percentage=100 * done // max(total, 1))
                 loop.call_soon_threadsafe(self.server.work_done_progress.report, token["value"], report)
@@ -178,14 +184,15 @@ class ContextHost:
                 self.thread.submit(self._refresh, root, paths)
         elif method in (types.TEXT_DOCUMENT_DID_OPEN, types.TEXT_DOCUMENT_DID_CHANGE, types.TEXT_DOCUMENT_DID_CLOSE):
             self.start()
-            self.hook_completer()
             where = self.locate(params.text_document.uri)
             if where is None:
                 return
             if method == types.TEXT_DOCUMENT_DID_OPEN:
-                self.thread.submit(self._open, *where, params.text_document.text)
+                self.thread.submit(self._open, *where, scrub_surrogates(params.text_document.text))
             elif method == types.TEXT_DOCUMENT_DID_CHANGE:
-                self.thread.submit(self._change, *where, params.text_document.uri, list(params.content_changes))
+                encoding = self.server.workspace.position_encoding  # as negotiated: the client's units
+                self.thread.submit(self._change, *where, params.text_document.uri, list(params.content_changes),
+                                   encoding)
             else:
                 self.thread.submit(self._close, *where)
 
@@ -209,7 +216,7 @@ class ContextHost:
         if project is not None:
             project.update_document(path, text)
 
-    def _change(self, root: Path, path: str, uri: str, changes: list[Any]) -> None:
+    def _change(self, root: Path, path: str, uri: str, changes: list[Any], encoding: str | None) -> None:
         project = self.projects.get(root)
         doc = project.documents.get(path) if project is not None else None
         if doc is None:
@@ -217,11 +224,10 @@ class ContextHost:
         try:
             for change in changes:
                 if isinstance(change, types.TextDocumentContentChangePartial):
-                    start = offset_at(doc.text, change.range.start)
-                    end = offset_at(doc.text, change.range.end)
-                    project.edit_document(path, start, end, change.text)
+                    start, end = LineIndex(doc.text).span(change.range, encoding or "utf-16")
+                    project.edit_document(path, start, end, scrub_surrogates(change.text))
                 else:
-                    project.update_document(path, change.text)
+                    project.update_document(path, scrub_surrogates(change.text))
         except (PositionError, ValueError) as exc:  # a client out of sync: start over from its text
             log.warning("%s: edit out of range (%s); re-reading the buffer", path, exc)
             current = self.server.workspace.text_documents.get(uri)
@@ -257,46 +263,41 @@ class ContextHost:
             self._changes_read[root] = time.monotonic()
         return engine
 
-    def hook_completer(self) -> None:
-        """Give the loaded completer our packed context once its model is loaded. Peeks at the
-        server's model future instead of calling `completer()`, which would retry a failed load
-        on every keystroke."""
-        fut = getattr(self.server, "_completer", None)
-        if fut is None or fut is self._hooked:
-            return
-        self._hooked = fut
-
-        def hook(done: asyncio.Future) -> None:
-            if not done.cancelled() and done.exception() is None and done.result().context is None:
-                done.result().context = self.provide
-
-        fut.add_done_callback(hook)
-
-    def provide(self, tokenizer, text: str, offset: int, budget: int) -> tuple[list[int], bool] | None:
-        """Packed prompt ids for a completion in the open document whose text is `text`
-        (the completer only has the text), or None to fall back to the buffer alone. Called
-        off the event loop; while a project is being built it does not wait for it."""
-        if self.long_work:
+    def provide(self, tokenizer, uri: str, version: int | None, text: str, offset: int,
+                budget: int) -> PackedContext | None:
+        """The packed prompt for a completion at `offset` of document `uri`, whose text at
+        `version` is `text`; None for a document outside every folder (or `untitled:`) and
+        while a project is being built, when the caller uses the buffer alone. Called off the
+        event loop; the assembly runs on the project thread, after the edits queued before it."""
+        where = self.locate(uri)
+        if where is None or self.long_work:
             return None
-        packed = self.thread.submit(self._provide, tokenizer, text, offset, budget).result()
+        packed = self.thread.submit(self._provide, tokenizer, *where, text, offset, budget).result()
         if packed is None:
             return None
         self.provided += 1
         self.last_prompt_tokens = packed.prompt_tokens
-        return packed.token_ids, bool(packed.fim and packed.fim.truncated)
+        return packed
 
-    def _provide(self, tokenizer, text: str, offset: int, budget: int):
-        for root, project in self.projects.items():
-            path = next((p for p, d in project.documents.items() if d.text == text), None)
-            engine = self._engine_for(root, tokenizer) if path is not None else None
-            if engine is None:
-                continue
-            try:
-                return engine.assemble(path, text, offset, budget)
-            except (ValueError, OSError) as exc:  # e.g. a budget too small for labels: buffer only
-                log.warning("context assembly failed: %s", exc)
-                return None
-        return None
+    def _provide(self, tokenizer, root: Path, path: str, text: str, offset: int, budget: int) -> PackedContext | None:
+        engine = self._engine_for(root, tokenizer)
+        if engine is None:
+            return None
+        try:
+            return engine.assemble(path, text, offset, budget)
+        except (ValueError, OSError) as exc:  # e.g. a budget too small for labels: buffer only
+            log.warning("context assembly failed: %s", exc)
+            return None
+
+    def index_status(self) -> dict:
+        """For `loopls/status`: none | indexing (with progress) | ready (with the file count)."""
+        if not self.builds:
+            return {"state": "none"}
+        if not self.ready:
+            done = sum(d for d, _ in self.progress.values())
+            total = sum(t for _, t in self.progress.values())
+            return {"state": "indexing", "done": done, "total": total}
+        return {"state": "ready", "files": sum(len(p.files) for p in dict(self.projects).values())}
 
     def status(self) -> dict:
         """For `loopls/contextStatus`: whether the projects are ready and what they hold."""
@@ -321,15 +322,17 @@ class ContextHost:
             raise JsonRpcInvalidParams(f"document is not open: {uri}")
         text = doc.source
         try:
-            offset = offset_at(text, position)
+            offset = LineIndex(text).offset(position, self.server.workspace.position_encoding or "utf-16")
         except PositionError as exc:
             raise JsonRpcInvalidParams(str(exc)) from None
         where = self.locate(uri)
         if where is None:
             raise JsonRpcInvalidParams(f"{uri} is outside the workspace folders")
         await self.start()
-        completer = await self.server._loaded_completer()
-        tokenizer = completer.backend.tokenizer
+        backend = await self.server.models.ready()
+        if backend is None:
+            raise JsonRpcInternalError(f"model not available: {self.server.models.error}")
+        tokenizer = backend.tokenizer
 
         def run() -> dict:
             engine = self._engine_for(where[0], tokenizer)
@@ -362,10 +365,13 @@ def _parse_explain(params: Any) -> tuple[str, types.Position, int | None]:
         if not isinstance(uri, str):
             raise TypeError("uri")
         line, char = (pos["line"], pos["character"]) if isinstance(pos, dict) else (pos.line, pos.character)
-        position = types.Position(line=int(line), character=int(char))
+        position = types.Position(line=line, character=char)
+        check_position(position)
+    except PositionError as exc:
+        raise JsonRpcInvalidParams(f"loopls/explainContext: {exc}") from None
     except (AttributeError, KeyError, TypeError, ValueError):
         raise JsonRpcInvalidParams("loopls/explainContext expects {textDocument: {uri}, position, budget?}") from None
-    if budget is not None and (not isinstance(budget, int) or not 64 <= budget <= 131072):
+    if budget is not None and (type(budget) is not int or not 64 <= budget <= 131072):
         raise JsonRpcInvalidParams("budget must be an integer between 64 and 131072")
     return uri, position, budget
 

@@ -25,6 +25,7 @@ from loopls.context.project import Project
 from loopls.context.smells import Finding, ProjectChecker, SmellConfig
 
 from .context_features import ContextHost
+from .positions import UTF16, units_of
 
 log = logging.getLogger(__name__)
 SOURCE = "loopls"
@@ -39,24 +40,20 @@ def result_id(diagnostics: list[types.Diagnostic]) -> str:
     return hashlib.sha1(repr(key).encode("utf-8")).hexdigest()[:16]
 
 
-def utf16_column(line: str, column: int) -> int:
-    return len(line[:column].encode("utf-16-le")) // 2
-
-
-def to_diagnostics(findings: list[Finding], text: str, root: Path) -> list[types.Diagnostic]:
+def to_diagnostics(findings: list[Finding], text: str, root: Path, encoding: str = UTF16) -> list[types.Diagnostic]:
     """Findings of one document as LSP diagnostics; the text is split into lines once (rows
-    count `\\n` as tree-sitter does)."""
+    count `\\n` as tree-sitter does); columns in the negotiated position `encoding`."""
     lines = text.split("\n")
-    return [to_diagnostic(f, lines, root) for f in findings]
+    return [to_diagnostic(f, lines, root, encoding) for f in findings]
 
 
-def to_diagnostic(finding: Finding, lines: list[str], root: Path) -> types.Diagnostic:
+def to_diagnostic(finding: Finding, lines: list[str], root: Path, encoding: str = UTF16) -> types.Diagnostic:
     """A finding as an LSP diagnostic; `lines` are the lines of the document it points into."""
 
     def position(row: int, column: int) -> types.Position:
         row = min(row, len(lines))
         line = lines[row] if row < len(lines) else ""
-        return types.Position(line=row, character=utf16_column(line, column))
+        return types.Position(line=row, character=units_of(line[:column], encoding))
 
     check = finding.check
     related = [types.DiagnosticRelatedInformation(
@@ -95,6 +92,9 @@ class SmellHost:
 
     def _config(self) -> SmellConfig:
         return self.server.options.smells.config()
+
+    def _encoding(self) -> str:
+        return self.server.workspace.position_encoding or UTF16  # negotiated at initialize
 
     def path_of(self, uri: str) -> str | None:
         where = self.context.locate(uri)
@@ -148,7 +148,7 @@ class SmellHost:
     def _diagnostics(self, root: Path, path: str) -> tuple[list[types.Diagnostic], bool]:
         findings, changed = self._document_findings(root, path)
         text = self.context.projects[root].text(path) if root in self.context.projects else None
-        return to_diagnostics(findings, text or "", root), changed
+        return to_diagnostics(findings, text or "", root, self._encoding()), changed
 
     def _workspace_items(self) -> list[tuple[str, list[types.Diagnostic], str | None]]:
         """(uri, diagnostics, path of an open document or None) for every file with findings
@@ -168,7 +168,7 @@ class SmellHost:
                 else:
                     state = checker.files.get(path)
                     text = state.source.decode("utf-8", "replace") if state else ""
-                    diagnostics = to_diagnostics(by_path[path], text, root)
+                    diagnostics = to_diagnostics(by_path[path], text, root, self._encoding())
                 items.append(((root / path).as_uri(), diagnostics, path if path in open_docs else None))
         return items
 

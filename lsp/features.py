@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-import re
+import time
+from typing import Any
 
 from lsprotocol import types
 
 from .code_actions import register_smell_code_actions
+from .completion.acceptance import ACCEPT_COMMAND, DID_PARTIALLY_ACCEPT, DID_SHOW
+from .completion.items import completion_items, inline_items
 from .context_features import register_context_features
-from .convert import lsp_range, offset_at
 from .diagnostics import register_smell_features
 from .server import LooplsServer
+from .status import STATUS
 
-_WORD_TAIL = re.compile(r"[A-Za-z0-9_$]*$")
 DOCUMENT_EVENTS = (
     types.TEXT_DOCUMENT_DID_OPEN, types.TEXT_DOCUMENT_DID_CHANGE, types.TEXT_DOCUMENT_DID_SAVE,
     types.TEXT_DOCUMENT_DID_CLOSE, types.WORKSPACE_DID_CHANGE_WATCHED_FILES,
@@ -25,74 +27,79 @@ def create_server(model_override: str | None = None) -> LooplsServer:
 
     @server.feature(types.INITIALIZE)
     def initialize(ls: LooplsServer, params: types.InitializeParams) -> None:
+        ls.adopt_workspace()
         ls.apply_options(params.initialization_options)
 
     @server.feature(types.INITIALIZED)
-    def initialized(ls: LooplsServer, params: types.InitializedParams) -> None:
-        ls.completer()  # start loading the model now, not on the first keystroke
-        ls.document_event(types.INITIALIZED, params)  # and indexing the workspace folders
+    async def initialized(ls: LooplsServer, params: types.InitializedParams) -> None:
+        ls.start_model()  # load now, not on the first keystroke
+        ls.document_event(types.INITIALIZED, params)  # and index the workspace folders
+        await ls.pull_configuration()
 
     @server.feature(types.SHUTDOWN)
     def shutdown(ls: LooplsServer, params: None) -> None:
         ls.shutdown_engine()
-        ls.context.shutdown()
 
     for method in DOCUMENT_EVENTS:  # one handler each, all through the server's one fan-out
         server.feature(method)(lambda ls, params, method=method: ls.document_event(method, params))
 
     @server.feature(types.WORKSPACE_DID_CHANGE_CONFIGURATION)
-    def did_change_configuration(ls: LooplsServer, params: types.DidChangeConfigurationParams) -> None:
+    async def did_change_configuration(ls: LooplsServer, params: types.DidChangeConfigurationParams) -> None:
         settings = params.settings
-        if isinstance(settings, dict) and "loopls" in settings:
+        if isinstance(settings, dict) and isinstance(settings.get("loopls"), dict):
             ls.apply_options(settings["loopls"])
+        else:  # a client that only says "something changed" (settings null): ask for the section
+            await ls.pull_configuration()
 
     @server.feature(types.TEXT_DOCUMENT_INLINE_COMPLETION, types.InlineCompletionOptions())
-    async def inline_completion(
-        ls: LooplsServer, params: types.InlineCompletionParams
-    ) -> types.InlineCompletionList | None:
-        texts = await ls.complete_at(params.text_document.uri, params.position)
-        if not texts:
+    async def inline_completion(ls: LooplsServer, params: types.InlineCompletionParams) -> types.InlineCompletionList | None:
+        started = time.perf_counter()
+        invoked = params.context.trigger_kind == types.InlineCompletionTriggerKind.Invoked
+        request, index = ls.completion_request(params.text_document.uri, params.position, invoked)
+        result = await ls.complete(request)
+        if result is None:
             return None
-        at = lsp_range(params.position)
-        return types.InlineCompletionList(
-            items=[types.InlineCompletionItem(insert_text=t, range=at) for t in texts]
-        )
+        items = inline_items(index, request.offset, ls.encoding, result.suggestions, ls.acceptance)
+        ls.note_latency(started)
+        return items
 
-    @server.feature(
-        types.TEXT_DOCUMENT_COMPLETION, types.CompletionOptions(trigger_characters=[".", "("])
-    )
+    @server.feature(types.TEXT_DOCUMENT_COMPLETION, types.CompletionOptions(trigger_characters=[".", "("]))
     async def completion(ls: LooplsServer, params: types.CompletionParams) -> types.CompletionList:
-        texts = await ls.complete_at(params.text_document.uri, params.position)
-        return types.CompletionList(is_incomplete=True, items=completion_items(ls, params, texts))
+        invoked = params.context is None or params.context.trigger_kind == types.CompletionTriggerKind.Invoked
+        request, index = ls.completion_request(params.text_document.uri, params.position, invoked)
+        result = await ls.complete(request)
+        untrained = ls.models.model_json().get("untrained", False)
+        items = completion_items(index, request.offset, ls.encoding, result.suggestions, ls.acceptance,
+                                 untrained) if result else []
+        return types.CompletionList(is_incomplete=True, items=items)
+
+    @server.command(ACCEPT_COMMAND)
+    def accept_completion(ls: LooplsServer, args: Any) -> None:
+        item = args[0] if isinstance(args, list) and args else args
+        if isinstance(item, dict) and ls.acceptance.did_accept(item.get("id")):
+            ls.status.changed()
+
+    @server.feature(DID_SHOW)
+    def did_show_completion(ls: LooplsServer, params: Any) -> None:
+        ls.acceptance.did_show(_field(params, "id"))
+
+    @server.feature(DID_PARTIALLY_ACCEPT)
+    def did_partially_accept_completion(ls: LooplsServer, params: Any) -> None:
+        ls.acceptance.did_partially_accept(_field(params, "id"), _field(params, "acceptedLength"))
 
     register_context_features(server, server.context)
     register_smell_features(server, server.smells)
     register_smell_code_actions(server, server.smells)
 
-    @server.feature("loopls/status")
-    def status(ls: LooplsServer, params: object) -> dict:
-        return ls.status()
+    @server.feature(STATUS)
+    def status(ls: LooplsServer, params: Any = None) -> dict:
+        return ls.status_json()
 
     return server
 
 
-def completion_items(ls: LooplsServer, params: types.CompletionParams, texts: list[str]) -> list[types.CompletionItem]:
-    """Completion items that replace the word being typed, so that clients filter them in."""
-    text = ls.document_text(params.text_document.uri)
-    offset = offset_at(text, params.position)
-    line_start = text.rfind("\n", 0, offset) + 1
-    word = _WORD_TAIL.search(text[line_start:offset]).group(0)
-    start = types.Position(line=params.position.line, character=params.position.character - len(word))
-    untrained = ls.status()["model"].get("untrained", False)
-    items = []
-    for t in texts:
-        first = t.split("\n", 1)[0]
-        items.append(types.CompletionItem(
-            label=(word + first).strip() or "⏎ " + t.strip().split("\n", 1)[0],
-            kind=types.CompletionItemKind.Text,
-            detail="loopls (untrained model: random text)" if untrained else "loopls",
-            filter_text=word + t,
-            text_edit=types.TextEdit(range=lsp_range(start, params.position), new_text=word + t),
-            insert_text_format=types.InsertTextFormat.PlainText,
-        ))
-    return items
+def _field(params: Any, name: str) -> Any:
+    """A field of a custom notification's params (pygls hands them over as namedtuples)."""
+    if isinstance(params, dict):
+        return params.get(name)
+    return getattr(params, name, None)

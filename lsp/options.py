@@ -1,13 +1,15 @@
 """Server options: nested kw-only dataclasses parsed with cattrs from camelCase JSON.
 
 The same keys are used in `initializationOptions`, `workspace/configuration` (section
-"loopls"), VS Code's package.json and the Neovim setup table. Invalid options fall back to
-the defaults and the caller shows the returned warning.
+"loopls"), VS Code's package.json and the Neovim setup table. A section may be partial: it
+merges into the current options (`merge_options`). An invalid value falls back to that key's
+default and an unknown key is ignored, each named in the one warning the caller shows.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 from dataclasses import dataclass, field
 from typing import Any
@@ -55,6 +57,7 @@ class CompletionOptions:
     temperature: float = 0.0
     context_tokens: int = 2048  # prompt budget, counted with the model's tokenizer
     max_lines: int = 8
+    candidates: int = 3  # distinct suggestions when the user asks explicitly (sampled)
 
     def __post_init__(self) -> None:
         if not 1 <= self.max_tokens <= MAX_COMPLETION_TOKENS:
@@ -65,6 +68,8 @@ class CompletionOptions:
             raise ValueError("completion.temperature must be >= 0")
         if self.max_lines < 1:
             raise ValueError("completion.maxLines must be >= 1")
+        if not 1 <= self.candidates <= 8:
+            raise ValueError("completion.candidates must be between 1 and 8")
 
 
 @dataclass(kw_only=True)
@@ -126,12 +131,89 @@ def parse_options(raw: Any, base: Options | None = None) -> tuple[Options, str |
     try:
         return _CONVERTER.structure(raw, Options), None
     except (cattrs.BaseValidationError, ValueError, TypeError) as exc:
-        details = (
-            "; ".join(cattrs.transform_error(exc, format_exception=_format_error))
-            if isinstance(exc, cattrs.BaseValidationError)
-            else str(exc)
-        )
-        return fallback, f"invalid loopls options, using defaults: {details}"
+        return fallback, f"invalid loopls options, using defaults: {_describe(exc)}"
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, cattrs.BaseValidationError):
+        return "; ".join(cattrs.transform_error(exc, format_exception=_format_error))
+    return str(exc)
+
+
+_UNKNOWN = object()
+_SECTIONS = {"model": ModelOptions, "completion": CompletionOptions, "smells": SmellOptions}
+
+
+def _leaves(raw: dict[str, Any]) -> list[tuple[str, Any]]:
+    """(dotted camelCase key, value) for every option `raw` sets; keys that name no option
+    come back with the value `_UNKNOWN`."""
+    out: list[tuple[str, Any]] = []
+    for section, values in raw.items():
+        cls = _SECTIONS.get(section)
+        if cls is None or not isinstance(values, dict):
+            out.append((section, values if cls is not None else _UNKNOWN))
+            continue
+        names = {_camel(f.name) for f in dataclasses.fields(cls)}
+        out.extend((f"{section}.{key}", value if key in names else _UNKNOWN) for key, value in values.items())
+    return out
+
+
+def _set(tree: dict[str, Any], dotted: str, value: Any) -> dict[str, Any]:
+    """A copy of `tree` with `dotted` set to `value`."""
+    head, _, rest = dotted.partition(".")
+    copy = dict(tree)
+    copy[head] = _set(tree.get(head) or {}, rest, value) if rest else value
+    return copy
+
+
+def _get(tree: dict[str, Any], dotted: str) -> Any:
+    for part in dotted.split("."):
+        tree = tree[part]
+    return tree
+
+
+def merge_options(raw: Any, current: Options) -> tuple[Options, str | None]:
+    """`raw` (the whole `loopls` section or a part of it) merged into `current`. Each invalid
+    value falls back to its key's default, each unknown key is ignored; the warning names them
+    all (None when there is nothing to say)."""
+    if raw is None:
+        return current, None
+    if not isinstance(raw, dict):
+        return current, f"loopls options must be an object, not {type(raw).__name__}; options unchanged"
+    merged = options_to_json(current)
+    defaults = options_to_json(Options())
+    leaves = _leaves(raw)
+    if all(value is not _UNKNOWN for _, value in leaves):
+        # All at once first: keys that are only valid together (model.backend "openai" and
+        # its model.url) must not be judged one at a time.
+        whole = merged
+        for key, value in leaves:
+            whole = _set(whole, key, _get(defaults, key) if value is None else value)
+        try:
+            return _CONVERTER.structure(whole, Options), None
+        except (cattrs.BaseValidationError, ValueError, TypeError, AttributeError):
+            pass  # then key by key, to fall back only where a value is wrong
+    problems = []
+    for key, value in leaves:
+        if value is _UNKNOWN:
+            problems.append(f"unknown option {key} (ignored)")
+            continue
+        if value is None:  # null: the key is unset, which means its default
+            value = _get(defaults, key)
+        trial = _set(merged, key, value)
+        try:
+            _CONVERTER.structure(trial, Options)
+        except (cattrs.BaseValidationError, ValueError, TypeError, AttributeError) as exc:
+            detail = _describe(exc).split(" @ $")[0]
+            if key in _SECTIONS:
+                detail = f"{key} must be an object"
+            elif key not in detail:
+                detail = f"{key}: {detail}" if detail else f"{key}: invalid value {value!r}"[:200]
+            problems.append(f"{detail} (using the default, {json.dumps(_get(defaults, key))})")
+            trial = _set(merged, key, _get(defaults, key))
+        merged = trial
+    options = _CONVERTER.structure(merged, Options)
+    return options, ("invalid loopls options: " + "; ".join(problems)) if problems else None
 
 
 def options_to_json(options: Options) -> dict[str, Any]:

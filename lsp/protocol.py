@@ -20,6 +20,7 @@ from concurrent.futures import Future
 from typing import Any
 
 import cattrs
+from cattrs.v import format_exception
 from lsprotocol import types
 from lsprotocol.types import ResponseErrorMessage
 from pygls.exceptions import FeatureRequestError, JsonRpcException, JsonRpcInvalidParams
@@ -29,6 +30,7 @@ from pygls.protocol.language_server import lsp_method
 
 from .framing import INVALID_REQUEST
 from .jsonrpc import error_reply
+from .positions import PositionError
 
 log = logging.getLogger(__name__)
 
@@ -127,6 +129,10 @@ class LooplsProtocol(LanguageServerProtocol):
 
 def _describe(exc: BaseException | None) -> str:
     if isinstance(exc, cattrs.BaseValidationError):
-        return "; ".join(cattrs.transform_error(exc))[:500]
+        return "; ".join(cattrs.transform_error(exc, format_exception=_format))[:500]
     return str(exc)[:500] if exc else ""
 
+
+def _format(exc: BaseException, type_: type | None) -> str:
+    # a position's own check says exactly what is wrong with it
+    return str(exc) if isinstance(exc, PositionError) else format_exception(exc, type_)

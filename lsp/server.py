@@ -1,41 +1,45 @@
-"""The loopls language server: state on the server subclass, thin feature handlers."""
+"""The loopls language server: its state in one place, and its lifecycle.
+
+State: the options, the context host (project models, `context_features.py`), the smell host
+(`diagnostics.py`), the model host (`model_host.py`), the completion service
+(`completion/service.py`), the status reporter and the acceptance counters. Handlers (features.py and the feature modules) stay
+thin: they read the document, call one of these, convert the result.
+"""
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 import logging
+import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from pathlib import PurePath
 from typing import Any
 
 from lsprotocol import types
 from pygls.exceptions import JsonRpcException, JsonRpcInternalError, JsonRpcInvalidParams
 from pygls.lsp.server import LanguageServer
+from pygls.uris import to_fs_path
 
-from loopls.engine.backends import Backend, BackendError, load_backend
-from loopls.engine.backends.base import Priority, RequestOutput, SamplingParams, Stream
-from loopls.engine.model.generate import cut_at_stop
+from loopls.context.languages import language_for_path
+from loopls.engine.backends import BackendError
 
-from .completion import UNTRAINED_NOTICE, Completer
-from .completion_cache import CompletionCache
+from .completion.acceptance import AcceptanceCounter
+from .completion.service import CompletionRequest, Completions, CompletionService
 from .context_features import ContextHost
-from .convert import PositionError, offset_at
 from .diagnostics import SmellHost
-from .options import Options, backend_config, options_to_json, parse_options
+from .model_host import EngineFailed, ModelHost, ModelLoadFailed
+from .options import Options, backend_config, merge_options, options_to_json
+from .positions import UTF16, LineIndex, LspTextDocument, LspWorkspace, PositionError, strict_converter
 from .protocol import LooplsProtocol
+from .status import STATUS, StatusReporter
 from .version import __version__
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class Stats:
-    active_generations: int = 0
-    completed: int = 0
-    cancelled: int = 0
-    generated_tokens: int = 0
-    last_generated_tokens: int = 0
-    cache_hits: int = 0
+# LSP language ids of documents without a path (untitled:) -> loopls' grammar names
+_LANGUAGE_IDS = {"python": "python", "javascript": "javascript", "javascriptreact": "javascript",
+                 "typescript": "typescript", "typescriptreact": "tsx", "java": "java", "go": "go", "rust": "rust",
+                 "c": "c", "cpp": "cpp"}
 
 
 class LooplsServer(LanguageServer):
@@ -45,6 +49,7 @@ class LooplsServer(LanguageServer):
             __version__,
             text_document_sync_kind=types.TextDocumentSyncKind.Incremental,
             protocol_cls=LooplsProtocol,
+            converter_factory=strict_converter,
         )
         # The server's whole state, declared here. Three threads do the long work, so the event
         # loop that reads messages (and cancellations) never waits on it: the project thread
@@ -52,15 +57,17 @@ class LooplsServer(LanguageServer):
         # (model loading, prompt building) and the serving engine's own worker.
         self.options = Options()
         self.model_override = model_override
-        self.stats = Stats()
+        self.status = StatusReporter(self.status_json, lambda status: self.protocol.notify(STATUS, status))
         self.context = ContextHost(self)  # one project model per workspace folder, on its thread
+        self.context.changed = self.status.changed
         self.smells = SmellHost(self, self.context)  # code-smell diagnostics, read from those models
-        self.engine_thread = ThreadPoolExecutor(1, thread_name_prefix="loopls-prepare")
-        self._completer: asyncio.Future[Completer] | None = None  # the loaded model, through...
-        self._backend: Backend | None = None  # ...the engine backend, the only way to the engine
-        self._engine_down = False  # the last request failed; the user has been told
-        self.completion_cache = CompletionCache()
-        self._load_error_shown: str | None = None  # the model-load error last shown to the user
+        self.prepare_thread = ThreadPoolExecutor(1, thread_name_prefix="loopls-prepare")
+        self.models = ModelHost(self.prepare_thread, report=self._report, changed=self.status.changed,
+                                progress=self._progress)  # the model, through the engine backend only
+        self.acceptance = AcceptanceCounter()
+        self.completions = CompletionService(self.models, self.prepare_thread, lambda: self.options.completion,
+                                             context=self.context.provide, label=_label)
+        self.last_latency_ms: float | None = None
 
     def document_event(self, method: str, params: Any) -> None:
         """The one fan-out of document and workspace events (after pygls has updated its own
@@ -70,169 +77,165 @@ class LooplsServer(LanguageServer):
                 consumer.document_event(method, params)
             except Exception:  # noqa: BLE001 - a consumer failing must never break document sync
                 log.exception("%s: %s failed", type(consumer).__name__, method)
+        if method == types.TEXT_DOCUMENT_DID_CLOSE:
+            self.completions.forget(params.text_document.uri)
 
-    @property
-    def model_name(self) -> str:
-        return self.model_override or self.options.model.name
+    # -- lifecycle --------------------------------------------------------------------------
+
+    def adopt_workspace(self) -> None:
+        """At `initialize`: documents keep LSP's line breaks and the negotiated encoding
+        (pygls' own documents split lines like `str.splitlines`)."""
+        self.protocol._workspace = LspWorkspace.like(self.workspace, types.TextDocumentSyncKind.Incremental)
+
+    def start_model(self) -> None:
+        self.status.enabled = True
+        self.configure_model()
+
+    def configure_model(self) -> None:
+        """Load the model the options name (a change reloads it; a new budget does not)."""
+        try:
+            config = backend_config(self.options, self.model_override)
+        except BackendError as exc:
+            self.models.unavailable(self.model_override or self.options.model.name, str(exc))
+            return
+        self.models.configure(config)
+
+    def shutdown_engine(self) -> None:
+        self.models.shutdown()
+        self.context.shutdown()
+
+    # -- options ----------------------------------------------------------------------------
 
     def apply_options(self, raw: Any) -> None:
-        options, warning = parse_options(raw, self.options)
-        reload = options.model != self.options.model
+        """Merge a (partial) `loopls` section into the options; invalid keys fall back to their
+        defaults with one warning."""
+        options, warning = merge_options(raw, self.options)
+        changed = options != self.options
         self.options = options
         if warning:
             self.window_show_message(types.ShowMessageParams(type=types.MessageType.Warning, message=warning))
-        if reload:
-            self._completer = None
-        self.completion_cache = CompletionCache()  # items made under other options are stale
+        if changed:
+            self.completions.cache.clear()  # suggestions made under other options are stale
+            if self.status.enabled:
+                self.configure_model()
+            self.status.changed()
 
-    def completer(self) -> asyncio.Future[Completer]:
-        """The loaded model, loading it on first use; a failed load is retried next time."""
-        if self._completer is None or (self._completer.done() and self._completer.exception()):
-            self._completer = asyncio.ensure_future(self._load())
-            self._completer.add_done_callback(self._announce_model)
-        return self._completer
+    def client_pulls_configuration(self) -> bool:
+        caps = self.client_capabilities
+        return bool(caps and caps.workspace and caps.workspace.configuration)
 
-    async def _load(self) -> Completer:
-        loop = asyncio.get_running_loop()
-        config = backend_config(self.options, self.model_override)
-        backend = await loop.run_in_executor(self.engine_thread, load_backend, config)
-        self.shutdown_engine()  # the previous model's engine, after a model change
-        self._backend = backend
-        return Completer(backend)
-
-    def shutdown_engine(self) -> None:
-        if self._backend is not None:
-            self._backend.shutdown()
-            self._backend = None
-
-    def _announce_model(self, fut: asyncio.Future[Completer]) -> None:
-        if fut.cancelled():
+    async def pull_configuration(self) -> None:
+        """Ask the client for the `loopls` section (`workspace/configuration`)."""
+        if not self.client_pulls_configuration():
             return
-        if fut.exception() is not None:
-            message = f"loopls: cannot load model: {fut.exception()}"
-            if message != self._load_error_shown:  # each request retries the load: show a failure once
-                self._load_error_shown = message
-                self.window_show_message(types.ShowMessageParams(type=types.MessageType.Error, message=message))
+        try:
+            result = await self.workspace_configuration_async(
+                types.ConfigurationParams(items=[types.ConfigurationItem(section="loopls")]))
+        except Exception as exc:  # noqa: BLE001 - a client failing this request must not stop the server
+            log.warning("workspace/configuration failed: %s", exc)
             return
-        self._load_error_shown = None
-        info = fut.result().backend.info
-        self.window_log_message(types.LogMessageParams(
-            type=types.MessageType.Info,
-            message=f"loopls: loaded {info.model_type} model from {info.path} on {info.device} ({info.backend})",
-        ))
-        if info.untrained:
-            self.window_show_message(types.ShowMessageParams(type=types.MessageType.Warning, message=UNTRAINED_NOTICE))
+        if result and isinstance(result[0], dict):
+            self.apply_options(result[0])
 
-    def document_text(self, uri: str) -> str:
+    # -- documents and completions --------------------------------------------------------------
+
+    @property
+    def encoding(self) -> str:
+        return self.workspace.position_encoding or UTF16
+
+    def document(self, uri: str) -> LspTextDocument:
         doc = self.workspace.text_documents.get(uri)
         if doc is None:
             raise JsonRpcInvalidParams(f"document is not open: {uri}")
-        return doc.source
+        return doc
 
-    async def complete_at(self, uri: str, position: types.Position) -> list[str]:
-        """Completion texts at `position`; supersedes the document's previous request."""
-        text = self.document_text(uri)
+    def completion_request(self, uri: str, position: types.Position, invoked: bool) -> tuple[CompletionRequest, LineIndex]:
+        doc = self.document(uri)
+        index = doc.line_index
         try:
-            offset = offset_at(text, position)
+            offset = index.offset(position, self.encoding)
         except PositionError as exc:
             raise JsonRpcInvalidParams(str(exc)) from None
-        if not self.options.completion.enabled:
-            return []
-        cached = self.completion_cache.lookup(uri, text, offset)
-        if cached is not None:
-            self.stats.cache_hits += 1
-            return cached
-        completer = await self._loaded_completer()
-        options = self.options.completion
-        loop = asyncio.get_running_loop()
+        path = to_fs_path(uri) if uri.startswith("file:") else None
+        language = language_for_path(path) if path else _LANGUAGE_IDS.get(doc.language_id or "")
+        return CompletionRequest(uri, doc.version, path, language, index.text, offset, invoked), index
+
+    async def complete(self, request: CompletionRequest) -> Completions | None:
+        """The completion service's answer; a model that cannot be loaded or a backend failing
+        the request is an LSP error (the user was told once, by the model host)."""
         try:
-            prepared = await loop.run_in_executor(self.engine_thread, completer.prepare, text, offset, options)
-        except ValueError as exc:
-            raise JsonRpcInvalidParams(str(exc)) from None
-        # supersede: this document's previous inline request is cancelled by the engine
-        out = await self._run(prepared.ids, prepared.params, Priority.INLINE, supersede=f"inline:{uri}")
-        if out.finish_reason == "cancelled":
-            return []
-        items = completer.finish(out.token_ids, prepared.params, text, offset, options)
-        self.completion_cache.store(uri, text, offset, items)
-        return items
-
-    async def generate_text(self, prompt_ids: list[int], params: SamplingParams, priority: Priority) -> str:
-        """Run one request through the serving engine; the decoded text, cut at a stop string."""
-        completer = await self._loaded_completer()
-        out = await self._run(prompt_ids, params, priority)
-        return cut_at_stop(completer.backend.tokenizer.decode(out.token_ids), params.stop)[0]
-
-    async def _run(
-        self, prompt_ids: list[int], params: SamplingParams, priority: Priority, supersede: str | None = None
-    ) -> RequestOutput:
-        """Submit to the serving engine and wait for the end; cancelling the caller cancels
-        the engine request (its blocks are freed before the next step)."""
-        try:
-            stream = self._backend.submit(prompt_ids, params, priority=priority, supersede=supersede)
-        except ValueError as exc:  # includes the engine's AdmissionError
-            raise JsonRpcInvalidParams(str(exc)) from None
-        try:
-            # shielded: the accounting must see the request end even when the caller is cancelled
-            out = await asyncio.shield(asyncio.ensure_future(self._account(stream)))
-        except asyncio.CancelledError:
-            stream.cancel()
-            self.stats.cancelled += 1
-            raise
-        if out.finish_reason == "error":
-            self._engine_failed(out.error or "unknown error")
-            raise JsonRpcInternalError(f"engine failed: {out.error}")
-        if out.finish_reason != "cancelled":
-            self._engine_answered()
-        return out
-
-    def _engine_failed(self, error: str) -> None:
-        """Show the first failure of a run of failures (a dead model server fails every
-        keystroke's request: the user is told once, not per keystroke)."""
-        if not self._engine_down:
-            self._engine_down = True
-            self.window_show_message(types.ShowMessageParams(
-                type=types.MessageType.Error,
-                message=f"loopls: completions are failing: {error}. They resume when the model answers again.",
-            ))
-
-    def _engine_answered(self) -> None:
-        if self._engine_down:
-            self._engine_down = False
-            self.window_log_message(types.LogMessageParams(
-                type=types.MessageType.Info, message="loopls: the model answers again; completions resumed"))
-
-    async def _loaded_completer(self) -> Completer:
-        try:
-            return await self.completer()
-        except (BackendError, OSError, ValueError, RuntimeError) as exc:
+            return await self.completions.complete(request)
+        except ModelLoadFailed as exc:
             # the model's problem, not the request's nor a bug: RequestFailed with the reason
             raise JsonRpcException(f"cannot load model: {exc}", types.LSPErrorCodes.RequestFailed.value) from None
+        except EngineFailed as exc:
+            raise JsonRpcInternalError(f"engine failed: {exc}") from None
 
-    async def _account(self, stream: Stream) -> RequestOutput:
-        """Wait for a request to end, however it ends, and count what it generated."""
-        self.stats.active_generations += 1
+    def note_latency(self, started: float) -> None:
+        self.last_latency_ms = round((time.perf_counter() - started) * 1000, 1)
+        self.status.changed()
+
+    # -- reporting --------------------------------------------------------------------------
+
+    def _report(self, level: str, message: str) -> None:
+        if level == "info":
+            self.window_log_message(types.LogMessageParams(type=types.MessageType.Info, message=message))
+            return
+        kind = types.MessageType.Error if level == "error" else types.MessageType.Warning
+        self.window_show_message(types.ShowMessageParams(type=kind, message=message))
+
+    @contextlib.asynccontextmanager
+    async def _progress(self, detail: str):
+        """`$/progress` "loopls: loading model" around a load, when the client shows progress."""
+        caps = self.client_capabilities
+        token = None
+        if caps and caps.window and caps.window.work_done_progress:
+            token = f"loopls-model-{uuid.uuid4().hex[:8]}"
+            try:
+                await self.work_done_progress.create_async(token)
+                self.work_done_progress.begin(token, types.WorkDoneProgressBegin(
+                    title="loopls: loading model", message=detail))
+            except Exception as exc:  # noqa: BLE001 - a client refusing progress must not stop loading
+                log.info("no progress reporting: %s", exc)
+                token = None
         try:
-            out = await stream.result()
+            yield
         finally:
-            self.stats.active_generations -= 1
-        self.stats.generated_tokens += len(out.token_ids)
-        self.stats.last_generated_tokens = len(out.token_ids)
-        if out.finish_reason in ("stop", "length"):
-            self.stats.completed += 1
-        elif out.finish_reason == "error":
-            log.error("engine failed on %s: %s", stream.request_id, out.error)
-        return out
+            if token is not None:
+                self.work_done_progress.end(token, types.WorkDoneProgressEnd(
+                    message="loaded" if self.models.error is None else "failed"))
 
-    def status(self) -> dict[str, Any]:
-        model: dict[str, Any] = {"name": self.model_name, "loaded": False}
-        fut = self._completer
-        if fut is not None and fut.done() and not fut.cancelled() and fut.exception() is None:
-            info = fut.result().backend.info
-            model.update(loaded=True, path=info.path, modelType=info.model_type,
-                         untrained=info.untrained, device=info.device, backend=info.backend)
-        engine = self._backend.stats() if self._backend is not None else {}
-        return {"version": __version__, "model": model, "options": options_to_json(self.options),
-                "stats": asdict(self.stats), "engine": engine}
+    def status_json(self) -> dict[str, Any]:
+        """`loopls/status` (docs/architecture.md): what a status bar shows, plus options and stats."""
+        models = self.models
+        if not self.options.completion.enabled:
+            state, message = "disabled", "completions are off (completion.enabled is false)"
+        elif models.state == "error":
+            fix = ("Set model.name to a checkpoint folder, a cached hub id, or 'tiny'."
+                   if self.options.model.backend == "native" else "Check the model.* options (docs/deploy.md).")
+            state, message = "error", f"cannot load model {models.name!r}: {models.error}. {fix}"
+        elif models.state in ("idle", "loading"):
+            state, message = "loading", f"loading model {models.name}".strip()
+        elif models.stats.active_generations:
+            state, message = "busy", "generating"
+        else:
+            state, message = "ready", "ready"
+        status: dict[str, Any] = {
+            "state": state,
+            "message": message,
+            "model": models.model_json(),
+            "index": self.context.index_status(),
+            "acceptance": self.acceptance.as_json(),
+            "version": __version__,
+            "options": options_to_json(self.options),
+            "stats": {**models.stats_json(), **vars(self.completions.stats)},
+            "engine": models.backend.stats() if models.backend is not None else {},
+        }
+        if self.last_latency_ms is not None:
+            status["lastLatencyMs"] = self.last_latency_ms
+        return status
 
 
+def _label(path: str | None) -> str | None:
+    """How a buffer-only prompt names its file: the file name, never the whole path."""
+    return PurePath(path).name if path else None

@@ -57,6 +57,9 @@ async def serve(protocol: LooplsProtocol, read: Callable[[], Awaitable[bytes]], 
                 dispatch(protocol, event)
                 if protocol.exit_code is not None:
                     break
+                # messages take effect in order: an async handler (a configuration change) starts
+                # before the next message of the same chunk is handled (a request reading it)
+                await asyncio.sleep(0)
     except (BrokenPipeError, ConnectionError) as exc:
         log.error("connection to the client lost: %s", exc)
     finally:

@@ -7,13 +7,20 @@ import asyncio
 import dataclasses
 import json
 import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
-from loopls.engine.backends import Backend, BackendConfig, BackendError, load_backend
-from loopls.engine.backends.base import RequestOutput, SamplingParams
+from loopls.context.assemble import ContextEngine
+from loopls.context.history import open_repo
+from loopls.context.languages import language_for_path
+from loopls.context.project import Project
+from loopls.engine.backends import BackendConfig
+from loopls.engine.model.models import cache_dir
 
-from ..completion import UNTRAINED_NOTICE, Completer
-from ..convert import offset_from_cli
+from ..completion.service import CompletionRequest, CompletionService
+from ..model_host import UNTRAINED_NOTICE, EngineFailed, ModelHost
 from ..options import CompletionOptions
+from ..positions import offset_from_cli
 from .args import fail, os_error, read_source
 
 
@@ -27,31 +34,40 @@ def run_complete(args: argparse.Namespace) -> int:
     options = CompletionOptions()
     if args.max_tokens is not None:
         options = dataclasses.replace(options, max_tokens=args.max_tokens)
-    try:
-        backend = load_backend(BackendConfig(model=args.model, device=args.device, context_tokens=options.context_tokens))
-    except BackendError as exc:
-        return fail(str(exc))
-    try:
-        completer = Completer(backend)
-        prepared = completer.prepare(text, offset, options)
-        out = asyncio.run(_generate(backend, prepared.ids, prepared.params))
-    except (ValueError, RuntimeError) as exc:
-        return fail(f"completion failed: {exc}")
-    finally:
-        backend.shutdown()
-    if out.finish_reason == "error":
-        return fail(f"completion failed: {out.error}")
-    items = completer.finish(out.token_ids, prepared.params, text, offset, options)
+    return asyncio.run(_complete(args, path, text, offset, options))
+
+
+async def _complete(args: argparse.Namespace, path: Path, text: str, offset: int, options: CompletionOptions) -> int:
+    """The server's completion service, run once: the same prompt (with the project's context
+    when the file is in a git work tree), the same post-processing and secret filter."""
+    with ThreadPoolExecutor(1, thread_name_prefix="loopls-prepare") as thread:
+        models = ModelHost(thread)
+        models.configure(BackendConfig(model=args.model or "tiny", device=args.device,
+                                       context_tokens=options.context_tokens))
+        backend = await models.ready()
+        if backend is None:
+            return fail(str(models.error))
+        try:
+            project = ProjectContext.for_file(path, backend.tokenizer)
+            service = CompletionService(models, thread, lambda: options, context=project.provide if project else None,
+                                        label=lambda p: Path(p).name if p else None, debounce=False)
+            request = CompletionRequest(path.resolve().as_uri(), None, str(path), language_for_path(path), text,
+                                        offset, invoked=False)
+            result = await service.complete(request)
+        except EngineFailed as exc:
+            return fail(f"completion failed: {exc}")
+        finally:
+            models.shutdown()
+    items = result.suggestions if result else []
     info = backend.info
     if args.json:
         print(json.dumps({
-            "items": [{"insertText": t} for t in items],
+            "items": [{"insertText": s.text, "replace": s.replace} for s in items],
             "model": {"path": info.path, "modelType": info.model_type, "untrained": info.untrained,
                       "backend": info.backend},
-            "promptTokens": len(prepared.ids),
-            "generatedTokens": len(out.token_ids),
-            "finishReason": out.finish_reason,
-            "timings": out.metrics,
+            "promptTokens": result.prompt_tokens if result else None,
+            "contextFiles": result.context_files if result else None,
+            "generatedTokens": models.stats.last_generated_tokens,
             **({"notice": UNTRAINED_NOTICE} if info.untrained else {}),
         }, indent=2))
     else:
@@ -60,12 +76,33 @@ def run_complete(args: argparse.Namespace) -> int:
         if not items:
             print("(no completion)", file=sys.stderr)
         for item in items:
-            print(item)
+            print(item.text)
     return 0
 
 
-async def _generate(backend: Backend, prompt_ids: list[int], params: SamplingParams) -> RequestOutput:
-    return await backend.submit(prompt_ids, params).result()
+class ProjectContext:
+    """The context engine over the git work tree holding a file (indexed like `loopls
+    context`), as the completion service's context provider."""
+
+    def __init__(self, engine: ContextEngine, rel: str) -> None:
+        self.engine, self.rel = engine, rel
+
+    @classmethod
+    def for_file(cls, path: Path, tokenizer) -> ProjectContext | None:
+        """None when the file is in no git work tree (the buffer alone is the prompt)."""
+        repo = open_repo(path.resolve().parent)
+        if repo is None or not repo.working_tree_dir:
+            return None
+        try:
+            project = Project(Path(repo.working_tree_dir), cache_dir())
+            rel = project.workspace.relative(path)
+            project.build()
+        except (OSError, ValueError):  # WorkspaceError is a ValueError: an ignored file, say
+            return None
+        return cls(ContextEngine(project, tokenizer, tokenizer.special), rel)
+
+    def provide(self, tokenizer, uri: str, version: int | None, text: str, offset: int, budget: int):
+        return self.engine.assemble(self.rel, text, offset, budget)
 
 
 def run_create_tiny(args: argparse.Namespace) -> int:

@@ -15,7 +15,7 @@ from loopls.context.explain import explain, explain_text
 from loopls.context.project import IndexSummary, Project
 from loopls.context.workspace import WorkspaceError
 
-from ..convert import offset_from_cli
+from ..positions import offset_from_cli
 from .args import fail, parse_location, read_source
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from lsprotocol import types
 from pygls.lsp.client import LanguageClient
 
-from ..completion import UNTRAINED_NOTICE
+from ..model_host import UNTRAINED_NOTICE
 
 # (file, 1-based line, 1-based column or 0 for the line end): places a user would pause at
 _SAMPLE_POSITIONS = (

@@ -76,3 +76,17 @@ def test_fim_layout_uses_checkpoint_ids(tokenizer) -> None:
     assert ids[0] == s.fim_prefix and ids[-1] == s.fim_middle
     assert ids[1 + len(p.prefix_tokens)] == s.fim_suffix
     assert ids[1:1 + len(p.prefix_tokens)] == p.prefix_tokens
+
+
+def test_an_anchored_prefix_starts_at_the_same_line_while_the_user_types(tokenizer) -> None:
+    offset = SOURCE.index("def function_150")
+    starts = set()
+    for typed in range(0, 60):  # type a line character by character
+        text = SOURCE[:offset] + "y" * typed + SOURCE[offset:]
+        p = build_fim_prompt(text, offset + typed, tokenizer, 400, anchor_lines=8)
+        starts.add(offset + typed - len(p.prefix))
+        assert p.tokens <= 400
+    assert len(starts) <= 2  # without the anchor it moves every few keystrokes
+    plain = {offset + t - len(build_fim_prompt(SOURCE[:offset] + "y" * t + SOURCE[offset:], offset + t, tokenizer,
+                                               400).prefix) for t in range(0, 60)}
+    assert len(plain) > len(starts)

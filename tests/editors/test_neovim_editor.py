@@ -181,8 +181,6 @@ def test_next_and_previous_ask_for_more_and_cycle(nvim: NeovimInTmux, artifacts:
     assert nvim.lua(f"{GHOST}.current() ~= nil")
 
 
-@pytest.mark.xfail(strict=True, reason="the server returns one candidate per request; several distinct ones "
-                   "for an invoked request come with the completion pipeline work (issue 10)")
 def test_next_shows_a_different_candidate(nvim: NeovimInTmux) -> None:
     fresh_line(nvim, 10, "    tax = ")
     first = wait_ghost(nvim)["text"]
@@ -275,8 +273,6 @@ def test_commands_status_toggle_context(nvim: NeovimInTmux, artifacts: Path) -> 
     nvim.keys(":close", "Enter")
 
 
-@pytest.mark.xfail(strict=True, reason="acceptance counters in loopls/status (PROTOCOL.md) come with the server's "
-                   "acceptance signals (issue 10)")
 def test_accepting_is_counted_by_the_server(nvim: NeovimInTmux) -> None:
     fresh_line(nvim, 10, "    net = ")
     wait_ghost(nvim)

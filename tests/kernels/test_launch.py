@@ -32,3 +32,16 @@ def test_a_cold_prefill_and_short_sequences_are_not_split() -> None:
     assert _splits(16384, 1, 16384) == 1  # 656 query tiles per KV head fill the GPU
     assert _splits(64, 1, 64) == 1  # too few keys to share out
     assert _splits(64, 1, 32768 + 64, window=256) == 1  # a window reads at most W keys
+
+
+def test_prefill_tiles_fit_the_shared_memory_of_a_block() -> None:
+    from loopls.kernels.launch import PREFILL_CONFIGS, PREFILL_SHARED_BYTES, fit_shared_memory
+
+    # The bf16 tables are kept as tuned; fp32 (the engine's exact-comparison runs) shrinks.
+    for block_d, table in PREFILL_CONFIGS.items():
+        for block_m, tile_n, _, stages in table.values():
+            fitted = fit_shared_memory(block_m, tile_n, stages, block_d, 4, 8)
+            assert (fitted[0] + 2 * fitted[2] * fitted[1]) * block_d * 4 <= PREFILL_SHARED_BYTES
+    assert fit_shared_memory(128, 64, 5, 128, 2, 8) == (128, 64, 5)
+    assert fit_shared_memory(128, 64, 5, 128, 4, 8) == (128, 64, 2)
+    assert fit_shared_memory(128, 64, 5, 256, 4, 8) == (128, 16, 2)

@@ -80,6 +80,26 @@ def test_bad_checkpoint_path_is_one_line_naming_path_and_what_is_missing(source:
     assert out.returncode == 2 and "local Hugging Face cache" in out.stderr
 
 
+def test_complete_uses_the_project_context_inside_a_git_work_tree(tmp_path: Path) -> None:
+    """The same service as the server: cross-file context inside a git repository, the file
+    alone outside one."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (repo / "geometry.py").write_text("def circle_area(radius):\n    return 3.14159 * radius ** 2\n", encoding="utf-8")
+    main = repo / "main.py"
+    main.write_text("from geometry import circle_area\n\ntotal = circle_area(2) + \n", encoding="utf-8")
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.com"]
+    subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
+    subprocess.run([*git, "add", "."], cwd=repo, check=True)
+    subprocess.run([*git, "commit", "-qm", "init"], cwd=repo, check=True)
+    inside = json.loads(run("complete", f"{main}:3:25", "--json", "--max-tokens", "4").stdout)
+    assert inside["contextFiles"] >= 1
+    alone = tmp_path / "alone.py"
+    alone.write_text(main.read_text(encoding="utf-8"), encoding="utf-8")
+    outside = json.loads(run("complete", f"{alone}:3:25", "--json", "--max-tokens", "4").stdout)
+    assert outside["contextFiles"] == 0 and outside["promptTokens"] < inside["promptTokens"]
+
+
 def test_create_tiny_then_complete_with_it(tmp_path: Path, source: Path) -> None:
     folder = tmp_path / "qwen"
     out = run("model", "create-tiny", str(folder), "--arch", "qwen2")

@@ -79,7 +79,8 @@ async def test_explain_context_and_progress(client: LanguageClient, workspace: P
     first = next(s for s in result["snippets"] if s["path"] == "shapes.py")
     assert first["start_line"] == 1  # 1-based
     assert ".env" not in _sources(result)
-    reports = [r for values in client.progress_reports.values() for r in values]
+    (reports,) = [values for values in client.progress_reports.values()
+                  if values and getattr(values[0], "title", "") == "loopls: indexing"]
     assert isinstance(reports[0], types.WorkDoneProgressBegin) and isinstance(reports[-1], types.WorkDoneProgressEnd)
     assert "3 files" in reports[-1].message  # main, shapes, colors (.env is secret)
 

@@ -1,33 +1,14 @@
-"""Position conversions (UTF-16 vs code points vs 1-based CLI) and option parsing."""
+"""Option parsing (and the CLI's 1-based positions; LSP positions: test_positions.py)."""
 
 from __future__ import annotations
 
 import pytest
 from lsprotocol import types
 
-from loopls.lsp.convert import PositionError, offset_at, offset_from_cli, position_at
-from loopls.lsp.options import Options, options_to_json, parse_options
+from loopls.lsp.positions import PositionError, offset_from_cli
+from loopls.lsp.options import Options, merge_options, options_to_json, parse_options
 
 TEXT = "a = '😀x'\r\nb = 2\rc\n"
-
-
-def test_utf16_positions_map_to_code_points() -> None:
-    # the emoji is two UTF-16 units and one code point
-    x = TEXT.index("x")
-    assert offset_at(TEXT, types.Position(line=0, character=7)) == x
-    assert position_at(TEXT, x) == types.Position(line=0, character=7)
-
-
-def test_all_three_line_endings_count() -> None:
-    assert offset_at(TEXT, types.Position(line=1, character=0)) == TEXT.index("b")
-    assert offset_at(TEXT, types.Position(line=2, character=0)) == TEXT.index("c")
-    assert offset_at(TEXT, types.Position(line=3, character=0)) == len(TEXT)
-
-
-def test_character_past_line_end_clamps_but_line_past_end_raises() -> None:
-    assert offset_at(TEXT, types.Position(line=1, character=99)) == TEXT.index("\rc")
-    with pytest.raises(PositionError):
-        offset_at(TEXT, types.Position(line=4, character=0))
 
 
 def test_cli_positions_are_one_based_code_points() -> None:
@@ -60,3 +41,41 @@ def test_invalid_options_fall_back_to_defaults_with_a_warning(raw, fragment: str
     options, warning = parse_options(raw)
     assert options == Options()
     assert warning and fragment in warning
+
+
+def test_a_partial_section_merges_into_the_current_options() -> None:
+    current, _ = parse_options({"model": {"name": "/models/x"}, "completion": {"maxTokens": 12}})
+    merged, warning = merge_options({"completion": {"temperature": 0.2}}, current)
+    assert warning is None
+    assert merged.model.name == "/models/x" and merged.completion.max_tokens == 12
+    assert merged.completion.temperature == 0.2
+
+
+def test_an_invalid_value_falls_back_to_that_keys_default_with_one_warning() -> None:
+    current, _ = parse_options({"completion": {"maxTokens": 12, "maxLines": 3}})
+    merged, warning = merge_options({"completion": {"maxTokens": 0, "maxTokenz": 5}, "model": {"device": "tpu"}}, current)
+    assert merged.completion.max_tokens == Options().completion.max_tokens  # the key's default
+    assert merged.completion.max_lines == 3  # untouched
+    assert merged.model.device == "auto"
+    assert warning.count("invalid loopls options") == 1
+    for fragment in ("completion.maxTokens", "maxTokenz", "model.device", "tpu"):
+        assert fragment in warning
+
+
+def test_null_means_default_and_a_non_object_changes_nothing() -> None:
+    current, _ = parse_options({"completion": {"maxTokens": 12}})
+    merged, warning = merge_options({"completion": {"maxTokens": None}}, current)
+    assert merged.completion.max_tokens == 48 and warning is None
+    same, warning = merge_options("fast", current)
+    assert same == current and "must be an object" in warning
+    same, warning = merge_options({"completion": "fast"}, current)
+    assert same.completion == Options().completion and "completion must be an object" in warning
+
+
+def test_keys_valid_only_together_merge_together() -> None:
+    """model.backend "openai" needs model.url: a section naming both is accepted as a whole,
+    and switching back to native keeps the url harmlessly."""
+    merged, warning = merge_options({"model": {"backend": "openai", "url": "http://127.0.0.1:8000/v1"}}, Options())
+    assert warning is None and (merged.model.backend, merged.model.url) == ("openai", "http://127.0.0.1:8000/v1")
+    alone, warning = merge_options({"model": {"backend": "openai"}}, Options())
+    assert alone.model.backend == "native" and "model.url must be an http(s) URL" in warning

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import sys
 import time
 
@@ -192,6 +193,28 @@ async def test_malformed_params_get_an_error_not_a_crash() -> None:
             reply = await conn.response(i)
             assert "error" in reply and "result" not in reply, reply
             assert reply["error"]["code"] in (-32602, -32603), reply
+        position_errors = [
+            {"line": "7", "character": 0}, {"line": 1.5, "character": 0}, {"line": True, "character": 0},
+            {"line": -1, "character": 0}, {"line": 2**31, "character": 0},
+        ]
+        for i, position in enumerate(position_errors, start=30):
+            params = {"textDocument": {"uri": URI}, "position": position, "context": {"triggerKind": 1}}
+            await conn.send({"jsonrpc": "2.0", "id": i, "method": "textDocument/inlineCompletion", "params": params})
+            reply = await conn.response(i)
+            assert reply.get("error", {}).get("code") == -32602, reply
+            assert "must be an integer" in reply["error"]["message"], reply
+        # Infinity is no JSON number: the message is refused before its params are read
+        params = {"textDocument": {"uri": URI}, "position": {"line": 6, "character": float("inf")},
+                  "context": {"triggerKind": 1}}
+        await conn.send({"jsonrpc": "2.0", "id": 36, "method": "textDocument/inlineCompletion", "params": params})
+        reply = await conn.response(36)
+        assert reply.get("error", {}).get("code") == -32700 and "Infinity" in reply["error"]["message"], reply
+        await conn.send({"jsonrpc": "2.0", "method": "textDocument/didOpen", "params": {"textDocument": {
+            "uri": URI + "2", "languageId": "python", "version": 1, "text": "s = '😀'\n"}}})
+        split = {"textDocument": {"uri": URI + "2"}, "position": {"line": 0, "character": 6}, "context": {"triggerKind": 1}}
+        await conn.send({"jsonrpc": "2.0", "id": 40, "method": "textDocument/inlineCompletion", "params": split})
+        reply = await conn.response(40)  # inside the emoji's surrogate pair
+        assert reply.get("error", {}).get("code") == -32602 and "inside the character" in reply["error"]["message"]
         good = {"textDocument": {"uri": URI}, "position": {"line": 6, "character": 4}, "context": {"triggerKind": 1}}
         await conn.send({"jsonrpc": "2.0", "id": 99, "method": "textDocument/inlineCompletion", "params": good})
         reply = await conn.response(99)
@@ -226,7 +249,11 @@ async def test_typing_through_a_suggestion_is_answered_from_the_cache(client: La
             text=typed)],
     ))
     second = await client.text_document_inline_completion_async(_inline(6, 4 + len(typed)))
-    assert second.items[0].insert_text == suggestion[2:]
+    item = second.items[0]
+    # the item replaces what was typed of it, so the client keeps showing it while typing through
+    word = len(re.search(r"[A-Za-z0-9_$]*$", typed).group(0))
+    assert item.insert_text == suggestion[2 - word:]
+    assert item.range.start == types.Position(line=6, character=4 + len(typed) - word)
     after = (await _status(client))["stats"]
     assert after["cache_hits"] == before["cache_hits"] + 1
     assert after["completed"] == before["completed"]  # no new generation

@@ -123,7 +123,7 @@ def test_a_broken_model_config_is_reported_as_such_once(tmp_path: Path, project:
         srv.initialize(project)
         uri = (project / "shapes.py").as_uri()
         _open(srv, uri)
-        for _ in range(2):  # each request retries the load (the file may have been fixed)
+        for _ in range(2):  # every request says why; the user is told once
             error = _inline(srv, uri)["error"]
             assert error["code"] == -32803, error  # RequestFailed: the model's problem, not the request's
             assert error["message"].startswith(f"cannot load model: {config}: max_position_embeddings"), error

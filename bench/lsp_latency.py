@@ -1,0 +1,362 @@
+"""What a user typing in an editor gets from the language server: before and after, one run.
+
+    python bench/lsp_latency.py --before COMMIT [--after PATH] [--bursts 60] [--seed 0]
+
+Replays one seeded typing trace against each server, started over stdio as an editor starts
+it, on CPU, with the embedded default model (made once in a shared cache directory, so both
+servers run the same checkpoint). `--before` is a commit (a git worktree of it is made and
+removed) or a folder holding a loopls source tree; `--after` defaults to this checkout.
+
+The trace: a sample project (a git repo of loopls' own context/*.py files); bursts of typing
+in several files, keys 60-200 ms apart (a realistic line of code from the same file, typed at
+a random place, sometimes with a few backspaces and retyping), each followed by a pause of
+300-1500 ms. Like VS Code, every keystroke sends `didChange` and an automatic
+`textDocument/inlineCompletion` and cancels the previous request if it is still open. After a
+pause that showed a suggestion, the next burst types through it (its first characters) two
+times in five.
+
+Reported per server:
+- shown: the share of pauses whose last request got a suggestion before the pause ended;
+- P50/P95: from the last keystroke of a pause to that suggestion (also for the suggestions
+  that were generated, leaving out cache hits);
+- cache hits: type-through answers that needed no generation (the server's counter);
+- wasted: tokens generated for requests that did not deliver a suggestion (superseded or
+  cancelled) as a share of all tokens generated. Measured the same way for both servers:
+  all tokens (server counter) minus the tokens of each delivered suggestion, read from the
+  server's `last_generated_tokens` right after the suggestion arrives; the new server's own
+  count of wasted tokens is printed beside it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGES = ("lsp", "context", "engine", "kernels")
+# Runs a server from a given source tree: the editable install's import hook is removed so
+# that `loopls` resolves to the tree named on the command line.
+LAUNCHER = (
+    "import sys; tree = sys.argv[1]; "
+    "sys.meta_path[:] = [f for f in sys.meta_path if 'editable' not in repr(f).lower()]; "
+    "sys.path_hooks[:] = [h for h in sys.path_hooks if 'editable' not in repr(h).lower()]; "
+    "sys.path.insert(0, tree); "
+    "[sys.modules.pop(m) for m in list(sys.modules) if m == 'loopls' or m.startswith('loopls.')]; "
+    "from loopls.lsp.cli import main; sys.exit(main(['lsp']))"
+)
+
+
+# -- JSON-RPC over the server's stdio -------------------------------------------------------
+
+class Connection:
+    def __init__(self, proc: asyncio.subprocess.Process) -> None:
+        self.proc = proc
+        self.pending: dict[int, asyncio.Future] = {}
+        self.next_id = 0
+        self.reader = asyncio.ensure_future(self._read())
+
+    async def _read(self) -> None:
+        while True:
+            headers = {}
+            while (line := await self.proc.stdout.readline()) not in (b"\r\n", b""):
+                key, _, value = line.decode().partition(":")
+                headers[key.strip().lower()] = value.strip()
+            if not headers:
+                return
+            message = json.loads(await self.proc.stdout.readexactly(int(headers["content-length"])))
+            if "method" in message and "id" in message:  # a request from the server: accept it
+                await self._write({"jsonrpc": "2.0", "id": message["id"], "result": None})
+            elif "id" in message and message["id"] in self.pending:
+                future = self.pending.pop(message["id"])
+                if not future.done():
+                    future.set_result(message)
+
+    async def _write(self, message: dict) -> None:
+        body = json.dumps(message).encode()
+        self.proc.stdin.write(b"Content-Length: %d\r\n\r\n" % len(body) + body)
+        await self.proc.stdin.drain()
+
+    def request(self, method: str, params) -> tuple[int, asyncio.Future]:
+        self.next_id += 1
+        msg_id = self.next_id
+        future = asyncio.get_running_loop().create_future()
+        self.pending[msg_id] = future
+        asyncio.ensure_future(self._write({"jsonrpc": "2.0", "id": msg_id, "method": method, "params": params}))
+        return msg_id, future
+
+    async def call(self, method: str, params=None) -> dict:
+        return (await self.request(method, params)[1]).get("result")
+
+    def notify(self, method: str, params) -> None:
+        asyncio.ensure_future(self._write({"jsonrpc": "2.0", "method": method, "params": params}))
+
+
+# -- the trace ------------------------------------------------------------------------------
+
+@dataclass
+class Result:
+    name: str
+    pauses: int = 0
+    shown: int = 0
+    latencies: list[float] = field(default_factory=list)
+    generated: list[float] = field(default_factory=list)  # the latencies of suggestions not from the cache
+    useful_tokens: int = 0
+    status: dict = field(default_factory=dict)
+    load: tuple[float, float] = (0.0, 0.0)
+
+
+def make_project(base: Path) -> Path:
+    project = base / "project"
+    project.mkdir()
+    for name in ("prompt.py", "bm25.py", "cochange.py", "graph.py", "explain.py", "store.py"):
+        shutil.copy(ROOT / "context" / name, project / name)
+    git = ["git", "-c", "user.name=bench", "-c", "user.email=bench@example.com"]
+    subprocess.run(["git", "init", "-q"], cwd=project, check=True)
+    subprocess.run([*git, "add", "."], cwd=project, check=True)
+    subprocess.run([*git, "commit", "-qm", "sample"], cwd=project, check=True)
+    return project
+
+
+def position(text: str, offset: int) -> dict:
+    line = text.count("\n", 0, offset)
+    start = text.rfind("\n", 0, offset) + 1
+    return {"line": line, "character": len(text[start:offset].encode("utf-16-le")) // 2}
+
+
+class Editor:
+    """One server, the documents as the editor holds them, and the trace's measurements."""
+
+    def __init__(self, conn: Connection, files: dict[str, str], result: Result) -> None:
+        self.conn, self.docs, self.result = conn, dict(files), result
+        self.versions = {uri: 1 for uri in files}
+        self.open_request: int | None = None
+
+    def edit(self, uri: str, start: int, end: int, new: str) -> None:
+        text = self.docs[uri]
+        self.versions[uri] += 1
+        self.conn.notify("textDocument/didChange", {
+            "textDocument": {"uri": uri, "version": self.versions[uri]},
+            "contentChanges": [{"range": {"start": position(text, start), "end": position(text, end)}, "text": new}]})
+        self.docs[uri] = text[:start] + new + text[end:]
+
+    def keystroke(self, uri: str, cursor: int) -> tuple[int, asyncio.Future]:
+        if self.open_request is not None:
+            self.conn.notify("$/cancelRequest", {"id": self.open_request})
+        msg_id, future = self.conn.request("textDocument/inlineCompletion", {
+            "textDocument": {"uri": uri}, "position": position(self.docs[uri], cursor), "context": {"triggerKind": 2}})
+        self.open_request = msg_id
+        future.add_done_callback(lambda _f, i=msg_id: setattr(self, "open_request", None)
+                                 if self.open_request == i else None)
+        return msg_id, future
+
+    async def burst(self, rng: random.Random, uri: str, cursor: int, keys: list[str | None]) -> tuple[int, float, asyncio.Future]:
+        """Type `keys` (None is a backspace) at `cursor`; the cursor, the time of the last key
+        and the last request."""
+        future = last = None
+        for key in keys:
+            if key is None:
+                self.edit(uri, cursor - 1, cursor, "")
+                cursor -= 1
+            else:
+                self.edit(uri, cursor, cursor, key)
+                cursor += 1
+            _, future = self.keystroke(uri, cursor)
+            last = time.perf_counter()
+            await asyncio.sleep(rng.uniform(0.06, 0.2))
+        return cursor, last, future
+
+    async def pause(self, rng: random.Random, uri: str, cursor: int, last_key: float, future: asyncio.Future) -> str | None:
+        """Wait out a pause; the suggestion shown during it (the text after the cursor), if any."""
+        pause = rng.uniform(0.3, 1.5)
+        remaining = last_key + pause - time.perf_counter()
+        try:
+            reply = await asyncio.wait_for(asyncio.shield(future), max(remaining, 0.0))
+        except asyncio.TimeoutError:
+            reply = None
+        self.result.pauses += 1
+        items = ((reply or {}).get("result") or {}).get("items") if reply else None
+        if not items:
+            await asyncio.sleep(max(0.0, last_key + pause - time.perf_counter()))
+            return None
+        arrived = time.perf_counter()
+        self.result.shown += 1
+        self.result.latencies.append((arrived - last_key) * 1000)
+        before = self.result.status.get("cache_hits", 0)
+        stats = (await self.conn.call("loopls/status"))["stats"]
+        if stats["cache_hits"] == before:  # generated for this pause: its tokens were useful
+            self.result.useful_tokens += stats["last_generated_tokens"]
+            self.result.generated.append((arrived - last_key) * 1000)
+        self.result.status = stats
+        await asyncio.sleep(max(0.0, last_key + pause - time.perf_counter()))
+        item = items[0]
+        start = item.get("range", {}).get("start", position(self.docs[uri], cursor))
+        line_start = self.docs[uri].rfind("\n", 0, cursor) + 1
+        typed = cursor - line_start - start["character"] if start["line"] == self.docs[uri].count("\n", 0, cursor) else 0
+        return item["insertText"][max(typed, 0):]
+
+
+def code_lines(text: str) -> list[str]:
+    return [line.strip() for line in text.splitlines() if 12 <= len(line.strip()) <= 50 and line.isascii()]
+
+
+async def run_trace(editor: Editor, args: argparse.Namespace) -> None:
+    rng = random.Random(args.seed)
+    uris = sorted(editor.docs)
+    shown: str | None = None
+    uri, cursor = uris[0], 0
+    for _ in range(args.bursts):
+        first = (shown or "").split("\n", 1)[0]
+        if first and rng.random() < 0.4:  # type through what is shown
+            keys = list(first[:rng.randint(1, min(8, len(first)))])
+        else:
+            uri = rng.choice(uris)
+            text = editor.docs[uri]
+            lines = [i for i, line in enumerate(text.split("\n")[:-1]) if line.strip()]
+            row = rng.choice(lines)
+            lines_of = text.split("\n")
+            line_end = sum(len(line) + 1 for line in lines_of[:row + 1]) - 1
+            indent = len(lines_of[row]) - len(lines_of[row].lstrip())
+            editor.edit(uri, line_end, line_end, "\n" + " " * indent)  # a new line after a random line
+            cursor = line_end + 1 + indent
+            snippet = rng.choice(code_lines(text))[:rng.randint(6, 30)]
+            keys: list[str | None] = list(snippet)
+            if rng.random() < 0.3:  # a typo: backspace a few characters and retype them
+                cut = rng.randint(2, max(2, len(keys) - 1))
+                wrong = rng.randint(1, 4)
+                keys = keys[:cut] + [None] * wrong + keys[cut - wrong:]
+        cursor, last_key, future = await editor.burst(rng, uri, cursor, keys)
+        shown = await editor.pause(rng, uri, cursor, last_key, future)
+
+
+# -- one server -----------------------------------------------------------------------------
+
+async def measure(name: str, tree: Path, project: Path, cache: Path, args: argparse.Namespace) -> Result:
+    env = {**os.environ, "LOOPLS_CACHE_DIR": str(cache), "HF_HUB_OFFLINE": "1"}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", LAUNCHER, str(tree), stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL, env=env, cwd=project)
+    conn = Connection(proc)
+    result = Result(name)
+    try:
+        await conn.call("initialize", {"processId": os.getpid(), "rootUri": project.as_uri(), "capabilities": {},
+                                       "initializationOptions": {}})
+        conn.notify("initialized", {})
+        files = {p.as_uri(): p.read_text(encoding="utf-8") for p in sorted(project.glob("*.py"))}
+        for uri, text in files.items():
+            conn.notify("textDocument/didOpen", {"textDocument": {"uri": uri, "languageId": "python", "version": 1,
+                                                                  "text": text}})
+        deadline = time.monotonic() + 300
+        while not (await conn.call("loopls/status"))["model"].get("loaded"):
+            assert time.monotonic() < deadline, f"{name}: the model did not load"
+            await asyncio.sleep(0.2)
+        for uri in files:  # warm: the first request of each file is not part of the trace
+            await conn.call("textDocument/inlineCompletion", {"textDocument": {"uri": uri},
+                            "position": {"line": 0, "character": 0}, "context": {"triggerKind": 1}})
+        editor = Editor(conn, files, result)
+        result.status = (await conn.call("loopls/status"))["stats"]
+        start_stats = dict(result.status)
+        load_start = os.getloadavg()[0]
+        await run_trace(editor, args)
+        await asyncio.sleep(1.5)  # let cancelled requests finish their accounting
+        end = (await conn.call("loopls/status"))["stats"]
+        result.status = {k: (v - start_stats.get(k, 0) if isinstance(v, (int, float)) else v)
+                         for k, v in end.items()}
+        result.load = (load_start, os.getloadavg()[0])
+        await conn.call("shutdown")
+        conn.notify("exit", None)
+        await asyncio.wait_for(proc.wait(), 30)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+        conn.reader.cancel()
+    return result
+
+
+def source_tree(spec: str, work: Path) -> tuple[Path, str]:
+    """A folder with a `loopls` package made of links to the tree's four folders."""
+    path = Path(spec)
+    label = spec
+    if not (path / "lsp").is_dir():
+        path = work / "before-worktree"
+        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", "-q", str(path), spec], check=True)
+        label = subprocess.run(["git", "-C", str(path), "rev-parse", "--short", "HEAD"], capture_output=True,
+                               text=True, check=True).stdout.strip()
+    tree = work / f"tree-{len(list(work.glob('tree-*')))}"
+    (tree / "loopls").mkdir(parents=True)
+    for package in PACKAGES:
+        (tree / "loopls" / package).symlink_to(path.resolve() / package)
+    return tree, label
+
+
+def report(results: list[Result]) -> None:
+    header = ("server", "pauses", "shown", "P50 ms", "P95 ms", "generated P50/P95", "cache hits", "tokens", "wasted",
+              "wasted (server)", "load avg")
+    rows = []
+    for r in results:
+        def p(q: float, values: list[float]) -> str:
+            ordered = sorted(values)
+            return f"{ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]:.0f}" if ordered else "-"
+        total = r.status.get("generated_tokens", 0)
+        wasted = total - r.useful_tokens
+        own = r.status.get("wasted_tokens")
+        rows.append((r.name, str(r.pauses), f"{r.shown}/{r.pauses} ({100 * r.shown / max(r.pauses, 1):.0f}%)",
+                     p(0.5, r.latencies), p(0.95, r.latencies),
+                     f"{p(0.5, r.generated)}/{p(0.95, r.generated)} ({len(r.generated)})",
+                     str(r.status.get("cache_hits", 0)), str(total),
+                     f"{wasted} ({100 * wasted / max(total, 1):.0f}%)",
+                     f"{own} ({100 * own / max(total, 1):.0f}%)" if own is not None else "-",
+                     f"{r.load[0]:.1f} -> {r.load[1]:.1f}"))
+    widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(header)]
+    for row in (header, *rows):
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--before", required=True, help="a commit, or a folder with a loopls source tree")
+    parser.add_argument("--after", default=str(ROOT), help="a folder with a loopls source tree (default: this one)")
+    parser.add_argument("--bursts", type=int, default=60)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="loopls-lsp-bench-"))
+    worktree = None
+    try:
+        project = make_project(work)
+        cache = work / "cache"
+        before, before_label = source_tree(args.before, work)
+        if (work / "before-worktree").exists():
+            worktree = work / "before-worktree"
+        after, _ = source_tree(args.after, work)
+        print(f"# {platform.node()}: {os.cpu_count()} CPUs, {platform.processor() or platform.machine()}, "
+              f"Python {platform.python_version()}; {time.strftime('%Y-%m-%d %H:%M')}")
+        print(f"# trace: {args.bursts} bursts, seed {args.seed}; before = {before_label}, after = {args.after}")
+        results = []
+        for name, tree in ((f"before ({before_label})", before), ("after", after)):
+            results.append(asyncio.run(measure(name, tree, project, cache, args)))
+            subprocess.run(["git", "checkout", "-q", "."], cwd=project, check=True)
+        report(results)
+        for r in results:
+            if r.latencies:
+                print(f"# {r.name}: latency mean {statistics.mean(r.latencies):.0f} ms, "
+                      f"max {max(r.latencies):.0f} ms; server stats {json.dumps(r.status, sort_keys=True)}")
+    finally:
+        if worktree is not None:
+            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(worktree)], check=False)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,77 @@
+"""Recent suggestions per document, so typing through one, backspacing or retyping does not
+wait for the model again.
+
+Each entry remembers the text before and after the cursor when its suggestions were made.
+A later request hits an entry when the text after the cursor is the same and the text before
+it is the entry's plus characters that a suggestion starts with (typing through it), or the
+entry's exactly (backspacing back to where it was made). The answer is then what is left of
+the suggestions: no generation, no latency. A document keeps its `per_document` most recent
+entries, the cache its `max_documents` most recently used documents.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+
+# Only the text near the cursor is compared: a suggestion made for this line stays valid
+# while nothing near it changes (edits far away do not make it wrong).
+CONTEXT_CHARS = 2000
+
+
+@dataclass(frozen=True)
+class _Entry:
+    before: str  # up to CONTEXT_CHARS of text before the cursor when the items were made
+    after: str  # ... and after it
+    length: int  # of the whole document then: what was typed since is the difference
+    tail: int  # characters after the cursor then
+    items: tuple[tuple[str, int], ...]  # (suggestion, auto-closed characters it replaces)
+    alternatives: bool  # made for an explicit request (several candidates were asked for)
+
+
+class SuggestionCache:
+    def __init__(self, per_document: int = 8, max_documents: int = 64) -> None:
+        self._docs: OrderedDict[str, list[_Entry]] = OrderedDict()
+        self._per_document = per_document
+        self._max_documents = max_documents
+
+    def store(self, uri: str, text: str, offset: int, items: list[tuple[str, int]], alternatives: bool = False) -> None:
+        if not items:
+            return
+        entry = _Entry(text[max(0, offset - CONTEXT_CHARS):offset], text[offset:offset + CONTEXT_CHARS], len(text),
+                       len(text) - offset, tuple(items), alternatives)
+        entries = [e for e in self._docs.get(uri, []) if (e.before, e.after) != (entry.before, entry.after)]
+        self._docs[uri] = [entry, *entries][:self._per_document]
+        self._docs.move_to_end(uri)
+        while len(self._docs) > self._max_documents:
+            self._docs.popitem(last=False)
+
+    def lookup(self, uri: str, text: str, offset: int, alternatives: bool = False) -> list[tuple[str, int]] | None:
+        """The remaining parts of cached suggestions the user is typing through (most recent
+        entry first), or None. `alternatives`: only entries made for an explicit request (an
+        automatic request's one suggestion does not answer a request for more)."""
+        entries = self._docs.get(uri)
+        if not entries:
+            return None
+        after = text[offset:offset + CONTEXT_CHARS]
+        for entry in entries:
+            typed_len = len(text) - entry.length
+            if (alternatives and not entry.alternatives) or typed_len < 0 or len(text) - offset != entry.tail \
+                    or after != entry.after:
+                continue
+            start = offset - typed_len
+            if text[start - len(entry.before):start] != entry.before:
+                continue
+            typed = text[start:offset]
+            rest = [(item[typed_len:], replace) for item, replace in entry.items
+                    if item.startswith(typed) and len(item) > typed_len]
+            if rest:
+                self._docs.move_to_end(uri)
+                return rest
+        return None
+
+    def forget(self, uri: str) -> None:
+        self._docs.pop(uri, None)
+
+    def clear(self) -> None:
+        self._docs.clear()

@@ -1,0 +1,294 @@
+"""What an editor is shown: the model's raw text, cut and cleaned for the place it goes.
+
+`Site` describes the place (the cursor's line, what follows, whether a multi-line suggestion
+fits there: decided from the syntax tree); `finish` runs the filters in order. Each filter is
+a plain function of text and site, tested on its own (tests/lsp/test_postprocess.py):
+
+1. `strip_control`: control characters (`\\b`, `\\x15`, ...) and undecodable bytes go.
+2. `first_line` for single-line sites.
+3. `normalise_indentation`: no indentation typed twice; the document's tabs or spaces.
+4. `stop_on_repetition`: repeated lines, repeated blocks of lines, a repeated phrase in a line.
+5. `cut_at_scope_end`: nothing past the end of the enclosing block (indentation, braces).
+6. `drop_suffix_duplicates`: stop where the suggestion starts repeating the code that follows.
+7. `max_lines`.
+8. `balance_brackets`: a closing bracket or quote the suggestion writes and the text after
+   the cursor already has (auto-closed) is replaced, not doubled: `area(|)` + `radius)` is
+   `area(radius)`; a closer that does not fit is cut.
+9. Whitespace-only suggestions are dropped.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+# Characters after the cursor that do not make the position "mid-line": editors insert them.
+AUTO_CLOSED = set(")]}\"'`;,: \t")
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\ufffd]")
+_OPENERS = {"(": ")", "[": "]", "{": "}"}
+_CLOSERS = {v: k for k, v in _OPENERS.items()}
+_QUOTES = set("\"'`")
+_TOKEN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*|\d+(?:\.\d+)?|\S")
+# a short unit four times in a row, or a longer one three times
+_LOOPED_CHARS = re.compile(r"(\S{2,3}?)\1{3,}|(\S{4,24}?)\2{2,}")
+_TRIVIAL_LINE = re.compile(r"^[\s)\]};,]*$|^(?:end|pass|break|continue|fi|done|esac|else:?|\*/)$")
+BLOCK_OPENER = re.compile(r"(?::|\{|\(|\[|=>|->|\bdo|\bthen|\bbegin)\s*(?:#.*|//.*)?$")
+_DEFINITION = re.compile(
+    r"\s*(?:export\s+|pub(?:\(\w+\))?\s+|public\s+|private\s+|static\s+|async\s+)*"
+    r"(?:def|class|function|fn|func|interface|struct|enum|impl|trait)\b")
+
+
+@dataclass(frozen=True)
+class Site:
+    prefix_line: str  # the cursor's line up to the cursor
+    suffix_line: str  # the cursor's line after the cursor (no line break)
+    following: str  # the lines after the cursor's line (a window)
+    multiline: bool  # whether a suggestion of several lines fits here
+    indent_unit: str  # the document's indentation step: "\t" or some spaces
+    braces: bool  # a language whose blocks are braces (not indentation)
+    block_closed: bool  # the block holding the cursor already has its closing brace
+
+
+@dataclass(frozen=True)
+class Suggestion:
+    text: str
+    replace: int  # characters after the cursor the suggestion replaces (auto-closed brackets)
+
+
+def finish(raw: str, site: Site, max_lines: int) -> Suggestion | None:
+    """The suggestion to show for the model's text `raw` at `site`, or None."""
+    lines = _filtered_lines(raw, site, max_lines)
+    while lines and not lines[-1].strip():
+        lines.pop()
+    text, replace = balance_brackets("\n".join(lines), site)
+    if not text.strip():
+        return None
+    return Suggestion(text, replace)
+
+
+def _filtered_lines(raw: str, site: Site, max_lines: int) -> list[str]:
+    text = strip_control(raw)
+    if not site.multiline:
+        text = first_line(text)
+    lines = normalise_indentation(text, site).split("\n")
+    lines = stop_on_repetition(lines)
+    lines = cut_at_scope_end(lines, site)
+    lines = drop_suffix_duplicates(lines, site)
+    return lines[:max_lines]
+
+
+def is_final(raw: str, site: Site, max_lines: int) -> bool:
+    """Whether more generated text can no longer change the suggestion (so the engine request
+    can stop early): the site takes one line and it is complete, or a filter cut before the
+    last complete line, or the line being written already leaves the block."""
+    if "\n" not in raw:
+        return False
+    if not site.multiline:
+        return True
+    complete = strip_control(raw[:raw.rfind("\n")]).split("\n")
+    if len(complete) >= max_lines or len(_filtered_lines("\n".join(complete), site, max_lines)) < len(complete):
+        return True
+    partial = normalise_indentation(raw[raw.rfind("\n"):], site)[1:]
+    return bool(partial.strip()) and len(cut_at_scope_end([*complete, partial], site)) <= len(complete)
+
+
+# -- the filters -----------------------------------------------------------------------------
+
+def strip_control(text: str) -> str:
+    """No control characters but tab and line feed; CRLF and CR become LF."""
+    return _CONTROL.sub("", text.replace("\r\n", "\n").replace("\r", "\n"))
+
+
+def first_line(text: str) -> str:
+    return text.split("\n", 1)[0]
+
+
+def _indent(line: str) -> str:
+    return line[:len(line) - len(line.lstrip(" \t"))]
+
+
+def _width(indent: str) -> int:
+    return len(indent.expandtabs(4))
+
+
+def normalise_indentation(text: str, site: Site) -> str:
+    lines = text.split("\n")
+    if site.prefix_line and not site.prefix_line.strip() and lines[0][:1] in (" ", "\t"):
+        lines[0] = lines[0].lstrip(" \t")  # the cursor is already indented: do not indent twice
+    if site.indent_unit == "\t":
+        lines = [_retab(line, "    ", "\t") for line in lines]
+    elif site.indent_unit:
+        lines = [_retab(line, "\t", site.indent_unit) for line in lines]
+    return "\n".join(lines)
+
+
+def _retab(line: str, old: str, new: str) -> str:
+    indent = _indent(line)
+    return indent.replace(old, new) + line[len(indent):] if old in indent else line
+
+
+def stop_on_repetition(lines: list[str]) -> list[str]:
+    """Cut at the first line that repeats the line (or block of up to four lines) before it,
+    and inside a line at a phrase repeated four times over."""
+    for i, line in enumerate(lines):
+        cut = _repeated_phrase(line)
+        if cut is not None:
+            return lines[:i] + ([line[:cut]] if line[:cut].strip() else [])
+        stripped = line.strip()
+        if i >= 1 and stripped and not _TRIVIAL_LINE.match(stripped) and stripped == lines[i - 1].strip():
+            return lines[:i]
+        for k in (2, 3, 4):
+            block = [x.strip() for x in lines[i - 2 * k + 1:i + 1]] if i + 1 >= 2 * k else None
+            if block and any(block[:k]) and block[:k] == block[k:]:
+                return lines[:i - k + 1]
+    return lines
+
+
+def _repeated_phrase(line: str) -> int | None:
+    """Where the second copy of a phrase (1 to 4 tokens, one a name) starts, when the phrase
+    comes four or more times in a row, or of a run of characters with a letter in it
+    (`VeVeVeVe`, `abcdabcdabcd`); None otherwise. `0, 0, 0, 0` and `=====` are data, not a loop."""
+    looped = _LOOPED_CHARS.search(line)
+    if looped is not None:
+        unit = looped.group(1) or looped.group(2)
+        if len({c for c in unit if c.isalpha()}) >= 2:  # not hex runs, `\\d\\d\\d`, `%02d%02d`
+            return looped.start() + len(unit)
+    tokens = [(m.group(0), m.start()) for m in _TOKEN.finditer(line)]
+    words = [t for t, _ in tokens]
+    for n in (1, 2, 3, 4):
+        for start in range(0, len(words) - 4 * n + 1):
+            unit = words[start:start + n]
+            if not any(len(w) > 1 and (w[0].isalpha() or w[0] == "_") for w in unit):
+                continue  # `_, _, _, _` and `v   v   v` are not loops
+            if all(words[start + k * n:start + (k + 1) * n] == unit for k in range(1, 4)):
+                return tokens[start + n][1]
+    return None
+
+
+def cut_at_scope_end(lines: list[str], site: Site) -> list[str]:
+    """Nothing past the end of the block the cursor is in: a brace that closes it (kept only
+    when the document does not close it already), or a line indented less than the cursor's
+    block (a `def h()` after the body of `area`). A suggestion that starts a definition ends
+    with it: one function or class at a time."""
+    cursor_indent = _indent(site.prefix_line) if site.prefix_line.strip() else site.prefix_line
+    base = _width(cursor_indent)
+    defines = bool(_DEFINITION.match(site.prefix_line + lines[0])) if lines else False
+    depth, entered = 0, False
+    for i, line in enumerate(lines):
+        if site.braces:
+            depth, closed_at = _brace_depth(line, depth)
+            if closed_at is not None:
+                if site.block_closed:
+                    head = line[:closed_at]
+                    return lines[:i] + ([head] if head.strip() else [])
+                return lines[:i + 1]
+            entered = entered or depth > 0
+            if defines and entered and depth == 0:
+                return lines[:i + 1]
+            continue
+        if i == 0 or not line.strip():
+            continue
+        width = _width(_indent(line))
+        if width < base or (defines and width <= base):
+            return lines[:i]
+    return lines
+
+
+def _brace_depth(line: str, depth: int) -> tuple[int, int | None]:
+    """Brace depth after `line` (strings and `//` comments skipped), and where it first went
+    below zero."""
+    quote = None
+    i = 0
+    while i < len(line):
+        ch = line[i]
+        if quote:
+            if ch == "\\":
+                i += 1
+            elif ch == quote:
+                quote = None
+        elif ch in _QUOTES:
+            quote = ch
+        elif line.startswith("//", i):
+            break
+        elif ch == "{":
+            depth += 1
+        elif ch == "}":
+            depth -= 1
+            if depth < 0:
+                return depth, i
+        i += 1
+    return depth, None
+
+
+def drop_suffix_duplicates(lines: list[str], site: Site) -> list[str]:
+    """Stop where the suggestion starts repeating the code after the cursor."""
+    after = next((line.strip() for line in site.following.split("\n") if line.strip()), None)
+    if not after:
+        return lines
+    for i, line in enumerate(lines[1:], start=1):
+        if line.strip() == after:
+            return lines[:i]
+    return lines
+
+
+def balance_brackets(text: str, site: Site) -> tuple[str, int]:
+    """(text, characters after the cursor to replace). Closers in `text` that close brackets
+    or quotes opened before the cursor replace the same closers already after it; a closer
+    that matches nothing open, or one the text after the cursor contradicts, ends the text."""
+    if "\n" in text or not text:
+        return text, 0
+    stack = _open_stack(site.prefix_line)
+    outer = len(stack)
+    closed: list[str] = []
+    for i, ch in enumerate(text):
+        top = stack[-1] if stack else None
+        if top in _QUOTES:
+            if ch == top and (i == 0 or text[i - 1] != "\\"):
+                stack.pop()
+                if len(stack) < outer:
+                    outer = len(stack)
+                    closed.append(ch)
+            continue
+        if ch in _OPENERS or ch in _QUOTES:
+            stack.append(ch)
+        elif ch in _CLOSERS:
+            if top != _CLOSERS[ch]:
+                return text[:i], 0  # closes nothing that is open: the model lost track
+            stack.pop()
+            if len(stack) < outer:
+                outer = len(stack)
+                closed.append(ch)
+        if closed and site.suffix_line.strip() and len(closed) > _auto_closed_prefix(site.suffix_line, closed):
+            return _cut_before_closer(text, i), 0
+    return text, _auto_closed_prefix(site.suffix_line, closed) if closed else 0
+
+
+def _auto_closed_prefix(suffix: str, closed: list[str]) -> int:
+    """How many of `closed` the text after the cursor starts with, in order."""
+    n = 0
+    while n < len(closed) and n < len(suffix) and suffix[n] == closed[n]:
+        n += 1
+    return n
+
+
+def _cut_before_closer(text: str, i: int) -> str:
+    return text[:i].rstrip()
+
+
+def _open_stack(prefix: str) -> list[str]:
+    """Brackets and quotes open at the end of `prefix` (the line before the cursor)."""
+    stack: list[str] = []
+    for i, ch in enumerate(prefix):
+        top = stack[-1] if stack else None
+        if top in _QUOTES:
+            if ch == top and (i == 0 or prefix[i - 1] != "\\"):
+                stack.pop()
+        elif ch in _QUOTES:
+            stack.append(ch)
+        elif ch in _OPENERS:
+            stack.append(ch)
+        elif ch in _CLOSERS and top == _CLOSERS[ch]:
+            stack.pop()
+        elif ch == "#" and not stack:
+            break
+    return stack

@@ -1,0 +1,317 @@
+"""One completion path for the server's handlers and `loopls complete`.
+
+`CompletionService.complete` takes a document snapshot (URI, version, path, text) and the
+cursor, and returns suggestions or None:
+
+1. A suggestion the user is typing through (or backspaced to) comes from the cache at once.
+2. Automatic requests wait the document's adaptive debounce; a request superseded meanwhile
+   (a newer keystroke for the document, or `$/cancelRequest`) ends without generating.
+   The newer keystroke also cancels a generation still running for the document.
+3. The prompt is built on the prepare thread while the debounce runs: the context engine's
+   packed prompt when the project is indexed, else the buffer's own FIM window
+   (`context.assemble.buffer_prompt`); redacted either way and checked once more, decoded,
+   before it is sent. The part before the cursor's line is prefilled into the engine's
+   prefix cache once per line (a warm-up), so the request after the pause computes little.
+4. The engine generates (several sampled candidates when the user asked explicitly), stopping
+   as soon as post-processing says more text cannot be shown.
+5. Post-processing (`postprocess.finish`) cleans each candidate for its site; a candidate
+   that would put a secret-looking string into the document is dropped and logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+from typing import Any
+
+from loopls.context.assemble import buffer_prompt
+from loopls.context.languages import Languages
+from loopls.context.packing import PackedContext, Packer
+from loopls.context.privacy import inserted_secret
+from loopls.engine.backends import Backend
+from loopls.engine.backends.base import Priority, SamplingParams
+
+from ..model_host import ModelHost, ModelLoadFailed, ModelUnavailable, PromptRefused, guard_prompt
+from ..options import CompletionOptions
+from .cache import SuggestionCache
+from .debounce import TypingDebounce
+from .postprocess import Site, Suggestion, finish, is_final
+from .site import SiteReader
+
+log = logging.getLogger(__name__)
+MIN_PROMPT_BUDGET = 32
+MIN_WARM_TOKENS = 64  # a shorter shared prefix is not worth a warm-up
+SAMPLED_TEMPERATURE = 0.8  # the extra candidates of an explicit request
+
+# (tokenizer, uri, version, text, offset, budget) -> the packed prompt, or None for buffer-only
+ContextProvider = Callable[[Any, str, "int | None", str, int, int], "PackedContext | None"]
+
+
+@dataclass(frozen=True)
+class CompletionRequest:
+    uri: str
+    version: int | None
+    path: str | None  # the file's path (for its language and the prompt label); None if untitled
+    language: str | None  # tree-sitter language name, if loopls parses it
+    text: str  # the document at `version`
+    offset: int  # the cursor, a code-point offset into `text`
+    invoked: bool  # the user asked (no debounce, several candidates)
+
+
+@dataclass(frozen=True)
+class Completions:
+    suggestions: list[Suggestion]
+    cached: bool
+    prompt_tokens: int = 0
+    context_files: int = 0  # other files the prompt quoted (0: the buffer alone)
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    ids: list[int]
+    site: Site
+    context_files: int
+    stable: int  # how many leading ids stay the same while the user types on this line
+
+
+@dataclass
+class ServiceStats:
+    requests: int = 0
+    cache_hits: int = 0
+    debounced: int = 0  # superseded while waiting: no generation started
+    cancelled: int = 0  # requests whose generation was cancelled ($/cancelRequest or a newer keystroke)
+    secrets_dropped: int = 0
+    last_timings_ms: dict = field(default_factory=dict)  # of the last generated suggestion, by phase
+    last_engine: dict = field(default_factory=dict)  # its prompt, cache hit and engine times
+
+
+class CompletionService:
+    def __init__(self, models: ModelHost, thread: Executor, options: Callable[[], CompletionOptions],
+                 context: ContextProvider | None = None, label: Callable[[str | None], str | None] = lambda p: p,
+                 debounce: bool = True) -> None:
+        self.models = models
+        self.thread = thread  # the prepare thread: prompt building and site reading
+        self.options = options
+        self.context = context
+        self.label = label  # the path shown in a buffer-only prompt
+        self.debounce = TypingDebounce() if debounce else None
+        self.cache = SuggestionCache()
+        self.stats = ServiceStats()
+        self._sites = SiteReader(Languages())  # used on the prepare thread only
+        self._packers: dict[int, Packer] = {}
+        self._latest: dict[str, object] = {}  # uri -> ticket of its newest request
+        self._running: dict[str, set[asyncio.Future]] = {}  # uri -> its generations in flight
+        self._superseded: set[asyncio.Future] = set()
+        self._warm: dict[str, tuple[int, Any]] = {}  # uri -> (hash of the warmed prefix, its stream)
+
+    async def complete(self, req: CompletionRequest) -> Completions | None:
+        options = self.options()
+        if not options.enabled:
+            return None
+        self.stats.requests += 1
+        self._cancel_running(req.uri)  # the document moved on: an older generation is stale
+        delay = 0.0 if req.invoked or self.debounce is None else self.debounce.keystroke(req.uri, time.monotonic())
+        ticket = self._latest[req.uri] = object()
+        cached = self.cache.lookup(req.uri, req.text, req.offset, alternatives=req.invoked and options.candidates > 1)
+        if cached is not None:
+            self.stats.cache_hits += 1
+            return Completions([Suggestion(text, replace) for text, replace in cached], cached=True)
+        backend = await self.models.ready()
+        if backend is None:
+            if self.models.error is not None:  # reported once, by the host; each request says why it failed
+                raise ModelLoadFailed(self.models.error)
+            return None
+        loop = asyncio.get_running_loop()
+        prepared = loop.run_in_executor(self.thread, self._prepare, req, ticket, backend, options)
+        prepared.add_done_callback(_retrieve)
+        prepared.add_done_callback(lambda f: self._warm_up(req.uri, f))
+        started = time.perf_counter()
+        if delay:
+            await asyncio.sleep(delay)
+        if self._latest.get(req.uri) is not ticket:
+            self.stats.debounced += 1
+            return None
+        waited = time.perf_counter()
+        prep = await prepared
+        if prep is None or self._latest.get(req.uri) is not ticket:
+            return None
+        prepared_at = time.perf_counter()
+        self._stop_warming(req.uri)
+        generation = asyncio.ensure_future(self._generate(req, prep, backend, options))
+        running = self._running.setdefault(req.uri, set())
+        running.add(generation)
+        try:
+            suggestions = await generation
+        except asyncio.CancelledError:
+            self.stats.cancelled += 1
+            if generation in self._superseded:
+                return None  # a newer keystroke cancelled it: answer null, not an error
+            raise
+        finally:
+            running.discard(generation)
+            self._superseded.discard(generation)
+        done = time.perf_counter()
+        self.stats.last_timings_ms = {"debounce": round(1000 * (waited - started)),
+                                      "prepare_wait": round(1000 * (prepared_at - waited)),
+                                      "generate": round(1000 * (done - prepared_at))}
+        if not suggestions:
+            return None
+        self.cache.store(req.uri, req.text, req.offset, [(s.text, s.replace) for s in suggestions],
+                         alternatives=req.invoked)
+        return Completions(suggestions, False, len(prep.ids), prep.context_files)
+
+    def _cancel_running(self, uri: str) -> None:
+        for generation in list(self._running.get(uri, ())):
+            self._superseded.add(generation)
+            generation.cancel()
+
+    def _warm_up(self, uri: str, prepared: asyncio.Future) -> None:
+        """While the user types on a line, everything before the line is the same from one
+        keystroke to the next: have the engine prefill it (in the background) during the
+        debounce, so the request after the pause only computes the line and what follows.
+        Once per line, not per keystroke."""
+        if prepared.cancelled() or prepared.exception() is not None:
+            return
+        prep = prepared.result()
+        if prep is None or prep.stable < MIN_WARM_TOKENS:
+            return
+        key = hash(tuple(prep.ids[:prep.stable]))
+        if self._warm.get(uri, (None, None))[0] == key:
+            return
+        self._stop_warming(uri)
+        stream = self.models.warm(prep.ids[:prep.stable])
+        if stream is not None:
+            self._warm[uri] = (key, stream)
+
+    def _stop_warming(self, uri: str) -> None:
+        """The real request is about to run: it reuses what the warm-up has published so far."""
+        key, stream = self._warm.get(uri, (None, None))
+        if stream is not None:
+            stream.cancel()
+            self._warm[uri] = (key, None)
+
+    def forget(self, uri: str) -> None:
+        """The document closed."""
+        self.cache.forget(uri)
+        self._latest.pop(uri, None)
+        if self.debounce is not None:
+            self.debounce.forget(uri)
+
+    # -- prompt (prepare thread) ---------------------------------------------------------------
+
+    def _prepare(self, req: CompletionRequest, ticket: object, backend: Backend,
+                 options: CompletionOptions) -> _Prepared | None:
+        if self._latest.get(req.uri) is not ticket:
+            return None  # superseded while queued: skip the work
+        site = self._sites.read(req.text, req.offset, req.language)
+        budget = min(options.context_tokens, backend.context_limit - options.max_tokens - 1)
+        if budget < MIN_PROMPT_BUDGET:
+            # the model's context, not the document, is what is too small: name both settings
+            log.error("the model's context of %d tokens (max_position_embeddings) leaves no room for a prompt "
+                      "next to %d generated tokens (completion.maxTokens)", backend.context_limit, options.max_tokens)
+            return None
+        tokenizer = backend.tokenizer
+        packed = self.context(tokenizer, req.uri, req.version, req.text, req.offset, budget) if self.context else None
+        try:
+            if packed is None:
+                packed = buffer_prompt(self._packer(tokenizer), self.label(req.path), req.text, req.offset, budget)
+        except ValueError as exc:
+            log.error("%s: no prompt: %s", req.uri, exc)
+            return None
+        ids = packed.token_ids
+        if not ids and tokenizer.special.bos is not None:
+            ids = [tokenizer.special.bos]  # an empty buffer and no FIM tokens: start from nothing
+        try:
+            guard_prompt(backend, ids)
+        except PromptRefused as exc:
+            self.models.stats.refused_prompts += 1
+            log.error("%s: %s", req.uri, exc)
+            return None
+        files = len({s.path for s in packed.snippets if s.source != "current"})
+        return _Prepared(ids, site, files, _stable_prefix(ids, tokenizer))
+
+    def _packer(self, tokenizer) -> Packer:
+        packer = self._packers.get(id(tokenizer))
+        if packer is None or packer.counter is not tokenizer:
+            packer = self._packers[id(tokenizer)] = Packer(tokenizer, tokenizer.special)
+        return packer
+
+    # -- generation and post-processing ---------------------------------------------------------
+
+    async def _generate(self, req: CompletionRequest, prep: _Prepared, backend: Backend,
+                        options: CompletionOptions) -> list[Suggestion]:
+        count = options.candidates if req.invoked else 1
+        jobs = [self._one(req, prep, backend, options, i) for i in range(count)]
+        results = await asyncio.gather(*jobs)
+        suggestions: list[Suggestion] = []
+        for suggestion in results:
+            if suggestion is not None and all(s.text != suggestion.text for s in suggestions):
+                suggestions.append(suggestion)
+        return suggestions
+
+    async def _one(self, req: CompletionRequest, prep: _Prepared, backend: Backend, options: CompletionOptions,
+                   index: int) -> Suggestion | None:
+        tokenizer = backend.tokenizer
+        sampled = index > 0
+        params = SamplingParams(
+            max_tokens=options.max_tokens,
+            temperature=max(options.temperature, SAMPLED_TEMPERATURE) if sampled else options.temperature,
+            top_p=0.95 if sampled else 1.0,
+            seed=index if sampled else None,
+            min_tokens=1,
+            stop=() if prep.site.multiline else ("\n",),
+            stop_token_ids=tuple(sorted(tokenizer.special.all_ids)),
+        )
+
+        def enough(ids: list[int]) -> bool:
+            return is_final(tokenizer.decode(ids), prep.site, options.max_lines)
+
+        try:
+            out = await self.models.generate(prep.ids, params, Priority.INLINE, supersede=f"inline:{req.uri}#{index}",
+                                             enough=enough if prep.site.multiline else None)
+        except (ModelUnavailable, ValueError) as exc:  # ValueError: the engine cannot admit the prompt
+            log.warning("completion not generated: %s", exc)
+            return None
+        if out.finish_reason not in ("stop", "length"):
+            return None
+        if index == 0:
+            m = out.metrics
+            self.stats.last_engine = {"prompt_tokens": len(prep.ids), "cached_tokens": m.get("cached_tokens"),
+                                      "ttft_ms": round(1000 * m.get("time_to_first_token_s", 0.0)),
+                                      "decode_ms": round(1000 * m.get("decode_s", 0.0)), "tokens": len(out.token_ids)}
+        raw = tokenizer.decode(out.token_ids)
+        if not prep.site.multiline:
+            raw = raw.split("\n", 1)[0]
+        suggestion = finish(raw, prep.site, options.max_lines)
+        if suggestion is None:
+            return None
+        secret = inserted_secret(req.text, req.offset, req.offset + suggestion.replace, suggestion.text, req.path)
+        if secret is not None:
+            self.stats.secrets_dropped += 1
+            log.warning("%s: dropped a suggestion that writes a secret-looking string (%s)", req.uri, secret.rule)
+            return None
+        return suggestion
+
+
+def _stable_prefix(ids: list[int], tokenizer) -> int:
+    """Ids before the cursor's line: up to the last line break in the FIM prefix (0 when the
+    prompt has no FIM layout)."""
+    special = tokenizer.special
+    if special.fim_prefix is None or special.fim_suffix not in ids:
+        return 0
+    start, end = ids.index(special.fim_prefix), ids.index(special.fim_suffix)
+    for i in range(end - 1, start, -1):
+        if "\n" in tokenizer.decode([ids[i]]):
+            return i + 1
+    return start + 1
+
+
+def _retrieve(future: asyncio.Future) -> None:
+    """A prepare result nobody waits for (its request was superseded): still collect its
+    exception, so that it is logged once and not reported as never retrieved."""
+    if not future.cancelled() and future.exception() is not None:
+        log.error("preparing a completion failed", exc_info=future.exception())

@@ -1,0 +1,39 @@
+from loopls.lsp.completion.debounce import MAX_DELAY_S, MIN_DELAY_S, TypingDebounce
+
+
+def _type(debounce: TypingDebounce, uri: str, intervals: list[float], start: float = 100.0) -> float:
+    now, delay = start, debounce.keystroke(uri, start)
+    for gap in intervals:
+        now += gap
+        delay = debounce.keystroke(uri, now)
+    return delay
+
+
+def test_the_delay_follows_the_typing_rhythm_within_bounds() -> None:
+    fast = _type(TypingDebounce(), "u", [0.05] * 40)
+    slow = _type(TypingDebounce(), "u", [0.4] * 40)
+    assert MIN_DELAY_S <= fast < slow <= MAX_DELAY_S
+    assert fast == MIN_DELAY_S  # 50 ms between keys: the floor
+    assert 0.4 < slow < 0.5  # steady 400 ms: a little more than the interval
+
+
+def test_an_irregular_typist_waits_longer_than_their_mean() -> None:
+    steady = _type(TypingDebounce(), "u", [0.13] * 60)
+    irregular = _type(TypingDebounce(), "u", [0.06, 0.2] * 30)
+    assert irregular > steady > 0.13
+
+
+def test_pauses_do_not_count_as_typing_and_documents_are_separate() -> None:
+    debounce = TypingDebounce()
+    before = _type(debounce, "u", [0.08] * 30)
+    after = _type(debounce, "u", [5.0, 0.08], start=1000.0)
+    assert abs(after - before) < 0.02
+    assert _type(debounce, "other", [0.6] * 30) > before
+    assert _type(debounce, "u", [], start=2000.0) == before  # "other" did not change "u"
+
+
+def test_pauses_between_bursts_leave_the_rhythm_alone() -> None:
+    debounce = TypingDebounce()
+    steady = _type(debounce, "u", [0.1] * 30)
+    bursts = [0.1] * 10 + [0.6] + [0.1] * 10 + [0.45] + [0.1] * 10
+    assert abs(_type(debounce, "u", bursts, start=500.0) - steady) < 0.01

@@ -1,0 +1,129 @@
+"""Post-processing filters, one by one, and the site read from the syntax tree."""
+
+from __future__ import annotations
+
+import pytest
+
+from loopls.context.languages import Languages
+from loopls.lsp.completion.postprocess import (Site, balance_brackets, cut_at_scope_end, drop_suffix_duplicates,
+                                               finish, first_line, is_final, normalise_indentation,
+                                               stop_on_repetition, strip_control)
+from loopls.lsp.completion.site import SiteReader, indent_unit
+
+READER = SiteReader(Languages())
+
+
+def site_of(text: str, path_language: str | None = "python") -> tuple[Site, int]:
+    offset = text.index("|")
+    return READER.read(text.replace("|", "", 1), offset, path_language), offset
+
+
+def test_strip_control_characters() -> None:
+    assert strip_control("a\bb\x15c\td\r\ne\x7f\ufffd") == "abc\td\ne"
+
+
+def test_single_line_sites_keep_the_first_line() -> None:
+    assert first_line("x = 1\ny = 2") == "x = 1"
+    site, _ = site_of("total = comp|ute(a)\n")
+    assert not site.multiline
+    assert finish("ute_all\nmore()", site, 8).text == "ute_all"
+
+
+@pytest.mark.parametrize(("text", "language", "multiline"), [
+    ("def f(x):\n    |\n", "python", True),  # an empty line in a body
+    ("def f(x):|\n", "python", True),  # after a block opener
+    ("x = foo(|)\n", "python", False),  # in a call, auto-closed ) after the cursor
+    ("x = 1 + |\n", "python", False),  # an expression at the end of a line
+    ("s = 'abc|'\n", "python", False),  # inside a string
+    ("# a note about |\n", "python", False),  # inside a comment
+    ("function f() {|\n}\n", "javascript", True),
+    ("const s = `tmpl|`;\n", "javascript", False),
+    ("fn main() {\n    |\n}\n", "rust", True),
+])
+def test_multiline_is_decided_from_the_tree(text, language, multiline) -> None:
+    assert site_of(text, language)[0].multiline is multiline
+
+
+def test_indentation_is_not_typed_twice_and_follows_the_document() -> None:
+    site, _ = site_of("def f(x):\n    |\n")
+    assert normalise_indentation("    return x", site) == "return x"
+    tabs, _ = site_of("def f(x):\n\tif x:\n\t\ty = 1\n\t|\n")
+    assert tabs.indent_unit == "\t"
+    assert normalise_indentation("if y:\n        z = 2", tabs) == "if y:\n\t\tz = 2"
+    assert indent_unit("a:\n  b\n    c\n  d\n") == "  "
+
+
+def test_repeated_lines_blocks_and_phrases_stop() -> None:
+    assert stop_on_repetition(["x = 1", "x = 1", "x = 1"]) == ["x = 1"]
+    assert stop_on_repetition(["a()", "b()", "a()", "b()", "c()"]) == ["a()", "b()"]
+    assert stop_on_repetition(["return foo(foo(foo(foo(foo(x)))))"]) == ["return foo("]
+    assert stop_on_repetition(["v = [0, 0, 0, 0, 0, 0]"]) == ["v = [0, 0, 0, 0, 0, 0]"]  # data, not a loop
+    assert stop_on_repetition(["x = VeVeVeVeVeVeypin"]) == ["x = Ve"]  # a loop inside one word
+    assert stop_on_repetition(["serypinCserypinCserypinC"]) == ["serypinC"]
+    for data in ("mask = 0x00000000", "# ==========", "s = 'ab' + 'cd'", "abcabc = 1"):
+        assert stop_on_repetition([data]) == [data]
+    assert stop_on_repetition(["}", "}", "end"]) == ["}", "}", "end"]  # closing lines repeat legitimately
+
+
+def test_eight_identical_lines_become_one() -> None:
+    site, _ = site_of("def f(x):\n    |\n")
+    assert finish("\n".join(["    total += x"] * 8), site, 8).text == "total += x"
+
+
+def test_cut_at_the_end_of_the_enclosing_function() -> None:
+    site, _ = site_of("def g(x):\n    |\n\ndef k():\n    pass\n")
+    lines = ["y = x * 2", "    return y", "", "def h():", "    return 0"]
+    assert cut_at_scope_end(lines, site) == ["y = x * 2", "    return y", ""]
+    top, _ = site_of("import os\n|\n")
+    assert cut_at_scope_end(["def f():", "    return 1", "", "def g():"], top) == ["def f():", "    return 1", ""]
+
+
+def test_cut_at_the_brace_that_closes_the_block() -> None:
+    closed, _ = site_of("function f(a) {\n  |\n}\n", "javascript")
+    assert closed.block_closed
+    assert cut_at_scope_end(["const b = a + 1;", "  return b;", "}", "function g() {"], closed) == \
+        ["const b = a + 1;", "  return b;"]
+    open_, _ = site_of("function f(a) {\n  |", "javascript")
+    assert not open_.block_closed
+    assert cut_at_scope_end(["return a;", "}", "", "function g() {"], open_) == ["return a;", "}"]
+
+
+def test_lines_repeating_the_code_after_the_cursor_are_dropped() -> None:
+    site, _ = site_of("def f(x):\n    |\n    return x\n")
+    assert drop_suffix_duplicates(["x += 1", "    return x", "print(x)"], site) == ["x += 1"]
+
+
+@pytest.mark.parametrize(("text", "completion", "expected"), [
+    ("area(|)", "radius)", ("radius)", 1)),  # replaces the auto-closed ), never "))"
+    ("area(|)", "radius", ("radius", 0)),
+    ('print("|")', 'hello")', ('hello")', 2)),
+    ("foo(|, b)", "a)", ("a", 0)),  # the call goes on after the cursor: do not close it
+    ("x = |", "y)", ("y", 0)),  # closes nothing open
+    ("foo(|", "a, b)", ("a, b)", 0)),  # nothing after the cursor: closing is right
+    ("d[k(|)]", "1)]", ("1)]", 2)),
+])
+def test_brackets_balance_against_the_text_after_the_cursor(text, completion, expected) -> None:
+    site, _ = site_of(text + "\n")
+    assert balance_brackets(completion, site) == expected
+
+
+def test_accepting_inside_a_call_never_doubles_the_parenthesis() -> None:
+    site, offset = site_of("import math\n\ndef area(r):\n    return math.pi * area(|)\n")
+    suggestion = finish("r)\nmore stuff", site, 8)
+    doc = "import math\n\ndef area(r):\n    return math.pi * area()\n"
+    accepted = doc[:offset] + suggestion.text + doc[offset + suggestion.replace:]
+    assert "area(r)\n" in accepted and "))" not in accepted
+
+
+def test_whitespace_only_and_empty_suggestions_are_dropped() -> None:
+    site, _ = site_of("def f(x):\n    |\n")
+    assert finish("   \n\t\n", site, 8) is None
+    assert finish("\x08\x15", site, 8) is None
+
+
+def test_is_final_once_a_filter_cut() -> None:
+    site, _ = site_of("def g(x):\n    |\n")
+    assert not is_final("y = x\n    z", site, 8)
+    assert is_final("y = x\n\ndef h():\n", site, 8)  # the function ended: more text cannot be shown
+    single, _ = site_of("x = foo(|)\n")
+    assert is_final("a\nb", single, 8) and not is_final("a, b", single, 8)
