@@ -19,7 +19,6 @@ from pathlib import PurePosixPath
 
 from .privacy import REDACTED, redact_pieces
 from .prompt import FimPrompt, TokenCounter, build_fim_prompt, fim_token_ids
-from .signals import Candidate
 
 TIER = {"import": 0, "graph": 0, "cochange": 0, "history": 0, "definition": 1, "bm25": 2, "diff": 3}
 ELISION = "⋮\n"  # between non-adjacent pieces of one file
@@ -34,6 +33,18 @@ ANCHOR_LINES = 8
 ROOM_STEP = 64
 ID_CACHE_ENTRIES = 50_000
 _HASH_COMMENT = {".py", ".pyi", ".rb", ".sh", ".bash", ".yaml", ".yml", ".toml", ".cfg", ".ini", ".r", ".pl"}
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A scored line range of another file, proposed for the prompt (by signals.py; kept here,
+    beside its one consumer, so that the packer imports nothing that needs tree-sitter)."""
+
+    path: str
+    start_line: int  # 0-based, inclusive
+    end_line: int  # 0-based, inclusive
+    source: str  # signals joined by "+", strongest first
+    score: float
 
 
 @dataclass(frozen=True)

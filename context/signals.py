@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from .bm25 import BM25
 from .cochange import CoChange
 from .graph import FileGraph, out_edges
+from .packing import Candidate
 from .project import Project
 from .symbols import IDENTIFIER, FileSymbols, terms_of
 
@@ -32,15 +33,6 @@ FILE_SIGNAL_TOP = 30  # files taken from each file-level signal
 IN_SCOPE_BOOST = 2.0
 SIZE_SCALE_LINES = 30
 PACKAGE_SCOPED = {"go", "java", "c", "cpp", "rust"}
-
-
-@dataclass(frozen=True)
-class Candidate:
-    path: str
-    start_line: int  # 0-based, inclusive
-    end_line: int  # 0-based, inclusive
-    source: str  # signals joined by "+", strongest first
-    score: float
 
 
 @dataclass(frozen=True)

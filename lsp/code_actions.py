@@ -160,7 +160,7 @@ async def resolve_quick_fix(ls: LanguageServer, host: Any, action: types.CodeAct
     edit = verified_edit(uri, doc.version, path, text, (start, end), replacement, ls.encoding)
     if edit is None:
         reason = ("the model's rewrite did not parse (ERROR nodes), so no edit is offered"
-                  + (" — the untrained tiny default model writes random text; set model.name to a real "
+                  + (" — the untrained tiny-random model writes random text; set model.name to a real "
                      "checkpoint" if backend.info.untrained else ""))
         ls.window_show_message(types.ShowMessageParams(type=types.MessageType.Warning, message=f"loopls: {reason}"))
         return _disable(action, reason)

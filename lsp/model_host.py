@@ -26,12 +26,14 @@ from typing import Any
 from loopls.context.privacy import check_prompt
 from loopls.engine.backends import Backend, BackendConfig, BackendError, load_backend
 from loopls.engine.backends.base import Priority, RequestOutput, SamplingParams
+from loopls.engine.model.models import DEFAULT_MODEL
 
 log = logging.getLogger(__name__)
 RETRY_S = 30.0
 UNTRAINED_NOTICE = (
-    "loopls is using its untrained tiny default model: completions are random text that "
-    "only proves the pipeline works. Set `model.name` to a real checkpoint for useful output."
+    "loopls is using the untrained tiny-random model: completions are random text that only "
+    "proves the pipeline works. Leave `model.name` at loopls-coder-small (the default) or set it "
+    "to a real checkpoint for useful output."
 )
 
 
@@ -97,7 +99,7 @@ class ModelHost:
         self._failed_at = 0.0
         self._reported: str | None = None
         self._engine_down = False  # the last request failed and the user has been told
-        self._name = "tiny"  # shown while no backend is configured
+        self._name = DEFAULT_MODEL  # shown while no backend is configured
 
     # -- loading ----------------------------------------------------------------------------
 
@@ -123,7 +125,7 @@ class ModelHost:
         """The model's name as the options give it."""
         if self.spec is None:
             return self._name
-        return self.spec.model or ("tiny" if self.spec.kind == "native" else "(the server's model)")
+        return self.spec.model or (DEFAULT_MODEL if self.spec.kind == "native" else "(the server's model)")
 
     def _start(self) -> None:
         self.state, self.error = "loading", None

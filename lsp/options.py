@@ -24,9 +24,10 @@ from loopls.engine.backends import BACKENDS, BackendConfig, BackendError
 
 @dataclass(kw_only=True)
 class ModelOptions:
-    # "tiny" (the untrained embedded default), a checkpoint folder, or a hub id in the local
-    # cache; with the openai backend, the name the server serves the model under
-    name: str = "tiny"
+    # "loopls-coder-small" (the trained embedded default), "tiny-random" (untrained, for tests),
+    # a checkpoint folder, or a hub id in the local cache; with the openai backend, the name the
+    # server serves the model under
+    name: str = "loopls-coder-small"
     device: str = "auto"  # auto | cpu | cuda | cuda:N (native backend)
     backend: str = "native"  # native (in process) | openai (an OpenAI-compatible server) | vllm (in process)
     url: str = ""  # openai: the server's API base, e.g. http://127.0.0.1:8000/v1

@@ -1,6 +1,6 @@
 """Shared test set-up.
 
-Every test session gets its own loopls cache directory, so the untrained default model is
+Every test session gets its own loopls cache directory, so the untrained tiny-random model is
 created fresh (as on a new machine) and never touches the user's cache. Server processes
 started by the tests inherit it through the environment.
 """
@@ -32,10 +32,10 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 @pytest.fixture(scope="session")
 def tiny_checkpoint() -> Path:
-    """The embedded default model (created on first use, as a user would get it)."""
-    from loopls.engine.model.models import ensure_default_model
+    """The tiny random model (created on first use): fast, for tests of the machinery."""
+    from loopls.engine.model.models import ensure_tiny_model
 
-    return ensure_default_model()
+    return ensure_tiny_model()
 
 
 @pytest.fixture(scope="session")

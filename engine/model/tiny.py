@@ -161,7 +161,7 @@ def create_tiny(
         cfg["auto_map"] = {"AutoConfig": _REMOTE_CONFIG[arch]}
     _write_json(folder / "config.json", cfg)
     _write_json(folder / "generation_config.json", {"bos_token_id": ids["<s>"], "eos_token_id": eos})
-    _write_json(folder / "tokenizer_config.json", _tokenizer_config(ids, config))
+    _write_json(folder / "tokenizer_config.json", tokenizer_config(ids, config))
     return folder
 
 
@@ -183,7 +183,7 @@ def _save_weights(folder: Path, state: dict[str, torch.Tensor], shards: int) -> 
     _write_json(folder / "model.safetensors.index.json", {"metadata": {"total_size": total}, "weight_map": weight_map})
 
 
-def _tokenizer_config(ids: dict[str, int], config: ModelConfig) -> dict[str, Any]:
+def tokenizer_config(ids: dict[str, int], config: ModelConfig) -> dict[str, Any]:
     return {
         "added_tokens_decoder": {
             str(ids[t]): {"content": t, "special": True, "lstrip": False, "rstrip": False,

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..backends import BackendConfig, load_backend
+from ..model.models import DEFAULT_MODEL
 from .app import ServerLimits, create_app
 
 
@@ -57,7 +58,7 @@ def serve(options: ServeOptions, announce: Callable[[str], None] | None = None) 
     backend = load_backend(BackendConfig(kind="native", model=options.model, device=options.device,
                                          context_tokens=options.context_tokens,
                                          tensor_parallel_size=options.tensor_parallel_size))
-    name = options.served_name or options.model or "tiny"
+    name = options.served_name or options.model or DEFAULT_MODEL
     app = create_app(backend, name, api_key=options.api_key, limits=options.limits)
     info = backend.info
     if announce is not None:

@@ -21,11 +21,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     lsp = sub.add_parser("lsp", help="run the language server (the default command)")
     lsp.add_argument("--tcp", metavar="HOST:PORT", type=parse_host_port, help="listen on TCP instead of stdio")
-    lsp.add_argument("--model", help="checkpoint folder, cached hub id, or 'tiny' (overrides editor settings)")
+    lsp.add_argument("--model", help="loopls-coder-small (default), tiny-random, a checkpoint folder or a cached hub id "
+                     "(overrides editor settings)")
 
     complete = sub.add_parser("complete", help="one completion at FILE:LINE:COL, as an editor gets it")
     complete.add_argument("location", type=parse_location, metavar="FILE:LINE:COL")
-    complete.add_argument("--model", default=None, help="checkpoint folder, cached hub id, or 'tiny'")
+    complete.add_argument("--model", default=None, help="loopls-coder-small (default), tiny-random, a checkpoint folder or a cached hub id")
     complete.add_argument("--max-tokens", type=bounded_int(1, MAX_COMPLETION_TOKENS), default=None,
                           help=f"tokens to generate (1 to {MAX_COMPLETION_TOKENS})")
     complete.add_argument("--device", type=device, default="auto", help="auto, cpu, cuda or cuda:N")

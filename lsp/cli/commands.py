@@ -42,7 +42,7 @@ async def _complete(args: argparse.Namespace, path: Path, text: str, offset: int
     when the file is in a git work tree), the same post-processing and secret filter."""
     with ThreadPoolExecutor(1, thread_name_prefix="loopls-prepare") as thread:
         models = ModelHost(thread)
-        models.configure(BackendConfig(model=args.model or "tiny", device=args.device,
+        models.configure(BackendConfig(model=args.model, device=args.device,
                                        context_tokens=options.context_tokens))
         backend = await models.ready()
         if backend is None:

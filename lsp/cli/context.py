@@ -85,7 +85,7 @@ def load_tokenizer(model: str | None):
     try:
         return Tokenizer.from_folder(resolve_checkpoint(resolve_model_name(model)))
     except (CheckpointError, TokenizerError, OSError) as exc:
-        raise ValueError(f"cannot load the tokenizer of model {model or 'tiny'}: {exc}") from None
+        raise ValueError(f"cannot load the tokenizer of model {model or 'loopls-coder-small'}: {exc}") from None
 
 
 def run_context(args: argparse.Namespace) -> int:
@@ -123,6 +123,6 @@ def add_parsers(sub) -> None:
     context.add_argument("location", type=parse_location, metavar="FILE:LINE:COL")
     context.add_argument("--budget", type=int, default=2048, help="prompt budget in model tokens (default 2048)")
     context.add_argument("--json", action="store_true", help="print JSON")
-    context.add_argument("--model", default=None, help="whose tokenizer counts tokens (default: tiny)")
+    context.add_argument("--model", default=None, help="whose tokenizer counts tokens (default: loopls-coder-small)")
     context.add_argument("--root", default=None, help="workspace root (default: the file's git work tree)")
     context.add_argument("--no-history", action="store_true", help="leave git history out")

@@ -84,11 +84,14 @@ def run_doctor(url: str | None = None) -> int:
         print("  torch is not importable")
     _backends()
     print("\nmodel:")
-    from loopls.engine.model.models import cache_dir, default_model_dir
+    from loopls.engine.model.models import DEFAULT_MODEL, cache_dir, default_model_dir, tiny_model_dir
 
     default = default_model_dir()
-    state = "present" if (default / "config.json").is_file() else "created on first use"
-    print(f"  default: untrained tiny iquestloopcoder at {default} ({state})")
+    state = "present" if (default / "config.json").is_file() else "MISSING: reinstall loopls"
+    print(f"  default: {DEFAULT_MODEL} (trained, shipped) at {default} ({state})")
+    tiny = tiny_model_dir()
+    tiny_state = "present" if (tiny / "config.json").is_file() else "created on first use"
+    print(f"  tiny-random: untrained tiny iquestloopcoder for tests at {tiny} ({tiny_state})")
     print(f"  cache directory: {cache_dir()}")
     print("\neditors:")
     nvim = shutil.which("nvim")

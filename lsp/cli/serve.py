@@ -13,7 +13,7 @@ def add_serve_parser(sub) -> None:
     p = sub.add_parser("serve", help="serve the model over an OpenAI-compatible HTTP API")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (anything but loopback needs --api-key)")
     p.add_argument("--port", type=bounded_int(0, 65535), default=8000)
-    p.add_argument("--model", default=None, help="checkpoint folder, cached hub id, or 'tiny' (default)")
+    p.add_argument("--model", default=None, help="checkpoint folder, cached hub id, 'tiny-random', or 'loopls-coder-small' (default)")
     p.add_argument("--served-model-name", default=None, help="the model id clients send (default: --model)")
     p.add_argument("--api-key", default=os.environ.get("LOOPLS_API_KEY"),
                    help="require 'Authorization: Bearer KEY' on /v1 (default: $LOOPLS_API_KEY)")

@@ -36,8 +36,8 @@ def small_checkpoints(tmp_path_factory) -> dict[str, Path]:
 
 @pytest.fixture(scope="package")
 def loopls_server(tmp_path_factory, tiny_checkpoint) -> ServerProcess:
-    """`loopls serve` with the embedded tiny model, served as "tiny"."""
-    server = loopls_serve(free_port(), tmp_path_factory.mktemp("serve") / "serve.log").start()
+    """`loopls serve` with the untrained tiny model, served as "tiny" (its older name)."""
+    server = loopls_serve(free_port(), tmp_path_factory.mktemp("serve") / "serve.log", "--model", "tiny").start()
     yield server
     server.stop()
 

@@ -114,7 +114,7 @@ async def test_unreachable_then_recovered(tmp_path, tiny_checkpoint) -> None:
     assert out.finish_reason == "error"
     assert out.error.startswith(f"cannot reach the model server at {url}")
     assert time.monotonic() - started < 5
-    server = loopls_serve(port, tmp_path / "serve.log").start()
+    server = loopls_serve(port, tmp_path / "serve.log", "--model", "tiny").start()
     try:
         out = await backend.submit(PROMPT, SamplingParams(max_tokens=2)).result()
         assert out.finish_reason == "length" and len(out.token_ids) == 2
@@ -133,7 +133,7 @@ async def test_unreachable_then_recovered(tmp_path, tiny_checkpoint) -> None:
 
 
 def test_api_key_is_sent_as_bearer(tmp_path, tiny_checkpoint) -> None:
-    server = loopls_serve(free_port(), tmp_path / "serve.log", "--api-key", "s3cret").start()
+    server = loopls_serve(free_port(), tmp_path / "serve.log", "--model", "tiny", "--api-key", "s3cret").start()
     try:
         with pytest.raises(BackendError, match="401"):
             _backend(server.url)

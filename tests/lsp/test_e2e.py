@@ -78,8 +78,8 @@ async def test_did_open_then_inline_completion_returns_items(client: LanguageCli
     assert result.items[0].range == types.Range(start=types.Position(line=6, character=4),
                                                 end=types.Position(line=6, character=4))
     status = await _status(client)
-    assert status["model"]["untrained"] is True  # the embedded default says what it is
-    assert any("untrained" in m.message for m in client.messages)
+    assert status["model"]["untrained"] is False  # the embedded default is trained: no notice
+    assert not any("untrained" in m.message for m in client.messages)
 
 
 async def test_did_change_then_completion_sees_the_new_text(client: LanguageClient) -> None:
@@ -100,7 +100,7 @@ async def test_did_change_then_completion_sees_the_new_text(client: LanguageClie
     assert item.filter_text.startswith("perim")
     assert item.text_edit.range.start == types.Position(line=8, character=8)
     assert item.text_edit.range.end == types.Position(line=8, character=13)
-    assert "untrained" in item.detail
+    assert item.detail == "loopls"  # no untrained-model label for the shipped default
 
 
 async def test_cancelled_request_ends_without_result_and_server_keeps_serving(client: LanguageClient) -> None:

@@ -65,7 +65,8 @@ async def client(lsp_client: LanguageClient, workspace: Path):
         capabilities=types.ClientCapabilities(text_document=types.TextDocumentClientCapabilities(
             diagnostic=types.DiagnosticClientCapabilities(related_document_support=True))),
         root_uri=workspace.as_uri(),
-        initialization_options={"completion": {"maxTokens": 4}, "smells": {"thresholds": {"maxCognitive": 5}}},
+        initialization_options={"model": {"name": "tiny-random"}, "completion": {"maxTokens": 4},
+                                "smells": {"thresholds": {"maxCognitive": 5}}},
     ))
     yield
     await lsp_client.shutdown_session()

@@ -11,12 +11,12 @@ M.defaults = {
   root_markers = { '.git', 'pyproject.toml', 'package.json', 'go.mod', 'Cargo.toml', 'pom.xml' },
   settings = {
     model = {
-      name = 'tiny', device = 'auto',
+      name = 'loopls-coder-small', device = 'auto',
       -- where the model runs: native (in the server), openai (a server at url), vllm (in process)
       backend = 'native', url = '', apiKeyEnv = '', tokenizer = '',
       contextLimit = 0, timeout = 30.0, tensorParallelSize = 1,
     },
-    completion = { enabled = true, maxTokens = 48, temperature = 0.0, contextTokens = 2048, maxLines = 8 },
+    completion = { enabled = true, maxTokens = 48, temperature = 0.0, contextTokens = 2048, maxLines = 8, candidates = 3 },
     smells = { enabled = true, disabled = {}, thresholds = vim.empty_dict() },
   },
   ghost_text = {

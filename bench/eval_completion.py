@@ -1,0 +1,393 @@
+"""Completion quality and CPU latency of a model on repositories it was not trained on.
+
+    python bench/eval_completion.py REPO [REPO ...] [--model M ...] [--lines 25] [--blocks 10]
+        [--budgets 2048,8192] [--every 3] [--latency 5] [--out DIR]
+
+Results go to DIR/<model>.jsonl, one line per target and setting, and a rerun resumes there;
+the tables count only targets that have every setting, so settings are compared pairwise.
+
+Targets, per repository (Python files; the same targets for every model and setting):
+- line: CrossCodeEval's rule (bench/context_targets.py): a line that uses a name defined in
+  another file it imports; the cursor where the line starts (after its indentation), the rest
+  of the line removed. The model's first line is compared with the removed text;
+- block: the indented body (1-8 lines) under a line ending in ":", removed; the cursor after
+  the first body line's indentation (where an editor's auto-indent leaves it). The completion
+  as the editor would show it is compared with the removed body.
+Scores: exact match (after stripping surrounding whitespace) and edit similarity
+(1 - Levenshtein distance / longer length).
+
+Settings: "bare FIM" is the prompt without a workspace index (`loopls complete`, a file
+outside any workspace): the buffer's FIM window alone, labelled with the file name; "file only"
+is the server's layout (repository and path labels, FIM window) with no cross-file snippets;
+"loopls NK" is the prompt the server sends with its context engine at that budget (index,
+signals, packer; the edited file is an open document). "file only" against "loopls" isolates
+what the cross-file snippets bring. Every completion is asked of the server's completion
+service (`lsp/completion/service.py`, the model loaded by `lsp/model_host.py`), as an automatic
+(not invoked) request without the typing debounce: the same prompt layout, context packing,
+secret redaction and prompt check, the same serving engine (paged KV, prefix cache), greedy
+decoding (`completion.temperature` 0, the default), stop rules, early stop, post-processing
+with the syntax tree and secret filter on the output. The modes differ only in the context
+provider the service is given (none, the packer without snippets, the context engine). Each
+target is a fresh document state: the service's suggestion cache is emptied after every
+request. `seconds` in the results is the service's time for the request (the engine's prefix
+cache stays warm across the settings of one target, as it would in the server). The baseline
+copies, for a line, the line after the earlier line most similar to the one above the cursor,
+and for a block the body under the most similar earlier line ending in ":".
+
+Latency: a 1K-token prompt (loopls at budget 1024) at a line target is asked of the service
+once to warm the engine's prefix cache, then the next keystroke (one more character typed) is
+timed from the request to the finished, cleaned suggestion (the suggestion cache is emptied
+first, so that the keystroke generates rather than being answered from it).
+
+If the model folder has a manifest.json (the shipped default does), each repository's package
+is checked against it: trained-on packages are refused.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import statistics
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from context_targets import mine_targets  # noqa: E402
+
+from loopls.context.assemble import ContextEngine  # noqa: E402
+from loopls.context.languages import language_for_path  # noqa: E402
+from loopls.context.packing import PackedContext  # noqa: E402
+from loopls.context.project import Project  # noqa: E402
+from loopls.engine.backends import BackendConfig  # noqa: E402
+from loopls.engine.model.models import resolve_model_name  # noqa: E402
+from loopls.lsp.completion.service import CompletionRequest, CompletionService  # noqa: E402
+from loopls.lsp.model_host import ModelHost  # noqa: E402
+from loopls.lsp.options import CompletionOptions  # noqa: E402
+
+
+@dataclass(frozen=True)
+class Case:
+    kind: str  # "line" | "block"
+    path: str
+    text: str  # the file with the target removed
+    offset: int  # the cursor
+    gold: str
+    baseline: str
+
+
+def similarity(a: str, b: str) -> float:
+    """1 - Levenshtein(a, b) / max(len): 1.0 for equal strings."""
+    if a == b:
+        return 1.0
+    prev = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        cur = [i]
+        for j, cb in enumerate(b, 1):
+            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (ca != cb)))
+        prev = cur
+    return 1.0 - prev[-1] / max(len(a), len(b))
+
+
+def _best_earlier(lines: list[str], row: int, query: str, want=lambda s: True) -> int | None:
+    best, score = None, 0.0
+    for j in range(row):
+        if lines[j].strip() and want(lines[j]):
+            s = similarity(lines[j].strip(), query.strip())
+            if s > score:
+                best, score = j, s
+    return best
+
+
+def _block_body(lines: list[str], head: int) -> list[str]:
+    indent = len(lines[head]) - len(lines[head].lstrip())
+    body = []
+    for ln in lines[head + 1:]:
+        if ln.strip() and len(ln) - len(ln.lstrip()) <= indent:
+            break
+        body.append(ln)
+    while body and not body[-1].strip():
+        body.pop()
+    return body
+
+
+def line_cases(index: Project, count: int, seed: int) -> list[Case]:
+    out = []
+    for t in mine_targets(index, count, seed):
+        lines = (index.text(t.path) or "").split("\n")
+        gold = lines[t.line].strip()
+        above = next((lines[r] for r in range(t.line - 1, -1, -1) if lines[r].strip()), "")
+        j = _best_earlier(lines, t.line - 1, above)
+        out.append(Case("line", t.path, t.text, t.offset, gold, lines[j + 1].strip() if j is not None else ""))
+    return out
+
+
+def block_cases(index: Project, count: int, seed: int) -> list[Case]:
+    found = []
+    for path in sorted(p for p in index.files if p.endswith(".py")):
+        text = index.text(path) or ""
+        lines = text.split("\n")
+        starts = [0]
+        for ln in lines:
+            starts.append(starts[-1] + len(ln) + 1)
+        for h, ln in enumerate(lines[:-1]):
+            if not ln.rstrip().endswith(":") or ln.lstrip().startswith("#"):
+                continue
+            body = _block_body(lines, h)
+            if not 1 <= len(body) <= 8 or not body[0].strip():
+                continue
+            first = h + 1
+            cut = starts[first] + len(body[0]) - len(body[0].lstrip())
+            end = starts[first + len(body) - 1] + len(body[-1])
+            found.append((path, h, cut, end))
+    random.Random(seed).shuffle(found)
+    out = []
+    for path, h, cut, end in found[:count]:  # the baseline only for the chosen (it is quadratic)
+        text = index.text(path) or ""
+        lines = text.split("\n")
+        j = _best_earlier(lines, h, lines[h], lambda s: s.rstrip().endswith(":"))
+        guess = "\n".join(_block_body(lines, j)).strip() if j is not None else ""
+        out.append(Case("block", path, text[:cut] + text[end:], cut, text[cut:end], guess))
+    return out
+
+
+def score(case: Case, prediction: str) -> tuple[bool, float]:
+    if case.kind == "line":
+        pred = prediction.split("\n", 1)[0].strip()
+        return pred == case.gold.strip(), similarity(pred, case.gold.strip())
+    pred = "\n".join(x.rstrip() for x in prediction.strip().split("\n"))
+    gold = "\n".join(x.rstrip() for x in case.gold.strip().split("\n"))
+    return pred == gold, similarity(pred, gold)
+
+
+class Service:
+    """The server's completion service over one loaded model, once per prompt mode: "bare" (no
+    context provider: the buffer alone), "file" (the server's layout without snippets) and
+    "loopls" (the context engine, as the server's provider). The repositories' indexes are
+    shared; documents are named by their file URI, as the server names them."""
+
+    def __init__(self, models: ModelHost, thread: ThreadPoolExecutor, tokenizer,
+                 indexes: list[tuple[Path, Project]]) -> None:
+        self.options = CompletionOptions()
+        self.engines = {repo: ContextEngine(index, tokenizer, tokenizer.special) for repo, index in indexes}
+        self.documents: dict[str, tuple[ContextEngine, str]] = {}  # uri -> engine, workspace-relative path
+        providers = {"bare": None, "file": self._file_only, "loopls": self._loopls}
+        self.services = {mode: CompletionService(models, thread, lambda: self.options, context=provide,
+                                                 label=lambda p: Path(p).name if p else None, debounce=False)
+                         for mode, provide in providers.items()}
+
+    async def complete(self, repo: Path, case: Case, mode: str, options: CompletionOptions) -> tuple[str, int]:
+        """The first suggestion's text ("" for none) and the prompt's length in tokens."""
+        self.options = options
+        path = repo / case.path
+        uri = path.resolve().as_uri()
+        self.documents[uri] = (self.engines[repo], case.path)
+        service = self.services[mode]
+        service.stats.last_engine = {}
+        request = CompletionRequest(uri, None, str(path), language_for_path(path), case.text, case.offset,
+                                    invoked=False)
+        try:
+            result = await service.complete(request)
+        finally:
+            service.forget(uri)  # the next request is another target: not answered from this one's cache
+        if result is None:  # nothing to show (or the prompt was refused): the prompt's length if one ran
+            return "", service.stats.last_engine.get("prompt_tokens", 0)
+        return result.suggestions[0].text, result.prompt_tokens
+
+    def _file_only(self, tokenizer, uri: str, version: int | None, text: str, offset: int,
+                   budget: int) -> PackedContext:
+        engine, path = self.documents[uri]
+        return engine.packer.pack([], path, text, offset, budget, engine.read_lines)
+
+    def _loopls(self, tokenizer, uri: str, version: int | None, text: str, offset: int,
+                budget: int) -> PackedContext | None:
+        engine, path = self.documents[uri]
+        engine.index.update_document(path, text)  # an open document: the index sees its buffer, not the disk
+        try:
+            return engine.assemble(path, text, offset, budget)
+        except (ValueError, OSError):  # as the server: a budget too small for labels, the buffer alone
+            return None
+        finally:
+            engine.index.close_document(path)
+
+
+def settings(budgets: list[int]) -> list[tuple[str, int, str]]:
+    """(name, budget, prompt mode) on every target, most telling first: an interrupted run has
+    those. Larger budgets (`larger`) run on a subset."""
+    first = f"{budgets[0] // 1024}K"
+    return [(f"loopls {first}", budgets[0], "loopls"), (f"file only {first}", budgets[0], "file"),
+            (f"bare FIM {first}", budgets[0], "bare")]
+
+
+def larger(budgets: list[int]) -> list[tuple[str, int, str]]:
+    return [(f"loopls {b // 1024}K", b, "loopls") for b in budgets[1:]]
+
+
+def case_id(repo: Path, case: Case) -> str:
+    return f"{repo.name}:{case.kind}:{case.path}:{case.offset}"
+
+
+async def evaluate(service: Service, work: list[tuple[Path, Case]], budgets: list[int], results: Path,
+                   every: int) -> None:
+    """Append one JSON line per (case, setting) to `results`, skipping those already there, so
+    that an interrupted run resumes where it stopped. The larger budgets run on every
+    `every`-th target (their prompts cost several times more on a CPU)."""
+    done = set()
+    if results.is_file():
+        done = {(r["case"], r["setting"]) for r in map(json.loads, results.read_text().splitlines())}
+    max_tokens = {"line": 48, "block": 128}
+    with results.open("a", encoding="utf-8") as sink:
+        for i, (repo, case) in enumerate(work):
+            for name, budget, mode in settings(budgets) + (larger(budgets) if i % every == 0 else []):
+                key = (case_id(repo, case), name)
+                if key in done:
+                    continue
+                options = CompletionOptions(max_tokens=max_tokens[case.kind], context_tokens=budget, temperature=0.0)
+                t0 = time.perf_counter()
+                prediction, prompt_tokens = await service.complete(repo, case, mode, options)
+                em, es = score(case, prediction)
+                sink.write(json.dumps({"case": key[0], "setting": name, "kind": case.kind, "em": em, "es": es,
+                                       "prediction": prediction, "gold": case.gold, "prompt_tokens": prompt_tokens,
+                                       "seconds": round(time.perf_counter() - t0, 2)}) + "\n")
+                sink.flush()
+
+
+def interleave(per_repo: list[tuple[Path, list[Case]]]) -> list[tuple[Path, Case]]:
+    """Cases round-robin over repositories and kinds, so that a partial run covers them all."""
+    queues = [[(repo, c) for c in cases if c.kind == kind]
+              for repo, cases in per_repo for kind in ("line", "block")]
+    out = []
+    while any(queues):
+        for q in queues:
+            if q:
+                out.append(q.pop(0))
+    return out
+
+
+def table(results: Path, cases: dict[str, Case], budgets: list[int]) -> list[str]:
+    """Markdown rows per kind over the targets that have every setting of a group (paired),
+    with the baseline on the same targets: first the 2K settings on all targets, then the
+    larger budgets beside 2K on their subset."""
+    by_case: dict[str, dict[str, dict]] = {}
+    for r in map(json.loads, results.read_text().splitlines()):
+        by_case.setdefault(r["case"], {})[r["setting"]] = r
+    lines = []
+    base = [n for n, _, _ in settings(budgets)]
+    groups = [("", base)] + [(f", subset with {n}", [n, *base[:2]]) for n, _, _ in larger(budgets)]
+    for kind in ("line", "block"):
+        for label, names in groups:
+            full = [c for c, got in by_case.items()
+                    if c in cases and cases[c].kind == kind and all(n in got for n in names)]
+            lines += [f"\n{kind} completion{label} ({len(full)} targets)\n",
+                      "| setting | exact match | edit similarity |", "|---|---|---|"]
+            for n in names:
+                lines.append(_row(n, [(by_case[c][n]["em"], by_case[c][n]["es"]) for c in full]))
+            lines.append(_row("baseline (similar earlier line)", [score(cases[c], cases[c].baseline) for c in full]))
+    return lines
+
+
+async def _latency(service: Service, repo: Path, cases: list[Case], n: int) -> list[float]:
+    """Seconds from the request to the cleaned suggestion, per keystroke timed."""
+    options = CompletionOptions(context_tokens=1024, temperature=0.0)
+    times = []
+    for case in cases[:n]:
+        for typed in (0, 1):  # the keystroke before warms the engine's prefix cache; this one is timed
+            text = case.text[:case.offset] + case.gold[:typed] + case.text[case.offset:]
+            t0 = time.perf_counter()
+            await service.complete(repo, Case(case.kind, case.path, text, case.offset + typed, case.gold, ""),
+                                   "loopls", options)
+            elapsed = time.perf_counter() - t0
+        times.append(elapsed)
+    return times
+
+
+def held_out_check(model_dir: Path, repo: Path) -> str:
+    manifest = model_dir / "manifest.json"
+    if not manifest.is_file():
+        return "no manifest: not checked"
+    data = json.loads(manifest.read_text())
+    name = repo.name.lower()
+    trained = {p.lower() for p in data.get("after_dedup", {})}
+    held = {n for names in data["rules"]["held_out"].values() for n in names} | set(data["rules"]["held_out"])
+    if name in trained:
+        raise SystemExit(f"{repo}: package {name!r} is in the training corpus ({manifest}); choose a held-out one")
+    return f"held out ({'listed in the manifest rules' if name in held else 'absent from the manifest'})"
+
+
+def _row(name: str, scores: list[tuple[bool, float]]) -> str:
+    em = 100 * sum(e for e, _ in scores) / max(len(scores), 1)
+    es = statistics.fmean(s for _, s in scores) if scores else 0.0
+    return f"| {name} | {em:.1f}% | {es:.3f} |"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("repos", nargs="+", type=Path)
+    ap.add_argument("--model", action="append", help="default: the shipped default model")
+    ap.add_argument("--lines", type=int, default=25, help="line targets per repository")
+    ap.add_argument("--blocks", type=int, default=10, help="block targets per repository")
+    ap.add_argument("--budgets", default="2048,8192", help="the first on every target, the others on a subset")
+    ap.add_argument("--every", type=int, default=3, help="larger budgets on every N-th target")
+    ap.add_argument("--latency", type=int, default=0, help="timed keystrokes per repository (0: skip)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (1 on a shared machine)")
+    ap.add_argument("--out", type=Path, default=Path("eval-completion"), help="results folder (resumable)")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    budgets = [int(b) for b in args.budgets.split(",")]
+    args.out.mkdir(parents=True, exist_ok=True)
+    cache = Path(tempfile.mkdtemp(prefix="loopls-eval-"))
+    indexes = []
+    for repo in args.repos:
+        index = Project(repo, cache)
+        index.build()
+        indexes.append((repo, index, line_cases(index, args.lines, args.seed) + block_cases(index, args.blocks, args.seed)))
+    cases = {case_id(repo, c): c for repo, _, own in indexes for c in own}
+    for name in args.model or [None]:
+        folder = Path(resolve_model_name(name))
+        for repo, _, _ in indexes:
+            print(f"{repo}: {held_out_check(folder, repo)}", file=sys.stderr)
+        asyncio.run(_run_model(name, folder, indexes, cases, budgets, args))
+    return 0
+
+
+async def _run_model(name: str | None, folder: Path, indexes: list[tuple[Path, Project, list[Case]]],
+                     cases: dict[str, Case], budgets: list[int], args: argparse.Namespace) -> None:
+    """Load the model as the server does (on the CPU, its K/V pool sized for the largest
+    budget), evaluate it, print its tables and, when asked, its latency."""
+    with ThreadPoolExecutor(1, thread_name_prefix="loopls-prepare") as thread:
+        models = ModelHost(thread)
+        models.configure(BackendConfig(model=name, device="cpu", context_tokens=max(budgets)))
+        backend = await models.ready()
+        if backend is None:
+            raise SystemExit(f"cannot load model {name or folder.name!r}: {models.error}")
+        try:
+            service = Service(models, thread, backend.tokenizer, [(repo, index) for repo, index, _ in indexes])
+            results = args.out / f"{folder.name}.jsonl"
+            await evaluate(service, interleave([(repo, own) for repo, _, own in indexes]), budgets, results,
+                           args.every)
+            print(f"\nmodel {folder.name} ({folder}), {args.threads} torch thread(s)")
+            print("\n".join(table(results, cases, budgets)))
+            if args.latency:
+                latency = []
+                for repo, _, own in indexes:
+                    latency += await _latency(service, repo, [c for c in own if c.kind == "line"], args.latency)
+                (args.out / f"{folder.name}-latency.json").write_text(json.dumps(latency))
+                p95 = statistics.quantiles(latency, n=20)[18] if len(latency) > 1 else latency[0]
+                print(f"\nlatency to an inline result, 1K-token prompt, warm prefix cache, {args.threads} thread(s): "
+                      f"P50 {statistics.median(latency) * 1000:.0f} ms, P95 {p95 * 1000:.0f} ms "
+                      f"({len(latency)} keystrokes)")
+        finally:
+            models.shutdown()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,82 @@
+"""The recipe: model shape, data caps and optimisation settings of the shipped model, and a
+tiny variant that runs the whole pipeline on a laptop CPU in a minute."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from loopls.engine.model.config import ModelConfig
+
+MODEL_NAME = "loopls-coder-small"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Recipe:
+    # model: iquestloopcoder, tied embeddings (the head reuses them: half the weights at this size)
+    vocab_size: int = 8192
+    hidden_size: int = 384
+    intermediate_size: int = 1408
+    num_hidden_layers: int = 4
+    num_attention_heads: int = 6
+    num_key_value_heads: int = 2
+    loop_num: int = 2
+    # a short window keeps the prefix-cache replay of a Loop model (layers x (W-1) tokens) small
+    loop_window_size: int = 32
+    max_position_embeddings: int = 8192
+    rope_theta: float = 500000.0
+    # data
+    package_cap_bytes: int = 3_000_000
+    stdlib_cap_bytes: int = 16_000_000
+    tokenizer_sample_bytes: int = 24_000_000
+    # optimisation: AdamW, linear warm-up then cosine to min_lr_ratio, bf16 autocast
+    lr: float = 3e-3
+    min_lr_ratio: float = 0.1
+    warmup_steps: int = 100
+    weight_decay: float = 0.1
+    beta2: float = 0.95
+    grad_clip: float = 1.0
+    batch_tokens: int = 131_072
+    short_len: int = 2048
+    long_len: int = 8192
+    long_share: float = 0.15  # of the pretraining time, at long_len (the 8K prompts loopls packs)
+    # of all the time: completions in the server's layout, loss on the middles only, re-warmed to fim_lr
+    fim_share: float = 0.15
+    fim_lr: float = 1e-3
+    fim_warmup_steps: int = 30
+    short_budgets: tuple[int, ...] = (384, 768, 1024, 1536, 2048, 2048)
+    long_budgets: tuple[int, ...] = (4096, 8192, 8192)
+    train_seconds: float = 360.0
+    log_every: int = 25
+
+    def model_config(self, eos_ids: list[int], bos_id: int) -> ModelConfig:
+        return ModelConfig(
+            model_type="iquestloopcoder",
+            vocab_size=self.vocab_size,
+            hidden_size=self.hidden_size,
+            intermediate_size=self.intermediate_size,
+            num_hidden_layers=self.num_hidden_layers,
+            num_attention_heads=self.num_attention_heads,
+            num_key_value_heads=self.num_key_value_heads,
+            head_dim=self.hidden_size // self.num_attention_heads,
+            max_position_embeddings=self.max_position_embeddings,
+            rope_theta=self.rope_theta,
+            rms_norm_eps=1e-5,
+            tie_word_embeddings=True,
+            torch_dtype="bfloat16",
+            loop_num=self.loop_num,
+            loop_window_size=self.loop_window_size,
+            bos_token_id=bos_id,
+            eos_token_id=tuple(eos_ids),
+        )
+
+
+SMALL = Recipe()
+# The same pipeline at toy scale, for checking it end to end on a CPU.
+TINY = dataclasses.replace(
+    SMALL, vocab_size=1024, hidden_size=64, intermediate_size=176, num_hidden_layers=2, num_attention_heads=4,
+    num_key_value_heads=2, loop_window_size=8, max_position_embeddings=1024, package_cap_bytes=60_000,
+    stdlib_cap_bytes=400_000, tokenizer_sample_bytes=1_000_000, lr=3e-3, warmup_steps=5, batch_tokens=2048,
+    short_len=256, long_len=512, short_budgets=(128, 256), long_budgets=(512,), train_seconds=30.0, log_every=5,
+    fim_warmup_steps=3,
+)

@@ -1,0 +1,198 @@
+"""The training loop: fp32 master weights, bf16 autocast, AdamW, warm-up + cosine schedule, two
+phases (short rows, then long rows for the 8K prompts), loss and tokens/s logged.
+
+The run is sized by time: the first steps of each phase are timed and fix that phase's step
+count (logged), so the schedule ends when the time does. Passing those counts back with
+`steps=` reruns the same schedule without timing; data and initialisation depend only on the
+seed. Rows come from DataLoader worker processes, each building rows by index, so the data
+is the same for any worker count.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from loopls.engine.model.transformer import CausalLM
+
+from .loop_forward import loss as loss_fn
+from .recipe import Recipe
+from .samples import FIM_ONLY, Mix, SampleBuilder
+
+CALIBRATION_STEPS = 12  # steps timed (after the first few) to fix a phase's length
+
+
+class Rows(torch.utils.data.Dataset):
+    """Row i of one phase, built on demand by whichever worker process asks."""
+
+    def __init__(self, builder: SampleBuilder, phase: Phase, size: int) -> None:
+        self.builder, self.phase, self.size = builder, phase, size
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        p = self.phase
+        ids, labels = self.builder.row(index, p.length, p.budgets, p.name, p.mix, p.middle_only)
+        return torch.tensor(ids, dtype=torch.int32), torch.tensor(labels, dtype=torch.int64)
+
+
+def init_weights(model: CausalLM, seed: int) -> None:
+    """GPT-2 style: normal(0, 0.02), residual output projections scaled down by the depth they
+    feed (layers x loops), norms one, Loop gates zero (g = 0.5: global and local alike)."""
+    gen = torch.Generator().manual_seed(seed)
+    depth = model.config.num_hidden_layers * model.config.loop_num
+    with torch.no_grad():
+        for name, p in sorted(model.named_parameters()):
+            if name.endswith("norm.weight"):
+                p.fill_(1.0)
+            elif "gate_projections" in name:
+                p.zero_()
+            else:
+                std = 0.02 / math.sqrt(2 * depth) if name.endswith(("o_proj.weight", "down_proj.weight")) else 0.02
+                p.copy_(torch.randn(p.shape, generator=gen) * std)
+
+
+def _optimizer(model: CausalLM, recipe: Recipe, device: torch.device) -> torch.optim.AdamW:
+    decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and "gate_projections" not in n]
+    rest = [p for n, p in model.named_parameters() if not (p.dim() >= 2 and "gate_projections" not in n)]
+    groups = [{"params": decay, "weight_decay": recipe.weight_decay}, {"params": rest, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=recipe.lr, betas=(0.9, recipe.beta2), eps=1e-8,
+                             fused=device.type == "cuda")
+
+
+@dataclass
+class Phase:
+    name: str
+    length: int
+    budgets: tuple[int, ...]
+    seconds: float  # time budget when the step count is not given
+    peak: float  # learning rate at the top of this phase's cosine
+    floor: float
+    cosine: tuple[float, float]  # the stretch of the cosine (0..1) this phase runs through
+    warmup: int  # steps of linear warm-up at the phase's start
+    mix: Mix | None = None
+    middle_only: bool = False  # loss only on what the model writes (FIM middles)
+    steps: int | None = None
+
+    def learning_rate(self, i: int) -> float:
+        a, b = self.cosine
+        x = a + (b - a) * (i / self.steps if self.steps else 0.0)
+        if i < self.warmup:
+            return self.peak * (i + 1) / self.warmup
+        return self.floor + (self.peak - self.floor) * 0.5 * (1 + math.cos(math.pi * min(1.0, x)))
+
+
+def phases(recipe: Recipe, names: tuple[str, ...] = ("short", "long", "fim")) -> list[Phase]:
+    """The recipe's phases: pretraining on short rows, then long rows (one cosine across
+    both), then a completion phase on the server's FIM layout with loss on the middles only
+    (its own, lower cosine). `names` picks some, e.g. ("fim",) to continue a checkpoint."""
+    floor = recipe.lr * recipe.min_lr_ratio
+    cut = 1 - recipe.long_share
+    pretrain = 1 - recipe.fim_share
+    every = {
+        "short": (pretrain * cut, Phase("short", recipe.short_len, recipe.short_budgets, 0.0, recipe.lr, floor,
+                                        (0.0, cut), recipe.warmup_steps)),
+        "long": (pretrain * recipe.long_share, Phase("long", recipe.long_len, recipe.long_budgets, 0.0, recipe.lr,
+                                                     floor, (cut, 1.0), 0)),
+        "fim": (recipe.fim_share, Phase("fim", recipe.short_len, recipe.short_budgets, 0.0, recipe.fim_lr, floor,
+                                        (0.0, 1.0), recipe.fim_warmup_steps, FIM_ONLY, True)),
+    }
+    total = sum(every[n][0] for n in names)
+    out = []
+    for n in names:
+        share, phase = every[n]
+        phase.seconds = recipe.train_seconds * share / total
+        out.append(phase)
+    return out
+
+
+@dataclass
+class Summary:
+    steps: list[int]
+    tokens: int
+    seconds: float
+    last_loss: float
+    tokens_per_second: float
+
+
+def train(model: CausalLM, builder: SampleBuilder, recipe: Recipe, device: torch.device, workers: int,
+          log: Callable[[dict], None], plan: list[Phase], steps: tuple[int, ...] | None = None,
+          deadline: float | None = None, after_phase: Callable[[Summary], None] | None = None) -> Summary:
+    """Train `model` (fp32, already on `device`) in place. `deadline` (a time.perf_counter()
+    value) stops training early, logged, so that a run under a hard time limit still exports."""
+    autocast = device.type == "cuda"
+    rope_dtype = torch.bfloat16 if autocast else None
+    optimizer = _optimizer(model, recipe, device)
+    if steps is not None:
+        for phase, n in zip(plan, steps):
+            phase.steps = n
+    step, tokens, t_start, last = 0, 0, time.perf_counter(), float("nan")
+    for phase in plan:
+        batch = max(1, recipe.batch_tokens // phase.length)
+        loader = torch.utils.data.DataLoader(
+            Rows(builder, phase, 10**8), batch_size=batch, num_workers=workers,
+            pin_memory=device.type == "cuda", prefetch_factor=8 if workers else None, persistent_workers=False)
+        i, t_phase, timed, waited = 0, time.perf_counter(), None, 0.0
+        t_wait = time.perf_counter()
+        for ids, labels in loader:
+            waited += time.perf_counter() - t_wait
+            if phase.steps is not None and i >= phase.steps:
+                break
+            if deadline is not None and time.perf_counter() > deadline:
+                log({"event": "deadline", "phase": phase.name, "step": step, "planned": phase.steps})
+                phase.steps = i
+                break
+            lr = phase.learning_rate(i)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            ids = ids.to(device, torch.int64, non_blocking=True)
+            labels = labels.to(device, non_blocking=True)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
+                value, count = loss_fn(model, ids, labels, rope_dtype)
+            optimizer.zero_grad(set_to_none=True)
+            value.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), recipe.grad_clip)
+            optimizer.step()
+            step, i, tokens = step + 1, i + 1, tokens + count
+            if phase.steps is None and i == 3:
+                _sync(device)
+                timed = time.perf_counter()  # the first steps pay for kernel selection and warm-up
+            if phase.steps is None and i == 3 + CALIBRATION_STEPS:
+                _sync(device)
+                per_step = (time.perf_counter() - timed) / CALIBRATION_STEPS
+                phase.steps = max(i + 1, int(phase.seconds / per_step))
+                log({"event": "calibrated", "phase": phase.name, "seconds_per_step": round(per_step, 4),
+                     "steps": phase.steps, "rows_per_step": batch, "row_tokens": phase.length})
+            if i % recipe.log_every == 0 or i == phase.steps:
+                last = value.item()
+                elapsed = time.perf_counter() - t_start
+                log({"step": step, "phase": phase.name, "loss": round(last, 4), "lr": float(f"{lr:.3g}"),
+                     "tokens": tokens, "tokens_per_s": round(tokens / elapsed), "elapsed_s": round(elapsed, 1),
+                     "data_wait_s": round(waited, 1)})
+            t_wait = time.perf_counter()
+        del loader
+        log({"event": "phase done", "phase": phase.name, "steps": i, "seconds": round(time.perf_counter() - t_phase, 1)})
+        seconds = time.perf_counter() - t_start
+        summary = Summary([p.steps or 0 for p in plan], tokens, seconds, last, tokens / seconds)
+        if after_phase is not None:
+            after_phase(summary)
+    return summary
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def json_logger(stream) -> Callable[[dict], None]:
+    def log(record: dict) -> None:
+        stream.write(json.dumps(record) + "\n")
+        stream.flush()
+
+    return log
