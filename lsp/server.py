@@ -17,7 +17,7 @@ from pathlib import PurePath
 from typing import Any
 
 from lsprotocol import types
-from pygls.exceptions import JsonRpcException, JsonRpcInternalError, JsonRpcInvalidParams
+from pygls.exceptions import JsonRpcInternalError, JsonRpcInvalidParams
 from pygls.lsp.server import LanguageServer
 from pygls.uris import to_fs_path
 
@@ -28,7 +28,7 @@ from .completion.acceptance import AcceptanceCounter
 from .completion.service import CompletionRequest, Completions, CompletionService
 from .context_features import ContextHost
 from .diagnostics import SmellHost
-from .model_host import EngineFailed, ModelHost, ModelLoadFailed
+from .model_host import EngineFailed, ModelHost
 from .options import Options, backend_config, merge_options, options_to_json
 from .positions import UTF16, LineIndex, LspTextDocument, LspWorkspace, PositionError, strict_converter
 from .protocol import LooplsProtocol
@@ -161,13 +161,10 @@ class LooplsServer(LanguageServer):
         return CompletionRequest(uri, doc.version, path, language, index.text, offset, invoked), index
 
     async def complete(self, request: CompletionRequest) -> Completions | None:
-        """The completion service's answer; a model that cannot be loaded or a backend failing
-        the request is an LSP error (the user was told once, by the model host)."""
+        """The completion service's answer (None while the model cannot be loaded: the model
+        host told the user once); a backend failing the request is an LSP error."""
         try:
             return await self.completions.complete(request)
-        except ModelLoadFailed as exc:
-            # the model's problem, not the request's nor a bug: RequestFailed with the reason
-            raise JsonRpcException(f"cannot load model: {exc}", types.LSPErrorCodes.RequestFailed.value) from None
         except EngineFailed as exc:
             raise JsonRpcInternalError(f"engine failed: {exc}") from None
 

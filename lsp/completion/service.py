@@ -35,7 +35,7 @@ from loopls.context.privacy import inserted_secret
 from loopls.engine.backends import Backend
 from loopls.engine.backends.base import Priority, SamplingParams
 
-from ..model_host import ModelHost, ModelLoadFailed, ModelUnavailable, PromptRefused, guard_prompt
+from ..model_host import ModelHost, ModelUnavailable, PromptRefused, guard_prompt
 from ..options import CompletionOptions
 from .cache import SuggestionCache
 from .debounce import TypingDebounce
@@ -122,9 +122,7 @@ class CompletionService:
             return Completions([Suggestion(text, replace) for text, replace in cached], cached=True)
         backend = await self.models.ready()
         if backend is None:
-            if self.models.error is not None:  # reported once, by the host; each request says why it failed
-                raise ModelLoadFailed(self.models.error)
-            return None
+            return None  # the model cannot be loaded: reported once, by the host, not per keystroke
         loop = asyncio.get_running_loop()
         prepared = loop.run_in_executor(self.thread, self._prepare, req, ticket, backend, options)
         prepared.add_done_callback(_retrieve)
