@@ -106,7 +106,12 @@ class ContextHost:
         begun = await self._begin_progress()
         if begun is not None:
             token["value"] = begun
-        summary = self.summaries[root] = await job
+        try:
+            summary = self.summaries[root] = await job
+        except asyncio.CancelledError:
+            if job.cancelled():  # the build was dropped at shutdown: nothing to report
+                return
+            raise
         self.changed()
         if begun is not None:
             message = f"{summary.files} files indexed" if summary else "no index"
@@ -387,6 +392,8 @@ def _parse_explain(params: Any) -> tuple[str, types.Position, int | None]:
         get = params.get if isinstance(params, dict) else lambda k: getattr(params, k, None)
         doc, pos, budget = get("textDocument"), get("position"), get("budget")
         uri = doc["uri"] if isinstance(doc, dict) else doc.uri
+        if not isinstance(uri, str):
+            raise TypeError("uri")
         line, char = (pos["line"], pos["character"]) if isinstance(pos, dict) else (pos.line, pos.character)
         position = types.Position(line=line, character=char)
         check_position(position)

@@ -3,9 +3,10 @@ once, every request accounted.
 
 `ModelHost` loads the backend named by the options on a worker thread (the server shows
 `$/progress` "loopls: loading model" meanwhile). A model that cannot be loaded is reported
-once through `report` and the host stays in the "error" state, answering `None` to `ready()`,
-until the options name another model or `RETRY_S` has passed (a retry that fails the same
-way says nothing new). `generate` submits one request through the backend interface and waits
+once through `report` and the host stays in the "error" state, answering `None` to `ready()`
+(completions then answer nothing, not an error per keystroke), until the options name
+another model or `RETRY_S` has passed (a retry that fails the same way says nothing new).
+`generate` submits one request through the backend interface and waits
 for it, counting what it generated and which tokens were wasted (generated for a request
 that was cancelled or superseded); a caller may stop a request early once it has what it
 needs, which does not count as waste. A request the backend fails (a model server gone away)

@@ -48,6 +48,9 @@ class ModelOptions:
             raise ValueError("model.contextLimit must be >= 0, model.timeout > 0 and model.tensorParallelSize >= 1")
 
 
+MAX_COMPLETION_TOKENS = 4096
+
+
 @dataclass(kw_only=True)
 class CompletionOptions:
     enabled: bool = True
@@ -58,8 +61,8 @@ class CompletionOptions:
     candidates: int = 3  # distinct suggestions when the user asks explicitly (sampled)
 
     def __post_init__(self) -> None:
-        if not 1 <= self.max_tokens <= 4096:
-            raise ValueError("completion.maxTokens must be between 1 and 4096")
+        if not 1 <= self.max_tokens <= MAX_COMPLETION_TOKENS:
+            raise ValueError(f"completion.maxTokens must be between 1 and {MAX_COMPLETION_TOKENS}")
         if not 64 <= self.context_tokens <= 131072:
             raise ValueError("completion.contextTokens must be between 64 and 131072")
         if self.temperature < 0:

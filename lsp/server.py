@@ -165,8 +165,8 @@ class LooplsServer(LanguageServer):
         return CompletionRequest(uri, doc.version, path, language, index.text, offset, invoked), index
 
     async def complete(self, request: CompletionRequest) -> Completions | None:
-        """The completion service's answer; a backend failing the request is an LSP error
-        (the user was told once, by the model host)."""
+        """The completion service's answer (None while the model cannot be loaded: the model
+        host told the user once); a backend failing the request is an LSP error."""
         try:
             return await self.completions.complete(request)
         except EngineFailed as exc:

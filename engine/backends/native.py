@@ -54,9 +54,22 @@ class NativeBackend:
 
 
 def pick_device(device: str) -> str:
-    if device != "auto":
-        return device
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    """`auto`, `cpu`, `cuda` or `cuda:N` as a device that exists here; BackendError if not."""
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        chosen = torch.device(device)
+    except (RuntimeError, TypeError):
+        chosen = None
+    if chosen is None or chosen.type not in ("cpu", "cuda"):
+        raise BackendError(f"unknown device {device!r} (expected auto, cpu, cuda or cuda:N)")
+    if chosen.type == "cuda":
+        if not torch.cuda.is_available():
+            why = "this torch build has no CUDA support" if torch.version.cuda is None else "no CUDA GPU was found"
+            raise BackendError(f"device {device}: CUDA is not available on this machine ({why})")
+        if chosen.index is not None and chosen.index >= torch.cuda.device_count():
+            raise BackendError(f"device {device}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    return device
 
 
 def cpu_pool_blocks(config: ModelConfig, context_tokens: int) -> int:

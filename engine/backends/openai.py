@@ -248,6 +248,8 @@ def list_models(url: str, api_key: str | None, timeout_s: float) -> list[dict[st
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     try:
         response = httpx.get(f"{url.rstrip('/')}/models", headers=headers, timeout=timeout_s)
+    except httpx.InvalidURL as exc:  # not an HTTPError: a malformed URL, not an unreachable server
+        raise BackendError(f"{url} is not a valid URL: {exc}") from None
     except httpx.HTTPError as exc:
         raise ServerUnreachable(f"cannot reach the model server at {url}: {_reason(exc)}") from None
     if response.status_code != 200:

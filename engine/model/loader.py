@@ -175,9 +175,11 @@ def read_checkpoint(name: str | Path) -> CheckpointInfo:
     if not config_path.is_file():
         raise CheckpointError(f"{folder}: missing config.json")
     try:
-        config = ModelConfig.from_file(config_path)
+        config = ModelConfig.from_file(config_path)  # its errors start with the path
         raw_config = json.loads(config_path.read_text(encoding="utf-8"))
-    except (ConfigError, ValueError) as exc:
+    except ConfigError as exc:
+        raise CheckpointError(str(exc)) from None
+    except (OSError, ValueError) as exc:  # changed on disk since it was read
         raise CheckpointError(f"{config_path}: {exc}") from None
     try:
         tokenizer = Tokenizer.from_folder(folder)

@@ -4,29 +4,32 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
+from ..options import MAX_COMPLETION_TOKENS
 from ..version import __version__
-from .args import parse_location
+from .args import Parser, bounded_int, device, fail, log_level, parse_host_port, parse_location
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="loopls", description="A language server for AI-assisted coding.")
+    parser = Parser(prog="loopls", description="A language server for AI-assisted coding.")
     parser.add_argument("--version", action="version", version=f"loopls {__version__}")
-    parser.add_argument("--log-level", default="WARNING", help="Python logging level (to stderr)")
+    parser.add_argument("--log-level", default="WARNING", type=log_level, help="Python logging level (to stderr)")
     sub = parser.add_subparsers(dest="command")
 
     lsp = sub.add_parser("lsp", help="run the language server (the default command)")
-    lsp.add_argument("--tcp", metavar="HOST:PORT", help="listen on TCP instead of stdio")
+    lsp.add_argument("--tcp", metavar="HOST:PORT", type=parse_host_port, help="listen on TCP instead of stdio")
     lsp.add_argument("--model", help="loopls-coder-small (default), tiny-random, a checkpoint folder or a cached hub id "
                      "(overrides editor settings)")
 
     complete = sub.add_parser("complete", help="one completion at FILE:LINE:COL, as an editor gets it")
     complete.add_argument("location", type=parse_location, metavar="FILE:LINE:COL")
     complete.add_argument("--model", default=None, help="loopls-coder-small (default), tiny-random, a checkpoint folder or a cached hub id")
-    complete.add_argument("--max-tokens", type=int, default=None)
-    complete.add_argument("--device", default="auto")
+    complete.add_argument("--max-tokens", type=bounded_int(1, MAX_COMPLETION_TOKENS), default=None,
+                          help=f"tokens to generate (1 to {MAX_COMPLETION_TOKENS})")
+    complete.add_argument("--device", type=device, default="auto", help="auto, cpu, cuda or cuda:N")
     complete.add_argument("--json", action="store_true", help="print JSON")
 
     model = sub.add_parser("model", help="model utilities")
@@ -34,8 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
     tiny = model_sub.add_parser("create-tiny", help="write a small random checkpoint (Hugging Face layout)")
     tiny.add_argument("dir", type=Path)
     tiny.add_argument("--arch", default="iquestloopcoder", choices=("iquestloopcoder", "iquestcoder", "qwen2", "llama"))
-    tiny.add_argument("--seed", type=int, default=0)
-    tiny.add_argument("--shards", type=int, default=1, help="number of safetensors shards (with an index)")
+    tiny.add_argument("--seed", type=bounded_int(0, 2**32 - 1), default=0)
+    tiny.add_argument("--shards", type=bounded_int(1, 64), default=1, help="number of safetensors shards (with an index)")
     tiny.add_argument("--size", default="tiny", choices=("tiny", "small"),
                       help="tiny: head_dim 16, fastest; small: head_dim 64, a shape vLLM's CPU attention runs")
 
@@ -66,7 +69,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=args.log_level, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return _run(args)
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # noqa: BLE001 - the CLI boundary: a bug is one line too, never a traceback
+        logging.getLogger(__name__).debug("internal error", exc_info=True)
+        return fail(f"internal error: {type(exc).__name__}: {exc} (--log-level DEBUG shows where)")
+
+
+def _run(args: argparse.Namespace) -> int:
     command = args.command or "lsp"
     if command == "lsp":
         return _run_lsp(getattr(args, "tcp", None), getattr(args, "model", None))
@@ -105,16 +118,17 @@ def main(argv: list[str] | None = None) -> int:
     raise AssertionError(command)
 
 
-def _run_lsp(tcp: str | None, model: str | None) -> int:
+def _run_lsp(tcp: tuple[str, int] | None, model: str | None) -> int:
     from ..features import create_server
+    from ..transport import run_stdio, run_tcp
 
     server = create_server(model)
-    if tcp:
-        host, _, port = tcp.rpartition(":")
-        server.start_tcp(host or "127.0.0.1", int(port))
-    else:
-        server.start_io()
-    return 0
+    code = run_tcp(server, *tcp) if tcp else run_stdio(server)
+    # `exit` means now (LSP): a worker thread still busy (a long index build, a model load)
+    # must not keep the process alive, so skip the interpreter's wait for them.
+    logging.shutdown()
+    sys.stdout.flush()
+    os._exit(code)
 
 
 if __name__ == "__main__":

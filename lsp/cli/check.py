@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from loopls.context.workspace import WorkspaceError
 from loopls.context.smells import ProjectChecker, SmellConfig, to_sarif
 
 from ..version import __version__
+from .args import fail
 
 
 def add_check_parser(sub: Any) -> None:
@@ -35,8 +37,7 @@ def add_check_parser(sub: Any) -> None:
 
 
 def _fail(message: str) -> int:
-    print(f"loopls check: {message}", file=sys.stderr)
-    return 2
+    return fail(message, "loopls check")
 
 
 def _project_root(path: Path) -> Path:
@@ -80,6 +81,10 @@ def run_check(args: argparse.Namespace) -> int:
     path = args.path
     if not path.exists():
         return _fail(f"{path}: no such file or folder")
+    if args.output is not None:
+        problem = _unwritable(args.output)
+        if problem:  # found before the check runs, not after
+            return _fail(f"-o {args.output}: {problem}")
     root = _project_root(path.resolve())
     try:
         config = _config(args, root)
@@ -97,12 +102,27 @@ def run_check(args: argparse.Namespace) -> int:
         findings = [f for f in findings if f.path == prefix or f.path.startswith(prefix + "/")]
     text = _render(args.format, findings, report, root)
     if args.output:
-        args.output.write_text(text, encoding="utf-8")
+        try:
+            args.output.write_text(text, encoding="utf-8")
+        except OSError as exc:
+            return _fail(f"-o {args.output}: {exc.strerror or exc}")
     else:
         sys.stdout.write(text)
     for error in report.errors:
         print(f"loopls check: {error}", file=sys.stderr)
     return 1 if findings else 0
+
+
+def _unwritable(output: Path) -> str | None:
+    """Why the report cannot be written to `output`, or None."""
+    if output.is_dir():
+        return "is a folder"
+    folder = output.parent
+    if not folder.is_dir():
+        return f"the folder {folder} does not exist"
+    if not os.access(folder, os.W_OK):
+        return f"the folder {folder} is not writable"
+    return None
 
 
 def _render(fmt: str, findings: list, report: Any, root: Path) -> str:

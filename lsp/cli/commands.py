@@ -11,10 +11,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from loopls.context.assemble import ContextEngine
-from loopls.context.files import is_regular_file
 from loopls.context.history import open_repo
-from loopls.context.project import Project
 from loopls.context.languages import language_for_path
+from loopls.context.project import Project
 from loopls.engine.backends import BackendConfig
 from loopls.engine.model.models import cache_dir
 
@@ -22,24 +21,7 @@ from ..completion.service import CompletionRequest, CompletionService
 from ..model_host import UNTRAINED_NOTICE, EngineFailed, ModelHost
 from ..options import CompletionOptions
 from ..positions import offset_from_cli
-
-
-def _fail(message: str) -> int:
-    print(f"loopls: {message}", file=sys.stderr)
-    return 2
-
-
-def read_source(path) -> str:
-    """A source file as text; binary and non-UTF-8 files are refused with a clear error."""
-    if path.exists() and not is_regular_file(path):  # a FIFO would block the read forever
-        raise ValueError(f"{path}: not a regular file (a pipe, socket, device or folder)")
-    data = path.read_bytes()
-    if b"\0" in data[:8192]:
-        raise ValueError(f"{path}: binary file")
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise ValueError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+from .args import fail, os_error, read_source
 
 
 def run_complete(args: argparse.Namespace) -> int:
@@ -48,7 +30,7 @@ def run_complete(args: argparse.Namespace) -> int:
         text = read_source(path)
         offset = offset_from_cli(text, line, col)
     except (OSError, ValueError) as exc:  # PositionError is a ValueError
-        return _fail(str(exc))
+        return fail(str(exc))
     options = CompletionOptions()
     if args.max_tokens is not None:
         options = dataclasses.replace(options, max_tokens=args.max_tokens)
@@ -64,7 +46,7 @@ async def _complete(args: argparse.Namespace, path: Path, text: str, offset: int
                                        context_tokens=options.context_tokens))
         backend = await models.ready()
         if backend is None:
-            return _fail(str(models.error))
+            return fail(str(models.error))
         try:
             project = ProjectContext.for_file(path, backend.tokenizer)
             service = CompletionService(models, thread, lambda: options, context=project.provide if project else None,
@@ -73,7 +55,7 @@ async def _complete(args: argparse.Namespace, path: Path, text: str, offset: int
                                         offset, invoked=False)
             result = await service.complete(request)
         except EngineFailed as exc:
-            return _fail(f"completion failed: {exc}")
+            return fail(f"completion failed: {exc}")
         finally:
             models.shutdown()
     items = result.suggestions if result else []
@@ -130,7 +112,9 @@ def run_create_tiny(args: argparse.Namespace) -> int:
         raise AssertionError(args.model_command)
     try:
         folder = create_tiny(args.dir, arch=args.arch, seed=args.seed, shards=args.shards, size=args.size)
-    except (OSError, ValueError) as exc:
-        return _fail(str(exc))
+    except OSError as exc:
+        return fail(os_error(exc))
+    except ValueError as exc:
+        return fail(str(exc))
     print(f"wrote an untrained {args.size} {args.arch} checkpoint to {folder}")
     return 0

@@ -16,13 +16,7 @@ from loopls.context.project import IndexSummary, Project
 from loopls.context.workspace import WorkspaceError
 
 from ..positions import offset_from_cli
-from .args import parse_location
-from .commands import read_source
-
-
-def _fail(message: str) -> int:
-    print(f"loopls: {message}", file=sys.stderr)
-    return 2
+from .args import fail, parse_location, read_source
 
 
 def workspace_root_for(path: Path) -> Path:
@@ -76,7 +70,7 @@ def run_index(args: argparse.Namespace) -> int:
     try:
         index = Project(args.path, _cache_dir())
     except WorkspaceError as exc:
-        return _fail(str(exc))
+        return fail(str(exc))
     summary = index.build(None if args.quiet else _ProgressBar())
     index.close()
     print(format_summary(index.root, summary))
@@ -104,15 +98,15 @@ def run_context(args: argparse.Namespace) -> int:
         rel = index.workspace.relative(path)
         tokenizer = load_tokenizer(args.model)
     except (OSError, ValueError) as exc:  # PositionError and WorkspaceError are ValueErrors
-        return _fail(str(exc))
+        return fail(str(exc))
     if not 64 <= args.budget <= 131072:
-        return _fail(f"--budget {args.budget} is out of range: too small or too large (64 to 131072 tokens)")
+        return fail(f"--budget {args.budget} is out of range: too small or too large (64 to 131072 tokens)")
     index.build()
     engine = ContextEngine(index, tokenizer, tokenizer.special, history=not args.no_history)
     try:
         packed = engine.assemble(rel, text, offset, args.budget)
     except ValueError as exc:
-        return _fail(str(exc))
+        return fail(str(exc))
     finally:
         index.close()
     print(json.dumps(explain(packed), indent=2) if args.json else explain_text(packed))

@@ -6,24 +6,26 @@ import argparse
 import os
 import sys
 
+from .args import bounded_int, device, fail
+
 
 def add_serve_parser(sub) -> None:
     p = sub.add_parser("serve", help="serve the model over an OpenAI-compatible HTTP API")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (anything but loopback needs --api-key)")
-    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--port", type=bounded_int(0, 65535), default=8000)
     p.add_argument("--model", default=None, help="checkpoint folder, cached hub id, 'tiny-random', or 'loopls-coder-small' (default)")
     p.add_argument("--served-model-name", default=None, help="the model id clients send (default: --model)")
     p.add_argument("--api-key", default=os.environ.get("LOOPLS_API_KEY"),
                    help="require 'Authorization: Bearer KEY' on /v1 (default: $LOOPLS_API_KEY)")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    p.add_argument("--tensor-parallel-size", type=int, default=1,
+    p.add_argument("--device", type=device, default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--tensor-parallel-size", type=bounded_int(1, 64), default=1,
                    help="GPUs the model is split over, from --device's GPU on (one worker process each)")
-    p.add_argument("--context-tokens", type=int, default=8192,
+    p.add_argument("--context-tokens", type=bounded_int(64, 131072), default=8192,
                    help="typical prompt length; sizes the KV cache on CPU")
-    p.add_argument("--max-body-bytes", type=int, default=4 << 20, help="larger request bodies are answered 413")
-    p.add_argument("--max-prompt-tokens", type=int, default=None,
+    p.add_argument("--max-body-bytes", type=bounded_int(1024, 1 << 30), default=4 << 20, help="larger request bodies are answered 413")
+    p.add_argument("--max-prompt-tokens", type=bounded_int(1, 1 << 24), default=None,
                    help="longer prompts are answered 400 (default: the model's context limit)")
-    p.add_argument("--max-concurrent", type=int, default=64,
+    p.add_argument("--max-concurrent", type=bounded_int(1, 4096), default=64,
                    help="requests generating at once; more are answered 429")
 
 
@@ -43,6 +45,5 @@ def run_serve(args: argparse.Namespace) -> int:
         )
         serve(options, announce=lambda line: print(f"loopls: {line}", file=sys.stderr, flush=True))
     except (ServeError, BackendError, ValueError) as exc:
-        print(f"loopls serve: {exc}", file=sys.stderr)
-        return 2
+        return fail(str(exc), "loopls serve")
     return 0

@@ -122,7 +122,7 @@ class CompletionService:
             return Completions([Suggestion(text, replace) for text, replace in cached], cached=True)
         backend = await self.models.ready()
         if backend is None:
-            return None  # the model failed to load: reported once, by the host
+            return None  # the model cannot be loaded: reported once, by the host, not per keystroke
         loop = asyncio.get_running_loop()
         prepared = loop.run_in_executor(self.thread, self._prepare, req, ticket, backend, options)
         prepared.add_done_callback(_retrieve)
@@ -221,8 +221,9 @@ class CompletionService:
         site = self._sites.read(req.text, req.offset, req.language)
         budget = min(options.context_tokens, backend.context_limit - options.max_tokens - 1)
         if budget < MIN_PROMPT_BUDGET:
-            log.error("the model's context (%d tokens) leaves no room for a prompt with maxTokens %d",
-                      backend.context_limit, options.max_tokens)
+            # the model's context, not the document, is what is too small: name both settings
+            log.error("the model's context of %d tokens (max_position_embeddings) leaves no room for a prompt "
+                      "next to %d generated tokens (completion.maxTokens)", backend.context_limit, options.max_tokens)
             return None
         tokenizer = backend.tokenizer
         packed = self.context(tokenizer, req.uri, req.version, req.text, req.offset, budget) if self.context else None
