@@ -135,6 +135,20 @@ class LooplsProtocol(LanguageServerProtocol):
         if future is not None and callback == self._check_handler_result:
             future.add_done_callback(lambda _done: self._request_futures.pop(msg_id, None))
 
+    @lsp_method(types.SHUTDOWN)
+    def lsp_shutdown(self, *args: Any) -> Any:
+        """pygls' shutdown, but cancelling over a copy of the pending futures: cancelling a
+        notification's future runs the callback above, which removes it from the dict pygls
+        iterates ("dictionary changed size during iteration")."""
+        if (user_handler := self.fm.features.get(types.SHUTDOWN)) is not None:
+            yield user_handler, args, None
+        current_id = self.msg_id  # not this request's own future
+        for msg_id, future in list(self._request_futures.items()):
+            if msg_id != current_id and not future.done():
+                future.cancel()
+        self._shutdown = True
+        return None
+
     def in_flight(self) -> dict[str, int]:
         """Requests being answered and requests to the client awaiting an answer (for the
         status' `tracked` counts: both must drain, whatever the traffic)."""
