@@ -20,11 +20,34 @@ CONTEXT_CHARS = 2000
 
 
 @dataclass(frozen=True)
-class _Entry:
-    before: str  # up to CONTEXT_CHARS of text before the cursor when the items were made
+class Snapshot:
+    """The text around the cursor when something was made for it, to tell what was typed since."""
+
+    before: str  # up to CONTEXT_CHARS of text before the cursor
     after: str  # ... and after it
-    length: int  # of the whole document then: what was typed since is the difference
-    tail: int  # characters after the cursor then
+    length: int  # of the whole document: what was typed since is the difference
+    tail: int  # characters after the cursor
+
+    @classmethod
+    def at(cls, text: str, offset: int) -> Snapshot:
+        return cls(text[max(0, offset - CONTEXT_CHARS):offset], text[offset:offset + CONTEXT_CHARS], len(text),
+                   len(text) - offset)
+
+    def typed(self, text: str, offset: int) -> str | None:
+        """The characters typed at the cursor since ("" for none), or None when the text
+        around the cursor changed otherwise (a deletion, an edit elsewhere near it, a move)."""
+        typed_len = len(text) - self.length
+        if typed_len < 0 or len(text) - offset != self.tail or text[offset:offset + CONTEXT_CHARS] != self.after:
+            return None
+        start = offset - typed_len
+        if text[start - len(self.before):start] != self.before:
+            return None
+        return text[start:offset]
+
+
+@dataclass(frozen=True)
+class _Entry:
+    at: Snapshot
     items: tuple[tuple[str, int], ...]  # (suggestion, auto-closed characters it replaces)
     alternatives: bool  # made for an explicit request (several candidates were asked for)
 
@@ -38,9 +61,9 @@ class SuggestionCache:
     def store(self, uri: str, text: str, offset: int, items: list[tuple[str, int]], alternatives: bool = False) -> None:
         if not items:
             return
-        entry = _Entry(text[max(0, offset - CONTEXT_CHARS):offset], text[offset:offset + CONTEXT_CHARS], len(text),
-                       len(text) - offset, tuple(items), alternatives)
-        entries = [e for e in self._docs.get(uri, []) if (e.before, e.after) != (entry.before, entry.after)]
+        entry = _Entry(Snapshot.at(text, offset), tuple(items), alternatives)
+        entries = [e for e in self._docs.get(uri, [])
+                   if (e.at.before, e.at.after) != (entry.at.before, entry.at.after)]
         self._docs[uri] = [entry, *entries][:self._per_document]
         self._docs.move_to_end(uri)
         while len(self._docs) > self._max_documents:
@@ -53,16 +76,13 @@ class SuggestionCache:
         entries = self._docs.get(uri)
         if not entries:
             return None
-        after = text[offset:offset + CONTEXT_CHARS]
         for entry in entries:
-            typed_len = len(text) - entry.length
-            if (alternatives and not entry.alternatives) or typed_len < 0 or len(text) - offset != entry.tail \
-                    or after != entry.after:
+            if alternatives and not entry.alternatives:
                 continue
-            start = offset - typed_len
-            if text[start - len(entry.before):start] != entry.before:
+            typed = entry.at.typed(text, offset)
+            if typed is None:
                 continue
-            typed = text[start:offset]
+            typed_len = len(typed)
             rest = [(item[typed_len:], replace) for item, replace in entry.items
                     if item.startswith(typed) and len(item) > typed_len]
             if rest:

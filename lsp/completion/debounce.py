@@ -1,37 +1,42 @@
-"""Adaptive debounce: wait, per document, about as long as this user takes between keys.
+"""Adaptive debounce: wait, per document, just longer than this user's usual gap between keys.
 
-Every automatic completion request is a keystroke. The interval since the document's last
-request updates an exponentially weighted mean and mean deviation (the estimator TCP uses for
-round-trip times); an interval longer than `PAUSE_FACTOR` times the mean (or than `PAUSE_S`)
-is a pause, not typing, and leaves the estimate alone. A request waits
-`mean + DEVIATIONS * deviation` before it may start a generation, clamped to [100, 1000] ms
-(Tabby's range): a fast typist gets suggestions sooner, and a keystroke that comes inside the
-usual rhythm supersedes the previous request before that request has cost anything. With
-keys 60-200 ms apart, 1.5 deviations let about one keystroke in seven through; the next key
-cancels that generation, usually while it is still computing the prompt's tail, before it
-has produced many tokens.
+Every automatic completion request is a keystroke. The document remembers its last
+`WINDOW` typing intervals; an interval longer than `PAUSE_FACTOR` times their upper quartile (not the
+median: a typist alternating fast and slow keys has two rhythms, both typing) (or
+than `PAUSE_S`) is a pause, not typing, and is not remembered. A request waits the
+`QUANTILE` of the remembered intervals plus `MARGIN_S` before it may start a generation,
+clamped to [100, 1000] ms (Tabby's range). A high quantile, not a multiple of the mean: the
+delay should sit just above nearly every gap this user leaves while typing, so that a
+keystroke inside the rhythm supersedes the previous request before it has cost anything,
+and no later: every millisecond past the user's slowest ordinary gap is latency added to
+the suggestion at a pause. With keys 60-200 ms apart the delay settles near 200 ms.
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict
-from dataclasses import dataclass
+import math
+from collections import OrderedDict, deque
+from dataclasses import dataclass, field
 
 MIN_DELAY_S = 0.1
 MAX_DELAY_S = 1.0
 PAUSE_S = 1.0  # a longer gap between two requests is a pause, not a typing interval
-PAUSE_FACTOR = 3.0  # ... and so is one three times the usual interval
-GAIN = 0.25  # weight of a new interval in the mean
-DEVIATIONS = 1.5
-INITIAL_MEAN_S = 0.15  # before this document has taught us anything
-INITIAL_DEVIATION_S = 0.05
+PAUSE_FACTOR = 3.0  # ... and so is one three times the upper quartile of the intervals
+WINDOW = 24  # recent intervals remembered per document
+QUANTILE = 0.9
+MARGIN_S = 0.02  # above the quantile: a gap of exactly that length still supersedes
+MIN_SAMPLES = 4  # fewer intervals than this teach nothing yet
+INITIAL_DELAY_S = 0.2  # before this document has taught us anything
 
 
 @dataclass
 class _Rhythm:
     last: float
-    mean: float = INITIAL_MEAN_S
-    deviation: float = INITIAL_DEVIATION_S
+    intervals: deque[float] = field(default_factory=lambda: deque(maxlen=WINDOW))
+
+    def quantile(self, q: float) -> float:
+        ordered = sorted(self.intervals)
+        return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]  # nearest rank
 
 
 class TypingDebounce:
@@ -49,18 +54,17 @@ class TypingDebounce:
         else:
             interval = now - rhythm.last
             rhythm.last = now
-            if 0 < interval <= min(PAUSE_S, PAUSE_FACTOR * rhythm.mean):
-                error = interval - rhythm.mean
-                rhythm.mean += GAIN * error
-                rhythm.deviation += GAIN * (abs(error) - rhythm.deviation)
+            limit = PAUSE_S if len(rhythm.intervals) < MIN_SAMPLES else min(PAUSE_S, PAUSE_FACTOR * rhythm.quantile(0.75))
+            if 0 < interval <= limit:
+                rhythm.intervals.append(interval)
             self._docs.move_to_end(uri)
         return self.delay(uri)
 
     def delay(self, uri: str) -> float:
         rhythm = self._docs.get(uri)
-        if rhythm is None:
-            return clamp(INITIAL_MEAN_S + DEVIATIONS * INITIAL_DEVIATION_S)
-        return clamp(rhythm.mean + DEVIATIONS * rhythm.deviation)
+        if rhythm is None or len(rhythm.intervals) < MIN_SAMPLES:
+            return INITIAL_DELAY_S
+        return clamp(rhythm.quantile(QUANTILE) + MARGIN_S)
 
     def __len__(self) -> int:
         return len(self._docs)

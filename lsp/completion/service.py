@@ -4,17 +4,20 @@
 cursor, and returns suggestions or None:
 
 1. A suggestion the user is typing through (or backspaced to) comes from the cache at once.
-2. Automatic requests wait the document's adaptive debounce; a request superseded meanwhile
+2. A keystroke that types what a generation still running for the document is writing
+   keeps it (`flight.py`): the request waits on it and answers with the rest. Any other
+   keystroke cancels it.
+3. Automatic requests wait the document's adaptive debounce; a request superseded meanwhile
    (a newer keystroke for the document, or `$/cancelRequest`) ends without generating.
-   The newer keystroke also cancels a generation still running for the document.
-3. The prompt is built on the prepare thread while the debounce runs: the context engine's
+4. The prompt is built on the prepare thread while the debounce runs: the context engine's
    packed prompt when the project is indexed, else the buffer's own FIM window
    (`context.assemble.buffer_prompt`); redacted either way and checked once more, decoded,
    before it is sent. The part before the cursor's line is prefilled into the engine's
    prefix cache once per line (a warm-up), so the request after the pause computes little.
-4. The engine generates (several sampled candidates when the user asked explicitly), stopping
-   as soon as post-processing says more text cannot be shown.
-5. Post-processing (`postprocess.finish`) cleans each candidate for its site; a candidate
+5. The engine generates (several sampled candidates when the user asked explicitly), streaming
+   its tokens: a single-line site stops at the line break (a stop string of the engine
+   request), a multi-line one as soon as post-processing says more text cannot be shown.
+6. Post-processing (`postprocess.finish`) cleans each candidate for its site; a candidate
    that would put a secret-looking string into the document is dropped and logged.
 """
 
@@ -37,8 +40,9 @@ from loopls.engine.backends.base import Priority, SamplingParams
 
 from ..model_host import ModelHost, ModelUnavailable, PromptRefused, guard_prompt
 from ..options import CompletionOptions
-from .cache import SuggestionCache
+from .cache import Snapshot, SuggestionCache
 from .debounce import TypingDebounce
+from .flight import Flight
 from .postprocess import Site, Suggestion, finish, is_final
 from .site import SiteReader
 
@@ -83,7 +87,9 @@ class ServiceStats:
     requests: int = 0
     cache_hits: int = 0
     debounced: int = 0  # superseded while waiting: no generation started
-    cancelled: int = 0  # requests whose generation was cancelled ($/cancelRequest or a newer keystroke)
+    cancelled: int = 0  # generations cancelled ($/cancelRequest, a divergent keystroke or token)
+    typed_through: int = 0  # requests answered by a generation that an earlier keystroke started
+    kept: int = 0  # generations that outlived the keystroke after theirs (its text matched theirs)
     secrets_dropped: int = 0
     last_timings_ms: dict = field(default_factory=dict)  # of the last generated suggestion, by phase
     last_engine: dict = field(default_factory=dict)  # its prompt, cache hit and engine times
@@ -104,8 +110,7 @@ class CompletionService:
         self._sites = SiteReader(Languages())  # used on the prepare thread only
         self._packers: dict[int, Packer] = {}
         self._latest: dict[str, object] = {}  # uri -> ticket of its newest request
-        self._running: dict[str, set[asyncio.Future]] = {}  # uri -> its generations in flight
-        self._superseded: set[asyncio.Future] = set()
+        self._flights: dict[str, Flight] = {}  # uri -> its newest generation in flight
         self._warm: dict[str, tuple[int, Any]] = {}  # uri -> (hash of the warmed prefix, its stream)
 
     async def complete(self, req: CompletionRequest) -> Completions | None:
@@ -113,13 +118,26 @@ class CompletionService:
         if not options.enabled:
             return None
         self.stats.requests += 1
-        self._cancel_running(req.uri)  # the document moved on: an older generation is stale
+        started = time.perf_counter()
+        flight = self._flights.get(req.uri)
+        if flight is not None and (req.invoked or not flight.keep_for(req.text, req.offset)):
+            flight.cancel()  # the document moved on: an older generation is stale
+            flight = None
         delay = 0.0 if req.invoked or self.debounce is None else self.debounce.keystroke(req.uri, time.monotonic())
         ticket = self._latest[req.uri] = object()
         cached = self.cache.lookup(req.uri, req.text, req.offset, alternatives=req.invoked and options.candidates > 1)
         if cached is not None:
             self.stats.cache_hits += 1
             return Completions([Suggestion(text, replace) for text, replace in cached], cached=True)
+        if flight is not None:
+            await flight.wait()
+            if self._latest.get(req.uri) is not ticket:
+                return None  # a newer keystroke: it waits on the same generation, or cancelled it
+            cached = self.cache.lookup(req.uri, req.text, req.offset)
+            if cached is not None:  # the generation ended and was stored: what follows the typed text
+                self.stats.typed_through += 1
+                return Completions([Suggestion(text, replace) for text, replace in cached], cached=False)
+            # it diverged at the end (or post-processing cut it short): generate for this request
         backend = await self.models.ready()
         if backend is None:
             return None  # the model cannot be loaded: reported once, by the host, not per keystroke
@@ -127,8 +145,8 @@ class CompletionService:
         prepared = loop.run_in_executor(self.thread, self._prepare, req, ticket, backend, options)
         prepared.add_done_callback(_retrieve)
         prepared.add_done_callback(lambda f: self._warm_up(req.uri, f))
-        started = time.perf_counter()
-        if delay:
+        delay -= time.perf_counter() - started  # time spent waiting on a kept generation counts
+        if delay > 0:
             await asyncio.sleep(delay)
         if self._latest.get(req.uri) is not ticket:
             self.stats.debounced += 1
@@ -139,35 +157,44 @@ class CompletionService:
             return None
         prepared_at = time.perf_counter()
         self._stop_warming(req.uri)
-        generation = asyncio.ensure_future(self._generate(req, prep, backend, options))
-        running = self._running.setdefault(req.uri, set())
-        running.add(generation)
-        try:
-            suggestions = await generation
-        except asyncio.CancelledError:
-            self.stats.cancelled += 1
-            if generation in self._superseded:
-                return None  # a newer keystroke cancelled it: answer null, not an error
-            raise
-        finally:
-            running.discard(generation)
-            if not running and self._running.get(req.uri) is running:
-                del self._running[req.uri]
-            self._superseded.discard(generation)
+        flight = self._launch(req, prep, backend, options)
+        await flight.wait()
+        if flight.task.cancelled() or self._latest.get(req.uri) is not ticket:
+            return None  # a newer keystroke cancelled it or waits on it: answer null, not an error
+        suggestions = flight.task.result()
         done = time.perf_counter()
         self.stats.last_timings_ms = {"debounce": round(1000 * (waited - started)),
                                       "prepare_wait": round(1000 * (prepared_at - waited)),
                                       "generate": round(1000 * (done - prepared_at))}
         if not suggestions:
             return None
-        self.cache.store(req.uri, req.text, req.offset, [(s.text, s.replace) for s in suggestions],
-                         alternatives=req.invoked)
         return Completions(suggestions, False, len(prep.ids), prep.context_files)
 
-    def _cancel_running(self, uri: str) -> None:
-        for generation in list(self._running.get(uri, ())):
-            self._superseded.add(generation)
-            generation.cancel()
+    def _launch(self, req: CompletionRequest, prep: _Prepared, backend: Backend, options: CompletionOptions) -> Flight:
+        """Start the generation for `req`, owned by the document rather than by the request:
+        a newer request may wait on it (type-through); what it makes goes to the cache."""
+        flight = Flight(Snapshot.at(req.text, req.offset), attachable=not req.invoked)
+        flight.task = asyncio.ensure_future(self._fly(flight, req, prep, backend, options))
+        flight.task.add_done_callback(_settled)
+        self._flights[req.uri] = flight
+        return flight
+
+    async def _fly(self, flight: Flight, req: CompletionRequest, prep: _Prepared, backend: Backend,
+                   options: CompletionOptions) -> list[Suggestion]:
+        try:
+            suggestions = await self._generate(req, prep, backend, options, flight)
+        except asyncio.CancelledError:
+            self.stats.cancelled += 1
+            raise
+        finally:
+            if self._flights.get(req.uri) is flight:
+                del self._flights[req.uri]
+        if flight.kept:
+            self.stats.kept += 1
+        if suggestions:
+            self.cache.store(req.uri, req.text, req.offset, [(s.text, s.replace) for s in suggestions],
+                             alternatives=req.invoked)
+        return suggestions
 
     def _warm_up(self, uri: str, prepared: asyncio.Future) -> None:
         """While the user types on a line, everything before the line is the same from one
@@ -200,15 +227,13 @@ class CompletionService:
         self._latest.pop(uri, None)
         self._stop_warming(uri)
         self._warm.pop(uri, None)
-        if not self._running.get(uri):
-            self._running.pop(uri, None)
         if self.debounce is not None:
             self.debounce.forget(uri)
 
     def tracked(self) -> dict[str, int]:
         """Sizes of the per-document state (bounded by the open documents, whatever the traffic)."""
-        return {"latest": len(self._latest), "running": sum(map(len, self._running.values())),
-                "superseded": len(self._superseded), "warming": len(self._warm), "cached_documents": len(self.cache),
+        return {"latest": len(self._latest), "running": len(self._flights), "warming": len(self._warm),
+                "cached_documents": len(self.cache),
                 "debounced_documents": len(self.debounce) if self.debounce is not None else 0,
                 "packed_chars": sum(p.remembered_chars for p in self._packers.values())}
 
@@ -254,9 +279,9 @@ class CompletionService:
     # -- generation and post-processing ---------------------------------------------------------
 
     async def _generate(self, req: CompletionRequest, prep: _Prepared, backend: Backend,
-                        options: CompletionOptions) -> list[Suggestion]:
+                        options: CompletionOptions, flight: Flight) -> list[Suggestion]:
         count = options.candidates if req.invoked else 1
-        jobs = [self._one(req, prep, backend, options, i) for i in range(count)]
+        jobs = [self._one(req, prep, backend, options, i, flight) for i in range(count)]
         results = await asyncio.gather(*jobs)
         suggestions: list[Suggestion] = []
         for suggestion in results:
@@ -265,7 +290,7 @@ class CompletionService:
         return suggestions
 
     async def _one(self, req: CompletionRequest, prep: _Prepared, backend: Backend, options: CompletionOptions,
-                   index: int) -> Suggestion | None:
+                   index: int, flight: Flight) -> Suggestion | None:
         tokenizer = backend.tokenizer
         sampled = index > 0
         params = SamplingParams(
@@ -279,11 +304,14 @@ class CompletionService:
         )
 
         def enough(ids: list[int]) -> bool:
-            return is_final(tokenizer.decode(ids), prep.site, options.max_lines)
+            raw = tokenizer.decode(ids)
+            if index == 0:
+                flight.wrote(raw if prep.site.multiline else raw.split("\n", 1)[0])
+            return is_final(raw, prep.site, options.max_lines)
 
         try:
             out = await self.models.generate(prep.ids, params, Priority.INLINE, supersede=f"inline:{req.uri}#{index}",
-                                             enough=enough if prep.site.multiline else None)
+                                             enough=enough)
         except (ModelUnavailable, ValueError) as exc:  # ValueError: the engine cannot admit the prompt
             log.warning("completion not generated: %s", exc)
             return None
@@ -326,3 +354,10 @@ def _retrieve(future: asyncio.Future) -> None:
     exception, so that it is logged once and not reported as never retrieved."""
     if not future.cancelled() and future.exception() is not None:
         log.error("preparing a completion failed", exc_info=future.exception())
+
+
+def _settled(task: asyncio.Future) -> None:
+    """A generation whose requests all went away: collect its failure (the model host has
+    reported it) so that it is not reported again as never retrieved."""
+    if not task.cancelled() and task.exception() is not None:
+        log.debug("a completion generation failed: %s", task.exception())

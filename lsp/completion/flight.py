@@ -1,0 +1,83 @@
+"""A generation in flight for a document, kept while the user types what it is writing.
+
+The user often types the very characters the model is generating. A keystroke that arrives
+while an automatic generation runs does not cancel it when the characters typed since its
+request are a prefix of the text generated so far, or the text generated so far is a
+prefix of them (the model may still write the rest): the newer request waits on the same
+generation and answers with what follows the typed characters (type-through). The check is
+repeated for every new token against the newest request's typed text, and the generation is
+cancelled as soon as the two diverge; a deletion, a move or divergent text cancels it at
+the keystroke, as before. When the last request waiting on it is cancelled by the client,
+it runs on for `ORPHAN_S` only, enough for the request of the keystroke that follows (a
+client cancels the old request before it sends the new one).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+from .cache import Snapshot
+
+ORPHAN_S = 0.5
+
+
+@dataclass(eq=False)
+class Flight:
+    at: Snapshot  # the text around the cursor of the request that started it
+    attachable: bool  # an automatic request's single generation (an explicit one is not shared)
+    task: asyncio.Future | None = None  # the generation: its suggestions, or cancelled
+    raw: str = ""  # what the model has written so far
+    typed: str = ""  # what the user has typed at the cursor since, as of the newest request
+    waiters: int = 0
+    kept: bool = False  # a newer keystroke typed through it at least once
+    _orphan: asyncio.TimerHandle | None = None
+
+    def consistent(self, typed: str) -> bool:
+        return self.raw.startswith(typed) or typed.startswith(self.raw)
+
+    def keep_for(self, text: str, offset: int) -> bool:
+        """Whether a request at (`text`, `offset`) may wait on this generation; if so, the
+        typed characters become the ones every new token is checked against."""
+        if not self.attachable or self.task is None or self.task.done():
+            return False
+        typed = self.at.typed(text, offset)
+        if typed is None or not self.consistent(typed):
+            return False
+        self.typed, self.kept = typed, True
+        return True
+
+    def wrote(self, raw: str) -> None:
+        """New text from the model: cancel the generation once it leaves what was typed."""
+        self.raw = raw
+        if not self.consistent(self.typed) and self.task is not None:
+            self.task.cancel()
+
+    def cancel(self) -> None:
+        if self._orphan is not None:
+            self._orphan.cancel()
+        if self.task is not None:
+            self.task.cancel()
+
+    async def wait(self) -> None:
+        """Wait for the generation to end (done or cancelled); cancelling the waiter leaves it
+        running for the next keystroke's request, for a while."""
+        assert self.task is not None
+        self.waiters += 1
+        if self._orphan is not None:
+            self._orphan.cancel()
+            self._orphan = None
+        try:
+            await asyncio.wait({self.task})
+        finally:
+            self.waiters -= 1
+            if not self.waiters and not self.task.done():
+                if self.attachable:
+                    self._orphan = asyncio.get_running_loop().call_later(ORPHAN_S, self._drop)
+                else:
+                    self.task.cancel()
+
+    def _drop(self) -> None:
+        self._orphan = None
+        if not self.waiters and self.task is not None:
+            self.task.cancel()
