@@ -1,3 +1,5 @@
+import random
+
 from loopls.lsp.completion.debounce import MAX_DELAY_S, MIN_DELAY_S, TypingDebounce
 
 
@@ -37,3 +39,21 @@ def test_pauses_between_bursts_leave_the_rhythm_alone() -> None:
     steady = _type(debounce, "u", [0.1] * 30)
     bursts = [0.1] * 10 + [0.6] + [0.1] * 10 + [0.45] + [0.1] * 10
     assert abs(_type(debounce, "u", bursts, start=500.0) - steady) < 0.01
+
+
+def test_the_delay_sits_just_above_nearly_every_gap_of_the_typing_model() -> None:
+    """The benchmark's typist: keys 60-200 ms apart, pauses of 300-1500 ms between bursts."""
+    rng = random.Random(0)
+    debounce, now, delays, gaps = TypingDebounce(), 0.0, [], []
+    for _ in range(40):
+        for _ in range(rng.randint(6, 30)):
+            gap = rng.uniform(0.06, 0.2)
+            now += gap
+            delays.append(debounce.keystroke("u", now))
+            gaps.append(gap)
+        now += rng.uniform(0.3, 1.5)
+    settled = delays[50:]
+    assert all(0.17 <= d <= 0.23 for d in settled), (min(settled), max(settled))
+    # at most about one gap in ten outlasts the delay (a request that may start generating)
+    longer = sum(gap > delay for gap, delay in zip(gaps[51:], settled))
+    assert longer <= 0.15 * len(settled)

@@ -1,0 +1,87 @@
+"""Keeping a generation in flight while the user types what it writes (pure logic)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from loopls.lsp.completion.cache import Snapshot
+from loopls.lsp.completion.flight import Flight
+
+TEXT = "def f(x):\n    value = \n"
+CURSOR = TEXT.index("\n", 10)
+
+
+def _typed(chars: str) -> tuple[str, int]:
+    return TEXT[:CURSOR] + chars + TEXT[CURSOR:], CURSOR + len(chars)
+
+
+async def _flight(attachable: bool = True) -> Flight:
+    flight = Flight(Snapshot.at(TEXT, CURSOR), attachable)
+    flight.task = asyncio.ensure_future(asyncio.sleep(3600))
+    return flight
+
+
+async def test_typing_what_was_written_or_may_still_be_written_keeps_it() -> None:
+    flight = await _flight()
+    flight.wrote("compute")
+    assert flight.keep_for(*_typed("comp")) and flight.typed == "comp"
+    assert flight.keep_for(*_typed("compute(x")) and flight.typed == "compute(x"  # beyond what is written yet
+    assert flight.keep_for(*_typed(""))  # the same place again
+    assert flight.kept
+    flight.wrote("compute(x)")
+    assert not flight.task.cancelled()
+    flight.cancel()
+
+
+async def test_divergent_text_deletions_and_moves_do_not_keep_it() -> None:
+    flight = await _flight()
+    flight.wrote("compute")
+    assert not flight.keep_for(*_typed("cone"))
+    text, offset = _typed("")
+    assert not flight.keep_for(text[:offset - 1] + text[offset:], offset - 1)  # a backspace
+    assert not flight.keep_for(TEXT, CURSOR - 2)  # the cursor moved
+    assert not flight.keep_for("x = 1\n" + TEXT, CURSOR + 6)  # an edit before it: the document grew elsewhere
+    assert not flight.kept
+    explicit = await _flight(attachable=False)
+    assert not explicit.keep_for(*_typed("c"))
+    flight.cancel()
+    explicit.cancel()
+
+
+async def test_a_token_that_leaves_the_typed_text_cancels_it() -> None:
+    flight = await _flight()
+    flight.wrote("com")
+    assert flight.keep_for(*_typed("compute"))
+    flight.wrote("compu")
+    await asyncio.sleep(0)
+    assert not flight.task.cancelled()
+    flight.wrote("compare")
+    await asyncio.sleep(0)
+    assert flight.task.cancelled()
+
+
+async def test_a_flight_nobody_waits_for_ends_after_a_grace_period(monkeypatch) -> None:
+    monkeypatch.setattr("loopls.lsp.completion.flight.ORPHAN_S", 0.05)
+    flight = await _flight()
+    waiter = asyncio.ensure_future(flight.wait())
+    await asyncio.sleep(0)
+    waiter.cancel()  # the client cancelled the request: the next keystroke's may still want it
+    await asyncio.gather(waiter, return_exceptions=True)
+    assert flight.waiters == 0 and not flight.task.done()
+    again = asyncio.ensure_future(flight.wait())  # ... and here it is
+    await asyncio.sleep(0.1)
+    assert not flight.task.done()
+    again.cancel()
+    await asyncio.gather(again, return_exceptions=True)
+    await asyncio.sleep(0.1)
+    assert flight.task.cancelled()
+
+
+async def test_an_explicit_request_s_generation_ends_with_its_request() -> None:
+    flight = await _flight(attachable=False)
+    waiter = asyncio.ensure_future(flight.wait())
+    await asyncio.sleep(0)
+    waiter.cancel()
+    await asyncio.gather(waiter, return_exceptions=True)
+    await asyncio.sleep(0)
+    assert flight.task.cancelled()
