@@ -1,11 +1,12 @@
 """What a user typing in an editor gets from the language server: before and after, one run.
 
-    python bench/lsp_latency.py --before COMMIT [--after PATH] [--bursts 60] [--seed 0]
+    python bench/lsp_latency.py [--before COMMIT] [--after PATH] [--bursts 60] [--seed 0]
 
 Replays one seeded typing trace against each server, started over stdio as an editor starts
 it, on CPU, with the embedded default model (made once in a shared cache directory, so both
 servers run the same checkpoint). `--before` is a commit (a git worktree of it is made and
 removed) or a folder holding a loopls source tree; `--after` defaults to this checkout.
+Without `--before` only the "after" server runs (the machine is shared: half the time).
 
 The trace: a sample project (a git repo of loopls' own context/*.py files); bursts of typing
 in several files, keys 60-200 ms apart (a realistic line of code from the same file, typed at
@@ -20,6 +21,8 @@ Reported per server:
 - P50/P95: from the last keystroke of a pause to that suggestion (also for the suggestions
   that were generated, leaving out cache hits);
 - cache hits: type-through answers that needed no generation (the server's counter);
+- typed through: answers from a generation that an earlier keystroke started and the user
+  typed through while it ran (the server's counter; "-" for a server without it);
 - wasted: tokens generated for requests that did not deliver a suggestion (superseded or
   cancelled) as a share of all tokens generated. Measured the same way for both servers:
   all tokens (server counter) minus the tokens of each delivered suggestion, read from the
@@ -302,8 +305,8 @@ def source_tree(spec: str, work: Path) -> tuple[Path, str]:
 
 
 def report(results: list[Result]) -> None:
-    header = ("server", "pauses", "shown", "P50 ms", "P95 ms", "generated P50/P95", "cache hits", "tokens", "wasted",
-              "wasted (server)", "load avg")
+    header = ("server", "pauses", "shown", "P50 ms", "P95 ms", "generated P50/P95", "cache hits", "typed through",
+              "tokens", "wasted", "wasted (server)", "load avg")
     rows = []
     for r in results:
         def p(q: float, values: list[float]) -> str:
@@ -315,7 +318,7 @@ def report(results: list[Result]) -> None:
         rows.append((r.name, str(r.pauses), f"{r.shown}/{r.pauses} ({100 * r.shown / max(r.pauses, 1):.0f}%)",
                      p(0.5, r.latencies), p(0.95, r.latencies),
                      f"{p(0.5, r.generated)}/{p(0.95, r.generated)} ({len(r.generated)})",
-                     str(r.status.get("cache_hits", 0)), str(total),
+                     str(r.status.get("cache_hits", 0)), str(r.status.get("typed_through", "-")), str(total),
                      f"{wasted} ({100 * wasted / max(total, 1):.0f}%)",
                      f"{own} ({100 * own / max(total, 1):.0f}%)" if own is not None else "-",
                      f"{r.load[0]:.1f} -> {r.load[1]:.1f}"))
@@ -326,7 +329,7 @@ def report(results: list[Result]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--before", required=True, help="a commit, or a folder with a loopls source tree")
+    parser.add_argument("--before", help="a commit, or a folder with a loopls source tree (none: only --after)")
     parser.add_argument("--after", default=str(ROOT), help="a folder with a loopls source tree (default: this one)")
     parser.add_argument("--bursts", type=int, default=60)
     parser.add_argument("--seed", type=int, default=0)
@@ -336,15 +339,20 @@ def main() -> None:
     try:
         project = make_project(work)
         cache = work / "cache"
-        before, before_label = source_tree(args.before, work)
-        if (work / "before-worktree").exists():
-            worktree = work / "before-worktree"
+        servers = []
+        if args.before:
+            before, before_label = source_tree(args.before, work)
+            if (work / "before-worktree").exists():
+                worktree = work / "before-worktree"
+            servers.append((f"before ({before_label})", before))
         after, _ = source_tree(args.after, work)
+        servers.append(("after", after))
         print(f"# {platform.node()}: {os.cpu_count()} CPUs, {platform.processor() or platform.machine()}, "
               f"Python {platform.python_version()}; {time.strftime('%Y-%m-%d %H:%M')}")
-        print(f"# trace: {args.bursts} bursts, seed {args.seed}; before = {before_label}, after = {args.after}")
+        print(f"# trace: {args.bursts} bursts, seed {args.seed}; before = {args.before or '(not run)'}, "
+              f"after = {args.after}")
         results = []
-        for name, tree in ((f"before ({before_label})", before), ("after", after)):
+        for name, tree in servers:
             results.append(asyncio.run(measure(name, tree, project, cache, args)))
             subprocess.run(["git", "checkout", "-q", "."], cwd=project, check=True)
         report(results)
