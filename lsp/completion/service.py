@@ -10,7 +10,8 @@ cursor, and returns suggestions or None:
 3. Automatic requests wait the document's adaptive debounce; a request superseded meanwhile
    (a newer keystroke for the document, or `$/cancelRequest`) ends without generating.
 4. The prompt is built on the prepare thread while the debounce runs: the context engine's
-   packed prompt when the project is indexed, else the buffer's own FIM window
+   packed prompt when the project is indexed (its other files' part kept while the user
+   types on one line, `sticky.py`), else the buffer's own FIM window
    (`context.assemble.buffer_prompt`); redacted either way and checked once more, decoded,
    before it is sent. The part before the cursor's line is prefilled into the engine's
    prefix cache once per line (a warm-up), so the request after the pause computes little.
@@ -45,6 +46,7 @@ from .debounce import TypingDebounce
 from .flight import Flight
 from .postprocess import Site, Suggestion, finish, is_final
 from .site import SiteReader
+from .sticky import StickyContext
 
 log = logging.getLogger(__name__)
 MIN_PROMPT_BUDGET = 32
@@ -108,6 +110,7 @@ class CompletionService:
         self.cache = SuggestionCache()
         self.stats = ServiceStats()
         self._sites = SiteReader(Languages())  # used on the prepare thread only
+        self._sticky = StickyContext()  # likewise (and forget)
         self._packers: dict[int, Packer] = {}
         self._latest: dict[str, object] = {}  # uri -> ticket of its newest request
         self._flights: dict[str, Flight] = {}  # uri -> its newest generation in flight
@@ -224,6 +227,7 @@ class CompletionService:
     def forget(self, uri: str) -> None:
         """The document closed: nothing of it stays behind."""
         self.cache.forget(uri)
+        self._sticky.forget(uri)
         self._latest.pop(uri, None)
         self._stop_warming(uri)
         self._warm.pop(uri, None)
@@ -233,7 +237,7 @@ class CompletionService:
     def tracked(self) -> dict[str, int]:
         """Sizes of the per-document state (bounded by the open documents, whatever the traffic)."""
         return {"latest": len(self._latest), "running": len(self._flights), "warming": len(self._warm),
-                "cached_documents": len(self.cache),
+                "cached_documents": len(self.cache), "sticky_documents": len(self._sticky),
                 "debounced_documents": len(self.debounce) if self.debounce is not None else 0,
                 "packed_chars": sum(p.remembered_chars for p in self._packers.values())}
 
@@ -258,7 +262,9 @@ class CompletionService:
         except ValueError as exc:
             log.error("%s: no prompt: %s", req.uri, exc)
             return None
-        ids = packed.token_ids
+        files = len({s.path for s in packed.snippets if s.source != "current"})
+        ids, files = self._sticky.prompt(req.uri, req.text, req.offset, packed.token_ids, packed.context_tokens,
+                                         files, budget)
         if not ids and tokenizer.special.bos is not None:
             ids = [tokenizer.special.bos]  # an empty buffer and no FIM tokens: start from nothing
         try:
@@ -267,7 +273,6 @@ class CompletionService:
             self.models.stats.refused_prompts += 1
             log.error("%s: %s", req.uri, exc)
             return None
-        files = len({s.path for s in packed.snippets if s.source != "current"})
         return _Prepared(ids, site, files, _stable_prefix(ids, tokenizer))
 
     def _packer(self, tokenizer) -> Packer:
