@@ -228,6 +228,9 @@ class CompletionService:
         """The document closed: nothing of it stays behind."""
         self.cache.forget(uri)
         self._sticky.forget(uri)
+        flight = self._flights.pop(uri, None)
+        if flight is not None:
+            flight.cancel()  # nobody will see what it writes
         self._latest.pop(uri, None)
         self._stop_warming(uri)
         self._warm.pop(uri, None)
