@@ -110,6 +110,7 @@ class Languages:
         self._languages: dict[str, Language] = {}
         self._tags: dict[str, Query | None] = {}
         self._context_tags: dict[str, Query | None] = {}
+        self._definition_queries: dict[str, tuple[Query | None, Query | None]] = {}
 
     def language(self, name: str) -> Language:
         if name not in self._languages:
@@ -141,6 +142,45 @@ class Languages:
             source = "\n".join(p for part in parts for p in top_level_patterns(part) if "@definition." in p)
             self._context_tags[name] = Query(self.language(name), source) if source.strip() else None
         return self._context_tags[name]
+
+    def definition_queries(self, name: str) -> tuple[Query | None, Query | None]:
+        """`context_query` split for row-limited use: (the patterns rooted below the file's
+        root node, the patterns rooted at it with that root stripped). A cursor limited to
+        some rows still walks every child of the root for a pattern like `(module
+        (expression_statement ...))` (20,000 matches for 20,000 module-level assignments);
+        the stripped pattern run with `set_max_start_depth(1)` matches the same children and
+        honours the row range."""
+        if name not in self._definition_queries:
+            root = Parser(self.language(name)).parse(b"").root_node.type  # the grammar's root node
+            nested, top = [], []
+            spec = _BY_NAME[name]
+            parts = [read_query_file(m, "tags.scm") for m in (spec.tags_from or (spec.module,))]
+            parts.append(read_query_file("loopls.context", f"{name}-tags.scm"))
+            for pattern in (p for part in parts for p in top_level_patterns(part) if "@definition." in p):
+                inner = _strip_root(pattern, root)
+                (nested if inner is None else top).append(pattern if inner is None else inner)
+            language = self.language(name)
+            self._definition_queries[name] = tuple(  # type: ignore[assignment]
+                Query(language, "\n".join(group)) if group else None for group in (nested, top))
+        return self._definition_queries[name]
+
+
+def _strip_root(pattern: str, root: str) -> str | None:
+    """`(root (child ...))` -> `(child ...)`; None for a pattern of any other shape."""
+    text = pattern.strip()
+    head = f"({root}"
+    if not text.startswith(head) or not text.endswith(")") or text[len(head):len(head) + 1] not in (" ", "\n"):
+        return None
+    inner = text[len(head):-1].strip()
+    if not inner.startswith("(") or not inner.endswith(")"):
+        return None
+    depth = 0
+    for i, ch in enumerate(inner):  # one child pattern: its parentheses close at the very end
+        depth += ch == "("
+        depth -= ch == ")"
+        if depth == 0 and i != len(inner) - 1:
+            return None
+    return inner
 
 
 def top_level_patterns(source: str) -> list[str]:
