@@ -111,8 +111,9 @@ class RefactorHost:
 
     async def _quick_fixes(self, uri: str, version: int | None, params: types.CodeActionParams) -> list[types.CodeAction]:
         diagnostics = [d for d in params.context.diagnostics if d.source == "loopls"]
-        if not diagnostics:
-            diagnostics = [d for d in await self.smells.document_diagnostics(uri)
+        if not diagnostics:  # the last ones, never waiting for a check (their version goes in the data)
+            version, known = self.smells.available(uri)
+            diagnostics = [d for d in known
                            if d.range.start.line <= params.range.end.line and d.range.end.line >= params.range.start.line]
         actions = []
         for d in diagnostics:
