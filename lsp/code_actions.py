@@ -9,8 +9,8 @@ verified before it becomes an edit. A resolve for a document that changed since 
 was listed answers ContentModified (-32801): the client asks again.
 
 The answer never waits long on the refactor thread: a long document gets `WAIT_S` for its
-refactors, after which the actions are listed without them (quick fixes and the rest still
-come); the computation finishes in the background, and the same request again (same document
+refactors and rewrite offers, after which the smell quick fixes are listed alone; the
+computation finishes in the background, and the same request again (same document
 version and selection) is answered from it. One listing runs at a time: a request arriving
 while the thread is busy with another lists no refactors rather than queueing behind it.
 A document of 20,000 lines takes seconds to analyse for an extract-function.
