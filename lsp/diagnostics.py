@@ -155,6 +155,15 @@ class SmellHost:
         findings = checker.findings_for(path)
         return findings, _signature_state(checker) != before
 
+    def _unless_superseded(self, uri: str, version: int | None, root: Path,
+                           path: str) -> tuple[list[types.Diagnostic], bool] | None:
+        """`_diagnostics`, or None when a check of a newer version of the document was asked
+        for meanwhile (it is queued behind this one): typing never piles up checks."""
+        running = self._checks.get(uri)  # read across threads: an old answer only costs a check
+        if running is not None and running[0] != version:
+            return None
+        return self._diagnostics(root, path)
+
     def _diagnostics(self, root: Path, path: str) -> tuple[list[types.Diagnostic], bool]:
         findings, changed = self._document_findings(root, path)
         text = self.context.projects[root].text(path) if root in self.context.projects else None
@@ -213,10 +222,13 @@ class SmellHost:
             where = await self._ready(uri)
             if where is None:
                 return []
-            diagnostics, signatures_changed = await self.context.run(self._diagnostics, *where)
+            checked = await self.context.run(self._unless_superseded, uri, version, *where)
         finally:
             if uri in self._checks and self._checks[uri][0] == version:
                 del self._checks[uri]
+        if checked is None:  # the newer version's check answers
+            return await asyncio.shield(self._job(uri))
+        diagnostics, signatures_changed = checked
         known = self.latest.get(uri)
         if uri in self.server.workspace.text_documents and (known is None or known[0] is None or version is None
                                                             or known[0] <= version):
