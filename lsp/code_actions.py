@@ -30,8 +30,8 @@ from pygls.exceptions import JsonRpcContentModified, JsonRpcInvalidParams
 from pygls.uris import to_fs_path
 
 from loopls.context.languages import Languages, language_for_path
-from loopls.context.refactor import (Refactoring, RewriteOffer, Source, finish_rewrite, first_party_modules,
-                                     kind_matches, refactorings, rewrite_offers, smell_offer)
+from loopls.context.refactor import (MAX_LINES, Refactoring, RewriteOffer, Source, finish_rewrite,
+                                     first_party_modules, kind_matches, refactorings, rewrite_offers, smell_offer)
 from loopls.context.smells.checks import BY_CODE
 
 from .positions import LineIndex, PositionError
@@ -90,17 +90,21 @@ class RefactorHost:
         # verified now, so that refused ones are listed with their reason.
         verify_now = not (automatic and support.lazy_edits)
         key = (uri, version, start, end, tuple(only) if only is not None else None, automatic, verify_now)
-        short = text.count("\n", 0, len(text)) < SHORT_LINES
+        lines = text.count("\n", 0, len(text))
         busy = bool(self._computing)
-        job = self._listing(key, text, path, start, end, only, self._first_party_of(uri),
-                            not automatic and support.lazy_edits, verify_now)
-        if job is None:  # the thread is busy with another listing: none queued behind it
+        job = None if lines > MAX_LINES else self._listing(
+            key, text, path, start, end, only, self._first_party_of(uri), not automatic and support.lazy_edits,
+            verify_now)
+        why_none = f"refactors are not offered in files over {MAX_LINES:,} lines (this one has {lines:,})" \
+            if lines > MAX_LINES else "loopls is still computing the refactors here: ask again in a moment"
+        if job is None:  # too long, or the thread is busy with another listing: none queued behind it
             found, offers = [], []
-        elif short and not busy:
+        elif lines < SHORT_LINES and not busy:
             found, offers = await asyncio.shield(job)
         else:
             done, _ = await asyncio.wait({job}, timeout=WAIT_S)
             found, offers = job.result() if done else ([], [])
+        pending = job is None or not job.done()
         actions = []  # quick fixes of the diagnostics here first, as editors list them
         if kind_matches("quickfix", only) and support.lazy_edits:
             actions.extend(await self._quick_fixes(uri, version, params))
@@ -118,6 +122,10 @@ class RefactorHost:
             actions.append(action)
         actions.extend(types.CodeAction(title=o.title, kind=o.kind, data=action_data(
             uri, version, o.kind, o.title, params.range)) for o in offers)
+        if pending and not automatic and support.disabled and kind_matches("refactor", only):
+            actions.append(types.CodeAction(  # a menu says why it lists no refactors
+                title="Refactors", kind=types.CodeActionKind.Refactor,
+                disabled=types.CodeActionDisabled(reason=why_none)))
         return actions
 
     def _listing(self, key: tuple, *args: Any) -> asyncio.Future | None:

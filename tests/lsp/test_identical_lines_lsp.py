@@ -33,7 +33,10 @@ async def client(lsp_client: LanguageClient, tmp_path: Path):
     repo.index.commit("init", author=git.Actor("dev", "dev@example.com"))
     await lsp_client.initialize_session(types.InitializeParams(
         capabilities=types.ClientCapabilities(
-            text_document=types.TextDocumentClientCapabilities(diagnostic=types.DiagnosticClientCapabilities()),
+            text_document=types.TextDocumentClientCapabilities(
+                diagnostic=types.DiagnosticClientCapabilities(),
+                code_action=types.CodeActionClientCapabilities(
+                    resolve_support=types.ClientCodeActionResolveOptions(properties=["edit"]), disabled_support=True)),
             workspace=types.WorkspaceClientCapabilities(
                 diagnostics=types.DiagnosticWorkspaceClientCapabilities(refresh_support=True))),
         root_uri=root.as_uri(),
@@ -44,11 +47,12 @@ async def client(lsp_client: LanguageClient, tmp_path: Path):
     await lsp_client.shutdown_session()
 
 
-def _insert(client: LanguageClient, uri: str, version: int, line: int, text: str) -> None:
-    at = types.Position(line=line, character=0)
+def _edit(client: LanguageClient, uri: str, version: int, line: int, text: str, end: int = 0) -> None:
+    """Characters 0..end of `line` become `text`."""
+    rng = types.Range(start=types.Position(line=line, character=0), end=types.Position(line=line, character=end))
     client.text_document_did_change(types.DidChangeTextDocumentParams(
         text_document=types.VersionedTextDocumentIdentifier(uri=uri, version=version),
-        content_changes=[types.TextDocumentContentChangePartial(range=types.Range(start=at, end=at), text=text)]))
+        content_changes=[types.TextDocumentContentChangePartial(range=rng, text=text)]))
 
 
 def _plain(value):
@@ -65,6 +69,13 @@ async def _pull(client: LanguageClient, uri: str) -> list[types.Diagnostic]:
     report = await asyncio.wait_for(client.text_document_diagnostic_async(types.DocumentDiagnosticParams(
         text_document=types.TextDocumentIdentifier(uri=uri))), LIVENESS_S)
     return list(report.items)
+
+
+def _actions(client: LanguageClient, uri: str, trigger: types.CodeActionTriggerKind):
+    return asyncio.wait_for(client.text_document_code_action_async(types.CodeActionParams(
+        text_document=types.TextDocumentIdentifier(uri=uri),
+        range=types.Range(start=types.Position(line=100, character=0), end=types.Position(line=105, character=0)),
+        context=types.CodeActionContext(diagnostics=[], trigger_kind=trigger))), LIVENESS_S)
 
 
 async def _pull_until(client: LanguageClient, uri: str, done) -> list[types.Diagnostic]:
@@ -84,19 +95,26 @@ async def test_status_code_actions_and_pulls_answer_with_20000_identical_lines(c
     uri = (client.root / "big.py").as_uri()
     client.text_document_did_open(types.DidOpenTextDocumentParams(text_document=types.TextDocumentItem(
         uri=uri, language_id="python", version=1, text=TEXT)))
-    for version, line in enumerate((10, 5_000, 12_345, 19_000, 7), start=2):  # typing: one line each
-        _insert(client, uri, version, line, "z = 2\n")
+    for version, line in enumerate((10, 5_000, 12_345, 19_000, 7), start=2):  # typing, same line count
+        _edit(client, uri, version, line, "z", end=1)
 
     status, actions, items = await asyncio.wait_for(asyncio.gather(
-        _status(client),
-        client.text_document_code_action_async(types.CodeActionParams(
-            text_document=types.TextDocumentIdentifier(uri=uri),
-            range=types.Range(start=types.Position(line=100, character=0), end=types.Position(line=105, character=0)),
-            context=types.CodeActionContext(diagnostics=[]))),
-        _pull(client, uri)), LIVENESS_S)
+        _status(client), _actions(client, uri, types.CodeActionTriggerKind.Automatic), _pull(client, uri)), LIVENESS_S)
     assert status["state"] in ("loading", "ready", "busy")
-    assert actions is None or isinstance(actions, list)
+    assert actions is None or isinstance(actions, list)  # the refactors may still be computing
     assert isinstance(items, list)  # possibly the diagnostics of an earlier version, while the check runs
+
+    # a menu asking while the refactors are computed is told why none are listed
+    menu = await _actions(client, uri, types.CodeActionTriggerKind.Invoked) or []
+    assert any(a.disabled is not None and "still computing the refactors" in a.disabled.reason for a in menu) \
+        or any(a.title.startswith("Extract function") for a in menu)
+    # the light bulb asking again at the same place gets them once computed
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 3 * LIVENESS_S
+    while not any(a.title.startswith("Extract function") for a in
+                  await _actions(client, uri, types.CodeActionTriggerKind.Automatic) or []):
+        assert loop.time() < deadline
+        await asyncio.sleep(0.3)
 
     items = await _pull_until(client, uri, lambda items: any(d.code == "LS001" for d in items))
     *clones, note = items
@@ -106,10 +124,15 @@ async def test_status_code_actions_and_pulls_answer_with_20000_identical_lines(c
     assert int(note.message.split(" ")[0].replace(",", "")) > 10_000  # counted, not built
 
     # the check knows the current text: a line typed at the top moves every finding down
-    _insert(client, uri, 7, 0, "def f(a, b, c, d, e, f):\n    return a\n")
+    _edit(client, uri, 7, 0, "def f(a, b, c, d, e, f):\n    return a\n")
     moved = await _pull_until(client, uri, lambda items: any(d.code == "LS104" for d in items))
     assert [d.range.start.line for d in moved if d.code == "LS104"] == [0]  # six parameters
     assert client.diagnostic_refresh_count >= 1  # some pull got older diagnostics, then a refresh
+
+    # now over the refactors' line limit: a menu says so
+    menu = await _actions(client, uri, types.CodeActionTriggerKind.Invoked) or []
+    assert [a.disabled.reason for a in menu if a.disabled is not None] == [
+        "refactors are not offered in files over 20,000 lines (this one has 20,002)"]
 
     status = await asyncio.wait_for(_status(client), LIVENESS_S)
     assert status["stats"]["tracked"]["smell_checks"] <= 1
