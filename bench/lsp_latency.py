@@ -44,6 +44,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -68,6 +69,7 @@ class Connection:
         self.proc = proc
         self.pending: dict[int, asyncio.Future] = {}
         self.next_id = 0
+        self.on_request: Callable[[dict], None] | None = None  # sees each request from the server
         self.reader = asyncio.ensure_future(self._read())
 
     async def _read(self) -> None:
@@ -80,6 +82,8 @@ class Connection:
                 return
             message = json.loads(await self.proc.stdout.readexactly(int(headers["content-length"])))
             if "method" in message and "id" in message:  # a request from the server: accept it
+                if self.on_request is not None:
+                    self.on_request(message)
                 await self._write({"jsonrpc": "2.0", "id": message["id"], "result": None})
             elif "id" in message and message["id"] in self.pending:
                 future = self.pending.pop(message["id"])

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from tree_sitter import Node, Point, Tree
 
-from .languages import Languages, language_for_path
+from .languages import Languages, language_for_path, parse
 from .symbols import (IDENTIFIER, Definition, FileSymbols, chunk_lines, definitions_of, extract, imports_of,
                       unique_definitions)
 
@@ -156,7 +156,7 @@ class ParsedDocument:
     def reparse(self) -> Tree | None:
         if self._stale and self._parser is not None:
             old = self.tree
-            self.tree = self._parser.parse(self.source, old) if old is not None else self._parser.parse(self.source)
+            self.tree = parse(self._parser, self.source, old)
             if old is not None:
                 ranges = old.changed_ranges(self.tree)
                 self._changed_rows = [(r.start_point.row, r.end_point.row) for r in ranges]

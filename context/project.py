@@ -24,7 +24,7 @@ from tree_sitter import Tree
 from .documents import ParsedDocument
 from .history import Commit, read_history
 from .imports import ImportGraph
-from .languages import Languages, language_for_path
+from .languages import Languages, language_for_path, parse
 from .names import NameTable
 from .store import SymbolStore, digest_of, store_path
 from .symbols import Definition, FileSymbols, extract
@@ -123,7 +123,7 @@ class Project:
             return self._skip(path, why, summary)
         digest = digest_of(data, lang)
         cached = self.store.get(digest)
-        tree = self.languages.parser(lang).parse(data) if lang is not None and (cached is None or needs_tree) else None
+        tree = parse(self.languages.parser(lang), data) if lang is not None and (cached is None or needs_tree) else None
         if cached is not None:
             symbols = FileSymbols.from_json(cached)
         else:
@@ -152,7 +152,7 @@ class Project:
     def parse(self, path: str, data: bytes) -> FileSymbols:
         """Symbols of `data` as the file `path`."""
         lang = language_for_path(path)
-        tree = self.languages.parser(lang).parse(data) if lang is not None else None
+        tree = parse(self.languages.parser(lang), data) if lang is not None else None
         return extract(decode(data), lang, tree, self.languages, data)
 
     # -- changes ---------------------------------------------------------------------------
@@ -257,7 +257,7 @@ class Project:
             tree = doc.reparse()
             return (doc.source, tree) if tree is not None else None
         data = self.workspace.read(path)
-        return (data, self.languages.parser(lang).parse(data)) if data is not None else None
+        return (data, parse(self.languages.parser(lang), data)) if data is not None else None
 
     def definitions(self, name: str) -> list[tuple[str, Definition]]:
         """Every definition of `name` in the workspace, sorted by path and line."""

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from tree_sitter import Node, Point, QueryCursor, Tree
 
 from .imports.extract import extract_imports
-from .languages import Languages
+from .languages import QUERY_SLICE_ROWS, Languages
 
 IDENTIFIER = re.compile(r"[A-Za-z_$][A-Za-z0-9_$]*")
 _SUBWORD = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|[0-9]+")
@@ -111,24 +111,30 @@ def references_of(text: str) -> dict[str, int]:
 def definitions_of(tree: Tree, language: str, languages: Languages,
                    rows: tuple[int, int] | None = None) -> list[Definition]:
     """Definitions in the tree, or only those whose node touches `rows` (inclusive): the
-    query then skips the rest of the tree, which is what makes a keystroke cheap."""
-    query = languages.context_query(language)
-    if query is None:
-        return []
-    cursor = QueryCursor(query)
-    if rows is not None:
-        cursor.set_point_range(Point(rows[0], 0), Point(rows[1] + 1, 0))
+    queries then skip the rest of the tree, which is what makes a keystroke cheap. Rows are
+    queried in slices of `QUERY_SLICE_ROWS`, so that no single query call holds the GIL long."""
+    nested, top = languages.definition_queries(language)
+    first, last = rows if rows is not None else (0, tree.root_node.end_point.row)
     out = []
-    for _, captures in cursor.matches(tree.root_node):
-        names = captures.get("name")
-        kind = next((k for k in captures if k.startswith("definition.")), None)
-        if not names or kind is None:
-            continue
-        node = _whole(captures[kind][0])
-        if rows is not None and (node.start_point.row > rows[1] or node.end_point.row < rows[0]):
-            continue  # matched through a pattern rooted above the rows (a module-level name)
-        name = names[0].text.decode("utf-8", "replace")
-        out.append(Definition(name, kind.split(".", 1)[1], node.start_point.row, node.end_point.row))
+    for lo in range(first, last + 1, QUERY_SLICE_ROWS):
+        hi = min(last, lo + QUERY_SLICE_ROWS - 1)
+        for query, depth in ((nested, None), (top, 1)):
+            if query is None:
+                continue
+            cursor = QueryCursor(query)
+            cursor.set_point_range(Point(lo, 0), Point(hi + 1, 0))
+            if depth is not None:
+                cursor.set_max_start_depth(depth)  # the root's children only, as `(root (child))` said
+            for _, captures in cursor.matches(tree.root_node):
+                names = captures.get("name")
+                kind = next((k for k in captures if k.startswith("definition.")), None)
+                if not names or kind is None:
+                    continue
+                node = _whole(captures[kind][0])
+                if node.start_point.row > last or node.end_point.row < first:
+                    continue
+                name = names[0].text.decode("utf-8", "replace")
+                out.append(Definition(name, kind.split(".", 1)[1], node.start_point.row, node.end_point.row))
     return unique_definitions(out)
 
 

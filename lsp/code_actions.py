@@ -7,11 +7,19 @@ get the edit from `codeAction/resolve`, others with the action. Model-driven rew
 smell quick fixes cost nothing to list: the model runs on resolve, and its answer is
 verified before it becomes an edit. A resolve for a document that changed since the action
 was listed answers ContentModified (-32801): the client asks again.
+
+The answer never waits long on the refactor thread: a long document gets `WAIT_S` for its
+refactors and rewrite offers, after which the smell quick fixes are listed alone; the
+computation finishes in the background, and the same request again (same document
+version and selection) is answered from it. One listing runs at a time: a request arriving
+while the thread is busy with another lists no refactors rather than queueing behind it.
+A document of 20,000 lines takes seconds to analyse for an extract-function.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -22,8 +30,8 @@ from pygls.exceptions import JsonRpcContentModified, JsonRpcInvalidParams
 from pygls.uris import to_fs_path
 
 from loopls.context.languages import Languages, language_for_path
-from loopls.context.refactor import (Refactoring, RewriteOffer, Source, finish_rewrite, first_party_modules,
-                                     kind_matches, refactorings, rewrite_offers, smell_offer)
+from loopls.context.refactor import (MAX_LINES, Refactoring, RewriteOffer, Source, finish_rewrite,
+                                     first_party_modules, kind_matches, refactorings, rewrite_offers, smell_offer)
 from loopls.context.smells.checks import BY_CODE
 
 from .positions import LineIndex, PositionError
@@ -39,7 +47,11 @@ MODEL_KINDS = frozenset({"refactor.rewrite.docstring", "refactor.rewrite.typeHin
 OFFERED_KINDS = [types.CodeActionKind.QuickFix, types.CodeActionKind.Refactor, types.CodeActionKind.RefactorExtract,
                  types.CodeActionKind.RefactorInline, types.CodeActionKind.RefactorRewrite,
                  types.CodeActionKind.SourceOrganizeImports]
+log = logging.getLogger(__name__)
 REMEMBERED = 64  # listed refactors kept for their resolve
+WAIT_S = 0.08  # the longest a listing waits for refactors of a long document or behind a busy thread
+SHORT_LINES = 2_000  # documents this short compute their refactors in milliseconds: always awaited
+COMPUTED = 8  # refactor listings finished after their request answered, kept for the same request again
 
 
 class RefactorHost:
@@ -52,6 +64,8 @@ class RefactorHost:
         self.languages = Languages()
         self.thread = ThreadPoolExecutor(1, thread_name_prefix="loopls-refactor")
         self._listed: OrderedDict[tuple, Refactoring] = OrderedDict()
+        self._computing: dict[tuple, asyncio.Future] = {}  # listings in flight on the thread
+        self._computed: OrderedDict[tuple, tuple] = OrderedDict()  # ... and finished after their answer
         self._first_party: dict[Path, frozenset[str]] = {}
 
     def shutdown(self) -> None:
@@ -75,9 +89,22 @@ class RefactorHost:
         # edits are verified when one is resolved; a menu (and any eager client) gets them
         # verified now, so that refused ones are listed with their reason.
         verify_now = not (automatic and support.lazy_edits)
-        found, offers = await asyncio.get_running_loop().run_in_executor(
-            self.thread, self._compute, text, path, start, end, only, self._first_party_of(uri),
-            not automatic and support.lazy_edits, verify_now)
+        key = (uri, version, start, end, tuple(only) if only is not None else None, automatic, verify_now)
+        lines = text.count("\n", 0, len(text))
+        busy = bool(self._computing)
+        job = None if lines > MAX_LINES else self._listing(
+            key, text, path, start, end, only, self._first_party_of(uri), not automatic and support.lazy_edits,
+            verify_now)
+        why_none = f"refactors are not offered in files over {MAX_LINES:,} lines (this one has {lines:,})" \
+            if lines > MAX_LINES else "loopls is still computing the refactors here: ask again in a moment"
+        if job is None:  # too long, or the thread is busy with another listing: none queued behind it
+            found, offers = [], []
+        elif lines < SHORT_LINES and not busy:
+            found, offers = await asyncio.shield(job)
+        else:
+            done, _ = await asyncio.wait({job}, timeout=WAIT_S)
+            found, offers = job.result() if done else ([], [])
+        pending = job is None or not job.done()
         actions = []  # quick fixes of the diagnostics here first, as editors list them
         if kind_matches("quickfix", only) and support.lazy_edits:
             actions.extend(await self._quick_fixes(uri, version, params))
@@ -95,7 +122,39 @@ class RefactorHost:
             actions.append(action)
         actions.extend(types.CodeAction(title=o.title, kind=o.kind, data=action_data(
             uri, version, o.kind, o.title, params.range)) for o in offers)
+        if pending and not automatic and support.disabled and kind_matches("refactor", only):
+            actions.append(types.CodeAction(  # a menu says why it lists no refactors
+                title="Refactors", kind=types.CodeActionKind.Refactor,
+                disabled=types.CodeActionDisabled(reason=why_none)))
         return actions
+
+    def _listing(self, key: tuple, *args: Any) -> asyncio.Future | None:
+        """The refactors and offers for `key`: remembered, in flight, or computed now; None
+        while another listing is in flight (at most one runs, so none waits behind others)."""
+        if key in self._computed:
+            result = self._computed[key]
+            done = asyncio.get_running_loop().create_future()
+            done.set_result(result)
+            return done
+        job = self._computing.get(key)
+        if job is None and self._computing:
+            return None
+        if job is None:
+            job = self._computing[key] = asyncio.ensure_future(
+                asyncio.get_running_loop().run_in_executor(self.thread, self._compute, *args))
+            job.add_done_callback(lambda finished: self._finished(key, finished))
+        return job
+
+    def _finished(self, key: tuple, job: asyncio.Future) -> None:
+        self._computing.pop(key, None)
+        if job.cancelled():
+            return
+        if job.exception() is not None:  # a request still waiting gets the error itself
+            log.warning("code actions: listing refactors failed: %s", job.exception())
+            return
+        self._computed[key] = job.result()
+        while len(self._computed) > COMPUTED:
+            self._computed.popitem(last=False)
 
     def _compute(self, text: str, path: str, start: int, end: int, only: list[str] | None,
                  first_party: frozenset[str], rewrites: bool,
@@ -111,8 +170,9 @@ class RefactorHost:
 
     async def _quick_fixes(self, uri: str, version: int | None, params: types.CodeActionParams) -> list[types.CodeAction]:
         diagnostics = [d for d in params.context.diagnostics if d.source == "loopls"]
-        if not diagnostics:
-            diagnostics = [d for d in await self.smells.document_diagnostics(uri)
+        if not diagnostics:  # the last ones, never waiting for a check (their version goes in the data)
+            version, known = self.smells.available(uri)
+            diagnostics = [d for d in known
                            if d.range.start.line <= params.range.end.line and d.range.end.line >= params.range.start.line]
         actions = []
         for d in diagnostics:

@@ -9,6 +9,13 @@ unsaved edits count, including a changed signature whose call sites in other fil
 match. All of it, conversion to diagnostics included, runs on the project thread: the event
 loop only awaits results. Each file reports at most `maxFindingsPerFile` findings, and a file
 over the size or line limit one note saying it was not checked.
+
+Requests never wait long for that thread: the last diagnostics of each document are kept
+with the document version they describe. A pull from a client that can be asked to pull
+again (`workspace/diagnostic/refresh`) waits `PULL_WAIT_S` for fresh ones, then answers with
+the last ones and sends the refresh when the fresh ones are ready; code actions list the
+quick fixes of the last diagnostics (their actions carry that version, so resolving one
+after the document changed answers ContentModified).
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ log = logging.getLogger(__name__)
 SOURCE = "loopls"
 PUSH_DELAY_S = 0.3  # push after typing pauses, not on every keystroke
 LONG_POLL_S = 20.0  # a workspace pull with nothing new waits this long for an edit
+PULL_WAIT_S = 0.05  # a document pull waits this long for fresh diagnostics before answering the last ones
 
 
 def result_id(diagnostics: list[types.Diagnostic]) -> str:
@@ -82,6 +90,8 @@ class SmellHost:
         self.checkers: dict[Path, ProjectChecker] = {}  # on the project thread only
         self.project_findings: dict[Path, list[Finding]] = {}
         self._push_tasks: dict[str, asyncio.Task] = {}
+        self.latest: dict[str, tuple[int | None, list[types.Diagnostic]]] = {}  # uri -> (version, diagnostics)
+        self._checks: dict[str, tuple[int | None, asyncio.Future]] = {}  # uri -> the check in flight
         self.edited = asyncio.Event()  # set on every document event; wakes a waiting workspace pull
         context.tree_consumers.append(self.tree_consumer)
         context.on_built.append(self._finish)
@@ -145,6 +155,15 @@ class SmellHost:
         findings = checker.findings_for(path)
         return findings, _signature_state(checker) != before
 
+    def _unless_superseded(self, uri: str, version: int | None, root: Path,
+                           path: str) -> tuple[list[types.Diagnostic], bool] | None:
+        """`_diagnostics`, or None when a check of a newer version of the document was asked
+        for meanwhile (it is queued behind this one): typing never piles up checks."""
+        running = self._checks.get(uri)  # read across threads: an old answer only costs a check
+        if running is not None and running[0] != version:
+            return None
+        return self._diagnostics(root, path)
+
     def _diagnostics(self, root: Path, path: str) -> tuple[list[types.Diagnostic], bool]:
         findings, changed = self._document_findings(root, path)
         text = self.context.projects[root].text(path) if root in self.context.projects else None
@@ -180,14 +199,81 @@ class SmellHost:
         await self.context.start()
         return where
 
+    def _version(self, uri: str) -> int | None:
+        doc = self.server.workspace.text_documents.get(uri)
+        return doc.version if doc is not None else None
+
+    def _job(self, uri: str) -> asyncio.Future:
+        """The check of the document's current version: the one in flight, or a new one."""
+        version = self._version(uri)
+        running = self._checks.get(uri)
+        if running is None or running[0] != version or running[1].done():
+            running = self._checks[uri] = (version, asyncio.ensure_future(self._check(uri, version)))
+        return running[1]
+
     async def document_diagnostics(self, uri: str) -> list[types.Diagnostic]:
-        where = await self._ready(uri)
-        if where is None:
-            return []
-        diagnostics, signatures_changed = await self.context.run(self._diagnostics, *where)
+        """Fresh diagnostics of one document (a cancelled request leaves its check running)."""
+        return await asyncio.shield(self._job(uri))
+
+    async def _check(self, uri: str, version: int | None) -> list[types.Diagnostic]:
+        # The project thread applies edits in the order they came, so what it checks here is
+        # the document at `version`: edits made later are queued behind this check.
+        try:
+            where = await self._ready(uri)
+            if where is None:
+                return []
+            checked = await self.context.run(self._unless_superseded, uri, version, *where)
+        finally:
+            if uri in self._checks and self._checks[uri][0] == version:
+                del self._checks[uri]
+        if checked is None:  # the newer version's check answers
+            return await asyncio.shield(self._job(uri))
+        diagnostics, signatures_changed = checked
+        known = self.latest.get(uri)
+        if uri in self.server.workspace.text_documents and (known is None or known[0] is None or version is None
+                                                            or known[0] <= version):
+            self.latest[uri] = (version, diagnostics)
         if signatures_changed:
             self._signatures_changed(uri)
         return diagnostics
+
+    async def pull(self, uri: str) -> list[types.Diagnostic]:
+        """A document pull: fresh diagnostics, or, when they take longer than `PULL_WAIT_S` and
+        the client can be asked to pull again, the last ones (a refresh follows the fresh ones)."""
+        job = self._job(uri)
+        if not self._refresh_supported():
+            return await asyncio.shield(job)
+        done, _ = await asyncio.wait({job}, timeout=PULL_WAIT_S)
+        if done:
+            return job.result()
+        known = self.latest.get(uri)
+        answered = known[1] if known is not None else []
+        job.add_done_callback(lambda fresh: self._refresh_if_changed(fresh, result_id(answered)))
+        return answered
+
+    def _refresh_if_changed(self, fresh: asyncio.Future, answered: str) -> None:
+        """The fresh diagnostics are in: ask the client to pull again if they differ from the
+        ones it got (equal ones end the cycle, however long the next check takes)."""
+        if fresh.cancelled():
+            return
+        if fresh.exception() is not None:
+            log.warning("smells: diagnostics failed: %s", fresh.exception())
+        elif result_id(fresh.result()) != answered:
+            self.server.workspace_diagnostic_refresh(None)
+
+    def _refresh_supported(self) -> bool:
+        caps = self.server.client_capabilities
+        workspace = caps.workspace if caps is not None else None
+        return bool(workspace and workspace.diagnostics and workspace.diagnostics.refresh_support)
+
+    def available(self, uri: str) -> tuple[int | None, list[types.Diagnostic]]:
+        """The last diagnostics of a document and the version they describe, without waiting
+        (none yet: a check is started, for the next request)."""
+        known = self.latest.get(uri)
+        if known is None or known[0] != self._version(uri):
+            if self.enabled and uri not in self._checks and uri in self.server.workspace.text_documents:
+                self._job(uri).add_done_callback(_log_failure)
+        return known if known is not None else (self._version(uri), [])
 
     async def workspace_report(self, previous: dict[str, str] | None = None,
                                wait_s: float = LONG_POLL_S) -> types.WorkspaceDiagnosticReport:
@@ -208,8 +294,7 @@ class SmellHost:
                 pass
         reports: list = []
         for uri, diagnostics, _ in items:
-            doc = self.server.workspace.text_documents.get(uri)
-            version = doc.version if doc is not None else None
+            version = self._version(uri)
             rid = result_id(diagnostics)
             if previous.get(uri) == rid:
                 reports.append(types.WorkspaceUnchangedDocumentDiagnosticReport(uri=uri, result_id=rid, version=version))
@@ -221,8 +306,7 @@ class SmellHost:
     def _signatures_changed(self, changed_uri: str) -> None:
         """A signature changed in `changed_uri`: call sites in other documents need a fresh look."""
         if self.client_pulls():
-            refresh = self.server.client_capabilities.workspace
-            if refresh and refresh.diagnostics and refresh.diagnostics.refresh_support:
+            if self._refresh_supported():
                 self.server.workspace_diagnostic_refresh(None)
             return
         for uri in list(self.server.workspace.text_documents):
@@ -243,6 +327,7 @@ class SmellHost:
     def forget(self, uri: str) -> None:
         """A closed document counts from the disk again (the project closed its buffer)."""
         self.edited.set()
+        self.latest.pop(uri, None)
         task = self._push_tasks.pop(uri, None)
         if task is not None:
             task.cancel()
@@ -250,7 +335,7 @@ class SmellHost:
             self.server.text_document_publish_diagnostics(types.PublishDiagnosticsParams(uri=uri, diagnostics=[]))
 
     def tracked(self) -> dict[str, int]:
-        return {"push_tasks": len(self._push_tasks)}
+        return {"push_tasks": len(self._push_tasks), "smell_results": len(self.latest), "smell_checks": len(self._checks)}
 
     # -- push, for clients without pull diagnostics ------------------------------------------
     def client_pulls(self) -> bool:
@@ -278,6 +363,11 @@ class SmellHost:
             uri=uri, diagnostics=diagnostics, version=doc.version if doc is not None else None))
 
 
+def _log_failure(future: asyncio.Future) -> None:
+    if not future.cancelled() and future.exception() is not None:
+        log.warning("smells: diagnostics failed: %s", future.exception())
+
+
 def _signature_state(checker: ProjectChecker) -> dict:
     return {path: [(c.new.qualname, c.new.text) for c in changes] for path, changes in checker.changes.items()}
 
@@ -288,7 +378,7 @@ def register_smell_features(server: LanguageServer, host: SmellHost) -> None:
     @server.feature(types.TEXT_DOCUMENT_DIAGNOSTIC, types.DiagnosticOptions(
         identifier=SOURCE, inter_file_dependencies=True, workspace_diagnostics=True))
     async def document_diagnostic(ls: LanguageServer, params: types.DocumentDiagnosticParams):
-        items = await host.document_diagnostics(params.text_document.uri)
+        items = await host.pull(params.text_document.uri)
         rid = result_id(items)
         if params.previous_result_id == rid:
             return types.RelatedUnchangedDocumentDiagnosticReport(result_id=rid)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from ..languages import Languages, language_for_path
+from ..languages import Languages, language_for_path, parse
 from .extract import ImportRef, extract_imports
 from .resolve import PathIndex, resolve_import_all
 
@@ -100,6 +100,6 @@ def import_graph(files: Mapping[str, str | bytes], languages: Languages | None =
         if lang is not None:
             source = text.encode("utf-8") if isinstance(text, str) else text
             parser = parsers.get(lang) or parsers.setdefault(lang, languages.parser(lang))
-            refs = extract_imports(lang, parser.parse(source), source)
+            refs = extract_imports(lang, parse(parser, source), source)
         graph.set_imports(path, refs)
     return {path: graph.imports_of(path, include_type_only) for path in files}

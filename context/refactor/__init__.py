@@ -76,6 +76,6 @@ def refactorings(text: str, path: str, start: int, end: int, languages: Language
     return [verify(src, r, languages) for r in found] if verified else found
 
 
-__all__ = ["ALL_KINDS", "Edit", "Refactoring", "RewriteOffer", "SUPPORTED", "Source", "apply_edits", "build_prompt",
+__all__ = ["ALL_KINDS", "Edit", "MAX_LINES", "Refactoring", "RewriteOffer", "SUPPORTED", "Source", "apply_edits", "build_prompt",
            "extract_code", "finish_rewrite", "first_party_modules", "kind_matches", "refactorings",
            "rewrite_offers", "smell_offer", "verify"]

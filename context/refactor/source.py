@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 from tree_sitter import Node
 
-from ..languages import Languages
+from ..languages import Languages, parse
 
 JS_FAMILY = frozenset({"javascript", "typescript", "tsx"})
 
@@ -18,7 +18,7 @@ class Source:
         self.text = text
         self.language = language
         self.data = text.encode("utf-8")
-        self.tree = languages.parser(language).parse(self.data)
+        self.tree = parse(languages.parser(language), self.data)
         self.root = self.tree.root_node
         self._ascii = len(self.data) == len(text)
         self._char_starts: list[int] | None = None  # byte offset of every character, when not ASCII

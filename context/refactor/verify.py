@@ -99,13 +99,23 @@ def _first_error(node: Node) -> Node:
 # -- rule 3: definitions ---------------------------------------------------------------------
 
 def _qualified(definitions: list[Definition]) -> list[tuple[str, str, Definition]]:
-    """(qualified name, kind, definition): names of the definitions enclosing each one."""
-    out = []
-    for d in definitions:
-        outer = [o.name for o in definitions if o is not d and o.start_line <= d.start_line and d.end_line <= o.end_line
-                 and (o.start_line, -o.end_line) < (d.start_line, -d.end_line)]
-        out.append((".".join([*outer, d.name]), d.kind, d))
-    return out
+    """(qualified name, kind, definition): names of the definitions enclosing each one.
+
+    One pass over the definitions in (start, longest first) order with a stack of the open
+    ones (tree nodes nest), linear in their number: comparing every pair took minutes for a
+    file of 20,000 module-level assignments."""
+    def key(d: Definition) -> tuple[int, int]:
+        return d.start_line, -d.end_line
+
+    names: dict[int, str] = {}
+    stack: list[Definition] = []
+    for d in sorted(definitions, key=key):
+        while stack and not (stack[-1].start_line <= d.start_line and d.end_line <= stack[-1].end_line):
+            stack.pop()
+        outer = [o.name for o in stack if key(o) < key(d)]
+        names[id(d)] = ".".join([*outer, d.name])
+        stack.append(d)
+    return [(names[id(d)], d.kind, d) for d in definitions]
 
 
 def _definitions_problem(old: Source, new: Source, span: _Span, languages: Languages) -> str | None:

@@ -13,8 +13,9 @@ import functools
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from tree_sitter import Language, Node, Query, QueryCursor, Tree
+from tree_sitter import Language, Node, Query, Tree
 
+from ..languages import captures_in_slices
 from .classes import ClassMetrics, class_metrics, declared_fields
 from .metrics import FunctionMetrics, function_metrics
 from .rules import RULES, LangRules
@@ -114,7 +115,7 @@ def analyze_tree(path: str, lang: str, tree: Tree, cache: dict | None = None) ->
     by_receiver: dict[str, list[tuple[Node, FunctionMetrics]]] = defaultdict(list)
     structs: dict[str, tuple[Node, Node, Node | None]] = {}
     query = _units_query(lang, rules, tree.language)
-    nodes = sorted(QueryCursor(query).captures(tree.root_node).get("unit", []), key=lambda n: n.start_byte)
+    nodes = sorted(captures_in_slices(query, tree.root_node).get("unit", []), key=lambda n: n.start_byte)
     for node in nodes:
         kind = node.type
         if kind in rules.classes:

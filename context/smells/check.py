@@ -23,7 +23,7 @@ from pathlib import Path
 from tree_sitter import Tree
 
 from ..history import GIT_ERRORS, open_repo, run_git
-from ..languages import language_for_path
+from ..languages import language_for_path, parse
 from ..project import Project
 from . import findings as make
 from .analyze import FileState, analyze_tree
@@ -31,7 +31,7 @@ from .checks import Finding, SmellConfig
 from .clones import CloneIndex
 from .impact import SignatureChange, callers, changed_signatures, impacted_calls, signatures
 from .project import change_coupling, hotspots, import_cycles, shotgun_surgery
-from .suppress import parse_suppressions
+from .suppress import Suppressions, parse_suppressions
 
 METRICS_CACHE_ENTRIES = 100_000  # bounds the memory of a long editing session
 
@@ -137,15 +137,17 @@ class ProjectChecker:
     def _project_findings(self) -> list[Finding]:
         found: list[Finding] = []
         clones_by_file: dict[str, list] = {}
+        unbuilt: dict[str, int] = {}
         if self.config.enabled("LS301"):
-            for clone in self.clones.all_clones():
+            clones, unbuilt = self.clones.all_clones(self.config.max_findings_per_file)
+            for clone in clones:
                 clones_by_file.setdefault(clone.path, []).append(clone)
                 clones_by_file.setdefault(clone.other_path, []).append(make.mirrored(clone))
         for path, state in self.files.items():
             items = make.metric_findings(state, self.config)
             items += [make.clone_finding(c, self.config) for c in clones_by_file.get(path, [])]
             items += self._context_findings(path, state)
-            found.extend(self._reported(path, self._unsuppressed(state, items)))
+            found.extend(self._reported(path, self._unsuppressed(state, items), unbuilt.get(path, 0)))
         found.extend(self._impact_findings_elsewhere())
         found.extend(self._not_checked_findings(self.not_checked))
         return sorted(set(found), key=lambda f: (f.path, f.start, f.code, f.message))
@@ -155,9 +157,10 @@ class ProjectChecker:
             return []
         return [make.not_checked(p, self.not_checked[p]) for p in paths if p in self.not_checked]
 
-    def _reported(self, path: str, items: Iterable[Finding]) -> list[Finding]:
+    def _reported(self, path: str, items: Iterable[Finding], more: int = 0) -> list[Finding]:
+        """The file's findings as reported: capped, with `more` found but not built."""
         ordered = sorted(set(items), key=lambda f: (f.start, f.code, f.message))
-        return make.capped(path, ordered, self.config)
+        return make.capped(path, ordered, self.config, more)
 
     def _context_findings(self, path: str, state: FileState) -> list[Finding]:
         """Findings about one file that come from the project: cycles and history."""
@@ -167,9 +170,22 @@ class ProjectChecker:
         items += [f for f in self.history_findings.get(path, []) if self.config.enabled(f.code)]
         return items
 
-    def _unsuppressed(self, state: FileState, items: Iterable[Finding]) -> list[Finding]:
-        marks = parse_suppressions(state.source.decode("utf-8", "replace"))
+    def _unsuppressed(self, state: FileState, items: Iterable[Finding], marks: Suppressions | None = None) -> list[Finding]:
+        marks = marks if marks is not None else parse_suppressions(state.source.decode("utf-8", "replace"))
         return [f for f in items if self.config.enabled(f.code) and not marks.silences(f)]
+
+    def _clone_findings(self, path: str, state: FileState, marks: Suppressions) -> tuple[list[Finding], int]:
+        """The file's reported clone findings (at most the per-file cap: the rest are only
+        counted, see clones.py), and how many more there are."""
+        config = self.config
+        if not config.enabled("LS301") or "*" in marks.file or "LS301" in marks.file:
+            return [], 0
+
+        def keep(clone) -> bool:
+            return not marks.silences(make.clone_finding(clone, config))
+
+        clones, more = self.clones.clones_for(path, state.source, state.lang, config.max_findings_per_file, keep)
+        return [make.clone_finding(c, config) for c in clones], more
 
     # -- history ---------------------------------------------------------------------------
     def _history(self) -> None:
@@ -230,7 +246,7 @@ class ProjectChecker:
         if path not in self._head_signatures:  # HEAD does not move under an editing session
             old_source = self._head_source(path)
             self._head_signatures[path] = None if old_source is None else signatures(
-                lang, self.project.languages.parser(lang).parse(old_source))
+                lang, parse(self.project.languages.parser(lang), old_source))
         old = self._head_signatures[path]
         if old is None:
             self.changes.pop(path, None)
@@ -307,10 +323,10 @@ class ProjectChecker:
         state, tree = self.refresh(path)
         if state is None:
             return self._not_checked_findings([path])
-        items = make.metric_findings(state, self.config)
-        if self.config.enabled("LS301"):
-            items += [make.clone_finding(c, self.config) for c in self.clones.clones_for(path, state.source, state.lang)]
+        marks = parse_suppressions(state.source.decode("utf-8", "replace"))
+        clones, more = self._clone_findings(path, state, marks)
+        items = make.metric_findings(state, self.config) + clones
         items += self._context_findings(path, state)
         if self.config.enabled("LS501"):
             items += self.impact_findings_in(path, state, tree)
-        return self._reported(path, self._unsuppressed(state, items))
+        return self._reported(path, self._unsuppressed(state, items, marks), more)

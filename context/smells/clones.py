@@ -7,11 +7,18 @@ hashes are chained to their previous occurrence, and consecutive windows with th
 to their partner merge into one maximal clone. Reported clones are verified token by token.
 A `CloneIndex` keeps the hashes sorted so that one edited file is checked against the rest
 without rehashing the project.
+
+Finding the clone runs is vectorised and linear in the file's tokens; only the clones that
+will be reported are built (a `limit` per file, in position order), the others are counted.
+A file of 20,000 identical lines has about 20,000 runs (each window's partner is the first
+window with its hash, so the runs break every line): building them all took 0.2 s per
+keystroke, building the 200 reported ones takes a few ms.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -176,14 +183,25 @@ class CloneIndex:
         ends = np.append(boundary, len(self._sorted))
         self._run_end = ends[np.searchsorted(ends, np.arange(len(self._sorted)), side="right")]
 
-    def all_clones(self) -> list[Clone]:
-        """Every clone pair in the indexed files (each later occurrence against an earlier one)."""
+    def all_clones(self, limit: int | None = None,
+                   keep: Callable[[Clone], bool] | None = None) -> tuple[list[Clone], dict[str, int]]:
+        """Clone pairs in the indexed files (each later occurrence against an earlier one), at
+        most `limit` per later file, and per file the number of clones involving it that were
+        counted but not built (either side of the pair)."""
         if self._sorted is None:
             self.build()
         found: list[Clone] = []
+        unbuilt: dict[str, int] = {}
         for path in self._order:
-            found.extend(self._clones_of(path, self._files[path], earlier_only=True))
-        return found
+            lexed = self._files[path]
+            clones, rest = self._built(path, lexed, self._runs(lexed, self._number[path]), limit, keep)
+            found.extend(clones)
+            if len(rest):
+                unbuilt[path] = unbuilt.get(path, 0) + len(rest)
+                for number, count in zip(*np.unique(rest, return_counts=True)):
+                    other = self._order[int(number)]
+                    unbuilt[other] = unbuilt.get(other, 0) + int(count)
+        return found, unbuilt
 
     def _lex_buffer(self, path: str, source: bytes, lang: str) -> _Lexed:
         """A buffer's tokens, re-lexed around the edit when its previous text is known."""
@@ -199,8 +217,11 @@ class CloneIndex:
         self._buffers[path] = (source, starts, ids)
         return _Lexed(path, ids, rows_of(source, starts))
 
-    def clones_for(self, path: str, source: bytes, lang: str) -> list[Clone]:
-        """Clones of one (possibly edited) file against the indexed files and itself."""
+    def clones_for(self, path: str, source: bytes, lang: str, limit: int | None = None,
+                   keep: Callable[[Clone], bool] | None = None) -> tuple[list[Clone], int]:
+        """Clones of one (possibly edited) file against the indexed files and itself: the first
+        `limit` in position order that `keep` accepts, and how many more there are (counted
+        from the hash runs, not verified token by token)."""
         if self._sorted is None:
             self.build()
         lexed = self._lex_buffer(path, source, lang)
@@ -208,7 +229,13 @@ class CloneIndex:
         own._vocab = self._vocab  # same token ids, so the two indexes agree
         own._files[path] = lexed
         own.build()
-        return self._clones_of(path, lexed, earlier_only=False) + own._clones_of(path, lexed, earlier_only=True)
+        others, rest = self._built(path, lexed, self._runs(lexed, -1), limit, keep)
+        mine, own_rest = own._built(path, lexed, own._runs(lexed, 0), limit, keep)
+        found = sorted(others + mine, key=lambda c: (c.lines, c.other_path, c.other_lines))
+        more = len(rest) + len(own_rest)
+        if limit is not None and len(found) > limit:
+            found, more = found[:limit], more + len(found) - limit
+        return found, more
 
     def _partners(self, lexed: _Lexed, me: int) -> tuple[np.ndarray, np.ndarray]:
         """For each window of `lexed`, an earlier or other window with the same hash, as (file, offset).
@@ -239,24 +266,38 @@ class CloneIndex:
         pfile[pending], poff[pending] = self._where[first, 0], self._where[first, 1]
         return pfile, poff
 
-    def _clones_of(self, path: str, lexed: _Lexed, earlier_only: bool) -> list[Clone]:
-        n = self.min_tokens
-        pfile, poff = self._partners(lexed, self._number[path] if earlier_only else -1)
+    def _runs(self, lexed: _Lexed, me: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(first window, last window, partner file, partner offset) of every candidate clone
+        run of `lexed`, in position order (`me` as in `_partners`); all vectorised."""
+        pfile, poff = self._partners(lexed, me)
         matched = pfile >= 0
         if not matched.any():
-            return []
+            empty = np.empty(0, dtype=np.int64)
+            return empty, empty, empty, empty
         # a run continues while the partner window moves along with this one
         cont = np.zeros(len(pfile), dtype=bool)
         cont[1:] = matched[1:] & matched[:-1] & (pfile[1:] == pfile[:-1]) & (poff[1:] == poff[:-1] + 1)
         starts = np.flatnonzero(matched & ~cont)
         ends = np.flatnonzero(matched & ~np.append(cont[1:], False))
-        found = []
-        for i, j in zip(starts.tolist(), ends.tolist()):
+        return starts, ends, pfile[starts], poff[starts]
+
+    def _built(self, path: str, lexed: _Lexed, runs: tuple[np.ndarray, ...], limit: int | None,
+               keep: Callable[[Clone], bool] | None) -> tuple[list[Clone], np.ndarray]:
+        """The first `limit` runs that verify token by token (and that `keep` accepts) as
+        clones; the partner file numbers of the runs left unbuilt."""
+        n = self.min_tokens
+        starts, ends, pfiles, poffs = runs
+        found: list[Clone] = []
+        at = 0
+        while at < len(starts) and (limit is None or len(found) < limit):
+            i, j, f, start = int(starts[at]), int(ends[at]), int(pfiles[at]), int(poffs[at])
+            at += 1
             length = j - i + n
-            other = self._files[self._order[pfile[i]]]
-            start = int(poff[i])
-            if np.array_equal(lexed.ids[i:i + length], other.ids[start:start + length]):
-                found.append(Clone(path, (int(lexed.rows[i]), int(lexed.rows[i + length - 1])),
-                                   other.path, (int(other.rows[start]), int(other.rows[start + length - 1])),
-                                   length))
-        return found
+            other = self._files[self._order[f]]
+            if not np.array_equal(lexed.ids[i:i + length], other.ids[start:start + length]):
+                continue  # a hash collision
+            clone = Clone(path, (int(lexed.rows[i]), int(lexed.rows[i + length - 1])),
+                          other.path, (int(other.rows[start]), int(other.rows[start + length - 1])), length)
+            if keep is None or keep(clone):
+                found.append(clone)
+        return found, pfiles[at:]

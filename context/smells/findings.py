@@ -125,12 +125,13 @@ def not_checked(path: str, why: str) -> Finding:
     return Finding("LS001", f"not checked for code smells: {why}", path, (0, 0), (1, 0))
 
 
-def capped(path: str, found: list[Finding], config: SmellConfig) -> list[Finding]:
+def capped(path: str, found: list[Finding], config: SmellConfig, more: int = 0) -> list[Finding]:
     """At most `max_findings_per_file` findings of one file (in position order), and one
-    note saying how many more there are."""
+    note saying how many more there are (`more`: found beyond `found` but not built)."""
     limit = config.max_findings_per_file
-    if len(found) <= limit or not config.enabled("LS001"):
-        return found
-    note = Finding("LS001", f"{len(found) - limit:,} more findings in this file are not reported "
-                   f"(threshold {limit} per file)", path, (0, 0), (1, 0), len(found), limit)
+    if len(found) + more <= limit or not config.enabled("LS001"):
+        return found[:limit]
+    total = len(found) + more
+    note = Finding("LS001", f"{total - limit:,} more findings in this file are not reported "
+                   f"(threshold {limit} per file)", path, (0, 0), (1, 0), total, limit)
     return [*found[:limit], note]

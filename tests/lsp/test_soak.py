@@ -29,7 +29,7 @@ REQUESTS = 1000
 EVERY = 200
 RSS_MARGIN_MB = 25
 PER_DOCUMENT = ("documents", "project_documents", "latest", "warming", "cached_documents", "debounced_documents",
-                "push_tasks")
+                "push_tasks", "smell_results", "smell_checks")
 
 
 @pytest.mark.timeout(600)
