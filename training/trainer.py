@@ -20,9 +20,9 @@ import torch
 
 from loopls.engine.model.transformer import CausalLM
 
-from .loop_forward import loss as loss_fn
+from .loop_forward import loss_sum
 from .recipe import Recipe
-from .samples import FIM_ONLY, Mix, SampleBuilder
+from .samples import FIM_ONLY, PAD_LABEL, Mix, SampleBuilder
 
 CALIBRATION_STEPS = 12  # steps timed (after the first few) to fix a phase's length
 
@@ -100,7 +100,7 @@ def phases(recipe: Recipe, names: tuple[str, ...] = ("short", "long", "fim")) ->
                                         (0.0, cut), recipe.warmup_steps)),
         "long": (pretrain * recipe.long_share, Phase("long", recipe.long_len, recipe.long_budgets, 0.0, recipe.lr,
                                                      floor, (cut, 1.0), 0)),
-        "fim": (recipe.fim_share, Phase("fim", recipe.short_len, recipe.short_budgets, 0.0, recipe.fim_lr, floor,
+        "fim": (recipe.fim_share, Phase("fim", recipe.fim_len, recipe.fim_budgets, 0.0, recipe.fim_lr, floor,
                                         (0.0, 1.0), recipe.fim_warmup_steps, FIM_ONLY, True)),
     }
     total = sum(every[n][0] for n in names)
@@ -128,6 +128,8 @@ def train(model: CausalLM, builder: SampleBuilder, recipe: Recipe, device: torch
     value) stops training early, logged, so that a run under a hard time limit still exports."""
     autocast = device.type == "cuda"
     rope_dtype = torch.bfloat16 if autocast else None
+    # one graph per row length; it pays at this size, where eager time is kernel launches
+    objective = torch.compile(loss_sum, dynamic=False) if recipe.compile and autocast else loss_sum
     optimizer = _optimizer(model, recipe, device)
     if steps is not None:
         for phase, n in zip(plan, steps):
@@ -151,10 +153,11 @@ def train(model: CausalLM, builder: SampleBuilder, recipe: Recipe, device: torch
             lr = phase.learning_rate(i)
             for group in optimizer.param_groups:
                 group["lr"] = lr
+            count = int((labels != PAD_LABEL).sum())  # on the host: no wait for the GPU
             ids = ids.to(device, torch.int64, non_blocking=True)
             labels = labels.to(device, non_blocking=True)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
-                value, count = loss_fn(model, ids, labels, rope_dtype)
+                value = objective(model, ids, labels, rope_dtype) / max(count, 1)
             optimizer.zero_grad(set_to_none=True)
             value.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), recipe.grad_clip)
