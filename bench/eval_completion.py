@@ -1,7 +1,7 @@
 """Completion quality and CPU latency of a model on repositories it was not trained on.
 
     python bench/eval_completion.py REPO [REPO ...] [--model M ...] [--lines 30] [--line-starts 10] [--blocks 8]
-        [--budgets 2048,8192] [--every 3] [--latency 5] [--out DIR]
+        [--budgets 2048,8192] [--every 6] [--latency 5] [--out DIR] [--tables-only]
 
 Results go to DIR/<model>.jsonl, one line per target and setting, and a rerun resumes there;
 the tables count only targets that have every setting, so settings are compared pairwise.
@@ -280,14 +280,17 @@ async def evaluate(service: Service, work: list[tuple[Path, Case]], budgets: lis
                    every: int) -> None:
     """Append one JSON line per (case, setting) to `results`, skipping those already there, so
     that an interrupted run resumes where it stopped. The larger budgets run on every
-    `every`-th target (their prompts cost several times more on a CPU)."""
+    `every`-th target of each repository and kind (their prompts cost several times more on a
+    CPU)."""
     done = set()
     if results.is_file():
         done = {(r["case"], r["setting"]) for r in map(json.loads, results.read_text().splitlines())}
     max_tokens = {"line": 48, "line-start": 48, "block": 128}
     with results.open("a", encoding="utf-8") as sink:
-        for i, (repo, case) in enumerate(work):
-            for name, budget, mode in settings(budgets) + (larger(budgets) if i % every == 0 else []):
+        seen: dict[tuple[Path, str], int] = {}
+        for repo, case in work:
+            n = seen[(repo, case.kind)] = seen.get((repo, case.kind), -1) + 1  # the case's place in its kind
+            for name, budget, mode in settings(budgets) + (larger(budgets) if n % every == 0 else []):
                 key = (case_id(repo, case), name)
                 if key in done:
                     continue
@@ -381,10 +384,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--line-starts", type=int, default=10, help="line targets from the line's start per repository")
     ap.add_argument("--blocks", type=int, default=8, help="block targets per repository")
     ap.add_argument("--budgets", default="2048,8192", help="the first on every target, the others on a subset")
-    ap.add_argument("--every", type=int, default=3, help="larger budgets on every N-th target")
+    ap.add_argument("--every", type=int, default=6, help="larger budgets on every N-th target of a repository and kind")
     ap.add_argument("--latency", type=int, default=0, help="timed keystrokes per repository (0: skip)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1, help="torch threads (1 on a shared machine)")
+    ap.add_argument("--tables-only", action="store_true", help="print the tables of the results so far, run nothing")
     ap.add_argument("--out", type=Path, default=Path("eval-completion"), help="results folder (resumable)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -403,6 +407,11 @@ def main(argv: list[str] | None = None) -> int:
         folder = Path(resolve_model_name(name))
         for repo, _, _ in indexes:
             print(f"{repo}: {held_out_check(folder, repo)}", file=sys.stderr)
+        results = args.out / f"{folder.name}.jsonl"
+        if args.tables_only:  # a partial run's tables, from its results file
+            print(f"\nmodel {folder.name} ({folder}), results so far")
+            print("\n".join(table(results, cases, budgets)))
+            continue
         asyncio.run(_run_model(name, folder, indexes, cases, budgets, args))
     return 0
 
