@@ -1,7 +1,7 @@
 """Completion quality and CPU latency of a model on repositories it was not trained on.
 
     python bench/eval_completion.py REPO [REPO ...] [--model M ...] [--lines 30] [--line-starts 10] [--blocks 8]
-        [--budgets 2048,8192] [--every 6] [--latency 5] [--out DIR] [--tables-only]
+        [--budgets 2048,8192] [--every 6] [--latency 5] [--out DIR] [--modes loopls,file,bare] [--tables-only]
 
 Results go to DIR/<model>.jsonl, one line per target and setting, and a rerun resumes there;
 the tables count only targets that have every setting, so settings are compared pairwise.
@@ -260,12 +260,14 @@ class Service:
             engine.index.close_document(path)
 
 
-def settings(budgets: list[int]) -> list[tuple[str, int, str]]:
+MODES = {"loopls": "loopls", "file": "file only", "bare": "bare FIM"}
+
+
+def settings(budgets: list[int], modes: tuple[str, ...] = tuple(MODES)) -> list[tuple[str, int, str]]:
     """(name, budget, prompt mode) on every target, most telling first: an interrupted run has
     those. Larger budgets (`larger`) run on a subset."""
     first = f"{budgets[0] // 1024}K"
-    return [(f"loopls {first}", budgets[0], "loopls"), (f"file only {first}", budgets[0], "file"),
-            (f"bare FIM {first}", budgets[0], "bare")]
+    return [(f"{MODES[m]} {first}", budgets[0], m) for m in MODES if m in modes]
 
 
 def larger(budgets: list[int]) -> list[tuple[str, int, str]]:
@@ -277,7 +279,7 @@ def case_id(repo: Path, case: Case) -> str:
 
 
 async def evaluate(service: Service, work: list[tuple[Path, Case]], budgets: list[int], results: Path,
-                   every: int) -> None:
+                   every: int, modes: tuple[str, ...] = tuple(MODES)) -> None:
     """Append one JSON line per (case, setting) to `results`, skipping those already there, so
     that an interrupted run resumes where it stopped. The larger budgets run on every
     `every`-th target of each repository and kind (their prompts cost several times more on a
@@ -290,7 +292,7 @@ async def evaluate(service: Service, work: list[tuple[Path, Case]], budgets: lis
         seen: dict[tuple[Path, str], int] = {}
         for repo, case in work:
             n = seen[(repo, case.kind)] = seen.get((repo, case.kind), -1) + 1  # the case's place in its kind
-            for name, budget, mode in settings(budgets) + (larger(budgets) if n % every == 0 else []):
+            for name, budget, mode in settings(budgets, modes) + (larger(budgets) if n % every == 0 else []):
                 key = (case_id(repo, case), name)
                 if key in done:
                     continue
@@ -316,7 +318,7 @@ def interleave(per_repo: list[tuple[Path, list[Case]]]) -> list[tuple[Path, Case
     return out
 
 
-def table(results: Path, cases: dict[str, Case], budgets: list[int]) -> list[str]:
+def table(results: Path, cases: dict[str, Case], budgets: list[int], modes: tuple[str, ...] = tuple(MODES)) -> list[str]:
     """Markdown rows per kind over the targets that have every setting of a group (paired),
     with the baseline on the same targets: first the 2K settings on all targets, then the
     larger budgets beside 2K on their subset."""
@@ -324,7 +326,7 @@ def table(results: Path, cases: dict[str, Case], budgets: list[int]) -> list[str
     for r in map(json.loads, results.read_text().splitlines()):
         by_case.setdefault(r["case"], {})[r["setting"]] = r
     lines = []
-    base = [n for n, _, _ in settings(budgets)]
+    base = [n for n, _, _ in settings(budgets, modes)]
     groups = [("", base)] + [(f", subset with {n}", [n, *base[:2]]) for n, _, _ in larger(budgets)]
     for kind in KINDS:
         for label, names in groups:
@@ -388,6 +390,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--latency", type=int, default=0, help="timed keystrokes per repository (0: skip)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1, help="torch threads (1 on a shared machine)")
+    ap.add_argument("--modes", type=lambda t: tuple(t.split(",")), default=tuple(MODES),
+                    help="prompt modes at the first budget: loopls,file,bare (the default: all)")
     ap.add_argument("--tables-only", action="store_true", help="print the tables of the results so far, run nothing")
     ap.add_argument("--out", type=Path, default=Path("eval-completion"), help="results folder (resumable)")
     args = ap.parse_args(argv)
@@ -410,7 +414,7 @@ def main(argv: list[str] | None = None) -> int:
         results = args.out / f"{folder.name}.jsonl"
         if args.tables_only:  # a partial run's tables, from its results file
             print(f"\nmodel {folder.name} ({folder}), results so far")
-            print("\n".join(table(results, cases, budgets)))
+            print("\n".join(table(results, cases, budgets, args.modes)))
             continue
         asyncio.run(_run_model(name, folder, indexes, cases, budgets, args))
     return 0
@@ -430,9 +434,9 @@ async def _run_model(name: str | None, folder: Path, indexes: list[tuple[Path, P
             service = Service(models, thread, backend.tokenizer, [(repo, index) for repo, index, _ in indexes])
             results = args.out / f"{folder.name}.jsonl"
             await evaluate(service, interleave([(repo, own) for repo, _, own in indexes]), budgets, results,
-                           args.every)
+                           args.every, args.modes)
             print(f"\nmodel {folder.name} ({folder}), {args.threads} torch thread(s)")
-            print("\n".join(table(results, cases, budgets)))
+            print("\n".join(table(results, cases, budgets, args.modes)))
             if args.latency:
                 latency = []
                 for repo, _, own in indexes:
