@@ -2,10 +2,11 @@
 phases (short rows, then long rows for the 8K prompts), loss and tokens/s logged.
 
 The run is sized by time: the first steps of each phase are timed and fix that phase's step
-count (logged), so the schedule ends when the time does. Passing those counts back with
-`steps=` reruns the same schedule without timing; data and initialisation depend only on the
-seed. Rows come from DataLoader worker processes, each building rows by index, so the data
-is the same for any worker count.
+count (logged), refitted at every log line from the latest steps' pace (the first steps run
+on prefetched rows, faster than the rest), so the schedule ends when the time does. Passing
+the counts it ended with back with `steps=` reruns the same schedule without timing; data and
+initialisation depend only on the seed. Rows come from DataLoader worker processes, each
+building rows by index, so the data is the same for any worker count.
 """
 
 from __future__ import annotations
@@ -141,6 +142,8 @@ def train(model: CausalLM, builder: SampleBuilder, recipe: Recipe, device: torch
             Rows(builder, phase, 10**8), batch_size=batch, num_workers=workers,
             pin_memory=device.type == "cuda", prefetch_factor=8 if workers else None, persistent_workers=False)
         i, t_phase, timed, waited = 0, time.perf_counter(), None, 0.0
+        fitted = phase.steps is None  # sized by time: refitted as the run goes
+        t_log, i_log = t_phase, 0
         t_wait = time.perf_counter()
         for ids, labels in loader:
             waited += time.perf_counter() - t_wait
@@ -170,11 +173,19 @@ def train(model: CausalLM, builder: SampleBuilder, recipe: Recipe, device: torch
                 _sync(device)
                 per_step = (time.perf_counter() - timed) / CALIBRATION_STEPS
                 phase.steps = max(i + 1, int(phase.seconds / per_step))
+                t_log, i_log = time.perf_counter(), i
                 log({"event": "calibrated", "phase": phase.name, "seconds_per_step": round(per_step, 4),
                      "steps": phase.steps, "rows_per_step": batch, "row_tokens": phase.length})
             if i % recipe.log_every == 0 or i == phase.steps:
                 last = value.item()
-                elapsed = time.perf_counter() - t_start
+                now = time.perf_counter()
+                if fitted and i_log and i > i_log:
+                    # The first steps run on prefetched rows; once the row builders set the pace the
+                    # steps slow down: refit the count so that the phase still ends on time.
+                    per_step = (now - t_log) / (i - i_log)
+                    phase.steps = max(i, i + int((t_phase + phase.seconds - now) / per_step))  # i: time is up
+                    t_log, i_log = now, i
+                elapsed = now - t_start
                 log({"step": step, "phase": phase.name, "loss": round(last, 4), "lr": float(f"{lr:.3g}"),
                      "tokens": tokens, "tokens_per_s": round(tokens / elapsed), "elapsed_s": round(elapsed, 1),
                      "data_wait_s": round(waited, 1)})
