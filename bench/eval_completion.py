@@ -1,15 +1,18 @@
 """Completion quality and CPU latency of a model on repositories it was not trained on.
 
-    python bench/eval_completion.py REPO [REPO ...] [--model M ...] [--lines 25] [--blocks 10]
-        [--budgets 2048,8192] [--every 3] [--latency 5] [--out DIR]
+    python bench/eval_completion.py REPO [REPO ...] [--model M ...] [--lines 30] [--line-starts 10] [--blocks 8]
+        [--budgets 2048,8192] [--every 6] [--latency 5] [--out DIR] [--modes loopls,file,bare] [--tables-only]
 
 Results go to DIR/<model>.jsonl, one line per target and setting, and a rerun resumes there;
 the tables count only targets that have every setting, so settings are compared pairwise.
 
 Targets, per repository (Python files; the same targets for every model and setting):
 - line: CrossCodeEval's rule (bench/context_targets.py): a line that uses a name defined in
-  another file it imports; the cursor where the line starts (after its indentation), the rest
-  of the line removed. The model's first line is compared with the removed text;
+  another file it imports; as in CrossCodeEval, the cursor goes right before that name's first
+  use and the rest of the line is removed (the line's start stays in the prompt). The model's
+  first line is compared with the removed text;
+- line-start: the same lines with the cursor where the line starts (after its indentation):
+  the whole statement is to be written, a harder task than CrossCodeEval's;
 - block: the indented body (1-8 lines) under a line ending in ":", removed; the cursor after
   the first body line's indentation (where an editor's auto-indent leaves it). The completion
   as the editor would show it is compared with the removed body.
@@ -47,12 +50,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import io
 import json
 import random
 import statistics
 import sys
 import tempfile
 import time
+import tokenize
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,6 +67,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from context_targets import mine_targets  # noqa: E402
+
+from loopls.context.symbols import IDENTIFIER  # noqa: E402
 
 from loopls.context.assemble import ContextEngine  # noqa: E402
 from loopls.context.languages import language_for_path  # noqa: E402
@@ -74,9 +81,12 @@ from loopls.lsp.model_host import ModelHost  # noqa: E402
 from loopls.lsp.options import CompletionOptions  # noqa: E402
 
 
+KINDS = ("line", "line-start", "block")
+
+
 @dataclass(frozen=True)
 class Case:
-    kind: str  # "line" | "block"
+    kind: str  # one of KINDS
     path: str
     text: str  # the file with the target removed
     offset: int  # the cursor
@@ -119,14 +129,45 @@ def _block_body(lines: list[str], head: int) -> list[str]:
     return body
 
 
-def line_cases(index: Project, count: int, seed: int) -> list[Case]:
+def _code_names(text: str) -> set[tuple[int, str]]:
+    """(0-based line, name) of every Python name token: names used as code, not inside a
+    docstring or comment."""
+    try:
+        tokens = list(tokenize.generate_tokens(io.StringIO(text).readline))
+    except (tokenize.TokenError, SyntaxError):
+        return set()
+    return {(tok.start[0] - 1, tok.string) for tok in tokens if tok.type == tokenize.NAME}
+
+
+def line_cases(index: Project, count: int, seed: int, kind: str = "line") -> list[Case]:
+    """`count` targets of `kind`: "line" (the cursor before the cross-file name, CrossCodeEval's
+    split) or "line-start" (the cursor after the line's indentation)."""
+    # CrossCodeEval's targets come from undefined names in code: none in docstrings or comments
+    names: dict[str, set[tuple[int, str]]] = {}
+    found = []
+    for t in mine_targets(index, 10**9, seed):
+        if t.path.endswith(".py") and t.path not in names:
+            names[t.path] = _code_names(index.text(t.path) or "")
+        if not t.path.endswith(".py") or (t.line, t.name) in names[t.path]:
+            found.append(t)
+    random.Random(seed).shuffle(found)
     out = []
-    for t in mine_targets(index, count, seed):
-        lines = (index.text(t.path) or "").split("\n")
-        gold = lines[t.line].strip()
+    for t in sorted(found[:count], key=lambda t: (t.path, t.line)):
+        text = index.text(t.path) or ""
+        lines = text.split("\n")
+        line = lines[t.line]
+        indent = len(line) - len(line.lstrip())
+        cut = indent
+        if kind == "line":
+            cut = next(m.start() for m in IDENTIFIER.finditer(line) if m.group(0) == t.name)
+        start = t.offset - indent  # the line's first character
+        typed = line[indent:cut]
         above = next((lines[r] for r in range(t.line - 1, -1, -1) if lines[r].strip()), "")
         j = _best_earlier(lines, t.line - 1, above)
-        out.append(Case("line", t.path, t.text, t.offset, gold, lines[j + 1].strip() if j is not None else ""))
+        guess = lines[j + 1].strip() if j is not None else ""
+        guess = guess[len(typed):] if typed and guess.startswith(typed) else guess
+        blanked = text[:start + cut] + text[start + len(line):]
+        out.append(Case(kind, t.path, blanked, start + cut, line[cut:].strip(), guess))
     return out
 
 
@@ -160,7 +201,7 @@ def block_cases(index: Project, count: int, seed: int) -> list[Case]:
 
 
 def score(case: Case, prediction: str) -> tuple[bool, float]:
-    if case.kind == "line":
+    if case.kind != "block":
         pred = prediction.split("\n", 1)[0].strip()
         return pred == case.gold.strip(), similarity(pred, case.gold.strip())
     pred = "\n".join(x.rstrip() for x in prediction.strip().split("\n"))
@@ -219,12 +260,14 @@ class Service:
             engine.index.close_document(path)
 
 
-def settings(budgets: list[int]) -> list[tuple[str, int, str]]:
+MODES = {"loopls": "loopls", "file": "file only", "bare": "bare FIM"}
+
+
+def settings(budgets: list[int], modes: tuple[str, ...] = tuple(MODES)) -> list[tuple[str, int, str]]:
     """(name, budget, prompt mode) on every target, most telling first: an interrupted run has
     those. Larger budgets (`larger`) run on a subset."""
     first = f"{budgets[0] // 1024}K"
-    return [(f"loopls {first}", budgets[0], "loopls"), (f"file only {first}", budgets[0], "file"),
-            (f"bare FIM {first}", budgets[0], "bare")]
+    return [(f"{MODES[m]} {first}", budgets[0], m) for m in MODES if m in modes]
 
 
 def larger(budgets: list[int]) -> list[tuple[str, int, str]]:
@@ -236,17 +279,20 @@ def case_id(repo: Path, case: Case) -> str:
 
 
 async def evaluate(service: Service, work: list[tuple[Path, Case]], budgets: list[int], results: Path,
-                   every: int) -> None:
+                   every: int, modes: tuple[str, ...] = tuple(MODES)) -> None:
     """Append one JSON line per (case, setting) to `results`, skipping those already there, so
     that an interrupted run resumes where it stopped. The larger budgets run on every
-    `every`-th target (their prompts cost several times more on a CPU)."""
+    `every`-th target of each repository and kind (their prompts cost several times more on a
+    CPU)."""
     done = set()
     if results.is_file():
         done = {(r["case"], r["setting"]) for r in map(json.loads, results.read_text().splitlines())}
-    max_tokens = {"line": 48, "block": 128}
+    max_tokens = {"line": 48, "line-start": 48, "block": 128}
     with results.open("a", encoding="utf-8") as sink:
-        for i, (repo, case) in enumerate(work):
-            for name, budget, mode in settings(budgets) + (larger(budgets) if i % every == 0 else []):
+        seen: dict[tuple[Path, str], int] = {}
+        for repo, case in work:
+            n = seen[(repo, case.kind)] = seen.get((repo, case.kind), -1) + 1  # the case's place in its kind
+            for name, budget, mode in settings(budgets, modes) + (larger(budgets) if n % every == 0 else []):
                 key = (case_id(repo, case), name)
                 if key in done:
                     continue
@@ -263,7 +309,7 @@ async def evaluate(service: Service, work: list[tuple[Path, Case]], budgets: lis
 def interleave(per_repo: list[tuple[Path, list[Case]]]) -> list[tuple[Path, Case]]:
     """Cases round-robin over repositories and kinds, so that a partial run covers them all."""
     queues = [[(repo, c) for c in cases if c.kind == kind]
-              for repo, cases in per_repo for kind in ("line", "block")]
+              for repo, cases in per_repo for kind in KINDS]
     out = []
     while any(queues):
         for q in queues:
@@ -272,7 +318,7 @@ def interleave(per_repo: list[tuple[Path, list[Case]]]) -> list[tuple[Path, Case
     return out
 
 
-def table(results: Path, cases: dict[str, Case], budgets: list[int]) -> list[str]:
+def table(results: Path, cases: dict[str, Case], budgets: list[int], modes: tuple[str, ...] = tuple(MODES)) -> list[str]:
     """Markdown rows per kind over the targets that have every setting of a group (paired),
     with the baseline on the same targets: first the 2K settings on all targets, then the
     larger budgets beside 2K on their subset."""
@@ -280,14 +326,14 @@ def table(results: Path, cases: dict[str, Case], budgets: list[int]) -> list[str
     for r in map(json.loads, results.read_text().splitlines()):
         by_case.setdefault(r["case"], {})[r["setting"]] = r
     lines = []
-    base = [n for n, _, _ in settings(budgets)]
+    base = [n for n, _, _ in settings(budgets, modes)]
     groups = [("", base)] + [(f", subset with {n}", [n, *base[:2]]) for n, _, _ in larger(budgets)]
-    for kind in ("line", "block"):
+    for kind in KINDS:
         for label, names in groups:
             full = [c for c, got in by_case.items()
                     if c in cases and cases[c].kind == kind and all(n in got for n in names)]
             lines += [f"\n{kind} completion{label} ({len(full)} targets)\n",
-                      "| setting | exact match | edit similarity |", "|---|---|---|"]
+                      "| setting | exact match ± s.e. | edit similarity ± s.e. |", "|---|---|---|"]
             for n in names:
                 lines.append(_row(n, [(by_case[c][n]["em"], by_case[c][n]["es"]) for c in full]))
             lines.append(_row("baseline (similar earlier line)", [score(cases[c], cases[c].baseline) for c in full]))
@@ -323,22 +369,30 @@ def held_out_check(model_dir: Path, repo: Path) -> str:
 
 
 def _row(name: str, scores: list[tuple[bool, float]]) -> str:
-    em = 100 * sum(e for e, _ in scores) / max(len(scores), 1)
+    """Means with their standard errors (targets are a sample: one hit in 20 is 5 points)."""
+    n = len(scores)
+    em = sum(e for e, _ in scores) / max(n, 1)
     es = statistics.fmean(s for _, s in scores) if scores else 0.0
-    return f"| {name} | {em:.1f}% | {es:.3f} |"
+    em_se = (em * (1 - em) / n) ** 0.5 if n else 0.0
+    es_se = statistics.stdev(s for _, s in scores) / n ** 0.5 if n > 1 else 0.0
+    return f"| {name} | {100 * em:.1f}% ± {100 * em_se:.1f} | {es:.3f} ± {es_se:.3f} |"
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("repos", nargs="+", type=Path)
     ap.add_argument("--model", action="append", help="default: the shipped default model")
-    ap.add_argument("--lines", type=int, default=25, help="line targets per repository")
-    ap.add_argument("--blocks", type=int, default=10, help="block targets per repository")
+    ap.add_argument("--lines", type=int, default=30, help="line targets (CrossCodeEval's split) per repository")
+    ap.add_argument("--line-starts", type=int, default=10, help="line targets from the line's start per repository")
+    ap.add_argument("--blocks", type=int, default=8, help="block targets per repository")
     ap.add_argument("--budgets", default="2048,8192", help="the first on every target, the others on a subset")
-    ap.add_argument("--every", type=int, default=3, help="larger budgets on every N-th target")
+    ap.add_argument("--every", type=int, default=6, help="larger budgets on every N-th target of a repository and kind")
     ap.add_argument("--latency", type=int, default=0, help="timed keystrokes per repository (0: skip)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1, help="torch threads (1 on a shared machine)")
+    ap.add_argument("--modes", type=lambda t: tuple(t.split(",")), default=tuple(MODES),
+                    help="prompt modes at the first budget: loopls,file,bare (the default: all)")
+    ap.add_argument("--tables-only", action="store_true", help="print the tables of the results so far, run nothing")
     ap.add_argument("--out", type=Path, default=Path("eval-completion"), help="results folder (resumable)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -349,12 +403,19 @@ def main(argv: list[str] | None = None) -> int:
     for repo in args.repos:
         index = Project(repo, cache)
         index.build()
-        indexes.append((repo, index, line_cases(index, args.lines, args.seed) + block_cases(index, args.blocks, args.seed)))
+        own = (line_cases(index, args.lines, args.seed) + line_cases(index, args.line_starts, args.seed + 1, "line-start")
+               + block_cases(index, args.blocks, args.seed))
+        indexes.append((repo, index, own))
     cases = {case_id(repo, c): c for repo, _, own in indexes for c in own}
     for name in args.model or [None]:
         folder = Path(resolve_model_name(name))
         for repo, _, _ in indexes:
             print(f"{repo}: {held_out_check(folder, repo)}", file=sys.stderr)
+        results = args.out / f"{folder.name}.jsonl"
+        if args.tables_only:  # a partial run's tables, from its results file
+            print(f"\nmodel {folder.name} ({folder}), results so far")
+            print("\n".join(table(results, cases, budgets, args.modes)))
+            continue
         asyncio.run(_run_model(name, folder, indexes, cases, budgets, args))
     return 0
 
@@ -373,9 +434,9 @@ async def _run_model(name: str | None, folder: Path, indexes: list[tuple[Path, P
             service = Service(models, thread, backend.tokenizer, [(repo, index) for repo, index, _ in indexes])
             results = args.out / f"{folder.name}.jsonl"
             await evaluate(service, interleave([(repo, own) for repo, _, own in indexes]), budgets, results,
-                           args.every)
+                           args.every, args.modes)
             print(f"\nmodel {folder.name} ({folder}), {args.threads} torch thread(s)")
-            print("\n".join(table(results, cases, budgets)))
+            print("\n".join(table(results, cases, budgets, args.modes)))
             if args.latency:
                 latency = []
                 for repo, _, own in indexes:

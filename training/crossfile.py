@@ -125,12 +125,12 @@ def candidates(repo: Repository, path: str, text: str, line: int) -> list[Candid
 
 
 def _definitions(repo: Repository, path: str, rows: list[str], line: int, scope: set[str], add) -> None:
-    nearest: dict[str, int] = {}
-    for dist in range(max(line + 1, len(rows) - line)):
-        for row in {line - dist, line + dist}:
-            if 0 <= row < len(rows):
-                for name in IDENT.findall(rows[row]):
-                    nearest.setdefault(name, dist)
+    nearest: dict[str, int] = {}  # name -> rows between the cursor and its nearest use
+    for row, text in enumerate(rows):  # one pass (row builders are the run's bottleneck)
+        dist = abs(row - line)
+        for name in IDENT.findall(text):
+            if nearest.get(name, dist + 1) > dist:
+                nearest[name] = dist
     defining = repo.defining()
     for name, dist in nearest.items():
         files = [p for p in defining.get(name, ()) if p != path]

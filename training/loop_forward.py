@@ -92,12 +92,18 @@ def logits(model: CausalLM, ids: torch.Tensor) -> torch.Tensor:
     return F.linear(hidden_states(model, ids), model.output_weight()).float()
 
 
-def loss(model: CausalLM, ids: torch.Tensor, labels: torch.Tensor,
-         rope_dtype: torch.dtype | None = None) -> tuple[torch.Tensor, int]:
-    """Mean next-token cross-entropy over labelled positions (label -100: no loss) and the
-    number of those positions."""
+def loss_sum(model: CausalLM, ids: torch.Tensor, labels: torch.Tensor,
+             rope_dtype: torch.dtype | None = None) -> torch.Tensor:
+    """Summed next-token cross-entropy over labelled positions (label -100: no loss); the
+    trainer divides by the count it took from the labels on the host, so no step waits for
+    the GPU to count them."""
     h = hidden_states(model, ids, rope_dtype)
     out = F.linear(h, model.output_weight()).float().flatten(0, 1)
-    labels = labels.flatten()
+    return F.cross_entropy(out, labels.flatten(), ignore_index=-100, reduction="sum")
+
+
+def loss(model: CausalLM, ids: torch.Tensor, labels: torch.Tensor,
+         rope_dtype: torch.dtype | None = None) -> tuple[torch.Tensor, int]:
+    """Mean next-token cross-entropy over labelled positions and the number of those positions."""
     count = int((labels != -100).sum())
-    return F.cross_entropy(out, labels, ignore_index=-100, reduction="sum") / max(count, 1), count
+    return loss_sum(model, ids, labels, rope_dtype) / max(count, 1), count

@@ -31,6 +31,7 @@ from .corpus import SourceFile
 from .crossfile import Repository, candidates
 
 _NEWLINE = re.compile("\n")
+_NAME = re.compile(r"(?<![A-Za-z0-9_])[A-Za-z_]")  # where a name starts
 PAD_LABEL = -100
 MIN_SAMPLE = 96  # a row's remainder shorter than this is padded
 
@@ -42,11 +43,15 @@ class Mix:
     with_context: float = 0.8  # share of samples given cross-file candidates
     line: float = 0.45  # FIM middles: rest of a line, block, random span (the rest)
     block: float = 0.2
-    whole_line: float = 0.35  # of line middles: the cursor at the line's indentation
+    whole_line: float = 0.3  # of line middles: the cursor at the line's indentation
+    # of line middles: the cursor before a name (after a space, `.`, `(`, ...): where an editor
+    # asks after a word is typed, and CrossCodeEval's split; the rest anywhere in the line
+    word_start: float = 0.45
 
 
-# The completion phase: the server's layout (and some SPM), loss on the middles only.
-FIM_ONLY = Mix(psm=0.85, spm=0.15)
+# The completion phase: the server's layout (and some SPM), loss on the middles only, mostly
+# the middles an editor asks for (rest of a line, a block).
+FIM_ONLY = Mix(psm=0.85, spm=0.15, with_context=0.9, line=0.6, block=0.25)
 
 
 @dataclass(frozen=True)
@@ -61,7 +66,7 @@ def line_starts(text: str) -> list[int]:
     return [0, *(m.end() for m in _NEWLINE.finditer(text))]
 
 
-def _line_middle(text: str, rng: random.Random, whole: float) -> tuple[int, int] | None:
+def _line_middle(text: str, rng: random.Random, whole: float, word: float) -> tuple[int, int] | None:
     starts = line_starts(text)
     for _ in range(8):
         k = rng.randrange(len(starts))
@@ -72,7 +77,14 @@ def _line_middle(text: str, rng: random.Random, whole: float) -> tuple[int, int]
         indent = len(line) - len(line.lstrip())
         if not line.strip():
             continue
-        cursor = lo + indent if rng.random() < whole else rng.randrange(lo + indent, hi)
+        r = rng.random()
+        if r < whole:
+            cursor = lo + indent
+        elif r < whole + word:
+            names = [m.start() for m in _NAME.finditer(line, indent)]
+            cursor = lo + (rng.choice(names) if names else indent)
+        else:
+            cursor = rng.randrange(lo + indent, hi)
         if text[cursor:hi].strip():
             return cursor, hi
     return None
@@ -164,7 +176,7 @@ class SampleBuilder:
             return self.l2r_sample(f, offset, budget, cands)
         k = rng.random()
         kind = "line" if k < mix.line else "block" if k < mix.line + mix.block else "span"
-        span = (_line_middle(f.text, rng, mix.whole_line) if kind == "line"
+        span = (_line_middle(f.text, rng, mix.whole_line, mix.word_start) if kind == "line"
                 else _block_middle(f.text, rng) if kind == "block" else _span_middle(f.text, rng))
         if span is None:
             return None

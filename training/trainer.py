@@ -2,10 +2,11 @@
 phases (short rows, then long rows for the 8K prompts), loss and tokens/s logged.
 
 The run is sized by time: the first steps of each phase are timed and fix that phase's step
-count (logged), so the schedule ends when the time does. Passing those counts back with
-`steps=` reruns the same schedule without timing; data and initialisation depend only on the
-seed. Rows come from DataLoader worker processes, each building rows by index, so the data
-is the same for any worker count.
+count (logged), refitted at every log line from the latest steps' pace (the first steps run
+on prefetched rows, faster than the rest), so the schedule ends when the time does. Passing
+the counts it ended with back with `steps=` reruns the same schedule without timing; data and
+initialisation depend only on the seed. Rows come from DataLoader worker processes, each
+building rows by index, so the data is the same for any worker count.
 """
 
 from __future__ import annotations
@@ -20,9 +21,9 @@ import torch
 
 from loopls.engine.model.transformer import CausalLM
 
-from .loop_forward import loss as loss_fn
+from .loop_forward import loss_sum
 from .recipe import Recipe
-from .samples import FIM_ONLY, Mix, SampleBuilder
+from .samples import FIM_ONLY, PAD_LABEL, Mix, SampleBuilder
 
 CALIBRATION_STEPS = 12  # steps timed (after the first few) to fix a phase's length
 
@@ -100,7 +101,7 @@ def phases(recipe: Recipe, names: tuple[str, ...] = ("short", "long", "fim")) ->
                                         (0.0, cut), recipe.warmup_steps)),
         "long": (pretrain * recipe.long_share, Phase("long", recipe.long_len, recipe.long_budgets, 0.0, recipe.lr,
                                                      floor, (cut, 1.0), 0)),
-        "fim": (recipe.fim_share, Phase("fim", recipe.short_len, recipe.short_budgets, 0.0, recipe.fim_lr, floor,
+        "fim": (recipe.fim_share, Phase("fim", recipe.fim_len, recipe.fim_budgets, 0.0, recipe.fim_lr, floor,
                                         (0.0, 1.0), recipe.fim_warmup_steps, FIM_ONLY, True)),
     }
     total = sum(every[n][0] for n in names)
@@ -128,6 +129,8 @@ def train(model: CausalLM, builder: SampleBuilder, recipe: Recipe, device: torch
     value) stops training early, logged, so that a run under a hard time limit still exports."""
     autocast = device.type == "cuda"
     rope_dtype = torch.bfloat16 if autocast else None
+    # one graph per row length; it pays at this size, where eager time is kernel launches
+    objective = torch.compile(loss_sum, dynamic=False) if recipe.compile and autocast else loss_sum
     optimizer = _optimizer(model, recipe, device)
     if steps is not None:
         for phase, n in zip(plan, steps):
@@ -139,6 +142,8 @@ def train(model: CausalLM, builder: SampleBuilder, recipe: Recipe, device: torch
             Rows(builder, phase, 10**8), batch_size=batch, num_workers=workers,
             pin_memory=device.type == "cuda", prefetch_factor=8 if workers else None, persistent_workers=False)
         i, t_phase, timed, waited = 0, time.perf_counter(), None, 0.0
+        fitted = phase.steps is None  # sized by time: refitted as the run goes
+        t_log, i_log = t_phase, 0
         t_wait = time.perf_counter()
         for ids, labels in loader:
             waited += time.perf_counter() - t_wait
@@ -151,10 +156,11 @@ def train(model: CausalLM, builder: SampleBuilder, recipe: Recipe, device: torch
             lr = phase.learning_rate(i)
             for group in optimizer.param_groups:
                 group["lr"] = lr
+            count = int((labels != PAD_LABEL).sum())  # on the host: no wait for the GPU
             ids = ids.to(device, torch.int64, non_blocking=True)
             labels = labels.to(device, non_blocking=True)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
-                value, count = loss_fn(model, ids, labels, rope_dtype)
+                value = objective(model, ids, labels, rope_dtype) / max(count, 1)
             optimizer.zero_grad(set_to_none=True)
             value.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), recipe.grad_clip)
@@ -167,11 +173,19 @@ def train(model: CausalLM, builder: SampleBuilder, recipe: Recipe, device: torch
                 _sync(device)
                 per_step = (time.perf_counter() - timed) / CALIBRATION_STEPS
                 phase.steps = max(i + 1, int(phase.seconds / per_step))
+                t_log, i_log = time.perf_counter(), i
                 log({"event": "calibrated", "phase": phase.name, "seconds_per_step": round(per_step, 4),
                      "steps": phase.steps, "rows_per_step": batch, "row_tokens": phase.length})
             if i % recipe.log_every == 0 or i == phase.steps:
                 last = value.item()
-                elapsed = time.perf_counter() - t_start
+                now = time.perf_counter()
+                if fitted and i_log and i > i_log:
+                    # The first steps run on prefetched rows; once the row builders set the pace the
+                    # steps slow down: refit the count so that the phase still ends on time.
+                    per_step = (now - t_log) / (i - i_log)
+                    phase.steps = max(i, i + int((t_phase + phase.seconds - now) / per_step))  # i: time is up
+                    t_log, i_log = now, i
+                elapsed = now - t_start
                 log({"step": step, "phase": phase.name, "loss": round(last, 4), "lr": float(f"{lr:.3g}"),
                      "tokens": tokens, "tokens_per_s": round(tokens / elapsed), "elapsed_s": round(elapsed, 1),
                      "data_wait_s": round(waited, 1)})

@@ -107,3 +107,21 @@ def test_samples_mix_all_modes(tokenizer: Tokenizer) -> None:
     rng = random.Random(0)
     modes = {s.mode for s in (builder.sample(rng, 300) for _ in range(60)) if s is not None}
     assert modes == {"psm", "spm", "l2r"}
+
+
+def test_line_middles_start_where_an_editor_asks() -> None:
+    """Line middles start at the indentation, before a name (after a space, `.`, `(`: the
+    cursor after a typed word, and CrossCodeEval's split) or anywhere, in the mix's shares."""
+    from training.samples import _line_middle
+
+    text = FILES["proj/main.py"]
+    rng = random.Random(0)
+    at_word = [m for m in (_line_middle(text, rng, whole=0.0, word=1.0) for _ in range(200)) if m is not None]
+    assert len(at_word) > 150 and all(b == len(text) or text[b] == "\n" for _, b in at_word)
+    for a, _ in at_word:
+        assert text[a].isalpha() or text[a] == "_"
+        assert a == 0 or not (text[a - 1].isalnum() or text[a - 1] == "_")  # never inside a word
+    assert {text[a - 1] for a, _ in at_word} >= {" ", ".", "("}
+    whole = [m for m in (_line_middle(text, rng, whole=1.0, word=0.0) for _ in range(50)) if m is not None]
+    assert len(whole) > 40
+    assert all(a == 0 or text[a - 1] in " \n" and text[text.rfind("\n", 0, a) + 1:a].strip() == "" for a, _ in whole)

@@ -39,3 +39,32 @@ def test_init_is_seeded_and_gates_start_neutral() -> None:
     assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
     assert not torch.equal(a.model.embed_tokens.weight, c.model.embed_tokens.weight)
     assert all(float(p.detach().abs().sum()) == 0 for n, p in a.named_parameters() if "gate_projections" in n)
+
+
+def test_a_phase_sized_by_time_ends_when_its_time_is_up() -> None:
+    """Refitting the step count from the latest pace never outlasts the phase's time: a phase
+    whose time is already spent stops right after its calibration steps."""
+    import ast
+    import time
+
+    from loopls.engine.model.models import default_model_dir
+    from loopls.engine.model.tokenizer import Tokenizer
+    from training import corpus
+    from training.outline import outline_of
+    from training.samples import SampleBuilder
+    from training.trainer import CALIBRATION_STEPS, train
+
+    text = "def scale(values, factor=2):\n    return [v * factor for v in values]\n\n\nclass Box:\n    pass\n"
+    files = [corpus.SourceFile("demo", f"pkg/m{i}.py", text, outline_of(ast.parse(text), f"pkg/m{i}.py"))
+             for i in range(3)]
+    tokenizer = Tokenizer.from_folder(default_model_dir())
+    recipe = dataclasses.replace(TINY, vocab_size=tokenizer.vocab_size, train_seconds=0.001, batch_tokens=512)
+    model = CausalLM(recipe.model_config([tokenizer.token_to_id("<|endoftext|>")], 1))
+    init_weights(model, 0)
+    log: list[dict] = []
+    plan = phases(recipe, ("short",))
+    train(model, SampleBuilder(files, tokenizer), recipe, torch.device("cpu"), 0, log.append, plan,
+          deadline=time.perf_counter() + 300)
+    assert not [r for r in log if r.get("event") == "deadline"]
+    assert plan[0].steps == 3 + CALIBRATION_STEPS + 1
+    assert [r["steps"] for r in log if r.get("event") == "phase done"] == [plan[0].steps]
