@@ -74,7 +74,7 @@ class RankState:
         _free_memory(self.device)
         self.executor = StepExecutor(
             self.model, config, kinds, width, compute_logits=self.shard.rank == 0,
-            distributed=self.shard.world > 1, track_peaks=track_peaks,
+            distributed=self.shard.world > 1, track_peaks=track_peaks, group=self.shard.group,
         )
         self.mirror = TableMirror(kinds, width)
         wanted = config.cuda_graphs and self.device.type == "cuda"
@@ -122,10 +122,12 @@ class RankState:
 
     # -- steps (ranks > 0) ----------------------------------------------------------------
     def run_step(self, fields: tuple) -> None:
-        packed, n, b, r, graph_batch, rows, width, writes = fields
-        step = HostStep(packed, None, n, b, r, [], graph_batch, rows, width, writes)
+        packed, n, b, r, graph_batch, rows, width, writes, feed, share = fields
+        step = HostStep(packed, None, n, b, r, [], graph_batch, rows, width, writes, feed, share)
         step.tables = self.mirror.tables(step)
         self.executor.forward(step)
+        if share:  # rank 0's sampled tokens, which the next step may feed
+            self.executor.share(None, r, broadcast=True)
 
 
 def _free_memory(device: torch.device) -> None:
@@ -175,7 +177,7 @@ class RankGroup:
 
     def send_step(self, step: HostStep) -> None:
         fields = (step.packed, step.num_tokens, step.num_seqs, step.num_logits, step.graph_batch,
-                  step.rows, step.width, step.writes)
+                  step.rows, step.width, step.writes, step.feed, step.share)
         for conn in self.conns:
             post(conn, (STEP, fields))
 

@@ -14,7 +14,7 @@ GREEDY = SamplingParams(max_tokens=12, min_tokens=12)
 
 def scenario(core: EngineCore) -> dict:
     """Ragged batches, a prefix hit, a speculative draft, seeded sampling, a cancellation;
-    records every sampled row's logits."""
+    records every sampled row's logits and counts the steps that fed a pending token."""
     logits: dict[str, list[torch.Tensor]] = {}
     sample = core.runner._sample
 
@@ -25,6 +25,15 @@ def scenario(core: EngineCore) -> dict:
         return sample(plan, step, out)
 
     core.runner._sample = recording
+    build = core.runner.builder.build
+    fed: list[int] = []  # steps that took a pending token from the device (async scheduling)
+
+    def counting(*args, **kw):
+        step = build(*args, **kw)
+        fed.append(step.feed is not None)
+        return step
+
+    core.runner.builder.build = counting
     g = torch.Generator().manual_seed(7)
     vocab = core.model_config.vocab_size
     prompts = [torch.randint(20, vocab, (n,), generator=g).tolist() for n in (5, 40, 77, 23, 18)]
@@ -62,6 +71,8 @@ def scenario(core: EngineCore) -> dict:
         "logits": {rid: torch.cat(rows) for rid, rows in logits.items()},
         "blocks_used": core.pool.num_used,
         "kv_pool_bytes": core.stats()["kv_pool_bytes"],
+        "fed_steps": sum(fed),
+        "steps": len(fed),
     }
 
 
