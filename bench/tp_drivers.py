@@ -117,7 +117,8 @@ def decode_speed(session, batch: int, context: int, steps: int, profile_steps: i
         profile = session.profile(run)
     for s in seqs:
         core.abort(s.request_id)
-    return {"tok_s": batch * steps / elapsed, "step_ms": 1e3 * elapsed / steps, "profile": profile}
+    return {"tok_s": batch * steps / elapsed, "step_ms": 1e3 * elapsed / steps, "profile": profile,
+            "tokens": [list(s.output_ids) for s in seqs]}
 
 
 def greedy_check(core, prompts: list[list[int]], new: int) -> dict:

@@ -50,6 +50,7 @@ class Report:
         self._one: dict = {}  # (mode, batch) -> TP=1 tok/s
         self._sync: dict = {}  # (world, all-reduce, batch) -> sync tok/s
         self._checks: dict = {}  # (world, mode) -> greedy check
+        self._decodes: dict = {}  # (world, all-reduce) -> sync decode runs
 
     def header(self) -> str:
         gpus = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
@@ -91,7 +92,7 @@ class Report:
         cells.append(", ".join(f"r{r} {a:.2f} ms ({100 * a / w:.0f}%)" for r, (a, w) in enumerate(zip(ar, wall))) if world > 1 else "—")
         us = got.get("allreduce_us", {})
         cells.append(", ".join(f"{rows}×h {t:.1f} µs" for rows, t in sorted(us.items())) or "—")
-        cells.append(self._check(world, mode, run.get("check")))
+        cells.append(self._check(world, mode, run.get("check")) + self._same_decode(world, got.get("running"), mode, run))
         cells.append("graphs" if got.get("graphs") else "eager")
         self.rows.append(tuple(cells))
         print("   " + " | ".join(cells), flush=True)
@@ -110,6 +111,23 @@ class Report:
         if world > 1:
             cells.append(f"vs TP=1: {_compare(check, ref)}" if ref is not None else "no TP=1 reference")
         return "; ".join(cells) or "reference"
+
+    def _same_decode(self, world: int, variant: str | None, mode: str, run: dict) -> str:
+        """Async decode (nothing waits for a step) against sync: greedy tokens of the timed
+        runs, over the length both produced."""
+        key = (world, variant)
+        if mode == "sync":
+            self._decodes[key] = run["decode"]
+            return ""
+        sync = self._decodes.get(key)
+        if mode != "async" or sync is None:
+            return ""
+        same = total = 0
+        for batch, d in run["decode"].items():
+            for a, b in zip(d.get("tokens", []), sync.get(batch, {}).get("tokens", [])):
+                n = min(len(a), len(b))
+                same, total = same + (a[:n] == b[:n]), total + 1
+        return f"; timed decode: {same}/{total} sequences as sync"
 
     def _profile_rows(self, name: str, batch: int, profile: list[dict]) -> None:
         for rank, p in enumerate(profile):
