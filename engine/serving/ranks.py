@@ -6,7 +6,10 @@ sends the built step to each other rank once (`RankGroup.send_step`): the packed
 rows of the persistent block tables the step reads and the table entries written since the
 last step (batch.py). The other ranks (`follow`) run each step as it comes, on their heads'
 share of the K/V pool under the same block ids, and compute no logits; the collectives
-inside the forward keep them in lockstep, so steps need no reply. Besides steps, rank 0 can
+inside the forward keep them in lockstep, so steps need no reply. Under async scheduling a
+step may feed tokens sampled by the step before, which rank 0 has not read yet: a step that
+says `share` ends with rank 0 broadcasting its sampled tokens, which each rank keeps for the
+next step's feed (executor.py). Besides steps, rank 0 can
 run a named `RankState` method on every rank at once (`RankGroup.call`): building the
 executor (its graph capture runs collectives, so all ranks must capture together), choosing
 the all-reduce variant, memory reports, profiling.
