@@ -178,7 +178,10 @@ def drive_decode(session, variants: list[str | None], batches: list[int], contex
                 res["allreduce_us"] = session.group.call("run", allreduce_latency, ar_rows, 56, 20)[0]
             res["modes"] = {}
             for mode in modes:
-                set_mode(session.core, mode)
+                # A fresh engine core per mode: the same prompts must not find the other
+                # mode's blocks in the prefix cache (a hit prefills only the tail, which in
+                # bf16 rounds differently and would make the token comparison meaningless).
+                session.rebuild(async_scheduling=mode == "async")
                 res["modes"][mode] = {
                     "decode": {b: decode_speed(session, b, context, steps, profile_steps) for b in batches},
                     "check": greedy_check(session.core, check_prompts, check_new),
