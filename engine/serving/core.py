@@ -109,6 +109,9 @@ class EngineCore:
         """Cancel a live request; its blocks are released at once."""
         seq = self.requests.pop(request_id, None)
         if seq is not None:
+            # Blocks a step still in flight completes count too (async scheduling): whoever
+            # reads them later runs after that step on the device.
+            self.tables.publish(seq)
             self._finish(seq, "cancelled")
         return seq
 

@@ -199,3 +199,19 @@ async def test_a_failed_step_fails_its_requests_and_the_engine_goes_on(lms, wher
         assert [t async for t in fine] == generate(lm, prompt, params).token_ids
         stats = engine.stats()
         assert stats["failed_steps"] == 1 and stats["blocks_used"] == 0 and stats["running"] == 0
+
+
+def test_cancel_with_a_step_in_flight_keeps_its_prefix_cached(lms) -> None:
+    lm = lms["iquestloopcoder"]
+    core = _core(lm, True, num_speculative_tokens=0, block_size=4)
+    prompt = _prompt(lm, 40, 8)
+    seq = core.add("c", prompt, SamplingParams(max_tokens=20))
+    core.step()  # the prefill is launched, not read back
+    assert not seq.output_ids and seq.pending == 1
+    core.abort("c")
+    assert core.pool.num_used == 0 and core.pool.num_cached > 0 and seq.pending == 0
+    assert core.step() == [] and not core.has_work  # its step is read back and dropped
+    again = core.add("again", prompt + [21], SamplingParams(max_tokens=4, min_tokens=4))
+    _drain(core)
+    assert again.metrics.cached_tokens == 40
+    assert again.output_ids == generate(lm, prompt + [21], SamplingParams(max_tokens=4, min_tokens=4)).token_ids
