@@ -90,7 +90,10 @@ def decode_speed(session, batch: int, context: int, steps: int, profile_steps: i
     of `profile_steps` more."""
     core = session.core
     vocab = core.model_config.vocab_size
-    total = steps + profile_steps + 8
+    # Every step until the last prompt is prefilled also decodes the sequences already
+    # prefilled (decode first), and async scheduling reads back one step late: enough
+    # tokens that no sequence ends inside the measured steps.
+    total = steps + profile_steps + 10 + -(-batch * context // core.config.max_step_tokens)
     seqs = [core.add(f"d{batch}-{i}-{time.monotonic_ns()}", prompt(vocab, context, 100 + i),
                      SamplingParams(max_tokens=total, min_tokens=total)) for i in range(batch)]
     while any(s.in_prefill or not s.output_ids for s in seqs):
@@ -114,7 +117,8 @@ def decode_speed(session, batch: int, context: int, steps: int, profile_steps: i
         profile = session.profile(run)
     for s in seqs:
         core.abort(s.request_id)
-    return {"tok_s": batch * steps / elapsed, "step_ms": 1e3 * elapsed / steps, "profile": profile}
+    return {"tok_s": batch * steps / elapsed, "step_ms": 1e3 * elapsed / steps, "profile": profile,
+            "tokens": [list(s.output_ids) for s in seqs]}
 
 
 def greedy_check(core, prompts: list[list[int]], new: int) -> dict:
@@ -138,13 +142,20 @@ def greedy_check(core, prompts: list[list[int]], new: int) -> dict:
     return {"tokens": [s.output_ids for s in seqs], "logits": [rows[s.request_id] for s in seqs]}
 
 
+def set_mode(core, mode: str) -> None:
+    """Scheduling mode of the engine core from now on: "sync" or "async" (core.py)."""
+    core.settle()  # a step still in flight is read back under the mode that launched it
+    core.async_scheduling = mode == "async"
+
+
 def drive_decode(session, variants: list[str | None], batches: list[int], context: int, steps: int,
                  profile_steps: int, check_prompts: list[list[int]], check_new: int, ar_rows: list[int],
-                 deadline: float = float("inf")) -> dict:
-    """Per all-reduce variant (None: as set up): all-reduce latency, decode speed at each
-    batch with a profile, and the greedy check. A variant is skipped when less time is left
-    before `deadline` (time.monotonic, shared by the processes of a host) than the previous
-    one took, so the section returns what it measured instead of running out of time."""
+                 modes: tuple[str, ...] = ("sync", "async"), deadline: float = float("inf")) -> dict:
+    """Per all-reduce variant (None: as set up): all-reduce latency, then per scheduling mode
+    decode speed at each batch with a profile and the greedy check. A variant is skipped when
+    less time is left before `deadline` (time.monotonic, shared by the processes of a host)
+    than the previous one took, so the section returns what it measured instead of running
+    out of time."""
     device = session.group.state.device
     out = {"bandwidth": copy_bandwidth(device), "world": session.group.world, "pool": session.info["pool"],
            "blocks": session.info["config"].num_blocks, "variants": {}}
@@ -165,8 +176,16 @@ def drive_decode(session, variants: list[str | None], batches: list[int], contex
                 continue
             if session.group.world > 1:
                 res["allreduce_us"] = session.group.call("run", allreduce_latency, ar_rows, 56, 20)[0]
-            res["decode"] = {b: decode_speed(session, b, context, steps, profile_steps) for b in batches}
-            res["check"] = greedy_check(session.core, check_prompts, check_new)
+            res["modes"] = {}
+            for mode in modes:
+                # A fresh engine core per mode: the same prompts must not find the other
+                # mode's blocks in the prefix cache (a hit prefills only the tail, which in
+                # bf16 rounds differently and would make the token comparison meaningless).
+                session.rebuild(async_scheduling=mode == "async")
+                res["modes"][mode] = {
+                    "decode": {b: decode_speed(session, b, context, steps, profile_steps) for b in batches},
+                    "check": greedy_check(session.core, check_prompts, check_new),
+                }
         except Exception as exc:  # noqa: BLE001 - report the variant's failure, try the next
             res["error"] = f"{type(exc).__name__}: {exc}"
             if "RankError" in res["error"] or "Worker" in res["error"]:
@@ -194,6 +213,9 @@ def drive_loop(session, context: int, steps: int, profile_steps: int, levels: li
     out = {"bandwidth": copy_bandwidth(session.group.state.device), "pool": session.info["pool"],
            "blocks": session.info["config"].num_blocks, "block_size": session.info["config"].block_size,
            "all_reduce": session.info["all_reduce"], "graphs": session.info["graphs"]}
+    set_mode(core, "sync")
+    out["batch1_sync"] = decode_speed(session, 1, context, steps, 0)
+    set_mode(core, "async")  # the rest as the language server runs it on GPUs
     out["batch1"] = decode_speed(session, 1, context, steps, profile_steps)
     lo, hi, mean = lengths
     vocab = core.model_config.vocab_size
@@ -234,12 +256,17 @@ def _decode_level(core, base: list[int], lens: list[int], steps: int, outputs: i
     while any(s.in_prefill or not s.output_ids for s in seqs if s.finish_reason is None):
         core.step()
     times = []
-    device = core.runner.device
+    sync(core.runner.device)
+    t = time.perf_counter()
     for _ in range(steps):
-        sync(device)
-        t = time.perf_counter()
-        core.step()  # ends with the host read of the sampled tokens
-        times.append(1e3 * (time.perf_counter() - t))
+        # Each step ends with the host reading tokens back (under async scheduling those of
+        # the step before, the next one already queued): the time between two returns is
+        # one output token of every sequence. No device sync in between, which would stall
+        # the overlap it measures.
+        core.step()
+        now = time.perf_counter()
+        times.append(1e3 * (now - t))
+        t = now
     produced = len(times) * len(seqs)
     for s in seqs:
         core.abort(s.request_id)

@@ -47,7 +47,10 @@ class Report:
         self.rows: list[tuple[str, ...]] = []
         self.loop_rows: list[tuple[str, ...]] = []
         self.profiles: list[tuple[str, ...]] = []
-        self._one: dict = {}
+        self._one: dict = {}  # (mode, batch) -> TP=1 tok/s
+        self._sync: dict = {}  # (world, all-reduce, batch) -> sync tok/s
+        self._checks: dict = {}  # (world, mode) -> greedy check
+        self._decodes: dict = {}  # (world, all-reduce) -> sync decode runs
 
     def header(self) -> str:
         gpus = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
@@ -62,42 +65,69 @@ class Report:
         print(f"   copy bandwidth {bw / 1e12:.2f} TB/s; pool {res['pool'] or res['blocks']}", flush=True)
         for variant, got in res["variants"].items():
             name = f"14B TP={world}" + (f" {variant}" if world > 1 else "")
-            if "skipped" in got or "error" in got and "decode" not in got:
+            if "skipped" in got or "error" in got and "modes" not in got:
                 self.rows.append((name, got.get("skipped") or got.get("error"), "", "", "", "", ""))
                 print(f"   {name}: {self.rows[-1][1]}", flush=True)
                 continue
-            cells = [name]
-            for batch, d in sorted(got["decode"].items()):
-                roof = roofline(config, world, bw, batch, self.args.context, self.itemsize)
-                base = self._one.get(batch)
-                speed = f"{d['tok_s']:.0f} ({100 * d['tok_s'] / roof:.0f}% roof)" if math.isfinite(roof) else f"{d['tok_s']:.1f}"
-                cells.append(speed + (f", {d['tok_s'] / base:.2f}×" if base and world > 1 else ""))
-                self._profile_rows(name, batch, d["profile"])
-                if world == 1:
-                    self._one[batch] = d["tok_s"]
-            b1 = got["decode"].get(1, {}).get("profile", [])
-            ar = [p.get("all_reduce", 0.0) for p in b1]
-            wall = [p.get("wall", float("nan")) for p in b1]
-            cells.append(", ".join(f"r{r} {a:.2f} ms ({100 * a / w:.0f}%)" for r, (a, w) in enumerate(zip(ar, wall))) if world > 1 else "—")
-            us = got.get("allreduce_us", {})
-            cells.append(", ".join(f"{rows}×h {t:.1f} µs" for rows, t in sorted(us.items())) or "—")
-            cells.append(self._check(world, got.get("check")))
-            cells.append("graphs" if got.get("graphs") else "eager")
-            self.rows.append(tuple(cells))
-            print("   " + " | ".join(cells), flush=True)
+            for mode, run in got["modes"].items():
+                self._decode_row(config, world, f"{name} {mode}", mode, got, run, bw)
 
-    def _check(self, world: int, check: dict | None) -> str:
+    def _decode_row(self, config: ModelConfig, world: int, name: str, mode: str, got: dict, run: dict, bw: float) -> None:
+        cells = [name]
+        for batch, d in sorted(run["decode"].items()):
+            roof = roofline(config, world, bw, batch, self.args.context, self.itemsize)
+            base, sync = self._one.get((mode, batch)), self._sync.get((world, got.get("running"), batch))
+            speed = f"{d['tok_s']:.0f} ({100 * d['tok_s'] / roof:.0f}% roof)" if math.isfinite(roof) else f"{d['tok_s']:.1f}"
+            speed += f", {d['tok_s'] / base:.2f}× TP=1" if base and world > 1 else ""
+            speed += f", {d['tok_s'] / sync:.2f}× sync" if sync and mode == "async" else ""
+            cells.append(speed)
+            self._profile_rows(name, batch, d["profile"])
+            if world == 1:
+                self._one[(mode, batch)] = d["tok_s"]
+            if mode == "sync":
+                self._sync[(world, got.get("running"), batch)] = d["tok_s"]
+        b1 = run["decode"].get(1, {}).get("profile", [])
+        ar = [p.get("all_reduce", 0.0) for p in b1]
+        wall = [p.get("wall", float("nan")) for p in b1]
+        cells.append(", ".join(f"r{r} {a:.2f} ms ({100 * a / w:.0f}%)" for r, (a, w) in enumerate(zip(ar, wall))) if world > 1 else "—")
+        us = got.get("allreduce_us", {})
+        cells.append(", ".join(f"{rows}×h {t:.1f} µs" for rows, t in sorted(us.items())) or "—")
+        cells.append(self._check(world, mode, run.get("check")) + self._same_decode(world, got.get("running"), mode, run))
+        cells.append("graphs" if got.get("graphs") else "eager")
+        self.rows.append(tuple(cells))
+        print("   " + " | ".join(cells), flush=True)
+
+    def _check(self, world: int, mode: str, check: dict | None) -> str:
+        """Greedy tokens and first-row logits against TP=1 in the same mode, and async
+        against sync in the same run."""
         if check is None:
             return "—"
-        if world == 1:
-            self._ref = check
-            return "reference"
-        ref = getattr(self, "_ref", None)
-        if ref is None:
-            return "no TP=1 reference"
-        same = sum(a == b for a, b in zip(check["tokens"], ref["tokens"]))
-        diff = max((a - b).abs().max().item() for a, b in zip(check["logits"], ref["logits"]))
-        return f"{same}/{len(ref['tokens'])} same tokens, max|Δlogit| {diff:.3f}"
+        cells = []
+        sync = self._checks.get((world, "sync"))
+        if mode == "async" and sync is not None:
+            cells.append(f"vs sync: {_compare(check, sync)}")
+        self._checks[(world, mode)] = check
+        ref = self._checks.get((1, mode))
+        if world > 1:
+            cells.append(f"vs TP=1: {_compare(check, ref)}" if ref is not None else "no TP=1 reference")
+        return "; ".join(cells) or "reference"
+
+    def _same_decode(self, world: int, variant: str | None, mode: str, run: dict) -> str:
+        """Async decode (nothing waits for a step) against sync: greedy tokens of the timed
+        runs, over the length both produced."""
+        key = (world, variant)
+        if mode == "sync":
+            self._decodes[key] = run["decode"]
+            return ""
+        sync = self._decodes.get(key)
+        if mode != "async" or sync is None:
+            return ""
+        same = total = 0
+        for batch, d in run["decode"].items():
+            for a, b in zip(d.get("tokens", []), sync.get(batch, {}).get("tokens", [])):
+                n = min(len(a), len(b))
+                same, total = same + (a[:n] == b[:n]), total + 1
+        return f"; timed decode: {same}/{total} sequences as sync"
 
     def _profile_rows(self, name: str, batch: int, profile: list[dict]) -> None:
         for rank, p in enumerate(profile):
@@ -116,7 +146,11 @@ class Report:
         roof = roofline(config, 2, bw, 1, self.args.context, self.itemsize)
         pct = f" ({100 * b1['tok_s'] / roof:.0f}% of {roof:.0f})" if math.isfinite(roof) else ""
         tokens = res["blocks"] * res["block_size"]
-        self.loop_rows.append(("batch 1, 2K context", f"{b1['tok_s']:.1f} tok/s{pct}", f"{b1['step_ms']:.1f} ms/step",
+        if "batch1_sync" in res:
+            s1 = res["batch1_sync"]
+            self.loop_rows.append(("batch 1, 2K context, sync scheduling", f"{s1['tok_s']:.1f} tok/s",
+                                   f"{s1['step_ms']:.1f} ms/step", ""))
+        self.loop_rows.append(("batch 1, 2K context, async scheduling", f"{b1['tok_s']:.1f} tok/s{pct}", f"{b1['step_ms']:.1f} ms/step",
                                f"all-reduce {res['all_reduce']}, {'graphs' if res['graphs'] else 'eager'}, "
                                f"pool {tokens} tokens per GPU ({res['pool'] or 'fixed'})"))
         self._profile_rows("40B-Loop TP=2", 1, b1["profile"])
@@ -146,8 +180,9 @@ class Report:
 
     # -- output ----------------------------------------------------------------------------
     def table(self) -> str:
-        lines = ["", "| 14B shape | batch 1 tok/s (% of roofline, × TP=1) | 32 sequences tok/s | all-reduce ms/step at "
-                 "batch 1 (share of the step) | all-reduce µs/call (56 in one graph) | greedy check vs TP=1 | decode |",
+        lines = ["", "| 14B shape, scheduling | batch 1 tok/s (% of roofline, × TP=1 same mode, × sync) | 32 sequences "
+                 "tok/s | all-reduce ms/step at batch 1 (share of the step) | all-reduce µs/call (56 in one graph) | "
+                 "greedy check | decode |",
                  "|---|---|---|---|---|---|---|"]
         lines += ["| " + " | ".join(row) + " |" for row in self.rows]
         lines += ["", "| 40B-Loop shape, TP=2 | tok/s | latency | beside |", "|---|---|---|---|"]
@@ -170,6 +205,12 @@ class Report:
                          profiles=self.profiles)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.path.write_text(json.dumps(self.data, indent=1, default=str))
+
+
+def _compare(check: dict, ref: dict) -> str:
+    same = sum(a == b for a, b in zip(check["tokens"], ref["tokens"]))
+    diff = max((a - b).abs().max().item() for a, b in zip(check["logits"], ref["logits"]))
+    return f"{same}/{len(ref['tokens'])} same tokens, max|Δlogit| {diff:.3f}"
 
 
 def _jsonable(value):

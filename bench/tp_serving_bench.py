@@ -11,18 +11,22 @@ built on the GPUs, per tensor-parallel slice with per-unit seeds, so TP=1 and TP
 same model (engine/model/random_weights.py). Sections, each in its own worker group with a
 deadline; an error is printed and the run goes on:
 
-1. IQuest-Coder-V1-14B shape, TP=1 (GPU 0): batch-1 and 32-sequence decode at 2K context,
+1. IQuest-Coder-V1-14B shape, TP=1 (GPU 0), per scheduling mode (sync: each step's tokens
+   read back before the next is planned; async: the next step planned and launched while
+   this one runs, engine/serving/core.py): batch-1 and 32-sequence decode at 2K context,
    step profile, the greedy check.
-2. 14B shape, TP=2, per all-reduce variant (NCCL; symmetric memory one-shot; two-shot):
-   all-reduce latency (56 calls in one graph), decode as above, both ranks' step profile
-   (GEMM / attention / all-reduce / other kernels / GPU idle = host), the greedy check
-   against TP=1 (same tokens, max |Δlogit|).
-3. IQuest-Coder-V1-40B-Loop shape (80 layers x 2 loops, W 64), TP=2: batch-1 decode and
-   profile; decode at 8/16/24/32 concurrent sequences over the deployment report's input
+2. 14B shape, TP=2, per all-reduce variant (NCCL; symmetric memory one-shot; two-shot) and
+   scheduling mode: all-reduce latency (56 calls in one graph), decode as above, both ranks'
+   step profile (GEMM / attention / all-reduce / other kernels / GPU idle = host), the
+   greedy check against TP=1 in the same mode and async against sync (same tokens, max
+   |Δlogit|).
+3. IQuest-Coder-V1-40B-Loop shape (80 layers x 2 loops, W 64), TP=2: batch-1 decode (sync,
+   then async with a profile); then under async scheduling: decode at 8/16/24/32 concurrent sequences over the deployment report's input
    lengths (8K-64K, mean 27K; their K/V shared through one cached prompt, so each level
    costs decode steps only); the report's cold load at one level (new prompts, 256
    outputs) for as long as the budget allows.
-4. The GPU tests (tests/engine/test_tp_serving_gpu.py).
+4. The GPU tests of the serving engine (tests/engine: tensor-parallel, CUDA-graph and
+   async-scheduling equivalence, pool sizing).
 
 Prints the table, and writes every number to $OUT/tp_serving_bench.json when OUT is set
 (also after each section, so a run cut short keeps what it measured).
@@ -54,7 +58,8 @@ for _key, _value in MULTICAST_OFF.items():  # never NVLink multicast (shared hos
     os.environ.setdefault(_key, _value)
 
 ROOT = Path(__file__).resolve().parents[1]
-VARIANTS = ["nccl", "symm-one-shot", "symm-two-shot"]
+GPU_TESTS = ["tests/engine/test_tp_serving_gpu.py", "tests/engine/test_serving_equivalence.py",
+             "tests/engine/test_serving_memory.py", "-k", "cuda or gpu or gpus"]
 
 
 def shape(name: str, smoke: bool) -> ModelConfig:
@@ -117,7 +122,8 @@ def decode_sections(report: Report, args, budget: Budget) -> None:
     vocab = config.vocab_size
     check = [tp_drivers.prompt(vocab, args.check_len, 11 + i) for i in range(2)]
     common = dict(batches=[1, args.batch], context=args.context, steps=args.steps, profile_steps=args.profile_steps,
-                  check_prompts=check, check_new=args.check_new, ar_rows=[1, args.batch])
+                  check_prompts=check, check_new=args.check_new, ar_rows=[1, args.batch],
+                  modes=tuple(args.modes.split(",")))
 
     def one() -> None:
         timeout = budget.take(args.section_s, args.reserve_s + args.loop_s)
@@ -127,7 +133,8 @@ def decode_sections(report: Report, args, budget: Budget) -> None:
 
     def two() -> None:
         timeout = budget.take(args.tp2_s, args.reserve_s + args.loop_s)
-        res = run_driver(spec(config, 2, args, tp_drivers.drive_decode, variants=VARIANTS, deadline=deadline(timeout),
+        res = run_driver(spec(config, 2, args, tp_drivers.drive_decode, variants=args.variants.split(","),
+                              deadline=deadline(timeout),
                               **common), timeout=timeout)
         report.decode(config, 2, res)
 
@@ -153,7 +160,7 @@ def loop_section(report: Report, args, budget: Budget) -> None:
 
 def gpu_tests(report: Report, args, budget: Budget) -> None:
     def run() -> None:
-        cmd = [sys.executable, "-m", "pytest", "tests/engine/test_tp_serving_gpu.py", "-q", "-s", "-p", "no:cacheprovider",
+        cmd = [sys.executable, "-m", "pytest", *GPU_TESTS, "-q", "-s", "-p", "no:cacheprovider",
                "-o", "addopts=-ra", "-o", "asyncio_mode=strict"]
         timeout = max(budget.left() - 5, 30)
         try:
@@ -197,6 +204,8 @@ def main() -> None:
     ap.add_argument("--cold-level", type=int, default=8)
     ap.add_argument("--cold-s", type=float, default=45, help="seconds of the cold load (less if the deadline is near)")
     ap.add_argument("--outputs", type=int, default=256)
+    ap.add_argument("--variants", default="nccl,symm-one-shot,symm-two-shot", help="all-reduce variants at TP=2")
+    ap.add_argument("--modes", default="sync,async", help="scheduling modes, each measured in turn")
     ap.add_argument("--skip", default="", help="comma list of: 14b, loop, tests")
     if ap.parse_known_args()[0].cpu_smoke:  # tiny shapes, CPU-speed deadlines; flags given still win
         ap.set_defaults(context=32, steps=4, profile_steps=2, batch=4, step_tokens=64, check_len=24, check_new=6,

@@ -11,6 +11,10 @@ packed vector, the rows the step reads and the table entries written since the l
 (`HostStep.writes`); the other ranks keep a `TableMirror` of the persistent rows, so a
 decode step at 64K context still sends a few hundred bytes per sequence, not its tables.
 
+Async scheduling (core.py) builds step N+1 before step N's tokens are read back: a token
+still pending reads -1 here, and the step carries a `feed` (its position in the ids, the row
+of step N's sampled tokens that holds it) which the executor applies on the device.
+
 Layout of the packed vector (int64): ids [N] | positions [N] | slots [N] | window slots
 [(loops - 1) * N] | cu_seqlens_q [B + 1] | seq_lens [B] | logit rows [R]. A CUDA-graph decode
 step (`pad_to` > 0) pads every sequence-indexed field to the graph's batch size instead:
@@ -43,6 +47,8 @@ class HostStep:
     rows: np.ndarray | None = None  # int64 [n]: the persistent table rows of the step's sequences
     width: int = 0  # table entries the step reads per row
     writes: list[tuple[int, int, np.ndarray]] | None = None  # (row, first entry, int32 [kinds, k]) since the last step
+    feed: np.ndarray | None = None  # int64 [2, k]: ids index, row of the previous step's sampled tokens
+    share: bool = False  # the sampled tokens go to every rank (the next step may feed them)
 
 
 def is_plain_decode(plan: StepPlan) -> bool:
@@ -58,6 +64,7 @@ class StepBuilder:
         self._tables = np.zeros((self.kinds, 8, self.width), dtype=np.int32)
         self._rows: dict[int, _Row] = {}
         self._free_rows = list(range(7, -1, -1))
+        self._pending: dict[int, int] = {}
         # Table writes since the last step, for the other tensor-parallel ranks (None: not kept).
         self._writes: list[tuple[int, int, np.ndarray]] | None = [] if journal else None
 
@@ -67,9 +74,11 @@ class StepBuilder:
         if row is not None:
             self._free_rows.append(row.index)
 
-    def build(self, plan: StepPlan, pad_to: int = 0) -> HostStep:
-        """The step's inputs; `pad_to` > 0 pads a plain decode step to that many sequences."""
+    def build(self, plan: StepPlan, pad_to: int = 0, pending: dict[int, int] | None = None) -> HostStep:
+        """The step's inputs; `pad_to` > 0 pads a plain decode step to that many sequences.
+        `pending`: id(seq) -> row of the previous step's sampled tokens holding its pending token."""
         rows = np.fromiter((self._sync(item.seq) for item in plan.items), dtype=np.int64, count=len(plan.items))
+        self._pending = pending or {}
         if is_plain_decode(plan):
             step = self._decode(plan.items, rows, max(pad_to, len(rows)))
         else:
@@ -87,6 +96,7 @@ class StepBuilder:
         starts = np.fromiter((item.start for item in items), dtype=np.int64, count=n)
         ids = np.zeros(b, dtype=np.int64)
         ids[:n] = [item.seq.ids(item.start, item.start + 1)[0] for item in items]
+        feed = self._feed(ids, items, np.arange(n + 1))
         positions = np.zeros(b, dtype=np.int64)
         positions[:n] = starts
         slots = np.full((self.kinds, b), -1, dtype=np.int64)  # padding rows write nowhere
@@ -95,7 +105,7 @@ class StepBuilder:
         seq_lens[:n] = starts + 1
         cu = np.arange(b + 1, dtype=np.int64)
         packed = np.concatenate([ids, positions, slots.reshape(-1), cu, seq_lens, np.arange(b, dtype=np.int64)])
-        return HostStep(packed, np.empty(0), b, b, b, [(i, 1) for i in range(n)])
+        return HostStep(packed, np.empty(0), b, b, b, [(i, 1) for i in range(n)], feed=feed)
 
     def _mixed(self, items: list[ScheduledSeq], rows: np.ndarray) -> HostStep:
         """Prefill chunks, decodes and drafts of any lengths."""
@@ -121,10 +131,22 @@ class StepBuilder:
                 item_rows.append((len(logit_rows), 0))
             at += k
             cu[i + 1] = at
+        feed = self._feed(ids, items, cu)
         packed = np.concatenate(
             [ids, positions, slots.reshape(-1), cu, seq_lens, np.asarray(logit_rows, dtype=np.int64)]
         )
-        return HostStep(packed, np.empty(0), n, b, len(logit_rows), item_rows)
+        return HostStep(packed, np.empty(0), n, b, len(logit_rows), item_rows, feed=feed)
+
+    def _feed(self, ids: np.ndarray, items: list[ScheduledSeq], cu: np.ndarray) -> np.ndarray | None:
+        """Where the step feeds pending tokens (ids < 0, then zeroed): [2, k] of (ids index,
+        sampled row of the previous step); None when every id is known."""
+        dst = np.flatnonzero(ids < 0)
+        if not dst.size:
+            return None
+        owners = np.searchsorted(cu, dst, side="right") - 1  # the item whose tokens hold each index
+        src = [self._pending[id(items[i].seq)] for i in owners]
+        ids[dst] = 0
+        return np.stack([dst, np.asarray(src, dtype=np.int64)])
 
     def _sync(self, seq: Sequence) -> int:
         """The sequence's row, with the table entries it gained written in."""
@@ -190,6 +212,22 @@ class _Row:
 def _token_ids(item: ScheduledSeq) -> list[int]:
     seq = item.seq
     return seq.ids(item.start, item.start + item.num_tokens - len(item.draft)) + item.draft
+
+
+def upload(array: np.ndarray, device: torch.device) -> torch.Tensor:
+    """A host array on `device` without blocking the host: on CUDA a pinned copy and a
+    non-blocking transfer ordered on the current stream (the caching host allocator keeps
+    the pinned block until the transfer is done); on a CPU the array itself."""
+    tensor = torch.from_numpy(array)
+    if device.type != "cuda":
+        return tensor
+    return tensor.pin_memory().to(device, non_blocking=True)
+
+
+def apply_feed(ids: torch.Tensor, feed: np.ndarray, sampled: torch.Tensor) -> None:
+    """Write the previous step's sampled tokens into a step's ids on the device (`HostStep.feed`)."""
+    index = upload(feed, ids.device)
+    ids[index[0]] = sampled[index[1]]
 
 
 def unpack(

@@ -120,8 +120,9 @@ class BlockTables:
     def publish(self, seq: Sequence) -> None:
         """Register every newly completed block (and its window blocks) in the prefix cache."""
         bs = self.pool.block_size
-        # A stop inside an accepted draft leaves K/V computed for tokens never appended.
-        full = min(seq.num_computed, seq.num_tokens) // bs
+        # A stop inside an accepted draft leaves K/V computed for tokens never appended, and
+        # a pending token (async scheduling) is not known yet: only known tokens are hashed.
+        full = min(seq.num_computed, seq.num_known) // bs
         for i in range(seq.num_registered, full):
             chunk = seq.ids(i * bs, (i + 1) * bs)
             parent = seq.last_hash

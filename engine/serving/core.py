@@ -1,7 +1,18 @@
-"""Engine core: the synchronous step loop (schedule -> run -> append, stop, publish blocks).
+"""Engine core: the step loop (schedule -> run -> append, stop, publish blocks).
 
 `AsyncEngine` (async_engine.py) drives one of these from a worker thread; tests and
 benchmarks may drive it directly. Not thread-safe: one thread owns it.
+
+Async scheduling (`SchedulerConfig.async_scheduling`, on by default on CUDA): a step plans
+and launches step N+1 while step N still runs on the device, assuming every sequence
+sampling in step N gets one token (`Sequence.pending`; the device feeds it to step N+1),
+and only then reads step N's tokens back and processes them: stop rules, streaming,
+finished sequences, blocks. The host's work thus hides behind the device's instead of
+leaving it idle between steps. A sequence that stopped at step N was already queued in
+step N+1, whose token is discarded; a sequence whose pending token is its last (its
+`max_tokens`) is not queued again. Steps that may carry speculative drafts run
+synchronously (a draft is proposed from the known tokens and its accepted length decides
+the next step), as does everything on a CPU unless asked for.
 """
 
 from __future__ import annotations
@@ -14,9 +25,9 @@ from dataclasses import dataclass
 
 from .block_tables import BlockTables
 from .blocks import BlockPool
-from .runner import ModelRunner
+from .runner import Launched, ModelRunner
 from ..model.sampler import SamplingParams
-from .scheduler import AdmissionError, Scheduler, SchedulerConfig, StepPlan
+from .scheduler import AdmissionError, ScheduledSeq, Scheduler, SchedulerConfig, StepPlan
 from .sequence import Priority, Sequence
 from .spec import PromptLookup
 
@@ -65,6 +76,11 @@ class EngineCore:
         self.requests: dict[str, Sequence] = {}
         self.steps = 0
         self.failed_steps = 0
+        self.async_scheduling = (
+            self.config.async_scheduling if self.config.async_scheduling is not None
+            else self.runner.device.type == "cuda"
+        )
+        self._inflight: Launched | None = None  # the launched step not yet read back
 
     # -- requests ------------------------------------------------------------------------
     def check(self, prompt_ids: list[int], params: SamplingParams) -> None:
@@ -93,15 +109,22 @@ class EngineCore:
         """Cancel a live request; its blocks are released at once."""
         seq = self.requests.pop(request_id, None)
         if seq is not None:
+            # Blocks a step still in flight completes count too (async scheduling): whoever
+            # reads them later runs after that step on the device.
+            self.tables.publish(seq)
             self._finish(seq, "cancelled")
         return seq
 
     @property
     def has_work(self) -> bool:
-        return self.scheduler.has_work
+        return self.scheduler.has_work or self._inflight is not None
 
     # -- one step ------------------------------------------------------------------------
     def step(self) -> list[StepEvent]:
+        """One step; returns what it did for each request. Under async scheduling the events
+        are those of the step launched by the previous call."""
+        if self.async_scheduling or self._inflight is not None:
+            return self._step_async()
         plan = self.scheduler.schedule()
         if plan.empty:
             return []
@@ -117,10 +140,15 @@ class EngineCore:
             # unless other tensor-parallel ranks are left mid-step (the caller restarts them).
             if not self.runner.recoverable:
                 raise
-            return self._fail(plan, exc)
+            return self._fail(plan.items, exc)
+        return self._apply(plan, produced)
+
+    def _apply(self, plan: StepPlan, produced: dict[int, list[int]]) -> list[StepEvent]:
         events = []
         for item in plan.items:
             seq = item.seq
+            if seq.finish_reason is not None:
+                continue  # cancelled (or failed) while its step was in flight: its tokens are dropped
             new, reason = self._append(seq, produced[id(seq)]) if id(seq) in produced else ([], None)
             # Publish after appending (accepted draft tokens become known tokens) and before
             # finishing, so that a finished request's blocks stay cached for the next one;
@@ -133,6 +161,61 @@ class EngineCore:
             if id(seq) in produced:
                 events.append(StepEvent(seq, new, reason is not None))
         return events
+
+    # -- async scheduling ----------------------------------------------------------------
+    def _step_async(self) -> list[StepEvent]:
+        """Launch the next step, then read back and process the one launched before it."""
+        events: list[StepEvent] = []
+        if self._inflight is not None and (not self.async_scheduling or self._drafting()):
+            events = self.settle()  # the next step is planned on known tokens only
+        plan = self.scheduler.schedule()
+        if plan.empty:
+            return events + self.settle()
+        self.steps += 1
+        now = time.perf_counter()
+        for item in plan.items:
+            if item.seq.metrics.first_scheduled is None:
+                item.seq.metrics.first_scheduled = now
+        overlap = self.async_scheduling and not any(item.draft for item in plan.items)
+        try:
+            launched = self.runner.launch(plan, share=overlap)
+        except Exception as exc:  # noqa: BLE001 - engine boundary, as in step()
+            if not self.runner.recoverable:
+                raise
+            return events + self._fail(plan.items, exc) + self.settle()
+        for item in plan.items:
+            if item.samples and not item.draft:
+                item.seq.pending += 1
+        previous, self._inflight = self._inflight, launched
+        if previous is not None:
+            events += self._collect(previous)
+        if not overlap:
+            events += self.settle()  # a draft's accepted length decides the next step
+        return events
+
+    def settle(self) -> list[StepEvent]:
+        """Read back and process the step in flight, if any (async scheduling)."""
+        launched, self._inflight = self._inflight, None
+        return self._collect(launched) if launched is not None else []
+
+    def _drafting(self) -> bool:
+        """Whether a running sequence may get a speculative draft in the next step."""
+        return any(self.scheduler.wants_draft(seq) for seq in self.scheduler.running)
+
+    def _collect(self, launched: Launched) -> list[StepEvent]:
+        try:
+            produced = self.runner.collect(launched)
+        except Exception as exc:  # noqa: BLE001 - a device error surfaces at the read-back
+            if not self.runner.recoverable:
+                raise
+            # The step launched after it ran on a broken device too: both fail.
+            later, self._inflight = self._inflight, None
+            items = launched.plan.items + (later.plan.items if later is not None else [])
+            return self._fail(items, exc)
+        for item in launched.plan.items:
+            if id(item.seq) in produced and not item.draft and item.seq.pending:
+                item.seq.pending -= 1
+        return self._apply(launched.plan, produced)
 
     def _append(self, seq: Sequence, tokens: list[int]) -> tuple[list[int], str | None]:
         """Append sampled tokens up to the first stop; returns (appended, finish reason)."""
@@ -161,16 +244,17 @@ class EngineCore:
             text = self.decode(seq.output_ids)
             if any(s in text for s in p.stop if s):
                 return "stop"
-        if len(seq.output_ids) >= p.max_tokens or seq.num_tokens >= self.scheduler.max_model_len:
+        if len(seq.output_ids) >= p.max_tokens or seq.num_known >= self.scheduler.max_model_len:
             return "length"
         return None
 
-    def _fail(self, plan: StepPlan, exc: Exception) -> list[StepEvent]:
+    def _fail(self, items: list[ScheduledSeq], exc: Exception) -> list[StepEvent]:
         self.failed_steps += 1
-        log.error("engine step failed for %d request(s): %s", len(plan.items), exc, exc_info=exc)
+        log.error("engine step failed for %d request(s): %s", len(items), exc, exc_info=exc)
         events = []
-        for item in plan.items:
-            seq = item.seq
+        for seq in {id(item.seq): item.seq for item in items}.values():
+            if seq.finish_reason is not None:
+                continue  # already ended (cancelled while in flight)
             self.requests.pop(seq.request_id, None)
             seq.error = f"{type(exc).__name__}: {exc}"
             self._finish(seq, "error")
@@ -184,11 +268,13 @@ class EngineCore:
             seq.error = f"{type(exc).__name__}: {exc}"
             self._finish(seq, "error")
         self.requests.clear()
+        self._inflight = None
         return failed
 
     def _finish(self, seq: Sequence, reason: str) -> None:
         self.scheduler.remove(seq)
         self.runner.release(seq)
+        seq.pending = 0  # tokens of steps still in flight are dropped
         seq.finish_reason = reason
         seq.metrics.finished = time.perf_counter()
         log.debug("request %s finished (%s): %s", seq.request_id, reason, seq.metrics.as_dict())

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from ..model.attention import PagedKV, PagedStore
-from .batch import HostStep, unpack
+from .batch import HostStep, apply_feed, unpack
 
 log = logging.getLogger("loopls.engine")
 
@@ -99,12 +99,16 @@ class DecodeGraphs:
         return graph, static, out
 
     @torch.inference_mode()
-    def replay(self, step: HostStep) -> torch.Tensor | None:
+    def replay(self, step: HostStep, sampled: torch.Tensor | None = None) -> torch.Tensor | None:
         """Logits [graph batch, vocab] of a decode step built with `pad_to` = its graph batch
-        (None on a rank that does not compute logits)."""
+        (None on a rank that does not compute logits). `sampled`: the previous step's tokens,
+        for the step's feed. Nothing waits for the device: the inputs are copied from pinned
+        memory behind whatever the stream runs now."""
         graph, static, out = self._graphs[step.graph_batch]
-        static.copy_(torch.from_numpy(step.packed))
+        static.copy_(torch.from_numpy(step.packed).pin_memory(), non_blocking=True)
+        if step.feed is not None:
+            apply_feed(static, step.feed, sampled)
         width = step.tables.shape[2]
-        self.tables[:, : step.num_seqs, :width].copy_(torch.from_numpy(step.tables))
+        self.tables[:, : step.num_seqs, :width].copy_(torch.from_numpy(step.tables).pin_memory(), non_blocking=True)
         graph.replay()
         return out

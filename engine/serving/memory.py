@@ -107,7 +107,8 @@ def _step_peaks(model, config: SchedulerConfig, group=None) -> tuple[int, int]:
     loops = 1 + (model.config.loop_num - 1 if model.config.is_loop else 0)
     blocks = loops * (-(-(chunk + model.config.loop_window_size) // bs) + 2 + 2 * seqs)
     probe = dataclasses.replace(
-        config, num_blocks=blocks, num_speculative_tokens=0, enable_prefix_caching=False, cuda_graphs=False
+        config, num_blocks=blocks, num_speculative_tokens=0, enable_prefix_caching=False, cuda_graphs=False,
+        async_scheduling=False,  # one step at a time: each peak is measured around its own step
     )
     core = EngineCore(model, probe, group=group)
     one = SamplingParams(max_tokens=1)

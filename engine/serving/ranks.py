@@ -6,7 +6,10 @@ sends the built step to each other rank once (`RankGroup.send_step`): the packed
 rows of the persistent block tables the step reads and the table entries written since the
 last step (batch.py). The other ranks (`follow`) run each step as it comes, on their heads'
 share of the K/V pool under the same block ids, and compute no logits; the collectives
-inside the forward keep them in lockstep, so steps need no reply. Besides steps, rank 0 can
+inside the forward keep them in lockstep, so steps need no reply. Under async scheduling a
+step may feed tokens sampled by the step before, which rank 0 has not read yet: a step that
+says `share` ends with rank 0 broadcasting its sampled tokens, which each rank keeps for the
+next step's feed (executor.py). Besides steps, rank 0 can
 run a named `RankState` method on every rank at once (`RankGroup.call`): building the
 executor (its graph capture runs collectives, so all ranks must capture together), choosing
 the all-reduce variant, memory reports, profiling.
@@ -74,7 +77,7 @@ class RankState:
         _free_memory(self.device)
         self.executor = StepExecutor(
             self.model, config, kinds, width, compute_logits=self.shard.rank == 0,
-            distributed=self.shard.world > 1, track_peaks=track_peaks,
+            distributed=self.shard.world > 1, track_peaks=track_peaks, group=self.shard.group,
         )
         self.mirror = TableMirror(kinds, width)
         wanted = config.cuda_graphs and self.device.type == "cuda"
@@ -122,10 +125,12 @@ class RankState:
 
     # -- steps (ranks > 0) ----------------------------------------------------------------
     def run_step(self, fields: tuple) -> None:
-        packed, n, b, r, graph_batch, rows, width, writes = fields
-        step = HostStep(packed, None, n, b, r, [], graph_batch, rows, width, writes)
+        packed, n, b, r, graph_batch, rows, width, writes, feed, share = fields
+        step = HostStep(packed, None, n, b, r, [], graph_batch, rows, width, writes, feed, share)
         step.tables = self.mirror.tables(step)
         self.executor.forward(step)
+        if share:  # rank 0's sampled tokens, which the next step may feed
+            self.executor.share(None, r, broadcast=True)
 
 
 def _free_memory(device: torch.device) -> None:
@@ -175,7 +180,7 @@ class RankGroup:
 
     def send_step(self, step: HostStep) -> None:
         fields = (step.packed, step.num_tokens, step.num_seqs, step.num_logits, step.graph_batch,
-                  step.rows, step.width, step.writes)
+                  step.rows, step.width, step.writes, step.feed, step.share)
         for conn in self.conns:
             post(conn, (STEP, fields))
 

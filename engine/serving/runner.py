@@ -14,21 +14,45 @@ built step to the other ranks once, before running its own share; every rank's e
 its heads' K/V under the same block ids, and only rank 0 computes logits and samples. A
 failed step then leaves the ranks out of step with each other, so it is not recoverable here:
 the engine core re-raises it and the worker group is restarted.
+
+Async scheduling (core.py) splits `run` in two: `launch` queues the forward and the sampling
+and starts copying the tokens back (pinned memory, an event), returning at once; `collect`
+waits for that copy. A step launched before the previous one was collected feeds the
+previous step's tokens from the device (`HostStep.feed`), shared with the other ranks by a
+broadcast after the step (`HostStep.share`).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+import numpy as np
 import torch
 
 from ..model.attention import PagedKV
 from ..model.config import ModelConfig
 from ..model.sampler import sample_rows
-from .batch import HostStep, StepBuilder, is_plain_decode
+from .batch import HostStep, StepBuilder, is_plain_decode, upload
 from .executor import StepExecutor
 from .graphs import DecodeGraphs
 from .scheduler import ScheduledSeq, SchedulerConfig, StepPlan
 from .sequence import Sequence
 from .spec import accept_greedy, update_draft_limit
+
+
+@dataclass
+class Launched:
+    """A step queued on the device whose sampled tokens are on their way back."""
+
+    plan: StepPlan
+    step: HostStep
+    host: torch.Tensor  # int64 [R]: the sampled tokens, valid once `ready` has passed
+    ready: torch.cuda.Event | None  # None on a CPU (the step ran synchronously)
+
+    def tokens(self) -> list[int]:
+        if self.ready is not None:
+            self.ready.synchronize()
+        return self.host.tolist()
 
 
 class ModelRunner:
@@ -50,6 +74,9 @@ class ModelRunner:
             self.executor = group.build_executor(config, kinds, width)
         self.stop_ids = tuple(stop_ids)
         self.draft_ceiling = config.num_speculative_tokens
+        # id(seq) -> its row of the last launched step's sampled tokens (what a step launched
+        # before that one is collected feeds from the device)
+        self._rows: dict[int, int] = {}
 
     @property
     def kv(self) -> PagedKV:
@@ -63,31 +90,58 @@ class ModelRunner:
         """A finished sequence leaves the runner's tables."""
         self.builder.release(seq)
 
-    @torch.inference_mode()
     def run(self, plan: StepPlan) -> dict[int, list[int]]:
         """One forward for the whole plan -> {id(seq): new tokens} for sampling sequences."""
+        return self.collect(self.launch(plan))
+
+    @torch.inference_mode()
+    def launch(self, plan: StepPlan, share: bool = False) -> Launched:
+        """Queue the step's forward and sampling and start reading its tokens back; advance
+        every item without a draft (a draft's progress depends on what is accepted).
+        share: other ranks keep the sampled tokens, so the next step can feed them."""
         for seq in plan.preempted:
             self.builder.release(seq)
-        step, logits = self._forward(plan)
-        rows = self._sample(plan, step, logits)  # the step's one host sync
+        step, logits = self._forward(plan, share)
+        tokens = self._sample(plan, step, logits)  # [R] on the device
+        self.executor.share(tokens, step.num_logits, step.share)
+        self._rows = {
+            id(item.seq): first + count - 1 for item, (first, count) in zip(plan.items, step.item_rows) if count
+        }
+        for item in plan.items:
+            if not item.draft:
+                self._advance(item, 0)
+        if tokens.device.type == "cuda":
+            host = torch.empty(tokens.shape, dtype=tokens.dtype, pin_memory=True)
+            host.copy_(tokens, non_blocking=True)
+            ready = torch.cuda.Event()
+            ready.record()
+            return Launched(plan, step, host, ready)
+        return Launched(plan, step, tokens, None)
+
+    def collect(self, launched: Launched) -> dict[int, list[int]]:
+        """Wait for a launched step's tokens (the step's one host sync) -> {id(seq): new
+        tokens} for its sampling sequences, drafts verified."""
+        rows = launched.tokens()
         produced: dict[int, list[int]] = {}
-        for item, (first, count) in zip(plan.items, step.item_rows):
+        for item, (first, count) in zip(launched.plan.items, launched.step.item_rows):
             new = self._tokens(item, rows[first : first + count]) if count else []
-            self._advance(item, len(new))
-            if item.samples:
+            if item.draft:
+                self._advance(item, len(new))
+            if count:  # it sampled (`item.samples` now counts the tokens it made pending)
                 produced[id(item.seq)] = new
         return produced
 
-    def _forward(self, plan: StepPlan) -> tuple[HostStep, torch.Tensor]:
+    def _forward(self, plan: StepPlan, share: bool = False) -> tuple[HostStep, torch.Tensor]:
         batch = self.executor.batch_for(len(plan.items)) if is_plain_decode(plan) else 0
-        step = self.builder.build(plan, pad_to=batch)
+        step = self.builder.build(plan, pad_to=batch, pending=self._rows)
+        step.share = share and self.group is not None and step.num_logits > 0
         if self.group is not None:
             self.group.send_step(step)  # the one message per step to the other ranks
         return step, self.executor.forward(step)
 
-    def _sample(self, plan: StepPlan, step: HostStep, logits: torch.Tensor) -> list[int]:
+    def _sample(self, plan: StepPlan, step: HostStep, logits: torch.Tensor) -> torch.Tensor:
         """Token of every logits row (argmax, or a draw for the last row of a sampled
-        sequence), for the whole batch on the device; returns them read back at once."""
+        sequence), for the whole batch on the device, without a host sync."""
         self._mask_stops(plan, step, logits)
         tokens = logits.argmax(dim=-1)
         drawn = [
@@ -99,9 +153,9 @@ class ModelRunner:
             for _, seq in drawn:
                 if seq.generator is None and seq.params.seed is not None:
                     seq.generator = torch.Generator(device=self.device).manual_seed(seq.params.seed)
-            at = torch.tensor([r for r, _ in drawn], device=self.device)
+            at = upload(np.asarray([r for r, _ in drawn], dtype=np.int64), self.device)
             tokens[at] = sample_rows(logits[at], [s.params for _, s in drawn], [s.generator for _, s in drawn])
-        return tokens.tolist()
+        return tokens
 
     def _mask_stops(self, plan: StepPlan, step: HostStep, logits: torch.Tensor) -> None:
         """Suppress stop tokens at rows whose output length is still below min_tokens."""
@@ -117,7 +171,7 @@ class ModelRunner:
                 rows.extend([r] * len(stops))
                 cols.extend(stops)
         if rows:
-            index = torch.tensor([rows, cols], device=self.device)
+            index = upload(np.asarray([rows, cols], dtype=np.int64), self.device)
             logits[index[0], index[1]] = float("-inf")
 
     def _tokens(self, item: ScheduledSeq, targets: list[int]) -> list[int]:
@@ -131,7 +185,8 @@ class ModelRunner:
 
     def _advance(self, item: ScheduledSeq, num_new: int) -> None:
         """Record how far the sequence's K/V really got: a draft's rejected tokens do not
-        count (their K/V are overwritten later; blocks are published up to here only)."""
+        count (their K/V are overwritten later; blocks are published up to here only);
+        num_new matters for drafts only."""
         seq = item.seq
         end = item.start + num_new if item.draft else item.start + item.num_tokens
         seq.num_computed = max(seq.num_computed, end)

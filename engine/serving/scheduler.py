@@ -38,6 +38,9 @@ class SchedulerConfig:
     num_speculative_tokens: int = 8  # most prompt-lookup draft tokens for greedy requests; 0 = off
     enable_prefix_caching: bool = True  # off only to measure cold prefill
     cuda_graphs: bool = True  # capture the decode step on CUDA (graphs.py); ignored on CPU
+    # Plan and launch step N+1 while step N runs, reading its tokens back one step late
+    # (core.py). None: on where the model runs on CUDA (on a CPU nothing runs concurrently).
+    async_scheduling: bool | None = None
 
     def __post_init__(self) -> None:
         if min(self.num_blocks, self.block_size, self.max_num_seqs, self.max_step_tokens) < 1:
@@ -171,8 +174,10 @@ class Scheduler:
         return plan
 
     def _schedule_decode(self, seq: Sequence, budget: int, plan: StepPlan, scheduled: set[int]) -> int:
+        if seq.remaining_tokens <= 0 or seq.num_tokens >= self.max_model_len:
+            return 0  # its pending token is its last (async scheduling): it ends when read back
         draft: list[int] = []
-        if self.propose is not None and seq.speculate and seq.is_greedy:
+        if self.wants_draft(seq):
             room = min(self.config.num_speculative_tokens, seq.remaining_tokens - 1, budget - 1)
             room = min(room, self.max_model_len - seq.num_tokens - 1)
             draft = self.propose(seq, room) if room > 0 else []
@@ -185,6 +190,11 @@ class Scheduler:
         scheduled.add(id(seq))
         seq.metrics.draft_tokens += len(draft)
         return 1 + len(draft)
+
+    def wants_draft(self, seq: Sequence) -> bool:
+        """Whether a decode of `seq` may carry a prompt-lookup draft (proposed from its known
+        tokens: async scheduling reads every pending token back before such a step)."""
+        return self.propose is not None and seq.speculate and seq.is_greedy and seq.remaining_tokens > 1
 
     def _schedule_chunk(self, seq: Sequence, budget: int, plan: StepPlan, scheduled: set[int]) -> int:
         start = seq.num_computed

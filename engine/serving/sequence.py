@@ -83,6 +83,9 @@ class Sequence:
     last_hash: bytes = ROOT_HASH
     generator: torch.Generator | None = None
     draft_limit: int = 4  # adaptive prompt-lookup draft length (spec.update_draft_limit)
+    # Async scheduling (core.py): tokens sampled by steps still in flight, not yet read back.
+    # They count as tokens (the next step is planned with them) but read as -1 until known.
+    pending: int = 0
     finish_reason: str | None = None  # "stop" | "length" | "cancelled" | "error"
     error: str | None = None
     metrics: Metrics = field(default_factory=Metrics)
@@ -93,11 +96,21 @@ class Sequence:
 
     @property
     def num_tokens(self) -> int:
+        """Tokens the next step plans with: prompt, output and pending ones."""
+        return len(self.prompt_ids) + len(self.output_ids) + self.pending
+
+    @property
+    def num_known(self) -> int:
+        """Tokens whose ids the host knows (prompt and output)."""
         return len(self.prompt_ids) + len(self.output_ids)
 
     def ids(self, start: int, end: int) -> list[int]:
         """Tokens [start, end) of prompt + output, without copying the whole sequence (a
-        step reads a few tokens of sequences that may be 100K tokens long)."""
+        step reads a few tokens of sequences that may be 100K tokens long). A pending token
+        reads -1: the step that feeds it takes it from the device (batch.py)."""
+        known = self.num_known
+        if end > known:
+            return (self.ids(start, known) if start < known else []) + [-1] * (end - max(start, known))
         n = len(self.prompt_ids)
         if end <= n:
             return self.prompt_ids[start:end]
@@ -117,7 +130,7 @@ class Sequence:
 
     @property
     def remaining_tokens(self) -> int:
-        return self.params.max_tokens - len(self.output_ids)
+        return self.params.max_tokens - len(self.output_ids) - self.pending
 
     def sort_key(self) -> tuple[int, int]:
         return (int(self.priority), self.arrival_index)

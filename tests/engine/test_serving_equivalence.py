@@ -256,11 +256,15 @@ def test_cuda_graph_decode_equals_eager_decode(tmp_path, arch: str) -> None:
     replays = 0
     replay = graphed.runner.graphs.replay
 
-    def count(step):
+    def count(step, *args):
         nonlocal replays
         replays += 1
-        return replay(step)
+        return replay(step, *args)
 
     graphed.runner.graphs.replay = count
-    assert _run(graphed, prompts, params, "g") == _run(eager, prompts, params, "e")
+    # On CUDA both run with async scheduling (the default there); the third one without.
+    synchronous = _core(lm, num_speculative_tokens=0, max_num_seqs=8, async_scheduling=False)
+    assert graphed.async_scheduling and eager.async_scheduling and not synchronous.async_scheduling
+    expected = _run(eager, prompts, params, "e")
+    assert _run(graphed, prompts, params, "g") == expected == _run(synchronous, prompts, params, "s")
     assert replays > 10 and graphed.failed_steps == 0 and graphed.pool.num_used == 0

@@ -79,7 +79,8 @@ def test_pool_refcounts_lru_eviction_and_token_verified_hits() -> None:
 
 
 # -- churn ---------------------------------------------------------------------------------
-def test_thousand_random_submits_cancels_and_steps_leave_nothing_behind(loop_lm) -> None:
+@pytest.mark.parametrize("overlap", [False, True], ids=["sync", "async"])
+def test_thousand_random_submits_cancels_and_steps_leave_nothing_behind(loop_lm, overlap: bool) -> None:
     rng = random.Random(1234)
     g = torch.Generator().manual_seed(3)
     base = torch.randint(20, loop_lm.config.vocab_size, (60,), generator=g).tolist()
@@ -88,7 +89,8 @@ def test_thousand_random_submits_cancels_and_steps_leave_nothing_behind(loop_lm)
     ref = {i: generate(loop_lm, p, SamplingParams(max_tokens=6, min_tokens=6)).token_ids for i, p in enumerate(prompts)}
     # 28 blocks of 4: the longest request takes 16 loop-0 blocks and, while a 24-token chunk
     # runs, 11 window blocks (24 + W-1 keys); several never fit together.
-    core = _core(loop_lm, num_blocks=28, block_size=4, max_step_tokens=24, max_num_seqs=6, num_speculative_tokens=3)
+    core = _core(loop_lm, num_blocks=28, block_size=4, max_step_tokens=24, max_num_seqs=6, num_speculative_tokens=3,
+                 async_scheduling=overlap)
     live: dict[str, int] = {}
     finished, cancelled, n = [], 0, 0
     for _ in range(1000):
@@ -121,13 +123,15 @@ def test_thousand_random_submits_cancels_and_steps_leave_nothing_behind(loop_lm)
     assert sum(s.metrics.cached_tokens for s, _ in finished) > 0
 
 
-def test_preemption_under_a_tiny_pool_completes_every_request(coder_lm) -> None:
+@pytest.mark.parametrize("overlap", [False, True], ids=["sync", "async"])
+def test_preemption_under_a_tiny_pool_completes_every_request(coder_lm, overlap: bool) -> None:
     g = torch.Generator().manual_seed(9)
     prompts = [torch.randint(20, coder_lm.config.vocab_size, (20,), generator=g).tolist() for _ in range(6)]
     params = SamplingParams(max_tokens=16, min_tokens=16)
     ref = [generate(coder_lm, p, params).token_ids for p in prompts]
     # 12 blocks of 4 = 48 slots: each request (36 slots) fits alone, two never fit together.
-    core = _core(coder_lm, num_blocks=12, block_size=4, max_step_tokens=64, num_speculative_tokens=0)
+    core = _core(coder_lm, num_blocks=12, block_size=4, max_step_tokens=64, num_speculative_tokens=0,
+                 async_scheduling=overlap)
     seqs = [core.add(f"p{i}", p, params) for i, p in enumerate(prompts)]
     _drain(core)
     assert [s.output_ids for s in seqs] == ref

@@ -10,6 +10,7 @@ worker fails the requests in flight with an error and the engine comes back with
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import os
 import signal
@@ -41,9 +42,9 @@ def folders(tmp_path_factory) -> dict[str, str]:
     return {arch: str(create_tiny(root / arch, arch, seed=3)) for arch in ARCHES}
 
 
-def _spec(folder: str, **kw) -> WorkerSpec:
+def _spec(folder: str, scheduler: SchedulerConfig = CONFIG, **kw) -> WorkerSpec:
     return WorkerSpec(factory=functools.partial(load_tensor_parallel, folder), world=2, device="cpu",
-                      scheduler=CONFIG, plan_memory=False, **kw)
+                      scheduler=scheduler, plan_memory=False, **kw)
 
 
 @pytest.mark.timeout(240)
@@ -65,6 +66,28 @@ def test_two_ranks_serve_what_one_rank_serves(folders, arch: str) -> None:
     assert 2 * two["kv_pool_bytes"] == one["kv_pool_bytes"]
 
 
+@pytest.mark.timeout(240)
+@pytest.mark.parametrize("arch", ARCHES)
+def test_two_ranks_with_async_scheduling_serve_what_one_synchronous_rank_serves(folders, arch: str) -> None:
+    """Rank 0 plans and sends step N+1 before reading step N's tokens back; every rank feeds
+    them from the broadcast after step N."""
+    config = dataclasses.replace(CONFIG, num_speculative_tokens=0)
+    lm = load_checkpoint(folders[arch])
+    one = scenario(EngineCore(lm.model, dataclasses.replace(config, async_scheduling=False),
+                              eos_ids=tuple(lm.tokenizer.special.eos_ids)))
+    two = run_driver(_spec(folders[arch], dataclasses.replace(config, async_scheduling=True), driver=drive_scenario),
+                     timeout=200)
+    assert two["fed_steps"] > two["steps"] // 2 and one["fed_steps"] == 0
+    cancelled = two["tokens"].pop("cancel")  # read back one step late, it may hold more tokens
+    assert cancelled[: len(one["tokens"]["cancel"])] == one["tokens"].pop("cancel")
+    assert two["tokens"] == one["tokens"] and two["cached"] == one["cached"]
+    for rid, rows in one["logits"].items():
+        n = min(len(rows), len(two["logits"][rid]))
+        assert n == len(rows) or rid == "cancel"
+        torch.testing.assert_close(two["logits"][rid][:n], rows[:n], rtol=0, atol=1e-4)
+    assert two["blocks_used"] == 0
+
+
 def test_table_mirror_follows_the_builder_through_row_growth(folders) -> None:
     """The other ranks rebuild each step's block tables from the writes rank 0 sends, also
     when more sequences are live than the builder's first rows (which then double)."""
@@ -77,8 +100,8 @@ def test_table_mirror_follows_the_builder_through_row_growth(folders) -> None:
     forward = runner._forward
     checked = []
 
-    def check(plan):
-        step, logits = forward(plan)
+    def check(plan, *args):
+        step, logits = forward(plan, *args)
         assert (mirror.tables(step) == step.tables).all()
         checked.append(step.num_seqs)
         return step, logits
@@ -106,7 +129,8 @@ def _prompt(n: int, seed: int) -> list[int]:
 
 
 @pytest.mark.timeout(300)
-async def test_a_killed_worker_fails_its_requests_and_the_engine_comes_back(folders) -> None:
+@pytest.mark.parametrize("overlap", [False, True], ids=["sync", "async"])
+async def test_a_killed_worker_fails_its_requests_and_the_engine_comes_back(folders, overlap: bool) -> None:
     folder = folders["iquestloopcoder"]
     lm = load_checkpoint(folder)
     core = EngineCore(lm.model, CONFIG, eos_ids=tuple(lm.tokenizer.special.eos_ids))
@@ -116,7 +140,7 @@ async def test_a_killed_worker_fails_its_requests_and_the_engine_comes_back(fold
         while core.has_work:
             core.step()
         expected[name] = seq.output_ids
-    engine = ParallelEngine(_spec(folder), lm.config)
+    engine = ParallelEngine(_spec(folder, dataclasses.replace(CONFIG, async_scheduling=overlap)), lm.config)
     await asyncio.to_thread(engine.start)
     try:
         with pytest.raises(AdmissionError, match="KV blocks"):

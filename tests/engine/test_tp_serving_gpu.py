@@ -15,6 +15,7 @@ so every run holds the same model.
 from __future__ import annotations
 
 import dataclasses
+import faulthandler
 import functools
 import os
 
@@ -89,6 +90,40 @@ def test_fp32_two_gpus_give_the_tokens_of_one(arch: str) -> None:
         for rid, rows in one["logits"].items():
             torch.testing.assert_close(got["logits"][rid], rows, rtol=0, atol=1e-3, msg=f"{mode} {rid}")
         assert got["blocks_used"] == 0
+
+
+def drive_scheduling(session) -> dict:
+    """The serving scenario without drafts: synchronous, then async scheduling with logits
+    recorded, then async without (nothing then waits for a step: steps overlap fully)."""
+    faulthandler.dump_traceback_later(100)  # a hang shows rank 0's stack before the test's timeout
+    out = {}
+    for name, overlap, record in (("sync", False, True), ("async", True, True), ("async-free", True, False)):
+        session.rebuild(async_scheduling=overlap)
+        out[name] = scenario(session.core, record_logits=record)
+    faulthandler.cancel_dump_traceback_later()
+    return out
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("arch", ["iquestcoder", "iquestloopcoder"])
+def test_fp32_async_scheduling_gives_the_tokens_of_sync_on_two_gpus(arch: str) -> None:
+    """Async == sync on two GPUs (one GPU: test_serving_equivalence.py's CUDA-graph test)."""
+    config = small_config(arch)
+    scheduler = SchedulerConfig(num_blocks=512, block_size=16, max_step_tokens=64, max_num_seqs=8,
+                                num_speculative_tokens=0)
+    two = run_driver(_spec(config, 2, torch.float32, drive_scheduling, scheduler), timeout=120)
+    ref = two["sync"]
+    ref_cancel = ref["tokens"]["cancel"]
+    assert ref["fed_steps"] == 0
+    for name in ("async", "async-free"):
+        got = two[name]
+        tokens = dict(got["tokens"])
+        assert tokens.pop("cancel")[: len(ref_cancel)] == ref_cancel, name  # read back late: maybe more
+        assert tokens == {k: v for k, v in ref["tokens"].items() if k != "cancel"}, name
+        assert got["blocks_used"] == 0 and got["fed_steps"] > got["steps"] // 2, name
+        for rid, rows in ref["logits"].items() if name == "async" else ():
+            n = min(len(rows), len(got["logits"][rid]))
+            torch.testing.assert_close(got["logits"][rid][:n], rows[:n], rtol=0, atol=1e-3, msg=f"{name} {rid}")
 
 
 def drive_greedy(session, prompts: list[list[int]], new: int) -> dict:

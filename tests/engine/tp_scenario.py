@@ -12,19 +12,29 @@ from loopls.engine.serving.core import EngineCore
 GREEDY = SamplingParams(max_tokens=12, min_tokens=12)
 
 
-def scenario(core: EngineCore) -> dict:
+def scenario(core: EngineCore, record_logits: bool = True) -> dict:
     """Ragged batches, a prefix hit, a speculative draft, seeded sampling, a cancellation;
-    records every sampled row's logits."""
+    records every sampled row's logits and counts the steps that fed a pending token."""
     logits: dict[str, list[torch.Tensor]] = {}
     sample = core.runner._sample
 
     def recording(plan, step, out):
+        # Copying logits to the host waits for the step: without it a GPU overlaps steps fully.
         for item, (first, count) in zip(plan.items, step.item_rows):
-            if count:
+            if count and record_logits:
                 logits.setdefault(item.seq.request_id, []).append(out[first : first + count].float().cpu().clone())
         return sample(plan, step, out)
 
     core.runner._sample = recording
+    build = core.runner.builder.build
+    fed: list[int] = []  # steps that took a pending token from the device (async scheduling)
+
+    def counting(*args, **kw):
+        step = build(*args, **kw)
+        fed.append(step.feed is not None)
+        return step
+
+    core.runner.builder.build = counting
     g = torch.Generator().manual_seed(7)
     vocab = core.model_config.vocab_size
     prompts = [torch.randint(20, vocab, (n,), generator=g).tolist() for n in (5, 40, 77, 23, 18)]
@@ -62,6 +72,8 @@ def scenario(core: EngineCore) -> dict:
         "logits": {rid: torch.cat(rows) for rid, rows in logits.items()},
         "blocks_used": core.pool.num_used,
         "kv_pool_bytes": core.stats()["kv_pool_bytes"],
+        "fed_steps": sum(fed),
+        "steps": len(fed),
     }
 
 
