@@ -6,6 +6,7 @@ one cancels it; a single-line site's engine request ends at the line break."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 
 import pytest
@@ -51,16 +52,24 @@ def _type(client, uri: str, text: str) -> asyncio.Future:
         types.TEXT_DOCUMENT_INLINE_COMPLETION, inline_params(uri, 1, 4 + len(LINE) + len(text)), msg_id="key-1"))
 
 
-async def test_typing_what_the_generation_writes_keeps_it_and_the_pause_gets_the_rest(tmp_path, models) -> None:
+@contextlib.asynccontextmanager
+async def _typed_during_generation(tmp_path, checkpoint: str, typed: str):
+    """A session where a generation is running when the user types `typed`: yields the
+    client and the answer to the request after the keystroke."""
     source = tmp_path / "app.py"
     source.write_text(f"def f(x):\n    {LINE}\n", encoding="utf-8")
-    async with session(tmp_path, _options(models["cycle"])) as client:
+    async with session(tmp_path, _options(checkpoint)) as client:
         await wait_for_state(client, "ready")
         uri = source.as_uri()
         open_document(client, uri, source.read_text())
         first = await _start_generation(client, uri)
-        second = await asyncio.wait_for(_type(client, uri, "co"), 120)
+        second = await asyncio.wait_for(_type(client, uri, typed), 120)
         await asyncio.gather(first, return_exceptions=True)
+        yield client, second
+
+
+async def test_typing_what_the_generation_writes_keeps_it_and_the_pause_gets_the_rest(tmp_path, models) -> None:
+    async with _typed_during_generation(tmp_path, models["cycle"], "co") as (client, second):
         item = second.items[0]
         assert item.insert_text.startswith("compute(x)")  # the word typed so far and what follows it
         assert item.range.start == types.Position(line=1, character=4 + len(LINE))
@@ -73,15 +82,7 @@ async def test_typing_what_the_generation_writes_keeps_it_and_the_pause_gets_the
 
 
 async def test_a_divergent_keystroke_cancels_the_generation_and_counts_its_tokens_as_waste(tmp_path, models) -> None:
-    source = tmp_path / "app.py"
-    source.write_text(f"def f(x):\n    {LINE}\n", encoding="utf-8")
-    async with session(tmp_path, _options(models["cycle"])) as client:
-        await wait_for_state(client, "ready")
-        uri = source.as_uri()
-        open_document(client, uri, source.read_text())
-        first = await _start_generation(client, uri)
-        second = await asyncio.wait_for(_type(client, uri, "z"), 120)
-        await asyncio.gather(first, return_exceptions=True)
+    async with _typed_during_generation(tmp_path, models["cycle"], "z") as (client, second):
         assert second is not None and second.items[0].insert_text.startswith("z")  # its own generation
         stats = (await status(client))["stats"]
         assert stats["cancelled"] == 1 and stats["cancelled_generations"] == 1, stats
