@@ -31,7 +31,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from lsp_latency import Connection, position  # noqa: E402 - the benches' one client
-from worst_latency import _rss_mb, make_project, percentile, varied_source  # noqa: E402
+from worst_latency import _rss_mb, make_project, percentile, started_server, varied_source  # noqa: E402
 
 MAX_OPEN = 8
 TYPED = "total = compute(items, limit) + offset  # x"
@@ -110,32 +110,12 @@ async def soak(conn: Connection, uri: str, text: str, requests: int, every: int,
 
 async def run_soak(project: Path, cache: Path, requests: int, every: int, lines: int) -> list[Window]:
     """Start a server in `project`, soak it, shut it down; the windows measured."""
-    env = {**os.environ, "LOOPLS_CACHE_DIR": str(cache), "HF_HUB_OFFLINE": "1"}
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "loopls.lsp", "lsp", stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.DEVNULL, env=env, cwd=project, limit=2**26)
-    conn = Connection(proc)
-    try:
-        await conn.call("initialize", {"processId": os.getpid(), "rootUri": project.as_uri(), "capabilities": {
-            "textDocument": {"diagnostic": {}}}, "initializationOptions": {"completion": {"maxTokens": 8}}})
-        conn.notify("initialized", {})
-        deadline = time.monotonic() + 300
-        while not (await conn.call("loopls/status"))["model"].get("loaded"):
-            assert time.monotonic() < deadline, "the model did not load"
-            await asyncio.sleep(0.2)
+    async with started_server(project, cache, None, {"textDocument": {"diagnostic": {}}}) as (conn, proc):
         uri = (project / "soak.py").as_uri()
         text = varied_source(lines)
         conn.notify("textDocument/didOpen", {"textDocument": {"uri": uri, "languageId": "python", "version": 1,
                                                               "text": text}})
         windows = await soak(conn, uri, text, requests, every, proc.pid)
-        await conn.call("shutdown")
-        conn.notify("exit", None)
-        await asyncio.wait_for(proc.wait(), 60)
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
-        conn.reader.cancel()
     return windows
 
 

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import platform
 import random
@@ -177,8 +178,10 @@ def make_project(base: Path) -> Path:
     return project
 
 
-async def run_case(case: str, text: str, project: Path, cache: Path, repeat: int, seed: int,
-                   tree: Path | None) -> tuple[dict, int]:
+@contextlib.asynccontextmanager
+async def started_server(project: Path, cache: Path, tree: Path | None, capabilities: dict):
+    """A server over stdio in `project` (this tree's, or `tree`'s), initialized with `capabilities`
+    and its model loaded; shut down (or killed) on leaving. Yields the connection and process."""
     env = {**os.environ, "LOOPLS_CACHE_DIR": str(cache), "HF_HUB_OFFLINE": "1"}
     command = ["-c", LAUNCHER, str(tree)] if tree is not None else ["-m", "loopls.lsp", "lsp"]
     proc = await asyncio.create_subprocess_exec(
@@ -186,19 +189,14 @@ async def run_case(case: str, text: str, project: Path, cache: Path, repeat: int
         stderr=asyncio.subprocess.DEVNULL, env=env, cwd=project, limit=2**26)
     conn = Connection(proc)
     try:
-        await conn.call("initialize", {"processId": os.getpid(), "rootUri": project.as_uri(), "capabilities": {
-            "textDocument": {"diagnostic": {}}, "workspace": {"diagnostics": {"refreshSupport": True}}}, "initializationOptions": {"completion": {"maxTokens": 8}}})
+        await conn.call("initialize", {"processId": os.getpid(), "rootUri": project.as_uri(), "capabilities": capabilities,
+                                       "initializationOptions": {"completion": {"maxTokens": 8}}})
         conn.notify("initialized", {})
         deadline = time.monotonic() + 300
         while not (await conn.call("loopls/status"))["model"].get("loaded"):
             assert time.monotonic() < deadline, "the model did not load"
             await asyncio.sleep(0.2)
-        uri = (project / "big.py").as_uri() if case != "untitled" else "untitled:Untitled-1"
-        bench = Bench(conn, uri, text, in_workspace=case != "untitled")
-        await bench.notification("didOpen", "textDocument/didOpen", {"textDocument": {
-            "uri": uri, "languageId": "python", "version": 1, "text": text}})
-        await bench.run(random.Random(seed), repeat)
-        rss = _rss_mb(proc.pid)
+        yield conn, proc
         await conn.call("shutdown")
         conn.notify("exit", None)
         await asyncio.wait_for(proc.wait(), 60)
@@ -207,6 +205,18 @@ async def run_case(case: str, text: str, project: Path, cache: Path, repeat: int
             proc.kill()
             await proc.wait()
         conn.reader.cancel()
+
+
+async def run_case(case: str, text: str, project: Path, cache: Path, repeat: int, seed: int,
+                   tree: Path | None) -> tuple[dict, int]:
+    capabilities = {"textDocument": {"diagnostic": {}}, "workspace": {"diagnostics": {"refreshSupport": True}}}
+    async with started_server(project, cache, tree, capabilities) as (conn, proc):
+        uri = (project / "big.py").as_uri() if case != "untitled" else "untitled:Untitled-1"
+        bench = Bench(conn, uri, text, in_workspace=case != "untitled")
+        await bench.notification("didOpen", "textDocument/didOpen", {"textDocument": {
+            "uri": uri, "languageId": "python", "version": 1, "text": text}})
+        await bench.run(random.Random(seed), repeat)
+        rss = _rss_mb(proc.pid)
     return bench.times, rss
 
 

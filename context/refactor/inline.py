@@ -20,7 +20,7 @@ from tree_sitter import Node
 from .edits import Edit, Refactoring
 from .evaluation import evaluated_before, evaluation_problem, statement_parents
 from .exprs import contains, effects, is_python, parenthesized
-from .jsscope import js_scopes
+from .jsscope import JsScopes, js_scopes
 from .pyflow import is_covered
 from .pyscope import PyScopes, Scope, python_scopes
 from .source import Source, ancestors, field_of
@@ -105,14 +105,7 @@ def _python_variable(src: Source, node: Node) -> _Variable | None:
         if not is_covered(read, block_children, [binds[0]]) or read.start < statement.end_byte:
             raise _Refused(f"`{name}` is read at line {read.node.start_point.row + 1} where it may not have "
                            "this value")
-    value_reads = [u for u in scopes.uses if not u.bind and value.start_byte <= u.start and u.end <= value.end_byte]
-    if any(u.name == name for u in value_reads):
-        raise _Refused(f"the value of `{name}` reads `{name}` itself")
-    for read in reads:
-        for u in value_reads:
-            if scopes.resolve(u.name, read.scope) is not scopes.resolve(u.name, u.scope):
-                raise _Refused(f"`{u.name}` means something else at line {read.node.start_point.row + 1}")
-    value_names = [(u.name, scopes.resolve(u.name, u.scope)) for u in value_reads]
+    value_names = _value_names(scopes, name, value, reads)
     var = _Variable(name, statement, value, [r.node for r in reads], value_names)
     nested = any(_in_nested_function(src, r.node, statement) for r in reads)
     _check_rebinding(var, [(u.name, _owner(scopes, u), u.start) for u in scopes.uses if u.bind], owner.node, nested)
@@ -162,14 +155,7 @@ def _js_variable(src: Source, node: Node) -> _Variable | None:
         if read.start < statement.end_byte or not _js_dominated(statement, read.node):
             raise _Refused(f"`{name}` is read at line {read.node.start_point.row + 1} where it may not have "
                            "this value")
-    value_reads = [u for u in scopes.uses if not u.bind and value.start_byte <= u.start and u.end <= value.end_byte]
-    if any(u.name == name for u in value_reads):
-        raise _Refused(f"the value of `{name}` reads `{name}` itself")
-    for read in reads:
-        for u in value_reads:
-            if scopes.resolve(u.name, read.scope) is not scopes.resolve(u.name, u.scope):
-                raise _Refused(f"`{u.name}` means something else at line {read.node.start_point.row + 1}")
-    value_names = [(u.name, scopes.resolve(u.name, u.scope)) for u in value_reads]
+    value_names = _value_names(scopes, name, value, reads)
     var = _Variable(name, statement, value, [r.node for r in reads], value_names)
     writes = [(u.name, scopes.resolve(u.name, u.scope), u.start) for u in scopes.uses if _js_writes(u.node)]
     nested = any(_in_nested_function(src, r.node, statement) for r in reads)
@@ -218,6 +204,19 @@ def _duplicable(src: Source, value: Node) -> bool:
         if node.type == "unary_expression" and src.node_text(node).startswith("delete"):
             return False
     return True
+
+
+def _value_names(scopes: PyScopes | JsScopes, name: str, value: Node, reads: list) -> list[tuple[str, object]]:
+    """The names the value reads, with what each is bound to; refused when the value reads the
+    variable itself or a name that means something else at one of the variable's reads."""
+    value_reads = [u for u in scopes.uses if not u.bind and value.start_byte <= u.start and u.end <= value.end_byte]
+    if any(u.name == name for u in value_reads):
+        raise _Refused(f"the value of `{name}` reads `{name}` itself")
+    for read in reads:
+        for u in value_reads:
+            if scopes.resolve(u.name, read.scope) is not scopes.resolve(u.name, u.scope):
+                raise _Refused(f"`{u.name}` means something else at line {read.node.start_point.row + 1}")
+    return [(u.name, scopes.resolve(u.name, u.scope)) for u in value_reads]
 
 
 def _in_nested_function(src: Source, read: Node, declaration: Node) -> bool:
