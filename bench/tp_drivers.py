@@ -3,7 +3,7 @@
 
 Everything is measured on the serving path the language server uses: the engine core on
 rank 0 schedules, builds and sends each step; every rank replays its decode CUDA graph with
-the all-reduces inside; rank 0 samples. Nothing here prints: results go back as dicts.
+the all-reduces inside; every rank samples its vocabulary shard. Nothing here prints: results go back as dicts.
 """
 
 from __future__ import annotations
@@ -124,21 +124,19 @@ def decode_speed(session, batch: int, context: int, steps: int, profile_steps: i
 def greedy_check(core, prompts: list[list[int]], new: int) -> dict:
     """Greedy tokens of `prompts` and the logits of their first sampled row (the prompt's end)."""
     rows: dict[str, torch.Tensor] = {}
-    sample = core.runner._sample
 
     def recording(plan, step, out):
         for item, (first, count) in zip(plan.items, step.item_rows):
             if count and item.seq.request_id not in rows:
                 rows[item.seq.request_id] = out[first].float().cpu()
-        return sample(plan, step, out)
 
-    core.runner._sample = recording
+    core.runner.record = recording  # every rank gathers the whole logits rows meanwhile
     try:
         stamp = time.monotonic_ns()
         seqs = [core.add(f"c{i}-{stamp}", p, SamplingParams(max_tokens=new, min_tokens=new)) for i, p in enumerate(prompts)]
         drain(core)
     finally:
-        core.runner._sample = sample
+        core.runner.record = None
     return {"tokens": [s.output_ids for s in seqs], "logits": [rows[s.request_id] for s in seqs]}
 
 

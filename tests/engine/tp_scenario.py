@@ -16,16 +16,15 @@ def scenario(core: EngineCore, record_logits: bool = True) -> dict:
     """Ragged batches, a prefix hit, a speculative draft, seeded sampling, a cancellation;
     records every sampled row's logits and counts the steps that fed a pending token."""
     logits: dict[str, list[torch.Tensor]] = {}
-    sample = core.runner._sample
 
     def recording(plan, step, out):
         # Copying logits to the host waits for the step: without it a GPU overlaps steps fully.
         for item, (first, count) in zip(plan.items, step.item_rows):
-            if count and record_logits:
+            if count:
                 logits.setdefault(item.seq.request_id, []).append(out[first : first + count].float().cpu().clone())
-        return sample(plan, step, out)
 
-    core.runner._sample = recording
+    if record_logits:
+        core.runner.record = recording
     build = core.runner.builder.build
     fed: list[int] = []  # steps that took a pending token from the device (async scheduling)
 
