@@ -57,16 +57,26 @@ class Attention(nn.Module):
         self.k_proj = nn.Linear(hidden, self.num_kv_heads * d, bias=bias)
         self.v_proj = nn.Linear(hidden, self.num_kv_heads * d, bias=bias)
         self.o_proj = nn.Linear(self.num_heads * d, hidden, bias=config.o_proj_bias)
+        self.qkv_proj: FusedLinear | None = None  # set by `fuse`
 
     def qkv(
         self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """x [N, hidden] -> post-RoPE q [N, H, D], k [N, KVH, D] and v [N, KVH, D]."""
         n, d = x.shape[0], self.head_dim
-        q = self.q_proj(x).view(n, -1, d)
-        k = self.k_proj(x).view(n, -1, d)
-        v = self.v_proj(x).view(n, -1, d)
+        if self.qkv_proj is not None:
+            q, k, v = (t.view(n, -1, d) for t in self.qkv_proj(x))
+        else:
+            q = self.q_proj(x).view(n, -1, d)
+            k = self.k_proj(x).view(n, -1, d)
+            v = self.v_proj(x).view(n, -1, d)
         return ops.apply_rope(q, cos, sin), ops.apply_rope(k, cos, sin), v
+
+    def fuse(self) -> None:
+        """q, k and v from one GEMM (idempotent; after any tensor-parallel split)."""
+        if self.qkv_proj is None:
+            self.qkv_proj = FusedLinear(self.q_proj, self.k_proj, self.v_proj)
+            del self.q_proj, self.k_proj, self.v_proj
 
 
 class MLP(nn.Module):
@@ -75,9 +85,46 @@ class MLP(nn.Module):
         self.gate_proj = nn.Linear(config.hidden_size, config.intermediate_size, bias=False)
         self.up_proj = nn.Linear(config.hidden_size, config.intermediate_size, bias=False)
         self.down_proj = nn.Linear(config.intermediate_size, config.hidden_size, bias=False)
+        self.gate_up_proj: FusedLinear | None = None  # set by `fuse`
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.gate_up_proj is not None:
+            gate, up = self.gate_up_proj(x)
+            return self.down_proj(F.silu(gate) * up)
         return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+
+    def fuse(self) -> None:
+        """gate and up from one GEMM (idempotent)."""
+        if self.gate_up_proj is None:
+            self.gate_up_proj = FusedLinear(self.gate_proj, self.up_proj)
+            del self.gate_proj, self.up_proj
+
+
+class FusedLinear(nn.Module):
+    """Linear layers over the same input as one GEMM whose output is split back into theirs.
+
+    A GPU decode step streams every weight once per token: one kernel over the stacked
+    weights reaches the copy bandwidth where two or three small ones each pay their ramp-up
+    and tail (most at tensor-parallel widths, where each is a fraction of its full size)."""
+
+    def __init__(self, *parts: nn.Linear) -> None:
+        super().__init__()
+        self.sizes = [p.weight.shape[0] for p in parts]
+        self.weight = nn.Parameter(torch.cat([p.weight for p in parts]), requires_grad=False)
+        biases = [p.bias for p in parts]
+        has_bias = any(b is not None for b in biases)
+        bias = torch.cat([b if b is not None else p.weight.new_zeros(n) for b, p, n in zip(biases, parts, self.sizes)])
+        self.bias = nn.Parameter(bias, requires_grad=False) if has_bias else None
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return F.linear(x, self.weight, self.bias).split(self.sizes, dim=-1)
+
+
+def fuse_projections(model: nn.Module) -> None:
+    """Fuse every decoder layer's q/k/v and gate/up projections (see FusedLinear)."""
+    for module in model.modules():
+        if isinstance(module, (Attention, MLP)):
+            module.fuse()
 
 
 class LoopGate(nn.Module):

@@ -27,6 +27,10 @@ import torch.distributed as dist
 import torch.nn.functional as F
 
 
+# The same collective under its newer name (the old one warns from torch 2.13 on).
+_ALL_GATHER = getattr(dist, "all_gather_single", None) or dist.all_gather_into_tensor
+
+
 @dataclass(frozen=True)
 class VocabShard:
     """Which token ids a rank's logits hold: [start, start + size), padded to `width`."""
@@ -83,7 +87,7 @@ def ban_(logits: torch.Tensor, ban: torch.Tensor, shard: VocabShard) -> None:
 def _gather(part: torch.Tensor, shard: VocabShard) -> torch.Tensor:
     """Every rank's `part` [R, C] -> [world, R, C], in rank order."""
     out = part.new_empty((shard.world * part.shape[0], part.shape[1]))
-    dist.all_gather_into_tensor(out, part.contiguous(), group=shard.group)
+    _ALL_GATHER(out, part.contiguous(), group=shard.group)
     return out.view(shard.world, part.shape[0], part.shape[1])
 
 

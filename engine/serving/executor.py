@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from ..model.attention import PagedKV, PagedStore, graph_capturable
+from ..model.layers import fuse_projections
 from ..model.sampler import SamplingParams, sample_rows
 from ..model.vocab_parallel import VocabShard, ban_, gather_logits, shard_argmax, shard_logits
 from .batch import HostStep, apply_feed, unpack, upload
@@ -41,6 +42,10 @@ class StepExecutor:
         self.model = model
         param = next(model.parameters())
         self.device, self.dtype = param.device, param.dtype
+        if self.device.type == "cuda":
+            # GPU decode streams the weights: fewer, larger GEMMs (layers.FusedLinear). CPUs
+            # gain nothing, and their tests keep the checkpoint's own modules.
+            fuse_projections(model)
         mcfg = model.config
         attn = model.model.layers[0].self_attn  # a tensor-parallel rank holds only its KV heads
         self.kv = PagedKV(

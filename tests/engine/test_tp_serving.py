@@ -70,7 +70,7 @@ def test_two_ranks_serve_what_one_rank_serves(folders, arch: str) -> None:
 @pytest.mark.parametrize("arch", ARCHES)
 def test_two_ranks_with_async_scheduling_serve_what_one_synchronous_rank_serves(folders, arch: str) -> None:
     """Rank 0 plans and sends step N+1 before reading step N's tokens back; every rank feeds
-    them from the broadcast after step N."""
+    them from the tokens it sampled itself in step N."""
     config = dataclasses.replace(CONFIG, num_speculative_tokens=0)
     lm = load_checkpoint(folders[arch])
     one = scenario(EngineCore(lm.model, dataclasses.replace(config, async_scheduling=False),
@@ -97,16 +97,16 @@ def test_table_mirror_follows_the_builder_through_row_growth(folders) -> None:
     runner = core.runner
     runner.builder = StepBuilder(4, runner.window_loops, lm.config.max_position_embeddings, journal=True)
     mirror = TableMirror(runner.builder.kinds, runner.builder.width)
-    forward = runner._forward
+    build = runner.builder.build
     checked = []
 
-    def check(plan, *args):
-        step, logits = forward(plan, *args)
+    def check(*args, **kw):
+        step = build(*args, **kw)
         assert (mirror.tables(step) == step.tables).all()
         checked.append(step.num_seqs)
-        return step, logits
+        return step
 
-    runner._forward = check
+    runner.builder.build = check
     g = torch.Generator().manual_seed(1)
     for i in range(20):
         core.add(f"r{i}", torch.randint(20, 400, (3 + 5 * i,), generator=g).tolist(), SamplingParams(max_tokens=6))
