@@ -6,7 +6,7 @@
 
 Everything runs the language server's serving path: the engine core on rank 0 of a worker
 group (one process per GPU) schedules, builds and sends each step once; every rank replays
-its decode CUDA graph with the all-reduces inside; rank 0 samples. Random bf16 weights are
+its decode CUDA graph with the all-reduces inside and samples its vocabulary shard. Random bf16 weights are
 built on the GPUs, per tensor-parallel slice with per-unit seeds, so TP=1 and TP=2 hold the
 same model (engine/model/random_weights.py). Sections, each in its own worker group with a
 deadline; an error is printed and the run goes on:

@@ -73,15 +73,14 @@ def shard_logits(x: torch.Tensor, weight: torch.Tensor, shard: VocabShard) -> to
 def ban_(logits: torch.Tensor, ban: torch.Tensor, shard: VocabShard) -> None:
     """Set logits [R, width] to -inf at token ids `ban` [R, M] (-1: none) that this shard holds.
 
-    Accumulating -inf (and 0 where an id is elsewhere) keeps the shapes fixed, so a CUDA
-    graph can hold it, and repeated indices cannot race: the sum is the same in any order."""
+    Adding -inf (and 0 where an id is elsewhere) keeps the shapes fixed, so a CUDA graph can
+    hold it, and repeated indices cannot race: the sum is the same in any order."""
     if ban.shape[-1] == 0:
         return
     col = ban - shard.start
     held = (col >= 0) & (col < shard.size)
-    rows = torch.arange(ban.shape[0], device=ban.device)[:, None].expand_as(ban)
-    add = torch.where(held, float("-inf"), 0.0).to(logits.dtype)
-    logits.index_put_((rows.reshape(-1), col.clamp(0, shard.width - 1).reshape(-1)), add.reshape(-1), accumulate=True)
+    add = torch.zeros(ban.shape, dtype=logits.dtype, device=logits.device).masked_fill_(held, float("-inf"))
+    logits.scatter_add_(1, col.clamp(0, shard.width - 1), add)
 
 
 def _gather(part: torch.Tensor, shard: VocabShard) -> torch.Tensor:

@@ -13,7 +13,7 @@ GREEDY = SamplingParams(max_tokens=12, min_tokens=12)
 
 
 def scenario(core: EngineCore, record_logits: bool = True) -> dict:
-    """Ragged batches, a prefix hit, a speculative draft, seeded sampling, a cancellation;
+    """Ragged batches, a prefix hit, a speculative draft, seeded top-k and top-p sampling, a cancellation;
     records every sampled row's logits and counts the steps that fed a pending token."""
     logits: dict[str, list[torch.Tensor]] = {}
 
@@ -56,6 +56,7 @@ def scenario(core: EngineCore, record_logits: bool = True) -> dict:
     add("hit", prompts[2] + prompts[4])  # its first 72 tokens are cached blocks
     add("spec", prompts[4][:6] * 8, SamplingParams(max_tokens=16, min_tokens=16))  # drafts from repetition
     add("sampled", prompts[3], SamplingParams(max_tokens=10, min_tokens=10, temperature=1.0, top_k=20, seed=5))
+    add("nucleus", prompts[0] + prompts[3], SamplingParams(max_tokens=8, min_tokens=8, temperature=0.8, top_p=0.9, seed=8))
     drain()
     add("cancel", prompts[1] + prompts[0], SamplingParams(max_tokens=30, min_tokens=30))
     while len(seqs["cancel"].output_ids) < 3:
