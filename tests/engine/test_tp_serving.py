@@ -19,6 +19,7 @@ import pytest
 import torch
 
 from loopls.engine.backends import BackendConfig, BackendError, load_backend
+from loopls.engine.model.cache import KVCache
 from loopls.engine.model.loader import load_checkpoint, load_tensor_parallel
 from loopls.engine.model.sampler import SamplingParams
 from loopls.engine.model.tiny import create_tiny
@@ -30,7 +31,7 @@ from loopls.engine.serving.scheduler import AdmissionError, SchedulerConfig
 from loopls.engine.serving.worker_group import WorkerDied, run_driver
 from loopls.engine.serving.workers import WorkerSpec
 
-from tp_scenario import GREEDY, drive_scenario, scenario
+from tp_scenario import GREEDY, drive_scenario, drive_unseeded, scenario
 
 ARCHES = ("iquestcoder", "iquestloopcoder", "qwen2")
 CONFIG = SchedulerConfig(num_blocks=160, block_size=8, max_step_tokens=48, max_num_seqs=8)
@@ -86,6 +87,25 @@ def test_two_ranks_with_async_scheduling_serve_what_one_synchronous_rank_serves(
         assert n == len(rows) or rid == "cancel"
         torch.testing.assert_close(two["logits"][rid][:n], rows[:n], rtol=0, atol=1e-4)
     assert two["blocks_used"] == 0
+
+
+@pytest.mark.timeout(200)
+def test_unseeded_sampling_is_drawn_alike_on_every_rank(folders) -> None:
+    """Each rank draws a request's tokens from the generator state rank 0 sends: the logits
+    two ranks computed at every position equal one rank's fed the tokens they sampled."""
+    folder = folders["iquestloopcoder"]
+    lm = load_checkpoint(folder)
+    prompts = [_prompt(n, n) for n in (9, 30, 17)]
+    got = run_driver(_spec(folder, dataclasses.replace(CONFIG, num_speculative_tokens=0), driver=drive_unseeded,
+                           driver_args={"prompts": prompts}), timeout=150)
+    for prompt, tokens, rows in zip(prompts, got["tokens"], got["logits"]):
+        # a stop token, or a step queued after the last token (async), adds rows
+        assert len(tokens) >= 1 and len(rows) >= len(tokens)
+        ids = torch.tensor([prompt + tokens[:-1]])
+        cache = KVCache.for_model(lm.model, 1, ids.shape[1], torch.float32, lm.device)
+        want = lm.model(ids, cache)[0, len(prompt) - 1 :]
+        torch.testing.assert_close(rows[: len(tokens)], want, rtol=0, atol=1e-4)
+    assert len({tuple(t) for t in got["tokens"]}) == 3
 
 
 def test_table_mirror_follows_the_builder_through_row_growth(folders) -> None:

@@ -79,3 +79,25 @@ def scenario(core: EngineCore, record_logits: bool = True) -> dict:
 
 def drive_scenario(session) -> dict:
     return scenario(session.core) | {"info": {k: str(v) for k, v in session.info.items()}}
+
+
+def drive_unseeded(session, prompts: list[list[int]]) -> dict:
+    """Sampled requests without a seed under async scheduling: each rank draws the tokens
+    itself and feeds them to the next step, so a rank drawing differently would corrupt the
+    sums. Returns the tokens and the logits of every sampled row."""
+    core = session.core
+    core.async_scheduling = True
+    rows: dict[str, list[torch.Tensor]] = {}
+
+    def recording(plan, step, out):
+        for item, (first, count) in zip(plan.items, step.item_rows):
+            if count:
+                rows.setdefault(item.seq.request_id, []).append(out[first + count - 1].float().cpu().clone())
+
+    core.runner.record = recording
+    params = [SamplingParams(max_tokens=10, temperature=1.0), SamplingParams(max_tokens=10, temperature=0.7, top_k=30),
+              SamplingParams(max_tokens=10, temperature=1.2, top_p=0.8)]
+    seqs = [core.add(f"u{i}", p, params[i % len(params)]) for i, p in enumerate(prompts)]
+    while core.has_work:
+        core.step()
+    return {"tokens": [s.output_ids for s in seqs], "logits": [torch.stack(rows[s.request_id]) for s in seqs]}
