@@ -65,11 +65,13 @@ class Attention(nn.Module):
         """x [N, hidden] -> post-RoPE q [N, H, D], k [N, KVH, D] and v [N, KVH, D]."""
         n, d = x.shape[0], self.head_dim
         if self.qkv_proj is not None:
-            q, k, v = (t.view(n, -1, d) for t in self.qkv_proj(x))
-        else:
-            q = self.q_proj(x).view(n, -1, d)
-            k = self.k_proj(x).view(n, -1, d)
-            v = self.v_proj(x).view(n, -1, d)
+            h, qk = self.num_heads, self.num_heads + self.num_kv_heads
+            out = self.qkv_proj.linear(x).view(n, -1, d)  # [N, H + 2 KVH, D]
+            rotated = ops.apply_rope(out[:, :qk], cos, sin)  # q and k side by side: one launch
+            return rotated[:, :h], rotated[:, h:], out[:, qk:]
+        q = self.q_proj(x).view(n, -1, d)
+        k = self.k_proj(x).view(n, -1, d)
+        v = self.v_proj(x).view(n, -1, d)
         return ops.apply_rope(q, cos, sin), ops.apply_rope(k, cos, sin), v
 
     def fuse(self) -> None:
@@ -116,8 +118,12 @@ class FusedLinear(nn.Module):
         bias = torch.cat([b if b is not None else p.weight.new_zeros(n) for b, p, n in zip(biases, parts, self.sizes)])
         self.bias = nn.Parameter(bias, requires_grad=False) if has_bias else None
 
+    def linear(self, x: torch.Tensor) -> torch.Tensor:
+        """The stacked outputs [N, sum(sizes)]."""
+        return F.linear(x, self.weight, self.bias)
+
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        return F.linear(x, self.weight, self.bias).split(self.sizes, dim=-1)
+        return self.linear(x).split(self.sizes, dim=-1)
 
 
 def fuse_projections(model: nn.Module) -> None:
