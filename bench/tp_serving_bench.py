@@ -127,8 +127,9 @@ def decode_sections(report: Report, args, budget: Budget) -> None:
 
     def one() -> None:
         timeout = budget.take(args.section_s, args.reserve_s + args.loop_s)
+        gemms = half_width_gemms(config) if args.gemm_probe else None
         res = run_driver(spec(config, 1, args, tp_drivers.drive_decode, variants=[None], deadline=deadline(timeout),
-                              **common), timeout=timeout)
+                              gemm_shapes=gemms, **common), timeout=timeout)
         report.decode(config, 1, res)
 
     def two() -> None:
@@ -140,6 +141,15 @@ def decode_sections(report: Report, args, budget: Budget) -> None:
 
     section(report, "14B TP=1", one)
     section(report, "14B TP=2", two)
+
+
+def half_width_gemms(config: ModelConfig) -> list[tuple[int, int]]:
+    """(out, in) of a decoder layer's GEMMs (q/k/v and gate/up fused, as GPU executors run
+    them) and of the LM head, whole and at TP=2 widths."""
+    h, d, i = config.hidden_size, config.head_dim, config.intermediate_size
+    qkv = (config.num_attention_heads + 2 * config.num_key_value_heads) * d
+    whole = [(qkv, h), (h, config.num_attention_heads * d), (2 * i, h), (h, i), (config.vocab_size, h)]
+    return whole + [(o // 2, n) if k in (0, 2, 4) else (o, n // 2) for k, (o, n) in enumerate(whole)]
 
 
 def loop_section(report: Report, args, budget: Budget) -> None:
@@ -207,6 +217,8 @@ def main() -> None:
     ap.add_argument("--variants", default="nccl,symm-one-shot,symm-two-shot", help="all-reduce variants at TP=2")
     ap.add_argument("--modes", default="sync,async", help="scheduling modes, each measured in turn")
     ap.add_argument("--skip", default="", help="comma list of: 14b, loop, tests")
+    ap.add_argument("--gemm-probe", action="store_true",
+                    help="time the 14B shape's GEMMs whole and at TP=2 widths with cuBLAS and cuBLASLt (TP=1 section)")
     if ap.parse_known_args()[0].cpu_smoke:  # tiny shapes, CPU-speed deadlines; flags given still win
         ap.set_defaults(context=32, steps=4, profile_steps=2, batch=4, step_tokens=64, check_len=24, check_new=6,
                         levels="2,4", cold_level=2, outputs=8, cold_s=15, section_s=200, tp2_s=300, loop_s=300,

@@ -117,7 +117,7 @@ class RankState:
         self.profiler = StepProfiler(self.device)
         self.profiler.start()
 
-    def profile_stop(self, steps: int) -> dict[str, float]:
+    def profile_stop(self, steps: int) -> dict:
         """Per-step times of this rank since `profile_start` (profiling.py)."""
         profiler, self.profiler = self.profiler, None
         return profiler.stop(steps) if profiler is not None else {}
