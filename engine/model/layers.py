@@ -128,14 +128,13 @@ class FusedLinear(nn.Module):
 
 def fuse_projections(model: nn.Module) -> None:
     """Fuse every decoder layer's q/k/v and gate/up projections (see FusedLinear)."""
-    for module in list(model.modules()):
-        if isinstance(module, (Attention, MLP)):
-            module.fuse()
-            if next(module.parameters()).is_cuda:
-                # Hand the replaced weights' memory back at once: left in the caching
-                # allocator, the next layers' fused weights would be carved out of it and the
-                # rest of each block would stay reserved (GiBs of K/V pool lost at 14B).
-                torch.cuda.empty_cache()
+    for module in [m for m in model.modules() if isinstance(m, (Attention, MLP))]:
+        module.fuse()
+        if next(module.parameters()).is_cuda:
+            # Hand the replaced weights' memory back at once: left in the caching allocator,
+            # the next layers' fused weights would be carved out of it and the rest of each
+            # block would stay reserved (GiBs of K/V pool lost at 14B).
+            torch.cuda.empty_cache()
 
 
 class LoopGate(nn.Module):
