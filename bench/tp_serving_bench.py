@@ -144,12 +144,13 @@ def decode_sections(report: Report, args, budget: Budget) -> None:
 
 
 def half_width_gemms(config: ModelConfig) -> list[tuple[int, int]]:
-    """(out, in) of a decoder layer's GEMMs (q/k/v and gate/up fused, as GPU executors run
-    them) and of the LM head, whole and at TP=2 widths."""
+    """(out, in) of a decoder layer's GEMMs as GPU executors run them (q/k/v fused; gate and
+    up each alone, and stacked for comparison) and of the LM head, whole and at TP=2 widths."""
     h, d, i = config.hidden_size, config.head_dim, config.intermediate_size
     qkv = (config.num_attention_heads + 2 * config.num_key_value_heads) * d
-    whole = [(qkv, h), (h, config.num_attention_heads * d), (2 * i, h), (h, i), (config.vocab_size, h)]
-    return whole + [(o // 2, n) if k in (0, 2, 4) else (o, n // 2) for k, (o, n) in enumerate(whole)]
+    column = [(qkv, h), (i, h), (2 * i, h), (config.vocab_size, h)]  # split by output rows
+    row = [(h, config.num_attention_heads * d), (h, i)]  # split by input columns
+    return column + row + [(o // 2, n) for o, n in column] + [(o, n // 2) for o, n in row]
 
 
 def loop_section(report: Report, args, budget: Budget) -> None:

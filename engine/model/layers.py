@@ -66,7 +66,7 @@ class Attention(nn.Module):
         n, d = x.shape[0], self.head_dim
         if self.qkv_proj is not None:
             h, qk = self.num_heads, self.num_heads + self.num_kv_heads
-            out = self.qkv_proj.linear(x).view(n, -1, d)  # [N, H + 2 KVH, D]
+            out = self.qkv_proj(x).view(n, -1, d)  # [N, H + 2 KVH, D]
             rotated = ops.apply_rope(out[:, :qk], cos, sin)  # q and k side by side: one launch
             return rotated[:, :h], rotated[:, h:], out[:, qk:]
         q = self.q_proj(x).view(n, -1, d)
@@ -87,53 +87,40 @@ class MLP(nn.Module):
         self.gate_proj = nn.Linear(config.hidden_size, config.intermediate_size, bias=False)
         self.up_proj = nn.Linear(config.hidden_size, config.intermediate_size, bias=False)
         self.down_proj = nn.Linear(config.intermediate_size, config.hidden_size, bias=False)
-        self.gate_up_proj: FusedLinear | None = None  # set by `fuse`
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.gate_up_proj is not None:
-            gate, up = self.gate_up_proj(x)
-            return self.down_proj(F.silu(gate) * up)
         return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
-
-    def fuse(self) -> None:
-        """gate and up from one GEMM (idempotent)."""
-        if self.gate_up_proj is None:
-            self.gate_up_proj = FusedLinear(self.gate_proj, self.up_proj)
-            del self.gate_proj, self.up_proj
 
 
 class FusedLinear(nn.Module):
-    """Linear layers over the same input as one GEMM whose output is split back into theirs.
+    """Linear layers over the same input as one GEMM: [N, in] -> their outputs side by side.
 
-    A GPU decode step streams every weight once per token: one kernel over the stacked
-    weights reaches the copy bandwidth where two or three small ones each pay their ramp-up
-    and tail (most at tensor-parallel widths, where each is a fraction of its full size)."""
+    A GPU decode step streams every weight once per token, and a small matrix streams below
+    the copy bandwidth (its kernel's ramp-up and tail weigh more): one kernel over q, k and v
+    stacked instead of three, the smallest of them a few MB at tensor-parallel widths.
+    gate and up are not fused: on an H200 a 27648 x 5120 bf16 matrix, one of them at the 14B
+    shape, streams at 4.3 TB/s whether alone or stacked (docs/benchmarks.md, GEMM probe), and
+    copying them into a fused weight left their old blocks as holes the caching allocator
+    could not give back (2-8 GiB less K/V pool per GPU)."""
 
     def __init__(self, *parts: nn.Linear) -> None:
         super().__init__()
-        self.sizes = [p.weight.shape[0] for p in parts]
         self.weight = nn.Parameter(torch.cat([p.weight for p in parts]), requires_grad=False)
-        biases = [p.bias for p in parts]
-        has_bias = any(b is not None for b in biases)
-        bias = torch.cat([b if b is not None else p.weight.new_zeros(n) for b, p, n in zip(biases, parts, self.sizes)])
-        self.bias = nn.Parameter(bias, requires_grad=False) if has_bias else None
+        self.bias = None
+        if any(p.bias is not None for p in parts):
+            bias = [p.bias if p.bias is not None else p.weight.new_zeros(p.weight.shape[0]) for p in parts]
+            self.bias = nn.Parameter(torch.cat(bias), requires_grad=False)
 
-    def linear(self, x: torch.Tensor) -> torch.Tensor:
-        """The stacked outputs [N, sum(sizes)]."""
-        return F.linear(x, self.weight, self.bias)
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        return self.linear(x).split(self.sizes, dim=-1)
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x, self.weight, self.bias)  # [N, sum of the parts' outputs]
 
 
 def fuse_projections(model: nn.Module) -> None:
-    """Fuse every decoder layer's q/k/v and gate/up projections (see FusedLinear)."""
-    for module in [m for m in model.modules() if isinstance(m, (Attention, MLP))]:
+    """Fuse every decoder layer's q/k/v projections (see FusedLinear)."""
+    for module in [m for m in model.modules() if isinstance(m, Attention)]:
         module.fuse()
         if next(module.parameters()).is_cuda:
-            # Hand the replaced weights' memory back at once: left in the caching allocator,
-            # the next layers' fused weights would be carved out of it and the rest of each
-            # block would stay reserved (GiBs of K/V pool lost at 14B).
+            # Hand the replaced weights' memory back at once where whole blocks are free.
             torch.cuda.empty_cache()
 
 

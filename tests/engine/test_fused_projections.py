@@ -1,5 +1,5 @@
-"""GPU executors fuse each layer's q/k/v and gate/up projections into one GEMM each
-(engine/model/layers.py, `FusedLinear`); the model must compute what it computed before."""
+"""GPU executors fuse each layer's q/k/v projections into one GEMM (engine/model/layers.py,
+`FusedLinear`); the model must compute what it computed before."""
 
 from __future__ import annotations
 
@@ -12,8 +12,7 @@ from loopls.engine.model.tiny import create_tiny
 
 
 def test_fused_projections_compute_what_the_separate_ones_compute(tmp_path) -> None:
-    """GPU executors fuse q/k/v and gate/up into one GEMM each (layers.FusedLinear), after any
-    tensor-parallel split: the same logits, here with biases (qwen2) and on a Loop model."""
+    """The same logits with q/k/v from one GEMM, here with biases (qwen2) and on a Loop model."""
     for arch in ("qwen2", "iquestloopcoder"):
         lm = load_checkpoint(create_tiny(tmp_path / arch, arch, seed=4))
         ids = torch.randint(0, lm.config.vocab_size, (1, 20), generator=torch.Generator().manual_seed(1))
