@@ -3,7 +3,7 @@
 
 Everything is measured on the serving path the language server uses: the engine core on
 rank 0 schedules, builds and sends each step; every rank replays its decode CUDA graph with
-the all-reduces inside; rank 0 samples. Nothing here prints: results go back as dicts.
+the all-reduces inside; every rank samples its vocabulary shard. Nothing here prints: results go back as dicts.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import time
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from loopls.engine.model.collectives import model_all_reduce
 from loopls.engine.model.sampler import SamplingParams
@@ -83,6 +84,53 @@ def allreduce_latency(state, rows_list: list[int], calls: int, repeats: int) -> 
     return out
 
 
+def gemm_probe(state, shapes: list[tuple[int, int]], rows_list: list[int], calls: int = 28, repeats: int = 20) -> list[dict]:
+    """Microseconds per GEMM x [rows, in] @ w [out, in].T in the model's dtype with each BLAS
+    library torch can prefer (cuBLAS, cuBLASLt): `calls` back to back in one CUDA graph, over
+    enough copies of the weight that they stream from memory as in a decode step, not from L2."""
+    if state.device.type != "cuda":
+        return []
+    dtype = next(state.model.parameters()).dtype
+    before = torch.backends.cuda.preferred_blas_library()
+    rows_out = []
+    try:
+        for n_out, n_in in shapes:
+            nbytes = n_out * n_in * dtype.itemsize
+            copies = max(2, -(-(256 << 20) // nbytes))
+            weights = [torch.randn(n_out, n_in, device=state.device, dtype=dtype) for _ in range(copies)]
+            for rows in rows_list:
+                x = torch.randn(rows, n_in, device=state.device, dtype=dtype)
+                row = {"out": n_out, "in": n_in, "rows": rows, "bytes": nbytes, "us": {}}
+                for lib in ("cublas", "cublaslt"):
+                    torch.backends.cuda.preferred_blas_library(lib)
+                    try:
+                        row["us"][lib] = _graph_us(lambda: [F.linear(x, weights[i % copies]) for i in range(calls)],
+                                                   repeats, state.device) / calls
+                    except RuntimeError as exc:  # a library that cannot run this shape here
+                        row["us"][lib] = float("nan")
+                        row["error"] = f"{lib}: {exc}"[:200]
+                rows_out.append(row)
+            del weights
+    finally:
+        torch.backends.cuda.preferred_blas_library(before)
+    return rows_out
+
+
+def _graph_us(fn, repeats: int, device: torch.device) -> float:
+    """Microseconds per replay of `fn` captured in a CUDA graph."""
+    fn()  # warm-up: library handles, workspaces, kernel selection
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        fn()
+    graph.replay()
+    sync(device)
+    t = time.perf_counter()
+    for _ in range(repeats):
+        graph.replay()
+    sync(device)
+    return (time.perf_counter() - t) / repeats * 1e6
+
+
 # -- on rank 0 -----------------------------------------------------------------------------
 def decode_speed(session, batch: int, context: int, steps: int, profile_steps: int) -> dict:
     """Plain decode of `batch` sequences after `context`-token prompts: tokens/s over `steps`
@@ -124,21 +172,19 @@ def decode_speed(session, batch: int, context: int, steps: int, profile_steps: i
 def greedy_check(core, prompts: list[list[int]], new: int) -> dict:
     """Greedy tokens of `prompts` and the logits of their first sampled row (the prompt's end)."""
     rows: dict[str, torch.Tensor] = {}
-    sample = core.runner._sample
 
     def recording(plan, step, out):
         for item, (first, count) in zip(plan.items, step.item_rows):
             if count and item.seq.request_id not in rows:
                 rows[item.seq.request_id] = out[first].float().cpu()
-        return sample(plan, step, out)
 
-    core.runner._sample = recording
+    core.runner.record = recording  # every rank gathers the whole logits rows meanwhile
     try:
         stamp = time.monotonic_ns()
         seqs = [core.add(f"c{i}-{stamp}", p, SamplingParams(max_tokens=new, min_tokens=new)) for i, p in enumerate(prompts)]
         drain(core)
     finally:
-        core.runner._sample = sample
+        core.runner.record = None
     return {"tokens": [s.output_ids for s in seqs], "logits": [rows[s.request_id] for s in seqs]}
 
 
@@ -150,7 +196,8 @@ def set_mode(core, mode: str) -> None:
 
 def drive_decode(session, variants: list[str | None], batches: list[int], context: int, steps: int,
                  profile_steps: int, check_prompts: list[list[int]], check_new: int, ar_rows: list[int],
-                 modes: tuple[str, ...] = ("sync", "async"), deadline: float = float("inf")) -> dict:
+                 modes: tuple[str, ...] = ("sync", "async"), deadline: float = float("inf"),
+                 gemm_shapes: list[tuple[int, int]] | None = None) -> dict:
     """Per all-reduce variant (None: as set up): all-reduce latency, then per scheduling mode
     decode speed at each batch with a profile and the greedy check. A variant is skipped when
     less time is left before `deadline` (time.monotonic, shared by the processes of a host)
@@ -159,6 +206,8 @@ def drive_decode(session, variants: list[str | None], batches: list[int], contex
     device = session.group.state.device
     out = {"bandwidth": copy_bandwidth(device), "world": session.group.world, "pool": session.info["pool"],
            "blocks": session.info["config"].num_blocks, "variants": {}}
+    if gemm_shapes:
+        out["gemms"] = session.group.call("run", gemm_probe, gemm_shapes, sorted(set(batches)))[0]
     took = 0.0
     for variant in variants:
         res: dict = {}

@@ -47,6 +47,8 @@ class Report:
         self.rows: list[tuple[str, ...]] = []
         self.loop_rows: list[tuple[str, ...]] = []
         self.profiles: list[tuple[str, ...]] = []
+        self.kernels: list[tuple[str, list]] = []  # (run, rank 0's top kernels) of batch-1 profiles
+        self.gemms: list[dict] = []  # GEMM probe rows (tp_drivers.gemm_probe)
         self._one: dict = {}  # (mode, batch) -> TP=1 tok/s
         self._sync: dict = {}  # (world, all-reduce, batch) -> sync tok/s
         self._checks: dict = {}  # (world, mode) -> greedy check
@@ -63,6 +65,7 @@ class Report:
         bw = res["bandwidth"]
         self.data["decode"][f"tp{world}"] = _jsonable(res)
         print(f"   copy bandwidth {bw / 1e12:.2f} TB/s; pool {res['pool'] or res['blocks']}", flush=True)
+        self.gemms += res.get("gemms", [])
         for variant, got in res["variants"].items():
             name = f"14B TP={world}" + (f" {variant}" if world > 1 else "")
             if "skipped" in got or "error" in got and "modes" not in got:
@@ -137,6 +140,8 @@ class Report:
             parts = [f"{p[k]:.3f} ({100 * p[k] / wall:.0f}%)" for k in ("gemm", "attention", "all_reduce", "other")]
             idle = "n/a (CPU)" if not math.isfinite(p["idle"]) else f"{p['idle']:.3f} ({100 * p['idle'] / wall:.0f}%)"
             self.profiles.append((f"{name} b{batch}", f"rank {rank}", f"{wall:.3f}", *parts, idle, f"{p['kernels']:.0f}"))
+            if batch == 1 and rank == 0 and p.get("top"):
+                self.kernels.append((f"{name} b{batch}", p["top"]))
 
     # -- 40B Loop --------------------------------------------------------------------------
     def loop(self, config: ModelConfig, res: dict) -> None:
@@ -193,6 +198,15 @@ class Report:
                   "| run | rank | step ms | GEMM | attention | all-reduce | other | GPU idle | kernels/step |",
                   "|---|---|---|---|---|---|---|---|---|"]
         lines += ["| " + " | ".join(row) + " |" for row in self.profiles]
+        for run, top in self.kernels:
+            lines += ["", f"Top kernels of {run}, rank 0 (calls and ms per step):"]
+            lines += [f"  {ms:7.3f} ms {calls:5.0f}x {cat:10s} {name[:100]}" for name, cat, calls, ms in top[:12]]
+        if self.gemms:
+            lines += ["", "GEMM probe (one GPU, bf16, 28 calls in one CUDA graph): µs per call, GB/s of weights read",
+                      "", "| shape (out x in) | rows | " + " | ".join(self.gemms[0]["us"]) + " |",
+                      "|---|---|" + "---|" * len(self.gemms[0]["us"])]
+            lines += [f"| {g['out']} x {g['in']} | {g['rows']} | " + " | ".join(
+                f"{us:.1f} µs, {g['bytes'] / us / 1e3:.0f} GB/s" for us in g["us"].values()) + " |" for g in self.gemms]
         lines += ["", "Sections: " + "; ".join(f"{k}: {v}" for k, v in self.status.items())]
         if self.tests:
             lines += [f"GPU tests: pytest exit {self.tests['returncode']}: {self.tests['tail'][-1] if self.tests['tail'] else ''}"]
@@ -202,14 +216,15 @@ class Report:
         if self.path is None:
             return
         self.data.update(status=self.status, tests=self.tests, rows=self.rows, loop_rows=self.loop_rows,
-                         profiles=self.profiles)
+                         profiles=self.profiles, gemms=self.gemms)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.path.write_text(json.dumps(self.data, indent=1, default=str))
 
 
 def _compare(check: dict, ref: dict) -> str:
     same = sum(a == b for a, b in zip(check["tokens"], ref["tokens"]))
-    diff = max((a - b).abs().max().item() for a, b in zip(check["logits"], ref["logits"]))
+    # Stop ids a row may not sample yet are -inf in both: compare the finite logits.
+    diff = max((a - b)[a.isfinite() & b.isfinite()].abs().max().item() for a, b in zip(check["logits"], ref["logits"]))
     return f"{same}/{len(ref['tokens'])} same tokens, max|Δlogit| {diff:.3f}"
 
 

@@ -6,7 +6,7 @@
 
 Everything runs the language server's serving path: the engine core on rank 0 of a worker
 group (one process per GPU) schedules, builds and sends each step once; every rank replays
-its decode CUDA graph with the all-reduces inside; rank 0 samples. Random bf16 weights are
+its decode CUDA graph with the all-reduces inside and samples its vocabulary shard. Random bf16 weights are
 built on the GPUs, per tensor-parallel slice with per-unit seeds, so TP=1 and TP=2 hold the
 same model (engine/model/random_weights.py). Sections, each in its own worker group with a
 deadline; an error is printed and the run goes on:
@@ -127,8 +127,9 @@ def decode_sections(report: Report, args, budget: Budget) -> None:
 
     def one() -> None:
         timeout = budget.take(args.section_s, args.reserve_s + args.loop_s)
+        gemms = half_width_gemms(config) if args.gemm_probe else None
         res = run_driver(spec(config, 1, args, tp_drivers.drive_decode, variants=[None], deadline=deadline(timeout),
-                              **common), timeout=timeout)
+                              gemm_shapes=gemms, **common), timeout=timeout)
         report.decode(config, 1, res)
 
     def two() -> None:
@@ -140,6 +141,16 @@ def decode_sections(report: Report, args, budget: Budget) -> None:
 
     section(report, "14B TP=1", one)
     section(report, "14B TP=2", two)
+
+
+def half_width_gemms(config: ModelConfig) -> list[tuple[int, int]]:
+    """(out, in) of a decoder layer's GEMMs as GPU executors run them (q/k/v fused; gate and
+    up each alone, and stacked for comparison) and of the LM head, whole and at TP=2 widths."""
+    h, d, i = config.hidden_size, config.head_dim, config.intermediate_size
+    qkv = (config.num_attention_heads + 2 * config.num_key_value_heads) * d
+    column = [(qkv, h), (i, h), (2 * i, h), (config.vocab_size, h)]  # split by output rows
+    row = [(h, config.num_attention_heads * d), (h, i)]  # split by input columns
+    return column + row + [(o // 2, n) for o, n in column] + [(o, n // 2) for o, n in row]
 
 
 def loop_section(report: Report, args, budget: Budget) -> None:
@@ -207,6 +218,8 @@ def main() -> None:
     ap.add_argument("--variants", default="nccl,symm-one-shot,symm-two-shot", help="all-reduce variants at TP=2")
     ap.add_argument("--modes", default="sync,async", help="scheduling modes, each measured in turn")
     ap.add_argument("--skip", default="", help="comma list of: 14b, loop, tests")
+    ap.add_argument("--gemm-probe", action="store_true",
+                    help="time the 14B shape's GEMMs whole and at TP=2 widths with cuBLAS and cuBLASLt (TP=1 section)")
     if ap.parse_known_args()[0].cpu_smoke:  # tiny shapes, CPU-speed deadlines; flags given still win
         ap.set_defaults(context=32, steps=4, profile_steps=2, batch=4, step_tokens=64, check_len=24, check_new=6,
                         levels="2,4", cold_level=2, outputs=8, cold_s=15, section_s=200, tp2_s=300, loop_s=300,

@@ -57,16 +57,28 @@ class Attention(nn.Module):
         self.k_proj = nn.Linear(hidden, self.num_kv_heads * d, bias=bias)
         self.v_proj = nn.Linear(hidden, self.num_kv_heads * d, bias=bias)
         self.o_proj = nn.Linear(self.num_heads * d, hidden, bias=config.o_proj_bias)
+        self.qkv_proj: FusedLinear | None = None  # set by `fuse`
 
     def qkv(
         self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """x [N, hidden] -> post-RoPE q [N, H, D], k [N, KVH, D] and v [N, KVH, D]."""
         n, d = x.shape[0], self.head_dim
+        if self.qkv_proj is not None:
+            h, qk = self.num_heads, self.num_heads + self.num_kv_heads
+            out = self.qkv_proj(x).view(n, -1, d)  # [N, H + 2 KVH, D]
+            rotated = ops.apply_rope(out[:, :qk], cos, sin)  # q and k side by side: one launch
+            return rotated[:, :h], rotated[:, h:], out[:, qk:]
         q = self.q_proj(x).view(n, -1, d)
         k = self.k_proj(x).view(n, -1, d)
         v = self.v_proj(x).view(n, -1, d)
         return ops.apply_rope(q, cos, sin), ops.apply_rope(k, cos, sin), v
+
+    def fuse(self) -> None:
+        """q, k and v from one GEMM (idempotent; after any tensor-parallel split)."""
+        if self.qkv_proj is None:
+            self.qkv_proj = FusedLinear(self.q_proj, self.k_proj, self.v_proj)
+            del self.q_proj, self.k_proj, self.v_proj
 
 
 class MLP(nn.Module):
@@ -78,6 +90,38 @@ class MLP(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+
+
+class FusedLinear(nn.Module):
+    """Linear layers over the same input as one GEMM: [N, in] -> their outputs side by side.
+
+    A GPU decode step streams every weight once per token, and a small matrix streams below
+    the copy bandwidth (its kernel's ramp-up and tail weigh more): one kernel over q, k and v
+    stacked instead of three, the smallest of them a few MB at tensor-parallel widths.
+    gate and up are not fused: on an H200 a 27648 x 5120 bf16 matrix, one of them at the 14B
+    shape, streams at 4.3 TB/s whether alone or stacked (docs/benchmarks.md, GEMM probe), and
+    copying them into a fused weight left their old blocks as holes the caching allocator
+    could not give back (2-8 GiB less K/V pool per GPU)."""
+
+    def __init__(self, *parts: nn.Linear) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.cat([p.weight for p in parts]), requires_grad=False)
+        self.bias = None
+        if any(p.bias is not None for p in parts):
+            bias = [p.bias if p.bias is not None else p.weight.new_zeros(p.weight.shape[0]) for p in parts]
+            self.bias = nn.Parameter(torch.cat(bias), requires_grad=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x, self.weight, self.bias)  # [N, sum of the parts' outputs]
+
+
+def fuse_projections(model: nn.Module) -> None:
+    """Fuse every decoder layer's q/k/v projections (see FusedLinear)."""
+    for module in [m for m in model.modules() if isinstance(m, Attention)]:
+        module.fuse()
+        if next(module.parameters()).is_cuda:
+            # Hand the replaced weights' memory back at once where whole blocks are free.
+            torch.cuda.empty_cache()
 
 
 class LoopGate(nn.Module):

@@ -70,8 +70,12 @@ class CausalLM(nn.Module):
         positions: torch.Tensor,  # [N]
         store: KVStore,
         logit_rows: torch.Tensor | None = None,  # [R] rows that need logits (None: all)
-        compute_logits: bool = True,  # False: run the layers only (a tensor-parallel rank > 0)
-    ) -> torch.Tensor | None:  # [R, vocab] fp32
+    ) -> torch.Tensor:  # [R, vocab] fp32
+        return F.linear(self.hidden_packed(ids, positions, store, logit_rows), self.output_weight()).float()
+
+    def hidden_packed(
+        self, ids: torch.Tensor, positions: torch.Tensor, store: KVStore, logit_rows: torch.Tensor | None = None
+    ) -> torch.Tensor:  # [R, hidden]: the final norm's output, what the LM head multiplies
         cfg = self.config
         h = self.model.embed_tokens(ids)  # [N, hidden]
         cos, sin = rope_cos_sin(positions, cfg.head_dim, cfg.rope_theta, h.dtype)
@@ -80,10 +84,8 @@ class CausalLM(nn.Module):
         for loop in range(cfg.loop_num):
             for i, layer in enumerate(self.model.layers):
                 h, residual = layer(h, residual, cos, sin, store, i, loop, gates[i] if loop else None)
-        if not compute_logits:
-            return None
         if logit_rows is not None:
             h, residual = h[logit_rows], residual[logit_rows]
         norm = self.model.norm
         x, _ = ops.add_rms_norm(h, residual, norm.weight, norm.eps)  # the last layer's residual add
-        return F.linear(x, self.output_weight()).float()
+        return x

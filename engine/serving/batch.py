@@ -16,9 +16,11 @@ still pending reads -1 here, and the step carries a `feed` (its position in the 
 of step N's sampled tokens that holds it) which the executor applies on the device.
 
 Layout of the packed vector (int64): ids [N] | positions [N] | slots [N] | window slots
-[(loops - 1) * N] | cu_seqlens_q [B + 1] | seq_lens [B] | logit rows [R]. A CUDA-graph decode
-step (`pad_to` > 0) pads every sequence-indexed field to the graph's batch size instead:
-padding rows read block 0 and write nowhere (slot -1).
+[(loops - 1) * N] | cu_seqlens_q [B + 1] | seq_lens [B] | logit rows [R] | banned ids [R * M].
+A CUDA-graph decode step (`pad_to` > 0) pads every sequence-indexed field to the graph's batch
+size instead: padding rows read block 0 and write nowhere (slot -1). Banned ids are the stop
+tokens a row may not sample yet (`min_tokens`), -1 where a row has fewer than M; a graph step
+always has M = GRAPH_BAN (a step that needs more runs eagerly).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import numpy as np
 import torch
 
 from ..model.attention import AttentionMetadata
+from ..model.sampler import SamplingParams
 from .scheduler import ScheduledSeq, StepPlan
 from .sequence import Sequence
 
@@ -48,7 +51,10 @@ class HostStep:
     width: int = 0  # table entries the step reads per row
     writes: list[tuple[int, int, np.ndarray]] | None = None  # (row, first entry, int32 [kinds, k]) since the last step
     feed: np.ndarray | None = None  # int64 [2, k]: ids index, row of the previous step's sampled tokens
-    share: bool = False  # the sampled tokens go to every rank (the next step may feed them)
+    ban_width: int = 0  # M: banned ids per logits row
+    # Rows drawn by a sampler (temperature > 0): (row, params, generator state), for every rank.
+    draws: list[tuple[int, SamplingParams, torch.Tensor]] | None = None
+    gather: bool = False  # every rank gathers the whole logits rows (they are recorded)
 
 
 def is_plain_decode(plan: StepPlan) -> bool:
@@ -56,9 +62,17 @@ def is_plain_decode(plan: StepPlan) -> bool:
     return all(item.num_tokens == 1 and not item.draft and item.samples for item in plan.items)
 
 
+# Banned ids per row in a decode graph: the EOS ids and a request's own stop ids fit.
+GRAPH_BAN = 8
+
+
 class StepBuilder:
-    def __init__(self, block_size: int, window_loops: int, max_model_len: int, journal: bool = False) -> None:
+    def __init__(
+        self, block_size: int, window_loops: int, max_model_len: int, journal: bool = False,
+        stop_ids: tuple[int, ...] = (),  # banned with a request's stop ids until its min_tokens
+    ) -> None:
         self.block_size = block_size
+        self.stop_ids = frozenset(stop_ids)
         self.kinds = 1 + window_loops
         self.width = table_width(block_size, max_model_len)
         self._tables = np.zeros((self.kinds, 8, self.width), dtype=np.int32)
@@ -79,10 +93,16 @@ class StepBuilder:
         `pending`: id(seq) -> row of the previous step's sampled tokens holding its pending token."""
         rows = np.fromiter((self._sync(item.seq) for item in plan.items), dtype=np.int64, count=len(plan.items))
         self._pending = pending or {}
+        bans = [self._banned(item) for item in plan.items]
+        widest = max((len(ids) for _, ids in bans), default=0)
+        if widest > GRAPH_BAN:
+            pad_to = 0  # the graphs hold GRAPH_BAN banned ids per row
         if is_plain_decode(plan):
             step = self._decode(plan.items, rows, max(pad_to, len(rows)))
         else:
             step = self._mixed(plan.items, rows)
+        step.ban_width = GRAPH_BAN if pad_to else widest
+        step.packed = np.concatenate([step.packed, _ban_rows(bans, step.item_rows, step.num_logits, step.ban_width)])
         step.graph_batch = pad_to
         step.rows, step.width = rows, max(len(item.seq.block_table) for item in plan.items)
         step.tables = gather_tables(self._tables, rows, step.width, step.num_seqs)
@@ -137,6 +157,15 @@ class StepBuilder:
         )
         return HostStep(packed, np.empty(0), n, b, len(logit_rows), item_rows, feed=feed)
 
+    def _banned(self, item: ScheduledSeq) -> tuple[int, list[int]]:
+        """(rows of the item that may not sample a stop id yet, those ids)."""
+        seq = item.seq
+        made = len(seq.output_ids) + seq.pending  # tokens still in flight count (async scheduling)
+        short = seq.params.min_tokens - made
+        if short <= 0:
+            return 0, []
+        return short, sorted(self.stop_ids | set(seq.params.stop_token_ids))
+
     def _feed(self, ids: np.ndarray, items: list[ScheduledSeq], cu: np.ndarray) -> np.ndarray | None:
         """Where the step feeds pending tokens (ids < 0, then zeroed): [2, k] of (ids index,
         sampled row of the previous step); None when every id is known."""
@@ -172,6 +201,17 @@ class StepBuilder:
             self._tables = np.concatenate([self._tables, np.zeros_like(self._tables)], axis=1)
             self._free_rows = list(range(2 * old - 1, old - 1, -1))
         return self._free_rows.pop()
+
+
+def _ban_rows(
+    bans: list[tuple[int, list[int]]], item_rows: list[tuple[int, int]], num_logits: int, width: int
+) -> np.ndarray:
+    """Banned ids [R * width] (-1: none) of a step's logits rows."""
+    out = np.full((num_logits, width), -1, dtype=np.int64)
+    for (short, ids), (first, count) in zip(bans, item_rows):
+        if ids and count:
+            out[first : first + min(short, count), : len(ids)] = ids
+    return out.reshape(-1)
 
 
 def table_width(block_size: int, max_model_len: int) -> int:
@@ -231,11 +271,11 @@ def apply_feed(ids: torch.Tensor, feed: np.ndarray, sampled: torch.Tensor) -> No
 
 
 def unpack(
-    packed: torch.Tensor, tables: torch.Tensor, n: int, b: int, r: int, window_loops: int
-) -> tuple[torch.Tensor, torch.Tensor, AttentionMetadata, torch.Tensor]:
-    """Device views of a packed step: (ids, positions, metadata, logit rows)."""
+    packed: torch.Tensor, tables: torch.Tensor, n: int, b: int, r: int, window_loops: int, ban_width: int
+) -> tuple[torch.Tensor, torch.Tensor, AttentionMetadata, torch.Tensor, torch.Tensor]:
+    """Device views of a packed step: (ids, positions, metadata, logit rows, banned ids [R, M])."""
     kinds = 1 + window_loops
-    ids, positions, slots, cu, seq_lens, logit_rows = packed.split([n, n, kinds * n, b + 1, b, r])
+    ids, positions, slots, cu, seq_lens, logit_rows, ban = packed.split([n, n, kinds * n, b + 1, b, r, r * ban_width])
     slots = slots.view(kinds, n)
     meta = AttentionMetadata(
         cu_seqlens_q=cu,
@@ -245,4 +285,4 @@ def unpack(
         window_tables=tuple(tables[1:]),
         window_slots=tuple(slots[1:]),
     )
-    return ids, positions, meta, logit_rows
+    return ids, positions, meta, logit_rows, ban.view(r, ban_width)

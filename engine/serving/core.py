@@ -178,7 +178,7 @@ class EngineCore:
                 item.seq.metrics.first_scheduled = now
         overlap = self.async_scheduling and not any(item.draft for item in plan.items)
         try:
-            launched = self.runner.launch(plan, share=overlap)
+            launched = self.runner.launch(plan)
         except Exception as exc:  # noqa: BLE001 - engine boundary, as in step()
             if not self.runner.recoverable:
                 raise

@@ -1,24 +1,29 @@
-"""The device half of a step: one rank's K/V pool, its decode graphs, and the forward of a step.
+"""The device half of a step: one rank's K/V pool, its decode graphs, the forward of a step
+and its sampling.
 
 The model runner (runner.py) decides what a step computes and builds its inputs on the host
 (`HostStep`); a `StepExecutor` runs it on its device: a captured CUDA graph for a plain
-decode step padded to a graph batch, the eager packed forward otherwise. Under tensor
-parallelism every rank has one, over its own heads' share of the K/V pool (the same block
-ids everywhere), and runs the steps rank 0 sends; only rank 0 computes logits.
+decode step padded to a graph batch, the eager packed forward otherwise, then the step's
+sampling. Under tensor parallelism every rank has one, over its own heads' share of the K/V
+pool (the same block ids everywhere) and its vocabulary shard of the LM head, runs the steps
+rank 0 sends and samples them as rank 0 does (vocab_parallel.py), so every rank ends a step
+holding its tokens and none waits for another's.
 
 Nothing here waits for the device: inputs travel through pinned memory with non-blocking
 copies, so a host that prepares the next step while this one runs (async scheduling,
-core.py) can queue it behind. Each executor keeps the last sampled tokens it was given
-(`share`: rank 0's own, broadcast to the other ranks when the step says so), from which the
-next step's pending ids are fed on the device.
+core.py) can queue it behind. Each executor keeps the last step's sampled tokens, from which
+the next step's pending ids are fed on the device.
 """
 
 from __future__ import annotations
 
+import numpy as np
 import torch
-import torch.distributed as dist
 
 from ..model.attention import PagedKV, PagedStore, graph_capturable
+from ..model.layers import fuse_projections
+from ..model.sampler import SamplingParams, sample_rows
+from ..model.vocab_parallel import VocabShard, ban_, gather_logits, shard_argmax, shard_logits
 from .batch import HostStep, apply_feed, unpack, upload
 from .graphs import DecodeGraphs
 from .scheduler import SchedulerConfig
@@ -31,14 +36,16 @@ class StepExecutor:
         config: SchedulerConfig,
         kinds: int,  # loop-0 tables plus one per later Loop loop
         width: int,  # entries per block-table row
-        compute_logits: bool = True,
-        distributed: bool = False,
+        vocab: VocabShard | None = None,  # this rank's share of the LM head (None: all of it)
         track_peaks: bool = False,
-        group: dist.ProcessGroup | None = None,  # the tensor-parallel group (None: the default one)
     ) -> None:
         self.model = model
         param = next(model.parameters())
         self.device, self.dtype = param.device, param.dtype
+        if self.device.type == "cuda":
+            # GPU decode streams the weights: fewer, larger GEMMs (layers.FusedLinear). CPUs
+            # gain nothing, and their tests keep the checkpoint's own modules.
+            fuse_projections(model)
         mcfg = model.config
         attn = model.model.layers[0].self_attn  # a tensor-parallel rank holds only its KV heads
         self.kv = PagedKV(
@@ -46,14 +53,14 @@ class StepExecutor:
             attn.head_dim, self.dtype, self.device,
         )
         self.loops = kinds - 1
-        self.compute_logits = compute_logits
-        self.distributed, self.group = distributed, group
+        self.vocab = vocab or VocabShard(mcfg.vocab_size)
+        self.head_weight = self.vocab.rows(model.output_weight())  # a view: [size, hidden]
         self.sampled: torch.Tensor | None = None  # int64 [R]: the last step's sampled tokens
         # Memory probing (memory.py): each step's peak allocation beyond what was there before.
         self.peaks: list[int] | None = [] if track_peaks else None
         self.graphs: DecodeGraphs | None = None
         if config.cuda_graphs and graph_capturable(self.device):
-            graphs = DecodeGraphs(model, self.kv, kinds, width, config.max_num_seqs, compute_logits, distributed)
+            graphs = DecodeGraphs(model, self.kv, kinds, width, config.max_num_seqs, self.head, self.vocab.world > 1)
             if graphs.capture():
                 self.graphs = graphs
 
@@ -64,35 +71,41 @@ class StepExecutor:
     def drop_graphs(self) -> None:
         self.graphs = None
 
+    def head(self, x: torch.Tensor, ban: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Final hidden states [R, hidden] -> (greedy tokens [R], logits [R, width]) with the
+        banned ids [R, M] at -inf: what a decode graph ends with."""
+        logits = shard_logits(x, self.head_weight, self.vocab)
+        ban_(logits, ban, self.vocab)
+        return shard_argmax(logits, self.vocab), logits
+
     @torch.inference_mode()
-    def forward(self, step: HostStep) -> torch.Tensor | None:
-        """Logits [R, vocab] of the step's logit rows (None where logits are not computed)."""
+    def run(
+        self, step: HostStep, draws: list[tuple[int, SamplingParams, torch.Generator | None]] = ()
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The step's forward and sampling -> (tokens [R], the whole logits rows [R, vocab] if
+        the step gathers them, else None). `draws`: rows a sampler draws (the others are
+        greedy), with their generators."""
         before = self._before_step()
         if step.graph_batch:
-            out = self.graphs.replay(step, self.sampled)
+            tokens, logits = self.graphs.replay(step, self.sampled)
         else:
             packed = upload(step.packed, self.device)
             tables = upload(step.tables, self.device)
             if step.feed is not None:
                 apply_feed(packed, step.feed, self.sampled)
-            ids, positions, meta, logit_rows = unpack(
-                packed, tables, step.num_tokens, step.num_seqs, step.num_logits, self.loops
+            ids, positions, meta, logit_rows, ban = unpack(
+                packed, tables, step.num_tokens, step.num_seqs, step.num_logits, self.loops, step.ban_width
             )
-            store = PagedStore(self.kv, meta)
-            out = self.model.forward_packed(ids, positions, store, logit_rows, self.compute_logits)
+            x = self.model.hidden_packed(ids, positions, PagedStore(self.kv, meta), logit_rows)
+            tokens, logits = self.head(x, ban)
+        if draws:
+            at = upload(np.asarray([row for row, _, _ in draws], dtype=np.int64), self.device)
+            tokens[at] = sample_rows(logits[at], [p for _, p, _ in draws], [g for _, _, g in draws], self.vocab)
+        full = gather_logits(logits, self.vocab) if step.gather else None
         if before is not None:
             self.peaks.append(torch.cuda.max_memory_allocated(self.device) - before)
-        return out
-
-    def share(self, tokens: torch.Tensor | None, rows: int, broadcast: bool) -> None:
-        """Keep a step's sampled tokens [rows] (rank 0 passes them, the others None) for the
-        next step's feed; with `broadcast`, every rank receives rank 0's (queued on the
-        stream: no host sync on a GPU)."""
-        if tokens is None:
-            tokens = torch.empty(rows, dtype=torch.int64, device=self.device)
-        if broadcast and self.distributed:
-            dist.broadcast(tokens, group=self.group, group_src=0)
         self.sampled = tokens
+        return tokens, full
 
     def _before_step(self) -> int | None:
         """Bytes allocated before the step when peaks are tracked (on a GPU), else None."""

@@ -12,9 +12,14 @@ Capture needs attention kernels that run without host syncs (the Triton kernels 
 `loopls.kernels.ops`). With the plain-torch reference, which reads sequence lengths on the
 host, capture fails: the runner then logs why and runs every step eagerly.
 
+A graph ends with the step's greedy tokens: the LM head (on a tensor-parallel rank, its
+vocabulary shard), the stop ids a row may not sample yet set to -inf, and the argmax over the
+whole vocabulary (vocab_parallel.py). Rows drawn by a sampler are redrawn after the replay from
+the logits it leaves.
+
 Under tensor parallelism the graphs hold the step's all-reduces too (NCCL kernels or the
-symmetric-memory ones), so a decode step is one launch per rank with no host work per
-layer. Every rank captures the same sizes in the same order, together (the warm-up and the
+symmetric-memory ones) and the argmax's all-gather, so a decode step is one launch per rank
+with no host work per layer. Every rank captures the same sizes in the same order, together (the warm-up and the
 capture run collectives). Capture is then confined to this thread: another thread's CUDA
 calls (NCCL's watchdog polls its events) must not invalidate it.
 """
@@ -22,12 +27,13 @@ calls (NCCL's watchdog polls its events) must not invalidate it.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 import numpy as np
 import torch
 
 from ..model.attention import PagedKV, PagedStore
-from .batch import HostStep, apply_feed, unpack
+from .batch import GRAPH_BAN, HostStep, apply_feed, unpack
 
 log = logging.getLogger("loopls.engine")
 
@@ -40,18 +46,19 @@ def batch_sizes(max_num_seqs: int) -> list[int]:
 class DecodeGraphs:
     def __init__(
         self, model, kv: PagedKV, kinds: int, width: int, max_num_seqs: int,
-        compute_logits: bool = True, distributed: bool = False,
+        head: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]],
+        distributed: bool = False,
     ) -> None:
         self.model = model
+        self.head = head  # (hidden [R, hidden], banned ids [R, M]) -> (greedy tokens [R], logits [R, width])
         self.kv = kv
         self.sizes = batch_sizes(max_num_seqs)
         device = kv.k.device
         # kinds: the loop-0 table, then one per later loop; width: entries per table row
         self.tables = torch.zeros(kinds, self.sizes[-1], width, dtype=torch.int32, device=device)
         self.loops = kinds - 1
-        self.compute_logits = compute_logits  # False on tensor-parallel ranks > 0 (rank 0 samples)
         self.capture_mode = "thread_local" if distributed else "global"
-        self._graphs: dict[int, tuple[torch.cuda.CUDAGraph, torch.Tensor, torch.Tensor | None]] = {}
+        self._graphs: dict[int, tuple[torch.cuda.CUDAGraph, torch.Tensor, tuple[torch.Tensor, torch.Tensor]]] = {}
         self._pool = None
 
     def batch_for(self, n: int) -> int:
@@ -70,21 +77,21 @@ class DecodeGraphs:
             return False
         return True
 
-    def _capture(self, size: int) -> tuple[torch.cuda.CUDAGraph, torch.Tensor, torch.Tensor | None]:
+    def _capture(self, size: int) -> tuple[torch.cuda.CUDAGraph, torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
         device = self.tables.device
         # A valid decode step of `size` padding sequences: every row reads block 0, writes nowhere.
         n = size
         packed = np.concatenate([
             np.zeros(2 * n, dtype=np.int64), np.full((1 + self.loops) * n, -1, dtype=np.int64),
             np.arange(n + 1, dtype=np.int64), np.ones(n, dtype=np.int64), np.arange(n, dtype=np.int64),
+            np.full(n * GRAPH_BAN, -1, dtype=np.int64),
         ])
         static = torch.from_numpy(packed).to(device)
         self.tables.zero_()
 
-        def step() -> torch.Tensor | None:
-            ids, positions, meta, _ = unpack(static, self.tables[:, :size], n, n, n, self.loops)
-            store = PagedStore(self.kv, meta)
-            return self.model.forward_packed(ids, positions, store, compute_logits=self.compute_logits)
+        def step() -> tuple[torch.Tensor, torch.Tensor]:
+            ids, positions, meta, _, ban = unpack(static, self.tables[:, :size], n, n, n, self.loops, GRAPH_BAN)
+            return self.head(self.model.hidden_packed(ids, positions, PagedStore(self.kv, meta)), ban)
 
         with torch.inference_mode():
             side = torch.cuda.Stream(device)
@@ -99,11 +106,11 @@ class DecodeGraphs:
         return graph, static, out
 
     @torch.inference_mode()
-    def replay(self, step: HostStep, sampled: torch.Tensor | None = None) -> torch.Tensor | None:
-        """Logits [graph batch, vocab] of a decode step built with `pad_to` = its graph batch
-        (None on a rank that does not compute logits). `sampled`: the previous step's tokens,
-        for the step's feed. Nothing waits for the device: the inputs are copied from pinned
-        memory behind whatever the stream runs now."""
+    def replay(self, step: HostStep, sampled: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(greedy tokens [graph batch], logits [graph batch, width]) of a decode step built
+        with `pad_to` = its graph batch: static buffers, overwritten by the next replay.
+        `sampled`: the previous step's tokens, for the step's feed. Nothing waits for the
+        device: the inputs are copied from pinned memory behind whatever the stream runs now."""
         graph, static, out = self._graphs[step.graph_batch]
         static.copy_(torch.from_numpy(step.packed).pin_memory(), non_blocking=True)
         if step.feed is not None:

@@ -19,7 +19,7 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 CATEGORIES = (
-    ("all_reduce", re.compile(r"nccl|all_?reduce|one_shot|two_shot|allreduce|gloo", re.I)),
+    ("all_reduce", re.compile(r"nccl|all_?reduce|all_?gather|one_shot|two_shot|gloo", re.I)),
     ("attention", re.compile(r"attention|attn|paged|loop_|merge|flash|sdpa|scaled_dot", re.I)),
     ("gemm", re.compile(r"gemm|gemv|nvjet|xmma|cutlass|cublas|splitk|\bmm\b|addmm|matmul|linear", re.I)),
 )
@@ -44,25 +44,29 @@ class StepProfiler:
         self._sync()
         self._t0 = time.perf_counter()
 
-    def stop(self, steps: int) -> dict[str, float]:
-        """Milliseconds per step of each category, `wall` and `idle`, and `kernels` seen."""
+    def stop(self, steps: int, top: int = 25) -> dict:
+        """Milliseconds per step of each category, `wall` and `idle`, `kernels` seen, and the
+        `top` kernels by time: [name, category, calls per step, ms per step]."""
         self._sync()
         wall = time.perf_counter() - self._t0
         self._prof.__exit__(None, None, None)
         totals = {cat: 0.0 for cat, _ in CATEGORIES} | {"other": 0.0}
         kernels = 0
+        steps = max(steps, 1)
+        seen = []
         for evt in self._prof.key_averages():
             if self.cuda and _device_type(evt) != "cuda":
                 continue
             micros = _self_time(evt, self.cuda)
             totals[category(evt.key)] += micros
             kernels += evt.count
-        steps = max(steps, 1)
-        out = {name: total / 1e3 / steps for name, total in totals.items()}
+            seen.append([evt.key[:120], category(evt.key), evt.count / steps, micros / 1e3 / steps])
+        out: dict = {name: total / 1e3 / steps for name, total in totals.items()}
         busy = sum(out.values())
         out["wall"] = wall * 1e3 / steps
         out["idle"] = max(out["wall"] - busy, 0.0) if self.cuda else float("nan")
         out["kernels"] = kernels / steps
+        out["top"] = sorted(seen, key=lambda row: -row[3])[:top]
         return out
 
     def _sync(self) -> None:

@@ -5,11 +5,11 @@ Rank 0 runs the engine core (scheduler, block pool, step builder, sampling). Eve
 sends the built step to each other rank once (`RankGroup.send_step`): the packed inputs, the
 rows of the persistent block tables the step reads and the table entries written since the
 last step (batch.py). The other ranks (`follow`) run each step as it comes, on their heads'
-share of the K/V pool under the same block ids, and compute no logits; the collectives
-inside the forward keep them in lockstep, so steps need no reply. Under async scheduling a
-step may feed tokens sampled by the step before, which rank 0 has not read yet: a step that
-says `share` ends with rank 0 broadcasting its sampled tokens, which each rank keeps for the
-next step's feed (executor.py). Besides steps, rank 0 can
+share of the K/V pool under the same block ids, and sample it from their vocabulary shard
+of the logits as rank 0 does (the step carries what a drawn row needs: its parameters and
+its generator's state); the collectives inside the forward and the sampling keep them in
+lockstep, so steps need no reply, and each rank feeds the next step's pending ids from its
+own tokens (executor.py). Besides steps, rank 0 can
 run a named `RankState` method on every rank at once (`RankGroup.call`): building the
 executor (its graph capture runs collectives, so all ranks must capture together), choosing
 the all-reduce variant, memory reports, profiling.
@@ -34,6 +34,7 @@ import torch
 
 from ..model.collectives import AllReduce, AllReduceError, model_all_reduce, set_all_reduce
 from ..model.parallel import Shard
+from ..model.vocab_parallel import VocabShard
 from .batch import HostStep, TableMirror
 from .executor import StepExecutor
 from .profiling import StepProfiler
@@ -75,10 +76,8 @@ class RankState:
         decode graphs were captured (or not asked for)."""
         self.executor = self.mirror = None
         _free_memory(self.device)
-        self.executor = StepExecutor(
-            self.model, config, kinds, width, compute_logits=self.shard.rank == 0,
-            distributed=self.shard.world > 1, track_peaks=track_peaks, group=self.shard.group,
-        )
+        vocab = VocabShard(self.model.config.vocab_size, self.shard.rank, self.shard.world, self.shard.group)
+        self.executor = StepExecutor(self.model, config, kinds, width, vocab, track_peaks=track_peaks)
         self.mirror = TableMirror(kinds, width)
         wanted = config.cuda_graphs and self.device.type == "cuda"
         return self.executor.graphs is not None or not wanted
@@ -118,19 +117,25 @@ class RankState:
         self.profiler = StepProfiler(self.device)
         self.profiler.start()
 
-    def profile_stop(self, steps: int) -> dict[str, float]:
+    def profile_stop(self, steps: int) -> dict:
         """Per-step times of this rank since `profile_start` (profiling.py)."""
         profiler, self.profiler = self.profiler, None
         return profiler.stop(steps) if profiler is not None else {}
 
     # -- steps (ranks > 0) ----------------------------------------------------------------
     def run_step(self, fields: tuple) -> None:
-        packed, n, b, r, graph_batch, rows, width, writes, feed, share = fields
-        step = HostStep(packed, None, n, b, r, [], graph_batch, rows, width, writes, feed, share)
+        packed, n, b, r, graph_batch, rows, width, writes, feed, ban_width, draws, gather = fields
+        step = HostStep(packed, None, n, b, r, [], graph_batch, rows, width, writes, feed, ban_width, None, gather)
         step.tables = self.mirror.tables(step)
-        self.executor.forward(step)
-        if share:  # rank 0's sampled tokens, which the next step may feed
-            self.executor.share(None, r, broadcast=True)
+        # Rank 0's generators as they were before its draw: the same noise here.
+        gens = [_generator(state, self.device) for _, _, state in draws or ()]
+        self.executor.run(step, [(row, params, gen) for (row, params, _), gen in zip(draws or (), gens)])
+
+
+def _generator(state: torch.Tensor, device: torch.device) -> torch.Generator:
+    gen = torch.Generator(device=device)
+    gen.set_state(state)
+    return gen
 
 
 def _free_memory(device: torch.device) -> None:
@@ -180,7 +185,7 @@ class RankGroup:
 
     def send_step(self, step: HostStep) -> None:
         fields = (step.packed, step.num_tokens, step.num_seqs, step.num_logits, step.graph_batch,
-                  step.rows, step.width, step.writes, step.feed, step.share)
+                  step.rows, step.width, step.writes, step.feed, step.ban_width, step.draws, step.gather)
         for conn in self.conns:
             post(conn, (STEP, fields))
 

@@ -4,35 +4,38 @@ It owns the step builder and a `StepExecutor` (executor.py: the K/V tensors, loo
 window blocks alike, and on CUDA the decode graphs); it never decides who runs. A plain
 decode step (one token per sequence) replays a captured CUDA graph padded to the next
 captured batch size; any other step (prefill chunks, drafts, a CPU) runs eagerly. Sampling
-runs on the device for the whole batch and the step ends with one host sync, which reads
-every token at once. After a step it advances every sequence's progress (`num_computed`) and
+runs on the device for the whole batch (the executor: greedy rows inside the graph, rows with
+a temperature drawn after it) and the step ends with one host sync, which reads every token
+at once. After a step it advances every sequence's progress (`num_computed`) and
 returns the tokens each sampling sequence produced; appending them, stop rules and block
 registration are the engine core's job.
 
 Tensor parallelism (`group`, workers.py): this runner lives on rank 0. Each step it sends the
 built step to the other ranks once, before running its own share; every rank's executor holds
-its heads' K/V under the same block ids, and only rank 0 computes logits and samples. A
-failed step then leaves the ranks out of step with each other, so it is not recoverable here:
-the engine core re-raises it and the worker group is restarted.
+its heads' K/V under the same block ids and its vocabulary shard of the LM head, and samples
+the step as rank 0 does: the step carries each drawn row's parameters and its generator's
+state, so every rank draws the same noise. A failed step leaves the ranks out of step with
+each other, so it is not recoverable here: the engine core re-raises it and the worker group
+is restarted.
 
 Async scheduling (core.py) splits `run` in two: `launch` queues the forward and the sampling
 and starts copying the tokens back (pinned memory, an event), returning at once; `collect`
 waits for that copy. A step launched before the previous one was collected feeds the
-previous step's tokens from the device (`HostStep.feed`), shared with the other ranks by a
-broadcast after the step (`HostStep.share`).
+previous step's tokens from the device (`HostStep.feed`): every rank sampled them itself.
 """
 
 from __future__ import annotations
 
+import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 
 from ..model.attention import PagedKV
 from ..model.config import ModelConfig
-from ..model.sampler import sample_rows
-from .batch import HostStep, StepBuilder, is_plain_decode, upload
+from ..model.sampler import SamplingParams
+from .batch import HostStep, StepBuilder, is_plain_decode
 from .executor import StepExecutor
 from .graphs import DecodeGraphs
 from .scheduler import ScheduledSeq, SchedulerConfig, StepPlan
@@ -65,14 +68,17 @@ class ModelRunner:
         self.group = group  # workers.RankGroup: the other tensor-parallel ranks (None: alone)
         self.recoverable = group is None  # a failed step leaves other ranks waiting in a collective
         self.builder = StepBuilder(
-            config.block_size, self.window_loops, self.config.max_position_embeddings, journal=group is not None
+            config.block_size, self.window_loops, self.config.max_position_embeddings, journal=group is not None,
+            stop_ids=tuple(stop_ids),
         )
         kinds, width = self.builder.kinds, self.builder.width
         if group is None:
             self.executor = StepExecutor(model, config, kinds, width)
         else:
             self.executor = group.build_executor(config, kinds, width)
-        self.stop_ids = tuple(stop_ids)
+        # Called with every step's whole logits rows [R, vocab] (tests and benchmarks compare
+        # them); under tensor parallelism every rank then gathers its shards.
+        self.record: Callable[[StepPlan, HostStep, torch.Tensor], None] | None = None
         self.draft_ceiling = config.num_speculative_tokens
         # id(seq) -> its row of the last launched step's sampled tokens (what a step launched
         # before that one is collected feeds from the device)
@@ -95,15 +101,21 @@ class ModelRunner:
         return self.collect(self.launch(plan))
 
     @torch.inference_mode()
-    def launch(self, plan: StepPlan, share: bool = False) -> Launched:
+    def launch(self, plan: StepPlan) -> Launched:
         """Queue the step's forward and sampling and start reading its tokens back; advance
-        every item without a draft (a draft's progress depends on what is accepted).
-        share: other ranks keep the sampled tokens, so the next step can feed them."""
+        every item without a draft (a draft's progress depends on what is accepted)."""
         for seq in plan.preempted:
             self.builder.release(seq)
-        step, logits = self._forward(plan, share)
-        tokens = self._sample(plan, step, logits)  # [R] on the device
-        self.executor.share(tokens, step.num_logits, step.share)
+        batch = self.executor.batch_for(len(plan.items)) if is_plain_decode(plan) else 0
+        step = self.builder.build(plan, pad_to=batch, pending=self._rows)
+        draws = self._draws(plan, step)
+        step.gather = self.record is not None
+        if self.group is not None:
+            step.draws = [(row, params, gen.get_state()) for row, params, gen in draws]
+            self.group.send_step(step)  # the one message per step to the other ranks
+        tokens, logits = self.executor.run(step, draws)  # [R] on the device
+        if self.record is not None:
+            self.record(plan, step, logits)
         self._rows = {
             id(item.seq): first + count - 1 for item, (first, count) in zip(plan.items, step.item_rows) if count
         }
@@ -131,48 +143,21 @@ class ModelRunner:
                 produced[id(item.seq)] = new
         return produced
 
-    def _forward(self, plan: StepPlan, share: bool = False) -> tuple[HostStep, torch.Tensor]:
-        batch = self.executor.batch_for(len(plan.items)) if is_plain_decode(plan) else 0
-        step = self.builder.build(plan, pad_to=batch, pending=self._rows)
-        step.share = share and self.group is not None and step.num_logits > 0
-        if self.group is not None:
-            self.group.send_step(step)  # the one message per step to the other ranks
-        return step, self.executor.forward(step)
-
-    def _sample(self, plan: StepPlan, step: HostStep, logits: torch.Tensor) -> torch.Tensor:
-        """Token of every logits row (argmax, or a draw for the last row of a sampled
-        sequence), for the whole batch on the device, without a host sync."""
-        self._mask_stops(plan, step, logits)
-        tokens = logits.argmax(dim=-1)
-        drawn = [
-            (first + count - 1, item.seq)
-            for item, (first, count) in zip(plan.items, step.item_rows)
-            if count and not item.seq.is_greedy
-        ]
-        if drawn:
-            for _, seq in drawn:
-                if seq.generator is None and seq.params.seed is not None:
-                    seq.generator = torch.Generator(device=self.device).manual_seed(seq.params.seed)
-            at = upload(np.asarray([r for r, _ in drawn], dtype=np.int64), self.device)
-            tokens[at] = sample_rows(logits[at], [s.params for _, s in drawn], [s.generator for _, s in drawn])
-        return tokens
-
-    def _mask_stops(self, plan: StepPlan, step: HostStep, logits: torch.Tensor) -> None:
-        """Suppress stop tokens at rows whose output length is still below min_tokens."""
-        rows: list[int] = []
-        cols: list[int] = []
+    def _draws(self, plan: StepPlan, step: HostStep) -> list[tuple[int, SamplingParams, torch.Generator | None]]:
+        """(logits row, parameters, generator) of every row a sampler draws: the last row of
+        each sampling sequence with a temperature. A seeded request draws from its own
+        generator; under tensor parallelism every drawn request has one (the other ranks
+        copy its state), seeded at random when the request has no seed."""
+        draws = []
         for item, (first, count) in zip(plan.items, step.item_rows):
             seq = item.seq
-            short = min(seq.params.min_tokens - len(seq.output_ids), count)
-            if short <= 0:
+            if not count or seq.is_greedy:
                 continue
-            stops = sorted(set(self.stop_ids) | set(seq.params.stop_token_ids))
-            for r in range(first, first + short):
-                rows.extend([r] * len(stops))
-                cols.extend(stops)
-        if rows:
-            index = upload(np.asarray([rows, cols], dtype=np.int64), self.device)
-            logits[index[0], index[1]] = float("-inf")
+            if seq.generator is None and (seq.params.seed is not None or self.group is not None):
+                seed = seq.params.seed if seq.params.seed is not None else secrets.randbits(63)
+                seq.generator = torch.Generator(device=self.device).manual_seed(seed)
+            draws.append((first + count - 1, seq.params, seq.generator))
+        return draws
 
     def _tokens(self, item: ScheduledSeq, targets: list[int]) -> list[int]:
         seq = item.seq

@@ -169,11 +169,11 @@ class _FailingRunner(ModelRunner):
         self.launches = self.collects = 0
         self.launch_at, self.collect_at = launch_at, collect_at
 
-    def launch(self, plan, share=False):
+    def launch(self, plan):
         self.launches += 1
         if self.launches == self.launch_at:
             raise torch.OutOfMemoryError("simulated: CUDA out of memory")
-        return super().launch(plan, share)
+        return super().launch(plan)
 
     def collect(self, launched):
         self.collects += 1

@@ -234,8 +234,8 @@ def test_stop_strings_and_stop_ids_end_a_request(lm) -> None:
 def test_serving_on_cuda_equals_generate(tmp_path, dtype: str) -> None:
     lm = load_checkpoint(create_tiny(tmp_path / "m", "iquestloopcoder"), device="cuda", dtype=dtype)
     prompts = _prompts(lm, (5, 40, 77))
+    core = _core(lm)  # first: on a GPU it fuses the model's projections, which generate() then uses too
     expected = [generate(lm, p, GREEDY).token_ids for p in prompts]
-    core = _core(lm)
     assert _run(core, prompts, GREEDY, "cold") == expected
     assert _run(core, prompts, GREEDY, "warm") == expected
     assert core.failed_steps == 0 and core.pool.num_used == 0

@@ -19,6 +19,7 @@ import pytest
 import torch
 
 from loopls.engine.backends import BackendConfig, BackendError, load_backend
+from loopls.engine.model.cache import KVCache
 from loopls.engine.model.loader import load_checkpoint, load_tensor_parallel
 from loopls.engine.model.sampler import SamplingParams
 from loopls.engine.model.tiny import create_tiny
@@ -30,7 +31,7 @@ from loopls.engine.serving.scheduler import AdmissionError, SchedulerConfig
 from loopls.engine.serving.worker_group import WorkerDied, run_driver
 from loopls.engine.serving.workers import WorkerSpec
 
-from tp_scenario import GREEDY, drive_scenario, scenario
+from tp_scenario import GREEDY, drive_scenario, drive_unseeded, scenario
 
 ARCHES = ("iquestcoder", "iquestloopcoder", "qwen2")
 CONFIG = SchedulerConfig(num_blocks=160, block_size=8, max_step_tokens=48, max_num_seqs=8)
@@ -55,7 +56,7 @@ def test_two_ranks_serve_what_one_rank_serves(folders, arch: str) -> None:
     two = run_driver(_spec(folders[arch], driver=drive_scenario), timeout=200)
     assert two["info"]["world"] == "2" and two["info"]["all_reduce"] == "nccl"  # gloo on CPUs
     assert two["tokens"] == one["tokens"] and two["finish"] == one["finish"]
-    assert all(len(t) == n for t, n in zip(two["tokens"].values(), (12, 12, 12, 12, 12, 16, 10, 3, 12)))
+    assert all(len(t) == n for t, n in zip(two["tokens"].values(), (12, 12, 12, 12, 12, 16, 10, 8, 3, 12)))
     assert two["cached"] == one["cached"] and two["cached"]["hit"] >= 72 and two["cached"]["after"] >= 40
     assert two["drafts"] == one["drafts"] and sum(d for d, _ in two["drafts"]) > 0  # verify steps ran
     for rid, rows in one["logits"].items():
@@ -70,7 +71,7 @@ def test_two_ranks_serve_what_one_rank_serves(folders, arch: str) -> None:
 @pytest.mark.parametrize("arch", ARCHES)
 def test_two_ranks_with_async_scheduling_serve_what_one_synchronous_rank_serves(folders, arch: str) -> None:
     """Rank 0 plans and sends step N+1 before reading step N's tokens back; every rank feeds
-    them from the broadcast after step N."""
+    them from the tokens it sampled itself in step N."""
     config = dataclasses.replace(CONFIG, num_speculative_tokens=0)
     lm = load_checkpoint(folders[arch])
     one = scenario(EngineCore(lm.model, dataclasses.replace(config, async_scheduling=False),
@@ -88,6 +89,25 @@ def test_two_ranks_with_async_scheduling_serve_what_one_synchronous_rank_serves(
     assert two["blocks_used"] == 0
 
 
+@pytest.mark.timeout(200)
+def test_unseeded_sampling_is_drawn_alike_on_every_rank(folders) -> None:
+    """Each rank draws a request's tokens from the generator state rank 0 sends: the logits
+    two ranks computed at every position equal one rank's fed the tokens they sampled."""
+    folder = folders["iquestloopcoder"]
+    lm = load_checkpoint(folder)
+    prompts = [_prompt(n, n) for n in (9, 30, 17)]
+    got = run_driver(_spec(folder, dataclasses.replace(CONFIG, num_speculative_tokens=0), driver=drive_unseeded,
+                           driver_args={"prompts": prompts}), timeout=150)
+    for prompt, tokens, rows in zip(prompts, got["tokens"], got["logits"]):
+        # a stop token, or a step queued after the last token (async), adds rows
+        assert len(tokens) >= 1 and len(rows) >= len(tokens)
+        ids = torch.tensor([prompt + tokens[:-1]])
+        cache = KVCache.for_model(lm.model, 1, ids.shape[1], torch.float32, lm.device)
+        want = lm.model(ids, cache)[0, len(prompt) - 1 :]
+        torch.testing.assert_close(rows[: len(tokens)], want, rtol=0, atol=1e-4)
+    assert len({tuple(t) for t in got["tokens"]}) == 3
+
+
 def test_table_mirror_follows_the_builder_through_row_growth(folders) -> None:
     """The other ranks rebuild each step's block tables from the writes rank 0 sends, also
     when more sequences are live than the builder's first rows (which then double)."""
@@ -97,16 +117,16 @@ def test_table_mirror_follows_the_builder_through_row_growth(folders) -> None:
     runner = core.runner
     runner.builder = StepBuilder(4, runner.window_loops, lm.config.max_position_embeddings, journal=True)
     mirror = TableMirror(runner.builder.kinds, runner.builder.width)
-    forward = runner._forward
+    build = runner.builder.build
     checked = []
 
-    def check(plan, *args):
-        step, logits = forward(plan, *args)
+    def check(*args, **kw):
+        step = build(*args, **kw)
         assert (mirror.tables(step) == step.tables).all()
         checked.append(step.num_seqs)
-        return step, logits
+        return step
 
-    runner._forward = check
+    runner.builder.build = check
     g = torch.Generator().manual_seed(1)
     for i in range(20):
         core.add(f"r{i}", torch.randint(20, 400, (3 + 5 * i,), generator=g).tolist(), SamplingParams(max_tokens=6))

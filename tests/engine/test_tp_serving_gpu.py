@@ -129,15 +129,13 @@ def test_fp32_async_scheduling_gives_the_tokens_of_sync_on_two_gpus(arch: str) -
 def drive_greedy(session, prompts: list[list[int]], new: int) -> dict:
     core = session.core
     logits: dict[str, list[torch.Tensor]] = {}
-    sample = core.runner._sample
 
     def recording(plan, step, out):
         for item, (first, count) in zip(plan.items, step.item_rows):
             if count:
                 logits.setdefault(item.seq.request_id, []).append(out[first : first + count].float().cpu())
-        return sample(plan, step, out)
 
-    core.runner._sample = recording
+    core.runner.record = recording
     seqs = [core.add(f"p{i}", p, SamplingParams(max_tokens=new, min_tokens=new)) for i, p in enumerate(prompts)]
     while core.has_work:
         core.step()
