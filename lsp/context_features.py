@@ -37,6 +37,10 @@ log = logging.getLogger(__name__)
 EXPLAIN_CONTEXT = "loopls/explainContext"
 CONTEXT_STATUS = "loopls/contextStatus"
 CHANGES_REFRESH_S = 2.0  # how stale the uncommitted-diff signal may get between saves
+# The symbols of long documents are updated after a pause in typing this long, and at least
+# this often while typing goes on (`Project.settle`).
+SETTLE_PAUSE_S = 0.4
+SETTLE_EVERY_S = 2.0
 T = TypeVar("T")
 
 
@@ -63,6 +67,7 @@ class ContextHost:
         self._changes_read: dict[Path, float] = {}
         self.progress: dict[Path, tuple[int, int]] = {}  # files indexed and to index, per folder
         self.changed: Callable[[], None] = lambda: None  # what the index status shows changed
+        self._settling: dict[Path, tuple[float, asyncio.TimerHandle]] = {}  # root -> (first edit, timer)
         self.provided = 0  # completion prompts packed with workspace context
         self.last_prompt_tokens = 0
 
@@ -196,8 +201,28 @@ class ContextHost:
                 self.thread.submit(self._open, *where, text)
             elif method == types.TEXT_DOCUMENT_DID_CHANGE and doc is not None:
                 self.thread.submit(self._change, *where, edits, doc.source)
+                self._settle_later(where[0])
             elif method == types.TEXT_DOCUMENT_DID_CLOSE:
                 self.thread.submit(self._close, *where)
+
+    def _settle_later(self, root: Path) -> None:
+        """Queue `Project.settle` for a pause in typing (`SETTLE_PAUSE_S` after the last edit),
+        or at the latest `SETTLE_EVERY_S` after the first edit not settled yet."""
+        loop = asyncio.get_running_loop()
+        first, timer = self._settling.pop(root, (loop.time(), None))
+        if timer is not None:
+            timer.cancel()
+        delay = min(SETTLE_PAUSE_S, max(0.0, first + SETTLE_EVERY_S - loop.time()))
+        self._settling[root] = (first, loop.call_later(delay, self._settle_now, root))
+
+    def _settle_now(self, root: Path) -> None:
+        self._settling.pop(root, None)
+        self.thread.submit(self._settle, root)
+
+    def _settle(self, root: Path) -> None:
+        project = self.projects.get(root)
+        if project is not None:
+            project.settle()
 
     def _folders_changed(self, params: types.DidChangeWorkspaceFoldersParams) -> None:
         for folder in params.event.removed or []:
@@ -325,7 +350,7 @@ class ContextHost:
 
     def tracked(self) -> dict[str, int]:
         """Work queued on the project thread, and the open buffers the projects hold."""
-        return {"project_queue": self.thread._work_queue.qsize(),
+        return {"project_queue": self.thread._work_queue.qsize(), "settle_timers": len(self._settling),
                 "project_documents": sum(len(p.documents) for p in dict(self.projects).values()),
                 "project_packed_chars": sum(e.packer.remembered_chars for e in dict(self.engines).values())}
 
@@ -373,6 +398,9 @@ class ContextHost:
         return await self.run(run)
 
     def shutdown(self) -> None:
+        for _, timer in self._settling.values():
+            timer.cancel()
+        self._settling.clear()
         self.thread.shutdown(wait=False, cancel_futures=True)
 
 
