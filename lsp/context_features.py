@@ -220,9 +220,14 @@ class ContextHost:
         self.thread.submit(self._settle, root)
 
     def _settle(self, root: Path) -> None:
+        """The deferred symbols, then the retrieval signals that read them (so the next
+        prompt or explainContext does not re-index the long document itself)."""
         project = self.projects.get(root)
         if project is not None:
             project.settle()
+        engine = self.engines.get(root)
+        if engine is not None:
+            engine.signals.sync()
 
     def _folders_changed(self, params: types.DidChangeWorkspaceFoldersParams) -> None:
         for folder in params.event.removed or []:
