@@ -205,8 +205,9 @@ class ContextHost:
         """The deferred symbols, then the retrieval signals that read them (so the next
         prompt or explainContext does not re-index the long document itself)."""
         project = self.projects.get(root)
-        if project is not None:
-            project.settle()
+        if project is None or not project.unsettled:
+            return  # no long document was edited: nothing deferred
+        project.settle()
         engine = self.engines.get(root)
         if engine is not None:
             engine.signals.sync()
