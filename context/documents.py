@@ -2,13 +2,16 @@
 next parse reuses the unchanged parts of the old tree, and the symbols are updated only where
 the edit and the parser say something changed.
 
-After one edit, with R the rows touched by the edit or by the parser's changed ranges:
-definitions outside R keep their entries (shifted by the lines the edit added or removed),
-and the definitions query runs on R alone (it also yields definitions enclosing R);
-references are re-counted on the edited lines only; chunk terms are reused for unchanged
-chunk texts; imports are re-read only when the edit touches an import. Anything else (several
-edits at once, a parse that changed beyond the edit) takes the full path. Either way the
-result equals a cold parse of the same text (tests/context/test_context_index.py).
+The edits since the last symbol update count as one: the span they changed, merged edit by
+edit (text before it and after it is the same as at that update), and the parser's changed
+ranges between the tree of that update (edited along) and the current one. With R the rows
+of that span or of those ranges: definitions outside R keep their entries (shifted by the
+lines the edits added or removed), and the definitions query runs on R alone (it also
+yields definitions enclosing R); references are re-counted on the changed lines only; chunk
+terms are reused for unchanged chunk texts; imports are re-read only when the change
+touches an import. So the symbols of a long file may be brought up to date after a burst of
+typing, at the cost of one update (`Project` defers them so). Either way the result equals
+a cold parse of the same text (tests/context/test_context_index.py).
 """
 
 from __future__ import annotations
@@ -90,8 +93,10 @@ class ParsedDocument:
             self.reparse()
         self._chunk_terms: dict[str, dict[str, int]] = {}
         self._symbols: FileSymbols | None = None
-        self._edits: list[_Edit] = []
-        self._changed_rows: list[tuple[int, int]] | None = []
+        # Since the last symbol update: its text and tree (the tree edited along with the
+        # document's), and the span the edits changed as (start, end in that text, end now).
+        self._base: tuple[str, Tree] | None = None
+        self._span: tuple[int, int, int] | None = None
 
     def edit(self, start: int, end: int, new_text: str, result: str | None = None) -> None:
         """Replace text[start:end] (code-point offsets) with `new_text`; reparsed lazily.
@@ -105,14 +110,15 @@ class ParsedDocument:
         self.text = result if result is not None else old[:start] + new_text + old[end:]
         self._source = None
         if self.tree is None:  # not parsed (yet, or too large): the next use parses it all
-            self._symbols, self._edits = None, []
+            self._symbols, self._base, self._span = None, None, None
             return
         start_byte, start_point = _point(old, start)
         old_end_byte, old_end_point = _point(old, end)
         new_end_byte, new_end_point = _point(self.text, start + len(new_text))
-        self._edits.append(_Edit(start_point, start_point.row, old_end_point.row, new_end_point.row,
-                                 _full_lines(old, start, end), _full_lines(self.text, start, start + len(new_text))))
-        self.tree.edit(start_byte, old_end_byte, new_end_byte, start_point, old_end_point, new_end_point)
+        for tree in (self.tree, self._base[1] if self._base is not None else None):
+            if tree is not None:
+                tree.edit(start_byte, old_end_byte, new_end_byte, start_point, old_end_point, new_end_point)
+        self._span = merged_span(self._span, start, end, len(new_text))
         self._stale = True
 
     def set_text(self, text: str) -> None:
@@ -130,8 +136,7 @@ class ParsedDocument:
         self._source = None
         self.tree = None
         self._stale = self._parser is not None
-        self._symbols = None
-        self._edits = []
+        self._symbols, self._base, self._span = None, None, None
         self.reparse()
 
     @property
@@ -150,39 +155,51 @@ class ParsedDocument:
 
     def drop_tree(self) -> None:
         """Forget the tree and symbols (a buffer grown too large); the next use parses afresh."""
-        self.tree, self._symbols, self._edits, self._source = None, None, [], None
+        self.tree, self._symbols, self._source = None, None, None
+        self._base, self._span = None, None
         self._stale = self._parser is not None
 
     def reparse(self) -> Tree | None:
         if self._stale and self._parser is not None:
-            old = self.tree
-            self.tree = parse(self._parser, self.source, old)
-            if old is not None:
-                ranges = old.changed_ranges(self.tree)
-                self._changed_rows = [(r.start_point.row, r.end_point.row) for r in ranges]
+            self.tree = parse(self._parser, self.source, self.tree)
             self._stale = False
         return self.tree
 
+    @property
+    def symbols_stale(self) -> bool:
+        """Whether the text changed since the last `symbols()`."""
+        return self._symbols is None or self._span is not None
+
     def symbols(self) -> FileSymbols:
-        """The document's symbols, updated incrementally after a single edit."""
+        """The document's symbols, updated incrementally for the edits since the last call."""
         tree = self.reparse()
-        previous, edits = self._symbols, self._edits
-        self._edits = []
-        if previous is not None and len(edits) == 1 and tree is not None and self._changed_rows is not None:
-            result = self._incremental(previous, edits[0], tree)
-        elif previous is not None and not edits:
-            result = previous
+        previous, base, span = self._symbols, self._base, self._span
+        if previous is not None and span is None:
+            return previous
+        if previous is not None and base is not None and span is not None and tree is not None:
+            result = self._incremental(previous, self._merged_edit(base[0], span), tree,
+                                       base[1].changed_ranges(tree))
         else:
             result = extract(self.text, self.language, tree, self.languages, known=self._chunk_terms)
         lines = self.text.splitlines(keepends=True)
-        if result is not previous:
-            self._chunk_terms = {"".join(lines[c.start_line:c.end_line + 1]): c.terms for c in result.chunks}
+        self._chunk_terms = {"".join(lines[c.start_line:c.end_line + 1]): c.terms for c in result.chunks}
         self._symbols = result
+        # a copy of the tree: later edits are applied to it too, for the next changed ranges
+        self._base = (self.text, tree.copy()) if tree is not None else None
+        self._span = None
         return result
 
-    def _incremental(self, old: FileSymbols, e: _Edit, tree: Tree) -> FileSymbols:
+    def _merged_edit(self, old: str, span: tuple[int, int, int]) -> _Edit:
+        """The edits since the last update as one: `old` (that update's text) [start:old_end]
+        became the current text [start:new_end]."""
+        start, old_end, new_end = span
+        start_point = _point(old, start)[1]
+        return _Edit(start_point, start_point.row, old.count("\n", 0, old_end), self.text.count("\n", 0, new_end),
+                     _full_lines(old, start, old_end), _full_lines(self.text, start, new_end))
+
+    def _incremental(self, old: FileSymbols, e: _Edit, tree: Tree, changed: list) -> FileSymbols:
         delta = e.new_end_row - e.old_end_row
-        rows = [(e.start_row, e.new_end_row), *self._changed_rows]
+        rows = [(e.start_row, e.new_end_row), *((r.start_point.row, r.end_point.row) for r in changed)]
         lo, hi = min(r[0] for r in rows), max(r[1] for r in rows)
         kept = []
         for d in old.definitions:
@@ -237,6 +254,17 @@ class ParsedDocument:
                     return True  # require("./x") and import("./x") are imports too
             node = node.parent
         return False
+
+
+def merged_span(span: tuple[int, int, int] | None, start: int, end: int, new_length: int) -> tuple[int, int, int]:
+    """The span changed by earlier edits (start, end in the text before them, end now; None:
+    no edits yet) and one more edit (text[start:end] replaced by `new_length` characters, in
+    the current text) as one span: the text before its start and after its end is as it was."""
+    if span is None:
+        return start, end, start + new_length
+    first, old_end, now_end = span
+    return (min(first, start), old_end + max(0, end - now_end),
+            max(now_end, end) + new_length - (end - start))
 
 
 def replace_line(imp: dict, delta: int) -> dict:

@@ -8,12 +8,15 @@ smell quick fixes cost nothing to list: the model runs on resolve, and its answe
 verified before it becomes an edit. A resolve for a document that changed since the action
 was listed answers ContentModified (-32801): the client asks again.
 
-The answer never waits long on the refactor thread: a long document gets `WAIT_S` for its
-refactors and rewrite offers, after which the smell quick fixes are listed alone; the
-computation finishes in the background, and the same request again (same document
-version and selection) is answered from it. One listing runs at a time: a request arriving
-while the thread is busy with another lists no refactors rather than queueing behind it.
-A document of 20,000 lines takes seconds to analyse for an extract-function.
+The answer never waits on the refactor thread for a long document: it lists what is ready
+(the smell quick fixes of the last diagnostics, and the refactors of this document version
+and selection when a listing of them has finished) and starts the listing in the
+background; the client asks again on the next cursor move or menu, and the same request
+(same document version and selection) is then answered from it. A document under
+`SHORT_LINES` lines is listed in milliseconds and awaited. One listing runs at a time: a
+request arriving while the thread is busy with another lists no refactors rather than
+queueing behind it. A document of 20,000 lines takes seconds to analyse for an
+extract-function.
 """
 
 from __future__ import annotations
@@ -49,7 +52,6 @@ OFFERED_KINDS = [types.CodeActionKind.QuickFix, types.CodeActionKind.Refactor, t
                  types.CodeActionKind.SourceOrganizeImports]
 log = logging.getLogger(__name__)
 REMEMBERED = 64  # listed refactors kept for their resolve
-WAIT_S = 0.08  # the longest a listing waits for refactors of a long document or behind a busy thread
 SHORT_LINES = 2_000  # documents this short compute their refactors in milliseconds: always awaited
 COMPUTED = 8  # refactor listings finished after their request answered, kept for the same request again
 
@@ -101,9 +103,8 @@ class RefactorHost:
             found, offers = [], []
         elif lines < SHORT_LINES and not busy:
             found, offers = await asyncio.shield(job)
-        else:
-            done, _ = await asyncio.wait({job}, timeout=WAIT_S)
-            found, offers = job.result() if done else ([], [])
+        else:  # what is ready: a wait here could only push the answer past the latency goal
+            found, offers = job.result() if job.done() else ([], [])
         pending = job is None or not job.done()
         actions = []  # quick fixes of the diagnostics here first, as editors list them
         if kind_matches("quickfix", only) and support.lazy_edits:

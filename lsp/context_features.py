@@ -31,11 +31,10 @@ from loopls.context.packing import PackedContext
 from loopls.context.project import IndexSummary, Project
 from loopls.context.workspace import WorkspaceError
 
-from .positions import LineIndex, LspTextDocument, PositionError, check_position, scrub_surrogates
+from .positions import LineIndex, LspTextDocument, PositionError, scrub_surrogates
+from .settling import Settler
 
 log = logging.getLogger(__name__)
-EXPLAIN_CONTEXT = "loopls/explainContext"
-CONTEXT_STATUS = "loopls/contextStatus"
 CHANGES_REFRESH_S = 2.0  # how stale the uncommitted-diff signal may get between saves
 T = TypeVar("T")
 
@@ -63,6 +62,8 @@ class ContextHost:
         self._changes_read: dict[Path, float] = {}
         self.progress: dict[Path, tuple[int, int]] = {}  # files indexed and to index, per folder
         self.changed: Callable[[], None] = lambda: None  # what the index status shows changed
+        self.settler = Settler(lambda root: self.thread.submit(self._settle, root))  # deferred symbols
+        self._warmed: dict[Path, Any] = {}  # root -> the tokenizer its engine was made for ahead of use
         self.provided = 0  # completion prompts packed with workspace context
         self.last_prompt_tokens = 0
 
@@ -196,8 +197,20 @@ class ContextHost:
                 self.thread.submit(self._open, *where, text)
             elif method == types.TEXT_DOCUMENT_DID_CHANGE and doc is not None:
                 self.thread.submit(self._change, *where, edits, doc.source)
+                self.settler.edited(where[0])
             elif method == types.TEXT_DOCUMENT_DID_CLOSE:
                 self.thread.submit(self._close, *where)
+
+    def _settle(self, root: Path) -> None:
+        """The deferred symbols, then the retrieval signals that read them (so the next
+        prompt or explainContext does not re-index the long document itself)."""
+        project = self.projects.get(root)
+        if project is None or not project.unsettled:
+            return  # no long document was edited: nothing deferred
+        project.settle()
+        engine = self.engines.get(root)
+        if engine is not None:
+            engine.signals.sync()
 
     def _folders_changed(self, params: types.DidChangeWorkspaceFoldersParams) -> None:
         for folder in params.event.removed or []:
@@ -205,6 +218,7 @@ class ContextHost:
             root = Path(fs_path).resolve() if fs_path else None
             if root is not None and self.builds.pop(root, None) is not None:
                 self.summaries.pop(root, None)
+                self._warmed.pop(root, None)
                 self.thread.submit(self._drop, root)
         self.start()
 
@@ -266,6 +280,20 @@ class ContextHost:
             self._changes_read[root] = time.monotonic()
         return engine
 
+    def warm(self, tokenizer) -> None:
+        """Make each folder's context engine for `tokenizer` ahead of its first use (reading
+        the history and indexing every file for retrieval takes up to seconds), once per
+        folder and tokenizer, on the project thread after the builds queued there."""
+        for root in self.roots():
+            if self._warmed.get(root) is not tokenizer:
+                self._warmed[root] = tokenizer
+                self.thread.submit(self._warm, root, tokenizer)
+
+    def _warm(self, root: Path, tokenizer) -> None:
+        engine = self._engine_for(root, tokenizer)
+        if engine is not None:
+            engine.signals.sync()
+
     def provide(self, tokenizer, uri: str, version: int | None, text: str, offset: int,
                 budget: int, layout: str | None = None) -> PackedContext | None:
         """The packed prompt for a completion at `offset` of document `uri`, whose text at
@@ -326,7 +354,7 @@ class ContextHost:
 
     def tracked(self) -> dict[str, int]:
         """Work queued on the project thread, and the open buffers the projects hold."""
-        return {"project_queue": self.thread._work_queue.qsize(),
+        return {"project_queue": self.thread._work_queue.qsize(), "settle_timers": len(self.settler),
                 "project_documents": sum(len(p.documents) for p in dict(self.projects).values()),
                 "project_packed_chars": sum(e.packer.remembered_chars for e in dict(self.engines).values())}
 
@@ -375,6 +403,7 @@ class ContextHost:
         return await self.run(run)
 
     def shutdown(self) -> None:
+        self.settler.cancel()
         self.thread.shutdown(wait=False, cancel_futures=True)
 
 
@@ -387,33 +416,3 @@ def _fan_out(consumers: list) -> Callable | None:
             consumer(path, source, tree)
 
     return consume
-
-
-def _parse_explain(params: Any) -> tuple[str, types.Position, int | None]:
-    try:
-        get = params.get if isinstance(params, dict) else lambda k: getattr(params, k, None)
-        doc, pos, budget = get("textDocument"), get("position"), get("budget")
-        uri = doc["uri"] if isinstance(doc, dict) else doc.uri
-        if not isinstance(uri, str):
-            raise TypeError("uri")
-        line, char = (pos["line"], pos["character"]) if isinstance(pos, dict) else (pos.line, pos.character)
-        position = types.Position(line=line, character=char)
-        check_position(position)
-    except PositionError as exc:
-        raise JsonRpcInvalidParams(f"loopls/explainContext: {exc}") from None
-    except (AttributeError, KeyError, TypeError, ValueError):
-        raise JsonRpcInvalidParams("loopls/explainContext expects {textDocument: {uri}, position, budget?}") from None
-    if budget is not None and (type(budget) is not int or not 64 <= budget <= 131072):
-        raise JsonRpcInvalidParams("budget must be an integer between 64 and 131072")
-    return uri, position, budget
-
-
-def register_context_features(server: LanguageServer, host: ContextHost) -> None:
-    @server.feature(CONTEXT_STATUS)
-    def context_status(ls: LanguageServer, params: Any) -> dict:
-        return host.status()
-
-    @server.feature(EXPLAIN_CONTEXT)
-    async def explain_context(ls: LanguageServer, params: Any) -> dict:
-        uri, position, budget = _parse_explain(params)
-        return await host.explain(uri, position, budget or ls.options.completion.context_tokens)

@@ -12,10 +12,11 @@ over the size or line limit one note saying it was not checked.
 
 Requests never wait long for that thread: the last diagnostics of each document are kept
 with the document version they describe. A pull from a client that can be asked to pull
-again (`workspace/diagnostic/refresh`) waits `PULL_WAIT_S` for fresh ones, then answers with
-the last ones and sends the refresh when the fresh ones are ready; code actions list the
-quick fixes of the last diagnostics (their actions carry that version, so resolving one
-after the document changed answers ContentModified).
+again (`workspace/diagnostic/refresh`) waits for fresh ones only when the document's last
+check came back within `PULL_WAIT_S` (a short file: no refresh round trip for it); otherwise
+it answers with the last ones at once and sends the refresh when the fresh ones are ready.
+Code actions list the quick fixes of the last diagnostics (their actions carry that
+version, so resolving one after the document changed answers ContentModified).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import time
 from pathlib import Path
 
 from lsprotocol import types
@@ -38,7 +40,7 @@ log = logging.getLogger(__name__)
 SOURCE = "loopls"
 PUSH_DELAY_S = 0.3  # push after typing pauses, not on every keystroke
 LONG_POLL_S = 20.0  # a workspace pull with nothing new waits this long for an edit
-PULL_WAIT_S = 0.05  # a document pull waits this long for fresh diagnostics before answering the last ones
+PULL_WAIT_S = 0.03  # a pull waits this long for fresh diagnostics, when the last check took no longer
 
 
 def result_id(diagnostics: list[types.Diagnostic]) -> str:
@@ -92,6 +94,7 @@ class SmellHost:
         self._push_tasks: dict[str, asyncio.Task] = {}
         self.latest: dict[str, tuple[int | None, list[types.Diagnostic]]] = {}  # uri -> (version, diagnostics)
         self._checks: dict[str, tuple[int | None, asyncio.Future]] = {}  # uri -> the check in flight
+        self._check_s: dict[str, float] = {}  # uri -> how long its last check took to come back
         self.edited = asyncio.Event()  # set on every document event; wakes a waiting workspace pull
         context.tree_consumers.append(self.tree_consumer)
         context.on_built.append(self._finish)
@@ -222,7 +225,10 @@ class SmellHost:
             where = await self._ready(uri)
             if where is None:
                 return []
+            started = time.perf_counter()
             checked = await self.context.run(self._unless_superseded, uri, version, *where)
+            if checked is not None and uri in self.server.workspace.text_documents:
+                self._check_s[uri] = time.perf_counter() - started
         finally:
             if uri in self._checks and self._checks[uri][0] == version:
                 del self._checks[uri]
@@ -238,13 +244,15 @@ class SmellHost:
         return diagnostics
 
     async def pull(self, uri: str) -> list[types.Diagnostic]:
-        """A document pull: fresh diagnostics, or, when they take longer than `PULL_WAIT_S` and
-        the client can be asked to pull again, the last ones (a refresh follows the fresh ones)."""
+        """A document pull: fresh diagnostics, or, when the client can be asked to pull again
+        and they are not ready (within `PULL_WAIT_S` for a document checked that fast last
+        time), the last ones (a refresh follows the fresh ones)."""
         job = self._job(uri)
         if not self._refresh_supported():
             return await asyncio.shield(job)
-        done, _ = await asyncio.wait({job}, timeout=PULL_WAIT_S)
-        if done:
+        if not job.done() and self._check_s.get(uri, 0.0) <= PULL_WAIT_S:
+            await asyncio.wait({job}, timeout=PULL_WAIT_S)
+        if job.done():
             return job.result()
         known = self.latest.get(uri)
         answered = known[1] if known is not None else []
@@ -328,6 +336,7 @@ class SmellHost:
         """A closed document counts from the disk again (the project closed its buffer)."""
         self.edited.set()
         self.latest.pop(uri, None)
+        self._check_s.pop(uri, None)
         task = self._push_tasks.pop(uri, None)
         if task is not None:
             task.cancel()

@@ -10,7 +10,7 @@ from lsprotocol import types
 from .code_actions import register_code_actions
 from .completion.acceptance import ACCEPT_COMMAND, DID_PARTIALLY_ACCEPT, DID_SHOW
 from .completion.items import completion_items, inline_items
-from .context_features import register_context_features
+from .context_requests import register_context_features
 from .diagnostics import register_smell_features
 from .server import LooplsServer
 from .status import STATUS

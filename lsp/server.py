@@ -65,7 +65,7 @@ class LooplsServer(LanguageServer):
         self.smells = SmellHost(self, self.context)  # code-smell diagnostics, read from those models
         self.refactors = RefactorHost(self, self.context, self.smells)  # code actions
         self.prepare_thread = ThreadPoolExecutor(1, thread_name_prefix="loopls-prepare")
-        self.models = ModelHost(self.prepare_thread, report=self._report, changed=self.status.changed,
+        self.models = ModelHost(self.prepare_thread, report=self._report, changed=self._model_changed,
                                 progress=self._progress)  # the model, through the engine backend only
         self.acceptance = AcceptanceCounter()
         self.completions = CompletionService(self.models, self.prepare_thread, lambda: self.options.completion,
@@ -102,6 +102,12 @@ class LooplsServer(LanguageServer):
             self.models.unavailable(self.model_override or self.options.model.name, str(exc))
             return
         self.models.configure(config)
+
+    def _model_changed(self) -> None:
+        self.status.changed()
+        backend = self.models.backend
+        if self.models.state == "ready" and backend is not None:
+            self.context.warm(backend.tokenizer)  # the first prompt or explainContext need not make it
 
     def shutdown_engine(self) -> None:
         self.models.shutdown()
