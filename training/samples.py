@@ -29,6 +29,7 @@ from loopls.context.packing import Packer
 
 from .corpus import SourceFile
 from .crossfile import Repository, candidates
+from .encodings import PieceEncoder
 
 _NEWLINE = re.compile("\n")
 _NAME = re.compile(r"(?<![A-Za-z0-9_])[A-Za-z_]")  # where a name starts
@@ -133,6 +134,7 @@ class SampleBuilder:
 
     def __init__(self, files: list[SourceFile], tokenizer, mix: Mix = Mix(), seed: int = 0) -> None:
         self.tokenizer = tokenizer
+        self.encoder = PieceEncoder(tokenizer)  # the tokenizer's ids, faster on the lines that recur
         self.mix = mix
         self.seed = seed
         by_repo: dict[str, list[SourceFile]] = {}
@@ -155,7 +157,7 @@ class SampleBuilder:
         key = (repo, fim)
         if key not in self._packers:
             name = repo.split("/")[-1]
-            self._packers[key] = Packer(self.tokenizer, self.tokenizer.special if fim else self._plain, repo_name=name)
+            self._packers[key] = Packer(self.encoder, self.tokenizer.special if fim else self._plain, repo_name=name)
         return self._packers[key]
 
     def pick_file(self, rng: random.Random) -> SourceFile:
@@ -190,7 +192,7 @@ class SampleBuilder:
         """File `f` with text[a:b] as the middle: the packer's prompt for the cursor at `a` of
         the file without the middle, then the middle and end-of-text."""
         repo = self.repos[f.repo]
-        middle = self.tokenizer.encode(f.text[a:b]) + [self.eos]
+        middle = self.encoder.encode(f.text[a:b]) + [self.eos]
         room = budget - len(middle)
         if room < MIN_SAMPLE // 2:
             return None
@@ -214,7 +216,7 @@ class SampleBuilder:
                                                   lambda p: repo.info(p).lines)
         room = budget - len(packed.token_ids)
         rest = f.text[offset:offset + room * 8]
-        cont = self.tokenizer.encode(rest)
+        cont = self.encoder.encode(rest)
         if offset + len(rest) >= len(f.text):
             cont.append(self.eos)
         cont = cont[:room]
