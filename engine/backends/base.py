@@ -63,6 +63,9 @@ class BackendInfo:
     model_type: str | None
     device: str | None
     untrained: bool  # random weights: output is noise, and the user is told so
+    # whether SamplingParams.allowed_first is applied (the native engine; the OpenAI protocol
+    # has no per-step restriction, so remote backends do not: their callers do not heal)
+    restricts_first_token: bool = False
 
 
 class Stream(Protocol):

@@ -95,7 +95,8 @@ def load_native(config: BackendConfig) -> NativeBackend:
     engine = AsyncEngine.from_loaded(lm, SchedulerConfig(num_blocks=blocks, block_size=BLOCK_SIZE))
     engine.start()
     info = BackendInfo(backend="native", model=str(model_name or DEFAULT_MODEL), path=str(lm.path),
-                       model_type=lm.config.model_type, device=str(lm.device), untrained=lm.untrained)
+                       model_type=lm.config.model_type, device=str(lm.device), untrained=lm.untrained,
+                       restricts_first_token=True)
     return NativeBackend(engine, lm.tokenizer, lm.config, info)
 
 
@@ -118,7 +119,8 @@ def _load_parallel(model_name: str | None, device: str, context_tokens: int, wor
         raise BackendError(str(exc)) from None
     where = f"{world} GPUs (cuda:{first}..cuda:{first + world - 1})" if kind == "cuda" else f"{world} CPU ranks"
     info = BackendInfo(backend="native", model=str(model_name or DEFAULT_MODEL), path=str(meta.path),
-                       model_type=meta.config.model_type, device=where, untrained=meta.untrained)
+                       model_type=meta.config.model_type, device=where, untrained=meta.untrained,
+                       restricts_first_token=True)
     return NativeBackend(engine, meta.tokenizer, meta.config, info)
 
 

@@ -12,7 +12,7 @@ import torch
 from .cache import KVCache
 from .loader import LoadedModel
 from .parallel import broadcast_token
-from .sampler import SamplingParams, sample
+from .sampler import SamplingParams, keep_only, sample
 from .tokenizer import Tokenizer
 
 
@@ -120,8 +120,10 @@ def generate(
         if cancel is not None and cancel.is_set():
             reason = "cancelled"
             break
-        next_id = _next_token(lm, lm.model(tokens, cache)[:, -1], params, generator,
-                              stop_ids if len(out) < params.min_tokens else set())
+        logits = lm.model(tokens, cache)[:, -1]
+        if not out and params.allowed_first:
+            keep_only(logits[0], params.allowed_first)
+        next_id = _next_token(lm, logits, params, generator, stop_ids if len(out) < params.min_tokens else set())
         timings.setdefault("first_token", time.perf_counter())
         if next_id in stop_ids:
             reason = "stop"

@@ -17,6 +17,9 @@ class SamplingParams:
     min_tokens: int = 0  # stop ids are suppressed until this many tokens exist
     stop: tuple[str, ...] = ()
     stop_token_ids: tuple[int, ...] = ()
+    # the first generated token is one of these (empty: any): token healing, where the prompt
+    # was backed up over its last text and the generation must write that text again
+    allowed_first: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         if self.max_tokens < 1:
@@ -27,6 +30,17 @@ class SamplingParams:
             raise ValueError("top_p must be in (0, 1]")
         if self.top_k < 0:
             raise ValueError("top_k must be >= 0")
+        if any(t < 0 for t in self.allowed_first):
+            raise ValueError("allowed_first holds token ids (>= 0)")
+
+
+def keep_only(logits: torch.Tensor, allowed: tuple[int, ...]) -> None:
+    """logits [V] (one row, in place): every token but `allowed` made impossible; ids past
+    the vocabulary are ignored."""
+    keep = torch.tensor([t for t in allowed if t < logits.shape[-1]], dtype=torch.int64, device=logits.device)
+    kept = logits[keep]
+    logits.fill_(float("-inf"))
+    logits[keep] = kept
 
 
 def sample(logits: torch.Tensor, params: SamplingParams, generator: torch.Generator | None) -> torch.Tensor:

@@ -31,7 +31,7 @@ import torch
 
 from ..model.attention import PagedKV
 from ..model.config import ModelConfig
-from ..model.sampler import sample_rows
+from ..model.sampler import keep_only, sample_rows
 from .batch import HostStep, StepBuilder, is_plain_decode, upload
 from .executor import StepExecutor
 from .graphs import DecodeGraphs
@@ -143,6 +143,7 @@ class ModelRunner:
         """Token of every logits row (argmax, or a draw for the last row of a sampled
         sequence), for the whole batch on the device, without a host sync."""
         self._mask_stops(plan, step, logits)
+        self._mask_first(plan, step, logits)
         tokens = logits.argmax(dim=-1)
         drawn = [
             (first + count - 1, item.seq)
@@ -173,6 +174,13 @@ class ModelRunner:
         if rows:
             index = upload(np.asarray([rows, cols], dtype=np.int64), self.device)
             logits[index[0], index[1]] = float("-inf")
+
+    def _mask_first(self, plan: StepPlan, step: HostStep, logits: torch.Tensor) -> None:
+        """At the row that yields a sequence's first token, only its `allowed_first` ids."""
+        for item, (first, count) in zip(plan.items, step.item_rows):
+            seq = item.seq
+            if count and seq.params.allowed_first and not seq.output_ids:
+                keep_only(logits[first], seq.params.allowed_first)
 
     def _tokens(self, item: ScheduledSeq, targets: list[int]) -> list[int]:
         seq = item.seq

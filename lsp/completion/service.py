@@ -44,6 +44,7 @@ from ..options import CompletionOptions
 from .cache import Snapshot, SuggestionCache
 from .debounce import TypingDebounce
 from .flight import Flight
+from .healing import Healing, TokenTexts, heal
 from .postprocess import Site, Suggestion, finish, is_final
 from .site import SiteReader
 from .sticky import StickyContext
@@ -82,6 +83,7 @@ class _Prepared:
     site: Site
     context_files: int
     stable: int  # how many leading ids stay the same while the user types on this line
+    healing: Healing | None = None  # the prompt's last text backed up (healing.py)
 
 
 @dataclass
@@ -100,7 +102,7 @@ class ServiceStats:
 class CompletionService:
     def __init__(self, models: ModelHost, thread: Executor, options: Callable[[], CompletionOptions],
                  context: ContextProvider | None = None, label: Callable[[str | None], str | None] = lambda p: p,
-                 debounce: bool = True) -> None:
+                 debounce: bool = True, healing: bool = True) -> None:
         self.models = models
         self.thread = thread  # the prepare thread: prompt building and site reading
         self.options = options
@@ -112,6 +114,8 @@ class CompletionService:
         self._sites = SiteReader(Languages())  # used on the prepare thread only
         self._sticky = StickyContext()  # likewise (and forget)
         self._packers: dict[int, Packer] = {}
+        self.healing = healing  # token healing where the backend applies it
+        self._token_texts: dict[int, TokenTexts] = {}
         self._latest: dict[str, object] = {}  # uri -> ticket of its newest request
         self._flights: dict[str, Flight] = {}  # uri -> its newest generation in flight
         self._warm: dict[str, tuple[int, Any]] = {}  # uri -> (hash of the warmed prefix, its stream)
@@ -279,7 +283,17 @@ class CompletionService:
             self.models.stats.refused_prompts += 1
             log.error("%s: %s", req.uri, exc)
             return None
-        return _Prepared(ids, site, files, _stable_prefix(ids, tokenizer))
+        healed = self._heal(ids, packed, backend)
+        return _Prepared(healed.ids if healed else ids, site, files, _stable_prefix(ids, tokenizer), healed)
+
+    def _heal(self, ids: list[int], packed: PackedContext, backend: Backend) -> Healing | None:
+        if not self.healing or not backend.info.restricts_first_token or packed.fim is None:
+            return None
+        tokenizer = backend.tokenizer
+        texts = self._token_texts.get(id(tokenizer))
+        if texts is None:
+            texts = self._token_texts[id(tokenizer)] = TokenTexts(tokenizer)
+        return heal(ids, packed.fim, tokenizer, texts)
 
     def _packer(self, tokenizer) -> Packer:
         packer = self._packers.get(id(tokenizer))
@@ -312,10 +326,15 @@ class CompletionService:
             min_tokens=1,
             stop=() if prep.site.multiline else ("\n",),
             stop_token_ids=tuple(sorted(tokenizer.special.all_ids)),
+            allowed_first=prep.healing.allowed if prep.healing else (),
         )
 
-        def enough(ids: list[int]) -> bool:
+        def text(ids: list[int]) -> str:
             raw = tokenizer.decode(ids)
+            return (prep.healing.strip(raw) or "") if prep.healing else raw
+
+        def enough(ids: list[int]) -> bool:
+            raw = text(ids)
             if index == 0:
                 flight.wrote(raw if prep.site.multiline else raw.split("\n", 1)[0])
             return is_final(raw, prep.site, options.max_lines)
@@ -333,7 +352,7 @@ class CompletionService:
             self.stats.last_engine = {"prompt_tokens": len(prep.ids), "cached_tokens": m.get("cached_tokens"),
                                       "ttft_ms": round(1000 * m.get("time_to_first_token_s", 0.0)),
                                       "decode_ms": round(1000 * m.get("decode_s", 0.0)), "tokens": len(out.token_ids)}
-        raw = tokenizer.decode(out.token_ids)
+        raw = text(out.token_ids)
         if not prep.site.multiline:
             raw = raw.split("\n", 1)[0]
         suggestion = finish(raw, prep.site, options.max_lines)
