@@ -8,7 +8,9 @@ training/bpe.py trains) never merges across a pre-token boundary, and one such b
 certain: inside a run of two or more whitespace characters between two non-whitespace ones,
 right before the run's last character (GPT-2's `\\s+(?!\\S)` takes the run but its last
 character, which then starts the next word's pre-token or stands alone). Cutting there, the
-text's ids are its pieces' ids end to end; the pieces are mostly whole lines, remembered.
+text's ids are its pieces' ids end to end; the pieces are mostly whole lines, remembered. A
+text holding a special token's spelling is encoded whole: the tokenizer splits those out
+before pre-tokenising, so whitespace next to one is a pre-token of its own.
 `tests/training/test_encodings.py` checks the equality on real source.
 """
 
@@ -28,11 +30,12 @@ class PieceEncoder:
 
     def __init__(self, tokenizer) -> None:
         self.tokenizer = tokenizer
+        self._specials = sorted({tokenizer.decode([i], skip_special=False) for i in tokenizer.special.all_ids} - {""})
         self._ids: dict[str, list[int]] = {}
         self._chars = 0
 
     def encode(self, text: str) -> list[int]:
-        if len(text) < MIN_CUT_TEXT:
+        if len(text) < MIN_CUT_TEXT or any(s in text for s in self._specials):
             return self.tokenizer.encode(text)
         out: list[int] = []
         start = 0

@@ -39,8 +39,10 @@ MIN_SAMPLE = 96  # a row's remainder shorter than this is padded
 
 @dataclass(frozen=True)
 class Mix:
-    psm: float = 0.5
-    spm: float = 0.15  # the rest is l2r
+    # suffix-prefix-middle is the server's layout for the shipped model (Recipe.fim_layout); some
+    # prefix-suffix-middle keeps the other layout usable (completion.fimLayout)
+    psm: float = 0.15
+    spm: float = 0.5  # the rest is l2r
     with_context: float = 0.8  # share of samples given cross-file candidates
     line: float = 0.45  # FIM middles: rest of a line, block, random span (the rest)
     block: float = 0.2
@@ -50,9 +52,9 @@ class Mix:
     word_start: float = 0.45
 
 
-# The completion phase: the server's layout (and some SPM), loss on the middles only, mostly
+# The completion phase: the server's layout (and some PSM), loss on the middles only, mostly
 # the middles an editor asks for (rest of a line, a block).
-FIM_ONLY = Mix(psm=0.85, spm=0.15, with_context=0.9, line=0.6, block=0.25)
+FIM_ONLY = Mix(psm=0.15, spm=0.85, with_context=0.9, line=0.6, block=0.25)
 
 
 @dataclass(frozen=True)
