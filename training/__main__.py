@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--seconds", type=float, help="training time budget (default: the recipe's)")
     r.add_argument("--deadline", type=float, help="stop training this many seconds after start, whatever the plan")
     r.add_argument("--device", default="auto")
-    r.add_argument("--compile", nargs="?", const="short,long,fim", type=_phases, default=(),
+    r.add_argument("--compile", nargs="?", const=("short", "long", "fim"), type=_phases, default=(),
                    help="torch.compile the training forward of these phases (GPU only; default: all)")
     r.add_argument("--machine", default="gpu", help="label of this machine in the manifest")
     s = sub.add_parser("snapshot", help="this machine's share of the corpus, to carry to the training machine")
