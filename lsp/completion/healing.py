@@ -16,6 +16,14 @@ space where training put it. What is backed up:
 The engine applies the restriction (`SamplingParams.allowed_first`); the suggestion is what
 follows the removed text. A cursor right after a line break is left alone: the removed text
 would be the line break itself, which a single-line completion stops at.
+
+Only prompts without fill-in-the-middle tokens are healed, where the model continues the
+buffer's text as running text. A FIM model sees the cursor's boundary in training already:
+its middles are encoded on their own, after `<fim_middle>`, so a middle starts a token
+wherever the cursor is. Measured on 51 held-out line completions (docs/default-model.md):
+healing FIM prompts moved edit similarity by +0.014 (SPM) and +0.024 (PSM) and exact match by
+-2 and +2 points, within the noise; healing plain prompts raised edit similarity from 0.234
+to 0.339.
 """
 
 from __future__ import annotations
@@ -55,12 +63,12 @@ class TokenTexts:
 
 
 def heal(ids: list[int], fim: FimPrompt, tokenizer, texts: TokenTexts) -> Healing | None:
-    """`ids` (a packed prompt whose FIM window is `fim`, in any layout) with its prefix backed
-    up, or None when there is nothing to heal or the prefix cannot be found in `ids`."""
+    """`ids` (a packed prompt ending with the prefix of the window `fim`: a prompt without FIM
+    tokens) with its prefix backed up, or None when there is nothing to heal, the prompt is a
+    FIM one or it does not end with the prefix."""
     prefix, tokens = fim.prefix, fim.prefix_tokens
-    end = _prefix_end(ids, fim, tokenizer.special)
-    if not prefix or not tokens or end is None:
-        return None
+    if not prefix or not tokens or ids[len(ids) - len(tokens):] != tokens:
+        return None  # a FIM prompt ends with <fim_middle>: see the module's note
     if prefix[-1].isspace():
         removed = prefix[-1]
         backed = tokenizer.encode(prefix[:-1])
@@ -72,16 +80,5 @@ def heal(ids: list[int], fim: FimPrompt, tokenizer, texts: TokenTexts) -> Healin
     allowed = texts.starting_with(removed)
     if "\n" in removed or not allowed:
         return None
-    return Healing(ids[:end - len(tokens)] + backed + ids[end:], removed, allowed)
+    return Healing(ids[:len(ids) - len(tokens)] + backed, removed, allowed)
 
-
-def _prefix_end(ids: list[int], fim: FimPrompt, special) -> int | None:
-    """Where the prefix's tokens end in `ids`: before `<fim_suffix>` (prefix-suffix-middle),
-    before `<fim_middle>` (suffix-prefix-middle) or at the end (no FIM tokens)."""
-    n = len(fim.prefix_tokens)
-    fim_end = bool(ids) and ids[-1] == special.fim_middle
-    ends = [(len(ids) - len(fim.suffix_tokens) - 2, special.fim_suffix), (len(ids) - 1, special.fim_middle)]
-    for end, after in ends if fim_end else [(len(ids), None)]:
-        if end - n >= 0 and ids[end - n:end] == fim.prefix_tokens and (after is None or ids[end] == after):
-            return end
-    return None

@@ -1,5 +1,6 @@
 """Token healing (lsp/completion/healing.py) with the shipped model's tokenizer: what is
-backed up, where the prefix is found in each layout, which first tokens are allowed."""
+backed up in a prompt without FIM tokens, which first tokens are allowed, and that FIM prompts
+are left as they are."""
 
 from __future__ import annotations
 
@@ -33,42 +34,44 @@ def _prompt(tokenizer, text: str, layout: str | None):
     return head + fim_token_ids(fim, special, layout or "psm"), fim, head
 
 
-@pytest.mark.parametrize("layout", ["psm", "spm", None])
-def test_after_a_space_its_last_character_is_written_again(tokenizer, texts, layout) -> None:
-    ids, fim, head = _prompt(tokenizer, "def f(value):\n    return |\n\nx = 1\n", layout)
+def test_after_a_space_its_last_character_is_written_again(tokenizer, texts) -> None:
+    ids, fim, head = _prompt(tokenizer, "def f(value):\n    return |\n\nx = 1\n", None)
     healed = heal(ids, fim, tokenizer, texts)
     assert healed is not None and healed.removed == " "
-    backed = tokenizer.encode("def f(value):\n    return")
     # the prompt is the same but for its prefix, which ends before the space
-    expected = _prompt(tokenizer, "def f(value):\n    return|\n\nx = 1\n", layout)[0]
-    assert healed.ids == expected and healed.ids[len(head):len(head) + len(backed) + 1] != ids[len(head):]
-    assert tokenizer.encode(" value")[0] in healed.allowed  # the word with its space, as in training
+    assert healed.ids == head + tokenizer.encode("def f(value):\n    return") != ids
+    assert tokenizer.encode(" value")[0] in healed.allowed  # the word with its space, as in running text
     assert all(tokenizer.decode([t]).startswith(" ") for t in healed.allowed)
     assert healed.strip(" value") == "value" and healed.strip("value") is None
 
 
 def test_an_indentation_keeps_all_but_its_last_space(tokenizer, texts) -> None:
-    ids, fim, _ = _prompt(tokenizer, "if x:\n    |\n", "psm")
+    ids, fim, _ = _prompt(tokenizer, "if x:\n    |\n", None)
     healed = heal(ids, fim, tokenizer, texts)
-    assert healed.removed == " "
-    assert tokenizer.decode(healed.ids).endswith("if x:\n   " + tokenizer.decode(ids[-(len(fim.suffix_tokens) + 2):]))
+    assert healed.removed == " " and tokenizer.decode(healed.ids).endswith("if x:\n   ")
 
 
 def test_inside_a_word_the_last_token_is_backed_up(tokenizer, texts) -> None:
-    ids, fim, _ = _prompt(tokenizer, "self.proto|\n", "spm")
+    ids, fim, _ = _prompt(tokenizer, "self.proto|\n", None)
     healed = heal(ids, fim, tokenizer, texts)
     last = tokenizer.decode(fim.prefix_tokens[-1:])
     assert healed.removed == last and "self.proto".endswith(last)
-    assert healed.ids == ids[:-2] + ids[-1:]  # the prefix's last token gone, then <fim_middle>
+    assert healed.ids == ids[:-1]  # the prefix's last token gone
     assert all(tokenizer.decode([t]).startswith(last) for t in healed.allowed)
 
 
+@pytest.mark.parametrize("layout", ["psm", "spm"])
+def test_fim_prompts_are_left_alone(tokenizer, texts, layout) -> None:
+    ids, fim, _ = _prompt(tokenizer, "def f(value):\n    return |\n", layout)
+    assert heal(ids, fim, tokenizer, texts) is None
+
+
 def test_nothing_to_heal(tokenizer, texts) -> None:
-    ids, fim, _ = _prompt(tokenizer, "x = 1\n|\n", "psm")  # after a line break: left alone
+    ids, fim, _ = _prompt(tokenizer, "x = 1\n|\n", None)  # after a line break: left alone
     assert heal(ids, fim, tokenizer, texts) is None
-    ids, fim, _ = _prompt(tokenizer, "|x = 1\n", "psm")  # an empty prefix
+    ids, fim, _ = _prompt(tokenizer, "|x = 1\n", None)  # an empty prefix
     assert heal(ids, fim, tokenizer, texts) is None
-    ids, fim, _ = _prompt(tokenizer, "return |\n", "psm")
+    ids, fim, _ = _prompt(tokenizer, "return |\n", None)
     assert heal(ids[:-1], fim, tokenizer, texts) is None  # a prompt that is not this window's
 
 
