@@ -1,7 +1,8 @@
 """Completion quality and CPU latency of a model on repositories it was not trained on.
 
     python bench/eval_completion.py REPO [REPO ...] [--model M ...] [--lines 30] [--line-starts 10] [--blocks 8]
-        [--budgets 2048,8192] [--every 6] [--latency 5] [--out DIR] [--modes loopls,file,bare] [--tables-only]
+        [--budgets 2048,8192] [--every 6] [--latency 5] [--out DIR] [--modes loopls,file,bare]
+        [--layout auto,psm,spm,l2r] [--tables-only]
 
 Results go to DIR/<model>.jsonl, one line per target and setting, and a rerun resumes there;
 the tables count only targets that have every setting, so settings are compared pairwise.
@@ -50,6 +51,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import io
 import json
 import random
@@ -72,7 +74,7 @@ from loopls.context.symbols import IDENTIFIER  # noqa: E402
 
 from loopls.context.assemble import ContextEngine  # noqa: E402
 from loopls.context.languages import language_for_path  # noqa: E402
-from loopls.context.packing import PackedContext  # noqa: E402
+from loopls.context.packing import PackedContext, Packer  # noqa: E402
 from loopls.context.project import Project  # noqa: E402
 from loopls.engine.backends import BackendConfig  # noqa: E402
 from loopls.engine.model.models import resolve_model_name  # noqa: E402
@@ -213,24 +215,33 @@ class Service:
     """The server's completion service over one loaded model, once per prompt mode: "bare" (no
     context provider: the buffer alone), "file" (the server's layout without snippets) and
     "loopls" (the context engine, as the server's provider). The repositories' indexes are
-    shared; documents are named by their file URI, as the server names them."""
+    shared; documents are named by their file URI, as the server names them. The "l2r" layout
+    is the packer's layout for a model without FIM tokens (the context, then the buffer up to
+    the cursor, continued left to right): providers pack it with FIM ids switched off and the
+    text after the cursor left out, so the whole budget goes to what precedes it."""
 
     def __init__(self, models: ModelHost, thread: ThreadPoolExecutor, tokenizer,
                  indexes: list[tuple[Path, Project]]) -> None:
         self.options = CompletionOptions()
         self.engines = {repo: ContextEngine(index, tokenizer, tokenizer.special) for repo, index in indexes}
-        self.documents: dict[str, tuple[ContextEngine, str]] = {}  # uri -> engine, workspace-relative path
-        providers = {"bare": None, "file": self._file_only, "loopls": self._loopls}
+        plain = dataclasses.replace(tokenizer.special, fim_prefix=None, fim_suffix=None, fim_middle=None)
+        self.plain = {repo: Packer(tokenizer, plain, repo_name=index.root.name) for repo, index in indexes}
+        self.label = Packer(tokenizer, plain)
+        self.documents: dict[str, tuple[Path, str]] = {}  # uri -> repository, workspace-relative path
+        self.left_to_right = False
+        providers = {"bare": self._bare, "file": self._file_only, "loopls": self._loopls}
         self.services = {mode: CompletionService(models, thread, lambda: self.options, context=provide,
                                                  label=lambda p: Path(p).name if p else None, debounce=False)
                          for mode, provide in providers.items()}
 
-    async def complete(self, repo: Path, case: Case, mode: str, options: CompletionOptions) -> tuple[str, int]:
+    async def complete(self, repo: Path, case: Case, mode: str, options: CompletionOptions,
+                       layout: str = "auto") -> tuple[str, int]:
         """The first suggestion's text ("" for none) and the prompt's length in tokens."""
-        self.options = options
+        self.left_to_right = layout == "l2r"
+        self.options = dataclasses.replace(options, fim_layout="auto" if self.left_to_right else layout)
         path = repo / case.path
         uri = path.resolve().as_uri()
-        self.documents[uri] = (self.engines[repo], case.path)
+        self.documents[uri] = (repo, case.path)
         service = self.services[mode]
         service.stats.last_engine = {}
         request = CompletionRequest(uri, None, str(path), language_for_path(path), case.text, case.offset,
@@ -243,17 +254,30 @@ class Service:
             return "", service.stats.last_engine.get("prompt_tokens", 0)
         return result.suggestions[0].text, result.prompt_tokens
 
+    def _bare(self, tokenizer, uri: str, version: int | None, text: str, offset: int, budget: int,
+              layout: str | None) -> PackedContext | None:
+        if not self.left_to_right:
+            return None  # the service's own buffer prompt
+        return self.label.pack([], Path(self.documents[uri][1]).name, text[:offset], offset, budget, lambda _: None)
+
     def _file_only(self, tokenizer, uri: str, version: int | None, text: str, offset: int,
-                   budget: int) -> PackedContext:
-        engine, path = self.documents[uri]
-        return engine.packer.pack([], path, text, offset, budget, engine.read_lines)
+                   budget: int, layout: str | None) -> PackedContext:
+        repo, path = self.documents[uri]
+        engine = self.engines[repo]
+        if self.left_to_right:
+            return self.plain[repo].pack([], path, text[:offset], offset, budget, engine.read_lines)
+        return engine.packer.pack([], path, text, offset, budget, engine.read_lines, layout)
 
     def _loopls(self, tokenizer, uri: str, version: int | None, text: str, offset: int,
-                budget: int) -> PackedContext | None:
-        engine, path = self.documents[uri]
+                budget: int, layout: str | None) -> PackedContext | None:
+        repo, path = self.documents[uri]
+        engine = self.engines[repo]
         engine.index.update_document(path, text)  # an open document: the index sees its buffer, not the disk
         try:
-            return engine.assemble(path, text, offset, budget)
+            if self.left_to_right:
+                cands = engine.candidates(path, text, offset)
+                return self.plain[repo].pack(cands, path, text[:offset], offset, budget, engine.read_lines)
+            return engine.assemble(path, text, offset, budget, layout)
         except (ValueError, OSError):  # as the server: a budget too small for labels, the buffer alone
             return None
         finally:
@@ -263,15 +287,27 @@ class Service:
 MODES = {"loopls": "loopls", "file": "file only", "bare": "bare FIM"}
 
 
-def settings(budgets: list[int], modes: tuple[str, ...] = tuple(MODES)) -> list[tuple[str, int, str]]:
-    """(name, budget, prompt mode) on every target, most telling first: an interrupted run has
-    those. Larger budgets (`larger`) run on a subset."""
+LAYOUTS = ("auto", "psm", "spm", "l2r")
+
+
+Setting = tuple[str, int, str, str]  # name, budget, prompt mode, layout
+
+
+def settings(budgets: list[int], modes: tuple[str, ...] = tuple(MODES), layouts: tuple[str, ...] = ("auto",)
+             ) -> list[Setting]:
+    """The settings on every target, most telling first: an interrupted run has those. Larger
+    budgets (`larger`) run on a subset. What the server does by default adds nothing to the
+    name: "auto" is the checkpoint's own FIM layout."""
     first = f"{budgets[0] // 1024}K"
-    return [(f"{MODES[m]} {first}", budgets[0], m) for m in MODES if m in modes]
+    return [(f"{MODES[m]} {first}{_suffix(lay)}", budgets[0], m, lay) for lay in layouts for m in MODES if m in modes]
 
 
-def larger(budgets: list[int]) -> list[tuple[str, int, str]]:
-    return [(f"loopls {b // 1024}K", b, "loopls") for b in budgets[1:]]
+def larger(budgets: list[int], layouts: tuple[str, ...] = ("auto",)) -> list[Setting]:
+    return [(f"loopls {b // 1024}K{_suffix(lay)}", b, "loopls", lay) for lay in layouts for b in budgets[1:]]
+
+
+def _suffix(layout: str) -> str:
+    return "" if layout == "auto" else f" {layout}"
 
 
 def case_id(repo: Path, case: Case) -> str:
@@ -279,7 +315,7 @@ def case_id(repo: Path, case: Case) -> str:
 
 
 async def evaluate(service: Service, work: list[tuple[Path, Case]], budgets: list[int], results: Path,
-                   every: int, modes: tuple[str, ...] = tuple(MODES)) -> None:
+                   every: int, modes: tuple[str, ...] = tuple(MODES), layouts: tuple[str, ...] = ("auto",)) -> None:
     """Append one JSON line per (case, setting) to `results`, skipping those already there, so
     that an interrupted run resumes where it stopped. The larger budgets run on every
     `every`-th target of each repository and kind (their prompts cost several times more on a
@@ -292,13 +328,15 @@ async def evaluate(service: Service, work: list[tuple[Path, Case]], budgets: lis
         seen: dict[tuple[Path, str], int] = {}
         for repo, case in work:
             n = seen[(repo, case.kind)] = seen.get((repo, case.kind), -1) + 1  # the case's place in its kind
-            for name, budget, mode in settings(budgets, modes) + (larger(budgets) if n % every == 0 else []):
+            chosen = settings(budgets, modes, layouts)
+            chosen += larger(budgets, layouts) if n % every == 0 else []
+            for name, budget, mode, layout in chosen:
                 key = (case_id(repo, case), name)
                 if key in done:
                     continue
                 options = CompletionOptions(max_tokens=max_tokens[case.kind], context_tokens=budget, temperature=0.0)
                 t0 = time.perf_counter()
-                prediction, prompt_tokens = await service.complete(repo, case, mode, options)
+                prediction, prompt_tokens = await service.complete(repo, case, mode, options, layout)
                 em, es = score(case, prediction)
                 sink.write(json.dumps({"case": key[0], "setting": name, "kind": case.kind, "em": em, "es": es,
                                        "prediction": prediction, "gold": case.gold, "prompt_tokens": prompt_tokens,
@@ -318,7 +356,8 @@ def interleave(per_repo: list[tuple[Path, list[Case]]]) -> list[tuple[Path, Case
     return out
 
 
-def table(results: Path, cases: dict[str, Case], budgets: list[int], modes: tuple[str, ...] = tuple(MODES)) -> list[str]:
+def table(results: Path, cases: dict[str, Case], budgets: list[int], modes: tuple[str, ...] = tuple(MODES),
+          layouts: tuple[str, ...] = ("auto",)) -> list[str]:
     """Markdown rows per kind over the targets that have every setting of a group (paired),
     with the baseline on the same targets: first the 2K settings on all targets, then the
     larger budgets beside 2K on their subset."""
@@ -326,8 +365,8 @@ def table(results: Path, cases: dict[str, Case], budgets: list[int], modes: tupl
     for r in map(json.loads, results.read_text().splitlines()):
         by_case.setdefault(r["case"], {})[r["setting"]] = r
     lines = []
-    base = [n for n, _, _ in settings(budgets, modes)]
-    groups = [("", base)] + [(f", subset with {n}", [n, *base[:2]]) for n, _, _ in larger(budgets)]
+    base = [s[0] for s in settings(budgets, modes, layouts)]
+    groups = [("", base)] + [(f", subset with {s[0]}", [s[0], *base[:2]]) for s in larger(budgets, layouts)]
     for kind in KINDS:
         for label, names in groups:
             full = [c for c, got in by_case.items()
@@ -392,9 +431,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=1, help="torch threads (1 on a shared machine)")
     ap.add_argument("--modes", type=lambda t: tuple(t.split(",")), default=tuple(MODES),
                     help="prompt modes at the first budget: loopls,file,bare (the default: all)")
+    ap.add_argument("--layout", type=lambda t: tuple(t.split(",")), default=("auto",),
+                    help="FIM layouts, each a setting: auto (the checkpoint's own), psm, spm, l2r (no FIM: the "
+                         "prefix continued); comma-separated")
     ap.add_argument("--tables-only", action="store_true", help="print the tables of the results so far, run nothing")
     ap.add_argument("--out", type=Path, default=Path("eval-completion"), help="results folder (resumable)")
     args = ap.parse_args(argv)
+    if not set(args.layout) <= set(LAYOUTS):
+        ap.error(f"--layout takes {', '.join(LAYOUTS)}")
     torch.set_num_threads(args.threads)
     budgets = [int(b) for b in args.budgets.split(",")]
     args.out.mkdir(parents=True, exist_ok=True)
@@ -414,7 +458,7 @@ def main(argv: list[str] | None = None) -> int:
         results = args.out / f"{folder.name}.jsonl"
         if args.tables_only:  # a partial run's tables, from its results file
             print(f"\nmodel {folder.name} ({folder}), results so far")
-            print("\n".join(table(results, cases, budgets, args.modes)))
+            print("\n".join(table(results, cases, budgets, args.modes, args.layout)))
             continue
         asyncio.run(_run_model(name, folder, indexes, cases, budgets, args))
     return 0
@@ -434,9 +478,9 @@ async def _run_model(name: str | None, folder: Path, indexes: list[tuple[Path, P
             service = Service(models, thread, backend.tokenizer, [(repo, index) for repo, index, _ in indexes])
             results = args.out / f"{folder.name}.jsonl"
             await evaluate(service, interleave([(repo, own) for repo, _, own in indexes]), budgets, results,
-                           args.every, args.modes)
+                           args.every, args.modes, args.layout)
             print(f"\nmodel {folder.name} ({folder}), {args.threads} torch thread(s)")
-            print("\n".join(table(results, cases, budgets, args.modes)))
+            print("\n".join(table(results, cases, budgets, args.modes, args.layout)))
             if args.latency:
                 latency = []
                 for repo, _, own in indexes:

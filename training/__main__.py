@@ -1,7 +1,7 @@
 """`python -m training run OUT` (the whole pipeline) and `python -m training snapshot FILE`.
 
     python -m training run OUT [--tiny] [--seed 0] [--snapshot FILE ...] [--phases short,long,fim]
-        [--steps N1,N2,N3] [--init CHECKPOINT] [--seconds S] [--deadline S] [--compile]
+        [--steps N1,N2,N3] [--init CHECKPOINT] [--seconds S] [--deadline S] [--compile [PHASES]]
     python -m training snapshot FILE [--tiny]
 
 Run from the repository root (the folder holding training/). See docs/default-model.md.
@@ -45,7 +45,8 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--seconds", type=float, help="training time budget (default: the recipe's)")
     r.add_argument("--deadline", type=float, help="stop training this many seconds after start, whatever the plan")
     r.add_argument("--device", default="auto")
-    r.add_argument("--compile", action="store_true", help="torch.compile the training forward (GPU only)")
+    r.add_argument("--compile", nargs="?", const=("short", "long", "fim"), type=_phases, default=(),
+                   help="torch.compile the training forward of these phases (GPU only; default: all)")
     r.add_argument("--machine", default="gpu", help="label of this machine in the manifest")
     s = sub.add_parser("snapshot", help="this machine's share of the corpus, to carry to the training machine")
     s.add_argument("file", type=Path)
@@ -64,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.seconds is not None:
         recipe = dataclasses.replace(recipe, train_seconds=args.seconds)
     if args.compile:
-        recipe = dataclasses.replace(recipe, compile=True)
+        recipe = dataclasses.replace(recipe, compile=args.compile)
     start = time.perf_counter()
     deadline = start + args.deadline if args.deadline else None
     run(args.out, recipe, args.seed, args.workers, args.machine, args.snapshot, args.device,

@@ -32,6 +32,9 @@ SIZE_SCALE_LINES = 30
 MAX_SIBLINGS = 12
 
 
+ROW_NAMES_CACHE = 200_000  # remembered rows' names per repository (a bound on a worker's memory)
+
+
 @dataclass
 class FileInfo:
     lines: list[str]  # keepends
@@ -60,6 +63,9 @@ class Repository:
         self.by_module = {module_name(p): p for p in sorted(self.files)}
         self._info: dict[str, FileInfo] = {}
         self._defining: dict[str, list[str]] | None = None
+        self._siblings: dict[str, list[str]] = {}
+        self._by_name: dict[str, dict[str, list[Definition]]] = {}
+        self._row_names: dict[str, tuple[str, ...]] = {}  # a row's distinct names, first use first
 
     def info(self, path: str) -> FileInfo:
         """Lines and chunks of a file, made on first use (a worker touches a fraction of them)."""
@@ -68,8 +74,27 @@ class Repository:
             self._info[path] = FileInfo(lines, _chunks(lines, self.files[path].outline.definitions))
         return self._info[path]
 
+    def row_names(self, row: str) -> tuple[str, ...]:
+        """The distinct names of one line, in order of first use; remembered, because a file's
+        lines recur in every sample drawn from it."""
+        names = self._row_names.get(row)
+        if names is None:
+            if len(self._row_names) >= ROW_NAMES_CACHE:
+                self._row_names.clear()
+            names = self._row_names[row] = tuple(dict.fromkeys(IDENT.findall(row)))
+        return names
+
     def definitions(self, path: str) -> tuple[Definition, ...]:
         return self.files[path].outline.definitions
+
+    def definitions_of(self, path: str, name: str) -> list[Definition]:
+        """The file's definitions of `name`, in file order."""
+        by_name = self._by_name.get(path)
+        if by_name is None:
+            by_name = self._by_name[path] = {}
+            for d in self.definitions(path):
+                by_name.setdefault(d.name, []).append(d)
+        return by_name.get(name, [])
 
     def defining(self) -> dict[str, list[str]]:
         """name -> files defining it."""
@@ -89,8 +114,11 @@ class Repository:
         return out
 
     def siblings(self, path: str) -> list[str]:
-        folder = posixpath.dirname(path)
-        return [p for p in sorted(self.files) if p != path and posixpath.dirname(p) == folder][:MAX_SIBLINGS]
+        if path not in self._siblings:
+            folder = posixpath.dirname(path)
+            self._siblings[path] = [p for p in sorted(self.files)
+                                    if p != path and posixpath.dirname(p) == folder][:MAX_SIBLINGS]
+        return self._siblings[path]
 
 
 def candidates(repo: Repository, path: str, text: str, line: int) -> list[Candidate]:
@@ -124,24 +152,32 @@ def candidates(repo: Repository, path: str, text: str, line: int) -> list[Candid
     return out
 
 
+def _nearest(repo: Repository, rows: list[str], line: int) -> dict[str, int]:
+    """name -> rows between `line` and the name's nearest use, in order of first use (the
+    order decides how scores add up, so it is kept)."""
+    names = [repo.row_names(text) for text in rows]
+    order = dict.fromkeys(name for row in names for name in row)
+    nearest: dict[str, int] = {}
+    # rows from the farthest to the nearest: a nearer row's distance overwrites a farther one's
+    for row in sorted(range(len(rows)), key=lambda r: -abs(r - line)):
+        nearest.update(dict.fromkeys(names[row], abs(row - line)))
+    return {name: nearest[name] for name in order}
+
+
 def _definitions(repo: Repository, path: str, rows: list[str], line: int, scope: set[str], add) -> None:
-    nearest: dict[str, int] = {}  # name -> rows between the cursor and its nearest use
-    for row, text in enumerate(rows):  # one pass (row builders are the run's bottleneck)
-        dist = abs(row - line)
-        for name in IDENT.findall(text):
-            if nearest.get(name, dist + 1) > dist:
-                nearest[name] = dist
     defining = repo.defining()
-    for name, dist in nearest.items():
-        files = [p for p in defining.get(name, ()) if p != path]
-        if len(name) < 2 or not files or len(files) > 20:
+    for name, dist in _nearest(repo, rows, line).items():
+        files = defining.get(name)
+        if files is None or len(name) < 2:
+            continue
+        files = [p for p in files if p != path]
+        if not files or len(files) > 20:
             continue
         in_scope = [p for p in files if p in scope]
         chosen = in_scope or files
         score = WEIGHTS["definition"] * (0.3 + 0.7 / (1 + dist / NEAR_LINES))
         share = (IN_SCOPE_BOOST if in_scope else 1.0) * score / len(chosen)
         for p in chosen:
-            for d in repo.definitions(p):
-                if d.name == name:
-                    cap = MAX_CONTAINER_LINES if d.container else MAX_DEFINITION_LINES
-                    add(p, d.start, min(d.end, d.start + cap - 1), "definition", share)
+            for d in repo.definitions_of(p, name):
+                cap = MAX_CONTAINER_LINES if d.container else MAX_DEFINITION_LINES
+                add(p, d.start, min(d.end, d.start + cap - 1), "definition", share)

@@ -94,6 +94,7 @@ def run(out: Path, recipe: Recipe, seed: int, workers: int, machine: str, snapsh
         for name in ("tokenizer.json", "tokenizer_config.json"):
             shutil.copyfile(init / name, out / name)
         model = load_checkpoint(init, dtype="float32").model.requires_grad_(True)
+    declare_layout(out, recipe.fim_layout)
     tokenizer = Tokenizer.from_folder(out)
     log({"stage": "tokenizer", "seconds": round(time.perf_counter() - t, 1), "vocab": tokenizer.vocab_size,
          "from": str(init) if init else "trained"})
@@ -120,6 +121,12 @@ def run(out: Path, recipe: Recipe, seed: int, workers: int, machine: str, snapsh
     plan = phases(recipe, phase_names)
     summary = train(model, builder, recipe, target, workers, log, plan, steps, deadline, after_phase=export)
     return asdict(summary)
+
+
+def declare_layout(out: Path, layout: str) -> None:
+    """The checkpoint's FIM layout in its tokenizer_config.json, where the server reads it."""
+    path = out / "tokenizer_config.json"
+    write_json(path, json.loads(path.read_text()) | {"loopls_fim_layout": layout})
 
 
 def describe(out: Path) -> str:

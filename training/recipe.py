@@ -50,10 +50,13 @@ class Recipe:
     short_budgets: tuple[int, ...] = (384, 768, 1024, 1536, 2048, 2048)
     long_budgets: tuple[int, ...] = (4096, 8192, 8192)
     fim_budgets: tuple[int, ...] = (768, 1024, 1536, 2048, 2048, 3072, 4096, 8192)
-    # torch.compile of the training forward on a GPU: it halves the step (0.080 against 0.169 s
-    # at 2K on an H200) but costs 30-45 s of compiling per row length, and the row builders (15 processes)
-    # already cap the run near the eager step: it pays once they are faster
-    compile: bool = False
+    # phases whose training forward is torch.compiled on a GPU: it halves the step (0.080 against
+    # 0.169 s at 2K on an H200) but costs 30-45 s of compiling per row length (long and fim share
+    # the 8K graph), and it pays only where the row builders (15 processes) keep up with it
+    compile: tuple[str, ...] = ()
+    # the FIM layout the server uses with the checkpoint (tokenizer_config.json's loopls_fim_layout):
+    # suffix-prefix-middle, where the middle continues the prefix (measured: docs/default-model.md)
+    fim_layout: str = "spm"
     train_seconds: float = 360.0
     log_every: int = 25
 

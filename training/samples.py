@@ -29,6 +29,7 @@ from loopls.context.packing import Packer
 
 from .corpus import SourceFile
 from .crossfile import Repository, candidates
+from .encodings import PieceEncoder
 
 _NEWLINE = re.compile("\n")
 _NAME = re.compile(r"(?<![A-Za-z0-9_])[A-Za-z_]")  # where a name starts
@@ -38,8 +39,10 @@ MIN_SAMPLE = 96  # a row's remainder shorter than this is padded
 
 @dataclass(frozen=True)
 class Mix:
-    psm: float = 0.5
-    spm: float = 0.15  # the rest is l2r
+    # suffix-prefix-middle is the server's layout for the shipped model (Recipe.fim_layout); some
+    # prefix-suffix-middle keeps the other layout usable (completion.fimLayout)
+    psm: float = 0.15
+    spm: float = 0.5  # the rest is l2r
     with_context: float = 0.8  # share of samples given cross-file candidates
     line: float = 0.45  # FIM middles: rest of a line, block, random span (the rest)
     block: float = 0.2
@@ -49,9 +52,9 @@ class Mix:
     word_start: float = 0.45
 
 
-# The completion phase: the server's layout (and some SPM), loss on the middles only, mostly
+# The completion phase: the server's layout (and some PSM), loss on the middles only, mostly
 # the middles an editor asks for (rest of a line, a block).
-FIM_ONLY = Mix(psm=0.85, spm=0.15, with_context=0.9, line=0.6, block=0.25)
+FIM_ONLY = Mix(psm=0.15, spm=0.85, with_context=0.9, line=0.6, block=0.25)
 
 
 @dataclass(frozen=True)
@@ -133,6 +136,7 @@ class SampleBuilder:
 
     def __init__(self, files: list[SourceFile], tokenizer, mix: Mix = Mix(), seed: int = 0) -> None:
         self.tokenizer = tokenizer
+        self.encoder = PieceEncoder(tokenizer)  # the tokenizer's ids, faster on the lines that recur
         self.mix = mix
         self.seed = seed
         by_repo: dict[str, list[SourceFile]] = {}
@@ -155,7 +159,7 @@ class SampleBuilder:
         key = (repo, fim)
         if key not in self._packers:
             name = repo.split("/")[-1]
-            self._packers[key] = Packer(self.tokenizer, self.tokenizer.special if fim else self._plain, repo_name=name)
+            self._packers[key] = Packer(self.encoder, self.tokenizer.special if fim else self._plain, repo_name=name)
         return self._packers[key]
 
     def pick_file(self, rng: random.Random) -> SourceFile:
@@ -190,7 +194,7 @@ class SampleBuilder:
         """File `f` with text[a:b] as the middle: the packer's prompt for the cursor at `a` of
         the file without the middle, then the middle and end-of-text."""
         repo = self.repos[f.repo]
-        middle = self.tokenizer.encode(f.text[a:b]) + [self.eos]
+        middle = self.encoder.encode(f.text[a:b]) + [self.eos]
         room = budget - len(middle)
         if room < MIN_SAMPLE // 2:
             return None
@@ -209,7 +213,7 @@ class SampleBuilder:
                                                   lambda p: repo.info(p).lines)
         room = budget - len(packed.token_ids)
         rest = f.text[offset:offset + room * 8]
-        cont = self.tokenizer.encode(rest)
+        cont = self.encoder.encode(rest)
         if offset + len(rest) >= len(f.text):
             cont.append(self.eos)
         cont = cont[:room]

@@ -130,13 +130,14 @@ def train(model: CausalLM, builder: SampleBuilder, recipe: Recipe, device: torch
     autocast = device.type == "cuda"
     rope_dtype = torch.bfloat16 if autocast else None
     # one graph per row length; it pays at this size, where eager time is kernel launches
-    objective = torch.compile(loss_sum, dynamic=False) if recipe.compile and autocast else loss_sum
+    compiled = torch.compile(loss_sum, dynamic=False) if recipe.compile and autocast else loss_sum
     optimizer = _optimizer(model, recipe, device)
     if steps is not None:
         for phase, n in zip(plan, steps):
             phase.steps = n
     step, tokens, t_start, last = 0, 0, time.perf_counter(), float("nan")
     for phase in plan:
+        objective = compiled if phase.name in recipe.compile else loss_sum
         batch = max(1, recipe.batch_tokens // phase.length)
         loader = torch.utils.data.DataLoader(
             Rows(builder, phase, 10**8), batch_size=batch, num_workers=workers,

@@ -10,6 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from loopls.engine.model.tokenizer import Tokenizer
+from training.recipe import SMALL
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -40,6 +43,8 @@ def test_pipeline_logs_every_stage_and_exports_a_loadable_checkpoint(trained, tm
     assert config["model_type"] == "iquestloopcoder" and config["loopls_training"]["steps"] == [3, 2, 2]
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["totals"]["files"] > 0 and manifest["packages"]
+    # the checkpoint declares the FIM layout it was trained for, and the server reads it
+    assert Tokenizer.from_folder(out).special.fim_layout == SMALL.fim_layout == "spm"
     source = tmp_path / "calc.py"
     source.write_text("def add(a, b):\n    return a + b\n\n\ndef mul(a, b):\n    \n")
     done = subprocess.run([sys.executable, "-m", "loopls.lsp", "complete", f"{source}:6:5", "--model", str(out),

@@ -67,14 +67,15 @@ def test_fim_sample_prompt_is_the_servers_prompt(workspace: Path, tokenizer: Tok
     engine = ContextEngine(index, tokenizer, tokenizer.special, history=False)
     cands = engine.candidates(path, edited, a)
     assert any(c.path == "proj/util.py" for c in cands)  # there is cross-file context to render
-    server = engine.assemble(path, edited, a, 512).token_ids
-
     builder = SampleBuilder([_source(p, t) for p, t in FILES.items()], tokenizer)
     middle_ids = tokenizer.encode(middle) + [tokenizer.token_to_id("<|endoftext|>")]
-    sample = builder.fim_sample(builder.repos["demo"].files[path], a, b, 512 + len(middle_ids), "psm", cands)
-    assert sample.ids == server + middle_ids
-    assert server[0] == tokenizer.special.repo_name and tokenizer.special.file_sep in server
-    assert server[-1] == tokenizer.special.fim_middle
+    for layout in ("psm", "spm"):  # the checkpoint's own (spm) and the other one
+        server = engine.assemble(path, edited, a, 512, layout).token_ids
+        sample = builder.fim_sample(builder.repos["demo"].files[path], a, b, 512 + len(middle_ids), layout, cands)
+        assert sample.ids == server + middle_ids
+        assert server[0] == tokenizer.special.repo_name and tokenizer.special.file_sep in server
+        assert server[-1] == tokenizer.special.fim_middle
+    assert engine.assemble(path, edited, a, 512).token_ids == server  # the shipped model declares spm
 
 
 def test_spm_and_l2r_layouts(tokenizer: Tokenizer) -> None:
