@@ -38,11 +38,12 @@ def cursor_window(text: str, offset: int, lines: int) -> tuple[str, int]:
     return text[start:end], text.count("\n", start, offset)
 
 
-def buffer_prompt(packer: Packer, path: str | None, text: str, offset: int, budget: int) -> PackedContext:
+def buffer_prompt(packer: Packer, path: str | None, text: str, offset: int, budget: int,
+                  layout: str | None = None) -> PackedContext:
     """The prompt without a project index (no workspace, a file outside it, an untitled
     buffer): the buffer's own FIM window, redacted, labelled with `path` when there is one.
     Only the window the budget needs is read, however large the buffer."""
-    return packer.pack([], path, text, offset, budget, lambda _path: None)
+    return packer.pack([], path, text, offset, budget, lambda _path: None, layout)
 
 
 class ContextEngine:
@@ -94,13 +95,14 @@ class ContextEngine:
         recent = [*self.recent, *sorted(self.signals.changes)]
         return self.signals.gather(cursor, recent)
 
-    def assemble(self, path: str, text: str, offset: int, budget: int) -> PackedContext:
+    def assemble(self, path: str, text: str, offset: int, budget: int, layout: str | None = None) -> PackedContext:
         """The packed prompt for the cursor at `offset` (a code-point index) of file `path`
-        (workspace-relative) whose current text is `text`."""
+        (workspace-relative) whose current text is `text`, in FIM `layout` (None: the
+        checkpoint's own)."""
         t0 = time.perf_counter()
         cands = self.candidates(path, text, offset)
         t1 = time.perf_counter()
-        packed = self.packer.pack(cands, path, text, offset, budget, self.read_lines)
+        packed = self.packer.pack(cands, path, text, offset, budget, self.read_lines, layout)
         t2 = time.perf_counter()
         self.last_timings = {"signals_s": t1 - t0, "packing_s": t2 - t1}
         return packed

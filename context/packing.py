@@ -3,7 +3,8 @@
 Counts are exact because the prompt is the concatenation of separately encoded pieces: what
 is counted is what is sent. The layout is the repository-level FIM format of code models
 (`<|repo_name|>` name, then `<|file_sep|>` path + content per file, the current file last in
-prefix-suffix-middle form); without those tokens each file gets a path comment instead.
+fill-in-the-middle form: prefix-suffix-middle, or suffix-prefix-middle for a checkpoint that
+declares it); without those tokens each file gets a path comment instead.
 Files are ordered most stable first (file-level signals, then definitions, then retrieval,
 then the user's uncommitted edits), then by path, so that the next keystroke, which mostly
 picks the same snippets, shares the longest possible prompt prefix with this one. A line is
@@ -150,13 +151,14 @@ class Packer:
         return [token, *self.counter.encode(self.repo_name + "\n")]
 
     def pack(self, candidates: list[Candidate], path: str | None, text: str, offset: int, budget: int,
-             read_lines: Callable[[str], list[str] | None]) -> PackedContext:
+             read_lines: Callable[[str], list[str] | None], layout: str | None = None) -> PackedContext:
         """The prompt for the cursor at `offset` of `text` (the file `path`, None for a buffer
         without one) within `budget`. `read_lines` gives another file's lines (keepends,
-        redacted), or None when it cannot be shown."""
+        redacted), or None when it cannot be shown. `layout` is the FIM layout (psm or spm);
+        None takes the checkpoint's own (`special.fim_layout`, psm when it declares none)."""
         share = fim_budget(budget) if candidates else budget
         cut, before, fim = self._fim(text, offset, share, path)
-        fim_ids = fim_token_ids(fim, self.special)
+        fim_ids = fim_token_ids(fim, self.special, layout or getattr(self.special, "fim_layout", "psm"))
         own_header = self.header(path) if path is not None else []
         fixed = len(self.repo_header()) + len(own_header) + len(fim_ids)
         if fixed > budget:  # the labels do not fit: the bare FIM prompt does (it was built to)

@@ -128,14 +128,30 @@ def _anchor(prefix: str, first_line: int, every: int) -> str:
     return "".join(lines[drop:]) if len(lines) > drop + 1 else prefix
 
 
-def fim_token_ids(prompt: FimPrompt, special) -> list[int]:
-    """Prefix-suffix-middle layout with the checkpoint's own FIM ids.
+FIM_LAYOUTS = ("psm", "spm")
+
+
+def fim_token_ids(prompt: FimPrompt, special, layout: str = "psm") -> list[int]:
+    """The FIM window with the checkpoint's own FIM ids, in `layout`:
+
+    - psm, prefix-suffix-middle: `<fim_prefix>` prefix `<fim_suffix>` suffix `<fim_middle>`;
+    - spm, suffix-prefix-middle: `<fim_suffix>` suffix `<fim_prefix>` prefix `<fim_middle>`
+      (Bavarian et al. 2022): the middle continues the prefix directly, and while the user
+      types only the prompt's last tokens change, so an engine's prefix cache covers the rest.
 
     `special` is the tokenizer's special-token record (fim_prefix/fim_suffix/fim_middle);
     a model without FIM tokens gets the prefix alone and continues it.
     """
     if None in (special.fim_prefix, special.fim_suffix, special.fim_middle):
         return list(prompt.prefix_tokens)
+    if layout == "spm":
+        return [
+            special.fim_suffix, *prompt.suffix_tokens,
+            special.fim_prefix, *prompt.prefix_tokens,
+            special.fim_middle,
+        ]
+    if layout != "psm":
+        raise ValueError(f"unknown FIM layout {layout!r} (one of {', '.join(FIM_LAYOUTS)})")
     return [
         special.fim_prefix, *prompt.prefix_tokens,
         special.fim_suffix, *prompt.suffix_tokens,

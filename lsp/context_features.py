@@ -267,7 +267,7 @@ class ContextHost:
         return engine
 
     def provide(self, tokenizer, uri: str, version: int | None, text: str, offset: int,
-                budget: int) -> PackedContext | None:
+                budget: int, layout: str | None = None) -> PackedContext | None:
         """The packed prompt for a completion at `offset` of document `uri`, whose text at
         `version` is `text`; None for a document outside every folder (or `untitled:`) and
         while a project is being built, when the caller uses the buffer alone. Called off the
@@ -275,19 +275,20 @@ class ContextHost:
         where = self.locate(uri)
         if where is None or self.long_work:
             return None
-        packed = self.thread.submit(self._provide, tokenizer, *where, text, offset, budget).result()
+        packed = self.thread.submit(self._provide, tokenizer, *where, text, offset, budget, layout).result()
         if packed is None:
             return None
         self.provided += 1
         self.last_prompt_tokens = packed.prompt_tokens
         return packed
 
-    def _provide(self, tokenizer, root: Path, path: str, text: str, offset: int, budget: int) -> PackedContext | None:
+    def _provide(self, tokenizer, root: Path, path: str, text: str, offset: int, budget: int,
+                 layout: str | None) -> PackedContext | None:
         engine = self._engine_for(root, tokenizer)
         if engine is None:
             return None
         try:
-            return engine.assemble(path, text, offset, budget)
+            return engine.assemble(path, text, offset, budget, layout)
         except (ValueError, OSError) as exc:  # e.g. a budget too small for labels: buffer only
             log.warning("context assembly failed: %s", exc)
             return None
@@ -363,12 +364,13 @@ class ContextHost:
         if backend is None:
             raise JsonRpcInternalError(f"model not available: {self.server.models.error}")
         tokenizer = backend.tokenizer
+        layout = self.server.options.completion.layout  # what a completion there would send
 
         def run() -> dict:
             engine = self._engine_for(where[0], tokenizer)
             if engine is None:
                 raise JsonRpcInternalError("the workspace could not be indexed")
-            return explain(engine.assemble(where[1], text, offset, budget))
+            return explain(engine.assemble(where[1], text, offset, budget, layout))
 
         return await self.run(run)
 

@@ -18,6 +18,7 @@ import cattrs
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 from cattrs.v import format_exception
 
+from loopls.context.prompt import FIM_LAYOUTS
 from loopls.context.smells.checks import SmellConfig
 from loopls.engine.backends import BACKENDS, BackendConfig, BackendError
 
@@ -59,6 +60,7 @@ class CompletionOptions:
     context_tokens: int = 2048  # prompt budget, counted with the model's tokenizer
     max_lines: int = 8
     candidates: int = 3  # distinct suggestions when the user asks explicitly (sampled)
+    fim_layout: str = "auto"  # auto (the checkpoint's own) | psm | spm
 
     def __post_init__(self) -> None:
         if not 1 <= self.max_tokens <= MAX_COMPLETION_TOKENS:
@@ -71,6 +73,13 @@ class CompletionOptions:
             raise ValueError("completion.maxLines must be >= 1")
         if not 1 <= self.candidates <= 8:
             raise ValueError("completion.candidates must be between 1 and 8")
+        if self.fim_layout not in ("auto", *FIM_LAYOUTS):
+            raise ValueError(f"completion.fimLayout must be auto, {' or '.join(FIM_LAYOUTS)}")
+
+    @property
+    def layout(self) -> str | None:
+        """The FIM layout for the packer; None: the checkpoint's own."""
+        return None if self.fim_layout == "auto" else self.fim_layout
 
 
 @dataclass(kw_only=True)

@@ -195,14 +195,9 @@ class SampleBuilder:
         if room < MIN_SAMPLE // 2:
             return None
         text = f.text[:a] + f.text[b:]
-        packed = self._packer(f.repo, True).pack(cands, f.path, text, a, room, lambda p: repo.info(p).lines)
+        packed = self._packer(f.repo, True).pack(cands, f.path, text, a, room, lambda p: repo.info(p).lines,
+                                                 layout=mode)
         ids = packed.token_ids
-        if mode == "spm":
-            special = self.tokenizer.special
-            fim = packed.fim
-            head = ids[: len(ids) - (len(fim.prefix_tokens) + len(fim.suffix_tokens) + 3)]
-            ids = [*head, special.fim_suffix, *fim.suffix_tokens, special.fim_prefix, *fim.prefix_tokens,
-                   special.fim_middle]
         return Sample(ids + middle, mode, kind, len(ids))
 
     def l2r_sample(self, f: SourceFile, offset: int, budget: int, cands: list) -> Sample | None:

@@ -75,6 +75,21 @@ class Stream(Protocol):
     def cancel(self) -> None: ...
 
 
+def checked_prompt(prompt_ids: list[int], max_tokens: int, context_limit: int) -> list[int]:
+    """The prompt as plain ints, or ValueError for one that can never be served: empty, or
+    too long for the model's context with `max_tokens` more (the remote backends' check
+    before a request is sent; the native engine's scheduler makes the same one)."""
+    prompt_ids = [int(t) for t in prompt_ids]
+    if not prompt_ids:
+        raise ValueError("empty prompt")
+    if len(prompt_ids) + max_tokens > context_limit:
+        raise ValueError(
+            f"prompt of {len(prompt_ids)} tokens plus max_tokens {max_tokens} exceeds the "
+            f"model's context of {context_limit} tokens"
+        )
+    return prompt_ids
+
+
 class Backend(Protocol):
     info: BackendInfo
     tokenizer: Tokenizer

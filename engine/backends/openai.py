@@ -21,7 +21,7 @@ import httpx
 from ..model.sampler import SamplingParams
 from ..serving.async_engine import RequestOutput, RequestStream
 from ..serving.sequence import Priority
-from .base import BackendConfig, BackendError, BackendInfo
+from .base import BackendConfig, BackendError, BackendInfo, checked_prompt
 from .checkpoint_info import read_checkpoint_info
 from .sse import SseError, read_completion_events
 
@@ -59,14 +59,7 @@ class OpenAIBackend:
         priority: Priority = Priority.INLINE,
         supersede: str | None = None,
     ) -> RequestStream:
-        prompt_ids = [int(t) for t in prompt_ids]
-        if not prompt_ids:
-            raise ValueError("empty prompt")
-        if len(prompt_ids) + params.max_tokens > self.context_limit:
-            raise ValueError(
-                f"prompt of {len(prompt_ids)} tokens plus max_tokens {params.max_tokens} exceeds the "
-                f"model's context of {self.context_limit} tokens"
-            )
+        prompt_ids = checked_prompt(prompt_ids, params.max_tokens, self.context_limit)
         loop = asyncio.get_running_loop()
         request_id = f"loopls-{next(self._ids)}"
         stream = RequestStream(request_id, self, loop)

@@ -19,6 +19,9 @@ _FIM_SPELLINGS = {
 }
 
 
+FIM_LAYOUTS = ("psm", "spm")  # the layouts loopls's packer writes (loopls.context.prompt)
+
+
 class TokenizerError(ValueError):
     """A tokenizer that cannot be loaded from a checkpoint folder."""
 
@@ -34,6 +37,9 @@ class SpecialTokens:
     file_sep: int | None = None
     repo_name: int | None = None
     all_ids: frozenset[int] = field(default_factory=frozenset)
+    # the fill-in-the-middle layout the checkpoint was trained for (tokenizer_config.json's
+    # "loopls_fim_layout"): psm (prefix-suffix-middle, what most code models use) or spm
+    fim_layout: str = "psm"
 
     @property
     def has_fim(self) -> bool:
@@ -198,4 +204,8 @@ def _special_tokens(folder: Path, config: dict[str, Any], added: dict[str, int])
     }
     special_ids = {tid for content, tid in added.items() if content in special_contents}
     special_ids |= {tid for tid in fim.values() if tid is not None} | set(eos)
-    return SpecialTokens(bos=bos, eos_ids=tuple(eos), all_ids=frozenset(special_ids), **fim)
+    layout = config.get("loopls_fim_layout", "psm")
+    if layout not in FIM_LAYOUTS:
+        raise TokenizerError(f"{folder / 'tokenizer_config.json'}: loopls_fim_layout is {layout!r}, "
+                             f"not one of {', '.join(FIM_LAYOUTS)}")
+    return SpecialTokens(bos=bos, eos_ids=tuple(eos), all_ids=frozenset(special_ids), fim_layout=layout, **fim)

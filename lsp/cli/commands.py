@@ -101,8 +101,9 @@ class ProjectContext:
             return None
         return cls(ContextEngine(project, tokenizer, tokenizer.special), rel)
 
-    def provide(self, tokenizer, uri: str, version: int | None, text: str, offset: int, budget: int):
-        return self.engine.assemble(self.rel, text, offset, budget)
+    def provide(self, tokenizer, uri: str, version: int | None, text: str, offset: int, budget: int,
+                layout: str | None = None):
+        return self.engine.assemble(self.rel, text, offset, budget, layout)
 
 
 def run_create_tiny(args: argparse.Namespace) -> int:

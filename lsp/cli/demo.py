@@ -26,8 +26,8 @@ EDITOR_HELP = """\
 Connect an editor:
   Neovim 0.11+:  vim.lsp.config('loopls', { cmd = { 'loopls' }, filetypes = { 'python', 'lua', 'go' } })
                  vim.lsp.enable('loopls')      -- or use editors/neovim (README.md)
-  VS Code:       build editors/vscode (npm install && npm run package), install the .vsix,
-                 and set "loopls.model.name" to a checkpoint folder.
+  VS Code:       build editors/vscode (npm install && npm run package) and install the .vsix;
+                 "loopls.model.name" picks another model (a checkpoint folder).
   Any client:    run `loopls` (stdio) or `loopls lsp --tcp 127.0.0.1:2087`.
 """
 
@@ -148,6 +148,10 @@ async def _demo(project: Path, model: str | None) -> int:
     @client.feature(types.TEXT_DOCUMENT_PUBLISH_DIAGNOSTICS)
     def publish(params: types.PublishDiagnosticsParams) -> None:
         """Pushed diagnostics; the demo pulls them instead, as current editors do."""
+
+    @client.feature("loopls/status")
+    def status_pushed(params) -> None:
+        """The status an editor shows in its status bar; the demo asks for it at the end."""
 
     command = [sys.executable, "-m", "loopls.lsp", "lsp"] + (["--model", model] if model else [])
     started = time.perf_counter()

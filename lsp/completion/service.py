@@ -54,7 +54,7 @@ MIN_WARM_TOKENS = 64  # a shorter shared prefix is not worth a warm-up
 SAMPLED_TEMPERATURE = 0.8  # the extra candidates of an explicit request
 
 # (tokenizer, uri, version, text, offset, budget) -> the packed prompt, or None for buffer-only
-ContextProvider = Callable[[Any, str, "int | None", str, int, int], "PackedContext | None"]
+ContextProvider = Callable[[Any, str, "int | None", str, int, int, "str | None"], "PackedContext | None"]
 
 
 @dataclass(frozen=True)
@@ -258,10 +258,13 @@ class CompletionService:
                       "next to %d generated tokens (completion.maxTokens)", backend.context_limit, options.max_tokens)
             return None
         tokenizer = backend.tokenizer
-        packed = self.context(tokenizer, req.uri, req.version, req.text, req.offset, budget) if self.context else None
+        layout = options.layout
+        packed = (self.context(tokenizer, req.uri, req.version, req.text, req.offset, budget, layout)
+                  if self.context else None)
         try:
             if packed is None:
-                packed = buffer_prompt(self._packer(tokenizer), self.label(req.path), req.text, req.offset, budget)
+                packed = buffer_prompt(self._packer(tokenizer), self.label(req.path), req.text, req.offset, budget,
+                                       layout)
         except ValueError as exc:
             log.error("%s: no prompt: %s", req.uri, exc)
             return None

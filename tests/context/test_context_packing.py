@@ -150,3 +150,19 @@ def test_graph_updates_match_a_rebuild(tmp_path, tok):
         for other, symbols in index.files.items():
             fresh_imports.set_imports(other, symbols.imports)
         assert index.imports.importers == fresh_imports.importers
+
+
+def test_suffix_prefix_middle_changes_only_the_prompt_tail_while_typing(tmp_path, tok):
+    make_repo(tmp_path, [FILES])
+    engine = engine_for(tmp_path, tok)
+    text, offset = cursor(engine, "pkg/main.py", "helper_3(shape")
+    psm = engine.assemble("pkg/main.py", text, offset, 4096)
+    first = engine.assemble("pkg/main.py", text, offset, 4096, layout="spm")
+    assert sorted(first.token_ids) == sorted(psm.token_ids)  # the same pieces, the window reordered
+    assert first.token_ids[-1] == tok.special.fim_middle
+    typed = text[:offset] + "h" + text[offset:]
+    after = engine.assemble("pkg/main.py", typed, offset + 1, 4096, layout="spm")
+    shared = next(i for i, (a, b) in enumerate(zip(first.token_ids, after.token_ids)) if a != b)
+    # everything up to the typed line's last tokens is shared, the suffix included
+    assert shared > first.token_ids.index(tok.special.fim_prefix)
+    assert len(first.token_ids) - shared <= 4

@@ -90,3 +90,13 @@ def test_an_anchored_prefix_starts_at_the_same_line_while_the_user_types(tokeniz
     plain = {offset + t - len(build_fim_prompt(SOURCE[:offset] + "y" * t + SOURCE[offset:], offset + t, tokenizer,
                                                400).prefix) for t in range(0, 60)}
     assert len(plain) > len(starts)
+
+
+def test_suffix_prefix_middle_layout(tokenizer) -> None:
+    p = build_fim_prompt("a = 1\nb = 2\n", 6, tokenizer, 100)
+    s = tokenizer.special
+    ids = fim_token_ids(p, s, "spm")
+    assert ids == [s.fim_suffix, *p.suffix_tokens, s.fim_prefix, *p.prefix_tokens, s.fim_middle]
+    assert len(ids) == p.tokens
+    with pytest.raises(ValueError, match="unknown FIM layout"):
+        fim_token_ids(p, s, "pms")

@@ -141,3 +141,15 @@ def test_ids_past_the_tokenizer_decode_to_nothing(sp_folder: Path, tmp_path: Pat
     for tok in (load_checkpoint(sp_folder).tokenizer, load_checkpoint(create_tiny(tmp_path / "q", arch="qwen2")).tokenizer):
         ids = tok.encode("x = 1")
         assert tok.decode([*ids, tok.vocab_size + 5, *ids]) == tok.decode(ids + ids)
+
+
+def test_a_checkpoint_declares_its_fim_layout(tmp_path: Path) -> None:
+    folder = create_tiny(tmp_path / "m", arch="qwen2")
+    assert load_checkpoint(folder).tokenizer.special.fim_layout == "psm"  # declared by none
+    cfg_path = folder / "tokenizer_config.json"
+    cfg = json.loads(cfg_path.read_text())
+    cfg_path.write_text(json.dumps(cfg | {"loopls_fim_layout": "spm"}))
+    assert load_checkpoint(folder).tokenizer.special.fim_layout == "spm"
+    cfg_path.write_text(json.dumps(cfg | {"loopls_fim_layout": "middle-first"}))
+    with pytest.raises(CheckpointError, match="loopls_fim_layout is 'middle-first'"):
+        load_checkpoint(folder)

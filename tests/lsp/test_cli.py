@@ -162,3 +162,4 @@ def test_demo_runs_the_main_job_end_to_end() -> None:
     assert "pricing.py:6:5  LS102" in text  # a pulled code-smell diagnostic
     assert "quick fixes offered for the first one: Refactor with the model" in text
     assert "Connect an editor" in text
+    assert "Ignoring notification" not in out.stderr  # the demo client takes the pushed status

