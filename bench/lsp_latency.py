@@ -355,7 +355,7 @@ def main() -> None:
     parser.add_argument("--bursts", type=int, default=60)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--fim-layout", choices=("psm", "spm"),
-                        help="completion.fimLayout of the after server (default: its own default)")
+                        help="completion.fimLayout of the servers (default: their own default)")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="loopls-lsp-bench-"))
     worktree = None
@@ -373,10 +373,11 @@ def main() -> None:
         print(f"# {platform.node()}: {os.cpu_count()} CPUs, {platform.processor() or platform.machine()}, "
               f"Python {platform.python_version()}; {time.strftime('%Y-%m-%d %H:%M')}")
         print(f"# trace: {args.bursts} bursts, seed {args.seed}; before = {args.before or '(not run)'}, "
-              f"after = {args.after}" + (f" with completion.fimLayout {args.fim_layout}" if args.fim_layout else ""))
+              f"after = {args.after}" + (f"; completion.fimLayout {args.fim_layout}" if args.fim_layout else ""))
         results = []
         for name, tree in servers:
-            options = {"completion": {"fimLayout": args.fim_layout}} if args.fim_layout and name == "after" else {}
+            # a server older than the option ignores it (with a warning)
+            options = {"completion": {"fimLayout": args.fim_layout}} if args.fim_layout else {}
             results.append(asyncio.run(measure(name, tree, project, cache, args, options)))
             subprocess.run(["git", "checkout", "-q", "."], cwd=project, check=True)
         report(results)
