@@ -37,7 +37,8 @@ async def measure(args: argparse.Namespace) -> None:
     engines = {"server": backend.engine}
     print(f"# {platform.node()}: {os.cpu_count()} CPUs, {platform.machine()}, Python {platform.python_version()}; "
           f"{time.strftime('%Y-%m-%d %H:%M')}; model {backend.info.model} ({backend.info.path})")
-    print("| engine | cold prefill of the prompt | warm: time to first token | decode per token | CPU per token | load |")
+    print("| engine | cold prefill of the prompt | warm: time to first token | decode per token | CPU per token "
+          "| load |")
     print("|---|---|---|---|---|---|")
     decode: dict[str, list[float]] = {name: [] for name in engines}
     try:

@@ -340,7 +340,8 @@ def phases(rows: list[dict]) -> str:
     def med(key) -> float:
         return statistics.median(key(row) for row in rows)
     per_token = [row["decode_ms"] / (row["tokens"] - 1) for row in rows if row.get("tokens", 0) > 1]
-    return (f"phases of the {len(rows)} generated suggestions (medians): debounce {med(lambda r: r['debounce']):.0f} ms, "
+    return (f"phases of the {len(rows)} generated suggestions (medians): "
+            f"debounce {med(lambda r: r['debounce']):.0f} ms, "
             f"first token {med(lambda r: r['ttft_ms']):.0f} ms with "
             f"{med(lambda r: r['prompt_tokens'] - (r['cached_tokens'] or 0)):.0f} of "
             f"{med(lambda r: r['prompt_tokens']):.0f} prompt tokens computed, {med(lambda r: r['tokens']):.0f} tokens, "

@@ -3,8 +3,8 @@
 CUDA tensors go to the Triton kernels when `triton` imports. CPU tensors take the plain-torch
 reference (reference.py), whose paged and Loop attention come in the CPU path's version
 (cpu.py: the reference's bits in fewer ops); a GPU machine without Triton takes the
-reference. All have the same signatures and semantics. Both paths check their arguments first (checks.py) and fail
-with a ValueError naming the argument.
+reference. All have the same signatures and semantics, and all check their arguments first
+(checks.py) and fail with a ValueError naming the argument.
 
 Attention extras (keyword-only, accepted by the reference too):
 - `out`: a preallocated result; rows of no sequence are left as they are.
@@ -133,7 +133,8 @@ def loop_attention(
     if window < 1:
         raise ValueError(f"LoopAttention needs a window W >= 1, got {window}")
     check_gate(gate_weight, gate_bias, q)
-    impl = _kernel("loop_attention", q, k_cache, v_cache, wk_cache, wv_cache, gate_weight, gate_bias) or _plain_attention(q)
+    impl = (_kernel("loop_attention", q, k_cache, v_cache, wk_cache, wv_cache, gate_weight, gate_bias)
+            or _plain_attention(q))
     return impl.loop_attention(
         q, k_cache, v_cache, block_tables, wk_cache, wv_cache, window_block_tables,
         cu_seqlens_q, seq_lens, scale, window, gate_weight, gate_bias,

@@ -20,8 +20,10 @@ def _prompt(tokenizer: Tokenizer, layout: str, prefix: str) -> list[int]:
     s = tokenizer.special
     context = tokenizer.encode("# other.py\nx = 1\n")
     if layout == "spm":
-        return [*context, s.fim_suffix, *tokenizer.encode(SUFFIX), s.fim_prefix, *tokenizer.encode(prefix), s.fim_middle]
-    return [*context, s.fim_prefix, *tokenizer.encode(prefix), s.fim_suffix, *tokenizer.encode(SUFFIX), s.fim_middle]
+        return [*context, s.fim_suffix, *tokenizer.encode(SUFFIX), s.fim_prefix, *tokenizer.encode(prefix),
+                s.fim_middle]
+    return [*context, s.fim_prefix, *tokenizer.encode(prefix), s.fim_suffix, *tokenizer.encode(SUFFIX),
+            s.fim_middle]
 
 
 @pytest.mark.parametrize("layout", ["psm", "spm"])
