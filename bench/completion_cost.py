@@ -7,7 +7,9 @@ worker thread, paged K/V, prefix cache) and submits, like the completion service
 prompts cut from loopls' own `context/*.py`: a cold prompt (nothing cached: the whole
 prefill), then the same prompt with its last line changed (the prefix cache holds the rest,
 as after the warm-up) generating `--tokens` tokens greedily. Prints one row per repeat,
-with the load average: the machine may be shared.
+with the load average: the machine may be shared. Beside the wall times, the CPU time this
+process spent (the engine's thread, nearly all of it) per decoded token: on a shared
+machine it moves much less with the load than the wall time does.
 """
 
 from __future__ import annotations
@@ -35,20 +37,24 @@ async def measure(args: argparse.Namespace) -> None:
     engines = {"server": backend.engine}
     print(f"# {platform.node()}: {os.cpu_count()} CPUs, {platform.machine()}, Python {platform.python_version()}; "
           f"{time.strftime('%Y-%m-%d %H:%M')}; model {backend.info.model} ({backend.info.path})")
-    print("| engine | cold prefill of the prompt | warm: time to first token | decode per token | load |")
-    print("|---|---|---|---|---|")
+    print("| engine | cold prefill of the prompt | warm: time to first token | decode per token | CPU per token "
+          "| load |")
+    print("|---|---|---|---|---|---|")
     decode: dict[str, list[float]] = {name: [] for name in engines}
     try:
         for rep in range(args.repeats):
             for name, engine in engines.items():
                 prompt = ids[rep * 97 + len(name):][:args.prompt]  # a fresh prompt: nothing cached
                 cold = await _run(engine, prompt, 1)
+                cpu = time.process_time()
                 warm = await _run(engine, prompt[:-TAIL] + prompt[-TAIL:][::-1], args.tokens)
+                cpu = time.process_time() - cpu
                 per_token = warm["decode_s"] / max(1, warm["tokens"] - 1)
                 decode[name].append(per_token)
                 print(f"| {name} | {1000 * cold['ttft_s']:.0f} ms ({len(prompt)} tokens) | "
                       f"{1000 * warm['ttft_s']:.0f} ms ({len(prompt) - warm['cached']} computed) | "
-                      f"{1000 * per_token:.1f} ms ({warm['tokens']} tokens) | {os.getloadavg()[0]:.1f} |", flush=True)
+                      f"{1000 * per_token:.1f} ms ({warm['tokens']} tokens) | {1000 * cpu / warm['tokens']:.1f} ms | "
+                      f"{os.getloadavg()[0]:.1f} |", flush=True)
     finally:
         backend.shutdown()
     for name, values in decode.items():

@@ -120,6 +120,7 @@ class Result:
     latencies: list[float] = field(default_factory=list)
     generated: list[float] = field(default_factory=list)  # the latencies of suggestions not from the cache
     useful_tokens: int = 0
+    phases: list[dict] = field(default_factory=list)  # per generated suggestion: the server's timings
     status: dict = field(default_factory=dict)
     load: tuple[float, float] = (0.0, 0.0)
 
@@ -205,6 +206,8 @@ class Editor:
         if stats["cache_hits"] == before:  # generated for this pause: its tokens were useful
             self.result.useful_tokens += stats["last_generated_tokens"]
             self.result.generated.append((arrived - last_key) * 1000)
+            if stats.get("last_engine"):  # a server that reports its phases
+                self.result.phases.append({**stats["last_engine"], **stats.get("last_timings_ms", {})})
         self.result.status = stats
         await asyncio.sleep(max(0.0, last_key + pause - time.perf_counter()))
         item = items[0]
@@ -249,7 +252,8 @@ async def run_trace(editor: Editor, args: argparse.Namespace) -> None:
 
 # -- one server -----------------------------------------------------------------------------
 
-async def measure(name: str, tree: Path, project: Path, cache: Path, args: argparse.Namespace) -> Result:
+async def measure(name: str, tree: Path, project: Path, cache: Path, args: argparse.Namespace,
+                  options: dict) -> Result:
     env = {**os.environ, "LOOPLS_CACHE_DIR": str(cache), "HF_HUB_OFFLINE": "1"}
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-c", LAUNCHER, str(tree), stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
@@ -258,7 +262,7 @@ async def measure(name: str, tree: Path, project: Path, cache: Path, args: argpa
     result = Result(name)
     try:
         await conn.call("initialize", {"processId": os.getpid(), "rootUri": project.as_uri(), "capabilities": {},
-                                       "initializationOptions": {}})
+                                       "initializationOptions": options})
         conn.notify("initialized", {})
         files = {p.as_uri(): p.read_text(encoding="utf-8") for p in sorted(project.glob("*.py"))}
         for uri, text in files.items():
@@ -331,12 +335,28 @@ def report(results: list[Result]) -> None:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)))
 
 
+def phases(rows: list[dict]) -> str:
+    """Medians of the server's phases over the generated suggestions."""
+    def med(key) -> float:
+        return statistics.median(key(row) for row in rows)
+    per_token = [row["decode_ms"] / (row["tokens"] - 1) for row in rows if row.get("tokens", 0) > 1]
+    return (f"phases of the {len(rows)} generated suggestions (medians): "
+            f"debounce {med(lambda r: r['debounce']):.0f} ms, "
+            f"first token {med(lambda r: r['ttft_ms']):.0f} ms with "
+            f"{med(lambda r: r['prompt_tokens'] - (r['cached_tokens'] or 0)):.0f} of "
+            f"{med(lambda r: r['prompt_tokens']):.0f} prompt tokens computed, {med(lambda r: r['tokens']):.0f} tokens, "
+            f"decode {statistics.median(per_token) if per_token else 0:.1f} ms per token, "
+            f"generation {med(lambda r: r['generate']):.0f} ms")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--before", help="a commit, or a folder with a loopls source tree (none: only --after)")
     parser.add_argument("--after", default=str(ROOT), help="a folder with a loopls source tree (default: this one)")
     parser.add_argument("--bursts", type=int, default=60)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--fim-layout", choices=("psm", "spm"),
+                        help="completion.fimLayout of the servers (default: their own default)")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="loopls-lsp-bench-"))
     worktree = None
@@ -354,16 +374,20 @@ def main() -> None:
         print(f"# {platform.node()}: {os.cpu_count()} CPUs, {platform.processor() or platform.machine()}, "
               f"Python {platform.python_version()}; {time.strftime('%Y-%m-%d %H:%M')}")
         print(f"# trace: {args.bursts} bursts, seed {args.seed}; before = {args.before or '(not run)'}, "
-              f"after = {args.after}")
+              f"after = {args.after}" + (f"; completion.fimLayout {args.fim_layout}" if args.fim_layout else ""))
         results = []
         for name, tree in servers:
-            results.append(asyncio.run(measure(name, tree, project, cache, args)))
+            # a server older than the option ignores it (with a warning)
+            options = {"completion": {"fimLayout": args.fim_layout}} if args.fim_layout else {}
+            results.append(asyncio.run(measure(name, tree, project, cache, args, options)))
             subprocess.run(["git", "checkout", "-q", "."], cwd=project, check=True)
         report(results)
         for r in results:
             if r.latencies:
                 print(f"# {r.name}: latency mean {statistics.mean(r.latencies):.0f} ms, "
                       f"max {max(r.latencies):.0f} ms; server stats {json.dumps(r.status, sort_keys=True)}")
+            if r.phases:
+                print(f"# {r.name}: {phases(r.phases)}")
     finally:
         if worktree is not None:
             subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(worktree)], check=False)

@@ -1,9 +1,10 @@
 """The kernels' one entry point for the engine: checked arguments, then Triton or the reference.
 
-CUDA tensors go to the Triton kernels when `triton` imports; everything else (the CPU path,
-a GPU machine without Triton) takes the plain-torch reference (reference.py), which has the
-same signatures and semantics. Both paths check their arguments first (checks.py) and fail
-with a ValueError naming the argument.
+CUDA tensors go to the Triton kernels when `triton` imports. CPU tensors take the plain-torch
+reference (reference.py), whose paged and Loop attention come in the CPU path's version
+(cpu.py: the reference's bits in fewer ops); a GPU machine without Triton takes the
+reference. All have the same signatures and semantics, and all check their arguments first
+(checks.py) and fail with a ValueError naming the argument.
 
 Attention extras (keyword-only, accepted by the reference too):
 - `out`: a preallocated result; rows of no sequence are left as they are.
@@ -24,7 +25,7 @@ from types import ModuleType
 
 import torch
 
-from . import reference
+from . import cpu, reference
 from .checks import check_attention, check_gate, check_norm, check_rope, check_write_kv
 from .launch import decode_splits, workspace_numel
 
@@ -64,6 +65,11 @@ def _kernel(name: str, *tensors: torch.Tensor) -> ModuleType | None:
     return None if kernels is None else kernels[name]
 
 
+def _plain_attention(q: torch.Tensor) -> ModuleType:
+    """The plain-torch attention for `q`'s device: the CPU path on a CPU, else the reference."""
+    return cpu if q.device.type == "cpu" else reference
+
+
 def write_kv(
     k_cache: torch.Tensor,  # [num_blocks, block_size, KVH, D]
     v_cache: torch.Tensor,
@@ -94,7 +100,7 @@ def paged_attention(
 ) -> torch.Tensor:  # [N, H, D]
     """Causal (optionally sliding-window) attention over a paged K/V cache (see reference.py)."""
     check_attention(q, k_cache, v_cache, block_tables, cu_seqlens_q, seq_lens, window, out)
-    impl = _kernel("paged_attention", q, k_cache, v_cache) or reference
+    impl = _kernel("paged_attention", q, k_cache, v_cache) or _plain_attention(q)
     return impl.paged_attention(
         q, k_cache, v_cache, block_tables, cu_seqlens_q, seq_lens, scale, window,
         out=out, max_seq_len=max_seq_len, num_splits=num_splits, workspace=workspace,
@@ -127,7 +133,8 @@ def loop_attention(
     if window < 1:
         raise ValueError(f"LoopAttention needs a window W >= 1, got {window}")
     check_gate(gate_weight, gate_bias, q)
-    impl = _kernel("loop_attention", q, k_cache, v_cache, wk_cache, wv_cache, gate_weight, gate_bias) or reference
+    impl = (_kernel("loop_attention", q, k_cache, v_cache, wk_cache, wv_cache, gate_weight, gate_bias)
+            or _plain_attention(q))
     return impl.loop_attention(
         q, k_cache, v_cache, block_tables, wk_cache, wv_cache, window_block_tables,
         cu_seqlens_q, seq_lens, scale, window, gate_weight, gate_bias,

@@ -6,6 +6,7 @@ batching). With one GPU (or the CPU) it runs in this process on its own worker t
 from __future__ import annotations
 
 import functools
+import os
 from typing import Any
 
 import torch
@@ -78,6 +79,16 @@ def cpu_pool_blocks(config: ModelConfig, context_tokens: int) -> int:
     return -(-tokens // BLOCK_SIZE)
 
 
+def cpu_threads() -> int:
+    """Torch intra-op threads for an engine on the CPU: half the cores this process may use,
+    at least one. The engine shares the machine with the language server's other threads
+    (event loop, prompt building, indexing) and the editor, and OpenMP threads spin-wait for
+    each other: on two busy cores, two threads made a decode step of the default model ten
+    times slower than one (docs/benchmarks.md)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, cores // 2)
+
+
 def load_native(config: BackendConfig) -> NativeBackend:
     """Load the checkpoint and start its serving engine (split over `config.tensor_parallel_size`
     GPUs, or CPU ranks with device "cpu", when that is more than 1)."""
@@ -92,6 +103,7 @@ def load_native(config: BackendConfig) -> NativeBackend:
         blocks = max(plan_pool(lm.model, SchedulerConfig(block_size=BLOCK_SIZE)).num_blocks, 1)
     else:
         blocks = cpu_pool_blocks(lm.config, context_tokens)
+        torch.set_num_threads(cpu_threads())  # process-wide: the engine is this process's only torch user
     engine = AsyncEngine.from_loaded(lm, SchedulerConfig(num_blocks=blocks, block_size=BLOCK_SIZE))
     engine.start()
     info = BackendInfo(backend="native", model=str(model_name or DEFAULT_MODEL), path=str(lm.path),

@@ -349,11 +349,14 @@ class CompletionService:
 
 def _stable_prefix(ids: list[int], tokenizer) -> int:
     """Ids before the cursor's line: up to the last line break in the FIM prefix (0 when the
-    prompt has no FIM layout)."""
+    prompt has no FIM layout). The prefix runs from `<fim_prefix>` to the next FIM token:
+    `<fim_suffix>` in prefix-suffix-middle, `<fim_middle>` in suffix-prefix-middle (where the
+    text after the cursor comes first and is stable too)."""
     special = tokenizer.special
-    if special.fim_prefix is None or special.fim_suffix not in ids:
+    if special.fim_prefix is None or special.fim_prefix not in ids:
         return 0
-    start, end = ids.index(special.fim_prefix), ids.index(special.fim_suffix)
+    start = ids.index(special.fim_prefix)
+    end = next((i for i in range(start + 1, len(ids)) if ids[i] in (special.fim_suffix, special.fim_middle)), len(ids))
     for i in range(end - 1, start, -1):
         if "\n" in tokenizer.decode([ids[i]]):
             return i + 1

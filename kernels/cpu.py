@@ -1,0 +1,156 @@
+"""The CPU path of the paged attention ops: the reference's results, bit for bit, in fewer ops.
+
+reference.py is written to be read: per sequence and call it gathers the keys one slot at a
+time (an advanced-indexing gather of every key position) and builds a causal mask even for a
+decode step, whose single query sees every key it gathers. On a CPU every op costs
+microseconds of dispatch and a slot-by-slot gather of 2K keys costs as much as the attention
+itself, 12 times per token for a 4-layer Loop model. Here, with the reference's semantics:
+
+- keys are gathered a block at a time (`index_select` of block ids: whole contiguous blocks)
+  and only the blocks a query can see (the window's blocks for a sliding window);
+- a decode step (one query per sequence) gathers the blocks of every sequence with one
+  `index_select` and uses no mask: its query sees every key gathered;
+- a prefill chunk keeps the reference's causal (and window) mask.
+
+Each `scaled_dot_product_attention` call gets the reference's values with the reference's
+strides, one sequence at a time as in the reference (a call over a batch of sequences
+rounds differently), so the results are the reference's bits
+(tests/kernels/test_cpu_attention.py) and greedy decoding is the same whichever path ran.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from .reference import loop_gate
+
+
+def paged_attention(
+    q: torch.Tensor,  # [N, H, D] packed queries
+    k_cache: torch.Tensor,  # [num_blocks, block_size, KVH, D]
+    v_cache: torch.Tensor,
+    block_tables: torch.Tensor,  # [B, max_blocks] int
+    cu_seqlens_q: torch.Tensor,  # [B + 1] int
+    seq_lens: torch.Tensor,  # [B] int
+    scale: float,
+    window: int = 0,
+    *,
+    out: torch.Tensor | None = None,  # [N, H, D]; rows of no sequence are left as they are
+    max_seq_len: int | None = None,  # launch hints of the GPU kernels; unused here
+    num_splits: int | None = None,
+    workspace: torch.Tensor | None = None,
+) -> torch.Tensor:  # [N, H, D]
+    """Causal (optionally sliding-window) attention over a paged K/V cache (see reference.py)."""
+    out = torch.empty_like(q) if out is None else out
+    cu, lens = cu_seqlens_q.tolist(), seq_lens.tolist()
+    seqs = [(b, cu[b], cu[b + 1]) for b in range(len(lens)) if cu[b + 1] > cu[b]]
+    if not seqs:
+        return out
+    if all(hi - lo == 1 for _, lo, hi in seqs):
+        _decode(q, k_cache, v_cache, block_tables, lens, seqs, scale, window, out)
+        return out
+    for b, lo, hi in seqs:
+        out[lo:hi] = _attend_chunk(q[lo:hi], k_cache, v_cache, block_tables[b], lens[b], scale, window)
+    return out
+
+
+def loop_attention(
+    q: torch.Tensor,  # [N, H, D] post-RoPE queries of a loop >= 1
+    k_cache: torch.Tensor,  # loop 0's cache of this layer
+    v_cache: torch.Tensor,
+    block_tables: torch.Tensor,
+    wk_cache: torch.Tensor,  # this loop's window cache of this layer
+    wv_cache: torch.Tensor,
+    window_block_tables: torch.Tensor,
+    cu_seqlens_q: torch.Tensor,
+    seq_lens: torch.Tensor,
+    scale: float,
+    window: int,
+    gate_weight: torch.Tensor,  # [H, D]
+    gate_bias: torch.Tensor,  # [H]
+    *,
+    out: torch.Tensor | None = None,
+    max_seq_len: int | None = None,
+    num_splits: int | None = None,
+    workspace: torch.Tensor | None = None,
+) -> torch.Tensor:  # [N, H, D]
+    """LoopAttention, g * global + (1 - g) * local (see reference.loop_attention)."""
+    glob = paged_attention(q, k_cache, v_cache, block_tables, cu_seqlens_q, seq_lens, scale)
+    local = paged_attention(q, wk_cache, wv_cache, window_block_tables, cu_seqlens_q, seq_lens, scale, window)
+    g = loop_gate(q, gate_weight, gate_bias)
+    mixed = g * glob + (1 - g) * local
+    if out is None:
+        return mixed
+    lo, hi = int(cu_seqlens_q[0]), int(cu_seqlens_q[-1])
+    out[lo:hi] = mixed[lo:hi]
+    return out
+
+
+def _key_span(seq_len: int, first_q: int, window: int, block_size: int) -> tuple[int, int, int]:
+    """(first block, blocks, first key's row in them) of the keys queries from `first_q` on see."""
+    lo = max(0, first_q - window + 1) if window else 0  # earliest key any of the queries sees
+    first = lo // block_size
+    return first, (seq_len - 1) // block_size + 1 - first, lo - first * block_size
+
+
+def _gather(cache: torch.Tensor, blocks: torch.Tensor) -> torch.Tensor:
+    """Whole blocks [k] of a cache -> their rows [k * block_size, KVH, D] (one contiguous copy)."""
+    return cache.index_select(0, blocks).flatten(0, 1)
+
+
+def _decode(
+    q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, block_tables: torch.Tensor,
+    lens: list[int], seqs: list[tuple[int, int, int]], scale: float, window: int, out: torch.Tensor,
+) -> None:
+    """One query per sequence: every gathered key is visible, so no mask (an all-true mask
+    gives the same bits). One gather for the batch, then one attention call per sequence:
+    a batched call rounds differently from the reference's per-sequence calls."""
+    bs, kvh, d = k_cache.shape[1], k_cache.shape[2], k_cache.shape[3]
+    spans = [_key_span(lens[b], lens[b] - 1, window, bs) for b, _, _ in seqs]
+    parts = [block_tables[b, first:first + count] for (b, _, _), (first, count, _) in zip(seqs, spans)]
+    blocks = parts[0] if len(parts) == 1 else torch.cat(parts)
+    k, v = _gather(k_cache, blocks), _gather(v_cache, blocks)  # [blocks * bs, KVH, D]
+    h = q.shape[1]
+    at = 0
+    for (b, lo, _), (first, count, skip) in zip(seqs, spans):
+        keys = slice(at + skip, at + lens[b] - first * bs)
+        at += count * bs
+        folded = q[lo:lo + 1].view(1, kvh, h // kvh, d)  # [1, KVH, G, D], as the reference folds
+        o = F.scaled_dot_product_attention(
+            folded, k[keys].transpose(0, 1)[None], v[keys].transpose(0, 1)[None], scale=scale
+        )
+        out[lo:lo + 1] = o.reshape(1, h, d)
+
+
+def _attend_chunk(
+    q: torch.Tensor,  # [T, H, D]
+    k_cache: torch.Tensor,
+    v_cache: torch.Tensor,
+    table: torch.Tensor,  # [max_blocks]
+    seq_len: int,
+    scale: float,
+    window: int,
+) -> torch.Tensor:  # [T, H, D]
+    """The reference's `_attend_one` with whole-block gathers (same keys, same mask)."""
+    t, h, d = q.shape
+    bs, kvh = k_cache.shape[1], k_cache.shape[2]
+    first_q = seq_len - t
+    first, count, skip = _key_span(seq_len, first_q, window, bs)
+    blocks = table[first:first + count]
+    size = seq_len - (first * bs + skip)
+    k = _gather(k_cache, blocks)[skip:skip + size].transpose(0, 1)  # [KVH, S, D]
+    v = _gather(v_cache, blocks)[skip:skip + size].transpose(0, 1)
+    lo = first * bs + skip
+    pos = torch.arange(lo, seq_len, device=q.device)
+    q_pos = torch.arange(first_q, seq_len, device=q.device)
+    diff = q_pos[:, None] - pos[None, :]  # [T, S]
+    mask = diff >= 0
+    if window:
+        mask &= diff < window
+    groups = h // kvh
+    folded = q.transpose(0, 1).reshape(kvh, groups * t, d)  # [KVH, G*T, D], as the reference folds
+    o = F.scaled_dot_product_attention(
+        folded[None], k[None], v[None], attn_mask=mask.repeat(groups, 1)[None, None], scale=scale
+    )[0]
+    return o.reshape(h, t, d).transpose(0, 1)

@@ -1,0 +1,85 @@
+"""The CPU path of the attention ops (kernels/cpu.py) against the plain-torch reference: the
+same bits, fp32, for decode steps (batched and ragged), prefill chunks and Loop windows."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from kernel_cases import make_paged_case, poisoned_like
+
+from loopls.kernels import cpu, ops, reference
+
+# (seq_lens, q_lens, window, block_size, heads, kv_heads, head_dim)
+CASES = {
+    "decode-one-sequence": ([700], [1], 0, 16, 6, 2, 64),
+    "decode-one-length-batched": ([130, 130, 130], [1, 1, 1], 0, 16, 6, 2, 64),
+    "decode-ragged": ([1, 47, 130, 64], [1, 1, 1, 1], 0, 16, 10, 2, 128),
+    "decode-window": ([200, 37, 5], [1, 1, 1], 24, 16, 6, 2, 64),
+    "decode-window-one-length": ([97, 97], [1, 1], 32, 16, 6, 2, 64),
+    "decode-window-larger-than-context": ([90, 40], [1, 1], 128, 16, 10, 2, 64),
+    "decode-mha": ([300, 9], [1, 1], 0, 32, 4, 4, 128),
+    "prefill-from-0": ([40, 17], [40, 17], 0, 16, 10, 2, 64),
+    "chunks-on-cached-prefix": ([70, 33, 5], [20, 1, 5], 0, 32, 16, 2, 64),
+    "chunk-longer-than-window": ([90], [50], 7, 16, 16, 2, 64),
+    "window-crossing-blocks": ([75, 40], [30, 1], 20, 16, 4, 4, 64),
+    "empty-sequence-in-batch": ([30, 12, 50], [4, 0, 3], 0, 16, 10, 2, 64),
+    "block-not-a-power-of-two": ([100, 50], [60, 50], 30, 24, 10, 2, 64),
+}
+
+
+def _case(name: str, generator: torch.Generator, window_tables: bool = False):
+    seq_lens, q_lens, window, bs, h, kvh, d = CASES[name]
+    return make_paged_case(
+        seq_lens, q_lens, heads=h, kv_heads=kvh, head_dim=d, block_size=bs, dtype=torch.float32,
+        device=torch.device("cpu"), window=window if window_tables else 0, generator=generator,
+    ), window
+
+
+@pytest.mark.parametrize("case", list(CASES), ids=str)
+def test_paged_attention_gives_the_reference_bits(generator, case) -> None:
+    c, window = _case(case, generator, window_tables=True)  # blocks before the window freed (-1)
+    out = poisoned_like(c.q)
+    got = cpu.paged_attention(*c.args(), window, out=out)
+    assert got is out
+    ref = reference.paged_attention(*c.args(), window)
+    live = slice(int(c.cu_seqlens_q[0]), int(c.cu_seqlens_q[-1]))
+    assert torch.isfinite(got[live]).all()  # no freed block or key past the end was read
+    assert torch.equal(got[live], ref[live])
+
+
+@pytest.mark.parametrize("case", [name for name, spec in CASES.items() if spec[2]], ids=str)
+def test_loop_attention_gives_the_reference_bits(generator, case) -> None:
+    glob, window = _case(case, generator)
+    local, _ = _case(case, generator, window_tables=True)
+    h, d = glob.q.shape[1:]
+    gate_w, gate_b = torch.randn(h, d, generator=generator) * d**-0.5, torch.randn(h, generator=generator)
+    args = (glob.q, glob.k_cache, glob.v_cache, glob.block_tables, local.k_cache, local.v_cache,
+            local.block_tables, glob.cu_seqlens_q, glob.seq_lens, glob.scale, window, gate_w, gate_b)
+    got = ops.loop_attention(*args)  # a CPU tensor: the CPU path
+    assert torch.equal(got, reference.loop_attention(*args))
+
+
+def test_rows_of_no_sequence_are_left_alone(generator) -> None:
+    # A batch padded past its sequences (as a CUDA-graph step is): rows 2, 3 belong to none.
+    c, _ = _case("decode-one-length-batched", generator)
+    q = torch.cat([c.q[:2], torch.randn(2, *c.q.shape[1:], generator=generator)])
+    cu, lens = torch.tensor([0, 1, 2], dtype=torch.int32), c.seq_lens[:2]
+    out = poisoned_like(q)
+    cpu.paged_attention(q, c.k_cache, c.v_cache, c.block_tables[:2], cu, lens, c.scale, out=out)
+    assert torch.equal(out[:2], reference.paged_attention(q[:2], c.k_cache, c.v_cache, c.block_tables[:2], cu, lens,
+                                                          c.scale))
+    assert torch.isnan(out[2:]).all()
+
+
+def test_a_decode_step_reads_only_the_blocks_it_sees() -> None:
+    # Block 0 is NaN and listed after the sequence's last block and before its window:
+    # neither the decode gather nor the window gather may touch it.
+    k = torch.randn(6, 4, 1, 8)
+    v = torch.randn(6, 4, 1, 8)
+    k[0] = v[0] = float("nan")
+    q = torch.randn(1, 2, 8)
+    tables = torch.tensor([[0, 0, 3, 5, 0, 0]], dtype=torch.int32)  # keys 8..15 in blocks 3, 5
+    cu, lens = torch.tensor([0, 1], dtype=torch.int32), torch.tensor([16], dtype=torch.int32)
+    got = cpu.paged_attention(q, k, v, tables, cu, lens, 0.3, 8)
+    assert torch.isfinite(got).all()
+    assert torch.equal(got, reference.paged_attention(q, k, v, tables, cu, lens, 0.3, 8))
