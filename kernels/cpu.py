@@ -23,7 +23,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .reference import loop_gate
+from .reference import attend_keys, loop_gate
 
 
 def paged_attention(
@@ -133,24 +133,10 @@ def _attend_chunk(
     window: int,
 ) -> torch.Tensor:  # [T, H, D]
     """The reference's `_attend_one` with whole-block gathers (same keys, same mask)."""
-    t, h, d = q.shape
-    bs, kvh = k_cache.shape[1], k_cache.shape[2]
-    first_q = seq_len - t
-    first, count, skip = _key_span(seq_len, first_q, window, bs)
+    bs = k_cache.shape[1]
+    first, count, skip = _key_span(seq_len, seq_len - q.shape[0], window, bs)
     blocks = table[first:first + count]
     size = seq_len - (first * bs + skip)
     k = _gather(k_cache, blocks)[skip:skip + size].transpose(0, 1)  # [KVH, S, D]
     v = _gather(v_cache, blocks)[skip:skip + size].transpose(0, 1)
-    lo = first * bs + skip
-    pos = torch.arange(lo, seq_len, device=q.device)
-    q_pos = torch.arange(first_q, seq_len, device=q.device)
-    diff = q_pos[:, None] - pos[None, :]  # [T, S]
-    mask = diff >= 0
-    if window:
-        mask &= diff < window
-    groups = h // kvh
-    folded = q.transpose(0, 1).reshape(kvh, groups * t, d)  # [KVH, G*T, D], as the reference folds
-    o = F.scaled_dot_product_attention(
-        folded[None], k[None], v[None], attn_mask=mask.repeat(groups, 1)[None, None], scale=scale
-    )[0]
-    return o.reshape(h, t, d).transpose(0, 1)
+    return attend_keys(q, k, v, first * bs + skip, seq_len, scale, window)

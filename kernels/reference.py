@@ -148,15 +148,33 @@ def _attend_one(
     scale: float,
     window: int,
 ) -> torch.Tensor:  # [T, H, D]
-    t, h, d = q.shape
+    d = q.shape[2]
     bs, kvh = k_cache.shape[1], k_cache.shape[2]
-    first_q = seq_len - t
+    first_q = seq_len - q.shape[0]
     lo = max(0, first_q - window + 1) if window else 0  # earliest key any query sees
     pos = torch.arange(lo, seq_len, device=q.device)
     slots = table.to(q.device).long()[pos // bs] * bs + pos % bs
     k = k_cache.view(-1, kvh, d)[slots].transpose(0, 1)  # [KVH, S, D]
     v = v_cache.view(-1, kvh, d)[slots].transpose(0, 1)
-    q_pos = torch.arange(first_q, seq_len, device=q.device)
+    return attend_keys(q, k, v, lo, seq_len, scale, window)
+
+
+def attend_keys(
+    q: torch.Tensor,  # [T, H, D]: the queries at positions seq_len - T .. seq_len - 1
+    k: torch.Tensor,  # [KVH, S, D]: the keys at positions lo .. seq_len - 1
+    v: torch.Tensor,
+    lo: int,
+    seq_len: int,
+    scale: float,
+    window: int,
+) -> torch.Tensor:  # [T, H, D]
+    """Causal (and, with `window`, sliding-window) attention of a sequence's last queries over
+    its gathered keys: the one computation every CPU path shares, so their results agree bit
+    for bit."""
+    t, h, d = q.shape
+    kvh = k.shape[0]
+    pos = torch.arange(lo, seq_len, device=q.device)
+    q_pos = torch.arange(seq_len - t, seq_len, device=q.device)
     diff = q_pos[:, None] - pos[None, :]  # [T, S]
     mask = diff >= 0
     if window:
