@@ -439,7 +439,6 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if not set(args.layout) <= set(LAYOUTS):
         ap.error(f"--layout takes {', '.join(LAYOUTS)}")
-    torch.set_num_threads(args.threads)
     budgets = [int(b) for b in args.budgets.split(",")]
     args.out.mkdir(parents=True, exist_ok=True)
     cache = Path(tempfile.mkdtemp(prefix="loopls-eval-"))
@@ -474,6 +473,7 @@ async def _run_model(name: str | None, folder: Path, indexes: list[tuple[Path, P
         backend = await models.ready()
         if backend is None:
             raise SystemExit(f"cannot load model {name or folder.name!r}: {models.error}")
+        torch.set_num_threads(args.threads)  # after loading: the native backend sets its own count
         try:
             service = Service(models, thread, backend.tokenizer, [(repo, index) for repo, index, _ in indexes])
             results = args.out / f"{folder.name}.jsonl"
