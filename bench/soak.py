@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from lsp_latency import Connection, position  # noqa: E402 - the benches' one client
+from lsp_latency import Connection, position, source_tree  # noqa: E402 - the benches' one client
 from worst_latency import _rss_mb, make_project, percentile, started_server, varied_source  # noqa: E402
 
 MAX_OPEN = 8
@@ -108,9 +108,11 @@ async def soak(conn: Connection, uri: str, text: str, requests: int, every: int,
     return windows
 
 
-async def run_soak(project: Path, cache: Path, requests: int, every: int, lines: int) -> list[Window]:
-    """Start a server in `project`, soak it, shut it down; the windows measured."""
-    async with started_server(project, cache, None, {"textDocument": {"diagnostic": {}}}) as (conn, proc):
+async def run_soak(project: Path, cache: Path, requests: int, every: int, lines: int,
+                   tree: Path | None = None) -> list[Window]:
+    """Start a server in `project` (this checkout's, or `tree`'s), soak it, shut it down; the
+    windows measured."""
+    async with started_server(project, cache, tree, {"textDocument": {"diagnostic": {}}}) as (conn, proc):
         uri = (project / "soak.py").as_uri()
         text = varied_source(lines)
         conn.notify("textDocument/didOpen", {"textDocument": {"uri": uri, "languageId": "python", "version": 1,
@@ -135,13 +137,18 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=10_000)
     parser.add_argument("--every", type=int, default=1000)
     parser.add_argument("--lines", type=int, default=2000, help="lines of the document at the start")
+    parser.add_argument("--tree", help="the server from this commit or loopls source folder (default: this checkout)")
     args = parser.parse_args()
     print(f"# {platform.node()}, {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}, "
           f"{time.strftime('%Y-%m-%d %H:%M')}, python {platform.python_version()}")
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="loopls-soak-") as work:
         cache = Path(os.environ.get("LOOPLS_CACHE_DIR", Path(work) / "cache"))
-        windows = asyncio.run(run_soak(make_project(Path(work)), cache, args.requests, args.every, args.lines))
+        tree = None
+        if args.tree:
+            tree, label = source_tree(args.tree, Path(work))
+            print(f"# server: {label}")
+        windows = asyncio.run(run_soak(make_project(Path(work)), cache, args.requests, args.every, args.lines, tree))
     for line in table(windows):
         print(line)
     first, last = windows[0].rss_mb, windows[-1].rss_mb

@@ -12,9 +12,11 @@ from .cochange import CoChange
 from .history import uncommitted_changes
 from .packing import PackedContext, Packer
 from .privacy import redact
+from .languages import language_for_path
 from .project import Project
 from .prompt import TokenCounter, lines_keepends
 from .signals import Candidate, Cursor, Signals
+from .symbols import FileSymbols, references_of
 
 MAX_HISTORY_COMMITS = 5000
 CURSOR_WINDOW_LINES = 2000  # of a buffer the index does not hold, each side of the cursor
@@ -87,10 +89,12 @@ class ContextEngine:
         symbols = self.index.files.get(path)
         line = text.count("\n", 0, offset)
         if symbols is None or (path not in self.index.documents and self.index.text(path) != text):
-            # not indexed (too large, say) or not what the index holds: parse the lines around
-            # the cursor, so that a keystroke in a huge buffer costs what one in a small one does
+            # not indexed (too large, say) or not what the index holds: the lines around the
+            # cursor, so that a keystroke in a huge buffer costs what one in a small one does.
+            # The signals read only the cursor file's language and names used, not its tree
+            # (parsing and indexing this window took 90 of the 110-150 ms of an assembly).
             text, line = cursor_window(text, offset, CURSOR_WINDOW_LINES)
-            symbols = self.index.parse(path, text.encode("utf-8"))
+            symbols = FileSymbols(language_for_path(path), text.count("\n") + 1, references=references_of(text))
         cursor = Cursor(path, text, line, symbols)
         recent = [*self.recent, *sorted(self.signals.changes)]
         return self.signals.gather(cursor, recent)

@@ -146,8 +146,10 @@ class ParsedDocument:
             self._source = self.text.encode("utf-8")
         return self._source
 
-    def too_large(self, max_bytes: int) -> str:
+    def too_large(self, max_bytes: int, max_lines: int | None = None) -> str:
         """Why the buffer is too large to parse and index, or "" when it is not."""
+        if max_lines is not None and (lines := self.text.count("\n") + 1) > max_lines:
+            return f"{lines:,} lines exceed the {max_lines:,}-line limit"
         if len(self.text) > max_bytes:  # too large however it is encoded: do not encode it
             return f"{len(self.text):,} characters exceed the {max_bytes:,}-byte limit"
         size = len(self.text) if self.text.isascii() or len(self.text) * 4 <= max_bytes else len(self.source)

@@ -224,7 +224,7 @@ class Project:
         if not self.workspace.allowed(path):
             return  # never indexed, never checked: ignored or secret-bearing
         doc = self.documents[path]
-        too_large = doc.too_large(self.workspace.max_file_bytes)
+        too_large = doc.too_large(self.workspace.max_file_bytes, self.workspace.max_file_lines)
         if too_large:
             self.oversize[path] = too_large
             self.unsettled.discard(path)

@@ -18,6 +18,9 @@ from .history import GIT_ERRORS, open_repo, run_git
 from .privacy import is_secret_path
 
 MAX_FILE_BYTES = 1_000_000
+# Longer files are not parsed or indexed either: a symbol update of 100,000 module-level
+# statements costs seconds of Python per pause in typing (docs/benchmarks.md, issue 12).
+MAX_FILE_LINES = 50_000
 _ALWAYS_SKIPPED_DIRS = {".git", ".hg", ".svn", "node_modules", "__pycache__", ".venv", "venv", ".tox",
                         ".mypy_cache", ".pytest_cache", "dist", "build", ".idea"}
 _GENERATED_NAMES = ("*.min.js", "*.min.css", "*.map", "*.lock", "package-lock.json", "*_pb2.py",
@@ -91,6 +94,7 @@ def is_binary(head: bytes) -> bool:
 class Workspace:
     root: Path
     max_file_bytes: int = MAX_FILE_BYTES
+    max_file_lines: int = MAX_FILE_LINES
 
     def __post_init__(self) -> None:
         self.root = Path(self.root).resolve()
@@ -183,6 +187,9 @@ class Workspace:
             return None, f"unreadable or larger than {self.max_file_bytes:,} bytes"
         if is_binary(data):
             return None, "binary"
+        lines = data.count(b"\n") + 1
+        if lines > self.max_file_lines:
+            return None, f"{lines:,} lines exceed the {self.max_file_lines:,}-line limit"
         if looks_generated(rel_path, data[:20000]):
             return None, "generated or minified"
         return data, ""

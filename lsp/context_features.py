@@ -16,7 +16,6 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -31,7 +30,9 @@ from loopls.context.packing import PackedContext
 from loopls.context.project import IndexSummary, Project
 from loopls.context.workspace import WorkspaceError
 
-from .positions import LineIndex, LspTextDocument, PositionError, scrub_surrogates
+from .explanations import Explanations
+from .positions import LspTextDocument, PositionError, scrub_surrogates
+from .project_thread import ProjectThread
 from .settling import Settler
 
 log = logging.getLogger(__name__)
@@ -51,7 +52,7 @@ class ContextHost:
 
     def __init__(self, server: LanguageServer) -> None:
         self.server = server
-        self.thread = ThreadPoolExecutor(1, thread_name_prefix="loopls-project")
+        self.thread = ProjectThread("loopls-project")
         self.projects: dict[Path, Project] = {}  # built, by root
         self.builds: dict[Path, asyncio.Future] = {}
         self.summaries: dict[Path, IndexSummary | None] = {}
@@ -64,6 +65,7 @@ class ContextHost:
         self.changed: Callable[[], None] = lambda: None  # what the index status shows changed
         self.settler = Settler(lambda root: self.thread.submit(self._settle, root))  # deferred symbols
         self._warmed: dict[Path, Any] = {}  # root -> the tokenizer its engine was made for ahead of use
+        self.explanations = Explanations()  # the last explainContext answer of each document
         self.provided = 0  # completion prompts packed with workspace context
         self.last_prompt_tokens = 0
 
@@ -71,7 +73,12 @@ class ContextHost:
 
     def run(self, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
         """Run `fn(*args)` on the project thread, after everything submitted before it."""
-        return asyncio.get_running_loop().run_in_executor(self.thread, fn, *args)
+        return asyncio.wrap_future(self.thread.submit(fn, *args))
+
+    def read(self, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
+        """Run `fn(*args)` on the project thread as soon as its running task ends (a read
+        that carries its own document text: `project_thread.py`)."""
+        return asyncio.wrap_future(self.thread.submit_read(fn, *args))
 
     # -- folders ----------------------------------------------------------------------------
 
@@ -185,6 +192,8 @@ class ContextHost:
                 self.thread.submit(self._refresh, root, paths)
         elif method in (types.TEXT_DOCUMENT_DID_OPEN, types.TEXT_DOCUMENT_DID_CHANGE, types.TEXT_DOCUMENT_DID_CLOSE):
             self.start()
+            if method == types.TEXT_DOCUMENT_DID_CLOSE:
+                self.explanations.forget(params.text_document.uri)
             # The server's document has applied the event already: the project replays its
             # edits (offsets checked there) and keeps the same string, not a copy of its own.
             doc = self.server.workspace.text_documents.get(params.text_document.uri)
@@ -303,7 +312,7 @@ class ContextHost:
         where = self.locate(uri)
         if where is None or self.long_work:
             return None
-        packed = self.thread.submit(self._provide, tokenizer, *where, text, offset, budget, layout).result()
+        packed = self.thread.submit_read(self._provide, tokenizer, *where, text, offset, budget, layout).result()
         if packed is None:
             return None
         self.provided += 1
@@ -350,13 +359,14 @@ class ContextHost:
                 return []
             return packed.token_ids[:packed.context_tokens]
 
-        return await self.run(run)
+        return await self.read(run)
 
     def tracked(self) -> dict[str, int]:
         """Work queued on the project thread, and the open buffers the projects hold."""
-        return {"project_queue": self.thread._work_queue.qsize(), "settle_timers": len(self.settler),
+        return {"project_queue": self.thread.queued(), "settle_timers": len(self.settler),
                 "project_documents": sum(len(p.documents) for p in dict(self.projects).values()),
-                "project_packed_chars": sum(e.packer.remembered_chars for e in dict(self.engines).values())}
+                "project_packed_chars": sum(e.packer.remembered_chars for e in dict(self.engines).values()),
+                "explanations": len(self.explanations)}
 
     def status(self) -> dict:
         """For `loopls/contextStatus`: whether the projects are ready and what they hold."""
@@ -376,12 +386,13 @@ class ContextHost:
         }
 
     async def explain(self, uri: str, position: types.Position, budget: int) -> dict:
+        """What a completion prompt at `position` would hold; bounded waits: `explanations.py`."""
         doc = self.server.workspace.text_documents.get(uri)
         if doc is None:
             raise JsonRpcInvalidParams(f"document is not open: {uri}")
-        text = doc.source
-        try:
-            offset = LineIndex(text).offset(position, self.server.workspace.position_encoding or "utf-16")
+        text, version = doc.source, doc.version
+        try:  # the document's own line index: no pass over a huge buffer on the event loop
+            offset = doc.line_index.offset(position, self.server.workspace.position_encoding or "utf-16")
         except PositionError as exc:
             raise JsonRpcInvalidParams(str(exc)) from None
         where = self.locate(uri)
@@ -393,6 +404,9 @@ class ContextHost:
             raise JsonRpcInternalError(f"model not available: {self.server.models.error}")
         tokenizer = backend.tokenizer
         layout = self.server.options.completion.layout  # what a completion there would send
+        project = self.projects.get(where[0])
+        generation = project.generation if project is not None else None  # other files changed: re-assemble
+        key = (version, (position.line, position.character), (budget, layout, id(tokenizer), generation))
 
         def run() -> dict:
             engine = self._engine_for(where[0], tokenizer)
@@ -400,11 +414,11 @@ class ContextHost:
                 raise JsonRpcInternalError("the workspace could not be indexed")
             return explain(engine.assemble(where[1], text, offset, budget, layout))
 
-        return await self.run(run)
+        return await self.explanations.get(uri, key, lambda: self.read(run))
 
     def shutdown(self) -> None:
         self.settler.cancel()
-        self.thread.shutdown(wait=False, cancel_futures=True)
+        self.thread.shutdown()
 
 
 def _fan_out(consumers: list) -> Callable | None:

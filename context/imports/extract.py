@@ -12,9 +12,9 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 
-from tree_sitter import Node, Query, QueryCursor, Tree
+from tree_sitter import Node, Query, Tree
 
-from ..languages import Languages
+from ..languages import Languages, captures_in_slices
 
 @dataclass(frozen=True)
 class ImportRef:
@@ -60,7 +60,8 @@ def extract_imports(lang: str, tree: Tree, source: bytes) -> list[ImportRef]:
         return []
     extract = _EXTRACTORS[family]
     found: list[tuple[int, ImportRef]] = []
-    for capture, nodes in QueryCursor(_import_query(lang)).captures(tree.root_node).items():
+    # in row slices: one query call over a 20,000-statement module held the GIL ~70 ms
+    for capture, nodes in captures_in_slices(_import_query(lang), tree.root_node).items():
         for node in nodes:
             found.extend((node.start_byte, r) for r in extract(capture, node, source))
     found.sort(key=lambda item: item[0])

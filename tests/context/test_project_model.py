@@ -150,3 +150,20 @@ def test_a_buffer_too_large_to_parse_is_not_indexed_until_it_shrinks(tmp_path):
     assert note.code == "LS001" and "2,000-byte limit" in note.message
     project.update_document("app/util.py", "def small():\n    pass\n")
     assert "app/util.py" not in project.oversize and project.definitions("small")
+
+
+def test_a_buffer_or_file_over_the_line_limit_is_not_parsed(tmp_path):
+    make_repo(tmp_path, [{**FILES, "long.py": "def far():\n    pass\n" + "y = 1\n" * 99}])
+    project = Project(tmp_path)
+    project.workspace.max_file_lines = 100
+    project.build()
+    assert "long.py" not in project.files and "102 lines exceed the 100-line limit" in project.skipped["long.py"]
+    project.update_document("app/util.py", "def many():\n    pass\n" + "y = 1\n" * 200)
+    assert "203 lines exceed the 100-line limit" in project.oversize["app/util.py"]
+    assert not project.definitions("many") and project.documents["app/util.py"].tree is None
+    checker = ProjectChecker(project)
+    checker.check()
+    (note,) = checker.findings_for("app/util.py")
+    assert note.code == "LS001" and "100-line limit" in note.message
+    project.update_document("app/util.py", "def many():\n    pass\n")
+    assert "app/util.py" not in project.oversize and project.definitions("many")
