@@ -77,17 +77,21 @@ class AllReduce:
             raise AllReduceError(f"{want} all-reduce is not available here: {error or 'failed on another rank'}")
         return self.mode
 
-    def linear(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-        """x [N, in] @ weight [out, in].T, summed over the ranks -> [N, out]."""
+    def linear(self, x: torch.Tensor, weight: torch.Tensor, gemm=None) -> torch.Tensor:
+        """x [N, in] @ weight [out, in].T, summed over the ranks -> [N, out]. `gemm`: a
+        kernels.decode_gemm.DecodeGemm that computes the local product (None: cuBLAS)."""
         buf = self._buffer
         rows, cols = x.shape[0], weight.shape[0]
         if buf is None or x.dim() != 2 or x.dtype != buf.dtype or rows * cols > buf.numel():
-            out = F.linear(x, weight)
+            out = F.linear(x, weight) if gemm is None else gemm.linear(x, weight)
             dist.all_reduce(out, group=self.group)
             return out
         # The partial product lands in the symmetric buffer directly: no copy before the sum.
         part = buf.narrow(0, 0, rows * cols).view(rows, cols)
-        torch.mm(x, weight.t(), out=part)
+        if gemm is None:
+            torch.mm(x, weight.t(), out=part)
+        else:
+            gemm.linear(x, weight, out=part)
         return self.reduce_buffer(part)
 
     def all_reduce(self, t: torch.Tensor) -> torch.Tensor:

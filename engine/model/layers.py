@@ -88,7 +88,11 @@ class MLP(nn.Module):
         self.up_proj = nn.Linear(config.hidden_size, config.intermediate_size, bias=False)
         self.down_proj = nn.Linear(config.intermediate_size, config.hidden_size, bias=False)
 
+        self.gemm = None  # a DecodeGemm (use_decode_gemm): gate, up and the activation in one kernel
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.gemm is not None:
+            return self.down_proj(self.gemm.gated(x, self.gate_proj.weight, self.up_proj.weight))
         return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
 
 
@@ -101,18 +105,25 @@ class FusedLinear(nn.Module):
     gate and up are not fused: on an H200 a 27648 x 5120 bf16 matrix, one of them at the 14B
     shape, streams at 4.3 TB/s whether alone or stacked (docs/benchmarks.md, GEMM probe), and
     copying them into a fused weight left their old blocks as holes the caching allocator
-    could not give back (2-8 GiB less K/V pool per GPU)."""
+    could not give back (2-8 GiB less K/V pool per GPU).
+
+    One part is kept as it is (its weight shared, not copied): a plain linear layer whose GEMM
+    a `DecodeGemm` may choose (use_decode_gemm)."""
 
     def __init__(self, *parts: nn.Linear) -> None:
         super().__init__()
-        self.weight = nn.Parameter(torch.cat([p.weight for p in parts]), requires_grad=False)
+        weight = parts[0].weight if len(parts) == 1 else torch.cat([p.weight for p in parts])
+        self.weight = nn.Parameter(weight, requires_grad=False)
         self.bias = None
         if any(p.bias is not None for p in parts):
             bias = [p.bias if p.bias is not None else p.weight.new_zeros(p.weight.shape[0]) for p in parts]
             self.bias = nn.Parameter(torch.cat(bias), requires_grad=False)
+        self.gemm = None  # a DecodeGemm (use_decode_gemm); None: cuBLAS through F.linear
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.linear(x, self.weight, self.bias)  # [N, sum of the parts' outputs]
+        if self.gemm is None or self.bias is not None:
+            return F.linear(x, self.weight, self.bias)  # [N, sum of the parts' outputs]
+        return self.gemm.linear(x, self.weight)
 
 
 def fuse_projections(model: nn.Module) -> None:
@@ -122,6 +133,28 @@ def fuse_projections(model: nn.Module) -> None:
         if next(module.parameters()).is_cuda:
             # Hand the replaced weights' memory back at once where whole blocks are free.
             torch.cuda.empty_cache()
+
+
+def use_decode_gemm(model: nn.Module, gemm) -> None:
+    """Route every decoder layer's projections through `gemm` (kernels.decode_gemm.DecodeGemm:
+    per shape, cuBLAS or the Triton skinny GEMM, whichever it timed faster), after
+    `fuse_projections`. Row-parallel projections (parallel.py) take it through their `gemm`."""
+    for layer in [m for m in model.modules() if isinstance(m, DecoderLayer)]:
+        attn, mlp = layer.self_attn, layer.mlp
+        attn.fuse()
+        attn.qkv_proj.gemm = gemm
+        if isinstance(attn.o_proj, nn.Linear):
+            attn.o_proj = FusedLinear(attn.o_proj)
+        if isinstance(mlp.down_proj, nn.Linear):
+            mlp.down_proj = FusedLinear(mlp.down_proj)
+        attn.o_proj.gemm = mlp.down_proj.gemm = mlp.gemm = gemm
+
+
+def decode_gemm_of(model: nn.Module):
+    """The DecodeGemm the model's layers use (None: cuBLAS); it keeps its timings across the
+    executors built over the model."""
+    layer = next((m for m in model.modules() if isinstance(m, DecoderLayer)), None)
+    return None if layer is None else layer.mlp.gemm
 
 
 class LoopGate(nn.Module):

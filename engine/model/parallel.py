@@ -89,9 +89,10 @@ class RowParallelLinear(nn.Module):
         self.weight = nn.Parameter(weight, requires_grad=False)  # [out, in / world]
         self.bias = None if bias is None else nn.Parameter(bias, requires_grad=False)
         self.reduce = reduce
+        self.gemm = None  # a DecodeGemm (layers.use_decode_gemm); None: cuBLAS
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.reduce.linear(x, self.weight)
+        out = self.reduce.linear(x, self.weight, self.gemm)
         # The bias is whole on every rank: add it once, after the sum.
         return out if self.bias is None else out + self.bias
 

@@ -20,8 +20,11 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from loopls.kernels.decode_gemm import DecodeGemm
+from loopls.kernels.ops import triton_available
+
 from ..model.attention import PagedKV, PagedStore, graph_capturable
-from ..model.layers import fuse_projections
+from ..model.layers import decode_gemm_of, fuse_projections, use_decode_gemm
 from ..model.sampler import SamplingParams, sample_rows
 from ..model.vocab_parallel import VocabShard, ban_, gather_logits, shard_argmax, shard_logits
 from .batch import HostStep, apply_feed, unpack, upload
@@ -46,6 +49,7 @@ class StepExecutor:
             # GPU decode streams the weights: fewer, larger GEMMs (layers.FusedLinear). CPUs
             # gain nothing, and their tests keep the checkpoint's own modules.
             fuse_projections(model)
+            use_decode_gemm(model, self._decode_gemm(model, config))
         mcfg = model.config
         attn = model.model.layers[0].self_attn  # a tensor-parallel rank holds only its KV heads
         self.kv = PagedKV(
@@ -63,6 +67,15 @@ class StepExecutor:
             graphs = DecodeGraphs(model, self.kv, kinds, width, config.max_num_seqs, self.head, self.vocab.world > 1)
             if graphs.capture():
                 self.graphs = graphs
+
+    def _decode_gemm(self, model, config: SchedulerConfig) -> DecodeGemm | None:
+        """The model's DecodeGemm (made once per model: its timings outlive an executor), or
+        None for cuBLAS only (asked for, fp32, or no Triton)."""
+        if not (config.decode_gemm and self.dtype in (torch.bfloat16, torch.float16) and triton_available()):
+            return None
+        layer = model.model.layers[0]
+        widest = max(p.shape[0] for p in layer.parameters() if p.dim() == 2)
+        return decode_gemm_of(model) or DecodeGemm(self.device, widest)
 
     def batch_for(self, n: int) -> int:
         """The graph batch that replays a plain decode step of n sequences (0: run eagerly)."""
