@@ -57,7 +57,6 @@ class DecodeGemm:
             device, skinny_gemm.MAX_ROWS, max_cols, max(c.split_k for c in skinny_gemm.CONFIGS)
         )
         self.choices: dict[tuple, Choice] = {}
-        self._flush: torch.Tensor | None = None
 
     def applies(self, x: torch.Tensor, *weights: torch.Tensor) -> bool:
         return (
@@ -116,7 +115,10 @@ class DecodeGemm:
                 torch.mm(xs, w.t(), out=out)
 
             candidates = [c for c in self._sk.CONFIGS if self._sk.fits(c, rows, n, self.workspace)]
-        base = self._time(cublas)
+        # Freed after the shape is timed: the caching allocator keeps it for the next shape
+        # and the memory planner's margin (not the K/V pool) covers it.
+        flush = torch.empty(_FLUSH_BYTES, dtype=torch.uint8, device=x.device)
+        base = self._time(cublas, flush)
         best, best_us = None, float("inf")
         for config in candidates:
             if kind == "gated":
@@ -125,19 +127,17 @@ class DecodeGemm:
             else:
                 def run(config=config):
                     self._sk.skinny_gemm(xs, w, config, out=out, workspace=self.workspace)
-            us = self._time(run)
+            us = self._time(run, flush)
             if us < best_us:
                 best, best_us = config, us
         return Choice(kind, rows, n, k, best if best_us < base else None, base, best_us)
 
-    def _time(self, fn) -> float:
-        """Median microseconds of `fn` with a cold L2 cache."""
-        if self._flush is None:
-            self._flush = torch.empty(_FLUSH_BYTES, dtype=torch.uint8, device=self.device)
+    def _time(self, fn, flush: torch.Tensor) -> float:
+        """Median microseconds of `fn` with a cold L2 cache (`flush` written before each run)."""
         stream = torch.cuda.current_stream(self.device)
         pairs = []
         for i in range(_WARMUP + _ITERS):
-            self._flush.zero_()
+            flush.zero_()
             start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
             start.record(stream)
             fn()

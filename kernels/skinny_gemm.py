@@ -47,14 +47,15 @@ CONFIGS = (
     GemmConfig(16, 256, 1, 4, 4),
     GemmConfig(32, 128, 1, 4, 4),
     GemmConfig(16, 512, 1, 8, 3),
-    GemmConfig(64, 128, 1, 4, 4),
     GemmConfig(16, 256, 2, 4, 4),
     GemmConfig(32, 256, 4, 8, 3),
 )
 MAX_ROWS = 32
 
 
-@triton.jit
+# M is not specialised: the graph batches (1, 2, 4, 8, 16, 24, 32) then share the compiled
+# kernels of their BLOCK_M (1, 16 or 32) instead of compiling one each.
+@triton.jit(do_not_specialize=["M"])
 def _skinny_gemm_kernel(
     x_ptr,  # [M, K]
     w_ptr,  # [N, K]
@@ -70,6 +71,7 @@ def _skinny_gemm_kernel(
     BLOCK_K: tl.constexpr,
     SPLIT_K: tl.constexpr,
     GATED: tl.constexpr,
+    PRECISION: tl.constexpr,  # "ieee" for fp32 inputs (no TF32 rounding), else "tf32" (unused)
 ):
     pid_n = tl.program_id(0)
     pid_k = tl.program_id(1)
@@ -88,13 +90,13 @@ def _skinny_gemm_kernel(
         if BLOCK_M == 1:
             acc += tl.sum(w.to(tl.float32) * x.to(tl.float32), axis=1)[None, :]
         else:
-            acc += tl.dot(x, tl.trans(w))
+            acc += tl.dot(x, tl.trans(w), input_precision=PRECISION)
         if GATED:
             w2 = tl.load(w2_ptr + rn[:, None] * stride_w2n + rk[None, :], mask=n_ok[:, None] & k_ok[None, :], other=0.0)
             if BLOCK_M == 1:
                 acc2 += tl.sum(w2.to(tl.float32) * x.to(tl.float32), axis=1)[None, :]
             else:
-                acc2 += tl.dot(x, tl.trans(w2))
+                acc2 += tl.dot(x, tl.trans(w2), input_precision=PRECISION)
     out_mask = m_ok[:, None] & n_ok[None, :]
     out_ptrs = out_ptr + rm[:, None] * stride_om + rn[None, :]
     dtype = out_ptr.dtype.element_ty
@@ -177,7 +179,7 @@ def skinny_gemm(
         x.stride(0), weight.stride(0), w2.stride(0), out.stride(0),
         k_per_split,
         BLOCK_M=block_m, BLOCK_N=config.block_n, BLOCK_K=config.block_k, SPLIT_K=splits,
-        GATED=up is not None,
+        GATED=up is not None, PRECISION="ieee" if x.dtype == torch.float32 else "tf32",
         num_warps=config.num_warps, num_stages=config.num_stages,
     )
     return out

@@ -91,9 +91,13 @@ class MLP(nn.Module):
         self.gemm = None  # a DecodeGemm (use_decode_gemm): gate, up and the activation in one kernel
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.down_proj(self.activation(x))
+
+    def activation(self, x: torch.Tensor) -> torch.Tensor:
+        """silu(gate_proj(x)) * up_proj(x): down_proj's input."""
         if self.gemm is not None:
-            return self.down_proj(self.gemm.gated(x, self.gate_proj.weight, self.up_proj.weight))
-        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+            return self.gemm.gated(x, self.gate_proj.weight, self.up_proj.weight)
+        return F.silu(self.gate_proj(x)) * self.up_proj(x)
 
 
 class FusedLinear(nn.Module):
@@ -169,10 +173,12 @@ class LoopGate(nn.Module):
 class DecoderLayer(nn.Module):
     """Pre-norm layer: h += o_proj(attn(rms(h))); h += mlp(rms(h)).
 
-    The residual add that ends a layer is deferred into the next layer's first norm (and
-    the last one into the final norm), so each add is fused with the norm after it: one
-    pass over the hidden state instead of two, twice per layer. Under tensor parallelism
-    the all-reduces of o_proj and down_proj each feed straight into such a fused add+norm.
+    Each residual add is fused with the norm after it: one pass over the hidden state instead
+    of two, twice per layer. So a layer takes its input already normalised and ends with the
+    next norm (the next layer's first, or the model's final one): it returns that norm's
+    output and the residual. Under tensor parallelism the all-reduces of o_proj and down_proj
+    each feed straight into such an add+norm, which the `symm-fused` all-reduce does in the
+    same kernel as the sum (collectives.py).
     """
 
     def __init__(self, config: ModelConfig) -> None:
@@ -186,22 +192,28 @@ class DecoderLayer(nn.Module):
 
     def forward(
         self,
-        h: torch.Tensor,  # [N, hidden]: the previous layer's MLP output (or the embeddings)
-        residual: torch.Tensor | None,  # [N, hidden] running residual before h is added; None: h is it
+        x: torch.Tensor,  # [N, hidden]: input_layernorm(residual)
+        residual: torch.Tensor,  # [N, hidden] the running residual stream
         cos: torch.Tensor,  # [N, D]
         sin: torch.Tensor,
         store: KVStore,
         index: int,  # this layer's number (its caches in the store)
         loop: int,
         gate: LoopGate | None,  # loops >= 1 of a Loop model
-    ) -> tuple[torch.Tensor, torch.Tensor]:  # (MLP output, residual it is still to be added to)
-        pre = self.input_layernorm
-        if residual is None:
-            x, residual = pre(h), h
-        else:
-            x, residual = ops.add_rms_norm(h, residual, pre.weight, pre.eps)
+        next_norm: RMSNorm,  # the next layer's input_layernorm, or the final norm
+    ) -> tuple[torch.Tensor, torch.Tensor]:  # (next_norm(new residual), new residual)
+        n = x.shape[0]
         q, k, v = self.self_attn.qkv(x, cos, sin)
         o = attend(store, index, loop, q, k, v, self.scale, self.window, gate)
-        post = self.post_attention_layernorm
-        x, residual = ops.add_rms_norm(self.self_attn.o_proj(o.reshape(h.shape[0], -1)), residual, post.weight, post.eps)
-        return self.mlp(x), residual
+        x, residual = project_add_norm(self.self_attn.o_proj, o.reshape(n, -1), residual, self.post_attention_layernorm)
+        return project_add_norm(self.mlp.down_proj, self.mlp.activation(x), residual, next_norm)
+
+
+def project_add_norm(
+    proj: nn.Module, x: torch.Tensor, residual: torch.Tensor, norm: RMSNorm
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """h = residual + proj(x) -> (norm(h), h): in one kernel with the all-reduce of a
+    row-parallel projection where its variant fuses them, else the projection then ops.add_rms_norm."""
+    fused = getattr(proj, "add_rms_norm", None)
+    got = fused(x, residual, norm.weight, norm.eps) if fused is not None else None
+    return got if got is not None else ops.add_rms_norm(proj(x), residual, norm.weight, norm.eps)

@@ -96,6 +96,15 @@ class RowParallelLinear(nn.Module):
         # The bias is whole on every rank: add it once, after the sum.
         return out if self.bias is None else out + self.bias
 
+    def add_rms_norm(
+        self, x: torch.Tensor, residual: torch.Tensor, norm_weight: torch.Tensor, eps: float
+    ) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """(rms_norm(residual + self(x)) * norm_weight, residual + self(x)) with the sum, the add
+        and the norm in one kernel where the all-reduce variant fuses them; None otherwise."""
+        if self.bias is not None:
+            return None
+        return self.reduce.linear_add_rms_norm(x, self.weight, residual, norm_weight, eps, self.gemm)
+
 
 def _part(total: int, shard: Shard) -> slice:
     size = total // shard.world

@@ -76,9 +76,9 @@ def test_bad_requests_fail_clearly(sk, device, generator) -> None:
 
 
 # 14B / 40B (hidden 5120, intermediate 27648, 40 heads, 8 KV heads, head_dim 128): fused q/k/v,
-# o_proj, gate (and up), down_proj, at TP=1 and TP=2 widths.
+# o_proj, gate (and up), down_proj, at TP=1 and TP=2 widths, and the LM head's TP=2 shard.
 REAL_SHAPES = [(7168, 5120), (5120, 5120), (27648, 5120), (5120, 27648),
-               (3584, 5120), (5120, 2560), (13824, 5120), (5120, 13824)]
+               (3584, 5120), (5120, 2560), (13824, 5120), (5120, 13824), (38400, 5120)]
 
 
 @gpu
