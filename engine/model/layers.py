@@ -87,7 +87,6 @@ class MLP(nn.Module):
         self.gate_proj = nn.Linear(config.hidden_size, config.intermediate_size, bias=False)
         self.up_proj = nn.Linear(config.hidden_size, config.intermediate_size, bias=False)
         self.down_proj = nn.Linear(config.intermediate_size, config.hidden_size, bias=False)
-
         self.gemm = None  # a DecodeGemm (use_decode_gemm): gate, up and the activation in one kernel
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
