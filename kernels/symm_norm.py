@@ -15,7 +15,9 @@ norms.py), 56 pairs per decode step of a 28-layer model. Here one program per ro
 3. the barrier again: no peer still reads this rank's buffer when the next projection
    overwrites it.
 
-Rows beyond the signal pad's slots are not handled here (the caller keeps to `max_rows`).
+Rows beyond the signal pad's slots are not handled here (the caller keeps to
+collectives.FUSED_SLOTS). The kernel's name has "all_reduce" in it so that step profiles
+(engine/serving/profiling.py) count it, add and norm included, as all-reduce time.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ def _barrier(signal_pads, row, rank, WORLD: tl.constexpr):
 
 
 @triton.jit
-def _reduce_add_norm_kernel(
+def _all_reduce_add_norm_kernel(
     buffer_ptrs,  # uint64 [WORLD]: every rank's symmetric buffer (its first rows x C elements)
     signal_pads,  # uint64 [WORLD]: every rank's signal pad
     rank,
@@ -90,7 +92,7 @@ def reduce_add_rms_norm(
     out = torch.empty(rows, c, dtype=residual.dtype, device=residual.device)
     h = torch.empty_like(out)
     block = triton.next_power_of_2(c)
-    _reduce_add_norm_kernel[(rows,)](
+    _all_reduce_add_norm_kernel[(rows,)](
         buffer_ptrs, signal_pads, rank, out, h, residual, weight,
         c, residual.stride(0), eps,
         WORLD=world, BLOCK_C=block, num_warps=min(16, max(1, block // 256)),
