@@ -127,7 +127,13 @@ class DecodeGemm:
             else:
                 def run(config=config):
                     self._sk.skinny_gemm(xs, w, config, out=out, workspace=self.workspace)
-            us = self._time(run, flush)
+            try:
+                us = self._time(run, flush)
+            except Exception as exc:  # noqa: BLE001 - Triton's compile errors share no base class
+                # A config this GPU or Triton version cannot build is skipped, not fatal:
+                # cuBLAS always remains.
+                log.warning("decode GEMM %s %dx%dx%d: config %s failed: %s", kind, rows, n, k, config, exc)
+                continue
             if us < best_us:
                 best, best_us = config, us
         return Choice(kind, rows, n, k, best if best_us < base else None, base, best_us)
