@@ -63,7 +63,8 @@ class DecodeGemm:
             x.is_cuda and x.dim() == 2 and 1 <= x.shape[0] <= self._sk.MAX_ROWS
             and x.dtype in (torch.bfloat16, torch.float16) and x.stride(1) == 1
             and all(w.dtype == x.dtype and w.dim() == 2 and w.stride(1) == 1 for w in weights)
-            and not torch.is_grad_enabled()
+            # Inference only: autograd (training runs the same modules) keeps torch's GEMMs.
+            and not (torch.is_grad_enabled() and any(t.requires_grad for t in (x, *weights)))
         )
 
     def linear(self, x: torch.Tensor, weight: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:

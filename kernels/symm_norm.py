@@ -9,11 +9,15 @@ norms.py), 56 pairs per decode step of a 28-layer model. Here one program per ro
    (1 -> 0, acquire), at system scope over NVLink; the slots are those PyTorch's own
    symmetric-memory kernels use (row r, peer p: r * world + p), and a finished barrier leaves
    them at 0 for the next user;
-2. the row of every rank's buffer, summed in rank order in fp32 (so every rank gets the same
+2. the row of every rank's partial, summed in rank order in fp32 (so every rank gets the same
    bits) and rounded to the model dtype as an all-reduce's output is; then, rounded as
-   norms.py rounds, h = residual + sum (the new residual) and rms_norm(h) * weight;
-3. the barrier again: no peer still reads this rank's buffer when the next projection
-   overwrites it.
+   norms.py rounds, h = residual + sum (the new residual) and rms_norm(h) * weight.
+
+There is no second barrier (PyTorch's one-shot kernel has one, so that no peer still reads a
+buffer its owner overwrites next): the caller alternates two regions of the buffer
+(`offset`), o_proj's and down_proj's, so a region is written again only after the call in
+between, whose barrier every rank passes only once every rank has finished the call before
+it (a rank starts a kernel after its previous kernel ended).
 
 Rows beyond the signal pad's slots are not handled here (the caller keeps to
 collectives.FUSED_SLOTS). The kernel's name has "all_reduce" in it so that step profiles
@@ -32,19 +36,22 @@ def _barrier(signal_pads, row, rank, WORLD: tl.constexpr):
     """Every peer's program for `row` has reached this point too (see the module docstring)."""
     own = tl.load(signal_pads + rank).to(tl.pointer_type(tl.int32))
     for p in tl.static_range(WORLD):
-        peer = tl.load(signal_pads + p).to(tl.pointer_type(tl.int32))
-        while tl.atomic_cas(peer + row * WORLD + rank, 0, 1, sem="release", scope="sys") != 0:
-            pass
+        if p != rank:  # a rank needs no signal from itself
+            peer = tl.load(signal_pads + p).to(tl.pointer_type(tl.int32))
+            while tl.atomic_cas(peer + row * WORLD + rank, 0, 1, sem="release", scope="sys") != 0:
+                pass
     for p in tl.static_range(WORLD):
-        while tl.atomic_cas(own + row * WORLD + p, 1, 0, sem="acquire", scope="sys") != 1:
-            pass
+        if p != rank:
+            while tl.atomic_cas(own + row * WORLD + p, 1, 0, sem="acquire", scope="sys") != 1:
+                pass
 
 
 @triton.jit
 def _all_reduce_add_norm_kernel(
-    buffer_ptrs,  # uint64 [WORLD]: every rank's symmetric buffer (its first rows x C elements)
-    signal_pads,  # uint64 [WORLD]: every rank's signal pad
+    buffer_ptrs,  # int64 [WORLD]: every rank's symmetric buffer (rows x C elements at `offset`)
+    signal_pads,  # int64 [WORLD]: every rank's signal pad
     rank,
+    offset,  # elements into each buffer
     out_ptr,  # [rows, C] normalised
     h_ptr,  # [rows, C] residual + sum: the new residual
     res_ptr,  # [rows, C] residual
@@ -63,7 +70,7 @@ def _all_reduce_add_norm_kernel(
     for p in tl.static_range(WORLD):
         base = tl.load(buffer_ptrs + p).to(tl.pointer_type(dtype))
         # Not cached: the peer's rows change between calls, and over NVLink.
-        total += tl.load(base + row * n_cols + cols, mask=mask, other=0.0, cache_modifier=".cv").to(tl.float32)
+        total += tl.load(base + offset + row * n_cols + cols, mask=mask, other=0.0, cache_modifier=".cv").to(tl.float32)
     x = total.to(dtype)
     r = tl.load(res_ptr + row * stride_rn + cols, mask=mask, other=0.0)
     h = (x.to(tl.float32) + r.to(tl.float32)).to(dtype)
@@ -73,27 +80,26 @@ def _all_reduce_add_norm_kernel(
     y = (hf * inv).to(dtype)
     w = tl.load(w_ptr + cols, mask=mask, other=0.0)
     tl.store(out_ptr + row * n_cols + cols, (y.to(tl.float32) * w.to(tl.float32)).to(dtype), mask=mask)
-    tl.debug_barrier()  # every thread is done reading the peers' rows
-    _barrier(signal_pads, row, rank, WORLD)
 
 
 def reduce_add_rms_norm(
-    buffer_ptrs: torch.Tensor,  # uint64 [world] on the device
-    signal_pads: torch.Tensor,  # uint64 [world] on the device
+    buffer_ptrs: torch.Tensor,  # int64 [world] on the device
+    signal_pads: torch.Tensor,  # int64 [world] on the device
     rank: int,
     world: int,
+    offset: int,  # elements into every buffer where the [rows, C] partials start
     rows: int,
     residual: torch.Tensor,  # [rows, C], unit stride along C
     weight: torch.Tensor,  # [C], the model dtype
     eps: float,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(rms_norm(residual + sum over ranks of their buffer's first rows), residual + that sum)."""
+    """(rms_norm(residual + the sum over ranks of their partials), residual + that sum)."""
     c = residual.shape[-1]
     out = torch.empty(rows, c, dtype=residual.dtype, device=residual.device)
     h = torch.empty_like(out)
     block = triton.next_power_of_2(c)
     _all_reduce_add_norm_kernel[(rows,)](
-        buffer_ptrs, signal_pads, rank, out, h, residual, weight,
+        buffer_ptrs, signal_pads, rank, offset, out, h, residual, weight,
         c, residual.stride(0), eps,
         WORLD=world, BLOCK_C=block, num_warps=min(16, max(1, block // 256)),
     )

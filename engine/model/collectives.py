@@ -16,7 +16,9 @@ latency (all are captured in the decode CUDA graphs):
 - `symm-fused`: `symm-one-shot`, except that a projection followed by the residual add and
   RMSNorm (every o_proj and down_proj of a decoder layer) ends in one kernel that reads the
   peers' partials, sums them, adds the residual and normalises (kernels/symm_norm.py): one
-  launch per projection instead of two.
+  launch per projection instead of two, and one barrier instead of two. o_proj and down_proj
+  write their partials to two regions of the buffer (`RowParallelLinear.slot`), which they
+  alternate in, so no barrier after the sum is needed (see symm_norm.py).
 - `auto`: `symm-one-shot` where symmetric memory works on this machine (checked once, with a
   known sum), else `nccl`.
 
@@ -60,6 +62,7 @@ class AllReduce:
         # symm-fused: every rank's buffer and signal pad (int64 device addresses), and the kernel
         self._peers: tuple[torch.Tensor, torch.Tensor, int, int] | None = None
         self._fused = None
+        self._region = 0  # elements of one region of the buffer
 
     def setup(self, device: torch.device, dtype: torch.dtype, capacity_bytes: int = SYMM_BYTES) -> str:
         """Prepare the requested variant on every rank (a collective call); returns the mode
@@ -71,7 +74,10 @@ class AllReduce:
         want = "symm-one-shot" if self.requested == "auto" else self.requested
         error = ""
         try:
-            self._buffer, handle = _symmetric_buffer(self.group, device, dtype, capacity_bytes)
+            # symm-fused: the plain variant's region, then o_proj's and down_proj's.
+            regions = 3 if want == "symm-fused" else 1
+            self._buffer, handle = _symmetric_buffer(self.group, device, dtype, regions * capacity_bytes)
+            self._region = capacity_bytes // dtype.itemsize
             self._group_name = _group_name(self.group)
             self.mode = want
             if want == "symm-fused":
@@ -99,7 +105,7 @@ class AllReduce:
         kernels.decode_gemm.DecodeGemm that computes the local product (None: cuBLAS)."""
         buf = self._buffer
         rows, cols = x.shape[0], weight.shape[0]
-        if buf is None or x.dim() != 2 or x.dtype != buf.dtype or rows * cols > buf.numel():
+        if buf is None or x.dim() != 2 or x.dtype != buf.dtype or rows * cols > self._region:
             out = F.linear(x, weight) if gemm is None else gemm.linear(x, weight)
             dist.all_reduce(out, group=self.group)
             return out
@@ -113,32 +119,34 @@ class AllReduce:
 
     def linear_add_rms_norm(
         self, x: torch.Tensor, weight: torch.Tensor, residual: torch.Tensor, norm_weight: torch.Tensor,
-        eps: float, gemm=None,
+        eps: float, gemm=None, slot: int = 0,
     ) -> tuple[torch.Tensor, torch.Tensor] | None:
         """h = residual + (x @ weight.T summed over the ranks) -> (rms_norm(h) * norm_weight, h)
         in one kernel after the GEMM (symm-fused); None where this variant does not fuse it
-        (then the caller runs `linear` and the add+norm)."""
+        (then the caller runs `linear` and the add+norm). `slot` (0 or 1): the buffer region,
+        which consecutive calls must alternate (o_proj 0, down_proj 1)."""
         buf, peers = self._buffer, self._peers
         rows, cols = x.shape[0], weight.shape[0]
         if (
-            peers is None or x.dim() != 2 or x.dtype != buf.dtype or rows * cols > buf.numel()
+            peers is None or x.dim() != 2 or x.dtype != buf.dtype or rows * cols > self._region
             or rows * peers[3] > FUSED_SLOTS or residual.shape != (rows, cols) or residual.dtype != buf.dtype
             or residual.stride(1) != 1 or norm_weight.dtype != buf.dtype
         ):
             return None
-        part = buf.narrow(0, 0, rows * cols).view(rows, cols)
+        offset = (1 + slot) * self._region
+        part = buf.narrow(0, offset, rows * cols).view(rows, cols)
         if gemm is None:
             torch.mm(x, weight.t(), out=part)
         else:
             gemm.linear(x, weight, out=part)
         ptrs, pads, rank, world = peers
-        return self._fused(ptrs, pads, rank, world, rows, residual, norm_weight, eps)
+        return self._fused(ptrs, pads, rank, world, offset, rows, residual, norm_weight, eps)
 
     def all_reduce(self, t: torch.Tensor) -> torch.Tensor:
         """The sum of `t` over the ranks (a new tensor through symmetric memory, else `t` summed
         in place); the projections use `linear`, which saves the copy into the buffer."""
         buf = self._buffer
-        if buf is None or t.dtype != buf.dtype or t.numel() > buf.numel():
+        if buf is None or t.dtype != buf.dtype or t.numel() > self._region:
             dist.all_reduce(t, group=self.group)
             return t
         part = buf.narrow(0, 0, t.numel()).view(t.shape)
@@ -201,7 +209,8 @@ def _check_sum(reduce: AllReduce, device: torch.device, dtype: torch.dtype) -> N
         # the sum plus a residual of 1 is expected + 1, and a constant row normalises to 1.
         ones = torch.ones(4, 128, device=device, dtype=dtype)
         weight = torch.full((128, 128), (rank + 1) / 128, device=device, dtype=dtype)
-        normed, h = reduce.linear_add_rms_norm(ones, weight, ones, ones[0], 1e-6)
+        for slot in (0, 1):  # as a layer's o_proj and down_proj do
+            normed, h = reduce.linear_add_rms_norm(ones, weight, ones, ones[0], 1e-6, slot=slot)
         if not (bool((h == expected + 1).all()) and bool(((normed.float() - 1).abs() < 1e-2).all())):
             raise AllReduceError(f"symm-fused gave a residual of {h.float().mean().item()} instead of {expected + 1}")
 
