@@ -46,7 +46,9 @@ def _barrier(signal_pads, row, rank, WORLD: tl.constexpr):
                 pass
 
 
-@triton.jit
+# The rank is not specialised (Triton makes an argument equal to 1 a constant): every rank
+# runs the same compiled kernel.
+@triton.jit(do_not_specialize=["rank"])
 def _all_reduce_add_norm_kernel(
     buffer_ptrs,  # int64 [WORLD]: every rank's symmetric buffer (rows x C elements at `offset`)
     signal_pads,  # int64 [WORLD]: every rank's signal pad

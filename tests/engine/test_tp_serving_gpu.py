@@ -85,7 +85,7 @@ def test_fp32_two_gpus_give_the_tokens_of_one(arch: str) -> None:
     assert one["graphs"]
     for mode, got in two.items():
         assert got["error"] == "", f"{mode}: {got['error']}"
-        assert got["running"] == (mode if mode != "auto" else "symm-one-shot"), mode
+        assert got["running"] == (mode if mode != "auto" else "symm-fused"), mode
         assert got["graphs"], f"{mode}: decode graphs were not captured"
         assert got["tokens"] == one["tokens"], mode
         for rid, rows in one["logits"].items():
