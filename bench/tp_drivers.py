@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from loopls.engine.model.collectives import model_all_reduce
+from loopls.engine.model.layers import decode_gemm_of
 from loopls.engine.model.sampler import SamplingParams
 
 
@@ -82,6 +83,12 @@ def allreduce_latency(state, rows_list: list[int], calls: int, repeats: int) -> 
         sync(state.device)
         out[rows] = (time.perf_counter() - t) / (repeats * calls) * 1e6
     return out
+
+
+def gemm_choices(state) -> list[dict]:
+    """What runs each decode GEMM shape on this rank, with both timings (kernels/decode_gemm.py)."""
+    gemm = decode_gemm_of(state.model)
+    return gemm.table() if gemm is not None else []
 
 
 def gemm_probe(state, shapes: list[tuple[int, int]], rows_list: list[int], calls: int = 28, repeats: int = 20) -> list[dict]:
@@ -230,10 +237,12 @@ def drive_decode(session, variants: list[str | None], batches: list[int], contex
                 # A fresh engine core per mode: the same prompts must not find the other
                 # mode's blocks in the prefix cache (a hit prefills only the tail, which in
                 # bf16 rounds differently and would make the token comparison meaningless).
-                session.rebuild(async_scheduling=mode == "async")
+                # "<sync|async>-cublas": the same with every GEMM on cuBLAS (no DecodeGemm).
+                session.rebuild(async_scheduling=mode.startswith("async"), decode_gemm=not mode.endswith("-cublas"))
                 res["modes"][mode] = {
                     "decode": {b: decode_speed(session, b, context, steps, profile_steps) for b in batches},
                     "check": greedy_check(session.core, check_prompts, check_new),
+                    "gemm_choices": session.group.call("run", gemm_choices),
                 }
         except Exception as exc:  # noqa: BLE001 - report the variant's failure, try the next
             res["error"] = f"{type(exc).__name__}: {exc}"

@@ -49,6 +49,7 @@ class Report:
         self.profiles: list[tuple[str, ...]] = []
         self.kernels: list[tuple[str, list]] = []  # (run, rank 0's top kernels) of batch-1 profiles
         self.gemms: list[dict] = []  # GEMM probe rows (tp_drivers.gemm_probe)
+        self.choices: list[tuple[str, list[list[dict]]]] = []  # (run, per rank: decode GEMM choices)
         self._one: dict = {}  # (mode, batch) -> TP=1 tok/s
         self._sync: dict = {}  # (world, all-reduce, batch) -> sync tok/s
         self._checks: dict = {}  # (world, mode) -> greedy check
@@ -97,6 +98,8 @@ class Report:
         cells.append(", ".join(f"{rows}×h {t:.1f} µs" for rows, t in sorted(us.items())) or "—")
         cells.append(self._check(world, mode, run.get("check")) + self._same_decode(world, got.get("running"), mode, run))
         cells.append("graphs" if got.get("graphs") else "eager")
+        if any(run.get("gemm_choices") or []) and all(f"TP={world}" not in n for n, _ in self.choices):
+            self.choices.append((name, run["gemm_choices"]))  # the first run per world: they share the shapes
         self.rows.append(tuple(cells))
         print("   " + " | ".join(cells), flush=True)
 
@@ -207,6 +210,13 @@ class Report:
                       "|---|---|" + "---|" * len(self.gemms[0]["us"])]
             lines += [f"| {g['out']} x {g['in']} | {g['rows']} | " + " | ".join(
                 f"{us:.1f} µs, {g['bytes'] / us / 1e3:.0f} GB/s" for us in g["us"].values()) + " |" for g in self.gemms]
+        for run, ranks in self.choices:
+            others = sum(a["choice"] != b["choice"] for rows in ranks[1:] for a, b in zip(rows, ranks[0]))
+            lines += ["", f"Decode GEMMs of {run}, rank 0: cuBLAS vs the best Triton config (µs, cold L2), what runs "
+                      f"(other ranks chose differently for {others} shapes; all in the JSON)",
+                      "", "| kind | rows | N x K | cuBLAS µs | Triton µs | runs |", "|---|---|---|---|---|---|"]
+            lines += [f"| {c['kind']} | {c['rows']} | {c['n']} x {c['k']} | {c['cublas_us']:.1f} | "
+                      f"{c['triton_us']:.1f} | {c['choice']} |" for c in ranks[0]]
         lines += ["", "Sections: " + "; ".join(f"{k}: {v}" for k, v in self.status.items())]
         if self.tests:
             lines += [f"GPU tests: pytest exit {self.tests['returncode']}: {self.tests['tail'][-1] if self.tests['tail'] else ''}"]
@@ -216,7 +226,8 @@ class Report:
         if self.path is None:
             return
         self.data.update(status=self.status, tests=self.tests, rows=self.rows, loop_rows=self.loop_rows,
-                         profiles=self.profiles, gemms=self.gemms)
+                         profiles=self.profiles, gemms=self.gemms,
+                         gemm_choices=self.choices)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.path.write_text(json.dumps(self.data, indent=1, default=str))
 

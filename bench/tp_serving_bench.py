@@ -215,8 +215,9 @@ def main() -> None:
     ap.add_argument("--cold-level", type=int, default=8)
     ap.add_argument("--cold-s", type=float, default=45, help="seconds of the cold load (less if the deadline is near)")
     ap.add_argument("--outputs", type=int, default=256)
-    ap.add_argument("--variants", default="nccl,symm-one-shot,symm-two-shot", help="all-reduce variants at TP=2")
-    ap.add_argument("--modes", default="sync,async", help="scheduling modes, each measured in turn")
+    ap.add_argument("--variants", default="nccl,symm-one-shot,symm-fused", help="all-reduce variants at TP=2")
+    ap.add_argument("--modes", default="sync,async", help="scheduling modes, each measured in turn; "
+                    "a '-cublas' suffix (async-cublas) runs every GEMM on cuBLAS instead of the per-shape choice")
     ap.add_argument("--skip", default="", help="comma list of: 14b, loop, tests")
     ap.add_argument("--gemm-probe", action="store_true",
                     help="time the 14B shape's GEMMs whole and at TP=2 widths with cuBLAS and cuBLASLt (TP=1 section)")

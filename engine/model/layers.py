@@ -87,9 +87,16 @@ class MLP(nn.Module):
         self.gate_proj = nn.Linear(config.hidden_size, config.intermediate_size, bias=False)
         self.up_proj = nn.Linear(config.hidden_size, config.intermediate_size, bias=False)
         self.down_proj = nn.Linear(config.intermediate_size, config.hidden_size, bias=False)
+        self.gemm = None  # a DecodeGemm (use_decode_gemm): gate, up and the activation in one kernel
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+        return self.down_proj(self.activation(x))
+
+    def activation(self, x: torch.Tensor) -> torch.Tensor:
+        """silu(gate_proj(x)) * up_proj(x): down_proj's input."""
+        if self.gemm is not None:
+            return self.gemm.gated(x, self.gate_proj.weight, self.up_proj.weight)
+        return F.silu(self.gate_proj(x)) * self.up_proj(x)
 
 
 class FusedLinear(nn.Module):
@@ -101,18 +108,25 @@ class FusedLinear(nn.Module):
     gate and up are not fused: on an H200 a 27648 x 5120 bf16 matrix, one of them at the 14B
     shape, streams at 4.3 TB/s whether alone or stacked (docs/benchmarks.md, GEMM probe), and
     copying them into a fused weight left their old blocks as holes the caching allocator
-    could not give back (2-8 GiB less K/V pool per GPU)."""
+    could not give back (2-8 GiB less K/V pool per GPU).
+
+    One part is kept as it is (its weight shared, not copied): a plain linear layer whose GEMM
+    a `DecodeGemm` may choose (use_decode_gemm)."""
 
     def __init__(self, *parts: nn.Linear) -> None:
         super().__init__()
-        self.weight = nn.Parameter(torch.cat([p.weight for p in parts]), requires_grad=False)
+        weight = parts[0].weight if len(parts) == 1 else torch.cat([p.weight for p in parts])
+        self.weight = nn.Parameter(weight, requires_grad=False)
         self.bias = None
         if any(p.bias is not None for p in parts):
             bias = [p.bias if p.bias is not None else p.weight.new_zeros(p.weight.shape[0]) for p in parts]
             self.bias = nn.Parameter(torch.cat(bias), requires_grad=False)
+        self.gemm = None  # a DecodeGemm (use_decode_gemm); None: cuBLAS through F.linear
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.linear(x, self.weight, self.bias)  # [N, sum of the parts' outputs]
+        if self.gemm is None or self.bias is not None:
+            return F.linear(x, self.weight, self.bias)  # [N, sum of the parts' outputs]
+        return self.gemm.linear(x, self.weight)
 
 
 def fuse_projections(model: nn.Module) -> None:
@@ -122,6 +136,28 @@ def fuse_projections(model: nn.Module) -> None:
         if next(module.parameters()).is_cuda:
             # Hand the replaced weights' memory back at once where whole blocks are free.
             torch.cuda.empty_cache()
+
+
+def use_decode_gemm(model: nn.Module, gemm) -> None:
+    """Route every decoder layer's projections through `gemm` (kernels.decode_gemm.DecodeGemm:
+    per shape, cuBLAS or the Triton skinny GEMM, whichever it timed faster), after
+    `fuse_projections`. Row-parallel projections (parallel.py) take it through their `gemm`."""
+    for layer in [m for m in model.modules() if isinstance(m, DecoderLayer)]:
+        attn, mlp = layer.self_attn, layer.mlp
+        attn.fuse()
+        attn.qkv_proj.gemm = gemm
+        if isinstance(attn.o_proj, nn.Linear):
+            attn.o_proj = FusedLinear(attn.o_proj)
+        if isinstance(mlp.down_proj, nn.Linear):
+            mlp.down_proj = FusedLinear(mlp.down_proj)
+        attn.o_proj.gemm = mlp.down_proj.gemm = mlp.gemm = gemm
+
+
+def decode_gemm_of(model: nn.Module):
+    """The DecodeGemm the model's layers use (None: cuBLAS); it keeps its timings across the
+    executors built over the model."""
+    layer = next((m for m in model.modules() if isinstance(m, DecoderLayer)), None)
+    return None if layer is None else layer.mlp.gemm
 
 
 class LoopGate(nn.Module):
@@ -136,10 +172,12 @@ class LoopGate(nn.Module):
 class DecoderLayer(nn.Module):
     """Pre-norm layer: h += o_proj(attn(rms(h))); h += mlp(rms(h)).
 
-    The residual add that ends a layer is deferred into the next layer's first norm (and
-    the last one into the final norm), so each add is fused with the norm after it: one
-    pass over the hidden state instead of two, twice per layer. Under tensor parallelism
-    the all-reduces of o_proj and down_proj each feed straight into such a fused add+norm.
+    Each residual add is fused with the norm after it: one pass over the hidden state instead
+    of two, twice per layer. So a layer takes its input already normalised and ends with the
+    next norm (the next layer's first, or the model's final one): it returns that norm's
+    output and the residual. Under tensor parallelism the all-reduces of o_proj and down_proj
+    each feed straight into such an add+norm, which the `symm-fused` all-reduce does in the
+    same kernel as the sum (collectives.py).
     """
 
     def __init__(self, config: ModelConfig) -> None:
@@ -153,22 +191,28 @@ class DecoderLayer(nn.Module):
 
     def forward(
         self,
-        h: torch.Tensor,  # [N, hidden]: the previous layer's MLP output (or the embeddings)
-        residual: torch.Tensor | None,  # [N, hidden] running residual before h is added; None: h is it
+        x: torch.Tensor,  # [N, hidden]: input_layernorm(residual)
+        residual: torch.Tensor,  # [N, hidden] the running residual stream
         cos: torch.Tensor,  # [N, D]
         sin: torch.Tensor,
         store: KVStore,
         index: int,  # this layer's number (its caches in the store)
         loop: int,
         gate: LoopGate | None,  # loops >= 1 of a Loop model
-    ) -> tuple[torch.Tensor, torch.Tensor]:  # (MLP output, residual it is still to be added to)
-        pre = self.input_layernorm
-        if residual is None:
-            x, residual = pre(h), h
-        else:
-            x, residual = ops.add_rms_norm(h, residual, pre.weight, pre.eps)
+        next_norm: RMSNorm,  # the next layer's input_layernorm, or the final norm
+    ) -> tuple[torch.Tensor, torch.Tensor]:  # (next_norm(new residual), new residual)
+        n = x.shape[0]
         q, k, v = self.self_attn.qkv(x, cos, sin)
         o = attend(store, index, loop, q, k, v, self.scale, self.window, gate)
-        post = self.post_attention_layernorm
-        x, residual = ops.add_rms_norm(self.self_attn.o_proj(o.reshape(h.shape[0], -1)), residual, post.weight, post.eps)
-        return self.mlp(x), residual
+        x, residual = project_add_norm(self.self_attn.o_proj, o.reshape(n, -1), residual, self.post_attention_layernorm)
+        return project_add_norm(self.mlp.down_proj, self.mlp.activation(x), residual, next_norm)
+
+
+def project_add_norm(
+    proj: nn.Module, x: torch.Tensor, residual: torch.Tensor, norm: RMSNorm
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """h = residual + proj(x) -> (norm(h), h): in one kernel with the all-reduce of a
+    row-parallel projection where its variant fuses them, else the projection then ops.add_rms_norm."""
+    fused = getattr(proj, "add_rms_norm", None)
+    got = fused(x, residual, norm.weight, norm.eps) if fused is not None else None
+    return got if got is not None else ops.add_rms_norm(proj(x), residual, norm.weight, norm.eps)

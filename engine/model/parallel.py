@@ -84,16 +84,29 @@ class RowParallelLinear(nn.Module):
     """A linear layer holding some input columns; partial products are summed across ranks
     by the model's shared `AllReduce` (collectives.py: NCCL or symmetric memory)."""
 
-    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None, reduce: AllReduce) -> None:
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None, reduce: AllReduce, slot: int = 0) -> None:
         super().__init__()
+        # The symm-fused all-reduce's buffer region: o_proj 0, down_proj 1, so that consecutive
+        # calls alternate (collectives.AllReduce.linear_add_rms_norm).
+        self.slot = slot
         self.weight = nn.Parameter(weight, requires_grad=False)  # [out, in / world]
         self.bias = None if bias is None else nn.Parameter(bias, requires_grad=False)
         self.reduce = reduce
+        self.gemm = None  # a DecodeGemm (layers.use_decode_gemm); None: cuBLAS
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.reduce.linear(x, self.weight)
+        out = self.reduce.linear(x, self.weight, self.gemm)
         # The bias is whole on every rank: add it once, after the sum.
         return out if self.bias is None else out + self.bias
+
+    def add_rms_norm(
+        self, x: torch.Tensor, residual: torch.Tensor, norm_weight: torch.Tensor, eps: float
+    ) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """(rms_norm(residual + self(x)) * norm_weight, residual + self(x)) with the sum, the add
+        and the norm in one kernel where the all-reduce variant fuses them; None otherwise."""
+        if self.bias is not None:
+            return None
+        return self.reduce.linear_add_rms_norm(x, self.weight, residual, norm_weight, eps, self.gemm, self.slot)
 
 
 def _part(total: int, shard: Shard) -> slice:
@@ -157,8 +170,8 @@ def apply_tensor_parallel(model: CausalLM, shard: Shard) -> CausalLM:
     reduce = AllReduce(shard.group)  # NCCL (gloo on CPUs) until `AllReduce.setup` picks another
     for layer in model.model.layers:
         attn = layer.self_attn
-        attn.o_proj = RowParallelLinear(attn.o_proj.weight, attn.o_proj.bias, reduce)
-        layer.mlp.down_proj = RowParallelLinear(layer.mlp.down_proj.weight, None, reduce)
+        attn.o_proj = RowParallelLinear(attn.o_proj.weight, attn.o_proj.bias, reduce, slot=0)
+        layer.mlp.down_proj = RowParallelLinear(layer.mlp.down_proj.weight, None, reduce, slot=1)
         attn.num_heads = config.num_attention_heads // shard.world
         attn.num_kv_heads = max(config.num_key_value_heads // shard.world, 1)
     for name, param in list(model.named_parameters()):

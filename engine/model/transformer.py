@@ -22,8 +22,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from loopls.kernels import ops
-
 from .attention import KVStore
 from .cache import KVCache
 from .config import ModelConfig
@@ -80,12 +78,12 @@ class CausalLM(nn.Module):
         h = self.model.embed_tokens(ids)  # [N, hidden]
         cos, sin = rope_cos_sin(positions, cfg.head_dim, cfg.rope_theta, h.dtype)
         gates = self.model.gate_projections if cfg.is_loop else None
-        residual = None
-        for loop in range(cfg.loop_num):
-            for i, layer in enumerate(self.model.layers):
-                h, residual = layer(h, residual, cos, sin, store, i, loop, gates[i] if loop else None)
-        if logit_rows is not None:
-            h, residual = h[logit_rows], residual[logit_rows]
-        norm = self.model.norm
-        x, _ = ops.add_rms_norm(h, residual, norm.weight, norm.eps)  # the last layer's residual add
-        return x
+        layers = self.model.layers
+        # Each layer ends with the norm after it (DecoderLayer): the next layer's first norm,
+        # the first layer's again between loops, the final norm after the last.
+        order = [(loop, i) for loop in range(cfg.loop_num) for i in range(len(layers))]
+        x, residual = layers[0].input_layernorm(h), h
+        for j, (loop, i) in enumerate(order):
+            nxt = layers[order[j + 1][1]].input_layernorm if j + 1 < len(order) else self.model.norm
+            x, residual = layers[i](x, residual, cos, sin, store, i, loop, gates[i] if loop else None, nxt)
+        return x if logit_rows is None else x[logit_rows]

@@ -62,9 +62,10 @@ class VocabShard:
         return part if self.size == self.width else F.pad(part, (0, self.width - self.size), value=pad)
 
 
-def shard_logits(x: torch.Tensor, weight: torch.Tensor, shard: VocabShard) -> torch.Tensor:
-    """x [R, hidden] @ weight [size, hidden].T (this shard's rows) -> fp32 logits [R, width]."""
-    out = F.linear(x, weight).float()
+def shard_logits(x: torch.Tensor, weight: torch.Tensor, shard: VocabShard, gemm=None) -> torch.Tensor:
+    """x [R, hidden] @ weight [size, hidden].T (this shard's rows) -> fp32 logits [R, width].
+    `gemm`: a kernels.decode_gemm.DecodeGemm for the product (None: cuBLAS)."""
+    out = (F.linear(x, weight) if gemm is None else gemm.linear(x, weight)).float()
     if shard.size == shard.width:
         return out
     return F.pad(out, (0, shard.width - shard.size), value=float("-inf"))

@@ -20,8 +20,11 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from loopls.kernels.decode_gemm import DecodeGemm
+from loopls.kernels.ops import triton_available
+
 from ..model.attention import PagedKV, PagedStore, graph_capturable
-from ..model.layers import fuse_projections
+from ..model.layers import decode_gemm_of, fuse_projections, use_decode_gemm
 from ..model.sampler import SamplingParams, sample_rows
 from ..model.vocab_parallel import VocabShard, ban_, gather_logits, shard_argmax, shard_logits
 from .batch import HostStep, apply_feed, unpack, upload
@@ -42,19 +45,23 @@ class StepExecutor:
         self.model = model
         param = next(model.parameters())
         self.device, self.dtype = param.device, param.dtype
+        mcfg = model.config
+        self.vocab = vocab or VocabShard(mcfg.vocab_size)
+        self.head_weight = self.vocab.rows(model.output_weight())  # a view: [size, hidden]
+        self.gemm: DecodeGemm | None = None
         if self.device.type == "cuda":
-            # GPU decode streams the weights: fewer, larger GEMMs (layers.FusedLinear). CPUs
+            # GPU decode streams the weights: fewer, larger GEMMs (layers.FusedLinear), each
+            # on cuBLAS or the skinny GEMM, whichever is faster (kernels/decode_gemm.py). CPUs
             # gain nothing, and their tests keep the checkpoint's own modules.
             fuse_projections(model)
-        mcfg = model.config
+            self.gemm = self._decode_gemm(model, config)
+            use_decode_gemm(model, self.gemm)
         attn = model.model.layers[0].self_attn  # a tensor-parallel rank holds only its KV heads
         self.kv = PagedKV(
             mcfg.num_hidden_layers, config.num_blocks, config.block_size, attn.num_kv_heads,
             attn.head_dim, self.dtype, self.device,
         )
         self.loops = kinds - 1
-        self.vocab = vocab or VocabShard(mcfg.vocab_size)
-        self.head_weight = self.vocab.rows(model.output_weight())  # a view: [size, hidden]
         self.sampled: torch.Tensor | None = None  # int64 [R]: the last step's sampled tokens
         # Memory probing (memory.py): each step's peak allocation beyond what was there before.
         self.peaks: list[int] | None = [] if track_peaks else None
@@ -63,6 +70,15 @@ class StepExecutor:
             graphs = DecodeGraphs(model, self.kv, kinds, width, config.max_num_seqs, self.head, self.vocab.world > 1)
             if graphs.capture():
                 self.graphs = graphs
+
+    def _decode_gemm(self, model, config: SchedulerConfig) -> DecodeGemm | None:
+        """The model's DecodeGemm (made once per model: its timings outlive an executor), or
+        None for cuBLAS only (asked for, fp32, or no Triton)."""
+        if not (config.decode_gemm and self.dtype in (torch.bfloat16, torch.float16) and triton_available()):
+            return None
+        layer = model.model.layers[0]
+        widest = max([p.shape[0] for p in layer.parameters() if p.dim() == 2] + [self.head_weight.shape[0]])
+        return decode_gemm_of(model) or DecodeGemm(self.device, widest)
 
     def batch_for(self, n: int) -> int:
         """The graph batch that replays a plain decode step of n sequences (0: run eagerly)."""
@@ -74,7 +90,7 @@ class StepExecutor:
     def head(self, x: torch.Tensor, ban: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Final hidden states [R, hidden] -> (greedy tokens [R], logits [R, width]) with the
         banned ids [R, M] at -inf: what a decode graph ends with."""
-        logits = shard_logits(x, self.head_weight, self.vocab)
+        logits = shard_logits(x, self.head_weight, self.vocab, self.gemm)
         ban_(logits, ban, self.vocab)
         return shard_argmax(logits, self.vocab), logits
 

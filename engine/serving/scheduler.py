@@ -38,6 +38,9 @@ class SchedulerConfig:
     num_speculative_tokens: int = 8  # most prompt-lookup draft tokens for greedy requests; 0 = off
     enable_prefix_caching: bool = True  # off only to measure cold prefill
     cuda_graphs: bool = True  # capture the decode step on CUDA (graphs.py); ignored on CPU
+    # bf16/fp16 on CUDA: time cuBLAS against the Triton skinny GEMM for each decode-size
+    # product and run the faster (kernels/decode_gemm.py); False: cuBLAS only.
+    decode_gemm: bool = True
     # Plan and launch step N+1 while step N runs, reading its tokens back one step late
     # (core.py). None: on where the model runs on CUDA (on a CPU nothing runs concurrently).
     async_scheduling: bool | None = None

@@ -3,6 +3,9 @@
 
 from __future__ import annotations
 
+import importlib.util
+
+import pytest
 import torch
 
 from loopls.engine.model.cache import KVCache
@@ -26,3 +29,28 @@ def test_fused_projections_compute_what_the_separate_ones_compute(tmp_path) -> N
         attn = lm.model.model.layers[0].self_attn
         assert attn.qkv_proj is not None and not hasattr(attn, "q_proj")
         torch.testing.assert_close(logits(), before, rtol=0, atol=1e-5)
+
+
+def test_decode_gemm_routing_keeps_the_model_exact(tmp_path) -> None:
+    """Every projection routed through a DecodeGemm (use_decode_gemm) computes what it did: on a
+    CPU (and in fp32 anywhere) the DecodeGemm hands every product to torch, so the bits stay;
+    on a GPU in bf16 the per-shape choice is covered by tests/kernels/test_skinny_gemm.py."""
+    if importlib.util.find_spec("triton") is None:
+        pytest.skip("triton is not installed")
+    from loopls.engine.model.layers import decode_gemm_of, use_decode_gemm
+    from loopls.kernels.decode_gemm import DecodeGemm
+
+    lm = load_checkpoint(create_tiny(tmp_path / "loop", "iquestloopcoder", seed=5))
+    ids = torch.randint(0, lm.config.vocab_size, (1, 12), generator=torch.Generator().manual_seed(2))
+
+    def logits() -> torch.Tensor:
+        return lm.model(ids, KVCache.for_model(lm.model, 1, 16, torch.float32, lm.device))
+
+    before = logits()
+    gemm = DecodeGemm(torch.device("cpu"), 64)
+    use_decode_gemm(lm.model, gemm)
+    assert decode_gemm_of(lm.model) is gemm
+    layer = lm.model.model.layers[0]
+    assert layer.self_attn.o_proj.gemm is gemm and layer.mlp.down_proj.gemm is gemm
+    assert torch.equal(logits(), before)
+    assert gemm.table() == []  # nothing timed: no product was a GPU decode GEMM

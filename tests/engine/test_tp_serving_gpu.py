@@ -1,7 +1,8 @@
 """Tensor parallelism in the serving engine on two GPUs (NCCL), skipped without them.
 
 - fp32, a small shape, decode CUDA graphs on: two ranks give exactly the tokens of one GPU,
-  with every all-reduce variant (NCCL and PyTorch symmetric memory, one-shot and two-shot).
+  with every all-reduce variant (NCCL and PyTorch symmetric memory, one-shot and two-shot, and
+  the one-shot with the residual add and RMSNorm fused into it: kernels/symm_norm.py).
 - bf16, the IQuest-Coder-V1-14B shape: two ranks' logits stay within the bf16 tolerance
   T = 2 x (largest difference between one GPU's bf16 logits and an fp32 twin of the same
   weights): TP=2 may sum in another order, but must not be further from exact arithmetic
@@ -38,7 +39,7 @@ pytestmark = [
     pytest.mark.gpu,
     pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs 2 CUDA devices"),
 ]
-MODES = ("nccl", "symm-one-shot", "symm-two-shot", "auto")
+MODES = ("nccl", "symm-one-shot", "symm-two-shot", "symm-fused", "auto")
 
 
 def small_config(arch: str) -> ModelConfig:
@@ -84,7 +85,7 @@ def test_fp32_two_gpus_give_the_tokens_of_one(arch: str) -> None:
     assert one["graphs"]
     for mode, got in two.items():
         assert got["error"] == "", f"{mode}: {got['error']}"
-        assert got["running"] == (mode if mode != "auto" else "symm-one-shot"), mode
+        assert got["running"] == (mode if mode != "auto" else "symm-fused"), mode
         assert got["graphs"], f"{mode}: decode graphs were not captured"
         assert got["tokens"] == one["tokens"], mode
         for rid, rows in one["logits"].items():
