@@ -102,9 +102,11 @@ class Feed:
         return item
 
     def close(self) -> None:
-        """Stop collecting (the thread ends after the batch it is waiting for)."""
+        """Stop collecting (the thread ends after the batch it is waiting for) and let the
+        worker processes go, before the next phase starts its own."""
         self._stop.set()
         self._thread.join()
+        self._batches = iter(())
         self._pool.clear()
         while not self._queue.empty():
             self._queue.get_nowait()

@@ -153,8 +153,7 @@ def train(model: CausalLM, builder: SampleBuilder, recipe: Recipe, device: torch
     if compiled is not loss_sum:
         shapes = sorted({(_rows_per_step(recipe, p), p.length) for p in plan if p.name in recipe.compile})
         t = time.perf_counter()
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
-            warm_up(model, compiled, shapes, rope_dtype)
+        warm_up(model, compiled, shapes, rope_dtype, autocast)
         _sync(device)
         log({"stage": "compile", "seconds": round(time.perf_counter() - t, 1), "graphs": shapes})
     if deadline is not None and steps is None:
@@ -229,15 +228,17 @@ def _rows_per_step(recipe: Recipe, phase: Phase) -> int:
 
 
 def warm_up(model: CausalLM, objective: Callable, shapes: list[tuple[int, int]],
-            rope_dtype: torch.dtype | None) -> None:
-    """Run `objective` forward and backward once per (rows, length) so that a compiled one
-    builds its graphs now, not on the clock; the weights are untouched and the gradients
-    dropped. Call it under the autocast the steps run under."""
+            rope_dtype: torch.dtype | None, autocast: bool) -> None:
+    """Run `objective` forward and backward once per (rows, length), as a step runs it, so
+    that a compiled one builds its graphs now, not on the clock; the weights are untouched
+    and the gradients dropped."""
     device = next(model.parameters()).device
     vocab = model.config.vocab_size
     for rows, length in shapes:
         ids = (torch.arange(rows * length, device=device) % vocab).view(rows, length)
-        objective(model, ids, ids.clone(), rope_dtype).backward()
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
+            value = objective(model, ids, ids.clone(), rope_dtype)
+        value.backward()
     for p in model.parameters():
         p.grad = None
 
