@@ -1,6 +1,6 @@
 """Two models' completion results side by side, paired over the targets both have.
 
-    python bench/compare_completion.py A.jsonl B.jsonl
+    python bench/compare_completion.py A.jsonl B.jsonl [--with-context]
 
 A and B are results files of `bench/eval_completion.py` (a model's DIR/<model>.jsonl; its
 shards' files are read with it). Per kind and setting: the targets both models have, each
@@ -26,6 +26,13 @@ def _mean_se(values: list[float]) -> tuple[float, float]:
         return 0.0, 0.0
     mean = statistics.fmean(values)
     return mean, (statistics.stdev(values) / len(values) ** 0.5 if len(values) > 1 else 0.0)
+
+
+def with_context(a: list[dict]) -> set[str]:
+    """Targets whose loopls prompt (any budget) differs in length from the file-only one."""
+    tokens = {(r["case"], r["setting"]): r.get("prompt_tokens") for r in a}
+    return {case for (case, setting), n in tokens.items()
+            if setting.startswith("loopls ") and n != tokens.get((case, "file only " + setting[7:]), n)}
 
 
 def compare(a: list[dict], b: list[dict]) -> list[str]:
@@ -56,10 +63,14 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("a", type=Path, help="results of model A (DIR/<model>.jsonl)")
     ap.add_argument("b", type=Path, help="results of model B")
+    ap.add_argument("--with-context", action="store_true", help="only targets given cross-file snippets")
     args = ap.parse_args(argv)
     a, b = _records(args.a), _records(args.b)
     if not a or not b:
         raise SystemExit(f"no results in {args.a if not a else args.b}")
+    if args.with_context:
+        keep = with_context(a)
+        a, b = [r for r in a if r["case"] in keep], [r for r in b if r["case"] in keep]
     print(f"A: {args.a}\nB: {args.b}\n")
     print("\n".join(compare(a, b)))
     return 0

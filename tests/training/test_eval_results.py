@@ -12,7 +12,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 
-from compare_completion import compare  # noqa: E402
+from compare_completion import compare, with_context  # noqa: E402
 from eval_completion import _records, _shard  # noqa: E402
 
 
@@ -50,3 +50,9 @@ def test_models_are_compared_on_the_targets_both_have_with_paired_errors() -> No
     assert cells[1:4] == ["33.3% ± 33.3%", "66.7% ± 33.3%", "+33.3% ± 33.3%"]
     assert cells[4] == "0.533 ± 0.240" and cells[5] == "0.767 ± 0.233"
     assert cells[6] == "+0.233 ± 0.186"
+
+
+def test_targets_with_context_are_those_whose_loopls_prompt_differs_from_the_file_alone() -> None:
+    rows = [dict(_row("t1", False, 0.1, "loopls 2K"), prompt_tokens=2001), dict(_row("t1", False, 0.1), prompt_tokens=1869),
+            dict(_row("t2", False, 0.1, "loopls 2K"), prompt_tokens=900), dict(_row("t2", False, 0.1), prompt_tokens=900)]
+    assert with_context(rows) == {"t1"}
