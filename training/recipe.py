@@ -50,9 +50,9 @@ class Recipe:
     short_budgets: tuple[int, ...] = (384, 768, 1024, 1536, 2048, 2048)
     long_budgets: tuple[int, ...] = (4096, 8192, 8192)
     fim_budgets: tuple[int, ...] = (768, 1024, 1536, 2048, 2048, 3072, 4096, 8192)
-    # phases whose training forward is torch.compiled on a GPU: it halves the step (0.080 against
-    # 0.169 s at 2K on an H200) but costs 30-45 s of compiling per row length (long and fim share
-    # the 8K graph), and it pays only where the row builders (15 processes) keep up with it
+    # phases whose training forward is torch.compiled on a GPU: it halves the step (0.083 against
+    # 0.169 s at 2K on an H200) for 81 s of compiling both row lengths before the clock (long and
+    # fim share the 8K graph); with reuse the row builders keep up (the shipped run compiled all)
     compile: tuple[str, ...] = ()
     # share of each phase's steps (after its first reuse_lead) that replay rows trained on once,
     # drawn at random: the row builders supply a 2K step every 0.18-0.22 s on the H200 machine,

@@ -1,5 +1,5 @@
-"""The training loop: fp32 master weights, bf16 autocast, AdamW, warm-up + cosine schedule, two
-phases (short rows, then long rows for the 8K prompts), loss and tokens/s logged.
+"""The training loop: fp32 master weights, bf16 autocast, AdamW, warm-up + cosine schedule,
+phases (short rows, long rows for the 8K prompts, completion rows), loss and tokens/s logged.
 
 The run is sized by time: the first steps of each phase are timed and fix that phase's step
 count (logged), refitted at every log line from the latest steps' pace (the first steps run
