@@ -2,10 +2,12 @@
 
     python bench/eval_completion.py REPO [REPO ...] [--model M ...] [--lines 30] [--line-starts 10] [--blocks 8]
         [--budgets 2048,8192] [--every 6] [--latency 5] [--out DIR] [--modes loopls,file,bare]
-        [--layout auto,psm,spm,l2r] [--tables-only]
+        [--layout auto,psm,spm,l2r] [--shard I/N] [--tables-only]
 
 Results go to DIR/<model>.jsonl, one line per target and setting, and a rerun resumes there;
 the tables count only targets that have every setting, so settings are compared pairwise.
+`--shard I/N` takes every N-th target from the I-th (0-based) into DIR/<model>.shardIofN.jsonl,
+so that N processes share the work; the tables read every shard's file.
 
 Targets, per repository (Python files; the same targets for every model and setting):
 - line: CrossCodeEval's rule (bench/context_targets.py): a line that uses a name defined in
@@ -315,19 +317,20 @@ def case_id(repo: Path, case: Case) -> str:
 
 
 async def evaluate(service: Service, work: list[tuple[Path, Case]], budgets: list[int], results: Path,
-                   every: int, modes: tuple[str, ...] = tuple(MODES), layouts: tuple[str, ...] = ("auto",)) -> None:
+                   every: int, modes: tuple[str, ...] = tuple(MODES), layouts: tuple[str, ...] = ("auto",),
+                   shard: tuple[int, int] = (0, 1)) -> None:
     """Append one JSON line per (case, setting) to `results`, skipping those already there, so
     that an interrupted run resumes where it stopped. The larger budgets run on every
     `every`-th target of each repository and kind (their prompts cost several times more on a
     CPU)."""
-    done = set()
-    if results.is_file():
-        done = {(r["case"], r["setting"]) for r in map(json.loads, results.read_text().splitlines())}
+    done = {(r["case"], r["setting"]) for r in _records(results)}
     max_tokens = {"line": 48, "line-start": 48, "block": 128}
     with results.open("a", encoding="utf-8") as sink:
         seen: dict[tuple[Path, str], int] = {}
-        for repo, case in work:
+        for k, (repo, case) in enumerate(work):
             n = seen[(repo, case.kind)] = seen.get((repo, case.kind), -1) + 1  # the case's place in its kind
+            if k % shard[1] != shard[0]:
+                continue
             chosen = settings(budgets, modes, layouts)
             chosen += larger(budgets, layouts) if n % every == 0 else []
             for name, budget, mode, layout in chosen:
@@ -342,6 +345,13 @@ async def evaluate(service: Service, work: list[tuple[Path, Case]], budgets: lis
                                        "prediction": prediction, "gold": case.gold, "prompt_tokens": prompt_tokens,
                                        "seconds": round(time.perf_counter() - t0, 2)}) + "\n")
                 sink.flush()
+
+
+def _records(results: Path) -> list[dict]:
+    """The results of a model so far: its file and its shards' files (see --shard)."""
+    base = results.name.split(".shard")[0].removesuffix(".jsonl")
+    files = [results.parent / f"{base}.jsonl", *sorted(results.parent.glob(f"{base}.shard*of*.jsonl"))]
+    return [json.loads(line) for f in files if f.is_file() for line in f.read_text().splitlines() if line]
 
 
 def interleave(per_repo: list[tuple[Path, list[Case]]]) -> list[tuple[Path, Case]]:
@@ -362,7 +372,7 @@ def table(results: Path, cases: dict[str, Case], budgets: list[int], modes: tupl
     with the baseline on the same targets: first the 2K settings on all targets, then the
     larger budgets beside 2K on their subset."""
     by_case: dict[str, dict[str, dict]] = {}
-    for r in map(json.loads, results.read_text().splitlines()):
+    for r in _records(results):
         by_case.setdefault(r["case"], {})[r["setting"]] = r
     lines = []
     base = [s[0] for s in settings(budgets, modes, layouts)]
@@ -417,6 +427,13 @@ def _row(name: str, scores: list[tuple[bool, float]]) -> str:
     return f"| {name} | {100 * em:.1f}% ± {100 * em_se:.1f} | {es:.3f} ± {es_se:.3f} |"
 
 
+def _shard(text: str) -> tuple[int, int]:
+    i, _, n = text.partition("/")
+    if not (i.isdigit() and n.isdigit() and 0 <= int(i) < int(n)):
+        raise argparse.ArgumentTypeError("a shard is I/N with 0 <= I < N, e.g. 0/2")
+    return int(i), int(n)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("repos", nargs="+", type=Path)
@@ -434,6 +451,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--layout", type=lambda t: tuple(t.split(",")), default=("auto",),
                     help="FIM layouts, each a setting: auto (the checkpoint's own), psm, spm, l2r (no FIM: the "
                          "prefix continued); comma-separated")
+    ap.add_argument("--shard", type=_shard, default=(0, 1), help="I/N: this process's share of the targets")
     ap.add_argument("--tables-only", action="store_true", help="print the tables of the results so far, run nothing")
     ap.add_argument("--out", type=Path, default=Path("eval-completion"), help="results folder (resumable)")
     args = ap.parse_args(argv)
@@ -476,9 +494,10 @@ async def _run_model(name: str | None, folder: Path, indexes: list[tuple[Path, P
         torch.set_num_threads(args.threads)  # after loading: the native backend sets its own count
         try:
             service = Service(models, thread, backend.tokenizer, [(repo, index) for repo, index, _ in indexes])
-            results = args.out / f"{folder.name}.jsonl"
-            await evaluate(service, interleave([(repo, own) for repo, _, own in indexes]), budgets, results,
-                           args.every, args.modes, args.layout)
+            i, n = args.shard
+            results = args.out / (f"{folder.name}.jsonl" if n == 1 else f"{folder.name}.shard{i}of{n}.jsonl")
+            work = interleave([(repo, own) for repo, _, own in indexes])
+            await evaluate(service, work, budgets, results, args.every, args.modes, args.layout, (i, n))
             print(f"\nmodel {folder.name} ({folder}), {args.threads} torch thread(s)")
             print("\n".join(table(results, cases, budgets, args.modes, args.layout)))
             if args.latency:

@@ -111,7 +111,8 @@ def run(out: Path, recipe: Recipe, seed: int, workers: int, machine: str, snapsh
         t = time.perf_counter()
         weights = save_weights(model, out)
         training = {"seed": seed, "phases": list(phase_names), "init": str(init) if init else None,
-                    "steps": summary.steps, "tokens": summary.tokens,
+                    "steps": summary.steps, "tokens": summary.tokens, "fresh_tokens": summary.fresh_tokens,
+                    "reuse": recipe.reuse,
                     "train_seconds": round(summary.seconds, 1), "tokens_per_second": round(summary.tokens_per_second),
                     "last_loss": round(summary.last_loss, 4), "device": str(target),
                     "total_seconds": round(time.perf_counter() - t0, 1)}

@@ -1,12 +1,14 @@
-"""The training loop: fp32 master weights, bf16 autocast, AdamW, warm-up + cosine schedule, two
-phases (short rows, then long rows for the 8K prompts), loss and tokens/s logged.
+"""The training loop: fp32 master weights, bf16 autocast, AdamW, warm-up + cosine schedule,
+phases (short rows, long rows for the 8K prompts, completion rows), loss and tokens/s logged.
 
 The run is sized by time: the first steps of each phase are timed and fix that phase's step
 count (logged), refitted at every log line from the latest steps' pace (the first steps run
 on prefetched rows, faster than the rest), so the schedule ends when the time does. Passing
 the counts it ended with back with `steps=` reruns the same schedule without timing; data and
 initialisation depend only on the seed. Rows come from DataLoader worker processes, each
-building rows by index, so the data is the same for any worker count.
+building rows by index, and a share of the steps replays rows trained on once (training/feed.py),
+so the data is the same for any worker count and pace. Compiled training graphs are built
+before the clock starts, while the first phase's rows pile up.
 """
 
 from __future__ import annotations
@@ -21,11 +23,13 @@ import torch
 
 from loopls.engine.model.transformer import CausalLM
 
+from .feed import Feed
 from .loop_forward import loss_sum
 from .recipe import Recipe
 from .samples import FIM_ONLY, PAD_LABEL, Mix, SampleBuilder
 
 CALIBRATION_STEPS = 12  # steps timed (after the first few) to fix a phase's length
+EXPORT_RESERVE_S = 5.0  # per phase: its export, and the next phase's first rows, before a deadline
 
 
 class Rows(torch.utils.data.Dataset):
@@ -116,7 +120,8 @@ def phases(recipe: Recipe, names: tuple[str, ...] = ("short", "long", "fim")) ->
 @dataclass
 class Summary:
     steps: list[int]
-    tokens: int
+    tokens: int  # trained on, replays included
+    fresh_tokens: int  # of them, trained on for the first time
     seconds: float
     last_loss: float
     tokens_per_second: float
@@ -126,7 +131,8 @@ def train(model: CausalLM, builder: SampleBuilder, recipe: Recipe, device: torch
           log: Callable[[dict], None], plan: list[Phase], steps: tuple[int, ...] | None = None,
           deadline: float | None = None, after_phase: Callable[[Summary], None] | None = None) -> Summary:
     """Train `model` (fp32, already on `device`) in place. `deadline` (a time.perf_counter()
-    value) stops training early, logged, so that a run under a hard time limit still exports."""
+    value) stops training early, logged, so that a run under a hard time limit still exports;
+    a plan sized by time is shrunk to fit before it, once the graphs are compiled."""
     autocast = device.type == "cuda"
     rope_dtype = torch.bfloat16 if autocast else None
     # one graph per row length; it pays at this size, where eager time is kernel launches
@@ -135,18 +141,32 @@ def train(model: CausalLM, builder: SampleBuilder, recipe: Recipe, device: torch
     if steps is not None:
         for phase, n in zip(plan, steps):
             phase.steps = n
-    step, tokens, t_start, last = 0, 0, time.perf_counter(), float("nan")
-    for phase in plan:
-        objective = compiled if phase.name in recipe.compile else loss_sum
-        batch = max(1, recipe.batch_tokens // phase.length)
+
+    def open_feed(phase: Phase) -> Feed:
         loader = torch.utils.data.DataLoader(
-            Rows(builder, phase, 10**8), batch_size=batch, num_workers=workers,
-            pin_memory=device.type == "cuda", prefetch_factor=8 if workers else None, persistent_workers=False)
-        i, t_phase, timed, waited = 0, time.perf_counter(), None, 0.0
+            Rows(builder, phase, 10**8), batch_size=_rows_per_step(recipe, phase), num_workers=workers,
+            prefetch_factor=8 if workers else None, persistent_workers=False)
+        return Feed(iter(loader), _rows_per_step(recipe, phase), recipe.reuse, recipe.reuse_lead, builder.seed,
+                    phase.name, pin=device.type == "cuda")
+
+    feed = open_feed(plan[0])  # its rows pile up while the graphs compile
+    if compiled is not loss_sum:
+        shapes = sorted({(_rows_per_step(recipe, p), p.length) for p in plan if p.name in recipe.compile})
+        t = time.perf_counter()
+        warm_up(model, compiled, shapes, rope_dtype, autocast)
+        _sync(device)
+        log({"stage": "compile", "seconds": round(time.perf_counter() - t, 1), "graphs": shapes})
+    if deadline is not None and steps is None:
+        fit_to_deadline(plan, deadline - time.perf_counter() - EXPORT_RESERVE_S * len(plan), log)
+    step, tokens, fresh, t_start, last = 0, 0, 0, time.perf_counter(), float("nan")
+    for k, phase in enumerate(plan):
+        objective = compiled if phase.name in recipe.compile else loss_sum
+        feed = feed if k == 0 else open_feed(phase)
+        i, t_phase, timed, waited, replayed = 0, time.perf_counter(), None, 0.0, 0
         fitted = phase.steps is None  # sized by time: refitted as the run goes
         t_log, i_log = t_phase, 0
         t_wait = time.perf_counter()
-        for ids, labels in loader:
+        for ids, labels, again in feed:
             waited += time.perf_counter() - t_wait
             if phase.steps is not None and i >= phase.steps:
                 break
@@ -167,6 +187,7 @@ def train(model: CausalLM, builder: SampleBuilder, recipe: Recipe, device: torch
             torch.nn.utils.clip_grad_norm_(model.parameters(), recipe.grad_clip)
             optimizer.step()
             step, i, tokens = step + 1, i + 1, tokens + count
+            replayed, fresh = replayed + again, fresh + (0 if again else count)
             if phase.steps is None and i == 3:
                 _sync(device)
                 timed = time.perf_counter()  # the first steps pay for kernel selection and warm-up
@@ -176,7 +197,8 @@ def train(model: CausalLM, builder: SampleBuilder, recipe: Recipe, device: torch
                 phase.steps = max(i + 1, int(phase.seconds / per_step))
                 t_log, i_log = time.perf_counter(), i
                 log({"event": "calibrated", "phase": phase.name, "seconds_per_step": round(per_step, 4),
-                     "steps": phase.steps, "rows_per_step": batch, "row_tokens": phase.length})
+                     "steps": phase.steps, "rows_per_step": _rows_per_step(recipe, phase),
+                     "row_tokens": phase.length})
             if i % recipe.log_every == 0 or i == phase.steps:
                 last = value.item()
                 now = time.perf_counter()
@@ -188,16 +210,46 @@ def train(model: CausalLM, builder: SampleBuilder, recipe: Recipe, device: torch
                     t_log, i_log = now, i
                 elapsed = now - t_start
                 log({"step": step, "phase": phase.name, "loss": round(last, 4), "lr": float(f"{lr:.3g}"),
-                     "tokens": tokens, "tokens_per_s": round(tokens / elapsed), "elapsed_s": round(elapsed, 1),
-                     "data_wait_s": round(waited, 1)})
+                     "tokens": tokens, "fresh_tokens": fresh, "tokens_per_s": round(tokens / elapsed),
+                     "elapsed_s": round(elapsed, 1), "data_wait_s": round(waited, 1)})
             t_wait = time.perf_counter()
-        del loader
-        log({"event": "phase done", "phase": phase.name, "steps": i, "seconds": round(time.perf_counter() - t_phase, 1)})
+        feed.close()
+        log({"event": "phase done", "phase": phase.name, "steps": i, "replayed_steps": replayed,
+             "seconds": round(time.perf_counter() - t_phase, 1)})
         seconds = time.perf_counter() - t_start
-        summary = Summary([p.steps or 0 for p in plan], tokens, seconds, last, tokens / seconds)
+        summary = Summary([p.steps or 0 for p in plan], tokens, fresh, seconds, last, tokens / seconds)
         if after_phase is not None:
             after_phase(summary)
     return summary
+
+
+def _rows_per_step(recipe: Recipe, phase: Phase) -> int:
+    return max(1, recipe.batch_tokens // phase.length)
+
+
+def warm_up(model: CausalLM, objective: Callable, shapes: list[tuple[int, int]],
+            rope_dtype: torch.dtype | None, autocast: bool) -> None:
+    """Run `objective` forward and backward once per (rows, length), as a step runs it, so
+    that a compiled one builds its graphs now, not on the clock; the weights are untouched
+    and the gradients dropped."""
+    device = next(model.parameters()).device
+    vocab = model.config.vocab_size
+    for rows, length in shapes:
+        ids = (torch.arange(rows * length, device=device) % vocab).view(rows, length)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
+            value = objective(model, ids, ids.clone(), rope_dtype)
+        value.backward()
+    for p in model.parameters():
+        p.grad = None
+
+
+def fit_to_deadline(plan: list[Phase], seconds: float, log: Callable[[dict], None]) -> None:
+    """Shrink the phases' time budgets in proportion when they no longer fit in `seconds`."""
+    planned = sum(p.seconds for p in plan)
+    if planned > seconds > 0:
+        for p in plan:
+            p.seconds *= seconds / planned
+        log({"event": "budget", "planned_s": round(planned, 1), "fitted_s": round(seconds, 1)})
 
 
 def _sync(device: torch.device) -> None:

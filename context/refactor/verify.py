@@ -2,7 +2,9 @@
 
 An edit passes when all of these hold for the file it would produce:
 1. only the target range changed (the text before and after it is untouched);
-2. it parses without error nodes (and the file did before: no refactor on broken code);
+2. it parses without error nodes (and the file did before: no refactor on broken code); a
+   Python file that Python itself compiled before must still compile (tree-sitter accepts an
+   empty block, `class A:` with no body, which Python refuses);
 3. no definition outside the target appeared or vanished, and nothing inside it re-declares
    a definition outside it;
 4. every name the rest of the file reads still resolves, to the same scope, and the new code
@@ -60,6 +62,8 @@ def problem(src: Source, refactoring: Refactoring, languages: Languages) -> str 
     new = Source(new_text, src.language, languages)
     if new.root.has_error:
         return f"the result would not parse (syntax error at line {_first_error(new.root).start_point.row + 1})"
+    if src.language == "python" and (refused := _python_refuses(new_text)) and not _python_refuses(old):
+        return f"the result would not parse ({refused})"
     span = _Span(src, new, t0, t1)
     return (_definitions_problem(src, new, span, languages) or _names_problem(src, new, span)
             or _secrets_problem(old, refactoring) or _promise_problem(src, new, span, refactoring.preserve))
@@ -84,6 +88,17 @@ class _Span:
         if new_byte >= self.new_bytes[1]:
             return new_byte - self.byte_delta
         return None
+
+
+def _python_refuses(text: str) -> str | None:
+    """Why Python's compiler rejects `text` (line and message), or None when it compiles."""
+    try:
+        compile(text, "<edit>", "exec", dont_inherit=True)
+    except SyntaxError as exc:  # IndentationError included
+        return f"{exc.msg} at line {exc.lineno}"
+    except ValueError as exc:  # e.g. a null byte
+        return str(exc)
+    return None
 
 
 def _first_error(node: Node) -> Node:

@@ -159,6 +159,15 @@ def test_each_rule_refuses_what_breaks_it(old, new, target, reason):
     assert reason in result.reason, result.reason
 
 
+def test_python_must_still_compile_where_tree_sitter_is_lenient():
+    # tree-sitter parses a class with no body at the end of a file; Python does not
+    result = _edit(MODULE, "    return total\n", "    return total\n\n\nclass Base(object):\n")
+    assert result.edits == () and "would not parse (expected an indented block" in result.reason
+    # a file Python never compiled (here: `return` outside a function) is judged by the tree alone
+    odd = MODULE + "\nreturn 1\n"
+    assert _edit(odd, "return x + 1", "return x + 2").reason is None
+
+
 def test_the_file_must_parse_before():
     broken = MODULE + "\ndef oops(:\n"
     result = _edit(broken, "return x + 1", "return x + 2")

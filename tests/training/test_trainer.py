@@ -68,3 +68,34 @@ def test_a_phase_sized_by_time_ends_when_its_time_is_up() -> None:
     assert not [r for r in log if r.get("event") == "deadline"]
     assert plan[0].steps == 3 + CALIBRATION_STEPS + 1
     assert [r["steps"] for r in log if r.get("event") == "phase done"] == [plan[0].steps]
+
+
+def test_warming_up_the_training_graphs_leaves_the_weights_and_gradients_alone() -> None:
+    from training.loop_forward import loss_sum
+    from training.trainer import warm_up
+
+    model = CausalLM(TINY.model_config([2], 1))
+    init_weights(model, 0)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    calls: list[tuple[int, ...]] = []
+
+    def objective(m, ids, labels, rope_dtype):
+        calls.append(tuple(ids.shape))
+        return loss_sum(m, ids, labels, rope_dtype)
+
+    warm_up(model, objective, [(2, 16), (1, 32)], None, False)
+    assert calls == [(2, 16), (1, 32)]
+    assert all(torch.equal(before[n], p) for n, p in model.named_parameters())
+    assert all(p.grad is None for p in model.parameters())
+
+
+def test_a_plan_that_no_longer_fits_before_the_deadline_shrinks_in_proportion() -> None:
+    from training.trainer import fit_to_deadline
+
+    plan, log = phases(dataclasses.replace(SMALL, train_seconds=400.0)), []
+    fit_to_deadline(plan, 300.0, log.append)
+    assert sum(p.seconds for p in plan) == pytest.approx(300.0)
+    assert plan[2].seconds == pytest.approx(300.0 * SMALL.fim_share)
+    assert log == [{"event": "budget", "planned_s": 400.0, "fitted_s": 300.0}]
+    fit_to_deadline(plan, 500.0, log.append)  # room enough: unchanged
+    assert sum(p.seconds for p in plan) == pytest.approx(300.0) and len(log) == 1

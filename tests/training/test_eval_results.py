@@ -1,0 +1,58 @@
+"""The completion evaluation's results files: shards read together, two models compared on
+the targets both have (bench/eval_completion.py, bench/compare_completion.py)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
+
+from compare_completion import compare, with_context  # noqa: E402
+from eval_completion import _records, _shard  # noqa: E402
+
+
+def _write(path: Path, rows: list[dict]) -> None:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def _row(case: str, em: bool, es: float, setting: str = "file only 2K", kind: str = "line") -> dict:
+    return {"case": case, "setting": setting, "kind": kind, "em": em, "es": es}
+
+
+def test_a_models_results_are_its_file_and_its_shards(tmp_path: Path) -> None:
+    _write(tmp_path / "m.jsonl", [_row("a", True, 1.0)])
+    _write(tmp_path / "m.shard0of2.jsonl", [_row("b", False, 0.5)])
+    _write(tmp_path / "m.shard1of2.jsonl", [_row("c", False, 0.25)])
+    _write(tmp_path / "other.jsonl", [_row("d", False, 0.0)])
+    for name in ("m.jsonl", "m.shard1of2.jsonl"):
+        assert sorted(r["case"] for r in _records(tmp_path / name)) == ["a", "b", "c"]
+    assert _records(tmp_path / "none.jsonl") == []
+
+
+def test_a_shard_is_i_of_n() -> None:
+    assert _shard("1/3") == (1, 3)
+    for bad in ("3/3", "x/2", "1"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            _shard(bad)
+
+
+def test_models_are_compared_on_the_targets_both_have_with_paired_errors() -> None:
+    a = [_row("t1", False, 0.2), _row("t2", True, 1.0), _row("t3", False, 0.4), _row("only-a", True, 1.0)]
+    b = [_row("t1", False, 0.3), _row("t2", True, 1.0), _row("t3", True, 1.0)]
+    header, rule, row = compare(a, b)
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[0] == "line, file only 2K (3)"
+    assert cells[1:4] == ["33.3% ± 33.3%", "66.7% ± 33.3%", "+33.3% ± 33.3%"]
+    assert cells[4] == "0.533 ± 0.240" and cells[5] == "0.767 ± 0.233"
+    assert cells[6] == "+0.233 ± 0.186"
+
+
+def test_targets_with_context_are_those_whose_loopls_prompt_differs_from_the_file_alone() -> None:
+    rows = [dict(_row("t1", False, 0.1, "loopls 2K"), prompt_tokens=2001), dict(_row("t1", False, 0.1), prompt_tokens=1869),
+            dict(_row("t2", False, 0.1, "loopls 2K"), prompt_tokens=900), dict(_row("t2", False, 0.1), prompt_tokens=900)]
+    assert with_context(rows) == {"t1"}
