@@ -2,9 +2,7 @@
 
 An edit passes when all of these hold for the file it would produce:
 1. only the target range changed (the text before and after it is untouched);
-2. it parses without error nodes (and the file did before: no refactor on broken code); a
-   Python file that Python itself compiled before must still compile (tree-sitter accepts an
-   empty block, `class A:` with no body, which Python refuses);
+2. it parses without error nodes (and the file did before: no refactor on broken code);
 3. no definition outside the target appeared or vanished, and nothing inside it re-declares
    a definition outside it;
 4. every name the rest of the file reads still resolves, to the same scope, and the new code
@@ -12,7 +10,9 @@ An edit passes when all of these hold for the file it would produce:
 5. the inserted text writes no secret-looking string (a key, token or password, counting the
    text around it; the same detector that redacts prompts);
 6. a model rewrite kept its promise: adding a docstring changes nothing but docstrings and
-   comments, adding type hints nothing but annotations.
+   comments, adding type hints nothing but annotations;
+7. a Python file that Python itself compiled before still compiles (tree-sitter accepts an
+   empty block, `class A:` with no body, which Python refuses).
 The first rule that fails is the reason the action is offered without an edit.
 """
 
@@ -62,11 +62,16 @@ def problem(src: Source, refactoring: Refactoring, languages: Languages) -> str 
     new = Source(new_text, src.language, languages)
     if new.root.has_error:
         return f"the result would not parse (syntax error at line {_first_error(new.root).start_point.row + 1})"
-    if src.language == "python" and (refused := _python_refuses(new_text)) and not _python_refuses(old):
-        return f"the result would not parse ({refused})"
     span = _Span(src, new, t0, t1)
     return (_definitions_problem(src, new, span, languages) or _names_problem(src, new, span)
-            or _secrets_problem(old, refactoring) or _promise_problem(src, new, span, refactoring.preserve))
+            or _secrets_problem(old, refactoring) or _promise_problem(src, new, span, refactoring.preserve)
+            or _compile_problem(src.language, old, new_text))
+
+
+def _compile_problem(language: str, old: str, new: str) -> str | None:
+    if language == "python" and (refused := _python_refuses(new)) and not _python_refuses(old):
+        return f"the result would not parse ({refused})"
+    return None
 
 
 class _Span:
