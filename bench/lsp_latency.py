@@ -122,7 +122,28 @@ class Result:
     useful_tokens: int = 0
     phases: list[dict] = field(default_factory=list)  # per generated suggestion: the server's timings
     status: dict = field(default_factory=dict)
+    empty: dict = field(default_factory=dict)  # why a pause showed nothing -> how many
+    late_pauses: list[float] = field(default_factory=list)  # the pause lengths (ms) that ended before the answer
     load: tuple[float, float] = (0.0, 0.0)
+
+    def empty_pause(self, late: bool, pause: float, stats: dict, engine: dict) -> None:
+        why = _why(self, late, pause, stats)
+        if late and "running" in engine:
+            why += f"; engine running {engine['running']}, waiting {engine['waiting']}"
+
+        self.empty[why] = self.empty.get(why, 0) + 1
+        self.status = stats
+
+
+def _why(result: Result, late: bool, pause: float, stats: dict) -> str:
+    """Why a pause showed nothing: the answer came after the pause ended ("late"), or the
+    last request answered null for the reason the server gives (`last_null`: "empty" when
+    post-processing left nothing, "cancelled" when the text generated left the typed one).
+    """
+    if late:  # where the request was when the pause ended; a generation's tokens so far
+        result.late_pauses.append(pause * 1000)
+        return f"late ({stats.get('newest') or '?'})"
+    return stats.get("last_null") or "null"
 
 
 def make_project(base: Path) -> Path:
@@ -196,7 +217,10 @@ class Editor:
         self.result.pauses += 1
         items = ((reply or {}).get("result") or {}).get("items") if reply else None
         if not items:
+            late = not future.done()
             await asyncio.sleep(max(0.0, last_key + pause - time.perf_counter()))
+            status = await self.conn.call("loopls/status")
+            self.result.empty_pause(late, pause, status["stats"], status.get("engine", {}))
             return None
         arrived = time.perf_counter()
         self.result.shown += 1
@@ -388,6 +412,10 @@ def main() -> None:
                       f"max {max(r.latencies):.0f} ms; server stats {json.dumps(r.status, sort_keys=True)}")
             if r.phases:
                 print(f"# {r.name}: {phases(r.phases)}")
+            if r.empty:
+                late = ", ".join(f"{ms:.0f}" for ms in sorted(r.late_pauses))
+                print(f"# {r.name}: pauses that showed nothing, by reason: {json.dumps(r.empty, sort_keys=True)}"
+                      + (f"; the late ones' pauses (ms): {late}" if late else ""))
     finally:
         if worktree is not None:
             subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(worktree)], check=False)

@@ -93,6 +93,9 @@ class ServiceStats:
     typed_through: int = 0  # requests answered by a generation that an earlier keystroke started
     kept: int = 0  # generations that outlived the keystroke after theirs (its text matched theirs)
     secrets_dropped: int = 0
+    empty: int = 0  # generations that ended with nothing to show (post-processing dropped every candidate)
+    last_null: str = ""  # why the newest request that answered nothing did: see `CompletionService._null`
+    newest: str = ""  # where the newest request is: debounce, prompt, generating, answered, null
     last_timings_ms: dict = field(default_factory=dict)  # of the last generated suggestion, by phase
     last_engine: dict = field(default_factory=dict)  # its prompt, cache hit and engine times
 
@@ -133,9 +136,10 @@ class CompletionService:
             self.stats.cache_hits += 1
             return Completions([Suggestion(text, replace) for text, replace in cached], cached=True)
         if flight is not None:
+            self.stats.newest = "typing through"
             await flight.wait()
             if self._latest.get(req.uri) is not ticket:
-                return None  # a newer keystroke: it waits on the same generation, or cancelled it
+                return self._null("superseded")  # a newer keystroke waits on the same generation, or cancelled it
             cached = self.cache.lookup(req.uri, req.text, req.offset)
             if cached is not None:  # the generation ended and was stored: what follows the typed text
                 self.stats.typed_through += 1
@@ -143,35 +147,49 @@ class CompletionService:
             # it diverged at the end (or post-processing cut it short): generate for this request
         backend = await self.models.ready()
         if backend is None:
-            return None  # the model cannot be loaded: reported once, by the host, not per keystroke
+            return self._null("no model")  # the model cannot be loaded: reported once, by the host, not per keystroke
         loop = asyncio.get_running_loop()
         prepared = loop.run_in_executor(self.thread, self._prepare, req, ticket, backend, options)
         prepared.add_done_callback(_retrieve)
         prepared.add_done_callback(lambda f: self._warm_up(req.uri, f))
         delay -= time.perf_counter() - started  # time spent waiting on a kept generation counts
+        self.stats.newest = "debounce"
         if delay > 0:
             await asyncio.sleep(delay)
         if self._latest.get(req.uri) is not ticket:
             self.stats.debounced += 1
-            return None
+            return self._null("superseded")
         waited = time.perf_counter()
+        self.stats.newest = "prompt"
         prep = await prepared
         if prep is None or self._latest.get(req.uri) is not ticket:
-            return None
+            return self._null("no prompt" if prep is None else "superseded")
         prepared_at = time.perf_counter()
         self._stop_warming(req.uri)
         flight = self._launch(req, prep, backend, options)
+        self.stats.newest = "generating"
         await flight.wait()
         if flight.task.cancelled() or self._latest.get(req.uri) is not ticket:
-            return None  # a newer keystroke cancelled it or waits on it: answer null, not an error
+            # a newer keystroke cancelled it or waits on it, or its text left what was typed
+            return self._null("superseded" if self._latest.get(req.uri) is not ticket else "cancelled")
         suggestions = flight.task.result()
         done = time.perf_counter()
         self.stats.last_timings_ms = {"debounce": round(1000 * (waited - started)),
                                       "prepare_wait": round(1000 * (prepared_at - waited)),
                                       "generate": round(1000 * (done - prepared_at))}
         if not suggestions:
-            return None
+            self.stats.empty += 1
+            return self._null("empty")
+        self.stats.newest = "answered"
         return Completions(suggestions, False, len(prep.ids), prep.context_files)
+
+    def _null(self, why: str) -> None:  # null, not an error: the client just shows nothing
+        """Answer nothing, remembering why (status: `last_null`): "superseded" (a newer
+        keystroke), "cancelled" (the generation left the typed text), "empty" (nothing left
+        to show after post-processing), "no prompt", "no model"."""
+        if why != "superseded":  # a superseded request is not the newest one
+            self.stats.last_null, self.stats.newest = why, "null"
+        return None
 
     def _launch(self, req: CompletionRequest, prep: _Prepared, backend: Backend, options: CompletionOptions) -> Flight:
         """Start the generation for `req`, owned by the document rather than by the request:
@@ -317,6 +335,8 @@ class CompletionService:
         def enough(ids: list[int]) -> bool:
             raw = tokenizer.decode(ids)
             if index == 0:
+                if self._flights.get(req.uri) is flight:
+                    self.stats.newest = f"generating ({len(ids)} tokens)"
                 flight.wrote(raw if prep.site.multiline else raw.split("\n", 1)[0])
             return is_final(raw, prep.site, options.max_lines)
 
