@@ -129,7 +129,7 @@ class Result:
     def empty_pause(self, late: bool, pause: float, stats: dict, engine: dict) -> None:
         why = _why(self, late, pause, stats)
         if late and "running" in engine:
-            why += f"; engine running {engine['running']}, waiting {engine['waiting']}"
+            why += ", engine busy with another request" if engine["running"] + engine["waiting"] > 1 else ""
 
         self.empty[why] = self.empty.get(why, 0) + 1
         self.status = stats
@@ -142,7 +142,10 @@ def _why(result: Result, late: bool, pause: float, stats: dict) -> str:
     """
     if late:  # where the request was when the pause ended; a generation's tokens so far
         result.late_pauses.append(pause * 1000)
-        return f"late ({stats.get('newest') or '?'})"
+        where = stats.get("newest") or "?"
+        if where == "generating":
+            where += " (first token)" if not stats.get("newest_tokens") else " (decoding)"
+        return f"late: {where}"
     return stats.get("last_null") or "null"
 
 

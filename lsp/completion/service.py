@@ -14,7 +14,8 @@ cursor, and returns suggestions or None:
    types on one line, `sticky.py`), else the buffer's own FIM window
    (`context.assemble.buffer_prompt`); redacted either way and checked once more, decoded,
    before it is sent. The part before the cursor's line is prefilled into the engine's
-   prefix cache once per line (a warm-up), so the request after the pause computes little.
+   prefix cache once per line (a warm-up), so the request after the pause computes little;
+   a request waits for a warm-up still running instead of computing the same tokens again.
 5. The engine generates (several sampled candidates when the user asked explicitly), streaming
    its tokens: a single-line site stops at the line break (a stop string of the engine
    request), a multi-line one as soon as post-processing says more text cannot be shown.
@@ -96,6 +97,7 @@ class ServiceStats:
     empty: int = 0  # generations that ended with nothing to show (post-processing dropped every candidate)
     last_null: str = ""  # why the newest request that answered nothing did: see `CompletionService._null`
     newest: str = ""  # where the newest request is: debounce, prompt, generating, answered, null
+    newest_tokens: int = 0  # what its generation has written so far (tokens)
     last_timings_ms: dict = field(default_factory=dict)  # of the last generated suggestion, by phase
     last_engine: dict = field(default_factory=dict)  # its prompt, cache hit and engine times
 
@@ -164,10 +166,12 @@ class CompletionService:
         prep = await prepared
         if prep is None or self._latest.get(req.uri) is not ticket:
             return self._null("no prompt" if prep is None else "superseded")
+        await self._warmed(req.uri)
+        if self._latest.get(req.uri) is not ticket:
+            return self._null("superseded")
         prepared_at = time.perf_counter()
-        self._stop_warming(req.uri)
         flight = self._launch(req, prep, backend, options)
-        self.stats.newest = "generating"
+        self.stats.newest, self.stats.newest_tokens = "generating", 0
         await flight.wait()
         if flight.task.cancelled() or self._latest.get(req.uri) is not ticket:
             # a newer keystroke cancelled it or waits on it, or its text left what was typed
@@ -235,8 +239,18 @@ class CompletionService:
         if stream is not None:
             self._warm[uri] = (key, stream)
 
+    async def _warmed(self, uri: str) -> None:
+        """Wait for the document's warm-up to finish prefilling: the request shares its
+        prefix, and the engine would otherwise compute the same tokens twice. Its work is
+        never thrown away: a request superseded while it waits leaves it running for the
+        next one (the debounce may end before the warm-up when the user pauses briefly
+        early in a line)."""
+        _, stream = self._warm.get(uri, (None, None))
+        if stream is not None and not stream.done:
+            await stream.result()
+
     def _stop_warming(self, uri: str) -> None:
-        """The real request is about to run: it reuses what the warm-up has published so far."""
+        """The cursor left the line (or the document closed): its warm-up is of no more use."""
         key, stream = self._warm.get(uri, (None, None))
         if stream is not None:
             stream.cancel()
@@ -336,7 +350,7 @@ class CompletionService:
             raw = tokenizer.decode(ids)
             if index == 0:
                 if self._flights.get(req.uri) is flight:
-                    self.stats.newest = f"generating ({len(ids)} tokens)"
+                    self.stats.newest_tokens = len(ids)
                 flight.wrote(raw if prep.site.multiline else raw.split("\n", 1)[0])
             return is_final(raw, prep.site, options.max_lines)
 
@@ -350,6 +364,8 @@ class CompletionService:
             return None
         if index == 0:
             m = out.metrics
+            if self.debounce is not None and m.get("time_to_first_token_s"):
+                self.debounce.first_token(m["time_to_first_token_s"])
             self.stats.last_engine = {"prompt_tokens": len(prep.ids), "cached_tokens": m.get("cached_tokens"),
                                       "ttft_ms": round(1000 * m.get("time_to_first_token_s", 0.0)),
                                       "decode_ms": round(1000 * m.get("decode_s", 0.0)), "tokens": len(out.token_ids)}
