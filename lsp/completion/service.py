@@ -234,7 +234,8 @@ class CompletionService:
         key = hash(tuple(prep.ids[:prep.stable]))
         if self._warm.get(uri, (None, None))[0] == key:
             return
-        self._stop_warming(uri)
+        for other in self._warm:  # the user types here now: a line left elsewhere can wait
+            self._stop_warming(other)
         stream = self.models.warm(prep.ids[:prep.stable])
         if stream is not None:
             self._warm[uri] = (key, stream)
