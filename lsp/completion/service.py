@@ -9,7 +9,8 @@ cursor, and returns suggestions or None:
    keystroke cancels it.
 3. Automatic requests wait the document's adaptive debounce; a request superseded meanwhile
    (a newer keystroke for the document, or `$/cancelRequest`) ends without generating.
-4. The prompt is built on the prepare thread while the debounce runs: the context engine's
+4. The prompt is built on the prepare thread while the debounce runs (for a keystroke on
+   the line of the previous one, only in its last part: `_prepare_lead`): the context engine's
    packed prompt when the project is indexed (its other files' part kept while the user
    types on one line, `sticky.py`), else the buffer's own FIM window
    (`context.assemble.buffer_prompt`); redacted either way and checked once more, decoded,
@@ -28,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
@@ -42,7 +44,7 @@ from loopls.engine.backends.base import Priority, SamplingParams
 
 from ..model_host import ModelHost, ModelUnavailable, PromptRefused, guard_prompt
 from ..options import CompletionOptions
-from .cache import Snapshot, SuggestionCache
+from .cache import CONTEXT_CHARS, Snapshot, SuggestionCache
 from .debounce import TypingDebounce
 from .flight import Flight
 from .postprocess import Site, Suggestion, finish, is_final
@@ -53,6 +55,8 @@ log = logging.getLogger(__name__)
 MIN_PROMPT_BUDGET = 32
 MIN_WARM_TOKENS = 64  # a shorter shared prefix is not worth a warm-up
 SAMPLED_TEMPERATURE = 0.8  # the extra candidates of an explicit request
+PREPARE_SAMPLES = 16  # recent prompt build times remembered
+PREPARE_MARGIN_S = 0.01
 
 # (tokenizer, uri, version, text, offset, budget) -> the packed prompt, or None for buffer-only
 ContextProvider = Callable[[Any, str, "int | None", str, int, int, "str | None"], "PackedContext | None"]
@@ -88,6 +92,7 @@ class _Prepared:
 @dataclass
 class ServiceStats:
     requests: int = 0
+    prompts: int = 0  # prompts built (a keystroke superseded early in its debounce builds none)
     cache_hits: int = 0
     debounced: int = 0  # superseded while waiting: no generation started
     cancelled: int = 0  # generations cancelled ($/cancelRequest, a divergent keystroke or token)
@@ -120,6 +125,8 @@ class CompletionService:
         self._latest: dict[str, object] = {}  # uri -> ticket of its newest request
         self._flights: dict[str, Flight] = {}  # uri -> its newest generation in flight
         self._warm: dict[str, tuple[int, Any]] = {}  # uri -> (hash of the warmed prefix, its stream)
+        self._lines: dict[str, int] = {}  # uri -> hash of the text before its last request's line
+        self._prepare_s: deque[float] = deque(maxlen=PREPARE_SAMPLES)  # recent prompt builds (seconds)
 
     async def complete(self, req: CompletionRequest) -> Completions | None:
         options = self.options()
@@ -150,12 +157,20 @@ class CompletionService:
         backend = await self.models.ready()
         if backend is None:
             return self._null("no model")  # the model cannot be loaded: reported once, by the host, not per keystroke
+        delay -= time.perf_counter() - started  # time spent waiting on a kept generation counts
+        self.stats.newest = "debounce"
+        if self._same_line(req):  # the prompt is built just in time: most keystrokes are superseded first
+            ahead = delay - self._prepare_lead()
+            if ahead > 0:
+                await asyncio.sleep(ahead)
+                delay -= ahead
+            if self._latest.get(req.uri) is not ticket:
+                self.stats.debounced += 1
+                return self._null("superseded")
         loop = asyncio.get_running_loop()
         prepared = loop.run_in_executor(self.thread, self._prepare, req, ticket, backend, options)
         prepared.add_done_callback(_retrieve)
         prepared.add_done_callback(lambda f: self._warm_up(req.uri, f))
-        delay -= time.perf_counter() - started  # time spent waiting on a kept generation counts
-        self.stats.newest = "debounce"
         if delay > 0:
             await asyncio.sleep(delay)
         if self._latest.get(req.uri) is not ticket:
@@ -194,6 +209,22 @@ class CompletionService:
         if why != "superseded":  # a superseded request is not the newest one
             self.stats.last_null, self.stats.newest = why, "null"
         return None
+
+    def _same_line(self, req: CompletionRequest) -> bool:
+        """Whether the document's previous request was on this line (same text before it):
+        the first request on a line builds its prompt at once, to start the line's warm-up."""
+        line_start = req.text.rfind("\n", 0, req.offset) + 1
+        key = hash(req.text[max(0, line_start - CONTEXT_CHARS):line_start])
+        same = self._lines.get(req.uri) == key
+        self._lines[req.uri] = key
+        return same
+
+    def _prepare_lead(self) -> float:
+        """How long before the debounce ends to start building the prompt: twice the median
+        of the recent builds, and a margin."""
+        if not self._prepare_s:
+            return PREPARE_MARGIN_S
+        return 2 * sorted(self._prepare_s)[len(self._prepare_s) // 2] + PREPARE_MARGIN_S
 
     def _launch(self, req: CompletionRequest, prep: _Prepared, backend: Backend, options: CompletionOptions) -> Flight:
         """Start the generation for `req`, owned by the document rather than by the request:
@@ -265,6 +296,7 @@ class CompletionService:
         if flight is not None:
             flight.cancel()  # nobody will see what it writes
         self._latest.pop(uri, None)
+        self._lines.pop(uri, None)
         self._stop_warming(uri)
         self._warm.pop(uri, None)
         if self.debounce is not None:
@@ -272,7 +304,7 @@ class CompletionService:
 
     def tracked(self) -> dict[str, int]:
         """Sizes of the per-document state (bounded by the open documents, whatever the traffic)."""
-        return {"latest": len(self._latest), "running": len(self._flights), "warming": len(self._warm),
+        return {"latest": len(self._latest), "lines": len(self._lines), "running": len(self._flights), "warming": len(self._warm),
                 "cached_documents": len(self.cache), "sticky_documents": len(self._sticky),
                 "debounced_documents": len(self.debounce) if self.debounce is not None else 0,
                 "packed_chars": sum(p.remembered_chars for p in self._packers.values())}
@@ -283,6 +315,14 @@ class CompletionService:
                  options: CompletionOptions) -> _Prepared | None:
         if self._latest.get(req.uri) is not ticket:
             return None  # superseded while queued: skip the work
+        began = time.perf_counter()
+        self.stats.prompts += 1
+        prepared = self._build(req, backend, options)
+        if prepared is not None:
+            self._prepare_s.append(time.perf_counter() - began)
+        return prepared
+
+    def _build(self, req: CompletionRequest, backend: Backend, options: CompletionOptions) -> _Prepared | None:
         site = self._sites.read(req.text, req.offset, req.language)
         budget = min(options.context_tokens, backend.context_limit - options.max_tokens - 1)
         if budget < MIN_PROMPT_BUDGET:
