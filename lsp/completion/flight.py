@@ -3,8 +3,10 @@
 The user often types the very characters the model is generating. A keystroke that arrives
 while an automatic generation runs does not cancel it when the generation has written
 something and the characters typed since its request are a prefix of the text generated so
-far, or the text generated so far is a prefix of them (the model may still write the rest): the newer request waits on the same
-generation and answers with what follows the typed characters (type-through). The check is
+far, or the text generated so far is a prefix of them (the model may still write the rest):
+the newer request waits on the same generation and answers with what follows the typed
+characters (type-through). Before its first token a keystroke cancels it: there is nothing
+to agree with yet, and the new request's prompt holds what was typed. The check is
 repeated for every new token against the newest request's typed text, and the generation is
 cancelled as soon as the two diverge; a deletion, a move or divergent text cancels it at
 the keystroke, as before. When the last request waiting on it is cancelled by the client,

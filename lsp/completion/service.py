@@ -10,7 +10,7 @@ cursor, and returns suggestions or None:
 3. Automatic requests wait the document's adaptive debounce; a request superseded meanwhile
    (a newer keystroke for the document, or `$/cancelRequest`) ends without generating.
 4. The prompt is built on the prepare thread while the debounce runs (for a keystroke on
-   the line of the previous one, only in its last part: `_prepare_lead`): the context engine's
+   the line of the previous one, only in its last part: `prompt_clock.py`): the context engine's
    packed prompt when the project is indexed (its other files' part kept while the user
    types on one line, `sticky.py`), else the buffer's own FIM window
    (`context.assemble.buffer_prompt`); redacted either way and checked once more, decoded,
@@ -29,7 +29,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
@@ -44,19 +43,18 @@ from loopls.engine.backends.base import Priority, SamplingParams
 
 from ..model_host import ModelHost, ModelUnavailable, PromptRefused, guard_prompt
 from ..options import CompletionOptions
-from .cache import CONTEXT_CHARS, Snapshot, SuggestionCache
+from .cache import Snapshot, SuggestionCache
 from .debounce import TypingDebounce
 from .flight import Flight
 from .postprocess import Site, Suggestion, finish, is_final
+from .prompt_clock import PromptClock
 from .site import SiteReader
 from .sticky import StickyContext
+from .warmup import WarmUps, stable_prefix
 
 log = logging.getLogger(__name__)
 MIN_PROMPT_BUDGET = 32
-MIN_WARM_TOKENS = 64  # a shorter shared prefix is not worth a warm-up
 SAMPLED_TEMPERATURE = 0.8  # the extra candidates of an explicit request
-PREPARE_SAMPLES = 16  # recent prompt build times remembered
-PREPARE_MARGIN_S = 0.01
 
 # (tokenizer, uri, version, text, offset, budget) -> the packed prompt, or None for buffer-only
 ContextProvider = Callable[[Any, str, "int | None", str, int, int, "str | None"], "PackedContext | None"]
@@ -124,9 +122,8 @@ class CompletionService:
         self._packers: dict[int, Packer] = {}
         self._latest: dict[str, object] = {}  # uri -> ticket of its newest request
         self._flights: dict[str, Flight] = {}  # uri -> its newest generation in flight
-        self._warm: dict[str, tuple[int, Any]] = {}  # uri -> (hash of the warmed prefix, its stream)
-        self._lines: dict[str, int] = {}  # uri -> hash of the text before its last request's line
-        self._prepare_s: deque[float] = deque(maxlen=PREPARE_SAMPLES)  # recent prompt builds (seconds)
+        self._warmups = WarmUps(models)
+        self._clock = PromptClock()
 
     async def complete(self, req: CompletionRequest) -> Completions | None:
         options = self.options()
@@ -159,8 +156,8 @@ class CompletionService:
             return self._null("no model")  # the model cannot be loaded: reported once, by the host, not per keystroke
         delay -= time.perf_counter() - started  # time spent waiting on a kept generation counts
         self.stats.newest = "debounce"
-        if self._same_line(req):  # the prompt is built just in time: most keystrokes are superseded first
-            ahead = delay - self._prepare_lead()
+        if self._clock.same_line(req.uri, req.text, req.offset):  # built just in time (prompt_clock.py)
+            ahead = delay - self._clock.lead()
             if ahead > 0:
                 await asyncio.sleep(ahead)
                 delay -= ahead
@@ -170,7 +167,7 @@ class CompletionService:
         loop = asyncio.get_running_loop()
         prepared = loop.run_in_executor(self.thread, self._prepare, req, ticket, backend, options)
         prepared.add_done_callback(_retrieve)
-        prepared.add_done_callback(lambda f: self._warm_up(req.uri, f))
+        prepared.add_done_callback(lambda f: self._warm_up(req.uri, f))  # the line's warm-up
         if delay > 0:
             await asyncio.sleep(delay)
         if self._latest.get(req.uri) is not ticket:
@@ -181,7 +178,7 @@ class CompletionService:
         prep = await prepared
         if prep is None or self._latest.get(req.uri) is not ticket:
             return self._null("no prompt" if prep is None else "superseded")
-        await self._warmed(req.uri)
+        await self._warmups.finished(req.uri)
         if self._latest.get(req.uri) is not ticket:
             return self._null("superseded")
         prepared_at = time.perf_counter()
@@ -210,22 +207,6 @@ class CompletionService:
             self.stats.last_null, self.stats.newest = why, "null"
         return None
 
-    def _same_line(self, req: CompletionRequest) -> bool:
-        """Whether the document's previous request was on this line (same text before it):
-        the first request on a line builds its prompt at once, to start the line's warm-up."""
-        line_start = req.text.rfind("\n", 0, req.offset) + 1
-        key = hash(req.text[max(0, line_start - CONTEXT_CHARS):line_start])
-        same = self._lines.get(req.uri) == key
-        self._lines[req.uri] = key
-        return same
-
-    def _prepare_lead(self) -> float:
-        """How long before the debounce ends to start building the prompt: twice the median
-        of the recent builds, and a margin."""
-        if not self._prepare_s:
-            return PREPARE_MARGIN_S
-        return 2 * sorted(self._prepare_s)[len(self._prepare_s) // 2] + PREPARE_MARGIN_S
-
     def _launch(self, req: CompletionRequest, prep: _Prepared, backend: Backend, options: CompletionOptions) -> Flight:
         """Start the generation for `req`, owned by the document rather than by the request:
         a newer request may wait on it (type-through); what it makes goes to the cache."""
@@ -253,40 +234,9 @@ class CompletionService:
         return suggestions
 
     def _warm_up(self, uri: str, prepared: asyncio.Future) -> None:
-        """While the user types on a line, everything before the line is the same from one
-        keystroke to the next: have the engine prefill it (in the background) during the
-        debounce, so the request after the pause only computes the line and what follows.
-        Once per line, not per keystroke."""
-        if prepared.cancelled() or prepared.exception() is not None:
-            return
-        prep = prepared.result()
-        if prep is None or prep.stable < MIN_WARM_TOKENS:
-            return
-        key = hash(tuple(prep.ids[:prep.stable]))
-        if self._warm.get(uri, (None, None))[0] == key:
-            return
-        for other in self._warm:  # the user types here now: a line left elsewhere can wait
-            self._stop_warming(other)
-        stream = self.models.warm(prep.ids[:prep.stable])
-        if stream is not None:
-            self._warm[uri] = (key, stream)
-
-    async def _warmed(self, uri: str) -> None:
-        """Wait for the document's warm-up to finish prefilling: the request shares its
-        prefix, and the engine would otherwise compute the same tokens twice. Its work is
-        never thrown away: a request superseded while it waits leaves it running for the
-        next one (the debounce may end before the warm-up when the user pauses briefly
-        early in a line)."""
-        _, stream = self._warm.get(uri, (None, None))
-        if stream is not None and not stream.done:
-            await stream.result()
-
-    def _stop_warming(self, uri: str) -> None:
-        """The cursor left the line (or the document closed): its warm-up is of no more use."""
-        key, stream = self._warm.get(uri, (None, None))
-        if stream is not None:
-            stream.cancel()
-            self._warm[uri] = (key, None)
+        if not prepared.cancelled() and prepared.exception() is None and prepared.result() is not None:
+            prep = prepared.result()
+            self._warmups.start(uri, prep.ids, prep.stable)
 
     def forget(self, uri: str) -> None:
         """The document closed: nothing of it stays behind."""
@@ -296,16 +246,15 @@ class CompletionService:
         if flight is not None:
             flight.cancel()  # nobody will see what it writes
         self._latest.pop(uri, None)
-        self._lines.pop(uri, None)
-        self._stop_warming(uri)
-        self._warm.pop(uri, None)
+        self._clock.forget(uri)
+        self._warmups.forget(uri)
         if self.debounce is not None:
             self.debounce.forget(uri)
 
     def tracked(self) -> dict[str, int]:
         """Sizes of the per-document state (bounded by the open documents, whatever the traffic)."""
-        return {"latest": len(self._latest), "lines": len(self._lines), "running": len(self._flights), "warming": len(self._warm),
-                "cached_documents": len(self.cache), "sticky_documents": len(self._sticky),
+        return {"latest": len(self._latest), "lines": len(self._clock), "running": len(self._flights),
+                "warming": len(self._warmups), "cached_documents": len(self.cache), "sticky_documents": len(self._sticky),
                 "debounced_documents": len(self.debounce) if self.debounce is not None else 0,
                 "packed_chars": sum(p.remembered_chars for p in self._packers.values())}
 
@@ -319,7 +268,7 @@ class CompletionService:
         self.stats.prompts += 1
         prepared = self._build(req, backend, options)
         if prepared is not None:
-            self._prepare_s.append(time.perf_counter() - began)
+            self._clock.built(time.perf_counter() - began)
         return prepared
 
     def _build(self, req: CompletionRequest, backend: Backend, options: CompletionOptions) -> _Prepared | None:
@@ -352,7 +301,7 @@ class CompletionService:
             self.models.stats.refused_prompts += 1
             log.error("%s: %s", req.uri, exc)
             return None
-        return _Prepared(ids, site, files, _stable_prefix(ids, tokenizer))
+        return _Prepared(ids, site, files, stable_prefix(ids, tokenizer))
 
     def _packer(self, tokenizer) -> Packer:
         packer = self._packers.get(id(tokenizer))
@@ -422,22 +371,6 @@ class CompletionService:
             log.warning("%s: dropped a suggestion that writes a secret-looking string (%s)", req.uri, secret.rule)
             return None
         return suggestion
-
-
-def _stable_prefix(ids: list[int], tokenizer) -> int:
-    """Ids before the cursor's line: up to the last line break in the FIM prefix (0 when the
-    prompt has no FIM layout). The prefix runs from `<fim_prefix>` to the next FIM token:
-    `<fim_suffix>` in prefix-suffix-middle, `<fim_middle>` in suffix-prefix-middle (where the
-    text after the cursor comes first and is stable too)."""
-    special = tokenizer.special
-    if special.fim_prefix is None or special.fim_prefix not in ids:
-        return 0
-    start = ids.index(special.fim_prefix)
-    end = next((i for i in range(start + 1, len(ids)) if ids[i] in (special.fim_suffix, special.fim_middle)), len(ids))
-    for i in range(end - 1, start, -1):
-        if "\n" in tokenizer.decode([ids[i]]):
-            return i + 1
-    return start + 1
 
 
 def _retrieve(future: asyncio.Future) -> None:
