@@ -254,7 +254,8 @@ class CompletionService:
     def tracked(self) -> dict[str, int]:
         """Sizes of the per-document state (bounded by the open documents, whatever the traffic)."""
         return {"latest": len(self._latest), "lines": len(self._clock), "running": len(self._flights),
-                "warming": len(self._warmups), "cached_documents": len(self.cache), "sticky_documents": len(self._sticky),
+                "warming": len(self._warmups), "cached_documents": len(self.cache),
+                "sticky_documents": len(self._sticky),
                 "debounced_documents": len(self.debounce) if self.debounce is not None else 0,
                 "packed_chars": sum(p.remembered_chars for p in self._packers.values())}
 
