@@ -136,7 +136,8 @@ class Result:
 
 
 def _why(result: Result, late: bool, pause: float, stats: dict) -> str:
-    """Why a pause showed nothing: the answer came after the pause ended ("late"), or the
+    """Why a pause showed nothing: the answer came after the pause ended ("late", with where
+    the request was: debounce, prompt, warm-up, generating, typing through), or the
     last request answered null for the reason the server gives (`last_null`: "empty" when
     post-processing left nothing, "cancelled" when the text generated left the typed one).
     """

@@ -99,7 +99,7 @@ class ServiceStats:
     secrets_dropped: int = 0
     empty: int = 0  # generations that ended with nothing to show (post-processing dropped every candidate)
     last_null: str = ""  # why the newest request that answered nothing did: see `CompletionService._null`
-    newest: str = ""  # where the newest request is: debounce, prompt, generating, answered, null
+    newest: str = ""  # where the newest request is: debounce, prompt, warm-up, generating, answered, null
     newest_tokens: int = 0  # what its generation has written so far (tokens)
     last_timings_ms: dict = field(default_factory=dict)  # of the last generated suggestion, by phase
     last_engine: dict = field(default_factory=dict)  # its prompt, cache hit and engine times
@@ -178,6 +178,7 @@ class CompletionService:
         prep = await prepared
         if prep is None or self._latest.get(req.uri) is not ticket:
             return self._null("no prompt" if prep is None else "superseded")
+        self.stats.newest = "warm-up"
         await self._warmups.finished(req.uri)
         if self._latest.get(req.uri) is not ticket:
             return self._null("superseded")
