@@ -27,7 +27,9 @@ Reported per server:
   cancelled) as a share of all tokens generated. Measured the same way for both servers:
   all tokens (server counter) minus the tokens of each delivered suggestion, read from the
   server's `last_generated_tokens` right after the suggestion arrives; the new server's own
-  count of wasted tokens is printed beside it.
+  count of wasted tokens is printed beside it;
+- why the other pauses showed nothing: late (and where the request was when the pause
+  ended), or the reason the server gives for its null answer (`_why`).
 """
 
 from __future__ import annotations
