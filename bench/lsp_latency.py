@@ -27,7 +27,9 @@ Reported per server:
   cancelled) as a share of all tokens generated. Measured the same way for both servers:
   all tokens (server counter) minus the tokens of each delivered suggestion, read from the
   server's `last_generated_tokens` right after the suggestion arrives; the new server's own
-  count of wasted tokens is printed beside it.
+  count of wasted tokens is printed beside it;
+- why the other pauses showed nothing: late (and where the request was when the pause
+  ended), or the reason the server gives for its null answer (`_why`).
 """
 
 from __future__ import annotations
@@ -122,7 +124,32 @@ class Result:
     useful_tokens: int = 0
     phases: list[dict] = field(default_factory=list)  # per generated suggestion: the server's timings
     status: dict = field(default_factory=dict)
+    empty: dict = field(default_factory=dict)  # why a pause showed nothing -> how many
+    late_pauses: list[float] = field(default_factory=list)  # the pause lengths (ms) that ended before the answer
     load: tuple[float, float] = (0.0, 0.0)
+
+    def empty_pause(self, late: bool, pause: float, stats: dict, engine: dict) -> None:
+        why = _why(self, late, pause, stats)
+        if late and "running" in engine:
+            why += ", engine busy with another request" if engine["running"] + engine["waiting"] > 1 else ""
+
+        self.empty[why] = self.empty.get(why, 0) + 1
+        self.status = stats
+
+
+def _why(result: Result, late: bool, pause: float, stats: dict) -> str:
+    """Why a pause showed nothing: the answer came after the pause ended ("late", with where
+    the request was: debounce, prompt, warm-up, generating, typing through), or the
+    last request answered null for the reason the server gives (`last_null`: "empty" when
+    post-processing left nothing, "cancelled" when the text generated left the typed one).
+    """
+    if late:  # where the request was when the pause ended; a generation's tokens so far
+        result.late_pauses.append(pause * 1000)
+        where = stats.get("newest") or "?"
+        if where == "generating":
+            where += " (first token)" if not stats.get("newest_tokens") else " (decoding)"
+        return f"late: {where}"
+    return stats.get("last_null") or "null"
 
 
 def make_project(base: Path) -> Path:
@@ -196,7 +223,10 @@ class Editor:
         self.result.pauses += 1
         items = ((reply or {}).get("result") or {}).get("items") if reply else None
         if not items:
+            late = not future.done()
             await asyncio.sleep(max(0.0, last_key + pause - time.perf_counter()))
+            status = await self.conn.call("loopls/status")
+            self.result.empty_pause(late, pause, status["stats"], status.get("engine", {}))
             return None
         arrived = time.perf_counter()
         self.result.shown += 1
@@ -388,6 +418,10 @@ def main() -> None:
                       f"max {max(r.latencies):.0f} ms; server stats {json.dumps(r.status, sort_keys=True)}")
             if r.phases:
                 print(f"# {r.name}: {phases(r.phases)}")
+            if r.empty:
+                late = ", ".join(f"{ms:.0f}" for ms in sorted(r.late_pauses))
+                print(f"# {r.name}: pauses that showed nothing, by reason: {json.dumps(r.empty, sort_keys=True)}"
+                      + (f"; the late ones' pauses (ms): {late}" if late else ""))
     finally:
         if worktree is not None:
             subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(worktree)], check=False)

@@ -10,6 +10,14 @@ delay should sit just above nearly every gap this user leaves while typing, so t
 keystroke inside the rhythm supersedes the previous request before it has cost anything,
 and no later: every millisecond past the user's slowest ordinary gap is latency added to
 the suggestion at a pause. With keys 60-200 ms apart the delay settles near 200 ms.
+
+The first token of a generation comes some time after it starts (the prompt's last line is
+prefilled: ~45 ms for the default model on a CPU). That much of the delay can overlap the
+generation: it starts `lead` (the median time to a first token of the recent generations,
+at most `MAX_LEAD_S`) before the delay ends, so a keystroke in the slow tail of the rhythm
+still cancels it before it has produced a token, and a pause gets its suggestion `lead`
+sooner. Never before the median interval plus the margin: a generation started inside the
+user's ordinary rhythm would be superseded nearly every time.
 """
 
 from __future__ import annotations
@@ -27,6 +35,8 @@ QUANTILE = 0.9
 MARGIN_S = 0.02  # above the quantile: a gap of exactly that length still supersedes
 MIN_SAMPLES = 4  # fewer intervals than this teach nothing yet
 INITIAL_DELAY_S = 0.2  # before this document has taught us anything
+MAX_LEAD_S = 0.1  # a slower first token (a loaded machine) overlaps no more of the delay
+LEADS = 8  # recent times to a first token remembered
 
 
 @dataclass
@@ -43,6 +53,11 @@ class TypingDebounce:
     def __init__(self, max_documents: int = 256) -> None:
         self._docs: OrderedDict[str, _Rhythm] = OrderedDict()
         self._max = max_documents
+        self._leads: deque[float] = deque(maxlen=LEADS)
+
+    def first_token(self, seconds: float) -> None:
+        """A generation's time from its start to its first token (any document)."""
+        self._leads.append(seconds)
 
     def keystroke(self, uri: str, now: float) -> float:
         """Record a request for `uri` at `now` (seconds, monotonic); the delay to wait."""
@@ -64,7 +79,8 @@ class TypingDebounce:
         rhythm = self._docs.get(uri)
         if rhythm is None or len(rhythm.intervals) < MIN_SAMPLES:
             return INITIAL_DELAY_S
-        return clamp(rhythm.quantile(QUANTILE) + MARGIN_S)
+        lead = min(MAX_LEAD_S, sorted(self._leads)[len(self._leads) // 2]) if self._leads else 0.0
+        return clamp(max(rhythm.quantile(0.5), rhythm.quantile(QUANTILE) - lead) + MARGIN_S)
 
     def __len__(self) -> int:
         return len(self._docs)

@@ -1,10 +1,12 @@
 """A generation in flight for a document, kept while the user types what it is writing.
 
 The user often types the very characters the model is generating. A keystroke that arrives
-while an automatic generation runs does not cancel it when the characters typed since its
-request are a prefix of the text generated so far, or the text generated so far is a
-prefix of them (the model may still write the rest): the newer request waits on the same
-generation and answers with what follows the typed characters (type-through). The check is
+while an automatic generation runs does not cancel it when the generation has written
+something and the characters typed since its request are a prefix of the text generated so
+far, or the text generated so far is a prefix of them (the model may still write the rest):
+the newer request waits on the same generation and answers with what follows the typed
+characters (type-through). Before its first token a keystroke cancels it: there is nothing
+to agree with yet, and the new request's prompt holds what was typed. The check is
 repeated for every new token against the newest request's typed text, and the generation is
 cancelled as soon as the two diverge; a deletion, a move or divergent text cancels it at
 the keystroke, as before. When the last request waiting on it is cancelled by the client,
@@ -39,7 +41,9 @@ class Flight:
     def keep_for(self, text: str, offset: int) -> bool:
         """Whether a request at (`text`, `offset`) may wait on this generation; if so, the
         typed characters become the ones every new token is checked against."""
-        if not self.attachable or self.task is None or self.task.done():
+        if not self.attachable or self.task is None or self.task.done() or not self.raw:
+            # before its first token there is nothing to agree with: a new request, whose
+            # prompt holds the typed text, costs no more than the prefill this one has done
             return False
         typed = self.at.typed(text, offset)
         if typed is None or not self.consistent(typed):

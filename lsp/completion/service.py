@@ -9,12 +9,14 @@ cursor, and returns suggestions or None:
    keystroke cancels it.
 3. Automatic requests wait the document's adaptive debounce; a request superseded meanwhile
    (a newer keystroke for the document, or `$/cancelRequest`) ends without generating.
-4. The prompt is built on the prepare thread while the debounce runs: the context engine's
+4. The prompt is built on the prepare thread while the debounce runs (for a keystroke on
+   the line of the previous one, only in its last part: `prompt_clock.py`): the context engine's
    packed prompt when the project is indexed (its other files' part kept while the user
    types on one line, `sticky.py`), else the buffer's own FIM window
    (`context.assemble.buffer_prompt`); redacted either way and checked once more, decoded,
    before it is sent. The part before the cursor's line is prefilled into the engine's
-   prefix cache once per line (a warm-up), so the request after the pause computes little.
+   prefix cache once per line (a warm-up), so the request after the pause computes little;
+   a request waits for a warm-up still running instead of computing the same tokens again.
 5. The engine generates (several sampled candidates when the user asked explicitly), streaming
    its tokens: a single-line site stops at the line break (a stop string of the engine
    request), a multi-line one as soon as post-processing says more text cannot be shown.
@@ -45,12 +47,13 @@ from .cache import Snapshot, SuggestionCache
 from .debounce import TypingDebounce
 from .flight import Flight
 from .postprocess import Site, Suggestion, finish, is_final
+from .prompt_clock import PromptClock
 from .site import SiteReader
 from .sticky import StickyContext
+from .warmup import WarmUps, stable_prefix
 
 log = logging.getLogger(__name__)
 MIN_PROMPT_BUDGET = 32
-MIN_WARM_TOKENS = 64  # a shorter shared prefix is not worth a warm-up
 SAMPLED_TEMPERATURE = 0.8  # the extra candidates of an explicit request
 
 # (tokenizer, uri, version, text, offset, budget) -> the packed prompt, or None for buffer-only
@@ -87,12 +90,17 @@ class _Prepared:
 @dataclass
 class ServiceStats:
     requests: int = 0
+    prompts: int = 0  # prompts built (a keystroke superseded early in its debounce builds none)
     cache_hits: int = 0
     debounced: int = 0  # superseded while waiting: no generation started
     cancelled: int = 0  # generations cancelled ($/cancelRequest, a divergent keystroke or token)
     typed_through: int = 0  # requests answered by a generation that an earlier keystroke started
     kept: int = 0  # generations that outlived the keystroke after theirs (its text matched theirs)
     secrets_dropped: int = 0
+    empty: int = 0  # generations that ended with nothing to show (post-processing dropped every candidate)
+    last_null: str = ""  # why the newest request that answered nothing did: see `CompletionService._null`
+    newest: str = ""  # where the newest request is: debounce, prompt, warm-up, generating, answered, null
+    newest_tokens: int = 0  # what its generation has written so far (tokens)
     last_timings_ms: dict = field(default_factory=dict)  # of the last generated suggestion, by phase
     last_engine: dict = field(default_factory=dict)  # its prompt, cache hit and engine times
 
@@ -114,7 +122,8 @@ class CompletionService:
         self._packers: dict[int, Packer] = {}
         self._latest: dict[str, object] = {}  # uri -> ticket of its newest request
         self._flights: dict[str, Flight] = {}  # uri -> its newest generation in flight
-        self._warm: dict[str, tuple[int, Any]] = {}  # uri -> (hash of the warmed prefix, its stream)
+        self._warmups = WarmUps(models)
+        self._clock = PromptClock()
 
     async def complete(self, req: CompletionRequest) -> Completions | None:
         options = self.options()
@@ -133,9 +142,10 @@ class CompletionService:
             self.stats.cache_hits += 1
             return Completions([Suggestion(text, replace) for text, replace in cached], cached=True)
         if flight is not None:
+            self.stats.newest = "typing through"
             await flight.wait()
             if self._latest.get(req.uri) is not ticket:
-                return None  # a newer keystroke: it waits on the same generation, or cancelled it
+                return self._null("superseded")  # a newer keystroke waits on the same generation, or cancelled it
             cached = self.cache.lookup(req.uri, req.text, req.offset)
             if cached is not None:  # the generation ended and was stored: what follows the typed text
                 self.stats.typed_through += 1
@@ -143,35 +153,60 @@ class CompletionService:
             # it diverged at the end (or post-processing cut it short): generate for this request
         backend = await self.models.ready()
         if backend is None:
-            return None  # the model cannot be loaded: reported once, by the host, not per keystroke
+            return self._null("no model")  # the model cannot be loaded: reported once, by the host, not per keystroke
+        delay -= time.perf_counter() - started  # time spent waiting on a kept generation counts
+        self.stats.newest = "debounce"
+        if self._clock.same_line(req.uri, req.text, req.offset):  # built just in time (prompt_clock.py)
+            ahead = delay - self._clock.lead()
+            if ahead > 0:
+                await asyncio.sleep(ahead)
+                delay -= ahead
+            if self._latest.get(req.uri) is not ticket:
+                self.stats.debounced += 1
+                return self._null("superseded")
         loop = asyncio.get_running_loop()
         prepared = loop.run_in_executor(self.thread, self._prepare, req, ticket, backend, options)
         prepared.add_done_callback(_retrieve)
-        prepared.add_done_callback(lambda f: self._warm_up(req.uri, f))
-        delay -= time.perf_counter() - started  # time spent waiting on a kept generation counts
+        prepared.add_done_callback(lambda f: self._warm_up(req.uri, f))  # the line's warm-up
         if delay > 0:
             await asyncio.sleep(delay)
         if self._latest.get(req.uri) is not ticket:
             self.stats.debounced += 1
-            return None
+            return self._null("superseded")
         waited = time.perf_counter()
+        self.stats.newest = "prompt"
         prep = await prepared
         if prep is None or self._latest.get(req.uri) is not ticket:
-            return None
+            return self._null("no prompt" if prep is None else "superseded")
+        self.stats.newest = "warm-up"
+        await self._warmups.finished(req.uri)
+        if self._latest.get(req.uri) is not ticket:
+            return self._null("superseded")
         prepared_at = time.perf_counter()
-        self._stop_warming(req.uri)
         flight = self._launch(req, prep, backend, options)
+        self.stats.newest, self.stats.newest_tokens = "generating", 0
         await flight.wait()
         if flight.task.cancelled() or self._latest.get(req.uri) is not ticket:
-            return None  # a newer keystroke cancelled it or waits on it: answer null, not an error
+            # a newer keystroke cancelled it or waits on it, or its text left what was typed
+            return self._null("superseded" if self._latest.get(req.uri) is not ticket else "cancelled")
         suggestions = flight.task.result()
         done = time.perf_counter()
         self.stats.last_timings_ms = {"debounce": round(1000 * (waited - started)),
                                       "prepare_wait": round(1000 * (prepared_at - waited)),
                                       "generate": round(1000 * (done - prepared_at))}
         if not suggestions:
-            return None
+            self.stats.empty += 1
+            return self._null("empty")
+        self.stats.newest = "answered"
         return Completions(suggestions, False, len(prep.ids), prep.context_files)
+
+    def _null(self, why: str) -> None:  # null, not an error: the client just shows nothing
+        """Answer nothing, remembering why (status: `last_null`): "superseded" (a newer
+        keystroke), "cancelled" (the generation left the typed text), "empty" (nothing left
+        to show after post-processing), "no prompt", "no model"."""
+        if why != "superseded":  # a superseded request is not the newest one
+            self.stats.last_null, self.stats.newest = why, "null"
+        return None
 
     def _launch(self, req: CompletionRequest, prep: _Prepared, backend: Backend, options: CompletionOptions) -> Flight:
         """Start the generation for `req`, owned by the document rather than by the request:
@@ -200,29 +235,9 @@ class CompletionService:
         return suggestions
 
     def _warm_up(self, uri: str, prepared: asyncio.Future) -> None:
-        """While the user types on a line, everything before the line is the same from one
-        keystroke to the next: have the engine prefill it (in the background) during the
-        debounce, so the request after the pause only computes the line and what follows.
-        Once per line, not per keystroke."""
-        if prepared.cancelled() or prepared.exception() is not None:
-            return
-        prep = prepared.result()
-        if prep is None or prep.stable < MIN_WARM_TOKENS:
-            return
-        key = hash(tuple(prep.ids[:prep.stable]))
-        if self._warm.get(uri, (None, None))[0] == key:
-            return
-        self._stop_warming(uri)
-        stream = self.models.warm(prep.ids[:prep.stable])
-        if stream is not None:
-            self._warm[uri] = (key, stream)
-
-    def _stop_warming(self, uri: str) -> None:
-        """The real request is about to run: it reuses what the warm-up has published so far."""
-        key, stream = self._warm.get(uri, (None, None))
-        if stream is not None:
-            stream.cancel()
-            self._warm[uri] = (key, None)
+        if not prepared.cancelled() and prepared.exception() is None and prepared.result() is not None:
+            prep = prepared.result()
+            self._warmups.start(uri, prep.ids, prep.stable)
 
     def forget(self, uri: str) -> None:
         """The document closed: nothing of it stays behind."""
@@ -232,15 +247,16 @@ class CompletionService:
         if flight is not None:
             flight.cancel()  # nobody will see what it writes
         self._latest.pop(uri, None)
-        self._stop_warming(uri)
-        self._warm.pop(uri, None)
+        self._clock.forget(uri)
+        self._warmups.forget(uri)
         if self.debounce is not None:
             self.debounce.forget(uri)
 
     def tracked(self) -> dict[str, int]:
         """Sizes of the per-document state (bounded by the open documents, whatever the traffic)."""
-        return {"latest": len(self._latest), "running": len(self._flights), "warming": len(self._warm),
-                "cached_documents": len(self.cache), "sticky_documents": len(self._sticky),
+        return {"latest": len(self._latest), "lines": len(self._clock), "running": len(self._flights),
+                "warming": len(self._warmups), "cached_documents": len(self.cache),
+                "sticky_documents": len(self._sticky),
                 "debounced_documents": len(self.debounce) if self.debounce is not None else 0,
                 "packed_chars": sum(p.remembered_chars for p in self._packers.values())}
 
@@ -250,6 +266,14 @@ class CompletionService:
                  options: CompletionOptions) -> _Prepared | None:
         if self._latest.get(req.uri) is not ticket:
             return None  # superseded while queued: skip the work
+        began = time.perf_counter()
+        self.stats.prompts += 1
+        prepared = self._build(req, backend, options)
+        if prepared is not None:
+            self._clock.built(time.perf_counter() - began)
+        return prepared
+
+    def _build(self, req: CompletionRequest, backend: Backend, options: CompletionOptions) -> _Prepared | None:
         site = self._sites.read(req.text, req.offset, req.language)
         budget = min(options.context_tokens, backend.context_limit - options.max_tokens - 1)
         if budget < MIN_PROMPT_BUDGET:
@@ -279,7 +303,7 @@ class CompletionService:
             self.models.stats.refused_prompts += 1
             log.error("%s: %s", req.uri, exc)
             return None
-        return _Prepared(ids, site, files, _stable_prefix(ids, tokenizer))
+        return _Prepared(ids, site, files, stable_prefix(ids, tokenizer))
 
     def _packer(self, tokenizer) -> Packer:
         packer = self._packers.get(id(tokenizer))
@@ -317,6 +341,8 @@ class CompletionService:
         def enough(ids: list[int]) -> bool:
             raw = tokenizer.decode(ids)
             if index == 0:
+                if self._flights.get(req.uri) is flight:
+                    self.stats.newest_tokens = len(ids)
                 flight.wrote(raw if prep.site.multiline else raw.split("\n", 1)[0])
             return is_final(raw, prep.site, options.max_lines)
 
@@ -330,6 +356,8 @@ class CompletionService:
             return None
         if index == 0:
             m = out.metrics
+            if self.debounce is not None and m.get("time_to_first_token_s"):
+                self.debounce.first_token(m["time_to_first_token_s"])
             self.stats.last_engine = {"prompt_tokens": len(prep.ids), "cached_tokens": m.get("cached_tokens"),
                                       "ttft_ms": round(1000 * m.get("time_to_first_token_s", 0.0)),
                                       "decode_ms": round(1000 * m.get("decode_s", 0.0)), "tokens": len(out.token_ids)}
@@ -345,22 +373,6 @@ class CompletionService:
             log.warning("%s: dropped a suggestion that writes a secret-looking string (%s)", req.uri, secret.rule)
             return None
         return suggestion
-
-
-def _stable_prefix(ids: list[int], tokenizer) -> int:
-    """Ids before the cursor's line: up to the last line break in the FIM prefix (0 when the
-    prompt has no FIM layout). The prefix runs from `<fim_prefix>` to the next FIM token:
-    `<fim_suffix>` in prefix-suffix-middle, `<fim_middle>` in suffix-prefix-middle (where the
-    text after the cursor comes first and is stable too)."""
-    special = tokenizer.special
-    if special.fim_prefix is None or special.fim_prefix not in ids:
-        return 0
-    start = ids.index(special.fim_prefix)
-    end = next((i for i in range(start + 1, len(ids)) if ids[i] in (special.fim_suffix, special.fim_middle)), len(ids))
-    for i in range(end - 1, start, -1):
-        if "\n" in tokenizer.decode([ids[i]]):
-            return i + 1
-    return start + 1
 
 
 def _retrieve(future: asyncio.Future) -> None:

@@ -33,11 +33,12 @@ def _options(model: str) -> dict:
 
 
 async def _start_generation(client, uri: str) -> asyncio.Future:
-    """Ask at the end of `value = ` and return once its generation is running."""
+    """Ask at the end of `value = ` and return once its generation has written a token (a
+    keystroke before that starts a new generation: there is nothing to agree with yet)."""
     first = asyncio.ensure_future(client.protocol.send_request_async(
         types.TEXT_DOCUMENT_INLINE_COMPLETION, inline_params(uri, 1, 4 + len(LINE)), msg_id="key-0"))
     deadline = time.monotonic() + 60
-    while (await status(client))["stats"]["active_generations"] < 1:
+    while (await status(client))["stats"]["newest_tokens"] < 1:
         assert time.monotonic() < deadline and not first.done(), "no generation started"
         await asyncio.sleep(0.01)
     return first

@@ -57,3 +57,21 @@ def test_the_delay_sits_just_above_nearly_every_gap_of_the_typing_model() -> Non
     # at most about one gap in ten outlasts the delay (a request that may start generating)
     longer = sum(gap > delay for gap, delay in zip(gaps[51:], settled))
     assert longer <= 0.15 * len(settled)
+
+
+def test_the_time_to_a_first_token_overlaps_the_delay_but_not_the_usual_rhythm() -> None:
+    gaps = [0.06 + 0.14 * i / 23 for i in range(24)] * 2  # keys 60-200 ms apart, evenly
+    plain = _type(TypingDebounce(), "u", gaps)
+    debounce = TypingDebounce()
+    for seconds in (0.04, 0.05, 0.045):
+        debounce.first_token(seconds)
+    early = _type(debounce, "u", gaps)
+    assert abs(plain - early - 0.045) < 1e-9  # starts one first-token time sooner ...
+    for _ in range(8):
+        debounce.first_token(2.0)  # a loaded machine: slow first tokens
+    floor = _type(debounce, "u", gaps, start=500.0)
+    median = sorted(gaps[:24])[11]
+    assert abs(floor - (median + 0.02)) < 1e-9  # ... but never inside the user's ordinary gaps
+    steady = TypingDebounce()
+    steady.first_token(0.05)
+    assert _type(steady, "u", [0.08] * 30) > 0.08  # a steady typist's keys still supersede at no cost

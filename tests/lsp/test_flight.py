@@ -85,3 +85,11 @@ async def test_an_explicit_request_s_generation_ends_with_its_request() -> None:
     await asyncio.gather(waiter, return_exceptions=True)
     await asyncio.sleep(0)
     assert flight.task.cancelled()
+
+
+async def test_before_its_first_token_a_keystroke_does_not_keep_it() -> None:
+    flight = await _flight()
+    assert not flight.keep_for(*_typed("c"))  # nothing written yet: a new request is as cheap and sees "c"
+    flight.wrote("c")
+    assert flight.keep_for(*_typed("co"))
+    flight.cancel()

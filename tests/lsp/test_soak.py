@@ -28,7 +28,7 @@ from worst_latency import make_project  # noqa: E402
 REQUESTS = 1000
 EVERY = 200
 RSS_MARGIN_MB = 25
-PER_DOCUMENT = ("documents", "project_documents", "latest", "warming", "cached_documents", "debounced_documents",
+PER_DOCUMENT = ("documents", "project_documents", "latest", "lines", "warming", "cached_documents", "debounced_documents",
                 "push_tasks", "smell_results", "smell_checks")
 
 

@@ -5,7 +5,7 @@ import pytest
 
 from loopls.engine.model.models import resolve_model_name
 from loopls.engine.model.tokenizer import Tokenizer
-from loopls.lsp.completion.service import _stable_prefix
+from loopls.lsp.completion.warmup import stable_prefix
 
 PREFIX = "def area(r):\n    return 3.14 * r * r\n\ndef perimeter(r):\n    ret"
 SUFFIX = "\n\nprint(area(2))\n"
@@ -29,7 +29,7 @@ def _prompt(tokenizer: Tokenizer, layout: str, prefix: str) -> list[int]:
 @pytest.mark.parametrize("layout", ["psm", "spm"])
 def test_the_warmed_part_ends_at_the_cursors_line_and_survives_typing_on_it(tokenizer, layout) -> None:
     ids = _prompt(tokenizer, layout, PREFIX)
-    stable = _stable_prefix(ids, tokenizer)
+    stable = stable_prefix(ids, tokenizer)
     # the line break's token may carry the line's indentation
     assert tokenizer.decode(ids[:stable]).rstrip(" ").endswith("def perimeter(r):\n")
     typed = _prompt(tokenizer, layout, PREFIX + "urn 2")
@@ -39,4 +39,4 @@ def test_the_warmed_part_ends_at_the_cursors_line_and_survives_typing_on_it(toke
 
 
 def test_a_prompt_without_fim_tokens_warms_nothing(tokenizer) -> None:
-    assert _stable_prefix(tokenizer.encode(PREFIX), tokenizer) == 0
+    assert stable_prefix(tokenizer.encode(PREFIX), tokenizer) == 0
