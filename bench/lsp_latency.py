@@ -312,7 +312,8 @@ async def measure(name: str, tree: Path, project: Path, cache: Path, args: argpa
         await run_trace(editor, args)
         await asyncio.sleep(1.5)  # let cancelled requests finish their accounting
         end = (await conn.call("loopls/status"))["stats"]
-        result.status = {k: (v - start_stats.get(k, 0) if isinstance(v, (int, float)) else v)
+        # counters become the trace's share; gauges (the last request's figures) stay as read
+        result.status = {k: (v - start_stats.get(k, 0) if isinstance(v, (int, float)) and not _gauge(k) else v)
                          for k, v in end.items()}
         result.load = (load_start, os.getloadavg()[0])
         await conn.call("shutdown")
@@ -324,6 +325,11 @@ async def measure(name: str, tree: Path, project: Path, cache: Path, args: argpa
             await proc.wait()
         conn.reader.cancel()
     return result
+
+
+def _gauge(stat: str) -> bool:
+    """Status figures of the last or newest request, not running totals."""
+    return stat.startswith(("last_", "newest"))
 
 
 def source_tree(spec: str, work: Path) -> tuple[Path, str]:

@@ -11,6 +11,7 @@ import pytest
 import pytest_lsp
 from lsprotocol import types
 from pytest_lsp import ClientServerConfig, LanguageClient
+from lsp_session import plain
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "context"))
 from context_helpers import make_repo, write  # noqa: E402
@@ -52,17 +53,8 @@ def _open(client: LanguageClient, root: Path, rel: str, text: str) -> str:
     return uri
 
 
-def _plain(value):
-    """The client hands back untyped results as named tuples: plain dicts and lists again."""
-    if hasattr(value, "_asdict"):
-        return {k: _plain(v) for k, v in value._asdict().items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value
-
-
 async def _explain(client: LanguageClient, uri: str, line: int, character: int, budget: int = 1024) -> dict:
-    return _plain(await client.protocol.send_request_async("loopls/explainContext", {
+    return plain(await client.protocol.send_request_async("loopls/explainContext", {
         "textDocument": {"uri": uri}, "position": {"line": line, "character": character}, "budget": budget}))
 
 
@@ -116,7 +108,7 @@ async def test_completion_uses_packed_context(client: LanguageClient, workspace:
         text_document=types.TextDocumentIdentifier(uri=uri), position=types.Position(line=5, character=14),
         context=types.InlineCompletionContext(trigger_kind=types.InlineCompletionTriggerKind.Invoked)))
     assert result is None or isinstance(result, types.InlineCompletionList)
-    status = _plain(await client.protocol.send_request_async("loopls/contextStatus", {}))
+    status = plain(await client.protocol.send_request_async("loopls/contextStatus", {}))
     assert status["indexed"] and status["files"] == 3 and status["openDocuments"] == ["main.py"]
     assert status["completionPrompts"] == 1
     assert 0 < status["lastPromptTokens"] <= 2048  # completion.contextTokens, the default budget

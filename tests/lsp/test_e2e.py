@@ -13,6 +13,7 @@ import pytest_lsp
 from lsprotocol import types
 from pygls.exceptions import JsonRpcException
 from pytest_lsp import ClientServerConfig, LanguageClient
+from lsp_session import plain
 
 SERVER = [sys.executable, "-m", "loopls.lsp", "lsp"]
 URI = "file:///tmp/loopls-e2e/example.py"
@@ -25,12 +26,6 @@ TEXT = (
     "def perimeter(radius):\n"
     "    \n"
 )
-
-
-def _plain(value):
-    if hasattr(value, "_asdict"):
-        return {k: _plain(v) for k, v in value._asdict().items()}
-    return value
 
 
 @pytest_lsp.fixture(config=ClientServerConfig(server_command=SERVER))
@@ -59,7 +54,7 @@ def _inline(line: int, character: int, uri: str = URI) -> types.InlineCompletion
 
 
 async def _status(client: LanguageClient) -> dict:
-    return _plain(await client.protocol.send_request_async("loopls/status", None))
+    return plain(await client.protocol.send_request_async("loopls/status", None))
 
 
 async def test_initialize_advertises_inline_completion(client: LanguageClient) -> None:

@@ -16,6 +16,7 @@ import git
 import pytest_lsp
 from lsprotocol import types
 from pytest_lsp import ClientServerConfig, LanguageClient
+from lsp_session import plain
 
 SERVER = [sys.executable, "-m", "loopls.lsp", "lsp"]
 LINES = 100_000
@@ -40,16 +41,8 @@ async def client(lsp_client: LanguageClient, tmp_path: Path):
     await lsp_client.shutdown_session()
 
 
-def _plain(value):
-    if hasattr(value, "_asdict"):
-        return {k: _plain(v) for k, v in value._asdict().items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value
-
-
 async def _request(client: LanguageClient, method: str, params) -> object:
-    return _plain(await asyncio.wait_for(client.protocol.send_request_async(method, params), LIVENESS_S))
+    return plain(await asyncio.wait_for(client.protocol.send_request_async(method, params), LIVENESS_S))
 
 
 async def test_every_request_answers_with_a_100000_line_buffer(client: LanguageClient):

@@ -17,6 +17,7 @@ import git
 import pytest_lsp
 from lsprotocol import types
 from pytest_lsp import ClientServerConfig, LanguageClient
+from lsp_session import plain
 
 SERVER = [sys.executable, "-m", "loopls.lsp", "lsp"]
 LINES = 20_000
@@ -55,14 +56,8 @@ def _edit(client: LanguageClient, uri: str, version: int, line: int, text: str, 
         content_changes=[types.TextDocumentContentChangePartial(range=rng, text=text)]))
 
 
-def _plain(value):
-    if hasattr(value, "_asdict"):
-        return {k: _plain(v) for k, v in value._asdict().items()}
-    return value
-
-
 async def _status(client: LanguageClient) -> dict:
-    return _plain(await client.protocol.send_request_async("loopls/status", None))
+    return plain(await client.protocol.send_request_async("loopls/status", None))
 
 
 async def _pull(client: LanguageClient, uri: str) -> list[types.Diagnostic]:

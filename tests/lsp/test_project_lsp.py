@@ -14,6 +14,7 @@ import pytest
 import pytest_lsp
 from lsprotocol import types
 from pytest_lsp import ClientServerConfig, LanguageClient
+from lsp_session import plain
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "context"))
 from context_helpers import make_repo  # noqa: E402
@@ -59,20 +60,12 @@ async def _pull(client: LanguageClient, uri: str) -> list[types.Diagnostic]:
     return list(report.items)
 
 
-def _plain(value):
-    if hasattr(value, "_asdict"):
-        return {k: _plain(v) for k, v in value._asdict().items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value
-
-
 async def test_every_folder_is_indexed_and_diagnosed_and_folders_come_and_go(client, folders):
     alpha = _open(client, (folders["alpha"] / "alpha.py").as_uri(), WIDE.replace("wide", "alpha_wide"))
     beta = _open(client, (folders["beta"] / "beta.py").as_uri(), WIDE.replace("wide", "beta_wide"))
     assert [d.code for d in await _pull(client, alpha)] == ["LS104"]
     assert [d.code for d in await _pull(client, beta)] == ["LS104"]  # the pipe in beta did not hang it
-    status = _plain(await client.protocol.send_request_async("loopls/contextStatus", {}))
+    status = plain(await client.protocol.send_request_async("loopls/contextStatus", {}))
     assert status["indexed"] and len(status["roots"]) == 2 and status["files"] == 2
     client.workspace_did_change_workspace_folders(types.DidChangeWorkspaceFoldersParams(
         event=types.WorkspaceFoldersChangeEvent(
@@ -81,7 +74,7 @@ async def test_every_folder_is_indexed_and_diagnosed_and_folders_come_and_go(cli
     gamma = _open(client, (folders["gamma"] / "gamma.py").as_uri(), WIDE.replace("wide", "gamma_wide"))
     assert [d.code for d in await _pull(client, gamma)] == ["LS104"]
     assert await _pull(client, alpha) == []  # no longer a workspace folder
-    status = _plain(await client.protocol.send_request_async("loopls/contextStatus", {}))
+    status = plain(await client.protocol.send_request_async("loopls/contextStatus", {}))
     assert sorted(Path(r).name for r in status["roots"]) == ["beta", "gamma"]
 
 
