@@ -8,7 +8,25 @@ async engine in process (the optional extra `loopls[vllm]`). `load_backend` pick
 
 from __future__ import annotations
 
-from .base import BACKENDS, Backend, BackendConfig, BackendError, BackendInfo, Stream
+from typing import TYPE_CHECKING
+
+from .config import BACKENDS, BackendConfig, BackendError
+
+if TYPE_CHECKING:
+    from .base import Backend, BackendInfo, Stream
+
+# The interface types import the engine (torch); the options and the command line only need
+# the config, so they are loaded on first use (PEP 562) and a bad setting is reported in
+# milliseconds, not after torch has loaded.
+_INTERFACE = ("Backend", "BackendInfo", "Stream")
+
+
+def __getattr__(name: str) -> object:
+    if name in _INTERFACE:
+        from . import base
+
+        return getattr(base, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def load_backend(config: BackendConfig) -> Backend:

@@ -26,10 +26,10 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def fail(message: str, prog: str = "loopls") -> int:
-    """Report a user error on one line; the exit code for it."""
+def fail(message: str, prog: str = "loopls", code: int = 2) -> int:
+    """Report a user error on one line; the exit code for it (2 unless told)."""
     print(f"{prog}: {' '.join(message.split())}", file=sys.stderr)
-    return 2
+    return code
 
 
 def os_error(exc: OSError) -> str:

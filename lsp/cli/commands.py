@@ -17,8 +17,6 @@ from loopls.context.project import Project
 from loopls.engine.backends import BackendConfig
 from loopls.engine.model.models import cache_dir
 
-from ..completion.service import CompletionRequest, CompletionService
-from ..model_host import UNTRAINED_NOTICE, EngineFailed, ModelHost
 from ..options import CompletionOptions
 from ..positions import offset_from_cli
 from .args import fail, os_error, read_source
@@ -40,6 +38,11 @@ def run_complete(args: argparse.Namespace) -> int:
 async def _complete(args: argparse.Namespace, path: Path, text: str, offset: int, options: CompletionOptions) -> int:
     """The server's completion service, run once: the same prompt (with the project's context
     when the file is in a git work tree), the same post-processing and secret filter."""
+    # The service and the model host load the engine (torch): only once the file and the
+    # position have been checked, so a mistyped path is reported at once.
+    from ..completion.service import CompletionRequest, CompletionService
+    from ..model_host import UNTRAINED_NOTICE, EngineFailed, ModelHost
+
     with ThreadPoolExecutor(1, thread_name_prefix="loopls-prepare") as thread:
         models = ModelHost(thread)
         models.configure(BackendConfig(model=args.model, device=args.device,
@@ -65,8 +68,12 @@ async def _complete(args: argparse.Namespace, path: Path, text: str, offset: int
             "items": [{"insertText": s.text, "replace": s.replace} for s in items],
             "model": {"path": info.path, "modelType": info.model_type, "untrained": info.untrained,
                       "backend": info.backend},
-            "promptTokens": result.prompt_tokens if result else None,
-            "contextFiles": result.context_files if result else None,
+            # Without a suggestion, why not (the service's null reason: "empty", "no prompt", …)
+            # and the prompt size when a prompt was built; never a field that is just null.
+            **({"promptTokens": result.prompt_tokens, "contextFiles": result.context_files} if result else
+               {"noCompletion": service.stats.last_null or "empty",
+                **({"promptTokens": service.stats.last_engine["prompt_tokens"]}
+                   if service.stats.last_engine.get("prompt_tokens") is not None else {})}),
             "generatedTokens": models.stats.last_generated_tokens,
             **({"notice": UNTRAINED_NOTICE} if info.untrained else {}),
         }, indent=2))

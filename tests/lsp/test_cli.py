@@ -32,6 +32,20 @@ def test_version() -> None:
     assert out.stdout.strip() == f"loopls {__version__}"
 
 
+def test_usage_errors_are_reported_before_the_engine_loads(source: Path) -> None:
+    """A mistyped command or a bad option is answered without importing torch: the parser,
+    the options and every subcommand's argument checks stay free of the engine."""
+    probe = ("import sys, runpy\n"
+             "sys.argv = ['loopls', *sys.argv[1:]]\n"
+             "try:\n    runpy.run_module('loopls.lsp', run_name='__main__')\n"
+             "except SystemExit as exc:\n    print('exit', exc.code, 'torch' in sys.modules)\n")
+    for args in (["--bogus"], ["complete", f"{source}:1:1", "--max-tokens", "0"],
+                 ["refactor", f"{source}:1:1", "bogus-kind"], ["complete", "missing.py:1:1"]):
+        out = subprocess.run([sys.executable, "-c", probe, *args], capture_output=True, text=True, timeout=120)
+        assert out.stdout.split() == ["exit", "2", "False"], (args, out.stdout, out.stderr)
+        assert "loopls" in out.stderr and "Traceback" not in out.stderr
+
+
 def test_complete_json_reports_items_and_untrained_model(source: Path) -> None:
     out = run("complete", f"{source}:5:5", "--json", "--max-tokens", "8", "--model", "tiny-random")
     assert out.returncode == 0, out.stderr
