@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 
 from tree_sitter import Node
 
+from .scopetree import ScopeTree
+
 FUNCTIONS = frozenset({"function_declaration", "function_expression", "function", "arrow_function",
                        "method_definition", "generator_function_declaration", "generator_function"})
 BLOCKS = frozenset({"statement_block", "for_statement", "for_in_statement", "catch_clause", "switch_body",
@@ -55,15 +57,10 @@ class JsUse:
     bind: bool
 
 
-class JsScopes:
+class JsScopes(ScopeTree[JsScope, JsUse]):
     def __init__(self, root: Node) -> None:
-        self.module = JsScope("program", root, None)
-        self.uses: list[JsUse] = []
+        super().__init__(JsScope("program", root, None))
         self._visit_children(root, self.module)
-
-    @property
-    def reads(self) -> list[JsUse]:
-        return [u for u in self.uses if not u.bind]
 
     def resolve(self, name: str, scope: JsScope) -> JsScope | None:
         current = scope
@@ -72,14 +69,6 @@ class JsScopes:
                 return current
             current = current.parent
         return None
-
-    def all_scopes(self) -> list[JsScope]:
-        out, stack = [], [self.module]
-        while stack:
-            scope = stack.pop()
-            out.append(scope)
-            stack.extend(scope.children)
-        return out
 
     # -- building -----------------------------------------------------------------------------
 

@@ -16,12 +16,11 @@ from dataclasses import dataclass, field
 
 from tree_sitter import Node
 
-from .edits import Edit, Refactoring
+from .edits import Refactoring
 from .jsscope import js_scopes
-from .source import Source, swallow_blank_lines as _swallow_blank_lines
+from .organize import organized
+from .source import Source
 
-KIND = "source.organizeImports"
-TITLE = "Organize imports"
 LINE_LENGTH = 100
 
 
@@ -38,18 +37,9 @@ class _Import:
 
 def organize_js(src: Source) -> list[Refactoring]:
     used = _used_names(src)
-    edits = []
-    for group in _groups(src):
-        imports = [_parse(src, node) for node in group]
-        new = _render(src, imports, used)
-        start, end = src.span(group[0])[0], src.span(group[-1])[1]
-        if not new:
-            end = _swallow_blank_lines(src, end)
-        if src.text[start:end] != new:
-            edits.append(Edit(start, end, new))
-    if not edits:
-        return []
-    return [Refactoring(KIND, TITLE, tuple(edits), (edits[0].start, edits[-1].end))]
+    return organized(src, ((src.span(group[0])[0], src.span(group[-1])[1],
+                            _render(src, [_parse(src, node) for node in group], used))
+                           for group in _groups(src)))
 
 
 def _groups(src: Source) -> list[list[Node]]:

@@ -20,12 +20,11 @@ from pathlib import Path, PurePosixPath
 
 from tree_sitter import Node
 
-from .edits import Edit, Refactoring
+from .edits import Refactoring
 from .pyscope import python_scopes
-from .source import Source, swallow_blank_lines as _swallow_blank_lines
+from .organize import organized
+from .source import Source
 
-KIND = "source.organizeImports"
-TITLE = "Organize imports"
 LINE_LENGTH = 88
 STDLIB = frozenset(getattr(sys, "stdlib_module_names", ())) | {"__future__"}
 _IMPORTS = frozenset({"import_statement", "import_from_statement", "future_import_statement"})
@@ -49,19 +48,10 @@ def organize_python(src: Source, path: str, first_party: frozenset[str] = frozen
         return []
     keep_all = PurePosixPath(path).name == "__init__.py"
     used = _used_names(src)
-    edits = []
-    for run in runs:
-        statements = [_parse(src, node, above) for node, above in run]
-        new = _render(statements, used, keep_all, first_party, src)
-        start = src.line_start(src.span(run[0][0])[0])
-        end = src.line_end(src.span(_last_node(src, run[-1][0]))[1])
-        if not new:
-            end = _swallow_blank_lines(src, end)
-        if src.text[start:end] != new:
-            edits.append(Edit(start, end, new))
-    if not edits:
-        return []
-    return [Refactoring(KIND, TITLE, tuple(edits), (edits[0].start, edits[-1].end))]
+    return organized(src, ((src.line_start(src.span(run[0][0])[0]),
+                            src.line_end(src.span(_last_node(src, run[-1][0]))[1]),
+                            _render([_parse(src, node, above) for node, above in run], used, keep_all, first_party, src))
+                           for run in runs))
 
 
 def _runs(src: Source) -> list[list[tuple[Node, list[str]]]]:

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 
 from tree_sitter import Node
 
+from .scopetree import ScopeTree
+
 BUILTIN_NAMES = frozenset(dir(builtins)) | {
     "__file__", "__name__", "__doc__", "__spec__", "__loader__", "__package__", "__builtins__", "__path__",
     "__annotations__", "__dict__", "__module__", "__qualname__", "__class__", "__debug__",
@@ -73,20 +75,15 @@ BUILTINS = "<builtins>"
 STAR = "<star import>"
 
 
-class PyScopes:
+class PyScopes(ScopeTree[Scope, Use]):
     """Every scope of one module and every use of a name in it."""
 
     def __init__(self, root: Node) -> None:
-        self.module = Scope("module", root, None, "<module>")
-        self.uses: list[Use] = []
+        super().__init__(Scope("module", root, None, "<module>"))
         self._resolved: dict[tuple[str, int], Scope | str | None] = {}
         self._visit_block(root, self.module)
 
     # -- queries ----------------------------------------------------------------------------
-
-    @property
-    def reads(self) -> list[Use]:
-        return [u for u in self.uses if not u.bind]
 
     def resolve(self, name: str, scope: Scope) -> Scope | str | None:
         """The scope binding `name` as read from `scope`, BUILTINS, STAR, or None."""
@@ -126,14 +123,6 @@ class PyScopes:
                     best = child
                     stack.append(child)
         return best
-
-    def all_scopes(self) -> list[Scope]:
-        out, stack = [], [self.module]
-        while stack:
-            scope = stack.pop()
-            out.append(scope)
-            stack.extend(scope.children)
-        return out
 
     # -- building -----------------------------------------------------------------------------
 
