@@ -109,7 +109,9 @@ class DecodeGemm:
         return self._sk.skinny_gemm(x, gate, config, up=up)
 
     def _cublas_gated(self, x: torch.Tensor, gate: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
-        pair = gate_up_pair(gate, up) if x.is_cuda else None
+        # The fused activation has no backward: under autograd, torch's ops.
+        grad = torch.is_grad_enabled() and any(t.requires_grad for t in (x, gate, up))
+        pair = gate_up_pair(gate, up) if x.is_cuda and not grad else None
         if pair is None:
             return F.silu(F.linear(x, gate)) * F.linear(x, up)
         return self._sk.silu_mul(F.linear(x, pair))

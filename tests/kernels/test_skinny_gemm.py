@@ -126,7 +126,7 @@ def test_decode_gemm_leaves_cpu_tensors_to_torch(generator) -> None:
     assert gemm.table() == []
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@gpu
 def test_silu_mul_rounds_as_the_torch_ops() -> None:
     """The activation after one GEMM over gate and up side by side: silu(gate) * up, rounded
     like F.silu then * in the model dtype (bf16: within one unit in the last place)."""
@@ -142,7 +142,7 @@ def test_silu_mul_rounds_as_the_torch_ops() -> None:
         torch.testing.assert_close(got, want, **tol)
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@gpu
 def test_decode_gemm_runs_a_placed_pair_as_one_product() -> None:
     """gate and up side by side (layers.MLP.place): DecodeGemm.gated on cuBLAS (fp32: no Triton
     choice) multiplies the pair once and matches the two separate products; a cuBLASLt choice
