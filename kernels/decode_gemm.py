@@ -129,8 +129,9 @@ class DecodeGemm:
                 return None  # no timing inside a capture: cuBLAS
             choice = self._decide(kind, rows, x, weights)
             self.choices[key] = choice
-            log.info("decode GEMM %s %dx%dx%d: %s (cuBLAS %.1f us, best Triton %.1f us)",
-                     kind, rows, choice.n, choice.k, choice.row()["choice"], choice.cublas_us, choice.triton_us)
+            log.info("decode GEMM %s %dx%dx%d: %s (cuBLAS %.1f us, cuBLASLt %s us, best Triton %.1f us)",
+                     kind, rows, choice.n, choice.k, choice.row()["choice"], choice.cublas_us,
+                     "-" if choice.cublaslt_us is None else f"{choice.cublaslt_us:.1f}", choice.triton_us)
         return choice.config
 
     def _decide(self, kind: str, rows: int, x: torch.Tensor, weights: tuple[torch.Tensor, ...]) -> Choice:
@@ -159,7 +160,12 @@ class DecodeGemm:
         # and the memory planner's margin (not the K/V pool) covers it.
         flush = torch.empty(_FLUSH_BYTES, dtype=torch.uint8, device=x.device)
         base = self._time(cublas, flush)
-        lt_us = None if kind == "gated" else self._time(cublaslt, flush)
+        lt_us = None
+        if kind == "linear":
+            try:
+                lt_us = self._time(cublaslt, flush)
+            except RuntimeError as exc:  # a shape cuBLASLt refuses: cuBLAS and Triton remain
+                log.warning("decode GEMM %s %dx%dx%d: cuBLASLt failed: %s", kind, rows, n, k, exc)
         best, best_us = None, float("inf")
         for config in candidates:
             if kind == "gated":
