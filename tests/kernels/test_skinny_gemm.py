@@ -150,7 +150,7 @@ def test_decode_gemm_runs_a_placed_pair_as_one_product() -> None:
     from loopls.kernels.decode_gemm import CUBLASLT, DecodeGemm, gate_up_pair
 
     gen = torch.Generator(device="cuda").manual_seed(4)
-    pair = torch.randn(2 * 512, 256, device="cuda", generator=gen)
+    pair = torch.randn(2 * 512, 256, device="cuda", generator=gen) * 256**-0.5
     gate, up = pair[:512], pair[512:]
     assert gate_up_pair(gate, up) is not None
     x = torch.randn(8, 256, device="cuda", generator=gen)
@@ -158,7 +158,9 @@ def test_decode_gemm_runs_a_placed_pair_as_one_product() -> None:
     with torch.inference_mode():
         got = gemm.gated(x, gate, up)
         want = torch.nn.functional.silu(x @ gate.t()) * (x @ up.t())
-        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+        # fp32: one GEMM over the pair and two over its halves may sum K in different orders
+        # (different cuBLAS kernels), a few units in the last place; a wrong half would be O(1).
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
         xb, wb = x.bfloat16(), torch.randn(5120, 256, device="cuda", generator=gen).bfloat16()
         gemm.linear(xb, wb)  # timed once: cuBLAS, cuBLASLt or Triton
         rows = gemm.table()
