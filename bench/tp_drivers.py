@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from loopls.engine.model.collectives import model_all_reduce
 from loopls.engine.model.layers import decode_gemm_of
 from loopls.engine.model.sampler import SamplingParams
+from loopls.kernels.ops import attention_splits
 
 
 def sync(device: torch.device) -> None:
@@ -296,16 +297,19 @@ def drive_loop(session, context: int, steps: int, profile_steps: int, levels: li
         if time.monotonic() > deadline - 5:
             out["levels"][level] = {"skipped": "out of time"}
             continue
-        out["levels"][level] = _decode_level(core, base, lens[:level], decode_steps, outputs, seed.request_id)
+        out["levels"][level] = _decode_level(session, base, lens[:level], decode_steps, outputs, min(profile_steps, 4))
     cold_seconds = min(cold_seconds, deadline - 5 - time.monotonic())
     if cold_level and cold_seconds > 5:
         out["cold"] = _cold_load(core, cold_level, lo, hi, mean, outputs, cold_seconds)
     return out
 
 
-def _decode_level(core, base: list[int], lens: list[int], steps: int, outputs: int, tag: str) -> dict:
+def _decode_level(session, base: list[int], lens: list[int], steps: int, outputs: int, profile_steps: int) -> dict:
     """`len(lens)` sequences decoding at contexts `lens` (cached prefixes of `base` plus 16
-    tokens of their own): per-step time = ms per output token of each sequence."""
+    tokens of their own): per-step time = ms per output token of each sequence; then a
+    per-rank profile of `profile_steps` more steps (all-reduce share at this level), the graph
+    batch the steps replay and the attention split count of that batch."""
+    core = session.core
     vocab = core.model_config.vocab_size
     stamp = time.monotonic_ns()
     seqs = [core.add(f"L{len(lens)}-{i}-{stamp}", base[:n] + prompt(vocab, 16, 7000 + i),
@@ -313,7 +317,7 @@ def _decode_level(core, base: list[int], lens: list[int], steps: int, outputs: i
             for i, n in enumerate(lens)]
     while any(s.in_prefill or not s.output_ids for s in seqs if s.finish_reason is None):
         core.step()
-    times = []
+    times, step_log = [], []
     sync(core.runner.device)
     t = time.perf_counter()
     for _ in range(steps):
@@ -321,16 +325,36 @@ def _decode_level(core, base: list[int], lens: list[int], steps: int, outputs: i
         # the step before, the next one already queued): the time between two returns is
         # one output token of every sequence. No device sync in between, which would stall
         # the overlap it measures.
-        core.step()
+        events = core.step()
         now = time.perf_counter()
         times.append(1e3 * (now - t))
         t = now
+        # The step log: sequences that got a token, and whether any prompt was still waiting
+        # or in prefill (a chunk sharing the step with the decodes).
+        step_log.append((len(events), len(core.scheduler.waiting), sum(s.in_prefill for s in seqs)))
     produced = len(times) * len(seqs)
+    profile = []
+    if profile_steps:
+        def run() -> int:
+            for _ in range(profile_steps):
+                core.step()
+            return profile_steps
+
+        profile = session.profile(run)
     for s in seqs:
         core.abort(s.request_id)
+    executor = core.runner.executor
+    bucket = executor.batch_for(len(seqs))
+    # The split count the replayed graph was captured with: from its batch, the rank's KV heads
+    # and its block tables' width (launch.default_splits), as kernels.ops sizes it.
+    kv_heads = executor.model.model.layers[0].self_attn.num_kv_heads
+    keys = executor.graphs.tables.shape[-1] * core.config.block_size if bucket else max(lens) + steps + 16
+    splits = attention_splits(bucket or len(seqs), kv_heads, keys, core.runner.device)
     return {"p50_ms": float(np.percentile(times, 50)), "p95_ms": float(np.percentile(times, 95)),
             "tok_s": produced / (sum(times) / 1e3), "mean_context": statistics.mean(lens),
-            "cached_tokens": statistics.mean(s.metrics.cached_tokens for s in seqs)}
+            "max_context": max(lens), "graph_batch": bucket, "step_tokens": sorted({e for e, _, _ in step_log}),
+            "steps_with_prefill": sum(1 for _, w, p in step_log if w or p), "attention_splits": splits,
+            "cached_tokens": statistics.mean(s.metrics.cached_tokens for s in seqs), "profile": profile}
 
 
 def _cold_load(core, level: int, lo: int, hi: int, mean: int, outputs: int, seconds: float) -> dict:

@@ -172,9 +172,15 @@ class Report:
             if "skipped" in d:
                 self.loop_rows.append((f"decode, {level} concurrent", d["skipped"], "", ""))
                 continue
+            ar = ", ".join(f"r{r} {p['all_reduce']:.2f} ms ({100 * p['all_reduce'] / p['wall']:.0f}%), "
+                           f"attention {p['attention']:.1f} ms" for r, p in enumerate(d.get("profile") or []) if p)
+            extra = (f"; tokens per step {d.get('step_tokens')}, {d.get('steps_with_prefill')} steps with a prefill, graph batch "
+                     f"{d.get('graph_batch')}, {d.get('attention_splits')} splits, longest {d.get('max_context', 0) / 1024:.1f}K")
             self.loop_rows.append((f"decode, {level} concurrent, mean context {d['mean_context'] / 1024:.1f}K",
-                                   f"{d['tok_s']:.0f} tok/s", f"P50 {d['p50_ms']:.1f} / P95 {d['p95_ms']:.1f} ms per output token",
+                                   f"{d['tok_s']:.0f} tok/s", f"P50 {d['p50_ms']:.1f} / P95 {d['p95_ms']:.1f} ms per output token"
+                                   + (f"; all-reduce {ar}" if ar else "") + extra,
                                    REPORT_4XA100))
+            self._profile_rows(f"40B-Loop TP=2 {level} concurrent", level, d.get("profile") or [])
             print("   " + " | ".join(self.loop_rows[-1][:3]), flush=True)
         cold = res.get("cold")
         if cold:
@@ -212,11 +218,13 @@ class Report:
                 f"{us:.1f} µs, {g['bytes'] / us / 1e3:.0f} GB/s" for us in g["us"].values()) + " |" for g in self.gemms]
         for run, ranks in self.choices:
             others = sum(a["choice"] != b["choice"] for rows in ranks[1:] for a, b in zip(rows, ranks[0]))
-            lines += ["", f"Decode GEMMs of {run}, rank 0: cuBLAS vs the best Triton config (µs, cold L2), what runs "
-                      f"(other ranks chose differently for {others} shapes; all in the JSON)",
-                      "", "| kind | rows | N x K | cuBLAS µs | Triton µs | runs |", "|---|---|---|---|---|---|"]
+            lines += ["", f"Decode GEMMs of {run}, rank 0: cuBLAS (gated: over gate and up side by side where "
+                      f"placed so, + SiLU x up), cuBLASLt (plain products) and the best Triton config (µs, cold L2), "
+                      f"what runs (other ranks chose differently for {others} shapes; all in the JSON)",
+                      "", "| kind | rows | N x K | cuBLAS µs | cuBLASLt µs | Triton µs | runs |",
+                      "|---|---|---|---|---|---|---|"]
             lines += [f"| {c['kind']} | {c['rows']} | {c['n']} x {c['k']} | {c['cublas_us']:.1f} | "
-                      f"{c['triton_us']:.1f} | {c['choice']} |" for c in ranks[0]]
+                      f"{_us(c.get('cublaslt_us'))} | {c['triton_us']:.1f} | {c['choice']} |" for c in ranks[0]]
         lines += ["", "Sections: " + "; ".join(f"{k}: {v}" for k, v in self.status.items())]
         if self.tests:
             lines += [f"GPU tests: pytest exit {self.tests['returncode']}: {self.tests['tail'][-1] if self.tests['tail'] else ''}"]
@@ -230,6 +238,10 @@ class Report:
                          gemm_choices=self.choices)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.path.write_text(json.dumps(self.data, indent=1, default=str))
+
+
+def _us(value: float | None) -> str:
+    return "—" if value is None else f"{value:.1f}"
 
 
 def _compare(check: dict, ref: dict) -> str:

@@ -20,10 +20,12 @@ deadline; an error is printed and the run goes on:
    step profile (GEMM / attention / all-reduce / other kernels / GPU idle = host), the
    greedy check against TP=1 in the same mode and async against sync (same tokens, max
    |Δlogit|).
-3. IQuest-Coder-V1-40B-Loop shape (80 layers x 2 loops, W 64), TP=2: batch-1 decode (sync,
-   then async with a profile); then under async scheduling: decode at 8/16/24/32 concurrent sequences over the deployment report's input
-   lengths (8K-64K, mean 27K; their K/V shared through one cached prompt, so each level
-   costs decode steps only); the report's cold load at one level (new prompts, 256
+3. IQuest-Coder-V1-40B-Loop shape (80 layers x 2 loops, W 64), TP=2, with the all-reduce the
+   server picks (`auto`; --loop-all-reduce): batch-1 decode (sync, then async with a
+   profile); then under async scheduling: decode at 8/16/24/32 concurrent sequences over the
+   deployment report's input lengths (8K-64K, mean 27K; their K/V shared through one cached
+   prompt, so each level costs decode steps only), each level with both ranks' step profile
+   (all-reduce ms/step and share), the graph batch it replays and its attention split count; the report's cold load at one level (new prompts, 256
    outputs) for as long as the budget allows.
 4. The GPU tests of the serving engine (tests/engine: tensor-parallel, CUDA-graph and
    async-scheduling equivalence, pool sizing).
@@ -75,14 +77,14 @@ def shape(name: str, smoke: bool) -> ModelConfig:
                        **dims)
 
 
-def spec(config: ModelConfig, world: int, args, driver, **driver_args) -> WorkerSpec:
+def spec(config: ModelConfig, world: int, args, driver, all_reduce: str = "nccl", **driver_args) -> WorkerSpec:
     smoke = args.cpu_smoke
     dtype = torch.float32 if smoke else torch.bfloat16
     scheduler = SchedulerConfig(num_blocks=1024 if smoke else 1, block_size=16, max_num_seqs=args.batch,
                                 max_step_tokens=args.step_tokens, num_speculative_tokens=0)
     return WorkerSpec(factory=functools.partial(random_shard, config, dtype=dtype, seed=2026), world=world,
                       device="cpu" if smoke else "cuda", scheduler=scheduler, plan_memory=not smoke,
-                      all_reduce="nccl", driver=driver, driver_args=driver_args)
+                      all_reduce=all_reduce, driver=driver, driver_args=driver_args)
 
 
 class Budget:
@@ -160,7 +162,8 @@ def loop_section(report: Report, args, budget: Budget) -> None:
 
     def run() -> None:
         timeout = budget.take(args.loop_s, args.reserve_s)
-        res = run_driver(spec(config, 2, args, tp_drivers.drive_loop, context=args.context, steps=args.steps,
+        res = run_driver(spec(config, 2, args, tp_drivers.drive_loop, all_reduce=args.loop_all_reduce,
+                              context=args.context, steps=args.steps,
                               profile_steps=args.profile_steps, levels=levels, lengths=lengths,
                               decode_steps=args.steps, cold_level=args.cold_level, outputs=args.outputs,
                               cold_seconds=args.cold_s, deadline=deadline(timeout)), timeout=timeout)
@@ -216,6 +219,8 @@ def main() -> None:
     ap.add_argument("--cold-s", type=float, default=45, help="seconds of the cold load (less if the deadline is near)")
     ap.add_argument("--outputs", type=int, default=256)
     ap.add_argument("--variants", default="nccl,symm-one-shot,symm-fused", help="all-reduce variants at TP=2")
+    ap.add_argument("--loop-all-reduce", default="auto",
+                    help="all-reduce of the 40B-Loop section (auto: symm-fused where it runs, as the server picks)")
     ap.add_argument("--modes", default="sync,async", help="scheduling modes, each measured in turn; "
                     "a '-cublas' suffix (async-cublas) runs every GEMM on cuBLAS instead of the per-shape choice")
     ap.add_argument("--skip", default="", help="comma list of: 14b, loop, tests")

@@ -8,6 +8,7 @@ and no host sync is ever needed.
 from __future__ import annotations
 
 import functools
+import math
 from dataclasses import dataclass
 
 import torch
@@ -73,14 +74,22 @@ def _multiprocessors(device: torch.device) -> int:
 def decode_splits(
     num_seqs: int, num_kv_heads: int, max_seq_len: int, device: torch.device, multiprocessors: int | None = None
 ) -> int:
-    """Split count for a decode step: up to two programs per multiprocessor, each with at least
-    MIN_KEYS_PER_SPLIT keys of the longest sequence. `multiprocessors` defaults to the device's."""
+    """Split count for a decode step: about two programs per multiprocessor, each with at least
+    MIN_KEYS_PER_SPLIT keys of the longest sequence. `multiprocessors` defaults to the device's.
+
+    The count is a power of two (few distinct merge kernels to compile, and graphs of one batch
+    size share it), the one nearest to the count wanted on a log scale. Rounding down instead
+    halved the grid whenever the wanted count was just above a power of two: 3 wanted at 24 or
+    32 sequences over 4 KV heads (a TP=2 rank of the 14B and 40B shapes) gave 2 splits, 192 or
+    256 programs for 264 slots, and each sequence's keys in two halves. As every sequence is
+    cut into the same number of shares, the longest sequence's share sets the kernel's time:
+    at 24 and 32 sequences of 8K-64K contexts the step took as long as with 2 splits at 32."""
     sms = multiprocessors or _multiprocessors(torch.device(device))
     programs = max(1, num_seqs * num_kv_heads)
     want = -(-2 * sms // programs)
+    nearest = 1 << round(math.log2(want))
     most = max(1, max_seq_len // MIN_KEYS_PER_SPLIT)
-    # a power of two: few distinct merge kernels to compile, and graphs of one batch size share it
-    return 1 << (max(1, min(want, most, MAX_SPLITS)).bit_length() - 1)
+    return 1 << (max(1, min(nearest, most, MAX_SPLITS)).bit_length() - 1)
 
 
 def default_splits(

@@ -183,3 +183,35 @@ def skinny_gemm(
         num_warps=config.num_warps, num_stages=config.num_stages,
     )
     return out
+
+
+@triton.jit
+def _silu_mul_kernel(
+    y_ptr,  # [M, 2N]: x @ gate.T then x @ up.T, side by side
+    out_ptr,  # [M, N]
+    N,
+    stride_ym, stride_om,
+    BLOCK: tl.constexpr,
+):
+    row = tl.program_id(0)
+    cols = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
+    ok = cols < N
+    dtype = out_ptr.dtype.element_ty
+    g = tl.load(y_ptr + row * stride_ym + cols, mask=ok, other=0.0).to(tl.float32)
+    u = tl.load(y_ptr + row * stride_ym + N + cols, mask=ok, other=0.0).to(tl.float32)
+    # Rounded as the unfused torch ops round: silu in the model dtype, then the product.
+    act = (g / (1.0 + tl.exp(-g))).to(dtype).to(tl.float32)
+    tl.store(out_ptr + row * stride_om + cols, (act * u).to(dtype), mask=ok)
+
+
+def silu_mul(y: torch.Tensor) -> torch.Tensor:
+    """[M, 2N] (gate's products, then up's) -> silu(gate) * up [M, N]: the activation after one
+    cuBLAS GEMM over an MLP's gate and up weights laid side by side (decode_gemm.py)."""
+    rows, cols = y.shape[0], y.shape[1] // 2
+    if y.stride(1) != 1:
+        y = y.contiguous()
+    out = torch.empty(rows, cols, dtype=y.dtype, device=y.device)
+    block = 1024
+    if rows:
+        _silu_mul_kernel[(rows, triton.cdiv(cols, block))](y, out, cols, y.stride(0), out.stride(0), BLOCK=block, num_warps=4)
+    return out

@@ -82,6 +82,15 @@ class Attention(nn.Module):
 
 
 class MLP(nn.Module):
+    """gate_proj, up_proj and down_proj, named as in the checkpoints.
+
+    On a GPU, gate's and up's weights are placed side by side in one allocation as they are
+    loaded (`place`): the decode GEMM then runs them as one product over the pair, one weight
+    stream instead of two (kernels/decode_gemm.py). Fusing them after loading instead copied
+    every pair and left the old blocks as holes the caching allocator could not give back
+    (2-8 GiB less K/V pool per GPU). The parameters stay two, views of the pair, so names,
+    state dicts and tensor-parallel slicing are unchanged; on a CPU nothing is placed."""
+
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.gate_proj = nn.Linear(config.hidden_size, config.intermediate_size, bias=False)
@@ -91,6 +100,25 @@ class MLP(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.down_proj(self.activation(x))
+
+    def place(self, attr: str, value: torch.Tensor) -> None:
+        """Set gate_proj's or up_proj's weight (`attr`) to `value`, inside the [2 I, H] pair
+        whose other half the other projection holds (or will hold: the first one allocates it)."""
+        mine, other = (self.gate_proj, self.up_proj) if attr == "gate_proj" else (self.up_proj, self.gate_proj)
+        half = 0 if attr == "gate_proj" else 1
+        rows, cols = value.shape
+        held = other.weight
+        offset = (1 - half) * rows * cols  # where the other half starts in the pair
+        if (
+            held.device == value.device and held.dtype == value.dtype and held.shape == value.shape
+            and held.is_contiguous() and held.storage_offset() == offset
+            and held.untyped_storage().nbytes() == 2 * value.numel() * value.element_size()
+        ):
+            pair = held.as_strided((2 * rows, cols), (cols, 1), 0)
+        else:
+            pair = torch.empty(2 * rows, cols, dtype=value.dtype, device=value.device)
+        pair[half * rows : (half + 1) * rows].copy_(value)
+        mine.weight = nn.Parameter(pair[half * rows : (half + 1) * rows], requires_grad=False)
 
     def activation(self, x: torch.Tensor) -> torch.Tensor:
         """silu(gate_proj(x)) * up_proj(x): down_proj's input."""
@@ -105,10 +133,7 @@ class FusedLinear(nn.Module):
     A GPU decode step streams every weight once per token, and a small matrix streams below
     the copy bandwidth (its kernel's ramp-up and tail weigh more): one kernel over q, k and v
     stacked instead of three, the smallest of them a few MB at tensor-parallel widths.
-    gate and up are not fused: on an H200 a 27648 x 5120 bf16 matrix, one of them at the 14B
-    shape, streams at 4.3 TB/s whether alone or stacked (docs/benchmarks.md, GEMM probe), and
-    copying them into a fused weight left their old blocks as holes the caching allocator
-    could not give back (2-8 GiB less K/V pool per GPU).
+    gate and up are not fused here but placed side by side as they load (MLP.place).
 
     One part is kept as it is (its weight shared, not copied): a plain linear layer whose GEMM
     a `DecodeGemm` may choose (use_decode_gemm)."""

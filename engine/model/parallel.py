@@ -27,6 +27,7 @@ from torch import nn
 
 from .collectives import AllReduce
 from .config import ModelConfig
+from .layers import MLP
 from .transformer import CausalLM
 
 
@@ -185,6 +186,12 @@ def apply_tensor_parallel(model: CausalLM, shard: Shard) -> CausalLM:
 
 def set_parameter(model: nn.Module, name: str, value: torch.Tensor) -> None:
     module_name, _, attr = name.rpartition(".")
+    parent, _, proj = module_name.rpartition(".")
+    if value.is_cuda and attr == "weight" and proj in ("gate_proj", "up_proj"):
+        mlp = model.get_submodule(parent)
+        if isinstance(mlp, MLP):
+            mlp.place(proj, value)  # gate and up side by side: one GEMM on GPUs
+            return
     setattr(model.get_submodule(module_name), attr, nn.Parameter(value, requires_grad=False))
 
 

@@ -22,10 +22,22 @@ def test_a_decode_step_splits_long_sequences_to_fill_the_gpu() -> None:
     assert _splits(32, 32, 2048) == 2  # 256 programs: two per multiprocessor wanted
 
 
+def test_the_split_count_is_the_nearest_power_of_two_not_the_one_below() -> None:
+    # A TP=2 rank of the 14B/40B shapes holds 4 KV heads: 24 or 32 sequences want 3 splits.
+    # Rounding down gave 2 (192 or 256 programs for 264 slots); 4 is nearer on a log scale.
+    k_cache = torch.empty(1, 16, 4, 128)
+    for seqs in (24, 32):
+        tables = torch.empty(seqs, 65536 // 16, dtype=torch.int32)
+        q = torch.empty(seqs, 20, 128)
+        assert default_splits(q, k_cache, tables, None, multiprocessors=H200_SMS) == 4
+    tables = torch.empty(16, 65536 // 16, dtype=torch.int32)
+    assert default_splits(torch.empty(16, 20, 128), k_cache, tables, None, multiprocessors=H200_SMS) == 4  # 5 wanted
+
+
 def test_a_short_chunk_over_a_long_cached_prefix_is_split() -> None:
     # 64 new tokens after 32K cached: 3 query tiles x 8 KV heads = 24 programs unsplit.
     assert _splits(64, 1, 32768 + 64) == 8
-    assert _splits(64, 1, 32768 + 64, sets=2) == 4  # Loop tiles hold 64 rows: 6 x 8 programs
+    assert _splits(64, 1, 32768 + 64, sets=2) == 8  # Loop tiles hold 64 rows: 6 x 8 programs, 6 wanted
 
 
 def test_a_cold_prefill_and_short_sequences_are_not_split() -> None:

@@ -124,3 +124,48 @@ def test_decode_gemm_leaves_cpu_tensors_to_torch(generator) -> None:
     assert torch.equal(gemm.linear(x, w), F.linear(x, w))
     assert torch.equal(gemm.gated(x, w, up), F.silu(F.linear(x, w)) * F.linear(x, up))
     assert gemm.table() == []
+
+
+@gpu
+def test_silu_mul_rounds_as_the_torch_ops() -> None:
+    """The activation after one GEMM over gate and up side by side: silu(gate) * up, rounded
+    like F.silu then * in the model dtype (bf16: within one unit in the last place)."""
+    from loopls.kernels.skinny_gemm import silu_mul
+
+    gen = torch.Generator(device="cuda").manual_seed(3)
+    for rows, n, dtype in ((1, 13824, torch.bfloat16), (32, 13824, torch.bfloat16), (300, 1000, torch.float32)):
+        y = torch.randn(rows, 2 * n, device="cuda", generator=gen).to(dtype) * 3
+        want = torch.nn.functional.silu(y[:, :n]) * y[:, n:]
+        got = silu_mul(y)
+        assert got.shape == (rows, n) and got.dtype == dtype
+        tol = dict(rtol=1e-5, atol=1e-6) if dtype == torch.float32 else dict(rtol=2 ** -7, atol=1e-3)
+        torch.testing.assert_close(got, want, **tol)
+
+
+@gpu
+def test_decode_gemm_runs_a_placed_pair_as_one_product() -> None:
+    """gate and up side by side (layers.MLP.place): DecodeGemm.gated on cuBLAS (fp32: no Triton
+    choice) multiplies the pair once and matches the two separate products; a cuBLASLt choice
+    for a plain product computes what torch.mm does."""
+    from loopls.kernels.decode_gemm import CUBLASLT, DecodeGemm, gate_up_pair
+
+    gen = torch.Generator(device="cuda").manual_seed(4)
+    pair = torch.randn(2 * 512, 256, device="cuda", generator=gen) * 256**-0.5
+    gate, up = pair[:512], pair[512:]
+    assert gate_up_pair(gate, up) is not None
+    x = torch.randn(8, 256, device="cuda", generator=gen)
+    gemm = DecodeGemm(torch.device("cuda"), 4096)
+    with torch.inference_mode():
+        got = gemm.gated(x, gate, up)
+        want = torch.nn.functional.silu(x @ gate.t()) * (x @ up.t())
+        # fp32: one GEMM over the pair and two over its halves may sum K in different orders
+        # (different cuBLAS kernels), a few units in the last place; a wrong half would be O(1).
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
+        xb, wb = x.bfloat16(), torch.randn(5120, 256, device="cuda", generator=gen).bfloat16()
+        gemm.linear(xb, wb)  # timed once: cuBLAS, cuBLASLt or Triton
+        rows = gemm.table()
+        assert rows and all("cublaslt_us" in r for r in rows if r["kind"] == "linear")
+        # Whatever was chosen, forcing cuBLASLt computes the product (within bf16 rounding).
+        key = next(iter(gemm.choices))
+        gemm.choices[key] = type(gemm.choices[key])(**{**gemm.choices[key].__dict__, "config": CUBLASLT})
+        torch.testing.assert_close(gemm.linear(xb, wb).float(), (xb @ wb.t()).float(), rtol=2 ** -7, atol=1e-2)
