@@ -43,6 +43,7 @@ LEADS = 8  # recent times to a first token remembered
 class _Rhythm:
     last: float
     intervals: deque[float] = field(default_factory=lambda: deque(maxlen=WINDOW))
+    paused: bool = True  # the last keystroke came after a pause (or was the first)
 
     def quantile(self, q: float) -> float:
         ordered = sorted(self.intervals)
@@ -70,7 +71,8 @@ class TypingDebounce:
             interval = now - rhythm.last
             rhythm.last = now
             limit = PAUSE_S if len(rhythm.intervals) < MIN_SAMPLES else min(PAUSE_S, PAUSE_FACTOR * rhythm.quantile(0.75))
-            if 0 < interval <= limit:
+            rhythm.paused = not 0 < interval <= limit
+            if not rhythm.paused:
                 rhythm.intervals.append(interval)
             self._docs.move_to_end(uri)
         return self.delay(uri)
@@ -81,6 +83,11 @@ class TypingDebounce:
             return INITIAL_DELAY_S
         lead = min(MAX_LEAD_S, sorted(self._leads)[len(self._leads) // 2]) if self._leads else 0.0
         return clamp(max(rhythm.quantile(0.5), rhythm.quantile(QUANTILE) - lead) + MARGIN_S)
+
+    def resumed(self, uri: str) -> bool:
+        """Whether the document's last keystroke ended a pause rather than a typing interval."""
+        rhythm = self._docs.get(uri)
+        return rhythm is None or rhythm.paused
 
     def __len__(self) -> int:
         return len(self._docs)

@@ -51,6 +51,7 @@ from .prompt_clock import PromptClock
 from .site import SiteReader
 from .sticky import StickyContext
 from .warmup import WarmUps, stable_prefix
+from .waste import WasteLedger
 
 log = logging.getLogger(__name__)
 MIN_PROMPT_BUDGET = 32
@@ -117,6 +118,7 @@ class CompletionService:
         self.debounce = TypingDebounce() if debounce else None
         self.cache = SuggestionCache()
         self.stats = ServiceStats()
+        self.waste = WasteLedger()
         self._sites = SiteReader(Languages())  # used on the prepare thread only
         self._sticky = StickyContext()  # likewise (and forget)
         self._packers: dict[int, Packer] = {}
@@ -131,11 +133,14 @@ class CompletionService:
             return None
         self.stats.requests += 1
         started = time.perf_counter()
+        delay = 0.0 if req.invoked or self.debounce is None else self.debounce.keystroke(req.uri, time.monotonic())
+        for uri in [uri for uri in self._flights if uri != req.uri]:
+            self._flights.pop(uri).cancel("moved")  # the user types elsewhere: no editor shows it now
         flight = self._flights.get(req.uri)
         if flight is not None and (req.invoked or not flight.keep_for(req.text, req.offset)):
-            flight.cancel()  # the document moved on: an older generation is stale
+            # the document moved on: an older generation is stale
+            flight.cancel("resumed" if self.debounce is not None and self.debounce.resumed(req.uri) else "typing")
             flight = None
-        delay = 0.0 if req.invoked or self.debounce is None else self.debounce.keystroke(req.uri, time.monotonic())
         ticket = self._latest[req.uri] = object()
         cached = self.cache.lookup(req.uri, req.text, req.offset, alternatives=req.invoked and options.candidates > 1)
         if cached is not None:
@@ -229,6 +234,8 @@ class CompletionService:
                 del self._flights[req.uri]
         if flight.kept:
             self.stats.kept += 1
+        if not suggestions:
+            self.waste.empty(flight.spent)
         if suggestions:
             self.cache.store(req.uri, req.text, req.offset, [(s.text, s.replace) for s in suggestions],
                              alternatives=req.invoked)
@@ -245,7 +252,7 @@ class CompletionService:
         self._sticky.forget(uri)
         flight = self._flights.pop(uri, None)
         if flight is not None:
-            flight.cancel()  # nobody will see what it writes
+            flight.cancel("closed")  # nobody will see what it writes
         self._latest.pop(uri, None)
         self._clock.forget(uri)
         self._warmups.forget(uri)
@@ -343,15 +350,20 @@ class CompletionService:
             if index == 0:
                 if self._flights.get(req.uri) is flight:
                     self.stats.newest_tokens = len(ids)
-                flight.wrote(raw if prep.site.multiline else raw.split("\n", 1)[0])
+                flight.wrote(raw if prep.site.multiline else raw.split("\n", 1)[0], len(ids))
             return is_final(raw, prep.site, options.max_lines)
+
+        def wasted(tokens: int) -> None:
+            latency = time.perf_counter() - flight.cancelled_at if flight.cancelled_at is not None else None
+            self.waste.cancelled(flight.why or "other", tokens, flight.seen if index == 0 else 0, latency)
 
         try:
             out = await self.models.generate(prep.ids, params, Priority.INLINE, supersede=f"inline:{req.uri}#{index}",
-                                             enough=enough)
+                                             enough=enough, wasted=wasted, started=flight.streams.append)
         except (ModelUnavailable, ValueError) as exc:  # ValueError: the engine cannot admit the prompt
             log.warning("completion not generated: %s", exc)
             return None
+        flight.spent += len(out.token_ids)
         if out.finish_reason not in ("stop", "length"):
             return None
         if index == 0:
