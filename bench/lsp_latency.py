@@ -313,8 +313,7 @@ async def measure(name: str, tree: Path, project: Path, cache: Path, args: argpa
         await asyncio.sleep(1.5)  # let cancelled requests finish their accounting
         end = (await conn.call("loopls/status"))["stats"]
         # counters become the trace's share; gauges (the last request's figures) stay as read
-        result.status = {k: (v - start_stats.get(k, 0) if isinstance(v, (int, float)) and not _gauge(k) else v)
-                         for k, v in end.items()}
+        result.status = _delta(end, start_stats)
         result.load = (load_start, os.getloadavg()[0])
         await conn.call("shutdown")
         conn.notify("exit", None)
@@ -327,9 +326,16 @@ async def measure(name: str, tree: Path, project: Path, cache: Path, args: argpa
     return result
 
 
+def _delta(end: dict, start: dict) -> dict:
+    """Counters as the trace's share (nested ones too: the waste ledger); gauges as read."""
+    return {k: (v - start.get(k, 0) if isinstance(v, (int, float)) and not _gauge(k)
+                else _delta(v, start.get(k) or {}) if isinstance(v, dict) and not _gauge(k) else v)
+            for k, v in end.items()}
+
+
 def _gauge(stat: str) -> bool:
     """Status figures of the last or newest request, not running totals."""
-    return stat.startswith(("last_", "newest"))
+    return stat.startswith(("last_", "newest", "cancel_ms", "tracked"))
 
 
 def source_tree(spec: str, work: Path) -> tuple[Path, str]:
