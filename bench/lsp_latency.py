@@ -335,7 +335,7 @@ def _delta(end: dict, start: dict) -> dict:
 
 def _gauge(stat: str) -> bool:
     """Status figures of the last or newest request, not running totals."""
-    return stat.startswith(("last_", "newest", "cancel_ms", "tracked"))
+    return stat.startswith(("last_", "newest", "cancel_ms", "tracked", "dropped_last"))
 
 
 def source_tree(spec: str, work: Path) -> tuple[Path, str]:
@@ -396,6 +396,7 @@ def waste(r: Result) -> str:
     to their end but were not shown (the answer came after the pause ended)."""
     ledger = dict(r.status["waste"])
     cancel_ms = ledger.pop("cancel_ms", None)
+    dropped, samples = ledger.pop("dropped", None), ledger.pop("dropped_last", None)
     parts = [f"{why} {t['tokens']} tokens / {t['generations']} generations"
              + (f" ({t['before_first']} before their first token, {t['after_cancel']} tokens after the cancel)"
                 if "before_first" in t and why != "empty" else "")
@@ -406,7 +407,9 @@ def waste(r: Result) -> str:
     parts.append(f"ran to the end but not shown in time {unseen} tokens")
     latency = (f"; cancel -> engine stopped, median {cancel_ms['p50']} ms, max {cancel_ms['max']} ms "
                f"(n = {cancel_ms['n']})") if cancel_ms else ""
-    return "wasted tokens by reason: " + "; ".join(parts) + latency
+    drops = (f"\n# {r.name}: candidates post-processing dropped, by step: {json.dumps(dropped)}; the last ones "
+             f"(step, line before the cursor, model text): {json.dumps(samples)}") if dropped else ""
+    return "wasted tokens by reason: " + "; ".join(parts) + latency + drops
 
 
 def main() -> None:

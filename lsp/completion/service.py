@@ -378,6 +378,7 @@ class CompletionService:
             raw = raw.split("\n", 1)[0]
         suggestion = finish(raw, prep.site, options.max_lines)
         if suggestion is None:
+            self.waste.dropped(raw, prep.site, options.max_lines)
             return None
         secret = inserted_secret(req.text, req.offset, req.offset + suggestion.replace, suggestion.text, req.path)
         if secret is not None:

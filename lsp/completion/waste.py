@@ -18,15 +18,23 @@ status's `waste`, printed by `bench/lsp_latency.py`). A generation is wasted whe
 Per reason: generations and tokens, and of those tokens how many the engine wrote after
 the cancel was decided (the cancel's latency in tokens); the recent cancel latencies, from
 the decision to the engine's last word arriving back on the event loop, in milliseconds.
+For the candidates post-processing dropped: which step dropped them (`nothing`: the model
+ended the line at once; `line check`: it broke the syntax of the line; `filters`: the other
+filters), and the last few of them (the end of the line before the cursor, the model's
+text), to tell a wrong filter from a useless suggestion.
 """
 
 from __future__ import annotations
 
 import statistics
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+
+from .postprocess import Site, finish
 
 LATENCIES = 64  # recent cancel latencies kept
+SAMPLES = 8  # recent dropped candidates kept
+SAMPLE_CHARS = 40
 
 
 @dataclass
@@ -41,6 +49,8 @@ class WasteLedger:
     def __init__(self) -> None:
         self._tallies: dict[str, _Tally] = {}
         self._latencies: deque[float] = deque(maxlen=LATENCIES)
+        self._dropped: dict[str, int] = {}
+        self._samples: deque[tuple[str, str, str]] = deque(maxlen=SAMPLES)
 
     def cancelled(self, why: str, tokens: int, seen: int, latency_s: float | None) -> None:
         """A generation cancelled for `why` ended with `tokens` tokens from the engine, of
@@ -59,8 +69,22 @@ class WasteLedger:
         tally.generations += 1
         tally.tokens += tokens
 
+    def dropped(self, raw: str, site: Site, max_lines: int) -> None:
+        """Post-processing left nothing of the model's text `raw` at `site`."""
+        if not raw.strip():
+            step = "nothing"
+        elif site.line_check is not None and finish(raw, replace(site, line_check=None), max_lines) is not None:
+            step = "line check"
+        else:
+            step = "filters"
+        self._dropped[step] = self._dropped.get(step, 0) + 1
+        self._samples.append((step, site.prefix_line[-SAMPLE_CHARS:], raw[:SAMPLE_CHARS]))
+
     def as_json(self) -> dict:
         out: dict = {why: vars(t).copy() for why, t in sorted(self._tallies.items())}
+        if self._dropped:
+            out["dropped"] = dict(self._dropped)
+            out["dropped_last"] = [list(s) for s in self._samples]
         if self._latencies:
             ordered = sorted(self._latencies)
             out["cancel_ms"] = {"p50": round(1000 * statistics.median(ordered), 1),
