@@ -69,7 +69,7 @@ class LooplsServer(LanguageServer):
                                 progress=self._progress)  # the model, through the engine backend only
         self.acceptance = AcceptanceCounter()
         self.completions = CompletionService(self.models, self.prepare_thread, lambda: self.options.completion,
-                                             context=self.context.provide, label=_label)
+                                             context=self.context.provide, label=_label, quiet=self.context.hold)
         self.last_latency_ms: float | None = None
 
     def document_event(self, method: str, params: Any) -> None:

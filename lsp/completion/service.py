@@ -20,6 +20,8 @@ cursor, and returns suggestions or None:
 5. The engine generates (several sampled candidates when the user asked explicitly), streaming
    its tokens: a single-line site stops at the line break (a stop string of the engine
    request), a multi-line one as soon as post-processing says more text cannot be shown.
+   Meanwhile the server's background work waits (`quiet`: the project thread's queued
+   smell checks and symbol updates), so that the engine's thread has the interpreter.
 6. Post-processing (`postprocess.finish`) cleans each candidate for its site; a candidate
    that would put a secret-looking string into the document is dropped and logged.
 """
@@ -27,12 +29,13 @@ cursor, and returns suggestions or None:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ContextManager
 
 from loopls.context.assemble import buffer_prompt
 from loopls.context.languages import Languages
@@ -109,12 +112,13 @@ class ServiceStats:
 class CompletionService:
     def __init__(self, models: ModelHost, thread: Executor, options: Callable[[], CompletionOptions],
                  context: ContextProvider | None = None, label: Callable[[str | None], str | None] = lambda p: p,
-                 debounce: bool = True) -> None:
+                 debounce: bool = True, quiet: Callable[[], ContextManager] = contextlib.nullcontext) -> None:
         self.models = models
         self.thread = thread  # the prepare thread: prompt building and site reading
         self.options = options
         self.context = context
         self.label = label  # the path shown in a buffer-only prompt
+        self.quiet = quiet  # while a generation runs: the server's background work waits (GIL)
         self.debounce = TypingDebounce() if debounce else None
         self.cache = SuggestionCache()
         self.stats = ServiceStats()
@@ -225,7 +229,8 @@ class CompletionService:
     async def _fly(self, flight: Flight, req: CompletionRequest, prep: _Prepared, backend: Backend,
                    options: CompletionOptions) -> list[Suggestion]:
         try:
-            suggestions = await self._generate(req, prep, backend, options, flight)
+            with self.quiet():
+                suggestions = await self._generate(req, prep, backend, options, flight)
         except asyncio.CancelledError:
             self.stats.cancelled += 1
             raise
