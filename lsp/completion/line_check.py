@@ -3,8 +3,8 @@
 A model sometimes writes what the line already has: after `def total_value(self) -> float:`
 it offers `:` or `ance:`, which would make `float::`. The site reader parses a window around
 the cursor anyway (site.py); when the cursor's line has no syntax error in that parse, it
-hands the suggestion filters a `LineCheck`, which parses the window again with the
-suggestion's first line inserted and says whether the cursor's line gained an error. A line
+hands the suggestion filters a `LineCheck`, which parses the window again with a
+single-line suggestion inserted and says whether the cursor's line gained an error. A line
 that did not parse before (the user is halfway through writing it) is not checked: any
 suggestion may be what completes it.
 """

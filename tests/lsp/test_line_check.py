@@ -17,7 +17,7 @@ def _site(text: str, language: str = "python"):
     return READER.read(text.replace("|", "", 1), offset, language)
 
 
-@pytest.mark.parametrize("raw", [":", "ance:", ":\n        return 0.0", "):"])
+@pytest.mark.parametrize("raw", [":", "ance:", "):"])
 def test_a_suggestion_that_breaks_a_parsed_line_is_dropped(raw) -> None:
     site = _site(METHOD)
     assert site.line_check is not None
@@ -27,6 +27,13 @@ def test_a_suggestion_that_breaks_a_parsed_line_is_dropped(raw) -> None:
 @pytest.mark.parametrize("raw", ["  # in euros", "\n        return self.price * self.count"])
 def test_a_suggestion_that_keeps_the_line_parsing_is_kept(raw) -> None:
     assert finish(raw, _site(METHOD), 8).text == raw
+
+
+def test_a_multi_line_suggestion_is_not_checked_by_its_first_line_alone() -> None:
+    site = _site("def f():\n    |\n")
+    assert site.line_check is not None
+    raw = "values = [\n        1,\n        2,\n    ]"
+    assert finish(raw, site, 8) is not None  # `values = [` alone does not parse; the whole does
 
 
 def test_a_line_that_did_not_parse_before_is_not_checked() -> None:
