@@ -1,9 +1,9 @@
 """When to start a generation after a keystroke: tokens wasted against latency, by policy.
 
-    python bench/debounce_policy.py [--bursts 20000] [--ttft-ms 34] [--token-ms 26.6] [--tokens 5]
+    python bench/debounce_policy.py [--bursts 20000] [--keys 6 30] [--ttft-ms 34] [--token-ms 26.6] [--tokens 5]
 
-Replays the typist of `bench/lsp_latency.py` (keys 60-200 ms apart, bursts of 6-30 keys,
-pauses of 300-1500 ms) through the server's own `TypingDebounce` and models the engine as
+Replays the typist of `bench/lsp_latency.py` (keys 60-200 ms apart, bursts of 6-30 keys
+(`--keys`), pauses of 300-1500 ms) through the server's own `TypingDebounce` and models the engine as
 the quiet runs measured it: a generation's first token `--ttft-ms` after it starts, then one
 token every `--token-ms`, `--tokens` tokens to a suggestion. A keystroke that comes before
 the next one's delay has run out costs nothing (no generation started); one that comes after
@@ -24,12 +24,12 @@ from loopls.lsp.completion import debounce as policy
 from loopls.lsp.completion.debounce import TypingDebounce
 
 
-def keystrokes(bursts: int, seed: int) -> list[tuple[float, float]]:
+def keystrokes(bursts: int, seed: int, keys: tuple[int, int] = (6, 30)) -> list[tuple[float, float]]:
     """(time of a keystroke, gap to the next one) for the trace's typist."""
     rng = random.Random(seed)
     times, now = [], 0.0
     for _ in range(bursts):
-        for _ in range(rng.randint(6, 30)):
+        for _ in range(rng.randint(*keys)):
             times.append(now)
             now += rng.uniform(0.06, 0.2)
         now += rng.uniform(0.3, 1.5) - 0.13  # the pause replaces the last gap
@@ -62,13 +62,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--bursts", type=int, default=20000)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--keys", type=int, nargs=2, default=(6, 30), help="fewest and most keys of a burst")
     parser.add_argument("--ttft-ms", type=float, default=34.0)
     parser.add_argument("--token-ms", type=float, default=26.6)
     parser.add_argument("--tokens", type=int, default=5)
     args = parser.parse_args()
-    keys = keystrokes(args.bursts, args.seed)
+    keys = keystrokes(args.bursts, args.seed, tuple(args.keys))
     ttft, token = args.ttft_ms / 1000, args.token_ms / 1000
-    print(f"# {args.bursts} bursts ({len(keys)} keystrokes), seed {args.seed}; first token {args.ttft_ms} ms, "
+    print(f"# {args.bursts} bursts of {args.keys[0]}-{args.keys[1]} keys ({len(keys)} keystrokes), seed {args.seed}; first token {args.ttft_ms} ms, "
           f"then {args.token_ms} ms per token, {args.tokens} tokens per suggestion")
     print("| policy | generations cancelled by a key of the burst | tokens they wrote | share of all tokens "
           "| pause -> suggestion, median |")
