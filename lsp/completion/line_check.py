@@ -6,7 +6,8 @@ the cursor anyway (site.py); when the cursor's line has no syntax error in that 
 hands the suggestion filters a `LineCheck`, which parses the window again with a
 single-line suggestion inserted and says whether the cursor's line gained an error. A line
 that did not parse before (the user is halfway through writing it) is not checked: any
-suggestion may be what completes it.
+suggestion may be what completes it; nor is a suggestion the token limit cut short (the
+service checks only lines the model ended itself).
 """
 
 from __future__ import annotations

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 from collections.abc import Callable
@@ -381,9 +382,11 @@ class CompletionService:
         raw = tokenizer.decode(out.token_ids)
         if not prep.site.multiline:
             raw = raw.split("\n", 1)[0]
-        suggestion = finish(raw, prep.site, options.max_lines)
+        # a line cut by the token limit is unfinished: whether it parses says nothing yet
+        site = prep.site if out.finish_reason == "stop" else dataclasses.replace(prep.site, line_check=None)
+        suggestion = finish(raw, site, options.max_lines)
         if suggestion is None:
-            self.waste.dropped(raw, prep.site, options.max_lines)
+            self.waste.dropped(raw, site, options.max_lines)
             return None
         secret = inserted_secret(req.text, req.offset, req.offset + suggestion.replace, suggestion.text, req.path)
         if secret is not None:
