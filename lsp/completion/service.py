@@ -6,7 +6,8 @@ cursor, and returns suggestions or None:
 1. A suggestion the user is typing through (or backspaced to) comes from the cache at once.
 2. A keystroke that types what a generation still running for the document is writing
    keeps it (`flight.py`): the request waits on it and answers with the rest. Any other
-   keystroke cancels it.
+   keystroke cancels it, and so does a request for another document (`waste.py` books
+   every cancel by reason).
 3. Automatic requests wait the document's adaptive debounce; a request superseded meanwhile
    (a newer keystroke for the document, or `$/cancelRequest`) ends without generating.
 4. The prompt is built on the prepare thread while the debounce runs (for a keystroke on
@@ -240,11 +241,11 @@ class CompletionService:
                 del self._flights[req.uri]
         if flight.kept:
             self.stats.kept += 1
-        if not suggestions:
-            self.waste.empty(flight.spent)
         if suggestions:
             self.cache.store(req.uri, req.text, req.offset, [(s.text, s.replace) for s in suggestions],
                              alternatives=req.invoked)
+        else:
+            self.waste.empty(flight.spent)
         return suggestions
 
     def _warm_up(self, uri: str, prepared: asyncio.Future) -> None:
