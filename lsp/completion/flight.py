@@ -65,8 +65,8 @@ class Flight:
         self.raw, self.tokens = raw, tokens
         if not self.consistent(self.typed) and self.task is not None:
             self._decided("diverged")
-            self._stop()
             self.task.cancel()
+            self._stop()
 
     def cancel(self, why: str) -> None:
         if self._orphan is not None:
@@ -74,13 +74,16 @@ class Flight:
         if self.task is not None:
             if not self.task.done():
                 self._decided(why)
-            self._stop()
             self.task.cancel()
+            self._stop()
 
     def _stop(self) -> None:
         # The engine hears of the cancel now, not after the event loop has unwound the
         # task (a few loop turns, each of which may wait for the interpreter): every step
-        # it runs meanwhile is a token nobody will see.
+        # it runs meanwhile is a token nobody will see. Called after `task.cancel()`: the
+        # generation's own cancel of its stream then runs before the openai backend's HTTP
+        # task starts closing its connection (a second cancel during that close would
+        # interrupt it and leave the server generating).
         for stream in self.streams:
             stream.cancel()
 
