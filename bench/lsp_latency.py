@@ -313,8 +313,7 @@ async def measure(name: str, tree: Path, project: Path, cache: Path, args: argpa
         await asyncio.sleep(1.5)  # let cancelled requests finish their accounting
         end = (await conn.call("loopls/status"))["stats"]
         # counters become the trace's share; gauges (the last request's figures) stay as read
-        result.status = {k: (v - start_stats.get(k, 0) if isinstance(v, (int, float)) and not _gauge(k) else v)
-                         for k, v in end.items()}
+        result.status = _delta(end, start_stats)
         result.load = (load_start, os.getloadavg()[0])
         await conn.call("shutdown")
         conn.notify("exit", None)
@@ -327,9 +326,16 @@ async def measure(name: str, tree: Path, project: Path, cache: Path, args: argpa
     return result
 
 
+def _delta(end: dict, start: dict) -> dict:
+    """Counters as the trace's share (nested ones too: the waste ledger); gauges as read."""
+    return {k: (v - start.get(k, 0) if isinstance(v, (int, float)) and not _gauge(k)
+                else _delta(v, start.get(k) or {}) if isinstance(v, dict) and not _gauge(k) else v)
+            for k, v in end.items()}
+
+
 def _gauge(stat: str) -> bool:
     """Status figures of the last or newest request, not running totals."""
-    return stat.startswith(("last_", "newest"))
+    return stat.startswith(("last_", "newest", "cancel_ms", "tracked", "dropped_last"))
 
 
 def source_tree(spec: str, work: Path) -> tuple[Path, str]:
@@ -385,6 +391,27 @@ def phases(rows: list[dict]) -> str:
             f"generation {med(lambda r: r['generate']):.0f} ms")
 
 
+def waste(r: Result) -> str:
+    """The wasted tokens by reason (the server's ledger), and those of generations that ran
+    to their end but were not shown (the answer came after the pause ended)."""
+    ledger = dict(r.status["waste"])
+    cancel_ms = ledger.pop("cancel_ms", None)
+    dropped, samples = ledger.pop("dropped", None), ledger.pop("dropped_last", None)
+    parts = [f"{why} {t['tokens']} tokens / {t['generations']} generations"
+             + (f" ({t['before_first']} before their first token, {t['after_cancel']} tokens after the cancel)"
+                if "before_first" in t and why != "empty" else "")
+             for why, t in ledger.items()]
+    parts.insert(0, f"warm-ups {r.status.get('warmup_tokens', 0)} tokens / {r.status.get('warmups', 0)}")
+    unseen = (r.status.get("generated_tokens", 0) - r.useful_tokens - r.status.get("wasted_tokens", 0)
+              - ledger.get("empty", {}).get("tokens", 0))
+    parts.append(f"ran to the end but not shown in time {unseen} tokens")
+    latency = (f"; cancel -> engine stopped, median {cancel_ms['p50']} ms, max {cancel_ms['max']} ms "
+               f"(n = {cancel_ms['n']})") if cancel_ms else ""
+    drops = (f"\n# {r.name}: candidates post-processing dropped, by step: {json.dumps(dropped)}; the last ones "
+             f"(step, line before the cursor, model text): {json.dumps(samples)}") if dropped else ""
+    return "wasted tokens by reason: " + "; ".join(parts) + latency + drops
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--before", help="a commit, or a folder with a loopls source tree (none: only --after)")
@@ -424,6 +451,8 @@ def main() -> None:
                       f"max {max(r.latencies):.0f} ms; server stats {json.dumps(r.status, sort_keys=True)}")
             if r.phases:
                 print(f"# {r.name}: {phases(r.phases)}")
+            if "waste" in r.status:
+                print(f"# {r.name}: {waste(r)}")
             if r.empty:
                 late = ", ".join(f"{ms:.0f}" for ms in sorted(r.late_pauses))
                 print(f"# {r.name}: pauses that showed nothing, by reason: {json.dumps(r.empty, sort_keys=True)}"

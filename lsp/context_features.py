@@ -75,6 +75,11 @@ class ContextHost:
         """Run `fn(*args)` on the project thread, after everything submitted before it."""
         return asyncio.wrap_future(self.thread.submit(fn, *args))
 
+    def hold(self):
+        """While the block runs, queued changes wait (`ProjectThread.hold`): a completion
+        that may still be shown is being generated."""
+        return self.thread.hold()
+
     def read(self, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
         """Run `fn(*args)` on the project thread as soon as its running task ends (a read
         that carries its own document text: `project_thread.py`)."""

@@ -188,15 +188,20 @@ class ModelHost:
     # -- requests -------------------------------------------------------------------------
 
     async def generate(self, ids: list[int], params: SamplingParams, priority: Priority,
-                       supersede: str | None = None, enough: Callable[[list[int]], bool] | None = None
-                       ) -> RequestOutput:
+                       supersede: str | None = None, enough: Callable[[list[int]], bool] | None = None,
+                       wasted: Callable[[int], None] | None = None,
+                       started: Callable[[Any], None] | None = None) -> RequestOutput:
         """Run one request to its end. `enough(ids so far)` may end it early (the tokens so far
-        are the result). Cancelling the caller cancels the request, whose blocks the engine
-        frees before its next step."""
+        are the result). Cancelling the caller, or the engine stream `started(stream)` was
+        handed, cancels the request, whose blocks the engine frees before its next step;
+        `wasted(tokens)` then hears how many tokens the engine had generated for it by the
+        time it stopped."""
         backend = self.backend
         if backend is None:
             raise ModelUnavailable(self.error or "the model is not loaded")
         stream = backend.submit(ids, params, priority=priority, supersede=supersede)
+        if started is not None:
+            started(stream)
         self.stats.active_generations += 1
         if self.stats.active_generations == 1:
             self._changed()
@@ -217,13 +222,15 @@ class ModelHost:
         except asyncio.CancelledError:
             stream.cancel()
             self.stats.cancelled_generations += 1
-            asyncio.ensure_future(self._count_waste(stream))
+            asyncio.ensure_future(self._count_waste(stream, wasted))
             raise
         finally:
             self.stats.active_generations -= 1
             if self.stats.active_generations == 0:
                 self._changed()
         self._count(out, wasted=out.finish_reason == "cancelled" and not early)
+        if out.finish_reason == "cancelled" and not early and wasted is not None:
+            wasted(len(out.token_ids))  # its stream was cancelled directly
         if out.finish_reason == "error":
             self._engine_failed(out.error or "unknown error")
             raise EngineFailed(out.error or "unknown error")
@@ -269,9 +276,11 @@ class ModelHost:
         self.stats.generated_tokens += n
         self.stats.wasted_tokens += n
 
-    async def _count_waste(self, stream) -> None:
+    async def _count_waste(self, stream, wasted: Callable[[int], None] | None) -> None:
         out = await stream.result()
         self._count(out, wasted=True)
+        if wasted is not None:
+            wasted(len(out.token_ids))
 
     def _count(self, out: RequestOutput, wasted: bool) -> None:
         n = len(out.token_ids)

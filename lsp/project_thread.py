@@ -11,17 +11,26 @@ symbols of other definitions lag as much (long documents' symbols already lag un
 settle). Without the lane, an explanation asked for right after a burst of typing waited
 for every smell check and symbol update queued before it (up to 0.9 s with a 20,000-line
 buffer, docs/benchmarks.md).
+
+While a completion that may still be shown is being generated, queued changes wait (`hold`):
+a smell check lands ~300 ms after the last keystroke, right while the suggestion for that
+pause decodes, and its tens of milliseconds of pure Python take the interpreter from the
+engine's thread between every two of its operations. Reads still run, and a hold that is
+never released ends after `MAX_HOLD_S`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
 
 _Task = tuple[Future, Callable[..., Any], tuple]
+MAX_HOLD_S = 2.0  # longer than any completion's generation: queued changes never starve
 
 
 class ProjectThread:
@@ -30,6 +39,8 @@ class ProjectThread:
         self._reads: deque[_Task] = deque()
         self._wake = threading.Condition()
         self._closed = False
+        self._holds = 0
+        self._held_since = 0.0
         # A daemon: a task still running at exit (a long build) must not keep the process alive.
         self._thread = threading.Thread(target=self._work, name=name, daemon=True)
         self._thread.start()
@@ -52,14 +63,34 @@ class ProjectThread:
             self._wake.notify()
         return future
 
+    @contextlib.contextmanager
+    def hold(self):
+        """Queued changes wait while the block runs (reads do not); holds nest."""
+        with self._wake:
+            if not self._holds:
+                self._held_since = time.monotonic()
+            self._holds += 1
+        try:
+            yield
+        finally:
+            with self._wake:
+                self._holds -= 1
+                self._wake.notify()
+
+    def _holding(self) -> float:
+        """Seconds the changes lane stays held (0: not held). Under the lock."""
+        if not self._holds:
+            return 0.0
+        return max(0.0, self._held_since + MAX_HOLD_S - time.monotonic())
+
     def queued(self) -> int:
         with self._wake:
             return len(self._changes) + len(self._reads)
 
     def _next(self) -> _Task | None:
         with self._wake:
-            while not (self._reads or self._changes or self._closed):
-                self._wake.wait()
+            while not (self._reads or self._closed or (self._changes and not self._holding())):
+                self._wake.wait(self._holding() if self._changes else None)
             if self._reads:
                 return self._reads.popleft()
             if self._changes:

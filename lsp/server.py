@@ -69,7 +69,7 @@ class LooplsServer(LanguageServer):
                                 progress=self._progress)  # the model, through the engine backend only
         self.acceptance = AcceptanceCounter()
         self.completions = CompletionService(self.models, self.prepare_thread, lambda: self.options.completion,
-                                             context=self.context.provide, label=_label)
+                                             context=self.context.provide, label=_label, quiet=self.context.hold)
         self.last_latency_ms: float | None = None
 
     def document_event(self, method: str, params: Any) -> None:
@@ -235,7 +235,8 @@ class LooplsServer(LanguageServer):
             "acceptance": self.acceptance.as_json(),
             "version": __version__,
             "options": options_to_json(self.options),
-            "stats": {**models.stats_json(), **vars(self.completions.stats), "tracked": self.tracked()},
+            "stats": {**models.stats_json(), **vars(self.completions.stats), "waste": self.completions.waste.as_json(),
+                      "tracked": self.tracked()},
             "engine": models.backend.stats() if models.backend is not None else {},
         }
         if self.last_latency_ms is not None:

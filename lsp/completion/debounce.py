@@ -17,7 +17,13 @@ generation: it starts `lead` (the median time to a first token of the recent gen
 at most `MAX_LEAD_S`) before the delay ends, so a keystroke in the slow tail of the rhythm
 still cancels it before it has produced a token, and a pause gets its suggestion `lead`
 sooner. Never before the median interval plus the margin: a generation started inside the
-user's ordinary rhythm would be superseded nearly every time.
+user's ordinary rhythm would be superseded nearly every time. And only as far as another
+keystroke has become unlikely (`STILL_TYPING`): after t without a key, the user is still
+typing with the odds S(t)(1 - p) : p, S(t) the share of their gaps longer than t and p the
+share of their keystrokes that end a pause. For someone who types bursts of ~18 keys 60-200
+ms apart, a key in the slowest tenth of the gaps is still three times likelier than a
+pause: starting there wrote a token for a cancelled generation at nearly every fifth
+keystroke (`bench/debounce_policy.py`), so their generations start at the quantile itself.
 """
 
 from __future__ import annotations
@@ -37,12 +43,27 @@ MIN_SAMPLES = 4  # fewer intervals than this teach nothing yet
 INITIAL_DELAY_S = 0.2  # before this document has taught us anything
 MAX_LEAD_S = 0.1  # a slower first token (a loaded machine) overlaps no more of the delay
 LEADS = 8  # recent times to a first token remembered
+STILL_TYPING = 0.25  # a generation starts early only where another key is at most this likely
+KEYS = 96  # recent keystrokes remembered per document (how many of them ended a pause)
 
 
 @dataclass
 class _Rhythm:
     last: float
     intervals: deque[float] = field(default_factory=lambda: deque(maxlen=WINDOW))
+    paused: bool = True  # the last keystroke came after a pause (or was the first)
+    ends: deque[bool] = field(default_factory=lambda: deque(maxlen=KEYS))  # per keystroke: it ended a pause
+
+    def likely_typing_until(self) -> float:
+        """The gap up to which another keystroke is more likely than `STILL_TYPING` after
+        one: a share S of the gaps is longer than t, and a keystroke ends a burst with the
+        probability p, so after t without a key the user is still typing with the odds
+        S (1 - p) : p."""
+        if STILL_TYPING >= 1:
+            return 0.0
+        p = (sum(self.ends) + 1) / (len(self.ends) + 2)  # a pause now and then, before any was seen
+        longer = STILL_TYPING / (1 - STILL_TYPING) * p / (1 - p)  # the share S that is unlikely enough
+        return self.quantile(1 - longer) if longer < 1 else 0.0
 
     def quantile(self, q: float) -> float:
         ordered = sorted(self.intervals)
@@ -70,7 +91,9 @@ class TypingDebounce:
             interval = now - rhythm.last
             rhythm.last = now
             limit = PAUSE_S if len(rhythm.intervals) < MIN_SAMPLES else min(PAUSE_S, PAUSE_FACTOR * rhythm.quantile(0.75))
-            if 0 < interval <= limit:
+            rhythm.paused = not 0 < interval <= limit
+            rhythm.ends.append(rhythm.paused)
+            if not rhythm.paused:
                 rhythm.intervals.append(interval)
             self._docs.move_to_end(uri)
         return self.delay(uri)
@@ -80,7 +103,14 @@ class TypingDebounce:
         if rhythm is None or len(rhythm.intervals) < MIN_SAMPLES:
             return INITIAL_DELAY_S
         lead = min(MAX_LEAD_S, sorted(self._leads)[len(self._leads) // 2]) if self._leads else 0.0
-        return clamp(max(rhythm.quantile(0.5), rhythm.quantile(QUANTILE) - lead) + MARGIN_S)
+        tail = rhythm.quantile(QUANTILE)
+        start = min(tail, max(tail - lead, rhythm.likely_typing_until()))
+        return clamp(max(rhythm.quantile(0.5), start) + MARGIN_S)
+
+    def resumed(self, uri: str) -> bool:
+        """Whether the document's last keystroke ended a pause rather than a typing interval."""
+        rhythm = self._docs.get(uri)
+        return rhythm is None or rhythm.paused
 
     def __len__(self) -> int:
         return len(self._docs)

@@ -11,13 +11,15 @@ repeated for every new token against the newest request's typed text, and the ge
 cancelled as soon as the two diverge; a deletion, a move or divergent text cancels it at
 the keystroke, as before. When the last request waiting on it is cancelled by the client,
 it runs on for `ORPHAN_S` only, enough for the request of the keystroke that follows (a
-client cancels the old request before it sends the new one).
+client cancels the old request before it sends the new one). Whoever cancels it says why
+(`waste.py` accounts its tokens under that reason).
 """
 
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 
 from .cache import Snapshot
 
@@ -33,6 +35,12 @@ class Flight:
     typed: str = ""  # what the user has typed at the cursor since, as of the newest request
     waiters: int = 0
     kept: bool = False  # a newer keystroke typed through it at least once
+    tokens: int = 0  # tokens written so far (of its first candidate)
+    spent: int = 0  # tokens of its candidates that ran to their end
+    why: str = ""  # why it was cancelled (the reasons of waste.py)
+    cancelled_at: float | None = None  # perf_counter() when the cancel was decided
+    seen: int = 0  # tokens it had written then
+    streams: list = field(default_factory=list)  # its engine requests, stopped at once on a cancel
     _orphan: asyncio.TimerHandle | None = None
 
     def consistent(self, typed: str) -> bool:
@@ -51,17 +59,37 @@ class Flight:
         self.typed, self.kept = typed, True
         return True
 
-    def wrote(self, raw: str) -> None:
-        """New text from the model: cancel the generation once it leaves what was typed."""
-        self.raw = raw
+    def wrote(self, raw: str, tokens: int) -> None:
+        """New text from the model (`tokens` tokens so far): cancel the generation once it
+        leaves what was typed."""
+        self.raw, self.tokens = raw, tokens
         if not self.consistent(self.typed) and self.task is not None:
+            self._decided("diverged")
             self.task.cancel()
+            self._stop()
 
-    def cancel(self) -> None:
+    def cancel(self, why: str) -> None:
         if self._orphan is not None:
             self._orphan.cancel()
         if self.task is not None:
+            if not self.task.done():
+                self._decided(why)
             self.task.cancel()
+            self._stop()
+
+    def _stop(self) -> None:
+        # The engine hears of the cancel now, not after the event loop has unwound the
+        # task (a few loop turns, each of which may wait for the interpreter): every step
+        # it runs meanwhile is a token nobody will see. Called after `task.cancel()`: the
+        # generation's own cancel of its stream then runs before the openai backend's HTTP
+        # task starts closing its connection (a second cancel during that close would
+        # interrupt it and leave the server generating).
+        for stream in self.streams:
+            stream.cancel()
+
+    def _decided(self, why: str) -> None:
+        if self.cancelled_at is None:  # the first reason is the one that cancelled it
+            self.why, self.cancelled_at, self.seen = why, time.perf_counter(), self.tokens
 
     async def wait(self) -> None:
         """Wait for the generation to end (done or cancelled); cancelling the waiter leaves it
@@ -79,9 +107,9 @@ class Flight:
                 if self.attachable:
                     self._orphan = asyncio.get_running_loop().call_later(ORPHAN_S, self._drop)
                 else:
-                    self.task.cancel()
+                    self.cancel("explicit")
 
     def _drop(self) -> None:
         self._orphan = None
         if not self.waiters and self.task is not None:
-            self.task.cancel()
+            self.cancel("orphaned")

@@ -15,12 +15,17 @@ a plain function of text and site, tested on its own (tests/lsp/test_postprocess
    the cursor already has (auto-closed) is replaced, not doubled: `area(|)` + `radius)` is
    `area(radius)`; a closer that does not fit is cut.
 9. Whitespace-only suggestions are dropped.
+10. A single-line suggestion that breaks the syntax of the cursor's line, which parsed
+   before, is dropped (`line_check.py`: `def f() -> float:` + `:`). Not a multi-line one: its
+   first line alone may open what its later lines close (`x = [`).
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+
+from .line_check import LineCheck
 
 # Characters after the cursor that do not make the position "mid-line": editors insert them.
 AUTO_CLOSED = set(")]}\"'`;,: \t")
@@ -47,6 +52,7 @@ class Site:
     indent_unit: str  # the document's indentation step: "\t" or some spaces
     braces: bool  # a language whose blocks are braces (not indentation)
     block_closed: bool  # the block holding the cursor already has its closing brace
+    line_check: LineCheck | None = None  # the cursor's line parsed: whether a suggestion keeps it so
 
 
 @dataclass(frozen=True)
@@ -63,6 +69,8 @@ def finish(raw: str, site: Site, max_lines: int) -> Suggestion | None:
     text, replace = balance_brackets("\n".join(lines), site)
     if not text.strip():
         return None
+    if "\n" not in text and site.line_check is not None and not site.line_check.keeps_parsing(text, replace):
+        return None  # `float:` + `:`: the line parsed and would not any more
     return Suggestion(text, replace)
 
 

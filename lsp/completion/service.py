@@ -6,7 +6,8 @@ cursor, and returns suggestions or None:
 1. A suggestion the user is typing through (or backspaced to) comes from the cache at once.
 2. A keystroke that types what a generation still running for the document is writing
    keeps it (`flight.py`): the request waits on it and answers with the rest. Any other
-   keystroke cancels it.
+   keystroke cancels it, and so does a request for another document (`waste.py` books
+   every cancel by reason).
 3. Automatic requests wait the document's adaptive debounce; a request superseded meanwhile
    (a newer keystroke for the document, or `$/cancelRequest`) ends without generating.
 4. The prompt is built on the prepare thread while the debounce runs (for a keystroke on
@@ -20,6 +21,8 @@ cursor, and returns suggestions or None:
 5. The engine generates (several sampled candidates when the user asked explicitly), streaming
    its tokens: a single-line site stops at the line break (a stop string of the engine
    request), a multi-line one as soon as post-processing says more text cannot be shown.
+   Meanwhile the server's background work waits (`quiet`: the project thread's queued
+   smell checks and symbol updates), so that the engine's thread has the interpreter.
 6. Post-processing (`postprocess.finish`) cleans each candidate for its site; a candidate
    that would put a secret-looking string into the document is dropped and logged.
 """
@@ -27,12 +30,14 @@ cursor, and returns suggestions or None:
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import logging
 import time
 from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ContextManager
 
 from loopls.context.assemble import buffer_prompt
 from loopls.context.languages import Languages
@@ -51,6 +56,7 @@ from .prompt_clock import PromptClock
 from .site import SiteReader
 from .sticky import StickyContext
 from .warmup import WarmUps, stable_prefix
+from .waste import WasteLedger
 
 log = logging.getLogger(__name__)
 MIN_PROMPT_BUDGET = 32
@@ -108,15 +114,17 @@ class ServiceStats:
 class CompletionService:
     def __init__(self, models: ModelHost, thread: Executor, options: Callable[[], CompletionOptions],
                  context: ContextProvider | None = None, label: Callable[[str | None], str | None] = lambda p: p,
-                 debounce: bool = True) -> None:
+                 debounce: bool = True, quiet: Callable[[], ContextManager] = contextlib.nullcontext) -> None:
         self.models = models
         self.thread = thread  # the prepare thread: prompt building and site reading
         self.options = options
         self.context = context
         self.label = label  # the path shown in a buffer-only prompt
+        self.quiet = quiet  # while a generation runs: the server's background work waits (GIL)
         self.debounce = TypingDebounce() if debounce else None
         self.cache = SuggestionCache()
         self.stats = ServiceStats()
+        self.waste = WasteLedger()
         self._sites = SiteReader(Languages())  # used on the prepare thread only
         self._sticky = StickyContext()  # likewise (and forget)
         self._packers: dict[int, Packer] = {}
@@ -131,11 +139,14 @@ class CompletionService:
             return None
         self.stats.requests += 1
         started = time.perf_counter()
+        delay = 0.0 if req.invoked or self.debounce is None else self.debounce.keystroke(req.uri, time.monotonic())
+        for uri in [uri for uri in self._flights if uri != req.uri]:
+            self._flights.pop(uri).cancel("moved")  # the user types elsewhere: no editor shows it now
         flight = self._flights.get(req.uri)
         if flight is not None and (req.invoked or not flight.keep_for(req.text, req.offset)):
-            flight.cancel()  # the document moved on: an older generation is stale
+            # the document moved on: an older generation is stale
+            flight.cancel("resumed" if self.debounce is not None and self.debounce.resumed(req.uri) else "typing")
             flight = None
-        delay = 0.0 if req.invoked or self.debounce is None else self.debounce.keystroke(req.uri, time.monotonic())
         ticket = self._latest[req.uri] = object()
         cached = self.cache.lookup(req.uri, req.text, req.offset, alternatives=req.invoked and options.candidates > 1)
         if cached is not None:
@@ -220,7 +231,8 @@ class CompletionService:
     async def _fly(self, flight: Flight, req: CompletionRequest, prep: _Prepared, backend: Backend,
                    options: CompletionOptions) -> list[Suggestion]:
         try:
-            suggestions = await self._generate(req, prep, backend, options, flight)
+            with self.quiet():
+                suggestions = await self._generate(req, prep, backend, options, flight)
         except asyncio.CancelledError:
             self.stats.cancelled += 1
             raise
@@ -232,6 +244,8 @@ class CompletionService:
         if suggestions:
             self.cache.store(req.uri, req.text, req.offset, [(s.text, s.replace) for s in suggestions],
                              alternatives=req.invoked)
+        else:
+            self.waste.empty(flight.spent)
         return suggestions
 
     def _warm_up(self, uri: str, prepared: asyncio.Future) -> None:
@@ -245,7 +259,7 @@ class CompletionService:
         self._sticky.forget(uri)
         flight = self._flights.pop(uri, None)
         if flight is not None:
-            flight.cancel()  # nobody will see what it writes
+            flight.cancel("closed")  # nobody will see what it writes
         self._latest.pop(uri, None)
         self._clock.forget(uri)
         self._warmups.forget(uri)
@@ -343,15 +357,20 @@ class CompletionService:
             if index == 0:
                 if self._flights.get(req.uri) is flight:
                     self.stats.newest_tokens = len(ids)
-                flight.wrote(raw if prep.site.multiline else raw.split("\n", 1)[0])
+                flight.wrote(raw if prep.site.multiline else raw.split("\n", 1)[0], len(ids))
             return is_final(raw, prep.site, options.max_lines)
+
+        def wasted(tokens: int) -> None:
+            latency = time.perf_counter() - flight.cancelled_at if flight.cancelled_at is not None else None
+            self.waste.cancelled(flight.why or "other", tokens, flight.seen if index == 0 else 0, latency)
 
         try:
             out = await self.models.generate(prep.ids, params, Priority.INLINE, supersede=f"inline:{req.uri}#{index}",
-                                             enough=enough)
+                                             enough=enough, wasted=wasted, started=flight.streams.append)
         except (ModelUnavailable, ValueError) as exc:  # ValueError: the engine cannot admit the prompt
             log.warning("completion not generated: %s", exc)
             return None
+        flight.spent += len(out.token_ids)
         if out.finish_reason not in ("stop", "length"):
             return None
         if index == 0:
@@ -364,8 +383,11 @@ class CompletionService:
         raw = tokenizer.decode(out.token_ids)
         if not prep.site.multiline:
             raw = raw.split("\n", 1)[0]
-        suggestion = finish(raw, prep.site, options.max_lines)
+        # a line cut by the token limit is unfinished: whether it parses says nothing yet
+        site = prep.site if out.finish_reason == "stop" else dataclasses.replace(prep.site, line_check=None)
+        suggestion = finish(raw, site, options.max_lines)
         if suggestion is None:
+            self.waste.dropped(raw, site, options.max_lines)
             return None
         secret = inserted_secret(req.text, req.offset, req.offset + suggestion.replace, suggestion.text, req.path)
         if secret is not None:

@@ -12,10 +12,11 @@ from __future__ import annotations
 import re
 from collections import Counter
 
-from tree_sitter import Node, Parser
+from tree_sitter import Node, Parser, Tree
 
 from loopls.context.languages import Languages
 
+from .line_check import LineCheck, byte_offset, error_within
 from .postprocess import BLOCK_OPENER, AUTO_CLOSED, Site
 
 WINDOW_BEFORE = 6000  # characters parsed before the cursor
@@ -48,8 +49,14 @@ class SiteReader:
         following = text[line_end:line_end + FOLLOWING_CHARS].lstrip("\r\n")
         start = max(0, text.rfind("\n", 0, max(0, offset - WINDOW_BEFORE)) + 1)
         window = text[start:min(len(text), offset + WINDOW_AFTER)]
-        node = self._node_at(window, offset - start, language) if language else None
+        tree = self._parse(window, language) if language else None
+        node = _node_at(tree, window, offset - start) if tree is not None else None
         braces = language in BRACE_LANGUAGES if language else _looks_braced(window)
+        check = None
+        if tree is not None and not error_within(tree.root_node, byte_offset(window, line_start - start),
+                                                 byte_offset(window, line_end - start)):
+            check = LineCheck(lambda: self.languages.parser(language), window, offset - start, line_start - start,
+                              line_end - start)
         return Site(
             prefix_line=prefix_line,
             suffix_line=suffix_line,
@@ -58,17 +65,20 @@ class SiteReader:
             indent_unit=indent_unit(window),
             braces=braces,
             block_closed=_block_closed(node) if node is not None else _unmatched_closer(text[offset:offset + WINDOW_AFTER]),
+            line_check=check,
         )
 
-    def _node_at(self, window: str, cursor: int, language: str) -> Node | None:
+    def _parse(self, window: str, language: str) -> Tree | None:
         try:
-            source = window.encode("utf-8", "surrogatepass")
-            tree = self._parser(language).parse(source)
+            return self._parser(language).parse(window.encode("utf-8", "surrogatepass"))
         except (ValueError, KeyError, ImportError):  # a grammar that cannot load: no tree
             return None
-        at = len(window[:cursor].encode("utf-8", "surrogatepass"))
-        # the node that ends at the cursor, so `print("x|")` and `# note|` count as inside
-        return tree.root_node.descendant_for_byte_range(max(at - 1, 0), at)
+
+
+def _node_at(tree: Tree, window: str, cursor: int) -> Node:
+    at = byte_offset(window, cursor)
+    # the node that ends at the cursor, so `print("x|")` and `# note|` count as inside
+    return tree.root_node.descendant_for_byte_range(max(at - 1, 0), at)
 
 
 def _multiline(prefix_line: str, suffix_line: str, node: Node | None) -> bool:

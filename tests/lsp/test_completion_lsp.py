@@ -167,7 +167,9 @@ async def test_a_missing_model_is_reported_once_and_completions_wait_for_a_fix(t
             settings={"loopls": {"model": {"name": "tiny"}}}))
         await wait_for_state(client, "ready")
         assert client.statuses[-1]["state"] == "ready" and client.statuses[-1]["model"]["loaded"]
-        result = await client.text_document_inline_completion_async(inline_params(source.as_uri(), 1, 8, invoked=True))
+        # a line halfway written: the random model's text is not held against its syntax
+        insert(client, source.as_uri(), 6, 1, 8, " = ")
+        result = await client.text_document_inline_completion_async(inline_params(source.as_uri(), 1, 11, invoked=True))
         assert result is not None and result.items
 
 

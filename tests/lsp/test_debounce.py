@@ -59,19 +59,38 @@ def test_the_delay_sits_just_above_nearly_every_gap_of_the_typing_model() -> Non
     assert longer <= 0.15 * len(settled)
 
 
-def test_the_time_to_a_first_token_overlaps_the_delay_but_not_the_usual_rhythm() -> None:
+def _bursts_of_two(gaps: list[float]) -> list[float]:
+    """The same gaps, with a pause after every second key."""
+    return [x for gap in gaps for x in (gap, 2.0)]
+
+
+def test_the_time_to_a_first_token_overlaps_the_delay_only_where_another_key_is_unlikely() -> None:
     gaps = [0.06 + 0.14 * i / 23 for i in range(24)] * 2  # keys 60-200 ms apart, evenly
-    plain = _type(TypingDebounce(), "u", gaps)
     debounce = TypingDebounce()
     for seconds in (0.04, 0.05, 0.045):
         debounce.first_token(seconds)
-    early = _type(debounce, "u", gaps)
-    assert abs(plain - early - 0.045) < 1e-9  # starts one first-token time sooner ...
+    # long bursts: after one of the slowest usual gaps another key is still far likelier than
+    # a pause, so a generation started there would nearly always be cancelled
+    assert _type(debounce, "u", gaps) == _type(TypingDebounce(), "u", gaps)
+    # a pause after every second key: late in the rhythm a pause is as likely as a key, and
+    # the generation starts part of a first-token time sooner
+    plain = _type(TypingDebounce(), "v", _bursts_of_two(gaps))
+    early = _type(debounce, "v", _bursts_of_two(gaps))
+    assert plain - 0.045 < early < plain - 0.01
     for _ in range(8):
         debounce.first_token(2.0)  # a loaded machine: slow first tokens
-    floor = _type(debounce, "u", gaps, start=500.0)
+    floor = _type(debounce, "w", _bursts_of_two(gaps))
     median = sorted(gaps[:24])[11]
-    assert abs(floor - (median + 0.02)) < 1e-9  # ... but never inside the user's ordinary gaps
+    assert floor >= median + 0.02 - 1e-9  # ... never inside the user's ordinary gaps
     steady = TypingDebounce()
     steady.first_token(0.05)
     assert _type(steady, "u", [0.08] * 30) > 0.08  # a steady typist's keys still supersede at no cost
+
+
+def test_the_chance_of_another_key_follows_how_often_the_user_pauses() -> None:
+    gaps = [0.06 + 0.14 * i / 23 for i in range(24)]
+    rare, often = TypingDebounce(), TypingDebounce()
+    _type(rare, "u", gaps * 4)
+    _type(often, "u", _bursts_of_two(gaps * 2))
+    assert abs(rare._docs["u"].likely_typing_until() - max(gaps)) < 1e-9  # the slowest gap
+    assert rare._docs["u"].likely_typing_until() > often._docs["u"].likely_typing_until() > min(gaps)

@@ -23,19 +23,19 @@ async def _flight(attachable: bool = True) -> Flight:
 
 async def test_typing_what_was_written_or_may_still_be_written_keeps_it() -> None:
     flight = await _flight()
-    flight.wrote("compute")
+    flight.wrote("compute", 2)
     assert flight.keep_for(*_typed("comp")) and flight.typed == "comp"
     assert flight.keep_for(*_typed("compute(x")) and flight.typed == "compute(x"  # beyond what is written yet
     assert flight.keep_for(*_typed(""))  # the same place again
     assert flight.kept
-    flight.wrote("compute(x)")
+    flight.wrote("compute(x)", 3)
     assert not flight.task.cancelled()
-    flight.cancel()
+    flight.cancel("typing")
 
 
 async def test_divergent_text_deletions_and_moves_do_not_keep_it() -> None:
     flight = await _flight()
-    flight.wrote("compute")
+    flight.wrote("compute", 2)
     assert not flight.keep_for(*_typed("cone"))
     text, offset = _typed("")
     assert not flight.keep_for(text[:offset - 1] + text[offset:], offset - 1)  # a backspace
@@ -44,18 +44,18 @@ async def test_divergent_text_deletions_and_moves_do_not_keep_it() -> None:
     assert not flight.kept
     explicit = await _flight(attachable=False)
     assert not explicit.keep_for(*_typed("c"))
-    flight.cancel()
-    explicit.cancel()
+    flight.cancel("typing")
+    explicit.cancel("typing")
 
 
 async def test_a_token_that_leaves_the_typed_text_cancels_it() -> None:
     flight = await _flight()
-    flight.wrote("com")
+    flight.wrote("com", 1)
     assert flight.keep_for(*_typed("compute"))
-    flight.wrote("compu")
+    flight.wrote("compu", 1)
     await asyncio.sleep(0)
     assert not flight.task.cancelled()
-    flight.wrote("compare")
+    flight.wrote("compare", 2)
     await asyncio.sleep(0)
     assert flight.task.cancelled()
 
@@ -90,6 +90,6 @@ async def test_an_explicit_request_s_generation_ends_with_its_request() -> None:
 async def test_before_its_first_token_a_keystroke_does_not_keep_it() -> None:
     flight = await _flight()
     assert not flight.keep_for(*_typed("c"))  # nothing written yet: a new request is as cheap and sees "c"
-    flight.wrote("c")
+    flight.wrote("c", 1)
     assert flight.keep_for(*_typed("co"))
-    flight.cancel()
+    flight.cancel("typing")

@@ -114,3 +114,21 @@ async def test_a_closed_document_keeps_nothing():
     explanations.forget("file:///a.py")
     await job
     assert len(explanations) == 0
+
+
+def test_a_hold_keeps_changes_waiting_but_not_reads(thread):
+    order: list[str] = []
+    with thread.hold():
+        change = thread.submit(order.append, "change")
+        read = thread.submit_read(order.append, "read")
+        read.result(10)
+        assert not change.done()  # a generation may still be shown: the smell check waits
+    change.result(10)
+    assert order == ["read", "change"]
+
+
+def test_a_hold_never_starves_the_changes(thread, monkeypatch):
+    monkeypatch.setattr("loopls.lsp.project_thread.MAX_HOLD_S", 0.2)
+    with thread.hold():
+        change = thread.submit(lambda: "done")
+        assert change.result(10) == "done"  # after MAX_HOLD_S, held or not
