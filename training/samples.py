@@ -14,8 +14,8 @@ and its FIM window, then the target and an end-of-text token. Three modes:
 The middle of a FIM sample is the rest of a line from a cursor inside it (as a line
 completion; often right before a name defined in another file of the repository, the
 cross-file name CrossCodeEval's targets start with, whose definition the cross-file snippets
-hold, so that the model learns to copy it from them), an indented block after its header (as a block completion, cursor after the
-editor's auto-indent) or a random span. Rows of a fixed length are filled with whole samples;
+hold, so that the model learns to copy it from them), an indented block after its header (as
+a block completion, cursor after the editor's auto-indent) or a random span. Rows of a fixed length are filled with whole samples;
 what is left at the end of a row is padding that carries no loss.
 """
 
