@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("snapshot", type=Path)
     ap.add_argument("--rows", type=int, default=600, help="rows of the short phase (2K)")
-    ap.add_argument("--fim-rows", type=int, default=60, help="rows of the completion phase (8K)")
+    ap.add_argument("--fim-rows", type=int, default=60, help="rows of the completion phase (2K)")
     ap.add_argument("--repeat", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)

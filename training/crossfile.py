@@ -105,6 +105,12 @@ class Repository:
                     self._defining.setdefault(name, []).append(path)
         return self._defining
 
+    def defined_elsewhere(self, path: str, name: str) -> bool:
+        """Whether `name` is defined in another file of the repository and not in `path`: a
+        cross-file name as CrossCodeEval picks them (one its definition signal can find)."""
+        files = self.defining().get(name)
+        return bool(files) and len(name) >= 2 and path not in files and len(files) <= 20
+
     def imported_files(self, path: str) -> list[str]:
         out = []
         for mod in self.files[path].outline.imports:

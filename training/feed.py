@@ -71,21 +71,17 @@ class Feed:
         try:
             while not self._stop.is_set():
                 again = replays(step, self._reuse, self._lead)
-                item = (*self._replay(), True) if again else (*self._fresh(), False)
-                while not self._stop.is_set():
-                    try:
-                        self._queue.put(item, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
+                self._put((*self._replay(), True) if again else (*self._fresh(), False))
                 step += 1
         except BaseException as exc:  # StopIteration included: handed to the consumer
-            self._put_final(exc)
+            self._put(exc)
 
-    def _put_final(self, exc: BaseException) -> None:
+    def _put(self, item: object) -> None:
+        """Queue `item`, waiting while the queue is full, unless the feed is closed meanwhile
+        (then the consumer is gone and nobody would take it)."""
         while not self._stop.is_set():
             try:
-                self._queue.put(exc, timeout=0.1)
+                self._queue.put(item, timeout=0.1)
                 return
             except queue.Full:
                 continue

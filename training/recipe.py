@@ -41,18 +41,20 @@ class Recipe:
     long_len: int = 8192
     long_share: float = 0.15  # of the pretraining time, at long_len (the 8K prompts loopls packs)
     # of all the time: completions in the server's layout, loss on the middles only, re-warmed to
-    # fim_lr; rows of long_len holding prompts of every budget, so that the 8K prompts (whose
-    # context holds the definitions the cursor uses) are completion-trained too
+    # fim_lr; rows of short_len with prompts up to the server's default budget (2K,
+    # completion.contextTokens): the loss is on the middles only, so a step's worth of them
+    # grows as prompts shrink (8K rows with budgets up to 8K gave 1.5M middle tokens in 960
+    # steps), and the 2K graph is the short phase's, compiled once
     fim_share: float = 0.3
     fim_lr: float = 1e-3
     fim_warmup_steps: int = 30
-    fim_len: int = 8192
+    fim_len: int = 2048
     short_budgets: tuple[int, ...] = (384, 768, 1024, 1536, 2048, 2048)
     long_budgets: tuple[int, ...] = (4096, 8192, 8192)
-    fim_budgets: tuple[int, ...] = (768, 1024, 1536, 2048, 2048, 3072, 4096, 8192)
+    fim_budgets: tuple[int, ...] = (768, 1024, 1536, 2048, 2048, 2048)
     # phases whose training forward is torch.compiled on a GPU: it halves the step (0.083 against
-    # 0.169 s at 2K on an H200) for 81 s of compiling both row lengths before the clock (long and
-    # fim share the 8K graph); with reuse the row builders keep up (the shipped run compiled all)
+    # 0.169 s at 2K on an H200) for 81 s of compiling both row lengths before the clock (short
+    # and fim share the 2K graph); with reuse the row builders keep up (the shipped run compiled all)
     compile: tuple[str, ...] = ()
     # share of each phase's steps (after its first reuse_lead) that replay rows trained on once,
     # drawn at random: the row builders supply a 2K step every 0.18-0.22 s on the H200 machine,

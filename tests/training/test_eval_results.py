@@ -56,3 +56,50 @@ def test_targets_with_context_are_those_whose_loopls_prompt_differs_from_the_fil
     rows = [dict(_row("t1", False, 0.1, "loopls 2K"), prompt_tokens=2001), dict(_row("t1", False, 0.1), prompt_tokens=1869),
             dict(_row("t2", False, 0.1, "loopls 2K"), prompt_tokens=900), dict(_row("t2", False, 0.1), prompt_tokens=900)]
     assert with_context(rows) == {"t1"}
+
+
+def test_the_error_probe_continues_the_top_first_tokens_and_its_first_is_greedy() -> None:
+    """bench/completion_errors.py: candidate 1 is what greedy decoding writes (the engine's
+    `generate`, stopped at the line's end); the answer's first token is ranked in the same
+    distribution; candidates come in the order of their first token's probability."""
+    from completion_errors import Probe, probe_target
+
+    from loopls.engine.model.generate import generate
+    from loopls.engine.model.loader import load_checkpoint
+    from loopls.engine.model.models import default_model_dir
+    from loopls.engine.model.sampler import SamplingParams
+
+    lm = load_checkpoint(default_model_dir(), "cpu", "float32")
+    ids = lm.tokenizer.encode("import os\n\n\ndef home():\n    return os.")
+    record = probe_target(Probe(lm), ids, "environ['HOME']", 3)
+    cands = record["candidates"]
+    assert len(cands) == 3 and cands[0]["p"] >= cands[1]["p"] >= cands[2]["p"]
+    greedy = generate(lm, ids, SamplingParams(max_tokens=48, temperature=0.0, stop=("\n",)))
+    assert cands[0]["text"] == greedy.text.split("\n", 1)[0].strip()
+    assert record["gold_first_rank"] >= 0 and 0 < record["gold_first_p"] <= 1
+    assert record["name_in_prompt"] == 0  # "environ" is not in the prompt
+    assert all(c["mean_logp"] <= 0 for c in cands)
+
+
+def test_the_error_summary_reads_the_shards_and_counts_the_oracle(tmp_path: Path) -> None:
+    from completion_errors import summary
+
+    def cand(text: str, es: float, mean: float) -> dict:
+        return {"first": text[:1], "p": 0.5, "text": text, "mean_logp": mean, "es": es}
+
+    def target(rank: int, named: int) -> dict:
+        return {"prompt_tokens": 10, "gold_first_rank": rank, "gold_first_p": 0.1, "name_in_prompt": named,
+                "candidates": [cand("a", 0.2, -2.0), cand("gold", 1.0, -1.0)]}
+
+    _write(tmp_path / "e.shard0of2.jsonl", [{"case": "x", "gold": "gold", "file only": target(1, 1),
+                                             "loopls": target(0, 1)}])
+    _write(tmp_path / "e.shard1of2.jsonl", [{"case": "y", "gold": "other", "file only": target(5, 0),
+                                             "loopls": target(5, 2)}])
+    lines = summary(tmp_path / "e.jsonl")
+    assert lines[0] == "2 line targets"
+    file_only = [c.strip() for c in lines[4].strip("|").split("|")]
+    # greedy 0 of 2 exact; oracle and rerank pick "gold" on both: 1 of 2 exact
+    assert file_only[:7] == ["file only", "0.0%", "0.200", "50.0%", "1.000", "50.0%", "1.000"]
+    assert file_only[7:] == ["0.0%", "50.0%", "1 of 2", "0.0%"]
+    loopls = [c.strip() for c in lines[5].strip("|").split("|")]
+    assert loopls[7:] == ["50.0%", "50.0%", "2 of 2", "50.0%"]

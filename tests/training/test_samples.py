@@ -126,3 +126,33 @@ def test_line_middles_start_where_an_editor_asks() -> None:
     whole = [m for m in (_line_middle(text, rng, whole=1.0, word=0.0) for _ in range(50)) if m is not None]
     assert len(whole) > 40
     assert all(a == 0 or text[a - 1] in " \n" and text[text.rfind("\n", 0, a) + 1:a].strip() == "" for a, _ in whole)
+
+
+def test_line_middles_start_before_cross_file_names() -> None:
+    """With `cross` 1, a line holding a name defined in another file of the repository (and
+    not in this one) is cut right before such a name, as CrossCodeEval cuts its targets; a line
+    without one falls back to a name start."""
+    from training.crossfile import Repository
+    from training.samples import _line_middle
+
+    repo = Repository([_source(p, t) for p, t in FILES.items()])
+    path = "proj/main.py"
+    assert repo.defined_elsewhere(path, "scale") and repo.defined_elsewhere(path, "Box")
+    assert not repo.defined_elsewhere(path, "doubled")  # defined in the file itself
+    assert not repo.defined_elsewhere("proj/util.py", "scale")
+    assert not repo.defined_elsewhere(path, "sum")  # defined nowhere in the repository
+    text = FILES[path]
+    rng = random.Random(0)
+    cuts = [m for m in (_line_middle(text, rng, whole=0.0, word=0.0, cross=1.0,
+                                     elsewhere=lambda n: repo.defined_elsewhere(path, n)) for _ in range(200))
+            if m is not None]
+    crossing = 0
+    for a, b in cuts:
+        line = text[text.rfind("\n", 0, a) + 1:b]
+        if "scale" in line or "Box" in line:
+            assert text.startswith(("scale", "Box"), a)
+            crossing += 1
+        else:
+            assert text[a].isalpha() or text[a] == "_"
+            assert a == 0 or not (text[a - 1].isalnum() or text[a - 1] == "_")
+    assert crossing > 20

@@ -1,0 +1,186 @@
+"""Why line completions miss: the model's first token, its top-k alternatives, and whether
+the answer's name was in the prompt at all.
+
+    python bench/completion_errors.py REPO [REPO ...] [--model M] [--lines 30] [--seed 0]
+        [--budget 2048] [--top 5] [--shard I/N] [--out FILE] [--tables-only]
+
+The line targets are bench/eval_completion.py's (CrossCodeEval's split: the cursor right
+before a name defined in another file, the rest of the line removed), and so are the prompts
+("file only": the packer without snippets; "loopls": the context engine), in the layout the
+checkpoint declares, at the budget the server gives a prompt (`--budget` minus 49 for a
+48-token line completion). The model runs here on its own (the engine's contiguous path, fp32,
+one thread), not through the server's completion service: it reads the first step's
+distribution, then continues each of the `--top` most likely first tokens greedily to the
+end of the line. Per target and prompt it records the rank and probability of the answer's
+first token, each candidate's text, edit similarity and mean log-probability, and how often
+the answer's leading name occurs in the prompt. Results are one JSON line per target in
+`--out` (resumable; `--shard` as in eval_completion); `--tables-only` prints the summary:
+
+- greedy: the first candidate (what greedy decoding writes, before the server's
+  post-processing, which the line targets rarely need);
+- oracle@k: the best of the k candidates (what a perfect reranker of first tokens would give);
+- rerank: the candidate with the highest mean log-probability (first token included), a
+  best-of-k that needs no knowledge of the answer;
+- name in prompt: targets whose answer starts with a name that occurs in the prompt, and on
+  those how often the model's most likely first token is the answer's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import re
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from eval_completion import _shard, line_cases, similarity  # noqa: E402
+
+from loopls.context.assemble import ContextEngine  # noqa: E402
+from loopls.context.project import Project  # noqa: E402
+from loopls.engine.model.cache import KVCache  # noqa: E402
+from loopls.engine.model.loader import LoadedModel, load_checkpoint  # noqa: E402
+from loopls.engine.model.models import resolve_model_name  # noqa: E402
+
+LINE_TOKENS = 48  # the eval's max_tokens for a line target
+NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+class Probe:
+    """The model's view of one prompt: the first step's distribution, greedy continuations."""
+
+    def __init__(self, lm: LoadedModel) -> None:
+        self.lm = lm
+        tok = lm.tokenizer
+        self.stops = set(tok.special.eos_ids) | {i for i in range(tok.vocab_size) if "\n" in tok.decode([i])}
+
+    @torch.inference_mode()
+    def first(self, ids: list[int]) -> tuple[KVCache, torch.Tensor]:
+        cache = KVCache.for_model(self.lm.model, 1, len(ids) + LINE_TOKENS + 1, torch.float32, "cpu")
+        return cache, torch.log_softmax(self.lm.model(torch.tensor([ids]), cache)[0, -1].float(), -1)
+
+    @torch.inference_mode()
+    def continue_line(self, cache: KVCache, token: int, logp: float) -> tuple[str, float]:
+        """The line greedily continued after `token`, and its mean log-probability."""
+        cache = copy.deepcopy(cache)  # the prompt's cache is shared by every candidate
+        out, total = [token], logp
+        while len(out) < LINE_TOKENS and token not in self.stops:
+            step = torch.log_softmax(self.lm.model(torch.tensor([[token]]), cache)[0, -1].float(), -1)
+            token = int(step.argmax())
+            if token not in self.stops:
+                out.append(token)
+                total += float(step[token])
+        return self.lm.tokenizer.decode(out).split("\n", 1)[0].strip(), total / len(out)
+
+
+def probe_target(probe: Probe, ids: list[int], gold: str, top: int) -> dict:
+    tok = probe.lm.tokenizer
+    cache, logp = probe.first(ids)
+    gold_first = tok.encode(gold)[0]
+    rank = int((logp > logp[gold_first]).sum())
+    values, indices = torch.topk(logp, top)
+    cands = []
+    for t, lp in zip(indices.tolist(), values.tolist()):
+        text, mean = probe.continue_line(cache, t, lp)
+        cands.append({"first": tok.decode([t]), "p": round(float(torch.exp(torch.tensor(lp))), 4), "text": text,
+                      "mean_logp": round(mean, 4), "es": similarity(text, gold)})
+    name = NAME.match(gold)
+    shown = tok.decode(ids, skip_special=False)
+    return {"prompt_tokens": len(ids), "gold_first_rank": rank, "gold_first_p": round(float(logp[gold_first].exp()), 4),
+            "name_in_prompt": shown.count(name.group(0)) if name else 0, "candidates": cands}
+
+
+def run(args: argparse.Namespace) -> None:
+    lm = load_checkpoint(resolve_model_name(args.model), "cpu", torch.float32)
+    torch.set_num_threads(1)
+    probe = Probe(lm)
+    tok = lm.tokenizer
+    layout = tok.special.fim_layout
+    budget = args.budget - LINE_TOKENS - 1  # as the service: room for the completion
+    done = {json.loads(line)["case"] for line in args.out.read_text().splitlines()} if args.out.exists() else set()
+    cache_dir = Path(tempfile.mkdtemp(prefix="loopls-errors-"))
+    work = []
+    for repo in args.repos:
+        index = Project(repo, cache_dir)
+        index.build()
+        engine = ContextEngine(index, tok, tok.special)
+        work += [(repo, engine, case) for case in line_cases(index, args.lines, args.seed)]
+    i, n = args.shard
+    with args.out.open("a", encoding="utf-8") as sink:
+        for k, (repo, engine, case) in enumerate(work):
+            key = f"{repo.name}:{case.path}:{case.offset}"
+            if k % n != i or key in done:
+                continue
+            engine.index.update_document(case.path, case.text)  # an open document, as the server has it
+            try:
+                with_context = engine.assemble(case.path, case.text, case.offset, budget, layout)
+            finally:
+                engine.index.close_document(case.path)
+            file_only = engine.packer.pack([], case.path, case.text, case.offset, budget, engine.read_lines, layout)
+            gold = case.gold.strip()
+            record = {"case": key, "gold": gold}
+            for label, packed in (("file only", file_only), ("loopls", with_context)):
+                record[label] = probe_target(probe, packed.token_ids, gold, args.top)
+            sink.write(json.dumps(record) + "\n")
+            sink.flush()
+
+
+def summary(out: Path) -> list[str]:
+    files = [out, *sorted(out.parent.glob(f"{out.stem}.shard*"))] if out.exists() else sorted(
+        out.parent.glob(f"{out.stem}.shard*"))
+    rows = [json.loads(line) for f in files for line in f.read_text().splitlines() if line]
+    mean = statistics.fmean
+    lines = [f"{len(rows)} line targets", "",
+             "| prompt | greedy EM | greedy ES | oracle@k EM | oracle@k ES | rerank EM | rerank ES "
+             "| answer's first token first | in top k | name in prompt | of those, first token first |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for label in ("file only", "loopls"):
+        got = [(r["gold"], r[label]) for r in rows]
+        greedy = [c["candidates"][0] for _, c in got]
+        best = [max(c["candidates"], key=lambda x: x["es"]) for _, c in got]
+        rerank = [max(c["candidates"], key=lambda x: x["mean_logp"]) for _, c in got]
+        named = [c for _, c in got if c["name_in_prompt"]]
+        k = len(got[0][1]["candidates"]) if got else 0
+
+        def em(chosen: list[dict]) -> str:
+            return f"{100 * mean(c['text'] == g for c, (g, _) in zip(chosen, got)):.1f}%"
+
+        lines.append(
+            f"| {label} | {em(greedy)} | {mean(c['es'] for c in greedy):.3f} | {em(best)} | "
+            f"{mean(c['es'] for c in best):.3f} | {em(rerank)} | {mean(c['es'] for c in rerank):.3f} | "
+            f"{100 * mean(c['gold_first_rank'] == 0 for _, c in got):.1f}% | "
+            f"{100 * mean(c['gold_first_rank'] < k for _, c in got):.1f}% | {len(named)} of {len(got)} | "
+            f"{100 * mean(c['gold_first_rank'] == 0 for c in named) if named else 0:.1f}% |")
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("repos", nargs="+", type=Path)
+    ap.add_argument("--model", help="default: the shipped default model")
+    ap.add_argument("--lines", type=int, default=30, help="line targets per repository (as eval_completion)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--budget", type=int, default=2048, help="completion.contextTokens")
+    ap.add_argument("--top", type=int, default=5, help="first tokens continued per prompt")
+    ap.add_argument("--shard", type=_shard, default=(0, 1), help="I/N: this process's share of the targets")
+    ap.add_argument("--out", type=Path, default=Path("completion-errors.jsonl"))
+    ap.add_argument("--tables-only", action="store_true", help="summarise the results so far, run nothing")
+    args = ap.parse_args(argv)
+    if not args.tables_only:
+        i, n = args.shard
+        out = args.out
+        args.out = out if n == 1 else out.with_name(f"{out.stem}.shard{i}of{n}{out.suffix}")
+        run(args)
+        args.out = out
+    print("\n".join(summary(args.out)))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
