@@ -264,8 +264,7 @@ def main() -> None:
             times, rss, collector = asyncio.run(run_case(case, text, project, cache, args.repeat, args.seed, tree))
             label = f"{case} ({text.count(chr(10)):,} lines, RSS {rss} MB)"
             if collector is not None:
-                print(f"# {case}: {collector['fullCollections']} full GC passes, the longest {collector['longestFullMs']} ms, "
-                      f"{collector['frozen']:,} objects frozen")
+                print(f"# {case}: {collector['fullCollections']} full GC passes, the longest {collector['longestFullMs']} ms")
             for kind, values in times.items():
                 rows.append((label, kind, str(len(values)), f"{percentile(values, 0.5):.1f}",
                              f"{percentile(values, 0.95):.1f}", f"{max(values):.1f}"))

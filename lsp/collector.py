@@ -28,6 +28,7 @@ class Collector:
     def __init__(self) -> None:
         self.full_collections = 0
         self.longest_full_s = 0.0
+        self.freezes = 0
         self._started: float | None = None
 
     def watch(self) -> None:
@@ -41,6 +42,7 @@ class Collector:
     def freeze_long_lived(self) -> None:
         """Keep the objects alive now out of later full collections (O(1): a list splice)."""
         gc.freeze()
+        self.freezes += 1
 
     def _observe(self, phase: str, info: dict) -> None:
         if info.get("generation") != 2:
@@ -53,5 +55,6 @@ class Collector:
             self._started = None
 
     def as_json(self) -> dict:
-        return {"frozen": gc.get_freeze_count(), "fullCollections": self.full_collections,
+        # not gc.get_freeze_count(): it walks every frozen object (70-100 ms for 344,000)
+        return {"freezes": self.freezes, "fullCollections": self.full_collections,
                 "longestFullMs": round(self.longest_full_s * 1000, 1)}

@@ -125,4 +125,4 @@ async def test_status_code_actions_and_pulls_answer_with_20000_identical_lines(c
     status = await asyncio.wait_for(_status(client), LIVENESS_S)
     assert status["stats"]["tracked"]["smell_checks"] <= 1
     # what the workspace's build left (and the model, once loaded) is out of full GC passes
-    assert status["stats"]["gc"]["frozen"] > 10_000
+    assert status["stats"]["gc"]["freezes"] >= 1
