@@ -7,6 +7,7 @@ Parsers and queries are cached per instance of `Languages`, not in module global
 from __future__ import annotations
 
 import ctypes
+import functools
 import importlib
 import sys
 from dataclasses import dataclass
@@ -89,9 +90,9 @@ class _Reader:
     returns during a parse (measured: `sys.getrefcount` of each slice after the parse and the
     tree are gone), so each slice read was never freed: the whole source once per cold parse,
     the re-read stretch on every keystroke's reparse, which was the server's memory growth of
-    ~5 MB per 1,000 requests in bench/soak.py. After the parse, when nothing but this reader
-    refers to a slice it returned, the references beyond that are the leaked ones and are
-    given back; a version without the leak leaves none to give back.
+    ~5 MB per 1,000 requests in bench/soak.py. After the parse, the references to each slice
+    beyond this reader's own are the leaked ones and are given back, when a probe parse shows
+    that the binding keeps such references after its tree is gone (`_read_results_leak`).
     """
 
     def __init__(self, source: bytes) -> None:
@@ -106,12 +107,33 @@ class _Reader:
 
     def release_leaked(self) -> None:
         returned, self._returned = self._returned, None
-        for i in range(len(returned or ())):
+        if not returned or not _read_results_leak():
+            return
+        for i in range(len(returned)):
             extra = sys.getrefcount(returned[i]) - 2  # the list's reference and the call's argument
             if extra > 0:
                 leaked = ctypes.py_object(returned[i])
                 for _ in range(extra):
                     ctypes.pythonapi.Py_DecRef(leaked)
+
+
+@functools.cache
+def _read_results_leak() -> bool:
+    """Whether this py-tree-sitter keeps references to what a read callback returned once the
+    parse and its tree are gone (0.26.1 does). Only then are they given back: a binding that
+    held them for its tree's sake must keep them."""
+    source = b"def f(a):\n    return a\n" * 4
+    returned: list[bytes] = []
+
+    def read(offset: int, _point: Point) -> bytes:
+        chunk = source[offset:offset + 16]
+        if len(chunk) > 1:
+            returned.append(chunk)
+        return chunk
+
+    tree = Parser(Language(importlib.import_module("tree_sitter_python").language())).parse(read)
+    del tree
+    return any(sys.getrefcount(returned[i]) > 2 for i in range(len(returned)))
 
 
 def captures_in_slices(query: Query, node: Node) -> dict[str, list[Node]]:
