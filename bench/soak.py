@@ -45,6 +45,7 @@ class Window:
     explicit: list[float] = field(default_factory=list)
     tracked: dict = field(default_factory=dict)
     errors: int = 0
+    collector: dict | None = None  # stats.gc: full collections so far and the longest (None: not reported)
 
 
 async def soak(conn: Connection, uri: str, text: str, requests: int, every: int, pid: int) -> list[Window]:
@@ -101,7 +102,8 @@ async def soak(conn: Connection, uri: str, text: str, requests: int, every: int,
         if sent // every > len(windows) and sent >= (len(windows) + 1) * every:
             while open_ids:  # let the window's requests finish before sampling
                 await asyncio.sleep(0.01)
-            current.tracked = (await conn.call("loopls/status"))["stats"]["tracked"]
+            stats = (await conn.call("loopls/status"))["stats"]
+            current.tracked, current.collector = stats["tracked"], stats.get("gc")
             current.requests, current.rss_mb = sent, _rss_mb(pid)
             windows.append(current)
             current = Window(0, 0)
@@ -122,12 +124,14 @@ async def run_soak(project: Path, cache: Path, requests: int, every: int, lines:
 
 
 def table(windows: list[Window]) -> list[str]:
-    rows = [("requests", "RSS MB", "P50 ms", "P95 ms", "max ms", "explicit P50 ms", "errors", "tracked (non-zero)")]
+    rows = [("requests", "RSS MB", "P50 ms", "P95 ms", "max ms", "explicit P50 ms", "errors", "full GCs (longest ms)",
+             "tracked (non-zero)")]
     for w in windows:
         tracked = ", ".join(f"{k} {v}" for k, v in sorted(w.tracked.items()) if v)
+        gc = f"{w.collector['fullCollections']} ({w.collector['longestFullMs']:.0f})" if w.collector else "-"
         rows.append((f"{w.requests:,}", str(w.rss_mb), f"{percentile(w.latencies, 0.5):.1f}",
                      f"{percentile(w.latencies, 0.95):.1f}", f"{max(w.latencies):.1f}",
-                     f"{percentile(w.explicit, 0.5):.0f}" if w.explicit else "-", str(w.errors), tracked))
+                     f"{percentile(w.explicit, 0.5):.0f}" if w.explicit else "-", str(w.errors), gc, tracked))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     return ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)) for row in rows]
 

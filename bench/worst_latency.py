@@ -24,7 +24,9 @@ Cases: `varied` (N lines of generated Python functions, many near-duplicates), `
 limit, over the line limit), `untitled` (the varied text as an `untitled:` buffer, which no
 project holds). Prints P50/P95/max per case and request kind; the goal is max <= 100 ms for
 everything but "generated". An `explainContext` answered with the last explanation of the
-same document version (the fresh one not ready in time) is reported apart, "(stale)".
+same document version (the fresh one not ready in time) is reported apart, "(stale)". Per
+case it also prints the server's full garbage collections (`loopls/status` stats.gc): each
+holds the GIL for its whole length, and every request arriving meanwhile waits for it.
 """
 
 from __future__ import annotations
@@ -215,7 +217,7 @@ async def started_server(project: Path, cache: Path, tree: Path | None, capabili
 
 
 async def run_case(case: str, text: str, project: Path, cache: Path, repeat: int, seed: int,
-                   tree: Path | None) -> tuple[dict, int]:
+                   tree: Path | None) -> tuple[dict, int, dict | None]:
     capabilities = {"textDocument": {"diagnostic": {}}, "workspace": {"diagnostics": {"refreshSupport": True}}}
     async with started_server(project, cache, tree, capabilities) as (conn, proc):
         uri = (project / "big.py").as_uri() if case != "untitled" else "untitled:Untitled-1"
@@ -224,7 +226,8 @@ async def run_case(case: str, text: str, project: Path, cache: Path, repeat: int
             "uri": uri, "languageId": "python", "version": 1, "text": text}})
         await bench.run(random.Random(seed), repeat)
         rss = _rss_mb(proc.pid)
-    return bench.times, rss
+        collector = (await conn.call("loopls/status"))["stats"].get("gc")  # None: a server before stats.gc
+    return bench.times, rss, collector
 
 
 def _rss_mb(pid: int) -> int:
@@ -258,8 +261,10 @@ def main() -> None:
         for case in args.cases.split(","):
             project = make_project(Path(work) / case)
             text = texts[case]
-            times, rss = asyncio.run(run_case(case, text, project, cache, args.repeat, args.seed, tree))
+            times, rss, collector = asyncio.run(run_case(case, text, project, cache, args.repeat, args.seed, tree))
             label = f"{case} ({text.count(chr(10)):,} lines, RSS {rss} MB)"
+            if collector is not None:
+                print(f"# {case}: {collector['fullCollections']} full GC passes, the longest {collector['longestFullMs']} ms")
             for kind, values in times.items():
                 rows.append((label, kind, str(len(values)), f"{percentile(values, 0.5):.1f}",
                              f"{percentile(values, 0.95):.1f}", f"{max(values):.1f}"))

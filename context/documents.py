@@ -10,8 +10,10 @@ lines the edits added or removed), and the definitions query runs on R alone (it
 yields definitions enclosing R); references are re-counted on the changed lines only; chunk
 terms are reused for unchanged chunk texts; imports are re-read only when the change
 touches an import. So the symbols of a long file may be brought up to date after a burst of
-typing, at the cost of one update (`Project` defers them so). Either way the result equals
-a cold parse of the same text (tests/context/test_context_index.py).
+typing, at the cost of one update (`Project` defers them so). A tree with very many
+top-level nodes is not diffed (see CHANGED_RANGES_MAX_CHILDREN): its symbols are extracted
+afresh. Either way the result equals a cold parse of the same text
+(tests/context/test_context_index.py).
 """
 
 from __future__ import annotations
@@ -30,6 +32,13 @@ _IMPORTISH = ("import", "include", "use_declaration", "extern_crate", "require")
 _JS_FAMILY = {"javascript", "typescript", "tsx"}
 _IMPORT_WORD = re.compile(r"\b(?:import|require|include|use|from|extern|mod)\b")
 _IMPORT_WORD_BYTES = re.compile(_IMPORT_WORD.pattern.encode())
+# Trees whose root has more children are not diffed with `Tree.changed_ranges`: that one C
+# call walks every child of the root holding the GIL (14.5 ms of CPU for 20,000 top-level
+# statements; with the machine loaded, the thread is descheduled while it holds the GIL and
+# the event loop waited 200-600 ms). Their symbols are extracted afresh instead, in query
+# slices that each hold the GIL under a millisecond (about 3x the CPU of an update that
+# touches few rows, on the project thread, after a pause in typing: `Project.settle`).
+CHANGED_RANGES_MAX_CHILDREN = 4_000
 
 
 def _point(text: str, offset: int) -> tuple[int, Point]:
@@ -178,7 +187,8 @@ class ParsedDocument:
         previous, base, span = self._symbols, self._base, self._span
         if previous is not None and span is None:
             return previous
-        if previous is not None and base is not None and span is not None and tree is not None:
+        if previous is not None and base is not None and span is not None and tree is not None \
+                and tree.root_node.child_count <= CHANGED_RANGES_MAX_CHILDREN:
             result = self._incremental(previous, self._merged_edit(base[0], span), tree,
                                        base[1].changed_ranges(tree))
         else:

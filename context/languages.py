@@ -6,7 +6,10 @@ Parsers and queries are cached per instance of `Languages`, not in module global
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import importlib
+import sys
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import PurePath
@@ -47,7 +50,10 @@ YIELDING_PARSE_BYTES = 32 * 1024
 # needs, so a long slice is copied for every node asked (64 KB: 70-80 us a name, 1.4 s for
 # the 20,000 definitions of one file; 256 bytes: under 1 us). Parsing is as fast either way.
 _PARSE_SLICE = 256
-QUERY_SLICE_ROWS = 2_000  # rows per query call of `captures_in_slices`
+# Rows per query call of `captures_in_slices` and `definitions_of`: a call holds the GIL for its
+# whole length (2,000 rows of `y = 1`: 4.5 ms of CPU, 25-60 ms of wall time on a loaded machine);
+# 250 rows: 0.5 ms, and the same total (the cursor skips the rows before the slice cheaply).
+QUERY_SLICE_ROWS = 250
 
 
 def _keep_parsing(*_: object) -> bool:
@@ -66,15 +72,68 @@ def parse(parser: Parser, source: bytes, old_tree: Tree | None = None) -> Tree:
     """
     if len(source) <= YIELDING_PARSE_BYTES:
         return parser.parse(source, old_tree) if old_tree is not None else parser.parse(source)
-
-    def read(offset: int, _point: Point) -> bytes:
-        return source[offset:offset + _PARSE_SLICE]
-
-    tree = parser.parse(read, old_tree, progress_callback=_keep_parsing) if old_tree is not None \
-        else parser.parse(read, progress_callback=_keep_parsing)
+    read = _Reader(source)
+    try:
+        tree = parser.parse(read, old_tree, progress_callback=_keep_parsing) if old_tree is not None \
+            else parser.parse(read, progress_callback=_keep_parsing)
+    finally:
+        read.release_leaked()
     if tree is None:  # only a cancelled parse returns None, and nothing cancels this one
         raise RuntimeError("tree-sitter returned no tree")
     return tree
+
+
+class _Reader:
+    """The read callback of one parse (the tree keeps it: `Node.text` reads through it).
+
+    py-tree-sitter 0.26.1 leaks two or three references to every bytes object a read callback
+    returns during a parse (measured: `sys.getrefcount` of each slice after the parse and the
+    tree are gone), so each slice read was never freed: the whole source once per cold parse,
+    the re-read stretch on every keystroke's reparse, which was the server's memory growth of
+    ~5 MB per 1,000 requests in bench/soak.py. After the parse, the references to each slice
+    beyond this reader's own are the leaked ones and are given back, when a probe parse shows
+    that the binding keeps such references after its tree is gone (`_read_results_leak`).
+    """
+
+    def __init__(self, source: bytes) -> None:
+        self.source = source
+        self._returned: list[bytes] | None = []  # the slices handed out during the parse
+
+    def __call__(self, offset: int, _point: Point) -> bytes:
+        chunk = self.source[offset:offset + _PARSE_SLICE]
+        if self._returned is not None and len(chunk) > 1 and chunk is not self.source:
+            self._returned.append(chunk)  # (empty and one-byte bytes are shared singletons)
+        return chunk
+
+    def release_leaked(self) -> None:
+        returned, self._returned = self._returned, None
+        if not returned or not _read_results_leak():
+            return
+        for i in range(len(returned)):
+            extra = sys.getrefcount(returned[i]) - 2  # the list's reference and the call's argument
+            if extra > 0:
+                leaked = ctypes.py_object(returned[i])
+                for _ in range(extra):
+                    ctypes.pythonapi.Py_DecRef(leaked)
+
+
+@functools.cache
+def _read_results_leak() -> bool:
+    """Whether this py-tree-sitter keeps references to what a read callback returned once the
+    parse and its tree are gone (0.26.1 does). Only then are they given back: a binding that
+    held them for its tree's sake must keep them."""
+    source = b"def f(a):\n    return a\n" * 4
+    returned: list[bytes] = []
+
+    def read(offset: int, _point: Point) -> bytes:
+        chunk = source[offset:offset + 16]
+        if len(chunk) > 1:
+            returned.append(chunk)
+        return chunk
+
+    tree = Parser(Language(importlib.import_module("tree_sitter_python").language())).parse(read)
+    del tree
+    return any(sys.getrefcount(returned[i]) > 2 for i in range(len(returned)))
 
 
 def captures_in_slices(query: Query, node: Node) -> dict[str, list[Node]]:

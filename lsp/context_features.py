@@ -30,6 +30,7 @@ from loopls.context.packing import PackedContext
 from loopls.context.project import IndexSummary, Project
 from loopls.context.workspace import WorkspaceError
 
+from .collector import Collector
 from .explanations import Explanations
 from .positions import LspTextDocument, PositionError, scrub_surrogates
 from .project_thread import ProjectThread
@@ -50,8 +51,9 @@ class ContextHost:
     """The server's project models (one per workspace folder), their thread and the context
     engines made from them (per tokenizer)."""
 
-    def __init__(self, server: LanguageServer) -> None:
+    def __init__(self, server: LanguageServer, collector: Collector | None = None) -> None:
         self.server = server
+        self.collector = collector or Collector()
         self.thread = ProjectThread("loopls-project")
         self.projects: dict[Path, Project] = {}  # built, by root
         self.builds: dict[Path, asyncio.Future] = {}
@@ -151,6 +153,7 @@ class ContextHost:
             self.projects[root] = project
             for callback in self.on_built:
                 callback(project)
+            self.collector.freeze_long_lived()  # the project model, and what the callbacks made of it
         finally:
             self.long_work -= 1
         return summary
@@ -307,6 +310,7 @@ class ContextHost:
         engine = self._engine_for(root, tokenizer)
         if engine is not None:
             engine.signals.sync()
+            self.collector.freeze_long_lived()  # the engine's indexes live as long as the folder
 
     def provide(self, tokenizer, uri: str, version: int | None, text: str, offset: int,
                 budget: int, layout: str | None = None) -> PackedContext | None:

@@ -25,6 +25,7 @@ from loopls.context.languages import language_for_path
 from loopls.engine.backends import BackendError
 
 from .code_actions import RefactorHost
+from .collector import Collector
 from .completion.acceptance import AcceptanceCounter
 from .completion.service import CompletionRequest, Completions, CompletionService
 from .context_features import ContextHost
@@ -59,8 +60,10 @@ class LooplsServer(LanguageServer):
         # prompt building) and the serving engine's own worker.
         self.options = Options()
         self.model_override = model_override
+        self.collector = Collector()  # keeps what lives long out of full GC passes (collector.py)
+        self.collector.watch()
         self.status = StatusReporter(self.status_json, lambda status: self.protocol.notify(STATUS, status))
-        self.context = ContextHost(self)  # one project model per workspace folder, on its thread
+        self.context = ContextHost(self, self.collector)  # one project model per workspace folder, on its thread
         self.context.changed = self.status.changed
         self.smells = SmellHost(self, self.context)  # code-smell diagnostics, read from those models
         self.refactors = RefactorHost(self, self.context, self.smells)  # code actions
@@ -71,6 +74,7 @@ class LooplsServer(LanguageServer):
         self.completions = CompletionService(self.models, self.prepare_thread, lambda: self.options.completion,
                                              context=self.context.provide, label=_label, quiet=self.context.hold)
         self.last_latency_ms: float | None = None
+        self._frozen_backend: object | None = None  # the loaded backend kept out of full collections
 
     def document_event(self, method: str, params: Any) -> None:
         """The one fan-out of document and workspace events (after pygls has updated its own
@@ -107,12 +111,16 @@ class LooplsServer(LanguageServer):
         self.status.changed()
         backend = self.models.backend
         if self.models.state == "ready" and backend is not None:
+            if backend is not self._frozen_backend:  # a load, not a generation starting or ending
+                self._frozen_backend = backend
+                self.collector.freeze_long_lived()  # torch's modules and the model
             self.context.warm(backend.tokenizer)  # the first prompt or explainContext need not make it
 
     def shutdown_engine(self) -> None:
         self.models.shutdown()
         self.context.shutdown()
         self.refactors.shutdown()
+        self.collector.unwatch()
 
     # -- options ----------------------------------------------------------------------------
 
@@ -236,7 +244,7 @@ class LooplsServer(LanguageServer):
             "version": __version__,
             "options": options_to_json(self.options),
             "stats": {**models.stats_json(), **vars(self.completions.stats), "waste": self.completions.waste.as_json(),
-                      "tracked": self.tracked()},
+                      "tracked": self.tracked(), "gc": self.collector.as_json()},
             "engine": models.backend.stats() if models.backend is not None else {},
         }
         if self.last_latency_ms is not None:

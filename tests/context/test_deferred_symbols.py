@@ -6,9 +6,12 @@ from __future__ import annotations
 import random
 
 from context_helpers import make_repo
+from tree_sitter import QueryCursor, Tree
 
-from loopls.context.documents import merged_span
+from loopls.context.documents import CHANGED_RANGES_MAX_CHILDREN, ParsedDocument, merged_span
+from loopls.context.languages import QUERY_SLICE_ROWS, Languages
 from loopls.context.project import DEFERRED_SYMBOL_LINES, Project
+from loopls.context.symbols import definitions_of
 
 
 def test_merged_span_keeps_the_text_outside_it_unchanged():
@@ -71,3 +74,44 @@ def test_closing_a_long_document_forgets_its_pending_update(tmp_path):
     assert not project.unsettled and not project.definitions("late")
     project.settle()
     assert project.definitions("value_1") and not project.definitions("late")
+
+
+def test_a_flat_long_document_is_not_diffed_and_still_equals_a_cold_parse(tmp_path, monkeypatch):
+    """A document with more top-level nodes than CHANGED_RANGES_MAX_CHILDREN: its symbols are
+    extracted afresh (no `Tree.changed_ranges`, one C call over every top-level node), in query
+    slices, and equal a cold parse's after scattered edits; a shorter one is still diffed."""
+    text = "y = 1\n" * (CHANGED_RANGES_MAX_CHILDREN + 100)
+    make_repo(tmp_path, [{"flat.py": text}])
+    project = Project(tmp_path)
+    diffed = []
+    original = Tree.changed_ranges
+    monkeypatch.setattr(Tree, "changed_ranges", lambda self, other: diffed.append(1) or original(self, other))
+    doc = ParsedDocument("flat.py", text, project.languages)
+    doc.symbols()
+    rng = random.Random(3)
+    for step in range(3):
+        for _ in range(20):
+            offset = rng.randrange(len(doc.text))
+            doc.edit(offset, offset, rng.choice(["x", "def f():\n    pass\n", "\n", "z = 2\n"]))
+        assert doc.symbols() == project.parse("flat.py", doc.text.encode("utf-8")), step
+    assert not diffed and len(doc.symbols().definitions) > CHANGED_RANGES_MAX_CHILDREN
+
+    short = ParsedDocument("short.py", "y = 1\n" * 100, project.languages)
+    short.symbols()
+    short.edit(0, 0, "z = 2\n")
+    assert short.symbols() == project.parse("short.py", short.text.encode("utf-8")) and diffed
+
+
+def test_queries_run_in_short_slices(monkeypatch):
+    """No definitions query call covers more than QUERY_SLICE_ROWS rows (each holds the GIL
+    for its whole length), and slicing finds what one call over the whole tree finds."""
+    languages = Languages()
+    source = "".join(f"def f{i}(a):\n    return a\n\n" for i in range(400)).encode()
+    tree = languages.parser("python").parse(source)
+    ranges = []
+    original = QueryCursor.set_point_range
+    monkeypatch.setattr(QueryCursor, "set_point_range", lambda self, start, end: ranges.append((start.row, end.row))
+                        or original(self, start, end))
+    sliced = definitions_of(tree, "python", languages)
+    assert ranges and max(end - start for start, end in ranges) <= QUERY_SLICE_ROWS
+    assert len(sliced) == 400 and sliced == definitions_of(tree, "python", languages, (0, 1200))

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import git
 from lsprotocol import types
 from pytest_lsp import LanguageClient, make_test_lsp_client
 
@@ -23,6 +24,21 @@ def plain(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [plain(v) for v in value]
     return value
+
+
+async def start_in_git_workspace(client: LanguageClient, base: Path, capabilities: types.ClientCapabilities) -> Path:
+    """Initialize `client`'s server in a new git repository under `base` (one committed file,
+    util.py) with the tiny random model and short completions; the workspace root."""
+    root = base / "ws"
+    repo = git.Repo.init(root)
+    (root / "util.py").write_text("def helper(a, b):\n    return a + b\n")
+    repo.index.add(["util.py"])
+    repo.index.commit("init", author=git.Actor("dev", "dev@example.com"))
+    await client.initialize_session(types.InitializeParams(
+        capabilities=capabilities, root_uri=root.as_uri(),
+        initialization_options={"model": {"name": "tiny-random"}, "completion": {"maxTokens": 4}},
+    ))
+    return root
 
 
 @contextlib.asynccontextmanager

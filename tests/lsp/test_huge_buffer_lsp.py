@@ -9,34 +9,21 @@ bench/worst_latency.py (`identical100k`)."""
 from __future__ import annotations
 
 import asyncio
-import sys
 from pathlib import Path
 
-import git
 import pytest_lsp
 from lsprotocol import types
 from pytest_lsp import ClientServerConfig, LanguageClient
-from lsp_session import plain
+from lsp_session import SERVER, plain, start_in_git_workspace
 
-SERVER = [sys.executable, "-m", "loopls.lsp", "lsp"]
 LINES = 100_000
 LIVENESS_S = 30.0
 
 
 @pytest_lsp.fixture(config=ClientServerConfig(server_command=SERVER))
 async def client(lsp_client: LanguageClient, tmp_path: Path):
-    root = tmp_path / "ws"
-    repo = git.Repo.init(root)
-    (root / "util.py").write_text("def helper(a, b):\n    return a + b\n")
-    repo.index.add(["util.py"])
-    repo.index.commit("init", author=git.Actor("dev", "dev@example.com"))
-    await lsp_client.initialize_session(types.InitializeParams(
-        capabilities=types.ClientCapabilities(text_document=types.TextDocumentClientCapabilities(
-            diagnostic=types.DiagnosticClientCapabilities())),
-        root_uri=root.as_uri(),
-        initialization_options={"model": {"name": "tiny-random"}, "completion": {"maxTokens": 4}},
-    ))
-    lsp_client.root = root
+    lsp_client.root = await start_in_git_workspace(lsp_client, tmp_path, types.ClientCapabilities(
+        text_document=types.TextDocumentClientCapabilities(diagnostic=types.DiagnosticClientCapabilities())))
     yield
     await lsp_client.shutdown_session()
 
