@@ -46,6 +46,7 @@ class OpenAIBackend:
         self.limit_known = False  # context_limit came from the options or the server
         self._ids = itertools.count()
         self._live: dict[str, tuple[RequestStream, asyncio.Task]] = {}
+        self._cancelling: set[str] = set()  # request ids cancelled once (see cancel)
         self._keys: dict[str, str] = {}  # supersede key -> live request id
         self._client: tuple[asyncio.AbstractEventLoop, httpx.AsyncClient] | None = None
         self._counts = {"requests": 0, "failed": 0, "cancelled": 0, "connection_errors": 0, "generated_tokens": 0}
@@ -76,17 +77,21 @@ class OpenAIBackend:
         return stream
 
     def cancel(self, request_id: str) -> None:
-        """Cancel a live request: its HTTP stream is closed, so the server aborts it."""
+        """Cancel a live request: its HTTP stream is closed, so the server aborts it.
+
+        Once only: a second cancel would land inside that close (the task is awaiting it) and
+        interrupt it, leaving the connection open and the server generating on."""
         entry = self._live.get(request_id)
-        if entry is not None:
+        if entry is not None and request_id not in self._cancelling:
+            self._cancelling.add(request_id)
             entry[1].cancel()
 
     def stats(self) -> dict[str, Any]:
         return dict(self._counts, running=len(self._live), reachable=self.reachable)
 
     def shutdown(self) -> None:
-        for _, task in list(self._live.values()):
-            task.cancel()
+        for request_id in list(self._live):
+            self.cancel(request_id)
         if self._client is not None:
             loop, client = self._client
             self._client = None
@@ -219,6 +224,7 @@ class OpenAIBackend:
 
     def _forget(self, stream: RequestStream, task: asyncio.Task, prompt_tokens: int) -> None:
         self._live.pop(stream.request_id, None)
+        self._cancelling.discard(stream.request_id)
         for key, rid in list(self._keys.items()):
             if rid == stream.request_id:
                 del self._keys[key]

@@ -76,6 +76,28 @@ async def test_cancel_closes_the_request_and_the_server_aborts_it(loopls_server:
     backend.shutdown()
 
 
+async def test_a_second_cancel_while_the_first_closes_still_aborts_on_the_server(loopls_server: ServerProcess) -> None:
+    """Cancelling twice (a keystroke, then $/cancelRequest) must not interrupt the closing of
+    the HTTP stream that the first cancel started: the server would generate on."""
+    cancelled = 'loopls_requests_total{endpoint="/v1/completions",outcome="cancelled"}'
+    before = loopls_server.metrics()
+    backend = _backend(loopls_server.url)
+    stream = backend.submit(PROMPT * 10, SamplingParams(max_tokens=3000, min_tokens=3000))
+    async for _ in stream:
+        break  # generating on the server
+    stream.cancel()
+    for _ in range(3):
+        await asyncio.sleep(0)  # the task is now inside its stream's close
+        stream.cancel()
+    out = await stream.result()
+    assert out.finish_reason == "cancelled" and len(out.token_ids) < 3000
+    await _wait_for(lambda: loopls_server.metrics().get(cancelled, 0) == before.get(cancelled, 0) + 1)
+    assert loopls_server.metrics()["loopls_kv_blocks_used"] == 0
+    await _wait_for(lambda: backend.stats()["running"] == 0)  # the task's done callback
+    assert backend.stats()["cancelled"] == 1
+    backend.shutdown()
+
+
 async def test_supersede_cancels_the_previous_request(loopls_server: ServerProcess) -> None:
     backend = _backend(loopls_server.url)
     first = backend.submit(PROMPT, SamplingParams(max_tokens=3000, min_tokens=3000), supersede="doc")
