@@ -163,14 +163,7 @@ def decode_speed(session, batch: int, context: int, steps: int, profile_steps: i
         core.step()
     sync(device)
     elapsed = time.perf_counter() - t
-    profile = []
-    if profile_steps:
-        def run() -> int:
-            for _ in range(profile_steps):
-                core.step()
-            return profile_steps
-
-        profile = session.profile(run)
+    profile = _profile(session, core, profile_steps)
     for s in seqs:
         core.abort(s.request_id)
     return {"tok_s": batch * steps / elapsed, "step_ms": 1e3 * elapsed / steps, "profile": profile,
@@ -333,14 +326,7 @@ def _decode_level(session, base: list[int], lens: list[int], steps: int, outputs
         # or in prefill (a chunk sharing the step with the decodes).
         step_log.append((len(events), len(core.scheduler.waiting), sum(s.in_prefill for s in seqs)))
     produced = len(times) * len(seqs)
-    profile = []
-    if profile_steps:
-        def run() -> int:
-            for _ in range(profile_steps):
-                core.step()
-            return profile_steps
-
-        profile = session.profile(run)
+    profile = _profile(session, core, profile_steps)
     for s in seqs:
         core.abort(s.request_id)
     executor = core.runner.executor
@@ -389,3 +375,16 @@ def _cold_load(core, level: int, lo: int, hi: int, mean: int, outputs: int, seco
             "p50_ms": float(np.percentile(per_token, 50)) if per_token else None,
             "p95_ms": float(np.percentile(per_token, 95)) if per_token else None,
             "tok_s": generated / wall, "ttft_p50_s": float(np.percentile(ttft, 50)) if ttft else None}
+
+
+def _profile(session, core, steps: int) -> list:
+    """The profiler's per-kernel table over `steps` more decode steps (none when 0)."""
+    if not steps:
+        return []
+
+    def run() -> int:
+        for _ in range(steps):
+            core.step()
+        return steps
+
+    return session.profile(run)

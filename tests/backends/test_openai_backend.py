@@ -26,6 +26,20 @@ async def _wait_for(condition, timeout: float = 20.0) -> None:
         await asyncio.sleep(0.1)
 
 
+CANCELLED = 'loopls_requests_total{endpoint="/v1/completions",outcome="cancelled"}'
+
+
+async def _generating(server: ServerProcess):
+    """A backend, one of its requests generating on the server (3,000 tokens to go), and the
+    server's metrics from before it."""
+    before = server.metrics()
+    backend = _backend(server.url)
+    stream = backend.submit(PROMPT * 10, SamplingParams(max_tokens=3000, min_tokens=3000))
+    async for _ in stream:
+        break
+    return backend, stream, before
+
+
 def test_loads_tokenizer_locally_and_limit_from_the_server(loopls_server: ServerProcess, tiny_lm) -> None:
     backend = _backend(loopls_server.url)
     try:
@@ -61,16 +75,11 @@ async def test_streamed_greedy_tokens_equal_the_native_engine(loopls_server: Ser
 
 
 async def test_cancel_closes_the_request_and_the_server_aborts_it(loopls_server: ServerProcess) -> None:
-    cancelled = 'loopls_requests_total{endpoint="/v1/completions",outcome="cancelled"}'
-    before = loopls_server.metrics()
-    backend = _backend(loopls_server.url)
-    stream = backend.submit(PROMPT * 10, SamplingParams(max_tokens=3000, min_tokens=3000))
-    async for _ in stream:
-        break  # generating on the server
+    backend, stream, before = await _generating(loopls_server)
     stream.cancel()
     out = await stream.result()
     assert out.finish_reason == "cancelled" and len(out.token_ids) < 3000
-    await _wait_for(lambda: loopls_server.metrics().get(cancelled, 0) == before.get(cancelled, 0) + 1)
+    await _wait_for(lambda: loopls_server.metrics().get(CANCELLED, 0) == before.get(CANCELLED, 0) + 1)
     assert loopls_server.metrics()["loopls_kv_blocks_used"] == 0
     assert backend.stats()["cancelled"] == 1 and backend.stats()["running"] == 0
     backend.shutdown()
@@ -79,19 +88,14 @@ async def test_cancel_closes_the_request_and_the_server_aborts_it(loopls_server:
 async def test_a_second_cancel_while_the_first_closes_still_aborts_on_the_server(loopls_server: ServerProcess) -> None:
     """Cancelling twice (a keystroke, then $/cancelRequest) must not interrupt the closing of
     the HTTP stream that the first cancel started: the server would generate on."""
-    cancelled = 'loopls_requests_total{endpoint="/v1/completions",outcome="cancelled"}'
-    before = loopls_server.metrics()
-    backend = _backend(loopls_server.url)
-    stream = backend.submit(PROMPT * 10, SamplingParams(max_tokens=3000, min_tokens=3000))
-    async for _ in stream:
-        break  # generating on the server
+    backend, stream, before = await _generating(loopls_server)
     stream.cancel()
     for _ in range(3):
         await asyncio.sleep(0)  # the task is now inside its stream's close
         stream.cancel()
     out = await stream.result()
     assert out.finish_reason == "cancelled" and len(out.token_ids) < 3000
-    await _wait_for(lambda: loopls_server.metrics().get(cancelled, 0) == before.get(cancelled, 0) + 1)
+    await _wait_for(lambda: loopls_server.metrics().get(CANCELLED, 0) == before.get(CANCELLED, 0) + 1)
     assert loopls_server.metrics()["loopls_kv_blocks_used"] == 0
     await _wait_for(lambda: backend.stats()["running"] == 0)  # the task's done callback
     assert backend.stats()["cancelled"] == 1
