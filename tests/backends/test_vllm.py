@@ -89,7 +89,12 @@ async def test_cancel_aborts_the_request_inside_vllm(vllm_server: ServerProcess,
     stream = backend.submit(PROMPT, SamplingParams(max_tokens=3000, min_tokens=3000))
     async for _ in stream:
         break
-    assert vllm_server.metrics()["vllm:num_requests_running"] == 1
+    # vLLM updates its gauges after it hands a step's tokens out, so the first token can reach
+    # the client before the gauge counts the request.
+    deadline = time.monotonic() + 10
+    while vllm_server.metrics()["vllm:num_requests_running"] != 1:
+        assert time.monotonic() < deadline, "vLLM does not show the streaming request as running"
+        await asyncio.sleep(0.05)
     stream.cancel()
     assert (await stream.result()).finish_reason == "cancelled"
     backend.shutdown()
