@@ -96,6 +96,7 @@ class SmellHost:
         self._checks: dict[str, tuple[int | None, asyncio.Future]] = {}  # uri -> the check in flight
         self._check_s: dict[str, float] = {}  # uri -> how long its last check took to come back
         self.edited = asyncio.Event()  # set on every document event; wakes a waiting workspace pull
+        self._closed = False  # after the server's shutdown: nothing is pushed or refreshed
         context.tree_consumers.append(self.tree_consumer)
         context.on_built.append(self._finish)
 
@@ -262,7 +263,7 @@ class SmellHost:
     def _refresh_if_changed(self, fresh: asyncio.Future, answered: str) -> None:
         """The fresh diagnostics are in: ask the client to pull again if they differ from the
         ones it got (equal ones end the cycle, however long the next check takes)."""
-        if fresh.cancelled():
+        if fresh.cancelled() or self._closed:
             return
         if fresh.exception() is not None:
             log.warning("smells: diagnostics failed: %s", fresh.exception())
@@ -343,6 +344,14 @@ class SmellHost:
         if not self.client_pulls():  # closed files keep no diagnostics in push mode
             self.server.text_document_publish_diagnostics(types.PublishDiagnosticsParams(uri=uri, diagnostics=[]))
 
+    def shutdown(self) -> None:
+        """No push after `shutdown`: the project thread is going away, so a pending push
+        would only fail (and log a traceback) or publish to a client that is leaving."""
+        self._closed = True
+        for task in self._push_tasks.values():
+            task.cancel()
+        self._push_tasks.clear()
+
     def tracked(self) -> dict[str, int]:
         return {"push_tasks": len(self._push_tasks), "smell_results": len(self.latest), "smell_checks": len(self._checks)}
 
@@ -353,7 +362,7 @@ class SmellHost:
 
     def schedule_push(self, uri: str, delay: float = PUSH_DELAY_S) -> None:
         self.edited.set()  # every document event comes through here
-        if self.client_pulls():
+        if self._closed or self.client_pulls():
             return
         previous = self._push_tasks.pop(uri, None)
         if previous is not None:
@@ -366,7 +375,10 @@ class SmellHost:
         try:
             diagnostics = await self.document_diagnostics(uri)
         except Exception:  # noqa: BLE001 - push runs unattended: log, never kill the server
-            log.exception("smells: diagnostics for %s failed", uri)
+            if not self._closed:  # after shutdown the project thread refuses work: expected
+                log.exception("smells: diagnostics for %s failed", uri)
+            return
+        if self._closed:
             return
         self.server.text_document_publish_diagnostics(types.PublishDiagnosticsParams(
             uri=uri, diagnostics=diagnostics, version=doc.version if doc is not None else None))

@@ -117,6 +117,7 @@ class LooplsServer(LanguageServer):
             self.context.warm(backend.tokenizer)  # the first prompt or explainContext need not make it
 
     def shutdown_engine(self) -> None:
+        self.smells.shutdown()
         self.models.shutdown()
         self.context.shutdown()
         self.refactors.shutdown()

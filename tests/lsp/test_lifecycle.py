@@ -72,6 +72,24 @@ def test_requests_after_shutdown_are_invalid_and_exit_then_gives_0(server: RawSe
     assert server.proc.wait(60) == 0
 
 
+def test_no_diagnostics_are_pushed_after_shutdown(server: RawServer, project: Path) -> None:
+    """A push-mode client (no pull capability) edits, then shuts down before the push's delay
+    ends: the pending push is dropped, not run against a project thread that is gone."""
+    uri = (project / "shapes.py").as_uri()
+    server.initialize(project)
+    _open(server, uri)
+    server.drain(2.0)
+    server.notify("textDocument/didChange", {"textDocument": {"uri": uri, "version": 2},
+                                             "contentChanges": [{"text": TEXT + "x = 1\n"}]})
+    assert server.request("shutdown")["result"] is None
+    pushed_before = len(server.notifications)
+    server.drain(2.0)  # well past the push delay
+    late = [m for m in server.notifications[pushed_before:] if m["method"] == "textDocument/publishDiagnostics"]
+    assert late == []
+    server.notify("exit")
+    assert server.proc.wait(60) == 0
+
+
 @pytest.mark.parametrize("initialize", [True, False])
 def test_exit_without_shutdown_gives_1(server: RawServer, initialize: bool) -> None:
     if initialize:
