@@ -18,10 +18,11 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 
 import torch
 import torch.nn.functional as F
+
+from kernel_env import graph_us
 
 SHAPES = {  # name -> (N, K) of a decoder GEMM
     "qkv tp1": (7168, 5120), "o tp1": (5120, 5120), "gate tp1": (27648, 5120), "down tp1": (5120, 27648),
@@ -29,24 +30,6 @@ SHAPES = {  # name -> (N, K) of a decoder GEMM
     "head tp1": (76800, 5120), "head tp2": (38400, 5120),  # the LM head (vocabulary-parallel at TP=2)
 }
 GATED = ("gate tp1", "gate tp2")
-
-
-def graph_us(fn, calls: int, repeats: int = 10) -> float:
-    """Microseconds per call of fn(i) for i in range(calls), captured in one CUDA graph."""
-    for i in range(calls):  # compile and warm up outside the capture
-        fn(i)
-    torch.cuda.synchronize()
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        for i in range(calls):
-            fn(i)
-    graph.replay()
-    torch.cuda.synchronize()
-    t = time.perf_counter()
-    for _ in range(repeats):
-        graph.replay()
-    torch.cuda.synchronize()
-    return (time.perf_counter() - t) / (repeats * calls) * 1e6
 
 
 def rel_err(out: torch.Tensor, ref: torch.Tensor) -> float:

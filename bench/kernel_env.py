@@ -1,5 +1,6 @@
-"""What the kernel benchmarks share: the device and dtype of a run, its timer, attention shapes,
-random paged caches and the device's reference rates (copy bandwidth, bf16 matmul)."""
+"""What the kernel benchmarks share: the device and dtype of a run, its timers (and one for a
+burst of calls captured in a CUDA graph), attention shapes, random paged caches and the device's
+reference rates (copy bandwidth, bf16 matmul)."""
 
 from __future__ import annotations
 
@@ -65,6 +66,25 @@ class Env:
 
     def randn(self, *shape: int, gen: torch.Generator) -> torch.Tensor:
         return torch.randn(*shape, device=self.device, dtype=self.dtype, generator=gen)
+
+
+def graph_us(fn: Callable[[int], object], calls: int, repeats: int = 10, device: torch.device | None = None) -> float:
+    """Microseconds per call of fn(i) for i in range(calls), the calls captured back to back in
+    one CUDA graph (as a decode step runs them) and the graph replayed `repeats` times."""
+    for i in range(calls):  # compile, pick kernels and warm the library handles outside the capture
+        fn(i)
+    torch.cuda.synchronize(device)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        for i in range(calls):
+            fn(i)
+    graph.replay()
+    torch.cuda.synchronize(device)
+    start = time.perf_counter()
+    for _ in range(repeats):
+        graph.replay()
+    torch.cuda.synchronize(device)
+    return (time.perf_counter() - start) / (repeats * calls) * 1e6
 
 
 def paged_cache(env: Env, shape: Shape, batch: int, ctx: int, gen: torch.Generator):

@@ -20,6 +20,8 @@ from loopls.engine.model.layers import decode_gemm_of
 from loopls.engine.model.sampler import SamplingParams
 from loopls.kernels.ops import attention_splits
 
+from kernel_env import graph_us
+
 
 def sync(device: torch.device) -> None:
     if device.type == "cuda":
@@ -112,8 +114,8 @@ def gemm_probe(state, shapes: list[tuple[int, int]], rows_list: list[int], calls
                 for lib in ("cublas", "cublaslt"):
                     torch.backends.cuda.preferred_blas_library(lib)
                     try:
-                        row["us"][lib] = _graph_us(lambda: [F.linear(x, weights[i % copies]) for i in range(calls)],
-                                                   repeats, state.device) / calls
+                        row["us"][lib] = graph_us(lambda i: F.linear(x, weights[i % copies]), calls,
+                                                  repeats, state.device)
                     except RuntimeError as exc:  # a library that cannot run this shape here
                         row["us"][lib] = float("nan")
                         row["error"] = f"{lib}: {exc}"[:200]
@@ -122,21 +124,6 @@ def gemm_probe(state, shapes: list[tuple[int, int]], rows_list: list[int], calls
     finally:
         torch.backends.cuda.preferred_blas_library(before)
     return rows_out
-
-
-def _graph_us(fn, repeats: int, device: torch.device) -> float:
-    """Microseconds per replay of `fn` captured in a CUDA graph."""
-    fn()  # warm-up: library handles, workspaces, kernel selection
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        fn()
-    graph.replay()
-    sync(device)
-    t = time.perf_counter()
-    for _ in range(repeats):
-        graph.replay()
-    sync(device)
-    return (time.perf_counter() - t) / repeats * 1e6
 
 
 # -- on rank 0 -----------------------------------------------------------------------------

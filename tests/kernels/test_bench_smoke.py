@@ -31,3 +31,16 @@ def test_kernels_bench_smoke_prints_every_row(kernels) -> None:
     ):
         assert name in rows, f"{name!r} missing from:\n{run.stdout}"
     assert "FAIL" not in run.stdout
+
+
+def test_gpu_bench_modules_import_and_share_one_graph_timer(monkeypatch) -> None:
+    """decode_gemm_bench.py and tp_drivers.py run only on GPUs; importing them here catches a
+    broken import before a device run does, and both time CUDA-graph bursts with kernel_env's
+    one helper."""
+    import importlib
+
+    monkeypatch.syspath_prepend(str(BENCH.parent))
+    kernel_env = importlib.import_module("kernel_env")
+    for name in ("decode_gemm_bench", "tp_drivers"):
+        module = importlib.import_module(name)
+        assert module.graph_us is kernel_env.graph_us, name
