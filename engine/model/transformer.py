@@ -31,7 +31,14 @@ from .layers import DecoderLayer, LoopGate, RMSNorm, rope_cos_sin
 class Backbone(nn.Module):
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
-        self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size)
+        shape = (config.vocab_size, config.hidden_size)
+        if torch.get_default_device().type == "meta":
+            # Built to receive a checkpoint's weights (loader.py): no random init. On meta,
+            # nn.Embedding's normal_ goes through torch._refs, which imports torch._dynamo:
+            # two seconds of every model load on a laptop CPU.
+            self.embed_tokens = nn.Embedding(*shape, _weight=torch.empty(shape))
+        else:
+            self.embed_tokens = nn.Embedding(*shape)
         self.layers = nn.ModuleList(DecoderLayer(config) for _ in range(config.num_hidden_layers))
         self.norm = RMSNorm(config.hidden_size, config.rms_norm_eps)
         if config.is_loop:

@@ -6,6 +6,8 @@ import json
 import os
 import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -15,6 +17,7 @@ from safetensors.torch import load_file, save_file
 from loopls.engine.model.cache import KVCache
 from loopls.engine.model.loader import CheckpointError, load_checkpoint
 from loopls.engine.model.tiny import create_tiny
+from loopls.engine.model.transformer import CausalLM
 
 
 @pytest.fixture(scope="module")
@@ -225,3 +228,17 @@ def test_hub_cache_with_a_partial_download(reference: Path, tmp_path: Path, monk
         load_checkpoint("owner/partial")
     with pytest.raises(CheckpointError, match="not a hub id of the form owner/name"):
         load_checkpoint("owner/bad name")
+
+
+def test_loading_builds_the_model_without_random_init(reference: Path) -> None:
+    """The loader builds the model on meta and assigns the checkpoint's tensors: no random
+    init runs (on meta, nn.Embedding's normal_ imported torch._dynamo, seconds of every load),
+    while a model built off meta, as training builds it, is still initialised."""
+    script = ("import sys; from loopls.engine.model.loader import load_checkpoint; "
+              f"load_checkpoint({str(reference)!r}); print('torch._dynamo' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "False"
+    config = load_checkpoint(reference).config
+    weight = CausalLM(config).model.embed_tokens.weight
+    assert 0.5 < weight.std().item() < 1.5  # nn.Embedding's N(0, 1)
