@@ -15,9 +15,9 @@ a plain function of text and site, tested on its own (tests/lsp/test_postprocess
    the cursor already has (auto-closed) is replaced, not doubled: `area(|)` + `radius)` is
    `area(radius)`; a closer that does not fit is cut.
 9. Whitespace-only suggestions are dropped.
-10. A single-line suggestion that breaks the syntax of the cursor's line, which parsed
-   before, is dropped (`line_check.py`: `def f() -> float:` + `:`). Not a multi-line one: its
-   first line alone may open what its later lines close (`x = [`).
+10. A suggestion that breaks the syntax of the cursor's line, which parsed before, is
+   dropped (`line_check.py`: `def f() -> float:` + `:`, also with a body after it); a
+   multi-line one whose first line opens what a later line closes (`x = [` ... `]`) is kept.
 """
 
 from __future__ import annotations
@@ -69,7 +69,7 @@ def finish(raw: str, site: Site, max_lines: int) -> Suggestion | None:
     text, replace = balance_brackets("\n".join(lines), site)
     if not text.strip():
         return None
-    if "\n" not in text and site.line_check is not None and not site.line_check.keeps_parsing(text, replace):
+    if site.line_check is not None and not site.line_check.accepts(text, replace):
         return None  # `float:` + `:`: the line parsed and would not any more
     return Suggestion(text, replace)
 
