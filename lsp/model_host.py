@@ -67,7 +67,9 @@ class Stats:
     wasted_tokens: int = 0  # generated for requests that ended cancelled (superseded, $/cancelRequest)
     last_generated_tokens: int = 0
     warmups: int = 0  # prefix-cache warm-ups
-    warmup_tokens: int = 0  # what they generated (one token each at most; also counted as wasted)
+    # what they generated: none on the native engine (prefill only); a remote server writes
+    # one token each at most (also counted as wasted)
+    warmup_tokens: int = 0
     refused_prompts: int = 0
 
 
@@ -255,13 +257,14 @@ class ModelHost:
 
     def warm(self, ids: list[int]):
         """Prefill `ids` into the engine's prefix cache at background priority, so that the
-        request that follows (sharing this prefix) only computes its tail. It generates one
-        token at most, counted as wasted; returns the stream (cancel it when it is no longer
-        needed), or None when there is no model."""
+        request that follows (sharing this prefix) only computes its tail. The native engine
+        generates nothing for it (and runs it only while no generation does); a remote
+        server generates one token at most, counted as wasted. Returns the stream (cancel it
+        when it is no longer needed), or None when there is no model."""
         backend = self.backend
         if backend is None:
             return None
-        params = SamplingParams(max_tokens=1, temperature=0.0)
+        params = SamplingParams(max_tokens=0 if backend.info.prefill_only else 1, temperature=0.0)
         try:
             stream = backend.submit(ids, params, priority=Priority.BACKGROUND)
         except ValueError:  # too long for the engine: the real request will say why
