@@ -37,6 +37,7 @@ _TOKEN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*|\d+(?:\.\d+)?|\S")
 # a short unit four times in a row, or a longer one three times
 _LOOPED_CHARS = re.compile(r"(\S{2,3}?)\1{3,}|(\S{4,24}?)\2{2,}")
 _TRIVIAL_LINE = re.compile(r"^[\s)\]};,]*$|^(?:end|pass|break|continue|fi|done|esac|else:?|\*/)$")
+AUTOMATIC_BLOCK_TOKENS = 16  # see token_limit
 BLOCK_OPENER = re.compile(r"(?::|\{|\(|\[|=>|->|\bdo|\bthen|\bbegin)\s*(?:#.*|//.*)?$")
 _DEFINITION = re.compile(
     r"\s*(?:export\s+|pub(?:\(\w+\))?\s+|public\s+|private\s+|static\s+|async\s+)*"
@@ -83,6 +84,24 @@ def _filtered_lines(raw: str, site: Site, max_lines: int) -> list[str]:
     lines = cut_at_scope_end(lines, site)
     lines = drop_suffix_duplicates(lines, site)
     return lines[:max_lines]
+
+
+def token_limit(site: Site, invoked: bool, max_tokens: int) -> int:
+    """Tokens to generate: `max_tokens`, but at most `AUTOMATIC_BLOCK_TOKENS` for an automatic
+    request at a multi-line site. Its suggestion must arrive while the user pauses (a
+    pause is often under a second, and each token costs ~25 ms on a CPU): a block's first
+    line or two, which the user types through or accepts, and the next pause continues it.
+    A single-line site stops at the line break anyway; an explicit request waits for all."""
+    if invoked or not site.multiline:
+        return max_tokens
+    return min(max_tokens, AUTOMATIC_BLOCK_TOKENS)
+
+
+def complete_lines(raw: str) -> str:
+    """A multi-line text the token limit cut: without its unfinished last line, unless no
+    line before it has any text (the first line, unfinished, is all there is)."""
+    head, _, _ = raw.rpartition("\n")
+    return head if head.strip() else raw
 
 
 def is_final(raw: str, site: Site, max_lines: int) -> bool:

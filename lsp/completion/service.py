@@ -20,7 +20,9 @@ cursor, and returns suggestions or None:
    a request waits for a warm-up still running instead of computing the same tokens again.
 5. The engine generates (several sampled candidates when the user asked explicitly), streaming
    its tokens: a single-line site stops at the line break (a stop string of the engine
-   request), a multi-line one as soon as post-processing says more text cannot be shown.
+   request), a multi-line one as soon as post-processing says more text cannot be shown,
+   or, for an automatic request, after a line or two (`postprocess.token_limit`: it must
+   arrive within the pause).
    Meanwhile the server's background work waits (`quiet`: the project thread's queued
    smell checks and symbol updates), so that the engine's thread has the interpreter.
 6. Post-processing (`postprocess.finish`) cleans each candidate for its site; a candidate
@@ -52,7 +54,7 @@ from .cache import Snapshot, SuggestionCache
 from .debounce import TypingDebounce
 from .flight import Flight
 from .flights import Flights
-from .postprocess import Site, Suggestion, finish, is_final
+from .postprocess import Site, Suggestion, complete_lines, finish, is_final, token_limit
 from .prompt_clock import PromptClock
 from .site import SiteReader
 from .sticky import StickyContext
@@ -310,7 +312,7 @@ class CompletionService:
         tokenizer = backend.tokenizer
         sampled = index > 0
         params = SamplingParams(
-            max_tokens=options.max_tokens,
+            max_tokens=token_limit(prep.site, req.invoked, options.max_tokens),
             temperature=max(options.temperature, SAMPLED_TEMPERATURE) if sampled else options.temperature,
             top_p=0.95 if sampled else 1.0,
             seed=index if sampled else None,
@@ -344,11 +346,15 @@ class CompletionService:
             self.stats.last_engine = {"prompt_tokens": len(prep.ids), "cached_tokens": m.get("cached_tokens"),
                                       "ttft_ms": round(1000 * m.get("time_to_first_token_s", 0.0)),
                                       "decode_ms": round(1000 * m.get("decode_s", 0.0)), "tokens": len(out.token_ids)}
-        raw = tokenizer.decode(out.token_ids)
+        raw = finished = tokenizer.decode(out.token_ids)
         if not prep.site.multiline:
-            raw = raw.split("\n", 1)[0]
+            raw = finished = raw.split("\n", 1)[0]
+        elif out.finish_reason == "length":
+            finished = complete_lines(raw)  # no half-written last line
         # a line cut by the token limit is unfinished: whether it parses says nothing yet
-        site = prep.site if out.finish_reason == "stop" else dataclasses.replace(prep.site, line_check=None)
+        checked = out.finish_reason == "stop" or finished != raw
+        raw = finished
+        site = prep.site if checked else dataclasses.replace(prep.site, line_check=None)
         suggestion = finish(raw, site, options.max_lines)
         if suggestion is None:
             self.waste.dropped(raw, site, options.max_lines)
