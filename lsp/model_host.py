@@ -70,6 +70,9 @@ class Stats:
     # what they generated: none on the native engine (prefill only); a remote server writes
     # one token each at most (also counted as wasted)
     warmup_tokens: int = 0
+    warmups_finished: int = 0  # not cancelled (a new line's, or another document's, stops one)
+    warmup_ms: int = 0  # their time from submission to the end, summed
+    warmup_queue_ms: int = 0  # of which waiting for the engine (behind a generation), summed
     refused_prompts: int = 0
 
 
@@ -274,7 +277,12 @@ class ModelHost:
         return stream
 
     async def _count_warmup(self, stream) -> None:
-        n = len((await stream.result()).token_ids)
+        out = await stream.result()
+        n = len(out.token_ids)
+        if out.finish_reason in ("stop", "length"):
+            self.stats.warmups_finished += 1
+            self.stats.warmup_ms += round(1000 * (out.metrics.get("total_s") or 0.0))
+            self.stats.warmup_queue_ms += round(1000 * (out.metrics.get("queue_s") or 0.0))
         self.stats.warmup_tokens += n
         self.stats.generated_tokens += n
         self.stats.wasted_tokens += n
