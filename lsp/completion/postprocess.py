@@ -5,7 +5,8 @@ fits there: decided from the syntax tree); `finish` runs the filters in order. E
 a plain function of text and site, tested on its own (tests/lsp/test_postprocess.py):
 
 1. `strip_control`: control characters (`\\b`, `\\x15`, ...) and undecodable bytes go.
-2. `first_line` for single-line sites.
+2. `single_line` for single-line sites: the first line, or, where the model ends the
+   cursor's line at once, the next line (a line break and that line).
 3. `normalise_indentation`: no indentation typed twice; the document's tabs or spaces.
 4. `stop_on_repetition`: repeated lines, repeated blocks of lines, a repeated phrase in a line.
 5. `cut_at_scope_end`: nothing past the end of the enclosing block (indentation, braces).
@@ -78,7 +79,7 @@ def finish(raw: str, site: Site, max_lines: int) -> Suggestion | None:
 def _filtered_lines(raw: str, site: Site, max_lines: int) -> list[str]:
     text = strip_control(raw)
     if not site.multiline:
-        text = first_line(text)
+        text = single_line(text, site)
     lines = normalise_indentation(text, site).split("\n")
     lines = stop_on_repetition(lines)
     lines = cut_at_scope_end(lines, site)
@@ -111,7 +112,7 @@ def is_final(raw: str, site: Site, max_lines: int) -> bool:
     if "\n" not in raw:
         return False
     if not site.multiline:
-        return True
+        return "\n" in (raw[1:] if next_line(raw, site) else raw)
     complete = strip_control(raw[:raw.rfind("\n")]).split("\n")
     if len(complete) >= max_lines or len(_filtered_lines("\n".join(complete), site, max_lines)) < len(complete):
         return True
@@ -128,6 +129,20 @@ def strip_control(text: str) -> str:
 
 def first_line(text: str) -> str:
     return text.split("\n", 1)[0]
+
+
+def next_line(text: str, site: Site) -> bool:
+    """Whether `text` at a single-line site goes on to the next line: the cursor ends a line
+    with code on it, and the model ends that line at once (it holds a whole statement)."""
+    return text.startswith("\n") and not site.suffix_line and bool(site.prefix_line.strip())
+
+
+def single_line(text: str, site: Site) -> str:
+    """What a single-line site shows of `text`: its first line; or, when it ends the
+    cursor's line at once (`next_line`), a line break and the line after it."""
+    if next_line(text, site):
+        return "\n" + first_line(text[1:])
+    return first_line(text)
 
 
 def _indent(line: str) -> str:

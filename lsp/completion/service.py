@@ -54,7 +54,7 @@ from .cache import Snapshot, SuggestionCache
 from .debounce import TypingDebounce
 from .flight import Flight
 from .flights import Flights
-from .postprocess import Site, Suggestion, complete_lines, finish, is_final, token_limit
+from .postprocess import Site, Suggestion, complete_lines, finish, is_final, next_line, single_line, token_limit
 from .prompt_clock import PromptClock
 from .site import SiteReader
 from .sticky import StickyContext
@@ -321,22 +321,36 @@ class CompletionService:
             stop_token_ids=tuple(sorted(tokenizer.special.all_ids)),
         )
 
+        written: list[int] = []  # a line break the model ended the cursor's line with (see below)
+
         def enough(ids: list[int]) -> bool:
-            raw = tokenizer.decode(ids)
+            raw = tokenizer.decode(written + ids)
             if index == 0:
                 if self.flights.current(req.uri, flight):
-                    self.stats.newest_tokens = len(ids)
-                flight.wrote(raw if prep.site.multiline else raw.split("\n", 1)[0], len(ids))
+                    self.stats.newest_tokens = len(written) + len(ids)
+                flight.wrote(raw if prep.site.multiline else single_line(raw, prep.site), len(written) + len(ids))
             return is_final(raw, prep.site, options.max_lines)
 
-        try:
-            out = await self.models.generate(prep.ids, params, Priority.INLINE, supersede=f"inline:{req.uri}#{index}",
+        async def generate(ids: list[int]):
+            out = await self.models.generate(ids, params, Priority.INLINE, supersede=f"inline:{req.uri}#{index}",
                                              enough=enough, wasted=self.flights.booker(flight, index),
                                              started=flight.streams.append)
+            flight.spent += len(out.token_ids)
+            return out
+
+        try:
+            out = await generate(prep.ids)
+            if not prep.site.multiline and out.finish_reason == "stop" and next_line(tokenizer.decode(out.token_ids),
+                                                                                    prep.site):
+                # The line is complete: the model ended it at once (the engine stopped at the
+                # break). Its next line is the suggestion, from the same prompt and the break
+                # (both in the prefix cache now: a token or two to compute).
+                written = list(out.token_ids)
+                out = await generate(prep.ids + written)
+                out = dataclasses.replace(out, token_ids=written + list(out.token_ids))
         except (ModelUnavailable, ValueError) as exc:  # ValueError: the engine cannot admit the prompt
             log.warning("completion not generated: %s", exc)
             return None
-        flight.spent += len(out.token_ids)
         if out.finish_reason not in ("stop", "length"):
             return None
         if index == 0:
@@ -348,7 +362,7 @@ class CompletionService:
                                       "decode_ms": round(1000 * m.get("decode_s", 0.0)), "tokens": len(out.token_ids)}
         raw = finished = tokenizer.decode(out.token_ids)
         if not prep.site.multiline:
-            raw = finished = raw.split("\n", 1)[0]
+            raw = finished = single_line(raw, prep.site)
         elif out.finish_reason == "length":
             finished = complete_lines(raw)  # no half-written last line
         # a line cut by the token limit is unfinished: whether it parses says nothing yet

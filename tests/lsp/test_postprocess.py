@@ -7,8 +7,8 @@ import pytest
 from loopls.context.languages import Languages
 from loopls.lsp.completion.postprocess import (AUTOMATIC_BLOCK_TOKENS, Site, balance_brackets, complete_lines,
                                                cut_at_scope_end, drop_suffix_duplicates, finish, first_line,
-                                               is_final, normalise_indentation, stop_on_repetition, strip_control,
-                                               token_limit)
+                                               is_final, normalise_indentation, single_line, stop_on_repetition,
+                                               strip_control, token_limit)
 from loopls.lsp.completion.site import SiteReader, indent_unit
 
 READER = SiteReader(Languages())
@@ -144,3 +144,21 @@ def test_a_block_cut_by_the_token_limit_loses_its_unfinished_last_line() -> None
     assert complete_lines("total = 0\n    for x in") == "total = 0"
     assert complete_lines("\n    return sum(item.pr") == "\n    return sum(item.pr"  # all there is
     assert complete_lines("total = su") == "total = su"
+
+
+def test_a_model_that_ends_a_complete_line_at_once_suggests_the_next_line() -> None:
+    end = Site("    y = x", "", "", False, "    ", False, False)
+    assert single_line("\n    return y\n", end) == "\n    return y"
+    assert single_line("\n\n    return y", end) == "\n"  # a blank line: nothing to show
+    assert finish("\n    return y\n    z", end, 8).text == "\n    return y"
+    assert finish("\n\ndef g():", end, 8) is None
+    assert not is_final("\n", end, 8) and not is_final("\n    return", end, 8)
+    assert is_final("\n    return y\n", end, 8) and is_final(" + 1\n", end, 8)
+    # not where code follows the cursor, nor on a blank line (a multi-line site anyway)
+    mid = Site("    y = ", "x", "", False, "    ", False, False)
+    assert single_line("\n    return y", mid) == "" and finish("\n    return y", mid, 8) is None
+
+
+def test_the_next_line_stops_at_the_end_of_the_block() -> None:
+    end = Site("    return y", "", "def g():\n    pass", False, "    ", False, False)
+    assert finish("\ndef g():", end, 8) is None  # it leaves the function: not this suggestion's business

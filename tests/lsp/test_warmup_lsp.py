@@ -46,3 +46,4 @@ async def test_a_line_is_warmed_without_a_generated_token_and_its_request_hits_t
         engine = stats["last_engine"]
         assert engine["cached_tokens"] > 0 and engine["cached_tokens"] < engine["prompt_tokens"], stats
 
+
