@@ -73,6 +73,8 @@ class Stats:
     warmups_finished: int = 0  # not cancelled (a new line's, or another document's, stops one)
     warmup_ms: int = 0  # their time from submission to the end, summed
     warmup_queue_ms: int = 0  # of which waiting for the engine (behind a generation), summed
+    warmup_prompt_tokens: int = 0  # their prompts' tokens, summed
+    warmup_cached_tokens: int = 0  # of which the prefix cache held already
     refused_prompts: int = 0
 
 
@@ -283,6 +285,8 @@ class ModelHost:
             self.stats.warmups_finished += 1
             self.stats.warmup_ms += round(1000 * (out.metrics.get("total_s") or 0.0))
             self.stats.warmup_queue_ms += round(1000 * (out.metrics.get("queue_s") or 0.0))
+            self.stats.warmup_prompt_tokens += out.prompt_tokens
+            self.stats.warmup_cached_tokens += out.metrics.get("cached_tokens") or 0
         self.stats.warmup_tokens += n
         self.stats.generated_tokens += n
         self.stats.wasted_tokens += n
