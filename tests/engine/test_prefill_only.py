@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from loopls.engine.backends.base import checked_prompt
 from loopls.engine.model.generate import generate
 from loopls.engine.model.loader import load_checkpoint
 from loopls.engine.model.sampler import SamplingParams
@@ -121,3 +122,9 @@ async def test_the_async_api_ends_a_prefill_only_stream_without_tokens(lm) -> No
         assert out.finish_reason == "length" and out.token_ids == [] and out.metrics["prefill_s"] is not None
         again = engine.submit(_prompt(lm, 30) + [21], SamplingParams(max_tokens=2))
         assert (await again.result()).metrics["cached_tokens"] == 24
+
+
+def test_the_remote_backends_check_refuses_a_prefill_only_request() -> None:
+    with pytest.raises(ValueError, match="prefill-only"):
+        checked_prompt([5, 6, 7], 0, 100)
+    assert checked_prompt([5, 6, 7], 1, 100) == [5, 6, 7]
