@@ -348,6 +348,7 @@ class CompletionService:
                 written = list(out.token_ids)
                 out = await generate(prep.ids + written)
                 out = dataclasses.replace(out, token_ids=written + list(out.token_ids))
+                self.models.stats.last_generated_tokens = len(out.token_ids)  # the suggestion's, both requests
         except (ModelUnavailable, ValueError) as exc:  # ValueError: the engine cannot admit the prompt
             log.warning("completion not generated: %s", exc)
             return None
