@@ -401,7 +401,11 @@ def waste(r: Result) -> str:
              + (f" ({t['before_first']} before their first token, {t['after_cancel']} tokens after the cancel)"
                 if "before_first" in t and why != "empty" else "")
              for why, t in ledger.items()]
-    parts.insert(0, f"warm-ups {r.status.get('warmup_tokens', 0)} tokens / {r.status.get('warmups', 0)}")
+    done = r.status.get("warmups_finished")
+    timing = (f" ({done} finished, {r.status['warmup_ms'] / done:.0f} ms each on average, of which "
+              f"{r.status['warmup_queue_ms'] / done:.0f} ms queued; {r.status['warmup_prompt_tokens'] / done:.0f} "
+              f"tokens each, {r.status['warmup_cached_tokens'] / done:.0f} of them cached)") if done else ""
+    parts.insert(0, f"warm-ups {r.status.get('warmup_tokens', 0)} tokens / {r.status.get('warmups', 0)}{timing}")
     unseen = (r.status.get("generated_tokens", 0) - r.useful_tokens - r.status.get("wasted_tokens", 0)
               - ledger.get("empty", {}).get("tokens", 0))
     parts.append(f"ran to the end but not shown in time {unseen} tokens")

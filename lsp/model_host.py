@@ -67,7 +67,14 @@ class Stats:
     wasted_tokens: int = 0  # generated for requests that ended cancelled (superseded, $/cancelRequest)
     last_generated_tokens: int = 0
     warmups: int = 0  # prefix-cache warm-ups
-    warmup_tokens: int = 0  # what they generated (one token each at most; also counted as wasted)
+    # what they generated: none on the native engine (prefill only); a remote server writes
+    # one token each at most (also counted as wasted)
+    warmup_tokens: int = 0
+    warmups_finished: int = 0  # not cancelled (a new line's, or another document's, stops one)
+    warmup_ms: int = 0  # their time from submission to the end, summed
+    warmup_queue_ms: int = 0  # of which waiting for the engine (behind a generation), summed
+    warmup_prompt_tokens: int = 0  # their prompts' tokens, summed
+    warmup_cached_tokens: int = 0  # of which the prefix cache held already
     refused_prompts: int = 0
 
 
@@ -255,13 +262,14 @@ class ModelHost:
 
     def warm(self, ids: list[int]):
         """Prefill `ids` into the engine's prefix cache at background priority, so that the
-        request that follows (sharing this prefix) only computes its tail. It generates one
-        token at most, counted as wasted; returns the stream (cancel it when it is no longer
-        needed), or None when there is no model."""
+        request that follows (sharing this prefix) only computes its tail. The native engine
+        generates nothing for it (and runs it only while no generation does); a remote
+        server generates one token at most, counted as wasted. Returns the stream (cancel it
+        when it is no longer needed), or None when there is no model."""
         backend = self.backend
         if backend is None:
             return None
-        params = SamplingParams(max_tokens=1, temperature=0.0)
+        params = SamplingParams(max_tokens=0 if backend.info.prefill_only else 1, temperature=0.0)
         try:
             stream = backend.submit(ids, params, priority=Priority.BACKGROUND)
         except ValueError:  # too long for the engine: the real request will say why
@@ -271,7 +279,14 @@ class ModelHost:
         return stream
 
     async def _count_warmup(self, stream) -> None:
-        n = len((await stream.result()).token_ids)
+        out = await stream.result()
+        n = len(out.token_ids)
+        if out.finish_reason in ("stop", "length"):
+            self.stats.warmups_finished += 1
+            self.stats.warmup_ms += round(1000 * (out.metrics.get("total_s") or 0.0))
+            self.stats.warmup_queue_ms += round(1000 * (out.metrics.get("queue_s") or 0.0))
+            self.stats.warmup_prompt_tokens += out.prompt_tokens
+            self.stats.warmup_cached_tokens += out.metrics.get("cached_tokens") or 0
         self.stats.warmup_tokens += n
         self.stats.generated_tokens += n
         self.stats.wasted_tokens += n

@@ -28,6 +28,9 @@ class BackendInfo:
     model_type: str | None
     device: str | None
     untrained: bool  # random weights: output is noise, and the user is told so
+    # serves max_tokens 0: the prompt goes into its prefix cache and no token is generated
+    # (the native engine); a remote server generates at least one token per request
+    prefill_only: bool = False
 
 
 class Stream(Protocol):
@@ -41,12 +44,14 @@ class Stream(Protocol):
 
 
 def checked_prompt(prompt_ids: list[int], max_tokens: int, context_limit: int) -> list[int]:
-    """The prompt as plain ints, or ValueError for one that can never be served: empty, or
-    too long for the model's context with `max_tokens` more (the remote backends' check
+    """The prompt as plain ints, or ValueError for one that can never be served: empty,
+    asking for no token, or too long for the model's context with `max_tokens` more (the remote backends' check
     before a request is sent; the native engine's scheduler makes the same one)."""
     prompt_ids = [int(t) for t in prompt_ids]
     if not prompt_ids:
         raise ValueError("empty prompt")
+    if max_tokens < 1:
+        raise ValueError("max_tokens must be at least 1: a remote model server has no prefill-only request")
     if len(prompt_ids) + max_tokens > context_limit:
         raise ValueError(
             f"prompt of {len(prompt_ids)} tokens plus max_tokens {max_tokens} exceeds the "

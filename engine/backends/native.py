@@ -1,7 +1,8 @@
 """The `native` backend: loopls's own serving engine (paged KV, prefix cache, continuous
 batching). With one GPU (or the CPU) it runs in this process on its own worker thread; with
 `tensor_parallel_size` > 1 the model is split over that many GPUs, one worker process each
-(serving/parallel_engine.py), and this process keeps only the tokenizer."""
+(serving/parallel_engine.py), and this process keeps only the tokenizer. A request of
+max_tokens 0 only prefills its prompt into the prefix cache (the language server's warm-ups)."""
 
 from __future__ import annotations
 
@@ -107,7 +108,8 @@ def load_native(config: BackendConfig) -> NativeBackend:
     engine = AsyncEngine.from_loaded(lm, SchedulerConfig(num_blocks=blocks, block_size=BLOCK_SIZE))
     engine.start()
     info = BackendInfo(backend="native", model=str(model_name or DEFAULT_MODEL), path=str(lm.path),
-                       model_type=lm.config.model_type, device=str(lm.device), untrained=lm.untrained)
+                       model_type=lm.config.model_type, device=str(lm.device), untrained=lm.untrained,
+                       prefill_only=True)
     return NativeBackend(engine, lm.tokenizer, lm.config, info)
 
 
@@ -130,7 +132,8 @@ def _load_parallel(model_name: str | None, device: str, context_tokens: int, wor
         raise BackendError(str(exc)) from None
     where = f"{world} GPUs (cuda:{first}..cuda:{first + world - 1})" if kind == "cuda" else f"{world} CPU ranks"
     info = BackendInfo(backend="native", model=str(model_name or DEFAULT_MODEL), path=str(meta.path),
-                       model_type=meta.config.model_type, device=where, untrained=meta.untrained)
+                       model_type=meta.config.model_type, device=where, untrained=meta.untrained,
+                       prefill_only=True)
     return NativeBackend(engine, meta.tokenizer, meta.config, info)
 
 

@@ -11,6 +11,8 @@ from .vocab_parallel import VocabShard, gather_logits, kth_largest, shard_argmax
 
 @dataclass(frozen=True, kw_only=True)
 class SamplingParams:
+    # 0: prefill only: the prompt's K/V go into the prefix cache and the request ends with no
+    # token and no logits row (a warm-up for the requests that share the prompt's start)
     max_tokens: int = 64
     temperature: float = 0.0  # 0 means greedy
     top_k: int = 0  # 0 disables
@@ -21,8 +23,8 @@ class SamplingParams:
     stop_token_ids: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
-        if self.max_tokens < 1:
-            raise ValueError("max_tokens must be at least 1")
+        if self.max_tokens < 0:
+            raise ValueError("max_tokens must be >= 0 (0: prefill only)")
         if self.temperature < 0:
             raise ValueError("temperature must be >= 0")
         if not 0 < self.top_p <= 1:

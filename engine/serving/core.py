@@ -150,6 +150,10 @@ class EngineCore:
             if seq.finish_reason is not None:
                 continue  # cancelled (or failed) while its step was in flight: its tokens are dropped
             new, reason = self._append(seq, produced[id(seq)]) if id(seq) in produced else ([], None)
+            prefilled = seq.prefill_only and not seq.in_prefill
+            if prefilled:
+                reason = "length"  # its max_tokens, 0, reached: the prompt is in the cache
+                seq.metrics.prefill_done = time.perf_counter()
             # Publish after appending (accepted draft tokens become known tokens) and before
             # finishing, so that a finished request's blocks stay cached for the next one;
             # then release the window blocks no future query of it can see.
@@ -158,7 +162,7 @@ class EngineCore:
             if reason:
                 self.requests.pop(seq.request_id, None)
                 self._finish(seq, reason)
-            if id(seq) in produced:
+            if id(seq) in produced or prefilled:
                 events.append(StepEvent(seq, new, reason is not None))
         return events
 

@@ -8,6 +8,11 @@ Policy, in this order every step:
 3. Admission: waiting sequences, ordered by (priority, arrival), join while the budget, the
    sequence limit and the free blocks allow. A new sequence first takes every block of its
    prompt that the prefix cache holds.
+A prefill-only request (max_tokens 0: a prefix-cache warm-up) gets no tokens in a step while
+a request of higher priority runs or waits: it never makes a generation wait behind its
+prefill, nor slows the generation's decode steps with its chunks. It keeps its blocks and
+goes on when the generation is done (what it computed so far is already in the prefix
+cache, for whoever shares its start).
 Blocks are counted loop-0 and Loop window blocks together (block_tables.py).
 When blocks run out, the lowest-ranked running sequence not yet in this step is preempted:
 its blocks are released (their cached prefix usually survives in the LRU) and it goes back to
@@ -102,8 +107,9 @@ class ScheduledSeq:
 
     @property
     def samples(self) -> bool:
-        """Whether this chunk reaches the sequence's last known token, so it yields tokens."""
-        return self.start + self.num_tokens >= self.seq.num_tokens
+        """Whether this chunk reaches the sequence's last known token, so it yields tokens
+        (a prefill-only request never does: no logits row)."""
+        return not self.seq.prefill_only and self.start + self.num_tokens >= self.seq.num_tokens
 
 
 @dataclass
@@ -170,11 +176,18 @@ class Scheduler:
         for seq in [s for s in self.running if not s.in_prefill]:
             if seq.status is Status.RUNNING and budget > 0:
                 budget -= self._schedule_decode(seq, budget, plan, scheduled)
+        first = self._first_generating()
         for seq in [s for s in self.running if s.in_prefill]:
-            if seq.status is Status.RUNNING and budget > 0:
+            if seq.status is Status.RUNNING and budget > 0 and not _yields(seq, first):
                 budget -= self._schedule_chunk(seq, budget, plan, scheduled)
-        self._admit(budget, plan, scheduled)
+        self._admit(budget, plan, scheduled, first)
         return plan
+
+    def _first_generating(self) -> int | None:
+        """The best priority of the requests that generate (running or waiting), if any."""
+        live = [s.priority for s in self.running if not s.prefill_only]
+        live += [s.priority for s in self.waiting if not s.prefill_only]
+        return min(live, default=None)
 
     def _schedule_decode(self, seq: Sequence, budget: int, plan: StepPlan, scheduled: set[int]) -> int:
         if seq.remaining_tokens <= 0 or seq.num_tokens >= self.max_model_len:
@@ -208,12 +221,12 @@ class Scheduler:
         scheduled.add(id(seq))
         return n
 
-    def _admit(self, budget: int, plan: StepPlan, scheduled: set[int]) -> None:
+    def _admit(self, budget: int, plan: StepPlan, scheduled: set[int], first: int | None) -> None:
         self.waiting.sort(key=Sequence.sort_key)
         for seq in list(self.waiting):
             if budget <= 0 or len(self.running) >= self.config.max_num_seqs:
                 return
-            if seq in plan.preempted:
+            if seq in plan.preempted or _yields(seq, first):
                 continue
             self._take_cached_prefix(seq)
             start = seq.num_computed
@@ -268,3 +281,8 @@ class Scheduler:
 
     def _release(self, seq: Sequence) -> None:
         self.tables.release(seq)
+
+
+def _yields(seq: Sequence, first: int | None) -> bool:
+    """Whether `seq` is a prefill-only request that waits for a request of higher priority."""
+    return seq.prefill_only and first is not None and first < seq.priority

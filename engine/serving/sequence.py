@@ -119,10 +119,15 @@ class Sequence:
         return self.prompt_ids[start:] + self.output_ids[: end - n]
 
     @property
+    def prefill_only(self) -> bool:
+        """A request of max_tokens 0: it fills the prefix cache with its prompt and ends."""
+        return self.params.max_tokens == 0
+
+    @property
     def in_prefill(self) -> bool:
         """True until every known token but the last has its K/V (the last one is fed to
-        the model to produce the next token)."""
-        return self.num_computed < self.num_tokens - 1
+        the model to produce the next token); a prefill-only request needs every token's."""
+        return self.num_computed < self.num_tokens - (0 if self.prefill_only else 1)
 
     @property
     def is_greedy(self) -> bool:

@@ -5,7 +5,8 @@ fits there: decided from the syntax tree); `finish` runs the filters in order. E
 a plain function of text and site, tested on its own (tests/lsp/test_postprocess.py):
 
 1. `strip_control`: control characters (`\\b`, `\\x15`, ...) and undecodable bytes go.
-2. `first_line` for single-line sites.
+2. `single_line` for single-line sites: the first line, or, where the model ends the
+   cursor's line at once, the next line (a line break and that line).
 3. `normalise_indentation`: no indentation typed twice; the document's tabs or spaces.
 4. `stop_on_repetition`: repeated lines, repeated blocks of lines, a repeated phrase in a line.
 5. `cut_at_scope_end`: nothing past the end of the enclosing block (indentation, braces).
@@ -15,9 +16,9 @@ a plain function of text and site, tested on its own (tests/lsp/test_postprocess
    the cursor already has (auto-closed) is replaced, not doubled: `area(|)` + `radius)` is
    `area(radius)`; a closer that does not fit is cut.
 9. Whitespace-only suggestions are dropped.
-10. A single-line suggestion that breaks the syntax of the cursor's line, which parsed
-   before, is dropped (`line_check.py`: `def f() -> float:` + `:`). Not a multi-line one: its
-   first line alone may open what its later lines close (`x = [`).
+10. A suggestion that breaks the syntax of the cursor's line, which parsed before, is
+   dropped (`line_check.py`: `def f() -> float:` + `:`, also with a body after it); a
+   multi-line one whose first line opens what a later line closes (`x = [` ... `]`) is kept.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ _TOKEN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*|\d+(?:\.\d+)?|\S")
 # a short unit four times in a row, or a longer one three times
 _LOOPED_CHARS = re.compile(r"(\S{2,3}?)\1{3,}|(\S{4,24}?)\2{2,}")
 _TRIVIAL_LINE = re.compile(r"^[\s)\]};,]*$|^(?:end|pass|break|continue|fi|done|esac|else:?|\*/)$")
+AUTOMATIC_BLOCK_TOKENS = 16  # see token_limit
 BLOCK_OPENER = re.compile(r"(?::|\{|\(|\[|=>|->|\bdo|\bthen|\bbegin)\s*(?:#.*|//.*)?$")
 _DEFINITION = re.compile(
     r"\s*(?:export\s+|pub(?:\(\w+\))?\s+|public\s+|private\s+|static\s+|async\s+)*"
@@ -69,7 +71,7 @@ def finish(raw: str, site: Site, max_lines: int) -> Suggestion | None:
     text, replace = balance_brackets("\n".join(lines), site)
     if not text.strip():
         return None
-    if "\n" not in text and site.line_check is not None and not site.line_check.keeps_parsing(text, replace):
+    if site.line_check is not None and not site.line_check.accepts(text, replace):
         return None  # `float:` + `:`: the line parsed and would not any more
     return Suggestion(text, replace)
 
@@ -77,12 +79,30 @@ def finish(raw: str, site: Site, max_lines: int) -> Suggestion | None:
 def _filtered_lines(raw: str, site: Site, max_lines: int) -> list[str]:
     text = strip_control(raw)
     if not site.multiline:
-        text = first_line(text)
+        text = single_line(text, site)
     lines = normalise_indentation(text, site).split("\n")
     lines = stop_on_repetition(lines)
     lines = cut_at_scope_end(lines, site)
     lines = drop_suffix_duplicates(lines, site)
     return lines[:max_lines]
+
+
+def token_limit(site: Site, invoked: bool, max_tokens: int) -> int:
+    """Tokens to generate: `max_tokens`, but at most `AUTOMATIC_BLOCK_TOKENS` for an automatic
+    request at a multi-line site. Its suggestion must arrive while the user pauses (a
+    pause is often under a second, and each token costs ~25 ms on a CPU): a block's first
+    line or two, which the user types through or accepts, and the next pause continues it.
+    A single-line site stops at the line break anyway; an explicit request waits for all."""
+    if invoked or not site.multiline:
+        return max_tokens
+    return min(max_tokens, AUTOMATIC_BLOCK_TOKENS)
+
+
+def complete_lines(raw: str) -> str:
+    """A multi-line text the token limit cut: without its unfinished last line, unless no
+    line before it has any text (the first line, unfinished, is all there is)."""
+    head, _, _ = raw.rpartition("\n")
+    return head if head.strip() else raw
 
 
 def is_final(raw: str, site: Site, max_lines: int) -> bool:
@@ -92,7 +112,7 @@ def is_final(raw: str, site: Site, max_lines: int) -> bool:
     if "\n" not in raw:
         return False
     if not site.multiline:
-        return True
+        return "\n" in (raw[1:] if next_line(raw, site) else raw)
     complete = strip_control(raw[:raw.rfind("\n")]).split("\n")
     if len(complete) >= max_lines or len(_filtered_lines("\n".join(complete), site, max_lines)) < len(complete):
         return True
@@ -109,6 +129,20 @@ def strip_control(text: str) -> str:
 
 def first_line(text: str) -> str:
     return text.split("\n", 1)[0]
+
+
+def next_line(text: str, site: Site) -> bool:
+    """Whether `text` at a single-line site goes on to the next line: the cursor ends a line
+    with code on it, and the model ends that line at once (it holds a whole statement)."""
+    return text.startswith("\n") and not site.suffix_line and bool(site.prefix_line.strip())
+
+
+def single_line(text: str, site: Site) -> str:
+    """What a single-line site shows of `text`: its first line; or, when it ends the
+    cursor's line at once (`next_line`), a line break and the line after it."""
+    if next_line(text, site):
+        return "\n" + first_line(text[1:])
+    return first_line(text)
 
 
 def _indent(line: str) -> str:

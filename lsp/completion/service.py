@@ -6,8 +6,8 @@ cursor, and returns suggestions or None:
 1. A suggestion the user is typing through (or backspaced to) comes from the cache at once.
 2. A keystroke that types what a generation still running for the document is writing
    keeps it (`flight.py`): the request waits on it and answers with the rest. Any other
-   keystroke cancels it, and so does a request for another document (`waste.py` books
-   every cancel by reason).
+   keystroke cancels it, and so does a request for another document (`flights.py` owns
+   the generations in flight and books every cancel by reason).
 3. Automatic requests wait the document's adaptive debounce; a request superseded meanwhile
    (a newer keystroke for the document, or `$/cancelRequest`) ends without generating.
 4. The prompt is built on the prepare thread while the debounce runs (for a keystroke on
@@ -20,7 +20,9 @@ cursor, and returns suggestions or None:
    a request waits for a warm-up still running instead of computing the same tokens again.
 5. The engine generates (several sampled candidates when the user asked explicitly), streaming
    its tokens: a single-line site stops at the line break (a stop string of the engine
-   request), a multi-line one as soon as post-processing says more text cannot be shown.
+   request), a multi-line one as soon as post-processing says more text cannot be shown,
+   or, for an automatic request, after a line or two (`postprocess.token_limit`: it must
+   arrive within the pause).
    Meanwhile the server's background work waits (`quiet`: the project thread's queued
    smell checks and symbol updates), so that the engine's thread has the interpreter.
 6. Post-processing (`postprocess.finish`) cleans each candidate for its site; a candidate
@@ -51,12 +53,12 @@ from ..options import CompletionOptions
 from .cache import Snapshot, SuggestionCache
 from .debounce import TypingDebounce
 from .flight import Flight
-from .postprocess import Site, Suggestion, finish, is_final
+from .flights import Flights
+from .postprocess import Site, Suggestion, complete_lines, finish, is_final, next_line, single_line, token_limit
 from .prompt_clock import PromptClock
 from .site import SiteReader
 from .sticky import StickyContext
 from .warmup import WarmUps, stable_prefix
-from .waste import WasteLedger
 
 log = logging.getLogger(__name__)
 MIN_PROMPT_BUDGET = 32
@@ -120,16 +122,15 @@ class CompletionService:
         self.options = options
         self.context = context
         self.label = label  # the path shown in a buffer-only prompt
-        self.quiet = quiet  # while a generation runs: the server's background work waits (GIL)
         self.debounce = TypingDebounce() if debounce else None
         self.cache = SuggestionCache()
         self.stats = ServiceStats()
-        self.waste = WasteLedger()
+        self.flights = Flights(self.stats, quiet)
+        self.waste = self.flights.waste
         self._sites = SiteReader(Languages())  # used on the prepare thread only
         self._sticky = StickyContext()  # likewise (and forget)
         self._packers: dict[int, Packer] = {}
         self._latest: dict[str, object] = {}  # uri -> ticket of its newest request
-        self._flights: dict[str, Flight] = {}  # uri -> its newest generation in flight
         self._warmups = WarmUps(models)
         self._clock = PromptClock()
 
@@ -140,13 +141,8 @@ class CompletionService:
         self.stats.requests += 1
         started = time.perf_counter()
         delay = 0.0 if req.invoked or self.debounce is None else self.debounce.keystroke(req.uri, time.monotonic())
-        for uri in [uri for uri in self._flights if uri != req.uri]:
-            self._flights.pop(uri).cancel("moved")  # the user types elsewhere: no editor shows it now
-        flight = self._flights.get(req.uri)
-        if flight is not None and (req.invoked or not flight.keep_for(req.text, req.offset)):
-            # the document moved on: an older generation is stale
-            flight.cancel("resumed" if self.debounce is not None and self.debounce.resumed(req.uri) else "typing")
-            flight = None
+        flight = self.flights.for_request(req.uri, req.text, req.offset, req.invoked,
+                                          lambda: self.debounce is not None and self.debounce.resumed(req.uri))
         ticket = self._latest[req.uri] = object()
         cached = self.cache.lookup(req.uri, req.text, req.offset, alternatives=req.invoked and options.candidates > 1)
         if cached is not None:
@@ -194,7 +190,11 @@ class CompletionService:
         if self._latest.get(req.uri) is not ticket:
             return self._null("superseded")
         prepared_at = time.perf_counter()
-        flight = self._launch(req, prep, backend, options)
+        flight = self.flights.launch(
+            req.uri, Snapshot.at(req.text, req.offset), not req.invoked,
+            lambda flight: self._generate(req, prep, backend, options, flight),
+            lambda found: self.cache.store(req.uri, req.text, req.offset, [(s.text, s.replace) for s in found],
+                                           alternatives=req.invoked))
         self.stats.newest, self.stats.newest_tokens = "generating", 0
         await flight.wait()
         if flight.task.cancelled() or self._latest.get(req.uri) is not ticket:
@@ -219,35 +219,6 @@ class CompletionService:
             self.stats.last_null, self.stats.newest = why, "null"
         return None
 
-    def _launch(self, req: CompletionRequest, prep: _Prepared, backend: Backend, options: CompletionOptions) -> Flight:
-        """Start the generation for `req`, owned by the document rather than by the request:
-        a newer request may wait on it (type-through); what it makes goes to the cache."""
-        flight = Flight(Snapshot.at(req.text, req.offset), attachable=not req.invoked)
-        flight.task = asyncio.ensure_future(self._fly(flight, req, prep, backend, options))
-        flight.task.add_done_callback(_settled)
-        self._flights[req.uri] = flight
-        return flight
-
-    async def _fly(self, flight: Flight, req: CompletionRequest, prep: _Prepared, backend: Backend,
-                   options: CompletionOptions) -> list[Suggestion]:
-        try:
-            with self.quiet():
-                suggestions = await self._generate(req, prep, backend, options, flight)
-        except asyncio.CancelledError:
-            self.stats.cancelled += 1
-            raise
-        finally:
-            if self._flights.get(req.uri) is flight:
-                del self._flights[req.uri]
-        if flight.kept:
-            self.stats.kept += 1
-        if suggestions:
-            self.cache.store(req.uri, req.text, req.offset, [(s.text, s.replace) for s in suggestions],
-                             alternatives=req.invoked)
-        else:
-            self.waste.empty(flight.spent)
-        return suggestions
-
     def _warm_up(self, uri: str, prepared: asyncio.Future) -> None:
         if not prepared.cancelled() and prepared.exception() is None and prepared.result() is not None:
             prep = prepared.result()
@@ -257,9 +228,7 @@ class CompletionService:
         """The document closed: nothing of it stays behind."""
         self.cache.forget(uri)
         self._sticky.forget(uri)
-        flight = self._flights.pop(uri, None)
-        if flight is not None:
-            flight.cancel("closed")  # nobody will see what it writes
+        self.flights.forget(uri)
         self._latest.pop(uri, None)
         self._clock.forget(uri)
         self._warmups.forget(uri)
@@ -268,7 +237,7 @@ class CompletionService:
 
     def tracked(self) -> dict[str, int]:
         """Sizes of the per-document state (bounded by the open documents, whatever the traffic)."""
-        return {"latest": len(self._latest), "lines": len(self._clock), "running": len(self._flights),
+        return {"latest": len(self._latest), "lines": len(self._clock), "running": len(self.flights),
                 "warming": len(self._warmups), "cached_documents": len(self.cache),
                 "sticky_documents": len(self._sticky),
                 "debounced_documents": len(self.debounce) if self.debounce is not None else 0,
@@ -343,7 +312,7 @@ class CompletionService:
         tokenizer = backend.tokenizer
         sampled = index > 0
         params = SamplingParams(
-            max_tokens=options.max_tokens,
+            max_tokens=token_limit(prep.site, req.invoked, options.max_tokens),
             temperature=max(options.temperature, SAMPLED_TEMPERATURE) if sampled else options.temperature,
             top_p=0.95 if sampled else 1.0,
             seed=index if sampled else None,
@@ -352,25 +321,37 @@ class CompletionService:
             stop_token_ids=tuple(sorted(tokenizer.special.all_ids)),
         )
 
+        written: list[int] = []  # a line break the model ended the cursor's line with (see below)
+
         def enough(ids: list[int]) -> bool:
-            raw = tokenizer.decode(ids)
+            raw = tokenizer.decode(written + ids)
             if index == 0:
-                if self._flights.get(req.uri) is flight:
-                    self.stats.newest_tokens = len(ids)
-                flight.wrote(raw if prep.site.multiline else raw.split("\n", 1)[0], len(ids))
+                if self.flights.current(req.uri, flight):
+                    self.stats.newest_tokens = len(written) + len(ids)
+                flight.wrote(raw if prep.site.multiline else single_line(raw, prep.site), len(written) + len(ids))
             return is_final(raw, prep.site, options.max_lines)
 
-        def wasted(tokens: int) -> None:
-            latency = time.perf_counter() - flight.cancelled_at if flight.cancelled_at is not None else None
-            self.waste.cancelled(flight.why or "other", tokens, flight.seen if index == 0 else 0, latency)
+        async def generate(ids: list[int]):
+            out = await self.models.generate(ids, params, Priority.INLINE, supersede=f"inline:{req.uri}#{index}",
+                                             enough=enough, wasted=self.flights.booker(flight, index),
+                                             started=flight.streams.append)
+            flight.spent += len(out.token_ids)
+            return out
 
         try:
-            out = await self.models.generate(prep.ids, params, Priority.INLINE, supersede=f"inline:{req.uri}#{index}",
-                                             enough=enough, wasted=wasted, started=flight.streams.append)
+            out = await generate(prep.ids)
+            if not prep.site.multiline and out.finish_reason == "stop" and next_line(tokenizer.decode(out.token_ids),
+                                                                                    prep.site):
+                # The line is complete: the model ended it at once (the engine stopped at the
+                # break). Its next line is the suggestion, from the same prompt and the break
+                # (both in the prefix cache now: a token or two to compute).
+                written = list(out.token_ids)
+                out = await generate(prep.ids + written)
+                out = dataclasses.replace(out, token_ids=written + list(out.token_ids))
+                self.models.stats.last_generated_tokens = len(out.token_ids)  # the suggestion's, both requests
         except (ModelUnavailable, ValueError) as exc:  # ValueError: the engine cannot admit the prompt
             log.warning("completion not generated: %s", exc)
             return None
-        flight.spent += len(out.token_ids)
         if out.finish_reason not in ("stop", "length"):
             return None
         if index == 0:
@@ -380,11 +361,15 @@ class CompletionService:
             self.stats.last_engine = {"prompt_tokens": len(prep.ids), "cached_tokens": m.get("cached_tokens"),
                                       "ttft_ms": round(1000 * m.get("time_to_first_token_s", 0.0)),
                                       "decode_ms": round(1000 * m.get("decode_s", 0.0)), "tokens": len(out.token_ids)}
-        raw = tokenizer.decode(out.token_ids)
+        raw = finished = tokenizer.decode(out.token_ids)
         if not prep.site.multiline:
-            raw = raw.split("\n", 1)[0]
+            raw = finished = single_line(raw, prep.site)
+        elif out.finish_reason == "length":
+            finished = complete_lines(raw)  # no half-written last line
         # a line cut by the token limit is unfinished: whether it parses says nothing yet
-        site = prep.site if out.finish_reason == "stop" else dataclasses.replace(prep.site, line_check=None)
+        checked = out.finish_reason == "stop" or finished != raw
+        raw = finished
+        site = prep.site if checked else dataclasses.replace(prep.site, line_check=None)
         suggestion = finish(raw, site, options.max_lines)
         if suggestion is None:
             self.waste.dropped(raw, site, options.max_lines)
@@ -403,9 +388,3 @@ def _retrieve(future: asyncio.Future) -> None:
     if not future.cancelled() and future.exception() is not None:
         log.error("preparing a completion failed", exc_info=future.exception())
 
-
-def _settled(task: asyncio.Future) -> None:
-    """A generation whose requests all went away: collect its failure (the model host has
-    reported it) so that it is not reported again as never retrieved."""
-    if not task.cancelled() and task.exception() is not None:
-        log.debug("a completion generation failed: %s", task.exception())

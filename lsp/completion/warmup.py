@@ -7,6 +7,8 @@ the pause computes only the line and what follows it. A request waits for a warm
 running on its prefix rather than cancelling it: the engine would otherwise compute the
 same tokens twice, and a request superseded while it waits leaves the warm-up's work to the
 next one. A warm-up started in one document stops the others' (the user left those lines).
+On the native engine a warm-up is a prefill-only request (`ModelHost.warm`): it generates no
+token and runs only while no generation runs or waits.
 """
 
 from __future__ import annotations

@@ -71,7 +71,7 @@ def test_one_batch_samples_every_row_with_its_own_parameters() -> None:
 
 
 def test_invalid_sampling_parameters_are_refused() -> None:
-    for bad in ({"max_tokens": 0}, {"temperature": -1}, {"top_p": 0}, {"top_p": 1.5}, {"top_k": -2}):
+    for bad in ({"max_tokens": -1}, {"temperature": -1}, {"top_p": 0}, {"top_p": 1.5}, {"top_k": -2}):
         with pytest.raises(ValueError):
             SamplingParams(**bad)
 

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
+import loopls.lsp.cli as cli
 from loopls.context.languages import Languages
+from loopls.lsp.completion.line_check import closers
 from loopls.lsp.completion.postprocess import finish
 from loopls.lsp.completion.site import SiteReader
 
@@ -58,3 +62,30 @@ def test_other_grammars() -> None:
     assert finish(" // done", site, 8) is not None
     assert site.line_check is not None
     assert finish(" a b", site, 8) is None  # `return a; a b`
+
+
+@pytest.mark.parametrize("raw", [":\n        return self.price * 2", "ance:\n        return self.price", "):\n        pass"])
+def test_a_multi_line_suggestion_whose_first_line_breaks_the_line_is_dropped(raw) -> None:
+    # `loopls demo` showed `float::` with a body after it: the body closes nothing
+    assert finish(raw, _site(METHOD), 8) is None
+
+
+@pytest.mark.parametrize("raw", ["x = foo(\n        1,", "return {\n        'a': 1,", "(\n        1,\n    )"])
+def test_a_first_line_that_opens_a_bracket_is_kept_even_when_later_lines_are_cut(raw) -> None:
+    # cut by the line limit or the scope, the closing line never comes: what the first line
+    # opens is not its own error
+    assert finish(raw, _site("def f():\n    |\n"), 8) is not None
+
+
+def test_the_bundled_demo_does_not_offer_a_second_colon() -> None:
+    source = (Path(cli.__file__).parent / "demo_project" / "inventory.py").read_text()
+    at = source.index("-> float:") + len("-> float:")
+    site = READER.read(source, at, "python")
+    assert site.multiline and site.line_check is not None
+    assert finish(":\n        return sum(item.price for item in self.items.values())", site, 8) is None
+    assert finish("  # in euros\n        return 0.0", site, 8) is not None
+
+
+def test_closers_of_a_line() -> None:
+    assert closers("x = foo([1, {") == "}])"
+    assert closers("print(a)") == "" and closers("a)") == ""

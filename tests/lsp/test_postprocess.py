@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 
 from loopls.context.languages import Languages
-from loopls.lsp.completion.postprocess import (Site, balance_brackets, cut_at_scope_end, drop_suffix_duplicates,
-                                               finish, first_line, is_final, normalise_indentation,
-                                               stop_on_repetition, strip_control)
+from loopls.lsp.completion.postprocess import (AUTOMATIC_BLOCK_TOKENS, Site, balance_brackets, complete_lines,
+                                               cut_at_scope_end, drop_suffix_duplicates, finish, first_line,
+                                               is_final, normalise_indentation, single_line, stop_on_repetition,
+                                               strip_control, token_limit)
 from loopls.lsp.completion.site import SiteReader, indent_unit
 
 READER = SiteReader(Languages())
@@ -127,3 +128,37 @@ def test_is_final_once_a_filter_cut() -> None:
     assert is_final("y = x\n\ndef h():\n", site, 8)  # the function ended: more text cannot be shown
     single, _ = site_of("x = foo(|)\n")
     assert is_final("a\nb", single, 8) and not is_final("a, b", single, 8)
+
+
+def test_an_automatic_request_at_a_block_gets_a_line_or_two_of_tokens() -> None:
+    block = Site("    ", "", "", True, "    ", False, False)
+    line = Site("x = ", "", "", False, "    ", False, False)
+    assert token_limit(block, invoked=False, max_tokens=48) == AUTOMATIC_BLOCK_TOKENS < 48
+    assert token_limit(block, invoked=False, max_tokens=8) == 8
+    assert token_limit(block, invoked=True, max_tokens=48) == 48  # the user asked and waits
+    assert token_limit(line, invoked=False, max_tokens=48) == 48  # it ends at the line break
+
+
+def test_a_block_cut_by_the_token_limit_loses_its_unfinished_last_line() -> None:
+    assert complete_lines("\n    total = 0\n    for x in") == "\n    total = 0"
+    assert complete_lines("total = 0\n    for x in") == "total = 0"
+    assert complete_lines("\n    return sum(item.pr") == "\n    return sum(item.pr"  # all there is
+    assert complete_lines("total = su") == "total = su"
+
+
+def test_a_model_that_ends_a_complete_line_at_once_suggests_the_next_line() -> None:
+    end = Site("    y = x", "", "", False, "    ", False, False)
+    assert single_line("\n    return y\n", end) == "\n    return y"
+    assert single_line("\n\n    return y", end) == "\n"  # a blank line: nothing to show
+    assert finish("\n    return y\n    z", end, 8).text == "\n    return y"
+    assert finish("\n\ndef g():", end, 8) is None
+    assert not is_final("\n", end, 8) and not is_final("\n    return", end, 8)
+    assert is_final("\n    return y\n", end, 8) and is_final(" + 1\n", end, 8)
+    # not where code follows the cursor, nor on a blank line (a multi-line site anyway)
+    mid = Site("    y = ", "x", "", False, "    ", False, False)
+    assert single_line("\n    return y", mid) == "" and finish("\n    return y", mid, 8) is None
+
+
+def test_the_next_line_stops_at_the_end_of_the_block() -> None:
+    end = Site("    return y", "", "def g():\n    pass", False, "    ", False, False)
+    assert finish("\ndef g():", end, 8) is None  # it leaves the function: not this suggestion's business

@@ -1,0 +1,130 @@
+"""Prefill-only requests (max_tokens 0): a prompt goes into the prefix cache, no token, no
+logits row, and never in the way of a generation."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from loopls.engine.backends.base import checked_prompt
+from loopls.engine.model.generate import generate
+from loopls.engine.model.loader import load_checkpoint
+from loopls.engine.model.sampler import SamplingParams
+from loopls.engine.model.tiny import create_tiny
+from loopls.engine.serving.async_engine import AsyncEngine
+from loopls.engine.serving.core import EngineCore
+from loopls.engine.serving.scheduler import SchedulerConfig
+from loopls.engine.serving.sequence import Priority
+
+CONFIG = SchedulerConfig(num_blocks=64, block_size=8, max_step_tokens=32)
+PREFILL = SamplingParams(max_tokens=0)
+
+
+@pytest.fixture(scope="module", params=["iquestcoder", "iquestloopcoder"])
+def lm(request, tmp_path_factory):
+    return load_checkpoint(create_tiny(tmp_path_factory.mktemp(request.param), request.param))
+
+
+def _prompt(lm, n: int, seed: int = 0) -> list[int]:
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(20, lm.config.vocab_size, (n,), generator=g).tolist()
+
+
+def _core(lm) -> EngineCore:
+    return EngineCore(lm.model, CONFIG, eos_ids=tuple(lm.tokenizer.special.eos_ids))
+
+
+def _drain(core: EngineCore, limit: int = 1000) -> list:
+    events = []
+    for _ in range(limit):
+        if not core.has_work:
+            return events
+        events += core.step()
+    raise AssertionError("engine did not finish its work")
+
+
+def test_max_tokens_below_zero_is_refused() -> None:
+    with pytest.raises(ValueError, match="max_tokens"):
+        SamplingParams(max_tokens=-1)
+
+
+def test_a_prefilled_prompt_is_a_prefix_hit_and_changes_no_token(lm) -> None:
+    core = _core(lm)
+    rows: list[int] = []
+    core.runner.record = lambda plan, step, logits: rows.append(logits.shape[0])
+    shared = _prompt(lm, 45)
+    warm = core.add("warm", shared, PREFILL, Priority.BACKGROUND)
+    events = _drain(core)
+    assert warm.finish_reason == "length" and warm.output_ids == []
+    assert [(e.seq.request_id, e.new_tokens, e.finished) for e in events] == [("warm", [], True)]
+    assert sum(rows) == 0, "a prefill-only request computes no logits row"
+    assert core.pool.num_used == 0 and core.pool.num_cached >= 45 // 8  # its blocks stay cached
+
+    prompt = shared + _prompt(lm, 7, seed=1)
+    params = SamplingParams(max_tokens=6, min_tokens=6)
+    seq = core.add("gen", prompt, params)
+    _drain(core)
+    assert seq.metrics.cached_tokens == 40  # the five full blocks of the warm-up
+    assert seq.output_ids == generate(lm, prompt, params).token_ids
+
+
+def test_a_prefill_only_request_cancelled_midway_frees_its_blocks(lm) -> None:
+    core = _core(lm)
+    core.add("warm", _prompt(lm, 120), PREFILL, Priority.BACKGROUND)
+    core.step()  # one chunk of 32 of its 120 tokens
+    assert core.requests["warm"].in_prefill and core.pool.num_used > 0
+    seq = core.abort("warm")
+    assert seq.finish_reason == "cancelled" and seq.output_ids == []
+    assert core.pool.num_used == 0 and not core.has_work
+    core.pool.check_consistent()
+
+
+def test_a_generation_never_waits_behind_a_warm_up(lm) -> None:
+    core = _core(lm)
+    warm = core.add("warm", _prompt(lm, 200), PREFILL, Priority.BACKGROUND)
+    core.step()  # the warm-up is running, 32 of 200 tokens computed
+    params = SamplingParams(max_tokens=4, min_tokens=4)
+    prompt = _prompt(lm, 20, seed=2)
+    gen = core.add("gen", prompt, params, Priority.INLINE)
+    done_at = None
+    for step in range(1, 100):
+        before = warm.num_computed
+        core.step()
+        if done_at is None:
+            assert warm.num_computed == before, "the warm-up ran a chunk while a generation was live"
+        if gen.finish_reason is not None and done_at is None:
+            done_at = step
+        if not core.has_work:
+            break
+    assert done_at == 4  # prefill (20 tokens fit one step) with the first token, then 3 decodes
+    assert gen.output_ids == generate(lm, prompt, params).token_ids
+    assert warm.finish_reason == "length" and warm.num_computed == 200  # it went on afterwards
+    assert core.pool.num_used == 0
+
+
+def test_a_warm_up_arriving_during_a_generation_waits_for_it(lm) -> None:
+    core = _core(lm)
+    gen = core.add("gen", _prompt(lm, 20, seed=3), SamplingParams(max_tokens=5, min_tokens=5), Priority.INLINE)
+    core.step()
+    warm = core.add("warm", _prompt(lm, 64), PREFILL, Priority.BACKGROUND)
+    while gen.finish_reason is None:
+        core.step()
+        assert warm.num_computed == 0 and warm in core.scheduler.waiting
+    _drain(core)
+    assert warm.finish_reason == "length" and core.pool.num_used == 0
+
+
+async def test_the_async_api_ends_a_prefill_only_stream_without_tokens(lm) -> None:
+    async with AsyncEngine.from_loaded(lm, CONFIG) as engine:
+        stream = engine.submit(_prompt(lm, 30), PREFILL, priority=Priority.BACKGROUND)
+        assert [t async for t in stream] == []
+        out = await stream.result()
+        assert out.finish_reason == "length" and out.token_ids == [] and out.metrics["prefill_s"] is not None
+        again = engine.submit(_prompt(lm, 30) + [21], SamplingParams(max_tokens=2))
+        assert (await again.result()).metrics["cached_tokens"] == 24
+
+
+def test_the_remote_backends_check_refuses_a_prefill_only_request() -> None:
+    with pytest.raises(ValueError, match="prefill-only"):
+        checked_prompt([5, 6, 7], 0, 100)
+    assert checked_prompt([5, 6, 7], 1, 100) == [5, 6, 7]

@@ -1,0 +1,49 @@
+"""The prefix-cache warm-up of a line, end to end: the real server over stdio with a scripted
+checkpoint on the native engine, which prefills the part of the prompt before the cursor's
+line without generating a token."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from lsprotocol import types
+from lsp_session import inline_params, insert, open_document, session, status, wait_for_state
+from scripted_model import create_scripted
+
+BODY = "".join(f"def helper_{i}(value):\n    return value * {i} + {i * 7}\n\n\n" for i in range(12))
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> str:
+    return str(create_scripted(tmp_path_factory.mktemp("warm") / "call", "compute(x)"))
+
+
+async def test_a_line_is_warmed_without_a_generated_token_and_its_request_hits_the_cache(tmp_path, checkpoint) -> None:
+    source = tmp_path / "app.py"
+    text = BODY + "def f(x):\n    \n"
+    source.write_text(text, encoding="utf-8")
+    line = text.count("\n") - 1
+    async with session(tmp_path, {"model": {"name": checkpoint}}) as client:
+        await wait_for_state(client, "ready")
+        uri = source.as_uri()
+        open_document(client, uri, text)
+        typed = "value = "
+        pending: list[asyncio.Future] = []
+        for i, ch in enumerate(typed):
+            if pending and not pending[-1].done():
+                client.protocol.notify(types.CANCEL_REQUEST, types.CancelParams(id=f"key-{i - 1}"))
+            insert(client, uri, i + 2, line, 4 + i, ch)
+            pending.append(asyncio.ensure_future(client.protocol.send_request_async(
+                types.TEXT_DOCUMENT_INLINE_COMPLETION, inline_params(uri, line, 5 + i), msg_id=f"key-{i}")))
+            await asyncio.sleep(0.08)
+        result = await asyncio.wait_for(pending[-1], 60)
+        await asyncio.gather(*pending[:-1], return_exceptions=True)
+        assert result is not None and result.items[0].insert_text == "compute(x)"
+        stats = (await status(client))["stats"]
+        assert stats["warmups"] >= 1, stats  # the lines before the cursor's were worth warming
+        assert stats["warmup_tokens"] == 0 and stats["wasted_tokens"] == 0, stats  # no token was generated for it
+        engine = stats["last_engine"]
+        assert engine["cached_tokens"] > 0 and engine["cached_tokens"] < engine["prompt_tokens"], stats
+
+
