@@ -7,7 +7,8 @@ hands the suggestion filters a `LineCheck`, which parses the window again with t
 suggestion inserted and says whether the cursor's line gained an error. A suggestion of
 several lines is dropped only when both its first line alone and the whole of it leave an
 error on the cursor's line: a first line may open what a later line closes (`x = [` ...
-`]`), but `float:` + `:` and a body is `float::` whatever follows. A line that did not parse
+`]`), but `float:` + `:` and a body is `float::` whatever follows (at the line's end,
+`postprocess.finish` then offers the body alone). A line that did not parse
 before (the user is halfway through writing it) is not checked: any suggestion may be what
 completes it; nor is a suggestion the token limit cut short (the service checks only text
 the model ended itself).

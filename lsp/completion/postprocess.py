@@ -17,8 +17,10 @@ a plain function of text and site, tested on its own (tests/lsp/test_postprocess
    `area(radius)`; a closer that does not fit is cut.
 9. Whitespace-only suggestions are dropped.
 10. A suggestion that breaks the syntax of the cursor's line, which parsed before, is
-   dropped (`line_check.py`: `def f() -> float:` + `:`, also with a body after it); a
-   multi-line one whose first line opens what a later line closes (`x = [` ... `]`) is kept.
+   dropped (`line_check.py`: `def f() -> float:` + `:`); a multi-line one whose first line
+   opens what a later line closes (`x = [` ... `]`) is kept. At the end of the line, a
+   multi-line one keeps what follows its first line break if that fits (`:` + a body is
+   the body).
 """
 
 from __future__ import annotations
@@ -72,7 +74,12 @@ def finish(raw: str, site: Site, max_lines: int) -> Suggestion | None:
     if not text.strip():
         return None
     if site.line_check is not None and not site.line_check.accepts(text, replace):
-        return None  # `float:` + `:`: the line parsed and would not any more
+        # `float:` + `:`: the line parsed and would not any more. At the line's end, what the
+        # model wrote after its own line break may still fit: `:` + a body is the body.
+        rest = text[text.find("\n"):] if "\n" in text and not site.suffix_line else ""
+        if rest.strip() and site.line_check.accepts(rest):
+            return Suggestion(rest, 0)
+        return None
     return Suggestion(text, replace)
 
 

@@ -64,10 +64,20 @@ def test_other_grammars() -> None:
     assert finish(" a b", site, 8) is None  # `return a; a b`
 
 
-@pytest.mark.parametrize("raw", [":\n        return self.price * 2", "ance:\n        return self.price", "):\n        pass"])
-def test_a_multi_line_suggestion_whose_first_line_breaks_the_line_is_dropped(raw) -> None:
-    # `loopls demo` showed `float::` with a body after it: the body closes nothing
-    assert finish(raw, _site(METHOD), 8) is None
+@pytest.mark.parametrize("raw", [":\n        return self.price * 2", "ance:\n        return self.price * self.count",
+                                 "):\n        pass"])
+def test_a_multi_line_suggestion_whose_first_line_breaks_the_line_keeps_only_its_body(raw) -> None:
+    # `loopls demo` showed `float::` with a body after it: the body closes nothing, and at the
+    # line's end the body alone fits
+    kept = finish(raw, _site(METHOD), 8)
+    assert kept is not None and kept.replace == 0
+    assert kept.text == raw[raw.index("\n"):]
+
+
+def test_a_body_is_not_kept_when_the_broken_line_goes_on_after_the_cursor() -> None:
+    site = _site("def f(a|):\n    pass\n")  # `)` and `:` follow: the first line lands mid-line
+    assert site.line_check is not None
+    assert finish("):\n    return a", site, 8) is None
 
 
 @pytest.mark.parametrize("raw", ["x = foo(\n        1,", "return {\n        'a': 1,", "(\n        1,\n    )"])
@@ -82,7 +92,8 @@ def test_the_bundled_demo_does_not_offer_a_second_colon() -> None:
     at = source.index("-> float:") + len("-> float:")
     site = READER.read(source, at, "python")
     assert site.multiline and site.line_check is not None
-    assert finish(":\n        return sum(item.price for item in self.items.values())", site, 8) is None
+    body = "\n        return sum(item.price for item in self.items.values())"
+    assert finish(":" + body, site, 8).text == body  # not `float::`
     assert finish("  # in euros\n        return 0.0", site, 8) is not None
 
 
