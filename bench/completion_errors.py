@@ -40,7 +40,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from eval_completion import _shard, line_cases, similarity  # noqa: E402
+from eval_completion import _shard, held_out_check, line_cases, similarity  # noqa: E402
 
 from loopls.context.assemble import ContextEngine  # noqa: E402
 from loopls.context.project import Project  # noqa: E402
@@ -94,9 +94,14 @@ def probe_target(probe: Probe, ids: list[int], gold: str, top: int) -> dict:
         cands.append({"first": tok.decode([t]), "p": round(float(torch.exp(torch.tensor(lp))), 4), "text": text,
                       "mean_logp": round(rerank.score("mean", logps), 4), "es": similarity(text, gold),
                       "logps": [round(x, 4) for x in logps], "unknown": rerank.unknown_names(text, known)})
-    name = NAME.match(gold)
     return {"prompt_tokens": len(ids), "gold_first_rank": rank, "gold_first_p": round(float(logp[gold_first].exp()), 4),
-            "name_in_prompt": shown.count(name.group(0)) if name else 0, "candidates": cands}
+            "name_in_prompt": name_shown(tok, ids, gold), "candidates": cands}
+
+
+def name_shown(tok, ids: list[int], gold: str) -> int:
+    """How often the answer's leading name occurs in the prompt (0: only context could show it)."""
+    name = NAME.match(gold)
+    return tok.decode(ids, skip_special=False).count(name.group(0)) if name else 0
 
 
 def run(args: argparse.Namespace) -> None:
@@ -110,24 +115,28 @@ def run(args: argparse.Namespace) -> None:
     cache_dir = Path(tempfile.mkdtemp(prefix="loopls-errors-"))
     work = []
     for repo in args.repos:
+        print(f"{repo}: {held_out_check(Path(resolve_model_name(args.model)), repo)}", file=sys.stderr)
         index = Project(repo, cache_dir)
         index.build()
         engine = ContextEngine(index, tok, tok.special)
-        work += [(repo, engine, case) for case in line_cases(index, args.lines, args.seed)]
+        cases = line_cases(index, args.lines, args.seed)
+        print(f"{repo}: {len(cases)} line targets", file=sys.stderr)
+        work += [(repo, engine, case) for case in cases]
     i, n = args.shard
-    only = absent_cases(args.cases_from) if args.cases_from else None
     with args.out.open("a", encoding="utf-8") as sink:
         for k, (repo, engine, case) in enumerate(work):
             key = f"{repo.name}:{case.path}:{case.offset}"
-            if k % n != i or key in done or (only is not None and key not in only):
+            if k % n != i or key in done:
+                continue
+            gold = case.gold.strip()
+            file_only = engine.packer.pack([], case.path, case.text, case.offset, budget, engine.read_lines, layout)
+            if args.absent_only and name_shown(tok, file_only.token_ids, gold):
                 continue
             engine.index.update_document(case.path, case.text)  # an open document, as the server has it
             try:
                 with_context = engine.assemble(case.path, case.text, case.offset, budget, layout)
             finally:
                 engine.index.close_document(case.path)
-            file_only = engine.packer.pack([], case.path, case.text, case.offset, budget, engine.read_lines, layout)
-            gold = case.gold.strip()
             record = {"case": key, "gold": gold}
             for label, packed in (("file only", file_only), ("loopls", with_context)):
                 record[label] = probe_target(probe, packed.token_ids, gold, args.top)
@@ -139,12 +148,6 @@ def _rows(out: Path) -> list[dict]:
     files = [out, *sorted(out.parent.glob(f"{out.stem}.shard*"))] if out.exists() else sorted(
         out.parent.glob(f"{out.stem}.shard*"))
     return [json.loads(line) for f in files for line in f.read_text().splitlines() if line]
-
-
-def absent_cases(out: Path) -> set[str]:
-    """Targets of a results file whose answer's leading name is not in the file-only prompt:
-    where only cross-file context can show the model the name (CrossCodeEval's point)."""
-    return {r["case"] for r in _rows(out) if not r["file only"]["name_in_prompt"]}
 
 
 def summary(out: Path) -> list[str]:
@@ -174,10 +177,10 @@ def summary(out: Path) -> list[str]:
     return lines
 
 
-def _mean_se(values: list[float]) -> str:
+def _mean_se(values: list[float], digits: int = 3) -> str:
     m = statistics.fmean(values)
     se = statistics.stdev(values) / len(values) ** 0.5 if len(values) > 1 else 0.0
-    return f"{m:+.3f} ± {se:.3f}"
+    return f"{m:+.{digits}f} ± {se:.{digits}f}"
 
 
 def chosen(record: dict, k: int, kind: str) -> dict:
@@ -204,7 +207,7 @@ def best_of_table(out: Path, ks: tuple[int, ...] = (3, 5)) -> list[str]:
                 em = [float(c["text"] == r["gold"]) for c, r in zip(picked, rows)]
                 es = [c["es"] for c in picked]
                 lines.append(f"| {label} | best of {k}, {kind} | {100 * statistics.fmean(em):.1f}% | "
-                             f"{_mean_se([100 * (a - b) for a, b in zip(em, g_em)])} | {statistics.fmean(es):.3f} | "
+                             f"{_mean_se([100 * (a - b) for a, b in zip(em, g_em)], 1)} | {statistics.fmean(es):.3f} | "
                              f"{_mean_se([a - b for a, b in zip(es, g_es)])} |")
     return lines
 
@@ -226,7 +229,7 @@ def context_table(out: Path) -> list[str]:
         c_em = [100 * float(x["text"] == r["gold"]) for x, r in zip(c, group)]
         lines.append(f"| {label} | {len(group)} | {statistics.fmean(f_em):.1f}% / "
                      f"{statistics.fmean(x['es'] for x in f):.3f} | {statistics.fmean(c_em):.1f}% / "
-                     f"{statistics.fmean(x['es'] for x in c):.3f} | {_mean_se([b - a for a, b in zip(f_em, c_em)])} | "
+                     f"{statistics.fmean(x['es'] for x in c):.3f} | {_mean_se([b - a for a, b in zip(f_em, c_em)], 1)} | "
                      f"{_mean_se([y['es'] - x['es'] for x, y in zip(f, c)])} |")
     return lines
 
@@ -241,8 +244,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--top", type=int, default=5, help="first tokens continued per prompt")
     ap.add_argument("--shard", type=_shard, default=(0, 1), help="I/N: this process's share of the targets")
     ap.add_argument("--out", type=Path, default=Path("completion-errors.jsonl"))
-    ap.add_argument("--cases-from", type=Path, help="only the targets of this results file whose answer's name is not "
-                    "in the file-only prompt")
+    ap.add_argument("--absent-only", action="store_true",
+                    help="only targets whose answer's leading name is not in the file-only prompt")
     ap.add_argument("--tables-only", action="store_true", help="summarise the results so far, run nothing")
     args = ap.parse_args(argv)
     if not args.tables_only:

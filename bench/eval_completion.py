@@ -318,7 +318,7 @@ def case_id(repo: Path, case: Case) -> str:
 
 async def evaluate(service: Service, work: list[tuple[Path, Case]], budgets: list[int], results: Path,
                    every: int, modes: tuple[str, ...] = tuple(MODES), layouts: tuple[str, ...] = ("auto",),
-                   shard: tuple[int, int] = (0, 1)) -> None:
+                   shard: tuple[int, int] = (0, 1), best_of: int = 1) -> None:
     """Append one JSON line per (case, setting) to `results`, skipping those already there, so
     that an interrupted run resumes where it stopped. The larger budgets run on every
     `every`-th target of each repository and kind (their prompts cost several times more on a
@@ -337,7 +337,8 @@ async def evaluate(service: Service, work: list[tuple[Path, Case]], budgets: lis
                 key = (case_id(repo, case), name)
                 if key in done:
                     continue
-                options = CompletionOptions(max_tokens=max_tokens[case.kind], context_tokens=budget, temperature=0.0)
+                options = CompletionOptions(max_tokens=max_tokens[case.kind], context_tokens=budget, temperature=0.0,
+                                            line_best_of=best_of)
                 t0 = time.perf_counter()
                 prediction, prompt_tokens = await service.complete(repo, case, mode, options, layout)
                 em, es = score(case, prediction)
@@ -389,9 +390,9 @@ def table(results: Path, cases: dict[str, Case], budgets: list[int], modes: tupl
     return lines
 
 
-async def _latency(service: Service, repo: Path, cases: list[Case], n: int) -> list[float]:
+async def _latency(service: Service, repo: Path, cases: list[Case], n: int, best_of: int = 1) -> list[float]:
     """Seconds from the request to the cleaned suggestion, per keystroke timed."""
-    options = CompletionOptions(context_tokens=1024, temperature=0.0)
+    options = CompletionOptions(context_tokens=1024, temperature=0.0, line_best_of=best_of)
     times = []
     for case in cases[:n]:
         for typed in (0, 1):  # the keystroke before warms the engine's prefix cache; this one is timed
@@ -451,6 +452,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--layout", type=lambda t: tuple(t.split(",")), default=("auto",),
                     help="FIM layouts, each a setting: auto (the checkpoint's own), psm, spm, l2r (no FIM: the "
                          "prefix continued); comma-separated")
+    ap.add_argument("--best-of", type=int, default=CompletionOptions().line_best_of,
+                    help="completion.lineBestOf: single-line sites decode this many most likely first tokens and "
+                         "keep the best-scored line (default: the server's default; 1: plain greedy)")
     ap.add_argument("--shard", type=_shard, default=(0, 1), help="I/N: this process's share of the targets")
     ap.add_argument("--tables-only", action="store_true", help="print the tables of the results so far, run nothing")
     ap.add_argument("--out", type=Path, default=Path("eval-completion"), help="results folder (resumable)")
@@ -497,13 +501,14 @@ async def _run_model(name: str | None, folder: Path, indexes: list[tuple[Path, P
             i, n = args.shard
             results = args.out / (f"{folder.name}.jsonl" if n == 1 else f"{folder.name}.shard{i}of{n}.jsonl")
             work = interleave([(repo, own) for repo, _, own in indexes])
-            await evaluate(service, work, budgets, results, args.every, args.modes, args.layout, (i, n))
-            print(f"\nmodel {folder.name} ({folder}), {args.threads} torch thread(s)")
+            await evaluate(service, work, budgets, results, args.every, args.modes, args.layout, (i, n), args.best_of)
+            print(f"\nmodel {folder.name} ({folder}), {args.threads} torch thread(s), line best-of {args.best_of}")
             print("\n".join(table(results, cases, budgets, args.modes, args.layout)))
             if args.latency:
                 latency = []
                 for repo, _, own in indexes:
-                    latency += await _latency(service, repo, [c for c in own if c.kind == "line"], args.latency)
+                    latency += await _latency(service, repo, [c for c in own if c.kind == "line"], args.latency,
+                                              args.best_of)
                 (args.out / f"{folder.name}-latency.json").write_text(json.dumps(latency))
                 p95 = statistics.quantiles(latency, n=20)[18] if len(latency) > 1 else latency[0]
                 print(f"\nlatency to an inline result, 1K-token prompt, warm prefix cache, {args.threads} thread(s): "
