@@ -187,7 +187,9 @@ def chosen(record: dict, k: int, kind: str) -> dict:
     """The candidate best-of-k with score `kind` picks among the k most likely first tokens
     (candidates without per-token log-probabilities, from older runs, cannot be rescored)."""
     cands = record["candidates"][:k]
-    return cands[rerank.best(kind, [(c["logps"], c["unknown"]) for c in cands])]
+    # a candidate shorter than the engine's limit for the others stopped by itself (rerank.best)
+    return cands[rerank.best(kind, [(c["logps"], c["unknown"], len(c["logps"]) < rerank.OTHER_MAX_TOKENS)
+                                    for c in cands])]
 
 
 def best_of_table(out: Path, ks: tuple[int, ...] = (3, 5)) -> list[str]:

@@ -110,13 +110,15 @@ class BestOfStream:
         candidates: list[Candidate | None] = []
         rest = dataclasses.replace(self._params, max_tokens=self._params.max_tokens - 1, best_of=1, logprobs=0,
                                    min_tokens=max(self._params.min_tokens - 1, 0))
+        # the other candidates count only if they stop within OTHER_MAX_TOKENS (rerank.best)
+        others = dataclasses.replace(rest, max_tokens=max(min(rest.max_tokens, rerank.OTHER_MAX_TOKENS - 1), 1))
         children: list[RequestStream | None] = []
-        for tok, lp in options:
+        for i, (tok, lp) in enumerate(options):
             if tok in self._stops or self._hits_stop([tok]):
                 candidates.append(Candidate([tok] if tok not in self._stops else [], [lp], "stop"))
                 children.append(None)
                 continue
-            stream = self._engine.submit(self._prompt + [tok], rest, priority=self._priority)
+            stream = self._engine.submit(self._prompt + [tok], rest if i == 0 else others, priority=self._priority)
             self._streams.append(stream)
             candidates.append(Candidate([tok], [lp], "stop"))
             children.append(stream)
@@ -146,8 +148,8 @@ class BestOfStream:
 
     def _choose(self, candidates: list[Candidate]) -> int:
         prompt_words = rerank.words(self._decode(self._prompt)) if self._params.best_of_score == "names" else frozenset()
-        scored = [(c.logprobs, rerank.unknown_names(self._decode(c.tokens), prompt_words) if prompt_words else 0)
-                  for c in candidates]
+        scored = [(c.logprobs, rerank.unknown_names(self._decode(c.tokens), prompt_words) if prompt_words else 0,
+                   c.finish_reason == "stop") for c in candidates]
         return rerank.best(self._params.best_of_score, scored)
 
     def _output(self, first: RequestOutput, chosen: int | None, reason: str | None, candidates: list[Candidate],

@@ -22,6 +22,9 @@ from collections.abc import Sequence
 
 SCORES = ("mean", "sqrt", "names")
 NAME_PENALTY = 1.0  # nats per identifier absent from the prompt: about a token's worth of doubt
+# Tokens (first included) a candidate other than the most likely first token's may take; one
+# that has not stopped by then is dropped (`best`).
+OTHER_MAX_TOKENS = 16
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
@@ -49,8 +52,13 @@ def score(kind: str, logprobs: Sequence[float], unknown: int = 0) -> float:
     raise ValueError(f"unknown score {kind!r} (expected one of {', '.join(SCORES)})")
 
 
-def best(kind: str, candidates: Sequence[tuple[Sequence[float], int]]) -> int:
-    """Index of the best of (logprobs, unknown names) candidates; the first wins a tie, so
-    the most likely first token (candidates come in its order) decides between equals."""
-    scores = [score(kind, lp, unknown) for lp, unknown in candidates]
+def best(kind: str, candidates: Sequence[tuple[Sequence[float], int, bool]]) -> int:
+    """Index of the best of (logprobs, unknown names, finished) candidates. The first (the
+    most likely first token's, what greedy decoding writes) always counts; another only if it
+    finished by itself within `OTHER_MAX_TOKENS`: a continuation that runs on without ending
+    its line is rarely the right line (on the held-out line targets, dropping them raised
+    the pick's edit similarity), and the longest candidate sets the request's latency. The
+    first wins a tie, so the more likely first token decides between equals."""
+    scores = [score(kind, lp, unknown) if i == 0 or finished else float("-inf")
+              for i, (lp, unknown, finished) in enumerate(candidates)]
     return max(range(len(scores)), key=lambda i: (scores[i], -i))

@@ -62,10 +62,12 @@ def test_best_of_needs_greedy_and_a_known_score() -> None:
 
 def test_scores_prefer_what_they_say() -> None:
     confident, doubtful = [-0.1, -0.1, -0.1], [-1.0]
-    assert rerank.best("mean", [(doubtful, 0), (confident, 0)]) == 1
-    assert rerank.best("names", [(confident, 1), (doubtful, 0)]) == 1  # a made-up name costs a nat
-    assert rerank.best("sqrt", [([-0.5] * 9, 0), ([-1.0], 0)]) == 1  # -1.5 against -1.0
-    assert rerank.best("mean", [([-1.0], 0), ([-1.0], 0)]) == 0  # a tie: the more likely first token
+    assert rerank.best("mean", [(doubtful, 0, True), (confident, 0, True)]) == 1
+    assert rerank.best("names", [(confident, 1, True), (doubtful, 0, True)]) == 1  # a made-up name costs a nat
+    assert rerank.best("sqrt", [([-0.5] * 9, 0, True), ([-1.0], 0, True)]) == 1  # -1.5 against -1.0
+    assert rerank.best("mean", [([-1.0], 0, True), ([-1.0], 0, True)]) == 0  # a tie: the more likely first token
+    # another candidate counts only if it stopped by itself; the first always does
+    assert rerank.best("mean", [(doubtful, 0, False), (confident, 0, False)]) == 0
     assert rerank.unknown_names("self.undefined_thing(x)", rerank.words("self x = 1")) == 1
 
 
@@ -95,21 +97,25 @@ async def test_best_of_is_the_best_scored_greedy_continuation(lm, score: str) ->
     """The answer equals the candidate with the best score among the k greedy continuations
     of the k most likely first tokens, each computed on its own (the contiguous path)."""
     prompt, k = _prompt(lm, 29, seed=3), 4
-    params = SamplingParams(max_tokens=12, stop_token_ids=_stop_ids(lm), best_of=k, best_of_score=score)
+    params = SamplingParams(max_tokens=24, stop_token_ids=_stop_ids(lm), best_of=k, best_of_score=score)
     values, ids = _logprobs(lm, prompt)[-1].topk(k)
     stops = set(_stop_ids(lm)) | set(lm.tokenizer.special.eos_ids)
     assert ids[0] not in stops  # (a greedy first token that stops ends the request with nothing)
     prompt_words = rerank.words(lm.tokenizer.decode(prompt))
     candidates = []
-    for tok, lp in zip(ids.tolist(), values.tolist()):
+    for i, (tok, lp) in enumerate(zip(ids.tolist(), values.tolist())):
         if tok in stops:
-            candidates.append(([], [lp]))
+            candidates.append(([], [lp], True))
             continue
-        rest = generate(lm, prompt + [tok], SamplingParams(max_tokens=11, stop_token_ids=_stop_ids(lm))).token_ids
-        lps = _logprobs(lm, prompt + [tok] + rest)[len(prompt) :]
-        candidates.append(([tok] + rest, [lp] + [float(lps[j, t]) for j, t in enumerate(rest)]))
-    assert len({len(c) for c, _ in candidates}) > 1, "candidates of one length would not tell the scores apart"
-    scored = [(lps, rerank.unknown_names(lm.tokenizer.decode(toks), prompt_words)) for toks, lps in candidates]
+        # the first continues to the request's limit, the others to rerank.OTHER_MAX_TOKENS
+        limit = 23 if i == 0 else rerank.OTHER_MAX_TOKENS - 1
+        gen = generate(lm, prompt + [tok], SamplingParams(max_tokens=limit, stop_token_ids=_stop_ids(lm)))
+        lps = _logprobs(lm, prompt + [tok] + gen.token_ids)[len(prompt) :]
+        candidates.append(([tok] + gen.token_ids, [lp] + [float(lps[j, t]) for j, t in enumerate(gen.token_ids)],
+                           gen.finish_reason == "stop"))
+    assert len({len(c) for c, _, _ in candidates}) > 1, "candidates of one length would not tell the scores apart"
+    scored = [(lps, rerank.unknown_names(lm.tokenizer.decode(toks), prompt_words), done)
+              for toks, lps, done in candidates]
     expected = candidates[rerank.best(score, scored)][0]
     async with AsyncEngine.from_loaded(lm, CONFIG) as engine:
         backend = _backend(lm, engine)
@@ -121,7 +127,7 @@ async def test_best_of_is_the_best_scored_greedy_continuation(lm, score: str) ->
     assert tokens == out.token_ids == expected
     assert out.finish_reason in ("stop", "length") and out.metrics["best_of"] == k
     # every continuation started from the prompt's cached blocks (3 full blocks of 8)
-    assert hits >= (k - sum(1 for c, _ in candidates if not c)) * (len(prompt) // CONFIG.block_size)
+    assert hits >= (k - sum(1 for c, _, _ in candidates if not c)) * (len(prompt) // CONFIG.block_size)
 
 
 async def test_cancelling_a_best_of_request_mid_batch_stops_every_candidate(lm) -> None:
