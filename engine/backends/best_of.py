@@ -107,7 +107,7 @@ class BestOfStream:
         if self._cancelled:
             return self._output(first, None, "cancelled", [])
         options = [(tok, lp) for tok, lp in first.top_logprobs[0] if lp > float("-inf")]
-        candidates: list[Candidate | None] = []
+        candidates: list[Candidate] = []
         rest = dataclasses.replace(self._params, max_tokens=self._params.max_tokens - 1, best_of=1, logprobs=0,
                                    min_tokens=max(self._params.min_tokens - 1, 0))
         # the other candidates count only if they stop within OTHER_MAX_TOKENS (rerank.best)
