@@ -2,7 +2,7 @@
 
     python bench/eval_completion.py REPO [REPO ...] [--model M ...] [--lines 30] [--line-starts 10] [--blocks 8]
         [--budgets 2048,8192] [--every 6] [--latency 5] [--out DIR] [--modes loopls,file,bare]
-        [--layout auto,psm,spm,l2r] [--shard I/N] [--tables-only]
+        [--layout auto,psm,spm,l2r] [--best-of K] [--latency-against K,...] [--shard I/N] [--tables-only]
 
 Results go to DIR/<model>.jsonl, one line per target and setting, and a rerun resumes there;
 the tables count only targets that have every setting, so settings are compared pairwise.
@@ -43,7 +43,12 @@ and for a block the body under the most similar earlier line ending in ":".
 Latency: a 1K-token prompt (loopls at budget 1024) at a line target is asked of the service
 once to warm the engine's prefix cache, then the next keystroke (one more character typed) is
 timed from the request to the finished, cleaned suggestion (the suggestion cache is emptied
-first, so that the keystroke generates rather than being answered from it).
+first, so that the keystroke generates rather than being answered from it). With
+`--latency-against`, each keystroke is timed once per `completion.lineBestOf` value in turn.
+
+Decoding: greedy, as the server's default; `--best-of K` sets `completion.lineBestOf` (line
+targets decode the K most likely first tokens as one batch and keep the best-scored line,
+engine/backends/best_of.py); block targets are multi-line sites, always greedy.
 
 If the model folder has a manifest.json (the shipped default does), each repository's package
 is checked against it: trained-on packages are refused.
@@ -318,7 +323,7 @@ def case_id(repo: Path, case: Case) -> str:
 
 async def evaluate(service: Service, work: list[tuple[Path, Case]], budgets: list[int], results: Path,
                    every: int, modes: tuple[str, ...] = tuple(MODES), layouts: tuple[str, ...] = ("auto",),
-                   shard: tuple[int, int] = (0, 1)) -> None:
+                   shard: tuple[int, int] = (0, 1), best_of: int = 1) -> None:
     """Append one JSON line per (case, setting) to `results`, skipping those already there, so
     that an interrupted run resumes where it stopped. The larger budgets run on every
     `every`-th target of each repository and kind (their prompts cost several times more on a
@@ -337,7 +342,8 @@ async def evaluate(service: Service, work: list[tuple[Path, Case]], budgets: lis
                 key = (case_id(repo, case), name)
                 if key in done:
                     continue
-                options = CompletionOptions(max_tokens=max_tokens[case.kind], context_tokens=budget, temperature=0.0)
+                options = CompletionOptions(max_tokens=max_tokens[case.kind], context_tokens=budget, temperature=0.0,
+                                            line_best_of=best_of)
                 t0 = time.perf_counter()
                 prediction, prompt_tokens = await service.complete(repo, case, mode, options, layout)
                 em, es = score(case, prediction)
@@ -389,18 +395,22 @@ def table(results: Path, cases: dict[str, Case], budgets: list[int], modes: tupl
     return lines
 
 
-async def _latency(service: Service, repo: Path, cases: list[Case], n: int) -> list[float]:
-    """Seconds from the request to the cleaned suggestion, per keystroke timed."""
-    options = CompletionOptions(context_tokens=1024, temperature=0.0)
-    times = []
+async def _latency(service: Service, repo: Path, cases: list[Case], n: int, best_ofs: tuple[int, ...] = (1,)
+                   ) -> dict[int, list[float]]:
+    """Seconds from the request to the cleaned suggestion, per keystroke timed, for each
+    `completion.lineBestOf` in `best_ofs`: they take turns on every keystroke, so that a
+    machine's changing load weighs on each alike."""
+    times: dict[int, list[float]] = {k: [] for k in best_ofs}
     for case in cases[:n]:
-        for typed in (0, 1):  # the keystroke before warms the engine's prefix cache; this one is timed
-            text = case.text[:case.offset] + case.gold[:typed] + case.text[case.offset:]
-            t0 = time.perf_counter()
-            await service.complete(repo, Case(case.kind, case.path, text, case.offset + typed, case.gold, ""),
-                                   "loopls", options)
-            elapsed = time.perf_counter() - t0
-        times.append(elapsed)
+        for k in best_ofs:
+            options = CompletionOptions(context_tokens=1024, temperature=0.0, line_best_of=k)
+            for typed in (0, 1):  # the keystroke before warms the engine's prefix cache; this one is timed
+                text = case.text[:case.offset] + case.gold[:typed] + case.text[case.offset:]
+                t0 = time.perf_counter()
+                await service.complete(repo, Case(case.kind, case.path, text, case.offset + typed, case.gold, ""),
+                                       "loopls", options)
+                elapsed = time.perf_counter() - t0
+            times[k].append(elapsed)
     return times
 
 
@@ -451,6 +461,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--layout", type=lambda t: tuple(t.split(",")), default=("auto",),
                     help="FIM layouts, each a setting: auto (the checkpoint's own), psm, spm, l2r (no FIM: the "
                          "prefix continued); comma-separated")
+    ap.add_argument("--best-of", type=int, default=CompletionOptions().line_best_of,
+                    help="completion.lineBestOf: single-line sites decode this many most likely first tokens and "
+                         "keep the best-scored line (default: the server's default; 1: plain greedy)")
+    ap.add_argument("--latency-against", type=lambda t: tuple(int(k) for k in t.split(",")), default=(),
+                    help="more completion.lineBestOf values whose latency is measured, taking turns with --best-of's "
+                         "on each keystroke (e.g. 1,5)")
     ap.add_argument("--shard", type=_shard, default=(0, 1), help="I/N: this process's share of the targets")
     ap.add_argument("--tables-only", action="store_true", help="print the tables of the results so far, run nothing")
     ap.add_argument("--out", type=Path, default=Path("eval-completion"), help="results folder (resumable)")
@@ -497,18 +513,22 @@ async def _run_model(name: str | None, folder: Path, indexes: list[tuple[Path, P
             i, n = args.shard
             results = args.out / (f"{folder.name}.jsonl" if n == 1 else f"{folder.name}.shard{i}of{n}.jsonl")
             work = interleave([(repo, own) for repo, _, own in indexes])
-            await evaluate(service, work, budgets, results, args.every, args.modes, args.layout, (i, n))
-            print(f"\nmodel {folder.name} ({folder}), {args.threads} torch thread(s)")
+            await evaluate(service, work, budgets, results, args.every, args.modes, args.layout, (i, n), args.best_of)
+            print(f"\nmodel {folder.name} ({folder}), {args.threads} torch thread(s), line best-of {args.best_of}")
             print("\n".join(table(results, cases, budgets, args.modes, args.layout)))
             if args.latency:
-                latency = []
+                series = (args.best_of, *(k for k in args.latency_against if k != args.best_of))
+                latency: dict[int, list[float]] = {k: [] for k in series}
                 for repo, _, own in indexes:
-                    latency += await _latency(service, repo, [c for c in own if c.kind == "line"], args.latency)
+                    for k, times in (await _latency(service, repo, [c for c in own if c.kind == "line"], args.latency,
+                                                    series)).items():
+                        latency[k] += times
                 (args.out / f"{folder.name}-latency.json").write_text(json.dumps(latency))
-                p95 = statistics.quantiles(latency, n=20)[18] if len(latency) > 1 else latency[0]
-                print(f"\nlatency to an inline result, 1K-token prompt, warm prefix cache, {args.threads} thread(s): "
-                      f"P50 {statistics.median(latency) * 1000:.0f} ms, P95 {p95 * 1000:.0f} ms "
-                      f"({len(latency)} keystrokes)")
+                for k, times in latency.items():
+                    p95 = statistics.quantiles(times, n=20)[18] if len(times) > 1 else times[0]
+                    print(f"\nlatency to an inline result, 1K-token prompt, warm prefix cache, {args.threads} thread(s), "
+                          f"line best-of {k}: P50 {statistics.median(times) * 1000:.0f} ms, P95 {p95 * 1000:.0f} ms "
+                          f"({len(times)} keystrokes)")
         finally:
             models.shutdown()
 

@@ -61,6 +61,9 @@ class CompletionOptions:
     max_lines: int = 8
     candidates: int = 3  # distinct suggestions when the user asks explicitly (sampled)
     fim_layout: str = "auto"  # auto (the checkpoint's own) | psm | spm
+    # single-line sites, greedy: continue this many most likely first tokens and show the
+    # best-scored line (SamplingParams.best_of); 1: plain greedy
+    line_best_of: int = 1
 
     def __post_init__(self) -> None:
         if not 1 <= self.max_tokens <= MAX_COMPLETION_TOKENS:
@@ -73,6 +76,8 @@ class CompletionOptions:
             raise ValueError("completion.maxLines must be >= 1")
         if not 1 <= self.candidates <= 8:
             raise ValueError("completion.candidates must be between 1 and 8")
+        if not 1 <= self.line_best_of <= 8:
+            raise ValueError("completion.lineBestOf must be between 1 and 8")
         if self.fim_layout not in ("auto", *FIM_LAYOUTS):
             raise ValueError(f"completion.fimLayout must be auto, {' or '.join(FIM_LAYOUTS)}")
 

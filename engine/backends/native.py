@@ -25,6 +25,7 @@ from ..serving.scheduler import SchedulerConfig
 from ..serving.sequence import Priority
 from ..serving.workers import WorkerSpec
 from .base import BackendConfig, BackendError, BackendInfo
+from .best_of import BestOfStream
 
 BLOCK_SIZE = 16
 # CPU: room for this many full-budget prompts at once (the prefix cache keeps the rest).
@@ -37,6 +38,9 @@ class NativeBackend:
         self.tokenizer = tokenizer
         self.context_limit = config.max_position_embeddings
         self.info = info
+        # supersede key -> its best-of request: a newer request of the key cancels all of it
+        # (the engine's own keys see only one of its requests)
+        self._best_of: dict[str, BestOfStream] = {}
 
     def submit(
         self,
@@ -45,8 +49,22 @@ class NativeBackend:
         *,
         priority: Priority = Priority.INLINE,
         supersede: str | None = None,
-    ) -> RequestStream:
-        return self.engine.submit(prompt_ids, params, priority=priority, supersede=supersede)
+    ) -> RequestStream | BestOfStream:
+        previous = self._best_of.pop(supersede, None) if supersede else None
+        if previous is not None:
+            previous.cancel()
+        if params.best_of == 1:
+            return self.engine.submit(prompt_ids, params, priority=priority, supersede=supersede)
+        stream = BestOfStream(self.engine, prompt_ids, params, priority, self.tokenizer.decode,
+                              frozenset(self.tokenizer.special.eos_ids), supersede)
+        if supersede:
+            self._best_of[supersede] = stream
+            stream.when_done(lambda: self._forget(supersede, stream))
+        return stream
+
+    def _forget(self, key: str, stream: BestOfStream) -> None:
+        if self._best_of.get(key) is stream:
+            del self._best_of[key]
 
     def stats(self) -> dict[str, Any]:
         return self.engine.stats()

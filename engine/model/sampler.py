@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
+from .rerank import SCORES
 from .vocab_parallel import VocabShard, gather_logits, kth_largest, shard_argmax
 
 
@@ -21,6 +22,15 @@ class SamplingParams:
     min_tokens: int = 0  # stop ids are suppressed until this many tokens exist
     stop: tuple[str, ...] = ()
     stop_token_ids: tuple[int, ...] = ()
+    # None: no log-probabilities; 0: each output token's; n > 0: and the n most likely tokens
+    # of each step with theirs: of the model's distribution before temperature, without the
+    # stop tokens `min_tokens` still bans.
+    logprobs: int | None = None
+    # > 1 (greedy only): continue each of the `best_of` most likely first tokens greedily, as
+    # one batch over the shared prompt, and return the candidate with the best
+    # `best_of_score` (rerank.SCORES); the native backend does it (backends/best_of.py).
+    best_of: int = 1
+    best_of_score: str = "mean"
 
     def __post_init__(self) -> None:
         if self.max_tokens < 0:
@@ -31,6 +41,14 @@ class SamplingParams:
             raise ValueError("top_p must be in (0, 1]")
         if self.top_k < 0:
             raise ValueError("top_k must be >= 0")
+        if self.logprobs is not None and self.logprobs < 0:
+            raise ValueError("logprobs must be >= 0 (or None)")
+        if self.best_of < 1:
+            raise ValueError("best_of must be at least 1")
+        if self.best_of > 1 and self.temperature != 0:
+            raise ValueError("best_of > 1 continues the most likely first tokens greedily: temperature must be 0")
+        if self.best_of_score not in SCORES:
+            raise ValueError(f"best_of_score must be one of {', '.join(SCORES)}")
 
 
 def sample(logits: torch.Tensor, params: SamplingParams, generator: torch.Generator | None) -> torch.Tensor:

@@ -57,6 +57,10 @@ class RequestOutput:
     finish_reason: str  # "stop" | "length" | "cancelled" | "error"
     error: str | None = None
     metrics: dict[str, Any] = field(default_factory=dict)
+    # params.logprobs set: per token of token_ids its log-probability and the most likely
+    # (id, log-probability) pairs of its step; None otherwise
+    logprobs: list[float] | None = None
+    top_logprobs: list[list[tuple[int, float]]] | None = None
 
 
 _END = object()
@@ -306,4 +310,6 @@ def request_output(seq: Sequence) -> RequestOutput:
         finish_reason=seq.finish_reason or "cancelled",
         error=seq.error,
         metrics=seq.metrics.as_dict(),
+        logprobs=list(seq.logprobs) if seq.params.logprobs is not None else None,
+        top_logprobs=list(seq.top_logprobs) if seq.params.logprobs is not None else None,
     )

@@ -229,12 +229,16 @@ class EngineCore:
         stop_ids = self.eos_ids | set(p.stop_token_ids)
         new: list[int] = []
         reason = None
-        for tok in tokens:
+        fresh, seq.fresh_logprobs = seq.fresh_logprobs, []
+        for j, tok in enumerate(tokens):
             if tok in stop_ids and len(seq.output_ids) >= p.min_tokens:
                 reason = "stop"
                 break
             seq.output_ids.append(tok)
             new.append(tok)
+            if j < len(fresh):  # the request asked for log-probabilities (params.logprobs)
+                seq.logprobs.append(fresh[j][0])
+                seq.top_logprobs.append(fresh[j][1])
             m.first_token = m.first_token or now
             reason = self._end_reason(seq)
             if reason:

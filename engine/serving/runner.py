@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -51,6 +51,9 @@ class Launched:
     step: HostStep
     host: torch.Tensor  # int64 [R]: the sampled tokens, valid once `ready` has passed
     ready: torch.cuda.Event | None  # None on a CPU (the step ran synchronously)
+    # id(seq) -> (chosen [n], top values [n, k], top ids [n, k]) on the device, for the rows
+    # of sequences that asked for log-probabilities (params.logprobs)
+    logprobs: dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = field(default_factory=dict)
 
     def tokens(self) -> list[int]:
         if self.ready is not None:
@@ -109,13 +112,18 @@ class ModelRunner:
         batch = self.executor.batch_for(len(plan.items)) if is_plain_decode(plan) else 0
         step = self.builder.build(plan, pad_to=batch, pending=self._rows)
         draws = self._draws(plan, step)
-        step.gather = self.record is not None
+        wants = [(item, rows) for item, rows in zip(plan.items, step.item_rows)
+                 if rows[1] and item.seq.params.logprobs is not None]
+        # Log-probabilities need whole rows: under tensor parallelism every rank gathers them.
+        step.gather = self.record is not None or bool(wants)
         if self.group is not None:
             step.draws = [(row, params, gen.get_state()) for row, params, gen in draws]
             self.group.send_step(step)  # the one message per step to the other ranks
         tokens, logits = self.executor.run(step, draws)  # [R] on the device
         if self.record is not None:
             self.record(plan, step, logits)
+        logprobs = {id(item.seq): _logprobs(logits, tokens, first, count, item.seq.params.logprobs)
+                    for item, (first, count) in wants}
         self._rows = {
             id(item.seq): first + count - 1 for item, (first, count) in zip(plan.items, step.item_rows) if count
         }
@@ -127,8 +135,8 @@ class ModelRunner:
             host.copy_(tokens, non_blocking=True)
             ready = torch.cuda.Event()
             ready.record()
-            return Launched(plan, step, host, ready)
-        return Launched(plan, step, tokens, None)
+            return Launched(plan, step, host, ready, logprobs)
+        return Launched(plan, step, tokens, None, logprobs)
 
     def collect(self, launched: Launched) -> dict[int, list[int]]:
         """Wait for a launched step's tokens (the step's one host sync) -> {id(seq): new
@@ -137,6 +145,8 @@ class ModelRunner:
         produced: dict[int, list[int]] = {}
         for item, (first, count) in zip(launched.plan.items, launched.step.item_rows):
             new = self._tokens(item, rows[first : first + count]) if count else []
+            if id(item.seq) in launched.logprobs:
+                item.seq.fresh_logprobs = _rows_logprobs(launched.logprobs[id(item.seq)], item, len(new))
             if item.draft:
                 self._advance(item, len(new))
             if count:  # it sampled (`item.samples` now counts the tokens it made pending)
@@ -175,3 +185,23 @@ class ModelRunner:
         seq = item.seq
         end = item.start + num_new if item.draft else item.start + item.num_tokens
         seq.num_computed = max(seq.num_computed, end)
+
+
+def _logprobs(logits: torch.Tensor, tokens: torch.Tensor, first: int, count: int, top: int
+              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Rows [first, first + count) of a step: the log-probability of each row's token (its
+    sampled or verified one), and the `top` most likely (values, ids), on the device."""
+    logp = logits[first : first + count].float().log_softmax(-1)  # [count, vocab]
+    chosen = logp.gather(1, tokens[first : first + count, None].to(logp.device))[:, 0]
+    values, ids = logp.topk(top, dim=-1) if top else (logp[:, :0], logp[:, :0].long())
+    return chosen, values, ids
+
+
+def _rows_logprobs(found: tuple[torch.Tensor, torch.Tensor, torch.Tensor], item: ScheduledSeq, new: int
+                   ) -> list[tuple[float, list[tuple[int, float]]]]:
+    """Per new token, (its log-probability, the step's top (id, log-probability) pairs). A
+    plain step's token is its last row's; a draft's accepted tokens are its rows' in order
+    (greedy verification accepts exactly the argmax of each row: spec.accept_greedy)."""
+    chosen, values, ids = (t.tolist() for t in found)
+    rows = range(new) if item.draft else range(len(chosen) - 1, len(chosen))
+    return [(chosen[r], list(zip(ids[r], values[r]))) for r in rows]

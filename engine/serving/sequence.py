@@ -89,6 +89,12 @@ class Sequence:
     finish_reason: str | None = None  # "stop" | "length" | "cancelled" | "error"
     error: str | None = None
     metrics: Metrics = field(default_factory=Metrics)
+    # params.logprobs set: per output token its log-probability and the step's most likely
+    # (id, log-probability) pairs; `fresh_logprobs` holds those of the step just read back,
+    # one per token it produced, for the engine core to append with the tokens it keeps.
+    logprobs: list[float] = field(default_factory=list)
+    top_logprobs: list[list[tuple[int, float]]] = field(default_factory=list)
+    fresh_logprobs: list[tuple[float, list[tuple[int, float]]]] = field(default_factory=list)
 
     @property
     def all_ids(self) -> list[int]:

@@ -319,6 +319,7 @@ class CompletionService:
             min_tokens=1,
             stop=() if prep.site.multiline else ("\n",),
             stop_token_ids=tuple(sorted(tokenizer.special.all_ids)),
+            best_of=options.line_best_of if not (sampled or prep.site.multiline or options.temperature) else 1,
         )
 
         written: list[int] = []  # a line break the model ended the cursor's line with (see below)

@@ -103,3 +103,33 @@ def test_the_error_summary_reads_the_shards_and_counts_the_oracle(tmp_path: Path
     assert file_only[7:] == ["0.0%", "50.0%", "1 of 2", "0.0%"]
     loopls = [c.strip() for c in lines[5].strip("|").split("|")]
     assert loopls[7:] == ["50.0%", "50.0%", "2 of 2", "50.0%"]
+
+
+def test_best_of_tables_pick_by_score_and_pair_with_greedy(tmp_path: Path) -> None:
+    """bench/completion_errors.py: best-of-k picks among the first k candidates by the
+    engine's own scores (engine/model/rerank.py), paired against greedy (candidate 1)."""
+    from completion_errors import best_of_table, context_table
+
+    def cand(text: str, es: float, logps: list[float], unknown: int = 0) -> dict:
+        return {"first": text[:1], "p": 0.5, "text": text, "mean_logp": sum(logps) / len(logps), "es": es,
+                "logps": logps, "unknown": unknown}
+
+    def probed(named: int, *cands: dict) -> dict:
+        return {"prompt_tokens": 10, "gold_first_rank": 1, "gold_first_p": 0.1, "name_in_prompt": named,
+                "candidates": list(cands)}
+
+    greedy, right = cand("x", 0.0, [-1.0, -1.0]), cand("gold", 1.0, [-0.5, -0.5, -0.5, -0.5], unknown=2)
+    third = cand("gold", 1.0, [-0.1])
+    rows = [{"case": "a", "gold": "gold", "file only": probed(0, greedy, right, cand("y", 0.0, [-3.0])),
+             "loopls": probed(1, greedy, cand("z", 0.0, [-3.0]), cand("w", 0.0, [-3.0]), third)}]
+    _write(tmp_path / "e.jsonl", rows)
+    table = {tuple(c.strip() for c in line.strip("|").split("|")[:2]): line for line in best_of_table(tmp_path / "e.jsonl")}
+    # file only: mean and sqrt pick "gold" (-0.5 > -1.0; -1.0 > -1.41); names pays 2 nats for its names
+    assert "| 100.0% | +100.0 ± 0.0 | 1.000 | +1.000 ± 0.000 |" in table[("file only", "best of 3, mean")]
+    assert "| 100.0% |" in table[("file only", "best of 3, sqrt")]
+    assert "| 0.0% |" in table[("file only", "best of 3, names")]
+    # loopls: the right fourth candidate counts with k = 5 only
+    assert "| 0.0% | +0.0 ± 0.0 |" in table[("loopls", "best of 3, mean")]
+    assert "| 100.0% | +100.0 ± 0.0 |" in table[("loopls", "best of 5, mean")]
+    lift = context_table(tmp_path / "e.jsonl")
+    assert lift[-1].startswith("| name not in the file-only prompt | 1 |")

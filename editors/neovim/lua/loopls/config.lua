@@ -17,7 +17,7 @@ M.defaults = {
       contextLimit = 0, timeout = 30.0, tensorParallelSize = 1,
     },
     completion = { enabled = true, maxTokens = 48, temperature = 0.0, contextTokens = 2048, maxLines = 8, candidates = 3,
-      fimLayout = 'auto' },
+      fimLayout = 'auto', lineBestOf = 1 },
     smells = { enabled = true, disabled = {}, thresholds = vim.empty_dict() },
   },
   ghost_text = {
