@@ -40,7 +40,7 @@ _TOKEN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*|\d+(?:\.\d+)?|\S")
 # a short unit four times in a row, or a longer one three times
 _LOOPED_CHARS = re.compile(r"(\S{2,3}?)\1{3,}|(\S{4,24}?)\2{2,}")
 _TRIVIAL_LINE = re.compile(r"^[\s)\]};,]*$|^(?:end|pass|break|continue|fi|done|esac|else:?|\*/)$")
-AUTOMATIC_BLOCK_TOKENS = 16  # see token_limit
+AUTOMATIC_BLOCK_TOKENS = 32  # see token_limit
 BLOCK_OPENER = re.compile(r"(?::|\{|\(|\[|=>|->|\bdo|\bthen|\bbegin)\s*(?:#.*|//.*)?$")
 _DEFINITION = re.compile(
     r"\s*(?:export\s+|pub(?:\(\w+\))?\s+|public\s+|private\s+|static\s+|async\s+)*"
@@ -98,7 +98,9 @@ def token_limit(site: Site, invoked: bool, max_tokens: int) -> int:
     """Tokens to generate: `max_tokens`, but at most `AUTOMATIC_BLOCK_TOKENS` for an automatic
     request at a multi-line site. Its suggestion must arrive while the user pauses (a
     pause is often under a second, and each token costs ~25 ms on a CPU): a block's first
-    line or two, which the user types through or accepts, and the next pause continues it.
+    few lines, which the user types through or accepts, and the next pause continues it
+    (16 tokens were tried too: the suggestions were too short to type through, and fewer
+    pauses showed one: docs/benchmarks.md, issue 10).
     A single-line site stops at the line break anyway; an explicit request waits for all."""
     if invoked or not site.multiline:
         return max_tokens
