@@ -1,6 +1,9 @@
 import pytest
 import torch
 
+from loopls.engine.model.loader import load_checkpoint
+from loopls.engine.model.tiny import create_tiny
+
 
 @pytest.fixture(scope="module", autouse=True)
 def _one_thread():
@@ -10,3 +13,9 @@ def _one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def lm(tmp_path_factory):
+    """A create-tiny Loop model, loaded once per module (a module may define its own `lm`)."""
+    return load_checkpoint(create_tiny(tmp_path_factory.mktemp("loop"), "iquestloopcoder"))

@@ -15,23 +15,13 @@ from loopls.engine.backends.native import NativeBackend
 from loopls.engine.model import rerank
 from loopls.engine.model.cache import KVCache
 from loopls.engine.model.generate import generate
-from loopls.engine.model.loader import load_checkpoint
 from loopls.engine.model.sampler import SamplingParams
-from loopls.engine.model.tiny import create_tiny
 from loopls.engine.serving.async_engine import AsyncEngine
 from loopls.engine.serving.scheduler import SchedulerConfig
 
+from random_prompts import random_prompt
+
 CONFIG = SchedulerConfig(num_blocks=128, block_size=8, max_step_tokens=64)
-
-
-@pytest.fixture(scope="module")
-def lm(tmp_path_factory):
-    return load_checkpoint(create_tiny(tmp_path_factory.mktemp("loop"), "iquestloopcoder"))
-
-
-def _prompt(lm, n: int, seed: int = 0) -> list[int]:
-    g = torch.Generator().manual_seed(seed)
-    return torch.randint(20, lm.config.vocab_size, (n,), generator=g).tolist()
 
 
 @torch.inference_mode()
@@ -75,7 +65,7 @@ async def test_engine_logprobs_are_the_models(lm) -> None:
     """Each output token's log-probability and its step's top ones equal the model's own
     distribution, through prefill, plain decode and prompt-lookup drafts (a repeated prompt).
     No min_tokens: stop tokens it bans leave the distribution (a shift of its normaliser)."""
-    prompt = _prompt(lm, 12) * 3
+    prompt = random_prompt(lm, 12) * 3
     params = SamplingParams(max_tokens=10, logprobs=3)
     async with AsyncEngine.from_loaded(lm, CONFIG) as engine:
         out = await engine.submit(prompt, params).result()
@@ -96,7 +86,7 @@ async def test_engine_logprobs_are_the_models(lm) -> None:
 async def test_best_of_is_the_best_scored_greedy_continuation(lm, score: str) -> None:
     """The answer equals the candidate with the best score among the k greedy continuations
     of the k most likely first tokens, each computed on its own (the contiguous path)."""
-    prompt, k = _prompt(lm, 29, seed=3), 4
+    prompt, k = random_prompt(lm, 29, seed=3), 4
     params = SamplingParams(max_tokens=24, stop_token_ids=_stop_ids(lm), best_of=k, best_of_score=score)
     values, ids = _logprobs(lm, prompt)[-1].topk(k)
     stops = set(_stop_ids(lm)) | set(lm.tokenizer.special.eos_ids)
@@ -131,7 +121,7 @@ async def test_best_of_is_the_best_scored_greedy_continuation(lm, score: str) ->
 
 
 async def test_cancelling_a_best_of_request_mid_batch_stops_every_candidate(lm) -> None:
-    prompt = _prompt(lm, 40, seed=5)
+    prompt = random_prompt(lm, 40, seed=5)
     params = SamplingParams(max_tokens=400, min_tokens=400, best_of=3)
     async with AsyncEngine.from_loaded(lm, CONFIG) as engine:
         backend = _backend(lm, engine)
@@ -153,7 +143,7 @@ async def test_cancelling_a_best_of_request_mid_batch_stops_every_candidate(lm) 
 
 
 async def test_a_newer_request_of_the_key_supersedes_a_best_of_request(lm) -> None:
-    prompt = _prompt(lm, 40, seed=6)
+    prompt = random_prompt(lm, 40, seed=6)
     long = SamplingParams(max_tokens=400, min_tokens=400, best_of=3)
     async with AsyncEngine.from_loaded(lm, CONFIG) as engine:
         backend = _backend(lm, engine)

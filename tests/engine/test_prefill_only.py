@@ -4,7 +4,6 @@ logits row, and never in the way of a generation."""
 from __future__ import annotations
 
 import pytest
-import torch
 
 from loopls.engine.backends.base import checked_prompt
 from loopls.engine.model.generate import generate
@@ -16,6 +15,8 @@ from loopls.engine.serving.core import EngineCore
 from loopls.engine.serving.scheduler import SchedulerConfig
 from loopls.engine.serving.sequence import Priority
 
+from random_prompts import random_prompt
+
 CONFIG = SchedulerConfig(num_blocks=64, block_size=8, max_step_tokens=32)
 PREFILL = SamplingParams(max_tokens=0)
 
@@ -23,11 +24,6 @@ PREFILL = SamplingParams(max_tokens=0)
 @pytest.fixture(scope="module", params=["iquestcoder", "iquestloopcoder"])
 def lm(request, tmp_path_factory):
     return load_checkpoint(create_tiny(tmp_path_factory.mktemp(request.param), request.param))
-
-
-def _prompt(lm, n: int, seed: int = 0) -> list[int]:
-    g = torch.Generator().manual_seed(seed)
-    return torch.randint(20, lm.config.vocab_size, (n,), generator=g).tolist()
 
 
 def _core(lm) -> EngineCore:
@@ -52,7 +48,7 @@ def test_a_prefilled_prompt_is_a_prefix_hit_and_changes_no_token(lm) -> None:
     core = _core(lm)
     rows: list[int] = []
     core.runner.record = lambda plan, step, logits: rows.append(logits.shape[0])
-    shared = _prompt(lm, 45)
+    shared = random_prompt(lm, 45)
     warm = core.add("warm", shared, PREFILL, Priority.BACKGROUND)
     events = _drain(core)
     assert warm.finish_reason == "length" and warm.output_ids == []
@@ -60,7 +56,7 @@ def test_a_prefilled_prompt_is_a_prefix_hit_and_changes_no_token(lm) -> None:
     assert sum(rows) == 0, "a prefill-only request computes no logits row"
     assert core.pool.num_used == 0 and core.pool.num_cached >= 45 // 8  # its blocks stay cached
 
-    prompt = shared + _prompt(lm, 7, seed=1)
+    prompt = shared + random_prompt(lm, 7, seed=1)
     params = SamplingParams(max_tokens=6, min_tokens=6)
     seq = core.add("gen", prompt, params)
     _drain(core)
@@ -70,7 +66,7 @@ def test_a_prefilled_prompt_is_a_prefix_hit_and_changes_no_token(lm) -> None:
 
 def test_a_prefill_only_request_cancelled_midway_frees_its_blocks(lm) -> None:
     core = _core(lm)
-    core.add("warm", _prompt(lm, 120), PREFILL, Priority.BACKGROUND)
+    core.add("warm", random_prompt(lm, 120), PREFILL, Priority.BACKGROUND)
     core.step()  # one chunk of 32 of its 120 tokens
     assert core.requests["warm"].in_prefill and core.pool.num_used > 0
     seq = core.abort("warm")
@@ -81,10 +77,10 @@ def test_a_prefill_only_request_cancelled_midway_frees_its_blocks(lm) -> None:
 
 def test_a_generation_never_waits_behind_a_warm_up(lm) -> None:
     core = _core(lm)
-    warm = core.add("warm", _prompt(lm, 200), PREFILL, Priority.BACKGROUND)
+    warm = core.add("warm", random_prompt(lm, 200), PREFILL, Priority.BACKGROUND)
     core.step()  # the warm-up is running, 32 of 200 tokens computed
     params = SamplingParams(max_tokens=4, min_tokens=4)
-    prompt = _prompt(lm, 20, seed=2)
+    prompt = random_prompt(lm, 20, seed=2)
     gen = core.add("gen", prompt, params, Priority.INLINE)
     done_at = None
     for step in range(1, 100):
@@ -104,9 +100,9 @@ def test_a_generation_never_waits_behind_a_warm_up(lm) -> None:
 
 def test_a_warm_up_arriving_during_a_generation_waits_for_it(lm) -> None:
     core = _core(lm)
-    gen = core.add("gen", _prompt(lm, 20, seed=3), SamplingParams(max_tokens=5, min_tokens=5), Priority.INLINE)
+    gen = core.add("gen", random_prompt(lm, 20, seed=3), SamplingParams(max_tokens=5, min_tokens=5), Priority.INLINE)
     core.step()
-    warm = core.add("warm", _prompt(lm, 64), PREFILL, Priority.BACKGROUND)
+    warm = core.add("warm", random_prompt(lm, 64), PREFILL, Priority.BACKGROUND)
     while gen.finish_reason is None:
         core.step()
         assert warm.num_computed == 0 and warm in core.scheduler.waiting
@@ -116,11 +112,11 @@ def test_a_warm_up_arriving_during_a_generation_waits_for_it(lm) -> None:
 
 async def test_the_async_api_ends_a_prefill_only_stream_without_tokens(lm) -> None:
     async with AsyncEngine.from_loaded(lm, CONFIG) as engine:
-        stream = engine.submit(_prompt(lm, 30), PREFILL, priority=Priority.BACKGROUND)
+        stream = engine.submit(random_prompt(lm, 30), PREFILL, priority=Priority.BACKGROUND)
         assert [t async for t in stream] == []
         out = await stream.result()
         assert out.finish_reason == "length" and out.token_ids == [] and out.metrics["prefill_s"] is not None
-        again = engine.submit(_prompt(lm, 30) + [21], SamplingParams(max_tokens=2))
+        again = engine.submit(random_prompt(lm, 30) + [21], SamplingParams(max_tokens=2))
         assert (await again.result()).metrics["cached_tokens"] == 24
 
 

@@ -10,31 +10,19 @@ import torch
 
 from loopls.engine.serving.async_engine import AsyncEngine, EngineError
 from loopls.engine.model.generate import generate
-from loopls.engine.model.loader import load_checkpoint
 from loopls.engine.serving.runner import ModelRunner
 from loopls.engine.model.sampler import SamplingParams
 from loopls.engine.serving.scheduler import AdmissionError, SchedulerConfig
 from loopls.engine.serving.sequence import Priority
-from loopls.engine.model.tiny import create_tiny
 
-
-
-
-@pytest.fixture(scope="module")
-def lm(tmp_path_factory):
-    return load_checkpoint(create_tiny(tmp_path_factory.mktemp("loop"), "iquestloopcoder"))
-
-
-def _prompt(lm, n: int, seed: int = 0) -> list[int]:
-    g = torch.Generator().manual_seed(seed)
-    return torch.randint(20, lm.config.vocab_size, (n,), generator=g).tolist()
+from random_prompts import random_prompt
 
 
 CONFIG = SchedulerConfig(num_blocks=64, block_size=8, max_step_tokens=32)
 
 
 async def test_stream_yields_the_greedy_tokens_with_metrics(lm) -> None:
-    prompt = _prompt(lm, 40)
+    prompt = random_prompt(lm, 40)
     params = SamplingParams(max_tokens=12, min_tokens=12)
     expected = generate(lm, prompt, params).token_ids
     async with AsyncEngine.from_loaded(lm, CONFIG) as engine:
@@ -53,7 +41,7 @@ async def test_stream_yields_the_greedy_tokens_with_metrics(lm) -> None:
 
 
 async def test_concurrent_streams_match_single_runs(lm) -> None:
-    prompts = [_prompt(lm, n, seed=n) for n in (10, 33, 57)]
+    prompts = [random_prompt(lm, n, seed=n) for n in (10, 33, 57)]
     params = SamplingParams(max_tokens=10, min_tokens=10)
     expected = [generate(lm, p, params).token_ids for p in prompts]
     async with AsyncEngine.from_loaded(lm, CONFIG) as engine:
@@ -68,13 +56,13 @@ async def test_concurrent_streams_match_single_runs(lm) -> None:
 async def test_cancel_and_supersede_free_blocks(lm) -> None:
     params = SamplingParams(max_tokens=200, min_tokens=200)
     async with AsyncEngine.from_loaded(lm, CONFIG) as engine:
-        first = engine.submit(_prompt(lm, 50), params, supersede="doc")
+        first = engine.submit(random_prompt(lm, 50), params, supersede="doc")
         async for _ in first:
             break  # it is running
-        second = engine.submit(_prompt(lm, 51), SamplingParams(max_tokens=3, min_tokens=3), supersede="doc")
+        second = engine.submit(random_prompt(lm, 51), SamplingParams(max_tokens=3, min_tokens=3), supersede="doc")
         assert (await first.result()).finish_reason == "cancelled"
         assert (await second.result()).finish_reason == "length"
-        third = engine.submit(_prompt(lm, 30), params)
+        third = engine.submit(random_prompt(lm, 30), params)
         async for _ in third:
             break
         # cancel from another thread, as a language server's handler might
@@ -87,9 +75,9 @@ async def test_cancel_and_supersede_free_blocks(lm) -> None:
 
 async def test_oversized_request_is_refused_while_others_run(lm) -> None:
     async with AsyncEngine.from_loaded(lm, CONFIG) as engine:
-        running = engine.submit(_prompt(lm, 20), SamplingParams(max_tokens=8, min_tokens=8))
+        running = engine.submit(random_prompt(lm, 20), SamplingParams(max_tokens=8, min_tokens=8))
         with pytest.raises(AdmissionError, match="whole cache holds 512"):
-            engine.submit(_prompt(lm, 600), SamplingParams(max_tokens=8))
+            engine.submit(random_prompt(lm, 600), SamplingParams(max_tokens=8))
         assert (await running.result()).finish_reason == "length"
 
 
@@ -109,7 +97,7 @@ class _FailingRunner(ModelRunner):
 
 async def test_a_failed_step_fails_its_requests_and_the_engine_recovers(lm) -> None:
     params = SamplingParams(max_tokens=6, min_tokens=6)
-    prompt = _prompt(lm, 25)
+    prompt = random_prompt(lm, 25)
     async with AsyncEngine.from_loaded(lm, CONFIG) as engine:
         core = engine.core
         core.runner = _FailingRunner(lm.model, CONFIG, fail_at_step=2)
@@ -127,7 +115,7 @@ async def test_a_failed_step_fails_its_requests_and_the_engine_recovers(lm) -> N
 async def test_shutdown_cancels_live_requests(lm) -> None:
     engine = AsyncEngine.from_loaded(lm, CONFIG)
     engine.start()
-    stream = engine.submit(_prompt(lm, 20), SamplingParams(max_tokens=400, min_tokens=400))
+    stream = engine.submit(random_prompt(lm, 20), SamplingParams(max_tokens=400, min_tokens=400))
     async for _ in stream:
         break
     await asyncio.to_thread(engine.shutdown)
@@ -138,7 +126,7 @@ async def test_random_churn_through_the_async_api_leaves_nothing_behind(lm) -> N
     import random
 
     rng = random.Random(7)
-    base = _prompt(lm, 60, seed=3)
+    base = random_prompt(lm, 60, seed=3)
     # The longest request holds 17 loop-0 blocks plus up to 11 Loop window blocks (a 24-token
     # chunk and the W-1 keys before it): it fits alone, a few of them do not fit together.
     config = SchedulerConfig(num_blocks=32, block_size=4, max_step_tokens=24, max_num_seqs=4)
