@@ -59,6 +59,7 @@ from .prompt_clock import PromptClock
 from .site import SiteReader
 from .sticky import StickyContext
 from .warmup import WarmUps, stable_prefix
+from .waste import WasteLedger
 
 log = logging.getLogger(__name__)
 MIN_PROMPT_BUDGET = 32
@@ -126,13 +127,17 @@ class CompletionService:
         self.cache = SuggestionCache()
         self.stats = ServiceStats()
         self.flights = Flights(self.stats, quiet)
-        self.waste = self.flights.waste
         self._sites = SiteReader(Languages())  # used on the prepare thread only
         self._sticky = StickyContext()  # likewise (and forget)
         self._packers: dict[int, Packer] = {}
         self._latest: dict[str, object] = {}  # uri -> ticket of its newest request
         self._warmups = WarmUps(models)
         self._clock = PromptClock()
+
+    @property
+    def waste(self) -> WasteLedger:
+        """The ledger of wasted tokens (`waste.py`), kept by the generations in flight."""
+        return self.flights.waste
 
     async def complete(self, req: CompletionRequest) -> Completions | None:
         options = self.options()
@@ -362,14 +367,14 @@ class CompletionService:
             self.stats.last_engine = {"prompt_tokens": len(prep.ids), "cached_tokens": m.get("cached_tokens"),
                                       "ttft_ms": round(1000 * m.get("time_to_first_token_s", 0.0)),
                                       "decode_ms": round(1000 * m.get("decode_s", 0.0)), "tokens": len(out.token_ids)}
-        raw = finished = tokenizer.decode(out.token_ids)
-        if not prep.site.multiline:
-            raw = finished = single_line(raw, prep.site)
-        elif out.finish_reason == "length":
-            finished = complete_lines(raw)  # no half-written last line
+        raw = tokenizer.decode(out.token_ids)
         # a line cut by the token limit is unfinished: whether it parses says nothing yet
-        checked = out.finish_reason == "stop" or finished != raw
-        raw = finished
+        checked = out.finish_reason == "stop"
+        if not prep.site.multiline:
+            raw = single_line(raw, prep.site)
+        elif out.finish_reason == "length":
+            whole = complete_lines(raw)  # no half-written last line: what is left can be checked
+            checked, raw = whole != raw, whole
         site = prep.site if checked else dataclasses.replace(prep.site, line_check=None)
         suggestion = finish(raw, site, options.max_lines)
         if suggestion is None:
