@@ -42,12 +42,13 @@ class Recipe:
     long_share: float = 0.15  # of the pretraining time, at long_len (the 8K prompts loopls packs)
     # of all the time: completions in the server's layout, loss on the middles only, re-warmed to
     # fim_lr, in two stretches of one cosine. First rows of long_len with prompts of every budget
-    # up to 8K (the third retrain's completion rows, whose shipped weights matched 14.1% of the
-    # held-out blocks file-only), then rows of short_len with prompts up to the server's default
-    # budget (2K, completion.contextTokens): the loss is on the middles only, so a step's worth
-    # of them grows as prompts shrink (2.6x as many middle tokens a second), which lifted line
-    # edit similarity by 0.05-0.06 in the fourth retrain; that retrain had only 2K rows and
-    # matched 7.8% of the blocks. Both graphs are the pretraining phases', compiled once.
+    # up to 8K (the shipped weights' completion rows), then rows of short_len with prompts up to
+    # the server's default budget (2K, completion.contextTokens): the loss is on the middles
+    # only, so a step's worth of them grows as prompts shrink (2.6x as many middle tokens a
+    # second), which lifted line edit similarity at 2K by 0.05-0.06 in the fourth retrain; that
+    # retrain had 2K rows only and its completions from 8K prompts collapsed (edit similarity
+    # 0.09 against 0.30). With 40% on 8K rows (the fifth retrain): 0.25 at 8K, +0.035-0.038 at
+    # 2K (docs/default-model.md). Both graphs are the pretraining phases', compiled once.
     fim_share: float = 0.3
     fim_long_share: float = 0.4  # of the completion time, on long_len rows
     fim_lr: float = 1e-3
