@@ -41,17 +41,23 @@ class Recipe:
     long_len: int = 8192
     long_share: float = 0.15  # of the pretraining time, at long_len (the 8K prompts loopls packs)
     # of all the time: completions in the server's layout, loss on the middles only, re-warmed to
-    # fim_lr; rows of short_len with prompts up to the server's default budget (2K,
-    # completion.contextTokens): the loss is on the middles only, so a step's worth of them
-    # grows as prompts shrink (8K rows with budgets up to 8K gave 1.5M middle tokens in 960
-    # steps), and the 2K graph is the short phase's, compiled once
+    # fim_lr, in two stretches of one cosine. First rows of long_len with prompts of every budget
+    # up to 8K (the shipped weights' completion rows), then rows of short_len with prompts up to
+    # the server's default budget (2K, completion.contextTokens): the loss is on the middles
+    # only, so a step's worth of them grows as prompts shrink (2.6x as many middle tokens a
+    # second), which lifted line edit similarity at 2K by 0.05-0.06 in the fourth retrain; that
+    # retrain had 2K rows only and its completions from 8K prompts collapsed (edit similarity
+    # 0.09 against 0.30). With 40% on 8K rows (the fifth retrain): 0.25 at 8K, +0.035-0.038 at
+    # 2K (docs/default-model.md). Both graphs are the pretraining phases', compiled once.
     fim_share: float = 0.3
+    fim_long_share: float = 0.4  # of the completion time, on long_len rows
     fim_lr: float = 1e-3
     fim_warmup_steps: int = 30
     fim_len: int = 2048
     short_budgets: tuple[int, ...] = (384, 768, 1024, 1536, 2048, 2048)
     long_budgets: tuple[int, ...] = (4096, 8192, 8192)
     fim_budgets: tuple[int, ...] = (768, 1024, 1536, 2048, 2048, 2048)
+    fim_long_budgets: tuple[int, ...] = (768, 1024, 1536, 2048, 2048, 3072, 4096, 8192)
     # phases whose training forward is torch.compiled on a GPU: it halves the step (0.083 against
     # 0.169 s at 2K on an H200) for 81 s of compiling both row lengths before the clock (short
     # and fim share the 2K graph); with reuse the row builders keep up (the shipped run compiled all)
@@ -96,5 +102,5 @@ TINY = dataclasses.replace(
     num_key_value_heads=2, loop_window_size=8, max_position_embeddings=1024, package_cap_bytes=60_000,
     stdlib_cap_bytes=400_000, tokenizer_sample_bytes=1_000_000, lr=3e-3, warmup_steps=5, batch_tokens=2048,
     short_len=256, long_len=512, short_budgets=(128, 256), long_budgets=(512,), train_seconds=30.0, log_every=5,
-    fim_warmup_steps=3, fim_len=512, fim_budgets=(128, 256, 512), reuse_lead=2,
+    fim_warmup_steps=3, fim_len=512, fim_budgets=(128, 256, 512), fim_long_budgets=(128, 512), reuse_lead=2,
 )

@@ -84,6 +84,10 @@ class Phase:
     mix: Mix | None = None
     middle_only: bool = False  # loss only on what the model writes (FIM middles)
     steps: int | None = None
+    group: str = ""  # the phase name the command line knows (--phases, --compile); default: name
+
+    def __post_init__(self) -> None:
+        self.group = self.group or self.name
 
     def learning_rate(self, i: int) -> float:
         a, b = self.cosine
@@ -95,26 +99,31 @@ class Phase:
 
 def phases(recipe: Recipe, names: tuple[str, ...] = ("short", "long", "fim")) -> list[Phase]:
     """The recipe's phases: pretraining on short rows, then long rows (one cosine across
-    both), then a completion phase on the server's FIM layout with loss on the middles only
-    (its own, lower cosine). `names` picks some, e.g. ("fim",) to continue a checkpoint."""
+    both), then the completion phase on the server's FIM layout with loss on the middles only
+    (its own, lower cosine), in two stretches: "fim-long" on long rows, then "fim" on the
+    server's 2K prompts (`Recipe.fim_long_share`; none on long rows when it is 0). `names`
+    picks some, e.g. ("fim",) to continue a checkpoint; "fim" names both stretches."""
     floor = recipe.lr * recipe.min_lr_ratio
     cut = 1 - recipe.long_share
     pretrain = 1 - recipe.fim_share
+    split = recipe.fim_long_share
     every = {
-        "short": (pretrain * cut, Phase("short", recipe.short_len, recipe.short_budgets, 0.0, recipe.lr, floor,
-                                        (0.0, cut), recipe.warmup_steps)),
-        "long": (pretrain * recipe.long_share, Phase("long", recipe.long_len, recipe.long_budgets, 0.0, recipe.lr,
-                                                     floor, (cut, 1.0), 0)),
-        "fim": (recipe.fim_share, Phase("fim", recipe.fim_len, recipe.fim_budgets, 0.0, recipe.fim_lr, floor,
-                                        (0.0, 1.0), recipe.fim_warmup_steps, FIM_ONLY, True)),
+        "short": [(pretrain * cut, Phase("short", recipe.short_len, recipe.short_budgets, 0.0, recipe.lr, floor,
+                                         (0.0, cut), recipe.warmup_steps))],
+        "long": [(pretrain * recipe.long_share, Phase("long", recipe.long_len, recipe.long_budgets, 0.0, recipe.lr,
+                                                      floor, (cut, 1.0), 0))],
+        "fim": [(recipe.fim_share * split, Phase("fim-long", recipe.long_len, recipe.fim_long_budgets, 0.0,
+                                                 recipe.fim_lr, floor, (0.0, split), recipe.fim_warmup_steps,
+                                                 FIM_ONLY, True, group="fim"))] * (split > 0)
+               + [(recipe.fim_share * (1 - split), Phase("fim", recipe.fim_len, recipe.fim_budgets, 0.0, recipe.fim_lr,
+                                                         floor, (split, 1.0), 0 if split > 0 else recipe.fim_warmup_steps,
+                                                         FIM_ONLY, True))],
     }
-    total = sum(every[n][0] for n in names)
-    out = []
-    for n in names:
-        share, phase = every[n]
+    chosen = [item for n in names for item in every[n]]
+    total = sum(share for share, _ in chosen)
+    for share, phase in chosen:
         phase.seconds = recipe.train_seconds * share / total
-        out.append(phase)
-    return out
+    return [phase for _, phase in chosen]
 
 
 @dataclass
@@ -151,7 +160,7 @@ def train(model: CausalLM, builder: SampleBuilder, recipe: Recipe, device: torch
 
     feed = open_feed(plan[0])  # its rows pile up while the graphs compile
     if compiled is not loss_sum:
-        shapes = sorted({(_rows_per_step(recipe, p), p.length) for p in plan if p.name in recipe.compile})
+        shapes = sorted({(_rows_per_step(recipe, p), p.length) for p in plan if p.group in recipe.compile})
         t = time.perf_counter()
         warm_up(model, compiled, shapes, rope_dtype, autocast)
         _sync(device)
@@ -160,7 +169,7 @@ def train(model: CausalLM, builder: SampleBuilder, recipe: Recipe, device: torch
         fit_to_deadline(plan, deadline - time.perf_counter() - EXPORT_RESERVE_S * len(plan), log)
     step, tokens, fresh, t_start, last = 0, 0, 0, time.perf_counter(), float("nan")
     for k, phase in enumerate(plan):
-        objective = compiled if phase.name in recipe.compile else loss_sum
+        objective = compiled if phase.group in recipe.compile else loss_sum
         feed = feed if k == 0 else open_feed(phase)
         i, t_phase, timed, waited, replayed = 0, time.perf_counter(), None, 0.0, 0
         fitted = phase.steps is None  # sized by time: refitted as the run goes

@@ -12,7 +12,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 
-from compare_completion import compare, with_context  # noqa: E402
+from compare_completion import compare, lift, with_context  # noqa: E402
 from eval_completion import _records, _shard  # noqa: E402
 
 
@@ -50,6 +50,19 @@ def test_models_are_compared_on_the_targets_both_have_with_paired_errors() -> No
     assert cells[1:4] == ["33.3% ± 33.3%", "66.7% ± 33.3%", "+33.3% ± 33.3%"]
     assert cells[4] == "0.533 ± 0.240" and cells[5] == "0.767 ± 0.233"
     assert cells[6] == "+0.233 ± 0.186"
+
+
+def test_a_settings_lift_is_paired_over_the_targets_that_have_the_base_setting() -> None:
+    rows = [_row("t1", False, 0.2), _row("t2", True, 1.0), _row("t3", False, 0.5),
+            _row("t1", True, 1.0, "loopls 8K"), _row("t2", True, 1.0, "loopls 8K"), _row("t4", True, 1.0, "loopls 8K"),
+            _row("t3", False, 0.4, "loopls 8K", "block")]
+    header, rule, line8k = lift(rows, "file only 2K")[:3]
+    cells = [c.strip() for c in line8k.strip("|").split("|")]
+    assert cells[0] == "line, loopls 8K (2)"  # t4 has no file-only result
+    assert cells[1:4] == ["100.0% ± 0.0%", "50.0% ± 50.0%", "+50.0% ± 50.0%"]
+    assert cells[4:7] == ["1.000 ± 0.000", "0.600 ± 0.400", "+0.400 ± 0.400"]
+    block = [c.strip() for c in lift(rows, "file only 2K")[3].strip("|").split("|")]
+    assert block[0] == "block, loopls 8K (1)" and block[6] == "-0.100 ± 0.000"
 
 
 def test_targets_with_context_are_those_whose_loopls_prompt_differs_from_the_file_alone() -> None:

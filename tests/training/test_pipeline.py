@@ -29,18 +29,18 @@ def _train(out: Path, *extra: str) -> list[dict]:
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[dict]]:
     out = tmp_path_factory.mktemp("run") / "model"
-    return out, _train(out, "--steps", "3,2,2", "--workers", "0")
+    return out, _train(out, "--steps", "3,2,2,2", "--workers", "0")
 
 
 def test_pipeline_logs_every_stage_and_exports_a_loadable_checkpoint(trained, tmp_path: Path) -> None:
     out, log = trained
     stages = [r["stage"] for r in log if "stage" in r]
-    assert stages[:3] == ["corpus", "tokenizer", "model"] and stages.count("export") == 3  # after each phase
+    assert stages[:3] == ["corpus", "tokenizer", "model"] and stages.count("export") == 4  # after each phase
     steps = [r for r in log if "step" in r and "loss" in r]
     assert steps and all(r["tokens_per_s"] > 0 and r["loss"] > 0 for r in steps)
-    assert {p for r in log if r.get("event") == "phase done" for p in [r["phase"]]} == {"short", "long", "fim"}
+    assert {p for r in log if r.get("event") == "phase done" for p in [r["phase"]]} == {"short", "long", "fim-long", "fim"}
     config = json.loads((out / "config.json").read_text())
-    assert config["model_type"] == "iquestloopcoder" and config["loopls_training"]["steps"] == [3, 2, 2]
+    assert config["model_type"] == "iquestloopcoder" and config["loopls_training"]["steps"] == [3, 2, 2, 2]
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["totals"]["files"] > 0 and manifest["packages"]
     # the checkpoint declares the FIM layout it was trained for, and the server reads it
@@ -56,13 +56,13 @@ def test_pipeline_logs_every_stage_and_exports_a_loadable_checkpoint(trained, tm
 def test_same_seed_same_weights_with_other_worker_counts(trained, tmp_path: Path) -> None:
     out, _ = trained
     again = tmp_path / "again"
-    _train(again, "--steps", "3,2,2", "--workers", "2")
+    _train(again, "--steps", "3,2,2,2", "--workers", "2")
     for name in ("tokenizer.json", "model.safetensors", "manifest.json"):
         assert (again / name).read_bytes() == (out / name).read_bytes(), name
 
 
 def test_continuing_a_checkpoint_runs_only_the_chosen_phase(trained, tmp_path: Path) -> None:
     out, _ = trained
-    log = _train(tmp_path / "fim", "--init", str(out), "--phases", "fim", "--steps", "2", "--workers", "0")
-    assert [r["phase"] for r in log if r.get("event") == "phase done"] == ["fim"]
+    log = _train(tmp_path / "fim", "--init", str(out), "--phases", "fim", "--steps", "2,2", "--workers", "0")
+    assert [r["phase"] for r in log if r.get("event") == "phase done"] == ["fim-long", "fim"]
     assert (tmp_path / "fim" / "tokenizer.json").read_bytes() == (out / "tokenizer.json").read_bytes()
