@@ -18,6 +18,10 @@ cursor, and returns suggestions or None:
    before it is sent. The part before the cursor's line is prefilled into the engine's
    prefix cache once per line (a warm-up), so the request after the pause computes little;
    a request waits for a warm-up still running instead of computing the same tokens again.
+   On a CPU a new line's warm-up takes a second or more, and a pause often ends sooner: an
+   automatic request whose full prompt is not warm yet is answered from a short prompt
+   (the file window alone, `QUICK_PROMPT_TOKENS`), whose own warm-up ran first and took a
+   fraction of that; the full prompt's warm-up goes on for the next request.
 5. The engine generates (several sampled candidates when the user asked explicitly), streaming
    its tokens: a single-line site stops at the line break (a stop string of the engine
    request), a multi-line one as soon as post-processing says more text cannot be shown,
@@ -63,6 +67,10 @@ from .waste import WasteLedger
 
 log = logging.getLogger(__name__)
 MIN_PROMPT_BUDGET = 32
+# The short prompt of a cold line: its prefill costs a quarter of a 2K prompt's, and the
+# file window alone lost little against the packed 2K prompt on held-out line targets
+# (docs/benchmarks.md, issue 10).
+QUICK_PROMPT_TOKENS = 512
 SAMPLED_TEMPERATURE = 0.8  # the extra candidates of an explicit request
 
 # (tokenizer, uri, version, text, offset, budget) -> the packed prompt, or None for buffer-only
@@ -94,6 +102,8 @@ class _Prepared:
     site: Site
     context_files: int
     stable: int  # how many leading ids stay the same while the user types on this line
+    quick: list[int] | None = None  # the short prompt for a pause before `ids` is warm (a CPU engine)
+    quick_stable: int = 0
 
 
 @dataclass
@@ -107,6 +117,8 @@ class ServiceStats:
     kept: int = 0  # generations that outlived the keystroke after theirs (its text matched theirs)
     secrets_dropped: int = 0
     empty: int = 0  # generations that ended with nothing to show (post-processing dropped every candidate)
+    quick: int = 0  # generations from the short prompt: the line's full prompt was not warm yet
+    context: dict = field(default_factory=dict)  # the other files' part across requests (sticky.py)
     last_null: str = ""  # why the newest request that answered nothing did: see `CompletionService._null`
     newest: str = ""  # where the newest request is: debounce, prompt, warm-up, generating, answered, null
     newest_tokens: int = 0  # what its generation has written so far (tokens)
@@ -128,7 +140,7 @@ class CompletionService:
         self.stats = ServiceStats()
         self.flights = Flights(self.stats, quiet)
         self._sites = SiteReader(Languages())  # used on the prepare thread only
-        self._sticky = StickyContext()  # likewise (and forget)
+        self._sticky = StickyContext(self.stats.context)  # likewise (and forget)
         self._packers: dict[int, Packer] = {}
         self._latest: dict[str, object] = {}  # uri -> ticket of its newest request
         self._warmups = WarmUps(models)
@@ -191,7 +203,12 @@ class CompletionService:
         if prep is None or self._latest.get(req.uri) is not ticket:
             return self._null("no prompt" if prep is None else "superseded")
         self.stats.newest = "warm-up"
-        await self._warmups.finished(req.uri)
+        if prep.quick is not None and not req.invoked and not self._warmups.ready(req.uri):
+            prep = dataclasses.replace(prep, ids=prep.quick, context_files=0)
+            self.stats.quick += 1
+            await self._warmups.finished(req.uri, "quick")
+        else:
+            await self._warmups.finished(req.uri)
         if self._latest.get(req.uri) is not ticket:
             return self._null("superseded")
         prepared_at = time.perf_counter()
@@ -227,7 +244,10 @@ class CompletionService:
     def _warm_up(self, uri: str, prepared: asyncio.Future) -> None:
         if not prepared.cancelled() and prepared.exception() is None and prepared.result() is not None:
             prep = prepared.result()
-            self._warmups.start(uri, prep.ids, prep.stable)
+            prefixes = {"full": prep.ids[:prep.stable]}
+            if prep.quick is not None:
+                prefixes["quick"] = prep.quick[:prep.quick_stable]
+            self._warmups.start(uri, prefixes)
 
     def forget(self, uri: str) -> None:
         """The document closed: nothing of it stays behind."""
@@ -281,17 +301,35 @@ class CompletionService:
             log.error("%s: no prompt: %s", req.uri, exc)
             return None
         files = len({s.path for s in packed.snippets if s.source != "current"})
+        current = packed.snippets[-1] if packed.snippets else None
+        window = (current.start_line, current.end_line) if current is not None else None
         ids, files = self._sticky.prompt(req.uri, req.text, req.offset, packed.token_ids, packed.context_tokens,
-                                         files, budget)
+                                         files, budget, window)
         if not ids and tokenizer.special.bos is not None:
             ids = [tokenizer.special.bos]  # an empty buffer and no FIM tokens: start from nothing
+        quick = self._quick(req, backend, layout) if len(ids) > 2 * QUICK_PROMPT_TOKENS else None
         try:
             guard_prompt(backend, ids)
+            if quick is not None:
+                guard_prompt(backend, quick)
         except PromptRefused as exc:
             self.models.stats.refused_prompts += 1
             log.error("%s: %s", req.uri, exc)
             return None
-        return _Prepared(ids, site, files, stable_prefix(ids, tokenizer))
+        return _Prepared(ids, site, files, stable_prefix(ids, tokenizer), quick,
+                         stable_prefix(quick, tokenizer) if quick is not None else 0)
+
+    def _quick(self, req: CompletionRequest, backend: Backend, layout: str | None) -> list[int] | None:
+        """The short prompt of a line, on an engine that runs on this machine's CPU (a remote
+        server's warm-ups generate a token each, and a GPU warms a full prompt in time)."""
+        if not backend.info.prefill_only or (backend.info.device or "") != "cpu" or req.invoked:
+            return None
+        try:
+            packed = buffer_prompt(self._packer(backend.tokenizer), self.label(req.path), req.text, req.offset,
+                                   QUICK_PROMPT_TOKENS, layout)
+        except ValueError:  # too small for the window's labels: the full prompt serves alone
+            return None
+        return packed.token_ids or None
 
     def _packer(self, tokenizer) -> Packer:
         packer = self._packers.get(id(tokenizer))
