@@ -28,6 +28,10 @@ Reported per server:
   all tokens (server counter) minus the tokens of each delivered suggestion, read from the
   server's `last_generated_tokens` right after the suggestion arrives; the new server's own
   count of wasted tokens is printed beside it;
+- where the warm-ups go (a server with these counters): the prompt's other files' part
+  against its file window (tokens), how often that part was kept on the same line, kept on a
+  nearby line or chosen anew, the warm-ups' prefill rate (ms per 1K computed tokens), and how
+  many suggestions came from the short prompt of a line that was not warm yet;
 - why the other pauses showed nothing: late (and where the request was when the pause
   ended), or the reason the server gives for its null answer (`_why`).
 """
@@ -391,6 +395,29 @@ def phases(rows: list[dict]) -> str:
             f"generation {med(lambda r: r['generate']):.0f} ms")
 
 
+def prompts(r: Result) -> str:
+    """Where a new line's warm-up goes: the other files' part of the prompt against the file
+    window, how often the kept part served a new line, the prefill rate, the short prompts."""
+    counts = r.status.get("context") or {}
+    made = sum(counts.get(k, 0) for k in ("same_line", "nearby", "chosen"))
+    parts = []
+    if made:
+        parts.append(f"prompts {made}: other files {counts.get('context_tokens', 0) / made:.0f} tokens and file "
+                     f"window {counts.get('window_tokens', 0) / made:.0f} on average; the other files' part kept on "
+                     f"the same line {counts.get('same_line', 0)}, kept on a nearby line {counts.get('nearby', 0)}, "
+                     f"chosen anew {counts.get('chosen', 0)} (of which on a new line of the same document and equal "
+                     f"to the previous choice {counts.get('new_line_same', 0)})")
+    done = r.status.get("warmups_finished")
+    computed = r.status.get("warmup_prompt_tokens", 0) - r.status.get("warmup_cached_tokens", 0)
+    if done and computed > 0:
+        busy = r.status.get("warmup_ms", 0) - r.status.get("warmup_queue_ms", 0)
+        parts.append(f"warm-ups computed {computed / done:.0f} tokens each, {1000 * busy / computed:.0f} ms per 1K "
+                     f"tokens (queueing left out)")
+    if "quick" in r.status:
+        parts.append(f"answered from the short prompt {r.status['quick']}")
+    return "; ".join(parts) or "(no prompt figures from this server)"
+
+
 def waste(r: Result) -> str:
     """The wasted tokens by reason (the server's ledger), and those of generations that ran
     to their end but were not shown (the answer came after the pause ended)."""
@@ -457,6 +484,7 @@ def main() -> None:
                 print(f"# {r.name}: {phases(r.phases)}")
             if "waste" in r.status:
                 print(f"# {r.name}: {waste(r)}")
+            print(f"# {r.name}: {prompts(r)}")
             if r.empty:
                 late = ", ".join(f"{ms:.0f}" for ms in sorted(r.late_pauses))
                 print(f"# {r.name}: pauses that showed nothing, by reason: {json.dumps(r.empty, sort_keys=True)}"
