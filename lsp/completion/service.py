@@ -11,17 +11,15 @@ cursor, and returns suggestions or None:
 3. Automatic requests wait the document's adaptive debounce; a request superseded meanwhile
    (a newer keystroke for the document, or `$/cancelRequest`) ends without generating.
 4. The prompt is built on the prepare thread while the debounce runs (for a keystroke on
-   the line of the previous one, only in its last part: `prompt_clock.py`): the context engine's
-   packed prompt when the project is indexed (its other files' part kept while the user
-   types on one line, `sticky.py`), else the buffer's own FIM window
-   (`context.assemble.buffer_prompt`); redacted either way and checked once more, decoded,
-   before it is sent. The part before the cursor's line is prefilled into the engine's
+   the line of the previous one, only in its last part: `prompt_clock.py`), by `prompts.py`:
+   the context engine's packed prompt when the project is indexed, else the buffer's own
+   FIM window; redacted either way and checked once more, decoded, before it is sent. The part before the cursor's line is prefilled into the engine's
    prefix cache once per line (a warm-up), so the request after the pause computes little;
    a request waits for a warm-up still running instead of computing the same tokens again.
    On a CPU a new line's warm-up takes a second or more, and a pause often ends sooner: an
    automatic request whose full prompt is not warm yet is answered from a short prompt
-   (the file window alone, `QUICK_PROMPT_TOKENS`), whose own warm-up ran first and took a
-   fraction of that; the full prompt's warm-up goes on for the next request.
+   (the file window alone), whose own warm-up ran first and took a fraction of that; the
+   full prompt's warm-up goes on for the next request.
 5. The engine generates (several sampled candidates when the user asked explicitly), streaming
    its tokens: a single-line site stops at the line break (a stop string of the engine
    request), a multi-line one as soon as post-processing says more text cannot be shown,
@@ -43,50 +41,28 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
-from typing import Any, ContextManager
+from typing import ContextManager
 
-from loopls.context.assemble import buffer_prompt
-from loopls.context.languages import Languages
-from loopls.context.packing import PackedContext, Packer
 from loopls.context.privacy import inserted_secret
 from loopls.engine.backends import Backend
 from loopls.engine.backends.base import Priority, SamplingParams
 
-from ..model_host import ModelHost, ModelUnavailable, PromptRefused, guard_prompt
+from ..model_host import ModelHost, ModelUnavailable
 from ..options import CompletionOptions
 from .cache import Snapshot, SuggestionCache
 from .debounce import TypingDebounce
 from .flight import Flight
 from .flights import Flights
-from .postprocess import Site, Suggestion, complete_lines, finish, is_final, next_line, single_line, token_limit
+from .postprocess import Suggestion, complete_lines, finish, is_final, next_line, single_line, token_limit
 from .prompt_clock import PromptClock
-from .site import SiteReader
-from .sticky import StickyContext
-from .warmup import WarmUps, stable_prefix
+from .prompts import CompletionRequest, ContextProvider, Prepared, PromptBuilder
+from .warmup import WarmUps
 from .waste import WasteLedger
 
+__all__ = ["CompletionRequest", "CompletionService", "Completions", "ContextProvider"]
+
 log = logging.getLogger(__name__)
-MIN_PROMPT_BUDGET = 32
-# The short prompt of a cold line: its prefill costs a quarter of a 2K prompt's, and the
-# file window alone lost little against the packed 2K prompt on held-out line targets
-# (docs/benchmarks.md, issue 10).
-QUICK_PROMPT_TOKENS = 512
 SAMPLED_TEMPERATURE = 0.8  # the extra candidates of an explicit request
-
-# (tokenizer, uri, version, text, offset, budget) -> the packed prompt, or None for buffer-only
-ContextProvider = Callable[[Any, str, "int | None", str, int, int, "str | None"], "PackedContext | None"]
-
-
-@dataclass(frozen=True)
-class CompletionRequest:
-    uri: str
-    version: int | None
-    path: str | None  # the file's path (for its language and the prompt label); None if untitled
-    language: str | None  # tree-sitter language name, if loopls parses it
-    text: str  # the document at `version`
-    offset: int  # the cursor, a code-point offset into `text`
-    invoked: bool  # the user asked (no debounce, several candidates)
-
 
 @dataclass(frozen=True)
 class Completions:
@@ -94,16 +70,6 @@ class Completions:
     cached: bool
     prompt_tokens: int = 0
     context_files: int = 0  # other files the prompt quoted (0: the buffer alone)
-
-
-@dataclass(frozen=True)
-class _Prepared:
-    ids: list[int]
-    site: Site
-    context_files: int
-    stable: int  # how many leading ids stay the same while the user types on this line
-    quick: list[int] | None = None  # the short prompt for a pause before `ids` is warm (a CPU engine)
-    quick_stable: int = 0
 
 
 @dataclass
@@ -133,15 +99,11 @@ class CompletionService:
         self.models = models
         self.thread = thread  # the prepare thread: prompt building and site reading
         self.options = options
-        self.context = context
-        self.label = label  # the path shown in a buffer-only prompt
         self.debounce = TypingDebounce() if debounce else None
         self.cache = SuggestionCache()
         self.stats = ServiceStats()
         self.flights = Flights(self.stats, quiet)
-        self._sites = SiteReader(Languages())  # used on the prepare thread only
-        self._sticky = StickyContext(self.stats.context)  # likewise (and forget)
-        self._packers: dict[int, Packer] = {}
+        self._prompts = PromptBuilder(models, context, label, self.stats.context)  # on the prepare thread
         self._latest: dict[str, object] = {}  # uri -> ticket of its newest request
         self._warmups = WarmUps(models)
         self._clock = PromptClock()
@@ -252,7 +214,7 @@ class CompletionService:
     def forget(self, uri: str) -> None:
         """The document closed: nothing of it stays behind."""
         self.cache.forget(uri)
-        self._sticky.forget(uri)
+        self._prompts.forget(uri)
         self.flights.forget(uri)
         self._latest.pop(uri, None)
         self._clock.forget(uri)
@@ -264,82 +226,25 @@ class CompletionService:
         """Sizes of the per-document state (bounded by the open documents, whatever the traffic)."""
         return {"latest": len(self._latest), "lines": len(self._clock), "running": len(self.flights),
                 "warming": len(self._warmups), "cached_documents": len(self.cache),
-                "sticky_documents": len(self._sticky),
                 "debounced_documents": len(self.debounce) if self.debounce is not None else 0,
-                "packed_chars": sum(p.remembered_chars for p in self._packers.values())}
+                **self._prompts.tracked()}
 
     # -- prompt (prepare thread) ---------------------------------------------------------------
 
     def _prepare(self, req: CompletionRequest, ticket: object, backend: Backend,
-                 options: CompletionOptions) -> _Prepared | None:
+                 options: CompletionOptions) -> Prepared | None:
         if self._latest.get(req.uri) is not ticket:
             return None  # superseded while queued: skip the work
         began = time.perf_counter()
         self.stats.prompts += 1
-        prepared = self._build(req, backend, options)
+        prepared = self._prompts.build(req, backend, options)
         if prepared is not None:
             self._clock.built(time.perf_counter() - began)
         return prepared
 
-    def _build(self, req: CompletionRequest, backend: Backend, options: CompletionOptions) -> _Prepared | None:
-        site = self._sites.read(req.text, req.offset, req.language)
-        budget = min(options.context_tokens, backend.context_limit - options.max_tokens - 1)
-        if budget < MIN_PROMPT_BUDGET:
-            # the model's context, not the document, is what is too small: name both settings
-            log.error("the model's context of %d tokens (max_position_embeddings) leaves no room for a prompt "
-                      "next to %d generated tokens (completion.maxTokens)", backend.context_limit, options.max_tokens)
-            return None
-        tokenizer = backend.tokenizer
-        layout = options.layout
-        packed = (self.context(tokenizer, req.uri, req.version, req.text, req.offset, budget, layout)
-                  if self.context else None)
-        try:
-            if packed is None:
-                packed = buffer_prompt(self._packer(tokenizer), self.label(req.path), req.text, req.offset, budget,
-                                       layout)
-        except ValueError as exc:
-            log.error("%s: no prompt: %s", req.uri, exc)
-            return None
-        files = len({s.path for s in packed.snippets if s.source != "current"})
-        current = packed.snippets[-1] if packed.snippets else None
-        window = (current.start_line, current.end_line) if current is not None else None
-        ids, files = self._sticky.prompt(req.uri, req.text, req.offset, packed.token_ids, packed.context_tokens,
-                                         files, budget, window)
-        if not ids and tokenizer.special.bos is not None:
-            ids = [tokenizer.special.bos]  # an empty buffer and no FIM tokens: start from nothing
-        quick = self._quick(req, backend, layout) if len(ids) > 2 * QUICK_PROMPT_TOKENS else None
-        try:
-            guard_prompt(backend, ids)
-            if quick is not None:
-                guard_prompt(backend, quick)
-        except PromptRefused as exc:
-            self.models.stats.refused_prompts += 1
-            log.error("%s: %s", req.uri, exc)
-            return None
-        return _Prepared(ids, site, files, stable_prefix(ids, tokenizer), quick,
-                         stable_prefix(quick, tokenizer) if quick is not None else 0)
-
-    def _quick(self, req: CompletionRequest, backend: Backend, layout: str | None) -> list[int] | None:
-        """The short prompt of a line, on an engine that runs on this machine's CPU (a remote
-        server's warm-ups generate a token each, and a GPU warms a full prompt in time)."""
-        if not backend.info.prefill_only or (backend.info.device or "") != "cpu" or req.invoked:
-            return None
-        try:
-            packed = buffer_prompt(self._packer(backend.tokenizer), self.label(req.path), req.text, req.offset,
-                                   QUICK_PROMPT_TOKENS, layout)
-        except ValueError:  # too small for the window's labels: the full prompt serves alone
-            return None
-        return packed.token_ids or None
-
-    def _packer(self, tokenizer) -> Packer:
-        packer = self._packers.get(id(tokenizer))
-        if packer is None or packer.counter is not tokenizer:
-            packer = self._packers[id(tokenizer)] = Packer(tokenizer, tokenizer.special)
-        return packer
-
     # -- generation and post-processing ---------------------------------------------------------
 
-    async def _generate(self, req: CompletionRequest, prep: _Prepared, backend: Backend,
+    async def _generate(self, req: CompletionRequest, prep: Prepared, backend: Backend,
                         options: CompletionOptions, flight: Flight) -> list[Suggestion]:
         count = options.candidates if req.invoked else 1
         jobs = [self._one(req, prep, backend, options, i, flight) for i in range(count)]
@@ -350,7 +255,7 @@ class CompletionService:
                 suggestions.append(suggestion)
         return suggestions
 
-    async def _one(self, req: CompletionRequest, prep: _Prepared, backend: Backend, options: CompletionOptions,
+    async def _one(self, req: CompletionRequest, prep: Prepared, backend: Backend, options: CompletionOptions,
                    index: int, flight: Flight) -> Suggestion | None:
         tokenizer = backend.tokenizer
         sampled = index > 0

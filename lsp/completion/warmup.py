@@ -88,13 +88,18 @@ def stable_prefix(ids: list[int], tokenizer) -> int:
     """Ids before the cursor's line: up to the last line break in the FIM prefix (0 when the
     prompt has no FIM layout). The prefix runs from `<fim_prefix>` to the next FIM token:
     `<fim_suffix>` in prefix-suffix-middle, `<fim_middle>` in suffix-prefix-middle (where the
-    text after the cursor comes first and is stable too)."""
+    text after the cursor comes first and is stable too), less a line break's token that
+    also holds the cursor line's indentation."""
     special = tokenizer.special
     if special.fim_prefix is None or special.fim_prefix not in ids:
         return 0
     start = ids.index(special.fim_prefix)
     end = next((i for i in range(start + 1, len(ids)) if ids[i] in (special.fim_suffix, special.fim_middle)), len(ids))
     for i in range(end - 1, start, -1):
-        if "\n" in tokenizer.decode([ids[i]]):
-            return i + 1
+        piece = tokenizer.decode([ids[i]])
+        if "\n" in piece:
+            # A line break's token may carry the next line's indentation, which the first
+            # character typed on that line can re-tokenize ("\n    " + "v" as "\n   ", " v"):
+            # such a token is left to the request.
+            return i + 1 if piece.endswith("\n") else i
     return start + 1
