@@ -6,7 +6,8 @@ files' part kept across requests, `sticky.py`), else the buffer's own FIM window
 before it is sent. On an engine that runs on this machine's CPU a line also gets a short
 prompt, the file window alone (`QUICK_PROMPT_TOKENS`): a new line's warm-up of the full
 prompt takes a second or more there, and a pause that ends before it is answered from the
-short one (`service.py`), whose own warm-up runs first and takes a fraction of that.
+short one (`service.py`), whose own warm-up runs first and takes a fraction of that. Only
+while the user types (a service with a debounce): a one-shot caller waits for the full one.
 """
 
 from __future__ import annotations
@@ -64,8 +65,9 @@ class PromptBuilder:
     """Used on the prepare thread only (and `forget`)."""
 
     def __init__(self, models: ModelHost, context: ContextProvider | None, label: Callable[[str | None], str | None],
-                 counts: dict[str, int]) -> None:
+                 counts: dict[str, int], quick: bool = True) -> None:
         self.models = models
+        self.quick = quick  # whether a line gets a short prompt (on a CPU engine)
         self.context = context
         self.label = label  # the path shown in a buffer-only prompt
         self._sites = SiteReader(Languages())
@@ -114,7 +116,7 @@ class PromptBuilder:
         """The short prompt of an automatic request, on an engine that runs on this machine's
         CPU (a remote server's warm-ups generate a token each; a GPU warms a full prompt in
         time)."""
-        if not backend.info.prefill_only or (backend.info.device or "") != "cpu" or req.invoked:
+        if not self.quick or not backend.info.prefill_only or (backend.info.device or "") != "cpu" or req.invoked:
             return None
         try:
             packed = buffer_prompt(self._packer(backend.tokenizer), self.label(req.path), req.text, req.offset,

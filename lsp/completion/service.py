@@ -103,7 +103,9 @@ class CompletionService:
         self.cache = SuggestionCache()
         self.stats = ServiceStats()
         self.flights = Flights(self.stats, quiet)
-        self._prompts = PromptBuilder(models, context, label, self.stats.context)  # on the prepare thread
+        # Short prompts serve pauses of typing: a one-shot caller (`loopls complete`, the
+        # evaluation) has no debounce and waits for the full prompt's answer.
+        self._prompts = PromptBuilder(models, context, label, self.stats.context, quick=debounce)  # prepare thread
         self._latest: dict[str, object] = {}  # uri -> ticket of its newest request
         self._warmups = WarmUps(models)
         self._clock = PromptClock()

@@ -27,7 +27,7 @@ def checkpoint(tmp_path_factory) -> str:
     return str(create_scripted(tmp_path_factory.mktemp("quick") / "call", "compute(x)"))
 
 
-def _request(text: str, offset: int) -> CompletionRequest:
+def _request(text: str, offset: int) -> CompletionRequest:  # an automatic request (typing)
     return CompletionRequest("file:///w/app.py", 1, "app.py", "python", text, offset, invoked=False)
 
 
@@ -39,18 +39,24 @@ def test_a_cold_line_is_answered_from_the_short_prompt_and_a_warm_one_from_the_f
             backend = await models.ready()
             assert backend is not None, models.error
             try:
-                service = CompletionService(models, thread, lambda: CompletionOptions(), debounce=False)
-                # A generation in the engine: the line's warm-ups (prefill only) get no step
-                # while it runs, so the full prompt cannot be warm when the request decides.
+                service = CompletionService(models, thread, lambda: CompletionOptions())
+                # A long generation in the engine: the line's warm-ups (prefill only) get no
+                # step while it runs, so the full prompt is not warm when the request decides;
+                # it is stopped once the request has chosen the short prompt.
                 filler = backend.tokenizer.encode("x = 1\n" * 20)
-                busy = asyncio.ensure_future(models.generate(filler, SamplingParams(max_tokens=300, min_tokens=300),
+                busy = asyncio.ensure_future(models.generate(filler, SamplingParams(max_tokens=3000, min_tokens=3000),
                                                              Priority.INLINE))
                 await asyncio.sleep(0.05)
-                first = await asyncio.wait_for(service.complete(_request(TEXT, CURSOR)), 120)
+                pending = asyncio.ensure_future(service.complete(_request(TEXT, CURSOR)))
+                for _ in range(1200):
+                    if service.stats.quick or busy.done():
+                        break
+                    await asyncio.sleep(0.05)
+                assert service.stats.quick == 1 and not busy.done()
+                busy.cancel()
+                first = await asyncio.wait_for(pending, 120)
                 assert first is not None and first.suggestions[0].text == "compute(x)"
-                assert service.stats.quick == 1
                 assert service.stats.last_engine["prompt_tokens"] <= QUICK_PROMPT_TOKENS
-                await asyncio.wait_for(busy, 120)
                 for _ in range(1200):  # the full prompt's warm-up goes on after the answer
                     if models.stats.warmups_finished >= 2:
                         break
@@ -63,6 +69,23 @@ def test_a_cold_line_is_answered_from_the_short_prompt_and_a_warm_one_from_the_f
                 engine = service.stats.last_engine
                 assert engine["prompt_tokens"] > 2 * QUICK_PROMPT_TOKENS
                 assert engine["cached_tokens"] >= engine["prompt_tokens"] - 32, engine
+            finally:
+                models.shutdown()
+
+    asyncio.run(run())
+
+
+def test_a_one_shot_caller_gets_the_full_prompt_however_cold(checkpoint) -> None:
+    async def run() -> None:
+        with ThreadPoolExecutor(1) as thread:
+            models = ModelHost(thread)
+            models.configure(BackendConfig(model=checkpoint, device="cpu", context_tokens=2048))
+            assert await models.ready() is not None, models.error
+            try:
+                service = CompletionService(models, thread, lambda: CompletionOptions(), debounce=False)
+                result = await asyncio.wait_for(service.complete(_request(TEXT, CURSOR)), 120)
+                assert result is not None and result.suggestions[0].text == "compute(x)"
+                assert service.stats.quick == 0 and result.prompt_tokens > 2 * QUICK_PROMPT_TOKENS
             finally:
                 models.shutdown()
 
