@@ -14,7 +14,10 @@ a random place, sometimes with a few backspaces and retyping), each followed by 
 300-1500 ms. Like VS Code, every keystroke sends `didChange` and an automatic
 `textDocument/inlineCompletion` and cancels the previous request if it is still open. After a
 pause that showed a suggestion, the next burst types through it (its first characters) two
-times in five.
+times in five. Each burst draws from its own seeded generator (the seed and its number), so
+the two servers see the same places, keys, key gaps and pauses, burst for burst, whatever
+the other bursts typed through: only what a type-through burst types, and whether it
+happens, depends on what the server showed.
 
 Reported per server:
 - shown: the share of pauses whose last request got a suggestion before the pause ended;
@@ -200,11 +203,12 @@ class Editor:
                                  if self.open_request == i else None)
         return msg_id, future
 
-    async def burst(self, rng: random.Random, uri: str, cursor: int, keys: list[str | None]) -> tuple[int, float, asyncio.Future]:
-        """Type `keys` (None is a backspace) at `cursor`; the cursor, the time of the last key
-        and the last request."""
+    async def burst(self, gaps: list[float], uri: str, cursor: int, keys: list[str | None]
+                    ) -> tuple[int, float, asyncio.Future]:
+        """Type `keys` (None is a backspace) at `cursor`, `gaps` (s) apart; the cursor, the
+        time of the last key and the last request."""
         future = last = None
-        for key in keys:
+        for key, gap in zip(keys, gaps):
             if key is None:
                 self.edit(uri, cursor - 1, cursor, "")
                 cursor -= 1
@@ -213,12 +217,12 @@ class Editor:
                 cursor += 1
             _, future = self.keystroke(uri, cursor)
             last = time.perf_counter()
-            await asyncio.sleep(rng.uniform(0.06, 0.2))
+            await asyncio.sleep(gap)
         return cursor, last, future
 
-    async def pause(self, rng: random.Random, uri: str, cursor: int, last_key: float, future: asyncio.Future) -> str | None:
-        """Wait out a pause; the suggestion shown during it (the text after the cursor), if any."""
-        pause = rng.uniform(0.3, 1.5)
+    async def pause(self, pause: float, uri: str, cursor: int, last_key: float, future: asyncio.Future) -> str | None:
+        """Wait out a pause of `pause` s; the suggestion shown during it (the text after the
+        cursor), if any."""
         remaining = last_key + pause - time.perf_counter()
         try:
             reply = await asyncio.wait_for(asyncio.shield(future), max(remaining, 0.0))
@@ -256,14 +260,17 @@ def code_lines(text: str) -> list[str]:
 
 
 async def run_trace(editor: Editor, args: argparse.Namespace) -> None:
-    rng = random.Random(args.seed)
     uris = sorted(editor.docs)
     shown: str | None = None
     uri, cursor = uris[0], 0
-    for _ in range(args.bursts):
+    for n in range(args.bursts):
+        rng = random.Random(f"{args.seed}/{n}")  # this burst's own draws: the same for every server
+        through, typed = rng.random() < 0.4, rng.randint(1, 8)
+        pause = rng.uniform(0.3, 1.5)
+        gaps = [rng.uniform(0.06, 0.2) for _ in range(40)]  # more than a burst's keys
         first = (shown or "").split("\n", 1)[0]
-        if first and rng.random() < 0.4:  # type through what is shown
-            keys = list(first[:rng.randint(1, min(8, len(first)))])
+        if first and through:  # type through what is shown
+            keys = list(first[:min(typed, len(first))])
         else:
             uri = rng.choice(uris)
             text = editor.docs[uri]
@@ -280,8 +287,8 @@ async def run_trace(editor: Editor, args: argparse.Namespace) -> None:
                 cut = rng.randint(2, max(2, len(keys) - 1))
                 wrong = rng.randint(1, 4)
                 keys = keys[:cut] + [None] * wrong + keys[cut - wrong:]
-        cursor, last_key, future = await editor.burst(rng, uri, cursor, keys)
-        shown = await editor.pause(rng, uri, cursor, last_key, future)
+        cursor, last_key, future = await editor.burst(gaps, uri, cursor, keys)
+        shown = await editor.pause(pause, uri, cursor, last_key, future)
 
 
 # -- one server -----------------------------------------------------------------------------
