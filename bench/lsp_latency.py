@@ -245,7 +245,8 @@ class Editor:
             self.result.useful_tokens += stats["last_generated_tokens"]
             self.result.generated.append((arrived - last_key) * 1000)
             if stats.get("last_engine"):  # a server that reports its phases
-                self.result.phases.append({**stats["last_engine"], **stats.get("last_timings_ms", {})})
+                self.result.phases.append({**stats["last_engine"], **stats.get("last_timings_ms", {}),
+                                           "latency": round((arrived - last_key) * 1000), "pause": round(pause * 1000)})
         self.result.status = stats
         await asyncio.sleep(max(0.0, last_key + pause - time.perf_counter()))
         item = items[0]
@@ -425,6 +426,16 @@ def prompts(r: Result) -> str:
     return "; ".join(parts) or "(no prompt figures from this server)"
 
 
+def slowest(rows: list[dict], count: int = 5) -> str:
+    """Where the slowest generated suggestions spent their time (the P95's pauses)."""
+    ordered = sorted(rows, key=lambda row: -row["latency"])[:count]
+    return "; ".join(f"{row['latency']} ms of a {row['pause']} ms pause: debounce {row.get('debounce', '?')}, prompt "
+                     f"and warm-up {row.get('prepare_wait', '?')}, generation {row.get('generate', '?')} (first token "
+                     f"{row.get('ttft_ms', '?')}, {row['prompt_tokens'] - (row.get('cached_tokens') or 0)} of "
+                     f"{row['prompt_tokens']} prompt tokens computed, {row.get('tokens', '?')} tokens)"
+                     for row in ordered if "latency" in row)
+
+
 def waste(r: Result) -> str:
     """The wasted tokens by reason (the server's ledger), and those of generations that ran
     to their end but were not shown (the answer came after the pause ended)."""
@@ -489,6 +500,7 @@ def main() -> None:
                       f"max {max(r.latencies):.0f} ms; server stats {json.dumps(r.status, sort_keys=True)}")
             if r.phases:
                 print(f"# {r.name}: {phases(r.phases)}")
+                print(f"# {r.name}: the slowest generated suggestions: {slowest(r.phases)}")
             if "waste" in r.status:
                 print(f"# {r.name}: {waste(r)}")
             print(f"# {r.name}: {prompts(r)}")

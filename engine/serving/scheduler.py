@@ -13,7 +13,9 @@ a request of higher priority runs or waits: it never makes a generation wait beh
 prefill, nor slows the generation's decode steps with its chunks. It keeps its blocks and
 goes on when the generation is done (what it computed so far is already in the prefix
 cache, for whoever shares its start). A generation that arrives while such a chunk runs
-still waits for that step, so its chunks may be capped (`prefill_only_chunk`).
+still waits for that step, so its chunks may be capped (`prefill_only_chunk`). Prefill-only
+requests run one at a time, in the order they came (the language server warms a line's
+short prompt before its full one: the short one must be ready first).
 Blocks are counted loop-0 and Loop window blocks together (block_tables.py).
 When blocks run out, the lowest-ranked running sequence not yet in this step is preempted:
 its blocks are released (their cached prefix usually survives in the LRU) and it goes back to
@@ -184,10 +186,14 @@ class Scheduler:
             if seq.status is Status.RUNNING and budget > 0:
                 budget -= self._schedule_decode(seq, budget, plan, scheduled)
         first = self._first_generating()
+        warming = False  # one prefill-only request a step: the first to come is warm first
         for seq in [s for s in self.running if s.in_prefill]:
+            if seq.prefill_only and warming:
+                continue
             if seq.status is Status.RUNNING and budget > 0 and not _yields(seq, first):
                 budget -= self._schedule_chunk(seq, budget, plan, scheduled)
-        self._admit(budget, plan, scheduled, first)
+            warming |= seq.prefill_only
+        self._admit(budget, plan, scheduled, first, warming)
         return plan
 
     def _first_generating(self) -> int | None:
@@ -228,12 +234,12 @@ class Scheduler:
         scheduled.add(id(seq))
         return n
 
-    def _admit(self, budget: int, plan: StepPlan, scheduled: set[int], first: int | None) -> None:
+    def _admit(self, budget: int, plan: StepPlan, scheduled: set[int], first: int | None, warming: bool) -> None:
         self.waiting.sort(key=Sequence.sort_key)
         for seq in list(self.waiting):
             if budget <= 0 or len(self.running) >= self.config.max_num_seqs:
                 return
-            if seq in plan.preempted or _yields(seq, first):
+            if seq in plan.preempted or _yields(seq, first) or (seq.prefill_only and warming):
                 continue
             self._take_cached_prefix(seq)
             start = seq.num_computed
@@ -247,6 +253,7 @@ class Scheduler:
             plan.items.append(ScheduledSeq(seq, start, n))
             scheduled.add(id(seq))
             budget -= n
+            warming |= seq.prefill_only
 
     def _chunk_budget(self, seq: Sequence, budget: int) -> int:
         cap = self.config.prefill_only_chunk
