@@ -14,7 +14,10 @@ a random place, sometimes with a few backspaces and retyping), each followed by 
 300-1500 ms. Like VS Code, every keystroke sends `didChange` and an automatic
 `textDocument/inlineCompletion` and cancels the previous request if it is still open. After a
 pause that showed a suggestion, the next burst types through it (its first characters) two
-times in five.
+times in five. Each burst draws from its own seeded generator (the seed and its number), so
+the two servers see the same places, keys, key gaps and pauses, burst for burst, whatever
+the other bursts typed through: only what a type-through burst types, and whether it
+happens, depends on what the server showed.
 
 Reported per server:
 - shown: the share of pauses whose last request got a suggestion before the pause ended;
@@ -28,6 +31,10 @@ Reported per server:
   all tokens (server counter) minus the tokens of each delivered suggestion, read from the
   server's `last_generated_tokens` right after the suggestion arrives; the new server's own
   count of wasted tokens is printed beside it;
+- where the warm-ups go (a server with these counters): the prompt's other files' part
+  against its file window (tokens), how often that part was kept on the same line, kept on a
+  nearby line or chosen anew, the warm-ups' prefill rate (ms per 1K computed tokens), and how
+  many suggestions came from the short prompt of a line that was not warm yet;
 - why the other pauses showed nothing: late (and where the request was when the pause
   ended), or the reason the server gives for its null answer (`_why`).
 """
@@ -196,11 +203,12 @@ class Editor:
                                  if self.open_request == i else None)
         return msg_id, future
 
-    async def burst(self, rng: random.Random, uri: str, cursor: int, keys: list[str | None]) -> tuple[int, float, asyncio.Future]:
-        """Type `keys` (None is a backspace) at `cursor`; the cursor, the time of the last key
-        and the last request."""
+    async def burst(self, gaps: list[float], uri: str, cursor: int, keys: list[str | None]
+                    ) -> tuple[int, float, asyncio.Future]:
+        """Type `keys` (None is a backspace) at `cursor`, `gaps` (s) apart; the cursor, the
+        time of the last key and the last request."""
         future = last = None
-        for key in keys:
+        for key, gap in zip(keys, gaps):
             if key is None:
                 self.edit(uri, cursor - 1, cursor, "")
                 cursor -= 1
@@ -209,12 +217,12 @@ class Editor:
                 cursor += 1
             _, future = self.keystroke(uri, cursor)
             last = time.perf_counter()
-            await asyncio.sleep(rng.uniform(0.06, 0.2))
+            await asyncio.sleep(gap)
         return cursor, last, future
 
-    async def pause(self, rng: random.Random, uri: str, cursor: int, last_key: float, future: asyncio.Future) -> str | None:
-        """Wait out a pause; the suggestion shown during it (the text after the cursor), if any."""
-        pause = rng.uniform(0.3, 1.5)
+    async def pause(self, pause: float, uri: str, cursor: int, last_key: float, future: asyncio.Future) -> str | None:
+        """Wait out a pause of `pause` s; the suggestion shown during it (the text after the
+        cursor), if any."""
         remaining = last_key + pause - time.perf_counter()
         try:
             reply = await asyncio.wait_for(asyncio.shield(future), max(remaining, 0.0))
@@ -237,7 +245,8 @@ class Editor:
             self.result.useful_tokens += stats["last_generated_tokens"]
             self.result.generated.append((arrived - last_key) * 1000)
             if stats.get("last_engine"):  # a server that reports its phases
-                self.result.phases.append({**stats["last_engine"], **stats.get("last_timings_ms", {})})
+                self.result.phases.append({**stats["last_engine"], **stats.get("last_timings_ms", {}),
+                                           "latency": round((arrived - last_key) * 1000), "pause": round(pause * 1000)})
         self.result.status = stats
         await asyncio.sleep(max(0.0, last_key + pause - time.perf_counter()))
         item = items[0]
@@ -252,14 +261,17 @@ def code_lines(text: str) -> list[str]:
 
 
 async def run_trace(editor: Editor, args: argparse.Namespace) -> None:
-    rng = random.Random(args.seed)
     uris = sorted(editor.docs)
     shown: str | None = None
     uri, cursor = uris[0], 0
-    for _ in range(args.bursts):
+    for n in range(args.bursts):
+        rng = random.Random(f"{args.seed}/{n}")  # this burst's own draws: the same for every server
+        through, typed = rng.random() < 0.4, rng.randint(1, 8)
+        pause = rng.uniform(0.3, 1.5)
+        gaps = [rng.uniform(0.06, 0.2) for _ in range(40)]  # more than a burst's keys
         first = (shown or "").split("\n", 1)[0]
-        if first and rng.random() < 0.4:  # type through what is shown
-            keys = list(first[:rng.randint(1, min(8, len(first)))])
+        if first and through:  # type through what is shown
+            keys = list(first[:min(typed, len(first))])
         else:
             uri = rng.choice(uris)
             text = editor.docs[uri]
@@ -276,8 +288,8 @@ async def run_trace(editor: Editor, args: argparse.Namespace) -> None:
                 cut = rng.randint(2, max(2, len(keys) - 1))
                 wrong = rng.randint(1, 4)
                 keys = keys[:cut] + [None] * wrong + keys[cut - wrong:]
-        cursor, last_key, future = await editor.burst(rng, uri, cursor, keys)
-        shown = await editor.pause(rng, uri, cursor, last_key, future)
+        cursor, last_key, future = await editor.burst(gaps, uri, cursor, keys)
+        shown = await editor.pause(pause, uri, cursor, last_key, future)
 
 
 # -- one server -----------------------------------------------------------------------------
@@ -391,6 +403,39 @@ def phases(rows: list[dict]) -> str:
             f"generation {med(lambda r: r['generate']):.0f} ms")
 
 
+def prompts(r: Result) -> str:
+    """Where a new line's warm-up goes: the other files' part of the prompt against the file
+    window, how often the kept part served a new line, the prefill rate, the short prompts."""
+    counts = r.status.get("context") or {}
+    made = sum(counts.get(k, 0) for k in ("same_line", "nearby", "chosen"))
+    parts = []
+    if made:
+        parts.append(f"prompts {made}: other files {counts.get('context_tokens', 0) / made:.0f} tokens and file "
+                     f"window {counts.get('window_tokens', 0) / made:.0f} on average; the other files' part kept on "
+                     f"the same line {counts.get('same_line', 0)}, kept on a nearby line {counts.get('nearby', 0)}, "
+                     f"chosen anew {counts.get('chosen', 0)} (of which on a new line of the same document and equal "
+                     f"to the previous choice {counts.get('new_line_same', 0)})")
+    done = r.status.get("warmups_finished")
+    computed = r.status.get("warmup_prompt_tokens", 0) - r.status.get("warmup_cached_tokens", 0)
+    if done and computed > 0:
+        busy = r.status.get("warmup_ms", 0) - r.status.get("warmup_queue_ms", 0)
+        parts.append(f"warm-ups computed {computed / done:.0f} tokens each, {1000 * busy / computed:.0f} ms per 1K "
+                     f"tokens (queueing left out)")
+    if "quick" in r.status:
+        parts.append(f"answered from the short prompt {r.status['quick']}")
+    return "; ".join(parts) or "(no prompt figures from this server)"
+
+
+def slowest(rows: list[dict], count: int = 5) -> str:
+    """Where the slowest generated suggestions spent their time (the P95's pauses)."""
+    ordered = sorted(rows, key=lambda row: -row["latency"])[:count]
+    return "; ".join(f"{row['latency']} ms of a {row['pause']} ms pause: debounce {row.get('debounce', '?')}, prompt "
+                     f"and warm-up {row.get('prepare_wait', '?')}, generation {row.get('generate', '?')} (first token "
+                     f"{row.get('ttft_ms', '?')}, {row['prompt_tokens'] - (row.get('cached_tokens') or 0)} of "
+                     f"{row['prompt_tokens']} prompt tokens computed, {row.get('tokens', '?')} tokens)"
+                     for row in ordered if "latency" in row)
+
+
 def waste(r: Result) -> str:
     """The wasted tokens by reason (the server's ledger), and those of generations that ran
     to their end but were not shown (the answer came after the pause ended)."""
@@ -455,8 +500,10 @@ def main() -> None:
                       f"max {max(r.latencies):.0f} ms; server stats {json.dumps(r.status, sort_keys=True)}")
             if r.phases:
                 print(f"# {r.name}: {phases(r.phases)}")
+                print(f"# {r.name}: the slowest generated suggestions: {slowest(r.phases)}")
             if "waste" in r.status:
                 print(f"# {r.name}: {waste(r)}")
+            print(f"# {r.name}: {prompts(r)}")
             if r.empty:
                 late = ", ".join(f"{ms:.0f}" for ms in sorted(r.late_pauses))
                 print(f"# {r.name}: pauses that showed nothing, by reason: {json.dumps(r.empty, sort_keys=True)}"

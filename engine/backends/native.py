@@ -30,6 +30,7 @@ from .best_of import BestOfStream
 BLOCK_SIZE = 16
 # CPU: room for this many full-budget prompts at once (the prefix cache keeps the rest).
 _CPU_PROMPTS = 4
+CPU_PREFILL_ONLY_CHUNK = 128  # tokens per step of a warm-up (SchedulerConfig.prefill_only_chunk)
 
 
 class NativeBackend:
@@ -123,7 +124,10 @@ def load_native(config: BackendConfig) -> NativeBackend:
     else:
         blocks = cpu_pool_blocks(lm.config, context_tokens)
         torch.set_num_threads(cpu_threads())  # process-wide: the engine is this process's only torch user
-    engine = AsyncEngine.from_loaded(lm, SchedulerConfig(num_blocks=blocks, block_size=BLOCK_SIZE))
+    # On a CPU a warm-up's chunk is short: a generation arriving mid-chunk waits for it.
+    chunk = CPU_PREFILL_ONLY_CHUNK if lm.device.type == "cpu" else None
+    engine = AsyncEngine.from_loaded(lm, SchedulerConfig(num_blocks=blocks, block_size=BLOCK_SIZE,
+                                                         prefill_only_chunk=chunk))
     engine.start()
     info = BackendInfo(backend="native", model=str(model_name or DEFAULT_MODEL), path=str(lm.path),
                        model_type=lm.config.model_type, device=str(lm.device), untrained=lm.untrained,

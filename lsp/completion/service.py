@@ -11,13 +11,15 @@ cursor, and returns suggestions or None:
 3. Automatic requests wait the document's adaptive debounce; a request superseded meanwhile
    (a newer keystroke for the document, or `$/cancelRequest`) ends without generating.
 4. The prompt is built on the prepare thread while the debounce runs (for a keystroke on
-   the line of the previous one, only in its last part: `prompt_clock.py`): the context engine's
-   packed prompt when the project is indexed (its other files' part kept while the user
-   types on one line, `sticky.py`), else the buffer's own FIM window
-   (`context.assemble.buffer_prompt`); redacted either way and checked once more, decoded,
-   before it is sent. The part before the cursor's line is prefilled into the engine's
+   the line of the previous one, only in its last part: `prompt_clock.py`), by `prompts.py`:
+   the context engine's packed prompt when the project is indexed, else the buffer's own
+   FIM window; redacted either way and checked once more, decoded, before it is sent. The part before the cursor's line is prefilled into the engine's
    prefix cache once per line (a warm-up), so the request after the pause computes little;
    a request waits for a warm-up still running instead of computing the same tokens again.
+   On a CPU a new line's warm-up takes a second or more, and a pause often ends sooner: an
+   automatic request whose full prompt is not warm yet is answered from a short prompt
+   (the file window alone), whose own warm-up ran first and took a fraction of that; the
+   full prompt's warm-up goes on for the next request.
 5. The engine generates (several sampled candidates when the user asked explicitly), streaming
    its tokens: a single-line site stops at the line break (a stop string of the engine
    request), a multi-line one as soon as post-processing says more text cannot be shown,
@@ -39,46 +41,28 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
-from typing import Any, ContextManager
+from typing import ContextManager
 
-from loopls.context.assemble import buffer_prompt
-from loopls.context.languages import Languages
-from loopls.context.packing import PackedContext, Packer
 from loopls.context.privacy import inserted_secret
 from loopls.engine.backends import Backend
 from loopls.engine.backends.base import Priority, SamplingParams
 
-from ..model_host import ModelHost, ModelUnavailable, PromptRefused, guard_prompt
+from ..model_host import ModelHost, ModelUnavailable
 from ..options import CompletionOptions
 from .cache import Snapshot, SuggestionCache
 from .debounce import TypingDebounce
 from .flight import Flight
 from .flights import Flights
-from .postprocess import Site, Suggestion, complete_lines, finish, is_final, next_line, single_line, token_limit
+from .postprocess import Suggestion, complete_lines, finish, is_final, next_line, single_line, token_limit
 from .prompt_clock import PromptClock
-from .site import SiteReader
-from .sticky import StickyContext
-from .warmup import WarmUps, stable_prefix
+from .prompts import CompletionRequest, ContextProvider, Prepared, PromptBuilder
+from .warmup import WarmUps
 from .waste import WasteLedger
 
+__all__ = ["CompletionRequest", "CompletionService", "Completions", "ContextProvider"]
+
 log = logging.getLogger(__name__)
-MIN_PROMPT_BUDGET = 32
 SAMPLED_TEMPERATURE = 0.8  # the extra candidates of an explicit request
-
-# (tokenizer, uri, version, text, offset, budget) -> the packed prompt, or None for buffer-only
-ContextProvider = Callable[[Any, str, "int | None", str, int, int, "str | None"], "PackedContext | None"]
-
-
-@dataclass(frozen=True)
-class CompletionRequest:
-    uri: str
-    version: int | None
-    path: str | None  # the file's path (for its language and the prompt label); None if untitled
-    language: str | None  # tree-sitter language name, if loopls parses it
-    text: str  # the document at `version`
-    offset: int  # the cursor, a code-point offset into `text`
-    invoked: bool  # the user asked (no debounce, several candidates)
-
 
 @dataclass(frozen=True)
 class Completions:
@@ -86,14 +70,6 @@ class Completions:
     cached: bool
     prompt_tokens: int = 0
     context_files: int = 0  # other files the prompt quoted (0: the buffer alone)
-
-
-@dataclass(frozen=True)
-class _Prepared:
-    ids: list[int]
-    site: Site
-    context_files: int
-    stable: int  # how many leading ids stay the same while the user types on this line
 
 
 @dataclass
@@ -107,6 +83,8 @@ class ServiceStats:
     kept: int = 0  # generations that outlived the keystroke after theirs (its text matched theirs)
     secrets_dropped: int = 0
     empty: int = 0  # generations that ended with nothing to show (post-processing dropped every candidate)
+    quick: int = 0  # generations from the short prompt: the line's full prompt was not warm yet
+    context: dict = field(default_factory=dict)  # the other files' part across requests (sticky.py)
     last_null: str = ""  # why the newest request that answered nothing did: see `CompletionService._null`
     newest: str = ""  # where the newest request is: debounce, prompt, warm-up, generating, answered, null
     newest_tokens: int = 0  # what its generation has written so far (tokens)
@@ -121,15 +99,13 @@ class CompletionService:
         self.models = models
         self.thread = thread  # the prepare thread: prompt building and site reading
         self.options = options
-        self.context = context
-        self.label = label  # the path shown in a buffer-only prompt
         self.debounce = TypingDebounce() if debounce else None
         self.cache = SuggestionCache()
         self.stats = ServiceStats()
         self.flights = Flights(self.stats, quiet)
-        self._sites = SiteReader(Languages())  # used on the prepare thread only
-        self._sticky = StickyContext()  # likewise (and forget)
-        self._packers: dict[int, Packer] = {}
+        # Short prompts serve pauses of typing: a one-shot caller (`loopls complete`, the
+        # evaluation) has no debounce and waits for the full prompt's answer.
+        self._prompts = PromptBuilder(models, context, label, self.stats.context, quick=debounce)  # prepare thread
         self._latest: dict[str, object] = {}  # uri -> ticket of its newest request
         self._warmups = WarmUps(models)
         self._clock = PromptClock()
@@ -191,7 +167,12 @@ class CompletionService:
         if prep is None or self._latest.get(req.uri) is not ticket:
             return self._null("no prompt" if prep is None else "superseded")
         self.stats.newest = "warm-up"
-        await self._warmups.finished(req.uri)
+        if prep.quick is not None and not req.invoked and not self._warmups.ready(req.uri):
+            prep = dataclasses.replace(prep, ids=prep.quick, context_files=0)
+            self.stats.quick += 1
+            await self._warmups.finished(req.uri, "quick")
+        else:
+            await self._warmups.finished(req.uri)
         if self._latest.get(req.uri) is not ticket:
             return self._null("superseded")
         prepared_at = time.perf_counter()
@@ -227,12 +208,15 @@ class CompletionService:
     def _warm_up(self, uri: str, prepared: asyncio.Future) -> None:
         if not prepared.cancelled() and prepared.exception() is None and prepared.result() is not None:
             prep = prepared.result()
-            self._warmups.start(uri, prep.ids, prep.stable)
+            prefixes = {"full": prep.ids[:prep.stable]}
+            if prep.quick is not None:
+                prefixes["quick"] = prep.quick[:prep.quick_stable]
+            self._warmups.start(uri, prefixes)
 
     def forget(self, uri: str) -> None:
         """The document closed: nothing of it stays behind."""
         self.cache.forget(uri)
-        self._sticky.forget(uri)
+        self._prompts.forget(uri)
         self.flights.forget(uri)
         self._latest.pop(uri, None)
         self._clock.forget(uri)
@@ -244,64 +228,25 @@ class CompletionService:
         """Sizes of the per-document state (bounded by the open documents, whatever the traffic)."""
         return {"latest": len(self._latest), "lines": len(self._clock), "running": len(self.flights),
                 "warming": len(self._warmups), "cached_documents": len(self.cache),
-                "sticky_documents": len(self._sticky),
                 "debounced_documents": len(self.debounce) if self.debounce is not None else 0,
-                "packed_chars": sum(p.remembered_chars for p in self._packers.values())}
+                **self._prompts.tracked()}
 
     # -- prompt (prepare thread) ---------------------------------------------------------------
 
     def _prepare(self, req: CompletionRequest, ticket: object, backend: Backend,
-                 options: CompletionOptions) -> _Prepared | None:
+                 options: CompletionOptions) -> Prepared | None:
         if self._latest.get(req.uri) is not ticket:
             return None  # superseded while queued: skip the work
         began = time.perf_counter()
         self.stats.prompts += 1
-        prepared = self._build(req, backend, options)
+        prepared = self._prompts.build(req, backend, options)
         if prepared is not None:
             self._clock.built(time.perf_counter() - began)
         return prepared
 
-    def _build(self, req: CompletionRequest, backend: Backend, options: CompletionOptions) -> _Prepared | None:
-        site = self._sites.read(req.text, req.offset, req.language)
-        budget = min(options.context_tokens, backend.context_limit - options.max_tokens - 1)
-        if budget < MIN_PROMPT_BUDGET:
-            # the model's context, not the document, is what is too small: name both settings
-            log.error("the model's context of %d tokens (max_position_embeddings) leaves no room for a prompt "
-                      "next to %d generated tokens (completion.maxTokens)", backend.context_limit, options.max_tokens)
-            return None
-        tokenizer = backend.tokenizer
-        layout = options.layout
-        packed = (self.context(tokenizer, req.uri, req.version, req.text, req.offset, budget, layout)
-                  if self.context else None)
-        try:
-            if packed is None:
-                packed = buffer_prompt(self._packer(tokenizer), self.label(req.path), req.text, req.offset, budget,
-                                       layout)
-        except ValueError as exc:
-            log.error("%s: no prompt: %s", req.uri, exc)
-            return None
-        files = len({s.path for s in packed.snippets if s.source != "current"})
-        ids, files = self._sticky.prompt(req.uri, req.text, req.offset, packed.token_ids, packed.context_tokens,
-                                         files, budget)
-        if not ids and tokenizer.special.bos is not None:
-            ids = [tokenizer.special.bos]  # an empty buffer and no FIM tokens: start from nothing
-        try:
-            guard_prompt(backend, ids)
-        except PromptRefused as exc:
-            self.models.stats.refused_prompts += 1
-            log.error("%s: %s", req.uri, exc)
-            return None
-        return _Prepared(ids, site, files, stable_prefix(ids, tokenizer))
-
-    def _packer(self, tokenizer) -> Packer:
-        packer = self._packers.get(id(tokenizer))
-        if packer is None or packer.counter is not tokenizer:
-            packer = self._packers[id(tokenizer)] = Packer(tokenizer, tokenizer.special)
-        return packer
-
     # -- generation and post-processing ---------------------------------------------------------
 
-    async def _generate(self, req: CompletionRequest, prep: _Prepared, backend: Backend,
+    async def _generate(self, req: CompletionRequest, prep: Prepared, backend: Backend,
                         options: CompletionOptions, flight: Flight) -> list[Suggestion]:
         count = options.candidates if req.invoked else 1
         jobs = [self._one(req, prep, backend, options, i, flight) for i in range(count)]
@@ -312,7 +257,7 @@ class CompletionService:
                 suggestions.append(suggestion)
         return suggestions
 
-    async def _one(self, req: CompletionRequest, prep: _Prepared, backend: Backend, options: CompletionOptions,
+    async def _one(self, req: CompletionRequest, prep: Prepared, backend: Backend, options: CompletionOptions,
                    index: int, flight: Flight) -> Suggestion | None:
         tokenizer = backend.tokenizer
         sampled = index > 0

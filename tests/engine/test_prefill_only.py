@@ -124,3 +124,35 @@ def test_the_remote_backends_check_refuses_a_prefill_only_request() -> None:
     with pytest.raises(ValueError, match="prefill-only"):
         checked_prompt([5, 6, 7], 0, 100)
     assert checked_prompt([5, 6, 7], 1, 100) == [5, 6, 7]
+
+
+def test_a_prefill_only_chunk_is_capped_and_a_generation_s_is_not(lm) -> None:
+    core = EngineCore(lm.model, SchedulerConfig(num_blocks=64, block_size=8, max_step_tokens=32,
+                                                prefill_only_chunk=8), eos_ids=tuple(lm.tokenizer.special.eos_ids))
+    chunks: list[tuple[str, int]] = []
+    run = core.runner.run
+    core.runner.run = lambda plan: (chunks.extend((i.seq.request_id, i.num_tokens) for i in plan.items), run(plan))[1]
+    core.add("warm", random_prompt(lm, 30), PREFILL, Priority.BACKGROUND)
+    _drain(core)
+    assert [n for _, n in chunks] == [8, 8, 8, 6]
+    chunks.clear()
+    core.add("gen", random_prompt(lm, 30, seed=2), SamplingParams(max_tokens=1), Priority.INLINE)
+    _drain(core)
+    assert chunks == [("gen", 30)]
+
+
+def test_a_chunk_cap_below_one_is_refused() -> None:
+    with pytest.raises(ValueError, match="prefill_only_chunk"):
+        SchedulerConfig(prefill_only_chunk=0)
+
+
+def test_prefill_only_requests_run_one_at_a_time_in_the_order_they_came(lm) -> None:
+    core = EngineCore(lm.model, SchedulerConfig(num_blocks=64, block_size=8, max_step_tokens=32,
+                                                prefill_only_chunk=8), eos_ids=tuple(lm.tokenizer.special.eos_ids))
+    steps: list[list[tuple[str, int]]] = []
+    run = core.runner.run
+    core.runner.run = lambda plan: (steps.append([(i.seq.request_id, i.num_tokens) for i in plan.items]), run(plan))[1]
+    core.add("short", random_prompt(lm, 20), PREFILL, Priority.BACKGROUND)
+    core.add("full", random_prompt(lm, 20, seed=3), PREFILL, Priority.BACKGROUND)
+    _drain(core)
+    assert steps == [[("short", 8)], [("short", 8)], [("short", 4)], [("full", 8)], [("full", 8)], [("full", 4)]]

@@ -30,8 +30,8 @@ def _prompt(tokenizer: Tokenizer, layout: str, prefix: str) -> list[int]:
 def test_the_warmed_part_ends_at_the_cursors_line_and_survives_typing_on_it(tokenizer, layout) -> None:
     ids = _prompt(tokenizer, layout, PREFIX)
     stable = stable_prefix(ids, tokenizer)
-    # the line break's token may carry the line's indentation
-    assert tokenizer.decode(ids[:stable]).rstrip(" ").endswith("def perimeter(r):\n")
+    # the line break's token may carry the line's indentation: then it is left out
+    assert tokenizer.decode(ids[:stable]).endswith(("def perimeter(r):\n", "def perimeter(r):"))
     typed = _prompt(tokenizer, layout, PREFIX + "urn 2")
     assert typed[:stable] == ids[:stable]
     if layout == "spm":  # the text after the cursor comes first: it is warmed too
@@ -40,3 +40,13 @@ def test_the_warmed_part_ends_at_the_cursors_line_and_survives_typing_on_it(toke
 
 def test_a_prompt_without_fim_tokens_warms_nothing(tokenizer) -> None:
     assert stable_prefix(tokenizer.encode(PREFIX), tokenizer) == 0
+
+
+@pytest.mark.parametrize("layout", ["psm", "spm"])
+def test_the_first_character_on_an_indented_blank_line_keeps_the_warmed_part(tokenizer, layout) -> None:
+    blank = PREFIX[:-len("ret")]  # the cursor after the indentation of a new line
+    ids = _prompt(tokenizer, layout, blank)
+    stable = stable_prefix(ids, tokenizer)
+    assert tokenizer.decode(ids[:stable]).endswith(("def perimeter(r):\n", "def perimeter(r):"))
+    for typed in ("r", "v", "x = "):
+        assert _prompt(tokenizer, layout, blank + typed)[:stable] == ids[:stable]
