@@ -268,3 +268,40 @@ def test_cuda_graph_decode_equals_eager_decode(tmp_path, arch: str) -> None:
     expected = _run(eager, prompts, params, "e")
     assert _run(graphed, prompts, params, "g") == expected == _run(synchronous, prompts, params, "s")
     assert replays > 10 and graphed.failed_steps == 0 and graphed.pool.num_used == 0
+
+
+@torch.inference_mode()
+def test_decode_step_reusing_gathered_keys_equals_gathering_each_time(lm) -> None:
+    """A CPU decode step of 3 sequences sharing a prompt's blocks: the later loop's global
+    attention reuses loop 0's gather of the same layer (PagedStore.gathered), and the logits
+    are the bits of the step that gathers for every call."""
+    cfg = lm.config
+    (ids,) = _prompts(lm, (37,))
+    bs, n = 5, len(ids)
+    loops = cfg.loop_num - 1 if cfg.is_loop else 0
+    shared = [3, 5, 1, 7, 9, 11, 2]  # positions 0..34 (scattered blocks), shared by all three
+    tables = [shared + [20 + i] for i in range(3)]  # each sequence's own last block
+    windows = [[[0] * 5 + [30 + 3 * i, 31 + 3 * i, 32 + 3 * i] for i in range(3)]] * loops
+    logits = []
+    for gathered in (None, {}):
+        kv = PagedKV(cfg.num_hidden_layers, 48, bs, cfg.num_key_value_heads, cfg.head_dim, torch.float32)
+        for i in range(3):  # the prompt, as each sequence's prefill (the shared blocks written thrice alike)
+            meta = AttentionMetadata(
+                cu_seqlens_q=torch.tensor([0, n]), seq_lens=torch.tensor([n]), block_tables=torch.tensor([tables[i]]),
+                slots=_slots(tables[i], 0, n, bs), window_tables=tuple(torch.tensor([w[i]]) for w in windows),
+                window_slots=tuple(_slots(w[i], 0, n, bs) for w in windows),
+            )
+            lm.model.forward_packed(torch.tensor(ids), torch.arange(n), PagedStore(kv, meta))
+        meta = AttentionMetadata(  # one decode step: a different next token per sequence
+            cu_seqlens_q=torch.arange(4), seq_lens=torch.full((3,), n + 1), block_tables=torch.tensor(tables),
+            slots=torch.cat([_slots(t, n, n + 1, bs) for t in tables]),
+            window_tables=tuple(torch.tensor(w) for w in windows),
+            window_slots=tuple(torch.cat([_slots(t, n, n + 1, bs) for t in w]) for w in windows),
+        )
+        store = PagedStore(kv, meta, gathered=gathered)
+        logits.append(lm.model.forward_packed(torch.tensor([21, 22, 23]), torch.full((3,), n), store))
+        if gathered is not None and cfg.is_loop:
+            # one kept gather per layer, loop 0's, which every later loop's global attention reused
+            # (window attention gathers its own blocks and keeps nothing)
+            assert len(gathered) == cfg.num_hidden_layers
+    assert torch.equal(logits[0], logits[1])
