@@ -1,6 +1,6 @@
 """The serving core's decode step on the CPU, per token, and where its time goes.
 
-    python bench/cpu_decode.py [--before COMMIT|PATH] [--model NAME] [--prompt 1000] [--steps 60] [--profile]
+    python bench/cpu_decode.py [--before COMMIT|PATH] [--rounds 3] [--model NAME] [--prompt 1000] [--steps 60] [--profile]
 
 Loads the model (fp32, one torch thread: as the language server's engine runs it) and drives
 the serving core directly: a ~1K-token prompt cut from loopls' own `context/*.py`, prefilled,
@@ -10,7 +10,9 @@ per step, CPU ms per step (the thread's time, which moves much less than the wal
 shared machine), and whether the greedy tokens equal the first tree's.
 
 `--before` runs the same measurement on another tree (a commit, checked out in a temporary
-git worktree, or a folder holding a loopls source tree) in the same run, before this one.
+git worktree, or a folder holding a loopls source tree) in the same run: the trees take
+turns, `--rounds` times each (a fresh process each time), and a row is the median of the
+rounds' medians, with the range of the load average over its rounds.
 
 `--profile` adds the breakdown of one sequence's step (this tree only): torch.profiler's
 self CPU time of the heaviest ops, and a floor: the step's matrix-vector products alone
@@ -156,6 +158,7 @@ def main() -> None:
     ap.add_argument("--model", default=None, help="default: the shipped default model")
     ap.add_argument("--prompt", type=int, default=1000, help="prompt tokens")
     ap.add_argument("--steps", type=int, default=60, help="decode steps timed per row")
+    ap.add_argument("--rounds", type=int, default=3, help="turns of each tree (rows: the median)")
     ap.add_argument("--profile", action="store_true", help="where one sequence's step goes (this tree)")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--tree", help=argparse.SUPPRESS)
@@ -179,17 +182,24 @@ def main() -> None:
                   f"{args.steps} decode steps per row (medians), no drafts", flush=True)
             print("| tree | sequences | ms / step | CPU ms / step | CPU ms / token | greedy tokens | load |")
             print("|---|---|---|---|---|---|---|")
-            results = []
-            for i, (name, tree) in enumerate(trees):
-                result = run_tree(tree, args, args.profile and i == len(trees) - 1)
-                results.append(result)
-                for row in result["rows"]:
-                    same = row["tokens"] if i == 0 else (
-                        "= before" if row["tokens"] == results[0]["rows"][result["rows"].index(row)]["tokens"]
-                        else f"DIFFER ({row['tokens']})")
-                    print(f"| {name} | {row['batch']} | {row['wall_ms']:.1f} | {row['cpu_ms']:.1f} | "
-                          f"{row['cpu_ms'] / row['batch']:.1f} | {same} | {row['load']:.2f} |", flush=True)
-            prof = results[-1].get("profile")
+            runs: list[list[dict]] = [[] for _ in trees]
+            for r in range(args.rounds):
+                for i, (_, tree) in enumerate(trees):
+                    last = r == args.rounds - 1 and i == len(trees) - 1
+                    runs[i].append(run_tree(tree, args, args.profile and last))
+            first = [row["tokens"] for row in runs[0][0]["rows"]]
+            for (name, _), tree_runs in zip(trees, runs):
+                for j, row in enumerate(tree_runs[0]["rows"]):
+                    rows = [run["rows"][j] for run in tree_runs]
+                    wall = statistics.median(x["wall_ms"] for x in rows)
+                    cpu = statistics.median(x["cpu_ms"] for x in rows)
+                    digests = {x["tokens"] for x in rows}
+                    same = ("= before" if digests == {first[j]} else f"DIFFER ({', '.join(sorted(digests))})") \
+                        if tree_runs is not runs[0] else ", ".join(sorted(digests))
+                    loads = [x["load"] for x in rows]
+                    print(f"| {name} | {row['batch']} | {wall:.1f} | {cpu:.1f} | {cpu / row['batch']:.1f} | {same} | "
+                          f"{min(loads):.2f}-{max(loads):.2f} |", flush=True)
+            prof = runs[-1][-1].get("profile")
             if prof:
                 print(f"\n# one sequence's step: {prof['aten_ms']:.1f} ms of op self time (profiler); "
                       f"the matrix-vector products alone over the model's {prof['weights_mb']:.0f} MB of fp32 "
