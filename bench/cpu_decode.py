@@ -14,10 +14,11 @@ git worktree, or a folder holding a loopls source tree) in the same run: the tre
 turns, `--rounds` times each (a fresh process each time), and a row is the median of the
 rounds' medians, with the range of the load average over its rounds.
 
-`--profile` adds the breakdown of one sequence's step (this tree only): torch.profiler's
-self CPU time of the heaviest ops, and a floor: the step's matrix-vector products alone
+`--profile` adds the breakdown of one sequence's step (every tree, in the last round):
+torch.profiler's self CPU time of the heaviest ops, and a floor: the step's matrix-vector products alone
 (every linear layer of both Loop passes and the LM head over the model's own weights, one
-token), which stream all fp32 weights from memory each step.
+token, then three rows as best-of-3's step has), which stream all fp32 weights from memory
+each step.
 """
 
 from __future__ import annotations
@@ -109,16 +110,19 @@ def _profile(core, step, model) -> dict:
     weights = [p for _ in range(max(model.config.loop_num, 1)) for layer in layers
                for name, p in layer.named_parameters() if p.dim() == 2 and "layernorm" not in name]
     weights.append(model.output_weight())
-    xs = {w.shape[1]: torch.randn(1, w.shape[1]) for w in weights}
-    times = []
-    with torch.inference_mode():
-        for _ in range(25):
-            began = time.thread_time()
-            for w in weights:
-                F.linear(xs[w.shape[1]], w)
-            times.append(time.thread_time() - began)
+    floor = {}
+    for rows in (1, 3):  # one sequence's step, and best-of-3's
+        xs = {w.shape[1]: torch.randn(rows, w.shape[1]) for w in weights}
+        times = []
+        with torch.inference_mode():
+            for _ in range(25):
+                began = time.thread_time()
+                for w in weights:
+                    F.linear(xs[w.shape[1]], w)
+                times.append(time.thread_time() - began)
+        floor[rows] = 1000 * statistics.median(times[5:])
     megabytes = sum(w.numel() * w.element_size() for w in weights) / 1e6
-    return {"top": top, "aten_ms": total, "gemv_ms": 1000 * statistics.median(times[5:]), "weights_mb": megabytes}
+    return {"top": top, "aten_ms": total, "gemv_ms": floor[1], "gemm3_ms": floor[3], "weights_mb": megabytes}
 
 
 def worker(args: argparse.Namespace) -> None:
@@ -185,8 +189,7 @@ def main() -> None:
             runs: list[list[dict]] = [[] for _ in trees]
             for r in range(args.rounds):
                 for i, (_, tree) in enumerate(trees):
-                    last = r == args.rounds - 1 and i == len(trees) - 1
-                    runs[i].append(run_tree(tree, args, args.profile and last))
+                    runs[i].append(run_tree(tree, args, args.profile and r == args.rounds - 1))
             first = [row["tokens"] for row in runs[0][0]["rows"]]
             for (name, _), tree_runs in zip(trees, runs):
                 for j, row in enumerate(tree_runs[0]["rows"]):
@@ -199,11 +202,13 @@ def main() -> None:
                     loads = [x["load"] for x in rows]
                     print(f"| {name} | {row['batch']} | {wall:.1f} | {cpu:.1f} | {cpu / row['batch']:.1f} | {same} | "
                           f"{min(loads):.2f}-{max(loads):.2f} |", flush=True)
-            prof = runs[-1][-1].get("profile")
-            if prof:
-                print(f"\n# one sequence's step: {prof['aten_ms']:.1f} ms of op self time (profiler); "
+            for (name, _), tree_runs in zip(trees, runs):
+                prof = tree_runs[-1].get("profile")
+                if not prof:
+                    continue
+                print(f"\n# {name}, one sequence's step: {prof['aten_ms']:.1f} ms of op self time (profiler); "
                       f"the matrix-vector products alone over the model's {prof['weights_mb']:.0f} MB of fp32 "
-                      f"weights: {prof['gemv_ms']:.1f} ms")
+                      f"weights: {prof['gemv_ms']:.1f} ms for one token, {prof['gemm3_ms']:.1f} ms for three rows")
                 print("| op | self CPU ms / step | calls / step |")
                 print("|---|---|---|")
                 for key, ms, calls in prof["top"]:

@@ -10,12 +10,7 @@ itself, 12 times per token for a 4-layer Loop model. Here, with the reference's 
   and only the blocks a query can see (the window's blocks for a sliding window);
 - a decode step (one query per sequence) gathers the blocks of every sequence with one
   `index_select` and uses no mask: its query sees every key gathered;
-- a prefill chunk keeps the reference's causal (and window) mask;
-- a decode step may pass `gathered`, a dict that lives for one forward: a gather is kept there
-  under its cache, table and key spans, and a later call over the same keys reuses it. A Loop
-  model's later loop attends globally over loop 0's cache of the same layer, whose keys did
-  not change since loop 0 gathered them (a later loop writes only its window blocks): one
-  gather of the three per layer and token saved, the same values, so the same bits.
+- a prefill chunk keeps the reference's causal (and window) mask.
 
 Each `scaled_dot_product_attention` call gets the reference's values with the reference's
 strides, one sequence at a time as in the reference (a call over a batch of sequences
@@ -45,7 +40,6 @@ def paged_attention(
     max_seq_len: int | None = None,  # launch hints of the GPU kernels; unused here
     num_splits: int | None = None,
     workspace: torch.Tensor | None = None,
-    gathered: dict | None = None,  # one forward's decode gathers, reused by equal calls
 ) -> torch.Tensor:  # [N, H, D]
     """Causal (optionally sliding-window) attention over a paged K/V cache (see reference.py)."""
     out = torch.empty_like(q) if out is None else out
@@ -54,7 +48,7 @@ def paged_attention(
     if not seqs:
         return out
     if all(hi - lo == 1 for _, lo, hi in seqs):
-        _decode(q, k_cache, v_cache, block_tables, lens, seqs, scale, window, out, gathered)
+        _decode(q, k_cache, v_cache, block_tables, lens, seqs, scale, window, out)
         return out
     for b, lo, hi in seqs:
         out[lo:hi] = _attend_chunk(q[lo:hi], k_cache, v_cache, block_tables[b], lens[b], scale, window)
@@ -80,10 +74,9 @@ def loop_attention(
     max_seq_len: int | None = None,
     num_splits: int | None = None,
     workspace: torch.Tensor | None = None,
-    gathered: dict | None = None,
 ) -> torch.Tensor:  # [N, H, D]
     """LoopAttention, g * global + (1 - g) * local (see reference.loop_attention)."""
-    glob = paged_attention(q, k_cache, v_cache, block_tables, cu_seqlens_q, seq_lens, scale, gathered=gathered)
+    glob = paged_attention(q, k_cache, v_cache, block_tables, cu_seqlens_q, seq_lens, scale)
     local = paged_attention(q, wk_cache, wv_cache, window_block_tables, cu_seqlens_q, seq_lens, scale, window)
     g = loop_gate(q, gate_weight, gate_bias)
     mixed = g * glob + (1 - g) * local
@@ -109,26 +102,15 @@ def _gather(cache: torch.Tensor, blocks: torch.Tensor) -> torch.Tensor:
 def _decode(
     q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, block_tables: torch.Tensor,
     lens: list[int], seqs: list[tuple[int, int, int]], scale: float, window: int, out: torch.Tensor,
-    gathered: dict | None = None,
 ) -> None:
     """One query per sequence: every gathered key is visible, so no mask (an all-true mask
-    gives the same bits). One gather for the batch (or the same call's earlier one, from
-    `gathered`), then one attention call per sequence: a batched call rounds differently
-    from the reference's per-sequence calls."""
+    gives the same bits). One gather for the batch, then one attention call per sequence:
+    a batched call rounds differently from the reference's per-sequence calls."""
     bs, kvh, d = k_cache.shape[1], k_cache.shape[2], k_cache.shape[3]
     spans = [_key_span(lens[b], lens[b] - 1, window, bs) for b, _, _ in seqs]
-    # The caches and the table by address (a layer's cache is a view of the pool), and which
-    # of the table's entries: equal keys mean the same blocks of the same tensors.
-    key = (k_cache.data_ptr(), v_cache.data_ptr(), block_tables.data_ptr(), tuple(b for b, _, _ in seqs),
-           tuple(spans))
-    kv = gathered.get(key) if gathered is not None else None
-    if kv is None:
-        parts = [block_tables[b, first:first + count] for (b, _, _), (first, count, _) in zip(seqs, spans)]
-        blocks = parts[0] if len(parts) == 1 else torch.cat(parts)
-        kv = _gather(k_cache, blocks), _gather(v_cache, blocks)  # [blocks * bs, KVH, D]
-        if gathered is not None:
-            gathered[key] = kv
-    k, v = kv
+    parts = [block_tables[b, first:first + count] for (b, _, _), (first, count, _) in zip(seqs, spans)]
+    blocks = parts[0] if len(parts) == 1 else torch.cat(parts)
+    k, v = _gather(k_cache, blocks), _gather(v_cache, blocks)  # [blocks * bs, KVH, D]
     h = q.shape[1]
     at = 0
     for (b, lo, _), (first, count, skip) in zip(seqs, spans):

@@ -14,8 +14,6 @@ Attention extras (keyword-only, accepted by the reference too):
   Default: 1 for prefill; for a decode step (one query per sequence) enough to fill the GPU.
 - `workspace`: a float32 buffer of at least `attention_workspace_numel(...)` elements for the
   split partials (allocated per call if omitted).
-- `gathered`: a dict that lives for one forward, where the CPU path keeps a decode step's
-  gathered keys for a later call over the same keys (cpu.py); the other paths ignore it.
 A decode step is CUDA-graph capturable when the caller fixes `num_splits` (or `max_seq_len`)
 and passes `out` and `workspace`: launch grids depend on shapes and these numbers only.
 """
@@ -99,14 +97,13 @@ def paged_attention(
     max_seq_len: int | None = None,
     num_splits: int | None = None,
     workspace: torch.Tensor | None = None,
-    gathered: dict | None = None,
 ) -> torch.Tensor:  # [N, H, D]
     """Causal (optionally sliding-window) attention over a paged K/V cache (see reference.py)."""
     check_attention(q, k_cache, v_cache, block_tables, cu_seqlens_q, seq_lens, window, out)
     impl = _kernel("paged_attention", q, k_cache, v_cache) or _plain_attention(q)
     return impl.paged_attention(
         q, k_cache, v_cache, block_tables, cu_seqlens_q, seq_lens, scale, window,
-        out=out, max_seq_len=max_seq_len, num_splits=num_splits, workspace=workspace, **_cpu_extras(impl, gathered),
+        out=out, max_seq_len=max_seq_len, num_splits=num_splits, workspace=workspace,
     )
 
 
@@ -129,7 +126,6 @@ def loop_attention(
     max_seq_len: int | None = None,
     num_splits: int | None = None,
     workspace: torch.Tensor | None = None,
-    gathered: dict | None = None,
 ) -> torch.Tensor:  # [N, H, D]
     """Fused LoopAttention: g * global + (1 - g) * local (see reference.loop_attention)."""
     check_attention(q, k_cache, v_cache, block_tables, cu_seqlens_q, seq_lens, window, out)
@@ -142,13 +138,8 @@ def loop_attention(
     return impl.loop_attention(
         q, k_cache, v_cache, block_tables, wk_cache, wv_cache, window_block_tables,
         cu_seqlens_q, seq_lens, scale, window, gate_weight, gate_bias,
-        out=out, max_seq_len=max_seq_len, num_splits=num_splits, workspace=workspace, **_cpu_extras(impl, gathered),
+        out=out, max_seq_len=max_seq_len, num_splits=num_splits, workspace=workspace,
     )
-
-
-def _cpu_extras(impl: ModuleType, gathered: dict | None) -> dict:
-    """The keywords only the CPU path takes."""
-    return {"gathered": gathered} if impl is cpu and gathered is not None else {}
 
 
 def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:

@@ -15,7 +15,7 @@ mixed per head by the gate.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol
 
 import torch
@@ -72,15 +72,10 @@ class PagedKV:
 
 @dataclass
 class PagedStore:
-    """A `PagedKV` plus one forward's metadata; window blocks share the pool's tensors.
-
-    A store lives for one forward, and so does `gathered`: on a CPU, the keys a decode
-    step's attention gathered, which a later loop's global attention over the same layer
-    reuses (kernels/cpu.py); None gathers every time."""
+    """A `PagedKV` plus one forward's metadata; window blocks share the pool's tensors."""
 
     kv: PagedKV
     meta: AttentionMetadata
-    gathered: dict | None = field(default_factory=dict)
 
     def caches(self, layer: int, loop: int) -> tuple[torch.Tensor, torch.Tensor]:
         return self.kv.k[layer], self.kv.v[layer]
@@ -100,18 +95,17 @@ def attend(
     """Write this layer's new K/V, then attend: causal over loop 0's cache for loop 0,
     LoopAttention (global + window + gate) for a later loop."""
     meta = store.meta
-    gathered = getattr(store, "gathered", None)  # a PagedStore's (the single-sequence KVCache has none)
     k_cache, v_cache = store.caches(layer, 0)
     if loop == 0:
         ops.write_kv(k_cache, v_cache, k, v, meta.slots)
         return ops.paged_attention(
-            q, k_cache, v_cache, meta.block_tables, meta.cu_seqlens_q, meta.seq_lens, scale, gathered=gathered
+            q, k_cache, v_cache, meta.block_tables, meta.cu_seqlens_q, meta.seq_lens, scale
         )
     wk_cache, wv_cache = store.caches(layer, loop)
     ops.write_kv(wk_cache, wv_cache, k, v, meta.window_slots[loop - 1])
     return ops.loop_attention(
         q, k_cache, v_cache, meta.block_tables, wk_cache, wv_cache, meta.window_tables[loop - 1],
-        meta.cu_seqlens_q, meta.seq_lens, scale, window, gate.weight, gate.bias, gathered=gathered,
+        meta.cu_seqlens_q, meta.seq_lens, scale, window, gate.weight, gate.bias,
     )
 
 
