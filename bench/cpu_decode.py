@@ -110,19 +110,26 @@ def _profile(core, step, model) -> dict:
     weights = [p for _ in range(max(model.config.loop_num, 1)) for layer in layers
                for name, p in layer.named_parameters() if p.dim() == 2 and "layernorm" not in name]
     weights.append(model.output_weight())
-    floor = {}
+    # The same products over transposed copies of the weights ([in, out], contiguous): another
+    # BLAS path, which rounds differently (the largest difference is printed), so not the
+    # engine's; what a layout change could gain.
+    transposed = [w.t().contiguous() for w in weights]
+    floor, differs = {}, {}
     for rows in (1, 3):  # one sequence's step, and best-of-3's
         xs = {w.shape[1]: torch.randn(rows, w.shape[1]) for w in weights}
-        times = []
+        runs = {"as loaded": lambda: [F.linear(xs[w.shape[1]], w) for w in weights],
+                "transposed": lambda: [xs[t.shape[0]] @ t for t in transposed]}
         with torch.inference_mode():
-            for _ in range(25):
-                began = time.thread_time()
-                for w in weights:
-                    F.linear(xs[w.shape[1]], w)
-                times.append(time.thread_time() - began)
-        floor[rows] = 1000 * statistics.median(times[5:])
+            for layout, run in runs.items():
+                times = []
+                for _ in range(25):
+                    began = time.thread_time()
+                    run()
+                    times.append(time.thread_time() - began)
+                floor[f"{layout}, {rows} row{'s' if rows > 1 else ''}"] = 1000 * statistics.median(times[5:])
+            differs[rows] = max((a - b).abs().max().item() for a, b in zip(runs["as loaded"](), runs["transposed"]()))
     megabytes = sum(w.numel() * w.element_size() for w in weights) / 1e6
-    return {"top": top, "aten_ms": total, "gemv_ms": floor[1], "gemm3_ms": floor[3], "weights_mb": megabytes}
+    return {"top": top, "aten_ms": total, "floor": floor, "differs": differs, "weights_mb": megabytes}
 
 
 def worker(args: argparse.Namespace) -> None:
@@ -207,8 +214,10 @@ def main() -> None:
                 if not prof:
                     continue
                 print(f"\n# {name}, one sequence's step: {prof['aten_ms']:.1f} ms of op self time (profiler); "
-                      f"the matrix-vector products alone over the model's {prof['weights_mb']:.0f} MB of fp32 "
-                      f"weights: {prof['gemv_ms']:.1f} ms for one token, {prof['gemm3_ms']:.1f} ms for three rows")
+                      f"the step's products alone over the model's {prof['weights_mb']:.0f} MB of fp32 weights (CPU ms): "
+                      + ", ".join(f"{k} {v:.1f}" for k, v in prof["floor"].items())
+                      + "; transposed vs as loaded, largest difference: "
+                      + ", ".join(f"{v:.1e} ({k} row{'s' if int(k) > 1 else ''})" for k, v in prof["differs"].items()))
                 print("| op | self CPU ms / step | calls / step |")
                 print("|---|---|---|")
                 for key, ms, calls in prof["top"]:
