@@ -1,6 +1,7 @@
 """The serving core's decode step on the CPU, per token, and where its time goes.
 
-    python bench/cpu_decode.py [--before COMMIT|PATH] [--rounds 3] [--model NAME] [--prompt 1000] [--steps 60] [--profile]
+    python bench/cpu_decode.py [--before COMMIT|PATH] [--rounds 3] [--transposed] [--model NAME] [--prompt 1000]
+                               [--steps 60] [--profile]
 
 Loads the model (fp32, one torch thread: as the language server's engine runs it) and drives
 the serving core directly: a ~1K-token prompt cut from loopls' own `context/*.py`, prefilled,
@@ -13,6 +14,10 @@ shared machine), and whether the greedy tokens equal the first tree's.
 git worktree, or a folder holding a loopls source tree) in the same run: the trees take
 turns, `--rounds` times each (a fresh process each time), and a row is the median of the
 rounds' medians, with the range of the load average over its rounds.
+
+`--transposed` adds rows of this tree with every linear layer and the LM head computed as
+`x @ W.T` over transposed, contiguous copies of the weights (`[in, out]`): another BLAS path,
+faster here, which rounds differently; the rows say whether the greedy tokens stay the same.
 
 `--profile` adds the breakdown of one sequence's step (every tree, in the last round):
 torch.profiler's self CPU time of the heaviest ops, and a floor: the step's matrix-vector products alone
@@ -46,7 +51,7 @@ def _use_tree(tree: str) -> None:
     sys.path.insert(0, tree)
 
 
-def measure(prompt_tokens: int, steps: int, model_name: str | None, profile: bool) -> dict:
+def measure(prompt_tokens: int, steps: int, model_name: str | None, profile: bool, transposed: bool) -> dict:
     """Run in a worker process over one tree: per batch, the step times and the tokens."""
     import torch
 
@@ -58,12 +63,15 @@ def measure(prompt_tokens: int, steps: int, model_name: str | None, profile: boo
 
     torch.set_num_threads(1)
     lm = load_checkpoint(resolve_model_name(model_name), device="cpu", dtype="float32")
+    head = _transpose(lm.model) if transposed else None
     text = "".join(p.read_text(encoding="utf-8") for p in sorted((ROOT / "context").glob("*.py")))
     prompt = lm.tokenizer.encode(text)[:prompt_tokens]
     out: dict = {"model": str(lm.path), "rows": []}
     for batch in (1, 3):
         core = EngineCore(lm.model, SchedulerConfig(num_blocks=512, block_size=16, num_speculative_tokens=0),
                           eos_ids=())
+        if head is not None:
+            core.runner.executor.gemm = head  # the LM head's product (vocab_parallel.shard_logits)
         params = SamplingParams(max_tokens=steps + 40, min_tokens=steps + 40)
         for i in range(batch):
             core.add(f"r{i}", prompt, params)
@@ -89,6 +97,35 @@ def measure(prompt_tokens: int, steps: int, model_name: str | None, profile: boo
         if profile and batch == 1:
             out["profile"] = _profile(core, step, lm.model)
     return out
+
+
+def _transpose(model):
+    """Every linear layer of the model as `x @ W.T` over a contiguous copy of `W.T`, and an
+    object the executor takes as its `gemm` for the LM head, likewise."""
+    import torch
+    from torch import nn
+
+    class Transposed(nn.Module):
+        def __init__(self, weight: torch.Tensor) -> None:
+            super().__init__()
+            self.weight_t = weight.detach().t().contiguous()
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x @ self.weight_t
+
+    for parent in list(model.model.layers.modules()):
+        for name, child in list(parent.named_children()):
+            if isinstance(child, nn.Linear) and child.bias is None:
+                setattr(parent, name, Transposed(child.weight))
+
+    class Head:
+        def __init__(self, weight: torch.Tensor) -> None:
+            self.weight_t = weight.detach().t().contiguous()
+
+        def linear(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+            return x @ self.weight_t
+
+    return Head(model.output_weight())
 
 
 def _profile(core, step, model) -> dict:
@@ -134,7 +171,7 @@ def _profile(core, step, model) -> dict:
 
 def worker(args: argparse.Namespace) -> None:
     _use_tree(args.tree)
-    print(json.dumps(measure(args.prompt, args.steps, args.model, args.profile)))
+    print(json.dumps(measure(args.prompt, args.steps, args.model, args.profile, args.transposed)))
 
 
 def source_tree(spec: str, work: Path) -> tuple[Path, str]:
@@ -154,9 +191,10 @@ def source_tree(spec: str, work: Path) -> tuple[Path, str]:
     return tree, label
 
 
-def run_tree(tree: Path, args: argparse.Namespace, profile: bool) -> dict:
+def run_tree(tree: Path, args: argparse.Namespace, profile: bool, transposed: bool = False) -> dict:
     cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", "--tree", str(tree), "--prompt",
            str(args.prompt), "--steps", str(args.steps)]
+    cmd += ["--transposed"] if transposed else []
     cmd += ["--model", args.model] if args.model else []
     cmd += ["--profile"] if profile else []
     done = subprocess.run(cmd, capture_output=True, text=True, check=True)
@@ -171,6 +209,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=60, help="decode steps timed per row")
     ap.add_argument("--rounds", type=int, default=3, help="turns of each tree (rows: the median)")
     ap.add_argument("--profile", action="store_true", help="where one sequence's step goes (this tree)")
+    ap.add_argument("--transposed", action="store_true", help="rows of this tree over transposed weight copies")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--tree", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -188,6 +227,8 @@ def main() -> None:
                 trees.append((f"before ({label})", tree))
             tree, _ = source_tree(str(ROOT), work)
             trees.append(("after (this tree)" if args.before else "this tree", tree))
+            if args.transposed:
+                trees.append(("this tree, transposed weights", tree))
             print(f"# {platform.node()}: {os.cpu_count()} CPUs, {platform.processor() or platform.machine()}; "
                   f"{time.strftime('%Y-%m-%d %H:%M %Z')}; fp32, one torch thread, prompt {args.prompt} tokens, "
                   f"{args.steps} decode steps per row (medians), no drafts", flush=True)
@@ -195,8 +236,9 @@ def main() -> None:
             print("|---|---|---|---|---|---|---|")
             runs: list[list[dict]] = [[] for _ in trees]
             for r in range(args.rounds):
-                for i, (_, tree) in enumerate(trees):
-                    runs[i].append(run_tree(tree, args, args.profile and r == args.rounds - 1))
+                for i, (name, tree) in enumerate(trees):
+                    flip = name.endswith("transposed weights")
+                    runs[i].append(run_tree(tree, args, args.profile and r == args.rounds - 1 and not flip, flip))
             first = [row["tokens"] for row in runs[0][0]["rows"]]
             for (name, _), tree_runs in zip(trees, runs):
                 for j, row in enumerate(tree_runs[0]["rows"]):
