@@ -1,0 +1,273 @@
+"""The serving core's decode step on the CPU, per token, and where its time goes.
+
+    python bench/cpu_decode.py [--before COMMIT|PATH] [--rounds 3] [--transposed] [--model NAME] [--prompt 1000]
+                               [--steps 60] [--profile]
+
+Loads the model (fp32, one torch thread: as the language server's engine runs it) and drives
+the serving core directly: a ~1K-token prompt cut from loopls' own `context/*.py`, prefilled,
+then plain decode steps (no prompt-lookup drafts, so every step is one token per sequence)
+for 1 sequence and for 3 sequences over the same prompt (what best-of-3 decodes). Rows: ms
+per step, CPU ms per step (the thread's time, which moves much less than the wall time on a
+shared machine), and whether the greedy tokens equal the first tree's.
+
+`--before` runs the same measurement on another tree (a commit, checked out in a temporary
+git worktree, or a folder holding a loopls source tree) in the same run: the trees take
+turns, `--rounds` times each (a fresh process each time), and a row is the median of the
+rounds' medians, with the range of the load average over its rounds.
+
+`--transposed` adds rows of this tree with every linear layer and the LM head computed as
+`x @ W.T` over transposed, contiguous copies of the weights (`[in, out]`): another BLAS path,
+faster here, which rounds differently; the rows say whether the greedy tokens stay the same.
+
+`--profile` adds the breakdown of one sequence's step (every tree, in the last round):
+torch.profiler's self CPU time of the heaviest ops, and a floor: the step's matrix-vector products alone
+(every linear layer of both Loop passes and the LM head over the model's own weights, one
+token, then three rows as best-of-3's step has), which stream all fp32 weights from memory
+each step.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGES = ("context", "engine", "kernels", "lsp")
+
+
+def _use_tree(tree: str) -> None:
+    """Import loopls from `tree` (a folder holding a `loopls` package), not the editable install."""
+    sys.meta_path[:] = [f for f in sys.meta_path if "editable" not in repr(f).lower()]
+    sys.path_hooks[:] = [h for h in sys.path_hooks if "editable" not in repr(h).lower()]
+    sys.path.insert(0, tree)
+
+
+def measure(prompt_tokens: int, steps: int, model_name: str | None, profile: bool, transposed: bool) -> dict:
+    """Run in a worker process over one tree: per batch, the step times and the tokens."""
+    import torch
+
+    from loopls.engine.model.loader import load_checkpoint
+    from loopls.engine.model.models import resolve_model_name
+    from loopls.engine.model.sampler import SamplingParams
+    from loopls.engine.serving.core import EngineCore
+    from loopls.engine.serving.scheduler import SchedulerConfig
+
+    torch.set_num_threads(1)
+    lm = load_checkpoint(resolve_model_name(model_name), device="cpu", dtype="float32")
+    head = _transpose(lm.model) if transposed else None
+    text = "".join(p.read_text(encoding="utf-8") for p in sorted((ROOT / "context").glob("*.py")))
+    prompt = lm.tokenizer.encode(text)[:prompt_tokens]
+    out: dict = {"model": str(lm.path), "rows": []}
+    for batch in (1, 3):
+        core = EngineCore(lm.model, SchedulerConfig(num_blocks=512, block_size=16, num_speculative_tokens=0),
+                          eos_ids=())
+        if head is not None:
+            core.runner.executor.gemm = head  # the LM head's product (vocab_parallel.shard_logits)
+        params = SamplingParams(max_tokens=steps + 40, min_tokens=steps + 40)
+        for i in range(batch):
+            core.add(f"r{i}", prompt, params)
+        tokens: dict[str, list[int]] = {}
+
+        def step() -> None:
+            for event in core.step():
+                tokens.setdefault(event.seq.request_id, []).extend(event.new_tokens)
+
+        while not tokens or any(len(tokens.get(f"r{i}", ())) < 2 for i in range(batch)):
+            step()  # the prefill, and the first decode step
+        wall, cpu = [], []
+        for _ in range(steps):
+            w, c = time.perf_counter(), time.thread_time()
+            step()
+            wall.append(time.perf_counter() - w)
+            cpu.append(time.thread_time() - c)
+        digest = hashlib.sha1(json.dumps([tokens[f"r{i}"] for i in range(batch)]).encode()).hexdigest()[:10]
+        out["rows"].append({
+            "batch": batch, "wall_ms": 1000 * statistics.median(wall), "cpu_ms": 1000 * statistics.median(cpu),
+            "tokens": digest, "load": os.getloadavg()[0],
+        })
+        if profile and batch == 1:
+            out["profile"] = _profile(core, step, lm.model)
+    return out
+
+
+def _transpose(model):
+    """Every linear layer of the model as `x @ W.T` over a contiguous copy of `W.T`, and an
+    object the executor takes as its `gemm` for the LM head, likewise."""
+    import torch
+    from torch import nn
+
+    class Transposed(nn.Module):
+        def __init__(self, weight: torch.Tensor) -> None:
+            super().__init__()
+            self.weight_t = weight.detach().t().contiguous()
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x @ self.weight_t
+
+    for parent in list(model.model.layers.modules()):
+        for name, child in list(parent.named_children()):
+            if isinstance(child, nn.Linear) and child.bias is None:
+                setattr(parent, name, Transposed(child.weight))
+
+    class Head:
+        def __init__(self, weight: torch.Tensor) -> None:
+            self.weight_t = weight.detach().t().contiguous()
+
+        def linear(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+            return x @ self.weight_t
+
+    return Head(model.output_weight())
+
+
+def _profile(core, step, model) -> dict:
+    import torch
+    import torch.nn.functional as F
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+
+    n = 20
+    with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(n):
+            step()
+    ops = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
+    top = [(e.key, e.self_cpu_time_total / 1000 / n, e.count / n) for e in ops[:8]]
+    total = sum(e.self_cpu_time_total for e in ops) / 1000 / n
+    # The floor: the step's matrix-vector products alone, over the model's weights in the
+    # order a decode step reads them (each layer twice for a Loop model, then the LM head).
+    layers = model.model.layers
+    weights = [p for _ in range(max(model.config.loop_num, 1)) for layer in layers
+               for name, p in layer.named_parameters() if p.dim() == 2 and "layernorm" not in name]
+    weights.append(model.output_weight())
+    # The same products over transposed copies of the weights ([in, out], contiguous): another
+    # BLAS path, which rounds differently (the largest difference is printed), so not the
+    # engine's; what a layout change could gain.
+    transposed = [w.t().contiguous() for w in weights]
+    floor, differs = {}, {}
+    for rows in (1, 3):  # one sequence's step, and best-of-3's
+        xs = {w.shape[1]: torch.randn(rows, w.shape[1]) for w in weights}
+        runs = {"as loaded": lambda: [F.linear(xs[w.shape[1]], w) for w in weights],
+                "transposed": lambda: [xs[t.shape[0]] @ t for t in transposed]}
+        with torch.inference_mode():
+            for layout, run in runs.items():
+                times = []
+                for _ in range(25):
+                    began = time.thread_time()
+                    run()
+                    times.append(time.thread_time() - began)
+                floor[f"{layout}, {rows} row{'s' if rows > 1 else ''}"] = 1000 * statistics.median(times[5:])
+            differs[rows] = max((a - b).abs().max().item() for a, b in zip(runs["as loaded"](), runs["transposed"]()))
+    megabytes = sum(w.numel() * w.element_size() for w in weights) / 1e6
+    return {"top": top, "aten_ms": total, "floor": floor, "differs": differs, "weights_mb": megabytes}
+
+
+def worker(args: argparse.Namespace) -> None:
+    _use_tree(args.tree)
+    print(json.dumps(measure(args.prompt, args.steps, args.model, args.profile, args.transposed)))
+
+
+def source_tree(spec: str, work: Path) -> tuple[Path, str]:
+    """A folder with a `loopls` package made of links to the tree's folders (a commit is
+    checked out in a git worktree under `work` first)."""
+    path = Path(spec)
+    label = spec
+    if not (path / "engine").is_dir():
+        path = work / "before-worktree"
+        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", "-q", str(path), spec], check=True)
+        label = subprocess.run(["git", "-C", str(path), "rev-parse", "--short", "HEAD"], capture_output=True,
+                               text=True, check=True).stdout.strip()
+    tree = work / f"tree-{len(list(work.glob('tree-*')))}"
+    (tree / "loopls").mkdir(parents=True)
+    for package in PACKAGES:
+        (tree / "loopls" / package).symlink_to(path.resolve() / package)
+    return tree, label
+
+
+def run_tree(tree: Path, args: argparse.Namespace, profile: bool, transposed: bool = False) -> dict:
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", "--tree", str(tree), "--prompt",
+           str(args.prompt), "--steps", str(args.steps)]
+    cmd += ["--transposed"] if transposed else []
+    cmd += ["--model", args.model] if args.model else []
+    cmd += ["--profile"] if profile else []
+    done = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--before", help="a commit or a folder with a loopls source tree, measured first")
+    ap.add_argument("--model", default=None, help="default: the shipped default model")
+    ap.add_argument("--prompt", type=int, default=1000, help="prompt tokens")
+    ap.add_argument("--steps", type=int, default=60, help="decode steps timed per row")
+    ap.add_argument("--rounds", type=int, default=3, help="turns of each tree (rows: the median)")
+    ap.add_argument("--profile", action="store_true", help="where one sequence's step goes (this tree)")
+    ap.add_argument("--transposed", action="store_true", help="rows of this tree over transposed weight copies")
+    ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--tree", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.worker:
+        worker(args)
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        trees = []
+        worktree = None
+        try:
+            if args.before:
+                tree, label = source_tree(args.before, work)
+                worktree = work / "before-worktree" if (work / "before-worktree").exists() else None
+                trees.append((f"before ({label})", tree))
+            tree, _ = source_tree(str(ROOT), work)
+            trees.append(("after (this tree)" if args.before else "this tree", tree))
+            if args.transposed:
+                trees.append(("this tree, transposed weights", tree))
+            print(f"# {platform.node()}: {os.cpu_count()} CPUs, {platform.processor() or platform.machine()}; "
+                  f"{time.strftime('%Y-%m-%d %H:%M %Z')}; fp32, one torch thread, prompt {args.prompt} tokens, "
+                  f"{args.steps} decode steps per row (medians), no drafts", flush=True)
+            print("| tree | sequences | ms / step | CPU ms / step | CPU ms / token | greedy tokens | load |")
+            print("|---|---|---|---|---|---|---|")
+            runs: list[list[dict]] = [[] for _ in trees]
+            for r in range(args.rounds):
+                for i, (name, tree) in enumerate(trees):
+                    flip = name.endswith("transposed weights")
+                    runs[i].append(run_tree(tree, args, args.profile and r == args.rounds - 1 and not flip, flip))
+            first = [row["tokens"] for row in runs[0][0]["rows"]]
+            for (name, _), tree_runs in zip(trees, runs):
+                for j, row in enumerate(tree_runs[0]["rows"]):
+                    rows = [run["rows"][j] for run in tree_runs]
+                    wall = statistics.median(x["wall_ms"] for x in rows)
+                    cpu = statistics.median(x["cpu_ms"] for x in rows)
+                    digests = {x["tokens"] for x in rows}
+                    same = ("= before" if digests == {first[j]} else f"DIFFER ({', '.join(sorted(digests))})") \
+                        if tree_runs is not runs[0] else ", ".join(sorted(digests))
+                    loads = [x["load"] for x in rows]
+                    print(f"| {name} | {row['batch']} | {wall:.1f} | {cpu:.1f} | {cpu / row['batch']:.1f} | {same} | "
+                          f"{min(loads):.2f}-{max(loads):.2f} |", flush=True)
+            for (name, _), tree_runs in zip(trees, runs):
+                prof = tree_runs[-1].get("profile")
+                if not prof:
+                    continue
+                print(f"\n# {name}, one sequence's step: {prof['aten_ms']:.1f} ms of op self time (profiler); "
+                      f"the step's products alone over the model's {prof['weights_mb']:.0f} MB of fp32 weights (CPU ms): "
+                      + ", ".join(f"{k} {v:.1f}" for k, v in prof["floor"].items())
+                      + "; transposed vs as loaded, largest difference: "
+                      + ", ".join(f"{v:.1e} ({k} row{'s' if int(k) > 1 else ''})" for k, v in prof["differs"].items()))
+                print("| op | self CPU ms / step | calls / step |")
+                print("|---|---|---|")
+                for key, ms, calls in prof["top"]:
+                    print(f"| {key} | {ms:.2f} | {calls:.0f} |")
+        finally:
+            if worktree is not None:
+                subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(worktree)], check=False)
+
+
+if __name__ == "__main__":
+    main()
