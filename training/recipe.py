@@ -41,16 +41,20 @@ class Recipe:
     long_len: int = 8192
     long_share: float = 0.15  # of the pretraining time, at long_len (the 8K prompts loopls packs)
     # of all the time: completions in the server's layout, loss on the middles only, re-warmed to
-    # fim_lr, in two stretches of one cosine. First rows of long_len with prompts of every budget
-    # up to 8K (the shipped weights' completion rows), then rows of short_len with prompts up to
-    # the server's default budget (2K, completion.contextTokens): the loss is on the middles
-    # only, so a step's worth of them grows as prompts shrink (2.6x as many middle tokens a
-    # second), which lifted line edit similarity at 2K by 0.05-0.06 in the fourth retrain; that
-    # retrain had 2K rows only and its completions from 8K prompts collapsed (edit similarity
-    # 0.09 against 0.30). With 40% on 8K rows (the fifth retrain): 0.25 at 8K, +0.035-0.038 at
-    # 2K (docs/default-model.md). Both graphs are the pretraining phases', compiled once.
-    fim_share: float = 0.3
-    fim_long_share: float = 0.4  # of the completion time, on long_len rows
+    # fim_lr, in two stretches of one cosine. First rows of short_len with prompts up to the
+    # server's default budget (2K, completion.contextTokens): the loss is on the middles only, so
+    # a step's worth of them grows as prompts shrink (2.6x as many middle tokens a second); 30% of
+    # the run on them lifted line edit similarity at 2K by 0.056 and exact match by 2.4 points in
+    # the fourth retrain, whose completions from 8K prompts then collapsed (edit similarity 0.09
+    # against 0.30). Then rows of long_len with prompts of every budget up to 8K, last, since what
+    # the cosine ends on is what stays: the fifth retrain ran them first and its 2K stretch, which
+    # trains positions below 2,048 only, wore the 8K completions down again (0.25), while 8K rows
+    # hold 2K prompts too (5 of 8 budget draws) and so train both. Measured (the sixth retrain,
+    # 40% of a shortened run): 0.275 at 8K against the shipped 0.303, but the fourth's 2K gains
+    # did not come back (+0.010-0.013, exact match not higher; docs/default-model.md). Both
+    # graphs are the pretraining phases', compiled once.
+    fim_share: float = 0.4
+    fim_long_share: float = 0.25  # of the completion time, on long_len rows, at its end
     fim_lr: float = 1e-3
     fim_warmup_steps: int = 30
     fim_len: int = 2048

@@ -100,8 +100,8 @@ class Phase:
 def phases(recipe: Recipe, names: tuple[str, ...] = ("short", "long", "fim")) -> list[Phase]:
     """The recipe's phases: pretraining on short rows, then long rows (one cosine across
     both), then the completion phase on the server's FIM layout with loss on the middles only
-    (its own, lower cosine), in two stretches: "fim-long" on long rows, then "fim" on the
-    server's 2K prompts (`Recipe.fim_long_share`; none on long rows when it is 0). `names`
+    (its own, lower cosine), in two stretches: "fim" on the server's 2K prompts, then
+    "fim-long" on long rows (`Recipe.fim_long_share`; none on long rows when it is 0). `names`
     picks some, e.g. ("fim",) to continue a checkpoint; "fim" names both stretches."""
     floor = recipe.lr * recipe.min_lr_ratio
     cut = 1 - recipe.long_share
@@ -112,12 +112,12 @@ def phases(recipe: Recipe, names: tuple[str, ...] = ("short", "long", "fim")) ->
                                          (0.0, cut), recipe.warmup_steps))],
         "long": [(pretrain * recipe.long_share, Phase("long", recipe.long_len, recipe.long_budgets, 0.0, recipe.lr,
                                                       floor, (cut, 1.0), 0))],
-        "fim": [(recipe.fim_share * split, Phase("fim-long", recipe.long_len, recipe.fim_long_budgets, 0.0,
-                                                 recipe.fim_lr, floor, (0.0, split), recipe.fim_warmup_steps,
-                                                 FIM_ONLY, True, group="fim"))] * (split > 0)
-               + [(recipe.fim_share * (1 - split), Phase("fim", recipe.fim_len, recipe.fim_budgets, 0.0, recipe.fim_lr,
-                                                         floor, (split, 1.0), 0 if split > 0 else recipe.fim_warmup_steps,
-                                                         FIM_ONLY, True))],
+        "fim": [(recipe.fim_share * (1 - split), Phase("fim", recipe.fim_len, recipe.fim_budgets, 0.0, recipe.fim_lr,
+                                                       floor, (0.0, 1 - split), recipe.fim_warmup_steps,
+                                                       FIM_ONLY, True))]
+               + [(recipe.fim_share * split, Phase("fim-long", recipe.long_len, recipe.fim_long_budgets, 0.0,
+                                                   recipe.fim_lr, floor, (1 - split, 1.0), 0,
+                                                   FIM_ONLY, True, group="fim"))] * (split > 0),
     }
     chosen = [item for n in names for item in every[n]]
     total = sum(share for share, _ in chosen)

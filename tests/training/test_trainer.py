@@ -14,21 +14,22 @@ from training.trainer import init_weights, phases
 
 def test_phases_share_the_time_and_one_cosine_runs_through_pretraining() -> None:
     plan = phases(SMALL)
-    assert [p.name for p in plan] == ["short", "long", "fim-long", "fim"]
+    assert [p.name for p in plan] == ["short", "long", "fim", "fim-long"]
     assert [p.group for p in plan] == ["short", "long", "fim", "fim"]  # what --phases and --compile name
     assert sum(p.seconds for p in plan) == pytest.approx(SMALL.train_seconds)
     assert plan[2].seconds + plan[3].seconds == pytest.approx(SMALL.train_seconds * SMALL.fim_share)
-    assert plan[2].seconds == pytest.approx(SMALL.train_seconds * SMALL.fim_share * SMALL.fim_long_share)
-    short, long, fim_long, fim = plan
-    assert (fim_long.length, fim.length) == (SMALL.long_len, SMALL.fim_len)
-    short.steps, long.steps, fim_long.steps, fim.steps = 1000, 200, 120, 300
+    assert plan[3].seconds == pytest.approx(SMALL.train_seconds * SMALL.fim_share * SMALL.fim_long_share)
+    short, long, fim, fim_long = plan
+    assert (fim.length, fim_long.length) == (SMALL.fim_len, SMALL.long_len)
+    short.steps, long.steps, fim.steps, fim_long.steps = 1000, 200, 300, 120
     assert short.learning_rate(0) == pytest.approx(SMALL.lr / SMALL.warmup_steps)
     assert short.learning_rate(SMALL.warmup_steps) == pytest.approx(SMALL.lr, rel=0.03)
     assert short.learning_rate(1000) == pytest.approx(long.learning_rate(0))  # no jump between phases
     assert long.learning_rate(200) == pytest.approx(SMALL.lr * SMALL.min_lr_ratio)
-    assert fim_long.learning_rate(SMALL.fim_warmup_steps) == pytest.approx(SMALL.fim_lr, rel=0.03)
-    assert fim_long.learning_rate(120) == pytest.approx(fim.learning_rate(0))  # one cosine, no second warm-up
-    assert fim.learning_rate(300) == pytest.approx(SMALL.lr * SMALL.min_lr_ratio)
+    assert fim.learning_rate(SMALL.fim_warmup_steps) == pytest.approx(SMALL.fim_lr, rel=0.03)
+    assert fim.learning_rate(300) == pytest.approx(fim_long.learning_rate(0))  # one cosine, no second warm-up
+    assert fim_long.learning_rate(0) < SMALL.fim_lr  # the 8K rows come in the cosine's tail, where it ends
+    assert fim_long.learning_rate(120) == pytest.approx(SMALL.lr * SMALL.min_lr_ratio)
     assert fim.middle_only and fim_long.middle_only and not short.middle_only
 
 
@@ -40,7 +41,7 @@ def test_completion_on_2k_rows_alone_when_no_share_goes_to_long_rows() -> None:
 
 def test_a_continuation_gets_the_time_of_its_phases_alone() -> None:
     plan = phases(dataclasses.replace(SMALL, train_seconds=75.0), ("fim",))
-    assert [p.name for p in plan] == ["fim-long", "fim"]
+    assert [p.name for p in plan] == ["fim", "fim-long"]
     assert sum(p.seconds for p in plan) == pytest.approx(75.0)
 
 
