@@ -41,7 +41,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("context", "engine", "kernels", "lsp")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from lsp_latency import source_tree  # noqa: E402 - the benches' one way to check out a tree
 
 
 def _use_tree(tree: str) -> None:
@@ -172,23 +173,6 @@ def _profile(core, step, model) -> dict:
 def worker(args: argparse.Namespace) -> None:
     _use_tree(args.tree)
     print(json.dumps(measure(args.prompt, args.steps, args.model, args.profile, args.transposed)))
-
-
-def source_tree(spec: str, work: Path) -> tuple[Path, str]:
-    """A folder with a `loopls` package made of links to the tree's folders (a commit is
-    checked out in a git worktree under `work` first)."""
-    path = Path(spec)
-    label = spec
-    if not (path / "engine").is_dir():
-        path = work / "before-worktree"
-        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", "-q", str(path), spec], check=True)
-        label = subprocess.run(["git", "-C", str(path), "rev-parse", "--short", "HEAD"], capture_output=True,
-                               text=True, check=True).stdout.strip()
-    tree = work / f"tree-{len(list(work.glob('tree-*')))}"
-    (tree / "loopls").mkdir(parents=True)
-    for package in PACKAGES:
-        (tree / "loopls" / package).symlink_to(path.resolve() / package)
-    return tree, label
 
 
 def run_tree(tree: Path, args: argparse.Namespace, profile: bool, transposed: bool = False) -> dict:
