@@ -13,8 +13,9 @@ cursor, and returns suggestions or None:
 4. The prompt is built on the prepare thread while the debounce runs (for a keystroke on
    the line of the previous one, only in its last part: `prompt_clock.py`), by `prompts.py`:
    the context engine's packed prompt when the project is indexed, else the buffer's own
-   FIM window; redacted either way and checked once more, decoded, before it is sent. The part before the cursor's line is prefilled into the engine's
-   prefix cache once per line (a warm-up), so the request after the pause computes little;
+   FIM window; redacted either way and checked once more, decoded, before it is sent. The
+   part before the cursor's line is prefilled into the engine's prefix cache once per line
+   (a warm-up), so the request after the pause computes little;
    a request waits for a warm-up still running instead of computing the same tokens again.
    On a CPU a new line's warm-up takes a second or more, and a pause often ends sooner: an
    automatic request whose full prompt is not warm yet is answered from a short prompt
