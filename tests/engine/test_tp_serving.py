@@ -104,7 +104,10 @@ def test_unseeded_sampling_is_drawn_alike_on_every_rank(folders) -> None:
         ids = torch.tensor([prompt + tokens[:-1]])
         cache = KVCache.for_model(lm.model, 1, ids.shape[1], torch.float32, lm.device)
         want = lm.model(ids, cache)[0, len(prompt) - 1 :]
-        torch.testing.assert_close(rows[: len(tokens)], want, rtol=0, atol=1e-4)
+        got_rows = rows[: len(tokens)]
+        banned = ~torch.isfinite(got_rows)  # the stop ids `min_tokens` bans at the first position only
+        assert not banned[1:].any() and int(banned[0].sum()) <= 8  # a few stop ids, nothing else
+        torch.testing.assert_close(got_rows[~banned], want[~banned], rtol=0, atol=1e-4)
     assert len({tuple(t) for t in got["tokens"]}) == 3
 
 

@@ -95,8 +95,10 @@ def drive_unseeded(session, prompts: list[list[int]]) -> dict:
                 rows.setdefault(item.seq.request_id, []).append(out[first + count - 1].float().cpu().clone())
 
     core.runner.record = recording
-    params = [SamplingParams(max_tokens=10, temperature=1.0), SamplingParams(max_tokens=10, temperature=0.7, top_k=30),
-              SamplingParams(max_tokens=10, temperature=1.2, top_p=0.8)]
+    # min_tokens: an unseeded draw of a stop token first would leave a request nothing to compare
+    params = [SamplingParams(max_tokens=10, min_tokens=1, temperature=1.0),
+              SamplingParams(max_tokens=10, min_tokens=1, temperature=0.7, top_k=30),
+              SamplingParams(max_tokens=10, min_tokens=1, temperature=1.2, top_p=0.8)]
     seqs = [core.add(f"u{i}", p, params[i % len(params)]) for i, p in enumerate(prompts)]
     while core.has_work:
         core.step()
