@@ -46,15 +46,17 @@ class Recipe:
     # a step's worth of them grows as prompts shrink (2.6x as many middle tokens a second); 30% of
     # the run on them lifted line edit similarity at 2K by 0.056 and exact match by 2.4 points in
     # the fourth retrain, whose completions from 8K prompts then collapsed (edit similarity 0.09
-    # against 0.30). Then rows of long_len with prompts of every budget up to 8K, last, since what
-    # the cosine ends on is what stays: the fifth retrain ran them first and its 2K stretch, which
-    # trains positions below 2,048 only, wore the 8K completions down again (0.25), while 8K rows
-    # hold 2K prompts too (5 of 8 budget draws) and so train both. Measured (the sixth retrain,
-    # 40% of a shortened run): 0.275 at 8K against the shipped 0.303, but the fourth's 2K gains
-    # did not come back (+0.010-0.013, exact match not higher; docs/default-model.md). Both
-    # graphs are the pretraining phases', compiled once.
-    fim_share: float = 0.4
-    fim_long_share: float = 0.25  # of the completion time, on long_len rows, at its end
+    # against 0.30). Then a short stretch of long_len rows with prompts of every budget up to 8K,
+    # last, since what the cosine ends on is what stays (8K rows hold 2K prompts too: 5 of 8
+    # budget draws). The sixth retrain ended on such rows (a quarter of a 40% phase) and kept its
+    # 8K completions (0.275 against the shipped 0.303) but lost the fourth's 2K gains, with a
+    # quarter less pretraining; the fifth ran them first and its 2K stretch wore them down (0.25).
+    # So the fourth's share of the run (30%, pretraining as long as the fourth's) and a fifth of
+    # it on 8K rows at the end (docs/default-model.md, "A seventh retrain"). Both graphs are the
+    # pretraining phases', compiled once.
+    fim_share: float = 0.3
+    fim_long_share: float = 0.2  # of the completion time, on long_len rows, at its end
+    # the completion phase's peak, re-warmed from pretraining's floor (lr * min_lr_ratio, 3e-4)
     fim_lr: float = 1e-3
     fim_warmup_steps: int = 30
     fim_len: int = 2048
