@@ -1,7 +1,8 @@
 """`python -m training run OUT` (the whole pipeline) and `python -m training snapshot FILE`.
 
     python -m training run OUT [--tiny] [--seed 0] [--snapshot FILE ...] [--phases short,long,fim]
-        [--steps N1,N2,N3] [--init CHECKPOINT] [--seconds S] [--deadline S] [--compile [PHASES]]
+        [--steps N1,N2,N3,N4] [--init CHECKPOINT] [--seconds S] [--deadline S] [--compile [PHASES]]
+        [--fim-lr LR]
     python -m training snapshot FILE [--tiny]
 
 Run from the repository root (the folder holding training/). See docs/default-model.md.
@@ -48,6 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--compile", nargs="?", const=("short", "long", "fim"), type=_phases, default=(),
                    help="torch.compile the training forward of these phases (GPU only; default: all)")
     r.add_argument("--machine", default="gpu", help="label of this machine in the manifest")
+    r.add_argument("--fim-lr", type=float, help="peak learning rate of the completion phase (default: the recipe's)")
     s = sub.add_parser("snapshot", help="this machine's share of the corpus, to carry to the training machine")
     s.add_argument("file", type=Path)
     s.add_argument("--machine", default="cpu")
@@ -66,6 +68,8 @@ def main(argv: list[str] | None = None) -> int:
         recipe = dataclasses.replace(recipe, train_seconds=args.seconds)
     if args.compile:
         recipe = dataclasses.replace(recipe, compile=args.compile)
+    if args.fim_lr is not None:
+        recipe = dataclasses.replace(recipe, fim_lr=args.fim_lr)
     start = time.perf_counter()
     deadline = start + args.deadline if args.deadline else None
     run(args.out, recipe, args.seed, args.workers, args.machine, args.snapshot, args.device,

@@ -46,16 +46,24 @@ class Recipe:
     # a step's worth of them grows as prompts shrink (2.6x as many middle tokens a second); 30% of
     # the run on them lifted line edit similarity at 2K by 0.056 and exact match by 2.4 points in
     # the fourth retrain, whose completions from 8K prompts then collapsed (edit similarity 0.09
-    # against 0.30). Then rows of long_len with prompts of every budget up to 8K, last, since what
-    # the cosine ends on is what stays: the fifth retrain ran them first and its 2K stretch, which
-    # trains positions below 2,048 only, wore the 8K completions down again (0.25), while 8K rows
-    # hold 2K prompts too (5 of 8 budget draws) and so train both. Measured (the sixth retrain,
-    # 40% of a shortened run): 0.275 at 8K against the shipped 0.303, but the fourth's 2K gains
-    # did not come back (+0.010-0.013, exact match not higher; docs/default-model.md). Both
-    # graphs are the pretraining phases', compiled once.
-    fim_share: float = 0.4
-    fim_long_share: float = 0.25  # of the completion time, on long_len rows, at its end
-    fim_lr: float = 1e-3
+    # against 0.30). Then a short stretch of long_len rows with prompts of every budget up to 8K,
+    # last, since what the cosine ends on is what stays (8K rows hold 2K prompts too: 5 of 8
+    # budget draws). The sixth retrain ended on such rows (a quarter of a 40% phase) and kept its
+    # 8K completions (0.275 against the shipped 0.303) but lost the fourth's 2K gains, with a
+    # quarter less pretraining; the fifth ran them first and its 2K stretch wore them down (0.25).
+    # So the fourth's share of the run (30%, pretraining as long as the fourth's) and a fifth of
+    # it on 8K rows at the end: measured in the seventh retrain (docs/default-model.md), its 2K
+    # stretch alone collapsed the 8K completions again (edit similarity 0.09) and the 123 steps
+    # of 8K rows at the end brought them back (0.35 against the shipped 0.30), keeping the 2K
+    # gains. Both graphs are the pretraining phases', compiled once.
+    fim_share: float = 0.3
+    fim_long_share: float = 0.2  # of the completion time, on long_len rows, at its end
+    # the completion phase's peak, re-warmed from pretraining's floor (lr * min_lr_ratio, 3e-4).
+    # 5e-4 rather than the fourth's 1e-3: in the seventh retrain both lifted line completions at
+    # 2K alike (1e-3 minus 5e-4: +1.0 +- 1.5 points, +0.015 +- 0.015 edit similarity, within the
+    # noise), but 1e-3 lost more of the 8K block completions (-0.101 +- 0.040 against the shipped
+    # weights, -0.069 +- 0.042 at 5e-4), so 5e-4 passed the shipping rule and was shipped.
+    fim_lr: float = 5e-4
     fim_warmup_steps: int = 30
     fim_len: int = 2048
     short_budgets: tuple[int, ...] = (384, 768, 1024, 1536, 2048, 2048)

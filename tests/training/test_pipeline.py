@@ -63,6 +63,10 @@ def test_same_seed_same_weights_with_other_worker_counts(trained, tmp_path: Path
 
 def test_continuing_a_checkpoint_runs_only_the_chosen_phase(trained, tmp_path: Path) -> None:
     out, _ = trained
-    log = _train(tmp_path / "fim", "--init", str(out), "--phases", "fim", "--steps", "2,2", "--workers", "0")
+    log = _train(tmp_path / "fim", "--init", str(out), "--phases", "fim", "--steps", "2,2", "--workers", "0",
+                 "--fim-lr", "2e-3")
     assert [r["phase"] for r in log if r.get("event") == "phase done"] == ["fim", "fim-long"]
+    # --fim-lr sets the completion phase's peak (its first steps warm up towards it)
+    assert [r["recipe"]["fim_lr"] for r in log if r.get("stage") == "model"] == [2e-3]
+    assert SMALL.fim_lr < max(r["lr"] for r in log if "loss" in r) <= 2e-3
     assert (tmp_path / "fim" / "tokenizer.json").read_bytes() == (out / "tokenizer.json").read_bytes()
