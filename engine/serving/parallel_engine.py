@@ -73,7 +73,8 @@ class ParallelEngine(RequestFrontend):
         self._thread.start()
 
     def shutdown(self, timeout: float = 30.0) -> None:
-        """Stop the workers; live requests end as cancelled."""
+        """Stop the workers (killed if they have not stopped within `timeout` seconds); live
+        requests end as cancelled."""
         if self._thread is None:
             return
         self._stopping.set()
@@ -85,6 +86,10 @@ class ParallelEngine(RequestFrontend):
             except WorkerDied:
                 pass
         self._thread.join(timeout)
+        if self._thread.is_alive() and group is not None:  # stuck (or stopped by a signal)
+            log.error("%s did not stop within %.0f s; killing it", self.workers, timeout)
+            group.abort()  # the reader sees the exit and ends
+            self._thread.join(timeout)
         self._thread = None
 
     async def __aenter__(self) -> ParallelEngine:

@@ -129,6 +129,13 @@ class WorkerGroup:
             proc.join(max(deadline - time.monotonic(), 0.1))
         self.kill()
 
+    def abort(self) -> None:
+        """Kill every process now, from any thread; the thread reading the group sees them
+        exit (`recv` raises WorkerDied) and cleans up."""
+        for proc in self.procs:
+            if proc.is_alive():
+                proc.kill()
+
     def kill(self) -> None:
         for proc in self.procs:
             if proc.is_alive():

@@ -4,7 +4,8 @@ the same tokens, log-probabilities, finish reasons and prefix-cache hits for war
 greedy requests with speculative drafts, seeded sampling, best-of-k, `min_tokens`, stop ids
 and stop strings; cancelling and superseding end requests the same way, over-long requests
 are refused in the caller's thread, and the status counters are all there. A killed engine
-process fails the requests it held with a clear error and is restarted."""
+process fails the requests it held with a clear error and is restarted; one that does not stop
+when asked is killed."""
 
 from __future__ import annotations
 
@@ -125,6 +126,11 @@ async def test_a_killed_engine_process_fails_its_requests_and_the_next_runs_on_a
         out = await backend.submit(_prompt(30, 30), SamplingParams(max_tokens=8)).result()
         assert out.token_ids == expected and engine.pids != [pid]
         assert backend.stats()["worker_restarts"] == 1
+
+        (stuck,) = engine.pids
+        os.kill(stuck, signal.SIGSTOP)  # it cannot answer "stop": shutting down kills it
+        await asyncio.to_thread(engine.shutdown, 2.0)
+        assert engine.pids == [] and not os.path.exists(f"/proc/{stuck}")
     finally:
         await asyncio.to_thread(backend.shutdown)
     assert engine.pids == []
