@@ -106,7 +106,8 @@ def cpu_threads() -> int:
     at least one. The engine shares the machine with the language server's other threads
     (event loop, prompt building, indexing) and the editor, and OpenMP threads spin-wait for
     each other: on two busy cores, two threads made a decode step of the default model ten
-    times slower than one (docs/benchmarks.md)."""
+    times slower than one; in an engine process of its own, beside one busy core, twice as
+    slow (docs/benchmarks.md)."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     return max(1, cores // 2)
 

@@ -145,6 +145,8 @@ class ParallelEngine(RequestFrontend):
             group.kill()
             raise
         self.info = message[1]
+        with self._lock:
+            self._stats = dict(self.info.get("stats") or {})  # a new core's, until its first step
         cfg = self.model_config
         loops = cfg.loop_num - 1 if cfg.is_loop else 0
         keep = max(cfg.loop_window_size - 1, 0) if loops else 0

@@ -156,7 +156,8 @@ def lead(state: RankState, group: RankGroup, spec: WorkerSpec, to_main: Connecti
     # a failed step fails only its requests).
     core = EngineCore(model, config, eos_ids, decode, group=group if spec.world > 1 else None)
     info = {"config": config, "pool": pool, "all_reduce": running, "all_reduce_error": why,
-            "graphs": core.runner.graphs is not None, "world": spec.world, "device": str(state.device)}
+            "graphs": core.runner.graphs is not None, "world": spec.world, "device": str(state.device),
+            "stats": core.stats()}
     try:
         if spec.driver is not None:
             session = LeaderSession(core, group, spec, info, eos_ids)

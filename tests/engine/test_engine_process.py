@@ -77,12 +77,13 @@ async def _cancelling(backend) -> dict:
 
 @pytest.mark.timeout(240)
 def test_the_engine_process_serves_what_the_engine_thread_serves(folder) -> None:
-    results, cancels, engines = {}, {}, {}
+    results, cancels, engines, idle = {}, {}, {}, {}
     for own_process in (False, True):
         backend = load_backend(BackendConfig(model=folder, device="cpu", context_tokens=256,
                                              engine_process=own_process))
         try:
             engines[own_process] = backend.engine
+            idle[own_process] = backend.stats()
             assert backend.info.device == "cpu" and backend.info.prefill_only
             with pytest.raises(ValueError, match="needs 8004 positions"):  # refused at once, in this thread
                 backend.submit(_prompt(8000, 1), SamplingParams(max_tokens=4))
@@ -104,6 +105,7 @@ def test_the_engine_process_serves_what_the_engine_thread_serves(folder) -> None
         c = cancels[own_process]
         assert (c["cancelled"], c["superseded"]) == ("cancelled", "cancelled")
         assert c["superseding"] == cancels[False]["superseding"] and len(c["superseding"]) == 4
+    assert idle[False]["blocks_free"] == idle[True]["blocks_free"] > 0 and set(idle[False]) <= set(idle[True])
     assert set(cancels[False]["stats"]) <= set(cancels[True]["stats"])
     assert cancels[True]["stats"]["cache_hit_blocks"] == cancels[False]["stats"]["cache_hit_blocks"]
 
