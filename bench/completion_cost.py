@@ -1,15 +1,22 @@
 """What one completion costs the engine on this machine, in the server's path.
 
     python bench/completion_cost.py [--model NAME] [--prompt 1024] [--tokens 48] [--repeats 3]
+                                    [--engine thread|process|both] [--busy]
 
-Loads the model as the server does on a CPU (`load_native`: the serving engine on its own
-worker thread, paged K/V, prefix cache) and submits, like the completion service, token-id
+Loads the model with `load_native`, as the language server does on a CPU (`--engine process`:
+the serving engine in a process of its own, `engine_process`) or as `loopls complete` does
+(`--engine thread`: on a worker thread of this process), or both, taking turns: paged K/V,
+prefix cache. Then submits, like the completion service, token-id
 prompts cut from loopls' own `context/*.py`: a cold prompt (nothing cached: the whole
 prefill), then the same prompt with its last line changed (the prefix cache holds the rest,
 as after the warm-up) generating `--tokens` tokens greedily. Prints one row per repeat,
-with the load average: the machine may be shared. Beside the wall times, the CPU time this
-process spent (the engine's thread, nearly all of it) per decoded token: on a shared
-machine it moves much less with the load than the wall time does.
+with the load average: the machine may be shared. Beside the wall times, the CPU time the
+engine spent per decoded token (this process's, nearly all the engine thread's, or the
+engine process's): on a shared machine it moves much less with the load than the wall time
+does. `--busy` keeps a pure-Python thread of this process busy meanwhile (with the server's
+GIL switch interval), as the server's own work does (prompt building, the event loop): the
+engine thread then waits for the interpreter lock between its torch calls; the engine
+process does not.
 """
 
 from __future__ import annotations
@@ -19,22 +26,32 @@ import asyncio
 import os
 import platform
 import statistics
+import sys
+import threading
 import time
 from pathlib import Path
 
 from loopls.engine.backends.base import BackendConfig
 from loopls.engine.backends.native import load_native
 from loopls.engine.model.sampler import SamplingParams
+from loopls.lsp.cli import SWITCH_INTERVAL_S
 
 ROOT = Path(__file__).resolve().parents[1]
 TAIL = 16  # tokens of the "line being typed": what the warm request computes
 
 
 async def measure(args: argparse.Namespace) -> None:
-    backend = load_native(BackendConfig(kind="native", model=args.model, device="cpu", context_tokens=2048))
+    kinds = ("thread", "process") if args.engine == "both" else (args.engine,)
+    backends = {kind: load_native(BackendConfig(kind="native", model=args.model, device="cpu", context_tokens=2048,
+                                                engine_process=kind == "process")) for kind in kinds}
+    backend = backends[kinds[0]]
     text = "".join(p.read_text(encoding="utf-8") for p in sorted((ROOT / "context").glob("*.py")))
     ids = backend.tokenizer.encode(text)
-    engines = {"server": backend.engine}
+    engines = {kind + (" + busy thread" if args.busy else ""): b.engine for kind, b in backends.items()}
+    stop = threading.Event()
+    if args.busy:
+        sys.setswitchinterval(SWITCH_INTERVAL_S)  # as the language server runs
+        threading.Thread(target=_busy, args=(stop,), daemon=True).start()
     print(f"# {platform.node()}: {os.cpu_count()} CPUs, {platform.machine()}, Python {platform.python_version()}; "
           f"{time.strftime('%Y-%m-%d %H:%M')}; model {backend.info.model} ({backend.info.path})")
     print("| engine | cold prefill of the prompt | warm: time to first token | decode per token | CPU per token "
@@ -44,21 +61,42 @@ async def measure(args: argparse.Namespace) -> None:
     try:
         for rep in range(args.repeats):
             for name, engine in engines.items():
-                prompt = ids[rep * 97 + len(name):][:args.prompt]  # a fresh prompt: nothing cached
+                prompt = ids[rep * 97:][:args.prompt]  # a fresh prompt for each engine's cache, the same for both
                 cold = await _run(engine, prompt, 1)
-                cpu = time.process_time()
+                cpu = _cpu(engine, args.busy)
                 warm = await _run(engine, prompt[:-TAIL] + prompt[-TAIL:][::-1], args.tokens)
-                cpu = time.process_time() - cpu
+                cpu = _cpu(engine, args.busy) - cpu
                 per_token = warm["decode_s"] / max(1, warm["tokens"] - 1)
                 decode[name].append(per_token)
+                cpu_cell = f"{1000 * cpu / warm['tokens']:.1f} ms" if cpu == cpu else "-"  # NaN: not measured
                 print(f"| {name} | {1000 * cold['ttft_s']:.0f} ms ({len(prompt)} tokens) | "
                       f"{1000 * warm['ttft_s']:.0f} ms ({len(prompt) - warm['cached']} computed) | "
-                      f"{1000 * per_token:.1f} ms ({warm['tokens']} tokens) | {1000 * cpu / warm['tokens']:.1f} ms | "
+                      f"{1000 * per_token:.1f} ms ({warm['tokens']} tokens) | {cpu_cell} | "
                       f"{os.getloadavg()[0]:.1f} |", flush=True)
     finally:
-        backend.shutdown()
+        stop.set()
+        for b in backends.values():
+            b.shutdown()
     for name, values in decode.items():
         print(f"# {name}: decode median {1000 * statistics.median(values):.1f} ms/token")
+
+
+def _busy(stop: threading.Event) -> None:
+    """Pure-Python work that holds the interpreter, as the server's own threads do."""
+    n = 0
+    while not stop.is_set():
+        for i in range(10_000):
+            n = (n * 31 + i) % 1_000_003
+
+
+def _cpu(engine, busy: bool) -> float:
+    """CPU seconds the engine has used: its process's (Linux), or this process's for an engine
+    thread (NaN while a busy thread runs here too: its time would count)."""
+    pids = getattr(engine, "pids", None)
+    if pids:
+        fields = Path(f"/proc/{pids[0]}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return float("nan") if busy else time.process_time()
 
 
 async def _run(engine, prompt: list[int], tokens: int) -> dict:
@@ -74,6 +112,9 @@ def main() -> None:
     parser.add_argument("--prompt", type=int, default=1024)
     parser.add_argument("--tokens", type=int, default=48)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--engine", choices=("thread", "process", "both"), default="both",
+                        help="the engine on a thread of this process, in a process of its own, or both in turns")
+    parser.add_argument("--busy", action="store_true", help="keep a pure-Python thread of this process busy meanwhile")
     asyncio.run(measure(parser.parse_args()))
 
 

@@ -36,7 +36,12 @@ Reported per server:
   nearby line or chosen anew, the warm-ups' prefill rate (ms per 1K computed tokens), and how
   many suggestions came from the short prompt of a line that was not warm yet;
 - why the other pauses showed nothing: late (and where the request was when the pause
-  ended), or the reason the server gives for its null answer (`_why`).
+  ended), or the reason the server gives for its null answer (`_why`);
+- the decode time per token of the generated suggestions (median and P90; beside each of the
+  slowest ones too);
+- start-up: from starting the server to the model loaded and to the first completion
+  answered (an explicit request), and the resident memory of the server process and of the
+  processes it started (the engine's, where it has one) once the trace is over.
 """
 
 from __future__ import annotations
@@ -134,6 +139,8 @@ class Result:
     empty: dict = field(default_factory=dict)  # why a pause showed nothing -> how many
     late_pauses: list[float] = field(default_factory=list)  # the pause lengths (ms) that ended before the answer
     load: tuple[float, float] = (0.0, 0.0)
+    startup: dict = field(default_factory=dict)  # seconds to the model loaded and to the first completion
+    memory: dict = field(default_factory=dict)  # resident MB: the server, the processes it started
 
     def empty_pause(self, late: bool, pause: float, stats: dict, engine: dict) -> None:
         why = _why(self, late, pause, stats)
@@ -297,6 +304,7 @@ async def run_trace(editor: Editor, args: argparse.Namespace) -> None:
 async def measure(name: str, tree: Path, project: Path, cache: Path, args: argparse.Namespace,
                   options: dict) -> Result:
     env = {**os.environ, "LOOPLS_CACHE_DIR": str(cache), "HF_HUB_OFFLINE": "1"}
+    started = time.perf_counter()
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-c", LAUNCHER, str(tree), stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.DEVNULL, env=env, cwd=project)
@@ -313,10 +321,12 @@ async def measure(name: str, tree: Path, project: Path, cache: Path, args: argpa
         deadline = time.monotonic() + 300
         while not (await conn.call("loopls/status"))["model"].get("loaded"):
             assert time.monotonic() < deadline, f"{name}: the model did not load"
-            await asyncio.sleep(0.2)
+            await asyncio.sleep(0.05)
+        result.startup["loaded"] = time.perf_counter() - started
         for uri in files:  # warm: the first request of each file is not part of the trace
             await conn.call("textDocument/inlineCompletion", {"textDocument": {"uri": uri},
                             "position": {"line": 0, "character": 0}, "context": {"triggerKind": 1}})
+            result.startup.setdefault("first", time.perf_counter() - started)
         editor = Editor(conn, files, result)
         result.status = (await conn.call("loopls/status"))["stats"]
         start_stats = dict(result.status)
@@ -327,6 +337,7 @@ async def measure(name: str, tree: Path, project: Path, cache: Path, args: argpa
         # counters become the trace's share; gauges (the last request's figures) stay as read
         result.status = _delta(end, start_stats)
         result.load = (load_start, os.getloadavg()[0])
+        result.memory = resident_mb(proc.pid)
         await conn.call("shutdown")
         conn.notify("exit", None)
         await asyncio.wait_for(proc.wait(), 30)
@@ -336,6 +347,26 @@ async def measure(name: str, tree: Path, project: Path, cache: Path, args: argpa
             await proc.wait()
         conn.reader.cancel()
     return result
+
+
+def resident_mb(pid: int) -> dict:
+    """Resident memory (MB) of the process `pid` and of each process it started (Linux)."""
+    def rss(p: str) -> float:
+        for line in Path(f"/proc/{p}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+        return 0.0
+
+    out = {"server": rss(str(pid))}
+    for entry in Path("/proc").iterdir():
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split() if entry.name.isdigit() else []
+            if fields and int(fields[1]) == pid:
+                kind = "engine" if b"spawn_main" in (entry / "cmdline").read_bytes() else "other"
+                out[kind] = out.get(kind, 0.0) + rss(entry.name)
+        except (OSError, ValueError):  # gone meanwhile
+            continue
+    return out
 
 
 def _delta(end: dict, start: dict) -> dict:
@@ -393,13 +424,15 @@ def phases(rows: list[dict]) -> str:
     """Medians of the server's phases over the generated suggestions."""
     def med(key) -> float:
         return statistics.median(key(row) for row in rows)
-    per_token = [row["decode_ms"] / (row["tokens"] - 1) for row in rows if row.get("tokens", 0) > 1]
+    per_token = sorted(row["decode_ms"] / (row["tokens"] - 1) for row in rows if row.get("tokens", 0) > 1)
+    p90 = per_token[min(len(per_token) - 1, int(round(0.9 * (len(per_token) - 1))))] if per_token else 0
     return (f"phases of the {len(rows)} generated suggestions (medians): "
             f"debounce {med(lambda r: r['debounce']):.0f} ms, "
             f"first token {med(lambda r: r['ttft_ms']):.0f} ms with "
             f"{med(lambda r: r['prompt_tokens'] - (r['cached_tokens'] or 0)):.0f} of "
             f"{med(lambda r: r['prompt_tokens']):.0f} prompt tokens computed, {med(lambda r: r['tokens']):.0f} tokens, "
-            f"decode {statistics.median(per_token) if per_token else 0:.1f} ms per token, "
+            f"decode {statistics.median(per_token) if per_token else 0:.1f} ms per token (P90 {p90:.1f}, "
+            f"{len(per_token)} suggestions of 2+ tokens), "
             f"generation {med(lambda r: r['generate']):.0f} ms")
 
 
@@ -432,7 +465,9 @@ def slowest(rows: list[dict], count: int = 5) -> str:
     return "; ".join(f"{row['latency']} ms of a {row['pause']} ms pause: debounce {row.get('debounce', '?')}, prompt "
                      f"and warm-up {row.get('prepare_wait', '?')}, generation {row.get('generate', '?')} (first token "
                      f"{row.get('ttft_ms', '?')}, {row['prompt_tokens'] - (row.get('cached_tokens') or 0)} of "
-                     f"{row['prompt_tokens']} prompt tokens computed, {row.get('tokens', '?')} tokens)"
+                     f"{row['prompt_tokens']} prompt tokens computed, {row.get('tokens', '?')} tokens"
+                     + (f", decode {row['decode_ms'] / (row['tokens'] - 1):.1f} ms per token" if row.get("tokens", 0) > 1
+                        else "") + ")"
                      for row in ordered if "latency" in row)
 
 
@@ -504,6 +539,10 @@ def main() -> None:
             if "waste" in r.status:
                 print(f"# {r.name}: {waste(r)}")
             print(f"# {r.name}: {prompts(r)}")
+            if r.startup:
+                print(f"# {r.name}: start-up: model loaded after {r.startup['loaded']:.1f} s, first completion "
+                      f"after {r.startup.get('first', 0):.1f} s; resident memory after the trace: "
+                      + ", ".join(f"{k} {v:.0f} MB" for k, v in r.memory.items()))
             if r.empty:
                 late = ", ".join(f"{ms:.0f}" for ms in sorted(r.late_pauses))
                 print(f"# {r.name}: pauses that showed nothing, by reason: {json.dumps(r.empty, sort_keys=True)}"

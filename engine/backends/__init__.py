@@ -1,9 +1,10 @@
 """Backends: what the language server, the CLI and the demo use of an inference engine.
 
 `base.Backend` is the interface (tokenizer, context limit, submit/stream/cancel, info);
-`native` runs loopls's own serving engine in process, `openai` talks to any OpenAI-compatible
-server (vLLM, SGLang, llama.cpp's server, `loopls serve`) over HTTP, and `vllm` runs vLLM's
-async engine in process (the optional extra `loopls[vllm]`). `load_backend` picks one.
+`native` runs loopls's own serving engine (on a thread, or in worker processes of its own),
+`openai` talks to any OpenAI-compatible server (vLLM, SGLang, llama.cpp's server, `loopls
+serve`) over HTTP, and `vllm` runs vLLM's async engine in process (the optional extra
+`loopls[vllm]`). `load_backend` picks one.
 """
 
 from __future__ import annotations

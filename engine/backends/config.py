@@ -36,6 +36,9 @@ class BackendConfig:
     timeout_s: float = 30.0  # openai: connect and between-tokens timeout
     retries: int = 3  # openai: attempts on connection errors, with exponential backoff
     tensor_parallel_size: int = 1  # native, vllm: GPUs the model is split over
+    # native on a CPU: the engine in a process of its own, whose torch work then never waits
+    # for the caller's Python threads (the language server's); False: a thread of the caller
+    engine_process: bool = False
 
     def __post_init__(self) -> None:
         if self.kind not in BACKENDS:

@@ -1,8 +1,10 @@
 """The `native` backend: loopls's own serving engine (paged KV, prefix cache, continuous
-batching). With one GPU (or the CPU) it runs in this process on its own worker thread; with
-`tensor_parallel_size` > 1 the model is split over that many GPUs, one worker process each
-(serving/parallel_engine.py), and this process keeps only the tokenizer. A request of
-max_tokens 0 only prefills its prompt into the prefix cache (the language server's warm-ups)."""
+batching). With one GPU (or the CPU) it runs in this process on its own worker thread, or,
+with `engine_process` on a CPU (the language server), in a worker process of its own
+(serving/parallel_engine.py), whose torch work never waits for this process's Python threads;
+with `tensor_parallel_size` > 1 the model is split over that many GPUs, one worker process
+each. With worker processes this process keeps only the tokenizer. A request of max_tokens 0
+only prefills its prompt into the prefix cache (the language server's warm-ups)."""
 
 from __future__ import annotations
 
@@ -104,19 +106,24 @@ def cpu_threads() -> int:
     at least one. The engine shares the machine with the language server's other threads
     (event loop, prompt building, indexing) and the editor, and OpenMP threads spin-wait for
     each other: on two busy cores, two threads made a decode step of the default model ten
-    times slower than one (docs/benchmarks.md)."""
+    times slower than one; in an engine process of its own, beside one busy core, twice as
+    slow (docs/benchmarks.md)."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     return max(1, cores // 2)
 
 
 def load_native(config: BackendConfig) -> NativeBackend:
     """Load the checkpoint and start its serving engine (split over `config.tensor_parallel_size`
-    GPUs, or CPU ranks with device "cpu", when that is more than 1)."""
+    GPUs, or CPU ranks with device "cpu", when that is more than 1; in a process of its own on
+    a CPU with `config.engine_process`)."""
     model_name, device, context_tokens = config.model, config.device, config.context_tokens
     if config.tensor_parallel_size > 1:
-        return _load_parallel(model_name, device, context_tokens, config.tensor_parallel_size)
+        return _load_workers(model_name, device, context_tokens, config.tensor_parallel_size)
+    device = pick_device(device)
+    if config.engine_process and torch.device(device).type == "cpu":
+        return _load_workers(model_name, device, context_tokens, 1)
     try:
-        lm = load_checkpoint(resolve_model_name(model_name), device=pick_device(device))
+        lm = load_checkpoint(resolve_model_name(model_name), device=device)
     except (CheckpointError, OSError, ValueError, RuntimeError) as exc:  # RuntimeError: e.g. an unusable device
         raise BackendError(str(exc)) from None
     if lm.device.type == "cuda":
@@ -135,24 +142,33 @@ def load_native(config: BackendConfig) -> NativeBackend:
     return NativeBackend(engine, lm.tokenizer, lm.config, info)
 
 
-def _load_parallel(model_name: str | None, device: str, context_tokens: int, world: int) -> NativeBackend:
+def _load_workers(model_name: str | None, device: str, context_tokens: int, world: int) -> NativeBackend:
+    """The engine in `world` worker processes: tensor-parallel ranks, or one process holding
+    the whole model (on a CPU: the same weights, fp32 path, scheduler and thread count as
+    the engine in this process, so the same tokens)."""
     try:
         meta = read_checkpoint(resolve_model_name(model_name))
         check_tp_size(meta.config, world)
     except (CheckpointError, TensorParallelError, OSError) as exc:
         raise BackendError(str(exc)) from None
     kind, first = _parallel_devices(pick_device(device), world)
-    scheduler = SchedulerConfig(num_blocks=cpu_pool_blocks(meta.config, context_tokens), block_size=BLOCK_SIZE)
+    chunk = CPU_PREFILL_ONLY_CHUNK if kind == "cpu" else None
+    scheduler = SchedulerConfig(num_blocks=cpu_pool_blocks(meta.config, context_tokens), block_size=BLOCK_SIZE,
+                                prefill_only_chunk=chunk)
     spec = WorkerSpec(
         factory=functools.partial(load_tensor_parallel, str(meta.path)), world=world, device=kind,
         first_device=first, scheduler=scheduler, plan_memory=kind == "cuda",
+        cpu_threads=cpu_threads() if world == 1 else 1,
     )
     engine = ParallelEngine(spec, meta.config)
     try:
         engine.start()
     except EngineError as exc:
         raise BackendError(str(exc)) from None
-    where = f"{world} GPUs (cuda:{first}..cuda:{first + world - 1})" if kind == "cuda" else f"{world} CPU ranks"
+    if world == 1:
+        where = "cpu"
+    else:
+        where = f"{world} GPUs (cuda:{first}..cuda:{first + world - 1})" if kind == "cuda" else f"{world} CPU ranks"
     info = BackendInfo(backend="native", model=str(model_name or DEFAULT_MODEL), path=str(meta.path),
                        model_type=meta.config.model_type, device=where, untrained=meta.untrained,
                        prefill_only=True)

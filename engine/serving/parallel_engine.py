@@ -1,5 +1,8 @@
-"""The request API over tensor-parallel worker processes: `AsyncEngine`'s interface, with the
-engine core on rank 0 of a worker group (workers.py) instead of a thread of this process.
+"""The request API over worker processes: `AsyncEngine`'s interface, with the engine core on
+rank 0 of a worker group (workers.py) instead of a thread of this process. The group is one
+process per tensor-parallel rank, or a single process holding the whole model: the language
+server's engine on a CPU, whose torch work then never waits for the server's own Python
+threads (one interpreter lock each).
 
 Requests are checked here (the same admission rules, with the pool size rank 0 reported),
 sent to rank 0 as commands, and their tokens come back per step. A thread of this process
@@ -66,11 +69,12 @@ class ParallelEngine(RequestFrontend):
             self._group = self._launch()
         except WorkerDied as exc:
             raise EngineError(str(exc)) from None
-        self._thread = threading.Thread(target=self._run, name="loopls-tp-engine", daemon=True)
+        self._thread = threading.Thread(target=self._run, name="loopls-engine-reader", daemon=True)
         self._thread.start()
 
     def shutdown(self, timeout: float = 30.0) -> None:
-        """Stop the workers; live requests end as cancelled."""
+        """Stop the workers (killed if they have not stopped within `timeout` seconds); live
+        requests end as cancelled."""
         if self._thread is None:
             return
         self._stopping.set()
@@ -82,6 +86,10 @@ class ParallelEngine(RequestFrontend):
             except WorkerDied:
                 pass
         self._thread.join(timeout)
+        if self._thread.is_alive() and group is not None:  # stuck (or stopped by a signal)
+            log.error("%s did not stop within %.0f s; killing it", self.workers, timeout)
+            group.abort()  # the reader sees the exit and ends
+            self._thread.join(timeout)
         self._thread = None
 
     async def __aenter__(self) -> ParallelEngine:
@@ -96,6 +104,11 @@ class ParallelEngine(RequestFrontend):
         """Process ids of the current workers, rank order (empty while restarting)."""
         with self._send_lock:
             return self._group.pids if self._group is not None else []
+
+    @property
+    def workers(self) -> str:
+        """The worker group as messages name it."""
+        return "the tensor-parallel workers" if self.spec.world > 1 else "the engine process"
 
     def stats(self) -> dict[str, int]:
         out = super().stats()
@@ -127,16 +140,18 @@ class ParallelEngine(RequestFrontend):
         try:
             message = group.recv(self.start_timeout_s)
             if message is None or message[0] != "ready":
-                raise WorkerDied(f"the tensor-parallel workers did not start within {self.start_timeout_s:.0f} s")
+                raise WorkerDied(f"{self.workers} did not start within {self.start_timeout_s:.0f} s")
         except WorkerDied:
             group.kill()
             raise
         self.info = message[1]
+        with self._lock:
+            self._stats = dict(self.info.get("stats") or {})  # a new core's, until its first step
         cfg = self.model_config
         loops = cfg.loop_num - 1 if cfg.is_loop else 0
         keep = max(cfg.loop_window_size - 1, 0) if loops else 0
         self._admission = Admission(self.info["config"], loops, keep, cfg.max_position_embeddings)
-        log.info("tensor-parallel engine up: %d ranks on %s, all-reduce %s, %s", self.spec.world,
+        log.info("engine up: %d process(es) on %s, all-reduce %s, %s", self.spec.world,
                  self.info["device"], self.info["all_reduce"], self.info["pool"] or self.info["config"])
         return group
 
@@ -158,7 +173,7 @@ class ParallelEngine(RequestFrontend):
                 last = time.monotonic()
                 self._handle(message)
             elif self._live_requests() and time.monotonic() - last > self.stall_timeout_s:
-                self._recover(f"tensor-parallel rank 0 sent nothing for {self.stall_timeout_s:.0f} s")
+                self._recover(f"{group.who(0)} sent nothing for {self.stall_timeout_s:.0f} s")
                 last = time.monotonic()
         if self.broken:
             self._end_all("error", self.broken)
@@ -186,10 +201,11 @@ class ParallelEngine(RequestFrontend):
             waiting = {arg[0] for kind, arg in self._pending if kind == "add"}
             held = [rid for rid in self._live_requests() if rid not in waiting]
             self._pending = [(kind, arg) for kind, arg in self._pending if (arg[0] if kind == "add" else arg) in waiting]
-        log.error("%s; failing %d request(s) and restarting the workers", reason, len(held))
+        log.error("%s; failing %d request(s) and restarting %s", reason, len(held), self.workers)
         if group is not None:
             group.kill()
-        message = f"{reason}; the engine restarted its tensor-parallel workers"
+        message = f"{reason}; " + ("the engine restarted its tensor-parallel workers" if self.spec.world > 1
+                                   else "the engine process was restarted")
         for request_id in held:
             self._deliver(request_id, [], RequestOutput(request_id, 0, [], "error", error=message))
         for attempt in range(self.max_restarts):
@@ -198,7 +214,7 @@ class ParallelEngine(RequestFrontend):
             try:
                 new = self._launch()
             except WorkerDied as exc:
-                log.error("restarting the tensor-parallel workers failed (%d/%d): %s", attempt + 1, self.max_restarts, exc)
+                log.error("restarting %s failed (%d/%d): %s", self.workers, attempt + 1, self.max_restarts, exc)
                 time.sleep(min(2.0 ** attempt, 30.0))
                 continue
             with self._send_lock:
@@ -208,7 +224,7 @@ class ParallelEngine(RequestFrontend):
             for command in pending:
                 self._send(command)
             return
-        self.broken = f"{reason}; restarting the tensor-parallel workers failed {self.max_restarts} times"
+        self.broken = f"{reason}; restarting {self.workers} failed {self.max_restarts} times"
 
     def _end_all(self, reason: str, error: str | None) -> None:
         for request_id in self._live_requests():

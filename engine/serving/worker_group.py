@@ -1,4 +1,5 @@
-"""The worker processes of a tensor-parallel engine, seen from the main process.
+"""The worker processes of an engine (one, or one per tensor-parallel rank), seen from the
+main process.
 
 `WorkerGroup` spawns one process per rank (torch.multiprocessing, spawn start method, so
 each initialises CUDA itself), wires the pipes (rank 0 <-> main, rank 0 <-> each other
@@ -39,7 +40,7 @@ class WorkerGroup:
         self.conn, rank0_end = ctx.Pipe(duplex=True)
         children = [rank0_end, *from_rank0, *to_followers]
         procs = [ctx.Process(target=worker_main, args=(0, self.spec, port, list(to_followers), rank0_end),
-                             name="loopls-tp-rank0", daemon=True)]
+                             name="loopls-tp-rank0" if world > 1 else "loopls-engine", daemon=True)]
         for rank in range(1, world):
             report, report_end = ctx.Pipe(duplex=False)
             self._reports.append(report)
@@ -61,7 +62,7 @@ class WorkerGroup:
         try:
             post(self.conn, message)
         except (BrokenPipeError, OSError, AttributeError) as exc:
-            raise WorkerDied(f"tensor-parallel rank 0 is gone ({exc})") from None
+            raise WorkerDied(f"{self.who(0)} is gone ({exc})") from None
 
     def recv(self, timeout: float | None = None) -> tuple | None:
         """The next message from rank 0; None after `timeout` seconds without one. Raises
@@ -78,7 +79,7 @@ class WorkerGroup:
             if message is not None and message[0] != "error":
                 return message
             if message is not None:
-                reported = _error_text(message)
+                reported = self._error_text(message)
         raise WorkerDied(self.describe_death(reported))
 
     def describe_death(self, reported: str = "") -> str:
@@ -89,19 +90,29 @@ class WorkerGroup:
             time.sleep(0.05)
         for rank, proc in enumerate(self.procs):
             if proc.exitcode is not None and proc.exitcode < 0:
-                return f"tensor-parallel rank {rank} (pid {proc.pid}) was killed by signal {-proc.exitcode}"
+                signal = -proc.exitcode
+                why = " (SIGKILL: killed by hand, or by the system when memory ran out)" if signal == 9 else ""
+                return f"{self.who(rank)} (pid {proc.pid}) was killed by signal {signal}{why}"
         if reported:
             return reported
         for report in self._reports:
             if report.poll(0.2):
                 try:
-                    return _error_text(take(report))
+                    return self._error_text(take(report))
                 except (EOFError, OSError):
                     continue
         for rank, proc in enumerate(self.procs):
             if proc.exitcode is not None:
-                return f"tensor-parallel rank {rank} (pid {proc.pid}) exited with code {proc.exitcode}"
-        return "a tensor-parallel worker stopped answering"
+                return f"{self.who(rank)} (pid {proc.pid}) exited with code {proc.exitcode}"
+        return f"{self.who(0) if self.spec.world == 1 else 'a tensor-parallel worker'} stopped answering"
+
+    def who(self, rank: int) -> str:
+        """A rank as messages name it."""
+        return f"tensor-parallel rank {rank}" if self.spec.world > 1 else "the engine process"
+
+    def _error_text(self, message: tuple) -> str:
+        _, rank, text, _trace = message
+        return f"{self.who(rank)} failed: {text}"
 
     def alive(self) -> bool:
         return bool(self.procs) and all(p.is_alive() for p in self.procs)
@@ -117,6 +128,13 @@ class WorkerGroup:
         for proc in self.procs:
             proc.join(max(deadline - time.monotonic(), 0.1))
         self.kill()
+
+    def abort(self) -> None:
+        """Kill every process now, from any thread; the thread reading the group sees them
+        exit (`recv` raises WorkerDied) and cleans up."""
+        for proc in self.procs:
+            if proc.is_alive():
+                proc.kill()
 
     def kill(self) -> None:
         for proc in self.procs:
@@ -147,11 +165,6 @@ def run_driver(spec: WorkerSpec, timeout: float) -> Any:
         raise WorkerDied(f"no result from the tensor-parallel workers within {timeout:.0f} s")
     group.stop(timeout=30.0)
     return message[1]
-
-
-def _error_text(message: tuple) -> str:
-    _, rank, text, _trace = message
-    return f"tensor-parallel rank {rank} failed: {text}"
 
 
 def _free_port() -> int:

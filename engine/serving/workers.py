@@ -1,13 +1,16 @@
-"""The worker processes of a tensor-parallel engine: one per GPU (or CPU rank), spawned by the
-main process (worker_group.py).
+"""The worker processes of the engine: one per GPU (or CPU rank) of a tensor-parallel engine,
+or a single one holding the whole model (the language server's engine on a CPU), spawned by
+the main process (worker_group.py).
 
-Each worker joins the process group (NCCL on GPUs, gloo on CPUs), builds its shard of the
-model with the spec's factory (a checkpoint read slice by slice, or random weights in
-benchmarks), and then rank 0 leads (`lead`): it picks the all-reduce variant on every rank,
-sizes the K/V pool on every GPU, builds the engine core and either serves the main process's
-requests (`serve`) or runs a driver function (benchmarks, tests). The other ranks follow
-(ranks.py). Rank 0 talks to the main process over one duplex pipe; every rank can report a
-fatal error over it (ranks > 0 over a one-way pipe) before it exits.
+Each worker joins the process group (NCCL on GPUs, gloo on CPUs; a world of one has none),
+builds its shard of the model with the spec's factory (a checkpoint read slice by slice, or
+random weights in benchmarks), and then rank 0 leads (`lead`): it picks the all-reduce
+variant on every rank, sizes the K/V pool on every GPU, builds the engine core and either
+serves the main process's requests (`serve`) or runs a driver function (benchmarks, tests).
+The other ranks follow (ranks.py). Rank 0 talks to the main process over one duplex pipe;
+every rank can report a fatal error over it (ranks > 0 over a one-way pipe) before it exits.
+Alone, rank 0 serves with the engine core of a single device, exactly as a thread of the
+main process would (`AsyncEngine`): a failed step fails its requests and serving goes on.
 """
 
 from __future__ import annotations
@@ -46,14 +49,14 @@ class WorkerSpec:
     # (shard, device) -> LoadedModel or CausalLM: this rank's slice of the model. A module-level
     # function or a functools.partial of one.
     factory: Callable[[Shard, torch.device], Any]
-    world: int
+    world: int  # 1: one process holding the whole model
     device: str = "cuda"  # "cuda": rank r on cuda:(first_device + r); "cpu": gloo ranks on the CPU
     first_device: int = 0
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
     plan_memory: bool = True  # on GPUs: size the pool with memory.plan_pool (else scheduler.num_blocks)
     utilization: float = UTILIZATION
     all_reduce: str = "auto"  # collectives.ALL_REDUCE_MODES
-    cpu_threads: int = 1  # torch threads per CPU rank
+    cpu_threads: int = 1  # torch intra-op threads per CPU rank
     # Instead of serving: run driver(session, **driver_args) on rank 0 and return its result.
     driver: Callable[..., Any] | None = None
     driver_args: dict[str, Any] = field(default_factory=dict)
@@ -81,7 +84,7 @@ class LeaderSession:
         if all_reduce is not None:
             self.info["all_reduce"], self.info["all_reduce_error"] = self.group.call("set_all_reduce", all_reduce)[0]
         config = dataclasses.replace(self.info["config"], **config_changes)
-        self.core = EngineCore(self.model, config, self.eos_ids, group=self.group)
+        self.core = EngineCore(self.model, config, self.eos_ids, group=self.group if self.group.world > 1 else None)
         self.info.update(config=config, graphs=self.core.runner.graphs is not None)
         return self.info
 
@@ -127,10 +130,11 @@ def _join(rank: int, spec: WorkerSpec, port: int) -> tuple[RankState, LoadedMode
     else:
         device = torch.device("cpu")
         torch.set_num_threads(spec.cpu_threads)
-    dist.init_process_group(
-        "nccl" if device.type == "cuda" else "gloo", init_method=f"tcp://127.0.0.1:{port}",
-        rank=rank, world_size=spec.world, timeout=timedelta(seconds=spec.timeout_s),
-    )
+    if spec.world > 1:
+        dist.init_process_group(
+            "nccl" if device.type == "cuda" else "gloo", init_method=f"tcp://127.0.0.1:{port}",
+            rank=rank, world_size=spec.world, timeout=timedelta(seconds=spec.timeout_s),
+        )
     shard = Shard(rank, spec.world)
     built = spec.factory(shard, device)
     lm = built if isinstance(built, LoadedModel) else None
@@ -148,9 +152,12 @@ def lead(state: RankState, group: RankGroup, spec: WorkerSpec, to_main: Connecti
     if spec.plan_memory and state.device.type == "cuda":
         plan = plan_pool(model, config, spec.utilization, group=group)
         config, pool = dataclasses.replace(config, num_blocks=max(plan.num_blocks, 1)), plan.describe()
-    core = EngineCore(model, config, eos_ids, decode, group=group)
+    # Alone, the core runs as on one device in this process (no step is sent anywhere, and
+    # a failed step fails only its requests).
+    core = EngineCore(model, config, eos_ids, decode, group=group if spec.world > 1 else None)
     info = {"config": config, "pool": pool, "all_reduce": running, "all_reduce_error": why,
-            "graphs": core.runner.graphs is not None, "world": spec.world, "device": str(state.device)}
+            "graphs": core.runner.graphs is not None, "world": spec.world, "device": str(state.device),
+            "stats": core.stats()}
     try:
         if spec.driver is not None:
             session = LeaderSession(core, group, spec, info, eos_ids)
