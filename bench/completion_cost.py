@@ -33,6 +33,10 @@ import threading
 import time
 from pathlib import Path
 
+from loopls.engine.backends.base import BackendConfig
+from loopls.engine.backends import native
+from loopls.engine.backends.native import load_native
+from loopls.engine.model.sampler import SamplingParams
 from loopls.lsp.cli import SWITCH_INTERVAL_S
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -40,19 +44,15 @@ TAIL = 16  # tokens of the "line being typed": what the warm request computes
 
 
 async def measure(args: argparse.Namespace) -> None:
-    from loopls.engine.backends import native
-    from loopls.engine.backends.base import BackendConfig
-    from loopls.engine.backends.native import load_native
-
     kinds = ("thread", "process") if args.engine == "both" else (args.engine,)
     grid = args.threads is not None or args.omp_wait is not None
     if grid and "thread" in kinds:
         raise SystemExit("--threads and --omp-wait apply to engine processes: use --engine process")
     backends = {}
     if grid:
-        for threads in args.threads or [native.engine_process_threads()]:
-            for wait in args.omp_wait or ["engine"]:
-                with _worker_settings(native, threads, wait):
+        for threads in args.threads or [native.cpu_threads()]:
+            for wait in args.omp_wait or ["default"]:
+                with _worker_settings(threads, wait):
                     backends[f"process, {threads} thread{'s' if threads > 1 else ''}, wait {wait}"] = load_native(
                         BackendConfig(kind="native", model=args.model, device="cpu", context_tokens=2048,
                                       engine_process=True))
@@ -110,23 +110,22 @@ async def measure(args: argparse.Namespace) -> None:
 
 
 @contextlib.contextmanager
-def _worker_settings(native, threads: int, wait: str):
+def _worker_settings(threads: int, wait: str):
     """An engine process started inside this block runs `threads` torch threads and the
-    OpenMP wait policy `wait` (its environment at start, which wins over the engine's own
-    ENGINE_PROCESS_ENV; this process's is restored after)."""
-    env = {"engine": {}, "passive": {"OMP_WAIT_POLICY": "PASSIVE"}}.get(wait)
+    OpenMP wait policy `wait` (its environment at start; this process's is restored after)."""
+    env = {"default": {}, "passive": {"OMP_WAIT_POLICY": "PASSIVE"}}.get(wait)
     if env is None:
         if not (wait.startswith("spin") and wait[4:].isdigit()):
-            raise SystemExit(f"--omp-wait: {wait!r} is not engine, passive or spinN")
+            raise SystemExit(f"--omp-wait: {wait!r} is not default, passive or spinN")
         env = {"GOMP_SPINCOUNT": wait[4:]}
     saved_env = {key: os.environ.get(key) for key in env}
-    saved_threads = native.engine_process_threads
+    saved_threads = native.cpu_threads
     os.environ.update(env)
-    native.engine_process_threads = lambda: threads  # what load_native gives the engine process
+    native.cpu_threads = lambda: threads  # what load_native gives the engine process
     try:
         yield
     finally:
-        native.engine_process_threads = saved_threads
+        native.cpu_threads = saved_threads
         for key, value in saved_env.items():
             if value is None:
                 os.environ.pop(key, None)
@@ -155,8 +154,6 @@ def _cpu(engine, busy: bool) -> float:
 
 
 async def _run(engine, prompt: list[int], tokens: int) -> dict:
-    from loopls.engine.model.sampler import SamplingParams
-
     out = await engine.submit(prompt, SamplingParams(max_tokens=tokens, min_tokens=tokens, temperature=0.0)).result()
     m = out.metrics
     return {"ttft_s": m["time_to_first_token_s"], "decode_s": m["decode_s"] or 0.0, "tokens": len(out.token_ids),
@@ -174,9 +171,9 @@ def main() -> None:
     parser.add_argument("--busy", nargs="?", const="on", default="off", choices=("off", "on", "both"),
                         help="keep a pure-Python thread of this process busy meanwhile (both: each engine idle, then busy)")
     parser.add_argument("--threads", type=_int_list, default=None,
-                        help="engine processes with these torch thread counts, e.g. 1,2 (default: engine_process_threads())")
+                        help="engine processes with these torch thread counts, e.g. 1,2 (default: cpu_threads())")
     parser.add_argument("--omp-wait", type=lambda v: v.split(","), default=None,
-                        help="engine processes with these OpenMP wait policies: engine, passive, spinN (GOMP_SPINCOUNT)")
+                        help="engine processes with these OpenMP wait policies: default, passive, spinN (GOMP_SPINCOUNT)")
     asyncio.run(measure(parser.parse_args()))
 
 

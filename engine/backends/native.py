@@ -102,32 +102,14 @@ def cpu_pool_blocks(config: ModelConfig, context_tokens: int) -> int:
 
 
 def cpu_threads() -> int:
-    """Torch intra-op threads for an engine on the CPU in this process: half the cores this
-    process may use, at least one. The engine shares the machine with the language server's
-    other threads (event loop, prompt building, indexing) and the editor, and OpenMP threads
-    spin-wait for each other: on two busy cores, two threads made a decode step of the default
-    model ten times slower than one (docs/benchmarks.md)."""
-    return max(1, _cores() // 2)
-
-
-# The engine process's OpenMP threads sleep as soon as they have no work instead of spinning
-# for a few milliseconds (GNU OpenMP's default), so it can run two threads on two cores: there
-# two threads waiting passively decoded the default model about 0.8x as long per token as one
-# thread and prefilled a cold 2,000-token prompt in 0.7x the time on an idle machine, and beside
-# a busy core decoded within the noise of one thread (0.8-1.4x) and prefilled 1.1-1.2x as long,
-# where two spinning threads took 2-3x as long (bench/completion_cost.py --threads 1,2
-# --omp-wait, docs/benchmarks.md, issue 10).
-ENGINE_PROCESS_ENV = {"OMP_WAIT_POLICY": "PASSIVE"}
-
-
-def engine_process_threads() -> int:
-    """Torch threads of the engine in a process of its own on the CPU: two on two or three
-    cores (ENGINE_PROCESS_ENV), half the cores from four on (more were not measured)."""
-    return min(_cores(), max(2, _cores() // 2))
-
-
-def _cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    """Torch intra-op threads for an engine on the CPU: half the cores this process may use,
+    at least one. The engine shares the machine with the language server's other threads
+    (event loop, prompt building, indexing) and the editor, and OpenMP threads spin-wait for
+    each other: on two busy cores, two threads made a decode step of the default model ten
+    times slower than one; in an engine process of its own, beside one busy core, twice as
+    slow (docs/benchmarks.md)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, cores // 2)
 
 
 def load_native(config: BackendConfig) -> NativeBackend:
@@ -162,8 +144,8 @@ def load_native(config: BackendConfig) -> NativeBackend:
 
 def _load_workers(model_name: str | None, device: str, context_tokens: int, world: int) -> NativeBackend:
     """The engine in `world` worker processes: tensor-parallel ranks, or one process holding
-    the whole model (on a CPU: the same weights, fp32 path and scheduler as the engine in
-    this process, so the same tokens; its own threads and OpenMP wait policy)."""
+    the whole model (on a CPU: the same weights, fp32 path, scheduler and thread count as
+    the engine in this process, so the same tokens)."""
     try:
         meta = read_checkpoint(resolve_model_name(model_name))
         check_tp_size(meta.config, world)
@@ -176,8 +158,7 @@ def _load_workers(model_name: str | None, device: str, context_tokens: int, worl
     spec = WorkerSpec(
         factory=functools.partial(load_tensor_parallel, str(meta.path)), world=world, device=kind,
         first_device=first, scheduler=scheduler, plan_memory=kind == "cuda",
-        cpu_threads=engine_process_threads() if world == 1 else 1,
-        env=ENGINE_PROCESS_ENV if world == 1 and kind == "cpu" else {},
+        cpu_threads=cpu_threads() if world == 1 else 1,
     )
     engine = ParallelEngine(spec, meta.config)
     try:

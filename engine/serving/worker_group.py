@@ -2,8 +2,7 @@
 main process.
 
 `WorkerGroup` spawns one process per rank (torch.multiprocessing, spawn start method, so
-each initialises CUDA itself, starting in worker_start.py, which sets the spec's environment
-before torch loads), wires the pipes (rank 0 <-> main, rank 0 <-> each other
+each initialises CUDA itself), wires the pipes (rank 0 <-> main, rank 0 <-> each other
 rank, each other rank -> main for its last words), and watches them: a message from rank 0
 or the exit of any rank, whichever comes first. A rank that exits or reports an error ends
 the group, since the others are then stuck in a collective or out of step; `kill` ends
@@ -18,11 +17,9 @@ from multiprocessing.connection import Connection, wait
 from typing import Any
 
 import torch.multiprocessing as mp
-from multiprocessing.reduction import ForkingPickler
 
 from .ranks import post, take
-from .worker_start import start_worker
-from .workers import WorkerSpec
+from .workers import WorkerSpec, worker_main
 
 
 class WorkerDied(RuntimeError):
@@ -42,15 +39,13 @@ class WorkerGroup:
         to_followers, from_rank0 = zip(*(ctx.Pipe(duplex=True) for _ in range(world - 1))) if world > 1 else ((), ())
         self.conn, rank0_end = ctx.Pipe(duplex=True)
         children = [rank0_end, *from_rank0, *to_followers]
-        # The spec travels pickled: the child sets spec.env before unpickling it loads torch.
-        env, spec = dict(self.spec.env), bytes(ForkingPickler.dumps(self.spec))
-        procs = [ctx.Process(target=start_worker, args=(env, 0, spec, port, list(to_followers), rank0_end),
+        procs = [ctx.Process(target=worker_main, args=(0, self.spec, port, list(to_followers), rank0_end),
                              name="loopls-tp-rank0" if world > 1 else "loopls-engine", daemon=True)]
         for rank in range(1, world):
             report, report_end = ctx.Pipe(duplex=False)
             self._reports.append(report)
             children.append(report_end)
-            procs.append(ctx.Process(target=start_worker, args=(env, rank, spec, port, [from_rank0[rank - 1]], report_end),
+            procs.append(ctx.Process(target=worker_main, args=(rank, self.spec, port, [from_rank0[rank - 1]], report_end),
                                      name=f"loopls-tp-rank{rank}", daemon=True))
         for proc in procs:
             proc.start()

@@ -57,9 +57,6 @@ class WorkerSpec:
     utilization: float = UTILIZATION
     all_reduce: str = "auto"  # collectives.ALL_REDUCE_MODES
     cpu_threads: int = 1  # torch intra-op threads per CPU rank
-    # Environment variables each worker process starts with, where the spawning process's
-    # environment does not set them (read by libraries as they load: OpenMP's wait policy).
-    env: dict[str, str] = field(default_factory=dict)
     # Instead of serving: run driver(session, **driver_args) on rank 0 and return its result.
     driver: Callable[..., Any] | None = None
     driver_args: dict[str, Any] = field(default_factory=dict)
@@ -98,10 +95,8 @@ class LeaderSession:
         return self.group.call("profile_stop", steps)
 
 
-def worker_main(rank: int, spec: WorkerSpec, port: int, peers: list[Connection], to_main: Connection,
-                env_applied: bool = True) -> None:
-    """Process entry (after worker_start.py). `peers`: rank 0 holds one pipe per other rank,
-    rank r > 0 its pipe to rank 0. `env_applied`: spec.env was set before torch loaded."""
+def worker_main(rank: int, spec: WorkerSpec, port: int, peers: list[Connection], to_main: Connection) -> None:
+    """Process entry. `peers`: rank 0 holds one pipe per other rank, rank r > 0 its pipe to rank 0."""
     # The language server speaks LSP on its stdout, which a spawned process inherits: anything
     # a library prints (NCCL's debug log goes to stdout) must land on stderr instead.
     try:
@@ -114,7 +109,7 @@ def worker_main(rank: int, spec: WorkerSpec, port: int, peers: list[Connection],
     try:
         state, lm = _join(rank, spec, port)
         if rank == 0:
-            lead(state, RankGroup(state, peers), spec, to_main, lm, env_applied)
+            lead(state, RankGroup(state, peers), spec, to_main, lm)
         else:
             follow(state, peers[0])
     except BaseException as exc:
@@ -147,8 +142,7 @@ def _join(rank: int, spec: WorkerSpec, port: int) -> tuple[RankState, LoadedMode
     return RankState(model, shard, device), lm
 
 
-def lead(state: RankState, group: RankGroup, spec: WorkerSpec, to_main: Connection, lm: LoadedModel | None,
-         env_applied: bool = True) -> None:
+def lead(state: RankState, group: RankGroup, spec: WorkerSpec, to_main: Connection, lm: LoadedModel | None) -> None:
     """Rank 0: set up every rank, then serve the main process or run the driver."""
     model = state.model
     eos_ids = tuple(lm.tokenizer.special.eos_ids) if lm is not None else ()
@@ -163,8 +157,7 @@ def lead(state: RankState, group: RankGroup, spec: WorkerSpec, to_main: Connecti
     core = EngineCore(model, config, eos_ids, decode, group=group if spec.world > 1 else None)
     info = {"config": config, "pool": pool, "all_reduce": running, "all_reduce_error": why,
             "graphs": core.runner.graphs is not None, "world": spec.world, "device": str(state.device),
-            "stats": core.stats(), "threads": torch.get_num_threads(),
-            "env": {key: os.environ.get(key) for key in spec.env}, "env_applied": env_applied}
+            "stats": core.stats()}
     try:
         if spec.driver is not None:
             session = LeaderSession(core, group, spec, info, eos_ids)

@@ -136,34 +136,3 @@ async def test_a_killed_engine_process_fails_its_requests_and_the_next_runs_on_a
     finally:
         await asyncio.to_thread(backend.shutdown)
     assert engine.pids == []
-
-
-@pytest.mark.timeout(120)
-def test_the_engine_process_runs_its_own_threads_with_passive_openmp_waiting(folder, monkeypatch) -> None:
-    from loopls.engine.backends import native
-
-    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)  # the engine's own setting, not this environment's
-    threads_here = torch.get_num_threads()
-    backend = load_backend(BackendConfig(model=folder, device="cpu", context_tokens=256, engine_process=True))
-    try:
-        info = backend.engine.info
-        assert info["threads"] == native.engine_process_threads() >= min(2, os.cpu_count() or 1)
-        # set in the engine process before torch loaded there (so OpenMP read it) ...
-        assert info["env"] == {"OMP_WAIT_POLICY": "PASSIVE"} and info["env_applied"] is True
-        (pid,) = backend.engine.pids
-        with open(f"/proc/{pid}/environ", "rb") as f:
-            assert b"OMP_WAIT_POLICY=PASSIVE" not in f.read().split(b"\0")  # set after the start, not inherited
-    finally:
-        backend.shutdown()
-    # ... and never in this process
-    assert "OMP_WAIT_POLICY" not in os.environ and torch.get_num_threads() == threads_here
-
-
-@pytest.mark.timeout(120)
-def test_a_wait_policy_in_the_callers_environment_wins(folder, monkeypatch) -> None:
-    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
-    backend = load_backend(BackendConfig(model=folder, device="cpu", context_tokens=256, engine_process=True))
-    try:
-        assert backend.engine.info["env"] == {"OMP_WAIT_POLICY": "ACTIVE"}
-    finally:
-        backend.shutdown()
