@@ -270,7 +270,9 @@ class Editor:
             self.result.generated.append((arrived - last_key) * 1000)
             if stats.get("last_engine"):  # a server that reports its phases
                 self.result.phases.append({**stats["last_engine"], **stats.get("last_timings_ms", {}),
-                                           "latency": round((arrived - last_key) * 1000), "pause": round(pause * 1000)})
+                                           "latency": round((arrived - last_key) * 1000), "pause": round(pause * 1000),
+                                           "shape": f"{items[0]['insertText'].count(chr(10)) + 1} line(s), "
+                                                    f"{len(items[0]['insertText'])} chars"})
         self.result.status = stats
         await asyncio.sleep(max(0.0, last_key + pause - time.perf_counter()))
         item = items[0]
@@ -463,7 +465,7 @@ def slowest(rows: list[dict], count: int = 5) -> str:
                      f"{row.get('ttft_ms', '?')}, "
                      f"{row['prompt_tokens'] - (row['cached_tokens'] or 0) if 'cached_tokens' in row else '?'} of "
                      f"{row['prompt_tokens']} prompt tokens computed, {row.get('tokens', '?')} tokens"
-                     + (", answered early" if row.get("early") else "") + ")"
+                     + (", answered early" if row.get("early") else "") + f"; shown: {row.get('shape', '?')})"
                      for row in ordered if "latency" in row)
 
 

@@ -160,17 +160,32 @@ def complete_lines(raw: str) -> str:
 
 def is_final(raw: str, site: Site, max_lines: int) -> bool:
     """Whether more generated text can no longer change the suggestion (so the engine request
-    can stop early): the site takes one line and it is complete, or a filter cut before the
-    last complete line, or the line being written already leaves the block."""
+    can stop early): the site takes one line and it is complete, or the filters cut it short
+    already (`cut_short`), or a filter cut before the last complete line, or the line being
+    written already leaves the block."""
+    if not site.multiline:
+        return "\n" in (raw[1:] if next_line(raw, site) else raw) or cut_short(raw, site)
     if "\n" not in raw:
         return False
-    if not site.multiline:
-        return "\n" in (raw[1:] if next_line(raw, site) else raw)
     complete = strip_control(raw[:raw.rfind("\n")]).split("\n")
     if len(complete) >= max_lines or len(_filtered_lines("\n".join(complete), site, max_lines)) < len(complete):
         return True
     partial = normalise_indentation(raw[raw.rfind("\n"):], site)[1:]
     return bool(partial.strip()) and len(cut_at_scope_end([*complete, partial], site)) <= len(complete)
+
+
+def cut_short(raw: str, site: Site) -> bool:
+    """Whether the filters of a single-line site cut the line being written before its last
+    whole token (a phrase it repeats, a closer that closes nothing): what is shown of it
+    can no longer grow, whatever the model writes next. The last token is left out, as the
+    next one may extend it (`sel` + `f`)."""
+    text = normalise_indentation(single_line(strip_control(raw), site), site)
+    tokens = list(_TOKEN.finditer(text))
+    if not tokens:
+        return False
+    stable = text[:tokens[-1].start()].rstrip()
+    kept, _ = balance_brackets("\n".join(stop_on_repetition(stable.split("\n"))), site)
+    return len(kept.rstrip()) < len(stable)
 
 
 # -- the filters -----------------------------------------------------------------------------

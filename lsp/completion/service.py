@@ -62,8 +62,8 @@ from .cache import Snapshot, SuggestionCache
 from .debounce import TypingDebounce
 from .flight import Flight
 from .flights import Flights
-from .postprocess import (Site, Suggestion, answered_part, complete_lines, finish, is_final, next_line, single_line,
-                          token_limit)
+from .postprocess import (Site, Suggestion, answered_part, complete_lines, cut_short, finish, is_final, next_line,
+                          single_line, token_limit)
 from .prompt_clock import PromptClock
 from .prompts import CompletionRequest, ContextProvider, Prepared, PromptBuilder
 from .warmup import WarmUps
@@ -214,10 +214,11 @@ class CompletionService:
             suggestions = [Suggestion(text, replace) for text, replace in part]
         else:
             suggestions = flight.task.result()
-            self._showed(flight, flight.spent)
         if not suggestions:
             self.stats.empty += 1
             return self._null("empty")
+        if part is None:
+            self._showed(flight, flight.spent)
         self.stats.newest = "answered"
         return Completions(suggestions, False, len(prep.ids), prep.context_files)
 
@@ -376,9 +377,11 @@ class CompletionService:
                                       "ttft_ms": round(1000 * m.get("time_to_first_token_s", 0.0)),
                                       "decode_ms": round(1000 * m.get("decode_s", 0.0)), "tokens": len(out.token_ids)}
         raw = tokenizer.decode(out.token_ids)
-        # a line cut by the token limit is unfinished: whether it parses says nothing yet
+        # a line cut by the token limit, or by a filter as it was written, is unfinished:
+        # whether it parses says nothing yet
         checked = out.finish_reason == "stop"
         if not prep.site.multiline:
+            checked = checked and not cut_short(raw, prep.site)
             raw = single_line(raw, prep.site)
         elif out.finish_reason == "length":
             whole = complete_lines(raw)  # no half-written last line: what is left can be checked

@@ -6,8 +6,8 @@ import pytest
 
 from loopls.context.languages import Languages
 from loopls.lsp.completion.postprocess import (AUTOMATIC_BLOCK_TOKENS, Site, answered_part, balance_brackets,
-                                               complete_lines, cut_at_scope_end, drop_suffix_duplicates, finish,
-                                               first_line, is_final, normalise_indentation, single_line, sound_start,
+                                               complete_lines, cut_at_scope_end, cut_short, drop_suffix_duplicates,
+                                               finish, first_line, is_final, normalise_indentation, single_line, sound_start,
                                                stop_on_repetition, strip_control, token_limit)
 from loopls.lsp.completion.site import SiteReader, indent_unit
 
@@ -186,3 +186,15 @@ def test_a_block_being_written_shows_its_complete_lines_only() -> None:
     assert answered_part("x = 1\n    x = 1\n    x", site, 8).text == "x = 1"  # filtered as a whole suggestion
     line, _ = site_of("total = comp|\n")
     assert answered_part("ute(x)\n", line, 8) is None  # a single-line site waits for its line
+
+
+def test_a_line_the_filters_cut_short_is_final() -> None:
+    line = Site("    value = ", "", "", False, "    ", False, False)
+    loop = "compute(x)" * 4
+    assert cut_short(loop, line) and is_final(loop, line, 8)  # shown: `compute(x)`, whatever comes next
+    assert finish(loop + "comp", line, 8).text == finish(loop, line, 8).text == "compute(x)"
+    assert not cut_short("compute(x)" * 3, line)  # not a loop yet
+    assert cut_short("total(x)) + 1", line)  # a closer that closes nothing
+    assert not cut_short("total(x))", line)  # ... once a token follows it
+    assert not cut_short("self.a, self.a, self.a, sel", line) and cut_short("self.a, " * 4 + "self", line)
+    assert not cut_short("compute(x) or items if None; " * 8, line)  # a long unit is no loop
