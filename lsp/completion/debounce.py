@@ -25,10 +25,13 @@ ms apart, a key in the slowest tenth of the gaps is still three times likelier t
 pause: starting there wrote a token for a cancelled generation at nearly every fifth
 keystroke (`bench/debounce_policy.py`), so their generations start at the quantile itself.
 
-The user's pauses, measured from their last key in any document to the next one, set how
-long an automatic request may wait for a long suggestion (`answer_by`): after that time the
-service answers with the complete lines written so far and lets the generation run on into
-the suggestion cache. The goals are that 95% of pauses show a suggestion and that 95% of
+The user's pauses set how long an automatic request may wait for a long suggestion
+(`answer_by`): after that time the service answers with the complete lines written so far
+and lets the generation run on into the suggestion cache. A pause here is a gap between two
+keys (in any documents) longer than the delay the first of them waited: a gap in which a
+suggestion was generated, and had to arrive before it ended. (Not the rhythm's pauses
+above, which leave out gaps up to three times the usual ones, half a second for the typist
+below: pauses often as short as that.) The goals are that 95% of pauses show a suggestion and that 95% of
 suggestions arrive within 600 ms of the last key. A suggestion shows in a pause only if it
 arrives before the pause ends, so the limit is the pause length that all but
 `1 - SHOWN_GOAL` of this user's pauses outlast (their 5th percentile), less `DELIVERY_S`
@@ -97,6 +100,7 @@ class TypingDebounce:
         self._leads: deque[float] = deque(maxlen=LEADS)
         self._pauses: deque[float] = deque(maxlen=PAUSES)
         self._last_key: float | None = None  # of any document
+        self._last_delay = 0.0  # the delay the last key waited
 
     def first_token(self, seconds: float) -> None:
         """A generation's time from its start to its first token (any document)."""
@@ -117,10 +121,10 @@ class TypingDebounce:
             if not rhythm.paused:
                 rhythm.intervals.append(interval)
             self._docs.move_to_end(uri)
-        if self._last_key is not None and now - self._last_key > rhythm.pause_limit():
+        if self._last_key is not None and now - self._last_key > self._last_delay:
             self._pauses.append(now - self._last_key)  # since the last key anywhere: a move to another file is no pause
-        self._last_key = now
-        return self.delay(uri)
+        self._last_key, self._last_delay = now, self.delay(uri)
+        return self._last_delay
 
     def answer_by(self) -> float:
         """How long after its key an automatic request waits for its whole suggestion before
