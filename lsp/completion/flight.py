@@ -139,5 +139,7 @@ class Flight:
 
     def _drop(self) -> None:
         self._orphan = None
-        if not self.waiters and self.task is not None:
+        # a request that waited for a line break and then answered with the lines so far left
+        # it without waiters before it was `answered`: it runs on all the same
+        if not self.waiters and self.task is not None and self.answered is None:
             self.cancel("orphaned")

@@ -15,12 +15,13 @@ from lsp_session import inline_params, insert, open_document, session, status, w
 from scripted_model import create_scripted
 
 FIRST = "value = compute(x)"
-BLOCK = FIRST + "\n    return items"
+BLOCK = FIRST + "\n    return items or self in values + main - arg * id"  # 22 tokens, all distinct
 OPTIONS = {"completion": {"contextTokens": 512}}
-# Many silent layers: each token takes tens of milliseconds, so the block is still being
-# written when an automatic request's answer is due (the debounce's `answer_by`: 600 ms
-# after the key before any pause was seen); a faster machine only moves where it is cut.
-LAYERS = 96
+# Many silent layers: each token takes tens of milliseconds (65 ms on the 2-core VM), so the
+# block is still being written when an automatic request's answer is due (the debounce's
+# `answer_by`: 600 ms after the key before any pause was seen); a slower machine only
+# answers at the first line break after that.
+LAYERS = 160
 
 
 @pytest.fixture(scope="module")

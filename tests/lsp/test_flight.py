@@ -113,10 +113,13 @@ async def test_a_waiter_may_stop_at_a_time_or_at_the_next_line() -> None:
 async def test_a_flight_answered_in_part_runs_on_without_waiters(monkeypatch) -> None:
     monkeypatch.setattr("loopls.lsp.completion.flight.ORPHAN_S", 0.01)
     flight = await _flight()
-    flight.answered = 2
-    await flight.wait(until=time.perf_counter())
+    await flight.wait(until=time.perf_counter())  # the request's last wait, before it answers
+    flight.answered = 2  # ... with the lines so far
     await asyncio.sleep(0.05)
     assert not flight.task.done()  # its rest goes to the cache
+    await flight.wait(until=time.perf_counter())
+    await asyncio.sleep(0.05)
+    assert not flight.task.done()
     flight.cancel("typing")  # a keystroke that does not agree still stops it
     await asyncio.sleep(0)
     assert flight.task.cancelled()
