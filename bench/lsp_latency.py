@@ -27,16 +27,21 @@ Reported per server:
 - typed through: answers from a generation that an earlier keystroke started and the user
   typed through while it ran (the server's counter; "-" for a server without it);
 - wasted: tokens generated for requests that did not deliver a suggestion (superseded or
-  cancelled) as a share of all tokens generated. Measured the same way for both servers:
-  all tokens (server counter) minus the tokens of each delivered suggestion, read from the
-  server's `last_generated_tokens` right after the suggestion arrives; the new server's own
-  count of wasted tokens is printed beside it;
+  cancelled) as a share of all tokens generated: all tokens (server counter) minus the
+  tokens shown. A server that counts the tokens its answers showed (`shown_tokens`, each
+  token once, also those first shown while the user types through an answer made of a
+  block's first lines) is taken at its word, less the tokens of answers that arrived
+  after their pause ended; for an older one, the tokens of each delivered suggestion are
+  read from its `last_generated_tokens` right after the suggestion arrives. The server's
+  own count of the tokens of cancelled generations is printed beside it;
+- early: answers made of the complete lines of a block still being generated;
 - where the warm-ups go (a server with these counters): the prompt's other files' part
   against its file window (tokens), how often that part was kept on the same line, kept on a
   nearby line or chosen anew, the warm-ups' prefill rate (ms per 1K computed tokens), and how
   many suggestions came from the short prompt of a line that was not warm yet;
 - why the other pauses showed nothing: late (and where the request was when the pause
-  ended), or the reason the server gives for its null answer (`_why`);
+  ended, and what else the engine was running then: another generation, or a prefix-cache
+  warm-up), or the reason the server gives for its null answer (`_why`);
 - the decode time per token of the generated suggestions (median and P90; beside each of the
   slowest ones too);
 - start-up: from starting the server to the model loaded and to the first completion
@@ -142,11 +147,18 @@ class Result:
     startup: dict = field(default_factory=dict)  # seconds to the model loaded and to the first completion
     memory: dict = field(default_factory=dict)  # resident MB: the server, the processes it started
 
+    late_tokens: int = 0  # tokens of answers that arrived after their pause (a server counting shown tokens)
+
     def empty_pause(self, late: bool, pause: float, stats: dict, engine: dict) -> None:
         why = _why(self, late, pause, stats)
         if late and "running" in engine:
-            why += ", engine busy with another request" if engine["running"] + engine["waiting"] > 1 else ""
-
+            own = 1 if stats.get("newest") in ("generating", "typing through") else 0
+            if "active_generations" in stats and stats["active_generations"] > own:
+                why += ", another generation running"
+            elif "active_generations" in stats and engine["running"] + engine["waiting"] > stats["active_generations"]:
+                why += ", a warm-up running"
+            elif engine["running"] + engine["waiting"] > 1:
+                why += ", engine busy with another request"
         self.empty[why] = self.empty.get(why, 0) + 1
         self.status = stats
 
@@ -191,6 +203,15 @@ class Editor:
         self.conn, self.docs, self.result = conn, dict(files), result
         self.versions = {uri: 1 for uri in files}
         self.open_request: int | None = None
+
+    def _late(self, future: asyncio.Future) -> None:
+        """A request answered after its pause ended: the tokens it showed first were not seen."""
+        if not future.cancelled() and ((future.result() or {}).get("result") or {}).get("items"):
+            asyncio.ensure_future(self._count_late())
+
+    async def _count_late(self) -> None:
+        stats = (await self.conn.call("loopls/status"))["stats"]
+        self.result.late_tokens += stats.get("last_answer_tokens", 0)
 
     def edit(self, uri: str, start: int, end: int, new: str) -> None:
         text = self.docs[uri]
@@ -242,6 +263,8 @@ class Editor:
             await asyncio.sleep(max(0.0, last_key + pause - time.perf_counter()))
             status = await self.conn.call("loopls/status")
             self.result.empty_pause(late, pause, status["stats"], status.get("engine", {}))
+            if late:  # its answer, should it come before the next keystroke, was not seen
+                future.add_done_callback(lambda f: self._late(f))
             return None
         arrived = time.perf_counter()
         self.result.shown += 1
@@ -249,11 +272,14 @@ class Editor:
         before = self.result.status.get("cache_hits", 0)
         stats = (await self.conn.call("loopls/status"))["stats"]
         if stats["cache_hits"] == before:  # generated for this pause: its tokens were useful
-            self.result.useful_tokens += stats["last_generated_tokens"]
+            if "shown_tokens" not in stats:  # a server that counts them: see `measure`
+                self.result.useful_tokens += stats["last_generated_tokens"]
             self.result.generated.append((arrived - last_key) * 1000)
             if stats.get("last_engine"):  # a server that reports its phases
                 self.result.phases.append({**stats["last_engine"], **stats.get("last_timings_ms", {}),
-                                           "latency": round((arrived - last_key) * 1000), "pause": round(pause * 1000)})
+                                           "latency": round((arrived - last_key) * 1000), "pause": round(pause * 1000),
+                                           "shape": f"{items[0]['insertText'].count(chr(10)) + 1} line(s), "
+                                                    f"{len(items[0]['insertText'])} chars"})
         self.result.status = stats
         await asyncio.sleep(max(0.0, last_key + pause - time.perf_counter()))
         item = items[0]
@@ -336,6 +362,8 @@ async def measure(name: str, tree: Path, project: Path, cache: Path, args: argpa
         end = (await conn.call("loopls/status"))["stats"]
         # counters become the trace's share; gauges (the last request's figures) stay as read
         result.status = _delta(end, start_stats)
+        if "shown_tokens" in result.status:  # the server counts the tokens its answers showed
+            result.useful_tokens = result.status["shown_tokens"] - result.late_tokens
         result.load = (load_start, os.getloadavg()[0])
         result.memory = resident_mb(proc.pid)
         await conn.call("shutdown")
@@ -421,15 +449,18 @@ def report(results: list[Result]) -> None:
 
 
 def phases(rows: list[dict]) -> str:
-    """Medians of the server's phases over the generated suggestions."""
-    def med(key) -> float:
-        return statistics.median(key(row) for row in rows)
-    per_token = sorted(row["decode_ms"] / (row["tokens"] - 1) for row in rows if row.get("tokens", 0) > 1)
+    """Medians of the server's phases over the generated suggestions (the engine's figures
+    over those that waited for their whole generation: an early answer has none)."""
+    whole = [row for row in rows if not row.get("early")]
+
+    def med(key, over=rows) -> float:
+        return statistics.median(key(row) for row in over) if over else 0.0
+    per_token = sorted(row["decode_ms"] / (row["tokens"] - 1) for row in whole if row.get("tokens", 0) > 1)
     p90 = per_token[min(len(per_token) - 1, int(round(0.9 * (len(per_token) - 1))))] if per_token else 0
-    return (f"phases of the {len(rows)} generated suggestions (medians): "
-            f"debounce {med(lambda r: r['debounce']):.0f} ms, "
-            f"first token {med(lambda r: r['ttft_ms']):.0f} ms with "
-            f"{med(lambda r: r['prompt_tokens'] - (r['cached_tokens'] or 0)):.0f} of "
+    return (f"phases of the {len(rows)} generated suggestions (medians; {len(rows) - len(whole)} answered early "
+            f"with the lines written so far): debounce {med(lambda r: r['debounce']):.0f} ms, "
+            f"first token {med(lambda r: r['ttft_ms'], whole):.0f} ms with "
+            f"{med(lambda r: r['prompt_tokens'] - (r['cached_tokens'] or 0), whole):.0f} of "
             f"{med(lambda r: r['prompt_tokens']):.0f} prompt tokens computed, {med(lambda r: r['tokens']):.0f} tokens, "
             f"decode {statistics.median(per_token) if per_token else 0:.1f} ms per token (P90 {p90:.1f}, "
             f"{len(per_token)} suggestions of 2+ tokens), "
@@ -464,10 +495,12 @@ def slowest(rows: list[dict], count: int = 5) -> str:
     ordered = sorted(rows, key=lambda row: -row["latency"])[:count]
     return "; ".join(f"{row['latency']} ms of a {row['pause']} ms pause: debounce {row.get('debounce', '?')}, prompt "
                      f"and warm-up {row.get('prepare_wait', '?')}, generation {row.get('generate', '?')} (first token "
-                     f"{row.get('ttft_ms', '?')}, {row['prompt_tokens'] - (row.get('cached_tokens') or 0)} of "
+                     f"{row.get('ttft_ms', '?')}, "
+                     f"{row['prompt_tokens'] - (row['cached_tokens'] or 0) if 'cached_tokens' in row else '?'} of "
                      f"{row['prompt_tokens']} prompt tokens computed, {row.get('tokens', '?')} tokens"
                      + (f", decode {row['decode_ms'] / (row['tokens'] - 1):.1f} ms per token" if row.get("tokens", 0) > 1
-                        else "") + ")"
+                        and "decode_ms" in row else "")
+                     + (", answered early" if row.get("early") else "") + f"; shown: {row.get('shape', '?')})"
                      for row in ordered if "latency" in row)
 
 
@@ -479,7 +512,8 @@ def waste(r: Result) -> str:
     dropped, samples = ledger.pop("dropped", None), ledger.pop("dropped_last", None)
     parts = [f"{why} {t['tokens']} tokens / {t['generations']} generations"
              + (f" ({t['before_first']} before their first token, {t['after_cancel']} tokens after the cancel)"
-                if "before_first" in t and why != "empty" else "")
+                if "before_first" in t and why not in ("empty", "rest") else "")
+             + (f" (after an early answer; {t['shown_later']} more shown later)" if why == "rest" else "")
              for why, t in ledger.items()]
     done = r.status.get("warmups_finished")
     timing = (f" ({done} finished, {r.status['warmup_ms'] / done:.0f} ms each on average, of which "
@@ -487,7 +521,7 @@ def waste(r: Result) -> str:
               f"tokens each, {r.status['warmup_cached_tokens'] / done:.0f} of them cached)") if done else ""
     parts.insert(0, f"warm-ups {r.status.get('warmup_tokens', 0)} tokens / {r.status.get('warmups', 0)}{timing}")
     unseen = (r.status.get("generated_tokens", 0) - r.useful_tokens - r.status.get("wasted_tokens", 0)
-              - ledger.get("empty", {}).get("tokens", 0))
+              - ledger.get("empty", {}).get("tokens", 0) - ledger.get("rest", {}).get("tokens", 0))
     parts.append(f"ran to the end but not shown in time {unseen} tokens")
     latency = (f"; cancel -> engine stopped, median {cancel_ms['p50']} ms, max {cancel_ms['max']} ms "
                f"(n = {cancel_ms['n']})") if cancel_ms else ""

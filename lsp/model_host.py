@@ -196,13 +196,14 @@ class ModelHost:
 
     async def generate(self, ids: list[int], params: SamplingParams, priority: Priority,
                        supersede: str | None = None, enough: Callable[[list[int]], bool] | None = None,
-                       wasted: Callable[[int], None] | None = None,
+                       wasted: Callable[[int], int] | None = None,
                        started: Callable[[Any], None] | None = None) -> RequestOutput:
         """Run one request to its end. `enough(ids so far)` may end it early (the tokens so far
         are the result). Cancelling the caller, or the engine stream `started(stream)` was
         handed, cancels the request, whose blocks the engine frees before its next step;
         `wasted(tokens)` then hears how many tokens the engine had generated for it by the
-        time it stopped."""
+        time it stopped, and answers how many of them were shown all the same (an answer
+        made of its first lines): those are not counted as wasted."""
         backend = self.backend
         if backend is None:
             raise ModelUnavailable(self.error or "the model is not loaded")
@@ -235,9 +236,10 @@ class ModelHost:
             self.stats.active_generations -= 1
             if self.stats.active_generations == 0:
                 self._changed()
-        self._count(out, wasted=out.finish_reason == "cancelled" and not early)
-        if out.finish_reason == "cancelled" and not early and wasted is not None:
-            wasted(len(out.token_ids))  # its stream was cancelled directly
+        cancelled = out.finish_reason == "cancelled" and not early
+        # its stream was cancelled directly
+        shown = wasted(len(out.token_ids)) if cancelled and wasted is not None else 0
+        self._count(out, wasted=cancelled, shown=shown)
         if out.finish_reason == "error":
             self._engine_failed(out.error or "unknown error")
             raise EngineFailed(out.error or "unknown error")
@@ -291,18 +293,17 @@ class ModelHost:
         self.stats.generated_tokens += n
         self.stats.wasted_tokens += n
 
-    async def _count_waste(self, stream, wasted: Callable[[int], None] | None) -> None:
+    async def _count_waste(self, stream, wasted: Callable[[int], int] | None) -> None:
         out = await stream.result()
-        self._count(out, wasted=True)
-        if wasted is not None:
-            wasted(len(out.token_ids))
+        shown = wasted(len(out.token_ids)) if wasted is not None else 0
+        self._count(out, wasted=True, shown=shown)
 
-    def _count(self, out: RequestOutput, wasted: bool) -> None:
+    def _count(self, out: RequestOutput, wasted: bool, shown: int = 0) -> None:
         n = len(out.token_ids)
         self.stats.generated_tokens += n
         self.stats.last_generated_tokens = n
         if wasted:
-            self.stats.wasted_tokens += n
+            self.stats.wasted_tokens += n - shown
         elif out.finish_reason in ("stop", "length", "cancelled"):
             self.stats.completed += 1
         if out.finish_reason == "error":

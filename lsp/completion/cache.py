@@ -5,13 +5,15 @@ Each entry remembers the text before and after the cursor when its suggestions w
 A later request hits an entry when the text after the cursor is the same and the text before
 it is the entry's plus characters that a suggestion starts with (typing through it), or the
 entry's exactly (backspacing back to where it was made). The answer is then what is left of
-the suggestions: no generation, no latency. A document keeps its `per_document` most recent
+the suggestions: no generation, no latency (and the entry's `on_hit` hears of it: the
+service counts the tokens of a generation that reach the user). A document keeps its `per_document` most recent
 entries, the cache its `max_documents` most recently used documents.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 
 # Only the text near the cursor is compared: a suggestion made for this line stays valid
@@ -50,6 +52,7 @@ class _Entry:
     at: Snapshot
     items: tuple[tuple[str, int], ...]  # (suggestion, auto-closed characters it replaces)
     alternatives: bool  # made for an explicit request (several candidates were asked for)
+    on_hit: Callable[[], None] | None  # called when a request is answered from it
 
 
 class SuggestionCache:
@@ -58,10 +61,12 @@ class SuggestionCache:
         self._per_document = per_document
         self._max_documents = max_documents
 
-    def store(self, uri: str, text: str, offset: int, items: list[tuple[str, int]], alternatives: bool = False) -> None:
+    def store(self, uri: str, text: str, offset: int, items: list[tuple[str, int]], alternatives: bool = False,
+              on_hit: Callable[[], None] | None = None) -> None:
+        """Remember `items` made at (`text`, `offset`), in place of those made there before."""
         if not items:
             return
-        entry = _Entry(Snapshot.at(text, offset), tuple(items), alternatives)
+        entry = _Entry(Snapshot.at(text, offset), tuple(items), alternatives, on_hit)
         entries = [e for e in self._docs.get(uri, [])
                    if (e.at.before, e.at.after) != (entry.at.before, entry.at.after)]
         self._docs[uri] = [entry, *entries][:self._per_document]
@@ -87,6 +92,8 @@ class SuggestionCache:
                     if item.startswith(typed) and len(item) > typed_len]
             if rest:
                 self._docs.move_to_end(uri)
+                if entry.on_hit is not None:
+                    entry.on_hit()
                 return rest
         return None
 

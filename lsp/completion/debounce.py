@@ -24,6 +24,19 @@ share of their keystrokes that end a pause. For someone who types bursts of ~18 
 ms apart, a key in the slowest tenth of the gaps is still three times likelier than a
 pause: starting there wrote a token for a cancelled generation at nearly every fifth
 keystroke (`bench/debounce_policy.py`), so their generations start at the quantile itself.
+
+The user's pauses set how long an automatic request may wait for a long suggestion
+(`answer_by`): after that time the service answers with the complete lines written so far
+and lets the generation run on into the suggestion cache. A pause here is a gap between two
+keys (in any documents) longer than the delay the first of them waited: a gap in which a
+suggestion was generated, and had to arrive before it ended. (Not the rhythm's pauses
+above, which leave out gaps up to three times the usual ones, half a second for the typist
+below: pauses often as short as that.) The goals are that 95% of pauses show a suggestion and that 95% of
+suggestions arrive within 600 ms of the last key. A suggestion shows in a pause only if it
+arrives before the pause ends, so the limit is the pause length that all but
+`1 - SHOWN_GOAL` of this user's pauses outlast (their 5th percentile), less `DELIVERY_S`
+for the answer to reach the editor, and never later than `ANSWER_BY_S`, the P95 goal.
+Before `MIN_PAUSES` pauses are known the limit is the goal itself.
 """
 
 from __future__ import annotations
@@ -45,6 +58,11 @@ MAX_LEAD_S = 0.1  # a slower first token (a loaded machine) overlaps no more of 
 LEADS = 8  # recent times to a first token remembered
 STILL_TYPING = 0.25  # a generation starts early only where another key is at most this likely
 KEYS = 96  # recent keystrokes remembered per document (how many of them ended a pause)
+SHOWN_GOAL = 0.95  # the share of pauses that should show a suggestion
+ANSWER_BY_S = 0.6  # an automatic request's answer comes at most this long after its key (the P95 goal)
+DELIVERY_S = 0.02  # from the answer to the editor drawing it
+PAUSES = 64  # recent pauses remembered (all documents: a habit of the user, not of a file)
+MIN_PAUSES = 4
 
 
 @dataclass
@@ -65,9 +83,14 @@ class _Rhythm:
         longer = STILL_TYPING / (1 - STILL_TYPING) * p / (1 - p)  # the share S that is unlikely enough
         return self.quantile(1 - longer) if longer < 1 else 0.0
 
+    def pause_limit(self) -> float:
+        """A longer gap than this between two keys is a pause."""
+        if len(self.intervals) < MIN_SAMPLES:
+            return PAUSE_S
+        return min(PAUSE_S, PAUSE_FACTOR * self.quantile(0.75))
+
     def quantile(self, q: float) -> float:
-        ordered = sorted(self.intervals)
-        return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]  # nearest rank
+        return nearest_rank(self.intervals, q)
 
 
 class TypingDebounce:
@@ -75,6 +98,9 @@ class TypingDebounce:
         self._docs: OrderedDict[str, _Rhythm] = OrderedDict()
         self._max = max_documents
         self._leads: deque[float] = deque(maxlen=LEADS)
+        self._pauses: deque[float] = deque(maxlen=PAUSES)
+        self._last_key: float | None = None  # of any document
+        self._last_delay = 0.0  # the delay the last key waited
 
     def first_token(self, seconds: float) -> None:
         """A generation's time from its start to its first token (any document)."""
@@ -90,13 +116,22 @@ class TypingDebounce:
         else:
             interval = now - rhythm.last
             rhythm.last = now
-            limit = PAUSE_S if len(rhythm.intervals) < MIN_SAMPLES else min(PAUSE_S, PAUSE_FACTOR * rhythm.quantile(0.75))
-            rhythm.paused = not 0 < interval <= limit
+            rhythm.paused = not 0 < interval <= rhythm.pause_limit()
             rhythm.ends.append(rhythm.paused)
             if not rhythm.paused:
                 rhythm.intervals.append(interval)
             self._docs.move_to_end(uri)
-        return self.delay(uri)
+        if self._last_key is not None and now - self._last_key > self._last_delay:
+            self._pauses.append(now - self._last_key)  # since the last key anywhere: a move to another file is no pause
+        self._last_key, self._last_delay = now, self.delay(uri)
+        return self._last_delay
+
+    def answer_by(self) -> float:
+        """How long after its key an automatic request waits for its whole suggestion before
+        it answers with what is complete (the module's docstring says why)."""
+        if len(self._pauses) < MIN_PAUSES:
+            return ANSWER_BY_S
+        return max(0.0, min(ANSWER_BY_S, nearest_rank(self._pauses, 1 - SHOWN_GOAL) - DELIVERY_S))
 
     def delay(self, uri: str) -> float:
         rhythm = self._docs.get(uri)
@@ -121,3 +156,9 @@ class TypingDebounce:
 
 def clamp(delay: float) -> float:
     return min(MAX_DELAY_S, max(MIN_DELAY_S, delay))
+
+
+def nearest_rank(values, q: float) -> float:
+    """The `q` quantile of `values` (not empty) by nearest rank."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]

@@ -13,12 +13,18 @@ the keystroke, as before. When the last request waiting on it is cancelled by th
 it runs on for `ORPHAN_S` only, enough for the request of the keystroke that follows (a
 client cancels the old request before it sends the new one). Whoever cancels it says why
 (`waste.py` accounts its tokens under that reason).
+
+An automatic request may answer before its generation ends, with the complete lines
+written so far (`service.py`): the generation is then `answered` and runs on to its end
+without a waiter, so that its whole suggestion reaches the cache for the keystrokes that
+type through the lines shown (it still stops at a keystroke that does not agree with it).
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from .cache import Snapshot
@@ -41,7 +47,15 @@ class Flight:
     cancelled_at: float | None = None  # perf_counter() when the cancel was decided
     seen: int = 0  # tokens it had written then
     streams: list = field(default_factory=list)  # its engine requests, stopped at once on a cancel
+    # stores what may be shown of it so far in the suggestion cache, and says whether there
+    # was any (an automatic request's generation at a multi-line site: service.py, step 7)
+    part: Callable[[], bool] | None = None
+    answered: int | None = None  # tokens written when a request answered with part of it (it runs on)
+    shown: int = 0  # its first tokens that answers have shown
+    rest: int = 0  # tokens after the part answered, booked as waste (`waste.py`) until a request shows them
+    first_at: float | None = None  # perf_counter() at its first token
     _orphan: asyncio.TimerHandle | None = None
+    _line: asyncio.Event = field(default_factory=asyncio.Event)  # set when `raw` gains a line break
 
     def consistent(self, typed: str) -> bool:
         return self.raw.startswith(typed) or typed.startswith(self.raw)
@@ -62,7 +76,11 @@ class Flight:
     def wrote(self, raw: str, tokens: int) -> None:
         """New text from the model (`tokens` tokens so far): cancel the generation once it
         leaves what was typed."""
+        if raw.count("\n") > self.raw.count("\n"):
+            self._line.set()
         self.raw, self.tokens = raw, tokens
+        if self.first_at is None and tokens:
+            self.first_at = time.perf_counter()
         if not self.consistent(self.typed) and self.task is not None:
             self._decided("diverged")
             self.task.cancel()
@@ -91,19 +109,29 @@ class Flight:
         if self.cancelled_at is None:  # the first reason is the one that cancelled it
             self.why, self.cancelled_at, self.seen = why, time.perf_counter(), self.tokens
 
-    async def wait(self) -> None:
-        """Wait for the generation to end (done or cancelled); cancelling the waiter leaves it
-        running for the next keystroke's request, for a while."""
+    async def wait(self, until: float | None = None, line: bool = False) -> bool:
+        """Wait for the generation to end (done or cancelled), or until `perf_counter()`
+        reaches `until`, or (`line`) until the model writes another line break; whether it
+        ended. Cancelling the waiter leaves it running for the next keystroke's request, for
+        a while (to its end once a request answered with part of it)."""
         assert self.task is not None
         self.waiters += 1
         if self._orphan is not None:
             self._orphan.cancel()
             self._orphan = None
+        waits: set[asyncio.Future] = {self.task}
+        if line:
+            self._line.clear()
+            waits.add(asyncio.ensure_future(self._line.wait()))
         try:
-            await asyncio.wait({self.task})
+            timeout = None if until is None else max(0.0, until - time.perf_counter())
+            await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+            return self.task.done()
         finally:
+            for waiting in waits - {self.task}:
+                waiting.cancel()
             self.waiters -= 1
-            if not self.waiters and not self.task.done():
+            if not self.waiters and not self.task.done() and self.answered is None:
                 if self.attachable:
                     self._orphan = asyncio.get_running_loop().call_later(ORPHAN_S, self._drop)
                 else:
@@ -111,5 +139,7 @@ class Flight:
 
     def _drop(self) -> None:
         self._orphan = None
-        if not self.waiters and self.task is not None:
+        # a request that waited for a line break and then answered with the lines so far left
+        # it without waiters before it was `answered`: it runs on all the same
+        if not self.waiters and self.task is not None and self.answered is None:
             self.cancel("orphaned")

@@ -6,7 +6,9 @@ reason: the document's own when the keystroke does not agree with it (`typing`, 
 `resumed` after a pause), the other documents' because the user types elsewhere now
 (`moved`). A launched generation runs as a task owned by the document, not by the request;
 when it ends, its suggestions go to the caller's `store`, and a generation that ends with
-nothing to show, or is cancelled, is booked in the waste ledger (`waste.py`).
+nothing to show, or is cancelled, is booked in the waste ledger (`waste.py`), less the
+tokens an answer showed; so is what one runs on to write after an answer made of its
+first lines, until a request shows it (`shown`).
 """
 
 from __future__ import annotations
@@ -46,9 +48,9 @@ class Flights:
         return flight
 
     def launch(self, uri: str, at: Snapshot, attachable: bool,
-               generate: Callable[[Flight], Awaitable[list]], store: Callable[[list], None]) -> Flight:
+               generate: Callable[[Flight], Awaitable[list]], store: Callable[[Flight, list], None]) -> Flight:
         """Start `generate(flight)` as the document's generation; what it returns goes to
-        `store` when not empty."""
+        `store(flight, suggestions)` when not empty."""
         flight = Flight(at, attachable=attachable)
         flight.task = asyncio.ensure_future(self._fly(uri, flight, generate, store))
         flight.task.add_done_callback(_settled)
@@ -56,7 +58,7 @@ class Flights:
         return flight
 
     async def _fly(self, uri: str, flight: Flight, generate: Callable[[Flight], Awaitable[list]],
-                   store: Callable[[list], None]) -> list:
+                   store: Callable[[Flight, list], None]) -> list:
         try:
             with self.quiet():
                 suggestions = await generate(flight)
@@ -69,10 +71,24 @@ class Flights:
         if flight.kept:
             self.stats.kept += 1
         if suggestions:
-            store(suggestions)
+            if flight.answered is not None and flight.spent > flight.shown:
+                flight.rest = flight.spent - flight.shown
+                self.waste.rest(flight.rest)
+            store(flight, suggestions)
         else:
-            self.waste.empty(flight.spent)
+            self.waste.empty(flight.spent - flight.shown)
         return suggestions
+
+    def shown(self, flight: Flight, tokens: int) -> int:
+        """An answer showed the first `tokens` tokens of `flight`: how many of them no answer
+        had shown before (a booked rest among them is waste no more)."""
+        new = max(0, tokens - flight.shown)
+        flight.shown += new
+        if flight.rest and new:
+            taken = min(new, flight.rest)
+            flight.rest -= taken
+            self.waste.rest_shown(taken)
+        return new
 
     def current(self, uri: str, flight: Flight) -> bool:
         """Whether `flight` is still the document's generation."""
@@ -80,10 +96,13 @@ class Flights:
 
     def booker(self, flight: Flight, index: int) -> Callable[[int], None]:
         """What the model host calls with the tokens of candidate `index` of `flight` once
-        that engine request, cancelled, has ended: the waste ledger books them."""
-        def wasted(tokens: int) -> None:
+        that engine request, cancelled, has ended: the waste ledger books them, less those an
+        answer showed, whose number it returns."""
+        def wasted(tokens: int) -> int:
             latency = time.perf_counter() - flight.cancelled_at if flight.cancelled_at is not None else None
-            self.waste.cancelled(flight.why or "other", tokens, flight.seen if index == 0 else 0, latency)
+            shown = min(tokens, flight.shown) if index == 0 else 0
+            self.waste.cancelled(flight.why or "other", tokens, flight.seen if index == 0 else 0, latency, shown)
+            return shown
         return wasted
 
     def forget(self, uri: str) -> None:

@@ -20,7 +20,11 @@ a plain function of text and site, tested on its own (tests/lsp/test_postprocess
    dropped (`line_check.py`: `def f() -> float:` + `:`); a multi-line one whose first line
    opens what a later line closes (`x = [` ... `]`) is kept. At the end of the line, a
    multi-line one keeps what follows its first line break if that fits (`:` + a body is
-   the body).
+   the body); at a single-line site, one that leaves a bracket open is cut before it if
+   that keeps the line parsing (`items.` + `append(` is `append`).
+
+A generation still running may be shown in part (`answered_part`): its complete lines,
+through the same filters, never a line the model is still writing.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ _QUOTES = set("\"'`")
 _TOKEN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*|\d+(?:\.\d+)?|\S")
 # a short unit four times in a row, or a longer one three times
 _LOOPED_CHARS = re.compile(r"(\S{2,3}?)\1{3,}|(\S{4,24}?)\2{2,}")
+_OPERAND_END = re.compile(r"[\w)\]}\"'`]$")
 _TRIVIAL_LINE = re.compile(r"^[\s)\]};,]*$|^(?:end|pass|break|continue|fi|done|esac|else:?|\*/)$")
 AUTOMATIC_BLOCK_TOKENS = 32  # see token_limit
 BLOCK_OPENER = re.compile(r"(?::|\{|\(|\[|=>|->|\bdo|\bthen|\bbegin)\s*(?:#.*|//.*)?$")
@@ -79,8 +84,47 @@ def finish(raw: str, site: Site, max_lines: int) -> Suggestion | None:
         rest = text[text.find("\n"):] if "\n" in text and not site.suffix_line else ""
         if rest.strip() and site.line_check.accepts(rest):
             return Suggestion(rest, 0)
-        return None
+        return sound_start(text, site)
     return Suggestion(text, replace)
+
+
+def sound_start(text: str, site: Site) -> Suggestion | None:
+    """What to show of the single-line `text` that the site's line check rejects because it
+    leaves a bracket open (the model meant to go on over the next lines: `items.` +
+    `append(`): the text before that bracket, if the line check accepts it (`append`), or
+    None. Not at a multi-line site: there a one-line suggestion the check rejects misreads
+    the line (`float:` + `ance:`), and a shorter one would too."""
+    if "\n" in text or site.line_check is None or site.multiline:
+        return None
+    cut = _first_left_open(text)
+    if cut is None:
+        return None
+    head, replace = balance_brackets(text[:cut].rstrip(), site)
+    # it must end with an operand: the check reads the cursor's line only, and a dangling
+    # `total +` puts its error on the next one
+    if not _OPERAND_END.search(head) or not site.line_check.accepts(head, replace):
+        return None
+    return Suggestion(head, replace)
+
+
+def _first_left_open(text: str) -> int | None:
+    """Where the outermost bracket that `text` opens and leaves open is, if any."""
+    stack: list[int] = []
+    for i, ch in enumerate(text):
+        if ch in _OPENERS:
+            stack.append(i)
+        elif ch in _CLOSERS and stack and text[stack[-1]] == _CLOSERS[ch]:
+            stack.pop()
+    return stack[0] if stack else None
+
+
+def answered_part(raw: str, site: Site, max_lines: int) -> Suggestion | None:
+    """What may be shown of the text `raw` that a generation is still writing at the
+    multi-line `site`: its complete lines, finished as a whole suggestion would be (never the
+    line being written, which the next token may still change), or None."""
+    if not site.multiline or "\n" not in raw:
+        return None
+    return finish(raw[:raw.rfind("\n")], site, max_lines)
 
 
 def _filtered_lines(raw: str, site: Site, max_lines: int) -> list[str]:
@@ -116,17 +160,32 @@ def complete_lines(raw: str) -> str:
 
 def is_final(raw: str, site: Site, max_lines: int) -> bool:
     """Whether more generated text can no longer change the suggestion (so the engine request
-    can stop early): the site takes one line and it is complete, or a filter cut before the
-    last complete line, or the line being written already leaves the block."""
+    can stop early): the site takes one line and it is complete, or the filters cut it short
+    already (`cut_short`), or a filter cut before the last complete line, or the line being
+    written already leaves the block."""
+    if not site.multiline:
+        return "\n" in (raw[1:] if next_line(raw, site) else raw) or cut_short(raw, site)
     if "\n" not in raw:
         return False
-    if not site.multiline:
-        return "\n" in (raw[1:] if next_line(raw, site) else raw)
     complete = strip_control(raw[:raw.rfind("\n")]).split("\n")
     if len(complete) >= max_lines or len(_filtered_lines("\n".join(complete), site, max_lines)) < len(complete):
         return True
     partial = normalise_indentation(raw[raw.rfind("\n"):], site)[1:]
     return bool(partial.strip()) and len(cut_at_scope_end([*complete, partial], site)) <= len(complete)
+
+
+def cut_short(raw: str, site: Site) -> bool:
+    """Whether the filters of a single-line site cut the line being written before its last
+    whole token (a phrase it repeats, a closer that closes nothing): what is shown of it
+    can no longer grow, whatever the model writes next. The last token is left out, as the
+    next one may extend it (`sel` + `f`)."""
+    text = normalise_indentation(single_line(strip_control(raw), site), site)
+    tokens = list(_TOKEN.finditer(text))
+    if not tokens:
+        return False
+    stable = text[:tokens[-1].start()].rstrip()
+    kept, _ = balance_brackets("\n".join(stop_on_repetition(stable.split("\n"))), site)
+    return len(kept.rstrip()) < len(stable)
 
 
 # -- the filters -----------------------------------------------------------------------------

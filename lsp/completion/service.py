@@ -30,6 +30,14 @@ cursor, and returns suggestions or None:
    smell checks and symbol updates), so that the engine's thread has the interpreter.
 6. Post-processing (`postprocess.finish`) cleans each candidate for its site; a candidate
    that would put a secret-looking string into the document is dropped and logged.
+7. An automatic request at a multi-line site does not wait for the whole block past the
+   debounce's `answer_by()` (learned from the user's pauses: the answer must come before
+   the pause ends): it answers with the complete lines written so far, post-processed like
+   a whole suggestion (`postprocess.answered_part`), as soon as there are any. The
+   generation runs on to its end and its whole suggestion replaces that part in the cache:
+   accepting or typing through the lines shown, or asking again at the same place, gets the
+   rest (and a request made while it still runs waits for it, as in step 2). An explicit
+   request waits for everything.
 """
 
 from __future__ import annotations
@@ -54,7 +62,8 @@ from .cache import Snapshot, SuggestionCache
 from .debounce import TypingDebounce
 from .flight import Flight
 from .flights import Flights
-from .postprocess import Suggestion, complete_lines, finish, is_final, next_line, single_line, token_limit
+from .postprocess import (Site, Suggestion, answered_part, complete_lines, cut_short, finish, is_final, next_line,
+                          single_line, token_limit)
 from .prompt_clock import PromptClock
 from .prompts import CompletionRequest, ContextProvider, Prepared, PromptBuilder
 from .warmup import WarmUps
@@ -85,6 +94,9 @@ class ServiceStats:
     secrets_dropped: int = 0
     empty: int = 0  # generations that ended with nothing to show (post-processing dropped every candidate)
     quick: int = 0  # generations from the short prompt: the line's full prompt was not warm yet
+    early: int = 0  # answers made of the complete lines of a generation still running (step 7)
+    shown_tokens: int = 0  # generated tokens that answers showed (each token once)
+    last_answer_tokens: int = 0  # of those, the ones the newest answer showed first
     context: dict = field(default_factory=dict)  # the other files' part across requests (sticky.py)
     last_null: str = ""  # why the newest request that answered nothing did: see `CompletionService._null`
     newest: str = ""  # where the newest request is: debounce, prompt, warm-up, generating, answered, null
@@ -126,17 +138,19 @@ class CompletionService:
         flight = self.flights.for_request(req.uri, req.text, req.offset, req.invoked,
                                           lambda: self.debounce is not None and self.debounce.resumed(req.uri))
         ticket = self._latest[req.uri] = object()
+        self.stats.last_answer_tokens = 0  # a cache hit may show tokens for the first time (`_store`)
         cached = self.cache.lookup(req.uri, req.text, req.offset, alternatives=req.invoked and options.candidates > 1)
         if cached is not None:
             self.stats.cache_hits += 1
             return Completions([Suggestion(text, replace) for text, replace in cached], cached=True)
         if flight is not None:
             self.stats.newest = "typing through"
-            await flight.wait()
+            cached = await self._wait(flight, req, started)
             if self._latest.get(req.uri) is not ticket:
                 return self._null("superseded")  # a newer keystroke waits on the same generation, or cancelled it
-            cached = self.cache.lookup(req.uri, req.text, req.offset)
-            if cached is not None:  # the generation ended and was stored: what follows the typed text
+            if cached is None:  # the generation ended (and was stored)
+                cached = self.cache.lookup(req.uri, req.text, req.offset)
+            if cached is not None:  # what follows the typed text: of the whole suggestion, or of its lines so far
                 self.stats.typed_through += 1
                 return Completions([Suggestion(text, replace) for text, replace in cached], cached=False)
             # it diverged at the end (or post-processing cut it short): generate for this request
@@ -180,23 +194,72 @@ class CompletionService:
         flight = self.flights.launch(
             req.uri, Snapshot.at(req.text, req.offset), not req.invoked,
             lambda flight: self._generate(req, prep, backend, options, flight),
-            lambda found: self.cache.store(req.uri, req.text, req.offset, [(s.text, s.replace) for s in found],
-                                           alternatives=req.invoked))
+            lambda flight, found: self._store(req, flight, found, flight.spent))
+        if not req.invoked and prep.site.multiline and self.debounce is not None:
+            flight.part = lambda: self._store_part(req, flight, prep.site, options)
         self.stats.newest, self.stats.newest_tokens = "generating", 0
-        await flight.wait()
-        if flight.task.cancelled() or self._latest.get(req.uri) is not ticket:
+        part = await self._wait(flight, req, started)
+        if (part is None and flight.task.cancelled()) or self._latest.get(req.uri) is not ticket:
             # a newer keystroke cancelled it or waits on it, or its text left what was typed
             return self._null("superseded" if self._latest.get(req.uri) is not ticket else "cancelled")
-        suggestions = flight.task.result()
         done = time.perf_counter()
         self.stats.last_timings_ms = {"debounce": round(1000 * (waited - started)),
                                       "prepare_wait": round(1000 * (prepared_at - waited)),
                                       "generate": round(1000 * (done - prepared_at))}
+        if part is not None:  # the lines written so far (step 7): the generation runs on
+            self.stats.early += 1
+            first = round(1000 * ((flight.first_at or done) - prepared_at))
+            self.stats.last_engine = {"prompt_tokens": len(prep.ids), "tokens": flight.answered, "ttft_ms": first,
+                                      "early": True}
+            suggestions = [Suggestion(text, replace) for text, replace in part]
+        else:
+            suggestions = flight.task.result()
         if not suggestions:
             self.stats.empty += 1
             return self._null("empty")
+        if part is None:
+            self._showed(flight, flight.spent)
         self.stats.newest = "answered"
         return Completions(suggestions, False, len(prep.ids), prep.context_files)
+
+    async def _wait(self, flight: Flight, req: CompletionRequest, started: float) -> list[tuple[str, int]] | None:
+        """Wait for `flight` to end (None). An automatic request waits at most
+        `answer_by()` after its key for a generation that may be shown in part (step 7):
+        past that, once the lines written so far make a suggestion for the request's place,
+        it answers with them (their items, from the cache)."""
+        if flight.part is None or req.invoked or self.debounce is None:
+            await flight.wait()
+            return None
+        if await flight.wait(until=started + self.debounce.answer_by()):
+            return None
+        while True:
+            if flight.part():
+                found = self.cache.lookup(req.uri, req.text, req.offset)
+                if found is not None:
+                    return found
+            if await flight.wait(line=True):
+                return None
+
+    def _store_part(self, req: CompletionRequest, flight: Flight, site: Site, options: CompletionOptions) -> bool:
+        """Put what may be shown of `flight` so far (its complete lines) in the cache, in place
+        of an earlier part; whether there was any."""
+        suggestion = answered_part(flight.raw, site, options.max_lines)
+        if suggestion is None or self._secret(req, suggestion):
+            return False
+        flight.answered = flight.tokens
+        self._store(req, flight, [suggestion], flight.tokens)
+        return True
+
+    def _store(self, req: CompletionRequest, flight: Flight, found: list[Suggestion], tokens: int) -> None:
+        """Cache `found`, made of the first `tokens` tokens of `flight`, for the request's place."""
+        self.cache.store(req.uri, req.text, req.offset, [(s.text, s.replace) for s in found],
+                         alternatives=req.invoked, on_hit=lambda: self._showed(flight, tokens))
+
+    def _showed(self, flight: Flight, tokens: int) -> None:
+        """An answer showed the first `tokens` tokens of `flight`."""
+        new = self.flights.shown(flight, tokens)
+        self.stats.shown_tokens += new
+        self.stats.last_answer_tokens = new
 
     def _null(self, why: str) -> None:  # null, not an error: the client just shows nothing
         """Answer nothing, remembering why (status: `last_null`): "superseded" (a newer
@@ -306,7 +369,7 @@ class CompletionService:
             return None
         if out.finish_reason not in ("stop", "length"):
             return None
-        if index == 0:
+        if index == 0 and flight.answered is None:  # an answer made of its first lines has its own figures
             m = out.metrics
             if self.debounce is not None and m.get("time_to_first_token_s"):
                 self.debounce.first_token(m["time_to_first_token_s"])
@@ -314,9 +377,11 @@ class CompletionService:
                                       "ttft_ms": round(1000 * m.get("time_to_first_token_s", 0.0)),
                                       "decode_ms": round(1000 * m.get("decode_s", 0.0)), "tokens": len(out.token_ids)}
         raw = tokenizer.decode(out.token_ids)
-        # a line cut by the token limit is unfinished: whether it parses says nothing yet
+        # a line cut by the token limit, or by a filter as it was written, is unfinished:
+        # whether it parses says nothing yet
         checked = out.finish_reason == "stop"
         if not prep.site.multiline:
+            checked = checked and not cut_short(raw, prep.site)
             raw = single_line(raw, prep.site)
         elif out.finish_reason == "length":
             whole = complete_lines(raw)  # no half-written last line: what is left can be checked
@@ -326,12 +391,16 @@ class CompletionService:
         if suggestion is None:
             self.waste.dropped(raw, site, options.max_lines)
             return None
+        return None if self._secret(req, suggestion) else suggestion
+
+    def _secret(self, req: CompletionRequest, suggestion: Suggestion) -> bool:
+        """Whether `suggestion` would put a secret-looking string into the document (it is
+        dropped and logged)."""
         secret = inserted_secret(req.text, req.offset, req.offset + suggestion.replace, suggestion.text, req.path)
         if secret is not None:
             self.stats.secrets_dropped += 1
             log.warning("%s: dropped a suggestion that writes a secret-looking string (%s)", req.uri, secret.rule)
-            return None
-        return suggestion
+        return secret is not None
 
 
 def _retrieve(future: asyncio.Future) -> None:

@@ -13,7 +13,13 @@ status's `waste`, printed by `bench/lsp_latency.py`). A generation is wasted whe
 - `orphaned`: the client cancelled its request and no keystroke took it up;
 - `explicit`: an explicit request's candidates, cancelled with their request;
 - `closed`: its document closed;
-- `empty`: it ran to its end but post-processing left nothing to show.
+- `empty`: it ran to its end but post-processing left nothing to show;
+- `rest`: a request answered with its first lines and it ran on to its end, but no later
+  request showed what it wrote after that answer (booked when it ends, taken back when a
+  request shows it: typing through the lines shown, or asking again at the same place).
+
+The tokens of a generation that an answer showed are never waste, also when it is cancelled
+afterwards (after an answer made of its first lines).
 
 Per reason: generations and tokens, and of those tokens how many the engine wrote after
 the cancel was decided (the cancel's latency in tokens); the recent cancel latencies, from
@@ -43,6 +49,7 @@ class _Tally:
     tokens: int = 0
     after_cancel: int = 0  # of `tokens`, written after the cancel was decided
     before_first: int = 0  # generations cancelled before they had written anything
+    shown_later: int = 0  # `rest` only: tokens booked, then shown
 
 
 class WasteLedger:
@@ -52,12 +59,13 @@ class WasteLedger:
         self._dropped: dict[str, int] = {}
         self._samples: deque[tuple[str, str, str]] = deque(maxlen=SAMPLES)
 
-    def cancelled(self, why: str, tokens: int, seen: int, latency_s: float | None) -> None:
+    def cancelled(self, why: str, tokens: int, seen: int, latency_s: float | None, shown: int = 0) -> None:
         """A generation cancelled for `why` ended with `tokens` tokens from the engine, of
-        which `seen` had reached the service when the cancel was decided `latency_s` ago."""
+        which `seen` had reached the service when the cancel was decided `latency_s` ago,
+        and the first `shown` had been shown (an answer made of its first lines)."""
         tally = self._tallies.setdefault(why, _Tally())
         tally.generations += 1
-        tally.tokens += tokens
+        tally.tokens += tokens - shown
         tally.after_cancel += max(0, tokens - seen)
         tally.before_first += seen == 0
         if latency_s is not None:
@@ -68,6 +76,19 @@ class WasteLedger:
         tally = self._tallies.setdefault("empty", _Tally())
         tally.generations += 1
         tally.tokens += tokens
+
+    def rest(self, tokens: int) -> None:
+        """A generation that a request answered with part of ran on to its end: `tokens`
+        written after that answer are not shown (yet)."""
+        tally = self._tallies.setdefault("rest", _Tally())
+        tally.generations += 1
+        tally.tokens += tokens
+
+    def rest_shown(self, tokens: int) -> None:
+        """A request showed `tokens` of a rest booked before: they are not waste."""
+        tally = self._tallies.setdefault("rest", _Tally())
+        tally.tokens -= tokens
+        tally.shown_later += tokens
 
     def dropped(self, raw: str, site: Site, max_lines: int) -> None:
         """Post-processing left nothing of the model's text `raw` at `site`."""
@@ -81,7 +102,8 @@ class WasteLedger:
         self._samples.append((step, site.prefix_line[-SAMPLE_CHARS:], raw[:SAMPLE_CHARS]))
 
     def as_json(self) -> dict:
-        out: dict = {why: vars(t).copy() for why, t in sorted(self._tallies.items())}
+        out: dict = {why: {k: v for k, v in vars(t).items() if k != "shown_later" or why == "rest"}
+                     for why, t in sorted(self._tallies.items())}
         if self._dropped:
             out["dropped"] = dict(self._dropped)
             out["dropped_last"] = [list(s) for s in self._samples]

@@ -25,9 +25,10 @@ GAIN = 20.0  # logit of the scripted next token; everything else is about 0
 
 
 def create_scripted(folder: Path, script: str, cycle: bool = False, seed: int = 0,
-                    after: str = "<|fim_middle|>") -> Path:
-    """`after`: the text of the prompt's last token, where the script starts."""
-    create_tiny(folder, arch="llama", seed=seed)
+                    after: str = "<|fim_middle|>", layers: int | None = None) -> Path:
+    """`after`: the text of the prompt's last token, where the script starts. `layers`:
+    more (silent) decoder layers make each token take longer to write."""
+    create_tiny(folder, arch="llama", seed=seed, overrides={"num_hidden_layers": layers} if layers else None)
     tok = Tokenizer.from_file(str(folder / "tokenizer.json"))
     ids = tok.encode(script).ids
     assert len(set(ids)) == len(ids), f"the script's tokens repeat: {[tok.id_to_token(i) for i in ids]}"

@@ -62,3 +62,13 @@ def test_a_request_for_alternatives_is_not_answered_by_an_automatic_suggestion()
     cache.store("u", TEXT, CURSOR, [("return x + 1", 0), ("pass", 0)], alternatives=True)
     assert cache.lookup("u", *_typed("re"), alternatives=True) == [("turn x + 1", 0)]
     assert cache.lookup("u", TEXT, CURSOR) == [("return x + 1", 0), ("pass", 0)]
+
+
+def test_an_entry_hears_when_it_answers() -> None:
+    cache = SuggestionCache()
+    hits: list[int] = []
+    cache.store("u", TEXT, CURSOR, [("return x + 1", 0)], on_hit=lambda: hits.append(1))
+    assert cache.lookup("u", *_typed("z")) is None and not hits
+    assert cache.lookup("u", *_typed("ret")) == [("urn x + 1", 0)] and hits == [1]
+    cache.store("u", TEXT, CURSOR, [("return x + 2", 0)])  # made again at the same place: replaces it
+    assert cache.lookup("u", TEXT, CURSOR) == [("return x + 2", 0)] and hits == [1]

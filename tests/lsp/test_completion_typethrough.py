@@ -1,7 +1,8 @@
 """Generations in flight while the user types, end to end: the real server over stdio,
 pytest-lsp's client and scripted checkpoints whose output is known. A keystroke that types
 what the running generation writes keeps it (the pause answers with the rest); a divergent
-one cancels it; a single-line site's engine request ends at the line break."""
+one cancels it; a single-line site's engine request ends at the line break, or as soon as
+the filters have cut the line short."""
 
 from __future__ import annotations
 
@@ -15,8 +16,9 @@ from lsp_session import inline_params, insert, open_document, session, status, w
 from scripted_model import create_scripted
 from tokenizers import Tokenizer
 
-# A long single-line generation: the cycle never writes a line break, so the request runs
-# to maxTokens (hundreds of steps) and a keystroke can reach it while it runs.
+# A long single-line generation: the cycle never writes a line break, and its unit is too long
+# for the repetition filter (which would end it early), so the request runs to maxTokens
+# (hundreds of steps) and a keystroke can reach it while it runs.
 LONG = {"model": {"name": None}, "completion": {"maxTokens": 400, "contextTokens": 512}}
 LINE = "value = "
 
@@ -24,8 +26,9 @@ LINE = "value = "
 @pytest.fixture(scope="module")
 def models(tmp_path_factory) -> dict[str, str]:
     base = tmp_path_factory.mktemp("typethrough")
-    return {"cycle": str(create_scripted(base / "cycle", "compute(x)", cycle=True)),
-            "lines": str(create_scripted(base / "lines", "total\nrest"))}
+    return {"cycle": str(create_scripted(base / "cycle", "compute(x) or items if None; ", cycle=True)),
+            "lines": str(create_scripted(base / "lines", "total\nrest")),
+            "loop": str(create_scripted(base / "loop", "compute(x)", cycle=True))}
 
 
 def _options(model: str) -> dict:
@@ -111,3 +114,18 @@ async def test_a_single_line_site_stops_generating_at_the_line_break(tmp_path, m
         assert len(tokenizer.encode("total\nrest").ids) > through_break  # the script goes on after the break
         assert stats["last_engine"]["tokens"] <= through_break, stats  # ... the engine did not
         assert stats["generated_tokens"] - stats["warmup_tokens"] <= through_break, stats
+
+
+async def test_a_line_the_filters_cut_short_stops_generating(tmp_path, models) -> None:
+    source = tmp_path / "app.py"
+    source.write_text(f"def f(x):\n    {LINE}\n", encoding="utf-8")
+    async with session(tmp_path, _options(models["loop"])) as client:
+        await wait_for_state(client, "ready")
+        uri = source.as_uri()
+        open_document(client, uri, source.read_text())
+        result = await client.text_document_inline_completion_async(inline_params(uri, 1, 4 + len(LINE)))
+        assert result.items[0].insert_text == "compute(x)"  # the repetition filter's cut, as before
+        stats = (await status(client))["stats"]
+        per_copy = len(Tokenizer.from_file(f"{models['loop']}/tokenizer.json").encode("compute(x)").ids)
+        assert stats["last_engine"]["tokens"] <= 5 * per_copy, stats  # not the 400 of maxTokens
+        assert stats["generated_tokens"] - stats["warmup_tokens"] <= 6 * per_copy, stats

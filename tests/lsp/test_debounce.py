@@ -1,6 +1,6 @@
 import random
 
-from loopls.lsp.completion.debounce import MAX_DELAY_S, MIN_DELAY_S, TypingDebounce
+from loopls.lsp.completion.debounce import ANSWER_BY_S, DELIVERY_S, MAX_DELAY_S, MIN_DELAY_S, TypingDebounce
 
 
 def _type(debounce: TypingDebounce, uri: str, intervals: list[float], start: float = 100.0) -> float:
@@ -94,3 +94,37 @@ def test_the_chance_of_another_key_follows_how_often_the_user_pauses() -> None:
     _type(often, "u", _bursts_of_two(gaps * 2))
     assert abs(rare._docs["u"].likely_typing_until() - max(gaps)) < 1e-9  # the slowest gap
     assert rare._docs["u"].likely_typing_until() > often._docs["u"].likely_typing_until() > min(gaps)
+
+
+def _bursts(debounce: TypingDebounce, pauses: list[float], uris: tuple[str, ...] = ("u",)) -> None:
+    """Bursts of ten keys 100 ms apart, the `pauses` between them, the bursts taking turns
+    over `uris`."""
+    now = 0.0
+    for n, pause in enumerate(pauses):
+        for _ in range(10):
+            now += 0.1
+            debounce.keystroke(uris[n % len(uris)], now)
+        now += pause
+
+
+def test_a_long_suggestion_is_answered_before_nearly_every_pause_of_the_user_ends() -> None:
+    debounce = TypingDebounce()
+    assert debounce.answer_by() == ANSWER_BY_S  # nothing learned yet: the P95 goal
+    rng = random.Random(0)
+    pauses = [rng.uniform(0.3, 1.5) for _ in range(60)]
+    _bursts(debounce, pauses)
+    limit = debounce.answer_by()
+    # the pause that 95% of this user's (recent) pauses outlast, less the way to the editor
+    outlasted = sum(pause + 0.1 >= limit + DELIVERY_S - 1e-9 for pause in pauses[-59:])
+    assert 0.3 < limit < ANSWER_BY_S and outlasted >= 0.95 * 59, (limit, outlasted)
+    slow = TypingDebounce()
+    _bursts(slow, [3.0] * 10)
+    assert slow.answer_by() == ANSWER_BY_S  # long pauses: no later than the goal
+
+
+def test_pauses_are_measured_across_documents() -> None:
+    one, several = TypingDebounce(), TypingDebounce()
+    _bursts(one, [0.4] * 12)
+    _bursts(several, [0.4] * 12, uris=("a", "b", "c"))  # each burst in another file, 0.4 s after the last key
+    assert abs(several.answer_by() - one.answer_by()) < 1e-9
+    assert abs(one.answer_by() - (0.5 - DELIVERY_S)) < 1e-9

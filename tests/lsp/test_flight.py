@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 from loopls.lsp.completion.cache import Snapshot
 from loopls.lsp.completion.flight import Flight
@@ -93,3 +94,32 @@ async def test_before_its_first_token_a_keystroke_does_not_keep_it() -> None:
     flight.wrote("c", 1)
     assert flight.keep_for(*_typed("co"))
     flight.cancel("typing")
+
+
+async def test_a_waiter_may_stop_at_a_time_or_at_the_next_line() -> None:
+    flight = await _flight()
+    assert not await flight.wait(until=time.perf_counter() + 0.02)  # the time came first
+    waiter = asyncio.ensure_future(flight.wait(line=True))
+    flight.wrote("total = 0", 3)
+    await asyncio.sleep(0.01)
+    assert not waiter.done()  # no line break yet
+    flight.wrote("total = 0\n    ", 4)
+    assert not await waiter  # woken by the line, the generation goes on
+    assert flight.waiters == 0
+    flight.cancel("typing")
+    assert await flight.wait()
+
+
+async def test_a_flight_answered_in_part_runs_on_without_waiters(monkeypatch) -> None:
+    monkeypatch.setattr("loopls.lsp.completion.flight.ORPHAN_S", 0.01)
+    flight = await _flight()
+    await flight.wait(until=time.perf_counter())  # the request's last wait, before it answers
+    flight.answered = 2  # ... with the lines so far
+    await asyncio.sleep(0.05)
+    assert not flight.task.done()  # its rest goes to the cache
+    await flight.wait(until=time.perf_counter())
+    await asyncio.sleep(0.05)
+    assert not flight.task.done()
+    flight.cancel("typing")  # a keystroke that does not agree still stops it
+    await asyncio.sleep(0)
+    assert flight.task.cancelled()

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 
 from loopls.context.languages import Languages
-from loopls.lsp.completion.postprocess import (AUTOMATIC_BLOCK_TOKENS, Site, balance_brackets, complete_lines,
-                                               cut_at_scope_end, drop_suffix_duplicates, finish, first_line,
-                                               is_final, normalise_indentation, single_line, stop_on_repetition,
-                                               strip_control, token_limit)
+from loopls.lsp.completion.postprocess import (AUTOMATIC_BLOCK_TOKENS, Site, answered_part, balance_brackets,
+                                               complete_lines, cut_at_scope_end, cut_short, drop_suffix_duplicates,
+                                               finish, first_line, is_final, normalise_indentation, single_line, sound_start,
+                                               stop_on_repetition, strip_control, token_limit)
 from loopls.lsp.completion.site import SiteReader, indent_unit
 
 READER = SiteReader(Languages())
@@ -162,3 +162,39 @@ def test_a_model_that_ends_a_complete_line_at_once_suggests_the_next_line() -> N
 def test_the_next_line_stops_at_the_end_of_the_block() -> None:
     end = Site("    return y", "", "def g():\n    pass", False, "    ", False, False)
     assert finish("\ndef g():", end, 8) is None  # it leaves the function: not this suggestion's business
+
+
+def test_a_line_left_open_is_shown_up_to_the_bracket_when_that_parses() -> None:
+    site, _ = site_of("def f(total):\n    result = total|\n    return result\n")
+    assert site.line_check is not None and not site.multiline
+    assert finish("_value(", site, 8).text == "_value"  # `total_value(` would swallow the next line
+    assert sound_start("_value(items, key(", site).text == "_value"  # before the outermost one left open
+    assert finish("_value(items)", site, 8).text == "_value(items)"  # nothing to cut
+    assert finish(" + (", site, 8) is None  # `total +` does not parse either
+    assert sound_start(" b c", site) is None  # nothing left open: a start of it is no better
+    block, _ = site_of("class Item:\n    def total_value(self) -> float:|\n        return 1\n")
+    assert sound_start("ance(", block) is None and finish("ance:", block, 8) is None  # a misread line
+
+
+def test_a_block_being_written_shows_its_complete_lines_only() -> None:
+    site, _ = site_of("def f(x):\n    |\n")
+    assert answered_part("value = compute(x)\n    return val", site, 8).text == "value = compute(x)"
+    assert answered_part("value = compute(x)\n    return value\n    ", site, 8).text == \
+        "value = compute(x)\n    return value"
+    assert answered_part("value = comp", site, 8) is None  # the line is still being written
+    assert answered_part("\n    return", site, 8) is None  # nothing complete but an empty line
+    assert answered_part("x = 1\n    x = 1\n    x", site, 8).text == "x = 1"  # filtered as a whole suggestion
+    line, _ = site_of("total = comp|\n")
+    assert answered_part("ute(x)\n", line, 8) is None  # a single-line site waits for its line
+
+
+def test_a_line_the_filters_cut_short_is_final() -> None:
+    line = Site("    value = ", "", "", False, "    ", False, False)
+    loop = "compute(x)" * 4
+    assert cut_short(loop, line) and is_final(loop, line, 8)  # shown: `compute(x)`, whatever comes next
+    assert finish(loop + "comp", line, 8).text == finish(loop, line, 8).text == "compute(x)"
+    assert not cut_short("compute(x)" * 3, line)  # not a loop yet
+    assert cut_short("total(x)) + 1", line)  # a closer that closes nothing
+    assert not cut_short("total(x))", line)  # ... once a token follows it
+    assert not cut_short("self.a, self.a, self.a, sel", line) and cut_short("self.a, " * 4 + "self", line)
+    assert not cut_short("compute(x) or items if None; " * 8, line)  # a long unit is no loop

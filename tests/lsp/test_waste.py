@@ -33,3 +33,13 @@ def test_dropped_candidates_say_which_step_dropped_them() -> None:
     out = ledger.as_json()
     assert out["dropped"] == {"nothing": 1, "line check": 1, "filters": 1}
     assert out["dropped_last"][1] == ["line check", "    def total_value(self) -> float:", ":"]
+
+
+def test_tokens_an_answer_showed_are_no_waste() -> None:
+    ledger = WasteLedger()
+    ledger.cancelled("moved", tokens=10, seen=8, latency_s=None, shown=6)  # answered with its first 6 tokens
+    ledger.rest(7)  # another ran on after its answer: 7 tokens unshown...
+    ledger.rest_shown(5)  # ... 5 of which a later request showed
+    out = ledger.as_json()
+    assert out["moved"] == {"generations": 1, "tokens": 4, "after_cancel": 2, "before_first": 0}
+    assert out["rest"] == {"generations": 1, "tokens": 2, "after_cancel": 0, "before_first": 0, "shown_later": 5}
