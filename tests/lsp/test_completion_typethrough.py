@@ -99,33 +99,31 @@ async def test_a_divergent_keystroke_cancels_the_generation_and_counts_its_token
         assert 0 < stats["wasted_tokens"] - stats["warmup_tokens"] < 400, stats
 
 
-async def test_a_single_line_site_stops_generating_at_the_line_break(tmp_path, models) -> None:
+async def _complete_after_line(tmp_path, model: str) -> tuple[types.InlineCompletionList, dict]:
+    """An automatic request at the end of LINE in a function body: the answer and the stats."""
     source = tmp_path / "app.py"
     source.write_text(f"def f(x):\n    {LINE}\n", encoding="utf-8")
-    async with session(tmp_path, _options(models["lines"])) as client:
+    async with session(tmp_path, _options(model)) as client:
         await wait_for_state(client, "ready")
         uri = source.as_uri()
         open_document(client, uri, source.read_text())
         result = await client.text_document_inline_completion_async(inline_params(uri, 1, 4 + len(LINE)))
-        assert result.items[0].insert_text == "total"
-        stats = (await status(client))["stats"]
-        tokenizer = Tokenizer.from_file(f"{models['lines']}/tokenizer.json")
-        through_break = len(tokenizer.encode("total\n").ids)
-        assert len(tokenizer.encode("total\nrest").ids) > through_break  # the script goes on after the break
-        assert stats["last_engine"]["tokens"] <= through_break, stats  # ... the engine did not
-        assert stats["generated_tokens"] - stats["warmup_tokens"] <= through_break, stats
+        return result, (await status(client))["stats"]
+
+
+async def test_a_single_line_site_stops_generating_at_the_line_break(tmp_path, models) -> None:
+    result, stats = await _complete_after_line(tmp_path, models["lines"])
+    assert result.items[0].insert_text == "total"
+    tokenizer = Tokenizer.from_file(f"{models['lines']}/tokenizer.json")
+    through_break = len(tokenizer.encode("total\n").ids)
+    assert len(tokenizer.encode("total\nrest").ids) > through_break  # the script goes on after the break
+    assert stats["last_engine"]["tokens"] <= through_break, stats  # ... the engine did not
+    assert stats["generated_tokens"] - stats["warmup_tokens"] <= through_break, stats
 
 
 async def test_a_line_the_filters_cut_short_stops_generating(tmp_path, models) -> None:
-    source = tmp_path / "app.py"
-    source.write_text(f"def f(x):\n    {LINE}\n", encoding="utf-8")
-    async with session(tmp_path, _options(models["loop"])) as client:
-        await wait_for_state(client, "ready")
-        uri = source.as_uri()
-        open_document(client, uri, source.read_text())
-        result = await client.text_document_inline_completion_async(inline_params(uri, 1, 4 + len(LINE)))
-        assert result.items[0].insert_text == "compute(x)"  # the repetition filter's cut, as before
-        stats = (await status(client))["stats"]
-        per_copy = len(Tokenizer.from_file(f"{models['loop']}/tokenizer.json").encode("compute(x)").ids)
-        assert stats["last_engine"]["tokens"] <= 5 * per_copy, stats  # not the 400 of maxTokens
-        assert stats["generated_tokens"] - stats["warmup_tokens"] <= 6 * per_copy, stats
+    result, stats = await _complete_after_line(tmp_path, models["loop"])
+    assert result.items[0].insert_text == "compute(x)"  # the repetition filter's cut, as before
+    per_copy = len(Tokenizer.from_file(f"{models['loop']}/tokenizer.json").encode("compute(x)").ids)
+    assert stats["last_engine"]["tokens"] <= 5 * per_copy, stats  # not the 400 of maxTokens
+    assert stats["generated_tokens"] - stats["warmup_tokens"] <= 6 * per_copy, stats
