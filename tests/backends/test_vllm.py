@@ -86,7 +86,8 @@ async def test_openai_backend_against_vllm_server_matches_native(vllm_server: Se
 
 async def test_cancel_aborts_the_request_inside_vllm(vllm_server: ServerProcess, small_checkpoints) -> None:
     backend = load_backend(BackendConfig(kind="openai", model=str(small_checkpoints["iquestloopcoder"]), url=vllm_server.url))
-    stream = backend.submit(PROMPT, SamplingParams(max_tokens=3000, min_tokens=3000))
+    # a prompt of its own: the earlier tests' PROMPT is in vLLM's prefix cache by now
+    stream = backend.submit(PROMPT[::-1], SamplingParams(max_tokens=3000, min_tokens=3000))
     async for _ in stream:
         break
     # vLLM updates its gauges after it hands a step's tokens out, so the first token can reach
