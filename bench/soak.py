@@ -102,12 +102,26 @@ async def soak(conn: Connection, uri: str, text: str, requests: int, every: int,
         if sent // every > len(windows) and sent >= (len(windows) + 1) * every:
             while open_ids:  # let the window's requests finish before sampling
                 await asyncio.sleep(0.01)
-            stats = (await conn.call("loopls/status"))["stats"]
+            stats = await _settled(conn)
             current.tracked, current.collector = stats["tracked"], stats.get("gc")
             current.requests, current.rss_mb = sent, _rss_mb(pid)
             windows.append(current)
             current = Window(0, 0)
     return windows
+
+
+async def _settled(conn, limit_s: float = 10.0) -> dict:
+    """The server's stats once the work the window's requests left behind has run: a
+    generation may run on after its answer (an automatic block answered with its first
+    lines) and hold the project thread's queued work until it ends. What is still running
+    or queued after `limit_s` is reported as it is: a leak never drains."""
+    deadline = time.perf_counter() + limit_s
+    while True:
+        stats = (await conn.call("loopls/status"))["stats"]
+        tracked = stats["tracked"]
+        if (tracked.get("running", 0) == 0 and tracked.get("project_queue", 0) == 0) or time.perf_counter() > deadline:
+            return stats
+        await asyncio.sleep(0.05)
 
 
 async def run_soak(project: Path, cache: Path, requests: int, every: int, lines: int,
