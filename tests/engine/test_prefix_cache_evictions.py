@@ -53,6 +53,14 @@ def _run(core: EngineCore, request_id: str, prompt: list[int], params: SamplingP
     return seq
 
 
+def _fill(core: EngineCore, lm) -> None:
+    """Run unrelated prompts through the pool until every free block holds a cached prefix
+    (as on a server that has been typed at for a while)."""
+    for i in range(3):
+        _run(core, f"fill{i}", random_prompt(lm, 200, seed=100 + i), PREFILL, Priority.BACKGROUND)
+    assert core.pool.num_cached == core.pool.num_blocks and core.pool.evictions > 0
+
+
 def _full_hit(prompt: list[int]) -> int:
     """Cached tokens of a complete hit: every full block but the one holding the last token."""
     return (len(prompt) - 1) // BS * BS
@@ -96,6 +104,7 @@ def test_a_warm_up_that_computed_its_start_again_is_hit_after_evictions(lm) -> N
     its prefill); the warm-up of B then computes (part of) that start again and A's older
     copies are evicted while it runs. B's prompt must still hit every full block."""
     core = _core(lm, num_blocks=64)
+    _fill(core, lm)
     start = random_prompt(lm, 160, seed=1)
     _run(core, "a", start + random_prompt(lm, 80, seed=2), PREFILL, Priority.BACKGROUND)
     _run(core, "other", random_prompt(lm, 160, seed=3), PREFILL, Priority.BACKGROUND)
@@ -103,7 +112,6 @@ def test_a_warm_up_that_computed_its_start_again_is_hit_after_evictions(lm) -> N
     _run(core, "warm", line, PREFILL, Priority.BACKGROUND)
     prompt = line + random_prompt(lm, 4, seed=5)
     seq = _run(core, "gen", prompt, GEN)
-    assert core.pool.evictions > 0
     assert seq.metrics.cached_tokens == _full_hit(prompt)
     assert seq.output_ids == generate(lm, prompt, GEN).token_ids
     assert core.pool.num_used == 0
@@ -116,6 +124,7 @@ def test_a_warm_up_paused_by_a_generation_on_its_start_is_hit_after_evictions(lm
     going on afterwards, computes them again. The generation's copies are released first; once
     they are evicted the warm-up's own must serve its prompt."""
     core = _core(lm, num_blocks=64)
+    _fill(core, lm)
     line = random_prompt(lm, 300, seed=1)
     warm = core.add("warm", line, PREFILL, Priority.BACKGROUND)
     core.step()
@@ -128,7 +137,6 @@ def test_a_warm_up_paused_by_a_generation_on_its_start_is_hit_after_evictions(lm
     _run(core, "other", random_prompt(lm, 80, seed=3), PREFILL, Priority.BACKGROUND)
     prompt = line + random_prompt(lm, 4, seed=5)
     seq = _run(core, "gen", prompt, GEN)
-    assert core.pool.evictions > 0
     assert seq.metrics.cached_tokens == _full_hit(prompt)
     assert seq.output_ids == generate(lm, prompt, GEN).token_ids
     assert core.pool.num_used == 0
