@@ -209,6 +209,8 @@ class BlockPool:
             in_free = block.block_id in self._free
             if (block.ref_count == 0) != in_free or block.ref_count < 0:
                 raise AssertionError(f"block {block.block_id}: ref_count {block.ref_count}, free={in_free}")
+            if block.hash is not None and block.block_id not in self._cached.get(block.hash, ()):
+                raise AssertionError(f"block {block.block_id} has a hash but is not in the cache index")
         for h, copies in self._cached.items():
             for block_id in copies:
                 if self.blocks[block_id].hash != h:
