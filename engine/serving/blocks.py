@@ -13,6 +13,13 @@ only cost a miss, never wrong K/V. Blocks whose reference count drops to zero ke
 contents and hash and go to the back of an LRU free list; allocation takes from the front, so
 the least recently released cached block is evicted first.
 
+A prefix may be computed again while an older copy of it is still cached (a Loop prefix hit
+cut short by an evicted window block, or a warm-up going on after a generation took its start
+and extended it). The newer copy is indexed too: the older one was released first and is
+evicted first, and the prefix must stay findable after that. An older copy that is free when
+the newer one is published is only a plain free block from then on, given out before any
+cached block; copies still in use stay indexed beside it, and a lookup takes any of them.
+
 Window blocks of a Loop model are cached too, keyed by the hash of the prefix up to their
 block and their loop (`window_hash`): a prefix hit needs the window blocks just before it.
 """
@@ -64,7 +71,9 @@ class BlockPool:
         self.blocks = [Block(i) for i in range(num_blocks)]
         # LRU order: front = evicted first. Holds every block with ref_count 0.
         self._free: OrderedDict[int, None] = OrderedDict((i, None) for i in range(num_blocks))
-        self._cached: dict[bytes, int] = {}
+        # key -> the blocks holding it (identical contents: the same prefix computed twice)
+        self._cached: dict[bytes, dict[int, None]] = {}
+        self._num_cached = 0
         self.hits = 0  # loop-0 blocks served from the cache, for observability
         self.evictions = 0
 
@@ -79,7 +88,7 @@ class BlockPool:
 
     @property
     def num_cached(self) -> int:
-        return len(self._cached)
+        return self._num_cached
 
     def blocks_for(self, num_tokens: int) -> int:
         return -(-num_tokens // self.block_size)
@@ -131,8 +140,9 @@ class BlockPool:
         """Publish a full, computed block under its chained hash; returns the prefix hash
         (for loop >= 1, a window block, stored under `window_hash` of it).
 
-        If an identical block is already cached (two sequences computed the same prefix at
-        the same time) the existing entry stays and this block simply is not indexed.
+        If the key is already cached (the prefix was computed again), this block is indexed
+        beside the older copies; an older copy that is free becomes a plain free block at the
+        front of the free list (this one, released later, outlives it in the LRU).
         """
         chunk = tuple(tokens)
         if len(chunk) != self.block_size:
@@ -140,22 +150,29 @@ class BlockPool:
         h = chain_hash(parent, chunk)
         key = window_hash(h, loop) if loop else h
         block = self.blocks[block_id]
-        if key not in self._cached and block.hash is None:
-            block.hash, block.parent_hash, block.tokens, block.loop = key, parent, chunk, loop
-            self._cached[key] = block_id
+        if block.hash is not None:
+            return h  # already published (a prefix hit)
+        for other in [b for b in self._cached.get(key, ()) if self.blocks[b].ref_count == 0]:
+            self._uncache(self.blocks[other])
+            self._free.move_to_end(other, last=False)
+        self._cached.setdefault(key, {})[block_id] = None
+        block.hash, block.parent_hash, block.tokens, block.loop = key, parent, chunk, loop
+        self._num_cached += 1
         return h
 
     def lookup(self, parent: bytes, tokens: tuple[int, ...], loop: int = 0) -> tuple[int | None, bytes]:
         """(cached block holding `tokens` after the prefix `parent`, or None; the prefix hash).
         Takes no reference. Verified by tokens, parent and loop: a collision is a miss."""
         h = chain_hash(parent, tokens)
-        block_id = self._cached.get(window_hash(h, loop) if loop else h)
-        if block_id is None:
-            return None, h
-        block = self.blocks[block_id]
-        if block.tokens != tokens or block.parent_hash != parent or block.loop != loop:
-            return None, h
-        return block_id, h
+        found = None
+        # A copy in use costs no free block; otherwise the most recently published one.
+        for block_id in reversed(self._cached.get(window_hash(h, loop) if loop else h, ())):
+            block = self.blocks[block_id]
+            if block.tokens == tokens and block.parent_hash == parent and block.loop == loop:
+                if block.ref_count:
+                    return block_id, h
+                found = block_id if found is None else found
+        return found, h
 
     def take(self, block_ids: list[int], count_hits: bool = True) -> None:
         """Take a reference on cached blocks found by `lookup` (a prefix hit); `hits` counts
@@ -172,8 +189,12 @@ class BlockPool:
         block.ref_count += 1
 
     def _uncache(self, block: Block) -> None:
-        if block.hash is not None and self._cached.get(block.hash) == block.block_id:
-            del self._cached[block.hash]
+        copies = self._cached.get(block.hash) if block.hash is not None else None
+        if copies is not None and block.block_id in copies:
+            del copies[block.block_id]
+            self._num_cached -= 1
+            if not copies:
+                del self._cached[block.hash]
         block.hash, block.parent_hash, block.tokens, block.loop = None, None, (), 0
 
     def reset_cache(self) -> None:
@@ -188,6 +209,11 @@ class BlockPool:
             in_free = block.block_id in self._free
             if (block.ref_count == 0) != in_free or block.ref_count < 0:
                 raise AssertionError(f"block {block.block_id}: ref_count {block.ref_count}, free={in_free}")
-        for h, block_id in self._cached.items():
-            if self.blocks[block_id].hash != h:
-                raise AssertionError(f"cache index points at block {block_id} with another hash")
+            if block.hash is not None and block.block_id not in self._cached.get(block.hash, ()):
+                raise AssertionError(f"block {block.block_id} has a hash but is not in the cache index")
+        for h, copies in self._cached.items():
+            for block_id in copies:
+                if self.blocks[block_id].hash != h:
+                    raise AssertionError(f"cache index points at block {block_id} with another hash")
+        if self._num_cached != sum(len(copies) for copies in self._cached.values()):
+            raise AssertionError("the count of cached blocks disagrees with the index")
