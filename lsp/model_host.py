@@ -147,6 +147,8 @@ class ModelHost:
         loop = asyncio.get_running_loop()
         # Registered until the backend is handed over: `shutdown` stops it meanwhile, also once
         # the load has returned in the prepare thread but before this coroutine goes on.
+        if self._closed:  # shut down before this load began
+            raise ModelUnavailable("the model host was shut down")
         stop = LoadStop()
         self._loading.add(stop)
         try:
