@@ -6,7 +6,7 @@ behind and nothing lands on stderr (the editor's log) but log lines: no tracebac
 child that read EOF while it was being spawned, or that sent "ready" to a parent gone.
 
 A real `ModelHost` in a real process, as the server runs it (the load on its prepare thread),
-on the tiny model; the LSP-level test of the server itself is test_lifecycle.py's."""
+on the tiny model, whatever the server's default engine is."""
 
 from __future__ import annotations
 
