@@ -11,6 +11,8 @@ for it, counting what it generated and which tokens were wasted (generated for a
 that was cancelled or superseded); a caller may stop a request early once it has what it
 needs, which does not count as waste. A request the backend fails (a model server gone away)
 raises `EngineFailed`; the first failure of a run is reported, the recovery logged.
+`shutdown` also stops a load in progress (an engine process still starting is killed, see
+`LoadStop`): the server's `exit` must leave no engine process behind.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from loopls.context.privacy import check_prompt
-from loopls.engine.backends import Backend, BackendConfig, BackendError, load_backend
+from loopls.engine.backends import Backend, BackendConfig, BackendError, LoadStop, load_backend
 from loopls.engine.backends.base import Priority, RequestOutput, SamplingParams
 from loopls.engine.model.models import DEFAULT_MODEL
 
@@ -104,6 +106,8 @@ class ModelHost:
         self._reported: str | None = None
         self._engine_down = False  # the last request failed and the user has been told
         self._name = DEFAULT_MODEL  # shown while no backend is configured
+        self._loading: set[LoadStop] = set()  # one per load whose backend is not handed over yet
+        self._closed = False  # shut down: nothing loads any more
 
     # -- loading ----------------------------------------------------------------------------
 
@@ -132,6 +136,8 @@ class ModelHost:
         return self.spec.model or (DEFAULT_MODEL if self.spec.kind == "native" else "(the server's model)")
 
     def _start(self) -> None:
+        if self._closed:
+            return
         self.state, self.error = "loading", None
         self._load = asyncio.ensure_future(self._load_backend(self.spec))
         self._load.add_done_callback(_collect)  # a load nobody awaits any more still ends quietly
@@ -139,16 +145,30 @@ class ModelHost:
 
     async def _load_backend(self, spec: BackendConfig) -> Backend:
         loop = asyncio.get_running_loop()
+        # Registered until the backend is handed over: `shutdown` stops it meanwhile, also once
+        # the load has returned in the prepare thread but before this coroutine goes on.
+        if self._closed:  # shut down before this load began
+            raise ModelUnavailable("the model host was shut down")
+        stop = LoadStop()
+        self._loading.add(stop)
         try:
             if self._progress is not None:
                 async with self._progress(_describe(spec)):
-                    backend = await loop.run_in_executor(self.thread, self._open, spec)
+                    backend = await loop.run_in_executor(self.thread, self._open, spec, stop)
             else:
-                backend = await loop.run_in_executor(self.thread, self._open, spec)
+                backend = await loop.run_in_executor(self.thread, self._open, spec, stop)
         except (BackendError, OSError, ValueError, RuntimeError) as exc:
-            if _same_model(spec, self.spec):
+            if _same_model(spec, self.spec) and not self._closed:
                 self._fail(str(exc))
             raise
+        except asyncio.CancelledError:  # nobody will take the backend (unavailable(), the loop ending)
+            stop.stop()
+            raise
+        finally:
+            self._loading.discard(stop)
+        if self._closed:  # shut down while it loaded (its engine is stopped already)
+            backend.shutdown()
+            raise ModelUnavailable("the model host was shut down")
         if not _same_model(spec, self.spec):  # the options changed while it loaded
             backend.shutdown()
             raise ModelUnavailable("superseded by another model")
@@ -156,8 +176,8 @@ class ModelHost:
         return backend
 
     @staticmethod
-    def _open(spec: BackendConfig) -> Backend:
-        return load_backend(spec)
+    def _open(spec: BackendConfig, stop: LoadStop) -> Backend:
+        return load_backend(spec, stop)
 
     def _fail(self, error: str) -> None:
         self.state, self.error, self._failed_at = "error", error, time.monotonic()
@@ -310,6 +330,11 @@ class ModelHost:
             log.error("engine request failed: %s", out.error)
 
     def shutdown(self) -> None:
+        """Stop the backend and any load in progress (from the event loop's thread; also
+        when the loop has ended, before the process exits)."""
+        self._closed = True
+        for stop in list(self._loading):
+            stop.stop()
         if self.backend is not None:
             self.backend.shutdown()
             self.backend = None

@@ -248,4 +248,6 @@ def backend_config(options: Options, model_override: str | None = None) -> Backe
         context_tokens=options.completion.context_tokens, url=m.url or None, api_key=api_key,
         tokenizer=m.tokenizer or None, context_limit=m.context_limit or None, timeout_s=m.timeout,
         tensor_parallel_size=m.tensor_parallel_size,
+        # the server's event loop and project thread must not hold up the engine's decoding
+        engine_process=True,
     )

@@ -116,6 +116,12 @@ class LooplsServer(LanguageServer):
                 self.collector.freeze_long_lived()  # torch's modules and the model
             self.context.warm(backend.tokenizer)  # the first prompt or explainContext need not make it
 
+    def end_process(self) -> None:
+        """Before the process exits (after `exit` or the client gone, with or without
+        `shutdown`): stop the model and a load in progress, so that no engine process
+        outlives the server (its threads end with it)."""
+        self.models.shutdown()
+
     def shutdown_engine(self) -> None:
         self.smells.shutdown()
         self.models.shutdown()

@@ -14,12 +14,12 @@ from typing import TYPE_CHECKING
 from .config import BACKENDS, BackendConfig, BackendError
 
 if TYPE_CHECKING:
-    from .base import Backend, BackendInfo, Stream
+    from .base import Backend, BackendInfo, LoadStop, Stream
 
 # The interface types import the engine (torch); the options and the command line only need
 # the config, so they are loaded on first use (PEP 562) and a bad setting is reported in
 # milliseconds, not after torch has loaded.
-_INTERFACE = ("Backend", "BackendInfo", "Stream")
+_INTERFACE = ("Backend", "BackendInfo", "LoadStop", "Stream")
 
 
 def __getattr__(name: str) -> object:
@@ -30,8 +30,9 @@ def __getattr__(name: str) -> object:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def load_backend(config: BackendConfig) -> Backend:
-    """Load the backend `config.kind`; raises BackendError with a one-line reason."""
+def load_backend(config: BackendConfig, stop: LoadStop | None = None) -> Backend:
+    """Load the backend `config.kind`; raises BackendError with a one-line reason (also when
+    `stop` stopped the load: see base.LoadStop)."""
     # Imported on demand: each backend pulls in its own stack (torch engine, HTTP client, vLLM).
     if config.kind == "openai":
         from .openai import load_openai
@@ -43,7 +44,7 @@ def load_backend(config: BackendConfig) -> Backend:
         return load_vllm(config)
     from .native import load_native
 
-    return load_native(config)
+    return load_native(config, stop)
 
 
-__all__ = ["BACKENDS", "Backend", "BackendConfig", "BackendError", "BackendInfo", "Stream", "load_backend"]
+__all__ = ["BACKENDS", "Backend", "BackendConfig", "BackendError", "BackendInfo", "LoadStop", "Stream", "load_backend"]

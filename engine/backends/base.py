@@ -9,7 +9,8 @@ held. `submit` must be called from a thread with a running event loop.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import threading
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -31,6 +32,33 @@ class BackendInfo:
     # serves max_tokens 0: the prompt goes into its prefix cache and no token is generated
     # (the native engine); a remote server generates at least one token per request
     prefill_only: bool = False
+
+
+class LoadStop:
+    """Stops a backend's load from another thread, e.g. when the process that asked for it is
+    about to exit: `stop()` shuts down every engine the load registered (an engine whose
+    worker processes are still starting has them killed) and any it registers afterwards, so
+    that the load fails with BackendError and no engine process outlives the caller. An
+    engine on a thread of this process needs none: it ends with the process."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._stops: list[Callable[[], None]] = []
+        self.stopped = False
+
+    def register(self, stop: Callable[[], None]) -> None:
+        """Call `stop` on `stop()` (at once if that came already)."""
+        with self._lock:
+            if not self.stopped:
+                self._stops.append(stop)
+                return
+        stop()
+
+    def stop(self) -> None:
+        with self._lock:
+            self.stopped, stops, self._stops = True, self._stops, []
+        for stop in stops:
+            stop()
 
 
 class Stream(Protocol):

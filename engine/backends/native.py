@@ -26,7 +26,7 @@ from ..serving.parallel_engine import ParallelEngine
 from ..serving.scheduler import SchedulerConfig
 from ..serving.sequence import Priority
 from ..serving.workers import WorkerSpec
-from .base import BackendConfig, BackendError, BackendInfo
+from .base import BackendConfig, BackendError, BackendInfo, LoadStop
 from .best_of import BestOfStream
 
 BLOCK_SIZE = 16
@@ -112,16 +112,16 @@ def cpu_threads() -> int:
     return max(1, cores // 2)
 
 
-def load_native(config: BackendConfig) -> NativeBackend:
+def load_native(config: BackendConfig, stop: LoadStop | None = None) -> NativeBackend:
     """Load the checkpoint and start its serving engine (split over `config.tensor_parallel_size`
     GPUs, or CPU ranks with device "cpu", when that is more than 1; in a process of its own on
-    a CPU with `config.engine_process`)."""
+    a CPU with `config.engine_process`). `stop` can end worker processes still starting."""
     model_name, device, context_tokens = config.model, config.device, config.context_tokens
     if config.tensor_parallel_size > 1:
-        return _load_workers(model_name, device, context_tokens, config.tensor_parallel_size)
+        return _load_workers(model_name, device, context_tokens, config.tensor_parallel_size, stop)
     device = pick_device(device)
     if config.engine_process and torch.device(device).type == "cpu":
-        return _load_workers(model_name, device, context_tokens, 1)
+        return _load_workers(model_name, device, context_tokens, 1, stop)
     try:
         lm = load_checkpoint(resolve_model_name(model_name), device=device)
     except (CheckpointError, OSError, ValueError, RuntimeError) as exc:  # RuntimeError: e.g. an unusable device
@@ -142,7 +142,8 @@ def load_native(config: BackendConfig) -> NativeBackend:
     return NativeBackend(engine, lm.tokenizer, lm.config, info)
 
 
-def _load_workers(model_name: str | None, device: str, context_tokens: int, world: int) -> NativeBackend:
+def _load_workers(model_name: str | None, device: str, context_tokens: int, world: int,
+                  stop: LoadStop | None) -> NativeBackend:
     """The engine in `world` worker processes: tensor-parallel ranks, or one process holding
     the whole model (on a CPU: the same weights, fp32 path, scheduler and thread count as
     the engine in this process, so the same tokens)."""
@@ -161,6 +162,8 @@ def _load_workers(model_name: str | None, device: str, context_tokens: int, worl
         cpu_threads=cpu_threads() if world == 1 else 1,
     )
     engine = ParallelEngine(spec, meta.config)
+    if stop is not None:
+        stop.register(engine.shutdown)  # from another thread, also while it starts
     try:
         engine.start()
     except EngineError as exc:

@@ -11,6 +11,10 @@ or rank 0 goes silent while requests are live), every request it held fails with
 `finish_reason="error"` and a message saying so (its stream raises `EngineError`), the group
 is killed and a new one started; requests submitted meanwhile wait and then run on it.
 After `max_restarts` failed starts in a row the engine gives up: requests fail at once.
+
+`shutdown` may come from any thread at any time, also while `start` waits for the workers
+(a process about to exit shuts its engine down while the model still loads): the workers
+being started are killed, `start` raises EngineError, and no worker outlives the call.
 """
 
 from __future__ import annotations
@@ -55,8 +59,9 @@ class ParallelEngine(RequestFrontend):
         self.broken = ""  # why the engine gave up restarting ('' while it serves)
         self._admission: Admission | None = None
         self._group: WorkerGroup | None = None
+        self._starting: WorkerGroup | None = None  # a group not serving yet (first start or restart)
         self._pending: list[tuple[str, Any]] = []  # commands held while the workers restart
-        self._send_lock = threading.Lock()  # guards _group and _pending
+        self._send_lock = threading.Lock()  # guards _group, _starting, _pending and the start of stopping
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -66,18 +71,32 @@ class ParallelEngine(RequestFrontend):
         if self._thread is not None:
             return
         try:
-            self._group = self._launch()
+            group = self._launch()
         except WorkerDied as exc:
+            if self._stopping.is_set():
+                raise EngineError(f"{self.workers} was shut down while it started") from None
             raise EngineError(str(exc)) from None
+        with self._send_lock:
+            stopped = self._stopping.is_set()  # shut down just as it became ready
+            if not stopped:
+                self._group = group
+        if stopped:
+            group.kill()
+            raise EngineError(f"{self.workers} was shut down while it started")
         self._thread = threading.Thread(target=self._run, name="loopls-engine-reader", daemon=True)
         self._thread.start()
 
     def shutdown(self, timeout: float = 30.0) -> None:
         """Stop the workers (killed if they have not stopped within `timeout` seconds); live
-        requests end as cancelled."""
+        requests end as cancelled. From any thread, also while `start` or a restart waits for
+        new workers: those are killed."""
+        with self._send_lock:
+            self._stopping.set()
+            starting = self._starting
+        if starting is not None:
+            starting.abort()  # the thread starting it sees the exit, cleans up and gives up
         if self._thread is None:
             return
-        self._stopping.set()
         with self._send_lock:
             group = self._group
         if group is not None:
@@ -136,14 +155,21 @@ class ParallelEngine(RequestFrontend):
     # -- the reader thread ---------------------------------------------------------------
     def _launch(self) -> WorkerGroup:
         group = WorkerGroup(self.spec)
-        group.start()
+        with self._send_lock:
+            if self._stopping.is_set():
+                raise WorkerDied(f"{self.workers} was shut down")
+            self._starting = group  # from here on `shutdown` aborts it
         try:
+            group.start()
             message = group.recv(self.start_timeout_s)
             if message is None or message[0] != "ready":
                 raise WorkerDied(f"{self.workers} did not start within {self.start_timeout_s:.0f} s")
         except WorkerDied:
             group.kill()
             raise
+        finally:
+            with self._send_lock:
+                self._starting = None
         self.info = message[1]
         with self._lock:
             self._stats = dict(self.info.get("stats") or {})  # a new core's, until its first step
@@ -214,12 +240,19 @@ class ParallelEngine(RequestFrontend):
             try:
                 new = self._launch()
             except WorkerDied as exc:
+                if self._stopping.is_set():
+                    return
                 log.error("restarting %s failed (%d/%d): %s", self.workers, attempt + 1, self.max_restarts, exc)
-                time.sleep(min(2.0 ** attempt, 30.0))
+                self._stopping.wait(min(2.0 ** attempt, 30.0))
                 continue
             with self._send_lock:
-                self._group = new
-                pending, self._pending = self._pending, []
+                stopped = self._stopping.is_set()  # shut down just as it became ready
+                if not stopped:
+                    self._group = new
+                    pending, self._pending = self._pending, []
+            if stopped:
+                new.kill()
+                return
             self.restarts += 1
             for command in pending:
                 self._send(command)

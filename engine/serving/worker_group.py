@@ -7,11 +7,17 @@ rank, each other rank -> main for its last words), and watches them: a message f
 or the exit of any rank, whichever comes first. A rank that exits or reports an error ends
 the group, since the others are then stuck in a collective or out of step; `kill` ends
 every process and the owner starts a new group.
+
+`abort` may come from any thread, also while `start` runs: it waits for the processes being
+spawned (a process killed between its fork and the parent's write of its spawn data would
+read EOF there and print a traceback; one spawned after the abort would be left running),
+kills them, and a group aborted before it started refuses to start.
 """
 
 from __future__ import annotations
 
 import socket
+import threading
 import time
 from multiprocessing.connection import Connection, wait
 from typing import Any
@@ -32,8 +38,16 @@ class WorkerGroup:
         self.procs: list[Any] = []
         self.conn: Connection | None = None  # duplex pipe to rank 0
         self._reports: list[Connection] = []  # last words of ranks > 0
+        self._lock = threading.Lock()  # start and abort, one at a time
+        self._aborted = False
 
     def start(self) -> None:
+        with self._lock:
+            if self._aborted:
+                raise WorkerDied(f"{self.who(0)} was stopped before it started")
+            self._start()
+
+    def _start(self) -> None:
         ctx = mp.get_context("spawn")
         world, port = self.spec.world, _free_port()
         to_followers, from_rank0 = zip(*(ctx.Pipe(duplex=True) for _ in range(world - 1))) if world > 1 else ((), ())
@@ -47,11 +61,13 @@ class WorkerGroup:
             children.append(report_end)
             procs.append(ctx.Process(target=worker_main, args=(rank, self.spec, port, [from_rank0[rank - 1]], report_end),
                                      name=f"loopls-tp-rank{rank}", daemon=True))
-        for proc in procs:
-            proc.start()
-        self.procs = procs
-        for end in children:  # the children hold these now; closing ours makes EOF visible
-            end.close()
+        try:
+            for proc in procs:
+                proc.start()
+                self.procs.append(proc)  # started: abort and kill reach it
+        finally:
+            for end in children:  # the children hold these now; closing ours makes EOF visible
+                end.close()
 
     @property
     def pids(self) -> list[int]:
@@ -130,16 +146,17 @@ class WorkerGroup:
         self.kill()
 
     def abort(self) -> None:
-        """Kill every process now, from any thread; the thread reading the group sees them
-        exit (`recv` raises WorkerDied) and cleans up."""
-        for proc in self.procs:
-            if proc.is_alive():
-                proc.kill()
+        """Kill every process now, from any thread (a start in progress first spawns all of
+        its processes, then they are killed; a group not started yet never starts); the
+        thread reading the group sees them exit (`recv` raises WorkerDied) and cleans up."""
+        with self._lock:
+            self._aborted = True
+            for proc in self.procs:
+                if proc.is_alive():
+                    proc.kill()
 
     def kill(self) -> None:
-        for proc in self.procs:
-            if proc.is_alive():
-                proc.kill()
+        self.abort()
         for proc in self.procs:
             proc.join(10)
         for conn in [self.conn, *self._reports]:

@@ -11,13 +11,18 @@ The other ranks follow (ranks.py). Rank 0 talks to the main process over one dup
 every rank can report a fatal error over it (ranks > 0 over a one-way pipe) before it exits.
 Alone, rank 0 serves with the engine core of a single device, exactly as a thread of the
 main process would (`AsyncEngine`): a failed step fails its requests and serving goes on.
+A worker whose main process has gone (killed, or exited without stopping it) exits at once
+and quietly: nobody is left to serve or to report to, and its stderr is the main process's
+(an editor's log).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import multiprocessing
 import os
 import sys
+import threading
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -106,6 +111,7 @@ def worker_main(rank: int, spec: WorkerSpec, port: int, peers: list[Connection],
         pass
     for key, value in MULTICAST_OFF.items():
         os.environ.setdefault(key, value)
+    _exit_with_main_process()
     try:
         state, lm = _join(rank, spec, port)
         if rank == 0:
@@ -113,6 +119,8 @@ def worker_main(rank: int, spec: WorkerSpec, port: int, peers: list[Connection],
         else:
             follow(state, peers[0])
     except BaseException as exc:
+        if not _main_process_alive():  # e.g. "ready" sent to a main process that is gone
+            os._exit(0)
         try:
             post(to_main, ("error", rank, f"{type(exc).__name__}: {exc}", traceback.format_exc()))
         except (BrokenPipeError, OSError):
@@ -121,6 +129,25 @@ def worker_main(rank: int, spec: WorkerSpec, port: int, peers: list[Connection],
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()
+
+
+def _exit_with_main_process() -> None:
+    """End this process as soon as the main process is gone (a thread waiting on its sentinel,
+    which the main process holds open while it lives), also in the middle of loading."""
+    parent = multiprocessing.parent_process()
+    if parent is None:
+        return
+
+    def watch() -> None:
+        multiprocessing.connection.wait([parent.sentinel])
+        os._exit(0)
+
+    threading.Thread(target=watch, name="loopls-main-watch", daemon=True).start()
+
+
+def _main_process_alive() -> bool:
+    parent = multiprocessing.parent_process()
+    return parent is None or parent.is_alive()
 
 
 def _join(rank: int, spec: WorkerSpec, port: int) -> tuple[RankState, LoadedModel | None]:

@@ -132,7 +132,9 @@ def _run_lsp(tcp: tuple[str, int] | None, model: str | None) -> int:
     server = create_server(model)
     code = run_tcp(server, *tcp) if tcp else run_stdio(server)
     # `exit` means now (LSP): a worker thread still busy (a long index build, a model load)
-    # must not keep the process alive, so skip the interpreter's wait for them.
+    # must not keep the process alive, so skip the interpreter's wait for them. That also
+    # skips multiprocessing's ending of child processes: the engine process is ended here.
+    server.end_process()
     logging.shutdown()
     sys.stdout.flush()
     os._exit(code)

@@ -10,7 +10,9 @@ from loopls.lsp.options import Options, backend_config, options_to_json, parse_o
 
 def test_defaults_are_the_native_backend() -> None:
     config = backend_config(Options())
-    assert config == BackendConfig(kind="native", model="loopls-coder-small", device="auto", context_tokens=2048)
+    # the server's engine runs in a process of its own (on a CPU)
+    assert config == BackendConfig(kind="native", model="loopls-coder-small", device="auto", context_tokens=2048,
+                                   engine_process=True)
     model = options_to_json(Options())["model"]
     assert model == {"name": "loopls-coder-small", "device": "auto", "backend": "native", "url": "", "apiKeyEnv": "",
                      "tokenizer": "", "contextLimit": 0, "timeout": 30.0, "tensorParallelSize": 1}
