@@ -44,13 +44,15 @@ class BlockTables:
             table.extend(self.pool.allocate(need))
 
     def release(self, seq: Sequence) -> None:
-        """Give back every block the sequence holds."""
-        if seq.block_table:
-            self.pool.free(seq.block_table)
+        """Give back every block the sequence holds: window blocks first, then loop 0's
+        table, which brings every cached window block of its positions (these and those
+        trimmed earlier) beside the loop-0 block of the same position in the LRU."""
         for table in seq.window_tables:
             held = [b for b in table if b >= 0]
             if held:
                 self.pool.free(held)
+        if seq.block_table:
+            self.pool.free(seq.block_table, window_loops=self.loops)
         seq.block_table = []
         seq.window_tables = []
         seq.window_start = 0

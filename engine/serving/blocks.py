@@ -10,8 +10,10 @@ chained hash h_i = blake2b(h_{i-1} || tokens of block i), so a hash names the wh
 to and including the block. A lookup walks a new prompt block by block and stops at the first
 miss; every hit is verified by token equality (and its parent's hash), so a hash collision can
 only cost a miss, never wrong K/V. Blocks whose reference count drops to zero keep their
-contents and hash and go to the back of an LRU free list; allocation takes from the front, so
-the least recently released cached block is evicted first.
+contents and hash and go to the back of an LRU free list (a sequence's blocks tail first, so
+the deeper blocks of a prefix, reused less, are evicted first; blocks holding no cached prefix
+go to the front); allocation takes from the front, so the least recently released cached
+block is evicted first.
 
 A prefix may be computed again while an older copy of it is still cached (a Loop prefix hit
 cut short by an evicted window block, or a warm-up going on after a generation took its start
@@ -22,6 +24,9 @@ cached block; copies still in use stay indexed beside it, and a lookup takes any
 
 Window blocks of a Loop model are cached too, keyed by the hash of the prefix up to their
 block and their loop (`window_hash`): a prefix hit needs the window blocks just before it.
+They are released as the window moves on, long before the loop-0 blocks beside them; when a
+loop-0 block is released, its position's free window blocks move to the back with it, so
+they are not evicted while the prefix they serve is still cached.
 """
 
 from __future__ import annotations
@@ -112,8 +117,15 @@ class BlockPool:
             out.append(block_id)
         return out
 
-    def free(self, block_ids: list[int]) -> None:
-        """Drop one reference to each block; tail blocks first so they are evicted first."""
+    def free(self, block_ids: list[int], window_loops: int = 0) -> None:
+        """Drop one reference to each block. Blocks at zero join the back of the free list
+        tail first, so a prefix's deeper blocks are evicted before its shallower ones; a block
+        holding no cached prefix goes to the front, given out before any cached block.
+
+        `window_loops`, for a sequence's loop-0 table: each loop-0 block brings the free,
+        cached window blocks of its position (loops 1..window_loops, released earlier as the
+        window moved on) to the back beside it, so a position's K/V of every loop age together.
+        """
         for block_id in reversed(block_ids):
             block = self.blocks[block_id]
             if block.ref_count <= 0:
@@ -121,6 +133,13 @@ class BlockPool:
             block.ref_count -= 1
             if block.ref_count == 0:
                 self._free[block_id] = None
+                if block.hash is None:
+                    self._free.move_to_end(block_id, last=False)
+            if window_loops and block.hash is not None and block.loop == 0:
+                for loop in range(1, window_loops + 1):
+                    for window_id in self._cached.get(window_hash(block.hash, loop), ()):
+                        if self.blocks[window_id].ref_count == 0:
+                            self._free.move_to_end(window_id)
 
     # -- prefix cache --------------------------------------------------------------------
     def match_prefix(self, tokens: list[int], max_tokens: int) -> tuple[list[int], list[bytes]]:

@@ -1,11 +1,16 @@
-"""The prefix cache of a pool that evicts: a block computed again while an older copy of it
-is still cached must stay findable after that older copy is evicted.
+"""The prefix cache of a pool that evicts.
 
-Both patterns come from the language server's typing trace: a line's warm-up that finds the
-start of its prompt cached but must compute it again (for a Loop model, the window blocks
-beside that start were evicted first), and a warm-up that computes again what a generation
-took from it and extended while the warm-up was paused. In both, the older copies are
-released first, so they are evicted first; the warm-up's copies must then serve the prompt.
+A block computed again while an older copy of it is still cached must stay findable after
+that older copy is evicted. Both patterns come from the language server's typing trace: a
+line's warm-up that finds the start of its prompt cached but must compute (part of) it again,
+and a warm-up that computes again what a generation took from it and extended while the
+warm-up was paused. In both, the older copies are released first, so they are evicted first;
+the warm-up's copies must then serve the prompt.
+
+The eviction order serves prefix hits: a prefix's deeper blocks go first, blocks holding no
+cached prefix before any, and a Loop model's window blocks, released as the window moves on,
+age with the loop-0 blocks of their position, so a new line's prompt that shares the start of
+an older one still hits it.
 """
 
 from __future__ import annotations
@@ -56,7 +61,7 @@ def _run(core: EngineCore, request_id: str, prompt: list[int], params: SamplingP
 def _fill(core: EngineCore, lm) -> None:
     """Run unrelated prompts through the pool until every free block holds a cached prefix
     (as on a server that has been typed at for a while)."""
-    for i in range(3):
+    for i in range(-(-core.pool.num_blocks * BS // 200)):
         _run(core, f"fill{i}", random_prompt(lm, 200, seed=100 + i), PREFILL, Priority.BACKGROUND)
     assert core.pool.num_cached == core.pool.num_blocks and core.pool.evictions > 0
 
@@ -97,12 +102,53 @@ def test_two_copies_in_use_both_serve_until_both_are_evicted() -> None:
     pool.check_consistent()
 
 
+def test_a_block_holding_no_cached_prefix_is_given_out_before_any_cached_block() -> None:
+    pool = BlockPool(2, 2)
+    cached, plain = pool.allocate(2)
+    pool.register(cached, ROOT_HASH, [1, 2])
+    pool.free([cached])
+    pool.free([plain])  # released later, but it holds nothing a lookup can find
+    assert pool.allocate(1) == [plain] and pool.evictions == 0
+    assert pool.match_prefix([1, 2, 3], 2)[0] == [cached]
+    pool.check_consistent()
+
+
+def test_window_blocks_released_early_age_with_the_loop0_block_of_their_position() -> None:
+    pool = BlockPool(3, 2)
+    block, window, other = pool.allocate(3)
+    pool.register(block, ROOT_HASH, [1, 2])
+    pool.register(window, ROOT_HASH, [1, 2], loop=1)
+    pool.free([window])  # trimmed: the window moved on while the sequence ran
+    pool.register(other, ROOT_HASH, [5, 6])
+    pool.free([other])  # another prompt ended meanwhile
+    pool.free([block], window_loops=1)  # the sequence ends
+    assert pool.allocate(1) == [other]  # not the window block the prefix [1, 2] needs
+    assert pool.lookup(ROOT_HASH, (1, 2))[0] == block and pool.lookup(ROOT_HASH, (1, 2), 1)[0] == window
+    assert pool.allocate(2) == [block, window]  # the position's blocks go together
+    pool.check_consistent()
+
+
+def test_the_deeper_blocks_of_a_prefix_are_evicted_first() -> None:
+    pool = BlockPool(4, 2)
+    table = pool.allocate(2)
+    windows = pool.allocate(2)
+    parent = ROOT_HASH
+    for block, window, chunk in zip(table, windows, ([1, 2], [3, 4])):
+        pool.register(window, parent, chunk, loop=1)
+        parent = pool.register(block, parent, chunk)
+    pool.free(windows)
+    pool.free(table, window_loops=1)
+    assert pool.allocate(2) == [table[1], windows[1]]
+    assert pool.match_prefix([1, 2, 3, 4, 5], 4)[0] == [table[0]]
+    pool.check_consistent()
+
+
 # -- the engine ----------------------------------------------------------------------------
 def test_a_warm_up_that_computed_its_start_again_is_hit_after_evictions(lm) -> None:
-    """A prompt A and the warm-up of B share a 160-token start; other prompts in between
-    evict what A released first (for a Loop model, A's early window blocks, trimmed during
-    its prefill); the warm-up of B then computes (part of) that start again and A's older
-    copies are evicted while it runs. B's prompt must still hit every full block."""
+    """A prompt A and the warm-up of B share a 160-token start; another prompt in between
+    evicts part of what A released (its deepest blocks first); the warm-up of B then
+    computes part of that start again and A's older copies are evicted while it runs. B's
+    prompt must still hit every full block."""
     core = _core(lm, num_blocks=64)
     _fill(core, lm)
     start = random_prompt(lm, 160, seed=1)
@@ -123,7 +169,9 @@ def test_a_warm_up_paused_by_a_generation_on_its_start_is_hit_after_evictions(lm
     the generation takes those 64 from the cache and computes the next 136, and the warm-up,
     going on afterwards, computes them again. The generation's copies are released first; once
     they are evicted the warm-up's own must serve its prompt."""
-    core = _core(lm, num_blocks=64)
+    # A Loop model's line keeps a window block beside each of its 38 loop-0 blocks (76 in
+    # all): the pool holds it beside the other prompt, whose blocks evict its deepest first.
+    core = _core(lm, num_blocks=96 if lm.config.loop_num > 1 else 64)
     _fill(core, lm)
     line = random_prompt(lm, 300, seed=1)
     warm = core.add("warm", line, PREFILL, Priority.BACKGROUND)
@@ -138,6 +186,32 @@ def test_a_warm_up_paused_by_a_generation_on_its_start_is_hit_after_evictions(lm
     prompt = line + random_prompt(lm, 4, seed=5)
     seq = _run(core, "gen", prompt, GEN)
     assert seq.metrics.cached_tokens == _full_hit(prompt)
+    assert seq.output_ids == generate(lm, prompt, GEN).token_ids
+    assert core.pool.num_used == 0
+    core.pool.check_consistent()
+
+
+# -- Loop window blocks age with the prefix they serve --------------------------------------
+@pytest.fixture(scope="module")
+def loop_lm(tmp_path_factory):
+    return load_checkpoint(create_tiny(tmp_path_factory.mktemp("loop"), "iquestloopcoder"))
+
+
+def test_a_loop_prefix_keeps_its_window_blocks_as_long_as_its_loop0_blocks(loop_lm) -> None:
+    """A long prompt A releases its window blocks as its prefill moves on, long before its
+    loop-0 blocks; other traffic then evicts some of the cached blocks but not all. A prompt
+    sharing A's first 80 tokens must hit them: its loop-0 blocks are still cached, and so
+    must be the window blocks just before them."""
+    lm = loop_lm
+    core = _core(lm, num_blocks=64)
+    _fill(core, lm)
+    a = random_prompt(lm, 240, seed=1)
+    _run(core, "a", a, PREFILL, Priority.BACKGROUND)
+    _run(core, "other", random_prompt(lm, 96, seed=3), PREFILL, Priority.BACKGROUND)
+    prompt = a[:80] + random_prompt(lm, 40, seed=4)
+    assert len(core.pool.match_prefix(prompt, len(prompt) - 1)[0]) == 10  # loop 0 is cached
+    seq = _run(core, "b", prompt, GEN)
+    assert seq.metrics.cached_tokens == 80
     assert seq.output_ids == generate(lm, prompt, GEN).token_ids
     assert core.pool.num_used == 0
     core.pool.check_consistent()
