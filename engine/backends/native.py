@@ -118,12 +118,17 @@ def load_native(config: BackendConfig) -> NativeBackend:
     a CPU with `config.engine_process`)."""
     model_name, device, context_tokens = config.model, config.device, config.context_tokens
     if config.tensor_parallel_size > 1:
+        if config.cpu_weights != "fp32" and pick_device(device) == "cpu":
+            raise BackendError(f"{config.cpu_weights} CPU weights need the whole model in one process "
+                               f"(tensor parallel size 1, not {config.tensor_parallel_size})")
         return _load_workers(model_name, device, context_tokens, config.tensor_parallel_size)
     device = pick_device(device)
-    if config.engine_process and torch.device(device).type == "cpu":
-        return _load_workers(model_name, device, context_tokens, 1)
+    on_cpu = torch.device(device).type == "cpu"
+    int8 = on_cpu and config.cpu_weights == "int8"  # on a GPU the option does nothing
+    if config.engine_process and on_cpu:
+        return _load_workers(model_name, device, context_tokens, 1, int8)
     try:
-        lm = load_checkpoint(resolve_model_name(model_name), device=device)
+        lm = load_checkpoint(resolve_model_name(model_name), device=device, int8_weights=int8)
     except (CheckpointError, OSError, ValueError, RuntimeError) as exc:  # RuntimeError: e.g. an unusable device
         raise BackendError(str(exc)) from None
     if lm.device.type == "cuda":
@@ -142,10 +147,11 @@ def load_native(config: BackendConfig) -> NativeBackend:
     return NativeBackend(engine, lm.tokenizer, lm.config, info)
 
 
-def _load_workers(model_name: str | None, device: str, context_tokens: int, world: int) -> NativeBackend:
+def _load_workers(model_name: str | None, device: str, context_tokens: int, world: int,
+                  int8_weights: bool = False) -> NativeBackend:
     """The engine in `world` worker processes: tensor-parallel ranks, or one process holding
-    the whole model (on a CPU: the same weights, fp32 path, scheduler and thread count as
-    the engine in this process, so the same tokens)."""
+    the whole model (on a CPU: the same weights, numerics, scheduler and thread count as the
+    engine in this process, so the same tokens)."""
     try:
         meta = read_checkpoint(resolve_model_name(model_name))
         check_tp_size(meta.config, world)
@@ -156,7 +162,8 @@ def _load_workers(model_name: str | None, device: str, context_tokens: int, worl
     scheduler = SchedulerConfig(num_blocks=cpu_pool_blocks(meta.config, context_tokens), block_size=BLOCK_SIZE,
                                 prefill_only_chunk=chunk)
     spec = WorkerSpec(
-        factory=functools.partial(load_tensor_parallel, str(meta.path)), world=world, device=kind,
+        factory=functools.partial(load_tensor_parallel, str(meta.path), int8_weights=int8_weights), world=world,
+        device=kind,
         first_device=first, scheduler=scheduler, plan_memory=kind == "cuda",
         cpu_threads=cpu_threads() if world == 1 else 1,
     )
