@@ -11,16 +11,26 @@ residual stream and the embedding lookup stay in fp32; with tied embeddings the 
 an int8 copy of the embedding and the lookup keeps the exact rows.
 
 The kernel widens int8 in registers; its fp32-activation path is not vectorised (tens of times
-slower), hence the bf16 activations. Results are deterministic but not fp32's bits: greedy
-tokens can differ from the fp32 model's (docs/benchmarks.md measures how much).
+slower), hence the bf16 activations. It is a matrix-vector kernel: from a few rows on (a
+prompt's chunk) it is slower than fp32's GEMM (2-3 times at 128 rows), so products of
+`PREFILL_ROWS` rows or more run over a dequantized fp32 copy of the same weights, on the same
+bf16-rounded activations, rounded to bf16 as the kernel's output is: the same values up to the
+order of the fp32 sums (a last-bit difference in fp32 that turns into one bf16 step in about
+0.02% of the outputs), as fp32's GEMM itself differs between 1 row and many in the last bits.
+Results are deterministic but not fp32's: greedy tokens can differ from the fp32 model's
+(docs/benchmarks.md measures how much).
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 _QMAX = 127
+# From this many rows on, a product runs over the dequantized fp32 copy (fp32's GEMM), below
+# it over the int8 kernel (measured crossover on the default model's shapes: 8-16 rows).
+PREFILL_ROWS = 16
 
 
 def quantize_rows(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -50,25 +60,29 @@ class Int8Linear(nn.Module):
         q, scale = quantize_rows(weight)
         self.register_buffer("weight", q)
         self.register_buffer("scale", scale)
+        self.register_buffer("dense", q.float() * scale.float()[:, None])  # for products of many rows
         self.register_buffer("bias", None if bias is None else bias.detach().float().clone())
         self.in_features, self.out_features = weight.shape[1], weight.shape[0]
         self.out_dtype = out_dtype or weight.dtype
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         rows = x.reshape(-1, self.in_features).to(torch.bfloat16)
-        out = torch.ops.aten._weight_int8pack_mm(rows, self.weight, self.scale)
+        if rows.shape[0] < PREFILL_ROWS:
+            out = torch.ops.aten._weight_int8pack_mm(rows, self.weight, self.scale)
+        else:
+            out = F.linear(rows.float(), self.dense).to(torch.bfloat16)
         if self.bias is not None:
             out = out + self.bias
         return out.to(self.out_dtype).view(*x.shape[:-1], self.out_features)
 
     def dequantized(self) -> torch.Tensor:
         """The fp32 weight this layer multiplies by: int8 values times their row's scale."""
-        return self.weight.float() * self.scale.float()[:, None]
+        return self.dense
 
 
 def quantize_model(model: nn.Module) -> None:
-    """A loaded CausalLM's matrices in int8, in place, on the CPU (the fp32 ones are freed):
-    per decoder layer q, k and v as one product and gate and up as another (fewer, larger
+    """A loaded CausalLM's matrices in int8, in place, on the CPU (the fp32 ones are replaced by
+    the int8 layers, which keep a dequantized copy for prompt chunks): per decoder layer q, k and v as one product and gate and up as another (fewer, larger
     calls: each call and each cast of its input costs a few microseconds, as much as a small
     matrix's product), o and down alone; gate and up's output stays bf16, which is what down
     takes. `model.output_head` becomes an Int8Linear over the output weight, which the LM

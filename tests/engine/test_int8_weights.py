@@ -14,7 +14,7 @@ import torch.nn.functional as F
 
 from loopls.engine.backends import BackendConfig, BackendError, load_backend
 from loopls.engine.model.cache import KVCache
-from loopls.engine.model.int8 import Int8Linear, quantize_rows
+from loopls.engine.model.int8 import PREFILL_ROWS, Int8Linear, quantize_rows
 from loopls.engine.model.loader import CheckpointError, load_checkpoint
 from loopls.engine.model.models import resolve_model_name
 from loopls.engine.model.parallel import Shard
@@ -92,6 +92,20 @@ def test_an_int8_layer_is_the_product_over_its_dequantized_weights() -> None:
     want = F.linear(x.bfloat16().float(), layer.dequantized()) + bias  # the kernel's input is bf16
     torch.testing.assert_close(got, want, rtol=1e-2, atol=2e-2)  # its output is rounded to bf16
     assert Int8Linear(w, out_dtype=torch.bfloat16)(x).dtype == torch.bfloat16
+
+
+def test_many_rows_give_what_the_int8_kernel_gives_row_by_row() -> None:
+    """From PREFILL_ROWS rows on the product runs over the dequantized copy: the same values
+    as the kernel's, row by row, up to one bf16 step in a few outputs (the order of the sums)."""
+    gen = torch.Generator().manual_seed(2)
+    layer = Int8Linear(torch.randn(512, 384, generator=gen), out_dtype=torch.bfloat16)
+    x = torch.randn(4 * PREFILL_ROWS, 384, generator=gen)
+    many = layer(x)
+    one = torch.cat([layer(row[None]) for row in x])
+    differ = many != one
+    assert float(differ.float().mean()) < 0.005
+    step = one.float().abs() * 2 ** -7  # one bf16 step at that magnitude, at most
+    assert bool(((many.float() - one.float()).abs() <= step + 1e-30)[differ].all())
 
 
 @pytest.fixture(scope="module")
