@@ -43,7 +43,8 @@ def quantize_rows(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     scale = torch.where(amax > 0, amax / _QMAX, torch.ones_like(amax))
     scale_bf16 = scale.to(torch.bfloat16)
     below = scale_bf16.float() < scale  # rounded down: take the next bf16 number up
-    scale_bf16 = torch.where(below, torch.nextafter(scale_bf16, torch.full_like(scale_bf16, float("inf"))), scale_bf16)
+    up = torch.nextafter(scale_bf16, torch.full_like(scale_bf16, float("inf")))
+    scale_bf16 = torch.where(below, up, scale_bf16)
     q = torch.round(w / scale_bf16.float()[:, None]).clamp_(-_QMAX, _QMAX).to(torch.int8)
     return q.contiguous(), scale_bf16
 
