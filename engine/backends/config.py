@@ -41,7 +41,8 @@ class BackendConfig:
     # for the caller's Python threads (the language server's); False: a thread of the caller
     engine_process: bool = False
     # native on a CPU: "fp32" (the checkpoint widened, bit for bit the reference's numerics) or
-    # "int8" (linear layers and LM head quantized per output channel as they load: model/int8.py)
+    # "int8" (linear layers and LM head quantized per output channel as they load: model/int8.py;
+    # a whole model in one process: split over CPU ranks, the ranks keep fp32)
     cpu_weights: str = "fp32"
 
     def __post_init__(self) -> None:

@@ -117,10 +117,7 @@ def load_native(config: BackendConfig) -> NativeBackend:
     GPUs, or CPU ranks with device "cpu", when that is more than 1; in a process of its own on
     a CPU with `config.engine_process`)."""
     model_name, device, context_tokens = config.model, config.device, config.context_tokens
-    if config.tensor_parallel_size > 1:
-        if config.cpu_weights != "fp32" and pick_device(device) == "cpu":
-            raise BackendError(f"{config.cpu_weights} CPU weights need the whole model in one process "
-                               f"(tensor parallel size 1, not {config.tensor_parallel_size})")
+    if config.tensor_parallel_size > 1:  # CPU ranks keep fp32 weights (int8 is for a whole model)
         return _load_workers(model_name, device, context_tokens, config.tensor_parallel_size)
     device = pick_device(device)
     on_cpu = torch.device(device).type == "cpu"
