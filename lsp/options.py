@@ -37,7 +37,7 @@ class ModelOptions:
     context_limit: int = 0  # prompt + output tokens; 0: what the server or checkpoint says
     timeout: float = 30.0  # openai: seconds to connect and between streamed tokens
     tensor_parallel_size: int = 1  # native, vllm: GPUs the model is split over (native: one process each)
-    cpu_weights: str = "fp32"  # native on a CPU: fp32 | int8 (matrices quantized as the model loads)
+    cpu_weights: str = "int8"  # native on a CPU: int8 (matrices quantized as the model loads) | fp32
 
     def __post_init__(self) -> None:
         if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):

@@ -10,11 +10,12 @@ from loopls.lsp.options import Options, backend_config, options_to_json, parse_o
 
 def test_defaults_are_the_native_backend() -> None:
     config = backend_config(Options())
-    assert config == BackendConfig(kind="native", model="loopls-coder-small", device="auto", context_tokens=2048)
+    assert config == BackendConfig(kind="native", model="loopls-coder-small", device="auto", context_tokens=2048,
+                                   cpu_weights="int8")
     model = options_to_json(Options())["model"]
     assert model == {"name": "loopls-coder-small", "device": "auto", "backend": "native", "url": "", "apiKeyEnv": "",
                      "tokenizer": "", "contextLimit": 0, "timeout": 30.0, "tensorParallelSize": 1,
-                     "cpuWeights": "fp32"}
+                     "cpuWeights": "int8"}
 
 
 def test_openai_options_flow_into_the_backend_config(monkeypatch) -> None:
@@ -49,7 +50,7 @@ def test_cpu_weights_flow_into_the_backend_config() -> None:
     options, warning = parse_options({"model": {"device": "cpu", "cpuWeights": "int8"}})
     assert warning is None
     assert backend_config(options).cpu_weights == "int8"
-    assert backend_config(Options()).cpu_weights == "fp32"
+    assert backend_config(Options()).cpu_weights == "int8"  # the server's default on a CPU
     with pytest.raises(BackendError, match="unknown CPU weights 'int4'"):
         BackendConfig(cpu_weights="int4")
 
