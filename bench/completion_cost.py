@@ -3,6 +3,7 @@
     python bench/completion_cost.py [--model NAME] [--prompt 1024] [--tokens 48] [--repeats 3]
                                     [--engine thread|process|both] [--busy [on|off|both]]
                                     [--threads 1,2] [--omp-wait default,passive,spin1000]
+                                    [--cpu-weights fp32,int8]
 
 Loads the model with `load_native`, as the language server does on a CPU (`--engine process`:
 the serving engine in a process of its own, `engine_process`) or as `loopls complete` does
@@ -17,7 +18,8 @@ engine process's): on a shared machine it moves much less with the load than the
 does. `--busy` keeps a pure-Python thread of this process busy meanwhile (with the server's
 GIL switch interval), as the server's own work does (prompt building, the event loop): the
 engine thread then waits for the interpreter lock between its torch calls; the engine
-process does not.
+process does not. `--cpu-weights fp32,int8` loads one engine per value (`model.cpuWeights`),
+taking turns like the engines.
 """
 
 from __future__ import annotations
@@ -48,6 +50,8 @@ async def measure(args: argparse.Namespace) -> None:
     grid = args.threads is not None or args.omp_wait is not None
     if grid and "thread" in kinds:
         raise SystemExit("--threads and --omp-wait apply to engine processes: use --engine process")
+    if grid and args.cpu_weights != ["fp32"]:
+        raise SystemExit("--cpu-weights does not combine with --threads or --omp-wait")
     backends = {}
     if grid:
         for threads in args.threads or [native.cpu_threads()]:
@@ -57,8 +61,10 @@ async def measure(args: argparse.Namespace) -> None:
                         BackendConfig(kind="native", model=args.model, device="cpu", context_tokens=2048,
                                       engine_process=True))
     else:
-        backends = {kind: load_native(BackendConfig(kind="native", model=args.model, device="cpu", context_tokens=2048,
-                                                    engine_process=kind == "process")) for kind in kinds}
+        weights = args.cpu_weights
+        backends = {kind + (f", {w}" if len(weights) > 1 else ""): load_native(BackendConfig(
+            kind="native", model=args.model, device="cpu", context_tokens=2048, engine_process=kind == "process",
+            cpu_weights=w)) for kind in kinds for w in weights}
     backend = next(iter(backends.values()))
     text = "".join(p.read_text(encoding="utf-8") for p in sorted((ROOT / "context").glob("*.py")))
     ids = backend.tokenizer.encode(text)
@@ -163,6 +169,8 @@ async def _run(engine, prompt: list[int], tokens: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default=None, help="a model name or checkpoint folder (default: the default model)")
+    parser.add_argument("--cpu-weights", type=lambda v: v.split(","), default=["fp32"],
+                        help="model.cpuWeights values, one engine each (e.g. fp32,int8)")
     parser.add_argument("--prompt", type=int, default=1024)
     parser.add_argument("--tokens", type=int, default=48)
     parser.add_argument("--repeats", type=int, default=3)

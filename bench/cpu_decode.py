@@ -1,7 +1,7 @@
 """The serving core's decode step on the CPU, per token, and where its time goes.
 
-    python bench/cpu_decode.py [--before COMMIT|PATH] [--rounds 3] [--transposed] [--model NAME] [--prompt 1000]
-                               [--steps 60] [--profile]
+    python bench/cpu_decode.py [--before COMMIT|PATH] [--rounds 3] [--transposed] [--int8] [--model NAME]
+                               [--prompt 1000] [--steps 60] [--profile]
 
 Loads the model (fp32, one torch thread: as the language server's engine runs it) and drives
 the serving core directly: a ~1K-token prompt cut from loopls' own `context/*.py`, prefilled,
@@ -18,6 +18,11 @@ rounds' medians, with the range of the load average over its rounds.
 `--transposed` adds rows of this tree with every linear layer and the LM head computed as
 `x @ W.T` over transposed, contiguous copies of the weights (`[in, out]`): another BLAS path,
 faster here, which rounds differently; the rows say whether the greedy tokens stay the same.
+
+`--int8` adds rows of this tree with int8 weights (`BackendConfig.cpu_weights` "int8": every
+linear layer and the LM head quantized per output channel as the checkpoint loads,
+engine/model/int8.py); its greedy tokens are not fp32's (other numerics), the rows say whether
+they differ over these steps.
 
 `--profile` adds the breakdown of one sequence's step (every tree, in the last round):
 torch.profiler's self CPU time of the heaviest ops, and a floor: the step's matrix-vector products alone
@@ -52,7 +57,7 @@ def _use_tree(tree: str) -> None:
     sys.path.insert(0, tree)
 
 
-def measure(prompt_tokens: int, steps: int, model_name: str | None, profile: bool, transposed: bool) -> dict:
+def measure(prompt_tokens: int, steps: int, model_name: str | None, profile: bool, variant: str) -> dict:
     """Run in a worker process over one tree: per batch, the step times and the tokens."""
     import torch
 
@@ -63,8 +68,9 @@ def measure(prompt_tokens: int, steps: int, model_name: str | None, profile: boo
     from loopls.engine.serving.scheduler import SchedulerConfig
 
     torch.set_num_threads(1)
-    lm = load_checkpoint(resolve_model_name(model_name), device="cpu", dtype="float32")
-    head = _transpose(lm.model) if transposed else None
+    extra = {"int8_weights": True} if variant == "int8" else {}  # the option only this tree has
+    lm = load_checkpoint(resolve_model_name(model_name), device="cpu", dtype="float32", **extra)
+    head = _transpose(lm.model) if variant == "transposed" else None
     text = "".join(p.read_text(encoding="utf-8") for p in sorted((ROOT / "context").glob("*.py")))
     prompt = lm.tokenizer.encode(text)[:prompt_tokens]
     out: dict = {"model": str(lm.path), "rows": []}
@@ -96,7 +102,7 @@ def measure(prompt_tokens: int, steps: int, model_name: str | None, profile: boo
             "tokens": digest, "load": os.getloadavg()[0],
         })
         if profile and batch == 1:
-            out["profile"] = _profile(core, step, lm.model)
+            out["profile"] = _profile(core, step, lm.model, floor=not variant)
     return out
 
 
@@ -129,7 +135,7 @@ def _transpose(model):
     return Head(model.output_weight())
 
 
-def _profile(core, step, model) -> dict:
+def _profile(core, step, model, floor: bool = True) -> dict:
     import torch
     import torch.nn.functional as F
     from torch.profiler import ProfilerActivity
@@ -142,6 +148,8 @@ def _profile(core, step, model) -> dict:
     ops = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
     top = [(e.key, e.self_cpu_time_total / 1000 / n, e.count / n) for e in ops[:8]]
     total = sum(e.self_cpu_time_total for e in ops) / 1000 / n
+    if not floor:  # another variant's weights: its op breakdown only
+        return {"top": top, "aten_ms": total}
     # The floor: the step's matrix-vector products alone, over the model's weights in the
     # order a decode step reads them (each layer twice for a Loop model, then the LM head).
     layers = model.model.layers
@@ -172,13 +180,12 @@ def _profile(core, step, model) -> dict:
 
 def worker(args: argparse.Namespace) -> None:
     _use_tree(args.tree)
-    print(json.dumps(measure(args.prompt, args.steps, args.model, args.profile, args.transposed)))
+    print(json.dumps(measure(args.prompt, args.steps, args.model, args.profile, args.variant)))
 
 
-def run_tree(tree: Path, args: argparse.Namespace, profile: bool, transposed: bool = False) -> dict:
+def run_tree(tree: Path, args: argparse.Namespace, profile: bool, variant: str = "") -> dict:
     cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", "--tree", str(tree), "--prompt",
-           str(args.prompt), "--steps", str(args.steps)]
-    cmd += ["--transposed"] if transposed else []
+           str(args.prompt), "--steps", str(args.steps), "--variant", variant]
     cmd += ["--model", args.model] if args.model else []
     cmd += ["--profile"] if profile else []
     done = subprocess.run(cmd, capture_output=True, text=True, check=True)
@@ -194,7 +201,9 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3, help="turns of each tree (rows: the median)")
     ap.add_argument("--profile", action="store_true", help="where one sequence's step goes (this tree)")
     ap.add_argument("--transposed", action="store_true", help="rows of this tree over transposed weight copies")
+    ap.add_argument("--int8", action="store_true", help="rows of this tree with int8 weights (cpu_weights int8)")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--variant", default="", help=argparse.SUPPRESS)
     ap.add_argument("--tree", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
@@ -213,16 +222,19 @@ def main() -> None:
             trees.append(("after (this tree)" if args.before else "this tree", tree))
             if args.transposed:
                 trees.append(("this tree, transposed weights", tree))
+            if args.int8:
+                trees.append(("this tree, int8 weights", tree))
             print(f"# {platform.node()}: {os.cpu_count()} CPUs, {platform.processor() or platform.machine()}; "
-                  f"{time.strftime('%Y-%m-%d %H:%M %Z')}; fp32, one torch thread, prompt {args.prompt} tokens, "
+                  f"{time.strftime('%Y-%m-%d %H:%M %Z')}; fp32 unless a row says int8, one torch thread, "
+                  f"prompt {args.prompt} tokens, "
                   f"{args.steps} decode steps per row (medians), no drafts", flush=True)
             print("| tree | sequences | ms / step | CPU ms / step | CPU ms / token | greedy tokens | load |")
             print("|---|---|---|---|---|---|---|")
             runs: list[list[dict]] = [[] for _ in trees]
             for r in range(args.rounds):
                 for i, (name, tree) in enumerate(trees):
-                    flip = name.endswith("transposed weights")
-                    runs[i].append(run_tree(tree, args, args.profile and r == args.rounds - 1 and not flip, flip))
+                    variant = {"this tree, transposed weights": "transposed", "this tree, int8 weights": "int8"}.get(name, "")
+                    runs[i].append(run_tree(tree, args, args.profile and r == args.rounds - 1, variant))
             first = [row["tokens"] for row in runs[0][0]["rows"]]
             for (name, _), tree_runs in zip(trees, runs):
                 for j, row in enumerate(tree_runs[0]["rows"]):
@@ -239,11 +251,12 @@ def main() -> None:
                 prof = tree_runs[-1].get("profile")
                 if not prof:
                     continue
-                print(f"\n# {name}, one sequence's step: {prof['aten_ms']:.1f} ms of op self time (profiler); "
-                      f"the step's products alone over the model's {prof['weights_mb']:.0f} MB of fp32 weights (CPU ms): "
+                print(f"\n# {name}, one sequence's step: {prof['aten_ms']:.1f} ms of op self time (profiler)"
+                      + ("" if "floor" not in prof else
+                      f"; the step's products alone over the model's {prof['weights_mb']:.0f} MB of fp32 weights (CPU ms): "
                       + ", ".join(f"{k} {v:.1f}" for k, v in prof["floor"].items())
                       + "; transposed vs as loaded, largest difference: "
-                      + ", ".join(f"{v:.1e} ({k} row{'s' if int(k) > 1 else ''})" for k, v in prof["differs"].items()))
+                      + ", ".join(f"{v:.1e} ({k} row{'s' if int(k) > 1 else ''})" for k, v in prof["differs"].items())))
                 print("| op | self CPU ms / step | calls / step |")
                 print("|---|---|---|")
                 for key, ms, calls in prof["top"]:

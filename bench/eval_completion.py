@@ -3,6 +3,7 @@
     python bench/eval_completion.py REPO [REPO ...] [--model M ...] [--lines 30] [--line-starts 10] [--blocks 8]
         [--budgets 2048,8192] [--every 6] [--latency 5] [--out DIR] [--modes loopls,file,bare]
         [--layout auto,psm,spm,l2r] [--best-of K] [--latency-against K,...] [--shard I/N] [--tables-only]
+        [--cpu-weights fp32|int8]
 
 Results go to DIR/<model>.jsonl, one line per target and setting, and a rerun resumes there;
 the tables count only targets that have every setting, so settings are compared pairwise.
@@ -50,6 +51,11 @@ Decoding: greedy, as the server's default; `--best-of K` sets `completion.lineBe
 targets decode the K most likely first tokens as one batch and keep the best-scored line,
 engine/backends/best_of.py); block targets are multi-line sites, always greedy.
 
+`--cpu-weights int8` loads the model as `model.cpuWeights: int8` does (every linear layer and
+the LM head quantized per output channel, engine/model/int8.py); its results go to the same
+file name, so give it its own `--out` and compare the two folders' files with
+`bench/compare_completion.py`.
+
 If the model folder has a manifest.json (the shipped default does), each repository's package
 is checked against it: trained-on packages are refused.
 """
@@ -83,7 +89,7 @@ from loopls.context.assemble import ContextEngine  # noqa: E402
 from loopls.context.languages import language_for_path  # noqa: E402
 from loopls.context.packing import PackedContext, Packer  # noqa: E402
 from loopls.context.project import Project  # noqa: E402
-from loopls.engine.backends import BackendConfig  # noqa: E402
+from loopls.engine.backends import CPU_WEIGHTS, BackendConfig  # noqa: E402
 from loopls.engine.model.models import resolve_model_name  # noqa: E402
 from loopls.lsp.completion.service import CompletionRequest, CompletionService  # noqa: E402
 from loopls.lsp.model_host import ModelHost  # noqa: E402
@@ -470,6 +476,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--shard", type=_shard, default=(0, 1), help="I/N: this process's share of the targets")
     ap.add_argument("--tables-only", action="store_true", help="print the tables of the results so far, run nothing")
     ap.add_argument("--out", type=Path, default=Path("eval-completion"), help="results folder (resumable)")
+    ap.add_argument("--cpu-weights", choices=CPU_WEIGHTS, default="fp32",
+                    help="model.cpuWeights: the matrices in fp32 or int8 (give each its own --out)")
     args = ap.parse_args(argv)
     if not set(args.layout) <= set(LAYOUTS):
         ap.error(f"--layout takes {', '.join(LAYOUTS)}")
@@ -503,7 +511,8 @@ async def _run_model(name: str | None, folder: Path, indexes: list[tuple[Path, P
     budget), evaluate it, print its tables and, when asked, its latency."""
     with ThreadPoolExecutor(1, thread_name_prefix="loopls-prepare") as thread:
         models = ModelHost(thread)
-        models.configure(BackendConfig(model=name, device="cpu", context_tokens=max(budgets)))
+        models.configure(BackendConfig(model=name, device="cpu", context_tokens=max(budgets),
+                                       cpu_weights=args.cpu_weights))
         backend = await models.ready()
         if backend is None:
             raise SystemExit(f"cannot load model {name or folder.name!r}: {models.error}")
@@ -514,7 +523,8 @@ async def _run_model(name: str | None, folder: Path, indexes: list[tuple[Path, P
             results = args.out / (f"{folder.name}.jsonl" if n == 1 else f"{folder.name}.shard{i}of{n}.jsonl")
             work = interleave([(repo, own) for repo, _, own in indexes])
             await evaluate(service, work, budgets, results, args.every, args.modes, args.layout, (i, n), args.best_of)
-            print(f"\nmodel {folder.name} ({folder}), {args.threads} torch thread(s), line best-of {args.best_of}")
+            print(f"\nmodel {folder.name} ({folder}), {args.cpu_weights} weights, {args.threads} torch thread(s), "
+                  f"line best-of {args.best_of}")
             print("\n".join(table(results, cases, budgets, args.modes, args.layout)))
             if args.latency:
                 series = (args.best_of, *(k for k in args.latency_against if k != args.best_of))

@@ -20,7 +20,7 @@ from cattrs.v import format_exception
 
 from loopls.context.prompt import FIM_LAYOUTS
 from loopls.context.smells.checks import SmellConfig
-from loopls.engine.backends import BACKENDS, BackendConfig, BackendError
+from loopls.engine.backends import BACKENDS, CPU_WEIGHTS, BackendConfig, BackendError
 
 
 @dataclass(kw_only=True)
@@ -37,6 +37,7 @@ class ModelOptions:
     context_limit: int = 0  # prompt + output tokens; 0: what the server or checkpoint says
     timeout: float = 30.0  # openai: seconds to connect and between streamed tokens
     tensor_parallel_size: int = 1  # native, vllm: GPUs the model is split over (native: one process each)
+    cpu_weights: str = "int8"  # native on a CPU: int8 (matrices quantized as the model loads) | fp32
 
     def __post_init__(self) -> None:
         if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
@@ -45,6 +46,8 @@ class ModelOptions:
             raise ValueError(f"model.backend must be one of {', '.join(BACKENDS)}, not {self.backend!r}")
         if self.backend == "openai" and not self.url.startswith(("http://", "https://")):
             raise ValueError("model.url must be an http(s) URL such as http://127.0.0.1:8000/v1 when model.backend is openai")
+        if self.cpu_weights not in CPU_WEIGHTS:
+            raise ValueError(f"model.cpuWeights must be one of {', '.join(CPU_WEIGHTS)}, not {self.cpu_weights!r}")
         if self.context_limit < 0 or self.timeout <= 0 or self.tensor_parallel_size < 1:
             raise ValueError("model.contextLimit must be >= 0, model.timeout > 0 and model.tensorParallelSize >= 1")
 
@@ -247,7 +250,7 @@ def backend_config(options: Options, model_override: str | None = None) -> Backe
         kind=m.backend, model=model_override or m.name, device=m.device,
         context_tokens=options.completion.context_tokens, url=m.url or None, api_key=api_key,
         tokenizer=m.tokenizer or None, context_limit=m.context_limit or None, timeout_s=m.timeout,
-        tensor_parallel_size=m.tensor_parallel_size,
+        tensor_parallel_size=m.tensor_parallel_size, cpu_weights=m.cpu_weights,
         # the server's event loop and project thread must not hold up the engine's decoding
         engine_process=True,
     )

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .config import BACKENDS, BackendConfig, BackendError
+from .config import BACKENDS, CPU_WEIGHTS, BackendConfig, BackendError
 
 if TYPE_CHECKING:
     from .base import Backend, BackendInfo, LoadStop, Stream
@@ -47,4 +47,5 @@ def load_backend(config: BackendConfig, stop: LoadStop | None = None) -> Backend
     return load_native(config, stop)
 
 
-__all__ = ["BACKENDS", "Backend", "BackendConfig", "BackendError", "BackendInfo", "LoadStop", "Stream", "load_backend"]
+__all__ = ["BACKENDS", "CPU_WEIGHTS", "Backend", "BackendConfig", "BackendError", "BackendInfo", "LoadStop", "Stream",
+           "load_backend"]

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 
 BACKENDS = ("native", "openai", "vllm")
+CPU_WEIGHTS = ("fp32", "int8")  # how the native engine holds a model's matrices on a CPU
 
 
 class BackendError(RuntimeError):
@@ -39,10 +40,16 @@ class BackendConfig:
     # native on a CPU: the engine in a process of its own, whose torch work then never waits
     # for the caller's Python threads (the language server's); False: a thread of the caller
     engine_process: bool = False
+    # native on a CPU: "fp32" (the checkpoint widened, bit for bit the reference's numerics) or
+    # "int8" (linear layers and LM head quantized per output channel as they load: model/int8.py;
+    # a whole model in one process: split over CPU ranks, the ranks keep fp32)
+    cpu_weights: str = "fp32"
 
     def __post_init__(self) -> None:
         if self.kind not in BACKENDS:
             raise BackendError(f"unknown backend {self.kind!r} (expected one of: {', '.join(BACKENDS)})")
+        if self.cpu_weights not in CPU_WEIGHTS:
+            raise BackendError(f"unknown CPU weights {self.cpu_weights!r} (expected one of: {', '.join(CPU_WEIGHTS)})")
         if self.timeout_s <= 0 or self.retries < 1 or self.tensor_parallel_size < 1:
             raise BackendError("timeout must be positive, retries and tensor_parallel_size at least 1")
         if self.context_limit is not None and self.context_limit < 2:

@@ -117,13 +117,15 @@ def load_native(config: BackendConfig, stop: LoadStop | None = None) -> NativeBa
     GPUs, or CPU ranks with device "cpu", when that is more than 1; in a process of its own on
     a CPU with `config.engine_process`). `stop` can end worker processes still starting."""
     model_name, device, context_tokens = config.model, config.device, config.context_tokens
-    if config.tensor_parallel_size > 1:
+    if config.tensor_parallel_size > 1:  # CPU ranks keep fp32 weights (int8 is for a whole model)
         return _load_workers(model_name, device, context_tokens, config.tensor_parallel_size, stop)
     device = pick_device(device)
-    if config.engine_process and torch.device(device).type == "cpu":
-        return _load_workers(model_name, device, context_tokens, 1, stop)
+    on_cpu = torch.device(device).type == "cpu"
+    int8 = on_cpu and config.cpu_weights == "int8"  # on a GPU the option does nothing
+    if config.engine_process and on_cpu:
+        return _load_workers(model_name, device, context_tokens, 1, stop, int8)
     try:
-        lm = load_checkpoint(resolve_model_name(model_name), device=device)
+        lm = load_checkpoint(resolve_model_name(model_name), device=device, int8_weights=int8)
     except (CheckpointError, OSError, ValueError, RuntimeError) as exc:  # RuntimeError: e.g. an unusable device
         raise BackendError(str(exc)) from None
     if lm.device.type == "cuda":
@@ -143,10 +145,10 @@ def load_native(config: BackendConfig, stop: LoadStop | None = None) -> NativeBa
 
 
 def _load_workers(model_name: str | None, device: str, context_tokens: int, world: int,
-                  stop: LoadStop | None) -> NativeBackend:
+                  stop: LoadStop | None, int8_weights: bool = False) -> NativeBackend:
     """The engine in `world` worker processes: tensor-parallel ranks, or one process holding
-    the whole model (on a CPU: the same weights, fp32 path, scheduler and thread count as
-    the engine in this process, so the same tokens)."""
+    the whole model (on a CPU: the same weights, numerics, scheduler and thread count as the
+    engine in this process, so the same tokens)."""
     try:
         meta = read_checkpoint(resolve_model_name(model_name))
         check_tp_size(meta.config, world)
@@ -157,7 +159,8 @@ def _load_workers(model_name: str | None, device: str, context_tokens: int, worl
     scheduler = SchedulerConfig(num_blocks=cpu_pool_blocks(meta.config, context_tokens), block_size=BLOCK_SIZE,
                                 prefill_only_chunk=chunk)
     spec = WorkerSpec(
-        factory=functools.partial(load_tensor_parallel, str(meta.path)), world=world, device=kind,
+        factory=functools.partial(load_tensor_parallel, str(meta.path), int8_weights=int8_weights), world=world,
+        device=kind,
         first_device=first, scheduler=scheduler, plan_memory=kind == "cuda",
         cpu_threads=cpu_threads() if world == 1 else 1,
     )

@@ -97,6 +97,7 @@ class MLP(nn.Module):
         self.up_proj = nn.Linear(config.hidden_size, config.intermediate_size, bias=False)
         self.down_proj = nn.Linear(config.intermediate_size, config.hidden_size, bias=False)
         self.gemm = None  # a DecodeGemm (use_decode_gemm): gate, up and the activation in one kernel
+        self.gate_up: nn.Module | None = None  # gate and up as one product, [N, 2 I] (int8.quantize_model)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.down_proj(self.activation(x))
@@ -124,6 +125,9 @@ class MLP(nn.Module):
         """silu(gate_proj(x)) * up_proj(x): down_proj's input."""
         if self.gemm is not None:
             return self.gemm.gated(x, self.gate_proj.weight, self.up_proj.weight)
+        if self.gate_up is not None:
+            gate, up = self.gate_up(x).chunk(2, dim=-1)
+            return F.silu(gate) * up
         return F.silu(self.gate_proj(x)) * self.up_proj(x)
 
 

@@ -16,6 +16,7 @@ import torch
 
 from .config import ConfigError, ModelConfig
 from .hub import HubError, resolve_hub_id
+from .int8 import quantize_model
 from .transformer import CausalLM
 from .parallel import Shard, apply_tensor_parallel, local_device, set_parameter, shard_rule
 from .tokenizer import Tokenizer, TokenizerError
@@ -135,8 +136,11 @@ def load_checkpoint(
     device: str | torch.device = "cpu",
     dtype: str | torch.dtype | None = None,
     shard: Shard | None = None,
+    int8_weights: bool = False,
 ) -> LoadedModel:
-    """Load a checkpoint; with `shard`, only that tensor-parallel rank's slice of each weight."""
+    """Load a checkpoint; with `shard`, only that tensor-parallel rank's slice of each weight.
+    `int8_weights` (CPU, whole model): the linear layers and the LM head quantized as they load
+    (int8.py); the rest stays in `dtype`."""
     meta = read_checkpoint(name)
     folder, config, tokenizer = meta.path, meta.config, meta.tokenizer
     device = torch.device(device)
@@ -146,6 +150,8 @@ def load_checkpoint(
         # memory-efficient kernels have no such cost.
         torch.backends.cuda.enable_cudnn_sdp(False)
     torch_dtype = _resolve_dtype(dtype, config, device)
+    if int8_weights and (device.type != "cpu" or (shard is not None and shard.world > 1)):
+        raise CheckpointError(f"{folder}: int8 weights run on the CPU, with the whole model in one process")
     where = _index_tensors(_weight_files(folder))
     with torch.device("meta"):
         model = CausalLM(config)
@@ -154,6 +160,8 @@ def load_checkpoint(
         apply_tensor_parallel(model, shard)  # still on meta: only the slices get memory
     _assign_weights(model, where, device, torch_dtype, shard)
     model.eval().requires_grad_(False)
+    if int8_weights:
+        quantize_model(model)
     tp_size = shard.world if shard is not None else 1
     return LoadedModel(folder, config, model, tokenizer, torch_dtype, device, meta.untrained, tp_size)
 
@@ -247,8 +255,10 @@ def _read(handle, name: str, rule: tuple[int, slice] | None) -> torch.Tensor:
 
 
 def load_tensor_parallel(
-    name: str, shard: Shard, device: torch.device | None = None, dtype: str | torch.dtype | None = None
+    name: str, shard: Shard, device: torch.device | None = None, dtype: str | torch.dtype | None = None,
+    int8_weights: bool = False,
 ) -> LoadedModel:
     """Load this rank's slice of a checkpoint: the model is split on the meta device and each
     weight is read as its slice, so a rank never holds more than its share."""
-    return load_checkpoint(name, device=device or local_device(shard), dtype=dtype, shard=shard)
+    return load_checkpoint(name, device=device or local_device(shard), dtype=dtype, shard=shard,
+                           int8_weights=int8_weights)

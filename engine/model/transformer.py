@@ -57,9 +57,18 @@ class CausalLM(nn.Module):
         self.model = Backbone(config)
         if not config.tie_word_embeddings:
             self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+        # The LM head's product when it is not F.linear over output_weight(): int8 weights on a
+        # CPU (int8.quantize_model). None: F.linear.
+        self.output_head: nn.Module | None = None
 
     def output_weight(self) -> torch.Tensor:
         return self.model.embed_tokens.weight if self.config.tie_word_embeddings else self.lm_head.weight
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        """Final hidden states [R, hidden] -> logits [R, vocab] (fp32)."""
+        if self.output_head is not None:
+            return self.output_head(x).float()
+        return F.linear(x, self.output_weight()).float()
 
     def forward(self, input_ids: torch.Tensor, cache: KVCache) -> torch.Tensor:
         """input_ids [B, T] continuing the cached sequences -> logits [B, T, vocab] (fp32)."""
@@ -76,7 +85,7 @@ class CausalLM(nn.Module):
         store: KVStore,
         logit_rows: torch.Tensor | None = None,  # [R] rows that need logits (None: all)
     ) -> torch.Tensor:  # [R, vocab] fp32
-        return F.linear(self.hidden_packed(ids, positions, store, logit_rows), self.output_weight()).float()
+        return self.logits(self.hidden_packed(ids, positions, store, logit_rows))
 
     def hidden_packed(
         self, ids: torch.Tensor, positions: torch.Tensor, store: KVStore, logit_rows: torch.Tensor | None = None

@@ -48,6 +48,10 @@ class StepExecutor:
         mcfg = model.config
         self.vocab = vocab or VocabShard(mcfg.vocab_size)
         self.head_weight = self.vocab.rows(model.output_weight())  # a view: [size, hidden]
+        # The LM head's own product (int8 weights on a CPU: model/int8.py), whole-vocabulary only.
+        self.output_head = model.output_head
+        if self.output_head is not None and self.vocab.world > 1:
+            raise ValueError("an LM head with its own product (int8 weights) cannot be split by vocabulary")
         self.gemm: DecodeGemm | None = None
         if self.device.type == "cuda":
             # GPU decode streams the weights: fewer, larger GEMMs (layers.FusedLinear), each
@@ -90,7 +94,10 @@ class StepExecutor:
     def head(self, x: torch.Tensor, ban: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Final hidden states [R, hidden] -> (greedy tokens [R], logits [R, width]) with the
         banned ids [R, M] at -inf: what a decode graph ends with."""
-        logits = shard_logits(x, self.head_weight, self.vocab, self.gemm)
+        if self.output_head is not None:
+            logits = self.output_head(x).float()
+        else:
+            logits = shard_logits(x, self.head_weight, self.vocab, self.gemm)
         ban_(logits, ban, self.vocab)
         return shard_argmax(logits, self.vocab), logits
 

@@ -8,7 +8,9 @@ import os
 import sys
 from pathlib import Path
 
-from ..options import MAX_COMPLETION_TOKENS
+from loopls.engine.backends import CPU_WEIGHTS
+
+from ..options import MAX_COMPLETION_TOKENS, ModelOptions
 from ..version import __version__
 from .args import Parser, bounded_int, device, fail, log_level, parse_host_port, parse_location
 
@@ -32,6 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
     complete.add_argument("--max-tokens", type=bounded_int(1, MAX_COMPLETION_TOKENS), default=None,
                           help=f"tokens to generate (1 to {MAX_COMPLETION_TOKENS})")
     complete.add_argument("--device", type=device, default="auto", help="auto, cpu, cuda or cuda:N")
+    complete.add_argument("--cpu-weights", choices=CPU_WEIGHTS, default=ModelOptions().cpu_weights,
+                          help="on a CPU: the model's matrices in fp32 or int8 (as the server's model.cpuWeights)")
     complete.add_argument("--json", action="store_true", help="print JSON")
 
     model = sub.add_parser("model", help="model utilities")

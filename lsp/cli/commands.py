@@ -46,7 +46,7 @@ async def _complete(args: argparse.Namespace, path: Path, text: str, offset: int
     with ThreadPoolExecutor(1, thread_name_prefix="loopls-prepare") as thread:
         models = ModelHost(thread)
         models.configure(BackendConfig(model=args.model, device=args.device,
-                                       context_tokens=options.context_tokens))
+                                       context_tokens=options.context_tokens, cpu_weights=args.cpu_weights))
         backend = await models.ready()
         if backend is None:
             return fail(str(models.error))

@@ -10,12 +10,13 @@ from loopls.lsp.options import Options, backend_config, options_to_json, parse_o
 
 def test_defaults_are_the_native_backend() -> None:
     config = backend_config(Options())
-    # the server's engine runs in a process of its own (on a CPU)
+    # the server's engine runs in a process of its own (on a CPU), with int8 weights
     assert config == BackendConfig(kind="native", model="loopls-coder-small", device="auto", context_tokens=2048,
-                                   engine_process=True)
+                                   engine_process=True, cpu_weights="int8")
     model = options_to_json(Options())["model"]
     assert model == {"name": "loopls-coder-small", "device": "auto", "backend": "native", "url": "", "apiKeyEnv": "",
-                     "tokenizer": "", "contextLimit": 0, "timeout": 30.0, "tensorParallelSize": 1}
+                     "tokenizer": "", "contextLimit": 0, "timeout": 30.0, "tensorParallelSize": 1,
+                     "cpuWeights": "int8"}
 
 
 def test_openai_options_flow_into_the_backend_config(monkeypatch) -> None:
@@ -46,12 +47,22 @@ def test_vllm_tensor_parallel_size() -> None:
     assert backend_config(options, model_override="/other").model == "/other"
 
 
+def test_cpu_weights_flow_into_the_backend_config() -> None:
+    options, warning = parse_options({"model": {"device": "cpu", "cpuWeights": "int8"}})
+    assert warning is None
+    assert backend_config(options).cpu_weights == "int8"
+    assert backend_config(Options()).cpu_weights == "int8"  # the server's default on a CPU
+    with pytest.raises(BackendError, match="unknown CPU weights 'int4'"):
+        BackendConfig(cpu_weights="int4")
+
+
 @pytest.mark.parametrize("model, words", [
     ({"backend": "remote"}, "model.backend must be one of native, openai, vllm"),
     ({"backend": "openai"}, "model.url must be an http(s) URL"),
     ({"backend": "openai", "url": "ftp://x"}, "model.url must be an http(s) URL"),
     ({"tensorParallelSize": 0}, "model.tensorParallelSize >= 1"),
     ({"timeout": 0}, "model.timeout > 0"),
+    ({"cpuWeights": "int4"}, "model.cpuWeights must be one of fp32, int8"),
 ])
 def test_invalid_backend_options_fall_back_with_a_warning(model, words) -> None:
     options, warning = parse_options({"model": model})

@@ -65,6 +65,15 @@ def test_complete_text_output_says_untrained_on_stderr(source: Path) -> None:
     assert "untrained" in out.stderr
 
 
+def test_complete_with_int8_cpu_weights(source: Path) -> None:
+    out = run("complete", f"{source}:5:5", "--json", "--max-tokens", "16", "--device", "cpu", "--cpu-weights", "int8")
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    assert data["model"]["untrained"] is False and data["items"] and data["items"][0]["insertText"].strip()
+    bad = run("complete", f"{source}:5:5", "--cpu-weights", "int4")
+    assert bad.returncode == 2 and "invalid choice: 'int4'" in bad.stderr
+
+
 def test_complete_with_the_default_model_is_trained_and_shows_no_notice(source: Path) -> None:
     out = run("complete", f"{source}:5:5", "--json", "--max-tokens", "16")
     assert out.returncode == 0, out.stderr

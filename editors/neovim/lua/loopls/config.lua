@@ -14,7 +14,7 @@ M.defaults = {
       name = 'loopls-coder-small', device = 'auto',
       -- where the model runs: native (in the server), openai (a server at url), vllm (in process)
       backend = 'native', url = '', apiKeyEnv = '', tokenizer = '',
-      contextLimit = 0, timeout = 30.0, tensorParallelSize = 1,
+      contextLimit = 0, timeout = 30.0, tensorParallelSize = 1, cpuWeights = 'int8',
     },
     completion = { enabled = true, maxTokens = 48, temperature = 0.0, contextTokens = 2048, maxLines = 8, candidates = 3,
       fimLayout = 'auto', lineBestOf = 1 },
