@@ -34,19 +34,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "lsp"))
 
 from lsp_latency import ROOT, source_tree  # noqa: E402
+from marked_processes import marked  # noqa: E402
 from raw_lsp import RawServer  # noqa: E402
-
-
-def marked(mark: str) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if mark.encode() in (entry / "environ").read_bytes():
-                    found.append(int(entry.name))
-            except OSError:
-                continue
-    return found
 
 
 def engine_alive(mark: str) -> bool:

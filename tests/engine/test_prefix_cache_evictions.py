@@ -71,6 +71,17 @@ def _full_hit(prompt: list[int]) -> int:
     return (len(prompt) - 1) // BS * BS
 
 
+def _assert_line_hits_in_full(core, lm, line: list[int]) -> None:
+    """A prompt of `line` and 4 more tokens hits every full block and generates a cold
+    generation's tokens; nothing is left in use and the pool is consistent."""
+    prompt = line + random_prompt(lm, 4, seed=5)
+    seq = _run(core, "gen", prompt, GEN)
+    assert seq.metrics.cached_tokens == _full_hit(prompt)
+    assert seq.output_ids == generate(lm, prompt, GEN).token_ids
+    assert core.pool.num_used == 0
+    core.pool.check_consistent()
+
+
 # -- the pool ------------------------------------------------------------------------------
 def test_a_block_computed_again_stays_indexed_when_the_older_copy_is_evicted() -> None:
     pool = BlockPool(4, 2)
@@ -156,12 +167,7 @@ def test_a_warm_up_that_computed_its_start_again_is_hit_after_evictions(lm) -> N
     _run(core, "other", random_prompt(lm, 160, seed=3), PREFILL, Priority.BACKGROUND)
     line = start + random_prompt(lm, 120, seed=4)
     _run(core, "warm", line, PREFILL, Priority.BACKGROUND)
-    prompt = line + random_prompt(lm, 4, seed=5)
-    seq = _run(core, "gen", prompt, GEN)
-    assert seq.metrics.cached_tokens == _full_hit(prompt)
-    assert seq.output_ids == generate(lm, prompt, GEN).token_ids
-    assert core.pool.num_used == 0
-    core.pool.check_consistent()
+    _assert_line_hits_in_full(core, lm, line)
 
 
 def test_a_warm_up_paused_by_a_generation_on_its_start_is_hit_after_evictions(lm) -> None:
@@ -183,12 +189,7 @@ def test_a_warm_up_paused_by_a_generation_on_its_start_is_hit_after_evictions(lm
     _drain(core)
     assert warm.finish_reason == "length"
     _run(core, "other", random_prompt(lm, 80, seed=3), PREFILL, Priority.BACKGROUND)
-    prompt = line + random_prompt(lm, 4, seed=5)
-    seq = _run(core, "gen", prompt, GEN)
-    assert seq.metrics.cached_tokens == _full_hit(prompt)
-    assert seq.output_ids == generate(lm, prompt, GEN).token_ids
-    assert core.pool.num_used == 0
-    core.pool.check_consistent()
+    _assert_line_hits_in_full(core, lm, line)
 
 
 # -- Loop window blocks age with the prefix they serve --------------------------------------

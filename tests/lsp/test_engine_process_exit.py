@@ -14,13 +14,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 
 import pytest
 
 from loopls.engine.model.tiny import create_tiny
+from marked_processes import gone_within
 
 # argv: model folder, moment ("at once" | "spawned" | "loading" | "ready"), how it ends
 # ("shutdown": the host is shut down inside the loop; "loop end": the loop ends first, which
@@ -69,28 +69,6 @@ asyncio.run(main())
 host.shutdown()  # the server's end_process
 os._exit(0)
 '''
-
-
-def marked(mark: str) -> list[int]:
-    """Processes whose environment holds `mark` (the host and everything it started)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if mark.encode() in (entry / "environ").read_bytes():
-                    found.append(int(entry.name))
-            except OSError:  # gone meanwhile, or not ours
-                continue
-    return found
-
-
-def gone_within(mark: str, seconds: float) -> bool:
-    deadline = time.monotonic() + seconds
-    while marked(mark):
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
 
 
 @pytest.fixture(scope="module")

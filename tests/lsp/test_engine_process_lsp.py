@@ -26,6 +26,7 @@ from pathlib import Path
 import pytest
 from lsprotocol import types
 from lsp_session import inline_params, insert, open_document, session, status, wait_for_state
+from marked_processes import gone_within
 from raw_lsp import RawServer
 from scripted_model import create_scripted
 
@@ -127,28 +128,6 @@ async def test_a_killed_engine_process_gives_one_error_and_the_next_completion_w
         errors = [m.message for m in client.messages if m.type == types.MessageType.Error]
         assert len(errors) == 1 and "completions are failing" in errors[0] and f"pid {engine}" in errors[0]
         assert any("answers again" in m.message for m in client.log_messages)
-
-
-def marked(mark: str) -> list[int]:
-    """Processes whose environment holds `mark` (a server and everything it started)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if mark.encode() in (entry / "environ").read_bytes():
-                    found.append(int(entry.name))
-            except OSError:  # gone meanwhile, or not ours
-                continue
-    return found
-
-
-def gone_within(mark: str, seconds: float) -> bool:
-    deadline = time.monotonic() + seconds
-    while marked(mark):
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
 
 
 @pytest.mark.timeout(300)
