@@ -7,13 +7,17 @@ greedy candidate the filters rejected, the service asks the engine for the first
 most likely tokens (a one-token request: the prompt is in the prefix cache, so it computes
 the prompt's last block only), continues the `ALTERNATIVES` most likely others greedily, as
 one batch over the shared prompt, and shows the most likely of them that post-processing
-keeps (every filter and the line check apply to them as to the greedy text). A token whose
-probability is under `MIN_PROBABILITY` is no candidate (a first token the model hardly
-believes in makes a suggestion nobody wants), nor is a stop token, nor, at a site whose
-request stops at a line break, a token holding one (it would end the suggestion at once).
+keeps (every filter and the line check apply to them as to the greedy text). A token less
+likely than `MIN_PROBABILITY`, or than `RELATIVE` times the rejected one, is no candidate (a
+first token the model hardly believes in makes a suggestion nobody wants: after a decorator
+typed into a function body, `: int  # commits that hashes`, 7% likely against 27%), nor is
+a stop token, nor, at a site whose request stops at a line break, a token holding one (it
+would end the suggestion at once) unless the greedy text could start with it too (a line
+break and indentation at the end of a line of code: the next line, `postprocess.next_line`).
 
-Only for a greedy request whose backend reports log-probabilities (the native engine); with
-a remote server nothing changes.
+Only for a greedy request at a site whose line parsed (the line check guards what the
+alternatives write), and whose backend reports log-probabilities (the native engine); with a
+remote server nothing changes.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from loopls.engine.backends.base import RequestOutput, SamplingParams
 
 ALTERNATIVES = 2  # next most likely first tokens continued
 MIN_PROBABILITY = 0.05  # of an alternative first token
+RELATIVE = 1 / 3  # of the rejected first token's probability, at least
 _PROBED = ALTERNATIVES + 3  # tokens asked for: the rejected one and a few that may not qualify
 
 Generate = Callable[[list[int], SamplingParams], Awaitable[RequestOutput]]
@@ -42,13 +47,14 @@ def probe_params(params: SamplingParams) -> SamplingParams:
 def first_tokens(probe: RequestOutput, rejected: int | None, allowed: Callable[[int], bool]) -> list[int]:
     """The alternatives to continue, most likely first: of the probe's first step, those other
     than `rejected` (the greedy text's first token) that `allowed` admits, with a probability
-    of `MIN_PROBABILITY` at least."""
-    if probe.finish_reason not in ("stop", "length") or not probe.top_logprobs:
+    of `MIN_PROBABILITY` at least and `RELATIVE` of the rejected token's (of the most likely
+    one's, when the rejected one is not among those reported)."""
+    if probe.finish_reason not in ("stop", "length") or not probe.top_logprobs or not probe.top_logprobs[0]:
         return []
-    found = []
-    for token, logprob in probe.top_logprobs[0]:
-        if token != rejected and logprob >= math.log(MIN_PROBABILITY) and allowed(token):
-            found.append(token)
+    top = probe.top_logprobs[0]
+    first = next((logprob for token, logprob in top if token == rejected), top[0][1])
+    floor = max(math.log(MIN_PROBABILITY), first + math.log(RELATIVE))
+    found = [token for token, logprob in top if token != rejected and logprob >= floor and allowed(token)]
     return found[:ALTERNATIVES]
 
 

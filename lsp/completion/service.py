@@ -381,11 +381,12 @@ class CompletionService:
                                       "ttft_ms": round(1000 * m.get("time_to_first_token_s", 0.0)),
                                       "decode_ms": round(1000 * m.get("decode_s", 0.0)), "tokens": len(out.token_ids)}
         suggestion = self._finish(tokenizer.decode(out.token_ids), out.finish_reason, prep.site, options)
-        if suggestion is None and not sampled and not params.temperature and flight.answered is None:
+        if (suggestion is None and not sampled and not params.temperature and flight.answered is None
+                and prep.site.line_check is not None):
             if index == 0:  # nothing of the rejected text to agree with: a keystroke starts anew
                 flight.wrote("", flight.tokens)
             try:
-                suggestion = await self._next_best(prep, tokenizer, params, options, flight, written, out)
+                suggestion = await self._next_best(prep, tokenizer, params, options, flight, list(out.token_ids))
             except (ModelUnavailable, ValueError) as exc:
                 log.warning("no alternative to a rejected completion: %s", exc)
         if suggestion is None:
@@ -412,37 +413,38 @@ class CompletionService:
         return suggestion
 
     async def _next_best(self, prep: Prepared, tokenizer, params: SamplingParams, options: CompletionOptions,
-                         flight: Flight, written: list[int], rejected: RequestOutput) -> Suggestion | None:
-        """The greedy text `rejected` (after the line break `written`, if any) left nothing to
-        show: the most likely alternative first token whose text post-processing keeps
-        (`next_best.py`), or None. The tokens of what is not shown are booked as `rejected`
-        waste when an alternative is shown, else as the generation's (`empty`)."""
+                         flight: Flight, rejected: list[int]) -> Suggestion | None:
+        """The greedy text of the tokens `rejected` left nothing to show: the most likely
+        alternative to its first token whose text post-processing keeps (`next_best.py`), or
+        None. At the end of a line of code, an alternative may end the line (a line break and
+        indentation: the next line's text follows), as the greedy text may. The tokens of what
+        is not shown are booked as `rejected` waste when an alternative is shown, else as the
+        generation's (`empty`)."""
         site = prep.site
-        prompt = prep.ids + written
-        own = list(rejected.token_ids[len(written):])
 
         async def run(ids: list[int], p: SamplingParams) -> RequestOutput:
-            head = ids[len(prep.ids):]  # the line break and the alternative's first token
+            head = ids[len(prep.ids):]  # the alternative's first token
             return await self.models.generate(
                 ids, p, Priority.INLINE, wasted=self.flights.booker(flight, 1), started=flight.streams.append,
                 enough=lambda new: is_final(tokenizer.decode(head + new), site, options.max_lines))
 
         def allowed(token: int) -> bool:
-            return token not in tokenizer.special.all_ids and not any(
-                stop in tokenizer.decode([token]) for stop in params.stop)
+            text = tokenizer.decode([token])
+            if token in tokenizer.special.all_ids:
+                return False
+            return not any(stop in text for stop in params.stop) or (next_line(text, site) and not text[1:].strip(" \t"))
 
-        found, probed = await next_best.alternatives(run, prompt, params, own[0] if own else None, allowed)
+        found, probed = await next_best.alternatives(run, prep.ids, params, rejected[0] if rejected else None, allowed)
         spent = probed + sum(len(out.token_ids) for _, out in found)  # the probe's token stands for the first ones
         for token, out in found:
             if out.finish_reason not in ("stop", "length"):
                 continue
-            ids = written + [token] + list(out.token_ids)
+            ids = [token, *out.token_ids]
             suggestion = self._finish(tokenizer.decode(ids), out.finish_reason, site, options, book=False)
             if suggestion is not None:
-                shown = 1 + len(out.token_ids)
                 self.stats.next_best += 1
-                self.waste.rejected(len(own) + spent - shown)
-                flight.spent += shown - len(own)
+                self.waste.rejected(len(rejected) + spent - len(ids))
+                flight.spent += len(ids) - len(rejected)
                 self.models.stats.last_generated_tokens = len(ids)
                 return suggestion
         flight.spent += spent

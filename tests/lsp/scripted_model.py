@@ -8,7 +8,7 @@ predicts the next: a bigram model that, greedily, spells the script after `<|fim
 (the last token of every completion prompt) and then writes `</s>`, or starts the script
 again when it is a cycle. The script's tokens must be distinct (apart from the cycle), which
 `create_scripted` checks. With an `alternative`, the first token of that text is the start's
-second most likely token (`ALTERNATIVE_MARGIN` below the script's: about 12% likely), and
+second most likely token (`ALTERNATIVE_MARGIN` below the script's: about 38% likely), and
 greedily, from there, it spells the alternative and writes `</s>`.
 """
 
@@ -24,7 +24,7 @@ from tokenizers import Tokenizer
 from loopls.engine.model.tiny import create_tiny
 
 GAIN = 20.0  # logit of the scripted next token; everything else is about 0
-ALTERNATIVE_MARGIN = 2.0  # the alternative's first token: its logit below the script's first
+ALTERNATIVE_MARGIN = 0.5  # the alternative's first token: its logit below the script's first
 
 
 def create_scripted(folder: Path, script: str, cycle: bool = False, seed: int = 0,
