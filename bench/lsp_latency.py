@@ -46,7 +46,7 @@ Reported per server:
   cursor's line (`‸` marks the cursor), the next line, the step that dropped the model's text
   and that text (the newest candidate in the server's `waste.dropped_last`); and each pause
   that showed another first token's text in place of a dropped one (the server's
-  `next_best`), with what it showed;
+  `last_replaced`), with what it showed;
 - the decode time per token of the generated suggestions (median and P90; beside each of the
   slowest ones too);
 - start-up: from starting the server to the model loaded and to the first completion
@@ -154,7 +154,6 @@ class Result:
 
     late_tokens: int = 0  # tokens of answers that arrived after their pause (a server counting shown tokens)
     dropped_seen: int = 0  # candidates the server's post-processing had dropped at the previous pause
-    replaced_seen: int = 0  # and greedy texts it replaced by another first token's (`next_best`)
     empty_cases: list[dict] = field(default_factory=list)  # the "empty" pauses: where, and what was dropped
 
     def empty_pause(self, late: bool, pause: float, stats: dict, engine: dict) -> None:
@@ -223,7 +222,7 @@ class Editor:
 
     def _empty_case(self, stats: dict, uri: str, cursor: int, shown: str | None = None) -> None:
         """Note where a pause got a null "empty" answer, or (`shown`) an answer whose greedy text
-        post-processing dropped and another first token's replaced (the server's `next_best`),
+        post-processing dropped and another first token's replaced (the server's `last_replaced`),
         with the candidate the server dropped (its newest one, if it dropped one since the
         previous pause: else a secret-looking one)."""
         dropped = (stats.get("waste") or {}).get("dropped") or {}
@@ -231,8 +230,7 @@ class Editor:
         if total > self.result.dropped_seen:
             new = ((stats.get("waste") or {}).get("dropped_last") or [None])[-1]
         self.result.dropped_seen = total
-        replaced = stats.get("next_best", 0) > self.result.replaced_seen
-        self.result.replaced_seen = stats.get("next_best", 0)
+        replaced = stats.get("last_replaced")  # the newest request's answer replaced a dropped text
         if (shown is None and stats.get("last_null") != "empty") or (shown is not None and not replaced):
             return
         text = self.docs[uri]
@@ -242,7 +240,7 @@ class Editor:
         following = text[end + 1:].split("\n", 1)[0]
         self.result.empty_cases.append({
             "pause": self.result.pauses, "line": text[start:cursor] + "‸" + text[cursor:end], "next": following,
-            "step": new[0] if new else "?", "model": new[2] if new else "?", "shown": shown})
+            "step": new[0] if new else "?", "model": replaced or (new[2] if new else "?"), "shown": shown})
 
     def edit(self, uri: str, start: int, end: int, new: str) -> None:
         text = self.docs[uri]

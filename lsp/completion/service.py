@@ -98,6 +98,7 @@ class ServiceStats:
     empty: int = 0  # generations that ended with nothing to show (post-processing dropped every candidate)
     quick: int = 0  # generations from the short prompt: the line's full prompt was not warm yet
     next_best: int = 0  # greedy candidates post-processing dropped, replaced by another first token's
+    last_replaced: str = ""  # the newest request's: the greedy text an alternative replaced ("": none)
     early: int = 0  # answers made of the complete lines of a generation still running (step 7)
     shown_tokens: int = 0  # generated tokens that answers showed (each token once)
     last_answer_tokens: int = 0  # of those, the ones the newest answer showed first
@@ -143,6 +144,7 @@ class CompletionService:
                                           lambda: self.debounce is not None and self.debounce.resumed(req.uri))
         ticket = self._latest[req.uri] = object()
         self.stats.last_answer_tokens = 0  # a cache hit may show tokens for the first time (`_store`)
+        self.stats.last_replaced = ""
         cached = self.cache.lookup(req.uri, req.text, req.offset, alternatives=req.invoked and options.candidates > 1)
         if cached is not None:
             self.stats.cache_hits += 1
@@ -443,6 +445,7 @@ class CompletionService:
             suggestion = self._finish(tokenizer.decode(ids), out.finish_reason, site, options, book=False)
             if suggestion is not None:
                 self.stats.next_best += 1
+                self.stats.last_replaced = tokenizer.decode(rejected)
                 self.waste.rejected(len(rejected) + spent - len(ids))
                 flight.spent += len(ids) - len(rejected)
                 self.models.stats.last_generated_tokens = len(ids)

@@ -325,3 +325,23 @@ async def test_when_the_greedy_line_is_rejected_the_next_most_likely_first_token
                                                                                " += 1"]], stats
         # what was not shown: the greedy line's tokens and the probe's, less the one standing for ` =`
         assert stats["waste"]["rejected"]["tokens"] == stats["generated_tokens"] - stats["shown_tokens"], stats
+
+
+async def test_at_a_line_end_another_line_break_may_replace_the_greedy_one(tmp_path_factory, tmp_path) -> None:
+    # the greedy next line leaves the block (`return x` at the function's indentation, with
+    # the block's own `return y` after the cursor): the filters drop it; the model's second
+    # choice of a line break keeps the block's indentation
+    model = str(create_scripted(tmp_path_factory.mktemp("break") / "break", "\n    return x",
+                                alternative="\n        print(x)"))
+    source = tmp_path / "app.py"
+    text = "def f(x):\n    if x:\n        y = x\n        return y\n    return 0\n"
+    source.write_text(text, encoding="utf-8")
+    async with session(tmp_path, {"model": {"name": model}}) as client:
+        await wait_for_state(client, "ready")
+        uri = source.as_uri()
+        open_document(client, uri, text)
+        result = await asyncio.wait_for(client.protocol.send_request_async(
+            types.TEXT_DOCUMENT_INLINE_COMPLETION, inline_params(uri, 2, len("        y = x"))), 60)
+        assert result is not None and result.items[0].insert_text == "x\n        print(x)", result
+        stats = (await status(client))["stats"]
+        assert stats["next_best"] == 1 and stats["waste"]["dropped_last"][0][0] == "filters", stats
