@@ -7,7 +7,10 @@ greedy candidate the filters rejected, the service asks the engine for the first
 most likely tokens (a one-token request: the prompt is in the prefix cache, so it computes
 the prompt's last block only), continues the `ALTERNATIVES` most likely others greedily, as
 one batch over the shared prompt, and shows the most likely of them that post-processing
-keeps (every filter and the line check apply to them as to the greedy text). A token less
+keeps (every filter and the line check apply to them as to the greedy text, and one the
+token limit cut before its line ended, which the check cannot judge, is not shown: on a
+held-out file an alternative wrote `str, str], t: Tuple[str, str], t: Tuple[...` until the
+limit, a loop the repetition filter does not see). A token less
 likely than `MIN_PROBABILITY`, or than `RELATIVE` times the rejected one, is no candidate (a
 first token the model hardly believes in makes a suggestion nobody wants: after a decorator
 typed into a function body, `: int  # commits that hashes`, 7% likely against 27%), nor is

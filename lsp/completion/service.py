@@ -396,9 +396,11 @@ class CompletionService:
         return None if self._secret(req, suggestion) else suggestion
 
     def _finish(self, raw: str, finish_reason: str, site: Site, options: CompletionOptions,
-                book: bool = True) -> Suggestion | None:
+                alternative: bool = False) -> Suggestion | None:
         """What post-processing makes of the model's text `raw` at `site` (a text it dropped is
-        booked in the waste ledger, with `book`)."""
+        booked in the waste ledger). An `alternative` (`next_best.py`) must be one the line
+        check can judge: not cut by the token limit before a line ended (a line that never
+        ends is a loop more often than not), and it is not booked."""
         # a line cut by the token limit, or by a filter as it was written, is unfinished:
         # whether it parses says nothing yet
         checked = finish_reason == "stop"
@@ -408,9 +410,11 @@ class CompletionService:
         elif finish_reason == "length":
             whole = complete_lines(raw)  # no half-written last line: what is left can be checked
             checked, raw = whole != raw, whole
+        if alternative and not checked:
+            return None
         checking = site if checked else dataclasses.replace(site, line_check=None)
         suggestion = finish(raw, checking, options.max_lines)
-        if suggestion is None and book:
+        if suggestion is None and not alternative:
             self.waste.dropped(raw, checking, options.max_lines)
         return suggestion
 
@@ -442,7 +446,7 @@ class CompletionService:
             if out.finish_reason not in ("stop", "length"):
                 continue
             ids = [token, *out.token_ids]
-            suggestion = self._finish(tokenizer.decode(ids), out.finish_reason, site, options, book=False)
+            suggestion = self._finish(tokenizer.decode(ids), out.finish_reason, site, options, alternative=True)
             if suggestion is not None:
                 self.stats.next_best += 1
                 self.stats.last_replaced = tokenizer.decode(rejected)
