@@ -19,8 +19,8 @@ would end the suggestion at once) unless the greedy text could start with it too
 break and indentation at the end of a line of code: the next line, `postprocess.next_line`).
 
 Only for a greedy request at a site whose line parsed (the line check guards what the
-alternatives write), and whose backend reports log-probabilities (the native engine); with a
-remote server nothing changes.
+alternatives write), on the native engine (the remote backends report no log-probabilities:
+with them nothing changes).
 """
 
 from __future__ import annotations

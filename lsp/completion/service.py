@@ -384,9 +384,8 @@ class CompletionService:
                                       "decode_ms": round(1000 * m.get("decode_s", 0.0)), "tokens": len(out.token_ids)}
         suggestion = self._finish(tokenizer.decode(out.token_ids), out.finish_reason, prep.site, options)
         if (suggestion is None and not sampled and not params.temperature and flight.answered is None
-                and prep.site.line_check is not None):
-            if index == 0:  # nothing of the rejected text to agree with: a keystroke starts anew
-                flight.wrote("", flight.tokens)
+                and prep.site.line_check is not None and backend.info.backend == "native"):
+            flight.wrote("", flight.tokens)  # nothing of the rejected text to agree with: a keystroke starts anew
             try:
                 suggestion = await self._next_best(prep, tokenizer, params, options, flight, list(out.token_ids))
             except (ModelUnavailable, ValueError) as exc:
