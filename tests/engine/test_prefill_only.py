@@ -16,6 +16,7 @@ from loopls.engine.serving.scheduler import SchedulerConfig
 from loopls.engine.serving.sequence import Priority
 
 from random_prompts import random_prompt
+from core_steps import drain
 
 CONFIG = SchedulerConfig(num_blocks=64, block_size=8, max_step_tokens=32)
 PREFILL = SamplingParams(max_tokens=0)
@@ -30,15 +31,6 @@ def _core(lm) -> EngineCore:
     return EngineCore(lm.model, CONFIG, eos_ids=tuple(lm.tokenizer.special.eos_ids))
 
 
-def _drain(core: EngineCore, limit: int = 1000) -> list:
-    events = []
-    for _ in range(limit):
-        if not core.has_work:
-            return events
-        events += core.step()
-    raise AssertionError("engine did not finish its work")
-
-
 def test_max_tokens_below_zero_is_refused() -> None:
     with pytest.raises(ValueError, match="max_tokens"):
         SamplingParams(max_tokens=-1)
@@ -50,7 +42,7 @@ def test_a_prefilled_prompt_is_a_prefix_hit_and_changes_no_token(lm) -> None:
     core.runner.record = lambda plan, step, logits: rows.append(logits.shape[0])
     shared = random_prompt(lm, 45)
     warm = core.add("warm", shared, PREFILL, Priority.BACKGROUND)
-    events = _drain(core)
+    events = drain(core)
     assert warm.finish_reason == "length" and warm.output_ids == []
     assert [(e.seq.request_id, e.new_tokens, e.finished) for e in events] == [("warm", [], True)]
     assert sum(rows) == 0, "a prefill-only request computes no logits row"
@@ -59,7 +51,7 @@ def test_a_prefilled_prompt_is_a_prefix_hit_and_changes_no_token(lm) -> None:
     prompt = shared + random_prompt(lm, 7, seed=1)
     params = SamplingParams(max_tokens=6, min_tokens=6)
     seq = core.add("gen", prompt, params)
-    _drain(core)
+    drain(core)
     assert seq.metrics.cached_tokens == 40  # the five full blocks of the warm-up
     assert seq.output_ids == generate(lm, prompt, params).token_ids
 
@@ -106,7 +98,7 @@ def test_a_warm_up_arriving_during_a_generation_waits_for_it(lm) -> None:
     while gen.finish_reason is None:
         core.step()
         assert warm.num_computed == 0 and warm in core.scheduler.waiting
-    _drain(core)
+    drain(core)
     assert warm.finish_reason == "length" and core.pool.num_used == 0
 
 
@@ -133,11 +125,11 @@ def test_a_prefill_only_chunk_is_capped_and_a_generation_s_is_not(lm) -> None:
     run = core.runner.run
     core.runner.run = lambda plan: (chunks.extend((i.seq.request_id, i.num_tokens) for i in plan.items), run(plan))[1]
     core.add("warm", random_prompt(lm, 30), PREFILL, Priority.BACKGROUND)
-    _drain(core)
+    drain(core)
     assert [n for _, n in chunks] == [8, 8, 8, 6]
     chunks.clear()
     core.add("gen", random_prompt(lm, 30, seed=2), SamplingParams(max_tokens=1), Priority.INLINE)
-    _drain(core)
+    drain(core)
     assert chunks == [("gen", 30)]
 
 
@@ -154,5 +146,5 @@ def test_prefill_only_requests_run_one_at_a_time_in_the_order_they_came(lm) -> N
     core.runner.run = lambda plan: (steps.append([(i.seq.request_id, i.num_tokens) for i in plan.items]), run(plan))[1]
     core.add("short", random_prompt(lm, 20), PREFILL, Priority.BACKGROUND)
     core.add("full", random_prompt(lm, 20, seed=3), PREFILL, Priority.BACKGROUND)
-    _drain(core)
+    drain(core)
     assert steps == [[("short", 8)], [("short", 8)], [("short", 4)], [("full", 8)], [("full", 8)], [("full", 4)]]
