@@ -198,19 +198,56 @@ def lead(state: RankState, group: RankGroup, spec: WorkerSpec, to_main: Connecti
 
 
 def serve(core: EngineCore, conn: Connection) -> None:
-    """Rank 0's engine loop: commands from the main process, one step, its events back."""
+    """Rank 0's engine loop: commands from the main process, one step, its events back.
+
+    Alone on a CPU, a step of warm-ups (prefill-only requests) reads the commands that come
+    while it runs, between the model's layers, and is given up for one that should not wait
+    for it (`Interrupt`): the commands it read are then applied, in the order they came,
+    before the next step."""
+    held: list[tuple[str, Any]] = []  # commands read while a step ran
+    alone_on_cpu = core.runner.group is None and core.runner.device.type == "cpu"
+    interrupt = Interrupt(conn, core, held) if alone_on_cpu else None
     while True:
         wait = 0.0 if core.has_work else None  # block while idle
-        while conn.poll(wait):
+        while held or conn.poll(wait):
             wait = 0.0
-            kind, arg = take(conn)  # EOFError: the main process is gone
+            kind, arg = held.pop(0) if held else take(conn)  # EOFError: the main process is gone
             if kind == "stop":
                 _send_updates(conn, core, [StepEvent(seq, [], True) for seq in _cancel_all(core)])
                 return
             _send_updates(conn, core, _command(core, kind, arg))
         if core.has_work:
             # Sent after every step, events or not: the main process also reads it as a sign of life.
-            _send_updates(conn, core, core.step(), always=True)  # a failed step raises: fatal here
+            _send_updates(conn, core, core.step(interrupt), always=True)  # a failed step raises: fatal here
+
+
+class Interrupt:
+    """Whether the warm-up step running should be given up (`EngineCore.step`): it reads the
+    commands that arrived meanwhile into `held` (the serving loop applies them after the
+    step) and says yes for a generation (a request that is not prefill-only: on a CPU a
+    warm-up chunk runs for a hundred milliseconds or more, which the generation's first
+    token would wait), for cancelling a request the engine runs, and for `stop`; another
+    warm-up waits for the step, as before. A main process gone also ends the step (the
+    serving loop then reads the end of the pipe)."""
+
+    def __init__(self, conn: Connection, core: EngineCore, held: list[tuple[str, Any]]) -> None:
+        self.conn, self.core, self.held = conn, core, held
+
+    def __call__(self) -> bool:
+        try:
+            while self.conn.poll(0):
+                self.held.append(take(self.conn))
+        except (EOFError, OSError):
+            return True
+        return any(self._urgent(kind, arg) for kind, arg in self.held)
+
+    def _urgent(self, kind: str, arg: Any) -> bool:
+        if kind == "add":
+            return arg[2].max_tokens > 0
+        if kind == "cancel":
+            seq = self.core.requests.get(arg)
+            return seq is not None and seq in self.core.scheduler.running
+        return True  # "stop", or a command this loop does not know (it fails after the step)
 
 
 def _command(core: EngineCore, kind: str, arg: Any) -> list[StepEvent]:

@@ -3,6 +3,8 @@ logits row, and never in the way of a generation."""
 
 from __future__ import annotations
 
+import multiprocessing
+
 import pytest
 
 from loopls.engine.backends.base import checked_prompt
@@ -12,8 +14,10 @@ from loopls.engine.model.sampler import SamplingParams
 from loopls.engine.model.tiny import create_tiny
 from loopls.engine.serving.async_engine import AsyncEngine
 from loopls.engine.serving.core import EngineCore
+from loopls.engine.serving.ranks import post
 from loopls.engine.serving.scheduler import SchedulerConfig
 from loopls.engine.serving.sequence import Priority
+from loopls.engine.serving.workers import Interrupt
 
 from random_prompts import random_prompt
 from core_steps import drain
@@ -148,3 +152,53 @@ def test_prefill_only_requests_run_one_at_a_time_in_the_order_they_came(lm) -> N
     core.add("full", random_prompt(lm, 20, seed=3), PREFILL, Priority.BACKGROUND)
     drain(core)
     assert steps == [[("short", 8)], [("short", 8)], [("short", 4)], [("full", 8)], [("full", 8)], [("full", 4)]]
+
+
+def test_a_warm_up_step_given_up_between_layers_leaves_no_trace(lm) -> None:
+    core = _core(lm)
+    shared = random_prompt(lm, 100)
+    warm = core.add("warm", shared, PREFILL, Priority.BACKGROUND)
+    asked: list[int] = []
+    assert core.step(interrupt=lambda: asked.append(1) is None) == []  # stops before the second layer
+    assert asked == [1] and core.stopped_steps == 1 and core.stats()["stopped_steps"] == 1
+    assert warm.num_computed == 0 and warm.finish_reason is None and core.pool.num_cached == 0
+    params = SamplingParams(max_tokens=5, min_tokens=5)
+    prompt = random_prompt(lm, 20, seed=4)
+    gen = core.add("gen", prompt, params, Priority.INLINE)
+    while gen.finish_reason is None:  # a step holding a generation never asks
+        core.step(interrupt=lambda: pytest.fail("a generation's step was asked to stop"))
+    assert gen.output_ids == generate(lm, prompt, params).token_ids
+    drain(core)
+    assert warm.finish_reason == "length" and warm.num_computed == 100
+    # The chunk computed again wrote the K/V the given-up one had half written: the prefix
+    # is a hit and gives the tokens of a cold prompt.
+    longer = shared + random_prompt(lm, 7, seed=5)
+    seq = core.add("after", longer, params)
+    drain(core)
+    assert seq.metrics.cached_tokens == 96
+    assert seq.output_ids == generate(lm, longer, params).token_ids
+    assert core.pool.num_used == 0
+    core.pool.check_consistent()
+
+
+def test_the_engine_process_gives_up_a_warm_up_step_for_a_generation_only(lm) -> None:
+    core = _core(lm)
+    core.add("warm", random_prompt(lm, 100), PREFILL, Priority.BACKGROUND)
+    core.step()  # it runs
+    mine, theirs = multiprocessing.Pipe()
+    held: list = []
+    interrupt = Interrupt(mine, core, held)
+    assert not interrupt()
+    post(theirs, ("add", ("warm-2", random_prompt(lm, 90, seed=1), PREFILL, Priority.BACKGROUND, True)))
+    post(theirs, ("cancel", "not-live"))
+    assert not interrupt(), "another warm-up, or cancelling what does not run, waits for the step"
+    generation = ("add", ("gen", random_prompt(lm, 10, seed=2), SamplingParams(max_tokens=3), Priority.INLINE, True))
+    post(theirs, generation)
+    assert interrupt()
+    assert [kind for kind, _ in held] == ["add", "cancel", "add"] and held[2][1][0] == "gen"  # kept, in order
+    held.clear()
+    post(theirs, ("cancel", "warm"))
+    assert interrupt()
+    held.clear()
+    theirs.close()  # the main process is gone
+    assert interrupt()
