@@ -19,10 +19,7 @@ and quietly: nobody is left to serve or to report to, and its stderr is the main
 from __future__ import annotations
 
 import dataclasses
-import multiprocessing
 import os
-import sys
-import threading
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -41,6 +38,7 @@ from .memory import UTILIZATION, plan_pool
 from .ranks import RankGroup, RankState, follow, post, take
 from .scheduler import AdmissionError, SchedulerConfig
 from .sequence import Sequence
+from .standby import main_process_alive, prepare_worker_process
 
 # NVLink multicast is never used (no multimem collectives); keeping NCCL, PyTorch's symmetric
 # memory and NVSHMEM off it also keeps them from creating multicast objects on shared hosts.
@@ -102,16 +100,14 @@ class LeaderSession:
 
 def worker_main(rank: int, spec: WorkerSpec, port: int, peers: list[Connection], to_main: Connection) -> None:
     """Process entry. `peers`: rank 0 holds one pipe per other rank, rank r > 0 its pipe to rank 0."""
-    # The language server speaks LSP on its stdout, which a spawned process inherits: anything
-    # a library prints (NCCL's debug log goes to stdout) must land on stderr instead.
-    try:
-        sys.stdout.flush()
-        os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
-    except (OSError, ValueError, AttributeError):  # no real stdio (stdout or stderr closed)
-        pass
+    prepare_worker_process()
+    run_worker(rank, spec, port, peers, to_main)
+
+
+def run_worker(rank: int, spec: WorkerSpec, port: int, peers: list[Connection], to_main: Connection) -> None:
+    """A rank's work, in a process prepared by `prepare_worker_process` (standby.py)."""
     for key, value in MULTICAST_OFF.items():
         os.environ.setdefault(key, value)
-    _exit_with_main_process()
     try:
         state, lm = _join(rank, spec, port)
         if rank == 0:
@@ -119,7 +115,7 @@ def worker_main(rank: int, spec: WorkerSpec, port: int, peers: list[Connection],
         else:
             follow(state, peers[0])
     except BaseException as exc:
-        if not _main_process_alive():  # e.g. "ready" sent to a main process that is gone
+        if not main_process_alive():  # e.g. "ready" sent to a main process that is gone
             os._exit(0)
         try:
             post(to_main, ("error", rank, f"{type(exc).__name__}: {exc}", traceback.format_exc()))
@@ -129,25 +125,6 @@ def worker_main(rank: int, spec: WorkerSpec, port: int, peers: list[Connection],
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()
-
-
-def _exit_with_main_process() -> None:
-    """End this process as soon as the main process is gone (a thread waiting on its sentinel,
-    which the main process holds open while it lives), also in the middle of loading."""
-    parent = multiprocessing.parent_process()
-    if parent is None:
-        return
-
-    def watch() -> None:
-        multiprocessing.connection.wait([parent.sentinel])
-        os._exit(0)
-
-    threading.Thread(target=watch, name="loopls-main-watch", daemon=True).start()
-
-
-def _main_process_alive() -> bool:
-    parent = multiprocessing.parent_process()
-    return parent is None or parent.is_alive()
 
 
 def _join(rank: int, spec: WorkerSpec, port: int) -> tuple[RankState, LoadedModel | None]:
