@@ -7,6 +7,8 @@ from typing import Any
 
 from lsprotocol import types
 
+from loopls.engine.serving.standby import StandbyProcess
+
 from .code_actions import register_code_actions
 from .completion.acceptance import ACCEPT_COMMAND, DID_PARTIALLY_ACCEPT, DID_SHOW
 from .completion.items import completion_items, inline_items
@@ -22,8 +24,8 @@ DOCUMENT_EVENTS = (
 )
 
 
-def create_server(model_override: str | None = None) -> LooplsServer:
-    server = LooplsServer(model_override)
+def create_server(model_override: str | None = None, standby: StandbyProcess | None = None) -> LooplsServer:
+    server = LooplsServer(model_override, standby)
 
     @server.feature(types.INITIALIZE)
     def initialize(ls: LooplsServer, params: types.InitializeParams) -> None:

@@ -12,7 +12,9 @@ that was cancelled or superseded); a caller may stop a request early once it has
 needs, which does not count as waste. A request the backend fails (a model server gone away)
 raises `EngineFailed`; the first failure of a run is reported, the recovery logged.
 `shutdown` also stops a load in progress (an engine process still starting is killed, see
-`LoadStop`): the server's `exit` must leave no engine process behind.
+`LoadStop`): the server's `exit` must leave no engine process behind. An engine process the
+server started ahead (`standby`, engine/serving/standby.py) goes to the first load, which runs
+in it if its model runs in a process of its own; the host ends it otherwise.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from loopls.context.privacy import check_prompt
 from loopls.engine.backends import Backend, BackendConfig, BackendError, LoadStop, load_backend
 from loopls.engine.backends.base import Priority, RequestOutput, SamplingParams
 from loopls.engine.model.models import DEFAULT_MODEL
+from loopls.engine.serving.standby import StandbyProcess
 
 log = logging.getLogger(__name__)
 RETRY_S = 30.0
@@ -91,8 +94,9 @@ def guard_prompt(backend: Backend, ids: list[int]) -> None:
 class ModelHost:
     def __init__(self, thread: Executor, *, report: Callable[[str, str], None] = lambda level, message: None,
                  changed: Callable[[], None] = lambda: None,
-                 progress: Callable[[str], Any] | None = None) -> None:
+                 progress: Callable[[str], Any] | None = None, standby: StandbyProcess | None = None) -> None:
         self.thread = thread
+        self._standby = standby  # for the first load; ended once a load is over, unless it took it
         self._report = report  # (level "error" | "warning" | "info", message)
         self._changed = changed
         self._progress = progress  # an async context manager factory, around a load
@@ -151,12 +155,13 @@ class ModelHost:
             raise ModelUnavailable("the model host was shut down")
         stop = LoadStop()
         self._loading.add(stop)
+        standby = self._standby  # a process can be taken once: later loads spawn their own
         try:
             if self._progress is not None:
                 async with self._progress(_describe(spec)):
-                    backend = await loop.run_in_executor(self.thread, self._open, spec, stop)
+                    backend = await loop.run_in_executor(self.thread, self._open, spec, stop, standby)
             else:
-                backend = await loop.run_in_executor(self.thread, self._open, spec, stop)
+                backend = await loop.run_in_executor(self.thread, self._open, spec, stop, standby)
         except (BackendError, OSError, ValueError, RuntimeError) as exc:
             if _same_model(spec, self.spec) and not self._closed:
                 self._fail(str(exc))
@@ -166,6 +171,8 @@ class ModelHost:
             raise
         finally:
             self._loading.discard(stop)
+            if standby is not None:  # not taken by this load (another backend or device): unused
+                standby.close()
         if self._closed:  # shut down while it loaded (its engine is stopped already)
             backend.shutdown()
             raise ModelUnavailable("the model host was shut down")
@@ -176,8 +183,8 @@ class ModelHost:
         return backend
 
     @staticmethod
-    def _open(spec: BackendConfig, stop: LoadStop) -> Backend:
-        return load_backend(spec, stop)
+    def _open(spec: BackendConfig, stop: LoadStop, standby: StandbyProcess | None) -> Backend:
+        return load_backend(spec, stop, standby)
 
     def _fail(self, error: str) -> None:
         self.state, self.error, self._failed_at = "error", error, time.monotonic()
@@ -333,6 +340,8 @@ class ModelHost:
         """Stop the backend and any load in progress (from the event loop's thread; also
         when the loop has ended, before the process exits)."""
         self._closed = True
+        if self._standby is not None:  # unless a load took it
+            self._standby.close()
         for stop in list(self._loading):
             stop.stop()
         if self.backend is not None:

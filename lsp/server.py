@@ -23,6 +23,7 @@ from pygls.uris import to_fs_path
 
 from loopls.context.languages import language_for_path
 from loopls.engine.backends import BackendError
+from loopls.engine.serving.standby import StandbyProcess
 
 from .code_actions import RefactorHost
 from .collector import Collector
@@ -45,7 +46,7 @@ _LANGUAGE_IDS = {"python": "python", "javascript": "javascript", "javascriptreac
 
 
 class LooplsServer(LanguageServer):
-    def __init__(self, model_override: str | None = None) -> None:
+    def __init__(self, model_override: str | None = None, standby: StandbyProcess | None = None) -> None:
         super().__init__(
             "loopls",
             __version__,
@@ -69,7 +70,7 @@ class LooplsServer(LanguageServer):
         self.refactors = RefactorHost(self, self.context, self.smells)  # code actions
         self.prepare_thread = ThreadPoolExecutor(1, thread_name_prefix="loopls-prepare")
         self.models = ModelHost(self.prepare_thread, report=self._report, changed=self._model_changed,
-                                progress=self._progress)  # the model, through the engine backend only
+                                progress=self._progress, standby=standby)  # the model, through the engine backend only
         self.acceptance = AcceptanceCounter()
         self.completions = CompletionService(self.models, self.prepare_thread, lambda: self.options.completion,
                                              context=self.context.provide, label=_label, quiet=self.context.hold)

@@ -49,6 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--compile", nargs="?", const=("short", "long", "fim"), type=_phases, default=(),
                    help="torch.compile the training forward of these phases (GPU only; default: all)")
     r.add_argument("--machine", default="gpu", help="label of this machine in the manifest")
+    r.add_argument("--optimizer", choices=("adamw", "muon"), help="default: the recipe's (adamw)")
     r.add_argument("--fim-lr", type=float, help="peak learning rate of the completion phase (default: the recipe's)")
     s = sub.add_parser("snapshot", help="this machine's share of the corpus, to carry to the training machine")
     s.add_argument("file", type=Path)
@@ -68,6 +69,8 @@ def main(argv: list[str] | None = None) -> int:
         recipe = dataclasses.replace(recipe, train_seconds=args.seconds)
     if args.compile:
         recipe = dataclasses.replace(recipe, compile=args.compile)
+    if args.optimizer is not None:
+        recipe = dataclasses.replace(recipe, optimizer=args.optimizer)
     if args.fim_lr is not None:
         recipe = dataclasses.replace(recipe, fim_lr=args.fim_lr)
     start = time.perf_counter()

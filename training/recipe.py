@@ -31,6 +31,7 @@ class Recipe:
     tokenizer_sample_bytes: int = 24_000_000
     # optimisation: AdamW, linear warm-up then cosine to min_lr_ratio, bf16 autocast
     lr: float = 3e-3
+    optimizer: str = "adamw"  # or "muon": Muon on the layers' matrices, AdamW on the rest
     min_lr_ratio: float = 0.1
     warmup_steps: int = 100
     weight_decay: float = 0.1

@@ -1,5 +1,6 @@
-"""The training loop: fp32 master weights, bf16 autocast, AdamW, warm-up + cosine schedule,
-phases (short rows, long rows for the 8K prompts, completion rows), loss and tokens/s logged.
+"""The training loop: fp32 master weights, bf16 autocast, AdamW (or Muon on the layers'
+matrices), warm-up + cosine schedule, phases (short rows, long rows for the 8K prompts,
+completion rows), loss and tokens/s logged.
 
 The run is sized by time: the first steps of each phase are timed and fix that phase's step
 count (logged), refitted at every log line from the latest steps' pace (the first steps run
@@ -63,12 +64,39 @@ def init_weights(model: CausalLM, seed: int) -> None:
                 p.copy_(torch.randn(p.shape, generator=gen) * std)
 
 
-def _optimizer(model: CausalLM, recipe: Recipe, device: torch.device) -> torch.optim.AdamW:
-    decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and "gate_projections" not in n]
-    rest = [p for n, p in model.named_parameters() if not (p.dim() >= 2 and "gate_projections" not in n)]
+def _optimizer(model: CausalLM, recipe: Recipe, device: torch.device) -> "Optimizers":
+    """AdamW on everything; with `recipe.optimizer == "muon"`, Muon (torch.optim.Muon, its update
+    scaled to AdamW's RMS so the same learning rates and weight decay apply) on the layers'
+    projection matrices, AdamW on the embedding, the norms and the Loop gates."""
+    named = list(model.named_parameters())
+    muon = recipe.optimizer == "muon"
+    matrix = [p for n, p in named
+              if muon and p.dim() == 2 and n.startswith("model.layers.") and n.endswith("_proj.weight")]
+    taken = {id(p) for p in matrix}
+    decay = [p for n, p in named if id(p) not in taken and p.dim() >= 2 and "gate_projections" not in n]
+    rest = [p for n, p in named if id(p) not in taken and not (p.dim() >= 2 and "gate_projections" not in n)]
     groups = [{"params": decay, "weight_decay": recipe.weight_decay}, {"params": rest, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=recipe.lr, betas=(0.9, recipe.beta2), eps=1e-8,
-                             fused=device.type == "cuda")
+    parts = [torch.optim.AdamW(groups, lr=recipe.lr, betas=(0.9, recipe.beta2), eps=1e-8, fused=device.type == "cuda")]
+    if matrix:
+        parts.append(torch.optim.Muon(matrix, lr=recipe.lr, weight_decay=recipe.weight_decay,
+                                      adjust_lr_fn="match_rms_adamw"))
+    return Optimizers(parts)
+
+
+class Optimizers:
+    """Several optimizers stepped as one: the loop sets `lr` on every group of all of them."""
+
+    def __init__(self, parts: list[torch.optim.Optimizer]) -> None:
+        self.parts = parts
+        self.param_groups = [g for part in parts for g in part.param_groups]
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for part in self.parts:
+            part.zero_grad(set_to_none=set_to_none)
+
+    def step(self) -> None:
+        for part in self.parts:
+            part.step()
 
 
 @dataclass

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from .config import BACKENDS, CPU_WEIGHTS, BackendConfig, BackendError
 
 if TYPE_CHECKING:
+    from ..serving.standby import StandbyProcess
     from .base import Backend, BackendInfo, LoadStop, Stream
 
 # The interface types import the engine (torch); the options and the command line only need
@@ -30,9 +31,11 @@ def __getattr__(name: str) -> object:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def load_backend(config: BackendConfig, stop: LoadStop | None = None) -> Backend:
+def load_backend(config: BackendConfig, stop: LoadStop | None = None,
+                 standby: StandbyProcess | None = None) -> Backend:
     """Load the backend `config.kind`; raises BackendError with a one-line reason (also when
-    `stop` stopped the load: see base.LoadStop)."""
+    `stop` stopped the load: see base.LoadStop). `standby`: an engine process started ahead
+    (serving/standby.py), which the native engine in a process of its own runs in."""
     # Imported on demand: each backend pulls in its own stack (torch engine, HTTP client, vLLM).
     if config.kind == "openai":
         from .openai import load_openai
@@ -44,7 +47,7 @@ def load_backend(config: BackendConfig, stop: LoadStop | None = None) -> Backend
         return load_vllm(config)
     from .native import load_native
 
-    return load_native(config, stop)
+    return load_native(config, stop, standby)
 
 
 __all__ = ["BACKENDS", "CPU_WEIGHTS", "Backend", "BackendConfig", "BackendError", "BackendInfo", "LoadStop", "Stream",

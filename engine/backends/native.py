@@ -25,6 +25,7 @@ from ..serving.memory import plan_pool
 from ..serving.parallel_engine import ParallelEngine
 from ..serving.scheduler import SchedulerConfig
 from ..serving.sequence import Priority
+from ..serving.standby import StandbyProcess
 from ..serving.workers import WorkerSpec
 from .base import BackendConfig, BackendError, BackendInfo, LoadStop
 from .best_of import BestOfStream
@@ -112,10 +113,12 @@ def cpu_threads() -> int:
     return max(1, cores // 2)
 
 
-def load_native(config: BackendConfig, stop: LoadStop | None = None) -> NativeBackend:
+def load_native(config: BackendConfig, stop: LoadStop | None = None,
+                standby: StandbyProcess | None = None) -> NativeBackend:
     """Load the checkpoint and start its serving engine (split over `config.tensor_parallel_size`
     GPUs, or CPU ranks with device "cpu", when that is more than 1; in a process of its own on
-    a CPU with `config.engine_process`). `stop` can end worker processes still starting."""
+    a CPU with `config.engine_process`, which may be `standby`, started ahead). `stop` can end
+    worker processes still starting."""
     model_name, device, context_tokens = config.model, config.device, config.context_tokens
     if config.tensor_parallel_size > 1:  # CPU ranks keep fp32 weights (int8 is for a whole model)
         return _load_workers(model_name, device, context_tokens, config.tensor_parallel_size, stop)
@@ -123,7 +126,7 @@ def load_native(config: BackendConfig, stop: LoadStop | None = None) -> NativeBa
     on_cpu = torch.device(device).type == "cpu"
     int8 = on_cpu and config.cpu_weights == "int8"  # on a GPU the option does nothing
     if config.engine_process and on_cpu:
-        return _load_workers(model_name, device, context_tokens, 1, stop, int8)
+        return _load_workers(model_name, device, context_tokens, 1, stop, int8, standby)
     try:
         lm = load_checkpoint(resolve_model_name(model_name), device=device, int8_weights=int8)
     except (CheckpointError, OSError, ValueError, RuntimeError) as exc:  # RuntimeError: e.g. an unusable device
@@ -145,7 +148,8 @@ def load_native(config: BackendConfig, stop: LoadStop | None = None) -> NativeBa
 
 
 def _load_workers(model_name: str | None, device: str, context_tokens: int, world: int,
-                  stop: LoadStop | None, int8_weights: bool = False) -> NativeBackend:
+                  stop: LoadStop | None, int8_weights: bool = False,
+                  standby: StandbyProcess | None = None) -> NativeBackend:
     """The engine in `world` worker processes: tensor-parallel ranks, or one process holding
     the whole model (on a CPU: the same weights, numerics, scheduler and thread count as the
     engine in this process, so the same tokens)."""
@@ -164,7 +168,7 @@ def _load_workers(model_name: str | None, device: str, context_tokens: int, worl
         first_device=first, scheduler=scheduler, plan_memory=kind == "cuda",
         cpu_threads=cpu_threads() if world == 1 else 1,
     )
-    engine = ParallelEngine(spec, meta.config)
+    engine = ParallelEngine(spec, meta.config, standby=standby)
     if stop is not None:
         stop.register(engine.shutdown)  # from another thread, also while it starts
     try:

@@ -18,6 +18,8 @@ differ only in the K/V store they pass.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -26,6 +28,10 @@ from .attention import KVStore
 from .cache import KVCache
 from .config import ModelConfig
 from .layers import DecoderLayer, LoopGate, RMSNorm, rope_cos_sin
+
+
+class ForwardStopped(RuntimeError):
+    """A forward given up between two layers because its `stop` said so."""
 
 
 class Backbone(nn.Module):
@@ -88,8 +94,11 @@ class CausalLM(nn.Module):
         return self.logits(self.hidden_packed(ids, positions, store, logit_rows))
 
     def hidden_packed(
-        self, ids: torch.Tensor, positions: torch.Tensor, store: KVStore, logit_rows: torch.Tensor | None = None
+        self, ids: torch.Tensor, positions: torch.Tensor, store: KVStore, logit_rows: torch.Tensor | None = None,
+        stop: Callable[[], bool] | None = None,
     ) -> torch.Tensor:  # [R, hidden]: the final norm's output, what the LM head multiplies
+        """`stop`, asked before each layer after the first: True abandons the forward
+        (`ForwardStopped`), leaving the K/V of the layers it ran written in their slots."""
         cfg = self.config
         h = self.model.embed_tokens(ids)  # [N, hidden]
         cos, sin = rope_cos_sin(positions, cfg.head_dim, cfg.rope_theta, h.dtype)
@@ -100,6 +109,8 @@ class CausalLM(nn.Module):
         order = [(loop, i) for loop in range(cfg.loop_num) for i in range(len(layers))]
         x, residual = layers[0].input_layernorm(h), h
         for j, (loop, i) in enumerate(order):
+            if j and stop is not None and stop():
+                raise ForwardStopped(f"stopped before layer {i} of loop {loop}")
             nxt = layers[order[j + 1][1]].input_layernorm if j + 1 < len(order) else self.model.norm
             x, residual = layers[i](x, residual, cos, sin, store, i, loop, gates[i] if loop else None, nxt)
         return x if logit_rows is None else x[logit_rows]

@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from ..model.transformer import ForwardStopped
 from .block_tables import BlockTables
 from .blocks import BlockPool
 from .runner import Launched, ModelRunner
@@ -76,6 +77,7 @@ class EngineCore:
         self.requests: dict[str, Sequence] = {}
         self.steps = 0
         self.failed_steps = 0
+        self.stopped_steps = 0  # warm-up steps given up for a command that came meanwhile (`step`)
         self.async_scheduling = (
             self.config.async_scheduling if self.config.async_scheduling is not None
             else self.runner.device.type == "cuda"
@@ -120,9 +122,15 @@ class EngineCore:
         return self.scheduler.has_work or self._inflight is not None
 
     # -- one step ------------------------------------------------------------------------
-    def step(self) -> list[StepEvent]:
+    def step(self, interrupt: Callable[[], bool] | None = None) -> list[StepEvent]:
         """One step; returns what it did for each request. Under async scheduling the events
-        are those of the step launched by the previous call."""
+        are those of the step launched by the previous call.
+
+        `interrupt` (synchronous steps): a step of prefill-only requests alone (warm-ups)
+        asks it between the model's layers and, when it says so, is given up: nothing
+        advances, no event, and its chunk is computed again by a later step. A warm-up chunk
+        on a CPU runs for a hundred milliseconds or more: a generation that arrives meanwhile
+        need not wait for its end."""
         if self.async_scheduling or self._inflight is not None:
             return self._step_async()
         plan = self.scheduler.schedule()
@@ -133,8 +141,15 @@ class EngineCore:
         for item in plan.items:
             if item.seq.metrics.first_scheduled is None:
                 item.seq.metrics.first_scheduled = now
+        stop = interrupt if interrupt is not None and all(item.seq.prefill_only for item in plan.items) else None
         try:
-            produced = self.runner.run(plan)
+            produced = self.runner.run(plan) if stop is None else self.runner.run(plan, stop)
+        except ForwardStopped:
+            # It wrote K/V only into slots the whole step writes, in blocks its sequence
+            # alone holds and not yet published: the chunk, planned again from the same
+            # position, writes them again.
+            self.stopped_steps += 1
+            return []
         except Exception as exc:  # noqa: BLE001 - engine boundary: any failure of a step
             # (OOM, a kernel error, a bug) fails the requests in it; the engine goes on,
             # unless other tensor-parallel ranks are left mid-step (the caller restarts them).
@@ -308,4 +323,5 @@ class EngineCore:
             "loop_window_bytes": sum(self.tables.window_blocks(s) for s in sched.running) * self.block_bytes,
             "steps": self.steps,
             "failed_steps": self.failed_steps,
+            "stopped_steps": self.stopped_steps,
         }

@@ -17,6 +17,8 @@ the next step's pending ids are fed on the device.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import torch
 
@@ -103,11 +105,13 @@ class StepExecutor:
 
     @torch.inference_mode()
     def run(
-        self, step: HostStep, draws: list[tuple[int, SamplingParams, torch.Generator | None]] = ()
+        self, step: HostStep, draws: list[tuple[int, SamplingParams, torch.Generator | None]] = (),
+        stop: Callable[[], bool] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The step's forward and sampling -> (tokens [R], the whole logits rows [R, vocab] if
         the step gathers them, else None). `draws`: rows a sampler draws (the others are
-        greedy), with their generators."""
+        greedy), with their generators. `stop`: asked between the layers of an eager forward
+        (`ForwardStopped` when it says so)."""
         before = self._before_step()
         if step.graph_batch:
             tokens, logits = self.graphs.replay(step, self.sampled)
@@ -119,7 +123,7 @@ class StepExecutor:
             ids, positions, meta, logit_rows, ban = unpack(
                 packed, tables, step.num_tokens, step.num_seqs, step.num_logits, self.loops, step.ban_width
             )
-            x = self.model.hidden_packed(ids, positions, PagedStore(self.kv, meta), logit_rows)
+            x = self.model.hidden_packed(ids, positions, PagedStore(self.kv, meta), logit_rows, stop)
             tokens, logits = self.head(x, ban)
         if draws:
             at = upload(np.asarray([row for row, _, _ in draws], dtype=np.int64), self.device)

@@ -30,6 +30,7 @@ from ..model.sampler import SamplingParams
 from .async_engine import EngineError, RequestFrontend, RequestOutput
 from .core import check_prompt_ids
 from .scheduler import Admission
+from .standby import StandbyProcess
 from .worker_group import WorkerDied, WorkerGroup
 from .workers import WorkerSpec
 
@@ -45,6 +46,7 @@ class ParallelEngine(RequestFrontend):
         start_timeout_s: float = 1800.0,  # loading a 40B checkpoint from a slow disk
         stall_timeout_s: float = 600.0,  # no message from rank 0 while requests are live
         max_restarts: int = 3,  # failed starts in a row before giving up
+        standby: StandbyProcess | None = None,  # a process started ahead for the first group of one
     ) -> None:
         super().__init__()
         if spec.driver is not None:
@@ -64,6 +66,7 @@ class ParallelEngine(RequestFrontend):
         self._send_lock = threading.Lock()  # guards _group, _starting, _pending and the start of stopping
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
+        self._standby = standby
 
     # -- lifecycle -----------------------------------------------------------------------
     def start(self) -> None:
@@ -154,7 +157,8 @@ class ParallelEngine(RequestFrontend):
 
     # -- the reader thread ---------------------------------------------------------------
     def _launch(self) -> WorkerGroup:
-        group = WorkerGroup(self.spec)
+        group = WorkerGroup(self.spec, self._standby)
+        self._standby = None  # restarts spawn fresh processes
         with self._send_lock:
             if self._stopping.is_set():
                 raise WorkerDied(f"{self.workers} was shut down")

@@ -99,12 +99,14 @@ class ModelRunner:
         """A finished sequence leaves the runner's tables."""
         self.builder.release(seq)
 
-    def run(self, plan: StepPlan) -> dict[int, list[int]]:
-        """One forward for the whole plan -> {id(seq): new tokens} for sampling sequences."""
-        return self.collect(self.launch(plan))
+    def run(self, plan: StepPlan, stop: Callable[[], bool] | None = None) -> dict[int, list[int]]:
+        """One forward for the whole plan -> {id(seq): new tokens} for sampling sequences.
+        `stop` (alone, eager steps): asked between layers; when it says so the step is given
+        up (`ForwardStopped`) and no sequence advances."""
+        return self.collect(self.launch(plan, stop))
 
     @torch.inference_mode()
-    def launch(self, plan: StepPlan) -> Launched:
+    def launch(self, plan: StepPlan, stop: Callable[[], bool] | None = None) -> Launched:
         """Queue the step's forward and sampling and start reading its tokens back; advance
         every item without a draft (a draft's progress depends on what is accepted)."""
         for seq in plan.preempted:
@@ -119,7 +121,8 @@ class ModelRunner:
         if self.group is not None:
             step.draws = [(row, params, gen.get_state()) for row, params, gen in draws]
             self.group.send_step(step)  # the one message per step to the other ranks
-        tokens, logits = self.executor.run(step, draws)  # [R] on the device
+        # Another rank runs every step to its end: a step it was sent is never given up.
+        tokens, logits = self.executor.run(step, draws, stop if self.group is None else None)  # [R] on the device
         if self.record is not None:
             self.record(plan, step, logits)
         logprobs = {id(item.seq): _logprobs(logits, tokens, first, count, item.seq.params.logprobs)

@@ -11,7 +11,9 @@ every process and the owner starts a new group.
 `abort` may come from any thread, also while `start` runs: it waits for the processes being
 spawned (a process killed between its fork and the parent's write of its spawn data would
 read EOF there and print a traceback; one spawned after the abort would be left running),
-kills them, and a group aborted before it started refuses to start.
+kills them, and a group aborted before it started refuses to start. A group of one may run
+in a process started ahead of it (`StandbyProcess`, standby.py), which has imported the
+engine by then.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from typing import Any
 import torch.multiprocessing as mp
 
 from .ranks import post, take
+from .standby import StandbyProcess
 from .workers import WorkerSpec, worker_main
 
 
@@ -33,8 +36,9 @@ class WorkerDied(RuntimeError):
 
 
 class WorkerGroup:
-    def __init__(self, spec: WorkerSpec) -> None:
+    def __init__(self, spec: WorkerSpec, standby: StandbyProcess | None = None) -> None:
         self.spec = spec
+        self._standby = standby  # a process already importing the engine, for a group of one
         self.procs: list[Any] = []
         self.conn: Connection | None = None  # duplex pipe to rank 0
         self._reports: list[Connection] = []  # last words of ranks > 0
@@ -48,6 +52,8 @@ class WorkerGroup:
             self._start()
 
     def _start(self) -> None:
+        if self._standby is not None and self.spec.world == 1 and self._adopt(self._standby):
+            return
         ctx = mp.get_context("spawn")
         world, port = self.spec.world, _free_port()
         to_followers, from_rank0 = zip(*(ctx.Pipe(duplex=True) for _ in range(world - 1))) if world > 1 else ((), ())
@@ -68,6 +74,23 @@ class WorkerGroup:
         finally:
             for end in children:  # the children hold these now; closing ours makes EOF visible
                 end.close()
+
+    def _adopt(self, standby: StandbyProcess) -> bool:
+        """Run rank 0 in `standby` (started ahead, standby.py); False if it is gone or taken."""
+        taken = standby.take()
+        if taken is None:
+            return False
+        proc, conn = taken
+        try:
+            conn.send(("start", self.spec, _free_port()))
+        except (BrokenPipeError, OSError):  # it died meanwhile: spawn a fresh one
+            proc.kill()
+            proc.join(10)
+            conn.close()
+            return False
+        self.conn = conn
+        self.procs.append(proc)
+        return True
 
     @property
     def pids(self) -> list[int]:

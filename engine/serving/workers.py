@@ -19,10 +19,7 @@ and quietly: nobody is left to serve or to report to, and its stderr is the main
 from __future__ import annotations
 
 import dataclasses
-import multiprocessing
 import os
-import sys
-import threading
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -41,6 +38,7 @@ from .memory import UTILIZATION, plan_pool
 from .ranks import RankGroup, RankState, follow, post, take
 from .scheduler import AdmissionError, SchedulerConfig
 from .sequence import Sequence
+from .standby import main_process_alive, prepare_worker_process
 
 # NVLink multicast is never used (no multimem collectives); keeping NCCL, PyTorch's symmetric
 # memory and NVSHMEM off it also keeps them from creating multicast objects on shared hosts.
@@ -102,16 +100,14 @@ class LeaderSession:
 
 def worker_main(rank: int, spec: WorkerSpec, port: int, peers: list[Connection], to_main: Connection) -> None:
     """Process entry. `peers`: rank 0 holds one pipe per other rank, rank r > 0 its pipe to rank 0."""
-    # The language server speaks LSP on its stdout, which a spawned process inherits: anything
-    # a library prints (NCCL's debug log goes to stdout) must land on stderr instead.
-    try:
-        sys.stdout.flush()
-        os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
-    except (OSError, ValueError, AttributeError):  # no real stdio (stdout or stderr closed)
-        pass
+    prepare_worker_process()
+    run_worker(rank, spec, port, peers, to_main)
+
+
+def run_worker(rank: int, spec: WorkerSpec, port: int, peers: list[Connection], to_main: Connection) -> None:
+    """A rank's work, in a process prepared by `prepare_worker_process` (standby.py)."""
     for key, value in MULTICAST_OFF.items():
         os.environ.setdefault(key, value)
-    _exit_with_main_process()
     try:
         state, lm = _join(rank, spec, port)
         if rank == 0:
@@ -119,7 +115,7 @@ def worker_main(rank: int, spec: WorkerSpec, port: int, peers: list[Connection],
         else:
             follow(state, peers[0])
     except BaseException as exc:
-        if not _main_process_alive():  # e.g. "ready" sent to a main process that is gone
+        if not main_process_alive():  # e.g. "ready" sent to a main process that is gone
             os._exit(0)
         try:
             post(to_main, ("error", rank, f"{type(exc).__name__}: {exc}", traceback.format_exc()))
@@ -129,25 +125,6 @@ def worker_main(rank: int, spec: WorkerSpec, port: int, peers: list[Connection],
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()
-
-
-def _exit_with_main_process() -> None:
-    """End this process as soon as the main process is gone (a thread waiting on its sentinel,
-    which the main process holds open while it lives), also in the middle of loading."""
-    parent = multiprocessing.parent_process()
-    if parent is None:
-        return
-
-    def watch() -> None:
-        multiprocessing.connection.wait([parent.sentinel])
-        os._exit(0)
-
-    threading.Thread(target=watch, name="loopls-main-watch", daemon=True).start()
-
-
-def _main_process_alive() -> bool:
-    parent = multiprocessing.parent_process()
-    return parent is None or parent.is_alive()
 
 
 def _join(rank: int, spec: WorkerSpec, port: int) -> tuple[RankState, LoadedModel | None]:
@@ -198,19 +175,56 @@ def lead(state: RankState, group: RankGroup, spec: WorkerSpec, to_main: Connecti
 
 
 def serve(core: EngineCore, conn: Connection) -> None:
-    """Rank 0's engine loop: commands from the main process, one step, its events back."""
+    """Rank 0's engine loop: commands from the main process, one step, its events back.
+
+    Alone on a CPU, a step of warm-ups (prefill-only requests) reads the commands that come
+    while it runs, between the model's layers, and is given up for one that should not wait
+    for it (`Interrupt`): the commands it read are then applied, in the order they came,
+    before the next step."""
+    held: list[tuple[str, Any]] = []  # commands read while a step ran
+    alone_on_cpu = core.runner.group is None and core.runner.device.type == "cpu"
+    interrupt = Interrupt(conn, core, held) if alone_on_cpu else None
     while True:
         wait = 0.0 if core.has_work else None  # block while idle
-        while conn.poll(wait):
+        while held or conn.poll(wait):
             wait = 0.0
-            kind, arg = take(conn)  # EOFError: the main process is gone
+            kind, arg = held.pop(0) if held else take(conn)  # EOFError: the main process is gone
             if kind == "stop":
                 _send_updates(conn, core, [StepEvent(seq, [], True) for seq in _cancel_all(core)])
                 return
             _send_updates(conn, core, _command(core, kind, arg))
         if core.has_work:
             # Sent after every step, events or not: the main process also reads it as a sign of life.
-            _send_updates(conn, core, core.step(), always=True)  # a failed step raises: fatal here
+            _send_updates(conn, core, core.step(interrupt), always=True)  # a failed step raises: fatal here
+
+
+class Interrupt:
+    """Whether the warm-up step running should be given up (`EngineCore.step`): it reads the
+    commands that arrived meanwhile into `held` (the serving loop applies them after the
+    step) and says yes for a generation (a request that is not prefill-only: on a CPU a
+    warm-up chunk runs for a hundred milliseconds or more, which the generation's first
+    token would wait), for cancelling a request the engine runs, and for `stop`; another
+    warm-up waits for the step, as before. A main process gone also ends the step (the
+    serving loop then reads the end of the pipe)."""
+
+    def __init__(self, conn: Connection, core: EngineCore, held: list[tuple[str, Any]]) -> None:
+        self.conn, self.core, self.held = conn, core, held
+
+    def __call__(self) -> bool:
+        try:
+            while self.conn.poll(0):
+                self.held.append(take(self.conn))
+        except (EOFError, OSError):
+            return True
+        return any(self._urgent(kind, arg) for kind, arg in self.held)
+
+    def _urgent(self, kind: str, arg: Any) -> bool:
+        if kind == "add":
+            return arg[2].max_tokens > 0
+        if kind == "cancel":
+            seq = self.core.requests.get(arg)
+            return seq is not None and seq in self.core.scheduler.running
+        return True  # "stop", or a command this loop does not know (it fails after the step)
 
 
 def _command(core: EngineCore, kind: str, arg: Any) -> list[StepEvent]:

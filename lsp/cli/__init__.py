@@ -125,6 +125,12 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _run_lsp(tcp: tuple[str, int] | None, model: str | None) -> int:
+    from loopls.engine.serving.standby import StandbyProcess
+
+    # The engine process first: its interpreter imports torch and the engine (about two seconds
+    # of CPU) on the other core while this one imports the server and answers `initialize`; the
+    # model, once the options name it, loads in it (unless it runs elsewhere: then it ends).
+    standby = StandbyProcess()
     from ..features import create_server
     from ..transport import run_stdio, run_tcp
 
@@ -133,7 +139,7 @@ def _run_lsp(tcp: tuple[str, int] | None, model: str | None) -> int:
     # switch interval. 1 ms instead of 5 ms: in bench/worst_latency.py's 20,000-line case the
     # worst pull went from 380-517 ms to 69-248 ms and the worst didChange from 68-130 to 41-61 ms.
     sys.setswitchinterval(SWITCH_INTERVAL_S)
-    server = create_server(model)
+    server = create_server(model, standby)
     code = run_tcp(server, *tcp) if tcp else run_stdio(server)
     # `exit` means now (LSP): a worker thread still busy (a long index build, a model load)
     # must not keep the process alive, so skip the interpreter's wait for them. That also

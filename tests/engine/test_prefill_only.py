@@ -3,6 +3,8 @@ logits row, and never in the way of a generation."""
 
 from __future__ import annotations
 
+import multiprocessing
+
 import pytest
 
 from loopls.engine.backends.base import checked_prompt
@@ -12,10 +14,13 @@ from loopls.engine.model.sampler import SamplingParams
 from loopls.engine.model.tiny import create_tiny
 from loopls.engine.serving.async_engine import AsyncEngine
 from loopls.engine.serving.core import EngineCore
+from loopls.engine.serving.ranks import post
 from loopls.engine.serving.scheduler import SchedulerConfig
 from loopls.engine.serving.sequence import Priority
+from loopls.engine.serving.workers import Interrupt
 
 from random_prompts import random_prompt
+from core_steps import drain
 
 CONFIG = SchedulerConfig(num_blocks=64, block_size=8, max_step_tokens=32)
 PREFILL = SamplingParams(max_tokens=0)
@@ -30,15 +35,6 @@ def _core(lm) -> EngineCore:
     return EngineCore(lm.model, CONFIG, eos_ids=tuple(lm.tokenizer.special.eos_ids))
 
 
-def _drain(core: EngineCore, limit: int = 1000) -> list:
-    events = []
-    for _ in range(limit):
-        if not core.has_work:
-            return events
-        events += core.step()
-    raise AssertionError("engine did not finish its work")
-
-
 def test_max_tokens_below_zero_is_refused() -> None:
     with pytest.raises(ValueError, match="max_tokens"):
         SamplingParams(max_tokens=-1)
@@ -50,7 +46,7 @@ def test_a_prefilled_prompt_is_a_prefix_hit_and_changes_no_token(lm) -> None:
     core.runner.record = lambda plan, step, logits: rows.append(logits.shape[0])
     shared = random_prompt(lm, 45)
     warm = core.add("warm", shared, PREFILL, Priority.BACKGROUND)
-    events = _drain(core)
+    events = drain(core)
     assert warm.finish_reason == "length" and warm.output_ids == []
     assert [(e.seq.request_id, e.new_tokens, e.finished) for e in events] == [("warm", [], True)]
     assert sum(rows) == 0, "a prefill-only request computes no logits row"
@@ -59,7 +55,7 @@ def test_a_prefilled_prompt_is_a_prefix_hit_and_changes_no_token(lm) -> None:
     prompt = shared + random_prompt(lm, 7, seed=1)
     params = SamplingParams(max_tokens=6, min_tokens=6)
     seq = core.add("gen", prompt, params)
-    _drain(core)
+    drain(core)
     assert seq.metrics.cached_tokens == 40  # the five full blocks of the warm-up
     assert seq.output_ids == generate(lm, prompt, params).token_ids
 
@@ -106,7 +102,7 @@ def test_a_warm_up_arriving_during_a_generation_waits_for_it(lm) -> None:
     while gen.finish_reason is None:
         core.step()
         assert warm.num_computed == 0 and warm in core.scheduler.waiting
-    _drain(core)
+    drain(core)
     assert warm.finish_reason == "length" and core.pool.num_used == 0
 
 
@@ -133,11 +129,11 @@ def test_a_prefill_only_chunk_is_capped_and_a_generation_s_is_not(lm) -> None:
     run = core.runner.run
     core.runner.run = lambda plan: (chunks.extend((i.seq.request_id, i.num_tokens) for i in plan.items), run(plan))[1]
     core.add("warm", random_prompt(lm, 30), PREFILL, Priority.BACKGROUND)
-    _drain(core)
+    drain(core)
     assert [n for _, n in chunks] == [8, 8, 8, 6]
     chunks.clear()
     core.add("gen", random_prompt(lm, 30, seed=2), SamplingParams(max_tokens=1), Priority.INLINE)
-    _drain(core)
+    drain(core)
     assert chunks == [("gen", 30)]
 
 
@@ -154,5 +150,55 @@ def test_prefill_only_requests_run_one_at_a_time_in_the_order_they_came(lm) -> N
     core.runner.run = lambda plan: (steps.append([(i.seq.request_id, i.num_tokens) for i in plan.items]), run(plan))[1]
     core.add("short", random_prompt(lm, 20), PREFILL, Priority.BACKGROUND)
     core.add("full", random_prompt(lm, 20, seed=3), PREFILL, Priority.BACKGROUND)
-    _drain(core)
+    drain(core)
     assert steps == [[("short", 8)], [("short", 8)], [("short", 4)], [("full", 8)], [("full", 8)], [("full", 4)]]
+
+
+def test_a_warm_up_step_given_up_between_layers_leaves_no_trace(lm) -> None:
+    core = _core(lm)
+    shared = random_prompt(lm, 100)
+    warm = core.add("warm", shared, PREFILL, Priority.BACKGROUND)
+    asked: list[int] = []
+    assert core.step(interrupt=lambda: asked.append(1) is None) == []  # stops before the second layer
+    assert asked == [1] and core.stopped_steps == 1 and core.stats()["stopped_steps"] == 1
+    assert warm.num_computed == 0 and warm.finish_reason is None and core.pool.num_cached == 0
+    params = SamplingParams(max_tokens=5, min_tokens=5)
+    prompt = random_prompt(lm, 20, seed=4)
+    gen = core.add("gen", prompt, params, Priority.INLINE)
+    while gen.finish_reason is None:  # a step holding a generation never asks
+        core.step(interrupt=lambda: pytest.fail("a generation's step was asked to stop"))
+    assert gen.output_ids == generate(lm, prompt, params).token_ids
+    drain(core)
+    assert warm.finish_reason == "length" and warm.num_computed == 100
+    # The chunk computed again wrote the K/V the given-up one had half written: the prefix
+    # is a hit and gives the tokens of a cold prompt.
+    longer = shared + random_prompt(lm, 7, seed=5)
+    seq = core.add("after", longer, params)
+    drain(core)
+    assert seq.metrics.cached_tokens == 96
+    assert seq.output_ids == generate(lm, longer, params).token_ids
+    assert core.pool.num_used == 0
+    core.pool.check_consistent()
+
+
+def test_the_engine_process_gives_up_a_warm_up_step_for_a_generation_only(lm) -> None:
+    core = _core(lm)
+    core.add("warm", random_prompt(lm, 100), PREFILL, Priority.BACKGROUND)
+    core.step()  # it runs
+    mine, theirs = multiprocessing.Pipe()
+    held: list = []
+    interrupt = Interrupt(mine, core, held)
+    assert not interrupt()
+    post(theirs, ("add", ("warm-2", random_prompt(lm, 90, seed=1), PREFILL, Priority.BACKGROUND, True)))
+    post(theirs, ("cancel", "not-live"))
+    assert not interrupt(), "another warm-up, or cancelling what does not run, waits for the step"
+    generation = ("add", ("gen", random_prompt(lm, 10, seed=2), SamplingParams(max_tokens=3), Priority.INLINE, True))
+    post(theirs, generation)
+    assert interrupt()
+    assert [kind for kind, _ in held] == ["add", "cancel", "add"] and held[2][1][0] == "gen"  # kept, in order
+    held.clear()
+    post(theirs, ("cancel", "warm"))
+    assert interrupt()
+    held.clear()
+    theirs.close()  # the main process is gone
+    assert interrupt()

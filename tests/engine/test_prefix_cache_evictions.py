@@ -27,6 +27,7 @@ from loopls.engine.serving.scheduler import SchedulerConfig
 from loopls.engine.serving.sequence import Priority
 
 from random_prompts import random_prompt
+from core_steps import drain
 
 BS = 8
 PREFILL = SamplingParams(max_tokens=0)
@@ -43,18 +44,10 @@ def _core(lm, num_blocks: int) -> EngineCore:
     return EngineCore(lm.model, config, eos_ids=tuple(lm.tokenizer.special.eos_ids))
 
 
-def _drain(core: EngineCore) -> None:
-    for _ in range(10_000):
-        if not core.has_work:
-            return
-        core.step()
-    raise AssertionError("engine did not finish its work")
-
-
 def _run(core: EngineCore, request_id: str, prompt: list[int], params: SamplingParams,
          priority: Priority = Priority.INLINE):
     seq = core.add(request_id, prompt, params, priority)
-    _drain(core)
+    drain(core)
     return seq
 
 
@@ -186,7 +179,7 @@ def test_a_warm_up_paused_by_a_generation_on_its_start_is_hit_after_evictions(lm
     assert warm.num_computed == 64
     quick = _run(core, "quick", line[:200] + random_prompt(lm, 3, seed=7), GEN)
     assert quick.metrics.cached_tokens == 64
-    _drain(core)
+    drain(core)
     assert warm.finish_reason == "length"
     _run(core, "other", random_prompt(lm, 80, seed=3), PREFILL, Priority.BACKGROUND)
     _assert_line_hits_in_full(core, lm, line)

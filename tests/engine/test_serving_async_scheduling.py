@@ -28,6 +28,7 @@ from loopls.engine.serving.runner import ModelRunner
 from loopls.engine.serving.scheduler import SchedulerConfig
 
 from tp_scenario import scenario
+from core_steps import drain
 
 ARCHES = ("iquestcoder", "iquestloopcoder", "qwen2")
 CONFIG = SchedulerConfig(num_blocks=160, block_size=8, max_step_tokens=48, max_num_seqs=8)
@@ -43,14 +44,6 @@ def _core(lm, overlap: bool, eos_ids: tuple[int, ...] | None = None, **changes) 
     config = dataclasses.replace(CONFIG, async_scheduling=overlap, **changes)
     eos = tuple(lm.tokenizer.special.eos_ids) if eos_ids is None else eos_ids
     return EngineCore(lm.model, config, eos_ids=eos, decode=lm.tokenizer.decode)
-
-
-def _drain(core: EngineCore) -> None:
-    for _ in range(10_000):
-        if not core.has_work:
-            return
-        core.step()
-    raise AssertionError("engine did not finish its work")
 
 
 def _prompt(lm, n: int, seed: int) -> list[int]:
@@ -105,7 +98,7 @@ def test_stop_tokens_strings_and_eos_end_requests_as_in_sync(lms, arch: str) -> 
         core.step()
         core.step()
         late = core.add("late", prompts[1][:20], SamplingParams(max_tokens=12, min_tokens=12))  # ragged
-        _drain(core)
+        drain(core)
         outputs[overlap] = [(s.output_ids, s.finish_reason) for s in [*seqs, late]]
         assert core.pool.num_used == 0 and not core.requests
         core.pool.check_consistent()
@@ -128,7 +121,7 @@ def test_a_sequence_never_runs_past_its_last_token(lms) -> None:
         return plan
 
     core.scheduler.schedule = recording
-    _drain(core)
+    drain(core)
     assert seq.finish_reason == "length" and len(seq.output_ids) == 5
     # a 7-token prompt, then one decode per new token but the last: positions 7..10
     assert [p for p in plans if p] == [[(0, 7)], [(7, 1)], [(8, 1)], [(9, 1)], [(10, 1)]]
@@ -212,6 +205,6 @@ def test_cancel_with_a_step_in_flight_keeps_its_prefix_cached(lms) -> None:
     assert core.pool.num_used == 0 and core.pool.num_cached > 0 and seq.pending == 0
     assert core.step() == [] and not core.has_work  # its step is read back and dropped
     again = core.add("again", prompt + [21], SamplingParams(max_tokens=4, min_tokens=4))
-    _drain(core)
+    drain(core)
     assert again.metrics.cached_tokens == 40
     assert again.output_ids == generate(lm, prompt + [21], SamplingParams(max_tokens=4, min_tokens=4)).token_ids

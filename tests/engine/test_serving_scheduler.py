@@ -15,6 +15,7 @@ from loopls.engine.model.sampler import SamplingParams
 from loopls.engine.serving.scheduler import AdmissionError, SchedulerConfig
 from loopls.engine.serving.sequence import Priority
 from loopls.engine.model.tiny import create_tiny
+from core_steps import drain
 
 
 
@@ -31,14 +32,6 @@ def coder_lm(tmp_path_factory):
 
 def _core(lm, **kw) -> EngineCore:
     return EngineCore(lm.model, SchedulerConfig(**kw), eos_ids=tuple(lm.tokenizer.special.eos_ids))
-
-
-def _drain(core: EngineCore, limit: int = 10_000) -> None:
-    for _ in range(limit):
-        if not core.has_work:
-            return
-        core.step()
-    raise AssertionError("engine did not finish its work")
 
 
 def _assert_idle(core: EngineCore) -> None:
@@ -113,7 +106,7 @@ def test_thousand_random_submits_cancels_and_steps_leave_nothing_behind(loop_lm,
                 if ev.finished:
                     live.pop(ev.seq.request_id, None)
             core.pool.check_consistent()
-    _drain(core)
+    drain(core)
     _assert_idle(core)
     done = [(s, k) for s, k in finished if s.finish_reason == "length"]
     assert cancelled > 100 and len(done) > 100
@@ -133,7 +126,7 @@ def test_preemption_under_a_tiny_pool_completes_every_request(coder_lm, overlap:
     core = _core(coder_lm, num_blocks=12, block_size=4, max_step_tokens=64, num_speculative_tokens=0,
                  async_scheduling=overlap)
     seqs = [core.add(f"p{i}", p, params) for i, p in enumerate(prompts)]
-    _drain(core)
+    drain(core)
     assert [s.output_ids for s in seqs] == ref
     assert sum(s.metrics.preemptions for s in seqs) > 0
     _assert_idle(core)
@@ -149,7 +142,7 @@ def test_request_larger_than_the_cache_is_refused_and_others_keep_running(coder_
         core.add("bad", [10**9], SamplingParams())
     with pytest.raises(AdmissionError, match="empty prompt"):
         core.add("empty", [], SamplingParams())
-    _drain(core)
+    drain(core)
     assert ok.finish_reason == "length" and len(ok.output_ids) == 8
     _assert_idle(core)
 
@@ -193,7 +186,7 @@ def test_decode_first_and_chunked_prefill_respect_the_token_budget(coder_lm) -> 
         assert len(talker.output_ids) == before + 1
         steps += 1
     assert steps >= 100 // 15  # the prompt really was split into chunks
-    _drain(core)
+    drain(core)
     _assert_idle(core)
 
 
@@ -231,7 +224,7 @@ def test_cancel_and_preemption_release_loop_window_blocks(loop_lm) -> None:
             break
     assert bg.metrics.preemptions == 1 and held > 0
     assert bg.window_tables == [] and bg.block_table == []  # everything it held went back
-    _drain(core)
+    drain(core)
     _assert_idle(core)
 
 
@@ -259,5 +252,5 @@ def test_loop_memory_is_one_paged_cache_plus_a_window(loop_lm) -> None:
             decodes += 1
             assert live <= -(-keep // bs) + 1  # about W tokens, whatever the length
     assert decodes > 50 and seq.num_tokens > 6 * cfg.loop_window_size
-    _drain(core)
+    drain(core)
     assert core.stats()["loop_window_bytes"] == 0 and core.pool.num_used == 0

@@ -4,6 +4,9 @@ completions are those `loopls complete` decodes with the engine on a thread of i
 process, and a killed engine process fails the request it held with one clear message, is
 restarted, and the next completion works. A server that ends while its engine process is
 starting (shutdown and exit, exit alone, its client gone) leaves no process and no traceback.
+The engine process is started before the client's `initialize` (its imports overlap the
+server's start) and the model loads in it; a model that cannot load, or a server that ends
+(or is killed) before `initialize`, leaves no engine process.
 
 The model is a scripted checkpoint, whose greedy text does not hang on the last bits of a
 logit: the server warms prompts up in other chunks than `loopls complete` computes them, and
@@ -157,5 +160,91 @@ def test_a_server_ending_while_its_engine_process_starts_leaves_no_process_and_n
         text = server.stderr()  # also what an engine process left behind wrote
         assert "Traceback" not in text, text
         assert left_over, f"the engine process {engine} outlived the server"
+    finally:
+        server.close()
+
+
+def _wait_for(check, seconds: float, what: str):
+    deadline = time.monotonic() + seconds
+    while not (found := check()):
+        assert time.monotonic() < deadline, what
+        time.sleep(0.01)
+    return found
+
+
+def _model_state(server: RawServer, *states: str) -> dict:
+    deadline = time.monotonic() + 180
+    while True:
+        reply = server.request("loopls/status", None, 60)
+        assert reply is not None and "result" in reply, reply
+        if reply["result"]["state"] in states:
+            return reply["result"]
+        assert time.monotonic() < deadline, f"the model never reached {states}: {reply['result']['state']}"
+        time.sleep(0.05)
+
+
+@pytest.mark.timeout(300)
+def test_the_engine_process_starts_before_initialize_and_the_model_runs_in_it(tmp_path) -> None:
+    model = create_scripted(tmp_path / "model", "radius")
+    source = tmp_path / "shapes.py"
+    source.write_text(SOURCE, encoding="utf-8")
+    server = RawServer(cwd=tmp_path)
+    try:
+        # before the client has said anything: its imports overlap the server's own start
+        (early,) = _wait_for(lambda: engine_processes(server.proc.pid), 60, "no engine process before initialize")
+        server.initialize(tmp_path, {"model": {"name": str(model), "device": "cpu"}, "completion": {"maxTokens": 16}})
+        ready = _model_state(server, "ready", "error")
+        assert ready["state"] == "ready", ready
+        assert engine_processes(server.proc.pid) == [early]  # the model loaded in it, no other was spawned
+        server.notify("textDocument/didOpen", {"textDocument": {"uri": source.as_uri(), "languageId": "python",
+                                                                "version": 1, "text": SOURCE}})
+        reply = server.request("textDocument/inlineCompletion", {
+            "textDocument": {"uri": source.as_uri()}, "position": {"line": 8, "character": len("    return 2 * math.pi * ")},
+            "context": {"triggerKind": 1}}, 120)
+        assert reply is not None and [item["insertText"] for item in reply["result"]["items"]] == ["radius"], reply
+        assert engine_processes(server.proc.pid) == [early]
+    finally:
+        code = server.close()
+    assert code == 0
+    assert "Traceback" not in server.stderr(), server.stderr()
+
+
+@pytest.mark.timeout(300)
+def test_an_engine_process_started_ahead_ends_when_the_model_cannot_load(tmp_path) -> None:
+    mark = f"unused-{uuid.uuid4().hex}"
+    server = RawServer(cwd=tmp_path, env=dict(os.environ, LOOPLS_TEST_MARK=mark))
+    try:
+        (early,) = _wait_for(lambda: engine_processes(server.proc.pid), 60, "no engine process before initialize")
+        server.initialize(tmp_path, {"model": {"name": str(tmp_path / "no-such-model"), "device": "cpu"}})
+        failed = _model_state(server, "ready", "error")
+        assert failed["state"] == "error" and "no such checkpoint folder" in failed["message"], failed
+        _wait_for(lambda: not engine_processes(server.proc.pid), 30, f"engine process {early} outlived the failed load")
+        assert server.answers()
+    finally:
+        code = server.close()
+    assert code == 0
+    assert gone_within(mark, 30.0)
+    assert "Traceback" not in server.stderr(), server.stderr()
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("ending", ["exit", "stdin closed", "killed"])
+def test_a_server_ending_before_initialize_leaves_no_engine_process(tmp_path, ending: str) -> None:
+    mark = f"early-{uuid.uuid4().hex}"
+    server = RawServer(cwd=tmp_path, env=dict(os.environ, LOOPLS_TEST_MARK=mark))
+    try:
+        (early,) = _wait_for(lambda: engine_processes(server.proc.pid), 60, "no engine process before initialize")
+        if ending == "exit":
+            server.notify("exit")
+        elif ending == "stdin closed":
+            server.proc.stdin.close()
+        else:
+            server.proc.send_signal(signal.SIGKILL)
+        assert server.proc.wait(60) == (-signal.SIGKILL if ending == "killed" else 1)
+        left_over = gone_within(mark, 3.0)  # its resource tracker may still be ending
+        assert gone_within(mark, 120.0), "a process the server started never ended"
+        text = server.stderr()
+        assert "Traceback" not in text and "Error" not in text, text
+        assert left_over, f"the engine process {early} outlived the server"
     finally:
         server.close()

@@ -8,8 +8,9 @@ import pytest
 import torch
 
 from loopls.engine.model.transformer import CausalLM
+from training.loop_forward import loss
 from training.recipe import SMALL, TINY
-from training.trainer import init_weights, phases
+from training.trainer import _optimizer, init_weights, phases
 
 
 def test_phases_share_the_time_and_one_cosine_runs_through_pretraining() -> None:
@@ -112,3 +113,32 @@ def test_a_plan_that_no_longer_fits_before_the_deadline_shrinks_in_proportion() 
     assert log == [{"event": "budget", "planned_s": 400.0, "fitted_s": 300.0}]
     fit_to_deadline(plan, 500.0, log.append)  # room enough: unchanged
     assert sum(p.seconds for p in plan) == pytest.approx(300.0) and len(log) == 1
+
+
+@pytest.mark.parametrize("name", ["adamw", "muon"])
+def test_the_optimizer_choice_covers_every_parameter_once_and_trains(name: str) -> None:
+    """Muon takes exactly the layers' projection matrices; AdamW the embedding, norms and Loop
+    gates (decayed or not as before); every parameter is stepped by one of them, and a few steps
+    on a fixed batch lower the loss."""
+    recipe = dataclasses.replace(TINY, optimizer=name, lr=3e-3)
+    model = CausalLM(recipe.model_config([2], 1))
+    init_weights(model, 0)
+    optimizer = _optimizer(model, recipe, torch.device("cpu"))
+    owner = {id(p): type(part).__name__ for part in optimizer.parts for g in part.param_groups for p in g["params"]}
+    names = dict(model.named_parameters())
+    assert sorted(owner) == sorted(id(p) for p in names.values())  # each once, none left out
+    muon = {n for n, p in names.items() if owner[id(p)] == "Muon"}
+    matrices = {n for n in names if n.startswith("model.layers.") and n.endswith("_proj.weight")}
+    assert muon == (matrices if name == "muon" else set())
+    assert all(owner[id(p)] == "AdamW" for n, p in names.items()
+               if "embed" in n or "norm" in n or "gate_projections" in n)
+    assert len(optimizer.param_groups) == (3 if name == "muon" else 2)
+    ids = torch.randint(3, recipe.vocab_size, (2, 33), generator=torch.Generator().manual_seed(1))
+    losses = []
+    for _ in range(6):
+        value, _ = loss(model, ids[:, :-1], ids[:, 1:])
+        optimizer.zero_grad()
+        value.backward()
+        optimizer.step()
+        losses.append(float(value))
+    assert losses[-1] < losses[0] - 0.05
