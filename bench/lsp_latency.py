@@ -1,6 +1,6 @@
 """What a user typing in an editor gets from the language server: before and after, one run.
 
-    python bench/lsp_latency.py [--before COMMIT] [--after PATH] [--bursts 60] [--seed 0]
+    python bench/lsp_latency.py [--before COMMIT] [--after PATH] [--bursts 60] [--seed 0] [--show-empty]
 
 Replays one seeded typing trace against each server, started over stdio as an editor starts
 it, on CPU, with the embedded default model (made once in a shared cache directory, so both
@@ -41,7 +41,12 @@ Reported per server:
   many suggestions came from the short prompt of a line that was not warm yet;
 - why the other pauses showed nothing: late (and where the request was when the pause
   ended, and what else the engine was running then: another generation, or a prefix-cache
-  warm-up), or the reason the server gives for its null answer (`_why`);
+  warm-up), or the reason the server gives for its null answer (`_why`); with `--show-empty`,
+  each pause whose answer was null because post-processing left nothing ("empty"): the
+  cursor's line (`‸` marks the cursor), the next line, the step that dropped the model's text
+  and that text (the newest candidate in the server's `waste.dropped_last`); and each pause
+  that showed another first token's text in place of a dropped one (the server's
+  `last_replaced`), with what it showed;
 - the decode time per token of the generated suggestions (median and P90; beside each of the
   slowest ones too);
 - start-up: from starting the server to the model loaded and to the first completion
@@ -148,6 +153,8 @@ class Result:
     memory: dict = field(default_factory=dict)  # resident MB: the server, the processes it started
 
     late_tokens: int = 0  # tokens of answers that arrived after their pause (a server counting shown tokens)
+    dropped_seen: int = 0  # candidates the server's post-processing had dropped at the previous pause
+    empty_cases: list[dict] = field(default_factory=list)  # the "empty" pauses: where, and what was dropped
 
     def empty_pause(self, late: bool, pause: float, stats: dict, engine: dict) -> None:
         why = _why(self, late, pause, stats)
@@ -213,6 +220,28 @@ class Editor:
         stats = (await self.conn.call("loopls/status"))["stats"]
         self.result.late_tokens += stats.get("last_answer_tokens", 0)
 
+    def _empty_case(self, stats: dict, uri: str, cursor: int, shown: str | None = None) -> None:
+        """Note where a pause got a null "empty" answer, or (`shown`) an answer whose greedy text
+        post-processing dropped and another first token's replaced (the server's `last_replaced`),
+        with the candidate the server dropped (its newest one, if it dropped one since the
+        previous pause: else a secret-looking one)."""
+        dropped = (stats.get("waste") or {}).get("dropped") or {}
+        total, new = sum(dropped.values()), None
+        if total > self.result.dropped_seen:
+            new = ((stats.get("waste") or {}).get("dropped_last") or [None])[-1]
+        self.result.dropped_seen = total
+        replaced = stats.get("last_replaced")  # the newest request's answer replaced a dropped text
+        if (shown is None and stats.get("last_null") != "empty") or (shown is not None and not replaced):
+            return
+        text = self.docs[uri]
+        start = text.rfind("\n", 0, cursor) + 1
+        end = text.find("\n", cursor)
+        end = len(text) if end < 0 else end
+        following = text[end + 1:].split("\n", 1)[0]
+        self.result.empty_cases.append({
+            "pause": self.result.pauses, "line": text[start:cursor] + "‸" + text[cursor:end], "next": following,
+            "step": new[0] if new else "?", "model": replaced or (new[2] if new else "?"), "shown": shown})
+
     def edit(self, uri: str, start: int, end: int, new: str) -> None:
         text = self.docs[uri]
         self.versions[uri] += 1
@@ -263,6 +292,8 @@ class Editor:
             await asyncio.sleep(max(0.0, last_key + pause - time.perf_counter()))
             status = await self.conn.call("loopls/status")
             self.result.empty_pause(late, pause, status["stats"], status.get("engine", {}))
+            if not late:
+                self._empty_case(status["stats"], uri, cursor)
             if late:  # its answer, should it come before the next keystroke, was not seen
                 future.add_done_callback(lambda f: self._late(f))
             return None
@@ -281,6 +312,7 @@ class Editor:
                                            "shape": f"{items[0]['insertText'].count(chr(10)) + 1} line(s), "
                                                     f"{len(items[0]['insertText'])} chars"})
         self.result.status = stats
+        self._empty_case(stats, uri, cursor, items[0]["insertText"])
         await asyncio.sleep(max(0.0, last_key + pause - time.perf_counter()))
         item = items[0]
         start = item.get("range", {}).get("start", position(self.docs[uri], cursor))
@@ -512,7 +544,7 @@ def waste(r: Result) -> str:
     dropped, samples = ledger.pop("dropped", None), ledger.pop("dropped_last", None)
     parts = [f"{why} {t['tokens']} tokens / {t['generations']} generations"
              + (f" ({t['before_first']} before their first token, {t['after_cancel']} tokens after the cancel)"
-                if "before_first" in t and why not in ("empty", "rest") else "")
+                if "before_first" in t and why not in ("empty", "rest", "rejected") else "")
              + (f" (after an early answer; {t['shown_later']} more shown later)" if why == "rest" else "")
              for why, t in ledger.items()]
     done = r.status.get("warmups_finished")
@@ -521,7 +553,7 @@ def waste(r: Result) -> str:
               f"tokens each, {r.status['warmup_cached_tokens'] / done:.0f} of them cached)") if done else ""
     parts.insert(0, f"warm-ups {r.status.get('warmup_tokens', 0)} tokens / {r.status.get('warmups', 0)}{timing}")
     unseen = (r.status.get("generated_tokens", 0) - r.useful_tokens - r.status.get("wasted_tokens", 0)
-              - ledger.get("empty", {}).get("tokens", 0) - ledger.get("rest", {}).get("tokens", 0))
+              - sum(ledger.get(why, {}).get("tokens", 0) for why in ("empty", "rest", "rejected")))
     parts.append(f"ran to the end but not shown in time {unseen} tokens")
     latency = (f"; cancel -> engine stopped, median {cancel_ms['p50']} ms, max {cancel_ms['max']} ms "
                f"(n = {cancel_ms['n']})") if cancel_ms else ""
@@ -536,6 +568,9 @@ def main() -> None:
     parser.add_argument("--after", default=str(ROOT), help="a folder with a loopls source tree (default: this one)")
     parser.add_argument("--bursts", type=int, default=60)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--show-empty", action="store_true",
+                        help="print each pause that showed nothing because post-processing dropped what the model "
+                             "wrote: the cursor's line, the next line, the step and the model's text")
     parser.add_argument("--fim-layout", choices=("psm", "spm"),
                         help="completion.fimLayout of the servers (default: their own default)")
     args = parser.parse_args()
@@ -581,6 +616,11 @@ def main() -> None:
                 late = ", ".join(f"{ms:.0f}" for ms in sorted(r.late_pauses))
                 print(f"# {r.name}: pauses that showed nothing, by reason: {json.dumps(r.empty, sort_keys=True)}"
                       + (f"; the late ones' pauses (ms): {late}" if late else ""))
+            if args.show_empty:
+                for case in r.empty_cases:
+                    print(f"# {r.name}: {'empty' if case['shown'] is None else 'replaced'} at pause {case['pause']}: "
+                          f"{case['step']}; line {case['line']!r}, next line {case['next']!r}, model text "
+                          f"{case['model']!r}" + (f", shown {case['shown']!r}" if case["shown"] is not None else ""))
     finally:
         if worktree is not None:
             subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(worktree)], check=False)

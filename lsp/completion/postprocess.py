@@ -20,8 +20,10 @@ a plain function of text and site, tested on its own (tests/lsp/test_postprocess
    dropped (`line_check.py`: `def f() -> float:` + `:`); a multi-line one whose first line
    opens what a later line closes (`x = [` ... `]`) is kept. At the end of the line, a
    multi-line one keeps what follows its first line break if that fits (`:` + a body is
-   the body); at a single-line site, one that leaves a bracket open is cut before it if
-   that keeps the line parsing (`items.` + `append(` is `append`).
+   the body); at a single-line site, one that leaves a bracket open is cut before it, and
+   one that ends with an operator (or a comma, a dot) with nothing after it is cut before
+   that, if that keeps the line parsing (`items.` + `append(` is `append`; `self.k1, se` +
+   `lf.k1, self.k2 = ` is `lf.k1, self.k2`).
 
 A generation still running may be shown in part (`answered_part`): its complete lines,
 through the same filters, never a line the model is still writing.
@@ -44,6 +46,7 @@ _TOKEN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*|\d+(?:\.\d+)?|\S")
 # a short unit four times in a row, or a longer one three times
 _LOOPED_CHARS = re.compile(r"(\S{2,3}?)\1{3,}|(\S{4,24}?)\2{2,}")
 _OPERAND_END = re.compile(r"[\w)\]}\"'`]$")
+_DANGLING = re.compile(r"[\s=+\-*/%&|^<>!~@,.:]+$")  # operators, commas, dots at a text's end
 _TRIVIAL_LINE = re.compile(r"^[\s)\]};,]*$|^(?:end|pass|break|continue|fi|done|esac|else:?|\*/)$")
 AUTOMATIC_BLOCK_TOKENS = 32  # see token_limit
 BLOCK_OPENER = re.compile(r"(?::|\{|\(|\[|=>|->|\bdo|\bthen|\bbegin)\s*(?:#.*|//.*)?$")
@@ -90,19 +93,23 @@ def finish(raw: str, site: Site, max_lines: int) -> Suggestion | None:
 
 def sound_start(text: str, site: Site) -> Suggestion | None:
     """What to show of the single-line `text` that the site's line check rejects because it
-    leaves a bracket open (the model meant to go on over the next lines: `items.` +
-    `append(`): the text before that bracket, if the line check accepts it (`append`), or
-    None. Not at a multi-line site: there a one-line suggestion the check rejects misreads
-    the line (`float:` + `ance:`), and a shorter one would too."""
+    stops short (the model meant to go on over the next lines): leaving a bracket open
+    (`items.` + `append(`), the text before that bracket; ending with an operator, a comma
+    or a dot that nothing follows (`self.k1, se` + `lf.k1, self.k2 = `), the text before
+    it; in either case if the line check accepts what is left (`append`, `lf.k1, self.k2`),
+    else None. Not at a multi-line site: there a one-line suggestion the check rejects
+    misreads the line (`float:` + `ance:`), and a shorter one would too."""
     if "\n" in text or site.line_check is None or site.multiline:
         return None
     cut = _first_left_open(text)
-    if cut is None:
-        return None
-    head, replace = balance_brackets(text[:cut].rstrip(), site)
+    head = _DANGLING.sub("", text if cut is None else text[:cut])
+    if head == text:
+        return None  # nothing left open or dangling: a start of it is no better
+    head, replace = balance_brackets(head, site)
     # it must end with an operand: the check reads the cursor's line only, and a dangling
-    # `total +` puts its error on the next one
-    if not _OPERAND_END.search(head) or not site.line_check.accepts(head, replace):
+    # `total +` puts its error on the next one; and it must add something to the line, not
+    # only type over the closers after the cursor (`f(a|):` + `):` is not `)`)
+    if not _OPERAND_END.search(head) or len(head) <= replace or not site.line_check.accepts(head, replace):
         return None
     return Suggestion(head, replace)
 

@@ -29,7 +29,9 @@ cursor, and returns suggestions or None:
    Meanwhile the server's background work waits (`quiet`: the project thread's queued
    smell checks and symbol updates), so that the engine's thread has the interpreter.
 6. Post-processing (`postprocess.finish`) cleans each candidate for its site; a candidate
-   that would put a secret-looking string into the document is dropped and logged.
+   that would put a secret-looking string into the document is dropped and logged. When it
+   leaves nothing of a greedy candidate, the model's next most likely first tokens are
+   continued and the first whose text it keeps is shown instead (`next_best.py`).
 7. An automatic request at a multi-line site does not wait for the whole block past the
    debounce's `answer_by()` (learned from the user's pauses: the answer must come before
    the pause ends): it answers with the complete lines written so far, post-processed like
@@ -54,7 +56,7 @@ from typing import ContextManager
 
 from loopls.context.privacy import inserted_secret
 from loopls.engine.backends import Backend
-from loopls.engine.backends.base import Priority, SamplingParams
+from loopls.engine.backends.base import Priority, RequestOutput, SamplingParams
 
 from ..model_host import ModelHost, ModelUnavailable
 from ..options import CompletionOptions
@@ -62,6 +64,7 @@ from .cache import Snapshot, SuggestionCache
 from .debounce import TypingDebounce
 from .flight import Flight
 from .flights import Flights
+from . import next_best
 from .postprocess import (Site, Suggestion, answered_part, complete_lines, cut_short, finish, is_final, next_line,
                           single_line, token_limit)
 from .prompt_clock import PromptClock
@@ -94,6 +97,8 @@ class ServiceStats:
     secrets_dropped: int = 0
     empty: int = 0  # generations that ended with nothing to show (post-processing dropped every candidate)
     quick: int = 0  # generations from the short prompt: the line's full prompt was not warm yet
+    next_best: int = 0  # greedy candidates post-processing dropped, replaced by another first token's
+    last_replaced: str = ""  # the newest request's: the greedy text an alternative replaced ("": none)
     early: int = 0  # answers made of the complete lines of a generation still running (step 7)
     shown_tokens: int = 0  # generated tokens that answers showed (each token once)
     last_answer_tokens: int = 0  # of those, the ones the newest answer showed first
@@ -139,6 +144,7 @@ class CompletionService:
                                           lambda: self.debounce is not None and self.debounce.resumed(req.uri))
         ticket = self._latest[req.uri] = object()
         self.stats.last_answer_tokens = 0  # a cache hit may show tokens for the first time (`_store`)
+        self.stats.last_replaced = ""
         cached = self.cache.lookup(req.uri, req.text, req.offset, alternatives=req.invoked and options.candidates > 1)
         if cached is not None:
             self.stats.cache_hits += 1
@@ -376,22 +382,79 @@ class CompletionService:
             self.stats.last_engine = {"prompt_tokens": len(prep.ids), "cached_tokens": m.get("cached_tokens"),
                                       "ttft_ms": round(1000 * m.get("time_to_first_token_s", 0.0)),
                                       "decode_ms": round(1000 * m.get("decode_s", 0.0)), "tokens": len(out.token_ids)}
-        raw = tokenizer.decode(out.token_ids)
-        # a line cut by the token limit, or by a filter as it was written, is unfinished:
-        # whether it parses says nothing yet
-        checked = out.finish_reason == "stop"
-        if not prep.site.multiline:
-            checked = checked and not cut_short(raw, prep.site)
-            raw = single_line(raw, prep.site)
-        elif out.finish_reason == "length":
-            whole = complete_lines(raw)  # no half-written last line: what is left can be checked
-            checked, raw = whole != raw, whole
-        site = prep.site if checked else dataclasses.replace(prep.site, line_check=None)
-        suggestion = finish(raw, site, options.max_lines)
+        suggestion = self._finish(tokenizer.decode(out.token_ids), out.finish_reason, prep.site, options)
+        if (suggestion is None and not sampled and not params.temperature and flight.answered is None
+                and prep.site.line_check is not None and backend.info.backend == "native"):
+            flight.wrote("", flight.tokens)  # nothing of the rejected text to agree with: a keystroke starts anew
+            try:
+                suggestion = await self._next_best(prep, tokenizer, params, options, flight, list(out.token_ids))
+            except (ModelUnavailable, ValueError) as exc:
+                log.warning("no alternative to a rejected completion: %s", exc)
         if suggestion is None:
-            self.waste.dropped(raw, site, options.max_lines)
             return None
         return None if self._secret(req, suggestion) else suggestion
+
+    def _finish(self, raw: str, finish_reason: str, site: Site, options: CompletionOptions,
+                alternative: bool = False) -> Suggestion | None:
+        """What post-processing makes of the model's text `raw` at `site` (a text it dropped is
+        booked in the waste ledger). An `alternative` (`next_best.py`) must be one the line
+        check can judge: not cut by the token limit before a line ended (a line that never
+        ends is a loop more often than not), and it is not booked."""
+        # a line cut by the token limit, or by a filter as it was written, is unfinished:
+        # whether it parses says nothing yet
+        checked = finish_reason == "stop"
+        if not site.multiline:
+            checked = checked and not cut_short(raw, site)
+            raw = single_line(raw, site)
+        elif finish_reason == "length":
+            whole = complete_lines(raw)  # no half-written last line: what is left can be checked
+            checked, raw = whole != raw, whole
+        if alternative and not checked:
+            return None
+        checking = site if checked else dataclasses.replace(site, line_check=None)
+        suggestion = finish(raw, checking, options.max_lines)
+        if suggestion is None and not alternative:
+            self.waste.dropped(raw, checking, options.max_lines)
+        return suggestion
+
+    async def _next_best(self, prep: Prepared, tokenizer, params: SamplingParams, options: CompletionOptions,
+                         flight: Flight, rejected: list[int]) -> Suggestion | None:
+        """The greedy text of the tokens `rejected` left nothing to show: the most likely
+        alternative to its first token whose text post-processing keeps (`next_best.py`), or
+        None. At the end of a line of code, an alternative may end the line (a line break and
+        indentation: the next line's text follows), as the greedy text may. The tokens of what
+        is not shown are booked as `rejected` waste when an alternative is shown, else as the
+        generation's (`empty`)."""
+        site = prep.site
+
+        async def run(ids: list[int], p: SamplingParams) -> RequestOutput:
+            head = ids[len(prep.ids):]  # the alternative's first token
+            return await self.models.generate(
+                ids, p, Priority.INLINE, wasted=self.flights.booker(flight, 1), started=flight.streams.append,
+                enough=lambda new: is_final(tokenizer.decode(head + new), site, options.max_lines))
+
+        def allowed(token: int) -> bool:
+            text = tokenizer.decode([token])
+            if token in tokenizer.special.all_ids:
+                return False
+            return not any(stop in text for stop in params.stop) or (next_line(text, site) and not text[1:].strip(" \t"))
+
+        found, probed = await next_best.alternatives(run, prep.ids, params, rejected[0] if rejected else None, allowed)
+        spent = probed + sum(len(out.token_ids) for _, out in found)  # the probe's token stands for the first ones
+        for token, out in found:
+            if out.finish_reason not in ("stop", "length"):
+                continue
+            ids = [token, *out.token_ids]
+            suggestion = self._finish(tokenizer.decode(ids), out.finish_reason, site, options, alternative=True)
+            if suggestion is not None:
+                self.stats.next_best += 1
+                self.stats.last_replaced = tokenizer.decode(rejected)
+                self.waste.rejected(len(rejected) + spent - len(ids))
+                flight.spent += len(ids) - len(rejected)
+                self.models.stats.last_generated_tokens = len(ids)
+                return suggestion
+        flight.spent += spent
+        return None
 
     def _secret(self, req: CompletionRequest, suggestion: Suggestion) -> bool:
         """Whether `suggestion` would put a secret-looking string into the document (it is

@@ -14,6 +14,9 @@ status's `waste`, printed by `bench/lsp_latency.py`). A generation is wasted whe
 - `explicit`: an explicit request's candidates, cancelled with their request;
 - `closed`: its document closed;
 - `empty`: it ran to its end but post-processing left nothing to show;
+- `rejected`: post-processing left nothing of its greedy text, and another first token's
+  text was shown instead (`next_best.py`): the greedy text's tokens, the probe's, and those
+  of the alternatives not shown;
 - `rest`: a request answered with its first lines and it ran on to its end, but no later
   request showed what it wrote after that answer (booked when it ends, taken back when a
   request shows it: typing through the lines shown, or asking again at the same place).
@@ -40,7 +43,8 @@ from .postprocess import Site, finish
 
 LATENCIES = 64  # recent cancel latencies kept
 SAMPLES = 8  # recent dropped candidates kept
-SAMPLE_CHARS = 40
+SAMPLE_CHARS = 40  # of the line before the cursor
+SAMPLE_TEXT_CHARS = 120  # of the model's text
 
 
 @dataclass
@@ -77,6 +81,13 @@ class WasteLedger:
         tally.generations += 1
         tally.tokens += tokens
 
+    def rejected(self, tokens: int) -> None:
+        """A generation whose greedy text was dropped showed an alternative's instead: `tokens`
+        written for what was not shown."""
+        tally = self._tallies.setdefault("rejected", _Tally())
+        tally.generations += 1
+        tally.tokens += tokens
+
     def rest(self, tokens: int) -> None:
         """A generation that a request answered with part of ran on to its end: `tokens`
         written after that answer are not shown (yet)."""
@@ -99,7 +110,7 @@ class WasteLedger:
         else:
             step = "filters"
         self._dropped[step] = self._dropped.get(step, 0) + 1
-        self._samples.append((step, site.prefix_line[-SAMPLE_CHARS:], raw[:SAMPLE_CHARS]))
+        self._samples.append((step, site.prefix_line[-SAMPLE_CHARS:], raw[:SAMPLE_TEXT_CHARS]))
 
     def as_json(self) -> dict:
         out: dict = {why: {k: v for k, v in vars(t).items() if k != "shown_later" or why == "rest"}

@@ -303,3 +303,51 @@ async def test_at_the_end_of_a_complete_line_the_next_line_is_suggested(tmp_path
         assert result is not None and result.items[0].insert_text == "x\n    return y"
         stats = (await status(client))["stats"]
         assert stats["completed"] == 2 and stats["wasted_tokens"] == 0, stats  # the line break, then the line
+
+
+@pytest.mark.parametrize("max_tokens", [48, 4])
+async def test_when_the_greedy_line_is_rejected_the_next_most_likely_first_token_is_shown(tmp_path_factory, tmp_path,
+                                                                                          max_tokens) -> None:
+    # ` += 1` after an annotation breaks the line (the line check drops it): the model's
+    # second choice of a first token, ` =`, goes on to ` = Counter()`, which keeps it parsing;
+    # unless the token limit cuts it before its line ends (4 tokens: ` = Cou`): then the
+    # check cannot judge it, and it is not shown
+    model = str(create_scripted(tmp_path_factory.mktemp("second") / "second", " += 1", alternative=" = Counter()"))
+    source = tmp_path / "app.py"
+    text = "def f(x):\n    shared: Counter[str]\n    return shared\n"
+    source.write_text(text, encoding="utf-8")
+    async with session(tmp_path, {"model": {"name": model}, "completion": {"maxTokens": max_tokens}}) as client:
+        await wait_for_state(client, "ready")
+        uri = source.as_uri()
+        open_document(client, uri, text)
+        result = await asyncio.wait_for(client.protocol.send_request_async(
+            types.TEXT_DOCUMENT_INLINE_COMPLETION, inline_params(uri, 1, len("    shared: Counter[str]"))), 60)
+        stats = (await status(client))["stats"]
+        assert stats["waste"]["dropped_last"] == [["line check", "    shared: Counter[str]", " += 1"]], stats
+        if max_tokens == 4:
+            assert result is None and stats["next_best"] == 0 and stats["last_null"] == "empty", stats
+            return
+        assert result is not None and result.items[0].insert_text == " = Counter()", result
+        assert stats["next_best"] == 1 and stats["last_replaced"] == " += 1", stats
+        # what was not shown: the greedy line's tokens and the probe's, less the one standing for ` =`
+        assert stats["waste"]["rejected"]["tokens"] == stats["generated_tokens"] - stats["shown_tokens"], stats
+
+
+async def test_at_a_line_end_another_line_break_may_replace_the_greedy_one(tmp_path_factory, tmp_path) -> None:
+    # the greedy next line leaves the block (`return x` at the function's indentation, with
+    # the block's own `return y` after the cursor): the filters drop it; the model's second
+    # choice of a line break keeps the block's indentation
+    model = str(create_scripted(tmp_path_factory.mktemp("break") / "break", "\n    return x",
+                                alternative="\n        print(x)"))
+    source = tmp_path / "app.py"
+    text = "def f(x):\n    if x:\n        y = x\n        return y\n    return 0\n"
+    source.write_text(text, encoding="utf-8")
+    async with session(tmp_path, {"model": {"name": model}}) as client:
+        await wait_for_state(client, "ready")
+        uri = source.as_uri()
+        open_document(client, uri, text)
+        result = await asyncio.wait_for(client.protocol.send_request_async(
+            types.TEXT_DOCUMENT_INLINE_COMPLETION, inline_params(uri, 2, len("        y = x"))), 60)
+        assert result is not None and result.items[0].insert_text == "x\n        print(x)", result
+        stats = (await status(client))["stats"]
+        assert stats["next_best"] == 1 and stats["waste"]["dropped_last"][0][0] == "filters", stats

@@ -176,6 +176,19 @@ def test_a_line_left_open_is_shown_up_to_the_bracket_when_that_parses() -> None:
     assert sound_start("ance(", block) is None and finish("ance:", block, 8) is None  # a misread line
 
 
+def test_a_line_ending_in_an_operator_is_shown_up_to_it_when_that_parses() -> None:
+    # the model wrote the left side of an assignment and stopped: `self.k1, self.k1, self.k2 =`
+    site, _ = site_of("class B:\n    def f(self, query):\n        self.k1, se|\n        for term in query:\n            pass\n")
+    assert site.line_check is not None and not site.multiline
+    assert finish("lf.k1, self.k2 = ", site, 8).text == "lf.k1, self.k2"
+    assert finish("lf.k1 +", site, 8).text == "lf.k1"
+    assert finish("lf.", site, 8).text == "lf"
+    assert finish("lf.k1 k2 =", site, 8) is None  # what is left does not parse either
+    annotated, _ = site_of("def f():\n    shared: Counter[str]|\n    return shared\n")
+    assert finish(" += 1", annotated, 8) is None  # it ends with an operand: nothing dangles to cut
+    assert finish(" +=", annotated, 8) is None  # nothing is left before the operator
+
+
 def test_a_block_being_written_shows_its_complete_lines_only() -> None:
     site, _ = site_of("def f(x):\n    |\n")
     assert answered_part("value = compute(x)\n    return val", site, 8).text == "value = compute(x)"
