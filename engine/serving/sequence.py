@@ -63,7 +63,7 @@ class Metrics:
 
 # The first prompt-lookup draft limit of a sequence, and the shortest it shrinks to
 # (spec.update_draft_limit). On a CPU a step verifying 1, 2 or 3 draft tokens costs about the
-# same (+4-4.5 ms over a 14.5 ms plain step of the default model), a 4th token about 3 ms more:
+# same (+3-4.5 ms over a 14.5 ms plain step of the default model), a 4th token about 3 ms more:
 # the int8 products (engine/model/int8.py) work on blocks of 4 rows, and a 5th row starts a
 # new block. A draft shorter than 3 saves nothing when it is rejected and loses the tokens it
 # would have kept when it is not (docs/benchmarks.md, issue 10).
