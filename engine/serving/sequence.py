@@ -61,6 +61,15 @@ class Metrics:
         }
 
 
+# The first prompt-lookup draft limit of a sequence, and the shortest it shrinks to
+# (spec.update_draft_limit). On a CPU a step verifying 1, 2 or 3 draft tokens costs about the
+# same (+3-4.5 ms over a 14.5 ms plain step of the default model), a 4th token about 3 ms more:
+# the int8 products (engine/model/int8.py) work on blocks of 4 rows, and a 5th row starts a
+# new block. A draft shorter than 3 saves nothing when it is rejected and loses the tokens it
+# would have kept when it is not (docs/benchmarks.md, issue 10).
+MIN_DRAFT = 3
+
+
 @dataclass(eq=False)  # identity semantics: two requests are never "equal"
 class Sequence:
     request_id: str
@@ -82,7 +91,7 @@ class Sequence:
     num_registered: int = 0
     last_hash: bytes = ROOT_HASH
     generator: torch.Generator | None = None
-    draft_limit: int = 4  # adaptive prompt-lookup draft length (spec.update_draft_limit)
+    draft_limit: int = MIN_DRAFT  # adaptive prompt-lookup draft length (spec.update_draft_limit)
     # Async scheduling (core.py): tokens sampled by steps still in flight, not yet read back.
     # They count as tokens (the next step is planned with them) but read as -1 until known.
     pending: int = 0

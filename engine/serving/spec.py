@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .sequence import Sequence
+from .sequence import MIN_DRAFT, Sequence
 
 
 def propose_draft(tokens: list[int] | np.ndarray, k: int, max_ngram: int = 3, min_ngram: int = 1) -> list[int]:
@@ -47,12 +47,13 @@ class PromptLookup:
 
 
 def update_draft_limit(seq: Sequence, drafted: int, accepted: int, ceiling: int) -> None:
-    """Grow the draft while drafts are taken whole, shrink it when they are rejected, so a
-    model that does not copy pays for short drafts only (a wide verify pass is not free)."""
+    """Grow the draft while drafts are taken whole, shrink it (to MIN_DRAFT at least) when
+    they are rejected, so a model that does not copy pays for short drafts only (a wide verify
+    pass is not free)."""
     if drafted and accepted == drafted:
         seq.draft_limit = min(ceiling, seq.draft_limit * 2)
     elif accepted < drafted // 2:
-        seq.draft_limit = max(1, seq.draft_limit // 2)
+        seq.draft_limit = max(MIN_DRAFT, seq.draft_limit // 2)
 
 
 def accept_greedy(draft: list[int], targets: list[int]) -> list[int]:
