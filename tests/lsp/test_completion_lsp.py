@@ -287,22 +287,27 @@ async def test_a_missing_api_key_is_reported_once(tmp_path, monkeypatch) -> None
         assert len(errors) == 1 and "LOOPLS_TEST_UNSET_KEY" in errors[0].message
 
 
-async def test_at_the_end_of_a_complete_line_the_next_line_is_suggested(tmp_path_factory, tmp_path) -> None:
-    # the model ends the cursor's line at once (its script starts with the line break)
-    model = str(create_scripted(tmp_path_factory.mktemp("next") / "next", "\n    return y"))
-    source = tmp_path / "app.py"
-    text = "def f(x):\n    y = x\n"
+async def _inline_once(folder: Path, settings: dict, text: str, line: int, character: int):
+    """Open app.py holding `text` in a server started with `settings`, ask for an automatic
+    inline completion at (line, character): (the result, the server's completion stats)."""
+    source = folder / "app.py"
     source.write_text(text, encoding="utf-8")
-    async with session(tmp_path, {"model": {"name": model}}) as client:
+    async with session(folder, settings) as client:
         await wait_for_state(client, "ready")
         uri = source.as_uri()
         open_document(client, uri, text)
         result = await asyncio.wait_for(client.protocol.send_request_async(
-            types.TEXT_DOCUMENT_INLINE_COMPLETION, inline_params(uri, 1, len("    y = x"))), 60)
-        # the item's range starts at the word before the cursor, so that clients filter on it
-        assert result is not None and result.items[0].insert_text == "x\n    return y"
-        stats = (await status(client))["stats"]
-        assert stats["completed"] == 2 and stats["wasted_tokens"] == 0, stats  # the line break, then the line
+            types.TEXT_DOCUMENT_INLINE_COMPLETION, inline_params(uri, line, character)), 60)
+        return result, (await status(client))["stats"]
+
+
+async def test_at_the_end_of_a_complete_line_the_next_line_is_suggested(tmp_path_factory, tmp_path) -> None:
+    # the model ends the cursor's line at once (its script starts with the line break)
+    model = str(create_scripted(tmp_path_factory.mktemp("next") / "next", "\n    return y"))
+    result, stats = await _inline_once(tmp_path, {"model": {"name": model}}, "def f(x):\n    y = x\n", 1, len("    y = x"))
+    # the item's range starts at the word before the cursor, so that clients filter on it
+    assert result is not None and result.items[0].insert_text == "x\n    return y"
+    assert stats["completed"] == 2 and stats["wasted_tokens"] == 0, stats  # the line break, then the line
 
 
 @pytest.mark.parametrize("max_tokens", [48, 4])
@@ -313,24 +318,17 @@ async def test_when_the_greedy_line_is_rejected_the_next_most_likely_first_token
     # unless the token limit cuts it before its line ends (4 tokens: ` = Cou`): then the
     # check cannot judge it, and it is not shown
     model = str(create_scripted(tmp_path_factory.mktemp("second") / "second", " += 1", alternative=" = Counter()"))
-    source = tmp_path / "app.py"
-    text = "def f(x):\n    shared: Counter[str]\n    return shared\n"
-    source.write_text(text, encoding="utf-8")
-    async with session(tmp_path, {"model": {"name": model}, "completion": {"maxTokens": max_tokens}}) as client:
-        await wait_for_state(client, "ready")
-        uri = source.as_uri()
-        open_document(client, uri, text)
-        result = await asyncio.wait_for(client.protocol.send_request_async(
-            types.TEXT_DOCUMENT_INLINE_COMPLETION, inline_params(uri, 1, len("    shared: Counter[str]"))), 60)
-        stats = (await status(client))["stats"]
-        assert stats["waste"]["dropped_last"] == [["line check", "    shared: Counter[str]", " += 1"]], stats
-        if max_tokens == 4:
-            assert result is None and stats["next_best"] == 0 and stats["last_null"] == "empty", stats
-            return
-        assert result is not None and result.items[0].insert_text == " = Counter()", result
-        assert stats["next_best"] == 1 and stats["last_replaced"] == " += 1", stats
-        # what was not shown: the greedy line's tokens and the probe's, less the one standing for ` =`
-        assert stats["waste"]["rejected"]["tokens"] == stats["generated_tokens"] - stats["shown_tokens"], stats
+    result, stats = await _inline_once(tmp_path, {"model": {"name": model}, "completion": {"maxTokens": max_tokens}},
+                                       "def f(x):\n    shared: Counter[str]\n    return shared\n",
+                                       1, len("    shared: Counter[str]"))
+    assert stats["waste"]["dropped_last"] == [["line check", "    shared: Counter[str]", " += 1"]], stats
+    if max_tokens == 4:
+        assert result is None and stats["next_best"] == 0 and stats["last_null"] == "empty", stats
+        return
+    assert result is not None and result.items[0].insert_text == " = Counter()", result
+    assert stats["next_best"] == 1 and stats["last_replaced"] == " += 1", stats
+    # what was not shown: the greedy line's tokens and the probe's, less the one standing for ` =`
+    assert stats["waste"]["rejected"]["tokens"] == stats["generated_tokens"] - stats["shown_tokens"], stats
 
 
 async def test_at_a_line_end_another_line_break_may_replace_the_greedy_one(tmp_path_factory, tmp_path) -> None:
@@ -339,15 +337,7 @@ async def test_at_a_line_end_another_line_break_may_replace_the_greedy_one(tmp_p
     # choice of a line break keeps the block's indentation
     model = str(create_scripted(tmp_path_factory.mktemp("break") / "break", "\n    return x",
                                 alternative="\n        print(x)"))
-    source = tmp_path / "app.py"
     text = "def f(x):\n    if x:\n        y = x\n        return y\n    return 0\n"
-    source.write_text(text, encoding="utf-8")
-    async with session(tmp_path, {"model": {"name": model}}) as client:
-        await wait_for_state(client, "ready")
-        uri = source.as_uri()
-        open_document(client, uri, text)
-        result = await asyncio.wait_for(client.protocol.send_request_async(
-            types.TEXT_DOCUMENT_INLINE_COMPLETION, inline_params(uri, 2, len("        y = x"))), 60)
-        assert result is not None and result.items[0].insert_text == "x\n        print(x)", result
-        stats = (await status(client))["stats"]
-        assert stats["next_best"] == 1 and stats["waste"]["dropped_last"][0][0] == "filters", stats
+    result, stats = await _inline_once(tmp_path, {"model": {"name": model}}, text, 2, len("        y = x"))
+    assert result is not None and result.items[0].insert_text == "x\n        print(x)", result
+    assert stats["next_best"] == 1 and stats["waste"]["dropped_last"][0][0] == "filters", stats
