@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-import sys
 import threading
 from multiprocessing.connection import Connection
 from typing import Any
+
+from .worker_process import prepare_worker_process
 
 PROCESS_NAME = "loopls-engine"
 
@@ -77,34 +78,3 @@ def standby_main(conn: Connection) -> None:
         os._exit(0)
     _, spec, port = message
     run_worker(0, spec, port, [], conn)
-
-
-def prepare_worker_process() -> None:
-    """First thing in an engine process: stdout to stderr, end with the main process."""
-    # The language server speaks LSP on its stdout, which a spawned process inherits: anything
-    # a library prints (NCCL's debug log goes to stdout) must land on stderr instead.
-    try:
-        sys.stdout.flush()
-        os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
-    except (OSError, ValueError, AttributeError):  # no real stdio (stdout or stderr closed)
-        pass
-    _exit_with_main_process()
-
-
-def _exit_with_main_process() -> None:
-    """End this process as soon as the main process is gone (a thread waiting on its sentinel,
-    which the main process holds open while it lives), also in the middle of loading."""
-    parent = multiprocessing.parent_process()
-    if parent is None:
-        return
-
-    def watch() -> None:
-        multiprocessing.connection.wait([parent.sentinel])
-        os._exit(0)
-
-    threading.Thread(target=watch, name="loopls-main-watch", daemon=True).start()
-
-
-def main_process_alive() -> bool:
-    parent = multiprocessing.parent_process()
-    return parent is None or parent.is_alive()

@@ -38,7 +38,7 @@ from .memory import UTILIZATION, plan_pool
 from .ranks import RankGroup, RankState, follow, post, take
 from .scheduler import AdmissionError, SchedulerConfig
 from .sequence import Sequence
-from .standby import main_process_alive, prepare_worker_process
+from .worker_process import main_process_alive, prepare_worker_process
 
 # NVLink multicast is never used (no multimem collectives); keeping NCCL, PyTorch's symmetric
 # memory and NVSHMEM off it also keeps them from creating multicast objects on shared hosts.
@@ -105,7 +105,7 @@ def worker_main(rank: int, spec: WorkerSpec, port: int, peers: list[Connection],
 
 
 def run_worker(rank: int, spec: WorkerSpec, port: int, peers: list[Connection], to_main: Connection) -> None:
-    """A rank's work, in a process prepared by `prepare_worker_process` (standby.py)."""
+    """A rank's work, in a process prepared by `prepare_worker_process` (worker_process.py)."""
     for key, value in MULTICAST_OFF.items():
         os.environ.setdefault(key, value)
     try:
