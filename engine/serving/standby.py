@@ -41,16 +41,22 @@ class StandbyProcess:
     def pid(self) -> int | None:
         return self.proc.pid
 
-    def take(self) -> tuple[Any, Connection] | None:
-        """(process, duplex pipe to it) the first time, while it lives; None after that."""
+    def hand_over(self, spec: Any, port: int) -> tuple[Any, Connection] | None:
+        """Send the process its spec (what `standby_main` waits for): (process, duplex pipe to
+        it) the first time, while it lives; None after that, or when it died meanwhile (then
+        it is ended)."""
         with self._lock:
             if self._taken:
                 return None
             self._taken = True
-            if not self.proc.is_alive():
-                self._end()
-                return None
-            return self.proc, self.conn
+            if self.proc.is_alive():
+                try:
+                    self.conn.send(("start", spec, port))
+                    return self.proc, self.conn
+                except (BrokenPipeError, OSError):  # it died meanwhile
+                    pass
+            self._end()
+            return None
 
     def close(self) -> None:
         """End the process unless it was taken (from any thread; again is harmless)."""

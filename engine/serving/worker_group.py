@@ -77,18 +77,10 @@ class WorkerGroup:
 
     def _adopt(self, standby: StandbyProcess) -> bool:
         """Run rank 0 in `standby` (started ahead, standby.py); False if it is gone or taken."""
-        taken = standby.take()
+        taken = standby.hand_over(self.spec, _free_port())
         if taken is None:
             return False
-        proc, conn = taken
-        try:
-            conn.send(("start", self.spec, _free_port()))
-        except (BrokenPipeError, OSError):  # it died meanwhile: spawn a fresh one
-            proc.kill()
-            proc.join(10)
-            conn.close()
-            return False
-        self.conn = conn
+        proc, self.conn = taken
         self.procs.append(proc)
         return True
 

@@ -77,21 +77,20 @@ class WasteLedger:
 
     def empty(self, tokens: int) -> None:
         """A generation ran to its end and nothing of it could be shown."""
-        tally = self._tallies.setdefault("empty", _Tally())
-        tally.generations += 1
-        tally.tokens += tokens
+        self._book("empty", tokens)
 
     def rejected(self, tokens: int) -> None:
         """A generation whose greedy text was dropped showed an alternative's instead: `tokens`
         written for what was not shown."""
-        tally = self._tallies.setdefault("rejected", _Tally())
-        tally.generations += 1
-        tally.tokens += tokens
+        self._book("rejected", tokens)
 
     def rest(self, tokens: int) -> None:
         """A generation that a request answered with part of ran on to its end: `tokens`
         written after that answer are not shown (yet)."""
-        tally = self._tallies.setdefault("rest", _Tally())
+        self._book("rest", tokens)
+
+    def _book(self, why: str, tokens: int) -> None:
+        tally = self._tallies.setdefault(why, _Tally())
         tally.generations += 1
         tally.tokens += tokens
 
