@@ -27,7 +27,7 @@ from ..options import CompletionOptions
 from .postprocess import Site
 from .site import SiteReader
 from .sticky import StickyContext
-from .warmup import stable_prefix
+from .warmup import LineStart, line_start, stable_prefix
 
 log = logging.getLogger(__name__)
 MIN_PROMPT_BUDGET = 32
@@ -59,6 +59,7 @@ class Prepared:
     stable: int  # how many leading ids stay the same while the user types on this line
     quick: list[int] | None = None  # the short prompt, for a pause before `ids` is warm (a CPU engine)
     quick_stable: int = 0
+    line: LineStart | None = None  # where the cursor's line starts in `ids`, for the keystrokes on it
 
 
 class PromptBuilder:
@@ -109,8 +110,9 @@ class PromptBuilder:
             self.models.stats.refused_prompts += 1
             log.error("%s: %s", req.uri, exc)
             return None
-        return Prepared(ids, site, files, stable_prefix(ids, tokenizer), quick,
-                        stable_prefix(quick, tokenizer) if quick is not None else 0)
+        stable = stable_prefix(ids, tokenizer)
+        return Prepared(ids, site, files, stable, quick, stable_prefix(quick, tokenizer) if quick is not None else 0,
+                        line_start(ids, stable, req.text, req.offset, tokenizer))
 
     def _quick(self, req: CompletionRequest, backend: Backend, layout: str | None) -> list[int] | None:
         """The short prompt of an automatic request, on an engine that runs on this machine's

@@ -15,8 +15,10 @@ cursor, and returns suggestions or None:
    the context engine's packed prompt when the project is indexed, else the buffer's own
    FIM window; redacted either way and checked once more, decoded, before it is sent. The
    part before the cursor's line is prefilled into the engine's prefix cache once per line
-   (a warm-up), so the request after the pause computes little;
-   a request waits for a warm-up still running instead of computing the same tokens again.
+   (a warm-up), and once that is warm each keystroke on the line warms the prompt up to the
+   cursor (the line's text, redacted first), so the request after the pause computes only
+   the last cache block and the FIM token; a request waits for a warm-up still running
+   instead of computing the same tokens again.
    On a CPU a new line's warm-up takes a second or more, and a pause often ends sooner: an
    automatic request whose full prompt is not warm yet is answered from a short prompt
    (the file window alone), whose own warm-up ran first and took a fraction of that; the
@@ -97,6 +99,7 @@ class ServiceStats:
     secrets_dropped: int = 0
     empty: int = 0  # generations that ended with nothing to show (post-processing dropped every candidate)
     quick: int = 0  # generations from the short prompt: the line's full prompt was not warm yet
+    typed_warmups: int = 0  # keystrokes whose prompt up to the cursor was warmed (warmup.py)
     next_best: int = 0  # greedy candidates post-processing dropped, replaced by another first token's
     last_replaced: str = ""  # the newest request's: the greedy text an alternative replaced ("": none)
     early: int = 0  # answers made of the complete lines of a generation still running (step 7)
@@ -166,6 +169,7 @@ class CompletionService:
         delay -= time.perf_counter() - started  # time spent waiting on a kept generation counts
         self.stats.newest = "debounce"
         if self._clock.same_line(req.uri, req.text, req.offset):  # built just in time (prompt_clock.py)
+            self._warm_typed(req, ticket, backend)
             ahead = delay - self._clock.lead()
             if ahead > 0:
                 await asyncio.sleep(ahead)
@@ -194,6 +198,7 @@ class CompletionService:
             await self._warmups.finished(req.uri, "quick")
         else:
             await self._warmups.finished(req.uri)
+            await self._warmups.finished(req.uri, "typed")  # a few tokens: those of its line
         if self._latest.get(req.uri) is not ticket:
             return self._null("superseded")
         prepared_at = time.perf_counter()
@@ -281,7 +286,23 @@ class CompletionService:
             prefixes = {"full": prep.ids[:prep.stable]}
             if prep.quick is not None:
                 prefixes["quick"] = prep.quick[:prep.quick_stable]
-            self._warmups.start(uri, prefixes)
+            self._warmups.start(uri, prefixes, {"full": prep.line} if prep.line is not None else None)
+
+    def _warm_typed(self, req: CompletionRequest, ticket: object, backend: Backend) -> None:
+        """Warm the prompt up to the cursor after a keystroke on a warm line (`WarmUps.typed`);
+        its tokens are made on the prepare thread."""
+        start = self._warmups.line_start(req.uri)
+        if start is None:
+            return
+        made = asyncio.get_running_loop().run_in_executor(self.thread, start.prompt, req.text, req.offset,
+                                                          backend.tokenizer, req.path)
+
+        def warm(done: asyncio.Future) -> None:
+            ids = None if done.cancelled() or done.exception() is not None else done.result()
+            if ids is not None and self._latest.get(req.uri) is ticket:  # a newer keystroke warms its own
+                self._warmups.typed(req.uri, ids)
+                self.stats.typed_warmups += 1
+        made.add_done_callback(warm)
 
     def forget(self, uri: str) -> None:
         """The document closed: nothing of it stays behind."""

@@ -14,6 +14,14 @@ A line may have two prompts: the full one and a short one (`service.py`: the fil
 alone, for a pause that ends before the full prompt is warm). The short one's prefix is
 warmed first (the engine runs warm-ups in the order they came): it is ready a few hundred
 milliseconds into the line, the full one's after a second or more on a CPU.
+
+Once a line's prefix is warm, each keystroke on it warms the line itself up to the cursor
+(`typed`): the prompt's warm part, then the line's text tokenized as the prompt would have
+it (`LineStart`). The engine computes only the tokens the keystroke changed (the cache
+holds whole blocks: those of the last block at most), a few milliseconds of a step, and the
+request after the pause only the last block and the FIM token that follows the line. A
+keystroke's line warm-up replaces the previous one's; the line's text passes the prompt's
+redaction first, and is not warmed if that would change it.
 """
 
 from __future__ import annotations
@@ -21,13 +29,53 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from loopls.context.privacy import redact_pieces
+
 MIN_WARM_TOKENS = 64  # a shorter shared prefix is not worth a warm-up
 
 
 @dataclass
 class _Line:
     key: int  # hash of the warmed prefixes
-    streams: dict[str, Any] = field(default_factory=dict)  # "quick" / "full" -> its engine stream
+    streams: dict[str, Any] = field(default_factory=dict)  # "quick" / "full" / "typed" -> its engine stream
+    starts: dict[str, "LineStart"] = field(default_factory=dict)  # "full" -> where its line starts
+
+
+@dataclass(frozen=True)
+class LineStart:
+    """Where a prompt's cursor line starts: the warm ids before it and the document offset of
+    the text they are followed by (the line up to the cursor, then at most one FIM token)."""
+
+    ids: tuple[int, ...]
+    offset: int
+
+    def prompt(self, text: str, cursor: int, tokenizer, path: str | None = None) -> list[int] | None:
+        """The prompt up to `cursor` for a keystroke on this line: None when the cursor left
+        the line, or when redaction would change the line's text (its secret is not sent)."""
+        line = text[self.offset:cursor]
+        if cursor < self.offset or "\n" in line[1:] or not line.strip():
+            return None
+        if redact_pieces(text, [(self.offset, cursor)], path)[0] != line:
+            return None
+        return [*self.ids, *tokenizer.encode(line)]
+
+
+def line_start(ids: list[int], stable: int, text: str, offset: int, tokenizer) -> LineStart | None:
+    """The `LineStart` of a prompt built for `text` at `offset`: None for a layout where
+    more than one token follows the cursor's line (prefix-suffix-middle: the suffix comes
+    after it, and moves as the line grows), or where the prompt's line is not the
+    document's (redacted, or tokenized across the line's start)."""
+    special = tokenizer.special
+    if stable == 0:
+        return None
+    end = next((i for i in range(stable, len(ids)) if ids[i] in (special.fim_suffix, special.fim_middle)), len(ids))
+    if len(ids) - end > 1:
+        return None
+    line = tokenizer.decode(ids[stable:end])
+    start = offset - len(line)
+    if start < 0 or text[start:offset] != line or tokenizer.encode(line) != ids[stable:end]:
+        return None
+    return LineStart(tuple(ids[:stable]), start)
 
 
 class WarmUps:
@@ -35,24 +83,47 @@ class WarmUps:
         self.models = models
         self._warm: dict[str, _Line] = {}
 
-    def start(self, uri: str, prefixes: dict[str, list[int]]) -> None:
+    def start(self, uri: str, prefixes: dict[str, list[int]], starts: dict[str, LineStart] | None = None) -> None:
         """Warm each prefix of `prefixes` ("quick" before "full", either may be missing) for
-        `uri`, unless those prefixes are warm (or warming) already."""
+        `uri`, unless those prefixes are warm (or warming) already. `starts`: where the line
+        after each prefix starts, for the keystrokes on it (`typed`)."""
         prefixes = {kind: ids for kind, ids in prefixes.items() if len(ids) >= MIN_WARM_TOKENS}
         if not prefixes:
             return
         key = hash(tuple((kind, tuple(ids)) for kind, ids in sorted(prefixes.items(), reverse=True)))
         line = self._warm.get(uri)
         if line is not None and line.key == key:
+            line.starts.update({kind: s for kind, s in (starts or {}).items() if kind in prefixes})
             return
         for other in self._warm:
             self._stop(other)
-        line = self._warm[uri] = _Line(key)
+        line = self._warm[uri] = _Line(key, starts={k: s for k, s in (starts or {}).items() if k in prefixes})
         for kind in ("quick", "full"):
             if kind in prefixes:
                 stream = self.models.warm(prefixes[kind])
                 if stream is not None:
                     line.streams[kind] = stream
+
+    def line_start(self, uri: str) -> LineStart | None:
+        """Where the document's line starts in its full prompt, once that prompt's warm-up is
+        done (before, a request is answered from the short prompt, and a keystroke's warm-up
+        would wait behind the full one's)."""
+        line = self._warm.get(uri)
+        stream = line.streams.get("full") if line is not None else None
+        return line.starts.get("full") if stream is not None and stream.done else None
+
+    def typed(self, uri: str, ids: list[int]) -> None:
+        """Warm `ids`, the prompt up to the cursor after a keystroke on the document's warm
+        line, in place of the previous keystroke's."""
+        line = self._warm.get(uri)
+        if line is None:
+            return
+        previous = line.streams.pop("typed", None)
+        if previous is not None and not previous.done:
+            previous.cancel()
+        stream = self.models.warm(ids)
+        if stream is not None:
+            line.streams["typed"] = stream
 
     def ready(self, uri: str) -> bool:
         """Whether the document's full prompt is warm (or nothing warms it)."""

@@ -47,3 +47,38 @@ async def test_a_line_is_warmed_without_a_generated_token_and_its_request_hits_t
         assert engine["cached_tokens"] > 0 and engine["cached_tokens"] < engine["prompt_tokens"], stats
 
 
+
+
+async def test_keystrokes_on_a_warm_line_warm_the_line_so_the_pause_computes_only_its_last_block(
+        tmp_path, checkpoint) -> None:
+    from loopls.engine.backends.native import BLOCK_SIZE
+
+    source = tmp_path / "app.py"
+    text = BODY + "def f(values, weights):\n    \n"
+    source.write_text(text, encoding="utf-8")
+    line = text.count("\n") - 1
+    typed = "total = sum(v * w for v, w in zip(values, weights)) * len(values) + "
+    # the shipped model's layout: the text after the cursor first, so the line ends the prompt
+    async with session(tmp_path, {"model": {"name": checkpoint}, "completion": {"fimLayout": "spm"}}) as client:
+        await wait_for_state(client, "ready")
+        uri = source.as_uri()
+        open_document(client, uri, text)
+        pending: list[asyncio.Future] = []
+        for i, ch in enumerate(typed):
+            if pending and not pending[-1].done():
+                client.protocol.notify(types.CANCEL_REQUEST, types.CancelParams(id=f"key-{i - 1}"))
+            insert(client, uri, i + 2, line, 4 + i, ch)
+            pending.append(asyncio.ensure_future(client.protocol.send_request_async(
+                types.TEXT_DOCUMENT_INLINE_COMPLETION, inline_params(uri, line, 5 + i), msg_id=f"key-{i}")))
+            # the line's first key warms what comes before the line; a pause lets that finish
+            await asyncio.sleep(1.5 if i == 0 else 0.08)
+        result = await asyncio.wait_for(pending[-1], 60)
+        await asyncio.gather(*pending[:-1], return_exceptions=True)
+        assert result is not None and result.items[0].insert_text == "compute(x)"
+        stats = (await status(client))["stats"]
+        assert stats["typed_warmups"] >= 1, stats
+        assert stats["warmup_tokens"] == 0 and stats["wasted_tokens"] == 0, stats  # still no token generated
+        engine = stats["last_engine"]
+        # ~25 tokens of the line were warmed by the keystrokes: the pause's request computes
+        # at most the last (partly filled) block and the FIM token after the line
+        assert engine["prompt_tokens"] - engine["cached_tokens"] <= BLOCK_SIZE + 1, stats
