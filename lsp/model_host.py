@@ -289,18 +289,19 @@ class ModelHost:
             self._engine_down = False
             self._report("info", "loopls: the model answers again; completions resumed")
 
-    def warm(self, ids: list[int]):
-        """Prefill `ids` into the engine's prefix cache at background priority, so that the
-        request that follows (sharing this prefix) only computes its tail. The native engine
-        generates nothing for it (and runs it only while no generation does); a remote
-        server generates one token at most, counted as wasted. Returns the stream (cancel it
-        when it is no longer needed), or None when there is no model."""
+    def warm(self, ids: list[int], priority: Priority = Priority.BACKGROUND):
+        """Prefill `ids` into the engine's prefix cache (at background priority, or a
+        keystroke's `Priority.TYPING`), so that the request that follows (sharing this
+        prefix) only computes its tail. The native engine generates nothing for it (and runs
+        it only while no generation does); a remote server generates one token at most,
+        counted as wasted. Returns the stream (cancel it when it is no longer needed), or
+        None when there is no model."""
         backend = self.backend
         if backend is None:
             return None
         params = SamplingParams(max_tokens=0 if backend.info.prefill_only else 1, temperature=0.0)
         try:
-            stream = backend.submit(ids, params, priority=Priority.BACKGROUND)
+            stream = backend.submit(ids, params, priority=priority)
         except ValueError:  # too long for the engine: the real request will say why
             return None
         self.stats.warmups += 1

@@ -15,7 +15,10 @@ goes on when the generation is done (what it computed so far is already in the p
 cache, for whoever shares its start). A generation that arrives while such a chunk runs
 still waits for that step, so its chunks may be capped (`prefill_only_chunk`). Prefill-only
 requests run one at a time, in the order they came (the language server warms a line's
-short prompt before its full one: the short one must be ready first).
+short prompt before its full one: the short one must be ready first), unless one of a
+better priority arrives: it joins at once and the other gets no tokens until it is done
+(a keystroke's warm-up of its line, a few tokens, does not wait for a new line's
+background warm-up of a thousand).
 Blocks are counted loop-0 and Loop window blocks together (block_tables.py).
 When blocks run out, the lowest-ranked running sequence not yet in this step is preempted:
 its blocks are released (their cached prefix usually survives in the LRU) and it goes back to
@@ -186,13 +189,17 @@ class Scheduler:
             if seq.status is Status.RUNNING and budget > 0:
                 budget -= self._schedule_decode(seq, budget, plan, scheduled)
         first = self._first_generating()
-        warming = False  # one prefill-only request a step: the first to come is warm first
+        # One prefill-only request a step: the best priority's, the first of them to come
+        # (one that waits to start goes before a worse one that runs).
+        warming: int | None = None  # its priority
+        arriving = min((s.priority for s in self.waiting if s.prefill_only), default=None)
         for seq in [s for s in self.running if s.in_prefill]:
-            if seq.prefill_only and warming:
+            if seq.prefill_only and (warming is not None or (arriving is not None and arriving < seq.priority)):
                 continue
             if seq.status is Status.RUNNING and budget > 0 and not _yields(seq, first):
                 budget -= self._schedule_chunk(seq, budget, plan, scheduled)
-            warming |= seq.prefill_only
+            if seq.prefill_only:
+                warming = seq.priority
         self._admit(budget, plan, scheduled, first, warming)
         return plan
 
@@ -234,12 +241,16 @@ class Scheduler:
         scheduled.add(id(seq))
         return n
 
-    def _admit(self, budget: int, plan: StepPlan, scheduled: set[int], first: int | None, warming: bool) -> None:
+    def _admit(self, budget: int, plan: StepPlan, scheduled: set[int], first: int | None,
+               warming: int | None) -> None:
+        """`warming`: the priority of the prefill-only request running, if any (only a better
+        one's joins)."""
         self.waiting.sort(key=Sequence.sort_key)
         for seq in list(self.waiting):
             if budget <= 0 or len(self.running) >= self.config.max_num_seqs:
                 return
-            if seq in plan.preempted or _yields(seq, first) or (seq.prefill_only and warming):
+            if seq in plan.preempted or _yields(seq, first) or (
+                    seq.prefill_only and warming is not None and warming <= seq.priority):
                 continue
             self._take_cached_prefix(seq)
             start = seq.num_computed
@@ -253,7 +264,8 @@ class Scheduler:
             plan.items.append(ScheduledSeq(seq, start, n))
             scheduled.add(id(seq))
             budget -= n
-            warming |= seq.prefill_only
+            if seq.prefill_only:
+                warming = seq.priority
 
     def _chunk_budget(self, seq: Sequence, budget: int) -> int:
         cap = self.config.prefill_only_chunk

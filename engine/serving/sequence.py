@@ -14,11 +14,13 @@ from ..model.sampler import SamplingParams
 
 class Priority(enum.IntEnum):
     """Lower value is served first: what the user is waiting on beats what they asked for
-    beats what runs in the background."""
+    beats the line they are typing on (its prompt prefilled ahead of their pause) beats what
+    runs in the background."""
 
     INLINE = 0
     CODE_ACTION = 1
-    BACKGROUND = 2
+    TYPING = 2
+    BACKGROUND = 3
 
 
 class Status(enum.Enum):

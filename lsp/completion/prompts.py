@@ -60,6 +60,7 @@ class Prepared:
     quick: list[int] | None = None  # the short prompt, for a pause before `ids` is warm (a CPU engine)
     quick_stable: int = 0
     line: LineStart | None = None  # where the cursor's line starts in `ids`, for the keystrokes on it
+    quick_line: LineStart | None = None  # ... in `quick`
 
 
 class PromptBuilder:
@@ -111,8 +112,12 @@ class PromptBuilder:
             log.error("%s: %s", req.uri, exc)
             return None
         stable = stable_prefix(ids, tokenizer)
-        return Prepared(ids, site, files, stable, quick, stable_prefix(quick, tokenizer) if quick is not None else 0,
-                        line_start(ids, stable, req.text, req.offset, tokenizer))
+        if quick is None:
+            return Prepared(ids, site, files, stable, line=line_start(ids, stable, req.text, req.offset, tokenizer))
+        quick_stable = stable_prefix(quick, tokenizer)
+        return Prepared(ids, site, files, stable, quick, quick_stable,
+                        line_start(ids, stable, req.text, req.offset, tokenizer),
+                        line_start(quick, quick_stable, req.text, req.offset, tokenizer))
 
     def _quick(self, req: CompletionRequest, backend: Backend, layout: str | None) -> list[int] | None:
         """The short prompt of an automatic request, on an engine that runs on this machine's

@@ -198,7 +198,7 @@ class CompletionService:
             await self._warmups.finished(req.uri, "quick")
         else:
             await self._warmups.finished(req.uri)
-            await self._warmups.finished(req.uri, "typed")  # a few tokens: those of its line
+        await self._warmups.finished(req.uri, "typed")  # a few tokens: those of its line
         if self._latest.get(req.uri) is not ticket:
             return self._null("superseded")
         prepared_at = time.perf_counter()
@@ -286,13 +286,14 @@ class CompletionService:
             prefixes = {"full": prep.ids[:prep.stable]}
             if prep.quick is not None:
                 prefixes["quick"] = prep.quick[:prep.quick_stable]
-            self._warmups.start(uri, prefixes, {"full": prep.line} if prep.line is not None else None)
+            starts = {"full": prep.line, "quick": prep.quick_line}
+            self._warmups.start(uri, prefixes, {kind: s for kind, s in starts.items() if s is not None})
 
     def _warm_typed(self, req: CompletionRequest, ticket: object, backend: Backend) -> None:
         """Warm the prompt up to the cursor after a keystroke on a warm line (`WarmUps.typed`);
         its tokens are made on the prepare thread."""
-        start = self._warmups.line_start(req.uri)
-        if start is None:
+        start = self._warmups.line_start(req.uri) if backend.info.prefill_only else None
+        if start is None:  # a remote server would generate a token for each keystroke
             return
         made = asyncio.get_running_loop().run_in_executor(self.thread, start.prompt, req.text, req.offset,
                                                           backend.tokenizer, req.path)

@@ -17,7 +17,8 @@ milliseconds into the line, the full one's after a second or more on a CPU.
 
 Once a line's prefix is warm, each keystroke on it warms the line itself up to the cursor
 (`typed`): the prompt's warm part, then the line's text tokenized as the prompt would have
-it (`LineStart`). The engine computes only the tokens the keystroke changed (the cache
+it (`LineStart`), of the prompt a request would use now (the short one until the full one
+is warm). It goes before a new line's background warm-up (`Priority.TYPING`). The engine computes only the tokens the keystroke changed (the cache
 holds whole blocks: those of the last block at most), a few milliseconds of a step, and the
 request after the pause only the last block and the FIM token that follows the line. A
 keystroke's line warm-up replaces the previous one's; the line's text passes the prompt's
@@ -30,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from loopls.context.privacy import redact_pieces
+from loopls.engine.backends.base import Priority
 
 MIN_WARM_TOKENS = 64  # a shorter shared prefix is not worth a warm-up
 
@@ -38,7 +40,7 @@ MIN_WARM_TOKENS = 64  # a shorter shared prefix is not worth a warm-up
 class _Line:
     key: int  # hash of the warmed prefixes
     streams: dict[str, Any] = field(default_factory=dict)  # "quick" / "full" / "typed" -> its engine stream
-    starts: dict[str, "LineStart"] = field(default_factory=dict)  # "full" -> where its line starts
+    starts: dict[str, "LineStart"] = field(default_factory=dict)  # "quick" / "full" -> where its line starts
 
 
 @dataclass(frozen=True)
@@ -105,12 +107,16 @@ class WarmUps:
                     line.streams[kind] = stream
 
     def line_start(self, uri: str) -> LineStart | None:
-        """Where the document's line starts in its full prompt, once that prompt's warm-up is
-        done (before, a request is answered from the short prompt, and a keystroke's warm-up
-        would wait behind the full one's)."""
+        """Where the document's line starts in the prompt a request would use now: the full
+        one once its warm-up is done, before that the short one once its own is."""
         line = self._warm.get(uri)
-        stream = line.streams.get("full") if line is not None else None
-        return line.starts.get("full") if stream is not None and stream.done else None
+        if line is None:
+            return None
+        for kind in ("full", "quick"):
+            stream = line.streams.get(kind)
+            if stream is not None and stream.done:
+                return line.starts.get(kind)
+        return None
 
     def typed(self, uri: str, ids: list[int]) -> None:
         """Warm `ids`, the prompt up to the cursor after a keystroke on the document's warm
@@ -121,7 +127,7 @@ class WarmUps:
         previous = line.streams.pop("typed", None)
         if previous is not None and not previous.done:
             previous.cancel()
-        stream = self.models.warm(ids)
+        stream = self.models.warm(ids, Priority.TYPING)  # not behind the full prompt's warm-up
         if stream is not None:
             line.streams["typed"] = stream
 

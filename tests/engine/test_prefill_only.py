@@ -106,6 +106,27 @@ def test_a_warm_up_arriving_during_a_generation_waits_for_it(lm) -> None:
     assert warm.finish_reason == "length" and core.pool.num_used == 0
 
 
+def test_a_keystrokes_warm_up_joins_a_background_one_at_once_and_goes_first(lm) -> None:
+    core = _core(lm)
+    background = core.add("new line", random_prompt(lm, 200), PREFILL, Priority.BACKGROUND)
+    core.step()  # 32 of its 200 tokens
+    line = random_prompt(lm, 40, seed=4)
+    typing = core.add("keystroke", line, PREFILL, Priority.TYPING)
+    later = core.add("another background", random_prompt(lm, 50, seed=5), PREFILL, Priority.BACKGROUND)
+    core.step()  # the keystroke's warm-up starts; the background one waits
+    assert typing.num_computed > 0 and typing in core.scheduler.running and background.num_computed == 32
+    while typing.finish_reason is None:
+        before = background.num_computed
+        core.step()
+        assert background.num_computed == before, "the background warm-up ran while a keystroke's was running"
+    assert later.num_computed == 0  # one of the same priority still waits its turn
+    seq = core.add("pause", line + [21], SamplingParams(max_tokens=1))
+    drain(core)
+    assert seq.metrics.cached_tokens == 40  # the keystroke's blocks are in the prefix cache
+    assert background.finish_reason == typing.finish_reason == later.finish_reason == "length"
+    assert core.pool.num_used == 0
+
+
 async def test_the_async_api_ends_a_prefill_only_stream_without_tokens(lm) -> None:
     async with AsyncEngine.from_loaded(lm, CONFIG) as engine:
         stream = engine.submit(random_prompt(lm, 30), PREFILL, priority=Priority.BACKGROUND)
