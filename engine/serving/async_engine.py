@@ -34,33 +34,20 @@ import logging
 import queue
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 from .core import EngineCore, StepEvent
-from ..model.sampler import SamplingParams
+from ..model.sampling_params import SamplingParams
+from .priority import Priority
+from .request_output import RequestOutput
 from .scheduler import SchedulerConfig
-from .sequence import Priority, Sequence
+from .sequence import Sequence
 
 log = logging.getLogger("loopls.engine")
 
 
 class EngineError(RuntimeError):
     """The engine failed while serving this request (the engine itself keeps running)."""
-
-
-@dataclass
-class RequestOutput:
-    request_id: str
-    prompt_tokens: int
-    token_ids: list[int]
-    finish_reason: str  # "stop" | "length" | "cancelled" | "error"
-    error: str | None = None
-    metrics: dict[str, Any] = field(default_factory=dict)
-    # params.logprobs set: per token of token_ids its log-probability and the most likely
-    # (id, log-probability) pairs of its step; None otherwise
-    logprobs: list[float] | None = None
-    top_logprobs: list[list[tuple[int, float]]] | None = None
 
 
 _END = object()

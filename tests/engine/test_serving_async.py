@@ -11,9 +11,9 @@ import torch
 from loopls.engine.serving.async_engine import AsyncEngine, EngineError
 from loopls.engine.model.generate import generate
 from loopls.engine.serving.runner import ModelRunner
-from loopls.engine.model.sampler import SamplingParams
+from loopls.engine.model.sampling_params import SamplingParams
 from loopls.engine.serving.scheduler import AdmissionError, SchedulerConfig
-from loopls.engine.serving.sequence import Priority
+from loopls.engine.serving.priority import Priority
 
 from random_prompts import random_prompt
 

@@ -20,7 +20,7 @@ import torch
 
 from loopls.engine.model.generate import generate
 from loopls.engine.model.loader import load_checkpoint
-from loopls.engine.model.sampler import SamplingParams
+from loopls.engine.model.sampling_params import SamplingParams
 from loopls.engine.model.tiny import create_tiny
 from loopls.engine.serving.async_engine import AsyncEngine, EngineError
 from loopls.engine.serving.core import EngineCore
