@@ -31,8 +31,8 @@ from collections.abc import Callable
 
 from ..model import rerank
 from ..model.sampling_params import SamplingParams
-from ..serving.async_engine import RequestFrontend, RequestStream
 from ..serving.priority import Priority
+from ..serving.request_frontend import RequestFrontend, RequestStream
 from ..serving.request_output import RequestOutput
 
 _ids = itertools.count()

@@ -19,8 +19,8 @@ from typing import Any
 import httpx
 
 from ..model.sampling_params import SamplingParams
-from ..serving.async_engine import RequestStream
 from ..serving.priority import Priority
+from ..serving.request_frontend import RequestStream
 from ..serving.request_output import RequestOutput
 from .base import BackendConfig, BackendError, BackendInfo, checked_prompt
 from .checkpoint_info import read_checkpoint_info

@@ -17,8 +17,8 @@ import time
 from typing import Any
 
 from ..model.sampling_params import SamplingParams
-from ..serving.async_engine import RequestStream
 from ..serving.priority import Priority
+from ..serving.request_frontend import RequestStream
 from ..serving.request_output import RequestOutput
 from ..model.models import DEFAULT_MODEL
 from .base import BackendConfig, BackendError, BackendInfo, checked_prompt

@@ -27,8 +27,8 @@ from typing import Any
 
 from ..model.config import ModelConfig
 from ..model.sampling_params import SamplingParams
-from .async_engine import EngineError, RequestFrontend
 from .core import check_prompt_ids
+from .request_frontend import EngineError, RequestFrontend
 from .request_output import RequestOutput
 from .scheduler import Admission
 from .standby import StandbyProcess

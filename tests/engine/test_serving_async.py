@@ -8,7 +8,8 @@ import threading
 import pytest
 import torch
 
-from loopls.engine.serving.async_engine import AsyncEngine, EngineError
+from loopls.engine.serving.async_engine import AsyncEngine
+from loopls.engine.serving.request_frontend import EngineError
 from loopls.engine.model.generate import generate
 from loopls.engine.serving.runner import ModelRunner
 from loopls.engine.model.sampling_params import SamplingParams
