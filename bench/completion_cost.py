@@ -38,7 +38,7 @@ from pathlib import Path
 from loopls.engine.backends.base import BackendConfig
 from loopls.engine.backends import native
 from loopls.engine.backends.native import load_native
-from loopls.engine.model.sampler import SamplingParams
+from loopls.engine.model.sampling_params import SamplingParams
 from loopls.lsp.cli import SWITCH_INTERVAL_S
 
 ROOT = Path(__file__).resolve().parents[1]

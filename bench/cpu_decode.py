@@ -63,7 +63,7 @@ def measure(prompt_tokens: int, steps: int, model_name: str | None, profile: boo
 
     from loopls.engine.model.loader import load_checkpoint
     from loopls.engine.model.models import resolve_model_name
-    from loopls.engine.model.sampler import SamplingParams
+    from loopls.engine.model.sampling_params import SamplingParams
     from loopls.engine.serving.core import EngineCore
     from loopls.engine.serving.scheduler import SchedulerConfig
 

@@ -35,7 +35,7 @@ from torch import nn
 from loopls.engine.model.generate import generate
 from loopls.engine.model.loader import load_checkpoint
 from loopls.engine.model.models import resolve_model_name
-from loopls.engine.model.sampler import SamplingParams
+from loopls.engine.model.sampling_params import SamplingParams
 
 ROOT = Path(__file__).resolve().parents[1]
 

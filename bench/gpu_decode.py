@@ -105,7 +105,7 @@ def serving(model: CausalLM, batch: int, prompt: int, new: int) -> tuple[float, 
     """The language server's path: the serving core (paged KV, continuous batching), plain
     greedy without speculation. (prefill seconds for all, decode tokens/s per sequence)"""
     from loopls.engine.serving.core import EngineCore
-    from loopls.engine.model.sampler import SamplingParams
+    from loopls.engine.model.sampling_params import SamplingParams
     from loopls.engine.serving.scheduler import SchedulerConfig
 
     block = 16

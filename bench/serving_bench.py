@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from gpu_decode import build, copy_bandwidth, hf_peer, make_config, spin_up, weight_bytes
-from loopls.engine.model.sampler import SamplingParams
+from loopls.engine.model.sampling_params import SamplingParams
 from loopls.engine.serving.core import EngineCore
 from loopls.engine.serving.memory import plan_pool
 from loopls.engine.serving.scheduler import SchedulerConfig

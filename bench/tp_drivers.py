@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 from loopls.engine.model.collectives import model_all_reduce
 from loopls.engine.model.layers import decode_gemm_of
-from loopls.engine.model.sampler import SamplingParams
+from loopls.engine.model.sampling_params import SamplingParams
 from loopls.kernels.ops import attention_splits
 
 from kernel_env import graph_us

@@ -34,7 +34,7 @@ from loopls.engine.serving.async_engine import AsyncEngine
 from loopls.engine.model.config import ModelConfig
 from loopls.engine.model.loader import load_checkpoint
 from loopls.engine.model.transformer import CausalLM
-from loopls.engine.model.sampler import SamplingParams
+from loopls.engine.model.sampling_params import SamplingParams
 from loopls.engine.serving.scheduler import SchedulerConfig
 from loopls.engine.model.tiny import create_tiny
 

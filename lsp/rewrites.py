@@ -15,7 +15,7 @@ from pygls.exceptions import JsonRpcException
 from loopls.context.refactor import RewriteOffer, Source, build_prompt
 from loopls.engine.backends import Backend, BackendError
 from loopls.engine.backends.base import Priority, SamplingParams
-from loopls.engine.model.generate import cut_at_stop
+from loopls.engine.model.stop_strings import cut_at_stop
 
 from .context_features import ContextHost
 from .model_host import ModelUnavailable, guard_prompt

@@ -11,24 +11,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+# The config and the interface import no torch (the language server, the options and the
+# command line use them; a bad setting is reported in milliseconds): the backends themselves
+# are imported on demand by load_backend.
+from .base import Backend, BackendInfo, LoadStop, Stream
 from .config import BACKENDS, CPU_WEIGHTS, BackendConfig, BackendError
 
 if TYPE_CHECKING:
     from ..serving.standby import StandbyProcess
-    from .base import Backend, BackendInfo, LoadStop, Stream
-
-# The interface types import the engine (torch); the options and the command line only need
-# the config, so they are loaded on first use (PEP 562) and a bad setting is reported in
-# milliseconds, not after torch has loaded.
-_INTERFACE = ("Backend", "BackendInfo", "LoadStop", "Stream")
-
-
-def __getattr__(name: str) -> object:
-    if name in _INTERFACE:
-        from . import base
-
-        return getattr(base, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def load_backend(config: BackendConfig, stop: LoadStop | None = None,

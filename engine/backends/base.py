@@ -14,10 +14,10 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from ..model.sampler import SamplingParams
+from ..model.sampling_params import SamplingParams
 from ..model.tokenizer import Tokenizer
-from ..serving.async_engine import RequestOutput
-from ..serving.sequence import Priority
+from ..serving.priority import Priority
+from ..serving.request_output import RequestOutput
 from .config import BACKENDS, BackendConfig, BackendError
 
 

@@ -30,9 +30,10 @@ import time
 from collections.abc import Callable
 
 from ..model import rerank
-from ..model.sampler import SamplingParams
-from ..serving.async_engine import RequestFrontend, RequestOutput, RequestStream
-from ..serving.sequence import Priority
+from ..model.sampling_params import SamplingParams
+from ..serving.priority import Priority
+from ..serving.request_frontend import RequestFrontend, RequestStream
+from ..serving.request_output import RequestOutput
 
 _ids = itertools.count()
 

@@ -7,7 +7,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..model.loader import CheckpointError, resolve_checkpoint
+from ..model.checkpoint import CheckpointError, resolve_checkpoint
 from ..model.models import resolve_model_name
 from ..model.tokenizer import Tokenizer, TokenizerError
 from .base import BackendError

@@ -15,16 +15,18 @@ from typing import Any
 import torch
 
 from ..model.config import ModelConfig
-from ..model.loader import CheckpointError, load_checkpoint, load_tensor_parallel, read_checkpoint
+from ..model.checkpoint import CheckpointError, read_checkpoint
+from ..model.loader import load_checkpoint, load_tensor_parallel
 from ..model.models import DEFAULT_MODEL, resolve_model_name
 from ..model.parallel import TensorParallelError, check_tp_size
-from ..model.sampler import SamplingParams
+from ..model.sampling_params import SamplingParams
 from ..model.tokenizer import Tokenizer
-from ..serving.async_engine import AsyncEngine, EngineError, RequestFrontend, RequestStream
+from ..serving.async_engine import AsyncEngine
 from ..serving.memory import plan_pool
 from ..serving.parallel_engine import ParallelEngine
+from ..serving.priority import Priority
+from ..serving.request_frontend import EngineError, RequestFrontend, RequestStream
 from ..serving.scheduler import SchedulerConfig
-from ..serving.sequence import Priority
 from ..serving.standby import StandbyProcess
 from ..serving.workers import WorkerSpec
 from .base import BackendConfig, BackendError, BackendInfo, LoadStop

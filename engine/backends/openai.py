@@ -18,9 +18,10 @@ from typing import Any
 
 import httpx
 
-from ..model.sampler import SamplingParams
-from ..serving.async_engine import RequestOutput, RequestStream
-from ..serving.sequence import Priority
+from ..model.sampling_params import SamplingParams
+from ..serving.priority import Priority
+from ..serving.request_frontend import RequestStream
+from ..serving.request_output import RequestOutput
 from .base import BackendConfig, BackendError, BackendInfo, checked_prompt
 from .checkpoint_info import read_checkpoint_info
 from .sse import SseError, read_completion_events

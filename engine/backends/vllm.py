@@ -16,9 +16,10 @@ import threading
 import time
 from typing import Any
 
-from ..model.sampler import SamplingParams
-from ..serving.async_engine import RequestOutput, RequestStream
-from ..serving.sequence import Priority
+from ..model.sampling_params import SamplingParams
+from ..serving.priority import Priority
+from ..serving.request_frontend import RequestStream
+from ..serving.request_output import RequestOutput
 from ..model.models import DEFAULT_MODEL
 from .base import BackendConfig, BackendError, BackendInfo, checked_prompt
 from .checkpoint_info import CheckpointInfo, read_checkpoint_info

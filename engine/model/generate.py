@@ -12,7 +12,9 @@ import torch
 from .cache import KVCache
 from .loader import LoadedModel
 from .parallel import broadcast_token
-from .sampler import SamplingParams, sample
+from .sampler import sample
+from .sampling_params import SamplingParams
+from .stop_strings import cut_at_stop, held_back
 from .tokenizer import Tokenizer
 
 
@@ -27,19 +29,6 @@ class Generation:
     finish_reason: str  # "stop" | "length" | "cancelled"
     prompt_tokens: int
     timings: dict[str, float] = field(default_factory=dict)
-
-
-def cut_at_stop(text: str, stops: tuple[str, ...]) -> tuple[str, bool]:
-    """`text` up to the first stop string, and whether one was found."""
-    cut = min((i for i in (text.find(s) for s in stops if s) if i >= 0), default=-1)
-    return (text[:cut], True) if cut >= 0 else (text, False)
-
-
-def _held_back(text: str, stops: tuple[str, ...]) -> int:
-    """How many trailing characters might still become a stop string (or a whole character)."""
-    if text.endswith("\ufffd"):
-        return len(text)  # half of a multi-byte character: wait for the rest
-    return max((k for s in stops for k in range(1, len(s)) if text.endswith(s[:k])), default=0)
 
 
 class TextStream:
@@ -66,7 +55,7 @@ class TextStream:
         if not full.endswith("\ufffd"):
             self._stable, self._context, self._pending = full, new_id, []
         self.text, stopped = cut_at_stop(full, self._stops)
-        self._emit(len(self.text) if stopped else len(self.text) - _held_back(self.text, self._stops))
+        self._emit(len(self.text) if stopped else len(self.text) - held_back(self.text, self._stops))
         return stopped
 
     def finish(self) -> None:

@@ -14,12 +14,12 @@ from pathlib import Path
 
 import torch
 
-from .config import ConfigError, ModelConfig
-from .hub import HubError, resolve_hub_id
+from .checkpoint import CheckpointError, read_checkpoint
+from .config import ModelConfig
 from .int8 import quantize_model
 from .transformer import CausalLM
 from .parallel import Shard, apply_tensor_parallel, local_device, set_parameter, shard_rule
-from .tokenizer import Tokenizer, TokenizerError
+from .tokenizer import Tokenizer
 
 DTYPES = {
     "float32": torch.float32, "fp32": torch.float32,
@@ -28,10 +28,6 @@ DTYPES = {
 }
 # Buffers that some exporters save but that the model recomputes.
 _IGNORED_SUFFIXES = ("rotary_emb.inv_freq",)
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that cannot be loaded; the message names the path and what is wrong."""
 
 
 @dataclass
@@ -44,22 +40,6 @@ class LoadedModel:
     device: torch.device
     untrained: bool  # a random-weight checkpoint made by `loopls model create-tiny`
     tp_size: int = 1  # ranks the model is split over (parallel.py); 1 = whole model here
-
-
-def resolve_checkpoint(name: str | Path) -> Path:
-    """A folder path, or a hub id `owner/name` found in the local Hugging Face cache (offline)."""
-    path = Path(name).expanduser()
-    if path.exists():
-        if not path.is_dir():
-            raise CheckpointError(f"{path}: not a checkpoint folder (expected a directory)")
-        return path
-    text = str(name)
-    if text.count("/") == 1 and not text.startswith((".", "/", "~")):
-        try:
-            return resolve_hub_id(text)
-        except HubError as exc:
-            raise CheckpointError(str(exc)) from None
-    raise CheckpointError(f"{path}: no such checkpoint folder")
 
 
 def _weight_files(folder: Path) -> list[Path]:
@@ -164,36 +144,6 @@ def load_checkpoint(
         quantize_model(model)
     tp_size = shard.world if shard is not None else 1
     return LoadedModel(folder, config, model, tokenizer, torch_dtype, device, meta.untrained, tp_size)
-
-
-@dataclass
-class CheckpointInfo:
-    """A checkpoint's folder, configuration and tokenizer: everything but the weights."""
-
-    path: Path
-    config: ModelConfig
-    tokenizer: Tokenizer
-    untrained: bool  # a random-weight checkpoint made by `loopls model create-tiny`
-
-
-def read_checkpoint(name: str | Path) -> CheckpointInfo:
-    """Resolve `name` and read its config.json and tokenizer (no weights)."""
-    folder = resolve_checkpoint(name)
-    config_path = folder / "config.json"
-    if not config_path.is_file():
-        raise CheckpointError(f"{folder}: missing config.json")
-    try:
-        config = ModelConfig.from_file(config_path)  # its errors start with the path
-        raw_config = json.loads(config_path.read_text(encoding="utf-8"))
-    except ConfigError as exc:
-        raise CheckpointError(str(exc)) from None
-    except (OSError, ValueError) as exc:  # changed on disk since it was read
-        raise CheckpointError(f"{config_path}: {exc}") from None
-    try:
-        tokenizer = Tokenizer.from_folder(folder)
-    except TokenizerError as exc:
-        raise CheckpointError(str(exc)) from None
-    return CheckpointInfo(folder, config, tokenizer, bool(raw_config.get("loopls_untrained", False)))
 
 
 def _check_names_and_shapes(

@@ -26,7 +26,7 @@ from starlette.routing import Route
 
 from ..backends.base import Backend, RequestOutput, Stream
 from ..model.generate import TextStream
-from ..serving.async_engine import EngineError
+from ..serving.request_frontend import EngineError
 from .chat import ChatTemplate
 from .metrics import CONTENT_TYPE, ServerMetrics
 from .protocol import EngineRequest, RequestError, chunk_body, error_body, new_id, parse_request, response_body, usage

@@ -12,7 +12,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from ..model.sampler import SamplingParams
+from ..model.sampling_params import SamplingParams
 from ..model.tokenizer import Tokenizer
 from .chat import ChatError, ChatTemplate
 

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from ..model.attention import AttentionMetadata
-from ..model.sampler import SamplingParams
+from ..model.sampling_params import SamplingParams
 from .scheduler import ScheduledSeq, StepPlan
 from .sequence import Sequence
 

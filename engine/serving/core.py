@@ -27,9 +27,10 @@ from ..model.transformer import ForwardStopped
 from .block_tables import BlockTables
 from .blocks import BlockPool
 from .runner import Launched, ModelRunner
-from ..model.sampler import SamplingParams
+from ..model.sampling_params import SamplingParams
 from .scheduler import AdmissionError, ScheduledSeq, Scheduler, SchedulerConfig, StepPlan
-from .sequence import Priority, Sequence
+from .priority import Priority
+from .sequence import Sequence
 from .spec import PromptLookup
 
 log = logging.getLogger("loopls.engine")

@@ -27,7 +27,8 @@ from loopls.kernels.ops import triton_available
 
 from ..model.attention import PagedKV, PagedStore, graph_capturable
 from ..model.layers import decode_gemm_of, fuse_projections, use_decode_gemm
-from ..model.sampler import SamplingParams, sample_rows
+from ..model.sampler import sample_rows
+from ..model.sampling_params import SamplingParams
 from ..model.vocab_parallel import VocabShard, ban_, gather_logits, shard_argmax, shard_logits
 from .batch import HostStep, apply_feed, unpack, upload
 from .graphs import DecodeGraphs

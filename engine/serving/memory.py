@@ -33,7 +33,7 @@ from dataclasses import dataclass
 import torch
 
 from ..model.attention import PagedKV
-from ..model.sampler import SamplingParams
+from ..model.sampling_params import SamplingParams
 from .core import EngineCore
 from .scheduler import SchedulerConfig
 

@@ -26,9 +26,10 @@ import time
 from typing import Any
 
 from ..model.config import ModelConfig
-from ..model.sampler import SamplingParams
-from .async_engine import EngineError, RequestFrontend, RequestOutput
+from ..model.sampling_params import SamplingParams
 from .core import check_prompt_ids
+from .request_frontend import EngineError, RequestFrontend
+from .request_output import RequestOutput
 from .scheduler import Admission
 from .standby import StandbyProcess
 from .worker_group import WorkerDied, WorkerGroup

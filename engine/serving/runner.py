@@ -34,7 +34,7 @@ import torch
 
 from ..model.attention import PagedKV
 from ..model.config import ModelConfig
-from ..model.sampler import SamplingParams
+from ..model.sampling_params import SamplingParams
 from .batch import HostStep, StepBuilder, is_plain_decode
 from .executor import StepExecutor
 from .graphs import DecodeGraphs

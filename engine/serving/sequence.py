@@ -9,18 +9,8 @@ from dataclasses import dataclass, field
 import torch
 
 from .blocks import ROOT_HASH
-from ..model.sampler import SamplingParams
-
-
-class Priority(enum.IntEnum):
-    """Lower value is served first: what the user is waiting on beats what they asked for
-    beats the line they are typing on (its prompt prefilled ahead of their pause) beats what
-    runs in the background."""
-
-    INLINE = 0
-    CODE_ACTION = 1
-    TYPING = 2
-    BACKGROUND = 3
+from ..model.sampling_params import SamplingParams
+from .priority import Priority
 
 
 class Status(enum.Enum):

@@ -78,7 +78,7 @@ def run_index(args: argparse.Namespace) -> int:
 
 
 def load_tokenizer(model: str | None):
-    from loopls.engine.model.loader import CheckpointError, resolve_checkpoint
+    from loopls.engine.model.checkpoint import CheckpointError, resolve_checkpoint
     from loopls.engine.model.models import resolve_model_name
     from loopls.engine.model.tokenizer import Tokenizer, TokenizerError
 

@@ -12,7 +12,7 @@ from loopls.context.languages import Languages
 from loopls.context.refactor import Refactoring, Source, build_prompt, finish_rewrite, rewrite_offers
 from loopls.engine.backends import BackendConfig
 from loopls.engine.backends.base import Priority
-from loopls.engine.model.generate import cut_at_stop
+from loopls.engine.model.stop_strings import cut_at_stop
 
 from ..model_host import ModelHost, guard_prompt
 from ..rewrites import UNTRAINED_HINT, rewrite_request

@@ -7,6 +7,7 @@ import asyncio
 import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 import pytest_lsp
@@ -148,3 +149,25 @@ async def test_dead_server_gives_one_message_and_completions_come_back(client: L
     assert result.items and result.items[0].insert_text
     assert any("answers again" in m.message for m in client.log_messages)
     assert len([m for m in client.messages if "completions are failing" in m.message]) == 1
+
+
+async def test_a_server_on_a_remote_model_never_imports_torch(loopls_server: ServerProcess) -> None:
+    """With the `openai` backend the model runs elsewhere: the server reads the tokenizer and
+    streams over HTTP, and has no torch mapped once the model is ready and has answered."""
+    client = pytest_lsp.make_test_lsp_client()
+    await client.start_io(*SERVER)
+    try:
+        await client.initialize_session(types.InitializeParams(
+            capabilities=types.ClientCapabilities(), root_uri="file:///tmp/loopls-remote",
+            initialization_options={"model": {"backend": "openai", "url": loopls_server.url, "name": "tiny",
+                                              "timeout": 20}, "completion": {"maxTokens": 4}}))
+        _open(client)
+        result = await client.text_document_inline_completion_async(_inline())
+        assert isinstance(result, types.InlineCompletionList) and result.items[0].insert_text
+        assert (await _status(client))["model"].loaded
+        maps = Path(f"/proc/{client._server.pid}/maps").read_text()
+        assert "/libtorch" not in maps, "the language server imported torch"
+        assert "/libtorch" in Path(f"/proc/{loopls_server.proc.pid}/maps").read_text()  # the check sees it there
+    finally:
+        await client.shutdown_session()
+        await client.stop()

@@ -12,7 +12,7 @@ import pytest
 
 from backend_servers import ServerProcess, free_port, loopls_serve
 from loopls.engine.model.generate import generate
-from loopls.engine.model.sampler import SamplingParams
+from loopls.engine.model.sampling_params import SamplingParams
 
 KEY = "test-key-1234"
 PROMPT = [5, 6, 7, 8, 9, 10, 11, 12]

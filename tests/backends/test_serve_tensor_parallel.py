@@ -10,7 +10,7 @@ import httpx
 
 from backend_servers import free_port, loopls_serve
 from loopls.engine.model.generate import generate
-from loopls.engine.model.sampler import SamplingParams
+from loopls.engine.model.sampling_params import SamplingParams
 
 PROMPT = [5, 6, 7, 8, 9, 10, 11, 12]
 

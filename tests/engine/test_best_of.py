@@ -15,7 +15,7 @@ from loopls.engine.backends.native import NativeBackend
 from loopls.engine.model import rerank
 from loopls.engine.model.cache import KVCache
 from loopls.engine.model.generate import generate
-from loopls.engine.model.sampler import SamplingParams
+from loopls.engine.model.sampling_params import SamplingParams
 from loopls.engine.serving.async_engine import AsyncEngine
 from loopls.engine.serving.scheduler import SchedulerConfig
 

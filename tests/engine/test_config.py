@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from loopls.engine.model.config import ConfigError, ModelConfig
-from loopls.engine.model.loader import CheckpointError, load_checkpoint
+from loopls.engine.model.checkpoint import CheckpointError
+from loopls.engine.model.loader import load_checkpoint
 
 BASE = {
     "model_type": "iquestloopcoder", "vocab_size": 512, "hidden_size": 64, "intermediate_size": 128,

@@ -7,10 +7,12 @@ import subprocess
 import sys
 
 ENGINE_MODULES = (
-    "model.attention", "model.cache", "model.config", "model.generate", "model.hub", "model.layers",
-    "model.loader", "model.models", "model.parallel", "model.sampler", "model.tiny", "model.tokenizer",
+    "model.attention", "model.cache", "model.checkpoint", "model.config", "model.generate", "model.hub", "model.layers",
+    "model.loader", "model.models", "model.parallel", "model.sampler", "model.sampling_params",
+    "model.stop_strings", "model.tiny", "model.tokenizer",
     "model.transformer", "serving.async_engine", "serving.batch", "serving.block_tables",
-    "serving.blocks", "serving.core", "serving.graphs", "serving.runner", "serving.scheduler",
+    "serving.blocks", "serving.core", "serving.graphs", "serving.priority", "serving.request_frontend", "serving.request_output",
+    "serving.runner", "serving.scheduler",
     "serving.sequence", "serving.spec",
     "backends", "backends.base", "backends.checkpoint_info", "backends.native", "backends.openai",
     "backends.sse", "backends.vllm", "server", "server.app", "server.chat", "server.metrics",

@@ -17,11 +17,12 @@ import pytest
 import torch
 
 from loopls.engine.backends import BackendConfig, load_backend
-from loopls.engine.model.sampler import SamplingParams
+from loopls.engine.model.sampling_params import SamplingParams
 from loopls.engine.model.tiny import create_tiny
-from loopls.engine.serving.async_engine import AsyncEngine, EngineError
+from loopls.engine.serving.async_engine import AsyncEngine
+from loopls.engine.serving.request_frontend import EngineError
 from loopls.engine.serving.parallel_engine import ParallelEngine
-from loopls.engine.serving.sequence import Priority
+from loopls.engine.serving.priority import Priority
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,8 @@ import torch
 
 from loopls.engine.model.generate import GenerationError, generate
 from loopls.engine.model.loader import load_checkpoint
-from loopls.engine.model.sampler import SamplingParams, sample, sample_rows
+from loopls.engine.model.sampler import sample, sample_rows
+from loopls.engine.model.sampling_params import SamplingParams
 from loopls.engine.model.tiny import create_tiny
 
 

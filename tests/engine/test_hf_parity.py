@@ -74,7 +74,7 @@ def test_token_by_token_decode_matches_transformers(pair) -> None:
 @torch.inference_mode()
 def test_greedy_tokens_match_transformers_generate(pair) -> None:
     from loopls.engine.model.generate import generate
-    from loopls.engine.model.sampler import SamplingParams
+    from loopls.engine.model.sampling_params import SamplingParams
 
     lm, hf = pair
     prompt = lm.tokenizer.encode("def add(a, b):\n    return")

@@ -15,10 +15,11 @@ import torch.nn.functional as F
 from loopls.engine.backends import BackendConfig, BackendError, load_backend
 from loopls.engine.model.cache import KVCache
 from loopls.engine.model.int8 import PREFILL_ROWS, Int8Linear, quantize_rows
-from loopls.engine.model.loader import CheckpointError, load_checkpoint
+from loopls.engine.model.checkpoint import CheckpointError
+from loopls.engine.model.loader import load_checkpoint
 from loopls.engine.model.models import resolve_model_name
 from loopls.engine.model.parallel import Shard
-from loopls.engine.model.sampler import SamplingParams
+from loopls.engine.model.sampling_params import SamplingParams
 from loopls.engine.model.tiny import ARCHES, create_tiny
 
 # Written for this test: a prompt of a few hundred tokens in the shipped model's language.

@@ -15,7 +15,8 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from loopls.engine.model.cache import KVCache
-from loopls.engine.model.loader import CheckpointError, load_checkpoint
+from loopls.engine.model.checkpoint import CheckpointError
+from loopls.engine.model.loader import load_checkpoint
 from loopls.engine.model.tiny import create_tiny
 from loopls.engine.model.transformer import CausalLM
 

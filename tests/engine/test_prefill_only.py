@@ -10,13 +10,13 @@ import pytest
 from loopls.engine.backends.base import checked_prompt
 from loopls.engine.model.generate import generate
 from loopls.engine.model.loader import load_checkpoint
-from loopls.engine.model.sampler import SamplingParams
+from loopls.engine.model.sampling_params import SamplingParams
 from loopls.engine.model.tiny import create_tiny
 from loopls.engine.serving.async_engine import AsyncEngine
 from loopls.engine.serving.core import EngineCore
 from loopls.engine.serving.ranks import post
 from loopls.engine.serving.scheduler import SchedulerConfig
-from loopls.engine.serving.sequence import Priority
+from loopls.engine.serving.priority import Priority
 from loopls.engine.serving.workers import Interrupt
 
 from random_prompts import random_prompt

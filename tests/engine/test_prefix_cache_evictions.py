@@ -19,12 +19,12 @@ import pytest
 
 from loopls.engine.model.generate import generate
 from loopls.engine.model.loader import load_checkpoint
-from loopls.engine.model.sampler import SamplingParams
+from loopls.engine.model.sampling_params import SamplingParams
 from loopls.engine.model.tiny import create_tiny
 from loopls.engine.serving.blocks import ROOT_HASH, BlockPool
 from loopls.engine.serving.core import EngineCore
 from loopls.engine.serving.scheduler import SchedulerConfig
-from loopls.engine.serving.sequence import Priority
+from loopls.engine.serving.priority import Priority
 
 from random_prompts import random_prompt
 from core_steps import drain

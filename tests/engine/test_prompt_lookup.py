@@ -7,7 +7,7 @@ those of plain decoding.
 
 from __future__ import annotations
 
-from loopls.engine.model.sampler import SamplingParams
+from loopls.engine.model.sampling_params import SamplingParams
 from loopls.engine.serving.core import EngineCore
 from loopls.engine.serving.scheduler import SchedulerConfig
 from loopls.engine.serving.sequence import Sequence

@@ -11,8 +11,9 @@ import pytest
 import torch
 
 from loopls.engine.model.generate import GenerationError, generate
-from loopls.engine.model.loader import CheckpointError, load_checkpoint
-from loopls.engine.model.sampler import SamplingParams
+from loopls.engine.model.checkpoint import CheckpointError
+from loopls.engine.model.loader import load_checkpoint
+from loopls.engine.model.sampling_params import SamplingParams
 from loopls.engine.model.tiny import create_tiny
 
 

@@ -8,12 +8,13 @@ import threading
 import pytest
 import torch
 
-from loopls.engine.serving.async_engine import AsyncEngine, EngineError
+from loopls.engine.serving.async_engine import AsyncEngine
+from loopls.engine.serving.request_frontend import EngineError
 from loopls.engine.model.generate import generate
 from loopls.engine.serving.runner import ModelRunner
-from loopls.engine.model.sampler import SamplingParams
+from loopls.engine.model.sampling_params import SamplingParams
 from loopls.engine.serving.scheduler import AdmissionError, SchedulerConfig
-from loopls.engine.serving.sequence import Priority
+from loopls.engine.serving.priority import Priority
 
 from random_prompts import random_prompt
 

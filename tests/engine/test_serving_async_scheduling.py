@@ -20,9 +20,10 @@ import torch
 
 from loopls.engine.model.generate import generate
 from loopls.engine.model.loader import load_checkpoint
-from loopls.engine.model.sampler import SamplingParams
+from loopls.engine.model.sampling_params import SamplingParams
 from loopls.engine.model.tiny import create_tiny
-from loopls.engine.serving.async_engine import AsyncEngine, EngineError
+from loopls.engine.serving.async_engine import AsyncEngine
+from loopls.engine.serving.request_frontend import EngineError
 from loopls.engine.serving.core import EngineCore
 from loopls.engine.serving.runner import ModelRunner
 from loopls.engine.serving.scheduler import SchedulerConfig

@@ -14,7 +14,7 @@ from loopls.engine.model.attention import AttentionMetadata, PagedKV, PagedStore
 from loopls.engine.model.cache import KVCache
 from loopls.engine.model.generate import generate
 from loopls.engine.model.loader import load_checkpoint
-from loopls.engine.model.sampler import SamplingParams
+from loopls.engine.model.sampling_params import SamplingParams
 from loopls.engine.model.tiny import create_tiny
 from loopls.engine.serving.core import EngineCore
 from loopls.engine.serving.scheduler import SchedulerConfig

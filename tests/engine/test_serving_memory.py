@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from loopls.engine.model.loader import load_checkpoint
-from loopls.engine.model.sampler import SamplingParams
+from loopls.engine.model.sampling_params import SamplingParams
 from loopls.engine.model.tiny import create_tiny
 from loopls.engine.serving.core import EngineCore
 from loopls.engine.serving.memory import plan_pool
@@ -24,7 +24,7 @@ _OOM_CHILD = textwrap.dedent('''
     import json, resource, sys
     import torch
     from loopls.engine.model.loader import load_checkpoint
-    from loopls.engine.model.sampler import SamplingParams
+    from loopls.engine.model.sampling_params import SamplingParams
     from loopls.engine.serving.core import EngineCore
     from loopls.engine.serving.scheduler import SchedulerConfig
 

@@ -11,9 +11,9 @@ from loopls.engine.serving.blocks import BlockPool, OutOfBlocks, chain_hash, ROO
 from loopls.engine.serving.core import EngineCore
 from loopls.engine.model.generate import generate
 from loopls.engine.model.loader import load_checkpoint
-from loopls.engine.model.sampler import SamplingParams
+from loopls.engine.model.sampling_params import SamplingParams
 from loopls.engine.serving.scheduler import AdmissionError, SchedulerConfig
-from loopls.engine.serving.sequence import Priority
+from loopls.engine.serving.priority import Priority
 from loopls.engine.model.tiny import create_tiny
 from core_steps import drain
 

@@ -15,7 +15,7 @@ from loopls.engine.model.config import ModelConfig
 from loopls.engine.model.generate import generate
 from loopls.engine.model.loader import load_checkpoint
 from loopls.engine.model.parallel import TensorParallelError, check_tp_size
-from loopls.engine.model.sampler import SamplingParams
+from loopls.engine.model.sampling_params import SamplingParams
 from loopls.engine.model.tiny import create_tiny
 
 CASES = {

@@ -12,8 +12,9 @@ import pytest
 import sentencepiece as spm
 
 from loopls.engine.model.generate import generate
-from loopls.engine.model.loader import CheckpointError, load_checkpoint
-from loopls.engine.model.sampler import SamplingParams
+from loopls.engine.model.checkpoint import CheckpointError
+from loopls.engine.model.loader import load_checkpoint
+from loopls.engine.model.sampling_params import SamplingParams
 from loopls.engine.model.tiny import CHAT_TEMPLATE, SPECIAL_TOKENS, create_tiny
 
 CODE = [

@@ -21,9 +21,9 @@ import torch
 from loopls.engine.backends import BackendConfig, BackendError, load_backend
 from loopls.engine.model.cache import KVCache
 from loopls.engine.model.loader import load_checkpoint, load_tensor_parallel
-from loopls.engine.model.sampler import SamplingParams
+from loopls.engine.model.sampling_params import SamplingParams
 from loopls.engine.model.tiny import create_tiny
-from loopls.engine.serving.async_engine import EngineError
+from loopls.engine.serving.request_frontend import EngineError
 from loopls.engine.serving.batch import StepBuilder, TableMirror
 from loopls.engine.serving.core import EngineCore
 from loopls.engine.serving.parallel_engine import ParallelEngine

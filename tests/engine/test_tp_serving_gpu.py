@@ -25,7 +25,7 @@ import torch
 
 from loopls.engine.model.config import ModelConfig
 from loopls.engine.model.random_weights import random_shard
-from loopls.engine.model.sampler import SamplingParams
+from loopls.engine.model.sampling_params import SamplingParams
 from loopls.engine.serving.scheduler import SchedulerConfig
 from loopls.engine.serving.worker_group import run_driver
 from loopls.engine.serving.workers import MULTICAST_OFF, WorkerSpec

@@ -13,7 +13,8 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from loopls.engine.model.sampler import SamplingParams, sample_rows
+from loopls.engine.model.sampler import sample_rows
+from loopls.engine.model.sampling_params import SamplingParams
 from loopls.engine.model.vocab_parallel import (
     VocabShard, ban_, gather_logits, kth_largest, shard_argmax, shard_logits,
 )

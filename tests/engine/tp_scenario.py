@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import torch
 
-from loopls.engine.model.sampler import SamplingParams
+from loopls.engine.model.sampling_params import SamplingParams
 from loopls.engine.serving.core import EngineCore
 
 GREEDY = SamplingParams(max_tokens=12, min_tokens=12)

@@ -7,6 +7,7 @@ starting (shutdown and exit, exit alone, its client gone) leaves no process and 
 The engine process is started before the client's `initialize` (its imports overlap the
 server's start) and the model loads in it; a model that cannot load, or a server that ends
 (or is killed) before `initialize`, leaves no engine process.
+The server answers `initialize` without torch in its process (only the engine process imports it).
 
 The model is a scripted checkpoint, whose greedy text does not hang on the last bits of a
 logit: the server warms prompts up in other chunks than `loopls complete` computes them, and
@@ -28,7 +29,8 @@ from pathlib import Path
 
 import pytest
 from lsprotocol import types
-from lsp_session import inline_params, insert, open_document, session, status, wait_for_state
+from pytest_lsp import make_test_lsp_client
+from lsp_session import SERVER, inline_params, insert, open_document, session, status, wait_for_state
 from marked_processes import gone_within
 from raw_lsp import RawServer
 from scripted_model import create_scripted
@@ -248,3 +250,30 @@ def test_a_server_ending_before_initialize_leaves_no_engine_process(tmp_path, en
         assert left_over, f"the engine process {early} outlived the server"
     finally:
         server.close()
+
+
+def maps_torch(pid: int) -> bool:
+    """Whether the process `pid` has torch's libraries mapped (has imported torch)."""
+    return "/libtorch" in Path(f"/proc/{pid}/maps").read_text()
+
+
+@pytest.mark.timeout(300)
+async def test_the_server_answers_initialize_without_torch_which_only_its_engine_process_imports(tmp_path) -> None:
+    client = make_test_lsp_client()
+    await client.start_io(*SERVER)
+    try:
+        server = client._server.pid
+        # initialize_session without its `initialized` (which starts the model load): what is
+        # checked is the server as it answers `initialize`
+        client.capabilities = types.ClientCapabilities()
+        result = await client.initialize_async(types.InitializeParams(
+            capabilities=client.capabilities, process_id=os.getpid(), root_uri=tmp_path.as_uri()))
+        assert result.server_info.name == "loopls"
+        assert not maps_torch(server), "the server imported torch before it answered initialize"
+        (engine,) = engine_processes(server)
+        # the check sees torch where it is: the engine process imports it at once
+        _wait_for(lambda: maps_torch(engine), 120, "the engine process never imported torch")
+        assert not maps_torch(server)
+    finally:
+        await client.shutdown_session()
+        await client.stop()

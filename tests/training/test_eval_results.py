@@ -80,7 +80,7 @@ def test_the_error_probe_continues_the_top_first_tokens_and_its_first_is_greedy(
     from loopls.engine.model.generate import generate
     from loopls.engine.model.loader import load_checkpoint
     from loopls.engine.model.models import default_model_dir
-    from loopls.engine.model.sampler import SamplingParams
+    from loopls.engine.model.sampling_params import SamplingParams
 
     lm = load_checkpoint(default_model_dir(), "cpu", "float32")
     ids = lm.tokenizer.encode("import os\n\n\ndef home():\n    return os.")
