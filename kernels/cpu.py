@@ -6,10 +6,11 @@ decode step, whose single query sees every key it gathers. On a CPU every op cos
 microseconds of dispatch and a slot-by-slot gather of 2K keys costs as much as the attention
 itself, 12 times per token for a 4-layer Loop model. Here, with the reference's semantics:
 
-- keys are gathered a block at a time (`index_select` of block ids: whole contiguous blocks)
-  and only the blocks a query can see (the window's blocks for a sliding window);
-- a decode step (one query per sequence) gathers the blocks of every sequence with one
-  `index_select` and uses no mask: its query sees every key gathered;
+- keys are read a block at a time and only the blocks a query can see (the window's blocks
+  for a sliding window); blocks of consecutive ids (the block pool hands a growing table the
+  id after its last block when it can, engine/serving/blocks.py) are one slice of the cache,
+  read in place; other tables are gathered (`index_select` of block ids: whole blocks);
+- a decode step (one query per sequence) uses no mask: its query sees every key read;
 - a prefill chunk keeps the reference's causal (and window) mask.
 
 Each `scaled_dot_product_attention` call gets the reference's values with the reference's
@@ -94,8 +95,13 @@ def _key_span(seq_len: int, first_q: int, window: int, block_size: int) -> tuple
     return first, (seq_len - 1) // block_size + 1 - first, lo - first * block_size
 
 
-def _gather(cache: torch.Tensor, blocks: torch.Tensor) -> torch.Tensor:
-    """Whole blocks [k] of a cache -> their rows [k * block_size, KVH, D] (one contiguous copy)."""
+def key_rows(cache: torch.Tensor, blocks: torch.Tensor) -> torch.Tensor:
+    """Whole blocks [k] of a cache -> their rows [k * block_size, KVH, D], contiguous: a view of
+    the cache when the ids are consecutive (ascending), else a copy (one `index_select`)."""
+    ids = blocks.numpy()
+    first = int(ids[0])
+    if int(ids[-1]) - first == len(ids) - 1 and (len(ids) < 3 or bool((ids[1:] - ids[:-1] == 1).all())):
+        return cache[first:first + len(ids)].flatten(0, 1)
     return cache.index_select(0, blocks).flatten(0, 1)
 
 
@@ -103,23 +109,18 @@ def _decode(
     q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, block_tables: torch.Tensor,
     lens: list[int], seqs: list[tuple[int, int, int]], scale: float, window: int, out: torch.Tensor,
 ) -> None:
-    """One query per sequence: every gathered key is visible, so no mask (an all-true mask
-    gives the same bits). One gather for the batch, then one attention call per sequence:
-    a batched call rounds differently from the reference's per-sequence calls."""
+    """One query per sequence: every key read is visible, so no mask (an all-true mask gives
+    the same bits). One attention call per sequence: a batched call rounds differently from
+    the reference's per-sequence calls."""
     bs, kvh, d = k_cache.shape[1], k_cache.shape[2], k_cache.shape[3]
-    spans = [_key_span(lens[b], lens[b] - 1, window, bs) for b, _, _ in seqs]
-    parts = [block_tables[b, first:first + count] for (b, _, _), (first, count, _) in zip(seqs, spans)]
-    blocks = parts[0] if len(parts) == 1 else torch.cat(parts)
-    k, v = _gather(k_cache, blocks), _gather(v_cache, blocks)  # [blocks * bs, KVH, D]
     h = q.shape[1]
-    at = 0
-    for (b, lo, _), (first, count, skip) in zip(seqs, spans):
-        keys = slice(at + skip, at + lens[b] - first * bs)
-        at += count * bs
+    for b, lo, _ in seqs:
+        first, count, skip = _key_span(lens[b], lens[b] - 1, window, bs)
+        blocks = block_tables[b, first:first + count]
+        keys = slice(skip, lens[b] - first * bs)
+        k, v = key_rows(k_cache, blocks)[keys], key_rows(v_cache, blocks)[keys]  # [S, KVH, D]
         folded = q[lo:lo + 1].view(1, kvh, h // kvh, d)  # [1, KVH, G, D], as the reference folds
-        o = F.scaled_dot_product_attention(
-            folded, k[keys].transpose(0, 1)[None], v[keys].transpose(0, 1)[None], scale=scale
-        )
+        o = F.scaled_dot_product_attention(folded, k.transpose(0, 1)[None], v.transpose(0, 1)[None], scale=scale)
         out[lo:lo + 1] = o.reshape(1, h, d)
 
 
@@ -132,11 +133,11 @@ def _attend_chunk(
     scale: float,
     window: int,
 ) -> torch.Tensor:  # [T, H, D]
-    """The reference's `_attend_one` with whole-block gathers (same keys, same mask)."""
+    """The reference's `_attend_one` over whole blocks (same keys, same mask)."""
     bs = k_cache.shape[1]
     first, count, skip = _key_span(seq_len, seq_len - q.shape[0], window, bs)
     blocks = table[first:first + count]
     size = seq_len - (first * bs + skip)
-    k = _gather(k_cache, blocks)[skip:skip + size].transpose(0, 1)  # [KVH, S, D]
-    v = _gather(v_cache, blocks)[skip:skip + size].transpose(0, 1)
+    k = key_rows(k_cache, blocks)[skip:skip + size].transpose(0, 1)  # [KVH, S, D]
+    v = key_rows(v_cache, blocks)[skip:skip + size].transpose(0, 1)
     return attend_keys(q, k, v, first * bs + skip, seq_len, scale, window)
