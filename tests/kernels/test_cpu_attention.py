@@ -1,9 +1,11 @@
 """The CPU path of the attention ops (kernels/cpu.py) against the plain-torch reference: the
-same bits, fp32, for decode steps (batched and ragged), prefill chunks and Loop windows, over
-blocks scattered in the pool (gathered) and over tables of consecutive block ids (read in place)."""
+same bits, fp32, for K/V writes, decode steps (batched and ragged), prefill chunks and Loop
+windows, over blocks scattered in the pool (gathered) and over tables of consecutive block ids
+(read in place)."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from kernel_cases import PagedCase, make_paged_case, poisoned_like
@@ -107,12 +109,25 @@ def test_a_decode_step_reads_only_the_blocks_it_sees() -> None:
 
 
 def test_consecutive_blocks_are_read_in_place_and_others_gathered() -> None:
-    cache = torch.randn(8, 4, 2, 16)
+    k_cache, v_cache = torch.randn(8, 4, 2, 16), torch.randn(8, 4, 2, 16)
     for ids in ([3], [2, 3, 4, 5], [0, 1, 2, 3, 4, 5, 6, 7]):
-        rows = cpu.key_rows(cache, torch.tensor(ids, dtype=torch.int32))
-        assert rows.data_ptr() == cache[ids[0]].data_ptr()  # a view: no copy of the keys
-        assert torch.equal(rows, cache[ids].flatten(0, 1)) and rows.stride() == (32, 16, 1)
+        k, v = cpu.key_rows(k_cache, v_cache, np.array(ids, dtype=np.int32))
+        assert k.data_ptr() == k_cache[ids[0]].data_ptr() and v.data_ptr() == v_cache[ids[0]].data_ptr()  # views
+        assert torch.equal(k, k_cache[ids].flatten(0, 1)) and torch.equal(v, v_cache[ids].flatten(0, 1))
+        assert k.stride() == v.stride() == (32, 16, 1)
     for ids in ([3, 2], [2, 4, 5], [1, 3, 2, 4], [5, 6, 5, 6]):  # descending, a gap, out of order
-        rows = cpu.key_rows(cache, torch.tensor(ids, dtype=torch.int64))
-        assert rows.data_ptr() != cache[ids[0]].data_ptr()
-        assert torch.equal(rows, cache[ids].flatten(0, 1)) and rows.stride() == (32, 16, 1)
+        k, v = cpu.key_rows(k_cache, v_cache, np.array(ids, dtype=np.int64))
+        assert k.data_ptr() != k_cache[ids[0]].data_ptr() and v.data_ptr() != v_cache[ids[0]].data_ptr()
+        assert torch.equal(k, k_cache[ids].flatten(0, 1)) and torch.equal(v, v_cache[ids].flatten(0, 1))
+        assert k.stride() == v.stride() == (32, 16, 1)
+
+
+@pytest.mark.parametrize("slots", [[5, 0, 63, 17], [5, -1, 40, -3]], ids=["every-slot", "skipped-slots"])
+@pytest.mark.parametrize("index_dtype", [torch.int32, torch.int64], ids=str)
+def test_write_kv_gives_the_reference_cache(generator, slots, index_dtype) -> None:
+    k, v = torch.randn(4, 2, 16, generator=generator), torch.randn(4, 2, 16, generator=generator)
+    caches = [torch.randn(4, 16, 2, 16, generator=generator) for _ in range(2)]
+    ref = [c.clone() for c in caches]
+    cpu.write_kv(*caches, k, v, torch.tensor(slots, dtype=index_dtype))
+    reference.write_kv(*ref, k, v, torch.tensor(slots, dtype=index_dtype))
+    assert all(torch.equal(a, b) for a, b in zip(caches, ref))
