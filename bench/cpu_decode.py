@@ -15,7 +15,7 @@ keystroke: a prefill-only warm-up of the context (max_tokens 0), then a request 
 context plus a short new tail (`--tail` tokens, cut from another file), timed from its
 submission to its first token. The prefix cache serves the context's full blocks only, so the
 request computes the tail and the context's last, partly filled block: the row is the median
-over contexts of 8 lengths (the prompt's length minus 0, 5, ..., 35 tokens: the partial block
+over contexts of 16 lengths (the prompt's length minus 0, 3, ..., 45 tokens: the partial block
 takes every size), and says how many tokens the request computed (median).
 
 `--block-sizes` gives the KV block size of the rows, one set of rows per size (default: the
@@ -124,11 +124,11 @@ def measure(prompt_tokens: int, steps: int, model_name: str | None, profile: boo
 
 def _first_token(core, prompt: list[int], tail: list[int]) -> dict:
     """A keystroke's request: warm `context` (prefill-only), then time `context + tail` to its
-    first token, over contexts of 8 lengths (shortest first: each warm-up extends the last)."""
+    first token, over contexts of 16 lengths (shortest first: each warm-up extends the last)."""
     from loopls.engine.model.sampler import SamplingParams
 
     wall, cpu, computed, tokens = [], [], [], []
-    for i, cut in enumerate(range(35, -1, -5)):
+    for i, cut in enumerate(range(45, -1, -3)):
         context = prompt[:len(prompt) - cut]
         core.add(f"warm{i}", context, SamplingParams(max_tokens=0))
         while core.has_work:
