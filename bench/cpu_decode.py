@@ -2,6 +2,7 @@
 
     python bench/cpu_decode.py [--before COMMIT|PATH] [--rounds 3] [--transposed] [--int8] [--model NAME]
                                [--prompt 1000] [--steps 60] [--block-sizes 16,8,4] [--tail 6] [--profile]
+    python bench/cpu_decode.py --first-token-sizes 16,8,4,2 [--int8] [--rounds 3] [--prompt 2000] [--tail 6]
 
 Loads the model (fp32, one torch thread: as the language server's engine runs it) and drives
 the serving core directly: a ~1K-token prompt cut from loopls' own `context/*.py`, prefilled,
@@ -20,6 +21,12 @@ takes every size), and says how many tokens the request computed (median).
 
 `--block-sizes` gives the KV block size of the rows, one set of rows per size (default: the
 size each tree's language server uses on a CPU).
+
+`--first-token-sizes 16,8,4` compares block sizes for the first token alone, in one process
+over this tree (int8 with `--int8`): one engine per size, the same keystrokes taking turns
+between them (`--rounds` contexts of 16 lengths each, cut at other places of the sources), so
+the machine's load falls on every size alike; the rows give the CPU time to the first token
+(median, mean, quartiles), the tokens computed, and the CPU time of the 3 decode steps after it.
 
 `--before` runs the same measurement on another tree (a commit, checked out in a temporary
 git worktree, or a folder holding a loopls source tree) in the same run: the trees take
@@ -125,29 +132,66 @@ def measure(prompt_tokens: int, steps: int, model_name: str | None, profile: boo
 def _first_token(core, prompt: list[int], tail: list[int]) -> dict:
     """A keystroke's request: warm `context` (prefill-only), then time `context + tail` to its
     first token, over contexts of 16 lengths (shortest first: each warm-up extends the last)."""
+    got = _keystrokes({0: core}, [prompt], tail, 1)[0]
+    return {"batch": "first token", "wall_ms": statistics.median(got["wall"]), "cpu_ms": statistics.median(got["cpu"]),
+            "computed": statistics.median(got["computed"]),
+            "tokens": hashlib.sha1(json.dumps(got["tokens"]).encode()).hexdigest()[:10], "load": os.getloadavg()[0]}
+
+
+def _keystrokes(cores: dict, prompts: list[list[int]], tail: list[int], max_tokens: int) -> dict:
+    """Per core: warm each context of each prompt (its last 0, 3, ..., 45 tokens cut), then time a
+    request of the context + `tail` to its first token (ms) and its decode steps after it (CPU
+    ms); the cores take turns keystroke by keystroke."""
     from loopls.engine.model.sampler import SamplingParams
 
-    wall, cpu, computed, tokens = [], [], [], []
-    for i, cut in enumerate(range(45, -1, -3)):
-        context = prompt[:len(prompt) - cut]
-        core.add(f"warm{i}", context, SamplingParams(max_tokens=0))
-        while core.has_work:
-            core.step()
-        w, c = time.perf_counter(), time.thread_time()
-        seq = core.add(f"key{i}", context + tail, SamplingParams(max_tokens=1, temperature=0.0))
-        new: list[int] = []
-        while not new:
-            for event in core.step():
-                new.extend(event.new_tokens)
-        wall.append(time.perf_counter() - w)
-        cpu.append(time.thread_time() - c)
-        computed.append(len(context) + len(tail) - seq.metrics.cached_tokens)
-        tokens.append(new[0])
-        while core.has_work:
-            core.step()
-    return {"batch": "first token", "wall_ms": 1000 * statistics.median(wall), "cpu_ms": 1000 * statistics.median(cpu),
-            "computed": statistics.median(computed),
-            "tokens": hashlib.sha1(json.dumps(tokens).encode()).hexdigest()[:10], "load": os.getloadavg()[0]}
+    out = {key: {"wall": [], "cpu": [], "computed": [], "tokens": [], "steps": []} for key in cores}
+    for p, prompt in enumerate(prompts):
+        for i, cut in enumerate(range(45, -1, -3)):
+            context = prompt[:len(prompt) - cut]
+            for key, core in cores.items():
+                got = out[key]
+                core.add(f"warm{p}.{i}", context, SamplingParams(max_tokens=0))
+                while core.has_work:
+                    core.step()
+                w, c = time.perf_counter(), time.thread_time()
+                seq = core.add(f"key{p}.{i}", context + tail,
+                               SamplingParams(max_tokens=max_tokens, min_tokens=max_tokens, temperature=0.0))
+                new: list[int] = []
+                while not new:
+                    for event in core.step():
+                        new.extend(event.new_tokens)
+                got["wall"].append(1000 * (time.perf_counter() - w))
+                got["cpu"].append(1000 * (time.thread_time() - c))
+                got["computed"].append(len(context) + len(tail) - seq.metrics.cached_tokens)
+                got["tokens"].append(new[0])
+                while core.has_work:
+                    c = time.thread_time()
+                    core.step()
+                    got["steps"].append(1000 * (time.thread_time() - c))
+    return out
+
+
+def compare_sizes(sizes: list[int], prompt_tokens: int, model_name: str | None, int8: bool, tail: int,
+                  rounds: int) -> dict:
+    """`--first-token-sizes` in a worker process over one tree: one engine per block size."""
+    import torch
+
+    from loopls.engine.model.loader import load_checkpoint
+    from loopls.engine.model.models import resolve_model_name
+    from loopls.engine.serving.core import EngineCore
+    from loopls.engine.serving.scheduler import SchedulerConfig
+
+    torch.set_num_threads(1)
+    lm = load_checkpoint(resolve_model_name(model_name), device="cpu", dtype="float32",
+                         **({"int8_weights": True} if int8 else {}))
+    text = lm.tokenizer.encode("".join(p.read_text(encoding="utf-8") for p in sorted((ROOT / "context").glob("*.py"))))
+    other = lm.tokenizer.encode("".join(p.read_text(encoding="utf-8") for p in sorted((ROOT / "lsp").glob("*.py"))))
+    cores = {bs: EngineCore(lm.model, SchedulerConfig(num_blocks=-(-65536 // bs), block_size=bs,
+                                                      num_speculative_tokens=0), eos_ids=()) for bs in sizes}
+    prompts = [text[r * 37:r * 37 + prompt_tokens] for r in range(rounds)]  # no prompt shares another's start
+    got = _keystrokes(cores, prompts, other[:tail], 4)
+    return {str(bs): {"cpu": got[bs]["cpu"], "computed": got[bs]["computed"], "steps": got[bs]["steps"]}
+            for bs in sizes}
 
 
 def _transpose(model):
@@ -224,6 +268,10 @@ def _profile(core, step, model, floor: bool = True) -> dict:
 
 def worker(args: argparse.Namespace) -> None:
     _use_tree(args.tree)
+    if args.first_token_sizes:
+        sizes = [int(x) for x in args.first_token_sizes.split(",")]
+        print(json.dumps(compare_sizes(sizes, args.prompt, args.model, args.variant == "int8", args.tail, args.rounds)))
+        return
     block_size = args.block_size or _server_block_size()
     print(json.dumps(measure(args.prompt, args.steps, args.model, args.profile, args.variant, block_size, args.tail)))
 
@@ -257,6 +305,7 @@ def main() -> None:
     ap.add_argument("--int8", action="store_true", help="rows with int8 weights (cpu_weights int8), every tree")
     ap.add_argument("--block-sizes", default="", help="KV block sizes, comma-separated (default: the server's)")
     ap.add_argument("--tail", type=int, default=6, help="new tokens of the first-token row's request")
+    ap.add_argument("--first-token-sizes", default="", help="compare these block sizes' first tokens, in one process")
     ap.add_argument("--block-size", type=int, default=0, help=argparse.SUPPRESS)
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--variant", default="", help=argparse.SUPPRESS)
@@ -264,6 +313,9 @@ def main() -> None:
     args = ap.parse_args()
     if args.worker:
         worker(args)
+        return
+    if args.first_token_sizes:
+        first_token_sizes(args)
         return
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -331,6 +383,30 @@ def main() -> None:
         finally:
             if worktree is not None:
                 subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(worktree)], check=False)
+
+
+def first_token_sizes(args: argparse.Namespace) -> None:
+    """`--first-token-sizes`: one worker process over this tree, the sizes taking turns."""
+    with tempfile.TemporaryDirectory() as tmp:
+        tree, _ = source_tree(str(ROOT), Path(tmp))
+        load = os.getloadavg()[0]
+        cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", "--tree", str(tree), "--prompt",
+               str(args.prompt), "--tail", str(args.tail), "--rounds", str(args.rounds), "--first-token-sizes",
+               args.first_token_sizes, "--variant", "int8" if args.int8 else ""]
+        cmd += ["--model", args.model] if args.model else []
+        done = subprocess.run(cmd, capture_output=True, text=True, check=True)
+        got = json.loads(done.stdout.strip().splitlines()[-1])
+    print(f"# {platform.node()}: {os.cpu_count()} CPUs; {time.strftime('%Y-%m-%d %H:%M %Z')}; "
+          f"{'int8' if args.int8 else 'fp32'}, one torch thread, prompts of {args.prompt} tokens, tail {args.tail}; "
+          f"load {load:.2f} -> {os.getloadavg()[0]:.2f}")
+    print("| block size | keystrokes | first token CPU ms: median | mean | quartiles | tokens computed (median) "
+          "| decode step CPU ms (median) |")
+    print("|---|---|---|---|---|---|---|")
+    for size, row in got.items():
+        cpu = sorted(row["cpu"])
+        print(f"| {size} | {len(cpu)} | {statistics.median(cpu):.1f} | {statistics.mean(cpu):.1f} | "
+              f"{cpu[len(cpu) // 4]:.1f}-{cpu[3 * len(cpu) // 4]:.1f} | {statistics.median(row['computed']):.0f} | "
+              f"{statistics.median(row['steps']):.2f} |")
 
 
 if __name__ == "__main__":
