@@ -340,7 +340,8 @@ def main() -> None:
                   f"prompt {args.prompt} tokens, "
                   f"{args.steps} decode steps per row (medians), no drafts; first token: tail {args.tail} tokens",
                   flush=True)
-            print("| tree | block size | sequences | ms / step | CPU ms / step | CPU ms / token | greedy tokens | load |")
+            print("| tree | block size | sequences | ms / step | CPU ms / step | CPU ms / token | greedy tokens "
+                  "| load |")
             print("|---|---|---|---|---|---|---|---|")
             runs: list[list[dict]] = [[] for _ in cases]
             for r in range(args.rounds):
@@ -364,13 +365,14 @@ def main() -> None:
                         per = "-"
                     else:
                         what, per = str(row["batch"]), f"{cpu / row['batch']:.1f}"
-                    print(f"| {name} | {tree_runs[0]['block_size']} | {what} | {wall:.1f} | {cpu:.1f} | {per} | {same} | "
-                          f"{min(loads):.2f}-{max(loads):.2f} |", flush=True)
+                    print(f"| {name} | {tree_runs[0]['block_size']} | {what} | {wall:.1f} | {cpu:.1f} | {per} | "
+                          f"{same} | {min(loads):.2f}-{max(loads):.2f} |", flush=True)
             for (name, _, _, _), tree_runs in zip(cases, runs):
                 prof = tree_runs[-1].get("profile")
                 if not prof:
                     continue
-                print(f"\n# {name}, block size {tree_runs[-1]['block_size']}, one sequence's step: {prof['aten_ms']:.1f} ms of op self time (profiler)"
+                print(f"\n# {name}, block size {tree_runs[-1]['block_size']}, one sequence's step: "
+                      f"{prof['aten_ms']:.1f} ms of op self time (profiler)"
                       + ("" if "floor" not in prof else
                       f"; the step's products alone over the model's {prof['weights_mb']:.0f} MB of fp32 weights (CPU ms): "
                       + ", ".join(f"{k} {v:.1f}" for k, v in prof["floor"].items())
