@@ -1,8 +1,8 @@
 """The kernels' one entry point for the engine: checked arguments, then Triton or the reference.
 
 CUDA tensors go to the Triton kernels when `triton` imports. CPU tensors take the plain-torch
-reference (reference.py), whose paged and Loop attention come in the CPU path's version
-(cpu.py: the reference's bits in fewer ops); a GPU machine without Triton takes the
+reference (reference.py), whose K/V write and paged and Loop attention come in the CPU path's
+version (cpu.py: the reference's bits in fewer ops); a GPU machine without Triton takes the
 reference. All have the same signatures and semantics, and all check their arguments first
 (checks.py) and fail with a ValueError naming the argument.
 
@@ -79,7 +79,7 @@ def write_kv(
 ) -> None:
     """Write the new tokens' K/V into their cache slots (in place)."""
     check_write_kv(k_cache, v_cache, k, v, slots)
-    impl = _kernel("kv_write", k, v) or reference
+    impl = _kernel("kv_write", k, v) or (cpu if slots.device.type == "cpu" else reference)
     impl.write_kv(k_cache, v_cache, k, v, slots)
 
 

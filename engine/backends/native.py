@@ -33,6 +33,12 @@ from .base import BackendConfig, BackendError, BackendInfo, LoadStop
 from .best_of import BestOfStream
 
 BLOCK_SIZE = 16
+# On a CPU: a request after a warm-up computes its new tokens and the part of the context's
+# last block the prefix cache does not hold (it keeps whole blocks), and a CPU step's cost
+# grows with every token it computes (about 1.4 ms each for the default model, int8): blocks
+# of 4 leave 0-3 such tokens instead of 0-15 (first token 25 against 34 ms CPU, the decode
+# step the same; blocks of 2 cost more in bookkeeping than they save: docs/benchmarks.md).
+CPU_BLOCK_SIZE = 4
 # CPU: room for this many full-budget prompts at once (the prefix cache keeps the rest).
 _CPU_PROMPTS = 4
 CPU_PREFILL_ONLY_CHUNK = 128  # tokens per step of a warm-up (SchedulerConfig.prefill_only_chunk)
@@ -98,10 +104,10 @@ def pick_device(device: str) -> str:
     return device
 
 
-def cpu_pool_blocks(config: ModelConfig, context_tokens: int) -> int:
+def cpu_pool_blocks(config: ModelConfig, context_tokens: int, block_size: int = CPU_BLOCK_SIZE) -> int:
     """KV blocks on a CPU: room for a few prompts (the plain-torch attention gathers keys)."""
     tokens = min(config.max_position_embeddings, context_tokens + 4096) * _CPU_PROMPTS
-    return -(-tokens // BLOCK_SIZE)
+    return -(-tokens // block_size)
 
 
 def cpu_threads() -> int:
@@ -134,13 +140,15 @@ def load_native(config: BackendConfig, stop: LoadStop | None = None,
     except (CheckpointError, OSError, ValueError, RuntimeError) as exc:  # RuntimeError: e.g. an unusable device
         raise BackendError(str(exc)) from None
     if lm.device.type == "cuda":
-        blocks = max(plan_pool(lm.model, SchedulerConfig(block_size=BLOCK_SIZE)).num_blocks, 1)
+        block_size = BLOCK_SIZE
+        blocks = max(plan_pool(lm.model, SchedulerConfig(block_size=block_size)).num_blocks, 1)
     else:
+        block_size = CPU_BLOCK_SIZE
         blocks = cpu_pool_blocks(lm.config, context_tokens)
         torch.set_num_threads(cpu_threads())  # process-wide: the engine is this process's only torch user
     # On a CPU a warm-up's chunk is short: a generation arriving mid-chunk waits for it.
     chunk = CPU_PREFILL_ONLY_CHUNK if lm.device.type == "cpu" else None
-    engine = AsyncEngine.from_loaded(lm, SchedulerConfig(num_blocks=blocks, block_size=BLOCK_SIZE,
+    engine = AsyncEngine.from_loaded(lm, SchedulerConfig(num_blocks=blocks, block_size=block_size,
                                                          prefill_only_chunk=chunk))
     engine.start()
     info = BackendInfo(backend="native", model=str(model_name or DEFAULT_MODEL), path=str(lm.path),
@@ -162,8 +170,9 @@ def _load_workers(model_name: str | None, device: str, context_tokens: int, worl
         raise BackendError(str(exc)) from None
     kind, first = _parallel_devices(pick_device(device), world)
     chunk = CPU_PREFILL_ONLY_CHUNK if kind == "cpu" else None
-    scheduler = SchedulerConfig(num_blocks=cpu_pool_blocks(meta.config, context_tokens), block_size=BLOCK_SIZE,
-                                prefill_only_chunk=chunk)
+    block_size = CPU_BLOCK_SIZE if kind == "cpu" else BLOCK_SIZE
+    scheduler = SchedulerConfig(num_blocks=cpu_pool_blocks(meta.config, context_tokens, block_size),
+                                block_size=block_size, prefill_only_chunk=chunk)
     spec = WorkerSpec(
         factory=functools.partial(load_tensor_parallel, str(meta.path), int8_weights=int8_weights), world=world,
         device=kind,

@@ -39,9 +39,10 @@ class BlockTables:
             return
         if len(seq.window_tables) != self.loops:
             seq.window_tables = [[] for _ in range(self.loops)]
-        seq.block_table.extend(self.pool.allocate(need))
+        # Consecutive ids where the pool can (blocks.py): loop 0's table is read whole every step.
+        seq.block_table.extend(self.pool.allocate(need, after=seq.block_table[-1] if seq.block_table else -1))
         for table in seq.window_tables:
-            table.extend(self.pool.allocate(need))
+            table.extend(self.pool.allocate(need, top=True))
 
     def release(self, seq: Sequence) -> None:
         """Give back every block the sequence holds: window blocks first, then loop 0's

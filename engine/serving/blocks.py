@@ -22,6 +22,13 @@ evicted first, and the prefix must stay findable after that. An older copy that 
 the newer one is published is only a plain free block from then on, given out before any
 cached block; copies still in use stay indexed beside it, and a lookup takes any of them.
 
+Consecutive ids: a table whose blocks have consecutive ids is one slice of the cache, which
+the CPU attention reads in place instead of gathering it (kernels/cpu.py). So an allocation
+for a table (`allocate(n, after=...)`) takes the id after the table's last block when that
+block is free and holds no cached prefix, and starts a new run at the lowest such id; a Loop
+window table (`top=True`) takes the highest such ids, away from the loop-0 runs. These choose
+only among blocks holding nothing: which cached blocks are evicted, and when, is the LRU's.
+
 Window blocks of a Loop model are cached too, keyed by the hash of the prefix up to their
 block and their loop (`window_hash`): a prefix hit needs the window blocks just before it.
 They are released as the window moves on, long before the loop-0 blocks beside them; when a
@@ -31,6 +38,7 @@ they are not evicted while the prefix they serve is still cached.
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import struct
 from collections import OrderedDict
@@ -76,6 +84,7 @@ class BlockPool:
         self.blocks = [Block(i) for i in range(num_blocks)]
         # LRU order: front = evicted first. Holds every block with ref_count 0.
         self._free: OrderedDict[int, None] = OrderedDict((i, None) for i in range(num_blocks))
+        self._plain = list(range(num_blocks))  # the free blocks holding no cached prefix, sorted
         # key -> the blocks holding it (identical contents: the same prefix computed twice)
         self._cached: dict[bytes, dict[int, None]] = {}
         self._num_cached = 0
@@ -102,20 +111,43 @@ class BlockPool:
         return n <= len(self._free)
 
     # -- allocation ----------------------------------------------------------------------
-    def allocate(self, n: int) -> list[int]:
-        """n fresh blocks (ref_count 1), evicting least recently released cached blocks."""
+    def allocate(self, n: int, after: int | None = None, top: bool = False) -> list[int]:
+        """n fresh blocks (ref_count 1), evicting least recently released cached blocks.
+
+        While free blocks holding no cached prefix are left, a table's blocks come from them:
+        with `after` (the table's last block, -1 for an empty table) a run of consecutive ids
+        that goes on from it where it can, else from the lowest id; with `top` the highest ids."""
         if n > len(self._free):
             raise OutOfBlocks(f"asked for {n} blocks, {len(self._free)} free")
         out = []
         for _ in range(n):
-            block_id, _ = self._free.popitem(last=False)
+            if after is not None and self._plain:
+                nxt = after + 1
+                block_id = nxt if nxt < self.num_blocks and self._free_plain(nxt) else self._plain[0]
+                after = block_id
+            elif top and self._plain:
+                block_id = self._plain[-1]
+            else:
+                block_id = next(iter(self._free))
+            del self._free[block_id]
             block = self.blocks[block_id]
             if block.hash is not None:
                 self._uncache(block)
                 self.evictions += 1
+            else:
+                self._drop_plain(block_id)
             block.ref_count = 1
             out.append(block_id)
         return out
+
+    def _free_plain(self, block_id: int) -> bool:
+        block = self.blocks[block_id]
+        return block.ref_count == 0 and block.hash is None
+
+    def _drop_plain(self, block_id: int) -> None:
+        at = bisect.bisect_left(self._plain, block_id)
+        if at < len(self._plain) and self._plain[at] == block_id:
+            del self._plain[at]
 
     def free(self, block_ids: list[int], window_loops: int = 0) -> None:
         """Drop one reference to each block. Blocks at zero join the back of the free list
@@ -135,6 +167,7 @@ class BlockPool:
                 self._free[block_id] = None
                 if block.hash is None:
                     self._free.move_to_end(block_id, last=False)
+                    bisect.insort(self._plain, block_id)
             if window_loops and block.hash is not None and block.loop == 0:
                 for loop in range(1, window_loops + 1):
                     for window_id in self._cached.get(window_hash(block.hash, loop), ()):
@@ -174,6 +207,7 @@ class BlockPool:
         for other in [b for b in self._cached.get(key, ()) if self.blocks[b].ref_count == 0]:
             self._uncache(self.blocks[other])
             self._free.move_to_end(other, last=False)
+            bisect.insort(self._plain, other)
         self._cached.setdefault(key, {})[block_id] = None
         block.hash, block.parent_hash, block.tokens, block.loop = key, parent, chunk, loop
         self._num_cached += 1
@@ -205,6 +239,8 @@ class BlockPool:
         block = self.blocks[block_id]
         if block.ref_count == 0:
             del self._free[block_id]
+            if block.hash is None:
+                self._drop_plain(block_id)
         block.ref_count += 1
 
     def _uncache(self, block: Block) -> None:
@@ -219,8 +255,9 @@ class BlockPool:
     def reset_cache(self) -> None:
         """Forget every cached prefix (e.g. after a failed step left contents in doubt)."""
         for block in self.blocks:
-            if block.ref_count == 0:
+            if block.ref_count == 0 and block.hash is not None:
                 self._uncache(block)
+                bisect.insort(self._plain, block.block_id)
 
     def check_consistent(self) -> None:
         """Raise if the free list and reference counts disagree (used by tests)."""
@@ -236,3 +273,5 @@ class BlockPool:
                     raise AssertionError(f"cache index points at block {block_id} with another hash")
         if self._num_cached != sum(len(copies) for copies in self._cached.values()):
             raise AssertionError("the count of cached blocks disagrees with the index")
+        if self._plain != sorted(b for b in self._free if self.blocks[b].hash is None):
+            raise AssertionError("the list of free blocks holding no cached prefix is wrong")
