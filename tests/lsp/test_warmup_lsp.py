@@ -51,7 +51,7 @@ async def test_a_line_is_warmed_without_a_generated_token_and_its_request_hits_t
 
 async def test_keystrokes_on_a_warm_line_warm_the_line_so_the_pause_computes_only_its_last_block(
         tmp_path, checkpoint) -> None:
-    from loopls.engine.backends.native import BLOCK_SIZE
+    from loopls.engine.backends.native import CPU_BLOCK_SIZE as BLOCK_SIZE
 
     source = tmp_path / "app.py"
     text = BODY + "def f(values, weights):\n    \n"
