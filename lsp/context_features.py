@@ -101,16 +101,20 @@ class ContextHost:
         return sorted(set(out))
 
     def start(self) -> asyncio.Future:
-        """Build every folder not built yet; a future that is done when all are. The build is
-        queued on the project thread right away, so document events that follow apply to
-        the built project."""
+        """Build every folder not built yet (`build`); a future that is done when all are."""
+        self.build()
+        return asyncio.gather(*self.builds.values())
+
+    def build(self) -> None:
+        """Build every folder not built yet. The build is queued on the project thread right
+        away, so document events that follow apply to the built project. (No future to
+        await: one left unread would log the builds' cancellation at shutdown.)"""
         loop = asyncio.get_running_loop()
         for root in self.roots():
             if root not in self.builds:
                 token: dict[str, str] = {}  # the progress token, once the client accepted one
                 job = asyncio.wrap_future(self.thread.submit(self._build, root, token, loop))
                 self.builds[root] = asyncio.ensure_future(self._report(root, job, token))
-        return asyncio.gather(*self.builds.values())
 
     @property
     def ready(self) -> bool:
@@ -187,7 +191,7 @@ class ContextHost:
 
     def document_event(self, method: str, params: Any) -> None:
         if method == types.INITIALIZED:
-            self.start()
+            self.build()
         elif method == types.WORKSPACE_DID_CHANGE_WORKSPACE_FOLDERS:
             self._folders_changed(params)
         elif method == types.WORKSPACE_DID_CHANGE_WATCHED_FILES:
@@ -199,7 +203,7 @@ class ContextHost:
             for root, paths in by_root.items():
                 self.thread.submit(self._refresh, root, paths)
         elif method in (types.TEXT_DOCUMENT_DID_OPEN, types.TEXT_DOCUMENT_DID_CHANGE, types.TEXT_DOCUMENT_DID_CLOSE):
-            self.start()
+            self.build()
             if method == types.TEXT_DOCUMENT_DID_CLOSE:
                 self.explanations.forget(params.text_document.uri)
             # The server's document has applied the event already: the project replays its
@@ -237,7 +241,7 @@ class ContextHost:
                 self.summaries.pop(root, None)
                 self._warmed.pop(root, None)
                 self.thread.submit(self._drop, root)
-        self.start()
+        self.build()
 
     def _drop(self, root: Path) -> None:
         project = self.projects.pop(root, None)
