@@ -47,6 +47,8 @@ class SiteReader:
         line_end = min(ends) if ends else len(text)
         prefix_line, suffix_line = text[line_start:offset], text[offset:line_end]
         following = text[line_end:line_end + FOLLOWING_CHARS].lstrip("\r\n")
+        above = next((line for line in reversed(text[max(0, line_start - FOLLOWING_CHARS):line_start].splitlines())
+                      if line.strip()), "")
         start = max(0, text.rfind("\n", 0, max(0, offset - WINDOW_BEFORE)) + 1)
         window = text[start:min(len(text), offset + WINDOW_AFTER)]
         tree = self._parse(window, language) if language else None
@@ -61,11 +63,14 @@ class SiteReader:
             prefix_line=prefix_line,
             suffix_line=suffix_line,
             following=following,
+            above=above,
             multiline=_multiline(prefix_line, suffix_line, node),
             indent_unit=indent_unit(window),
             braces=braces,
             block_closed=_block_closed(node) if node is not None else _unmatched_closer(text[offset:offset + WINDOW_AFTER]),
             line_check=check,
+            literal=node is not None and _inside_literal(node),
+            enclosed=node is not None and _enclosed(node, window.count("\n", 0, offset - start)),
         )
 
     def _parse(self, window: str, language: str) -> Tree | None:
@@ -97,6 +102,18 @@ def _inside_literal(node: Node) -> bool:
     current: Node | None = node
     while current is not None:
         if any(kind in current.type for kind in _LITERAL_TYPES):
+            return True
+        current = current.parent
+    return False
+
+
+def _enclosed(node: Node, row: int) -> bool:
+    """Whether a bracket opened on a line before `row` (the cursor's, in the window) holds the
+    node: a call's arguments or a list's items written one a line."""
+    current: Node | None = node
+    while current is not None:
+        if current.child_count and current.children[0].type in ("(", "[", "{") and current.start_point[0] < row \
+                and (current.type == "object" or current.type not in _BLOCK_TYPES):
             return True
         current = current.parent
     return False
