@@ -1,7 +1,7 @@
 """What an editor would be shown at many real cursor positions, classified: garbage or not.
 
     python bench/completion_garbage.py [REPO] [--sites 300] [--seed 0] [--bare] [--threads 1]
-        [--out FILE] [--tables-only] [--examples N]
+        [--budget 1024] [--out FILE] [--tables-only] [--before FILE]
 
 REPO (default: loopls' own tree) is indexed as `loopls complete` indexes a git work tree.
 Sites are drawn from its Python files: a random non-blank line, cut at a random point between
@@ -36,7 +36,12 @@ several classes):
 Per site one JSON line goes to `--out` (resumable: sites already there are not asked again);
 the table (class: count, share of the sites shown something, one example) is printed at the
 end, and `--tables-only` prints it from the file (the classes are computed again: a changed
-classifier needs no new run).
+classifier needs no new run). `--before FILE`: another run's results over the same sites
+(the same repository, `--sites` and `--seed`; say, before a change to the filters), side by
+side with these, and how many sites lost or gained a suggestion.
+
+The prompt budget is 1024 tokens by default (the server's 2048 costs about 3 s a site on a
+2-core machine; 1024 about 1 s): `--budget 2048` for the server's own.
 """
 
 from __future__ import annotations
@@ -242,6 +247,30 @@ def table(records: list[dict]) -> list[str]:
     return out
 
 
+def paired(before: list[dict], after: list[dict]) -> list[str]:
+    """Two runs over the same sites side by side: the classes' counts, what changed per site."""
+    reader = SiteReader(Languages())
+    old = {_key(r): r for r in before}
+    pairs = [(old[_key(r)], r) for r in after if _key(r) in old]
+    classes = [({c for c in classify(a, reader)}, {c for c in classify(b, reader)}) for a, b in pairs]
+    shown = [(a["shown"] is not None, b["shown"] is not None) for a, b in pairs]
+    out = [f"{len(pairs)} sites in both runs", "", "| | before | after |", "|---|---|---|",
+           f"| shown something | {sum(a for a, _ in shown)} | {sum(b for _, b in shown)} |",
+           f"| garbage (any class) | {sum(bool(a) for a, _ in classes)} | {sum(bool(b) for _, b in classes)} |"]
+    for name in CLASSES:
+        out.append(f"| {name} | {sum(name in a for a, _ in classes)} | {sum(name in b for _, b in classes)} |")
+    changed = sum(a["shown"] != b["shown"] for a, b in pairs)
+    lost = sum(x and not y for x, y in shown)
+    gained = sum(y and not x for x, y in shown)
+    out += ["", f"suggestions that changed: {changed}; sites that showed something before and nothing after: {lost}; "
+                f"nothing before and something after: {gained}"]
+    return out
+
+
+def _key(record: dict) -> tuple:
+    return record["path"], record["line"], record["column"], record["closers"]
+
+
 def _example(record: dict) -> str:
     doc, offset = record["document"], record["offset"]
     start = doc.rfind("\n", 0, offset) + 1
@@ -259,7 +288,7 @@ def _records(path: Path) -> list[dict]:
 
 async def scan(repo: Path, index: Project, sites: list[ScanSite], out: Path, bare: bool, threads: int,
                budget: int) -> None:
-    done = {(r["path"], r["line"], r["column"], r["closers"]) for r in _records(out)}
+    done = {_key(r) for r in _records(out)}
     options = CompletionOptions(context_tokens=budget)
     with ThreadPoolExecutor(1, thread_name_prefix="loopls-prepare") as thread:
         models = ModelHost(thread)
@@ -287,7 +316,7 @@ async def scan(repo: Path, index: Project, sites: list[ScanSite], out: Path, bar
         try:
             with out.open("a", encoding="utf-8") as sink:
                 for k, site in enumerate(sites):
-                    if (site.path, site.line, site.column, site.closers) in done:
+                    if (site.path, site.line, site.column, site.closers) in done:  # see _key
                         continue
                     text, offset = document(index, site)
                     path = repo / site.path
@@ -319,11 +348,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sites", type=int, default=300)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--budget", type=int, default=1024,
-                    help="completion.contextTokens: the prompt's budget (the server's default is 2048, which takes about 3 s a site)")
+                    help="completion.contextTokens, the prompt's budget (the server's default: 2048)")
     ap.add_argument("--bare", action="store_true", help="the buffer alone as the prompt (no context engine)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (1 on a shared machine)")
     ap.add_argument("--out", type=Path, default=Path("completion-garbage.jsonl"), help="results (resumable)")
     ap.add_argument("--tables-only", action="store_true", help="classify the results file, run nothing")
+    ap.add_argument("--before", type=Path, help="another run's results over the same sites: a paired table")
     args = ap.parse_args(argv)
     if not args.tables_only:
         index = Project(args.repo, Path(tempfile.mkdtemp(prefix="loopls-garbage-")))
@@ -333,6 +363,8 @@ def main(argv: list[str] | None = None) -> int:
         asyncio.run(scan(args.repo, index, sites, args.out, args.bare, args.threads, args.budget))
         print(f"{len(sites)} sites in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
     print("\n".join(table(_records(args.out))))
+    if args.before:
+        print("\n" + "\n".join(paired(_records(args.before), _records(args.out))))
     return 0
 
 

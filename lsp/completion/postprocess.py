@@ -122,15 +122,16 @@ def sound_start(text: str, site: Site) -> Suggestion | None:
     lead = text[:len(text) - len(body)] if "\n" in text else ""
     body = body if lead else text
     before = "" if lead else site.prefix_line
+    enclosed = site.enclosed and not lead  # the next line may be out of the brackets
     left_open = _first_left_open(body)
-    if "\n" in body or (left_open is None and not dangles(before, body, site)):
+    if "\n" in body or (left_open is None and not dangles(before, body, site, enclosed)):
         return None  # nothing left open or dangling: a start of it is no better
     # the check rejects a line that leaves a bracket open: no start past it is tried
     end = left_open if site.line_check is not None and left_open is not None else len(body)
     tried = 0
     for token in reversed(list(_TOKEN.finditer(body[:end]))):
         head, replace = (body[:token.end()], 0) if lead else balance_brackets(body[:token.end()], site)
-        if not _OPERAND_END.search(head) or dangles(before, head, site) or head == body:
+        if not _OPERAND_END.search(head) or dangles(before, head, site, enclosed) or head == body:
             continue
         # it must add something to the line, not only type over the closers after the cursor
         # (`f(a|):` + `):` is not `)`)
@@ -147,19 +148,21 @@ def sound_start(text: str, site: Site) -> Suggestion | None:
 def _stops_short(text: str, site: Site) -> bool:
     """Whether the last line of the single-line site's `text` dangles (`dangles`)."""
     if "\n" in text:
-        return dangles("", text[text.rfind("\n") + 1:], site)
-    return dangles(site.prefix_line, text, site)
+        return dangles("", text[text.rfind("\n") + 1:], site, False)
+    return dangles(site.prefix_line, text, site, site.enclosed)
 
 
-def dangles(before: str, text: str, site: Site) -> bool:
+def dangles(before: str, text: str, site: Site, enclosed: bool) -> bool:
     """Whether the line `before` + `text` ends in code (not in a string or a comment) with an
     operator, a comma, a dot, an opening bracket or a keyword that wants an operand after it
-    (`x =`, `f(a,`, `append(`, `if a and`; not `...` nor `import *`, nor a comma that ends an
-    item of a list or call written one item a line, `enclosed`)."""
-    line = before + text
+    (`x =`, `f(a,`, `append(`, `if a and`; not `...` nor `import *`; nor, when the line is
+    `enclosed` in brackets opened on an earlier line, a comma that ends an item of a list or
+    call written one item a line; nor, in a language of braces, a block's `{` or a `>` that
+    ends a type or a tag: `if (x) {`, `Vec<u8>`, `<div>`)."""
+    line = (before + text).rstrip()
     if site.literal or not _DANGLING_END.search(line) or _NOT_DANGLING.search(line):
         return False
-    if site.enclosed and before is site.prefix_line and line.rstrip().endswith(","):
+    if (enclosed and line.endswith(",")) or (site.braces and line.endswith(("{", ">"))):
         return False
     quote = None
     i = 0

@@ -224,6 +224,8 @@ def test_a_line_that_did_not_parse_before_is_cut_back_to_an_operand() -> None:
     assert docstring.literal and finish(" b,", docstring, 8).text == " b,"  # prose in a string
     end = Site("    y = x", "", "", False, "    ", False, False)
     assert finish("\n    return y +", end, 8).text == "\n    return y"  # the next line, cut in that line
+    braces, _ = site_of("function f(x) {\n  if (x|\n}\n", "javascript")
+    assert finish(") {", braces, 8).text == ") {" and finish(") &&", braces, 8).text == ")"  # a block's `{` is no loose end
 
 
 def test_an_item_of_a_list_written_one_a_line_keeps_its_comma() -> None:
