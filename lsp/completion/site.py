@@ -70,7 +70,7 @@ class SiteReader:
             block_closed=_block_closed(node) if node is not None else _unmatched_closer(text[offset:offset + WINDOW_AFTER]),
             line_check=check,
             literal=node is not None and _inside_literal(node),
-            enclosed=node is not None and _enclosed(node, window.count("\n", 0, offset - start)),
+            enclosed=tree is not None and _open_before(tree.root_node, byte_offset(window, line_start - start), braces),
         )
 
     def _parse(self, window: str, language: str) -> Tree | None:
@@ -107,15 +107,28 @@ def _inside_literal(node: Node) -> bool:
     return False
 
 
-def _enclosed(node: Node, row: int) -> bool:
-    """Whether a bracket opened on a line before `row` (the cursor's, in the window) holds the
-    node: a call's arguments or a list's items written one a line."""
-    current: Node | None = node
-    while current is not None:
-        if current.child_count and current.children[0].type in ("(", "[", "{") and current.start_point[0] < row \
-                and (current.type == "object" or current.type not in _BLOCK_TYPES):
+def _open_before(root: Node, end: int, braces: bool) -> bool:
+    """Whether a bracket opened before byte `end` (the cursor's line's start) is still open
+    there: a call's arguments or a list's items written one a line. Read from the tokens of
+    the nodes around `end` (each one's own brackets, before `end`), so that it holds while
+    the brackets' node is an error (the line that closes them is being written); a block's
+    `{` does not count in a language of braces."""
+    opened = ("(", "[") if braces else ("(", "[", "{")
+    node: Node | None = root.descendant_for_byte_range(end, end)
+    while node is not None:
+        depth = 0
+        for child in node.children:
+            if child.start_byte >= end:
+                break
+            if child.is_missing:
+                continue
+            if child.type in opened:
+                depth += 1
+            elif child.type in (")", "]", "}") and depth:
+                depth -= 1
+        if depth:
             return True
-        current = current.parent
+        node = node.parent
     return False
 
 

@@ -235,6 +235,8 @@ def test_an_item_of_a_list_written_one_a_line_keeps_its_comma() -> None:
     assert call.enclosed and not call.multiline
     assert finish("ond,", call, 8).text == "ond,"  # the next item follows on the next line
     assert finish("ond +", call, 8).text == "ond"
+    unclosed, _ = site_of("x = run(\n    first,\n    sec|\nprint(x)\n")  # the line that closes it is not written yet
+    assert unclosed.enclosed and finish("ond,", unclosed, 8).text == "ond,"
     flat, _ = site_of("run(first, sec|\n")
     assert not flat.enclosed and finish("ond,", flat, 8).text == "ond"
 
