@@ -202,7 +202,8 @@ def classify(record: dict, reader: SiteReader) -> list[str]:
     last = (site.prefix_line + text).split("\n")[-1]
     code, in_code = _code(last)
     if not site.literal and in_code and text.strip():
-        comma_item = site.enclosed and "\n" not in text and code.rstrip().endswith(",")
+        closes = _depth_errors(site.prefix_line)[0] if "\n" in text else 0  # the next line out of them
+        comma_item = site.enclosed and not closes and code.rstrip().endswith(",")
         if (DANGLING.search(code) or code.rstrip().endswith(tuple(PAIRS))) and not comma_item \
                 and not re.search(r"(\.\.\.|\bimport\s+\*)\s*$", code):
             found.append("dangling end")

@@ -122,7 +122,7 @@ def sound_start(text: str, site: Site) -> Suggestion | None:
     lead = text[:len(text) - len(body)] if "\n" in text else ""
     body = body if lead else text
     before = "" if lead else site.prefix_line
-    enclosed = site.enclosed and not lead  # the next line may be out of the brackets
+    enclosed = _next_line_enclosed(site) if lead else site.enclosed
     left_open = _first_left_open(body)
     if "\n" in body or (left_open is None and not dangles(before, body, site, enclosed)):
         return None  # nothing left open or dangling: a start of it is no better
@@ -148,8 +148,29 @@ def sound_start(text: str, site: Site) -> Suggestion | None:
 def _stops_short(text: str, site: Site) -> bool:
     """Whether the last line of the single-line site's `text` dangles (`dangles`)."""
     if "\n" in text:
-        return dangles("", text[text.rfind("\n") + 1:], site, False)
+        return dangles("", text[text.rfind("\n") + 1:], site, _next_line_enclosed(site))
     return dangles(site.prefix_line, text, site, site.enclosed)
+
+
+def _next_line_enclosed(site: Site) -> bool:
+    """Whether the line after the cursor's is still in the brackets the cursor's line is in
+    (`enclosed`): the cursor's line closes none that it did not open."""
+    if not site.enclosed:
+        return False
+    depth, quote = 0, None
+    for i, ch in enumerate(site.prefix_line):
+        if quote:
+            if ch == quote and site.prefix_line[i - 1] != "\\":
+                quote = None
+        elif ch in _QUOTES:
+            quote = ch
+        elif ch in _OPENERS:
+            depth += 1
+        elif ch in _CLOSERS:
+            depth -= 1
+            if depth < 0:
+                return False
+    return True
 
 
 def dangles(before: str, text: str, site: Site, enclosed: bool) -> bool:

@@ -237,6 +237,10 @@ def test_an_item_of_a_list_written_one_a_line_keeps_its_comma() -> None:
     assert finish("ond +", call, 8).text == "ond"
     unclosed, _ = site_of("x = run(\n    first,\n    sec|\nprint(x)\n")  # the line that closes it is not written yet
     assert unclosed.enclosed and finish("ond,", unclosed, 8).text == "ond,"
+    item_end, _ = site_of('LIMITS = {\n    "a": 1,|\n}\n')
+    assert item_end.enclosed and finish('\n    "b": 2,', item_end, 8).text == '\n    "b": 2,'  # the next item
+    last, _ = site_of('x = run(\n    first)|\nprint(x)\n')
+    assert finish("\n    y = x +", last, 8).text == "\n    y = x"  # the call closed: the next line is out of it
     flat, _ = site_of("run(first, sec|\n")
     assert not flat.enclosed and finish("ond,", flat, 8).text == "ond"
 
