@@ -52,8 +52,9 @@ _TOKEN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*|\d+(?:\.\d+)?|\S")
 _LOOPED_CHARS = re.compile(r"(\S{2,3}?)\1{3,}|(\S{4,24}?)\2{2,}")
 _OPERAND_END = re.compile(r"[\w)\]}\"'`]$")
 # what wants an operand after it at a line's end: an operator, a comma, a dot, a keyword
-_DANGLING_END = re.compile(r"(?:[=+\-*/%&|^<>!~@,.(\[{]|(?<![\w.])(?:and|or|not|in|is|if|elif|else|for|while|with|as|"
-                           r"from|import|lambda|await|assert|del|def|class|async))\s*$")
+_WANTS_OPERAND = ("and", "or", "not", "in", "is", "if", "elif", "else", "for", "while", "with", "as", "from", "import",
+                  "lambda", "await", "assert", "del", "def", "class", "async")
+_DANGLING_END = re.compile(r"(?:[=+\-*/%&|^<>!~@,.(\[{]|(?<![\w.])(?:" + "|".join(_WANTS_OPERAND) + r"))\s*$")
 _NOT_DANGLING = re.compile(r"(?:\.\.\.|\bimport\s+\*)\s*$")  # `...` (a stub), `from m import *`
 _TRIVIAL_LINE = re.compile(r"^[\s)\]};,]*$|^(?:end|pass|break|continue|fi|done|esac|else:?|\*/)$")
 AUTOMATIC_BLOCK_TOKENS = 32  # see token_limit
@@ -99,13 +100,13 @@ def finish(raw: str, site: Site, max_lines: int) -> Suggestion | None:
         rest = text[text.find("\n"):] if "\n" in text and not site.suffix_line else ""
         if rest.strip() and site.line_check.accepts(rest):
             return Suggestion(rest, 0)
-        return sound_start(text, site)
+        return sound_start(text, site, rejected=True)
     if not site.multiline and _stops_short(text, site):
         return sound_start(text, site)  # never a line that stops short: `x =`, `f(a,`, `items.append(`
     return Suggestion(text, replace)
 
 
-def sound_start(text: str, site: Site) -> Suggestion | None:
+def sound_start(text: str, site: Site, rejected: bool = False) -> Suggestion | None:
     """What to show of the single-line `text` that stops short (the model meant to go on over
     the next lines), or that the site's line check rejects for it: ending in code with an
     operator, a comma, a dot, an opening bracket or a keyword that wants an operand
@@ -124,12 +125,20 @@ def sound_start(text: str, site: Site) -> Suggestion | None:
     before = "" if lead else site.prefix_line
     enclosed = _next_line_enclosed(site) if lead else site.enclosed
     left_open = _first_left_open(body)
-    if "\n" in body or (left_open is None and not dangles(before, body, site, enclosed)):
+    colon = rejected and body.rstrip().endswith(":")  # `retur` + `n text:`: the check's, not a block's
+    if "\n" in body or (left_open is None and not colon and not dangles(before, body, site, enclosed)):
         return None  # nothing left open or dangling: a start of it is no better
     # the check rejects a line that leaves a bracket open: no start past it is tried
     end = left_open if site.line_check is not None and left_open is not None else len(body)
     tried = 0
-    for token in reversed(list(_TOKEN.finditer(body[:end]))):
+    tokens = list(_TOKEN.finditer(body[:end]))
+    for k in range(len(tokens) - 1, -1, -1):
+        # cut only before what wants an operand (an operator, a bracket, a keyword), not
+        # between two names: `async wi` + `rn context = f(` is not `rn`
+        after = tokens[k + 1].group(0) if k + 1 < len(tokens) else body[end:].lstrip()[:1]
+        if (after[:1].isalnum() or after[:1] == "_") and after not in _WANTS_OPERAND:
+            continue
+        token = tokens[k]
         head, replace = (body[:token.end()], 0) if lead else balance_brackets(body[:token.end()], site)
         if not _OPERAND_END.search(head) or dangles(before, head, site, enclosed) or head == body:
             continue

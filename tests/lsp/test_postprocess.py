@@ -183,6 +183,8 @@ def test_a_line_left_open_is_shown_up_to_the_bracket_when_that_parses() -> None:
     assert finish("_value(items)", site, 8).text == "_value(items)"  # nothing to cut
     assert finish(" + (", site, 8) is None  # `total +` does not parse either
     assert sound_start(" b c", site) is None  # nothing left open: a start of it is no better
+    ended, _ = site_of("def f(text):\n    retur|\n")
+    assert finish("n text:", ended, 8).text == "n text"  # the check rejects the `:`: the line before it
     block, _ = site_of("class Item:\n    def total_value(self) -> float:|\n        return 1\n")
     assert sound_start("ance(", block) is None and finish("ance:", block, 8) is None  # a misread line
 
@@ -194,7 +196,7 @@ def test_a_line_ending_in_an_operator_is_shown_up_to_it_when_that_parses() -> No
     assert finish("lf.k1, self.k2 = ", site, 8).text == "lf.k1, self.k2"
     assert finish("lf.k1 +", site, 8).text == "lf.k1"
     assert finish("lf.", site, 8).text == "lf"
-    assert finish("lf.k1 k2 =", site, 8).text == "lf.k1"  # `lf.k1 k2` does not parse: cut further back
+    assert finish("lf.k1 k2 =", site, 8).text == "lf"  # `lf.k1 k2` does not parse: cut further back, not between names
     annotated, _ = site_of("def f():\n    shared: Counter[str]|\n    return shared\n")
     assert finish(" += 1", annotated, 8) is None  # it ends with an operand: nothing dangles to cut
     assert finish(" +=", annotated, 8) is None  # nothing is left before the operator
