@@ -8,7 +8,9 @@ a plain function of text and site, tested on its own (tests/lsp/test_postprocess
 2. `single_line` for single-line sites: the first line, or, where the model ends the
    cursor's line at once, the next line (a line break and that line).
 3. `normalise_indentation`: no indentation typed twice; the document's tabs or spaces.
-4. `stop_on_repetition`: repeated lines, repeated blocks of lines, a repeated phrase in a line.
+4. `stop_on_repetition`: repeated lines, repeated blocks of lines, a repeated phrase in a line
+   (with spaces too: `x = x = x =`); `drop_line_above`: a suggestion that writes the line
+   above the cursor's once more.
 5. `cut_at_scope_end`: nothing past the end of the enclosing block (indentation, braces).
 6. `drop_suffix_duplicates`: stop where the suggestion starts repeating the code that follows.
 7. `max_lines`.
@@ -20,10 +22,13 @@ a plain function of text and site, tested on its own (tests/lsp/test_postprocess
    dropped (`line_check.py`: `def f() -> float:` + `:`); a multi-line one whose first line
    opens what a later line closes (`x = [` ... `]`) is kept. At the end of the line, a
    multi-line one keeps what follows its first line break if that fits (`:` + a body is
-   the body); at a single-line site, one that leaves a bracket open is cut before it, and
-   one that ends with an operator (or a comma, a dot) with nothing after it is cut before
-   that, if that keeps the line parsing (`items.` + `append(` is `append`; `self.k1, se` +
-   `lf.k1, self.k2 = ` is `lf.k1, self.k2`).
+   the body); at a single-line site, one that the check rejects for a bracket it leaves
+   open is cut before it (`sound_start`).
+11. At a single-line site, a line that ends in code with an operator, a comma, a dot, an
+   opening bracket or a keyword that wants an operand (`dangles`) is cut back to its longest
+   start that ends with an operand and, where the line parsed, keeps it parsing
+   (`items.` + `append(` is `append`; `self.k1, se` + `lf.k1, self.k2 = ` is
+   `lf.k1, self.k2`), or dropped: the model meant to go on over the next lines.
 
 A generation still running may be shown in part (`answered_part`): its complete lines,
 through the same filters, never a line the model is still writing.
@@ -46,9 +51,14 @@ _TOKEN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*|\d+(?:\.\d+)?|\S")
 # a short unit four times in a row, or a longer one three times
 _LOOPED_CHARS = re.compile(r"(\S{2,3}?)\1{3,}|(\S{4,24}?)\2{2,}")
 _OPERAND_END = re.compile(r"[\w)\]}\"'`]$")
-_DANGLING = re.compile(r"[\s=+\-*/%&|^<>!~@,.:]+$")  # operators, commas, dots at a text's end
+# what wants an operand after it at a line's end: an operator, a comma, a dot, a keyword
+_WANTS_OPERAND = ("and", "or", "not", "in", "is", "if", "elif", "else", "for", "while", "with", "as", "from", "import",
+                  "lambda", "await", "assert", "del", "def", "class", "async")
+_DANGLING_END = re.compile(r"(?:[=+\-*/%&|^<>!~@,.(\[{]|(?<![\w.])(?:" + "|".join(_WANTS_OPERAND) + r"))\s*$")
+_NOT_DANGLING = re.compile(r"(?:\.\.\.|\bimport\s+\*)\s*$")  # `...` (a stub), `from m import *`
 _TRIVIAL_LINE = re.compile(r"^[\s)\]};,]*$|^(?:end|pass|break|continue|fi|done|esac|else:?|\*/)$")
 AUTOMATIC_BLOCK_TOKENS = 32  # see token_limit
+_CUTS_TRIED = 4  # shorter starts of a dangling line that `sound_start` asks the line check about
 BLOCK_OPENER = re.compile(r"(?::|\{|\(|\[|=>|->|\bdo|\bthen|\bbegin)\s*(?:#.*|//.*)?$")
 _DEFINITION = re.compile(
     r"\s*(?:export\s+|pub(?:\(\w+\))?\s+|public\s+|private\s+|static\s+|async\s+)*"
@@ -65,6 +75,9 @@ class Site:
     braces: bool  # a language whose blocks are braces (not indentation)
     block_closed: bool  # the block holding the cursor already has its closing brace
     line_check: LineCheck | None = None  # the cursor's line parsed: whether a suggestion keeps it so
+    literal: bool = False  # the cursor is inside a string or a comment
+    enclosed: bool = False  # inside a bracket opened on an earlier line (items written one a line)
+    above: str = ""  # the nearest line before the cursor's with text on it (a window)
 
 
 @dataclass(frozen=True)
@@ -87,38 +100,129 @@ def finish(raw: str, site: Site, max_lines: int) -> Suggestion | None:
         rest = text[text.find("\n"):] if "\n" in text and not site.suffix_line else ""
         if rest.strip() and site.line_check.accepts(rest):
             return Suggestion(rest, 0)
-        return sound_start(text, site)
+        return sound_start(text, site, rejected=True)
+    if not site.multiline and _stops_short(text, site):
+        return sound_start(text, site)  # never a line that stops short: `x =`, `f(a,`, `items.append(`
     return Suggestion(text, replace)
 
 
-def sound_start(text: str, site: Site) -> Suggestion | None:
-    """What to show of the single-line `text` that the site's line check rejects because it
-    stops short (the model meant to go on over the next lines): leaving a bracket open
-    (`items.` + `append(`), the text before that bracket; ending with an operator, a comma
-    or a dot that nothing follows (`self.k1, se` + `lf.k1, self.k2 = `), the text before
-    it; in either case if the line check accepts what is left (`append`, `lf.k1, self.k2`),
-    else None. Not at a multi-line site: there a one-line suggestion the check rejects
-    misreads the line (`float:` + `ance:`), and a shorter one would too."""
-    if "\n" in text or site.line_check is None or site.multiline:
+def sound_start(text: str, site: Site, rejected: bool = False) -> Suggestion | None:
+    """What to show of the single-line `text` that stops short (the model meant to go on over
+    the next lines), or that the site's line check rejects for it: ending in code with an
+    operator, a comma, a dot, an opening bracket or a keyword that wants an operand
+    (`self.k1, se` + `lf.k1, self.k2 = `, `items.` + `append(`, `if a and`), or leaving a
+    bracket open that the check rejects: its longest start that ends with an operand,
+    dangles no more and that the line check, where there is one, accepts (`lf.k1, self.k2`,
+    `append`; with a check, before the first bracket left open); else None (a few starts are
+    asked of the check at most). A `text` that ends the cursor's line and writes the next one
+    (`next_line`) is cut in that line. Not at a multi-line site: there a one-line suggestion
+    the check rejects misreads the line (`float:` + `ance:`), and a shorter one would too."""
+    if site.multiline or ("\n" in text and not next_line(text, site)):
         return None
-    cut = _first_left_open(text)
-    head = _DANGLING.sub("", text if cut is None else text[:cut])
-    if head == text:
+    body = text.lstrip(" \t\n")
+    lead = text[:len(text) - len(body)] if "\n" in text else ""
+    body = body if lead else text
+    before = "" if lead else site.prefix_line
+    enclosed = _next_line_enclosed(site) if lead else site.enclosed
+    left_open = _first_left_open(body)
+    colon = rejected and body.rstrip().endswith(":")  # `retur` + `n text:`: the check's, not a block's
+    if "\n" in body or (left_open is None and not colon and not dangles(before, body, site, enclosed)):
         return None  # nothing left open or dangling: a start of it is no better
-    head, replace = balance_brackets(head, site)
-    # it must end with an operand: the check reads the cursor's line only, and a dangling
-    # `total +` puts its error on the next one; and it must add something to the line, not
-    # only type over the closers after the cursor (`f(a|):` + `):` is not `)`)
-    if not _OPERAND_END.search(head) or len(head) <= replace or not site.line_check.accepts(head, replace):
-        return None
-    return Suggestion(head, replace)
+    # the check rejects a line that leaves a bracket open: no start past it is tried
+    end = left_open if site.line_check is not None and left_open is not None else len(body)
+    tried = 0
+    tokens = list(_TOKEN.finditer(body[:end]))
+    for k in range(len(tokens) - 1, -1, -1):
+        # cut only before what wants an operand (an operator, a bracket, a keyword), not
+        # between two names: `async wi` + `rn context = f(` is not `rn`
+        after = tokens[k + 1].group(0) if k + 1 < len(tokens) else body[end:].lstrip()[:1]
+        if (after[:1].isalnum() or after[:1] == "_") and after not in _WANTS_OPERAND:
+            continue
+        token = tokens[k]
+        head, replace = (body[:token.end()], 0) if lead else balance_brackets(body[:token.end()], site)
+        if not _OPERAND_END.search(head) or dangles(before, head, site, enclosed) or head == body:
+            continue
+        # it must add something to the line, not only type over the closers after the cursor
+        # (`f(a|):` + `):` is not `)`)
+        if len(head) <= replace:
+            return None
+        if site.line_check is None or site.line_check.accepts(lead + head, replace):
+            return Suggestion(lead + head, replace)
+        tried += 1
+        if tried == _CUTS_TRIED:
+            break
+    return None
+
+
+def _stops_short(text: str, site: Site) -> bool:
+    """Whether the last line of the single-line site's `text` dangles (`dangles`)."""
+    if "\n" in text:
+        return dangles("", text[text.rfind("\n") + 1:], site, _next_line_enclosed(site))
+    return dangles(site.prefix_line, text, site, site.enclosed)
+
+
+def _next_line_enclosed(site: Site) -> bool:
+    """Whether the line after the cursor's is still in the brackets the cursor's line is in
+    (`enclosed`): the cursor's line closes none that it did not open."""
+    if not site.enclosed:
+        return False
+    depth, quote = 0, None
+    for i, ch in enumerate(site.prefix_line):
+        if quote:
+            if ch == quote and site.prefix_line[i - 1] != "\\":
+                quote = None
+        elif ch in _QUOTES:
+            quote = ch
+        elif ch in _OPENERS:
+            depth += 1
+        elif ch in _CLOSERS:
+            depth -= 1
+            if depth < 0:
+                return False
+    return True
+
+
+def dangles(before: str, text: str, site: Site, enclosed: bool) -> bool:
+    """Whether the line `before` + `text` ends in code (not in a string or a comment) with an
+    operator, a comma, a dot, an opening bracket or a keyword that wants an operand after it
+    (`x =`, `f(a,`, `append(`, `if a and`; not `...` nor `import *`; nor, when the line is
+    `enclosed` in brackets opened on an earlier line, a comma that ends an item of a list or
+    call written one item a line; nor, in a language of braces, a block's `{` or a `>` that
+    ends a type or a tag: `if (x) {`, `Vec<u8>`, `<div>`)."""
+    line = (before + text).rstrip()
+    if site.literal or not _DANGLING_END.search(line) or _NOT_DANGLING.search(line):
+        return False
+    if (enclosed and line.endswith(",")) or (site.braces and line.endswith(("{", ">"))):
+        return False
+    quote = None
+    i = 0
+    while i < len(line):
+        ch = line[i]
+        if quote:
+            if ch == "\\":
+                i += 1
+            elif ch == quote:
+                quote = None
+        elif ch in _QUOTES:
+            quote = ch
+        elif line.startswith("//" if site.braces else "#", i):
+            return False  # it ends in a comment
+        i += 1
+    return quote is None
 
 
 def _first_left_open(text: str) -> int | None:
-    """Where the outermost bracket that `text` opens and leaves open is, if any."""
+    """Where the outermost bracket that `text` opens and leaves open is, if any (brackets in
+    the strings it opens and closes are skipped)."""
     stack: list[int] = []
+    quote = None
     for i, ch in enumerate(text):
-        if ch in _OPENERS:
+        if quote:
+            if ch == quote and text[i - 1] != "\\":
+                quote = None
+        elif ch in _QUOTES:
+            quote = ch
+        elif ch in _OPENERS:
             stack.append(i)
         elif ch in _CLOSERS and stack and text[stack[-1]] == _CLOSERS[ch]:
             stack.pop()
@@ -140,6 +244,7 @@ def _filtered_lines(raw: str, site: Site, max_lines: int) -> list[str]:
         text = single_line(text, site)
     lines = normalise_indentation(text, site).split("\n")
     lines = stop_on_repetition(lines)
+    lines = drop_line_above(lines, site)
     lines = cut_at_scope_end(lines, site)
     lines = drop_suffix_duplicates(lines, site)
     return lines[:max_lines]
@@ -250,7 +355,7 @@ def stop_on_repetition(lines: list[str]) -> list[str]:
     for i, line in enumerate(lines):
         cut = _repeated_phrase(line)
         if cut is not None:
-            return lines[:i] + ([line[:cut]] if line[:cut].strip() else [])
+            return lines[:i] + ([line[:cut].rstrip()] if line[:cut].strip() else [])
         stripped = line.strip()
         if i >= 1 and stripped and not _TRIVIAL_LINE.match(stripped) and stripped == lines[i - 1].strip():
             return lines[:i]
@@ -262,9 +367,12 @@ def stop_on_repetition(lines: list[str]) -> list[str]:
 
 
 def _repeated_phrase(line: str) -> int | None:
-    """Where the second copy of a phrase (1 to 4 tokens, one a name) starts, when the phrase
-    comes four or more times in a row, or of a run of characters with a letter in it
-    (`VeVeVeVe`, `abcdabcdabcd`); None otherwise. `0, 0, 0, 0` and `=====` are data, not a loop."""
+    """Where the second copy of a looped phrase starts, or None. A phrase of 1 to 8 tokens,
+    one a name, looped when it comes three times in a row if it is flat (two tokens or more,
+    brackets it opens closed, no `,`, `.` or `;` between its parts: `x = x = x =`,
+    `and not and not and not`, `foo(a, b) foo(a, b) foo(a, b)`), else four times (a list's
+    items repeat legitimately: `None, None, None`, `self.a, self.a, self.a`); or a run of
+    characters with a letter in it (`VeVeVeVe`, `abcdabcdabcd`). `0, 0, 0, 0` and `=====` are data, not a loop."""
     looped = _LOOPED_CHARS.search(line)
     if looped is not None:
         unit = looped.group(1) or looped.group(2)
@@ -272,14 +380,55 @@ def _repeated_phrase(line: str) -> int | None:
             return looped.start() + len(unit)
     tokens = [(m.group(0), m.start()) for m in _TOKEN.finditer(line)]
     words = [t for t, _ in tokens]
-    for n in (1, 2, 3, 4):
-        for start in range(0, len(words) - 4 * n + 1):
+    for n in range(1, 9):
+        for start in range(0, len(words) - 3 * n + 1):
             unit = words[start:start + n]
-            if not any(len(w) > 1 and (w[0].isalpha() or w[0] == "_") for w in unit):
+            flat = n >= 2 and _flat(unit)
+            if not any(_names(w, flat) for w in unit):
                 continue  # `_, _, _, _` and `v   v   v` are not loops
-            if all(words[start + k * n:start + (k + 1) * n] == unit for k in range(1, 4)):
+            copies = 3 if flat else 4
+            if start + copies * n <= len(words) and \
+                    all(words[start + k * n:start + (k + 1) * n] == unit for k in range(1, copies)):
                 return tokens[start + n][1]
     return None
+
+
+def drop_line_above(lines: list[str], site: Site) -> list[str]:
+    """Nothing that writes the line before it once more: a suggestion whose first line
+    (the cursor's line's start with it) is the line above the cursor's (`import` + ` os`
+    under `import os`), or whose next line (`next_line`) is the cursor's own line."""
+    if not lines:
+        return lines
+    first = (site.prefix_line + lines[0]).strip()
+    if first and first == site.above.strip() and not _TRIVIAL_LINE.match(first):
+        return []
+    if len(lines) > 1 and not lines[0].strip() and not site.suffix_line:
+        own = site.prefix_line.strip()
+        if own and lines[1].strip() == own and not _TRIVIAL_LINE.match(own):
+            return lines[:1]
+    return lines
+
+
+def _names(word: str, flat: bool) -> bool:
+    """Whether `word` is a name that makes a phrase a possible loop: one of two characters or
+    more (`v v v v`, `v, v, v, v` are patterns), any but `_` in a flat phrase (`x = x = x =`)."""
+    return (word[0].isalpha() or word[0] == "_") and (len(word) > 1 or (flat and word != "_"))
+
+
+def _flat(unit: list[str]) -> bool:
+    """Whether the tokens `unit` close every bracket they open, close none they do not, and
+    hold no `,`, `.` or `;` outside their brackets."""
+    depth = 0
+    for word in unit:
+        if word in _OPENERS:
+            depth += 1
+        elif word in _CLOSERS:
+            depth -= 1
+            if depth < 0:
+                return False
+        elif depth == 0 and word in (",", ".", ";"):
+            return False
+    return depth == 0
 
 
 def cut_at_scope_end(lines: list[str], site: Site) -> list[str]:
@@ -354,7 +503,7 @@ def balance_brackets(text: str, site: Site) -> tuple[str, int]:
     that matches nothing open, or one the text after the cursor contradicts, ends the text."""
     if "\n" in text or not text:
         return text, 0
-    stack = _open_stack(site.prefix_line)
+    stack = open_stack(site.prefix_line)
     outer = len(stack)
     closed: list[str] = []
     for i, ch in enumerate(text):
@@ -392,7 +541,7 @@ def _cut_before_closer(text: str, i: int) -> str:
     return text[:i].rstrip()
 
 
-def _open_stack(prefix: str) -> list[str]:
+def open_stack(prefix: str) -> list[str]:
     """Brackets and quotes open at the end of `prefix` (the line before the cursor)."""
     stack: list[str] = []
     for i, ch in enumerate(prefix):

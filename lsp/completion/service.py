@@ -67,7 +67,7 @@ from .debounce import TypingDebounce
 from .flight import Flight
 from .flights import Flights
 from . import next_best
-from .postprocess import (Site, Suggestion, answered_part, complete_lines, cut_short, finish, is_final, next_line,
+from .postprocess import (Site, Suggestion, answered_part, complete_lines, finish, is_final, next_line,
                           single_line, token_limit)
 from .prompt_clock import PromptClock
 from .prompts import CompletionRequest, ContextProvider, Prepared, PromptBuilder
@@ -422,11 +422,10 @@ class CompletionService:
         booked in the waste ledger). An `alternative` (`next_best.py`) must be one the line
         check can judge: not cut by the token limit before a line ended (a line that never
         ends is a loop more often than not), and it is not booked."""
-        # a line cut by the token limit, or by a filter as it was written, is unfinished:
-        # whether it parses says nothing yet
+        # a line cut by the token limit is unfinished: whether it parses says nothing yet; one
+        # a filter cut as it was written (`cut_short`: a loop) is what is shown, and checked
         checked = finish_reason == "stop"
         if not site.multiline:
-            checked = checked and not cut_short(raw, site)
             raw = single_line(raw, site)
         elif finish_reason == "length":
             whole = complete_lines(raw)  # no half-written last line: what is left can be checked

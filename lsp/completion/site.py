@@ -47,6 +47,8 @@ class SiteReader:
         line_end = min(ends) if ends else len(text)
         prefix_line, suffix_line = text[line_start:offset], text[offset:line_end]
         following = text[line_end:line_end + FOLLOWING_CHARS].lstrip("\r\n")
+        above = next((line for line in reversed(text[max(0, line_start - FOLLOWING_CHARS):line_start].splitlines())
+                      if line.strip()), "")
         start = max(0, text.rfind("\n", 0, max(0, offset - WINDOW_BEFORE)) + 1)
         window = text[start:min(len(text), offset + WINDOW_AFTER)]
         tree = self._parse(window, language) if language else None
@@ -61,11 +63,14 @@ class SiteReader:
             prefix_line=prefix_line,
             suffix_line=suffix_line,
             following=following,
+            above=above,
             multiline=_multiline(prefix_line, suffix_line, node),
             indent_unit=indent_unit(window),
             braces=braces,
             block_closed=_block_closed(node) if node is not None else _unmatched_closer(text[offset:offset + WINDOW_AFTER]),
             line_check=check,
+            literal=node is not None and _inside_literal(node),
+            enclosed=tree is not None and _open_before(tree.root_node, byte_offset(window, line_start - start), braces),
         )
 
     def _parse(self, window: str, language: str) -> Tree | None:
@@ -99,6 +104,31 @@ def _inside_literal(node: Node) -> bool:
         if any(kind in current.type for kind in _LITERAL_TYPES):
             return True
         current = current.parent
+    return False
+
+
+def _open_before(root: Node, end: int, braces: bool) -> bool:
+    """Whether a bracket opened before byte `end` (the cursor's line's start) is still open
+    there: a call's arguments or a list's items written one a line. Read from the tokens of
+    the nodes around `end` (each one's own brackets, before `end`), so that it holds while
+    the brackets' node is an error (the line that closes them is being written); a block's
+    `{` does not count in a language of braces."""
+    opened = ("(", "[") if braces else ("(", "[", "{")
+    node: Node | None = root.descendant_for_byte_range(end, end)
+    while node is not None:
+        depth = 0
+        for child in node.children:
+            if child.start_byte >= end:
+                break
+            if child.is_missing:
+                continue
+            if child.type in opened:
+                depth += 1
+            elif child.type in (")", "]", "}") and depth:
+                depth -= 1
+        if depth:
+            return True
+        node = node.parent
     return False
 
 

@@ -341,3 +341,14 @@ async def test_at_a_line_end_another_line_break_may_replace_the_greedy_one(tmp_p
     result, stats = await _inline_once(tmp_path, {"model": {"name": model}}, text, 2, len("        y = x"))
     assert result is not None and result.items[0].insert_text == "x\n        print(x)", result
     assert stats["next_best"] == 1 and stats["waste"]["dropped_last"][0][0] == "filters", stats
+
+
+async def test_a_line_a_loop_cut_short_is_checked_like_any_other(tmp_path_factory, tmp_path) -> None:
+    # the model loops ` or "a b or "a b ...`: the repetition filter cuts it after the first
+    # copy, which leaves a string open on a line that parsed; what a filter cut is final (it
+    # is what is shown), so the line check judges it, and it is dropped
+    model = str(create_scripted(tmp_path_factory.mktemp("loop") / "loop", ' or "a b', cycle=True))
+    result, stats = await _inline_once(tmp_path, {"model": {"name": model}}, "def f(total):\n    return total\n",
+                                       1, len("    return total"))
+    assert result is None and stats["last_null"] == "empty", (result, stats)
+    assert stats["waste"]["dropped_last"][0][:2] == ["line check", "    return total"], stats

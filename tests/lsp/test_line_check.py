@@ -43,7 +43,8 @@ def test_a_multi_line_suggestion_is_not_checked_by_its_first_line_alone() -> Non
 def test_a_line_that_did_not_parse_before_is_not_checked() -> None:
     site = _site("x = |\n")  # halfway through an assignment: anything may complete it
     assert site.line_check is None
-    assert finish("compute(", site, 8).text == "compute("
+    assert finish("compute(a b", site, 8).text == "compute(a b"
+    assert finish("compute(", site, 8).text == "compute"  # but it never ends with an opening bracket
 
 
 def test_replaced_auto_closed_characters_and_non_ascii_lines_are_checked_where_they_land() -> None:

@@ -66,6 +66,17 @@ def test_repeated_lines_blocks_and_phrases_stop() -> None:
     assert stop_on_repetition(["}", "}", "end"]) == ["}", "}", "end"]  # closing lines repeat legitimately
 
 
+def test_a_phrase_with_spaces_repeated_three_times_stops() -> None:
+    assert stop_on_repetition(["foo(a, b) foo(a, b) foo(a, b)"]) == ["foo(a, b)"]
+    assert stop_on_repetition(["y = x = x = x = 1"]) == ["y = x"]
+    assert stop_on_repetition(["if a and not and not and not b"]) == ["if a and not"]
+    # a list's items and a chained assignment repeat legitimately
+    for data in ("return None, None, None", "t = self.a, self.a, self.a", "a = b = c = 0", "f(x) + g(x) + f(x)"):
+        assert stop_on_repetition([data]) == [data]
+    line = Site("    value = ", "", "", False, "    ", False, False)
+    assert finish("x = x = x = x", line, 8).text == "x"  # the loop cut, then its dangling `=`
+
+
 def test_eight_identical_lines_become_one() -> None:
     site, _ = site_of("def f(x):\n    |\n")
     assert finish("\n".join(["    total += x"] * 8), site, 8).text == "total += x"
@@ -172,6 +183,8 @@ def test_a_line_left_open_is_shown_up_to_the_bracket_when_that_parses() -> None:
     assert finish("_value(items)", site, 8).text == "_value(items)"  # nothing to cut
     assert finish(" + (", site, 8) is None  # `total +` does not parse either
     assert sound_start(" b c", site) is None  # nothing left open: a start of it is no better
+    ended, _ = site_of("def f(text):\n    retur|\n")
+    assert finish("n text:", ended, 8).text == "n text"  # the check rejects the `:`: the line before it
     block, _ = site_of("class Item:\n    def total_value(self) -> float:|\n        return 1\n")
     assert sound_start("ance(", block) is None and finish("ance:", block, 8) is None  # a misread line
 
@@ -183,10 +196,66 @@ def test_a_line_ending_in_an_operator_is_shown_up_to_it_when_that_parses() -> No
     assert finish("lf.k1, self.k2 = ", site, 8).text == "lf.k1, self.k2"
     assert finish("lf.k1 +", site, 8).text == "lf.k1"
     assert finish("lf.", site, 8).text == "lf"
-    assert finish("lf.k1 k2 =", site, 8) is None  # what is left does not parse either
+    assert finish("lf.k1 k2 =", site, 8).text == "lf"  # `lf.k1 k2` does not parse: cut further back, not between names
     annotated, _ = site_of("def f():\n    shared: Counter[str]|\n    return shared\n")
     assert finish(" += 1", annotated, 8) is None  # it ends with an operand: nothing dangles to cut
     assert finish(" +=", annotated, 8) is None  # nothing is left before the operator
+
+
+def test_a_single_line_never_ends_dangling_where_the_check_accepts_it() -> None:
+    # the line check puts the error of `total +` on the next line: it accepts these
+    site, _ = site_of("def f(total):\n    result = total|\n    return result\n")
+    assert site.line_check.accepts(" + 1 +") and site.line_check.accepts(" and")
+    assert finish(" + 1 +", site, 8).text == " + 1"
+    assert finish(" * (a + b) -", site, 8).text == " * (a + b)"
+    assert finish(" and", site, 8) is None and finish(",", site, 8) is None  # nothing before it to show
+    assert finish("  # the sum of a and", site, 8).text == "  # the sum of a and"  # a comment: prose
+
+
+def test_a_line_that_did_not_parse_before_is_cut_back_to_an_operand() -> None:
+    site, _ = site_of("def f(a):\n    x = foo(a, |\n    return x\n")
+    assert site.line_check is None and not site.multiline  # halfway through the call: any text may finish it
+    assert finish("b, c,", site, 8).text == "b, c"
+    assert finish("b, bar(", site, 8).text == "b, bar"
+    assert finish("b.", site, 8).text == "b"
+    assert finish("b) or", site, 8).text == "b)"
+    assert finish("b, c)", site, 8).text == "b, c)"  # nothing dangles
+    stub, _ = site_of("from m import|\n")
+    assert finish(" *", stub, 8).text == " *" and finish(" a, b,", stub, 8).text == " a, b"
+    docstring, _ = site_of('def f(a):\n    """Sum of a and|\n    """\n')
+    assert docstring.literal and finish(" b,", docstring, 8).text == " b,"  # prose in a string
+    end = Site("    y = x", "", "", False, "    ", False, False)
+    assert finish("\n    return y +", end, 8).text == "\n    return y"  # the next line, cut in that line
+    braces, _ = site_of("function f(x) {\n  if (x|\n}\n", "javascript")
+    assert finish(") {", braces, 8).text == ") {" and finish(") &&", braces, 8).text == ")"  # a block's `{` is no loose end
+
+
+def test_an_item_of_a_list_written_one_a_line_keeps_its_comma() -> None:
+    site, _ = site_of('NAMES = [\n    "a",\n    "b|\n]\n')
+    assert site.enclosed and finish('",', site, 8).text == '",'
+    call, _ = site_of("run(\n    first,\n    sec|\n)\n")
+    assert call.enclosed and not call.multiline
+    assert finish("ond,", call, 8).text == "ond,"  # the next item follows on the next line
+    assert finish("ond +", call, 8).text == "ond"
+    unclosed, _ = site_of("x = run(\n    first,\n    sec|\nprint(x)\n")  # the line that closes it is not written yet
+    assert unclosed.enclosed and finish("ond,", unclosed, 8).text == "ond,"
+    item_end, _ = site_of('LIMITS = {\n    "a": 1,|\n}\n')
+    assert item_end.enclosed and finish('\n    "b": 2,', item_end, 8).text == '\n    "b": 2,'  # the next item
+    last, _ = site_of('x = run(\n    first)|\nprint(x)\n')
+    assert finish("\n    y = x +", last, 8).text == "\n    y = x"  # the call closed: the next line is out of it
+    flat, _ = site_of("run(first, sec|\n")
+    assert not flat.enclosed and finish("ond,", flat, 8).text == "ond"
+
+
+def test_a_line_that_repeats_the_line_above_is_dropped() -> None:
+    site, _ = site_of("import os\nimport|\n")
+    assert finish(" os", site, 8) is None and finish(" sys", site, 8).text == " sys"
+    block, _ = site_of("def f():\n    end.record()\n\n    |\n")
+    assert finish("end.record()\n    x = 1", block, 8) is None
+    closing, _ = site_of("def f():\n    if x:\n        pass\n    |\n")
+    assert finish("pass", closing, 8).text == "pass"  # trivial lines repeat legitimately
+    end = Site("    y = x", "", "", False, "    ", False, False)
+    assert finish("\n    y = x", end, 8) is None  # the next line is the cursor's own
 
 
 def test_a_block_being_written_shows_its_complete_lines_only() -> None:
