@@ -93,6 +93,12 @@ POLICIES: list[tuple[str, dict]] = [
     ("lead where another key is at most 50% likely", {"STILL_TYPING": 0.5}),
     ("lead where another key is at most 25% likely (the default)", {"STILL_TYPING": 0.25}),
     ("lead where another key is at most 10% likely", {"STILL_TYPING": 0.1}),
+    # shorter delays: the delay's quantile and margin (the default: 0.9 and 20 ms)
+    ("quantile 0.9, margin 10 ms", {"MARGIN_S": 0.01}),
+    ("quantile 0.9, no margin", {"MARGIN_S": 0.0}),
+    ("quantile 0.85, margin 10 ms", {"QUANTILE": 0.85, "MARGIN_S": 0.01}),
+    ("quantile 0.8, no margin", {"QUANTILE": 0.8, "MARGIN_S": 0.0}),
+    ("quantile 0.75, no margin", {"QUANTILE": 0.75, "MARGIN_S": 0.0}),
 ]
 
 if __name__ == "__main__":
