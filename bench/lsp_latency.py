@@ -134,6 +134,33 @@ class Connection:
         asyncio.ensure_future(self._write({"jsonrpc": "2.0", "method": method, "params": params}))
 
 
+async def stop_server(conn: Connection, proc: asyncio.subprocess.Process, timeout: float = 60,
+                      graceful: bool = True) -> None:
+    """Ask the server to shut down and exit (`graceful`), then make sure its process ended."""
+    try:
+        if graceful and proc.returncode is None:
+            await conn.call("shutdown")
+            conn.notify("exit", None)
+            await asyncio.wait_for(proc.wait(), timeout)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+
+
+def compared_trees(before: str | None, after: str, work: Path) -> tuple[list[tuple[str, Path]], Path | None]:
+    """The servers to run, (name, source tree) for "before" (when given) and "after", and the
+    git worktree made for "before" (to remove at the end), if any."""
+    servers, worktree = [], None
+    if before:
+        tree, label = source_tree(before, work)
+        if (work / "before-worktree").exists():
+            worktree = work / "before-worktree"
+        servers.append((f"before ({label})", tree))
+    servers.append(("after", source_tree(after, work)[0]))
+    return servers, worktree
+
+
 # -- the trace ------------------------------------------------------------------------------
 
 @dataclass
@@ -398,13 +425,9 @@ async def measure(name: str, tree: Path, project: Path, cache: Path, args: argpa
             result.useful_tokens = result.status["shown_tokens"] - result.late_tokens
         result.load = (load_start, os.getloadavg()[0])
         result.memory = resident_mb(proc.pid)
-        await conn.call("shutdown")
-        conn.notify("exit", None)
-        await asyncio.wait_for(proc.wait(), 30)
+        await stop_server(conn, proc, 30)
     finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
+        await stop_server(conn, proc, graceful=False)
         conn.reader.cancel()
     return result
 
@@ -579,14 +602,7 @@ def main() -> None:
     try:
         project = make_project(work)
         cache = work / "cache"
-        servers = []
-        if args.before:
-            before, before_label = source_tree(args.before, work)
-            if (work / "before-worktree").exists():
-                worktree = work / "before-worktree"
-            servers.append((f"before ({before_label})", before))
-        after, _ = source_tree(args.after, work)
-        servers.append(("after", after))
+        servers, worktree = compared_trees(args.before, args.after, work)
         print(f"# {platform.node()}: {os.cpu_count()} CPUs, {platform.processor() or platform.machine()}, "
               f"Python {platform.python_version()}; {time.strftime('%Y-%m-%d %H:%M')}")
         print(f"# trace: {args.bursts} bursts, seed {args.seed}; before = {args.before or '(not run)'}, "

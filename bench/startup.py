@@ -26,7 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from lsp_latency import LAUNCHER, ROOT, Connection, source_tree
+from lsp_latency import LAUNCHER, ROOT, Connection, compared_trees, stop_server
 
 
 def torch_mapped(pid: int) -> bool:
@@ -57,13 +57,9 @@ async def start_once(tree: Path, project: Path, cache: Path) -> dict:
             await asyncio.sleep(0.02)
         out["ready"] = time.perf_counter() - started
         out["torch_at_ready"] = torch_mapped(proc.pid)
-        await conn.call("shutdown")
-        conn.notify("exit", None)
-        await asyncio.wait_for(proc.wait(), 60)
+        await stop_server(conn, proc)
     finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
+        await stop_server(conn, proc, graceful=False)
     return out
 
 
@@ -80,14 +76,7 @@ def main() -> None:
         project.mkdir()
         (project / "app.py").write_text("def area(r):\n    return 3.14 * r * r\n", encoding="utf-8")
         cache = work / "cache"
-        servers = []
-        if args.before:
-            before, label = source_tree(args.before, work)
-            if (work / "before-worktree").exists():
-                worktree = work / "before-worktree"
-            servers.append((f"before ({label})", before))
-        after, _ = source_tree(args.after, work)
-        servers.append(("after", after))
+        servers, worktree = compared_trees(args.before, args.after, work)
         print(f"# {platform.node()}: {os.cpu_count()} CPUs, {platform.processor() or platform.machine()}, "
               f"Python {platform.python_version()}; {time.strftime('%Y-%m-%d %H:%M')}; "
               f"load average {os.getloadavg()[0]:.2f} at the start")

@@ -44,7 +44,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from lsp_latency import LAUNCHER, Connection, position, source_tree  # noqa: E402 - the benches' one client
+from lsp_latency import LAUNCHER, Connection, position, source_tree, stop_server  # noqa: E402 - the benches' one client
 
 IDENTICAL_LINES = 20_000
 HUGE_IDENTICAL_LINES = 100_000
@@ -206,13 +206,9 @@ async def started_server(project: Path, cache: Path, tree: Path | None, capabili
             assert time.monotonic() < deadline, "the model did not load"
             await asyncio.sleep(0.2)
         yield conn, proc
-        await conn.call("shutdown")
-        conn.notify("exit", None)
-        await asyncio.wait_for(proc.wait(), 60)
+        await stop_server(conn, proc)
     finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
+        await stop_server(conn, proc, graceful=False)
         conn.reader.cancel()
 
 

@@ -194,21 +194,10 @@ def dangles(before: str, text: str, site: Site, enclosed: bool) -> bool:
         return False
     if (enclosed and line.endswith(",")) or (site.braces and line.endswith(("{", ">"))):
         return False
-    quote = None
-    i = 0
-    while i < len(line):
-        ch = line[i]
-        if quote:
-            if ch == "\\":
-                i += 1
-            elif ch == quote:
-                quote = None
-        elif ch in _QUOTES:
-            quote = ch
-        elif line.startswith("//" if site.braces else "#", i):
-            return False  # it ends in a comment
-        i += 1
-    return quote is None
+    scan = _CodeScan(line, "//" if site.braces else "#")
+    for _ in scan:
+        pass
+    return scan.quote is None and not scan.comment  # not in a string, nor in a comment
 
 
 def _first_left_open(text: str) -> int | None:
@@ -460,29 +449,46 @@ def cut_at_scope_end(lines: list[str], site: Site) -> list[str]:
     return lines
 
 
+class _CodeScan:
+    """The characters of a line that are code, as (index, character): not in a string (a
+    quote to the same quote, backslash escapes), up to a `comment` marker. After the
+    iteration, `quote` is the string still open at the line's end (or None) and `comment`
+    whether one began."""
+
+    def __init__(self, line: str, comment: str) -> None:
+        self.line, self.marker = line, comment
+        self.quote: str | None = None
+        self.comment = False
+
+    def __iter__(self):
+        line, i = self.line, 0
+        while i < len(line):
+            ch = line[i]
+            if self.quote:
+                if ch == "\\":
+                    i += 1
+                elif ch == self.quote:
+                    self.quote = None
+            elif ch in _QUOTES:
+                self.quote = ch
+            elif line.startswith(self.marker, i):
+                self.comment = True
+                return
+            else:
+                yield i, ch
+            i += 1
+
+
 def _brace_depth(line: str, depth: int) -> tuple[int, int | None]:
     """Brace depth after `line` (strings and `//` comments skipped), and where it first went
     below zero."""
-    quote = None
-    i = 0
-    while i < len(line):
-        ch = line[i]
-        if quote:
-            if ch == "\\":
-                i += 1
-            elif ch == quote:
-                quote = None
-        elif ch in _QUOTES:
-            quote = ch
-        elif line.startswith("//", i):
-            break
-        elif ch == "{":
+    for i, ch in _CodeScan(line, "//"):
+        if ch == "{":
             depth += 1
         elif ch == "}":
             depth -= 1
             if depth < 0:
                 return depth, i
-        i += 1
     return depth, None
 
 

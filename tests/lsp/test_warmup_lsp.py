@@ -19,6 +19,22 @@ def checkpoint(tmp_path_factory) -> str:
     return str(create_scripted(tmp_path_factory.mktemp("warm") / "call", "compute(x)"))
 
 
+async def _type(client, uri: str, line: int, typed: str, first_pause: float = 0.08):
+    """Type `typed` at column 4 of `line`, 80 ms a key, each key an inline request that cancels
+    the previous one (as VS Code does); the last request's result."""
+    pending: list[asyncio.Future] = []
+    for i, ch in enumerate(typed):
+        if pending and not pending[-1].done():
+            client.protocol.notify(types.CANCEL_REQUEST, types.CancelParams(id=f"key-{i - 1}"))
+        insert(client, uri, i + 2, line, 4 + i, ch)
+        pending.append(asyncio.ensure_future(client.protocol.send_request_async(
+            types.TEXT_DOCUMENT_INLINE_COMPLETION, inline_params(uri, line, 5 + i), msg_id=f"key-{i}")))
+        await asyncio.sleep(first_pause if i == 0 else 0.08)
+    result = await asyncio.wait_for(pending[-1], 60)
+    await asyncio.gather(*pending[:-1], return_exceptions=True)
+    return result
+
+
 async def test_a_line_is_warmed_without_a_generated_token_and_its_request_hits_the_cache(tmp_path, checkpoint) -> None:
     source = tmp_path / "app.py"
     text = BODY + "def f(x):\n    \n"
@@ -28,17 +44,7 @@ async def test_a_line_is_warmed_without_a_generated_token_and_its_request_hits_t
         await wait_for_state(client, "ready")
         uri = source.as_uri()
         open_document(client, uri, text)
-        typed = "value = "
-        pending: list[asyncio.Future] = []
-        for i, ch in enumerate(typed):
-            if pending and not pending[-1].done():
-                client.protocol.notify(types.CANCEL_REQUEST, types.CancelParams(id=f"key-{i - 1}"))
-            insert(client, uri, i + 2, line, 4 + i, ch)
-            pending.append(asyncio.ensure_future(client.protocol.send_request_async(
-                types.TEXT_DOCUMENT_INLINE_COMPLETION, inline_params(uri, line, 5 + i), msg_id=f"key-{i}")))
-            await asyncio.sleep(0.08)
-        result = await asyncio.wait_for(pending[-1], 60)
-        await asyncio.gather(*pending[:-1], return_exceptions=True)
+        result = await _type(client, uri, line, "value = ")
         assert result is not None and result.items[0].insert_text == "compute(x)"
         stats = (await status(client))["stats"]
         assert stats["warmups"] >= 1, stats  # the lines before the cursor's were worth warming
@@ -63,17 +69,8 @@ async def test_keystrokes_on_a_warm_line_warm_the_line_so_the_pause_computes_onl
         await wait_for_state(client, "ready")
         uri = source.as_uri()
         open_document(client, uri, text)
-        pending: list[asyncio.Future] = []
-        for i, ch in enumerate(typed):
-            if pending and not pending[-1].done():
-                client.protocol.notify(types.CANCEL_REQUEST, types.CancelParams(id=f"key-{i - 1}"))
-            insert(client, uri, i + 2, line, 4 + i, ch)
-            pending.append(asyncio.ensure_future(client.protocol.send_request_async(
-                types.TEXT_DOCUMENT_INLINE_COMPLETION, inline_params(uri, line, 5 + i), msg_id=f"key-{i}")))
-            # the line's first key warms what comes before the line; a pause lets that finish
-            await asyncio.sleep(1.5 if i == 0 else 0.08)
-        result = await asyncio.wait_for(pending[-1], 60)
-        await asyncio.gather(*pending[:-1], return_exceptions=True)
+        # the line's first key warms what comes before the line; a pause lets that finish
+        result = await _type(client, uri, line, typed, first_pause=1.5)
         assert result is not None and result.items[0].insert_text == "compute(x)"
         stats = (await status(client))["stats"]
         assert stats["typed_warmups"] >= 1, stats
