@@ -148,6 +148,13 @@ async def stop_server(conn: Connection, proc: asyncio.subprocess.Process, timeou
             await proc.wait()
 
 
+def remove_work(work: Path, worktree: Path | None) -> None:
+    """Remove a bench's temporary folder and the git worktree `compared_trees` made, if any."""
+    if worktree is not None:
+        subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(worktree)], check=False)
+    shutil.rmtree(work, ignore_errors=True)
+
+
 def compared_trees(before: str | None, after: str, work: Path) -> tuple[list[tuple[str, Path]], Path | None]:
     """The servers to run, (name, source tree) for "before" (when given) and "after", and the
     git worktree made for "before" (to remove at the end), if any."""
@@ -638,9 +645,7 @@ def main() -> None:
                           f"{case['step']}; line {case['line']!r}, next line {case['next']!r}, model text "
                           f"{case['model']!r}" + (f", shown {case['shown']!r}" if case["shown"] is not None else ""))
     finally:
-        if worktree is not None:
-            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(worktree)], check=False)
-        shutil.rmtree(work, ignore_errors=True)
+        remove_work(work, worktree)
 
 
 if __name__ == "__main__":

@@ -18,15 +18,13 @@ import argparse
 import asyncio
 import os
 import platform
-import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from lsp_latency import LAUNCHER, ROOT, Connection, compared_trees, stop_server
+from lsp_latency import LAUNCHER, ROOT, Connection, compared_trees, remove_work, stop_server
 
 
 def torch_mapped(pid: int) -> bool:
@@ -100,9 +98,7 @@ def main() -> None:
                        f"{sum(r['torch_at_ready'] for r in done)}/{len(done)}"
             print(f"| {name} | {cell('initialize')} | {cell('ready')} | {torch_in} |")
     finally:
-        if worktree is not None:
-            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(worktree)], check=False)
-        shutil.rmtree(work, ignore_errors=True)
+        remove_work(work, worktree)
 
 
 if __name__ == "__main__":
