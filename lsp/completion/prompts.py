@@ -112,12 +112,10 @@ class PromptBuilder:
             log.error("%s: %s", req.uri, exc)
             return None
         stable = stable_prefix(ids, tokenizer)
-        if quick is None:
-            return Prepared(ids, site, files, stable, line=line_start(ids, stable, req.text, req.offset, tokenizer))
-        quick_stable = stable_prefix(quick, tokenizer)
+        quick_stable = stable_prefix(quick, tokenizer) if quick is not None else 0
         return Prepared(ids, site, files, stable, quick, quick_stable,
                         line_start(ids, stable, req.text, req.offset, tokenizer),
-                        line_start(quick, quick_stable, req.text, req.offset, tokenizer))
+                        line_start(quick, quick_stable, req.text, req.offset, tokenizer) if quick is not None else None)
 
     def _quick(self, req: CompletionRequest, backend: Backend, layout: str | None) -> list[int] | None:
         """The short prompt of an automatic request, on an engine that runs on this machine's

@@ -18,11 +18,12 @@ milliseconds into the line, the full one's after a second or more on a CPU.
 Once a line's prefix is warm, each keystroke on it warms the line itself up to the cursor
 (`typed`): the prompt's warm part, then the line's text tokenized as the prompt would have
 it (`LineStart`), of the prompt a request would use now (the short one until the full one
-is warm). It goes before a new line's background warm-up (`Priority.TYPING`). The engine computes only the tokens the keystroke changed (the cache
-holds whole blocks: those of the last block at most), a few milliseconds of a step, and the
-request after the pause only the last block and the FIM token that follows the line. A
-keystroke's line warm-up replaces the previous one's; the line's text passes the prompt's
-redaction first, and is not warmed if that would change it.
+is warm). It goes before a new line's background warm-up (`Priority.TYPING`). The engine
+computes only the tokens the keystroke changed (the cache holds whole blocks: those of the
+last block at most), a few milliseconds of a step, and the request after the pause only the
+last block and the FIM token that follows the line. A keystroke's line warm-up replaces the
+previous one's; the line's text passes the prompt's redaction first, and is not warmed if
+that would change it.
 """
 
 from __future__ import annotations
